@@ -1,0 +1,164 @@
+//! Command-line subcommands (DESIGN.md "Command line"). Each prints a one-line reason on stderr
+//! and exits non-zero on failure; `--json` prints exactly one JSON object on stdout.
+
+use crate::geometry::axcodes;
+use crate::volume::{DataType, Interp, OnGrid, Volume, read_info, resample_to_spacing};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "sam3d-studio", version, about = "One click on one slice → the organ's 3D shape", args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Volume to open in the viewer (the demo CT when omitted).
+    pub file: Option<PathBuf>,
+    /// Label map to overlay (on the volume's grid).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Shape, spacing, affine (RAS), orientation, datatype and intensity range of a NIfTI file.
+    Info {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resample to isotropic spacing over the same physical extent.
+    Resample {
+        input: PathBuf,
+        output: PathBuf,
+        /// Target spacing in mm (one value: isotropic; or three: i,j,k).
+        #[arg(long, value_delimiter = ',')]
+        spacing: Vec<f64>,
+        #[arg(long, default_value = "linear")]
+        interp: Interp,
+    },
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Some(Command::Info { file, json }) => info(&file, json),
+        Some(Command::Resample { input, output, spacing, interp }) => resample(&input, &output, &spacing, interp),
+        None => {
+            let file = match cli.file {
+                Some(f) => f,
+                None => demo_volume_path()?,
+            };
+            info(&file, false)
+        }
+    }
+}
+
+/// The demo CT shipped in `assets/`.
+pub fn demo_volume_path() -> Result<PathBuf> {
+    let candidates = [
+        std::env::current_exe().ok().and_then(|e| e.parent().map(|p| p.join("assets/demo/ct.nii.gz"))),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo/ct.nii.gz")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .context("demo volume assets/demo/ct.nii.gz not found next to the binary or in the source tree")
+}
+
+#[derive(serde::Serialize)]
+struct InfoJson {
+    file: String,
+    nifti: String,
+    shape: [usize; 3],
+    frames: u64,
+    spacing: [f64; 3],
+    affine: [[f64; 4]; 4],
+    affine_source: String,
+    qform_code: i32,
+    sform_code: i32,
+    axcodes: String,
+    dtype: String,
+    scl_slope: Option<f64>,
+    scl_inter: Option<f64>,
+    min: f64,
+    max: f64,
+    mean: f64,
+    nan_count: usize,
+}
+
+fn info(path: &Path, json: bool) -> Result<()> {
+    let info = read_info(path)?;
+    let data = info.read_data::<f32>()?;
+    let vol = Volume { data, ras_from_voxel: info.ras_from_voxel, meta: Default::default() };
+    let st = vol.stats();
+    let codes: String = axcodes(&info.ras_from_voxel).iter().collect();
+    let out = InfoJson {
+        file: path.display().to_string(),
+        nifti: format!("{:?}", info.header.version),
+        shape: info.shape.ijk(),
+        frames: info.frames,
+        spacing: info.spacing_mm(),
+        affine: info.ras_from_voxel.rows(),
+        affine_source: info.affine_source.name().into(),
+        qform_code: info.header.qform_code,
+        sform_code: info.header.sform_code,
+        axcodes: codes.clone(),
+        dtype: info.dtype.name().into(),
+        scl_slope: info.scaling.map(|s| s.0),
+        scl_inter: info.scaling.map(|s| s.1),
+        min: st.min,
+        max: st.max,
+        mean: st.mean,
+        nan_count: st.nan_count,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!("file      {}", out.file);
+        println!("format    {} ({}), {}", out.nifti, if info.gzipped { "gzip" } else { "uncompressed" }, out.dtype);
+        println!("shape     {} voxels (i×j×k)", info.shape);
+        println!("spacing   {:.4} × {:.4} × {:.4} mm", out.spacing[0], out.spacing[1], out.spacing[2]);
+        println!("axcodes   {codes}   (affine from {}, qform_code {}, sform_code {})", out.affine_source, out.qform_code, out.sform_code);
+        for r in &out.affine {
+            println!("          [{:>10.4} {:>10.4} {:>10.4} {:>10.4}]", r[0], r[1], r[2], r[3]);
+        }
+        println!("range     min {:.4}  max {:.4}  mean {:.4}{}", st.min, st.max, st.mean,
+            if st.nan_count > 0 { format!("  ({} NaN voxels)", st.nan_count) } else { String::new() });
+    }
+    Ok(())
+}
+
+fn resample(input: &Path, output: &Path, spacing: &[f64], interp: Interp) -> Result<()> {
+    let sp = match spacing {
+        [s] => [*s; 3],
+        [a, b, c] => [*a, *b, *c],
+        _ => bail!("--spacing takes one value (isotropic) or three (i,j,k), got {}", spacing.len()),
+    };
+    if sp.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        bail!("--spacing must be positive millimetres, got {spacing:?}");
+    }
+    let vol = Volume::load(input)?;
+    let out = resample_to_spacing(&vol, sp, interp);
+    let dtype = match interp {
+        Interp::Nearest => vol.meta.dtype,
+        Interp::Linear => vol.meta.dtype.filter(|d| *d != DataType::Uint8 && *d != DataType::Int8).or(Some(DataType::Float32)),
+    };
+    out.save(output, dtype)?;
+    log::info!("resampled {} → {} ({})", vol.shape(), out.shape(), output.display());
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! # sam3d-studio
+//!
+//! One click on one slice of a CT or MR volume → the organ's 3D shape, with a SAM3D-family
+//! model that users fine-tune with LoRA. Layers (each uses only those above it; see DESIGN.md):
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`geometry`] | typed points and transforms (RAS mm, voxel ijk, array index, slice, screen), orientation codes, canonical reorientation, view planes |
+//! | [`volume`] | `Volume` / `LabelMap`, NIfTI-1/2 read and write, resampling, intensity normalisation and window/level |
+//! | [`shape`] | signed distance fields, marching-cubes meshes and their export, segmentation metrics |
+//! | [`cli`] | the command-line subcommands (`main.rs` only hands over) |
+//!
+//! Nothing under `geometry` or `volume` knows egui, wgpu or tch.
+
+pub mod cli;
+pub mod geometry;
+pub mod shape;
+pub mod volume;

@@ -1,0 +1,301 @@
+//! Volumes and label maps on a voxel grid with a `ras_from_voxel` affine; NIfTI I/O,
+//! resampling and intensity handling.
+//!
+//! Voxels are held in NIfTI's on-disk order as a C-order array of shape `[k, j, i]` (same bytes,
+//! no transpose). [`GridShape::array_index`] is the one voxel → array conversion.
+
+pub mod header;
+pub mod intensity;
+pub mod nifti;
+pub mod resample;
+
+pub use header::{AffineSource, DataType, NiftiHeader, NiftiVersion};
+pub use nifti::{NiftiInfo, WriteOptions, atomic_write, read_info, write_nifti};
+pub use resample::{Interp, resample_labels_to_grid, resample_to_grid, resample_to_spacing, grid_for_spacing};
+
+use crate::geometry::{ArrayIdx, GridShape, RasFromVoxel, RasMm, VoxelFromRas, VoxelIjk};
+use ndarray::{Array3, Zip};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// An error about one file (or one named input): `path: problem`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct VolumeError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+impl VolumeError {
+    pub fn new(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
+        Self { path: path.as_ref().to_path_buf(), problem: problem.into() }
+    }
+}
+
+/// Imaging modality, which decides intensity normalisation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    Ct,
+    Mr,
+    #[default]
+    Unknown,
+}
+
+impl std::str::FromStr for Modality {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "ct" => Ok(Modality::Ct),
+            "mr" | "mri" => Ok(Modality::Mr),
+            "auto" | "unknown" => Ok(Modality::Unknown),
+            _ => Err(format!("unknown modality '{s}' (expected ct or mr)")),
+        }
+    }
+}
+
+/// What we know about where a volume came from.
+#[derive(Clone, Debug, Default)]
+pub struct VolumeMeta {
+    pub source: Option<PathBuf>,
+    /// On-disk datatype (None for computed volumes).
+    pub dtype: Option<DataType>,
+    pub affine_source: Option<AffineSource>,
+    pub description: String,
+}
+
+/// Summary statistics (NaNs counted, not included).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Stats {
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub nan_count: usize,
+}
+
+/// A scalar volume: intensities (after NIfTI scaling) on a grid.
+#[derive(Clone, Debug)]
+pub struct Volume {
+    /// `[k, j, i]`.
+    pub data: Array3<f32>,
+    pub ras_from_voxel: RasFromVoxel,
+    pub meta: VolumeMeta,
+}
+
+/// An integer label map (0 = background) on a grid.
+#[derive(Clone, Debug)]
+pub struct LabelMap {
+    /// `[k, j, i]`.
+    pub data: Array3<u16>,
+    pub ras_from_voxel: RasFromVoxel,
+    pub meta: VolumeMeta,
+}
+
+/// Shared grid behaviour of volumes and label maps.
+pub trait OnGrid {
+    fn shape(&self) -> GridShape;
+    fn ras_from_voxel(&self) -> &RasFromVoxel;
+    fn spacing_mm(&self) -> [f64; 3] {
+        self.ras_from_voxel().column_norms()
+    }
+    fn voxel_from_ras(&self) -> VoxelFromRas {
+        // Volumes are only built from invertible affines (checked on read and construction).
+        self.ras_from_voxel().try_inverse().unwrap_or_else(|_| VoxelFromRas::identity())
+    }
+    /// RAS position of a voxel centre.
+    fn ras_of(&self, a: ArrayIdx) -> RasMm {
+        self.ras_from_voxel().apply(self.shape().voxel_of(a))
+    }
+    /// Array index of the voxel containing a RAS point, if inside.
+    fn index_of_ras(&self, p: RasMm) -> Option<ArrayIdx> {
+        self.shape().array_index(self.voxel_from_ras().apply(p))
+    }
+    /// Do two grids coincide (same shape, affines equal within `tol_mm` over the grid)?
+    fn same_grid(&self, other: &impl OnGrid, tol_mm: f64) -> bool {
+        self.shape() == other.shape()
+            && corners(self.shape()).iter().all(|&c| {
+                self.ras_from_voxel().apply(c).distance(&other.ras_from_voxel().apply(c)) <= tol_mm
+            })
+    }
+}
+
+fn corners(s: GridShape) -> [VoxelIjk; 4] {
+    let [a, b, c] = [s.ni as f64 - 1.0, s.nj as f64 - 1.0, s.nk as f64 - 1.0];
+    [VoxelIjk::new(0.0, 0.0, 0.0), VoxelIjk::new(a, 0.0, 0.0), VoxelIjk::new(0.0, b, 0.0), VoxelIjk::new(0.0, 0.0, c)]
+}
+
+impl OnGrid for Volume {
+    fn shape(&self) -> GridShape {
+        GridShape::from_array_shape(self.data.shape())
+    }
+    fn ras_from_voxel(&self) -> &RasFromVoxel {
+        &self.ras_from_voxel
+    }
+}
+impl OnGrid for LabelMap {
+    fn shape(&self) -> GridShape {
+        GridShape::from_array_shape(self.data.shape())
+    }
+    fn ras_from_voxel(&self) -> &RasFromVoxel {
+        &self.ras_from_voxel
+    }
+}
+
+impl Volume {
+    /// Reads a NIfTI volume (any supported datatype, scaling applied).
+    pub fn load(path: &Path) -> Result<Self, VolumeError> {
+        let info = read_info(path)?;
+        let data = info.read_data::<f32>()?;
+        Ok(Self::from_info(&info, data))
+    }
+
+    fn from_info(info: &NiftiInfo, data: Array3<f32>) -> Self {
+        Volume {
+            data,
+            ras_from_voxel: info.ras_from_voxel,
+            meta: VolumeMeta {
+                source: Some(info.path.clone()),
+                dtype: Some(info.dtype),
+                affine_source: Some(info.affine_source),
+                description: info.header.descrip.clone(),
+            },
+        }
+    }
+
+    /// A computed volume; fails for a singular affine or mismatched sizes.
+    pub fn new(data: Array3<f32>, ras_from_voxel: RasFromVoxel) -> Result<Self, VolumeError> {
+        ras_from_voxel.try_inverse().map_err(|e| VolumeError::new("<volume>", e.to_string()))?;
+        Ok(Volume { data, ras_from_voxel, meta: VolumeMeta::default() })
+    }
+
+    /// Writes as NIfTI in the given datatype (default: the source's, else float32).
+    pub fn save(&self, path: &Path, dtype: Option<DataType>) -> Result<(), VolumeError> {
+        let opts = WriteOptions { dtype: dtype.or(self.meta.dtype).unwrap_or(DataType::Float32), ..Default::default() };
+        write_nifti(path, self.data.view(), &self.ras_from_voxel, &opts)
+    }
+
+    /// Min, max and mean over all finite voxels, in parallel.
+    pub fn stats(&self) -> Stats {
+        stats_of(self.data.as_slice_memory_order().unwrap_or(&[]))
+    }
+
+    /// Intensity at a continuous voxel position, trilinear; `None` outside the grid.
+    pub fn sample_trilinear(&self, p: VoxelIjk) -> Option<f32> {
+        resample::trilinear_at(&self.data, p.v.x, p.v.y, p.v.z)
+    }
+
+    /// Intensity at a RAS point, trilinear.
+    pub fn sample_ras(&self, p: RasMm) -> Option<f32> {
+        self.sample_trilinear(self.voxel_from_ras().apply(p))
+    }
+
+    /// Guesses CT (Hounsfield range) vs MR from the intensities.
+    pub fn guess_modality(&self) -> Modality {
+        let s = self.stats();
+        if s.min <= -500.0 && s.max >= 300.0 && s.min >= -3100.0 { Modality::Ct } else { Modality::Mr }
+    }
+}
+
+pub(crate) fn stats_of(flat: &[f32]) -> Stats {
+    let (min, max, sum, n, nan) = flat
+        .par_chunks(1 << 16)
+        .map(|c| {
+            let (mut lo, mut hi, mut s, mut n, mut nan) = (f32::INFINITY, f32::NEG_INFINITY, 0f64, 0usize, 0usize);
+            let mut part = 0f32;
+            for (idx, &x) in c.iter().enumerate() {
+                if x.is_nan() {
+                    nan += 1;
+                    continue;
+                }
+                lo = lo.min(x);
+                hi = hi.max(x);
+                part += x;
+                n += 1;
+                if idx % 1024 == 1023 {
+                    s += part as f64;
+                    part = 0.0;
+                }
+            }
+            s += part as f64;
+            (lo as f64, hi as f64, s, n, nan)
+        })
+        .reduce(
+            || (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0, 0),
+            |a, b| (a.0.min(b.0), a.1.max(b.1), a.2 + b.2, a.3 + b.3, a.4 + b.4),
+        );
+    if n == 0 {
+        return Stats { min: f64::NAN, max: f64::NAN, mean: f64::NAN, nan_count: nan };
+    }
+    Stats { min, max, mean: sum / n as f64, nan_count: nan }
+}
+
+impl LabelMap {
+    /// Reads a NIfTI label map: every value must be a whole number in 0..=65535.
+    pub fn load(path: &Path) -> Result<Self, VolumeError> {
+        let info = read_info(path)?;
+        let data = info.read_data::<u16>()?;
+        Ok(LabelMap {
+            data,
+            ras_from_voxel: info.ras_from_voxel,
+            meta: VolumeMeta {
+                source: Some(info.path.clone()),
+                dtype: Some(info.dtype),
+                affine_source: Some(info.affine_source),
+                description: info.header.descrip.clone(),
+            },
+        })
+    }
+
+    pub fn new(data: Array3<u16>, ras_from_voxel: RasFromVoxel) -> Result<Self, VolumeError> {
+        ras_from_voxel.try_inverse().map_err(|e| VolumeError::new("<labels>", e.to_string()))?;
+        Ok(LabelMap { data, ras_from_voxel, meta: VolumeMeta::default() })
+    }
+
+    /// An empty label map on a volume's grid.
+    pub fn empty_like(v: &impl OnGrid) -> Self {
+        LabelMap { data: Array3::zeros(v.shape().array_shape()), ras_from_voxel: *v.ras_from_voxel(), meta: VolumeMeta::default() }
+    }
+
+    /// Writes as NIfTI (uint8 when every label fits, else uint16), atomically.
+    pub fn save(&self, path: &Path) -> Result<(), VolumeError> {
+        let max = self.data.iter().copied().max().unwrap_or(0);
+        let dtype = if max <= 255 { DataType::Uint8 } else { DataType::Uint16 };
+        write_nifti(path, self.data.view(), &self.ras_from_voxel, &WriteOptions { dtype, ..Default::default() })
+    }
+
+    /// Checks that this label map lies on a volume's grid; the error names both grids.
+    pub fn check_matches(&self, v: &impl OnGrid, what: &Path) -> Result<(), VolumeError> {
+        if self.shape() != v.shape() {
+            return Err(VolumeError::new(what, format!("shape {} does not match the volume's {}", self.shape(), v.shape())));
+        }
+        if !self.same_grid(v, 1e-3 * self.spacing_mm().iter().cloned().fold(1.0, f64::min)) {
+            return Err(VolumeError::new(
+                what,
+                format!("affine {:?} does not match the volume's {:?}", fmt_rows(&self.ras_from_voxel), fmt_rows(v.ras_from_voxel())),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Voxel count per label id (background excluded), sorted by id.
+    pub fn counts(&self) -> Vec<(u16, usize)> {
+        let mut c = std::collections::BTreeMap::new();
+        for &x in self.data.iter() {
+            if x != 0 {
+                *c.entry(x).or_insert(0usize) += 1;
+            }
+        }
+        c.into_iter().collect()
+    }
+
+    /// Binary mask of one label.
+    pub fn mask(&self, label: u16) -> Array3<bool> {
+        let mut m = Array3::from_elem(self.data.raw_dim(), false);
+        Zip::from(&mut m).and(&self.data).par_for_each(|m, &l| *m = l == label);
+        m
+    }
+}
+
+fn fmt_rows(a: &RasFromVoxel) -> Vec<Vec<f64>> {
+    a.rows()[..3].iter().map(|r| r.iter().map(|x| (x * 1000.0).round() / 1000.0).collect()).collect()
+}

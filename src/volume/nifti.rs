@@ -1,0 +1,537 @@
+//! NIfTI-1/NIfTI-2 reading and writing (`.nii`, `.nii.gz`, and `.hdr`/`.img` pairs on read).
+//!
+//! Reading streams the data (gzip or not) straight into the output array in on-disk order
+//! (`[k, j, i]`), converting and scaling as it goes, so peak memory is the output plus small
+//! buffers. Every size is checked against the file before anything large is allocated.
+//! Writing goes to a temporary file beside the target, then renames it; `.gz` output is
+//! compressed in parallel as a multi-member gzip stream (readable by every gzip reader).
+
+use super::header::{AffineSource, DataType, NiftiHeader, NiftiVersion, header_size, qform_params};
+use super::VolumeError;
+use crate::geometry::{GridShape, RasFromVoxel};
+use ndarray::{Array3, ArrayView3};
+use rayon::prelude::*;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Largest plausible gzip expansion (deflate's maximum ratio is about 1032:1).
+const MAX_GZIP_RATIO: u64 = 1100;
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Everything known about a file before its voxels are read.
+#[derive(Clone, Debug)]
+pub struct NiftiInfo {
+    pub path: PathBuf,
+    pub header: NiftiHeader,
+    pub shape: GridShape,
+    pub frames: u64,
+    pub dtype: DataType,
+    pub ras_from_voxel: RasFromVoxel,
+    pub affine_source: AffineSource,
+    pub scaling: Option<(f64, f64)>,
+    pub gzipped: bool,
+    data_path: PathBuf,
+    data_offset: u64,
+}
+
+/// A decoded sample type: how raw file values (after scaling, as f64) become `Self`.
+pub trait Sample: Copy + Default + Send + Sync + 'static {
+    /// Converts; returns `None` for a value the type cannot hold.
+    fn from_f64(x: f64) -> Option<Self>;
+    const KIND: &'static str;
+}
+
+impl Sample for f32 {
+    #[inline(always)]
+    fn from_f64(x: f64) -> Option<Self> {
+        Some(x as f32)
+    }
+    const KIND: &'static str = "intensity";
+}
+
+impl Sample for u16 {
+    #[inline(always)]
+    fn from_f64(x: f64) -> Option<Self> {
+        (x >= 0.0 && x <= 65535.0 && x.fract() == 0.0).then_some(x as u16)
+    }
+    const KIND: &'static str = "label (whole numbers 0..65535)";
+}
+
+fn err(path: &Path, problem: impl Into<String>) -> VolumeError {
+    VolumeError::new(path, problem)
+}
+
+fn io_problem(e: &std::io::Error) -> String {
+    let msg = e.to_string();
+    if e.kind() == std::io::ErrorKind::InvalidInput || e.kind() == std::io::ErrorKind::InvalidData
+    {
+        format!("gzip data is corrupt ({msg})")
+    } else {
+        msg
+    }
+}
+
+fn is_gzip(path: &Path) -> Result<bool, VolumeError> {
+    let mut f = File::open(path).map_err(|e| err(path, format!("cannot open: {e}")))?;
+    let mut m = [0u8; 2];
+    let n = read_full(&mut f, &mut m).map_err(|e| err(path, io_problem(&e)))?;
+    Ok(n == 2 && m == [0x1f, 0x8b])
+}
+
+fn open_stream(path: &Path) -> Result<(Box<dyn Read + Send>, bool), VolumeError> {
+    let gz = is_gzip(path)?;
+    let f = File::open(path).map_err(|e| err(path, format!("cannot open: {e}")))?;
+    let r = BufReader::with_capacity(1 << 16, f);
+    if gz {
+        Ok((Box::new(flate2::read::MultiGzDecoder::new(r)), true))
+    } else {
+        Ok((Box::new(r), false))
+    }
+}
+
+/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn skip(r: &mut impl Read, mut n: u64) -> std::io::Result<u64> {
+    let mut buf = [0u8; 8192];
+    let mut done = 0;
+    while n > 0 {
+        let want = n.min(buf.len() as u64) as usize;
+        let got = read_full(r, &mut buf[..want])?;
+        done += got as u64;
+        if got < want {
+            break;
+        }
+        n -= got as u64;
+    }
+    Ok(done)
+}
+
+fn file_len(path: &Path) -> Result<u64, VolumeError> {
+    std::fs::metadata(path).map(|m| m.len()).map_err(|e| err(path, format!("cannot stat: {e}")))
+}
+
+/// Reads and validates the header of a NIfTI file (no voxel data).
+pub fn read_info(path: &Path) -> Result<NiftiInfo, VolumeError> {
+    let (mut r, gz) = open_stream(path)?;
+    let info = read_info_from(path, &mut r, gz)?;
+    Ok(info)
+}
+
+fn read_info_from(path: &Path, r: &mut impl Read, gz: bool) -> Result<NiftiInfo, VolumeError> {
+    let mut buf = vec![0u8; 540];
+    let n = read_full(r, &mut buf[..4]).map_err(|e| err(path, io_problem(&e)))?;
+    if n == 0 {
+        return Err(err(path, "file is empty"));
+    }
+    if n < 4 {
+        return Err(err(path, "file is too short to be NIfTI"));
+    }
+    let (version, _) = super::header::sniff([buf[0], buf[1], buf[2], buf[3]]).map_err(|p| err(path, p))?;
+    let hs = header_size(version);
+    let got = read_full(r, &mut buf[4..hs]).map_err(|e| err(path, io_problem(&e)))?;
+    if got < hs - 4 {
+        return Err(err(path, format!("file ends inside the header ({} of {hs} bytes)", got + 4)));
+    }
+    let header = NiftiHeader::parse(&buf[..hs]).map_err(|p| err(path, p))?;
+    let dtype = header.datatype().map_err(|p| err(path, p))?;
+    if header.bitpix != 0 && header.bitpix as usize != dtype.size_bytes() * 8 {
+        log::warn!("{}: bitpix {} does not match datatype {}; using the datatype", path.display(), header.bitpix, dtype.name());
+    }
+    let (shape, frames) = header.grid().map_err(|p| err(path, p))?;
+    let (ras_from_voxel, affine_source) = header.ras_from_voxel().map_err(|p| err(path, p))?;
+    let scaling = header.scaling().map_err(|p| err(path, p))?;
+    let data_offset = header.data_offset().map_err(|p| err(path, p))?;
+    let data_path = if header.single_file {
+        path.to_path_buf()
+    } else {
+        paired_image_path(path)?
+    };
+    let info = NiftiInfo {
+        path: path.to_path_buf(),
+        header,
+        shape,
+        frames,
+        dtype,
+        ras_from_voxel,
+        affine_source,
+        scaling,
+        gzipped: gz,
+        data_path,
+        data_offset,
+    };
+    // Size checks before any allocation.
+    let need = info.data_bytes();
+    let dgz = if info.header.single_file { gz } else { is_gzip(&info.data_path)? };
+    let have = file_len(&info.data_path)?;
+    if !dgz && have < data_offset.saturating_add(need) {
+        return Err(err(
+            &info.data_path,
+            format!(
+                "file is {have} bytes but the header needs {} bytes of voxel data from offset {data_offset} (truncated, or wrong dimensions)",
+                need
+            ),
+        ));
+    }
+    if !dgz && data_offset > have {
+        return Err(err(path, format!("vox_offset {data_offset} is past the end of the file ({have} bytes)")));
+    }
+    if dgz && need > have.saturating_mul(MAX_GZIP_RATIO) + (1 << 20) {
+        return Err(err(
+            path,
+            format!("header claims {need} bytes of voxel data, impossible for a {have}-byte gzip file (corrupt dimensions)"),
+        ));
+    }
+    Ok(info)
+}
+
+fn paired_image_path(hdr: &Path) -> Result<PathBuf, VolumeError> {
+    let s = hdr.to_string_lossy();
+    let candidates: Vec<String> = if let Some(stem) = s.strip_suffix(".hdr.gz") {
+        vec![format!("{stem}.img.gz"), format!("{stem}.img")]
+    } else if let Some(stem) = s.strip_suffix(".hdr") {
+        vec![format!("{stem}.img"), format!("{stem}.img.gz")]
+    } else {
+        return Err(err(hdr, "header says the voxels are in a separate .img file, but this file is not a .hdr"));
+    };
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| err(hdr, format!("image file {} is missing", candidates[0])))
+}
+
+impl NiftiInfo {
+    /// Bytes of voxel data for one 3D frame.
+    pub fn frame_bytes(&self) -> u64 {
+        self.shape.len() as u64 * self.dtype.size_bytes() as u64
+    }
+    /// Bytes of voxel data the header describes (all frames).
+    pub fn data_bytes(&self) -> u64 {
+        self.frame_bytes().saturating_mul(self.frames)
+    }
+    pub fn spacing_mm(&self) -> [f64; 3] {
+        self.ras_from_voxel.column_norms()
+    }
+
+    /// Reads the voxels of the (single) 3D frame as `T`, applying scaling.
+    pub fn read_data<T: Sample>(&self) -> Result<Array3<T>, VolumeError> {
+        if self.frames > 1 {
+            return Err(err(
+                &self.path,
+                format!(
+                    "4D file with {} frames ({}×{}); sam3d-studio opens 3D volumes — extract one frame first",
+                    self.frames, self.shape, self.frames
+                ),
+            ));
+        }
+        let (mut r, _) = open_stream(&self.data_path)?;
+        let consumed = if self.header.single_file {
+            // Re-read past the header (cheap) so we stay a pure stream.
+            header_size(self.header.version) as u64
+        } else {
+            0
+        };
+        let to_skip = self.data_offset.saturating_sub(consumed);
+        if consumed > 0 {
+            skip(&mut r, consumed).map_err(|e| err(&self.path, io_problem(&e)))?;
+        }
+        let skipped = skip(&mut r, to_skip).map_err(|e| err(&self.data_path, io_problem(&e)))?;
+        if skipped < to_skip {
+            return Err(err(&self.data_path, format!("vox_offset {} is past the end of the data", self.data_offset)));
+        }
+        let n = self.shape.len();
+        let mut out: Vec<T> = Vec::with_capacity(n);
+        let bpp = self.dtype.size_bytes();
+        let mut buf = vec![0u8; (CHUNK_BYTES / bpp).max(1) * bpp];
+        let mut bad: Option<f64> = None;
+        while out.len() < n {
+            let want = ((n - out.len()) * bpp).min(buf.len());
+            let got = read_full(&mut r, &mut buf[..want]).map_err(|e| err(&self.data_path, io_problem(&e)))?;
+            if got < want {
+                let total = out.len() * bpp + got;
+                return Err(err(
+                    &self.data_path,
+                    format!("data ends after {total} of {} bytes (file truncated?)", n * bpp),
+                ));
+            }
+            decode_chunk(&buf[..want], self.dtype, self.header.big_endian, self.scaling, &mut out, &mut bad);
+        }
+        if let Some(x) = bad {
+            return Err(err(&self.path, format!("value {x} cannot be a {}", T::KIND)));
+        }
+        Array3::from_shape_vec(self.shape.array_shape(), out)
+            .map_err(|e| err(&self.path, format!("internal shape error: {e}")))
+    }
+}
+
+macro_rules! decode_as {
+    ($raw:expr, $ty:ty, $be:expr, $scale:expr, $out:expr, $bad:expr) => {{
+        const W: usize = std::mem::size_of::<$ty>();
+        let it = $raw.chunks_exact(W).map(|c| {
+            let mut a = [0u8; W];
+            a.copy_from_slice(c);
+            if $be { <$ty>::from_be_bytes(a) } else { <$ty>::from_le_bytes(a) }
+        });
+        match $scale {
+            None => {
+                for v in it {
+                    let x = v as f64;
+                    match T::from_f64(x) {
+                        Some(t) => $out.push(t),
+                        None => {
+                            $bad.get_or_insert(x);
+                            $out.push(T::default())
+                        }
+                    }
+                }
+            }
+            Some((s, i)) => {
+                for v in it {
+                    let x = v as f64 * s + i;
+                    match T::from_f64(x) {
+                        Some(t) => $out.push(t),
+                        None => {
+                            $bad.get_or_insert(x);
+                            $out.push(T::default())
+                        }
+                    }
+                }
+            }
+        }
+    }};
+}
+
+fn decode_chunk<T: Sample>(
+    raw: &[u8],
+    dt: DataType,
+    be: bool,
+    scale: Option<(f64, f64)>,
+    out: &mut Vec<T>,
+    bad: &mut Option<f64>,
+) {
+    match dt {
+        DataType::Uint8 => decode_as!(raw, u8, be, scale, out, bad),
+        DataType::Int8 => decode_as!(raw, i8, be, scale, out, bad),
+        DataType::Int16 => decode_as!(raw, i16, be, scale, out, bad),
+        DataType::Uint16 => decode_as!(raw, u16, be, scale, out, bad),
+        DataType::Int32 => decode_as!(raw, i32, be, scale, out, bad),
+        DataType::Uint32 => decode_as!(raw, u32, be, scale, out, bad),
+        DataType::Int64 => decode_as!(raw, i64, be, scale, out, bad),
+        DataType::Uint64 => decode_as!(raw, u64, be, scale, out, bad),
+        DataType::Float32 => decode_as!(raw, f32, be, scale, out, bad),
+        DataType::Float64 => decode_as!(raw, f64, be, scale, out, bad),
+    }
+}
+
+/// How to write a volume.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteOptions {
+    /// On-disk datatype; values are rounded (integers) and clamped to its range.
+    pub dtype: DataType,
+    /// `qform_code` and `sform_code` (both set to the affine). 2 = aligned anatomy.
+    pub xform_code: i16,
+    /// gzip level for `.gz` paths (1 = fastest).
+    pub gzip_level: u32,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self { dtype: DataType::Float32, xform_code: 2, gzip_level: 1 }
+    }
+}
+
+/// A value that can be written to a NIfTI file.
+pub trait WriteSample: Copy + Send + Sync {
+    fn to_f64(self) -> f64;
+}
+impl WriteSample for f32 {
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+impl WriteSample for u16 {
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+impl WriteSample for u8 {
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+/// Builds a NIfTI-1 single-file header (little-endian) for the given grid and affine.
+pub fn build_header(shape: GridShape, ras_from_voxel: &RasFromVoxel, opts: &WriteOptions, descrip: &str) -> Vec<u8> {
+    let mut h = vec![0u8; 352];
+    let put_i16 = |h: &mut Vec<u8>, o: usize, v: i16| h[o..o + 2].copy_from_slice(&v.to_le_bytes());
+    let put_i32 = |h: &mut Vec<u8>, o: usize, v: i32| h[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    let put_f32 = |h: &mut Vec<u8>, o: usize, v: f64| h[o..o + 4].copy_from_slice(&(v as f32).to_le_bytes());
+    put_i32(&mut h, 0, 348);
+    h[39] = 0; // dim_info
+    let dims = [3i16, shape.ni as i16, shape.nj as i16, shape.nk as i16, 1, 1, 1, 1];
+    for (n, d) in dims.iter().enumerate() {
+        put_i16(&mut h, 40 + 2 * n, *d);
+    }
+    put_i16(&mut h, 70, opts.dtype.code());
+    put_i16(&mut h, 72, (opts.dtype.size_bytes() * 8) as i16);
+    let m = *ras_from_voxel.matrix();
+    let (quat, qoff, zooms, qfac) = qform_params(&m);
+    let pixdim = [qfac, zooms[0], zooms[1], zooms[2], 1.0, 1.0, 1.0, 1.0];
+    for (n, p) in pixdim.iter().enumerate() {
+        put_f32(&mut h, 76 + 4 * n, *p);
+    }
+    put_f32(&mut h, 108, 352.0);
+    put_f32(&mut h, 112, 1.0); // scl_slope
+    put_f32(&mut h, 116, 0.0); // scl_inter
+    h[123] = 2 | 8; // mm, seconds
+    let d = descrip.as_bytes();
+    let n = d.len().min(79);
+    h[148..148 + n].copy_from_slice(&d[..n]);
+    put_i16(&mut h, 252, opts.xform_code);
+    put_i16(&mut h, 254, opts.xform_code);
+    for i in 0..3 {
+        put_f32(&mut h, 256 + 4 * i, quat[i]);
+        put_f32(&mut h, 268 + 4 * i, qoff[i]);
+    }
+    for r in 0..3 {
+        for c in 0..4 {
+            put_f32(&mut h, 280 + 16 * r + 4 * c, m[(r, c)]);
+        }
+    }
+    h[344..348].copy_from_slice(b"n+1\0");
+    // 348..352: extension flag, all zero.
+    h
+}
+
+fn encode_into(data: &[impl WriteSample], dt: DataType, out: &mut Vec<u8>) {
+    let (lo, hi) = dt.range();
+    macro_rules! enc {
+        ($ty:ty, $round:expr) => {{
+            out.reserve(data.len() * std::mem::size_of::<$ty>());
+            for v in data {
+                let x = v.to_f64();
+                let x = if $round { x.round().clamp(lo, hi) } else { x };
+                let x = if x.is_nan() && $round { 0.0 } else { x };
+                out.extend_from_slice(&(x as $ty).to_le_bytes());
+            }
+        }};
+    }
+    match dt {
+        DataType::Uint8 => enc!(u8, true),
+        DataType::Int8 => enc!(i8, true),
+        DataType::Int16 => enc!(i16, true),
+        DataType::Uint16 => enc!(u16, true),
+        DataType::Int32 => enc!(i32, true),
+        DataType::Uint32 => enc!(u32, true),
+        DataType::Int64 => enc!(i64, true),
+        DataType::Uint64 => enc!(u64, true),
+        DataType::Float32 => enc!(f32, false),
+        DataType::Float64 => enc!(f64, false),
+    }
+}
+
+/// Writes `data` (C-order `[k, j, i]`) as NIfTI-1 to `path` (`.nii` or `.nii.gz`), atomically.
+pub fn write_nifti<T: WriteSample>(
+    path: &Path,
+    data: ArrayView3<T>,
+    ras_from_voxel: &RasFromVoxel,
+    opts: &WriteOptions,
+) -> Result<(), VolumeError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    if !(name.ends_with(".nii") || name.ends_with(".nii.gz")) {
+        return Err(err(path, "output must end in .nii or .nii.gz"));
+    }
+    let shape = GridShape::from_array_shape(data.shape());
+    if shape.ijk().iter().any(|&n| n > i16::MAX as usize) {
+        return Err(err(path, format!("grid {shape} is too large for NIfTI-1 (32767 per axis)")));
+    }
+    let header = build_header(shape, ras_from_voxel, opts, "sam3d-studio");
+    let owned;
+    let flat: &[T] = match data.as_slice() {
+        Some(s) => s,
+        None => {
+            owned = data.iter().copied().collect::<Vec<T>>();
+            &owned
+        }
+    };
+    let gz = name.ends_with(".gz");
+    atomic_write(path, |f| {
+        if gz {
+            // Parallel multi-member gzip: header member, then one member per chunk.
+            let per = (4 << 20) / opts.dtype.size_bytes();
+            let mut members: Vec<Vec<u8>> = Vec::new();
+            members.push(gzip_bytes(&header, opts.gzip_level)?);
+            let chunks: Vec<std::io::Result<Vec<u8>>> = flat
+                .par_chunks(per.max(1))
+                .map(|c| {
+                    let mut raw = Vec::new();
+                    encode_into(c, opts.dtype, &mut raw);
+                    gzip_bytes(&raw, opts.gzip_level)
+                })
+                .collect();
+            for c in chunks {
+                members.push(c?);
+            }
+            for m in &members {
+                f.write_all(m)?;
+            }
+        } else {
+            f.write_all(&header)?;
+            for c in flat.chunks(1 << 20) {
+                let mut raw = Vec::new();
+                encode_into(c, opts.dtype, &mut raw);
+                f.write_all(&raw)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn gzip_bytes(raw: &[u8], level: u32) -> std::io::Result<Vec<u8>> {
+    let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 2), flate2::Compression::new(level));
+    e.write_all(raw)?;
+    e.finish()
+}
+
+/// Writes through a temporary file in the target's directory, then renames it into place, so
+/// an existing file is never half-overwritten.
+pub fn atomic_write(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+) -> Result<(), VolumeError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let f = File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        write(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(path, format!("cannot write: {e}")));
+    }
+    Ok(())
+}
+
+/// The version a file would be written as (always NIfTI-1 here; NIfTI-2 is read-only).
+pub fn write_version() -> NiftiVersion {
+    NiftiVersion::Nifti1
+}
