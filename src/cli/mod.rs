@@ -103,9 +103,7 @@ struct InfoJson {
 
 fn info(path: &Path, json: bool) -> Result<()> {
     let info = read_info(path)?;
-    let data = info.read_data::<f32>()?;
-    let vol = Volume { data, ras_from_voxel: info.ras_from_voxel, meta: Default::default() };
-    let st = vol.stats();
+    let st = info.stream_stats()?;
     let codes: String = axcodes(&info.ras_from_voxel).iter().collect();
     let out = InfoJson {
         file: path.display().to_string(),
