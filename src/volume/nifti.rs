@@ -64,9 +64,12 @@ fn err(path: &Path, problem: impl Into<String>) -> VolumeError {
 
 fn io_problem(e: &std::io::Error) -> String {
     let msg = e.to_string();
-    if e.kind() == std::io::ErrorKind::InvalidInput || e.kind() == std::io::ErrorKind::InvalidData
+    use std::io::ErrorKind as K;
+    if matches!(e.kind(), K::InvalidInput | K::InvalidData | K::UnexpectedEof)
+        || msg.contains("deflate")
+        || msg.contains("gzip")
     {
-        format!("gzip data is corrupt ({msg})")
+        format!("gzip data is corrupt or truncated ({msg})")
     } else {
         msg
     }
