@@ -150,13 +150,19 @@ fn resample(input: &Path, output: &Path, spacing: &[f64], interp: Interp) -> Res
     if sp.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
         bail!("--spacing must be positive millimetres, got {spacing:?}");
     }
+    let t0 = std::time::Instant::now();
     let vol = Volume::load(input)?;
+    log::info!("read {:.3} s", t0.elapsed().as_secs_f64());
+    let t1 = std::time::Instant::now();
     let out = resample_to_spacing(&vol, sp, interp);
+    log::info!("resample {:.3} s", t1.elapsed().as_secs_f64());
+    let t2 = std::time::Instant::now();
     let dtype = match interp {
         Interp::Nearest => vol.meta.dtype,
         Interp::Linear => vol.meta.dtype.filter(|d| *d != DataType::Uint8 && *d != DataType::Int8).or(Some(DataType::Float32)),
     };
     out.save(output, dtype)?;
+    log::info!("write {:.3} s", t2.elapsed().as_secs_f64());
     log::info!("resampled {} → {} ({})", vol.shape(), out.shape(), output.display());
     Ok(())
 }

@@ -141,7 +141,36 @@ impl OnGrid for LabelMap {
     }
 }
 
+/// Reorders `[k, j, i]` data to the closest canonical (RAS) orientation by permutation and flips
+/// only (nibabel's `as_closest_canonical`); returns the data and its new affine.
+pub fn to_canonical<T: Copy + Default + Send + Sync>(data: &Array3<T>, ras_from_voxel: &RasFromVoxel) -> (Array3<T>, RasFromVoxel) {
+    let shape = GridShape::from_array_shape(data.shape());
+    let (aff, new_shape, old_from_new) = crate::geometry::reorient_to_canonical_affine(ras_from_voxel, shape);
+    let mut out = Array3::<T>::default(new_shape.array_shape());
+    let m = *old_from_new.matrix();
+    // Each new axis reads one old axis, forwards or backwards: integer arithmetic only.
+    let map = |row: usize, n: [usize; 3]| -> (usize, isize, isize) {
+        let new_ax = (0..3).find(|&c| m[(row, c)] != 0.0).unwrap_or(row);
+        let _ = n;
+        (new_ax, m[(row, new_ax)] as isize, m[(row, 3)] as isize)
+    };
+    let old_n = shape.ijk();
+    let axes = [map(0, old_n), map(1, old_n), map(2, old_n)];
+    Zip::indexed(&mut out).par_for_each(|(k, j, i), o| {
+        let new = [i as isize, j as isize, k as isize];
+        let old = |a: usize| (axes[a].1 * new[axes[a].0] + axes[a].2) as usize;
+        *o = data[[old(2), old(1), old(0)]];
+    });
+    (out, aff)
+}
+
 impl Volume {
+    /// The same volume in the closest canonical (RAS) orientation (permutation and flips only).
+    pub fn to_canonical(&self) -> Volume {
+        let (data, ras_from_voxel) = to_canonical(&self.data, &self.ras_from_voxel);
+        Volume { data, ras_from_voxel, meta: self.meta.clone() }
+    }
+
     /// Reads a NIfTI volume (any supported datatype, scaling applied).
     pub fn load(path: &Path) -> Result<Self, VolumeError> {
         let info = read_info(path)?;
@@ -259,6 +288,12 @@ pub(crate) fn stats_of(flat: &[f32]) -> Stats {
 }
 
 impl LabelMap {
+    /// The same label map in the closest canonical (RAS) orientation.
+    pub fn to_canonical(&self) -> LabelMap {
+        let (data, ras_from_voxel) = to_canonical(&self.data, &self.ras_from_voxel);
+        LabelMap { data, ras_from_voxel, meta: self.meta.clone() }
+    }
+
     /// Reads a NIfTI label map: every value must be a whole number in 0..=65535.
     pub fn load(path: &Path) -> Result<Self, VolumeError> {
         let info = read_info(path)?;
