@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+pub mod data_cmds;
+pub mod progress;
+
 #[derive(Parser, Debug)]
 #[command(name = "sam3d-studio", version, about = "One click on one slice → the organ's 3D shape", args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -38,6 +41,19 @@ pub enum Command {
         #[arg(long, default_value = "linear")]
         interp: Interp,
     },
+    /// Write synthetic labelled phantoms (CT-like or MR-like) for tests, demos and training.
+    Phantom {
+        outdir: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        cases: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "ct")]
+        modality: crate::volume::Modality,
+        /// Small, coarse cases (about 2–4.5 mm voxels) instead of realistic sizes.
+        #[arg(long)]
+        small: bool,
+    },
 }
 
 /// Entry point used by `main.rs`.
@@ -57,6 +73,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Info { file, json }) => info(&file, json),
         Some(Command::Resample { input, output, spacing, interp }) => resample(&input, &output, &spacing, interp),
+        Some(Command::Phantom { outdir, cases, seed, modality, small }) => data_cmds::phantom(&outdir, cases, seed, modality, small),
         None => {
             let file = match cli.file {
                 Some(f) => f,
