@@ -246,11 +246,14 @@ pub fn generate(spec: &PhantomSpec, seed: u64) -> PhantomCase {
         let cap = p.z.abs() - body.z * 1.2;
         let body_d = body_d.max(cap);
         let occ = |d: f64| (0.5 - d / h).clamp(0.0, 1.0) as f32;
-        let (air, fat, soft) = if ct { (-1000.0, -100.0, 35.0) } else { (0.0, 900.0, 330.0) };
+        // Skin → subcutaneous fat → abdominal muscle wall → visceral fat around the organs.
+        let (air, fat, muscle, visceral) = if ct { (-1000.0, -100.0, 50.0, -85.0) } else { (0.0, 900.0, 330.0, 820.0) };
         let fat_occ = occ(body_d);
-        let inner_occ = occ(body_d + 14.0 * s);
+        let muscle_occ = occ(body_d + 14.0 * s);
+        let inner_occ = occ(body_d + 24.0 * s);
         let mut val = air + (fat - air) * fat_occ;
-        val += (soft - fat) * inner_occ;
+        val += (muscle - fat) * muscle_occ;
+        val += (visceral - muscle) * inner_occ;
         let mut label = 0u16;
         if inner_occ > 0.0 {
             let sd = spine.sdf(&p);
