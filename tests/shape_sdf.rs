@@ -52,7 +52,7 @@ fn equals_brute_force_on_random_masks() {
         let sp = [0.3 + rng.next() * 2.0, 0.3 + rng.next() * 2.0, 0.3 + rng.next() * 3.0];
         let got = sdf(m.view(), sp);
         let want = brute_sdf(&m, sp);
-        for (idx, (&g, &w)) in got.indexed_iter().zip(want.iter()) {
+        for ((idx, &g), &w) in got.indexed_iter().zip(want.iter()) {
             assert!(
                 (g as f64 - w).abs() <= 1e-5 * w.abs().max(1.0),
                 "case {case} shape {shape:?} spacing {sp:?} at {idx:?}: {g} vs brute force {w}"

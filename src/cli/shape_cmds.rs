@@ -10,9 +10,10 @@ use std::path::Path;
 pub fn sdf(labels_path: &Path, out: &Path, label: Option<u16>) -> Result<()> {
     let labels = LabelMap::load(labels_path)?;
     let what = label.map_or("any non-zero label".to_string(), |l| format!("label {l}"));
-    let inside = match label {
-        Some(l) => labels.data.iter().filter(|&&v| v == l).count(),
-        None => labels.data.iter().filter(|&&v| v != 0).count(),
+    let inside = {
+        use rayon::prelude::*;
+        let flat = labels.data.as_slice_memory_order().unwrap_or(&[]);
+        flat.par_iter().filter(|&&v| if let Some(l) = label { v == l } else { v != 0 }).count()
     };
     if inside == 0 {
         bail!("{}: {what} is absent (no voxel to measure distances to)", labels_path.display());
@@ -44,12 +45,7 @@ pub fn mesh(
     }
     let labels = LabelMap::load(labels_path)?;
     let ids: Vec<u16> = match label {
-        Some(l) => {
-            if !labels.data.iter().any(|&v| v == l) {
-                bail!("{}: label {l} is absent", labels_path.display());
-            }
-            vec![l]
-        }
+        Some(l) => vec![l],
         None => labels.counts().into_iter().map(|(l, _)| l).collect(),
     };
     if ids.is_empty() {
@@ -70,6 +66,9 @@ pub fn mesh(
         use rayon::prelude::*;
         ids.par_iter().map(|&l| (l, format!("label_{l}"), finish(shape::mesh_of_label(&labels, l)))).collect()
     };
+    if let Some(l) = label.filter(|_| meshes[0].2.is_empty()) {
+        bail!("{}: label {l} is absent", labels_path.display());
+    }
     let objects: Vec<MeshObject> = meshes.iter().map(|(l, n, m)| MeshObject { label: *l, name: n, mesh: m }).collect();
     let space = if lps { MeshSpace::Lps } else { MeshSpace::Ras };
     shape::write_mesh(out, &objects, space)?;

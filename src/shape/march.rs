@@ -122,8 +122,7 @@ pub(crate) struct VoxelMesh {
 /// `origin_kji` is the array index of `g[0, 0, 0]` in the full grid (non-zero for a crop), added
 /// to the vertex positions.
 pub(crate) fn march(g: ArrayView3<f32>, origin_kji: [usize; 3]) -> VoxelMesh {
-    let inside = g.mapv(|x| x > 0.0);
-    let Some((lo, hi)) = super::sdf::bounding_box(inside.view()) else { return VoxelMesh::default() };
+    let Some((lo, hi)) = super::sdf::bounding_box_by(g, |&x| x > 0.0) else { return VoxelMesh::default() };
     let sh = g.shape();
     // Padded crop: grid points lo−1 ..= hi+1 along each axis (as signed indices).
     let dims = [hi[0] - lo[0] + 3, hi[1] - lo[1] + 3, hi[2] - lo[2] + 3];

@@ -7,7 +7,7 @@ use super::march::{VoxelMesh, march, mask_field};
 use crate::geometry::{RasFromVoxel, VoxelIjk};
 use crate::volume::{LabelMap, OnGrid};
 use nalgebra::{Matrix3, Vector3};
-use super::sdf::bounding_box;
+use super::sdf::bounding_box_by;
 use ndarray::{ArrayView3, Zip, s};
 use rayon::prelude::*;
 use std::cmp::Ordering;
@@ -50,8 +50,7 @@ pub fn mesh_of_label(labels: &LabelMap, label: u16) -> Mesh {
 /// Surface of the voxels whose label passes `select` (say `|l| l != 0` for the whole
 /// foreground), in RAS mm. Only the selection's bounding box is visited.
 pub fn mesh_of_labels(labels: &LabelMap, select: impl Fn(u16) -> bool + Sync) -> Mesh {
-    let mask = Zip::from(&labels.data).par_map_collect(|&l| select(l));
-    let Some((lo, hi)) = bounding_box(mask.view()) else { return Mesh::default() };
+    let Some((lo, hi)) = bounding_box_by(labels.data.view(), |&l| select(l)) else { return Mesh::default() };
     let sh = labels.data.shape();
     let lo: [usize; 3] = std::array::from_fn(|d| lo[d].saturating_sub(1));
     let hi: [usize; 3] = std::array::from_fn(|d| (hi[d] + 2).min(sh[d]));

@@ -160,8 +160,12 @@ fn neighbour_codes(mask: ArrayView3<bool>) -> Array3<u8> {
 /// Surface distances between two masks (`[k, j, i]`, same shape), spacing `[si, sj, sk]`.
 /// Empty sides give empty lists.
 pub fn surface_distances(pred: ArrayView3<bool>, gt: ArrayView3<bool>, spacing_mm: [f64; 3]) -> SurfaceDistances {
-    let union = ndarray::Zip::from(&pred).and(&gt).par_map_collect(|&a, &b| a || b);
-    let Some((lo, hi)) = super::sdf::bounding_box(union.view()) else { return SurfaceDistances::default() };
+    let boxes = (super::sdf::bounding_box(pred), super::sdf::bounding_box(gt));
+    let (lo, hi) = match boxes {
+        (None, None) => return SurfaceDistances::default(),
+        (Some(a), None) | (None, Some(a)) => a,
+        (Some(a), Some(b)) => union_box(a, b),
+    };
     let cut = s![lo[0]..=hi[0], lo[1]..=hi[1], lo[2]..=hi[2]];
     let (pred, gt) = (pred.slice(cut), gt.slice(cut));
     let areas = surfel_areas(spacing_mm);

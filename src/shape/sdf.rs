@@ -90,30 +90,41 @@ pub fn sdf_classes(labels: ArrayView3<u16>, classes: &[u16], spacing_mm: [f64; 3
 
 /// Inclusive `[k, j, i]` bounds of the true voxels, or `None` for an empty mask.
 pub fn bounding_box(mask: ArrayView3<bool>) -> Option<([usize; 3], [usize; 3])> {
-    let per_k: Vec<Option<([usize; 3], [usize; 3])>> = mask
-        .axis_iter(Axis(0))
-        .into_par_iter()
-        .enumerate()
-        .map(|(k, plane)| {
-            let mut b: Option<([usize; 3], [usize; 3])> = None;
-            for ((j, i), &m) in plane.indexed_iter() {
-                if m {
-                    let (lo, hi) = b.get_or_insert(([k, j, i], [k, j, i]));
-                    lo[1] = lo[1].min(j);
-                    lo[2] = lo[2].min(i);
-                    hi[1] = hi[1].max(j);
-                    hi[2] = hi[2].max(i);
-                }
-            }
-            b
-        })
-        .collect();
-    per_k.into_iter().flatten().reduce(|a, b| {
+    bounding_box_by(mask, |&m| m)
+}
+
+/// Inclusive `[k, j, i]` bounds of the voxels passing `select`, or `None` when none does.
+/// Parallel over `k` planes; each row is searched from both ends.
+pub fn bounding_box_by<T: Sync>(a: ArrayView3<T>, select: impl Fn(&T) -> bool + Sync) -> Option<([usize; 3], [usize; 3])> {
+    type Box3 = ([usize; 3], [usize; 3]);
+    let merge = |a: Box3, b: Box3| -> Box3 {
         (
             [a.0[0].min(b.0[0]), a.0[1].min(b.0[1]), a.0[2].min(b.0[2])],
             [a.1[0].max(b.1[0]), a.1[1].max(b.1[1]), a.1[2].max(b.1[2])],
         )
-    })
+    };
+    a.axis_iter(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .filter_map(|(k, plane)| {
+            let mut b: Option<Box3> = None;
+            for (j, row) in plane.rows().into_iter().enumerate() {
+                let first = match row.as_slice() {
+                    Some(r) => r.iter().position(&select),
+                    None => row.iter().position(&select),
+                };
+                let Some(first) = first else { continue };
+                let last = match row.as_slice() {
+                    Some(r) => r.iter().rposition(&select),
+                    None => row.iter().rposition(&select),
+                }
+                .unwrap_or(first);
+                let rb = ([k, j, first], [k, j, last]);
+                b = Some(b.map_or(rb, |b| merge(b, rb)));
+            }
+            b
+        })
+        .reduce_with(merge)
 }
 
 /// Pass 1, along `i`: squared distance (mm²) to the nearest voxel of the same row whose mask
@@ -184,13 +195,7 @@ fn envelope_columns(mut plane: ArrayViewMut2<f32>, w: f64, sc: &mut Scratch) {
         }
         for c in 0..b {
             let line = &mut sc.block[c * n..(c + 1) * n];
-            sc.f.clear();
-            sc.f.extend(line.iter().map(|&x| x as f64));
-            if envelope_1d(&sc.f, w, &mut sc.v, &mut sc.z, &mut sc.out) {
-                for (dst, &src) in line.iter_mut().zip(sc.out.iter()) {
-                    *dst = src as f32;
-                }
-            }
+            envelope_1d(line, w, &mut sc.v, &mut sc.z, &mut sc.hv, &mut sc.fv);
         }
         for r in 0..n {
             let mut row = plane.row_mut(r);
@@ -204,39 +209,41 @@ fn envelope_columns(mut plane: ArrayViewMut2<f32>, w: f64, sc: &mut Scratch) {
 
 struct Scratch {
     block: Vec<f32>,
-    f: Vec<f64>,
     v: Vec<usize>,
     z: Vec<f64>,
-    out: Vec<f64>,
+    hv: Vec<f64>,
+    fv: Vec<f64>,
 }
 
 impl Scratch {
     fn new(n: usize) -> Self {
-        Scratch { block: Vec::new(), f: Vec::with_capacity(n), v: vec![0; n], z: vec![0.0; n + 1], out: vec![0.0; n] }
+        Scratch { block: Vec::new(), v: vec![0; n], z: vec![0.0; n + 1], hv: vec![0.0; n], fv: vec![0.0; n] }
     }
 }
 
-/// Felzenszwalb–Huttenlocher: `out[q] = min_p (w·(q−p))² + f[p]` over finite `f[p]`.
-/// Returns false (and leaves `out` alone) when no `f[p]` is finite: the line stays `+∞`.
-pub(crate) fn envelope_1d(f: &[f64], w: f64, v: &mut [usize], z: &mut [f64], out: &mut [f64]) -> bool {
+/// Felzenszwalb–Huttenlocher, in place: `f[q] ← min_p (w·(q−p))² + f[p]` over finite `f[p]`
+/// (squared mm). A line with no finite value is left as it is (`+∞`). Arithmetic in f64.
+/// `v`, `hv`, `fv` need `f.len()` slots, `z` one more.
+pub(crate) fn envelope_1d(f: &mut [f32], w: f64, v: &mut [usize], z: &mut [f64], hv: &mut [f64], fv: &mut [f64]) {
     let n = f.len();
+    let Some(first) = f.iter().position(|x| x.is_finite()) else { return };
     let inv_w2 = 1.0 / (w * w);
-    // Parabola p in index units: (q − p)² + f[p]/w²; h[p] = f[p]/w² + p².
-    let h = |p: usize| f[p] * inv_w2 + (p * p) as f64;
-    let Some(first) = f.iter().position(|x| x.is_finite()) else { return false };
+    // Parabola p in index units: (q − p)² + f[p]/w²; its key is h = f[p]/w² + p².
     let mut k = 0usize;
     v[0] = first;
+    fv[0] = f[first] as f64;
+    hv[0] = fv[0] * inv_w2 + (first * first) as f64;
     z[0] = f64::NEG_INFINITY;
     z[1] = f64::INFINITY;
     for q in first + 1..n {
-        if !f[q].is_finite() {
+        let fq = f[q];
+        if !fq.is_finite() {
             continue;
         }
-        let hq = h(q);
+        let hq = fq as f64 * inv_w2 + (q * q) as f64;
         let mut s;
         loop {
-            let p = v[k];
-            s = (hq - h(p)) / (2.0 * (q - p) as f64);
+            s = (hq - hv[k]) / (2.0 * (q - v[k]) as f64);
             if s <= z[k] && k > 0 {
                 k -= 1;
             } else {
@@ -244,26 +251,28 @@ pub(crate) fn envelope_1d(f: &[f64], w: f64, v: &mut [usize], z: &mut [f64], out
             }
         }
         if s <= z[k] {
-            // k == 0 and the new parabola is below the first everywhere.
+            // k == 0 and the new parabola lies below the first everywhere.
             v[0] = q;
+            hv[0] = hq;
+            fv[0] = fq as f64;
             z[1] = f64::INFINITY;
             continue;
         }
         k += 1;
         v[k] = q;
+        hv[k] = hq;
+        fv[k] = fq as f64;
         z[k] = s;
         z[k + 1] = f64::INFINITY;
     }
     let mut k = 0usize;
-    for (q, o) in out.iter_mut().enumerate().take(n) {
+    for (q, o) in f.iter_mut().enumerate() {
         while z[k + 1] < q as f64 {
             k += 1;
         }
-        let p = v[k];
-        let dq = (q as f64 - p as f64) * w;
-        *o = dq * dq + f[p];
+        let dq = (q as f64 - v[k] as f64) * w;
+        *o = (dq * dq + fv[k]) as f32;
     }
-    true
 }
 
 #[cfg(test)]
@@ -288,11 +297,13 @@ mod tests {
                 let f: Vec<f64> =
                     (0..n).map(|_| if rnd() < 0.3 { f64::INFINITY } else { (rnd() * 30.0).floor() }).collect();
                 let w = 0.3 + rnd() * 3.0;
-                let (mut v, mut z, mut out) = (vec![0; n], vec![0.0; n + 1], vec![f64::INFINITY; n]);
-                envelope_1d(&f, w, &mut v, &mut z, &mut out);
+                let (mut v, mut z, mut hv, mut fv) = (vec![0; n], vec![0.0; n + 1], vec![0.0; n], vec![0.0; n]);
+                let mut line: Vec<f32> = f.iter().map(|&x| x as f32).collect();
+                envelope_1d(&mut line, w, &mut v, &mut z, &mut hv, &mut fv);
+                let out: Vec<f64> = line.iter().map(|&x| x as f64).collect();
                 let b = brute_1d(&f, w);
                 for q in 0..n {
-                    assert!((out[q] - b[q]).abs() <= 1e-9 * b[q].max(1.0) || out[q] == b[q], "{f:?} {w} {q}: {} vs {}", out[q], b[q]);
+                    assert!((out[q] - b[q]).abs() <= 1e-5 * b[q].max(1.0) || out[q] == b[q], "{f:?} {w} {q}: {} vs {}", out[q], b[q]);
                 }
             }
         }
