@@ -132,23 +132,22 @@ pub fn surfel_areas(spacing_mm: [f64; 3]) -> [f64; 256] {
 /// voxel offset `(di, dj, dk)` (its axes are nibabel's i, j, k) the bit `7 − (4·di + 2·dj + dk)`.
 fn neighbour_codes(mask: ArrayView3<bool>) -> Array3<u8> {
     let [nk, nj, ni] = [mask.shape()[0], mask.shape()[1], mask.shape()[2]];
+    // Zero-padded copy: padded[k + 1][j + 1][i + 1] = mask[k][j][i].
+    let mut padded = Array3::<u8>::zeros((nk + 2, nj + 2, ni + 2));
+    padded.slice_mut(s![1..nk + 1, 1..nj + 1, 1..ni + 1]).zip_mut_with(&mask, |p, &m| *p = m as u8);
     let mut codes = Array3::<u8>::zeros((nk + 1, nj + 1, ni + 1));
+    let padded = &padded;
     codes.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(ck, mut plane)| {
-        for dk in 0..2 {
-            let Some(k) = (ck + dk).checked_sub(1).filter(|&k| k < nk) else { continue };
-            for dj in 0..2 {
-                for cj in 0..=nj {
-                    let Some(j) = (cj + dj).checked_sub(1).filter(|&j| j < nj) else { continue };
-                    let row = mask.slice(s![k, j, ..]);
-                    let mut out = plane.row_mut(cj);
-                    for di in 0..2 {
-                        let bit = 1u8 << (7 - (4 * di + 2 * dj + dk));
-                        for ci in 0..=ni {
-                            let Some(i) = (ci + di).checked_sub(1).filter(|&i| i < ni) else { continue };
-                            if row[i] {
-                                out[ci] |= bit;
-                            }
-                        }
+        for (cj, mut out) in plane.rows_mut().into_iter().enumerate() {
+            let Some(out) = out.as_slice_mut() else { continue };
+            for dk in 0..2 {
+                for dj in 0..2 {
+                    let row = padded.slice(s![ck + dk, cj + dj, ..]);
+                    let Some(row) = row.as_slice() else { continue };
+                    let (b0, b1) = (7 - (2 * dj + dk), 7 - (4 + 2 * dj + dk));
+                    // Corner ci sees padded voxels ci (di = 0) and ci + 1 (di = 1).
+                    for ((o, &lo), &hi) in out.iter_mut().zip(&row[..ni + 1]).zip(&row[1..]) {
+                        *o |= (lo << b0) | (hi << b1);
                     }
                 }
             }

@@ -130,32 +130,44 @@ pub fn bounding_box_by<T: Sync>(a: ArrayView3<T>, select: impl Fn(&T) -> bool + 
 /// Pass 1, along `i`: squared distance (mm²) to the nearest voxel of the same row whose mask
 /// value equals `target`, `+∞` when the row has none.
 fn scan_i(mask: ArrayView3<bool>, d: &mut Array3<f32>, si: f64, target: bool) {
-    let ni = mask.shape()[2];
     Zip::from(d.rows_mut()).and(mask.rows()).par_for_each(|mut drow, mrow| {
-        // Forward: distance (in voxels) to the last feature at or before i.
-        let mut last: Option<usize> = None;
-        for i in 0..ni {
-            if mrow[i] == target {
-                last = Some(i);
+        let owned;
+        let m: &[bool] = match mrow.as_slice() {
+            Some(m) => m,
+            None => {
+                owned = mrow.to_vec();
+                &owned
             }
-            drow[i] = match last {
-                Some(l) => (i - l) as f32,
-                None => f32::INFINITY,
-            };
-        }
-        let mut next: Option<usize> = None;
-        for i in (0..ni).rev() {
-            if mrow[i] == target {
-                next = Some(i);
+        };
+        match drow.as_slice_mut() {
+            Some(out) => scan_row(m, out, si, target),
+            None => {
+                let mut out = vec![0f32; m.len()];
+                scan_row(m, &mut out, si, target);
+                for (dst, src) in drow.iter_mut().zip(out) {
+                    *dst = src;
+                }
             }
-            let back = match next {
-                Some(n) => (n - i) as f32,
-                None => f32::INFINITY,
-            };
-            let v = drow[i].min(back);
-            drow[i] = if v.is_finite() { ((v as f64 * si) * (v as f64 * si)) as f32 } else { f32::INFINITY };
         }
     });
+}
+
+/// One row of [`scan_i`]: forward and backward sweeps, then squared mm.
+fn scan_row(m: &[bool], out: &mut [f32], si: f64, target: bool) {
+    const FAR: f32 = f32::INFINITY;
+    // Forward: voxels since the last feature at or before i.
+    let mut run = FAR;
+    for (o, &x) in out.iter_mut().zip(m) {
+        run = if x == target { 0.0 } else { run + 1.0 };
+        *o = run;
+    }
+    // Backward: voxels to the next feature at or after i; keep the smaller, then square.
+    let mut run = FAR;
+    for (o, &x) in out.iter_mut().zip(m).rev() {
+        run = if x == target { 0.0 } else { run + 1.0 };
+        let v = o.min(run) as f64 * si;
+        *o = (v * v) as f32;
+    }
 }
 
 /// Passes 2 and 3: lower envelopes along `j` (spacing `sj`) and `k` (spacing `sk`).
@@ -181,34 +193,43 @@ fn envelope_passes(d: &mut Array3<f32>, spacing_mm: [f64; 3]) {
 /// Runs the 1D transform down every column (axis 0) of a `[n, ni]` plane. Columns are
 /// transposed into a contiguous buffer row by row, so memory is read in order.
 fn envelope_columns(mut plane: ArrayViewMut2<f32>, w: f64, sc: &mut Scratch) {
-    let (n, ni) = (plane.shape()[0], plane.shape()[1]);
-    const BLOCK: usize = 64;
-    let mut i0 = 0;
-    while i0 < ni {
-        let b = BLOCK.min(ni - i0);
-        sc.block.resize(b * n, 0.0);
-        for r in 0..n {
-            let row = plane.row(r);
-            for c in 0..b {
-                sc.block[c * n + r] = row[i0 + c];
-            }
+    let n = plane.shape()[0];
+    let ni = plane.shape()[1];
+    // Only columns holding a finite value change; sparse inputs (surfels) skip most of them.
+    sc.has.clear();
+    sc.has.resize(ni, false);
+    for row in plane.rows() {
+        match row.as_slice() {
+            Some(r) => sc.has.iter_mut().zip(r).for_each(|(h, x)| *h |= x.is_finite()),
+            None => sc.has.iter_mut().zip(row.iter()).for_each(|(h, x)| *h |= x.is_finite()),
         }
-        for c in 0..b {
-            let line = &mut sc.block[c * n..(c + 1) * n];
-            envelope_1d(line, w, &mut sc.v, &mut sc.z, &mut sc.hv, &mut sc.fv);
+    }
+    sc.cols.clear();
+    sc.cols.extend((0..ni).filter(|&c| sc.has[c]));
+    if sc.cols.is_empty() {
+        return;
+    }
+    let m = sc.cols.len();
+    sc.block.resize(m * n, 0.0);
+    for (r, row) in plane.rows().into_iter().enumerate() {
+        for (t, &c) in sc.cols.iter().enumerate() {
+            sc.block[t * n + r] = row[c];
         }
-        for r in 0..n {
-            let mut row = plane.row_mut(r);
-            for c in 0..b {
-                row[i0 + c] = sc.block[c * n + r];
-            }
+    }
+    for line in sc.block.chunks_exact_mut(n) {
+        envelope_1d(line, w, &mut sc.v, &mut sc.z, &mut sc.hv, &mut sc.fv);
+    }
+    for (r, mut row) in plane.rows_mut().into_iter().enumerate() {
+        for (t, &c) in sc.cols.iter().enumerate() {
+            row[c] = sc.block[t * n + r];
         }
-        i0 += b;
     }
 }
 
 struct Scratch {
     block: Vec<f32>,
+    has: Vec<bool>,
+    cols: Vec<usize>,
     v: Vec<usize>,
     z: Vec<f64>,
     hv: Vec<f64>,
@@ -217,7 +238,7 @@ struct Scratch {
 
 impl Scratch {
     fn new(n: usize) -> Self {
-        Scratch { block: Vec::new(), v: vec![0; n], z: vec![0.0; n + 1], hv: vec![0.0; n], fv: vec![0.0; n] }
+        Scratch { block: Vec::new(), has: Vec::new(), cols: Vec::new(), v: vec![0; n], z: vec![0.0; n + 1], hv: vec![0.0; n], fv: vec![0.0; n] }
     }
 }
 
