@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+pub mod model_cmds;
+
 #[derive(Parser, Debug)]
 #[command(name = "sam3d-studio", version, about = "One click on one slice → the organ's 3D shape", args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -38,6 +40,8 @@ pub enum Command {
         #[arg(long, default_value = "linear")]
         interp: Interp,
     },
+    /// One click → the organ's 3D mask on the input grid (SAM3D model).
+    Infer(model_cmds::InferArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -57,6 +61,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Info { file, json }) => info(&file, json),
         Some(Command::Resample { input, output, spacing, interp }) => resample(&input, &output, &spacing, interp),
+        Some(Command::Infer(args)) => model_cmds::infer(&args),
         None => {
             let file = match cli.file {
                 Some(f) => f,
