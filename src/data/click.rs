@@ -102,6 +102,14 @@ impl PreparedVolume {
     /// `modality`: `None` or `Some(Unknown)` guesses from the intensities.
     pub fn new(volume: Arc<Volume>, modality: Option<Modality>, ct_window_hu: [f32; 2]) -> Result<Self, ClickError> {
         let voxel_from_ras = volume.ras_from_voxel.try_inverse().map_err(|_| ClickError::SingularAffine)?;
+        // Sampling reads the voxels as one C-order slice; a view with other strides is copied once.
+        let volume = if volume.data.is_standard_layout() {
+            volume
+        } else {
+            let mut v = (*volume).clone();
+            v.data = v.data.as_standard_layout().into_owned();
+            Arc::new(v)
+        };
         let modality = match modality {
             Some(m @ (Modality::Ct | Modality::Mr)) => m,
             _ => volume.guess_modality(),
