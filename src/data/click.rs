@@ -350,48 +350,135 @@ pub fn sdf_to_source_mask(
     let (j0, j1) = (clamp(lo[1].floor(), n[1]), clamp(hi[1].ceil(), n[1]));
     let (k0, k1) = (clamp(lo[2].floor(), n[2]), clamp(hi[2].ceil(), n[2]));
     let sdf = sdf.as_standard_layout().into_owned();
+    let sampler = SdfSampler::new(&sdf);
     let m = *grid_from_voxel.matrix();
-    let gmax = g as f64 - 0.5;
+    let step = [m[(0, 0)], m[(1, 0)], m[(2, 0)]];
+    let (lo_g, hi_g) = (-0.5, g as f64 - 0.5);
     data.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(k, mut slab)| {
         if k < k0 || k > k1 {
             return;
         }
+        let Some(row_slab) = slab.as_slice_mut() else { return };
         for j in j0..=j1 {
-            for i in i0..=i1 {
-                let (fi, fj, fk) = (i as f64, j as f64, k as f64);
-                let x = m[(0, 0)] * fi + m[(0, 1)] * fj + m[(0, 2)] * fk + m[(0, 3)];
-                let y = m[(1, 0)] * fi + m[(1, 1)] * fj + m[(1, 2)] * fk + m[(1, 3)];
-                let z = m[(2, 0)] * fi + m[(2, 1)] * fj + m[(2, 2)] * fk + m[(2, 3)];
-                if x < -0.5 || y < -0.5 || z < -0.5 || x > gmax || y > gmax || z > gmax {
-                    continue;
+            let (fj, fk) = (j as f64, k as f64);
+            // Grid position of voxel (0, j, k); each step in i adds `step`.
+            let base = [
+                m[(0, 1)] * fj + m[(0, 2)] * fk + m[(0, 3)],
+                m[(1, 1)] * fj + m[(1, 2)] * fk + m[(1, 3)],
+                m[(2, 1)] * fj + m[(2, 2)] * fk + m[(2, 3)],
+            ];
+            // The i-interval of this row inside the cube.
+            let (mut t0, mut t1) = (i0 as f64, i1 as f64);
+            for d in 0..3 {
+                if step[d].abs() < 1e-12 {
+                    if base[d] < lo_g || base[d] > hi_g {
+                        t1 = -1.0;
+                    }
+                } else {
+                    let (a, b) = ((lo_g - base[d]) / step[d], (hi_g - base[d]) / step[d]);
+                    t0 = t0.max(a.min(b));
+                    t1 = t1.min(a.max(b));
                 }
-                if trilinear_at(&sdf, x, y, z).is_some_and(|d| d < 0.0) {
-                    slab[[j, i]] = 1;
+            }
+            if t1 < t0 {
+                continue;
+            }
+            let row = &mut row_slab[j * n[0]..(j + 1) * n[0]];
+            for i in (t0.ceil().max(0.0) as usize)..=(t1.floor().min(n[0] as f64 - 1.0) as usize) {
+                let fi = i as f64;
+                if sampler.inside(base[0] + step[0] * fi, base[1] + step[1] * fi, base[2] + step[2] * fi) {
+                    row[i] = 1;
                 }
             }
         }
     });
-    let seed = seed_voxel(&data, shape, &voxel_from_ras, ras_from_voxel, click);
-    let data = match seed {
-        Some(s) => keep_component(&data, s),
-        None => data,
+    let bbox = [[k0, k1], [j0, j1], [i0, i1]];
+    let voxel_count = match seed_voxel(&data, bbox, shape, &voxel_from_ras, ras_from_voxel, click) {
+        Some(s) => keep_component(&mut data, s),
+        None => data.iter().filter(|&&x| x != 0).count(),
     };
-    let voxel_count = data.iter().filter(|&&x| x != 0).count();
     SourceMask { data, voxel_count, volume_ml: voxel_count as f64 * voxel_ml }
 }
 
-/// The click's voxel if inside the mask, else the mask voxel nearest to the click (in mm).
-fn seed_voxel(data: &Array3<u8>, shape: GridShape, voxel_from_ras: &VoxelFromRas, ras_from_voxel: &RasFromVoxel, click: RasMm) -> Option<[usize; 3]> {
+/// Is the trilinear SDF negative at a grid position? Cells whose 8 corners share a sign are
+/// answered without interpolating (most of the cube is far from the surface).
+struct SdfSampler<'a> {
+    sdf: &'a [f32],
+    g: usize,
+    /// Per cell of the `(g−1)³` lattice: 0 all corners ≥ 0, 1 all < 0, 2 mixed.
+    cell: Vec<u8>,
+}
+
+impl<'a> SdfSampler<'a> {
+    fn new(sdf: &'a Array3<f32>) -> Self {
+        let g = sdf.shape()[0];
+        let flat = sdf.as_slice().unwrap_or(&[]);
+        let c = g.saturating_sub(1);
+        let mut cell = vec![2u8; c * c * c];
+        for z in 0..c {
+            for y in 0..c {
+                for x in 0..c {
+                    let mut neg = 0;
+                    for (dz, dy, dx) in [(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1), (1, 0, 0), (1, 0, 1), (1, 1, 0), (1, 1, 1)] {
+                        if flat[((z + dz) * g + y + dy) * g + x + dx] < 0.0 {
+                            neg += 1;
+                        }
+                    }
+                    cell[(z * c + y) * c + x] = match neg {
+                        0 => 0,
+                        8 => 1,
+                        _ => 2,
+                    };
+                }
+            }
+        }
+        Self { sdf: flat, g, cell }
+    }
+
+    #[inline]
+    fn inside(&self, x: f64, y: f64, z: f64) -> bool {
+        let g = self.g;
+        if g < 2 {
+            return self.sdf.first().is_some_and(|&d| d < 0.0);
+        }
+        let gm = (g - 1) as f64;
+        let (x, y, z) = (x.clamp(0.0, gm), y.clamp(0.0, gm), z.clamp(0.0, gm));
+        let (x0, y0, z0) = ((x as usize).min(g - 2), (y as usize).min(g - 2), (z as usize).min(g - 2));
+        let c = g - 1;
+        match self.cell[(z0 * c + y0) * c + x0] {
+            0 => false,
+            1 => true,
+            _ => {
+                let (fx, fy, fz) = ((x - x0 as f64) as f32, (y - y0 as f64) as f32, (z - z0 as f64) as f32);
+                let at = |dz: usize, dy: usize, dx: usize| self.sdf[((z0 + dz) * g + y0 + dy) * g + x0 + dx];
+                let c00 = at(0, 0, 0) + (at(0, 0, 1) - at(0, 0, 0)) * fx;
+                let c10 = at(0, 1, 0) + (at(0, 1, 1) - at(0, 1, 0)) * fx;
+                let c01 = at(1, 0, 0) + (at(1, 0, 1) - at(1, 0, 0)) * fx;
+                let c11 = at(1, 1, 0) + (at(1, 1, 1) - at(1, 1, 0)) * fx;
+                let c0 = c00 + (c10 - c00) * fy;
+                let c1 = c01 + (c11 - c01) * fy;
+                c0 + (c1 - c0) * fz < 0.0
+            }
+        }
+    }
+}
+
+/// The click's voxel if inside the mask, else the mask voxel nearest to the click (in mm),
+/// searched within `bbox` (`[k, j, i]` inclusive ranges: where the cube can have set voxels).
+fn seed_voxel(data: &Array3<u8>, bbox: [[usize; 2]; 3], shape: GridShape, voxel_from_ras: &VoxelFromRas, ras_from_voxel: &RasFromVoxel, click: RasMm) -> Option<[usize; 3]> {
     if let Some(a) = shape.array_index(voxel_from_ras.apply(click))
         && data[a.as_kji()] != 0
     {
         return Some(a.as_kji());
     }
     let mut best: Option<([usize; 3], f64)> = None;
-    for ((k, j, i), &x) in data.indexed_iter() {
+    let [[k0, k1], [j0, j1], [i0, i1]] = bbox;
+    let sub = data.slice(ndarray::s![k0..=k1, j0..=j1, i0..=i1]);
+    for ((dk, dj, di), &x) in sub.indexed_iter() {
         if x == 0 {
             continue;
         }
+        let (k, j, i) = (k0 + dk, j0 + dj, i0 + di);
         let d = ras_from_voxel.apply(VoxelIjk::new(i as f64, j as f64, k as f64)).distance(&click);
         if best.is_none_or(|(_, bd)| d < bd) {
             best = Some(([k, j, i], d));
@@ -400,18 +487,21 @@ fn seed_voxel(data: &Array3<u8>, shape: GridShape, voxel_from_ras: &VoxelFromRas
     best.map(|b| b.0)
 }
 
-/// The 6-connected component of `seed` (a `[k, j, i]` index of a set voxel).
-fn keep_component(data: &Array3<u8>, seed: [usize; 3]) -> Array3<u8> {
+/// Keeps only the 6-connected component of `seed` (a `[k, j, i]` index of a set voxel), in
+/// place (visited voxels are marked 2 during the search); returns its voxel count.
+fn keep_component(data: &mut Array3<u8>, seed: [usize; 3]) -> usize {
     let sh = data.shape();
     let (nk, nj, ni) = (sh[0], sh[1], sh[2]);
-    let mut out = Array3::<u8>::zeros(data.raw_dim());
     let mut queue = VecDeque::new();
-    out[seed] = 1;
+    data[seed] = 2;
     queue.push_back(seed);
+    let mut count = 0usize;
     while let Some([k, j, i]) = queue.pop_front() {
+        count += 1;
         let mut visit = |kk: usize, jj: usize, ii: usize| {
-            if data[[kk, jj, ii]] != 0 && out[[kk, jj, ii]] == 0 {
-                out[[kk, jj, ii]] = 1;
+            let v = &mut data[[kk, jj, ii]];
+            if *v == 1 {
+                *v = 2;
                 queue.push_back([kk, jj, ii]);
             }
         };
@@ -434,7 +524,8 @@ fn keep_component(data: &Array3<u8>, seed: [usize; 3]) -> Array3<u8> {
             visit(k, j, i + 1);
         }
     }
-    out
+    data.par_mapv_inplace(|v| u8::from(v == 2));
+    count
 }
 
 #[cfg(test)]
@@ -479,8 +570,8 @@ mod tests {
         d[[2, 2, 1]] = 1;
         d[[2, 2, 2]] = 1;
         d[[2, 2, 6]] = 1;
-        let out = keep_component(&d, [2, 2, 6]);
-        assert_eq!(out.iter().filter(|&&x| x != 0).count(), 1);
-        assert_eq!(out[[2, 2, 6]], 1);
+        assert_eq!(keep_component(&mut d, [2, 2, 6]), 1);
+        assert_eq!(d.iter().filter(|&&x| x != 0).count(), 1);
+        assert_eq!(d[[2, 2, 6]], 1);
     }
 }

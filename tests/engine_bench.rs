@@ -1,0 +1,103 @@
+//! Benchmark (not a test; run explicitly):
+//!   cargo test --release --test engine_bench -- --ignored --nocapture
+//! Click → mask (+ mesh when wired) with the `small` preset on 2 CPU threads, the volume already
+//! prepared (cached) in the session; random weights (speed does not depend on their values).
+//! Prints per-stage medians and the process's peak memory (VmHWM).
+
+use sam3d_studio::engine::{InferRequest, NoHooks, Session};
+use sam3d_studio::geometry::{RasMm, ViewPlane};
+use sam3d_studio::model::{Config, Model};
+use sam3d_studio::volume::{LabelMap, OnGrid, Volume};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use tch::Device;
+
+fn vm(key: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Centroid (RAS) of label `l`.
+fn centroid(labels: &LabelMap, l: u16) -> Option<RasMm> {
+    let (mut s, mut n) = ([0f64; 3], 0usize);
+    for ((k, j, i), &x) in labels.data.indexed_iter() {
+        if x == l {
+            s[0] += i as f64;
+            s[1] += j as f64;
+            s[2] += k as f64;
+            n += 1;
+        }
+    }
+    (n > 0).then(|| labels.ras_from_voxel.apply(sam3d_studio::geometry::VoxelIjk::new(s[0] / n as f64, s[1] / n as f64, s[2] / n as f64)))
+}
+
+#[test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+fn click_to_mask_small_preset_two_threads() {
+    tch::set_num_threads(2);
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
+    let big = Path::new("/tmp/peerdata/big_ct.nii.gz");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/ct.nii.gz");
+    let mut cases = vec![(demo.clone(), demo.with_file_name("labels.nii.gz"))];
+    if big.exists() {
+        cases.push((big.to_path_buf(), big.with_file_name("big_labels.nii.gz")));
+    }
+    for preset in ["small", "tiny"] {
+        tch::manual_seed(0);
+        let model = Model::new(Config::preset(preset).expect("preset"), Device::Cpu);
+        let params = model.info().parameters;
+        let mut session = Session::new();
+        session.set_model(model).expect("model");
+        for (vol_path, lab_path) in &cases {
+            let t = Instant::now();
+            let vol = Arc::new(Volume::load(vol_path).expect("volume"));
+            let load = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            session.set_volume(vol.clone(), None).expect("prepare");
+            let prep = t.elapsed().as_secs_f64();
+            let labels = LabelMap::load(lab_path).ok();
+            let click = labels.as_ref().and_then(|l| centroid(l, 5)).unwrap_or_else(|| {
+                let s = vol.shape();
+                vol.ras_from_voxel.apply(sam3d_studio::geometry::VoxelIjk::new(s.ni as f64 / 2.0, s.nj as f64 / 2.0, s.nk as f64 / 2.0))
+            });
+            let (mut pre, mut m2, mut sh, mut post, mut tot) = (vec![], vec![], vec![], vec![], vec![]);
+            let mut wall = vec![];
+            for rep in 0..8 {
+                let plane = ViewPlane::ALL[rep % 3];
+                let t = Instant::now();
+                let r = session.infer(&InferRequest { click, plane, mask2d: None }, &mut NoHooks).expect("infer");
+                wall.push(t.elapsed().as_secs_f64());
+                if rep == 0 {
+                    continue; // warm-up
+                }
+                pre.push(r.timings.preprocess_secs);
+                m2.push(r.timings.mask2d_secs);
+                sh.push(r.timings.shape_secs);
+                post.push(r.timings.postprocess_secs);
+                tot.push(r.timings.total_secs);
+            }
+            println!(
+                "{preset:5} ({params} params) {} {}: load {load:.2} s, prepare (cached once) {prep:.3} s | per click median: preprocess {:.4} s, 2D mask {:.4} s, 3D shape {:.4} s, postprocess {:.4} s, total {:.4} s (first click {:.3} s)",
+                vol_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                vol.shape(),
+                median(pre),
+                median(m2),
+                median(sh),
+                median(post),
+                median(tot),
+                wall[0],
+            );
+        }
+    }
+    println!("peak memory (VmHWM) {}, now (VmRSS) {}", vm("VmHWM:"), vm("VmRSS:"));
+}
