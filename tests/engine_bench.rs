@@ -101,3 +101,37 @@ fn click_to_mask_small_preset_two_threads() {
     }
     println!("peak memory (VmHWM) {}, now (VmRSS) {}", vm("VmHWM:"), vm("VmRSS:"));
 }
+
+#[test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+fn small_forward_per_block() {
+    tch::set_num_threads(2);
+    tch::manual_seed(0);
+    let cfg = Config::small();
+    let m = Model::new(cfg.clone(), Device::Cpu);
+    let s = cfg.input.image_size as i64;
+    let opts = (tch::Kind::Float, Device::Cpu);
+    let x = sam3d_studio::model::NetInputs {
+        image: tch::Tensor::randn([1, 1, s, s], opts),
+        mask: tch::Tensor::ones([1, 1, s, s], opts),
+        pointmap: tch::Tensor::randn([1, 3, s, s], opts),
+        context: None,
+    };
+    let _g = tch::no_grad_guard();
+    let net = m.net();
+    for rep in 0..3 {
+        let t = Instant::now();
+        let pe = net.encoder.point_embed.forward_t(&x.pointmap, false);
+        let t_pe = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let cond = net.encoder.forward_t(&x, false);
+        let t_enc = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let lat = net.generator.forward_t(&cond, false);
+        let t_gen = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let sdf = net.decoder.forward(&lat);
+        let t_dec = t.elapsed().as_secs_f64();
+        println!("rep {rep}: point_embed {t_pe:.4} s, encoder (incl.) {t_enc:.4} s, generator {t_gen:.4} s, decoder {t_dec:.4} s {:?} {:?}", pe.size(), sdf.size());
+    }
+}

@@ -205,3 +205,17 @@ fn infer_command_fails_cleanly() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("sam3d-studio train"));
     assert!(!out.exists());
 }
+
+#[test]
+fn session_with_volume_context() {
+    let mut f = Config::tiny().into_file();
+    f.volume_context.enabled = true;
+    tch::manual_seed(3);
+    let m = Model::new(f.validate().expect("valid"), Device::Cpu);
+    let vol = Arc::new(ct_volume());
+    let mut s = Session::new();
+    s.set_model(m).expect("model");
+    s.set_volume(vol.clone(), Some(sam3d_studio::volume::Modality::Ct)).expect("volume");
+    let r = s.infer(&InferRequest { click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: None }, &mut NoHooks).expect("infer");
+    assert_eq!(r.mask.shape(), vol.shape());
+}
