@@ -82,10 +82,10 @@ pub fn infer(a: &InferArgs) -> Result<()> {
         [x, y, z] if [x, y, z].iter().all(|v| v.is_finite()) => RasMm::new(*x, *y, *z),
         other => bail!("--click-ras takes three finite numbers X,Y,Z in RAS mm, got {other:?}"),
     };
-    if let Some(m) = &a.out_mesh {
-        if !MESH_AVAILABLE {
-            bail!("{}: mesh output is not available in this build yet (marching cubes is not wired to inference); drop --out-mesh", m.display());
-        }
+    if let Some(m) = &a.out_mesh
+        && !MESH_AVAILABLE
+    {
+        bail!("{}: mesh output is not available in this build yet (marching cubes is not wired to inference); drop --out-mesh", m.display());
     }
     check_writable(&a.out_mask)?;
     let weights = match (&a.weights, default_weights_path()) {

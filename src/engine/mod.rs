@@ -24,6 +24,8 @@ use std::time::Instant;
 use tch::Device;
 
 /// What the UI asks of the worker.
+// `DebugPanic` is a hidden test hook, not a non-exhaustive marker.
+#[allow(clippy::manual_non_exhaustive)]
 #[derive(Debug)]
 pub enum Command {
     /// Load a checkpoint (the architecture comes from its metadata).

@@ -129,10 +129,10 @@ impl ConfigFile {
         pos("network.encoder_depth", n.encoder_depth)?;
         pos("network.latent_res", n.latent_res)?;
         pos_f("network.mlp_ratio", n.mlp_ratio)?;
-        if n.dim % n.heads != 0 {
+        if !n.dim.is_multiple_of(n.heads) {
             return Err(ConfigError::new("network.heads", format!("{} does not divide network.dim {}", n.heads, n.dim)));
         }
-        if i.image_size % n.patch_size != 0 {
+        if !i.image_size.is_multiple_of(n.patch_size) {
             return Err(ConfigError::new(
                 "network.patch_size",
                 format!("{} does not divide input.image_size {}", n.patch_size, i.image_size),
@@ -156,7 +156,7 @@ impl ConfigFile {
         if c.enabled {
             pos("volume_context.size", c.size)?;
             pos("volume_context.patch_size", c.patch_size)?;
-            if c.size % c.patch_size != 0 {
+            if !c.size.is_multiple_of(c.patch_size) {
                 return Err(ConfigError::new(
                     "volume_context.patch_size",
                     format!("{} does not divide volume_context.size {}", c.patch_size, c.size),
