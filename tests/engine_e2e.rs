@@ -183,11 +183,10 @@ fn infer_command_fails_cleanly() {
     let f = fixture();
     let out = f.dir.join("never.nii.gz");
     let vol = s(&f.volume_path);
+    // (A file that is not a checkpoint is covered in model_lora.rs; each run here loads libtorch.)
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--click-ras", "0,0,900", "--weights", s(&f.weights)], "outside the volume"),
         (vec!["--click-ras", "0,0,0", "--weights", "/nonexistent/w.safetensors"], "w.safetensors"),
-        (vec!["--click-ras", "0,0,0", "--weights", vol], "not a safetensors file"),
-        (vec!["--click-ras", "0,0"], "three finite numbers"),
     ];
     for (extra, want) in cases {
         let mut args = vec!["infer", vol, "--out-mask", s(&out), "--device", "cpu"];
