@@ -305,8 +305,8 @@ fn span(o: usize, n_out: usize, n_in: usize) -> (usize, usize) {
 /// A binary mask on a source grid, from the model's SDF.
 #[derive(Clone, Debug)]
 pub struct SourceMask {
-    /// `[k, j, i]` on the source grid: 1 inside.
-    pub data: Array3<u8>,
+    /// `[k, j, i]` on the source grid: 1 inside (u16, as a label map holds it).
+    pub data: Array3<u16>,
     pub voxel_count: usize,
     pub volume_ml: f64,
 }
@@ -325,7 +325,7 @@ pub fn sdf_to_source_mask(
     let voxel_ml = ras_from_voxel.determinant().abs() / 1000.0;
     let mut data = Array3::<u8>::zeros(shape.array_shape());
     let (Ok(grid_from_ras), Ok(voxel_from_ras)) = (ras_from_grid.try_inverse(), ras_from_voxel.try_inverse()) else {
-        return SourceMask { data, voxel_count: 0, volume_ml: 0.0 };
+        return SourceMask { data: Array3::zeros(shape.array_shape()), voxel_count: 0, volume_ml: 0.0 };
     };
     let g = sdf.shape()[0];
     let grid_from_voxel: Affine3<Grid, Voxel> = grid_from_ras * *ras_from_voxel;
@@ -393,9 +393,12 @@ pub fn sdf_to_source_mask(
         }
     });
     let bbox = [[k0, k1], [j0, j1], [i0, i1]];
-    let voxel_count = match seed_voxel(&data, bbox, shape, &voxel_from_ras, ras_from_voxel, click) {
-        Some(s) => keep_component(&mut data, s),
-        None => data.iter().filter(|&&x| x != 0).count(),
+    let (data, voxel_count) = match seed_voxel(&data, bbox, shape, &voxel_from_ras, ras_from_voxel, click) {
+        Some(s) => {
+            let n = mark_component(&mut data, s);
+            (data.mapv(|v| u16::from(v == 2)), n)
+        }
+        None => (data.mapv(u16::from), 0),
     };
     SourceMask { data, voxel_count, volume_ml: voxel_count as f64 * voxel_ml }
 }
@@ -487,9 +490,9 @@ fn seed_voxel(data: &Array3<u8>, bbox: [[usize; 2]; 3], shape: GridShape, voxel_
     best.map(|b| b.0)
 }
 
-/// Keeps only the 6-connected component of `seed` (a `[k, j, i]` index of a set voxel), in
-/// place (visited voxels are marked 2 during the search); returns its voxel count.
-fn keep_component(data: &mut Array3<u8>, seed: [usize; 3]) -> usize {
+/// Marks the 6-connected component of `seed` (a `[k, j, i]` index of a set voxel) with 2, in
+/// place; returns its voxel count.
+fn mark_component(data: &mut Array3<u8>, seed: [usize; 3]) -> usize {
     let sh = data.shape();
     let (nk, nj, ni) = (sh[0], sh[1], sh[2]);
     let mut queue = VecDeque::new();
@@ -524,7 +527,6 @@ fn keep_component(data: &mut Array3<u8>, seed: [usize; 3]) -> usize {
             visit(k, j, i + 1);
         }
     }
-    data.par_mapv_inplace(|v| u8::from(v == 2));
     count
 }
 
@@ -570,8 +572,9 @@ mod tests {
         d[[2, 2, 1]] = 1;
         d[[2, 2, 2]] = 1;
         d[[2, 2, 6]] = 1;
-        assert_eq!(keep_component(&mut d, [2, 2, 6]), 1);
-        assert_eq!(d.iter().filter(|&&x| x != 0).count(), 1);
-        assert_eq!(d[[2, 2, 6]], 1);
+        assert_eq!(mark_component(&mut d, [2, 2, 6]), 1);
+        assert_eq!(d.iter().filter(|&&x| x == 2).count(), 1);
+        assert_eq!(d[[2, 2, 6]], 2);
+        assert_eq!(mark_component(&mut d, [2, 2, 1]), 2);
     }
 }

@@ -254,8 +254,7 @@ impl Session {
         let t = Instant::now();
         let vol = &pv.volume;
         let sm = click::sdf_to_source_mask(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, req.click);
-        let mut mask = LabelMap::empty_like(vol.as_ref());
-        mask.data = sm.data.mapv(u16::from);
+        let mask = LabelMap { data: sm.data, ras_from_voxel: vol.ras_from_voxel, meta: Default::default() };
         timings.postprocess_secs = t.elapsed().as_secs_f64();
         check(hooks)?;
 
