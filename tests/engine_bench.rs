@@ -22,6 +22,16 @@ fn vm(key: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// CPU seconds used by the whole process so far (all threads), from /proc/self/stat.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the ')'; clock ticks of 10 ms.
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -75,7 +85,11 @@ fn click_to_mask_small_preset_two_threads() {
             });
             let (mut pre, mut m2, mut sh, mut post, mut tot) = (vec![], vec![], vec![], vec![], vec![]);
             let mut wall = vec![];
+            let mut cpu0 = 0.0;
             for rep in 0..8 {
+                if rep == 1 {
+                    cpu0 = cpu_secs();
+                }
                 let plane = ViewPlane::ALL[rep % 3];
                 let t = Instant::now();
                 let r = session.infer(&InferRequest { click, plane, mask2d: None }, &mut NoHooks).expect("infer");
@@ -100,6 +114,7 @@ fn click_to_mask_small_preset_two_threads() {
                 median(tot),
                 wall[0],
             );
+            println!("        CPU time per click (all threads, load-independent): {:.3} s", (cpu_secs() - cpu0) / 7.0);
             println!("        peak RSS during prepare + clicks (VmHWM) {}, volume itself {} MB", vm("VmHWM:"), vol.data.len() * 4 / 1_000_000);
         }
     }

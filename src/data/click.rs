@@ -22,7 +22,6 @@ use crate::volume::{Modality, OnGrid, Volume};
 use nalgebra::{Matrix3, Vector3};
 use ndarray::{Array2, Array3, ArrayView3, Axis};
 use rayon::prelude::*;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Marker: pixel index `(col, row, 0)` of a click's slice image.
@@ -323,14 +322,14 @@ pub fn sdf_to_source_mask(
     click: RasMm,
 ) -> SourceMask {
     let voxel_ml = ras_from_voxel.determinant().abs() / 1000.0;
-    let mut data = Array3::<u8>::zeros(shape.array_shape());
+    let empty = || SourceMask { data: Array3::zeros(shape.array_shape()), voxel_count: 0, volume_ml: 0.0 };
     let (Ok(grid_from_ras), Ok(voxel_from_ras)) = (ras_from_grid.try_inverse(), ras_from_voxel.try_inverse()) else {
-        return SourceMask { data: Array3::zeros(shape.array_shape()), voxel_count: 0, volume_ml: 0.0 };
+        return empty();
     };
     let g = sdf.shape()[0];
     let grid_from_voxel: Affine3<Grid, Voxel> = grid_from_ras * *ras_from_voxel;
     let voxel_from_grid: Affine3<Voxel, Grid> = voxel_from_ras * *ras_from_grid;
-    // Bounding box of the cube in voxel index space.
+    // Bounding box of the cube in voxel index space: all the work happens in this crop.
     let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
     let e = [-0.5, g as f64 - 0.5];
     for a in e {
@@ -345,22 +344,25 @@ pub fn sdf_to_source_mask(
         }
     }
     let n = shape.ijk();
+    if (0..3).any(|d| hi[d] < -0.5 || lo[d] > n[d] as f64 - 0.5) {
+        return empty();
+    }
     let clamp = |x: f64, n: usize| x.clamp(0.0, n as f64 - 1.0) as usize;
     let (i0, i1) = (clamp(lo[0].floor(), n[0]), clamp(hi[0].ceil(), n[0]));
     let (j0, j1) = (clamp(lo[1].floor(), n[1]), clamp(hi[1].ceil(), n[1]));
     let (k0, k1) = (clamp(lo[2].floor(), n[2]), clamp(hi[2].ceil(), n[2]));
+    let (ci, cj, ck) = (i1 - i0 + 1, j1 - j0 + 1, k1 - k0 + 1);
+    let mut crop = Array3::<u8>::zeros((ck, cj, ci));
     let sdf = sdf.as_standard_layout().into_owned();
     let sampler = SdfSampler::new(&sdf);
     let m = *grid_from_voxel.matrix();
     let step = [m[(0, 0)], m[(1, 0)], m[(2, 0)]];
     let (lo_g, hi_g) = (-0.5, g as f64 - 0.5);
-    data.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(k, mut slab)| {
-        if k < k0 || k > k1 {
-            return;
-        }
-        let Some(row_slab) = slab.as_slice_mut() else { return };
-        for j in j0..=j1 {
-            let (fj, fk) = (j as f64, k as f64);
+    crop.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(dk, mut slab)| {
+        let Some(rows) = slab.as_slice_mut() else { return };
+        let fk = (k0 + dk) as f64;
+        for dj in 0..cj {
+            let fj = (j0 + dj) as f64;
             // Grid position of voxel (0, j, k); each step in i adds `step`.
             let base = [
                 m[(0, 1)] * fj + m[(0, 2)] * fk + m[(0, 3)],
@@ -383,23 +385,26 @@ pub fn sdf_to_source_mask(
             if t1 < t0 {
                 continue;
             }
-            let row = &mut row_slab[j * n[0]..(j + 1) * n[0]];
-            for i in (t0.ceil().max(0.0) as usize)..=(t1.floor().min(n[0] as f64 - 1.0) as usize) {
+            let row = &mut rows[dj * ci..(dj + 1) * ci];
+            for i in (t0.ceil().max(i0 as f64) as usize)..=(t1.floor().min(i1 as f64) as usize) {
                 let fi = i as f64;
                 if sampler.inside(base[0] + step[0] * fi, base[1] + step[1] * fi, base[2] + step[2] * fi) {
-                    row[i] = 1;
+                    row[i - i0] = 1;
                 }
             }
         }
     });
-    let bbox = [[k0, k1], [j0, j1], [i0, i1]];
-    let (data, voxel_count) = match seed_voxel(&data, bbox, shape, &voxel_from_ras, ras_from_voxel, click) {
-        Some(s) => {
-            let n = mark_component(&mut data, s);
-            (data.mapv(|v| u16::from(v == 2)), n)
-        }
-        None => (data.mapv(u16::from), 0),
+    let origin = [k0, j0, i0];
+    let voxel_count = match seed_voxel(&crop, origin, shape, &voxel_from_ras, ras_from_voxel, click) {
+        Some(seed) => mark_component(&mut crop, seed),
+        None => 0,
     };
+    let mut data = Array3::<u16>::zeros(shape.array_shape());
+    if voxel_count > 0 {
+        ndarray::Zip::from(data.slice_mut(ndarray::s![k0..=k1, j0..=j1, i0..=i1]))
+            .and(&crop)
+            .par_for_each(|o, &c| *o = u16::from(c == 2));
+    }
     SourceMask { data, voxel_count, volume_ml: voxel_count as f64 * voxel_ml }
 }
 
@@ -466,25 +471,26 @@ impl<'a> SdfSampler<'a> {
     }
 }
 
-/// The click's voxel if inside the mask, else the mask voxel nearest to the click (in mm),
-/// searched within `bbox` (`[k, j, i]` inclusive ranges: where the cube can have set voxels).
-fn seed_voxel(data: &Array3<u8>, bbox: [[usize; 2]; 3], shape: GridShape, voxel_from_ras: &VoxelFromRas, ras_from_voxel: &RasFromVoxel, click: RasMm) -> Option<[usize; 3]> {
+/// In a crop starting at voxel `origin` (`[k, j, i]`): the click's voxel if set, else the set
+/// voxel nearest to the click (in mm). Crop coordinates.
+fn seed_voxel(crop: &Array3<u8>, origin: [usize; 3], shape: GridShape, voxel_from_ras: &VoxelFromRas, ras_from_voxel: &RasFromVoxel, click: RasMm) -> Option<[usize; 3]> {
+    let [k0, j0, i0] = origin;
     if let Some(a) = shape.array_index(voxel_from_ras.apply(click))
-        && data[a.as_kji()] != 0
+        && a.k >= k0
+        && a.j >= j0
+        && a.i >= i0
+        && crop.get([a.k - k0, a.j - j0, a.i - i0]).is_some_and(|&x| x != 0)
     {
-        return Some(a.as_kji());
+        return Some([a.k - k0, a.j - j0, a.i - i0]);
     }
     let mut best: Option<([usize; 3], f64)> = None;
-    let [[k0, k1], [j0, j1], [i0, i1]] = bbox;
-    let sub = data.slice(ndarray::s![k0..=k1, j0..=j1, i0..=i1]);
-    for ((dk, dj, di), &x) in sub.indexed_iter() {
+    for ((dk, dj, di), &x) in crop.indexed_iter() {
         if x == 0 {
             continue;
         }
-        let (k, j, i) = (k0 + dk, j0 + dj, i0 + di);
-        let d = ras_from_voxel.apply(VoxelIjk::new(i as f64, j as f64, k as f64)).distance(&click);
+        let d = ras_from_voxel.apply(VoxelIjk::new((i0 + di) as f64, (j0 + dj) as f64, (k0 + dk) as f64)).distance(&click);
         if best.is_none_or(|(_, bd)| d < bd) {
-            best = Some(([k, j, i], d));
+            best = Some(([dk, dj, di], d));
         }
     }
     best.map(|b| b.0)
@@ -495,36 +501,42 @@ fn seed_voxel(data: &Array3<u8>, bbox: [[usize; 2]; 3], shape: GridShape, voxel_
 fn mark_component(data: &mut Array3<u8>, seed: [usize; 3]) -> usize {
     let sh = data.shape();
     let (nk, nj, ni) = (sh[0], sh[1], sh[2]);
-    let mut queue = VecDeque::new();
-    data[seed] = 2;
-    queue.push_back(seed);
+    let Some(flat) = data.as_slice_mut() else { return 0 };
+    let (row, slab) = (ni, ni * nj);
+    let start = seed[0] * slab + seed[1] * row + seed[2];
+    if flat[start] == 0 {
+        return 0;
+    }
+    flat[start] = 2;
+    let mut stack = vec![start];
     let mut count = 0usize;
-    while let Some([k, j, i]) = queue.pop_front() {
+    while let Some(at) = stack.pop() {
         count += 1;
-        let mut visit = |kk: usize, jj: usize, ii: usize| {
-            let v = &mut data[[kk, jj, ii]];
-            if *v == 1 {
-                *v = 2;
-                queue.push_back([kk, jj, ii]);
+        let (k, rem) = (at / slab, at % slab);
+        let (j, i) = (rem / row, rem % row);
+        let mut visit = |q: usize| {
+            if flat[q] == 1 {
+                flat[q] = 2;
+                stack.push(q);
             }
         };
-        if k > 0 {
-            visit(k - 1, j, i);
-        }
-        if k + 1 < nk {
-            visit(k + 1, j, i);
-        }
-        if j > 0 {
-            visit(k, j - 1, i);
-        }
-        if j + 1 < nj {
-            visit(k, j + 1, i);
-        }
         if i > 0 {
-            visit(k, j, i - 1);
+            visit(at - 1);
         }
         if i + 1 < ni {
-            visit(k, j, i + 1);
+            visit(at + 1);
+        }
+        if j > 0 {
+            visit(at - row);
+        }
+        if j + 1 < nj {
+            visit(at + row);
+        }
+        if k > 0 {
+            visit(at - slab);
+        }
+        if k + 1 < nk {
+            visit(at + slab);
         }
     }
     count
