@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 pub mod data_cmds;
 pub mod progress;
+pub mod model_cmds;
 
 #[derive(Parser, Debug)]
 #[command(name = "sam3d-studio", version, about = "One click on one slice → the organ's 3D shape", args_conflicts_with_subcommands = true)]
@@ -88,14 +89,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One click → the organ's 3D mask on the input grid (SAM3D model).
+    Infer(model_cmds::InferArgs),
 }
 
-/// Entry point used by `main.rs`.
-pub fn main() -> ExitCode {
+/// How the model commands (`infer`, later `train` and `eval`) run. The main binary forwards
+/// them to the `sam3d-studio-engine` process ([`forward_to_engine`]); the engine binary runs
+/// them in-process ([`model_cmds::run_local`]). So the main binary never references libtorch,
+/// the linker leaves libtorch out of it, and it starts in milliseconds.
+pub type ModelRunner = fn(&Command) -> Result<()>;
+
+/// A model command ran in the engine process, which already reported any error itself.
+#[derive(Debug, thiserror::Error)]
+#[error("engine exited with code {0}")]
+pub struct ForwardedExit(pub i32);
+
+/// Entry point used by the binaries.
+pub fn main_with(model_runner: ModelRunner) -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match run(cli, model_runner) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(ForwardedExit(code)) = e.downcast_ref::<ForwardedExit>() {
+                return ExitCode::from((*code).clamp(1, 255) as u8);
+            }
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {msg}");
             ExitCode::FAILURE
@@ -103,7 +120,33 @@ pub fn main() -> ExitCode {
     }
 }
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Path of the engine binary: beside this executable (installed layout and `target/…`).
+pub fn engine_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the running executable")?;
+    let dir = exe.parent().context("executable has no directory")?;
+    let name = format!("sam3d-studio-engine{}", std::env::consts::EXE_SUFFIX);
+    // Test binaries live in target/<profile>/deps; the engine one level up.
+    [dir.join(&name), dir.join("..").join(&name)]
+        .into_iter()
+        .find(|p| p.exists())
+        .with_context(|| format!("{name} not found beside {} (it ships with sam3d-studio; rebuild or reinstall)", exe.display()))
+}
+
+/// Runs this invocation's arguments in the engine process, passing stdio through.
+pub fn forward_to_engine(_: &Command) -> Result<()> {
+    let engine = engine_binary()?;
+    let status = std::process::Command::new(&engine)
+        .args(std::env::args_os().skip(1))
+        .status()
+        .with_context(|| format!("cannot start {}", engine.display()))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(c) => Err(ForwardedExit(c).into()),
+        None => bail!("{} was killed by a signal (crash inside libtorch?)", engine.display()),
+    }
+}
+
+pub fn run(cli: Cli, model_runner: ModelRunner) -> Result<()> {
     match cli.command {
         Some(Command::Info { file, json }) => info(&file, json),
         Some(Command::Resample { input, output, spacing, interp }) => resample(&input, &output, &spacing, interp),
@@ -113,6 +156,7 @@ pub fn run(cli: Cli) -> Result<()> {
             shape_cmds::mesh(&labels, &output, label, lps, smooth, decimate)
         }
         Some(Command::Metrics { pred, gt, json }) => shape_cmds::metrics(&pred, &gt, json),
+        Some(cmd @ Command::Infer(_)) => model_runner(&cmd),
         None => {
             let file = match cli.file {
                 Some(f) => f,

@@ -1,4 +1,6 @@
-//! Data: synthetic phantoms, (later) dataset preprocessing, loading and augmentation.
-//! No tch here: everything is plain ndarray so tests and tools run without libtorch.
+//! Data for the model, as plain ndarray (no tch): synthetic phantoms ([`phantom`]) and the click
+//! preprocessing shared by inference and training ([`click`]). Dataset preprocessing and
+//! loading join here later.
 
+pub mod click;
 pub mod phantom;
