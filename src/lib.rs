@@ -8,7 +8,8 @@
 //! | [`geometry`] | typed points and transforms (RAS mm, voxel ijk, array index, slice, screen), orientation codes, canonical reorientation, view planes |
 //! | [`volume`] | `Volume` / `LabelMap`, NIfTI-1/2 read and write, resampling, intensity normalisation and window/level |
 //! | [`shape`] | signed distance fields, marching-cubes meshes and their export, segmentation metrics |
-//! | [`data`] | click preprocessing (slice, pointmap, output cube) and SDF → source-grid mask, plain ndarray |
+//! | [`data`] | synthetic phantoms; click preprocessing (slice, pointmap, output cube) and SDF → source-grid mask; later dataset preprocessing and loading |
+//! | [`baseline`] | classical one-click 3D segmentation (smoothed confidence-connected region growing), no weights |
 //! | [`model`] | tch: the SAM3D network, LoRA adapters, configs (`configs/*.toml`), safetensors checkpoints |
 //! | [`engine`] | inference sessions (volume cached, many clicks) and the background worker thread |
 //! | [`cli`] | the command-line subcommands (`main.rs` only hands over) |
@@ -16,6 +17,7 @@
 //! Nothing under `geometry`, `volume` or `data` knows egui, wgpu or tch; only `model` and
 //! `engine` know tch.
 
+pub mod baseline;
 pub mod cli;
 pub mod data;
 pub mod engine;

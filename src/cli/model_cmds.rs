@@ -1,4 +1,8 @@
 //! `infer`: one click → the organ's mask on the input grid (and mesh), without the GUI.
+//!
+//! The main binary references no libtorch symbol (see `build.rs`), so `sam3d-studio infer …`
+//! hands the same arguments to `sam3d-studio-engine infer …` (next to it), which runs
+//! [`engine_main`] in-process and whose exit code, stdout and stderr pass straight through.
 
 use crate::engine::{InferRequest, MESH_AVAILABLE, NO_WEIGHTS_HELP, NoHooks, Session};
 use crate::geometry::{RasMm, ViewPlane};
@@ -76,7 +80,85 @@ pub fn default_weights_path() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// `sam3d-studio infer`: runs the engine binary with the same arguments.
 pub fn infer(a: &InferArgs) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot locate the running executable")?;
+    let engine = exe.with_file_name(format!("sam3d-studio-engine{}", std::env::consts::EXE_SUFFIX));
+    if !engine.exists() {
+        bail!("{}: the model engine binary is missing (it ships next to sam3d-studio)", engine.display());
+    }
+    let status = std::process::Command::new(&engine)
+        .arg("infer")
+        .args(a.to_args())
+        .status()
+        .with_context(|| format!("{}: cannot start the model engine", engine.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        // The engine already printed its one-line reason on stderr.
+        std::process::exit(status.code().unwrap_or(1));
+    }
+}
+
+impl InferArgs {
+    /// The command-line arguments that parse back into `self`.
+    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut v: Vec<std::ffi::OsString> = vec![self.volume.clone().into()];
+        let c = &self.click_ras;
+        v.push("--click-ras".into());
+        v.push(c.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",").into());
+        v.extend(["--plane".into(), self.plane.name().into(), "--out-mask".into(), self.out_mask.clone().into()]);
+        let mut opt = |flag: &str, p: &Option<PathBuf>| {
+            if let Some(p) = p {
+                v.push(flag.into());
+                v.push(p.clone().into());
+            }
+        };
+        opt("--out-mesh", &self.out_mesh);
+        opt("--weights", &self.weights);
+        opt("--adapter", &self.adapter);
+        v.extend(["--device".into(), self.device.clone().into()]);
+        let modality = match self.modality {
+            Modality::Ct => "ct",
+            Modality::Mr => "mr",
+            Modality::Unknown => "auto",
+        };
+        v.extend(["--modality".into(), modality.into()]);
+        if let Some(n) = self.threads {
+            v.extend(["--threads".into(), n.to_string().into()]);
+        }
+        if self.json {
+            v.push("--json".into());
+        }
+        v
+    }
+}
+
+#[derive(clap::Parser, Debug)]
+#[command(name = "sam3d-studio-engine infer")]
+struct EngineInfer {
+    #[command(flatten)]
+    args: InferArgs,
+}
+
+/// `sam3d-studio-engine infer ARGS…`: parses and runs inference in this process.
+pub fn engine_main(args: &[String]) -> std::process::ExitCode {
+    use clap::Parser;
+    let parsed = match EngineInfer::try_parse_from(std::iter::once("sam3d-studio-engine infer".to_string()).chain(args.iter().cloned())) {
+        Ok(p) => p,
+        Err(e) => e.exit(),
+    };
+    match run_infer(&parsed.args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Inference in this process (links libtorch).
+pub fn run_infer(a: &InferArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     let click = match a.click_ras.as_slice() {
         [x, y, z] if [x, y, z].iter().all(|v| v.is_finite()) => RasMm::new(*x, *y, *z),
