@@ -4,7 +4,7 @@
 //! hands the same arguments to `sam3d-studio-engine infer …` (next to it), which runs
 //! [`engine_main`] in-process and whose exit code, stdout and stderr pass straight through.
 
-use crate::engine::{InferRequest, MESH_AVAILABLE, NO_WEIGHTS_HELP, NoHooks, Session};
+use crate::engine::{InferRequest, NO_WEIGHTS_HELP, NoHooks, Session};
 use crate::geometry::{RasMm, ViewPlane};
 use crate::model::{Model, parse_device};
 use crate::volume::{Modality, OnGrid, Volume};
@@ -26,7 +26,7 @@ pub struct InferArgs {
     /// Output mask (NIfTI, on the input's grid).
     #[arg(long)]
     pub out_mask: PathBuf,
-    /// Output mesh (STL, RAS mm).
+    /// Output mesh (STL, OBJ or PLY by extension; RAS mm).
     #[arg(long)]
     pub out_mesh: Option<PathBuf>,
     /// Model checkpoint (.safetensors); default: the shipped weights in assets/models/.
@@ -66,6 +66,8 @@ struct InferJson {
     volume_ml: f64,
     timings: crate::engine::Timings,
     load_secs: f64,
+    /// Triangles in the written mesh (when `--out-mesh`).
+    mesh_triangles: Option<usize>,
 }
 
 /// The shipped default weights, if this build has them.
@@ -164,10 +166,9 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         [x, y, z] if [x, y, z].iter().all(|v| v.is_finite()) => RasMm::new(*x, *y, *z),
         other => bail!("--click-ras takes three finite numbers X,Y,Z in RAS mm, got {other:?}"),
     };
-    if let Some(m) = &a.out_mesh
-        && !MESH_AVAILABLE
-    {
-        bail!("{}: mesh output is not available in this build yet (marching cubes is not wired to inference); drop --out-mesh", m.display());
+    if let Some(m) = &a.out_mesh {
+        crate::shape::MeshFormat::from_path(m)?;
+        check_writable(m)?;
     }
     check_writable(&a.out_mask)?;
     let weights = match (&a.weights, default_weights_path()) {
@@ -208,9 +209,13 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         .infer(&InferRequest { click, plane: a.plane, mask2d: None }, &mut NoHooks)
         .with_context(|| format!("{}: inference failed", a.volume.display()))?;
     result.mask.save(&a.out_mask)?;
-    if let (Some(path), Some(_mesh)) = (&a.out_mesh, &result.mesh) {
-        // Wire the shape module's STL writer here together with `engine::mesh_of_mask`.
-        bail!("{}: mesh export is not wired yet", path.display());
+    let mut mesh_triangles = None;
+    if let Some(path) = &a.out_mesh {
+        let empty = crate::shape::Mesh::default();
+        let mesh = result.mesh.as_ref().unwrap_or(&empty);
+        let obj = crate::shape::MeshObject { label: 1, name: "organ", mesh };
+        crate::shape::write_mesh(path, &[obj], crate::shape::MeshSpace::Ras)?;
+        mesh_triangles = Some(mesh.triangles.len());
     }
     let out = InferJson {
         volume: a.volume.display().to_string(),
@@ -228,6 +233,7 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         volume_ml: result.volume_ml,
         timings: result.timings.clone(),
         load_secs,
+        mesh_triangles,
     };
     if a.json {
         println!("{}", serde_json::to_string(&out)?);
