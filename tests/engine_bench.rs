@@ -1,6 +1,6 @@
 //! Benchmark (not a test; run explicitly):
 //!   cargo test --release --test engine_bench -- --ignored --nocapture
-//! Click → mask (+ mesh when wired) with the `small` preset on 2 CPU threads, the volume already
+//! Click → mask + mesh with the `small` preset on 2 CPU threads, the volume already
 //! prepared (cached) in the session; random weights (speed does not depend on their values).
 //! Prints per-stage medians and the process's peak memory (VmHWM).
 
@@ -84,6 +84,7 @@ fn click_to_mask_small_preset_two_threads() {
                 vol.ras_from_voxel.apply(sam3d_studio::geometry::VoxelIjk::new(s.ni as f64 / 2.0, s.nj as f64 / 2.0, s.nk as f64 / 2.0))
             });
             let (mut pre, mut m2, mut sh, mut post, mut tot) = (vec![], vec![], vec![], vec![], vec![]);
+            let (mut mesh, mut vox) = (vec![], vec![]);
             let mut wall = vec![];
             let mut cpu0 = 0.0;
             for rep in 0..8 {
@@ -102,17 +103,21 @@ fn click_to_mask_small_preset_two_threads() {
                 sh.push(r.timings.shape_secs);
                 post.push(r.timings.postprocess_secs);
                 tot.push(r.timings.total_secs);
+                mesh.push(r.timings.mesh_secs.unwrap_or(0.0));
+                vox.push(r.voxel_count as f64);
             }
             println!(
-                "{preset:5} ({params} params) {} {}: load {load:.2} s, prepare (cached once) {prep:.3} s | per click median: preprocess {:.4} s, 2D mask {:.4} s, 3D shape {:.4} s, postprocess {:.4} s, total {:.4} s (first click {:.3} s)",
+                "{preset:5} ({params} params) {} {}: load {load:.2} s, prepare (cached once) {prep:.3} s | per click median: preprocess {:.4} s, 2D mask {:.4} s, 3D shape {:.4} s, postprocess {:.4} s, mesh {:.4} s, total {:.4} s (first click {:.3} s; mask ≈ {:.0} voxels)",
                 vol_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
                 vol.shape(),
                 median(pre),
                 median(m2),
                 median(sh),
                 median(post),
+                median(mesh),
                 median(tot),
                 wall[0],
+                median(vox),
             );
             println!("        CPU time per click (all threads, load-independent): {:.3} s", (cpu_secs() - cpu0) / 7.0);
             println!("        peak RSS during prepare + clicks (VmHWM) {}, volume itself {} MB", vm("VmHWM:"), vol.data.len() * 4 / 1_000_000);

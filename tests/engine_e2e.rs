@@ -63,6 +63,18 @@ fn session_gives_a_mask_on_the_source_grid_with_timings() {
         assert!(t.preprocess_secs > 0.0 && t.mask2d_secs > 0.0 && t.shape_secs > 0.0 && t.postprocess_secs > 0.0);
         assert!(t.total_secs >= t.preprocess_secs + t.mask2d_secs + t.shape_secs + t.postprocess_secs);
         assert_eq!(r.mask2d.dim(), (32, 32));
+        // Mesh: watertight, vertices inside the mask's extent (RAS mm), present iff the mask is.
+        assert_eq!(r.mesh.is_some(), r.voxel_count > 0);
+        if let Some(m) = &r.mesh {
+            assert!(m.edge_report().is_watertight(), "{:?}", m.edge_report());
+            let inv = vol.ras_from_voxel.try_inverse().expect("invertible");
+            let n = vol.shape().ijk();
+            for v in &m.vertices {
+                let p = inv.apply(RasMm::new(v[0] as f64, v[1] as f64, v[2] as f64));
+                assert!((0..3).all(|d| p.v[d] > -0.51 && p.v[d] < n[d] as f64 - 0.49), "vertex outside the grid: {p:?}");
+            }
+        }
+        assert!(t.mesh_secs.is_some());
     }
     // A user-drawn 2D mask of the wrong size is refused with a message, not a panic.
     let bad = ndarray::Array2::from_elem((8, 8), true);
@@ -162,9 +174,10 @@ fn s(p: &Path) -> &str {
 fn infer_command_writes_the_mask_on_the_input_grid() {
     let f = fixture();
     let out = f.dir.join("mask.nii.gz");
+    let mesh = f.dir.join("organ.stl");
     let o = run(&[
-        "infer", s(&f.volume_path), "--click-ras", "-1.5,2,-3", "--plane", "sagittal", "--out-mask", s(&out), "--weights", s(&f.weights),
-        "--device", "cpu", "--threads", "1", "--json",
+        "infer", s(&f.volume_path), "--click-ras", "-1.5,2,-3", "--plane", "sagittal", "--out-mask", s(&out), "--out-mesh", s(&mesh),
+        "--weights", s(&f.weights), "--device", "cpu", "--threads", "1", "--json",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
@@ -176,6 +189,14 @@ fn infer_command_writes_the_mask_on_the_input_grid() {
     mask.check_matches(&vol, &out).expect("same grid");
     assert_eq!(j["voxel_count"].as_u64(), Some(mask.data.iter().filter(|&&x| x == 1).count() as u64));
     assert!(j["volume_ml"].as_f64().is_some());
+    // The mesh: a binary STL (80-byte header, count, 50 bytes per triangle) with as many
+    // triangles as reported, and some when the mask is not empty.
+    let stl = std::fs::read(&mesh).expect("mesh written");
+    let n = u32::from_le_bytes([stl[80], stl[81], stl[82], stl[83]]) as usize;
+    assert_eq!(stl.len(), 84 + 50 * n);
+    assert_eq!(j["mesh_triangles"].as_u64(), Some(n as u64));
+    assert_eq!(n > 0, mask.data.iter().any(|&x| x == 1), "{j}");
+    assert!(j["timings"]["mesh_secs"].as_f64().is_some());
 }
 
 #[test]

@@ -135,7 +135,13 @@ pub fn engine_binary() -> Result<PathBuf> {
 /// Runs this invocation's arguments in the engine process, passing stdio through.
 pub fn forward_to_engine(_: &Command) -> Result<()> {
     let engine = engine_binary()?;
-    let status = std::process::Command::new(&engine)
+    let mut child = std::process::Command::new(&engine);
+    // libtorch's OpenMP spin-waits between ops unless told otherwise, which makes the many small
+    // ops of inference 5–25× slower on a busy 2-core machine; it reads this only at load time.
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+        child.env("OMP_WAIT_POLICY", "PASSIVE");
+    }
+    let status = child
         .args(std::env::args_os().skip(1))
         .status()
         .with_context(|| format!("cannot start {}", engine.display()))?;

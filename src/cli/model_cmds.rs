@@ -1,6 +1,9 @@
 //! `infer`: one click → the organ's mask on the input grid (and mesh), without the GUI.
+//!
+//! The main binary forwards its whole command line to `sam3d-studio-engine` (see
+//! [`super::forward_to_engine`]), which parses the same `Cli` and runs [`run_local`] here.
 
-use crate::engine::{InferRequest, MESH_AVAILABLE, NO_WEIGHTS_HELP, NoHooks, Session};
+use crate::engine::{InferRequest, NO_WEIGHTS_HELP, NoHooks, Session};
 use crate::geometry::{RasMm, ViewPlane};
 use crate::model::{Model, parse_device};
 use crate::volume::{Modality, OnGrid, Volume};
@@ -22,7 +25,7 @@ pub struct InferArgs {
     /// Output mask (NIfTI, on the input's grid).
     #[arg(long)]
     pub out_mask: PathBuf,
-    /// Output mesh (STL, RAS mm).
+    /// Output mesh (STL, OBJ or PLY by extension; RAS mm).
     #[arg(long)]
     pub out_mesh: Option<PathBuf>,
     /// Model checkpoint (.safetensors); default: the shipped weights in assets/models/.
@@ -62,6 +65,8 @@ struct InferJson {
     volume_ml: f64,
     timings: crate::engine::Timings,
     load_secs: f64,
+    /// Triangles in the written mesh (when `--out-mesh`).
+    mesh_triangles: Option<usize>,
 }
 
 /// The shipped default weights, if this build has them.
@@ -79,21 +84,21 @@ pub fn default_weights_path() -> Option<PathBuf> {
 /// Runs a model command in this process (the engine binary, which links libtorch).
 pub fn run_local(cmd: &super::Command) -> Result<()> {
     match cmd {
-        super::Command::Infer(a) => infer(a),
+        super::Command::Infer(a) => run_infer(a),
         _ => bail!("not a model command"),
     }
 }
 
-pub fn infer(a: &InferArgs) -> Result<()> {
+/// Inference in this process (links libtorch).
+pub fn run_infer(a: &InferArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     let click = match a.click_ras.as_slice() {
         [x, y, z] if [x, y, z].iter().all(|v| v.is_finite()) => RasMm::new(*x, *y, *z),
         other => bail!("--click-ras takes three finite numbers X,Y,Z in RAS mm, got {other:?}"),
     };
-    if let Some(m) = &a.out_mesh
-        && !MESH_AVAILABLE
-    {
-        bail!("{}: mesh output is not available in this build yet (marching cubes is not wired to inference); drop --out-mesh", m.display());
+    if let Some(m) = &a.out_mesh {
+        crate::shape::MeshFormat::from_path(m)?;
+        check_writable(m)?;
     }
     check_writable(&a.out_mask)?;
     let weights = match (&a.weights, default_weights_path()) {
@@ -134,9 +139,13 @@ pub fn infer(a: &InferArgs) -> Result<()> {
         .infer(&InferRequest { click, plane: a.plane, mask2d: None }, &mut NoHooks)
         .with_context(|| format!("{}: inference failed", a.volume.display()))?;
     result.mask.save(&a.out_mask)?;
-    if let (Some(path), Some(_mesh)) = (&a.out_mesh, &result.mesh) {
-        // Wire the shape module's STL writer here together with `engine::mesh_of_mask`.
-        bail!("{}: mesh export is not wired yet", path.display());
+    let mut mesh_triangles = None;
+    if let Some(path) = &a.out_mesh {
+        let empty = crate::shape::Mesh::default();
+        let mesh = result.mesh.as_ref().unwrap_or(&empty);
+        let obj = crate::shape::MeshObject { label: 1, name: "organ", mesh };
+        crate::shape::write_mesh(path, &[obj], crate::shape::MeshSpace::Ras)?;
+        mesh_triangles = Some(mesh.triangles.len());
     }
     let out = InferJson {
         volume: a.volume.display().to_string(),
@@ -154,6 +163,7 @@ pub fn infer(a: &InferArgs) -> Result<()> {
         volume_ml: result.volume_ml,
         timings: result.timings.clone(),
         load_secs,
+        mesh_triangles,
     };
     if a.json {
         println!("{}", serde_json::to_string(&out)?);

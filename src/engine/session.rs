@@ -123,16 +123,14 @@ pub trait Hooks {
 pub struct NoHooks;
 impl Hooks for NoHooks {}
 
-/// The mesh step: mask on the source grid → mesh in RAS mm.
-///
-/// Not wired yet: marching cubes lives in `crate::shape` (the shapes branch). The lead wires it
-/// here, e.g. `crate::shape::mesh_of_label(mask, 1)`; until then this returns `None` and
-/// [`MESH_AVAILABLE`] is false.
-pub fn mesh_of_mask(_mask: &LabelMap) -> Option<Mesh> {
-    None
+/// The mesh step: mask on the source grid (label 1) → watertight marching-cubes mesh in RAS mm
+/// (`crate::shape`); `None` for an empty mask.
+pub fn mesh_of_mask(mask: &LabelMap) -> Option<Mesh> {
+    let m = crate::shape::mesh_of_label(mask, 1);
+    (!m.triangles.is_empty()).then_some(m)
 }
 /// Whether [`mesh_of_mask`] produces meshes in this build.
-pub const MESH_AVAILABLE: bool = false;
+pub const MESH_AVAILABLE: bool = true;
 
 /// One model and one prepared volume.
 #[derive(Default)]
