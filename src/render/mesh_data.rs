@@ -168,7 +168,7 @@ pub fn box_geometry(min: [f32; 3], max: [f32; 3]) -> (Vec<GpuVertex>, Vec<u32>) 
 }
 
 /// Half-thickness of a marker rod, as a fraction of its half-length.
-const ROD_HALF_THICKNESS: f32 = 0.07;
+const ROD_HALF_THICKNESS: f32 = 0.06;
 
 /// The crosshair marker: three rods along R, A and S from −1 to +1 (scaled per draw).
 /// Returns the packed geometry and one part per rod, in R, A, S order.

@@ -297,7 +297,7 @@ impl MeshViewState {
     fn frame(&self, size_px: [u32; 2]) -> MeshViewCallback {
         let aspect = f64::from(size_px[0].max(1)) / f64::from(size_px[1].max(1));
         let scene = self.scene_bounds();
-        let marker_half_mm = scene.map_or(10.0, |b| (0.08 * b.radius()).clamp(3.0, 60.0));
+        let marker_half_mm = scene.map_or(10.0, |b| (0.12 * b.radius()).clamp(3.0, 80.0));
         // Depth range: the scene plus the marker.
         let depth_bounds = match (scene, self.crosshair) {
             (Some(b), Some(c)) => {
@@ -464,12 +464,13 @@ fn overlay_ui(ui: &mut egui::Ui, rect: Rect, state: &mut MeshViewState) {
         );
     }
     if state.options.show_help {
-        painter.text(
-            rect.left_bottom() + Vec2::new(8.0, -6.0),
-            Align2::LEFT_BOTTOM,
-            "drag: orbit · right/middle/shift-drag: pan · wheel: zoom · double-click: fit",
+        let galley = painter.layout(
+            "drag: orbit · right/middle/shift-drag: pan · wheel: zoom · double-click: fit".to_owned(),
             FontId::proportional(11.0),
             text_color,
+            (rect.width() - 16.0).max(40.0),
         );
+        let pos = rect.left_bottom() + Vec2::new(8.0, -6.0 - galley.size().y);
+        painter.galley(pos, galley, text_color);
     }
 }
