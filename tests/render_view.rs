@@ -15,16 +15,41 @@ use sam3d_studio::shape::Mesh;
 fn icosphere(subdivisions: u32) -> Mesh {
     let t = (1.0 + 5f32.sqrt()) / 2.0;
     let mut vertices: Vec<[f32; 3]> = [
-        [-1.0, t, 0.0], [1.0, t, 0.0], [-1.0, -t, 0.0], [1.0, -t, 0.0],
-        [0.0, -1.0, t], [0.0, 1.0, t], [0.0, -1.0, -t], [0.0, 1.0, -t],
-        [t, 0.0, -1.0], [t, 0.0, 1.0], [-t, 0.0, -1.0], [-t, 0.0, 1.0],
+        [-1.0, t, 0.0],
+        [1.0, t, 0.0],
+        [-1.0, -t, 0.0],
+        [1.0, -t, 0.0],
+        [0.0, -1.0, t],
+        [0.0, 1.0, t],
+        [0.0, -1.0, -t],
+        [0.0, 1.0, -t],
+        [t, 0.0, -1.0],
+        [t, 0.0, 1.0],
+        [-t, 0.0, -1.0],
+        [-t, 0.0, 1.0],
     ]
     .to_vec();
     let mut triangles: Vec<[u32; 3]> = vec![
-        [0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11],
-        [1, 5, 9], [5, 11, 4], [11, 10, 2], [10, 7, 6], [7, 1, 8],
-        [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9],
-        [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1],
+        [0, 11, 5],
+        [0, 5, 1],
+        [0, 1, 7],
+        [0, 7, 10],
+        [0, 10, 11],
+        [1, 5, 9],
+        [5, 11, 4],
+        [11, 10, 2],
+        [10, 7, 6],
+        [7, 1, 8],
+        [3, 9, 4],
+        [3, 4, 2],
+        [3, 2, 6],
+        [3, 6, 8],
+        [3, 8, 9],
+        [4, 9, 5],
+        [2, 4, 11],
+        [6, 2, 10],
+        [8, 6, 7],
+        [9, 8, 1],
     ];
     let normalise = |v: [f32; 3]| {
         let l = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
@@ -237,7 +262,12 @@ fn preset_buttons_and_double_click_fit() {
     harness.run_steps(30);
     for _ in 0..2 {
         for pressed in [true, false] {
-            harness.event(egui::Event::PointerButton { pos: p, button: PointerButton::Primary, pressed, modifiers: Modifiers::NONE });
+            harness.event(egui::Event::PointerButton {
+                pos: p,
+                button: PointerButton::Primary,
+                pressed,
+                modifiers: Modifiers::NONE,
+            });
         }
     }
     harness.run();
@@ -320,4 +350,67 @@ fn big_mesh_is_uploaded_once_while_orbiting() {
         ui_secs * 1e3 / frames as f64,
         render_secs * 1e3 / frames as f64
     );
+}
+
+/// Renders the test scene with egui's render target in `format`.
+fn render_scene(format: egui_wgpu::wgpu::TextureFormat) -> (u32, u32, Vec<u8>) {
+    let base = snapshot::test_render_state();
+    let renderer = egui_wgpu::Renderer::new(&base.device, format, egui_wgpu::RendererOptions::PREDICTABLE);
+    let render_state = egui_wgpu::RenderState {
+        target_format: format,
+        renderer: std::sync::Arc::new(egui::mutex::RwLock::new(renderer)),
+        ..base
+    };
+    render::init(&render_state);
+    let mut state = MeshViewState::new();
+    state.set_meshes(test_scene());
+    state.set_crosshair(RasMm::new(-37.0, 26.0, 8.0));
+    state.options.show_help = false;
+    let mut harness = Harness::builder()
+        .with_size(Vec2::new(160.0, 120.0))
+        .with_render_cursor(false)
+        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(render_state))
+        .build_ui_state(
+            |ui, state: &mut MeshViewState| {
+                render::mesh_view_ui(ui, state);
+            },
+            state,
+        );
+    harness.run();
+    let image = harness.render().expect("rendered");
+    let (w, h) = image.dimensions();
+    (w, h, image.into_raw())
+}
+
+#[test]
+fn srgb_and_plain_targets_look_the_same() {
+    // egui's usual target is a plain 8-bit format (the composite shader encodes sRGB itself);
+    // some surfaces only offer sRGB formats (the hardware encodes). Same picture either way.
+    use egui_wgpu::wgpu::TextureFormat;
+    let (w, h, plain) = render_scene(TextureFormat::Rgba8Unorm);
+    let (w2, h2, srgb) = render_scene(TextureFormat::Rgba8UnormSrgb);
+    assert_eq!((w, h), (w2, h2));
+    let px = |img: &[u8], x: u32, y: u32| {
+        let i = 4 * (y * w + x) as usize;
+        [img[i], img[i + 1], img[i + 2]]
+    };
+    // Compare below the button row, where only the 3D image is.
+    let mut worst = 0u8;
+    let mut sum = 0u64;
+    let mut n = 0u64;
+    for y in 30..h - 10 {
+        for x in 10..w - 10 {
+            let (a, b) = (px(&plain, x, y), px(&srgb, x, y));
+            for c in 0..3 {
+                let d = a[c].abs_diff(b[c]);
+                worst = worst.max(d);
+                sum += u64::from(d);
+                n += 1;
+            }
+        }
+    }
+    let mean = sum as f64 / n as f64;
+    assert!(worst <= 3 && mean < 0.5, "worst {worst}, mean {mean:.3}");
+    // And the scene is really there: the image centre is not background.
+    assert_ne!(px(&plain, w / 2, h / 2), px(&plain, 12, h - 12));
 }

@@ -283,8 +283,10 @@ impl RenderResources {
         let blend = Some(wgpu::BlendState::PREMULTIPLIED_ALPHA_BLENDING);
         use wgpu::CompareFunction::{Always, LessEqual};
         let opaque = mesh_pipeline("render/mesh opaque", None, None, true, LessEqual);
-        let translucent_back = mesh_pipeline("render/mesh translucent back", Some(wgpu::Face::Front), blend, false, LessEqual);
-        let translucent_front = mesh_pipeline("render/mesh translucent front", Some(wgpu::Face::Back), blend, false, LessEqual);
+        let translucent_back =
+            mesh_pipeline("render/mesh translucent back", Some(wgpu::Face::Front), blend, false, LessEqual);
+        let translucent_front =
+            mesh_pipeline("render/mesh translucent front", Some(wgpu::Face::Back), blend, false, LessEqual);
         let translucent_both = mesh_pipeline("render/mesh translucent", None, blend, false, LessEqual);
         let xray = mesh_pipeline("render/mesh x-ray", None, blend, false, Always);
 
@@ -320,8 +322,18 @@ impl RenderResources {
         });
 
         let (marker_v, marker_i, marker_parts) = marker_geometry();
-        let marker_vertices = create_buffer_with(device, "render/marker vertices", bytemuck::cast_slice(&marker_v), wgpu::BufferUsages::VERTEX);
-        let marker_indices = create_buffer_with(device, "render/marker indices", bytemuck::cast_slice(&marker_i), wgpu::BufferUsages::INDEX);
+        let marker_vertices = create_buffer_with(
+            device,
+            "render/marker vertices",
+            bytemuck::cast_slice(&marker_v),
+            wgpu::BufferUsages::VERTEX,
+        );
+        let marker_indices = create_buffer_with(
+            device,
+            "render/marker indices",
+            bytemuck::cast_slice(&marker_i),
+            wgpu::BufferUsages::INDEX,
+        );
 
         Self {
             camera_layout,
@@ -396,7 +408,10 @@ impl RenderResources {
         let composite_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("render/composite"),
             layout: &self.composite_layout,
-            entries: &[wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::TextureView(&resolve_view) }],
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::TextureView(&resolve_view),
+            }],
         });
         Targets { size_px, msaa_view, resolve_view, depth_view, composite_group }
     }
@@ -489,8 +504,18 @@ impl CallbackTrait for MeshViewCallback {
         if view.meshes.as_ref().is_none_or(|m| m.generation != self.meshes.generation) {
             let buffers = (!self.meshes.is_empty()).then(|| {
                 (
-                    create_buffer_with(device, "render/mesh vertices", bytemuck::cast_slice(&self.meshes.vertices), wgpu::BufferUsages::VERTEX),
-                    create_buffer_with(device, "render/mesh indices", bytemuck::cast_slice(&self.meshes.indices), wgpu::BufferUsages::INDEX),
+                    create_buffer_with(
+                        device,
+                        "render/mesh vertices",
+                        bytemuck::cast_slice(&self.meshes.vertices),
+                        wgpu::BufferUsages::VERTEX,
+                    ),
+                    create_buffer_with(
+                        device,
+                        "render/mesh indices",
+                        bytemuck::cast_slice(&self.meshes.indices),
+                        wgpu::BufferUsages::INDEX,
+                    ),
                 )
             });
             res.mesh_uploads += u64::from(buffers.is_some());

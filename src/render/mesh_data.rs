@@ -71,9 +71,8 @@ impl PreparedMeshes {
             let first_index = out.indices.len();
             let n = mesh.vertices.len();
             let normals = vertex_normals(mesh);
-            out.vertices.extend(
-                mesh.vertices.iter().zip(&normals).map(|(&position, &normal)| GpuVertex { position, normal }),
-            );
+            out.vertices
+                .extend(mesh.vertices.iter().zip(&normals).map(|(&position, &normal)| GpuVertex { position, normal }));
             for tri in &mesh.triangles {
                 if tri.iter().all(|&i| (i as usize) < n) {
                     out.indices.extend_from_slice(tri);

@@ -31,7 +31,7 @@ use egui::{Align2, Color32, FontId, PointerButton, Rect, Sense, UiBuilder, Vec2}
 use serde::{Deserialize, Serialize};
 
 pub use camera::{BoundsRas, CameraBasis, FOV_Y_DEG, OrbitCamera, ViewPreset};
-pub use gpu::{MSAA_SAMPLES, MAX_SLICE_PLANES, init, is_initialised};
+pub use gpu::{MAX_SLICE_PLANES, MSAA_SAMPLES, init, is_initialised};
 pub use mesh_data::{GpuVertex, vertex_normals};
 
 use crate::geometry::{RasMm, ViewPlane};
@@ -119,7 +119,13 @@ pub struct MeshViewOptions {
 
 impl Default for MeshViewOptions {
     fn default() -> Self {
-        Self { opacity: 1.0, show_crosshair: true, show_slice_planes: false, slice_plane_opacity: 0.25, show_help: true }
+        Self {
+            opacity: 1.0,
+            show_crosshair: true,
+            show_slice_planes: false,
+            slice_plane_opacity: 0.25,
+            show_help: true,
+        }
     }
 }
 
@@ -302,10 +308,7 @@ impl MeshViewState {
         let depth_bounds = match (scene, self.crosshair) {
             (Some(b), Some(c)) => {
                 let p = c.to_array();
-                Some(b.union(&BoundsRas {
-                    min: p.map(|x| x - marker_half_mm),
-                    max: p.map(|x| x + marker_half_mm),
-                }))
+                Some(b.union(&BoundsRas { min: p.map(|x| x - marker_half_mm), max: p.map(|x| x + marker_half_mm) }))
             }
             (b, _) => b,
         };
@@ -372,7 +375,15 @@ impl MeshViewState {
             Vec::new()
         };
 
-        MeshViewCallback { view_key: self.view_key, size_px, camera, meshes: self.prepared.clone(), draws, marker, planes }
+        MeshViewCallback {
+            view_key: self.view_key,
+            size_px,
+            camera,
+            meshes: self.prepared.clone(),
+            draws,
+            marker,
+            planes,
+        }
     }
 }
 
@@ -433,11 +444,8 @@ fn handle_input(ui: &egui::Ui, response: &egui::Response, rect: Rect, state: &mu
 }
 
 fn overlay_ui(ui: &mut egui::Ui, rect: Rect, state: &mut MeshViewState) {
-    let mut buttons = ui.new_child(
-        UiBuilder::new()
-            .max_rect(rect.shrink(6.0))
-            .layout(egui::Layout::left_to_right(egui::Align::Min)),
-    );
+    let mut buttons =
+        ui.new_child(UiBuilder::new().max_rect(rect.shrink(6.0)).layout(egui::Layout::left_to_right(egui::Align::Min)));
     buttons.spacing_mut().item_spacing.x = 3.0;
     for preset in ViewPreset::ALL {
         if buttons.small_button(preset.letter()).on_hover_text(format!("{} view", preset.name())).clicked() {
