@@ -8,12 +8,16 @@
 //! | [`geometry`] | typed points and transforms (RAS mm, voxel ijk, array index, slice, screen), orientation codes, canonical reorientation, view planes |
 //! | [`volume`] | `Volume` / `LabelMap`, NIfTI-1/2 read and write, resampling, intensity normalisation and window/level |
 //! | [`shape`] | signed distance fields, marching-cubes meshes and their export, segmentation metrics |
+//! | [`data`] | synthetic phantoms (CT-like / MR-like, labelled, odd affines); later dataset preprocessing and loading |
+//! | [`baseline`] | classical one-click 3D segmentation (smoothed confidence-connected region growing), no weights |
 //! | [`render`] | the 3D view: wgpu mesh renderer inside egui (offscreen, MSAA, depth), orbit camera, shaders from `shaders/` |
 //! | [`cli`] | the command-line subcommands (`main.rs` only hands over) |
 //!
 //! Nothing under `geometry` or `volume` knows egui, wgpu or tch.
 
+pub mod baseline;
 pub mod cli;
+pub mod data;
 pub mod geometry;
 pub mod render;
 pub mod shape;
