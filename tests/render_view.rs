@@ -115,7 +115,7 @@ fn icosphere_is_closed_and_outward() {
     }
     // Closed and consistently oriented: every directed edge once, its reverse once.
     assert!(edges.iter().all(|(&(a, b), &n)| n == 1 && edges.get(&(b, a)) == Some(&1)));
-    let normals = render::vertex_normals(&mesh);
+    let normals = mesh.vertex_normals();
     for (v, n) in mesh.vertices.iter().zip(&normals) {
         assert!(v[0] * n[0] + v[1] * n[1] + v[2] * n[2] > 0.9);
     }

@@ -1,4 +1,4 @@
-//! CPU-side preparation of what the GPU draws: vertex normals, one packed vertex/index array
+//! CPU-side preparation of what the GPU draws: vertex normals (from `shape`), one packed vertex/index array
 //! for all label meshes, the crosshair marker's geometry and the slice-plane quads.
 //!
 //! Everything here is plain data (no wgpu objects), built once per change of the meshes and
@@ -70,16 +70,20 @@ impl PreparedMeshes {
             let base_vertex = out.vertices.len();
             let first_index = out.indices.len();
             let n = mesh.vertices.len();
-            let normals = vertex_normals(mesh);
+            let in_range = |t: &&[u32; 3]| t.iter().all(|&i| (i as usize) < n);
+            let cleaned;
+            let mesh = if mesh.triangles.iter().all(|t| in_range(&t)) {
+                mesh
+            } else {
+                let triangles: Vec<[u32; 3]> = mesh.triangles.iter().filter(in_range).copied().collect();
+                out.dropped_triangles += mesh.triangles.len() - triangles.len();
+                cleaned = Mesh { vertices: mesh.vertices.clone(), triangles };
+                &cleaned
+            };
+            let normals = mesh.vertex_normals();
             out.vertices
                 .extend(mesh.vertices.iter().zip(&normals).map(|(&position, &normal)| GpuVertex { position, normal }));
-            for tri in &mesh.triangles {
-                if tri.iter().all(|&i| (i as usize) < n) {
-                    out.indices.extend_from_slice(tri);
-                } else {
-                    out.dropped_triangles += 1;
-                }
-            }
+            out.indices.extend(mesh.triangles.iter().flatten());
             let bounds = BoundsRas::from_points(&mesh.vertices);
             out.bounds = match (out.bounds, bounds) {
                 (Some(a), Some(b)) => Some(a.union(&b)),
@@ -102,39 +106,6 @@ impl PreparedMeshes {
     pub fn triangle_count(&self) -> usize {
         self.indices.len() / 3
     }
-}
-
-/// Area-weighted vertex normals (the sum of the adjacent triangles' cross products,
-/// normalised), pointing the way the triangles' counter-clockwise winding says. A vertex
-/// without a non-degenerate triangle gets a zero normal (the shader then faces it to the eye).
-pub fn vertex_normals(mesh: &Mesh) -> Vec<[f32; 3]> {
-    let n = mesh.vertices.len();
-    let mut acc = vec![[0.0f64; 3]; n];
-    for tri in &mesh.triangles {
-        let [a, b, c] = tri.map(|i| i as usize);
-        if a >= n || b >= n || c >= n {
-            continue;
-        }
-        let p = |i: usize| mesh.vertices[i].map(f64::from);
-        let (pa, pb, pc) = (p(a), p(b), p(c));
-        let u = [pb[0] - pa[0], pb[1] - pa[1], pb[2] - pa[2]];
-        let v = [pc[0] - pa[0], pc[1] - pa[1], pc[2] - pa[2]];
-        let cross = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
-        if !cross.iter().all(|x| x.is_finite()) {
-            continue;
-        }
-        for i in [a, b, c] {
-            for k in 0..3 {
-                acc[i][k] += cross[k];
-            }
-        }
-    }
-    acc.into_iter()
-        .map(|v| {
-            let len = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-            if len > 0.0 && len.is_finite() { v.map(|x| (x / len) as f32) } else { [0.0; 3] }
-        })
-        .collect()
 }
 
 /// An axis-aligned box with flat face normals: 24 vertices, 12 outward CCW triangles.
@@ -229,7 +200,8 @@ mod tests {
     #[test]
     fn normals_point_outward() {
         let mesh = tetra();
-        let normals = vertex_normals(&mesh);
+        let p = PreparedMeshes::new(1, [&mesh]);
+        let normals: Vec<[f32; 3]> = p.vertices.iter().map(|v| v.normal).collect();
         let centre = [0.25f32; 3];
         for (p, n) in mesh.vertices.iter().zip(&normals) {
             let out: f32 = (0..3).map(|k| (p[k] - centre[k]) * n[k]).sum();

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use camera::{BoundsRas, CameraBasis, FOV_Y_DEG, OrbitCamera, ViewPreset};
 pub use gpu::{MAX_SLICE_PLANES, MSAA_SAMPLES, init, is_initialised};
-pub use mesh_data::{GpuVertex, vertex_normals};
+pub use mesh_data::GpuVertex;
 
 use crate::geometry::{RasMm, ViewPlane};
 use crate::shape::Mesh;
