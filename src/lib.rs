@@ -12,6 +12,7 @@
 //! | [`baseline`] | classical one-click 3D segmentation (smoothed confidence-connected region growing), no weights |
 //! | [`model`] | tch: the SAM3D network, LoRA adapters, configs (`configs/*.toml`), safetensors checkpoints |
 //! | [`engine`] | inference sessions (volume cached, many clicks) and the background worker thread |
+//! | [`render`] | the 3D view: wgpu mesh renderer inside egui (offscreen, MSAA, depth), orbit camera, shaders from `shaders/` |
 //! | [`cli`] | the command-line subcommands (`main.rs` only hands over) |
 //!
 //! Nothing under `geometry`, `volume` or `data` knows egui, wgpu or tch; only `model` and
@@ -23,5 +24,6 @@ pub mod data;
 pub mod engine;
 pub mod geometry;
 pub mod model;
+pub mod render;
 pub mod shape;
 pub mod volume;
