@@ -32,10 +32,13 @@ pub struct LabelTsvError {
     pub problem: String,
 }
 
+/// Label id → (name, colour if the file gives one).
+pub type LabelNames = BTreeMap<u16, (String, Option<[u8; 3]>)>;
+
 /// Names (and optional colours) by id, parsed from a `.tsv`: one `id<TAB>name` per line,
 /// optionally followed by `r g b` (0–255, tab- or space-separated). Blank lines, `#` comments
 /// and a header line whose first field is not a number are skipped.
-pub fn parse_label_tsv(text: &str, path: &Path) -> Result<BTreeMap<u16, (String, Option<[u8; 3]>)>, LabelTsvError> {
+pub fn parse_label_tsv(text: &str, path: &Path) -> Result<LabelNames, LabelTsvError> {
     let mut out = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
@@ -126,7 +129,7 @@ pub fn default_colour(id: u16, name: Option<&str>) -> [u8; 3] {
 
 impl LabelTable {
     /// The table for the labels present in a map (`counts`: id → voxels), named from `names`.
-    pub fn new(counts: &[(u16, usize)], names: Option<(&BTreeMap<u16, (String, Option<[u8; 3]>)>, PathBuf)>) -> Self {
+    pub fn new(counts: &[(u16, usize)], names: Option<(&LabelNames, PathBuf)>) -> Self {
         let mut entries = BTreeMap::new();
         for &(id, voxels) in counts {
             let known = names.as_ref().and_then(|(n, _)| n.get(&id));

@@ -29,8 +29,10 @@ pub struct LoadedVolume {
     pub stats: Stats,
     pub modality: Modality,
     pub histogram: Histogram,
-    /// The window to start with: abdomen for CT, 1st–99th percentile otherwise.
+    /// The window to start with: abdomen for CT, [`Self::auto_window`] otherwise.
     pub initial_window: Window,
+    /// 1st to 99th percentile (computed here so the UI thread never scans the volume).
+    pub auto_window: Window,
     pub generation: u64,
 }
 
@@ -151,9 +153,10 @@ fn handle(req: LoadRequest, send: &dyn Fn(LoadEvent) -> bool) {
             let stats = volume.stats();
             let modality = volume.guess_modality();
             let histogram = Histogram::of(flat, &stats);
+            let auto = auto_window(flat, &stats);
             let initial_window = match modality {
                 Modality::Ct => crate::volume::intensity::Preset::Abdomen.window(),
-                _ => auto_window(flat, &stats),
+                _ => auto,
             };
             let volume = Arc::new(volume);
             send(LoadEvent::Volume(Box::new(LoadedVolume {
@@ -163,6 +166,7 @@ fn handle(req: LoadRequest, send: &dyn Fn(LoadEvent) -> bool) {
                 modality,
                 histogram,
                 initial_window,
+                auto_window: auto,
                 generation,
             })));
             if let Some(lp) = labels {

@@ -19,7 +19,7 @@ pub use command::{AppCommand, DialogKind, FileKind, ViewCell};
 pub use slice_image::OverlayMode;
 
 use crate::geometry::{DisplayConvention, RasMm, SliceGeometry, ViewPlane, VoxelFromRas, VoxelIjk};
-use crate::volume::intensity::{Preset, Window, auto_window};
+use crate::volume::intensity::{Preset, Window};
 use crate::volume::{LabelMap, Modality, OnGrid, Stats, Volume};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use labels::LabelTable;
@@ -67,6 +67,8 @@ pub struct Scene {
     pub modality: Modality,
     pub histogram: Histogram,
     pub window: Window,
+    /// The 1st–99th percentile window (precomputed by the loader).
+    pub auto_window: Window,
     /// One per [`ViewPlane::ALL`] entry.
     pub geoms: [SliceGeometry; 3],
     pub voxel_from_ras: VoxelFromRas,
@@ -186,6 +188,13 @@ impl Default for Runtime {
             view_rects: [None; 3],
             title_dirty: false,
         }
+    }
+}
+
+impl Runtime {
+    /// A slice view's zoom (1 = the slice fits its view).
+    pub fn zoom_of(&self, plane: ViewPlane) -> f32 {
+        self.views[plane_idx(plane)].zoom
     }
 }
 
@@ -325,6 +334,7 @@ impl App {
                         modality: v.modality,
                         histogram: v.histogram,
                         window: v.initial_window,
+                        auto_window: v.auto_window,
                         geoms: ViewPlane::ALL.map(|p| SliceGeometry::new(p, &a, shape, self.convention)),
                         voxel_from_ras: v.volume.voxel_from_ras(),
                         crosshair: a.apply(centre),
@@ -429,9 +439,8 @@ impl App {
                 }
             }
             AppCommand::AutoWindow => {
-                // One pass over the voxels (~10 ms for 512×512×224): an explicit user action.
                 if let Some(s) = &mut self.rt.scene {
-                    s.window = auto_window(s.volume.data.as_slice().unwrap_or(&[]), &s.stats);
+                    s.window = s.auto_window;
                 }
             }
             AppCommand::ToggleMaximise(cell) => {

@@ -3,7 +3,7 @@
 
 use super::slice_view::TITLE_H;
 use super::{App, AppCommand, DialogKind, FileKind, OverlayMode, ViewCell};
-use crate::geometry::{DisplayConvention, ViewPlane, axcodes};
+use crate::geometry::{DisplayConvention, axcodes};
 use crate::volume::intensity::{Preset, Window};
 use crate::volume::{Modality, OnGrid};
 use egui::{Align2, Color32, FontId, Rect, RichText, Stroke, pos2, vec2};
@@ -124,7 +124,7 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
         let mono = |s: String| RichText::new(s).monospace().size(12.0);
         match (&app.rt.hover, &app.rt.scene) {
             (Some(p), Some(scene)) => {
-                ui.label(mono(format!("RAS ({:8.1}, {:8.1}, {:8.1}) mm", p.ras.x(), p.ras.y(), p.ras.z())));
+                ui.label(mono(format!("RAS ({:7.1}, {:7.1}, {:7.1}) mm", p.ras.x(), p.ras.y(), p.ras.z())));
                 ui.separator();
                 if p.inside {
                     ui.label(mono(format!("voxel ({:.0}, {:.0}, {:.0})", p.voxel.x().round(), p.voxel.y().round(), p.voxel.z().round())));
@@ -144,7 +144,7 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             }
             (None, Some(scene)) => {
                 let c = scene.crosshair;
-                ui.label(mono(format!("crosshair RAS ({:8.1}, {:8.1}, {:8.1}) mm", c.x(), c.y(), c.z())));
+                ui.label(mono(format!("crosshair RAS ({:7.1}, {:7.1}, {:7.1}) mm", c.x(), c.y(), c.z())));
             }
             _ => {
                 ui.label(RichText::new("No volume").weak());
@@ -233,7 +233,7 @@ pub fn side_panel_ui(app: &mut App, ui: &mut egui::Ui) {
         ui.add_space(4.0);
         egui::CollapsingHeader::new(RichText::new("Labels").strong()).default_open(true).show(ui, |ui| {
             let Some(layer) = scene.labels.as_ref() else {
-                ui.label(RichText::new("No label map. File → Open label map…").weak());
+                ui.label(RichText::new("No label map. File > Open label map…").weak());
                 return;
             };
             let name = layer.path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
@@ -312,8 +312,12 @@ fn histogram_ui(ui: &mut egui::Ui, h: &super::loader::Histogram, w: Window) {
     p.line_segment([pos2(wl, rect.bottom() - 1.0), pos2(wh, rect.top() + 1.0)], ramp);
     p.line_segment([pos2(wh, rect.top() + 1.0), pos2(rect.right(), rect.top() + 1.0)], ramp);
     let f = FontId::proportional(10.0);
-    p.text(rect.left_top() + vec2(3.0, 2.0), Align2::LEFT_TOP, fmt_value(h.lo), f.clone(), Color32::from_gray(140));
-    p.text(rect.right_top() + vec2(-3.0, 2.0), Align2::RIGHT_TOP, fmt_value(h.hi), f, Color32::from_gray(140));
+    let under = rect.bottom() + 7.0;
+    let grey = Color32::from_gray(140);
+    ui.painter().text(pos2(rect.left(), under), Align2::LEFT_CENTER, fmt_value(h.lo), f.clone(), grey);
+    ui.painter().text(pos2(rect.right(), under), Align2::RIGHT_CENTER, fmt_value(h.hi), f.clone(), grey);
+    ui.painter().text(pos2(rect.center().x, under), Align2::CENTER_CENTER, format!("window {} to {}", fmt_value(w.low()), fmt_value(w.high())), f, Color32::from_rgb(110, 170, 255));
+    ui.add_space(12.0);
 }
 
 /// Errors and notices over the top of the views, each with a close button.
@@ -358,7 +362,7 @@ pub fn empty_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
             } else {
                 ui.label(RichText::new("No volume open").size(20.0));
                 ui.add_space(6.0);
-                ui.label("File → Open volume… (Ctrl+O), or drop a .nii / .nii.gz file on this window.");
+                ui.label("File > Open volume… (Ctrl+O), or drop a .nii / .nii.gz file on this window.");
                 ui.add_space(6.0);
                 if ui.button("Open volume…").clicked() {
                     cmds.push(AppCommand::ShowDialog(DialogKind::OpenVolume));
@@ -393,7 +397,6 @@ pub fn three_d_placeholder_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect) {
     if resp.double_clicked() {
         app.send(AppCommand::ToggleMaximise(ViewCell::ThreeD));
     }
-    let _ = ViewPlane::ALL;
 }
 
 /// While files are dragged over the window.
