@@ -320,3 +320,35 @@ fn settings_and_recent_files_survive_a_restart() {
     assert!(back.recent.iter().any(|r| r.path == ct), "{:?}", back.recent);
     assert!(back.scene().is_none(), "runtime state is not persisted");
 }
+
+#[derive(Debug)]
+struct Dropped(PathBuf);
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn dropped_files_open_as_volume_then_labels() {
+    let (ct, labels) = demo();
+    let mut h = harness(Startup::default());
+    assert!(h.state().scene().is_none());
+    h.get_by_label("No volume open");
+    h.input_mut().dropped_files.push(std::sync::Arc::new(Dropped(ct)));
+    h.step();
+    wait_for_loader(&mut h);
+    assert!(h.state().scene().is_some_and(|s| s.labels.is_none()));
+    // "labels" in the name: opened over the volume.
+    h.input_mut().dropped_files.push(std::sync::Arc::new(Dropped(labels)));
+    h.step();
+    wait_for_loader(&mut h);
+    assert!(h.state().scene().is_some_and(|s| s.labels.is_some()), "{:?}", h.state().messages());
+    // Not NIfTI: a message, nothing else.
+    h.input_mut().dropped_files.push(std::sync::Arc::new(Dropped(PathBuf::from("/tmp/notes.txt"))));
+    h.run();
+    assert!(h.state().messages().iter().any(|m| m.is_error && m.text.contains("notes.txt: not a NIfTI file")));
+}
