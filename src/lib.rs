@@ -8,13 +8,17 @@
 //! | [`geometry`] | typed points and transforms (RAS mm, voxel ijk, array index, slice, screen), orientation codes, canonical reorientation, view planes |
 //! | [`volume`] | `Volume` / `LabelMap`, NIfTI-1/2 read and write, resampling, intensity normalisation and window/level |
 //! | [`shape`] | signed distance fields, marching-cubes meshes and their export, segmentation metrics |
+//! | [`data`] | synthetic phantoms (CT-like / MR-like, labelled, odd affines); later dataset preprocessing and loading |
+//! | [`baseline`] | classical one-click 3D segmentation (smoothed confidence-connected region growing), no weights |
 //! | [`app`] | the eframe viewer: linked slice views, window/level, label overlay, loader thread, commands |
 //! | [`cli`] | the command-line subcommands (`main.rs` only hands over) |
 //!
 //! Nothing under `geometry` or `volume` knows egui, wgpu or tch.
 
 pub mod app;
+pub mod baseline;
 pub mod cli;
+pub mod data;
 pub mod geometry;
 pub mod shape;
 pub mod volume;
