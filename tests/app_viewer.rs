@@ -23,9 +23,8 @@ fn demo() -> (PathBuf, PathBuf) {
 
 fn harness(startup: Startup) -> Harness<'static, App> {
     let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| {
-        let mut app = App::new(cc, startup);
-        app.rt.device = "CPU".into(); // the same text on any machine (snapshots)
-        app
+        // The same device text on any machine (snapshots).
+        App::new(cc, Startup { device: Some("CPU".into()), ..startup })
     });
     wait_for_loader(&mut h);
     h
@@ -78,7 +77,7 @@ fn px_per_mm(r: egui::Rect, w_mm: f64, h_mm: f64) -> f64 {
 #[test]
 fn demo_loads_with_labels_and_names() {
     let (ct, labels) = demo();
-    let h = harness(Startup { volume: Some(ct), labels: Some(labels) });
+    let h = harness(Startup { volume: Some(ct), labels: Some(labels), ..Default::default() });
     let app = h.state();
     assert!(app.messages().is_empty(), "{:?}", app.messages());
     let scene = app.scene().expect("demo open");
@@ -95,7 +94,7 @@ fn demo_loads_with_labels_and_names() {
 #[test]
 fn click_in_axial_moves_the_crosshair_and_the_other_views() {
     let (ct, labels) = demo();
-    let mut h = harness(Startup { volume: Some(ct), labels: Some(labels) });
+    let mut h = harness(Startup { volume: Some(ct), labels: Some(labels), ..Default::default() });
     let r = view_rect(&h, ViewPlane::Axial);
     let k0 = h.state().scene().expect("scene").slice_index(ViewPlane::Axial);
     // Axial, radiological: screen right = patient left (−x), screen up = anterior (+y).
@@ -129,7 +128,7 @@ fn probe_matches_nibabel_samples() {
     // tests/data/ct_abdomen/nibabel_facts.json: voxel (61, 61, 108) = 63 HU at RAS
     // (5.0437, 194.319, 418.3018); voxel (103, 64, 57) = 49 HU.
     let (ct, labels) = demo();
-    let h = harness(Startup { volume: Some(ct), labels: Some(labels) });
+    let h = harness(Startup { volume: Some(ct), labels: Some(labels), ..Default::default() });
     let scene = h.state().scene().expect("scene");
     for (ras, ijk, hu) in [([5.043_670_654_296_875, 194.319_000_244_140_62, 418.301_757_812_5], [61.0, 61.0, 108.0], 63.0), ([131.043_670_654_296_88, 203.319_000_244_140_62, 265.301_757_812_5], [103.0, 64.0, 57.0], 49.0)] {
         let p = scene.probe(sam3d_studio::geometry::RasMm::new(ras[0], ras[1], ras[2]));
@@ -142,7 +141,7 @@ fn probe_matches_nibabel_samples() {
 #[test]
 fn wheel_steps_slices_and_ctrl_wheel_zooms_about_the_cursor() {
     let (ct, _) = demo();
-    let mut h = harness(Startup { volume: Some(ct), labels: None });
+    let mut h = harness(Startup { volume: Some(ct), labels: None, ..Default::default() });
     let r = view_rect(&h, ViewPlane::Axial);
     let k0 = h.state().scene().expect("scene").slice_index(ViewPlane::Axial);
     let j0 = h.state().scene().expect("scene").slice_index(ViewPlane::Coronal);
@@ -175,7 +174,7 @@ fn wheel_steps_slices_and_ctrl_wheel_zooms_about_the_cursor() {
 #[test]
 fn label_grid_mismatch_is_an_error_and_the_app_lives_on() {
     let (ct, labels) = demo();
-    let mut h = harness(Startup { volume: Some(ct), labels: Some(labels) });
+    let mut h = harness(Startup { volume: Some(ct), labels: Some(labels), ..Default::default() });
     let dir = tempfile::tempdir().expect("tmp");
     let bad = dir.path().join("small_labels.nii.gz");
     LabelMap::new(ndarray::Array3::zeros((4, 5, 6)), RasFromVoxel::identity()).expect("ok").save(&bad).expect("write");
@@ -205,7 +204,7 @@ fn label_grid_mismatch_is_an_error_and_the_app_lives_on() {
 #[test]
 fn double_click_maximises_and_restores() {
     let (ct, _) = demo();
-    let mut h = harness(Startup { volume: Some(ct), labels: None });
+    let mut h = harness(Startup { volume: Some(ct), labels: None, ..Default::default() });
     let r = view_rect(&h, ViewPlane::Coronal);
     let p = r.center();
     h.hover_at(p);
@@ -227,7 +226,7 @@ fn double_click_maximises_and_restores() {
 #[test]
 fn window_presets_and_right_drag() {
     let (ct, _) = demo();
-    let mut h = harness(Startup { volume: Some(ct), labels: None });
+    let mut h = harness(Startup { volume: Some(ct), labels: None, ..Default::default() });
     let r = view_rect(&h, ViewPlane::Axial);
     h.hover_at(r.center());
     h.run();
@@ -260,7 +259,7 @@ fn snapshot(h: &mut Harness<'static, App>, name: &str) {
 #[test]
 fn snapshot_axial_view_with_overlay() {
     let (ct, labels) = demo();
-    let mut h = harness(Startup { volume: Some(ct), labels: Some(labels) });
+    let mut h = harness(Startup { volume: Some(ct), labels: Some(labels), ..Default::default() });
     h.set_size(vec2(640.0, 560.0));
     h.state_mut().send(AppCommand::ToggleSidePanel);
     h.state_mut().send(AppCommand::ToggleMaximise(ViewCell::Slice(ViewPlane::Axial)));
@@ -275,7 +274,7 @@ fn snapshot_axial_view_with_overlay() {
 #[test]
 fn snapshot_grid_layout() {
     let (ct, labels) = demo();
-    let mut h = harness(Startup { volume: Some(ct), labels: Some(labels) });
+    let mut h = harness(Startup { volume: Some(ct), labels: Some(labels), ..Default::default() });
     h.state_mut().send(AppCommand::SetOverlayMode(sam3d_studio::app::OverlayMode::Outline));
     h.run();
     h.remove_cursor();
@@ -286,7 +285,7 @@ fn snapshot_grid_layout() {
 #[test]
 fn save_label_map_writes_it_on_the_volume_grid() {
     let (ct, labels) = demo();
-    let mut h = harness(Startup { volume: Some(ct.clone()), labels: Some(labels.clone()) });
+    let mut h = harness(Startup { volume: Some(ct.clone()), labels: Some(labels.clone()), ..Default::default() });
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("saved.nii.gz");
     h.state_mut().send(AppCommand::SaveLabels(out.clone()));
@@ -306,7 +305,7 @@ fn save_label_map_writes_it_on_the_volume_grid() {
 #[test]
 fn settings_and_recent_files_survive_a_restart() {
     let (ct, labels) = demo();
-    let mut h = harness(Startup { volume: Some(ct.clone()), labels: Some(labels) });
+    let mut h = harness(Startup { volume: Some(ct.clone()), labels: Some(labels), ..Default::default() });
     h.state_mut().send(AppCommand::SetConvention(sam3d_studio::geometry::DisplayConvention::Neurological));
     h.run();
     // Neurological: the axial view's left edge is now patient left.

@@ -40,7 +40,7 @@ pub fn run(file: Option<PathBuf>, labels: Option<PathBuf>) -> anyhow::Result<()>
             .with_drag_and_drop(true),
         ..Default::default()
     };
-    let startup = Startup { volume: file, labels };
+    let startup = Startup { volume: file, labels, device: None };
     eframe::run_native("sam3d-studio", options, Box::new(move |cc| Ok(Box::new(App::new(cc, startup)))))
         .map_err(|e| anyhow::anyhow!("could not open the viewer window: {e}"))
 }
@@ -50,6 +50,8 @@ pub fn run(file: Option<PathBuf>, labels: Option<PathBuf>) -> anyhow::Result<()>
 pub struct Startup {
     pub volume: Option<PathBuf>,
     pub labels: Option<PathBuf>,
+    /// The compute device's name, if already known (tests); otherwise the engine is asked.
+    pub device: Option<String>,
 }
 
 /// A file in the recent-files menu.
@@ -160,8 +162,9 @@ pub struct Runtime {
     /// The view the keyboard acts on (the hovered one, else the last one used).
     active_view: ViewPlane,
     pub hover: Option<Probe>,
-    /// "CPU" or "CUDA".
+    /// "CPU", "CUDA (n GPU)", or why it is unknown.
     pub device: String,
+    device_rx: Option<Receiver<String>>,
     /// Screen rectangle of each slice view's image area, last frame (tests use it).
     pub view_rects: [Option<egui::Rect>; 3],
     /// The window title should name a newly opened file.
@@ -185,6 +188,7 @@ impl Default for Runtime {
             active_view: ViewPlane::Axial,
             hover: None,
             device: String::new(),
+            device_rx: None,
             view_rects: [None; 3],
             title_dirty: false,
         }
@@ -242,7 +246,13 @@ impl App {
             Ok(l) => app.rt.loader = Some(l),
             Err(e) => app.error(format!("could not start the loader thread: {e}")),
         }
-        app.rt.device = compute_device_name();
+        match startup.device {
+            Some(d) => app.rt.device = d,
+            None => {
+                app.rt.device = "checking…".into();
+                app.rt.device_rx = spawn_device_probe(cc.egui_ctx.clone());
+            }
+        }
         if let Some(path) = startup.volume {
             app.send(AppCommand::OpenVolume { path, labels: startup.labels });
         }
@@ -305,6 +315,10 @@ impl App {
 
     /// Drains loader events and dialog answers (called once per frame).
     pub fn drain_events(&mut self) {
+        if let Some(d) = self.rt.device_rx.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            self.rt.device = d;
+            self.rt.device_rx = None;
+        }
         while let Ok(c) = self.rt.dialog_rx.try_recv() {
             self.send(c);
         }
@@ -683,8 +697,62 @@ fn style(ctx: &egui::Context) {
     });
 }
 
-/// The device the model will run on. (Only this function looks at libtorch; it moves to the
-/// engine module, which owns tch, once that exists.)
-pub fn compute_device_name() -> String {
-    if tch::Cuda::is_available() { format!("CUDA ({} GPU)", tch::Cuda::device_count()) } else { "CPU".into() }
+/// The `sam3d-studio-engine` binary (the process that owns libtorch): beside this executable,
+/// or one folder up (test binaries live in `target/<profile>/deps`).
+fn engine_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let name = format!("sam3d-studio-engine{}", std::env::consts::EXE_SUFFIX);
+    let dir = exe.parent()?;
+    [Some(dir.join(&name)), dir.parent().map(|d| d.join(&name))].into_iter().flatten().find(|p| p.is_file())
+}
+
+/// Asks the engine process which device the model will use ("CUDA (n GPU)" or "CPU"), on a
+/// named thread: the GUI itself never loads libtorch (its start-up costs ~0.7 s).
+fn spawn_device_probe(ctx: egui::Context) -> Option<Receiver<String>> {
+    let (tx, rx) = bounded(1);
+    std::thread::Builder::new()
+        .name("sam3d-device-probe".into())
+        .spawn(move || {
+            let answer = match engine_binary() {
+                None => "unknown (sam3d-studio-engine not found)".to_string(),
+                Some(bin) => match std::process::Command::new(&bin).arg("--device-info").output() {
+                    Ok(out) if out.status.success() => device_from_info(&String::from_utf8_lossy(&out.stdout)),
+                    Ok(out) => {
+                        log::warn!("{} --device-info failed: {}", bin.display(), String::from_utf8_lossy(&out.stderr).trim());
+                        "unknown (engine failed)".into()
+                    }
+                    Err(e) => {
+                        log::warn!("could not run {}: {e}", bin.display());
+                        "unknown (engine failed)".into()
+                    }
+                },
+            };
+            let _ = tx.send(answer);
+            ctx.request_repaint();
+        })
+        .ok()?;
+    Some(rx)
+}
+
+/// "CUDA (2 GPU)" or "CPU" from the engine's `--device-info` JSON.
+pub fn device_from_info(json: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap_or_default();
+    match (v.get("cuda").and_then(|c| c.as_bool()), v.get("cuda_devices").and_then(|n| n.as_u64())) {
+        (Some(true), Some(n)) => format!("CUDA ({n} GPU)"),
+        (Some(true), None) => "CUDA".into(),
+        (Some(false), _) => "CPU".into(),
+        _ => "unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_from_info;
+
+    #[test]
+    fn device_text() {
+        assert_eq!(device_from_info("{\"cuda\":true,\"cuda_devices\":2,\"cudnn\":true,\"threads\":8}\n"), "CUDA (2 GPU)");
+        assert_eq!(device_from_info("{\"cuda\":false,\"cuda_devices\":0}"), "CPU");
+        assert_eq!(device_from_info("garbage"), "unknown");
+    }
 }
