@@ -1,6 +1,8 @@
 //! Command-line subcommands (DESIGN.md "Command line"). Each prints a one-line reason on stderr
 //! and exits non-zero on failure; `--json` prints exactly one JSON object on stdout.
 
+mod shape_cmds;
+
 use crate::geometry::axcodes;
 use crate::volume::{DataType, Interp, OnGrid, Volume, read_info, resample_to_spacing};
 use anyhow::{Context, Result, bail};
@@ -65,6 +67,38 @@ pub enum Command {
         #[arg(long)]
         small: bool,
     },
+    /// Signed distance in mm (negative inside) of a label, as float NIfTI on the same grid.
+    Sdf {
+        labels: PathBuf,
+        output: PathBuf,
+        /// Label id (default: every non-zero label together).
+        #[arg(long)]
+        label: Option<u16>,
+    },
+    /// Watertight surface mesh of a label map (STL, OBJ or PLY by extension).
+    Mesh {
+        labels: PathBuf,
+        output: PathBuf,
+        /// Label id (default: every label; merged in STL, one object per label in OBJ/PLY).
+        #[arg(long)]
+        label: Option<u16>,
+        /// Write LPS coordinates (what 3D Slicer expects) instead of RAS.
+        #[arg(long)]
+        lps: bool,
+        /// Taubin smoothing iterations.
+        #[arg(long, default_value_t = 0)]
+        smooth: usize,
+        /// Keep about this fraction of the triangles (quadric decimation, stays watertight).
+        #[arg(long)]
+        decimate: Option<f64>,
+    },
+    /// Per-label Dice, IoU, HD95, ASSD and Chamfer (mm) of a prediction against ground truth.
+    Metrics {
+        pred: PathBuf,
+        gt: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Entry point used by `main.rs`.
@@ -94,6 +128,11 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Phantom { outdir, cases, seed, modality, small }) => data_cmds::phantom(&outdir, cases, seed, modality, small),
+        Some(Command::Sdf { labels, output, label }) => shape_cmds::sdf(&labels, &output, label),
+        Some(Command::Mesh { labels, output, label, lps, smooth, decimate }) => {
+            shape_cmds::mesh(&labels, &output, label, lps, smooth, decimate)
+        }
+        Some(Command::Metrics { pred, gt, json }) => shape_cmds::metrics(&pred, &gt, json),
         None => {
             let (file, labels) = match cli.file {
                 Some(f) => (Some(f), cli.labels),

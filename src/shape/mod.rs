@@ -1,4 +1,29 @@
-//! Shapes: signed distance fields, meshes (marching cubes, smoothing, export), metrics.
+//! Shapes: signed distance fields, meshes (marching cubes, smoothing, decimation, export),
+//! segmentation metrics.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`sdf`] | exact Euclidean distance transforms and signed distance fields (mm), per class |
+//! | [`mesh`] | watertight marching-cubes meshes in RAS mm; area, volume, edge checks, Taubin smoothing, decimation |
+//! | [`export`] | binary STL, OBJ, binary PLY in RAS or LPS, written atomically |
+//! | [`metrics`] | Dice, IoU, HD95, Hausdorff, ASSD, Chamfer with spacing (`surface-distance` definitions) |
+//!
+//! Arrays are `[k, j, i]` like every volume; spacings are `[si, sj, sk]` like
+//! [`OnGrid::spacing_mm`](crate::volume::OnGrid::spacing_mm).
+
+pub mod export;
+mod march;
+pub mod mesh;
+pub mod metrics;
+pub mod sdf;
+mod surfel_table;
+
+pub use export::{MeshFormat, MeshObject, MeshSpace, write_mesh};
+pub use mesh::{EdgeReport, Inside, mesh_from_field, mesh_from_mask, mesh_of_label, mesh_of_labels};
+pub use metrics::{LabelMetrics, SurfaceDistances, compare_label_maps, label_metrics, mask_metrics, surface_distances};
+pub use sdf::{edt, sdf, sdf_classes, sdf_of_labels, squared_edt};
+
+use std::path::{Path, PathBuf};
 
 /// A triangle mesh with vertices in RAS millimetres.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -7,4 +32,18 @@ pub struct Mesh {
     pub vertices: Vec<[f32; 3]>,
     /// Triangles as vertex indices, counter-clockwise seen from outside (outward normals).
     pub triangles: Vec<[u32; 3]>,
+}
+
+/// An error about one file (or named input) in the shape layer: `path: problem`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct ShapeError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+impl ShapeError {
+    pub fn new(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
+        Self { path: path.as_ref().to_path_buf(), problem: problem.into() }
+    }
 }

@@ -1,0 +1,120 @@
+//! `sdf`, `mesh` and `metrics` subcommands (DESIGN.md "Command line").
+
+use crate::shape::{self, Mesh, MeshFormat, MeshObject, MeshSpace};
+use crate::volume::{LabelMap, OnGrid, Volume};
+use anyhow::{Result, bail};
+use std::path::Path;
+
+/// `sdf LABELS OUT [--label N]`: signed distance in mm (negative inside) as float NIfTI on the
+/// label map's grid; without `--label`, of the union of every non-zero label.
+pub fn sdf(labels_path: &Path, out: &Path, label: Option<u16>) -> Result<()> {
+    let labels = LabelMap::load(labels_path)?;
+    let what = label.map_or("any non-zero label".to_string(), |l| format!("label {l}"));
+    let inside = {
+        use rayon::prelude::*;
+        let flat = labels.data.as_slice_memory_order().unwrap_or(&[]);
+        flat.par_iter().filter(|&&v| if let Some(l) = label { v == l } else { v != 0 }).count()
+    };
+    if inside == 0 {
+        bail!("{}: {what} is absent (no voxel to measure distances to)", labels_path.display());
+    }
+    if inside == labels.shape().len() {
+        bail!("{}: {what} fills every voxel (no outside to measure distances to)", labels_path.display());
+    }
+    let Volume { data, ras_from_voxel, .. } = shape::sdf_of_labels(&labels, label);
+    let vol = Volume { data, ras_from_voxel, meta: Default::default() };
+    vol.save(out, Some(crate::volume::DataType::Float32))?;
+    log::info!("signed distance of {what} ({} voxels inside) → {}", inside, out.display());
+    Ok(())
+}
+
+/// `mesh LABELS OUT.(stl|obj|ply) [--label N] [--lps] [--smooth ITER] [--decimate RATIO]`.
+pub fn mesh(
+    labels_path: &Path,
+    out: &Path,
+    label: Option<u16>,
+    lps: bool,
+    smooth: usize,
+    decimate: Option<f64>,
+) -> Result<()> {
+    MeshFormat::from_path(out)?;
+    if let Some(r) = decimate {
+        if !(r > 0.0 && r <= 1.0) {
+            bail!("--decimate takes the fraction of triangles to keep, in (0, 1]; got {r}");
+        }
+    }
+    let labels = LabelMap::load(labels_path)?;
+    let ids: Vec<u16> = match label {
+        Some(l) => vec![l],
+        None => labels.counts().into_iter().map(|(l, _)| l).collect(),
+    };
+    if ids.is_empty() {
+        bail!("{}: no non-zero label to mesh", labels_path.display());
+    }
+    let finish = |mut m: Mesh| {
+        if smooth > 0 {
+            m.taubin_smooth(smooth);
+        }
+        if let Some(r) = decimate {
+            m.decimate(r);
+        }
+        m
+    };
+    let meshes: Vec<(u16, String, Mesh)> = if ids.len() == 1 {
+        vec![(ids[0], format!("label_{}", ids[0]), finish(shape::mesh_of_label(&labels, ids[0])))]
+    } else {
+        use rayon::prelude::*;
+        ids.par_iter().map(|&l| (l, format!("label_{l}"), finish(shape::mesh_of_label(&labels, l)))).collect()
+    };
+    if let Some(l) = label.filter(|_| meshes[0].2.is_empty()) {
+        bail!("{}: label {l} is absent", labels_path.display());
+    }
+    let objects: Vec<MeshObject> = meshes.iter().map(|(l, n, m)| MeshObject { label: *l, name: n, mesh: m }).collect();
+    let space = if lps { MeshSpace::Lps } else { MeshSpace::Ras };
+    shape::write_mesh(out, &objects, space)?;
+    let tris: usize = meshes.iter().map(|m| m.2.triangles.len()).sum();
+    log::info!("{} label(s), {tris} triangles → {}", meshes.len(), out.display());
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct MetricsJson<'a> {
+    pred: String,
+    gt: String,
+    spacing_mm: [f64; 3],
+    labels: &'a [shape::LabelMetrics],
+}
+
+/// `metrics PRED GT [--json]`: per label present in either file.
+pub fn metrics(pred_path: &Path, gt_path: &Path, json: bool) -> Result<()> {
+    let (pred, gt) = rayon::join(|| LabelMap::load(pred_path), || LabelMap::load(gt_path));
+    let (pred, gt) = (pred?, gt?);
+    let rows = shape::compare_label_maps(&pred, &gt, pred_path, gt_path)?;
+    if json {
+        let out = MetricsJson {
+            pred: pred_path.display().to_string(),
+            gt: gt_path.display().to_string(),
+            spacing_mm: gt.spacing_mm(),
+            labels: &rows,
+        };
+        println!("{}", serde_json::to_string(&out)?);
+        return Ok(());
+    }
+    let mm = |x: Option<f64>| x.map_or("—".to_string(), |v| format!("{v:.3}"));
+    println!("{:>6} {:>8} {:>8} {:>9} {:>9} {:>10} {:>10} {:>10}", "label", "dice", "iou", "hd95_mm", "assd_mm", "chamfer_mm", "pred_vox", "gt_vox");
+    for r in &rows {
+        println!(
+            "{:>6} {:>8.4} {:>8.4} {:>9} {:>9} {:>10} {:>10} {:>10}",
+            r.label,
+            r.dice,
+            r.iou,
+            mm(r.hd95_mm),
+            mm(r.assd_mm),
+            mm(r.chamfer_mm),
+            r.pred_voxels,
+            r.gt_voxels
+        );
+    }
+    println!("(— : the label is empty in one of the files, so there is no surface to measure)");
+    Ok(())
+}

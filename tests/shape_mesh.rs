@@ -1,0 +1,292 @@
+//! Meshes: watertight and outward on analytic shapes (sphere, torus, touching blobs, shapes cut
+//! by the grid border) and on the real liver label, through straight, oblique and flipped
+//! affines; area and volume against closed forms; smoothing, decimation and export.
+
+use nalgebra::{Matrix3, Vector3};
+use ndarray::Array3;
+use sam3d_studio::geometry::{RasFromVoxel, RasMm, VoxelIjk};
+use sam3d_studio::shape::{Inside, Mesh, MeshObject, MeshSpace, mesh_from_field, mesh_from_mask, mesh_of_label, write_mesh};
+use sam3d_studio::volume::{LabelMap, OnGrid};
+use std::f64::consts::PI;
+use std::path::PathBuf;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Anisotropic, axis-aligned: spacing (0.7, 1.1, 1.6) mm.
+fn straight() -> RasFromVoxel {
+    RasFromVoxel::scale_translate([0.7, 1.1, 1.6], [-20.0, 10.0, 5.0])
+}
+
+/// Oblique (30° about z, 10° about x) with a flipped j axis: negative determinant.
+fn oblique_flipped() -> RasFromVoxel {
+    let (s, c) = (30f64.to_radians().sin(), 30f64.to_radians().cos());
+    let rz = Matrix3::new(c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0);
+    let (s2, c2) = (10f64.to_radians().sin(), 10f64.to_radians().cos());
+    let rx = Matrix3::new(1.0, 0.0, 0.0, 0.0, c2, -s2, 0.0, s2, c2);
+    let lin = rz * rx * Matrix3::from_diagonal(&Vector3::new(0.7, -1.1, 1.6));
+    RasFromVoxel::from_parts(lin, Vector3::new(100.0, -50.0, 30.0))
+}
+
+/// LPS-like storage: i and j both flipped (determinant positive), plus a k flip (negative).
+fn flipped_k() -> RasFromVoxel {
+    RasFromVoxel::scale_translate([-0.7, -1.1, -1.6], [40.0, 60.0, 50.0])
+}
+
+const SHAPE: (usize, usize, usize) = (30, 40, 60); // [k, j, i]
+
+fn centre_voxel() -> VoxelIjk {
+    VoxelIjk::new(SHAPE.2 as f64 / 2.0 - 0.3, SHAPE.1 as f64 / 2.0 + 0.2, SHAPE.0 as f64 / 2.0 - 0.1)
+}
+
+/// Field over the grid from a function of the voxel centre's RAS position.
+fn field(a: &RasFromVoxel, f: impl Fn(RasMm) -> f64) -> Array3<f32> {
+    Array3::from_shape_fn(SHAPE, |(k, j, i)| f(a.apply(VoxelIjk::new(i as f64, j as f64, k as f64))) as f32)
+}
+
+fn sphere_sdf(a: &RasFromVoxel, r: f64) -> Array3<f32> {
+    let c = a.apply(centre_voxel());
+    field(a, |p| p.distance(&c) - r)
+}
+
+fn assert_watertight(m: &Mesh, what: &str) {
+    let e = m.edge_report();
+    assert!(!m.triangles.is_empty(), "{what}: empty mesh");
+    assert!(e.is_watertight(), "{what}: {e:?}");
+    // Closed manifold: every edge in two faces, so 2E = 3F.
+    assert_eq!(2 * e.edges, 3 * m.triangles.len(), "{what}");
+}
+
+fn assert_outward_from(m: &Mesh, c: RasMm, what: &str) {
+    for t in 0..m.triangles.len() {
+        let n = m.face_normal(t);
+        let tri = m.triangles[t];
+        let cen: Vec<f64> = (0..3).map(|d| tri.iter().map(|&v| m.vertices[v as usize][d] as f64).sum::<f64>() / 3.0).collect();
+        let out = [cen[0] - c.x(), cen[1] - c.y(), cen[2] - c.z()];
+        let dot = n[0] as f64 * out[0] + n[1] as f64 * out[1] + n[2] as f64 * out[2];
+        assert!(dot > 0.0 || n == [0.0; 3], "{what}: triangle {t} points inward");
+    }
+}
+
+#[test]
+fn sphere_from_sdf_matches_closed_forms_for_every_affine() {
+    let r = 15.0;
+    for (name, a) in [("straight", straight()), ("oblique+flipped", oblique_flipped()), ("flipped k", flipped_k())] {
+        let c = a.apply(centre_voxel());
+        let m = mesh_from_field(sphere_sdf(&a, r).view(), 0.0, Inside::Below, &a);
+        assert_watertight(&m, name);
+        assert_outward_from(&m, c, name);
+        // Vertices lie on the sphere (linear interpolation of an exact distance).
+        for v in &m.vertices {
+            let d = RasMm::new(v[0] as f64, v[1] as f64, v[2] as f64).distance(&c);
+            assert!((d - r).abs() < 0.05, "{name}: vertex at radius {d}");
+        }
+        let (vol, area) = (m.volume_mm3(), m.area_mm2());
+        let (want_v, want_a) = (4.0 / 3.0 * PI * r.powi(3), 4.0 * PI * r * r);
+        assert!((vol / want_v - 1.0).abs() < 0.02, "{name}: volume {vol} vs {want_v}");
+        assert!((area / want_a - 1.0).abs() < 0.02, "{name}: area {area} vs {want_a}");
+        // Iso-level is configurable: the 2 mm level set is the sphere of radius 17.
+        let m2 = mesh_from_field(sphere_sdf(&a, r).view(), 2.0, Inside::Below, &a);
+        assert!((m2.volume_mm3() / (4.0 / 3.0 * PI * 17f64.powi(3)) - 1.0).abs() < 0.02, "{name}: iso 2");
+    }
+}
+
+#[test]
+fn sphere_from_mask_and_its_smoothing() {
+    let r = 15.0;
+    for (name, a) in [("straight", straight()), ("oblique+flipped", oblique_flipped())] {
+        let c = a.apply(centre_voxel());
+        let mask = sphere_sdf(&a, r).mapv(|d| d <= 0.0);
+        let voxel_mm3 = a.determinant().abs();
+        let count = mask.iter().filter(|&&b| b).count() as f64;
+        let mut m = mesh_from_mask(mask.view(), &a);
+        assert_watertight(&m, name);
+        assert_outward_from(&m, c, name);
+        let want_v = 4.0 / 3.0 * PI * r.powi(3);
+        // Midpoint surface of the voxels: volume close to the voxel count's, and to the ball's.
+        assert!((m.volume_mm3() / (count * voxel_mm3) - 1.0).abs() < 0.03, "{name}: {} vs {}", m.volume_mm3(), count * voxel_mm3);
+        assert!((m.volume_mm3() / want_v - 1.0).abs() < 0.04, "{name}: volume {}", m.volume_mm3());
+        // The staircase overestimates the area; Taubin smoothing brings it back near 4πr².
+        let want_a = 4.0 * PI * r * r;
+        let rough = m.area_mm2();
+        m.taubin_smooth(20);
+        assert_watertight(&m, name);
+        let smooth = m.area_mm2();
+        assert!(smooth < rough, "{name}: smoothing must reduce the staircase area");
+        assert!((smooth / want_a - 1.0).abs() < 0.04, "{name}: smoothed area {smooth} vs {want_a}");
+        assert!((m.volume_mm3() / want_v - 1.0).abs() < 0.04, "{name}: smoothed volume {}", m.volume_mm3());
+    }
+}
+
+#[test]
+fn torus_blobs_and_border_cuts_are_watertight() {
+    let a = straight();
+    let c = a.apply(centre_voxel());
+    // Torus around z: major radius 12, minor 4.
+    let torus = field(&a, |p| {
+        let (x, y, z) = (p.x() - c.x(), p.y() - c.y(), p.z() - c.z());
+        let q = ((x * x + y * y).sqrt() - 12.0).hypot(z);
+        q - 4.0
+    });
+    let m = mesh_from_field(torus.view(), 0.0, Inside::Below, &a);
+    assert_watertight(&m, "torus");
+    let want = 2.0 * PI * PI * 12.0 * 16.0;
+    assert!((m.volume_mm3() / want - 1.0).abs() < 0.03, "torus volume {} vs {want}", m.volume_mm3());
+    // Euler characteristic of a torus: V − E + F = 0.
+    let e = m.edge_report();
+    assert_eq!(m.vertices.len() as i64 - e.edges as i64 + m.triangles.len() as i64, 0);
+    let tmask = torus.mapv(|d| d <= 0.0);
+    assert_watertight(&mesh_from_mask(tmask.view(), &a), "torus mask");
+
+    // Two spheres that just touch, as masks and as the union field.
+    let c2 = RasMm::new(c.x() + 16.0, c.y(), c.z());
+    let two = field(&a, |p| (p.distance(&c) - 8.0).min(p.distance(&c2) - 8.0));
+    assert_watertight(&mesh_from_field(two.view(), 0.0, Inside::Below, &a), "touching spheres");
+    assert_watertight(&mesh_from_mask(two.mapv(|d| d <= 0.0).view(), &a), "touching sphere masks");
+
+    // Voxels touching only along an edge or at a corner, and a checkerboard: the ambiguous cases.
+    for contact in [[2, 2, 2], [1, 2, 2], [2, 1, 2], [2, 2, 1]] {
+        let mut two = Array3::from_elem((4, 4, 4), false);
+        two[[1, 1, 1]] = true;
+        two[contact] = true; // shares only a corner or only an edge with [1, 1, 1]
+        let m = mesh_from_mask(two.view(), &a);
+        assert_watertight(&m, &format!("voxels touching at {contact:?}"));
+        // Kept apart: two separate closed pieces (Euler characteristic 2 each).
+        let e = m.edge_report();
+        assert_eq!(m.vertices.len() as i64 - e.edges as i64 + m.triangles.len() as i64, 4, "{contact:?}");
+    }
+    let checker = Array3::from_shape_fn((6, 7, 8), |(k, j, i)| (k + j + i) % 2 == 0);
+    assert_watertight(&mesh_from_mask(checker.view(), &a), "checkerboard");
+    let mut rng = 7u64;
+    let random = Array3::from_shape_fn((12, 13, 14), |_| {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (rng >> 40) % 3 == 0
+    });
+    let m = mesh_from_mask(random.view(), &a);
+    assert_watertight(&m, "random voxels");
+    assert!(m.volume_mm3() > 0.0);
+
+    // A sphere cut by the grid border is closed by the padding; so is a full grid.
+    let cut = field(&a, |p| p.distance(&a.apply(VoxelIjk::new(0.0, 0.0, 0.0))) - 10.0);
+    let m = mesh_from_field(cut.view(), 0.0, Inside::Below, &a);
+    assert_watertight(&m, "sphere cut by the border");
+    assert!(m.volume_mm3() > 0.0);
+    let full = Array3::from_elem((3, 4, 5), true);
+    let m = mesh_from_mask(full.view(), &a);
+    assert_watertight(&m, "full grid");
+    // The box surface lies half a voxel beyond the outer centres: (n)·spacing per side,
+    // minus the chamfers of the 12 edges and 8 corners of a midpoint surface.
+    assert!(m.volume_mm3() < 5.0 * 4.0 * 3.0 * a.determinant().abs());
+    assert!(m.volume_mm3() > 0.8 * 5.0 * 4.0 * 3.0 * a.determinant().abs());
+}
+
+#[test]
+fn real_liver_label() {
+    let labels = LabelMap::load(&root().join("assets/demo/labels.nii.gz")).expect("demo labels");
+    let m = mesh_of_label(&labels, 5);
+    assert_watertight(&m, "liver");
+    let count = labels.data.iter().filter(|&&l| l == 5).count() as f64;
+    let voxel = labels.spacing_mm().iter().product::<f64>();
+    assert!((m.volume_mm3() / (count * voxel) - 1.0).abs() < 0.05, "liver {} vs voxels {}", m.volume_mm3(), count * voxel);
+    // Vertices lie within the grid's RAS extent (mapped through the real affine).
+    let inv = labels.voxel_from_ras();
+    let sh = labels.shape();
+    for v in &m.vertices {
+        let p = inv.apply(RasMm::new(v[0] as f64, v[1] as f64, v[2] as f64));
+        assert!(p.x() >= -0.5 && p.x() <= sh.ni as f64 - 0.5 && p.y() >= -0.5 && p.z() <= sh.nk as f64 - 0.5);
+    }
+    let mut d = m.clone();
+    d.decimate(0.25);
+    assert_watertight(&d, "decimated liver");
+    let ratio = d.triangles.len() as f64 / m.triangles.len() as f64;
+    assert!(ratio < 0.3 && ratio > 0.2, "decimated to {ratio}");
+    assert!((d.volume_mm3() / m.volume_mm3() - 1.0).abs() < 0.02, "decimation volume {} vs {}", d.volume_mm3(), m.volume_mm3());
+    let mut s = m.clone();
+    s.taubin_smooth(10);
+    assert_watertight(&s, "smoothed liver");
+    assert!((s.volume_mm3() / m.volume_mm3() - 1.0).abs() < 0.03);
+}
+
+#[test]
+fn decimated_sphere_stays_closed_and_round() {
+    let a = oblique_flipped();
+    let c = a.apply(centre_voxel());
+    let m = mesh_from_field(sphere_sdf(&a, 15.0).view(), 0.0, Inside::Below, &a);
+    let mut d = m.clone();
+    d.decimate(0.1);
+    assert_watertight(&d, "decimated sphere");
+    assert_outward_from(&d, c, "decimated sphere");
+    assert!(d.triangles.len() as f64 <= 0.11 * m.triangles.len() as f64);
+    assert!((d.volume_mm3() / m.volume_mm3() - 1.0).abs() < 0.02);
+}
+
+#[test]
+fn export_formats_and_lps() {
+    let a = straight();
+    let m1 = mesh_from_field(sphere_sdf(&a, 6.0).view(), 0.0, Inside::Below, &a);
+    let m2 = mesh_from_field(sphere_sdf(&a, 3.0).view(), 0.0, Inside::Below, &a);
+    let objs = [MeshObject { label: 1, name: "label_1", mesh: &m1 }, MeshObject { label: 7, name: "label_7", mesh: &m2 }];
+    let dir = tempfile::tempdir().expect("tmp");
+    let nf = m1.triangles.len() + m2.triangles.len();
+
+    let stl = dir.path().join("a.stl");
+    write_mesh(&stl, &objs, MeshSpace::Lps).expect("stl");
+    let b = std::fs::read(&stl).expect("read");
+    assert_eq!(b.len(), 84 + 50 * nf);
+    assert_eq!(u32::from_le_bytes([b[80], b[81], b[82], b[83]]) as usize, nf);
+    let f32_at = |o: usize| f32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    // First triangle, first vertex: LPS = (−x, −y, z) of RAS; normal likewise, and still outward.
+    let v0 = m1.vertices[m1.triangles[0][0] as usize];
+    assert_eq!([f32_at(84 + 12), f32_at(84 + 16), f32_at(84 + 20)], [-v0[0], -v0[1], v0[2]]);
+    let n0 = m1.face_normal(0);
+    assert_eq!([f32_at(84), f32_at(88), f32_at(92)], [-n0[0], -n0[1], n0[2]]);
+    assert_eq!(m1.to_lps().volume_mm3().signum(), 1.0, "LPS keeps outward winding");
+
+    let obj = dir.path().join("a.obj");
+    write_mesh(&obj, &objs, MeshSpace::Ras).expect("obj");
+    let text = std::fs::read_to_string(&obj).expect("read");
+    assert_eq!(text.lines().filter(|l| l.starts_with("o ")).count(), 2);
+    assert_eq!(text.lines().filter(|l| l.starts_with("v ")).count(), m1.vertices.len() + m2.vertices.len());
+    let faces: Vec<&str> = text.lines().filter(|l| l.starts_with("f ")).collect();
+    assert_eq!(faces.len(), nf);
+    let last: usize = faces[nf - 1].split_whitespace().last().and_then(|x| x.parse().ok()).expect("idx");
+    assert!(last > m1.vertices.len() && last <= m1.vertices.len() + m2.vertices.len(), "second object's indices are offset");
+
+    let ply = dir.path().join("a.ply");
+    write_mesh(&ply, &objs, MeshSpace::Ras).expect("ply");
+    let b = std::fs::read(&ply).expect("read");
+    let end = b.windows(11).position(|w| w == b"end_header\n").expect("header") + 11;
+    let header = String::from_utf8_lossy(&b[..end]);
+    assert!(header.contains(&format!("element vertex {}", m1.vertices.len() + m2.vertices.len())));
+    assert!(header.contains(&format!("element face {nf}")));
+    assert_eq!(b.len() - end, 12 * (m1.vertices.len() + m2.vertices.len()) + 15 * nf);
+    // The last face carries label 7.
+    assert_eq!(u16::from_le_bytes([b[b.len() - 2], b[b.len() - 1]]), 7);
+
+    let bad = dir.path().join("a.vtk");
+    let e = write_mesh(&bad, &objs, MeshSpace::Ras).expect_err("unknown extension");
+    assert!(e.to_string().contains("a.vtk"));
+}
+
+#[test]
+fn mesh_cli_every_label_as_obj_objects() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = root().join("assets/demo/labels.nii.gz");
+    let out = dir.path().join("all.obj");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_sam3d-studio"))
+        .args(["mesh", src.to_str().expect("p"), out.to_str().expect("p"), "--lps", "--smooth", "3"])
+        .output()
+        .expect("run");
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let labels = LabelMap::load(&src).expect("labels");
+    let text = std::fs::read_to_string(&out).expect("obj");
+    assert_eq!(text.lines().filter(|l| l.starts_with("o ")).count(), labels.counts().len());
+    let out = dir.path().join("liver.stl");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_sam3d-studio"))
+        .args(["mesh", src.to_str().expect("p"), out.to_str().expect("p"), "--label", "5", "--decimate", "0.5"])
+        .output()
+        .expect("run");
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(std::fs::metadata(&out).expect("stl").len() > 84);
+}
