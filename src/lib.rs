@@ -13,11 +13,13 @@
 //! | [`model`] | tch: the SAM3D network, LoRA adapters, configs (`configs/*.toml`), safetensors checkpoints |
 //! | [`engine`] | inference sessions (volume cached, many clicks) and the background worker thread |
 //! | [`render`] | the 3D view: wgpu mesh renderer inside egui (offscreen, MSAA, depth), orbit camera, shaders from `shaders/` |
+//! | [`app`] | the eframe viewer: linked slice views, window/level, label overlay, loader thread, commands |
 //! | [`cli`] | the command-line subcommands (`main.rs` only hands over) |
 //!
 //! Nothing under `geometry`, `volume` or `data` knows egui, wgpu or tch; only `model` and
 //! `engine` know tch.
 
+pub mod app;
 pub mod baseline;
 pub mod cli;
 pub mod data;

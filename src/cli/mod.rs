@@ -44,6 +44,17 @@ pub enum Command {
         #[arg(long, default_value = "linear")]
         interp: Interp,
     },
+    /// Time the viewer's slice path: extraction + window/level + label overlay, and texture upload.
+    BenchSlice {
+        volume: PathBuf,
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Passes over every slice of each plane.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write synthetic labelled phantoms (CT-like or MR-like) for tests, demos and training.
     Phantom {
         outdir: PathBuf,
@@ -156,6 +167,15 @@ pub fn run(cli: Cli, model_runner: ModelRunner) -> Result<()> {
     match cli.command {
         Some(Command::Info { file, json }) => info(&file, json),
         Some(Command::Resample { input, output, spacing, interp }) => resample(&input, &output, &spacing, interp),
+        Some(Command::BenchSlice { volume, labels, rounds, json }) => {
+            let r = crate::app::bench::bench_slice(&volume, labels.as_deref(), rounds)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                crate::app::bench::print_report(&r);
+            }
+            Ok(())
+        }
         Some(Command::Phantom { outdir, cases, seed, modality, small }) => data_cmds::phantom(&outdir, cases, seed, modality, small),
         Some(Command::Sdf { labels, output, label }) => shape_cmds::sdf(&labels, &output, label),
         Some(Command::Mesh { labels, output, label, lps, smooth, decimate }) => {
@@ -164,11 +184,20 @@ pub fn run(cli: Cli, model_runner: ModelRunner) -> Result<()> {
         Some(Command::Metrics { pred, gt, json }) => shape_cmds::metrics(&pred, &gt, json),
         Some(cmd @ Command::Infer(_)) => model_runner(&cmd),
         None => {
-            let file = match cli.file {
-                Some(f) => f,
-                None => demo_volume_path()?,
+            let (file, labels) = match cli.file {
+                Some(f) => (Some(f), cli.labels),
+                None => match demo_volume_path() {
+                    Ok(ct) => {
+                        let labels = ct.with_file_name("labels.nii.gz");
+                        (Some(ct), cli.labels.or(labels.exists().then_some(labels)))
+                    }
+                    Err(e) => {
+                        log::warn!("{e:#}");
+                        (None, None)
+                    }
+                },
             };
-            info(&file, false)
+            crate::app::run(file, labels)
         }
     }
 }
