@@ -5,5 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 source packaging/linux/env.sh
-cargo build --release --locked --quiet
-exec "$root/target/release/sam3d-studio" "$@"
+# The `dist` profile (thin LTO) keeps libtorch out of the main binary; model work runs in
+# `sam3d-studio-engine`, built beside it.
+cargo build --profile dist --locked --quiet --bins
+exec "$root/target/dist/sam3d-studio" "$@"
