@@ -64,6 +64,17 @@ pub struct VolumeMeta {
     pub description: String,
 }
 
+impl VolumeMeta {
+    fn from_info(info: &NiftiInfo) -> Self {
+        VolumeMeta {
+            source: Some(info.path.clone()),
+            dtype: Some(info.dtype),
+            affine_source: Some(info.affine_source),
+            description: info.header.descrip.clone(),
+        }
+    }
+}
+
 /// Summary statistics (NaNs counted, not included).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Stats {
@@ -175,20 +186,7 @@ impl Volume {
     pub fn load(path: &Path) -> Result<Self, VolumeError> {
         let info = read_info(path)?;
         let data = info.read_data::<f32>()?;
-        Ok(Self::from_info(&info, data))
-    }
-
-    fn from_info(info: &NiftiInfo, data: Array3<f32>) -> Self {
-        Volume {
-            data,
-            ras_from_voxel: info.ras_from_voxel,
-            meta: VolumeMeta {
-                source: Some(info.path.clone()),
-                dtype: Some(info.dtype),
-                affine_source: Some(info.affine_source),
-                description: info.header.descrip.clone(),
-            },
-        }
+        Ok(Volume { data, ras_from_voxel: info.ras_from_voxel, meta: VolumeMeta::from_info(&info) })
     }
 
     /// A computed volume; fails for a singular affine or mismatched sizes.
@@ -298,16 +296,7 @@ impl LabelMap {
     pub fn load(path: &Path) -> Result<Self, VolumeError> {
         let info = read_info(path)?;
         let data = info.read_data::<u16>()?;
-        Ok(LabelMap {
-            data,
-            ras_from_voxel: info.ras_from_voxel,
-            meta: VolumeMeta {
-                source: Some(info.path.clone()),
-                dtype: Some(info.dtype),
-                affine_source: Some(info.affine_source),
-                description: info.header.descrip.clone(),
-            },
-        })
+        Ok(LabelMap { data, ras_from_voxel: info.ras_from_voxel, meta: VolumeMeta::from_info(&info) })
     }
 
     pub fn new(data: Array3<u16>, ras_from_voxel: RasFromVoxel) -> Result<Self, VolumeError> {
