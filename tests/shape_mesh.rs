@@ -161,7 +161,7 @@ fn torus_blobs_and_border_cuts_are_watertight() {
     let mut rng = 7u64;
     let random = Array3::from_shape_fn((12, 13, 14), |_| {
         rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (rng >> 40) % 3 == 0
+        (rng >> 40).is_multiple_of(3)
     });
     let m = mesh_from_mask(random.view(), &a);
     assert_watertight(&m, "random voxels");
