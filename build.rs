@@ -1,7 +1,10 @@
 //! Link-time set-up for libtorch (found through `LIBTORCH`, set by `packaging/linux/env.sh`):
 //! - an rpath to libtorch's `lib` directory, so the binary runs without `LD_LIBRARY_PATH`;
 //! - `libtorch_cuda` linked with `--no-as-needed` when present, so CUDA is really detected at
-//!   run time (otherwise the linker drops it and `Cuda::is_available()` is always false).
+//!   run time (otherwise the linker drops it and `Cuda::is_available()` is always false) —
+//!   only into `sam3d-studio-engine`, the process that owns the model. The main binary (GUI and
+//!   CLI) references no libtorch symbol, so the linker's `--as-needed` keeps libtorch out of it
+//!   and its start-up stays in milliseconds instead of the ~0.7 s libtorch's initialisers take.
 use std::path::PathBuf;
 
 fn main() {
@@ -15,7 +18,7 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
         println!("cargo:rustc-link-search=native={}", lib.display());
         if lib.join("libtorch_cuda.so").exists() {
-            println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,-lc10_cuda,--as-needed");
+            println!("cargo:rustc-link-arg-bin=sam3d-studio-engine=-Wl,--no-as-needed,-ltorch_cuda,-lc10_cuda,--as-needed");
         }
     }
 }

@@ -8,11 +8,24 @@
 //! | [`geometry`] | typed points and transforms (RAS mm, voxel ijk, array index, slice, screen), orientation codes, canonical reorientation, view planes |
 //! | [`volume`] | `Volume` / `LabelMap`, NIfTI-1/2 read and write, resampling, intensity normalisation and window/level |
 //! | [`shape`] | signed distance fields, marching-cubes meshes and their export, segmentation metrics |
+//! | [`data`] | synthetic phantoms (CT-like / MR-like, labelled, odd affines); click preprocessing (slice, pointmap, output cube) and SDF → source-grid mask; plain ndarray |
+//! | [`baseline`] | classical one-click 3D segmentation (smoothed confidence-connected region growing), no weights |
+//! | [`model`] | tch: the SAM3D network, LoRA adapters, configs (`configs/*.toml`), safetensors checkpoints |
+//! | [`engine`] | inference sessions (volume cached, many clicks) and the background worker thread |
+//! | [`render`] | the 3D view: wgpu mesh renderer inside egui (offscreen, MSAA, depth), orbit camera, shaders from `shaders/` |
+//! | [`app`] | the eframe viewer: linked slice views, window/level, label overlay, loader thread, commands |
 //! | [`cli`] | the command-line subcommands (`main.rs` only hands over) |
 //!
-//! Nothing under `geometry` or `volume` knows egui, wgpu or tch.
+//! Nothing under `geometry`, `volume` or `data` knows egui, wgpu or tch; only `model` and
+//! `engine` know tch.
 
+pub mod app;
+pub mod baseline;
 pub mod cli;
+pub mod data;
+pub mod engine;
 pub mod geometry;
+pub mod model;
+pub mod render;
 pub mod shape;
 pub mod volume;

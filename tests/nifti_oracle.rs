@@ -77,6 +77,12 @@ fn matches_nibabel_on_every_tricky_case() {
         let idx = v.shape().array_index(old).expect("inside");
         let want = f(&can["sample"]["value"]);
         assert!((v.data[idx.as_kji()] as f64 - want).abs() <= 1e-4 * want.abs().max(1.0), "{name}: canonical sample");
+        // And the reoriented data itself.
+        let cv = v.to_canonical();
+        assert_eq!(cv.shape(), shape);
+        let got = cv.data[[ijk[2] as usize, ijk[1] as usize, ijk[0] as usize]] as f64;
+        assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{name}: canonical data {got} vs {want}");
+        assert!(cv.ras_from_voxel.max_abs_diff(&aff) < 1e-12);
     }
 }
 

@@ -10,6 +10,10 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+pub mod data_cmds;
+pub mod progress;
+pub mod model_cmds;
+
 #[derive(Parser, Debug)]
 #[command(name = "sam3d-studio", version, about = "One click on one slice → the organ's 3D shape", args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -39,6 +43,30 @@ pub enum Command {
         spacing: Vec<f64>,
         #[arg(long, default_value = "linear")]
         interp: Interp,
+    },
+    /// Time the viewer's slice path: extraction + window/level + label overlay, and texture upload.
+    BenchSlice {
+        volume: PathBuf,
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Passes over every slice of each plane.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write synthetic labelled phantoms (CT-like or MR-like) for tests, demos and training.
+    Phantom {
+        outdir: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        cases: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "ct")]
+        modality: crate::volume::Modality,
+        /// Small, coarse cases (about 2–4.5 mm voxels) instead of realistic sizes.
+        #[arg(long)]
+        small: bool,
     },
     /// Signed distance in mm (negative inside) of a label, as float NIfTI on the same grid.
     Sdf {
@@ -72,14 +100,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One click → the organ's 3D mask on the input grid (SAM3D model).
+    Infer(model_cmds::InferArgs),
 }
 
-/// Entry point used by `main.rs`.
-pub fn main() -> ExitCode {
+/// How the model commands (`infer`, later `train` and `eval`) run. The main binary forwards
+/// them to the `sam3d-studio-engine` process ([`forward_to_engine`]); the engine binary runs
+/// them in-process ([`model_cmds::run_local`]). So the main binary never references libtorch,
+/// the linker leaves libtorch out of it, and it starts in milliseconds.
+pub type ModelRunner = fn(&Command) -> Result<()>;
+
+/// A model command ran in the engine process, which already reported any error itself.
+#[derive(Debug, thiserror::Error)]
+#[error("engine exited with code {0}")]
+pub struct ForwardedExit(pub i32);
+
+/// Entry point used by the binaries.
+pub fn main_with(model_runner: ModelRunner) -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match run(cli, model_runner) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(ForwardedExit(code)) = e.downcast_ref::<ForwardedExit>() {
+                return ExitCode::from((*code).clamp(1, 255) as u8);
+            }
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {msg}");
             ExitCode::FAILURE
@@ -87,21 +131,73 @@ pub fn main() -> ExitCode {
     }
 }
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Path of the engine binary: beside this executable (installed layout and `target/…`).
+pub fn engine_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the running executable")?;
+    let dir = exe.parent().context("executable has no directory")?;
+    let name = format!("sam3d-studio-engine{}", std::env::consts::EXE_SUFFIX);
+    // Test binaries live in target/<profile>/deps; the engine one level up.
+    [dir.join(&name), dir.join("..").join(&name)]
+        .into_iter()
+        .find(|p| p.exists())
+        .with_context(|| format!("{name} not found beside {} (it ships with sam3d-studio; rebuild or reinstall)", exe.display()))
+}
+
+/// Runs this invocation's arguments in the engine process, passing stdio through.
+pub fn forward_to_engine(_: &Command) -> Result<()> {
+    let engine = engine_binary()?;
+    let mut child = std::process::Command::new(&engine);
+    // libtorch's OpenMP spin-waits between ops unless told otherwise, which makes the many small
+    // ops of inference 5–25× slower on a busy 2-core machine; it reads this only at load time.
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+        child.env("OMP_WAIT_POLICY", "PASSIVE");
+    }
+    let status = child
+        .args(std::env::args_os().skip(1))
+        .status()
+        .with_context(|| format!("cannot start {}", engine.display()))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(c) => Err(ForwardedExit(c).into()),
+        None => bail!("{} was killed by a signal (crash inside libtorch?)", engine.display()),
+    }
+}
+
+pub fn run(cli: Cli, model_runner: ModelRunner) -> Result<()> {
     match cli.command {
         Some(Command::Info { file, json }) => info(&file, json),
         Some(Command::Resample { input, output, spacing, interp }) => resample(&input, &output, &spacing, interp),
+        Some(Command::BenchSlice { volume, labels, rounds, json }) => {
+            let r = crate::app::bench::bench_slice(&volume, labels.as_deref(), rounds)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                crate::app::bench::print_report(&r);
+            }
+            Ok(())
+        }
+        Some(Command::Phantom { outdir, cases, seed, modality, small }) => data_cmds::phantom(&outdir, cases, seed, modality, small),
         Some(Command::Sdf { labels, output, label }) => shape_cmds::sdf(&labels, &output, label),
         Some(Command::Mesh { labels, output, label, lps, smooth, decimate }) => {
             shape_cmds::mesh(&labels, &output, label, lps, smooth, decimate)
         }
         Some(Command::Metrics { pred, gt, json }) => shape_cmds::metrics(&pred, &gt, json),
+        Some(cmd @ Command::Infer(_)) => model_runner(&cmd),
         None => {
-            let file = match cli.file {
-                Some(f) => f,
-                None => demo_volume_path()?,
+            let (file, labels) = match cli.file {
+                Some(f) => (Some(f), cli.labels),
+                None => match demo_volume_path() {
+                    Ok(ct) => {
+                        let labels = ct.with_file_name("labels.nii.gz");
+                        (Some(ct), cli.labels.or(labels.exists().then_some(labels)))
+                    }
+                    Err(e) => {
+                        log::warn!("{e:#}");
+                        (None, None)
+                    }
+                },
             };
-            info(&file, false)
+            crate::app::run(file, labels)
         }
     }
 }
@@ -142,9 +238,7 @@ struct InfoJson {
 
 fn info(path: &Path, json: bool) -> Result<()> {
     let info = read_info(path)?;
-    let data = info.read_data::<f32>()?;
-    let vol = Volume { data, ras_from_voxel: info.ras_from_voxel, meta: Default::default() };
-    let st = vol.stats();
+    let st = info.stream_stats()?;
     let codes: String = axcodes(&info.ras_from_voxel).iter().collect();
     let out = InfoJson {
         file: path.display().to_string(),
@@ -191,13 +285,19 @@ fn resample(input: &Path, output: &Path, spacing: &[f64], interp: Interp) -> Res
     if sp.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
         bail!("--spacing must be positive millimetres, got {spacing:?}");
     }
+    let t0 = std::time::Instant::now();
     let vol = Volume::load(input)?;
+    log::info!("read {:.3} s", t0.elapsed().as_secs_f64());
+    let t1 = std::time::Instant::now();
     let out = resample_to_spacing(&vol, sp, interp);
+    log::info!("resample {:.3} s", t1.elapsed().as_secs_f64());
+    let t2 = std::time::Instant::now();
     let dtype = match interp {
         Interp::Nearest => vol.meta.dtype,
         Interp::Linear => vol.meta.dtype.filter(|d| *d != DataType::Uint8 && *d != DataType::Int8).or(Some(DataType::Float32)),
     };
     out.save(output, dtype)?;
+    log::info!("write {:.3} s", t2.elapsed().as_secs_f64());
     log::info!("resampled {} → {} ({})", vol.shape(), out.shape(), output.display());
     Ok(())
 }

@@ -17,7 +17,7 @@ mod orientation;
 mod view;
 
 pub use orientation::{AxCodes, Orientation, axcodes, io_orientation, reorient_to_canonical_affine};
-pub use view::{DisplayConvention, SliceGeometry, ViewPlane};
+pub use view::{DisplayConvention, PixelWalk, SliceGeometry, ViewPlane};
 
 use nalgebra::{Matrix3, Matrix4, Vector3, Vector4};
 use std::fmt;

@@ -72,6 +72,17 @@ pub enum DisplayConvention {
     Neurological,
 }
 
+/// Where a slice's pixels are in the voxel grid: see [`SliceGeometry::pixel_walk`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PixelWalk {
+    /// Voxel (i, j, k) of the top-left pixel.
+    pub start: [usize; 3],
+    /// Voxel-index step (i, j, k) for one pixel to the right.
+    pub per_col: [isize; 3],
+    /// Voxel-index step (i, j, k) for one pixel down.
+    pub per_row: [isize; 3],
+}
+
 /// How one view plane sits in a volume's voxel grid.
 ///
 /// The slice frame: `u` (screen right) and `v` (screen up) in millimetres, measured from the
@@ -174,6 +185,26 @@ impl SliceGeometry {
         ijk
     }
 
+    /// The voxel index of pixel (0, 0) of slice `n` and the signed voxel-index steps for one
+    /// column to the right and one row down: pixel (c, r) is `start + c·per_col + r·per_row`.
+    /// The same mapping as [`Self::voxel_of_pixel`], in the form a texture-filling loop wants.
+    pub fn pixel_walk(&self, n: usize) -> PixelWalk {
+        let start = self.voxel_of_pixel(0, 0, n);
+        let mut per_col = [0isize; 3];
+        let mut per_row = [0isize; 3];
+        per_col[self.u_axis] = if self.u_flip { -1 } else { 1 };
+        // Rows run downwards, i.e. towards smaller v.
+        per_row[self.v_axis] = if self.v_flip { 1 } else { -1 };
+        PixelWalk { start, per_col, per_row }
+    }
+
+    /// +1 when increasing the slice index moves towards the plane's positive world direction
+    /// (S for axial, A for coronal, R for sagittal), else −1.
+    pub fn index_step_sign(&self) -> i32 {
+        let n = self.ras_from_slice().linear().column(2).into_owned();
+        if n[self.plane.normal_world_axis()] >= 0.0 { 1 } else { -1 }
+    }
+
     /// Orientation letters on the (left, right, top, bottom) edges, from where +u and +v really
     /// point in RAS (nearest world axis).
     pub fn edge_letters(&self) -> [char; 4] {
@@ -263,6 +294,37 @@ mod tests {
                 assert!(p.distance(&want) < 1e-9, "{plane:?} {p:?} {want:?}");
             }
         }
+    }
+
+    #[test]
+    fn pixel_walk_matches_voxel_of_pixel() {
+        let lin = Matrix3::new(0.0, 0.0, -2.0, 0.9, 0.0, 0.0, 0.0, 1.5, 0.0); // permuted + flipped
+        for m in [lin, Matrix3::identity(), Matrix3::from_diagonal(&Vector3::new(-1.0, -1.0, 1.0))] {
+            for conv in [DisplayConvention::Radiological, DisplayConvention::Neurological] {
+                for plane in ViewPlane::ALL {
+                    let a = RasFromVoxel::from_parts(m, Vector3::zeros());
+                    let g = SliceGeometry::new(plane, &a, GridShape::new(10, 20, 30), conv);
+                    let w = g.pixel_walk(3);
+                    for (c, r) in [(0, 0), (1, 0), (0, 1), (4, 7), (g.extent[0] - 1, g.extent[1] - 1)] {
+                        let want = g.voxel_of_pixel(c, r, 3);
+                        let got: Vec<isize> = (0..3)
+                            .map(|x| w.start[x] as isize + c as isize * w.per_col[x] + r as isize * w.per_row[x])
+                            .collect();
+                        assert_eq!(got, want.iter().map(|&x| x as isize).collect::<Vec<_>>(), "{plane:?} {conv:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn index_step_sign_follows_the_world() {
+        let ras = geom(Matrix3::identity(), ViewPlane::Axial);
+        assert_eq!(ras.index_step_sign(), 1);
+        let lps = Matrix3::from_diagonal(&Vector3::new(-1.0, -1.0, 1.0));
+        assert_eq!(geom(lps, ViewPlane::Sagittal).index_step_sign(), -1, "i runs towards L");
+        assert_eq!(geom(lps, ViewPlane::Coronal).index_step_sign(), -1, "j runs towards P");
+        assert_eq!(geom(lps, ViewPlane::Axial).index_step_sign(), 1);
     }
 
     #[test]

@@ -141,7 +141,36 @@ impl OnGrid for LabelMap {
     }
 }
 
+/// Reorders `[k, j, i]` data to the closest canonical (RAS) orientation by permutation and flips
+/// only (nibabel's `as_closest_canonical`); returns the data and its new affine.
+pub fn to_canonical<T: Copy + Default + Send + Sync>(data: &Array3<T>, ras_from_voxel: &RasFromVoxel) -> (Array3<T>, RasFromVoxel) {
+    let shape = GridShape::from_array_shape(data.shape());
+    let (aff, new_shape, old_from_new) = crate::geometry::reorient_to_canonical_affine(ras_from_voxel, shape);
+    let mut out = Array3::<T>::default(new_shape.array_shape());
+    let m = *old_from_new.matrix();
+    // Each new axis reads one old axis, forwards or backwards: integer arithmetic only.
+    let map = |row: usize, n: [usize; 3]| -> (usize, isize, isize) {
+        let new_ax = (0..3).find(|&c| m[(row, c)] != 0.0).unwrap_or(row);
+        let _ = n;
+        (new_ax, m[(row, new_ax)] as isize, m[(row, 3)] as isize)
+    };
+    let old_n = shape.ijk();
+    let axes = [map(0, old_n), map(1, old_n), map(2, old_n)];
+    Zip::indexed(&mut out).par_for_each(|(k, j, i), o| {
+        let new = [i as isize, j as isize, k as isize];
+        let old = |a: usize| (axes[a].1 * new[axes[a].0] + axes[a].2) as usize;
+        *o = data[[old(2), old(1), old(0)]];
+    });
+    (out, aff)
+}
+
 impl Volume {
+    /// The same volume in the closest canonical (RAS) orientation (permutation and flips only).
+    pub fn to_canonical(&self) -> Volume {
+        let (data, ras_from_voxel) = to_canonical(&self.data, &self.ras_from_voxel);
+        Volume { data, ras_from_voxel, meta: self.meta.clone() }
+    }
+
     /// Reads a NIfTI volume (any supported datatype, scaling applied).
     pub fn load(path: &Path) -> Result<Self, VolumeError> {
         let info = read_info(path)?;
@@ -196,40 +225,75 @@ impl Volume {
     }
 }
 
-pub(crate) fn stats_of(flat: &[f32]) -> Stats {
-    let (min, max, sum, n, nan) = flat
-        .par_chunks(1 << 16)
-        .map(|c| {
-            let (mut lo, mut hi, mut s, mut n, mut nan) = (f32::INFINITY, f32::NEG_INFINITY, 0f64, 0usize, 0usize);
+/// Running min/max/mean over chunks of values (NaNs counted apart).
+#[derive(Clone, Debug)]
+pub struct StatsAccumulator {
+    min: f32,
+    max: f32,
+    sum: f64,
+    n: usize,
+    nan: usize,
+}
+
+impl Default for StatsAccumulator {
+    fn default() -> Self {
+        Self { min: f32::INFINITY, max: f32::NEG_INFINITY, sum: 0.0, n: 0, nan: 0 }
+    }
+}
+
+impl StatsAccumulator {
+    pub fn add(&mut self, c: &[f32]) {
+        let (mut lo, mut hi) = (self.min, self.max);
+        for block in c.chunks(1024) {
             let mut part = 0f32;
-            for (idx, &x) in c.iter().enumerate() {
+            for &x in block {
                 if x.is_nan() {
-                    nan += 1;
+                    self.nan += 1;
                     continue;
                 }
                 lo = lo.min(x);
                 hi = hi.max(x);
                 part += x;
-                n += 1;
-                if idx % 1024 == 1023 {
-                    s += part as f64;
-                    part = 0.0;
-                }
+                self.n += 1;
             }
-            s += part as f64;
-            (lo as f64, hi as f64, s, n, nan)
-        })
-        .reduce(
-            || (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0, 0),
-            |a, b| (a.0.min(b.0), a.1.max(b.1), a.2 + b.2, a.3 + b.3, a.4 + b.4),
-        );
-    if n == 0 {
-        return Stats { min: f64::NAN, max: f64::NAN, mean: f64::NAN, nan_count: nan };
+            self.sum += part as f64;
+        }
+        (self.min, self.max) = (lo, hi);
     }
-    Stats { min, max, mean: sum / n as f64, nan_count: nan }
+    fn merge(mut self, o: Self) -> Self {
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        self.sum += o.sum;
+        self.n += o.n;
+        self.nan += o.nan;
+        self
+    }
+    pub fn finish(&self) -> Stats {
+        if self.n == 0 {
+            return Stats { min: f64::NAN, max: f64::NAN, mean: f64::NAN, nan_count: self.nan };
+        }
+        Stats { min: self.min as f64, max: self.max as f64, mean: self.sum / self.n as f64, nan_count: self.nan }
+    }
+}
+
+pub(crate) fn stats_of(flat: &[f32]) -> Stats {
+    flat.par_chunks(1 << 16)
+        .map(|c| {
+            let mut a = StatsAccumulator::default();
+            a.add(c);
+            a
+        })
+        .reduce(StatsAccumulator::default, StatsAccumulator::merge)
+        .finish()
 }
 
 impl LabelMap {
+    /// The same label map in the closest canonical (RAS) orientation.
+    pub fn to_canonical(&self) -> LabelMap {
+        let (data, ras_from_voxel) = to_canonical(&self.data, &self.ras_from_voxel);
+        LabelMap { data, ras_from_voxel, meta: self.meta.clone() }
+    }
+
     /// Reads a NIfTI label map: every value must be a whole number in 0..=65535.
     pub fn load(path: &Path) -> Result<Self, VolumeError> {
         let info = read_info(path)?;

@@ -64,9 +64,12 @@ fn err(path: &Path, problem: impl Into<String>) -> VolumeError {
 
 fn io_problem(e: &std::io::Error) -> String {
     let msg = e.to_string();
-    if e.kind() == std::io::ErrorKind::InvalidInput || e.kind() == std::io::ErrorKind::InvalidData
+    use std::io::ErrorKind as K;
+    if matches!(e.kind(), K::InvalidInput | K::InvalidData | K::UnexpectedEof)
+        || msg.contains("deflate")
+        || msg.contains("gzip")
     {
-        format!("gzip data is corrupt ({msg})")
+        format!("gzip data is corrupt or truncated ({msg})")
     } else {
         msg
     }
@@ -228,6 +231,21 @@ impl NiftiInfo {
 
     /// Reads the voxels of the (single) 3D frame as `T`, applying scaling.
     pub fn read_data<T: Sample>(&self) -> Result<Array3<T>, VolumeError> {
+        let mut out: Vec<T> = Vec::with_capacity(self.shape.len());
+        self.stream::<T>(|chunk| out.extend_from_slice(chunk))?;
+        Array3::from_shape_vec(self.shape.array_shape(), out)
+            .map_err(|e| err(&self.path, format!("internal shape error: {e}")))
+    }
+
+    /// Min/max/mean of the (scaled) voxels, streamed: the volume is never held in memory.
+    pub fn stream_stats(&self) -> Result<super::Stats, VolumeError> {
+        let mut acc = super::StatsAccumulator::default();
+        self.stream::<f32>(|chunk| acc.add(chunk))?;
+        Ok(acc.finish())
+    }
+
+    /// Decodes the voxel data in order, handing converted chunks (about 1 MB each) to `sink`.
+    pub fn stream<T: Sample>(&self, mut sink: impl FnMut(&[T])) -> Result<(), VolumeError> {
         if self.frames > 1 {
             return Err(err(
                 &self.path,
@@ -253,27 +271,30 @@ impl NiftiInfo {
             return Err(err(&self.data_path, format!("vox_offset {} is past the end of the data", self.data_offset)));
         }
         let n = self.shape.len();
-        let mut out: Vec<T> = Vec::with_capacity(n);
         let bpp = self.dtype.size_bytes();
         let mut buf = vec![0u8; (CHUNK_BYTES / bpp).max(1) * bpp];
+        let mut conv: Vec<T> = Vec::with_capacity(buf.len() / bpp);
         let mut bad: Option<f64> = None;
-        while out.len() < n {
-            let want = ((n - out.len()) * bpp).min(buf.len());
+        let mut done = 0usize;
+        while done < n {
+            let want = ((n - done) * bpp).min(buf.len());
             let got = read_full(&mut r, &mut buf[..want]).map_err(|e| err(&self.data_path, io_problem(&e)))?;
             if got < want {
-                let total = out.len() * bpp + got;
+                let total = done * bpp + got;
                 return Err(err(
                     &self.data_path,
                     format!("data ends after {total} of {} bytes (file truncated?)", n * bpp),
                 ));
             }
-            decode_chunk(&buf[..want], self.dtype, self.header.big_endian, self.scaling, &mut out, &mut bad);
+            conv.clear();
+            decode_chunk(&buf[..want], self.dtype, self.header.big_endian, self.scaling, &mut conv, &mut bad);
+            if let Some(x) = bad {
+                return Err(err(&self.path, format!("value {x} cannot be a {}", T::KIND)));
+            }
+            sink(&conv);
+            done += want / bpp;
         }
-        if let Some(x) = bad {
-            return Err(err(&self.path, format!("value {x} cannot be a {}", T::KIND)));
-        }
-        Array3::from_shape_vec(self.shape.array_shape(), out)
-            .map_err(|e| err(&self.path, format!("internal shape error: {e}")))
+        Ok(())
     }
 }
 

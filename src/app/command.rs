@@ -1,0 +1,100 @@
+//! Typed commands: UI code sends these and the app applies the queue once per frame.
+
+use super::slice_image::OverlayMode;
+use crate::geometry::{DisplayConvention, RasMm, ViewPlane};
+use crate::volume::intensity::{Preset, Window};
+use std::path::PathBuf;
+
+/// A cell of the 2×2 layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ViewCell {
+    Slice(ViewPlane),
+    ThreeD,
+}
+
+impl ViewCell {
+    /// Grid order: axial, coronal (top row), sagittal, 3D (bottom row).
+    pub const ALL: [ViewCell; 4] =
+        [ViewCell::Slice(ViewPlane::Axial), ViewCell::Slice(ViewPlane::Coronal), ViewCell::Slice(ViewPlane::Sagittal), ViewCell::ThreeD];
+
+    pub fn title(&self) -> &'static str {
+        match self {
+            ViewCell::Slice(ViewPlane::Axial) => "Axial",
+            ViewCell::Slice(ViewPlane::Coronal) => "Coronal",
+            ViewCell::Slice(ViewPlane::Sagittal) => "Sagittal",
+            ViewCell::ThreeD => "3D view",
+        }
+    }
+}
+
+/// Which native file dialog to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialogKind {
+    OpenVolume,
+    OpenLabels,
+    SaveLabels,
+}
+
+/// What a recent-files entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FileKind {
+    Volume,
+    Labels,
+}
+
+/// Everything the UI can ask the app to change.
+#[derive(Clone, Debug)]
+pub enum AppCommand {
+    /// Open a volume (and optionally a label map on its grid) on the loader thread.
+    OpenVolume { path: PathBuf, labels: Option<PathBuf> },
+    /// Open a label map for the current volume on the loader thread (its grid is checked).
+    OpenLabels(PathBuf),
+    /// Write the current label map to a NIfTI file on the volume's grid (atomic write).
+    SaveLabels(PathBuf),
+    /// Show a native file dialog on its own thread; its answer comes back as another command.
+    ShowDialog(DialogKind),
+    /// Move the crosshair (the linked cursor) to a RAS point; all views follow.
+    SetCrosshair(RasMm),
+    /// Move a view by `steps` slices; positive is towards S (axial), A (coronal), R (sagittal).
+    StepSlice { plane: ViewPlane, steps: i32 },
+    /// Multiply a view's zoom by `factor`, keeping the point under `about` (screen px) fixed.
+    Zoom { plane: ViewPlane, factor: f32, about: egui::Pos2 },
+    /// Shift a view by a screen-pixel delta.
+    Pan { plane: ViewPlane, delta: egui::Vec2 },
+    /// Fit every slice view to its cell again (zoom 1, no pan).
+    ResetViews,
+    /// Set the display window (level and width, in the volume's units).
+    SetWindow(Window),
+    /// Set the window to a named CT preset.
+    ApplyPreset(Preset),
+    /// Window from the 1st to the 99th percentile (the MR default).
+    AutoWindow,
+    /// Maximise a cell, or restore the grid if it already is maximised.
+    ToggleMaximise(ViewCell),
+    /// Back to the 2×2 grid.
+    RestoreLayout,
+    /// Radiological (patient left on screen right) or neurological display.
+    SetConvention(DisplayConvention),
+    /// Show or hide one label.
+    SetLabelVisible { id: u16, visible: bool },
+    /// Show or hide every label.
+    SetAllLabelsVisible(bool),
+    /// Change a label's colour (sRGB).
+    SetLabelColour { id: u16, colour: [u8; 3] },
+    /// Fill opacity of the label overlay, 0..=1.
+    SetOverlayOpacity(f32),
+    /// Filled or outlined labels.
+    SetOverlayMode(OverlayMode),
+    /// Linear (smooth) or nearest-neighbour display of voxels.
+    SetSmooth(bool),
+    /// Show or hide the side panel.
+    ToggleSidePanel,
+    /// Show an informational note in the message area (not an error).
+    Notice(String),
+    /// Remove one message from the message area.
+    DismissMessage(usize),
+    /// Forget the recent-files list.
+    ClearRecent,
+    /// Close the window.
+    Quit,
+}

@@ -1,0 +1,204 @@
+//! Label names and colours: a `.tsv` beside the label file (`id<TAB>name[<TAB>r g b]`), or a
+//! default table; per-label visibility; the colour look-up table the slice renderer uses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One label's display settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelEntry {
+    pub name: String,
+    /// sRGB colour.
+    pub colour: [u8; 3],
+    pub visible: bool,
+    /// Voxels carrying this label in the loaded map.
+    pub voxels: usize,
+}
+
+/// The labels present in a label map, with names and colours.
+#[derive(Clone, Debug, Default)]
+pub struct LabelTable {
+    pub entries: BTreeMap<u16, LabelEntry>,
+    /// Where the names came from (a `.tsv`), if anywhere.
+    pub names_from: Option<PathBuf>,
+}
+
+/// Error reading a label-name table.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: line {line}: {problem}", path.display())]
+pub struct LabelTsvError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub problem: String,
+}
+
+/// Label id → (name, colour if the file gives one).
+pub type LabelNames = BTreeMap<u16, (String, Option<[u8; 3]>)>;
+
+/// Names (and optional colours) by id, parsed from a `.tsv`: one `id<TAB>name` per line,
+/// optionally followed by `r g b` (0–255, tab- or space-separated). Blank lines, `#` comments
+/// and a header line whose first field is not a number are skipped.
+pub fn parse_label_tsv(text: &str, path: &Path) -> Result<LabelNames, LabelTsvError> {
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        let Ok(id) = fields[0].trim().parse::<u32>() else {
+            if n == 0 {
+                continue; // header
+            }
+            return Err(LabelTsvError { path: path.into(), line: n + 1, problem: format!("'{}' is not a label id", fields[0].trim()) });
+        };
+        let id = u16::try_from(id).map_err(|_| LabelTsvError { path: path.into(), line: n + 1, problem: format!("label id {id} is larger than 65535") })?;
+        let name = fields.get(1).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| format!("label {id}"));
+        let rest: Vec<u8> = fields.iter().skip(2).flat_map(|f| f.split_whitespace()).filter_map(|x| x.parse::<u8>().ok()).collect();
+        let colour = (rest.len() >= 3).then(|| [rest[0], rest[1], rest[2]]);
+        out.insert(id, (name, colour));
+    }
+    Ok(out)
+}
+
+/// The names file that goes with a label map: `<stem>.tsv` beside it, else `labels.tsv` in the
+/// same folder.
+pub fn tsv_beside(label_path: &Path) -> Option<PathBuf> {
+    let name = label_path.file_name()?.to_string_lossy().to_string();
+    let stem = name.strip_suffix(".gz").unwrap_or(&name);
+    let stem = stem.strip_suffix(".nii").unwrap_or(stem);
+    let dir = label_path.parent().unwrap_or(Path::new("."));
+    [dir.join(format!("{stem}.tsv")), dir.join("labels.tsv")].into_iter().find(|p| p.is_file())
+}
+
+/// Qualitative palette (distinct on a grey CT background) for ids without a known organ colour.
+const PALETTE: [[u8; 3]; 16] = [
+    [230, 25, 75],
+    [60, 180, 75],
+    [255, 225, 25],
+    [0, 130, 200],
+    [245, 130, 48],
+    [145, 30, 180],
+    [70, 240, 240],
+    [240, 50, 230],
+    [210, 245, 60],
+    [250, 190, 212],
+    [0, 128, 128],
+    [220, 190, 255],
+    [170, 110, 40],
+    [255, 250, 200],
+    [128, 0, 0],
+    [170, 255, 195],
+];
+
+/// Colours close to the ones anatomy tools use (Slicer's GenericAnatomyColors family), by name.
+fn organ_colour(name: &str) -> Option<[u8; 3]> {
+    let n = name.to_ascii_lowercase();
+    let table: [(&str, [u8; 3]); 17] = [
+        ("liver", [221, 130, 101]),
+        ("spleen", [157, 108, 162]),
+        ("kidney_cyst", [255, 255, 180]),
+        ("kidney", [185, 102, 83]),
+        ("gallbladder", [139, 150, 98]),
+        ("stomach", [216, 132, 105]),
+        ("pancreas", [249, 180, 111]),
+        ("aorta", [224, 97, 76]),
+        ("vena_cava", [0, 151, 206]),
+        ("portal_vein", [0, 110, 180]),
+        ("heart", [206, 110, 84]),
+        ("lung", [197, 165, 145]),
+        ("colon", [204, 168, 143]),
+        ("bowel", [255, 187, 150]),
+        ("duodenum", [255, 210, 170]),
+        ("bladder", [222, 154, 132]),
+        ("adrenal", [244, 214, 49]),
+    ];
+    if let Some((_, c)) = table.iter().find(|(k, _)| n.contains(k)) {
+        return Some(*c);
+    }
+    if ["vertebra", "rib", "sacrum", "femur", "hip", "skull", "sternum", "humerus", "scapula", "clavicula"].iter().any(|k| n.contains(k)) {
+        return Some([241, 214, 145]);
+    }
+    None
+}
+
+/// Default colour of a label id (no names file, or no colour in it).
+pub fn default_colour(id: u16, name: Option<&str>) -> [u8; 3] {
+    name.and_then(organ_colour).unwrap_or(PALETTE[(id as usize + PALETTE.len() - 1) % PALETTE.len()])
+}
+
+impl LabelTable {
+    /// The table for the labels present in a map (`counts`: id → voxels), named from `names`.
+    pub fn new(counts: &[(u16, usize)], names: Option<(&LabelNames, PathBuf)>) -> Self {
+        let mut entries = BTreeMap::new();
+        for &(id, voxels) in counts {
+            let known = names.as_ref().and_then(|(n, _)| n.get(&id));
+            let name = known.map(|(n, _)| n.clone()).unwrap_or_else(|| format!("label {id}"));
+            let colour = known.and_then(|(_, c)| *c).unwrap_or_else(|| default_colour(id, known.map(|(n, _)| n.as_str())));
+            entries.insert(id, LabelEntry { name, colour, visible: true, voxels });
+        }
+        Self { entries, names_from: names.map(|(_, p)| p) }
+    }
+
+    pub fn name_of(&self, id: u16) -> Option<&str> {
+        self.entries.get(&id).map(|e| e.name.as_str())
+    }
+
+    /// Colour look-up table by id for the renderer: `[r, g, b, a]`, `a = 0` for background,
+    /// hidden or absent labels, 255 otherwise. Its length is one more than the largest id.
+    pub fn lut(&self) -> Vec<[u8; 4]> {
+        let len = self.entries.keys().next_back().map_or(1, |&m| m as usize + 1);
+        let mut lut = vec![[0u8; 4]; len];
+        for (&id, e) in &self.entries {
+            if id != 0 && e.visible {
+                let [r, g, b] = e.colour;
+                lut[id as usize] = [r, g, b, 255];
+            }
+        }
+        lut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsv_with_header_comments_and_colours() {
+        let text = "id\tname\n# a comment\n1\tspleen\n5\tliver\t10 20 30\n\n7\t\n";
+        let t = parse_label_tsv(text, Path::new("x.tsv")).expect("parses");
+        assert_eq!(t[&1], ("spleen".to_string(), None));
+        assert_eq!(t[&5], ("liver".to_string(), Some([10, 20, 30])));
+        assert_eq!(t[&7].0, "label 7");
+        let bad = parse_label_tsv("1\ta\nxx\tb\n", Path::new("y.tsv")).expect_err("bad id");
+        assert_eq!(bad.line, 2);
+        assert!(bad.to_string().starts_with("y.tsv: line 2"), "{bad}");
+    }
+
+    #[test]
+    fn table_and_lut() {
+        let names = parse_label_tsv("1\tspleen\n5\tliver\n", Path::new("l.tsv")).expect("parses");
+        let mut t = LabelTable::new(&[(1, 10), (5, 20), (9, 1)], Some((&names, PathBuf::from("l.tsv"))));
+        assert_eq!(t.name_of(5), Some("liver"));
+        assert_eq!(t.name_of(9), Some("label 9"));
+        assert_eq!(t.entries[&5].colour, [221, 130, 101]);
+        t.entries.get_mut(&5).expect("present").visible = false;
+        let lut = t.lut();
+        assert_eq!(lut.len(), 10);
+        assert_eq!(lut[0][3], 0);
+        assert_eq!(lut[1][3], 255);
+        assert_eq!(lut[5][3], 0, "hidden");
+        assert_eq!(lut[3][3], 0, "absent");
+    }
+
+    #[test]
+    fn names_file_beside() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let lab = dir.path().join("seg.nii.gz");
+        assert_eq!(tsv_beside(&lab), None);
+        std::fs::write(dir.path().join("labels.tsv"), "1\ta\n").expect("write");
+        assert_eq!(tsv_beside(&lab), Some(dir.path().join("labels.tsv")));
+        std::fs::write(dir.path().join("seg.tsv"), "1\ta\n").expect("write");
+        assert_eq!(tsv_beside(&lab), Some(dir.path().join("seg.tsv")));
+    }
+}

@@ -1,0 +1,245 @@
+//! The loader: a named background thread that reads volumes and label maps (and saves label
+//! maps), so the UI thread never does file I/O or whole-volume work. Requests and events cross
+//! bounded channels; the loader wakes the UI with `request_repaint` after each event.
+
+use super::labels::{LabelTable, parse_label_tsv, tsv_beside};
+use crate::geometry::RasFromVoxel;
+use crate::volume::intensity::{Window, auto_window};
+use crate::volume::{LabelMap, Modality, OnGrid, Stats, Volume};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Work for the loader thread.
+#[derive(Debug)]
+pub enum LoadRequest {
+    /// Read a volume, then (optionally) a label map that must lie on its grid.
+    Volume { path: PathBuf, labels: Option<PathBuf>, generation: u64 },
+    /// Read a label map and check it against the current volume.
+    Labels { path: PathBuf, volume: Arc<Volume>, generation: u64 },
+    /// Write a label map as NIfTI (atomically) with the volume's `ras_from_voxel`.
+    SaveLabels { path: PathBuf, labels: Arc<LabelMap>, ras_from_voxel: RasFromVoxel },
+}
+
+/// A volume ready to show, with everything the UI needs precomputed.
+#[derive(Debug)]
+pub struct LoadedVolume {
+    pub path: PathBuf,
+    pub volume: Arc<Volume>,
+    pub stats: Stats,
+    pub modality: Modality,
+    pub histogram: Histogram,
+    /// The window to start with: abdomen for CT, [`Self::auto_window`] otherwise.
+    pub initial_window: Window,
+    /// 1st to 99th percentile (computed here so the UI thread never scans the volume).
+    pub auto_window: Window,
+    pub generation: u64,
+}
+
+/// A label map checked against the volume, with its names.
+#[derive(Debug)]
+pub struct LoadedLabels {
+    pub path: PathBuf,
+    pub labels: Arc<LabelMap>,
+    pub table: LabelTable,
+    pub generation: u64,
+}
+
+/// What the loader reports.
+#[derive(Debug)]
+pub enum LoadEvent {
+    /// `fraction` in 0..=1 of the current job, with a short description.
+    Progress { what: String, fraction: f32 },
+    Volume(Box<LoadedVolume>),
+    Labels(Box<LoadedLabels>),
+    Saved(PathBuf),
+    /// A job failed; `message` names the file and the problem.
+    Failed { message: String },
+    /// The loader is idle again.
+    Idle,
+}
+
+/// Intensity histogram over the finite voxels.
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    pub lo: f32,
+    pub hi: f32,
+    pub counts: Vec<u32>,
+}
+
+impl Histogram {
+    pub const BINS: usize = 256;
+
+    pub fn of(values: &[f32], stats: &Stats) -> Self {
+        let (lo, hi) = (stats.min as f32, stats.max as f32);
+        let mut counts = vec![0u32; Self::BINS];
+        if hi > lo {
+            let scale = Self::BINS as f32 / (hi - lo);
+            for &x in values {
+                if x.is_finite() {
+                    counts[(((x - lo) * scale) as usize).min(Self::BINS - 1)] += 1;
+                }
+            }
+        }
+        Self { lo, hi, counts }
+    }
+}
+
+/// Handle the UI keeps: send requests, drain events.
+pub struct Loader {
+    requests: Sender<LoadRequest>,
+    pub events: Receiver<LoadEvent>,
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Loader")
+    }
+}
+
+impl Loader {
+    /// Starts the `sam3d-loader` thread. `wake` is called after every event sent (the app
+    /// passes `egui::Context::request_repaint`).
+    pub fn spawn(wake: impl Fn() + Send + 'static) -> std::io::Result<Self> {
+        let (req_tx, req_rx) = bounded::<LoadRequest>(8);
+        let (ev_tx, ev_rx) = bounded::<LoadEvent>(64);
+        std::thread::Builder::new().name("sam3d-loader".into()).spawn(move || {
+            let send = |e: LoadEvent| {
+                // Blocks only if the UI has stopped draining (64 queued events).
+                let ok = ev_tx.send(e).is_ok();
+                wake();
+                ok
+            };
+            for req in req_rx.iter() {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(req, &send)));
+                if let Err(panic) = result {
+                    let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                    send(LoadEvent::Failed { message: format!("internal error while loading: {msg}") });
+                }
+                if !send(LoadEvent::Idle) {
+                    break;
+                }
+            }
+        })?;
+        Ok(Self { requests: req_tx, events: ev_rx })
+    }
+
+    /// Queues a request; fails (with a message) only when 8 requests are already waiting.
+    pub fn request(&self, r: LoadRequest) -> Result<(), String> {
+        match self.requests.try_send(r) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err("the loader is busy; try again when the current file has loaded".into()),
+            Err(TrySendError::Disconnected(_)) => Err("the loader thread has stopped".into()),
+        }
+    }
+}
+
+fn handle(req: LoadRequest, send: &dyn Fn(LoadEvent) -> bool) {
+    let progress = |what: String, fraction: f32| {
+        send(LoadEvent::Progress { what, fraction });
+    };
+    match req {
+        LoadRequest::Volume { path, labels, generation } => {
+            progress(format!("reading {}", file_name(&path)), 0.05);
+            let volume = match load_volume(&path) {
+                Ok(v) => v,
+                Err(message) => {
+                    send(LoadEvent::Failed { message });
+                    return;
+                }
+            };
+            progress("statistics and histogram".into(), 0.6);
+            let flat = volume.data.as_slice().unwrap_or(&[]);
+            let stats = volume.stats();
+            let modality = volume.guess_modality();
+            let histogram = Histogram::of(flat, &stats);
+            let auto = auto_window(flat, &stats);
+            let initial_window = match modality {
+                Modality::Ct => crate::volume::intensity::Preset::Abdomen.window(),
+                _ => auto,
+            };
+            let volume = Arc::new(volume);
+            send(LoadEvent::Volume(Box::new(LoadedVolume {
+                path: path.clone(),
+                volume: volume.clone(),
+                stats,
+                modality,
+                histogram,
+                initial_window,
+                auto_window: auto,
+                generation,
+            })));
+            if let Some(lp) = labels {
+                progress(format!("reading {}", file_name(&lp)), 0.8);
+                load_labels_and_send(lp, &volume, generation, send);
+            }
+        }
+        LoadRequest::Labels { path, volume, generation } => {
+            progress(format!("reading {}", file_name(&path)), 0.1);
+            load_labels_and_send(path, &volume, generation, send);
+        }
+        LoadRequest::SaveLabels { path, labels, ras_from_voxel } => {
+            progress(format!("writing {}", file_name(&path)), 0.3);
+            // The map was checked against the volume's grid on load; write it with exactly the
+            // volume's affine so the file lines up bit-for-bit with the scan.
+            let on_volume_grid = LabelMap { data: labels.data.clone(), ras_from_voxel, meta: Default::default() };
+            match on_volume_grid.save(&path) {
+                Ok(()) => {
+                    send(LoadEvent::Saved(path));
+                }
+                Err(e) => {
+                    send(LoadEvent::Failed { message: e.to_string() });
+                }
+            }
+        }
+    }
+}
+
+fn file_name(p: &std::path::Path) -> String {
+    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Reads a volume and puts its voxels in standard (C) layout for fast slice access.
+pub fn load_volume(path: &std::path::Path) -> Result<Volume, String> {
+    let mut v = Volume::load(path).map_err(|e| e.to_string())?;
+    if v.shape().is_empty() {
+        return Err(format!("{}: the volume has no voxels", path.display()));
+    }
+    if !v.data.is_standard_layout() {
+        v.data = v.data.as_standard_layout().into_owned();
+    }
+    Ok(v)
+}
+
+/// Reads a label map, checks it lies on `volume`'s grid and reads its names (`.tsv` beside it).
+pub fn load_labels(path: &std::path::Path, volume: &Volume) -> Result<(LabelMap, LabelTable), String> {
+    let mut labels = LabelMap::load(path).map_err(|e| e.to_string())?;
+    labels.check_matches(volume, path).map_err(|e| e.to_string())?;
+    if !labels.data.is_standard_layout() {
+        labels.data = labels.data.as_standard_layout().into_owned();
+    }
+    let counts = labels.counts();
+    let names = match tsv_beside(path) {
+        Some(tsv) => match std::fs::read_to_string(&tsv).map_err(|e| format!("{}: {e}", tsv.display())).and_then(|t| parse_label_tsv(&t, &tsv).map_err(|e| e.to_string())) {
+            Ok(n) => Some((n, tsv)),
+            Err(e) => {
+                log::warn!("label names not used: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let table = LabelTable::new(&counts, names.as_ref().map(|(n, p)| (n, p.clone())));
+    Ok((labels, table))
+}
+
+fn load_labels_and_send(path: PathBuf, volume: &Volume, generation: u64, send: &dyn Fn(LoadEvent) -> bool) {
+    match load_labels(&path, volume) {
+        Ok((labels, table)) => {
+            send(LoadEvent::Labels(Box::new(LoadedLabels { path, labels: Arc::new(labels), table, generation })));
+        }
+        Err(message) => {
+            send(LoadEvent::Failed { message });
+        }
+    }
+}

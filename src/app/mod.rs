@@ -1,0 +1,758 @@
+//! The eframe application: three linked slice views and the 3D view's place in a 2×2 grid, a
+//! menu, a side panel (volume info, window/level with histogram, labels) and a status bar.
+//!
+//! Structure (rerun's habits, see STYLE.md): one [`App`] owns persisted settings (restored at
+//! start) and runtime parts (`#[serde(skip)]`). UI code sends [`AppCommand`]s; the queue is
+//! applied once per frame in [`App::apply_commands`]. Files are read on the `sam3d-loader`
+//! thread ([`loader`]); the UI drains its events each frame. Errors become messages in the
+//! window (and log lines), never a crash.
+
+pub mod bench;
+mod command;
+pub mod labels;
+pub mod loader;
+mod panels;
+pub mod slice_image;
+mod slice_view;
+
+pub use command::{AppCommand, DialogKind, FileKind, ViewCell};
+pub use slice_image::OverlayMode;
+
+use crate::geometry::{DisplayConvention, RasMm, SliceGeometry, ViewPlane, VoxelFromRas, VoxelIjk};
+use crate::volume::intensity::{Preset, Window};
+use crate::volume::{LabelMap, Modality, OnGrid, Stats, Volume};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use labels::LabelTable;
+use loader::{Histogram, LoadEvent, LoadRequest, Loader};
+use slice_view::SliceViewState;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Opens the viewer window: `file` (with `labels` on its grid) or an empty window.
+pub fn run(file: Option<PathBuf>, labels: Option<PathBuf>) -> anyhow::Result<()> {
+    let options = eframe::NativeOptions {
+        renderer: eframe::Renderer::Wgpu,
+        viewport: egui::ViewportBuilder::default()
+            .with_title("sam3d-studio")
+            .with_app_id("sam3d-studio")
+            .with_inner_size([1440.0, 920.0])
+            .with_min_inner_size([720.0, 480.0])
+            .with_drag_and_drop(true),
+        ..Default::default()
+    };
+    let startup = Startup { volume: file, labels, device: None };
+    eframe::run_native("sam3d-studio", options, Box::new(move |cc| Ok(Box::new(App::new(cc, startup)))))
+        .map_err(|e| anyhow::anyhow!("could not open the viewer window: {e}"))
+}
+
+/// Files to open when the app starts.
+#[derive(Clone, Debug, Default)]
+pub struct Startup {
+    pub volume: Option<PathBuf>,
+    pub labels: Option<PathBuf>,
+    /// The compute device's name, if already known (tests); otherwise the engine is asked.
+    pub device: Option<String>,
+}
+
+/// A file in the recent-files menu.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecentFile {
+    pub path: PathBuf,
+    pub kind: FileKind,
+}
+
+/// A volume on screen, with everything derived from it.
+pub struct Scene {
+    pub path: PathBuf,
+    pub volume: Arc<Volume>,
+    pub stats: Stats,
+    pub modality: Modality,
+    pub histogram: Histogram,
+    pub window: Window,
+    /// The 1st–99th percentile window (precomputed by the loader).
+    pub auto_window: Window,
+    /// One per [`ViewPlane::ALL`] entry.
+    pub geoms: [SliceGeometry; 3],
+    pub voxel_from_ras: VoxelFromRas,
+    /// The linked cursor.
+    pub crosshair: RasMm,
+    pub labels: Option<LabelLayer>,
+    /// Bumped whenever label colours/visibility change (views re-render).
+    pub overlay_rev: u64,
+    /// Which load this scene came from.
+    pub generation: u64,
+}
+
+/// A label map on the scene's grid.
+pub struct LabelLayer {
+    pub path: PathBuf,
+    pub map: Arc<LabelMap>,
+    pub table: LabelTable,
+    pub lut: Vec<[u8; 4]>,
+}
+
+impl Scene {
+    pub fn geom(&self, plane: ViewPlane) -> &SliceGeometry {
+        &self.geoms[plane_idx(plane)]
+    }
+    /// The crosshair as a continuous voxel position.
+    pub fn crosshair_voxel(&self) -> VoxelIjk {
+        self.voxel_from_ras.apply(self.crosshair)
+    }
+    /// The slice a view shows: the one through the crosshair.
+    pub fn slice_index(&self, plane: ViewPlane) -> usize {
+        self.geom(plane).slice_index_of(self.crosshair_voxel())
+    }
+    fn rebuild_geoms(&mut self, conv: DisplayConvention) {
+        let a = self.volume.ras_from_voxel;
+        let shape = self.volume.shape();
+        self.geoms = ViewPlane::ALL.map(|p| SliceGeometry::new(p, &a, shape, conv));
+    }
+    /// What is under a RAS point: voxel, intensity and label.
+    pub fn probe(&self, ras: RasMm) -> Probe {
+        let voxel = self.voxel_from_ras.apply(ras);
+        let idx = self.volume.shape().array_index(voxel);
+        let intensity = idx.map(|a| self.volume.data[a.as_kji()]);
+        let label = idx.and_then(|a| self.labels.as_ref().map(|l| l.map.data[a.as_kji()]));
+        let label_name = label.and_then(|id| self.labels.as_ref().and_then(|l| l.table.name_of(id).map(str::to_string)));
+        Probe { ras, voxel, inside: idx.is_some(), intensity, label, label_name }
+    }
+}
+
+/// What the status bar shows about the point under the mouse.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe {
+    pub ras: RasMm,
+    pub voxel: VoxelIjk,
+    pub inside: bool,
+    pub intensity: Option<f32>,
+    pub label: Option<u16>,
+    pub label_name: Option<String>,
+}
+
+fn plane_idx(p: ViewPlane) -> usize {
+    match p {
+        ViewPlane::Axial => 0,
+        ViewPlane::Coronal => 1,
+        ViewPlane::Sagittal => 2,
+    }
+}
+
+/// A message shown in the window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    pub text: String,
+    pub is_error: bool,
+}
+
+/// Runtime-only state (never persisted).
+pub struct Runtime {
+    loader: Option<Loader>,
+    commands: Vec<AppCommand>,
+    dialog_tx: Sender<AppCommand>,
+    dialog_rx: Receiver<AppCommand>,
+    pub scene: Option<Scene>,
+    /// Generation of the latest volume request (stale results are dropped).
+    generation: u64,
+    /// Loader jobs sent and not yet finished.
+    pending_jobs: usize,
+    pub progress: Option<(String, f32)>,
+    pub messages: Vec<Message>,
+    views: [SliceViewState; 3],
+    /// The view the keyboard acts on (the hovered one, else the last one used).
+    active_view: ViewPlane,
+    pub hover: Option<Probe>,
+    /// "CPU", "CUDA (n GPU)", or why it is unknown.
+    pub device: String,
+    device_rx: Option<Receiver<String>>,
+    /// Screen rectangle of each slice view's image area, last frame (tests use it).
+    pub view_rects: [Option<egui::Rect>; 3],
+    /// The window title should name a newly opened file.
+    title_dirty: bool,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        let (dialog_tx, dialog_rx) = bounded(4);
+        Self {
+            loader: None,
+            commands: Vec::new(),
+            dialog_tx,
+            dialog_rx,
+            scene: None,
+            generation: 0,
+            pending_jobs: 0,
+            progress: None,
+            messages: Vec::new(),
+            views: Default::default(),
+            active_view: ViewPlane::Axial,
+            hover: None,
+            device: String::new(),
+            device_rx: None,
+            view_rects: [None; 3],
+            title_dirty: false,
+        }
+    }
+}
+
+impl Runtime {
+    /// A slice view's zoom (1 = the slice fits its view).
+    pub fn zoom_of(&self, plane: ViewPlane) -> f32 {
+        self.views[plane_idx(plane)].zoom
+    }
+}
+
+/// The application. Fields other than `rt` are settings restored from the previous session.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct App {
+    pub recent: Vec<RecentFile>,
+    pub convention: DisplayConvention,
+    pub overlay_opacity: f32,
+    pub overlay_mode: OverlayMode,
+    pub smooth: bool,
+    pub show_side_panel: bool,
+    pub maximised: Option<ViewCell>,
+    #[serde(skip)]
+    pub rt: Runtime,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self {
+            recent: Vec::new(),
+            convention: DisplayConvention::Radiological,
+            overlay_opacity: 0.45,
+            overlay_mode: OverlayMode::Fill,
+            smooth: true,
+            show_side_panel: true,
+            maximised: None,
+            rt: Runtime::default(),
+        }
+    }
+}
+
+const MAX_RECENT: usize = 10;
+const MAX_MESSAGES: usize = 4;
+
+impl App {
+    /// Restores settings, styles the context, starts the loader and queues `startup`'s files.
+    pub fn new(cc: &eframe::CreationContext<'_>, startup: Startup) -> Self {
+        let mut app: App = cc.storage.and_then(|s| eframe::get_value(s, eframe::APP_KEY)).unwrap_or_default();
+        app.maximised = None;
+        style(&cc.egui_ctx);
+        let ctx = cc.egui_ctx.clone();
+        match Loader::spawn(move || ctx.request_repaint()) {
+            Ok(l) => app.rt.loader = Some(l),
+            Err(e) => app.error(format!("could not start the loader thread: {e}")),
+        }
+        match startup.device {
+            Some(d) => app.rt.device = d,
+            None => {
+                app.rt.device = "checking…".into();
+                app.rt.device_rx = spawn_device_probe(cc.egui_ctx.clone());
+            }
+        }
+        if let Some(path) = startup.volume {
+            app.send(AppCommand::OpenVolume { path, labels: startup.labels });
+        }
+        app
+    }
+
+    /// Queues a command for the next [`Self::apply_commands`].
+    pub fn send(&mut self, c: AppCommand) {
+        self.rt.commands.push(c);
+    }
+
+    /// Is the loader still working on something?
+    pub fn is_busy(&self) -> bool {
+        self.rt.pending_jobs > 0
+    }
+
+    pub fn scene(&self) -> Option<&Scene> {
+        self.rt.scene.as_ref()
+    }
+
+    pub fn messages(&self) -> &[Message] {
+        &self.rt.messages
+    }
+
+    fn error(&mut self, text: String) {
+        log::error!("{text}");
+        self.push_message(Message { text, is_error: true });
+    }
+
+    fn notice(&mut self, text: String) {
+        log::info!("{text}");
+        self.push_message(Message { text, is_error: false });
+    }
+
+    fn push_message(&mut self, m: Message) {
+        self.rt.messages.retain(|x| x.text != m.text);
+        self.rt.messages.push(m);
+        if self.rt.messages.len() > MAX_MESSAGES {
+            self.rt.messages.remove(0);
+        }
+    }
+
+    fn add_recent(&mut self, path: &Path, kind: FileKind) {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        self.recent.retain(|r| r.path != path);
+        self.recent.insert(0, RecentFile { path, kind });
+        self.recent.truncate(MAX_RECENT);
+    }
+
+    fn request(&mut self, r: LoadRequest) {
+        let sent = match &self.rt.loader {
+            Some(l) => l.request(r),
+            None => Err("the loader thread is not running".into()),
+        };
+        match sent {
+            Ok(()) => self.rt.pending_jobs += 1,
+            Err(e) => self.error(e),
+        }
+    }
+
+    /// Drains loader events and dialog answers (called once per frame).
+    pub fn drain_events(&mut self) {
+        if let Some(d) = self.rt.device_rx.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            self.rt.device = d;
+            self.rt.device_rx = None;
+        }
+        while let Ok(c) = self.rt.dialog_rx.try_recv() {
+            self.send(c);
+        }
+        let events: Vec<LoadEvent> = match &self.rt.loader {
+            Some(l) => l.events.try_iter().take(64).collect(),
+            None => Vec::new(),
+        };
+        for ev in events {
+            match ev {
+                LoadEvent::Progress { what, fraction } => self.rt.progress = Some((what, fraction)),
+                LoadEvent::Volume(v) => {
+                    if v.generation != self.rt.generation {
+                        continue;
+                    }
+                    self.add_recent(&v.path, FileKind::Volume);
+                    let a = v.volume.ras_from_voxel;
+                    let shape = v.volume.shape();
+                    let centre = VoxelIjk::new(
+                        ((shape.ni - 1) / 2) as f64,
+                        ((shape.nj - 1) / 2) as f64,
+                        ((shape.nk - 1) / 2) as f64,
+                    );
+                    log::info!("opened {} ({shape}, {:?})", v.path.display(), v.modality);
+                    self.rt.scene = Some(Scene {
+                        path: v.path,
+                        stats: v.stats,
+                        modality: v.modality,
+                        histogram: v.histogram,
+                        window: v.initial_window,
+                        auto_window: v.auto_window,
+                        geoms: ViewPlane::ALL.map(|p| SliceGeometry::new(p, &a, shape, self.convention)),
+                        voxel_from_ras: v.volume.voxel_from_ras(),
+                        crosshair: a.apply(centre),
+                        labels: None,
+                        overlay_rev: 0,
+                        generation: v.generation,
+                        volume: v.volume,
+                    });
+                    for view in &mut self.rt.views {
+                        view.reset();
+                    }
+                    self.rt.title_dirty = true;
+                }
+                LoadEvent::Labels(l) => {
+                    let Some(scene) = self.rt.scene.as_mut().filter(|s| s.generation == l.generation) else { continue };
+                    let lut = l.table.lut();
+                    let n = l.table.entries.len();
+                    scene.labels = Some(LabelLayer { path: l.path.clone(), map: l.labels, table: l.table, lut });
+                    scene.overlay_rev += 1;
+                    log::info!("opened label map {} ({n} labels)", l.path.display());
+                    self.add_recent(&l.path, FileKind::Labels);
+                }
+                LoadEvent::Saved(p) => self.notice(format!("Saved label map to {}", p.display())),
+                LoadEvent::Failed { message } => self.error(message),
+                LoadEvent::Idle => {
+                    self.rt.pending_jobs = self.rt.pending_jobs.saturating_sub(1);
+                    if self.rt.pending_jobs == 0 {
+                        self.rt.progress = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the queued commands (once per frame).
+    pub fn apply_commands(&mut self, ctx: &egui::Context) {
+        let cmds = std::mem::take(&mut self.rt.commands);
+        for c in cmds {
+            self.apply(c, ctx);
+        }
+    }
+
+    fn apply(&mut self, c: AppCommand, ctx: &egui::Context) {
+        match c {
+            AppCommand::OpenVolume { path, labels } => {
+                self.rt.generation += 1;
+                let generation = self.rt.generation;
+                self.rt.progress = Some((format!("opening {}", path.display()), 0.0));
+                self.request(LoadRequest::Volume { path, labels, generation });
+            }
+            AppCommand::OpenLabels(path) => match &self.rt.scene {
+                Some(s) => {
+                    let (volume, generation) = (s.volume.clone(), s.generation);
+                    self.request(LoadRequest::Labels { path, volume, generation });
+                }
+                None => self.error(format!("{}: open a volume first; a label map is shown on a volume's grid", path.display())),
+            },
+            AppCommand::SaveLabels(path) => match self.rt.scene.as_ref().and_then(|s| s.labels.as_ref().map(|l| (l.map.clone(), s.volume.ras_from_voxel))) {
+                Some((map, ras_from_voxel)) => self.request(LoadRequest::SaveLabels { path, labels: map, ras_from_voxel }),
+                None => self.error("there is no label map to save".into()),
+            },
+            AppCommand::ShowDialog(kind) => self.show_dialog(kind, ctx),
+            AppCommand::SetCrosshair(p) => {
+                if let Some(s) = &mut self.rt.scene
+                    && p.is_finite()
+                {
+                    s.crosshair = p;
+                }
+            }
+            AppCommand::StepSlice { plane, steps } => {
+                if let Some(s) = &mut self.rt.scene {
+                    let g = *s.geom(plane);
+                    let mut v = s.crosshair_voxel();
+                    let n = s.slice_index(plane) as i64 + (steps * g.index_step_sign()) as i64;
+                    v.v[g.n_axis] = n.clamp(0, g.extent[2] as i64 - 1) as f64;
+                    s.crosshair = s.volume.ras_from_voxel.apply(v);
+                }
+            }
+            AppCommand::Zoom { plane, factor, about } => {
+                if let Some(s) = &self.rt.scene {
+                    let g = *s.geom(plane);
+                    self.rt.views[plane_idx(plane)].zoom_about(&g, factor, about);
+                }
+            }
+            AppCommand::Pan { plane, delta } => self.rt.views[plane_idx(plane)].pan += delta,
+            AppCommand::ResetViews => {
+                for v in &mut self.rt.views {
+                    v.reset();
+                }
+            }
+            AppCommand::SetWindow(w) => {
+                if let Some(s) = &mut self.rt.scene
+                    && w.level.is_finite()
+                    && w.width.is_finite()
+                {
+                    s.window = Window { level: w.level, width: w.width.max(1e-3) };
+                }
+            }
+            AppCommand::ApplyPreset(p) => {
+                if let Some(s) = &mut self.rt.scene {
+                    s.window = p.window();
+                }
+            }
+            AppCommand::AutoWindow => {
+                if let Some(s) = &mut self.rt.scene {
+                    s.window = s.auto_window;
+                }
+            }
+            AppCommand::ToggleMaximise(cell) => {
+                self.maximised = if self.maximised == Some(cell) { None } else { Some(cell) };
+            }
+            AppCommand::RestoreLayout => self.maximised = None,
+            AppCommand::SetConvention(c) => {
+                self.convention = c;
+                if let Some(s) = &mut self.rt.scene {
+                    s.rebuild_geoms(c);
+                }
+            }
+            AppCommand::SetLabelVisible { id, visible } => self.edit_labels(|t| {
+                if let Some(e) = t.entries.get_mut(&id) {
+                    e.visible = visible;
+                }
+            }),
+            AppCommand::SetAllLabelsVisible(visible) => self.edit_labels(|t| t.entries.values_mut().for_each(|e| e.visible = visible)),
+            AppCommand::SetLabelColour { id, colour } => self.edit_labels(|t| {
+                if let Some(e) = t.entries.get_mut(&id) {
+                    e.colour = colour;
+                }
+            }),
+            AppCommand::SetOverlayOpacity(o) => self.overlay_opacity = o.clamp(0.0, 1.0),
+            AppCommand::SetOverlayMode(m) => self.overlay_mode = m,
+            AppCommand::SetSmooth(b) => self.smooth = b,
+            AppCommand::ToggleSidePanel => self.show_side_panel = !self.show_side_panel,
+            AppCommand::Notice(t) => self.notice(t),
+            AppCommand::DismissMessage(i) => {
+                if i < self.rt.messages.len() {
+                    self.rt.messages.remove(i);
+                }
+            }
+            AppCommand::ClearRecent => self.recent.clear(),
+            AppCommand::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+        }
+    }
+
+    fn edit_labels(&mut self, f: impl FnOnce(&mut LabelTable)) {
+        if let Some(s) = &mut self.rt.scene
+            && let Some(l) = &mut s.labels
+        {
+            f(&mut l.table);
+            l.lut = l.table.lut();
+            s.overlay_rev += 1;
+        }
+    }
+
+    /// Native dialogs block their thread, so each runs on its own; the answer comes back as a
+    /// command. With no desktop portal (a bare container) rfd returns nothing: say so.
+    fn show_dialog(&mut self, kind: DialogKind, ctx: &egui::Context) {
+        let tx = self.rt.dialog_tx.clone();
+        let ctx = ctx.clone();
+        let start_dir = self.rt.scene.as_ref().and_then(|s| s.path.parent().map(Path::to_path_buf));
+        let spawned = std::thread::Builder::new().name("sam3d-file-dialog".into()).spawn(move || {
+            let mut d = rfd::FileDialog::new().add_filter("NIfTI", &["nii", "gz"]);
+            if let Some(dir) = start_dir {
+                d = d.set_directory(dir);
+            }
+            let cmd = match kind {
+                DialogKind::OpenVolume => d.set_title("Open volume").pick_file().map(|path| AppCommand::OpenVolume { path, labels: None }),
+                DialogKind::OpenLabels => d.set_title("Open label map").pick_file().map(AppCommand::OpenLabels),
+                DialogKind::SaveLabels => d.set_title("Save label map").set_file_name("labels.nii.gz").save_file().map(AppCommand::SaveLabels),
+            };
+            let cmd = cmd.unwrap_or_else(|| {
+                AppCommand::Notice(
+                    "No file chosen. If no dialog appeared, this desktop has no file-dialog service: drop a .nii/.nii.gz file on the window, or pass it on the command line.".into(),
+                )
+            });
+            let _ = tx.send(cmd);
+            ctx.request_repaint();
+        });
+        if let Err(e) = spawned {
+            self.error(format!("could not open a file dialog: {e}"));
+        }
+    }
+
+    /// Files dropped on the window: label maps (names containing "label", "seg" or "mask")
+    /// go over the current volume; anything else opens as a volume.
+    fn handle_dropped_files(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
+        for path in dropped {
+            let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+            if !(name.ends_with(".nii") || name.ends_with(".nii.gz")) {
+                self.error(format!("{}: not a NIfTI file (.nii or .nii.gz)", path.display()));
+                continue;
+            }
+            let looks_like_labels = ["label", "seg", "mask"].iter().any(|k| name.contains(k));
+            if looks_like_labels && self.rt.scene.is_some() {
+                self.send(AppCommand::OpenLabels(path));
+            } else {
+                self.send(AppCommand::OpenVolume { path, labels: None });
+            }
+        }
+    }
+
+    /// Keyboard shortcuts (when no text field has focus).
+    fn handle_keys(&mut self, ctx: &egui::Context) {
+        use egui::Key;
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        let plane = self.rt.active_view;
+        let mut out = Vec::new();
+        ctx.input(|i| {
+            let cmd = i.modifiers.command;
+            if cmd && i.key_pressed(Key::O) {
+                out.push(AppCommand::ShowDialog(DialogKind::OpenVolume));
+            } else if cmd && i.key_pressed(Key::L) {
+                out.push(AppCommand::ShowDialog(DialogKind::OpenLabels));
+            } else if cmd && i.key_pressed(Key::S) {
+                out.push(AppCommand::ShowDialog(DialogKind::SaveLabels));
+            } else if cmd && i.key_pressed(Key::Q) {
+                out.push(AppCommand::Quit);
+            }
+            if cmd {
+                return;
+            }
+            for (k, p) in [Key::Num1, Key::Num2, Key::Num3, Key::Num4].iter().zip(Preset::ALL) {
+                if i.key_pressed(*k) {
+                    out.push(AppCommand::ApplyPreset(p));
+                }
+            }
+            if i.key_pressed(Key::A) {
+                out.push(AppCommand::AutoWindow);
+            }
+            if i.key_pressed(Key::R) {
+                out.push(AppCommand::ResetViews);
+            }
+            if i.key_pressed(Key::F) {
+                out.push(AppCommand::ToggleMaximise(ViewCell::Slice(plane)));
+            }
+            if i.key_pressed(Key::Escape) {
+                out.push(AppCommand::RestoreLayout);
+            }
+            for (k, steps) in [(Key::ArrowUp, 1), (Key::ArrowDown, -1), (Key::PageUp, 10), (Key::PageDown, -10)] {
+                if i.key_pressed(k) {
+                    out.push(AppCommand::StepSlice { plane, steps });
+                }
+            }
+        });
+        self.rt.commands.extend(out);
+    }
+
+    /// One frame's UI: menu, status bar, side panel, views.
+    pub fn frame_ui(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        self.drain_events();
+        self.handle_dropped_files(&ctx);
+        self.handle_keys(&ctx);
+        self.apply_commands(&ctx);
+        if std::mem::take(&mut self.rt.title_dirty)
+            && let Some(s) = &self.rt.scene
+        {
+            let name = s.path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(format!("{name} — sam3d-studio")));
+        }
+
+        egui::Panel::top("menu").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::menu_ui(self, ui));
+        egui::Panel::bottom("status").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::status_ui(self, ui));
+        if self.show_side_panel {
+            egui::Panel::left("side").resizable(true).default_size(290.0).size_range(220.0..=480.0).show(ui, |ui| panels::side_panel_ui(self, ui));
+        }
+        egui::CentralPanel::no_frame().show(ui, |ui| {
+            self.views_ui(ui);
+        });
+        panels::drop_hint_ui(&ctx);
+        // Commands from this frame's widgets take effect now, not on the next input event.
+        if !self.rt.commands.is_empty() {
+            self.apply_commands(&ctx);
+            ctx.request_repaint();
+        }
+    }
+
+    fn views_ui(&mut self, ui: &mut egui::Ui) {
+        let full = ui.available_rect_before_wrap();
+        ui.painter().rect_filled(full, 0.0, egui::Color32::from_gray(12));
+        panels::messages_ui(self, ui, full);
+        if self.rt.scene.is_none() {
+            panels::empty_ui(self, ui, full);
+            return;
+        }
+        let gap = 2.0;
+        let cells: Vec<(ViewCell, egui::Rect)> = match self.maximised {
+            Some(c) => vec![(c, full)],
+            None => {
+                let w = (full.width() - gap) / 2.0;
+                let h = (full.height() - gap) / 2.0;
+                ViewCell::ALL
+                    .iter()
+                    .enumerate()
+                    .map(|(n, c)| {
+                        let min = full.min + egui::vec2((n % 2) as f32 * (w + gap), (n / 2) as f32 * (h + gap));
+                        (*c, egui::Rect::from_min_size(min, egui::vec2(w, h)))
+                    })
+                    .collect()
+            }
+        };
+        self.rt.view_rects = [None; 3];
+        let mut hovered_plane = None;
+        for (cell, rect) in cells {
+            match cell {
+                ViewCell::Slice(plane) => {
+                    let out = slice_view::slice_view_ui(self, ui, rect, plane);
+                    if out.hovered {
+                        hovered_plane = Some(plane);
+                        self.rt.hover = out.probe;
+                    }
+                }
+                ViewCell::ThreeD => panels::three_d_placeholder_ui(self, ui, rect),
+            }
+        }
+        match hovered_plane {
+            Some(p) => self.rt.active_view = p,
+            None => self.rt.hover = None,
+        }
+    }
+}
+
+impl eframe::App for App {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.frame_ui(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, self);
+    }
+}
+
+/// Dark, compact style for a workstation tool.
+fn style(ctx: &egui::Context) {
+    ctx.set_theme(egui::Theme::Dark);
+    ctx.all_styles_mut(|s| {
+        s.spacing.item_spacing = egui::vec2(6.0, 4.0);
+        s.spacing.button_padding = egui::vec2(6.0, 2.0);
+        s.spacing.interact_size.y = 20.0;
+        s.visuals.panel_fill = egui::Color32::from_gray(30);
+        s.visuals.window_fill = egui::Color32::from_gray(34);
+        s.visuals.extreme_bg_color = egui::Color32::from_gray(18);
+    });
+}
+
+/// The `sam3d-studio-engine` binary (the process that owns libtorch): beside this executable,
+/// or one folder up (test binaries live in `target/<profile>/deps`).
+fn engine_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let name = format!("sam3d-studio-engine{}", std::env::consts::EXE_SUFFIX);
+    let dir = exe.parent()?;
+    [Some(dir.join(&name)), dir.parent().map(|d| d.join(&name))].into_iter().flatten().find(|p| p.is_file())
+}
+
+/// Asks the engine process which device the model will use ("CUDA (n GPU)" or "CPU"), on a
+/// named thread: the GUI itself never loads libtorch (its start-up costs ~0.7 s).
+fn spawn_device_probe(ctx: egui::Context) -> Option<Receiver<String>> {
+    let (tx, rx) = bounded(1);
+    std::thread::Builder::new()
+        .name("sam3d-device-probe".into())
+        .spawn(move || {
+            let answer = match engine_binary() {
+                None => "unknown (sam3d-studio-engine not found)".to_string(),
+                Some(bin) => match std::process::Command::new(&bin).arg("--device-info").output() {
+                    Ok(out) if out.status.success() => device_from_info(&String::from_utf8_lossy(&out.stdout)),
+                    Ok(out) => {
+                        log::warn!("{} --device-info failed: {}", bin.display(), String::from_utf8_lossy(&out.stderr).trim());
+                        "unknown (engine failed)".into()
+                    }
+                    Err(e) => {
+                        log::warn!("could not run {}: {e}", bin.display());
+                        "unknown (engine failed)".into()
+                    }
+                },
+            };
+            let _ = tx.send(answer);
+            ctx.request_repaint();
+        })
+        .ok()?;
+    Some(rx)
+}
+
+/// "CUDA (2 GPU)" or "CPU" from the engine's `--device-info` JSON.
+pub fn device_from_info(json: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap_or_default();
+    match (v.get("cuda").and_then(|c| c.as_bool()), v.get("cuda_devices").and_then(|n| n.as_u64())) {
+        (Some(true), Some(n)) => format!("CUDA ({n} GPU)"),
+        (Some(true), None) => "CUDA".into(),
+        (Some(false), _) => "CPU".into(),
+        _ => "unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_from_info;
+
+    #[test]
+    fn device_text() {
+        assert_eq!(device_from_info("{\"cuda\":true,\"cuda_devices\":2,\"cudnn\":true,\"threads\":8}\n"), "CUDA (2 GPU)");
+        assert_eq!(device_from_info("{\"cuda\":false,\"cuda_devices\":0}"), "CPU");
+        assert_eq!(device_from_info("garbage"), "unknown");
+    }
+}

@@ -1,0 +1,412 @@
+//! The menu bar, side panel (volume, window/level with histogram, labels), status bar,
+//! message area and the 3D view's placeholder.
+
+use super::slice_view::TITLE_H;
+use super::{App, AppCommand, DialogKind, FileKind, OverlayMode, ViewCell};
+use crate::geometry::{DisplayConvention, axcodes};
+use crate::volume::intensity::{Preset, Window};
+use crate::volume::{Modality, OnGrid};
+use egui::{Align2, Color32, FontId, Rect, RichText, Stroke, pos2, vec2};
+
+pub fn bar_frame(style: &egui::Style) -> egui::Frame {
+    egui::Frame::side_top_panel(style).inner_margin(egui::Margin::symmetric(8, 3)).fill(Color32::from_gray(24))
+}
+
+pub fn menu_ui(app: &mut App, ui: &mut egui::Ui) {
+    let mut cmds = Vec::new();
+    egui::MenuBar::new().ui(ui, |ui| {
+        ui.menu_button("File", |ui| {
+            if ui.button("Open volume…        Ctrl+O").clicked() {
+                cmds.push(AppCommand::ShowDialog(DialogKind::OpenVolume));
+            }
+            let has_volume = app.rt.scene.is_some();
+            if ui.add_enabled(has_volume, egui::Button::new("Open label map…   Ctrl+L")).clicked() {
+                cmds.push(AppCommand::ShowDialog(DialogKind::OpenLabels));
+            }
+            let has_labels = app.rt.scene.as_ref().is_some_and(|s| s.labels.is_some());
+            if ui.add_enabled(has_labels, egui::Button::new("Save label map…    Ctrl+S")).clicked() {
+                cmds.push(AppCommand::ShowDialog(DialogKind::SaveLabels));
+            }
+            ui.separator();
+            ui.menu_button("Recent files", |ui| {
+                if app.recent.is_empty() {
+                    ui.label(RichText::new("(none yet)").weak());
+                }
+                for r in &app.recent {
+                    let name = r.path.file_name().map_or_else(|| r.path.display().to_string(), |n| n.to_string_lossy().into_owned());
+                    let kind = match r.kind {
+                        FileKind::Volume => "volume",
+                        FileKind::Labels => "labels",
+                    };
+                    let enabled = r.kind == FileKind::Volume || has_volume;
+                    let b = ui.add_enabled(enabled, egui::Button::new(format!("{name}  ({kind})"))).on_hover_text(r.path.display().to_string());
+                    if b.clicked() {
+                        cmds.push(match r.kind {
+                            FileKind::Volume => AppCommand::OpenVolume { path: r.path.clone(), labels: None },
+                            FileKind::Labels => AppCommand::OpenLabels(r.path.clone()),
+                        });
+                    }
+                }
+                if !app.recent.is_empty() {
+                    ui.separator();
+                    if ui.button("Clear list").clicked() {
+                        cmds.push(AppCommand::ClearRecent);
+                    }
+                }
+            });
+            ui.separator();
+            if ui.button("Quit                      Ctrl+Q").clicked() {
+                cmds.push(AppCommand::Quit);
+            }
+        });
+        ui.menu_button("View", |ui| {
+            ui.label(RichText::new("Layout").weak());
+            let mut layout = app.maximised;
+            if ui.radio_value(&mut layout, None, "2 × 2 grid").clicked() {
+                cmds.push(AppCommand::RestoreLayout);
+            }
+            for cell in ViewCell::ALL {
+                if ui.radio_value(&mut layout, Some(cell), format!("{} only", cell.title())).clicked() && app.maximised != Some(cell) {
+                    cmds.push(AppCommand::ToggleMaximise(cell));
+                }
+            }
+            ui.separator();
+            ui.label(RichText::new("Convention").weak());
+            let mut conv = app.convention;
+            if ui.radio_value(&mut conv, DisplayConvention::Radiological, "Radiological (patient left on screen right)").clicked() {
+                cmds.push(AppCommand::SetConvention(DisplayConvention::Radiological));
+            }
+            if ui.radio_value(&mut conv, DisplayConvention::Neurological, "Neurological (patient left on screen left)").clicked() {
+                cmds.push(AppCommand::SetConvention(DisplayConvention::Neurological));
+            }
+            ui.separator();
+            let mut smooth = app.smooth;
+            if ui.checkbox(&mut smooth, "Smooth voxels (linear interpolation)").changed() {
+                cmds.push(AppCommand::SetSmooth(smooth));
+            }
+            let mut side = app.show_side_panel;
+            if ui.checkbox(&mut side, "Side panel").changed() {
+                cmds.push(AppCommand::ToggleSidePanel);
+            }
+            if ui.button("Reset views                R").clicked() {
+                cmds.push(AppCommand::ResetViews);
+            }
+        });
+        ui.menu_button("Help", |ui| {
+            ui.label(RichText::new("Mouse and keys in the slice views").strong());
+            for (k, what) in SHORTCUTS {
+                ui.horizontal(|ui| {
+                    ui.add_sized([150.0, 16.0], egui::Label::new(RichText::new(*k).monospace()));
+                    ui.label(*what);
+                });
+            }
+        });
+    });
+    app.rt.commands.extend(cmds);
+}
+
+const SHORTCUTS: &[(&str, &str)] = &[
+    ("Left click / drag", "move the crosshair (all views follow)"),
+    ("Wheel, Up/Down", "next / previous slice"),
+    ("PageUp/PageDown", "10 slices"),
+    ("Ctrl+wheel", "zoom about the cursor"),
+    ("Middle drag, Space+drag", "pan"),
+    ("Right drag", "window (left/right) and level (up/down)"),
+    ("1 2 3 4", "CT presets: abdomen, lung, bone, brain"),
+    ("A", "auto window (1st to 99th percentile)"),
+    ("R", "reset zoom and pan"),
+    ("F, double-click", "maximise / restore the view"),
+    ("Esc", "back to the 2 x 2 grid"),
+];
+
+pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        let mono = |s: String| RichText::new(s).monospace().size(12.0);
+        match (&app.rt.hover, &app.rt.scene) {
+            (Some(p), Some(scene)) => {
+                ui.label(mono(format!("RAS ({:7.1}, {:7.1}, {:7.1}) mm", p.ras.x(), p.ras.y(), p.ras.z())));
+                ui.separator();
+                if p.inside {
+                    ui.label(mono(format!("voxel ({:.0}, {:.0}, {:.0})", p.voxel.x().round(), p.voxel.y().round(), p.voxel.z().round())));
+                    ui.separator();
+                    if let Some(v) = p.intensity {
+                        let unit = if scene.modality == Modality::Ct { " HU" } else { "" };
+                        ui.label(mono(format!("{}{unit}", fmt_value(v))));
+                    }
+                    if let Some(id) = p.label {
+                        ui.separator();
+                        let name = p.label_name.as_deref().unwrap_or(if id == 0 { "background" } else { "" });
+                        ui.label(mono(format!("label {id} {name}")));
+                    }
+                } else {
+                    ui.label(mono("outside the volume".into()));
+                }
+            }
+            (None, Some(scene)) => {
+                let c = scene.crosshair;
+                ui.label(mono(format!("crosshair RAS ({:7.1}, {:7.1}, {:7.1}) mm", c.x(), c.y(), c.z())));
+            }
+            _ => {
+                ui.label(RichText::new("No volume").weak());
+            }
+        }
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            ui.label(RichText::new(format!("Compute: {}", app.rt.device)).size(12.0)).on_hover_text("Device the model will run on");
+            if let Some((what, f)) = &app.rt.progress {
+                ui.separator();
+                ui.add(egui::ProgressBar::new(*f).desired_width(140.0).desired_height(12.0).show_percentage());
+                ui.label(RichText::new(what).size(12.0));
+                ui.spinner();
+            }
+        });
+    });
+}
+
+fn fmt_value(v: f32) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e7 { format!("{v:.0}") } else { format!("{v:.3}") }
+}
+
+pub fn side_panel_ui(app: &mut App, ui: &mut egui::Ui) {
+    let mut cmds = Vec::new();
+    egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
+        ui.add_space(4.0);
+        let Some(scene) = app.rt.scene.as_ref() else {
+            ui.label(RichText::new("No volume open.").weak());
+            return;
+        };
+        egui::CollapsingHeader::new(RichText::new("Volume").strong()).default_open(true).show(ui, |ui| {
+            let v = &scene.volume;
+            let name = scene.path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            egui::Grid::new("volume_info").num_columns(2).spacing([10.0, 2.0]).show(ui, |ui| {
+                let row = |ui: &mut egui::Ui, k: &str, val: String| {
+                    ui.label(RichText::new(k).weak());
+                    ui.label(val);
+                    ui.end_row();
+                };
+                ui.label(RichText::new("file").weak());
+                ui.label(&name).on_hover_text(scene.path.display().to_string());
+                ui.end_row();
+                let sp = v.spacing_mm();
+                row(ui, "voxels", format!("{} (i × j × k)", v.shape()));
+                row(ui, "spacing", format!("{:.3} × {:.3} × {:.3} mm", sp[0], sp[1], sp[2]));
+                row(ui, "orientation", axcodes(&v.ras_from_voxel).iter().collect::<String>());
+                let modality = match scene.modality {
+                    Modality::Ct => "CT (HU)",
+                    Modality::Mr => "MR / other",
+                    Modality::Unknown => "unknown",
+                };
+                row(ui, "modality", modality.into());
+                row(ui, "range", format!("{} to {}", fmt_value(scene.stats.min as f32), fmt_value(scene.stats.max as f32)));
+                if let Some(d) = v.meta.dtype {
+                    row(ui, "datatype", d.name().into());
+                }
+            });
+        });
+        ui.add_space(4.0);
+        egui::CollapsingHeader::new(RichText::new("Window / level").strong()).default_open(true).show(ui, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                for (n, p) in Preset::ALL.iter().enumerate() {
+                    let w = p.window();
+                    let b = ui.button(p.name()).on_hover_text(format!("W {} / L {}  (key {})", w.width, w.level, n + 1));
+                    if b.clicked() {
+                        cmds.push(AppCommand::ApplyPreset(*p));
+                    }
+                }
+                if ui.button("Auto").on_hover_text("1st to 99th percentile (key A)").clicked() {
+                    cmds.push(AppCommand::AutoWindow);
+                }
+            });
+            let mut w = scene.window;
+            let range = (scene.stats.max - scene.stats.min).max(1.0);
+            let speed = (range / 1000.0).max(0.1);
+            ui.horizontal(|ui| {
+                let l = ui.label("Level");
+                let a = ui.add(egui::DragValue::new(&mut w.level).speed(speed).max_decimals(1)).labelled_by(l.id);
+                let l2 = ui.label("Width");
+                let b = ui.add(egui::DragValue::new(&mut w.width).speed(speed).range(1e-3..=f32::MAX).max_decimals(1)).labelled_by(l2.id);
+                if a.changed() || b.changed() {
+                    cmds.push(AppCommand::SetWindow(w));
+                }
+            });
+            histogram_ui(ui, &scene.histogram, scene.window);
+        });
+        ui.add_space(4.0);
+        egui::CollapsingHeader::new(RichText::new("Labels").strong()).default_open(true).show(ui, |ui| {
+            let Some(layer) = scene.labels.as_ref() else {
+                ui.label(RichText::new("No label map. File > Open label map…").weak());
+                return;
+            };
+            let name = layer.path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            ui.label(name).on_hover_text(layer.path.display().to_string());
+            if let Some(t) = &layer.table.names_from {
+                ui.label(RichText::new(format!("names from {}", t.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()))).weak().size(11.0));
+            }
+            let mut opacity = app.overlay_opacity;
+            ui.horizontal(|ui| {
+                let l = ui.label("Opacity");
+                if ui.add(egui::Slider::new(&mut opacity, 0.0..=1.0).fixed_decimals(2)).labelled_by(l.id).changed() {
+                    cmds.push(AppCommand::SetOverlayOpacity(opacity));
+                }
+            });
+            ui.horizontal(|ui| {
+                let mut mode = app.overlay_mode;
+                if ui.radio_value(&mut mode, OverlayMode::Fill, "Fill").clicked() {
+                    cmds.push(AppCommand::SetOverlayMode(OverlayMode::Fill));
+                }
+                if ui.radio_value(&mut mode, OverlayMode::Outline, "Outline").clicked() {
+                    cmds.push(AppCommand::SetOverlayMode(OverlayMode::Outline));
+                }
+                ui.separator();
+                if ui.small_button("Show all").clicked() {
+                    cmds.push(AppCommand::SetAllLabelsVisible(true));
+                }
+                if ui.small_button("Hide all").clicked() {
+                    cmds.push(AppCommand::SetAllLabelsVisible(false));
+                }
+            });
+            ui.separator();
+            let voxel_ml = scene.volume.spacing_mm().iter().product::<f64>() / 1000.0;
+            egui::Grid::new("labels_list").num_columns(3).spacing([6.0, 2.0]).striped(true).show(ui, |ui| {
+                for (&id, e) in &layer.table.entries {
+                    let mut colour = e.colour;
+                    if ui.color_edit_button_srgb(&mut colour).on_hover_text(format!("Colour of {}", e.name)).changed() {
+                        cmds.push(AppCommand::SetLabelColour { id, colour });
+                    }
+                    let mut visible = e.visible;
+                    if ui.checkbox(&mut visible, format!("{id}  {}", e.name)).changed() {
+                        cmds.push(AppCommand::SetLabelVisible { id, visible });
+                    }
+                    ui.label(RichText::new(format!("{:.0} ml", e.voxels as f64 * voxel_ml)).weak().size(11.0));
+                    ui.end_row();
+                }
+            });
+        });
+    });
+    app.rt.commands.extend(cmds);
+}
+
+/// Log-scaled intensity histogram with the window drawn on it (shaded band and grey ramp).
+fn histogram_ui(ui: &mut egui::Ui, h: &super::loader::Histogram, w: Window) {
+    let (rect, _) = ui.allocate_exact_size(vec2(ui.available_width(), 84.0), egui::Sense::hover());
+    let p = ui.painter_at(rect);
+    p.rect_filled(rect, 2.0, Color32::from_gray(16));
+    if h.counts.is_empty() || h.hi <= h.lo {
+        return;
+    }
+    let x_of = |v: f32| rect.left() + (v - h.lo) / (h.hi - h.lo) * rect.width();
+    let (wl, wh) = (x_of(w.low()).clamp(rect.left(), rect.right()), x_of(w.high()).clamp(rect.left(), rect.right()));
+    p.rect_filled(Rect::from_min_max(pos2(wl, rect.top()), pos2(wh, rect.bottom())), 0.0, Color32::from_rgba_unmultiplied(80, 130, 200, 40));
+    let max = h.counts.iter().map(|&c| ((c as f32) + 1.0).ln()).fold(0.0, f32::max).max(1e-6);
+    let bw = rect.width() / h.counts.len() as f32;
+    for (n, &c) in h.counts.iter().enumerate() {
+        if c == 0 {
+            continue;
+        }
+        let hgt = ((c as f32) + 1.0).ln() / max * (rect.height() - 4.0);
+        let x = rect.left() + n as f32 * bw;
+        p.rect_filled(Rect::from_min_max(pos2(x, rect.bottom() - hgt), pos2(x + bw.max(1.0), rect.bottom())), 0.0, Color32::from_gray(150));
+    }
+    // The grey ramp the window applies: black at low, white at high.
+    let ramp = Stroke::new(1.5, Color32::from_rgb(110, 170, 255));
+    p.line_segment([pos2(rect.left(), rect.bottom() - 1.0), pos2(wl, rect.bottom() - 1.0)], ramp);
+    p.line_segment([pos2(wl, rect.bottom() - 1.0), pos2(wh, rect.top() + 1.0)], ramp);
+    p.line_segment([pos2(wh, rect.top() + 1.0), pos2(rect.right(), rect.top() + 1.0)], ramp);
+    let f = FontId::proportional(10.0);
+    let under = rect.bottom() + 7.0;
+    let grey = Color32::from_gray(140);
+    ui.painter().text(pos2(rect.left(), under), Align2::LEFT_CENTER, fmt_value(h.lo), f.clone(), grey);
+    ui.painter().text(pos2(rect.right(), under), Align2::RIGHT_CENTER, fmt_value(h.hi), f.clone(), grey);
+    ui.painter().text(pos2(rect.center().x, under), Align2::CENTER_CENTER, format!("window {} to {}", fmt_value(w.low()), fmt_value(w.high())), f, Color32::from_rgb(110, 170, 255));
+    ui.add_space(12.0);
+}
+
+/// Errors and notices over the top of the views, each with a close button.
+pub fn messages_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
+    if app.rt.messages.is_empty() {
+        return;
+    }
+    let mut cmds = Vec::new();
+    let width = (full.width() - 40.0).min(900.0);
+    let area = egui::Area::new(ui.scope_id().with("messages")).order(egui::Order::Foreground).fixed_pos(pos2(full.center().x - width / 2.0, full.top() + TITLE_H + 8.0));
+    area.show(ui.ctx(), |ui| {
+        ui.set_width(width);
+        for (n, m) in app.rt.messages.iter().enumerate() {
+            let (fill, stroke) = if m.is_error { (Color32::from_rgb(70, 22, 22), Color32::from_rgb(200, 80, 80)) } else { (Color32::from_rgb(24, 44, 66), Color32::from_rgb(90, 140, 200)) };
+            egui::Frame::new().fill(fill).stroke(Stroke::new(1.0, stroke)).corner_radius(4).inner_margin(egui::Margin::symmetric(10, 6)).show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new(if m.is_error { "Error" } else { "Note" }).strong().color(stroke));
+                    ui.add(egui::Label::new(RichText::new(&m.text).color(Color32::from_gray(230))).wrap());
+                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
+                        if ui.small_button("Dismiss").clicked() {
+                            cmds.push(AppCommand::DismissMessage(n));
+                        }
+                    });
+                });
+            });
+            ui.add_space(4.0);
+        }
+    });
+    app.rt.commands.extend(cmds);
+}
+
+/// The central area when no volume is open.
+pub fn empty_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
+    let busy = app.rt.progress.is_some();
+    let mut cmds = Vec::new();
+    ui.scope_builder(egui::UiBuilder::new().max_rect(full.shrink(40.0)), |ui| {
+        ui.vertical_centered(|ui| {
+            ui.add_space(full.height() * 0.3);
+            if busy {
+                ui.spinner();
+                ui.label("Loading…");
+            } else {
+                ui.label(RichText::new("No volume open").size(20.0));
+                ui.add_space(6.0);
+                ui.label("File > Open volume… (Ctrl+O), or drop a .nii / .nii.gz file on this window.");
+                ui.add_space(6.0);
+                if ui.button("Open volume…").clicked() {
+                    cmds.push(AppCommand::ShowDialog(DialogKind::OpenVolume));
+                }
+            }
+        });
+    });
+    app.rt.commands.extend(cmds);
+}
+
+/// The 3D view's cell (the renderer is a separate piece of work; the lead wires it here).
+pub fn three_d_placeholder_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect) {
+    let title = Rect::from_min_size(cell.min, vec2(cell.width(), TITLE_H));
+    let p = ui.painter_at(cell);
+    p.rect_filled(cell, 0.0, Color32::from_gray(20));
+    p.rect_filled(title, 0.0, Color32::from_gray(40));
+    p.rect_filled(Rect::from_min_size(title.min, vec2(4.0, TITLE_H)), 0.0, Color32::from_rgb(110, 130, 200));
+    p.text(title.left_center() + vec2(10.0, 0.0), Align2::LEFT_CENTER, "3D view", FontId::proportional(12.5), Color32::from_gray(215));
+    p.text(
+        cell.center(),
+        Align2::CENTER_CENTER,
+        "3D view\nLabel and prediction meshes will be shown here.",
+        FontId::proportional(13.0),
+        Color32::from_gray(120),
+    );
+    let maximised = app.maximised == Some(ViewCell::ThreeD);
+    let btn_rect = Rect::from_min_size(pos2(title.max.x - 62.0, title.min.y + 1.0), vec2(60.0, TITLE_H - 2.0));
+    if ui.put(btn_rect, egui::Button::new(if maximised { "Restore" } else { "Maximise" }).small().frame(false)).clicked() {
+        app.send(AppCommand::ToggleMaximise(ViewCell::ThreeD));
+    }
+    let resp = ui.interact(Rect::from_min_max(pos2(cell.min.x, title.max.y), cell.max), ui.scope_id().with("three_d"), egui::Sense::click());
+    if resp.double_clicked() {
+        app.send(AppCommand::ToggleMaximise(ViewCell::ThreeD));
+    }
+}
+
+/// While files are dragged over the window.
+pub fn drop_hint_ui(ctx: &egui::Context) {
+    let hovering = ctx.input(|i| !i.raw.hovered_files.is_empty());
+    if !hovering {
+        return;
+    }
+    let screen = ctx.content_rect();
+    let painter = ctx.layer_painter(egui::LayerId::new(egui::Order::Foreground, egui::Id::unique("drop_hint")));
+    painter.rect_filled(screen, 0.0, Color32::from_black_alpha(170));
+    painter.text(screen.center(), Align2::CENTER_CENTER, "Drop a .nii / .nii.gz file to open it", FontId::proportional(22.0), Color32::WHITE);
+}

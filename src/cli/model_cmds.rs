@@ -1,0 +1,188 @@
+//! `infer`: one click → the organ's mask on the input grid (and mesh), without the GUI.
+//!
+//! The main binary forwards its whole command line to `sam3d-studio-engine` (see
+//! [`super::forward_to_engine`]), which parses the same `Cli` and runs [`run_local`] here.
+
+use crate::engine::{InferRequest, NO_WEIGHTS_HELP, NoHooks, Session};
+use crate::geometry::{RasMm, ViewPlane};
+use crate::model::{Model, parse_device};
+use crate::volume::{Modality, OnGrid, Volume};
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Arguments of `infer`.
+#[derive(clap::Args, Debug)]
+pub struct InferArgs {
+    /// Input volume (NIfTI).
+    pub volume: PathBuf,
+    /// Click position in RAS millimetres: X,Y,Z.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, required = true)]
+    pub click_ras: Vec<f64>,
+    /// View plane the click was made on.
+    #[arg(long, default_value = "axial")]
+    pub plane: ViewPlane,
+    /// Output mask (NIfTI, on the input's grid).
+    #[arg(long)]
+    pub out_mask: PathBuf,
+    /// Output mesh (STL, OBJ or PLY by extension; RAS mm).
+    #[arg(long)]
+    pub out_mesh: Option<PathBuf>,
+    /// Model checkpoint (.safetensors); default: the shipped weights in assets/models/.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// LoRA adapter (.safetensors) for those weights.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// auto (CUDA when available), cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// ct, mr or auto (guess from the intensities).
+    #[arg(long, default_value = "auto")]
+    pub modality: Modality,
+    /// libtorch threads (default: libtorch's choice).
+    #[arg(long)]
+    pub threads: Option<i32>,
+    /// Print one JSON object (timings per stage, voxel count, volume in ml).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct InferJson {
+    volume: String,
+    out_mask: String,
+    out_mesh: Option<String>,
+    weights: String,
+    adapter: Option<String>,
+    preset: String,
+    device: String,
+    modality: Modality,
+    click_ras: [f64; 3],
+    plane: ViewPlane,
+    class: usize,
+    voxel_count: usize,
+    volume_ml: f64,
+    timings: crate::engine::Timings,
+    load_secs: f64,
+    /// Triangles in the written mesh (when `--out-mesh`).
+    mesh_triangles: Option<usize>,
+}
+
+/// The shipped default weights, if this build has them.
+pub fn default_weights_path() -> Option<PathBuf> {
+    let rel = "assets/models/default.safetensors";
+    [
+        std::env::current_exe().ok().and_then(|e| e.parent().map(|p| p.join(rel))),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.exists())
+}
+
+/// Runs a model command in this process (the engine binary, which links libtorch).
+pub fn run_local(cmd: &super::Command) -> Result<()> {
+    match cmd {
+        super::Command::Infer(a) => run_infer(a),
+        _ => bail!("not a model command"),
+    }
+}
+
+/// Inference in this process (links libtorch).
+pub fn run_infer(a: &InferArgs) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let click = match a.click_ras.as_slice() {
+        [x, y, z] if [x, y, z].iter().all(|v| v.is_finite()) => RasMm::new(*x, *y, *z),
+        other => bail!("--click-ras takes three finite numbers X,Y,Z in RAS mm, got {other:?}"),
+    };
+    if let Some(m) = &a.out_mesh {
+        crate::shape::MeshFormat::from_path(m)?;
+        check_writable(m)?;
+    }
+    check_writable(&a.out_mask)?;
+    let weights = match (&a.weights, default_weights_path()) {
+        (Some(w), _) => w.clone(),
+        (None, Some(d)) => d,
+        (None, None) => bail!("{NO_WEIGHTS_HELP}"),
+    };
+    let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    if let Some(n) = a.threads {
+        tch::set_num_threads(n);
+    }
+    let volume = Arc::new(Volume::load(&a.volume)?);
+    // Fail on a click outside the volume before loading any weights.
+    let voxel_from_ras = volume.voxel_from_ras();
+    if !volume.shape().contains(voxel_from_ras.apply(click)) {
+        let v = voxel_from_ras.apply(click);
+        bail!(
+            "{}: click at RAS ({:.1}, {:.1}, {:.1}) mm is outside the volume (voxel ({:.1}, {:.1}, {:.1}) of a {} grid)",
+            a.volume.display(),
+            click.x(),
+            click.y(),
+            click.z(),
+            v.x(),
+            v.y(),
+            v.z(),
+            volume.shape()
+        );
+    }
+    let model = Model::from_checkpoint(&weights, device)?;
+    let mut session = Session::new();
+    let info = session.set_model(model)?;
+    if let Some(ad) = &a.adapter {
+        session.load_adapter(ad)?;
+    }
+    let modality = session.set_volume(volume.clone(), Some(a.modality))?;
+    let load_secs = t0.elapsed().as_secs_f64();
+    let result = session
+        .infer(&InferRequest { click, plane: a.plane, mask2d: None }, &mut NoHooks)
+        .with_context(|| format!("{}: inference failed", a.volume.display()))?;
+    result.mask.save(&a.out_mask)?;
+    let mut mesh_triangles = None;
+    if let Some(path) = &a.out_mesh {
+        let empty = crate::shape::Mesh::default();
+        let mesh = result.mesh.as_ref().unwrap_or(&empty);
+        let obj = crate::shape::MeshObject { label: 1, name: "organ", mesh };
+        crate::shape::write_mesh(path, &[obj], crate::shape::MeshSpace::Ras)?;
+        mesh_triangles = Some(mesh.triangles.len());
+    }
+    let out = InferJson {
+        volume: a.volume.display().to_string(),
+        out_mask: a.out_mask.display().to_string(),
+        out_mesh: a.out_mesh.as_ref().map(|p| p.display().to_string()),
+        weights: weights.display().to_string(),
+        adapter: a.adapter.as_ref().map(|p| p.display().to_string()),
+        preset: info.preset,
+        device: info.device,
+        modality,
+        click_ras: click.to_array(),
+        plane: a.plane,
+        class: result.class,
+        voxel_count: result.voxel_count,
+        volume_ml: result.volume_ml,
+        timings: result.timings.clone(),
+        load_secs,
+        mesh_triangles,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        let t = &result.timings;
+        println!("mask      {} ({} voxels, {:.2} ml)", out.out_mask, out.voxel_count, out.volume_ml);
+        println!(
+            "timings   preprocess {:.3} s, 2D mask {:.3} s, 3D shape {:.3} s, postprocess {:.3} s, total {:.3} s (+ {:.2} s loading)",
+            t.preprocess_secs, t.mask2d_secs, t.shape_secs, t.postprocess_secs, t.total_secs, load_secs
+        );
+    }
+    Ok(())
+}
+
+/// The output's directory must exist (checked before the work, so nothing is half-done).
+fn check_writable(path: &Path) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        bail!("{}: output directory {} does not exist", path.display(), dir.display());
+    }
+    Ok(())
+}

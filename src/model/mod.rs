@@ -1,0 +1,415 @@
+//! tch: the SAM3D network ([`net`]), LoRA adapters ([`lora`]), configs ([`config`]),
+//! checkpoint I/O ([`checkpoint`]) and ndarray ↔ tensor conversion ([`convert`]).
+//!
+//! [`Model`] owns the base `VarStore` and the network, and optionally a LoRA adapter in its own
+//! `VarStore`. Weights carry their config in the checkpoint's metadata, so
+//! [`Model::from_checkpoint`] rebuilds exactly the architecture and preprocessing they were
+//! trained with.
+
+pub mod checkpoint;
+pub mod config;
+pub mod convert;
+pub mod layers;
+pub mod lora;
+pub mod net;
+
+pub use checkpoint::Mismatch;
+pub use config::{Config, ConfigError, ConfigFile};
+pub use layers::HasLinears;
+pub use lora::LoraConfig;
+pub use net::{NetInputs, NetOutputs, Sam3dNet};
+
+use checkpoint::StFile;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use tch::{Device, Tensor, nn};
+
+/// Format tag in the metadata of files this module writes.
+pub const CHECKPOINT_FORMAT: &str = "sam3d-studio/checkpoint/1";
+pub const ADAPTER_FORMAT: &str = "sam3d-studio/lora/1";
+
+/// Errors of the model layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{}: {problem}", path.display())]
+    File { path: PathBuf, problem: String },
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Mismatch(Box<Mismatch>),
+    #[error("LoRA: {0}")]
+    Lora(String),
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// What the UI shows about the loaded model (plain data).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ModelInfo {
+    pub preset: String,
+    pub weights: Option<PathBuf>,
+    pub weights_sha256: Option<String>,
+    pub adapter: Option<PathBuf>,
+    pub adapter_rank: Option<usize>,
+    pub adapter_merged: bool,
+    pub parameters: usize,
+    pub device: String,
+}
+
+#[derive(Debug)]
+struct LoraState {
+    vs: nn::VarStore,
+    config: LoraConfig,
+    /// Names of the adapted linears.
+    targets: Vec<String>,
+    merged: bool,
+    path: Option<PathBuf>,
+}
+
+/// The network with its weights (and an optional LoRA adapter).
+#[derive(Debug)]
+pub struct Model {
+    config: Config,
+    vs: nn::VarStore,
+    net: Sam3dNet,
+    lora: Option<LoraState>,
+    base_path: Option<PathBuf>,
+    base_sha256: Option<String>,
+}
+
+impl Model {
+    /// Randomly initialised (for training; never presented as a model to users).
+    pub fn new(config: Config, device: Device) -> Self {
+        let vs = nn::VarStore::new(device);
+        let net = Sam3dNet::new(&vs.root(), &config);
+        Self { config, vs, net, lora: None, base_path: None, base_sha256: None }
+    }
+
+    /// Builds the model described by a checkpoint's metadata and loads its weights.
+    pub fn from_checkpoint(path: &Path, device: Device) -> Result<Self, ModelError> {
+        let f = StFile::read(path)?;
+        let cfg_text = f.metadata.get("config").ok_or_else(|| ModelError::File {
+            path: path.to_path_buf(),
+            problem: "no model config in its metadata: not a sam3d-studio checkpoint".into(),
+        })?;
+        let config = Config::from_json(cfg_text, &format!("{} (metadata)", path.display()))?;
+        let mut m = Self::new(config, device);
+        m.load_from(&f)?;
+        Ok(m)
+    }
+
+    /// Loads base weights from a checkpoint whose names, shapes and config must match exactly.
+    pub fn load_weights(&mut self, path: &Path) -> Result<(), ModelError> {
+        let f = StFile::read(path)?;
+        self.load_from(&f)
+    }
+
+    fn load_from(&mut self, f: &StFile) -> Result<(), ModelError> {
+        if self.lora.as_ref().is_some_and(|l| l.merged) {
+            return Err(ModelError::Lora("unmerge the adapter before loading other base weights".into()));
+        }
+        let vars = self.vs.variables();
+        let mut m = f.compare(&checkpoint::shapes_of(&vars), "checkpoint");
+        match f.metadata.get("config").map(|c| Config::from_json(c, "metadata")) {
+            Some(Ok(c)) if c != self.config => m.notes.push(format!(
+                "it was trained with config '{}' ({}), the model is '{}' ({})",
+                c.name,
+                c.to_json(),
+                self.config.name,
+                self.config.to_json()
+            )),
+            Some(Err(e)) => m.notes.push(format!("its config metadata is invalid ({e})")),
+            _ => {}
+        }
+        if !m.is_empty() {
+            return Err(ModelError::Mismatch(Box::new(m)));
+        }
+        f.copy_into(&vars)?;
+        self.base_path = Some(f.path.clone());
+        self.base_sha256 = Some(f.sha256.clone());
+        Ok(())
+    }
+
+    /// Saves the base weights (with the config in the metadata), atomically. The saved file
+    /// becomes the base that adapters refer to (unless an adapter is merged in).
+    pub fn save_weights(&mut self, path: &Path) -> Result<String, ModelError> {
+        let mut meta = HashMap::from([
+            ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
+            ("config".to_string(), self.config.to_json()),
+        ]);
+        let merged = self.lora.as_ref().filter(|l| l.merged);
+        if let Some(l) = merged {
+            meta.insert("merged_lora".into(), serde_json::to_string(&l.config).unwrap_or_default());
+        }
+        let sha = checkpoint::write(path, &self.vs.variables(), meta)?;
+        if merged.is_none() {
+            self.base_path = Some(path.to_path_buf());
+            self.base_sha256 = Some(sha.clone());
+        }
+        Ok(sha)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+    pub fn net(&self) -> &Sam3dNet {
+        &self.net
+    }
+    /// The base weights' store (frozen while an adapter is attached).
+    pub fn base_vs(&self) -> &nn::VarStore {
+        &self.vs
+    }
+    pub fn base_vs_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+    /// The adapter's store: build the fine-tuning optimiser on this one.
+    pub fn adapter_vs(&self) -> Option<&nn::VarStore> {
+        self.lora.as_ref().map(|l| &l.vs)
+    }
+    pub fn lora_config(&self) -> Option<&LoraConfig> {
+        self.lora.as_ref().map(|l| &l.config)
+    }
+    pub fn base_sha256(&self) -> Option<&str> {
+        self.base_sha256.as_deref()
+    }
+
+    pub fn info(&self) -> ModelInfo {
+        ModelInfo {
+            preset: self.config.name.clone(),
+            weights: self.base_path.clone(),
+            weights_sha256: self.base_sha256.clone(),
+            adapter: self.lora.as_ref().and_then(|l| l.path.clone()),
+            adapter_rank: self.lora.as_ref().map(|l| l.config.rank),
+            adapter_merged: self.lora.as_ref().is_some_and(|l| l.merged),
+            parameters: self.vs.variables().values().map(|t| t.numel()).sum(),
+            device: format!("{:?}", self.device()),
+        }
+    }
+
+    pub fn forward_t(&self, x: &NetInputs, train: bool) -> NetOutputs {
+        self.net.forward_t(x, train)
+    }
+    pub fn forward_mask(&self, x: &NetInputs, train: bool) -> Tensor {
+        self.net.forward_mask(x, train)
+    }
+
+    /// Names of every linear (what LoRA target patterns are matched against).
+    pub fn linear_names(&mut self) -> Vec<String> {
+        let mut names = Vec::new();
+        self.net.visit_linears(&mut |l| names.push(l.name.clone()));
+        names
+    }
+
+    /// Name → shape of the adapter tensors `cfg` would create.
+    fn adapter_shapes(&mut self, cfg: &LoraConfig) -> BTreeMap<String, Vec<usize>> {
+        let r = cfg.rank;
+        let mut out = BTreeMap::new();
+        self.net.visit_linears(&mut |l| {
+            if cfg.matches(&l.name) {
+                out.insert(format!("{}.lora_A.weight", l.name), vec![r, l.in_dim as usize]);
+                out.insert(format!("{}.lora_B.weight", l.name), vec![l.out_dim as usize, r]);
+            }
+        });
+        out
+    }
+
+    /// Attaches a fresh adapter (B = 0: outputs unchanged) to every linear matching
+    /// `cfg.targets`, in a new `VarStore`, and freezes the base. Replaces any previous adapter.
+    /// Returns the number of adapted linears.
+    pub fn attach_lora(&mut self, cfg: &LoraConfig) -> Result<usize, ModelError> {
+        cfg.check().map_err(ModelError::Lora)?;
+        self.detach_lora();
+        let vs = nn::VarStore::new(self.device());
+        let root = vs.root();
+        let mut targets = Vec::new();
+        self.net.visit_linears(&mut |l| {
+            if cfg.matches(&l.name) {
+                let mut p = root.clone();
+                for seg in l.name.split('.') {
+                    p = p.sub(seg);
+                }
+                l.lora = Some(lora::LoraAdapter::new(&p, l.in_dim, l.out_dim, cfg));
+                targets.push(l.name.clone());
+            }
+        });
+        if targets.is_empty() {
+            self.detach_lora();
+            let names = self.linear_names();
+            return Err(ModelError::Lora(format!(
+                "the target patterns {:?} match no linear layer; the model's linears are: {}",
+                cfg.targets,
+                names.join(", ")
+            )));
+        }
+        self.vs.freeze();
+        let n = targets.len();
+        self.lora = Some(LoraState { vs, config: cfg.clone(), targets, merged: false, path: None });
+        Ok(n)
+    }
+
+    /// Removes the adapter (unmerging it first if merged) and makes the base trainable again.
+    pub fn detach_lora(&mut self) {
+        if self.lora.as_ref().is_some_and(|l| l.merged) {
+            self.unmerge_lora();
+        }
+        self.net.visit_linears(&mut |l| l.lora = None);
+        if self.lora.take().is_some() {
+            self.vs.unfreeze();
+        }
+    }
+
+    /// Adds `scale·B·A` into each adapted base weight; the forward then skips the adapters.
+    pub fn merge_lora(&mut self) -> bool {
+        self.set_merged(true)
+    }
+    /// Subtracts what [`Model::merge_lora`] added.
+    pub fn unmerge_lora(&mut self) -> bool {
+        self.set_merged(false)
+    }
+
+    fn set_merged(&mut self, merge: bool) -> bool {
+        let Some(state) = self.lora.as_mut() else { return false };
+        if state.merged == merge {
+            return false;
+        }
+        let _guard = tch::no_grad_guard();
+        self.net.visit_linears(&mut |l| {
+            if let Some(a) = l.lora.as_mut() {
+                let d = a.weight_delta();
+                let _ = if merge { l.ws.f_add_(&d) } else { l.ws.f_sub_(&d) };
+                a.merged = merge;
+            }
+        });
+        state.merged = merge;
+        true
+    }
+
+    /// Saves the adapter alone, with metadata: base checkpoint SHA-256, model config, rank,
+    /// alpha, dropout, targets.
+    pub fn save_adapter(&self, path: &Path) -> Result<(), ModelError> {
+        let l = self.lora.as_ref().ok_or_else(|| ModelError::Lora("no adapter attached".into()))?;
+        let base = self.base_sha256.clone().ok_or_else(|| {
+            ModelError::Lora("the base weights were never saved or loaded, so the adapter could not name them; save the base checkpoint first".into())
+        })?;
+        let meta = HashMap::from([
+            ("format".to_string(), ADAPTER_FORMAT.to_string()),
+            ("base_sha256".to_string(), base),
+            ("config".to_string(), self.config.to_json()),
+            ("lora".to_string(), serde_json::to_string(&l.config).unwrap_or_default()),
+            ("rank".to_string(), l.config.rank.to_string()),
+            ("alpha".to_string(), l.config.alpha.to_string()),
+            ("dropout".to_string(), l.config.dropout.to_string()),
+            ("targets".to_string(), serde_json::to_string(&l.config.targets).unwrap_or_default()),
+        ]);
+        checkpoint::write(path, &l.vs.variables(), meta)?;
+        Ok(())
+    }
+
+    /// Loads an adapter file: its metadata says rank, alpha and targets; it must name this
+    /// base checkpoint and config, and its tensors must be exactly those that LoRA config
+    /// creates. On any mismatch nothing changes and the error lists every problem.
+    pub fn load_adapter(&mut self, path: &Path) -> Result<usize, ModelError> {
+        let f = StFile::read(path)?;
+        let cfg: LoraConfig = f
+            .metadata
+            .get("lora")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .ok_or_else(|| ModelError::File { path: path.to_path_buf(), problem: "no LoRA config in its metadata: not a sam3d-studio adapter".into() })?;
+        cfg.check().map_err(|e| ModelError::File { path: path.to_path_buf(), problem: e })?;
+        let expected = self.adapter_shapes(&cfg);
+        let mut m = f.compare(&expected, "LoRA adapter");
+        self.check_adapter_meta(&f, &mut m);
+        if expected.is_empty() {
+            m.notes.push(format!("its targets {:?} match no linear of this model", cfg.targets));
+        }
+        if !m.is_empty() {
+            return Err(ModelError::Mismatch(Box::new(m)));
+        }
+        let n = self.attach_lora(&cfg)?;
+        if let Some(l) = self.lora.as_mut() {
+            f.copy_into(&l.vs.variables())?;
+            l.path = Some(path.to_path_buf());
+        }
+        Ok(n)
+    }
+
+    /// Loads adapter weights into the adapter already attached (e.g. resuming a fine-tuning
+    /// run with a given LoRA config): the file's rank and targets must be the attached ones.
+    pub fn load_adapter_weights(&mut self, path: &Path) -> Result<(), ModelError> {
+        let f = StFile::read(path)?;
+        let Some(cfg) = self.lora.as_ref().map(|l| l.config.clone()) else {
+            return Err(ModelError::Lora("no adapter attached to load weights into".into()));
+        };
+        let expected = self.adapter_shapes(&cfg);
+        let mut m = f.compare(&expected, "LoRA adapter");
+        if let Some(Ok(file_cfg)) = f.metadata.get("lora").map(|s| serde_json::from_str::<LoraConfig>(s)) {
+            if file_cfg.rank != cfg.rank {
+                m.notes.push(format!("rank {} in the file, {} attached", file_cfg.rank, cfg.rank));
+            }
+            if file_cfg.targets != cfg.targets {
+                m.notes.push(format!("targets {:?} in the file, {:?} attached", file_cfg.targets, cfg.targets));
+            }
+            if file_cfg.alpha != cfg.alpha {
+                m.notes.push(format!("alpha {} in the file, {} attached", file_cfg.alpha, cfg.alpha));
+            }
+        }
+        self.check_adapter_meta(&f, &mut m);
+        if !m.is_empty() {
+            return Err(ModelError::Mismatch(Box::new(m)));
+        }
+        if let Some(l) = self.lora.as_mut() {
+            if l.merged {
+                return Err(ModelError::Lora("unmerge the adapter before loading new adapter weights".into()));
+            }
+            f.copy_into(&l.vs.variables())?;
+            l.path = Some(path.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn check_adapter_meta(&self, f: &StFile, m: &mut Mismatch) {
+        match (f.metadata.get("base_sha256"), &self.base_sha256) {
+            (Some(file), Some(ours)) if file != ours => {
+                m.notes.push(format!("it was trained on base weights with SHA-256 {file}, the loaded base is {ours}"))
+            }
+            (Some(_), None) => m.notes.push("the model's base weights were not loaded from a checkpoint, so the adapter's base cannot be verified".into()),
+            (None, _) => m.notes.push("it does not name its base checkpoint (no base_sha256 in its metadata)".into()),
+            _ => {}
+        }
+        match f.metadata.get("config").map(|c| Config::from_json(c, "metadata")) {
+            Some(Ok(c)) if c != self.config => {
+                m.notes.push(format!("it was made for config '{}', the model is '{}'", c.name, self.config.name))
+            }
+            Some(Err(e)) => m.notes.push(format!("its config metadata is invalid ({e})")),
+            _ => {}
+        }
+    }
+
+    /// Names of the adapted linears.
+    pub fn lora_targets(&self) -> &[String] {
+        self.lora.as_ref().map(|l| l.targets.as_slice()).unwrap_or(&[])
+    }
+}
+
+/// Picks a device: `auto` (CUDA when libtorch sees a GPU, else CPU), `cpu`, `cuda`, `cuda:N`.
+pub fn parse_device(s: &str) -> Result<Device, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" | "gpu" => {
+            if tch::Cuda::is_available() {
+                Ok(Device::Cuda(0))
+            } else {
+                Err("--device cuda: libtorch sees no CUDA GPU (driver missing, or a CPU-only libtorch)".into())
+            }
+        }
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) if (n as i64) < tch::Cuda::device_count() => Ok(Device::Cuda(n)),
+            Some(Ok(n)) => Err(format!("--device cuda:{n}: only {} CUDA device(s) visible", tch::Cuda::device_count())),
+            _ => Err(format!("unknown device '{s}' (expected auto, cpu, cuda or cuda:N)")),
+        },
+    }
+}

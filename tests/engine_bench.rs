@@ -1,0 +1,160 @@
+//! Benchmark (not a test; run explicitly):
+//!   cargo test --release --test engine_bench -- --ignored --nocapture
+//! Click → mask + mesh with the `small` preset on 2 CPU threads, the volume already
+//! prepared (cached) in the session; random weights (speed does not depend on their values).
+//! Prints per-stage medians and the process's peak memory (VmHWM).
+
+use sam3d_studio::engine::{InferRequest, NoHooks, Session};
+use sam3d_studio::geometry::{RasMm, ViewPlane};
+use sam3d_studio::model::{Config, Model};
+use sam3d_studio::volume::{LabelMap, OnGrid, Volume};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use tch::Device;
+
+fn vm(key: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// CPU seconds used by the whole process so far (all threads), from /proc/self/stat.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the ')'; clock ticks of 10 ms.
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Centroid (RAS) of label `l`.
+fn centroid(labels: &LabelMap, l: u16) -> Option<RasMm> {
+    let (mut s, mut n) = ([0f64; 3], 0usize);
+    for ((k, j, i), &x) in labels.data.indexed_iter() {
+        if x == l {
+            s[0] += i as f64;
+            s[1] += j as f64;
+            s[2] += k as f64;
+            n += 1;
+        }
+    }
+    (n > 0).then(|| labels.ras_from_voxel.apply(sam3d_studio::geometry::VoxelIjk::new(s[0] / n as f64, s[1] / n as f64, s[2] / n as f64)))
+}
+
+#[test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+fn click_to_mask_small_preset_two_threads() {
+    tch::set_num_threads(2);
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
+    let big = Path::new("/tmp/peerdata/big_ct.nii.gz");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/ct.nii.gz");
+    let mut cases = vec![(demo.clone(), demo.with_file_name("labels.nii.gz"))];
+    if big.exists() {
+        cases.push((big.to_path_buf(), big.with_file_name("big_labels.nii.gz")));
+    }
+    for preset in ["small", "tiny"] {
+        tch::manual_seed(0);
+        let model = Model::new(Config::preset(preset).expect("preset"), Device::Cpu);
+        let params = model.info().parameters;
+        let mut session = Session::new();
+        session.set_model(model).expect("model");
+        for (vol_path, lab_path) in &cases {
+            // The click: the liver's centroid (label 5), computed before measuring memory.
+            let liver = LabelMap::load(lab_path).ok().and_then(|l| centroid(&l, 5));
+            let t = Instant::now();
+            let vol = Arc::new(Volume::load(vol_path).expect("volume"));
+            let load = t.elapsed().as_secs_f64();
+            // Reset the peak-RSS mark (Linux: "5" clears VmHWM) so it covers prepare + clicks.
+            let _ = std::fs::write("/proc/self/clear_refs", "5");
+            let t = Instant::now();
+            session.set_volume(vol.clone(), None).expect("prepare");
+            let prep = t.elapsed().as_secs_f64();
+            let click = liver.unwrap_or_else(|| {
+                let s = vol.shape();
+                vol.ras_from_voxel.apply(sam3d_studio::geometry::VoxelIjk::new(s.ni as f64 / 2.0, s.nj as f64 / 2.0, s.nk as f64 / 2.0))
+            });
+            let (mut pre, mut m2, mut sh, mut post, mut tot) = (vec![], vec![], vec![], vec![], vec![]);
+            let (mut mesh, mut vox) = (vec![], vec![]);
+            let mut wall = vec![];
+            let mut cpu0 = 0.0;
+            for rep in 0..8 {
+                if rep == 1 {
+                    cpu0 = cpu_secs();
+                }
+                let plane = ViewPlane::ALL[rep % 3];
+                let t = Instant::now();
+                let r = session.infer(&InferRequest { click, plane, mask2d: None }, &mut NoHooks).expect("infer");
+                wall.push(t.elapsed().as_secs_f64());
+                if rep == 0 {
+                    continue; // warm-up
+                }
+                pre.push(r.timings.preprocess_secs);
+                m2.push(r.timings.mask2d_secs);
+                sh.push(r.timings.shape_secs);
+                post.push(r.timings.postprocess_secs);
+                tot.push(r.timings.total_secs);
+                mesh.push(r.timings.mesh_secs.unwrap_or(0.0));
+                vox.push(r.voxel_count as f64);
+            }
+            println!(
+                "{preset:5} ({params} params) {} {}: load {load:.2} s, prepare (cached once) {prep:.3} s | per click median: preprocess {:.4} s, 2D mask {:.4} s, 3D shape {:.4} s, postprocess {:.4} s, mesh {:.4} s, total {:.4} s (first click {:.3} s; mask ≈ {:.0} voxels)",
+                vol_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                vol.shape(),
+                median(pre),
+                median(m2),
+                median(sh),
+                median(post),
+                median(mesh),
+                median(tot),
+                wall[0],
+                median(vox),
+            );
+            println!("        CPU time per click (all threads, load-independent): {:.3} s", (cpu_secs() - cpu0) / 7.0);
+            println!("        peak RSS during prepare + clicks (VmHWM) {}, volume itself {} MB", vm("VmHWM:"), vol.data.len() * 4 / 1_000_000);
+        }
+    }
+}
+
+#[test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+fn small_forward_per_block() {
+    tch::set_num_threads(2);
+    tch::manual_seed(0);
+    let cfg = Config::small();
+    let m = Model::new(cfg.clone(), Device::Cpu);
+    let s = cfg.input.image_size as i64;
+    let opts = (tch::Kind::Float, Device::Cpu);
+    let x = sam3d_studio::model::NetInputs {
+        image: tch::Tensor::randn([1, 1, s, s], opts),
+        mask: tch::Tensor::ones([1, 1, s, s], opts),
+        pointmap: tch::Tensor::randn([1, 3, s, s], opts),
+        context: None,
+    };
+    let _g = tch::no_grad_guard();
+    let net = m.net();
+    for rep in 0..3 {
+        let t = Instant::now();
+        let pe = net.encoder.point_embed.forward_t(&x.pointmap, false);
+        let t_pe = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let cond = net.encoder.forward_t(&x, false);
+        let t_enc = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let lat = net.generator.forward_t(&cond, false);
+        let t_gen = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let sdf = net.decoder.forward(&lat);
+        let t_dec = t.elapsed().as_secs_f64();
+        println!("rep {rep}: point_embed {t_pe:.4} s, encoder (incl.) {t_enc:.4} s, generator {t_gen:.4} s, decoder {t_dec:.4} s {:?} {:?}", pe.size(), sdf.size());
+    }
+}
