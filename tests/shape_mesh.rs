@@ -5,7 +5,7 @@
 use nalgebra::{Matrix3, Vector3};
 use ndarray::Array3;
 use sam3d_studio::geometry::{RasFromVoxel, RasMm, VoxelIjk};
-use sam3d_studio::shape::{Inside, Mesh, MeshObject, MeshSpace, mesh_from_field, mesh_from_mask, mesh_of_label, write_mesh};
+use sam3d_studio::shape::{Inside, Mesh, MeshObject, MeshSpace, mesh_from_field, mesh_from_mask, mesh_of_label, mesh_of_labels, write_mesh};
 use sam3d_studio::volume::{LabelMap, OnGrid};
 use std::f64::consts::PI;
 use std::path::PathBuf;
@@ -159,13 +159,15 @@ fn torus_blobs_and_border_cuts_are_watertight() {
     let checker = Array3::from_shape_fn((6, 7, 8), |(k, j, i)| (k + j + i) % 2 == 0);
     assert_watertight(&mesh_from_mask(checker.view(), &a), "checkerboard");
     let mut rng = 7u64;
-    let random = Array3::from_shape_fn((12, 13, 14), |_| {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (rng >> 40) % 3 == 0
-    });
-    let m = mesh_from_mask(random.view(), &a);
-    assert_watertight(&m, "random voxels");
-    assert!(m.volume_mm3() > 0.0);
+    for fill in [0.2, 0.35, 0.5, 0.65, 0.8] {
+        let random = Array3::from_shape_fn((20, 21, 22), |_| {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((rng >> 11) as f64 / (1u64 << 53) as f64) < fill
+        });
+        let m = mesh_from_mask(random.view(), &a);
+        assert_watertight(&m, &format!("random voxels, fill {fill}"));
+        assert!(m.volume_mm3() > 0.0);
+    }
 
     // A sphere cut by the grid border is closed by the padding; so is a full grid.
     let cut = field(&a, |p| p.distance(&a.apply(VoxelIjk::new(0.0, 0.0, 0.0))) - 10.0);
@@ -196,6 +198,11 @@ fn real_liver_label() {
         let p = inv.apply(RasMm::new(v[0] as f64, v[1] as f64, v[2] as f64));
         assert!(p.x() >= -0.5 && p.x() <= sh.ni as f64 - 0.5 && p.y() >= -0.5 && p.z() <= sh.nk as f64 - 0.5);
     }
+    // Every label of the demo map, and their union (labels touching each other), all closed.
+    for (l, _) in labels.counts() {
+        assert_watertight(&mesh_of_label(&labels, l), &format!("demo label {l}"));
+    }
+    assert_watertight(&mesh_of_labels(&labels, |l| l != 0), "union of the demo labels");
     let mut d = m.clone();
     d.decimate(0.25);
     assert_watertight(&d, "decimated liver");

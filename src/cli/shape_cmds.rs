@@ -38,10 +38,8 @@ pub fn mesh(
     decimate: Option<f64>,
 ) -> Result<()> {
     MeshFormat::from_path(out)?;
-    if let Some(r) = decimate {
-        if !(r > 0.0 && r <= 1.0) {
-            bail!("--decimate takes the fraction of triangles to keep, in (0, 1]; got {r}");
-        }
+    if let Some(r) = decimate.filter(|r| !(*r > 0.0 && *r <= 1.0)) {
+        bail!("--decimate takes the fraction of triangles to keep, in (0, 1]; got {r}");
     }
     let labels = LabelMap::load(labels_path)?;
     let ids: Vec<u16> = match label {

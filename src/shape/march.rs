@@ -45,6 +45,14 @@ fn edge_between(a: usize, b: usize) -> usize {
     edges().iter().position(|&(c, ax)| c == lo && ax == axis).unwrap_or(usize::MAX)
 }
 
+/// Do two cube edges lie on a common face? Edge (corner c, axis a) lies on the faces
+/// "axis b at side bit b of c" for both b ≠ a.
+fn share_face(e1: usize, e2: usize) -> bool {
+    let all = edges();
+    let ((c1, a1), (c2, a2)) = (all[e1], all[e2]);
+    (0..3).any(|b| b != a1 && b != a2 && (c1 >> b) & 1 == (c2 >> b) & 1)
+}
+
 /// Triangles (as cube edge indices, counter-clockwise seen from outside) for every case.
 /// Case bit `n` set = corner `n` inside.
 pub(crate) fn case_table() -> &'static [Vec<[u8; 3]>; 256] {
@@ -100,7 +108,14 @@ fn build_case(case: usize) -> Vec<[u8; 3]> {
             cycle.push(e as u8);
             e = next[e];
         }
-        for t in 1..cycle.len().saturating_sub(1) {
+        // Fan from an apex whose diagonals all cross the cube's interior: a diagonal lying in
+        // a cube face could be produced by the neighbouring cube too (an edge in four faces).
+        let n = cycle.len();
+        let apex = (0..n)
+            .find(|&r| (2..n.saturating_sub(1)).all(|t| !share_face(cycle[r] as usize, cycle[(r + t) % n] as usize)))
+            .unwrap_or(0);
+        cycle.rotate_left(apex);
+        for t in 1..n.saturating_sub(1) {
             tris.push([cycle[0], cycle[t], cycle[t + 1]]);
         }
     }
@@ -280,6 +295,22 @@ mod tests {
             }
         }
         assert!(case_table()[0].is_empty() && case_table()[255].is_empty());
+        // No triangle edge between two cube edges of one face unless it is a contour segment of
+        // that face (the edges of the cycle): fan diagonals must cross the interior.
+        for case in 0..256 {
+            let tris = &case_table()[case];
+            let mut count: HashMap<(u8, u8), i32> = HashMap::new();
+            for t in tris {
+                for (a, b) in [(t[0], t[1]), (t[1], t[2]), (t[2], t[0])] {
+                    *count.entry((a.min(b), a.max(b))).or_default() += 1;
+                }
+            }
+            for (&(a, b), &n) in &count {
+                if n == 2 {
+                    assert!(!share_face(a as usize, b as usize), "case {case}: diagonal {a}-{b} lies in a face");
+                }
+            }
+        }
         assert_eq!(case_table()[1].len(), 1);
     }
 }

@@ -38,6 +38,9 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// Inclusive `[k, j, i]` bounds (lowest, highest).
+type Box3 = ([usize; 3], [usize; 3]);
+
 /// Metrics of one label, prediction against ground truth.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct LabelMetrics {
@@ -238,20 +241,30 @@ pub fn mask_metrics(label: u16, pred: ArrayView3<bool>, gt: ArrayView3<bool>, sp
 }
 
 /// Inclusive `[k, j, i]` bounding box of every non-zero label of a label array.
-fn label_boxes(labels: ArrayView3<u16>) -> BTreeMap<u16, ([usize; 3], [usize; 3])> {
-    let per_k: Vec<BTreeMap<u16, ([usize; 3], [usize; 3])>> = labels
+fn label_boxes(labels: ArrayView3<u16>) -> BTreeMap<u16, Box3> {
+    let per_k: Vec<BTreeMap<u16, Box3>> = labels
         .axis_iter(Axis(0))
         .into_par_iter()
         .enumerate()
         .map(|(k, plane)| {
-            let mut m: BTreeMap<u16, ([usize; 3], [usize; 3])> = BTreeMap::new();
-            for ((j, i), &l) in plane.indexed_iter() {
-                if l != 0 {
-                    let b = m.entry(l).or_insert(([k, j, i], [k, j, i]));
-                    b.0[1] = b.0[1].min(j);
-                    b.0[2] = b.0[2].min(i);
-                    b.1[1] = b.1[1].max(j);
-                    b.1[2] = b.1[2].max(i);
+            let mut m: BTreeMap<u16, Box3> = BTreeMap::new();
+            for (j, row) in plane.rows().into_iter().enumerate() {
+                // Labels come in runs along a row: one map update per run.
+                let mut i = 0;
+                let n = row.len();
+                while i < n {
+                    let l = row[i];
+                    let start = i;
+                    while i < n && row[i] == l {
+                        i += 1;
+                    }
+                    if l != 0 {
+                        let b = m.entry(l).or_insert(([k, j, start], [k, j, i - 1]));
+                        b.0[1] = b.0[1].min(j);
+                        b.0[2] = b.0[2].min(start);
+                        b.1[1] = b.1[1].max(j);
+                        b.1[2] = b.1[2].max(i - 1);
+                    }
                 }
             }
             m
@@ -260,13 +273,13 @@ fn label_boxes(labels: ArrayView3<u16>) -> BTreeMap<u16, ([usize; 3], [usize; 3]
     let mut all = BTreeMap::new();
     for m in per_k {
         for (l, b) in m {
-            all.entry(l).and_modify(|a: &mut ([usize; 3], [usize; 3])| *a = union_box(*a, b)).or_insert(b);
+            all.entry(l).and_modify(|a: &mut Box3| *a = union_box(*a, b)).or_insert(b);
         }
     }
     all
 }
 
-fn union_box(a: ([usize; 3], [usize; 3]), b: ([usize; 3], [usize; 3])) -> ([usize; 3], [usize; 3]) {
+fn union_box(a: Box3, b: Box3) -> Box3 {
     (
         [a.0[0].min(b.0[0]), a.0[1].min(b.0[1]), a.0[2].min(b.0[2])],
         [a.1[0].max(b.1[0]), a.1[1].max(b.1[1]), a.1[2].max(b.1[2])],
@@ -280,7 +293,7 @@ pub fn label_metrics(pred: ArrayView3<u16>, gt: ArrayView3<u16>, spacing_mm: [f6
     for (l, b) in bg {
         boxes.entry(l).and_modify(|a| *a = union_box(*a, b)).or_insert(b);
     }
-    let boxes: Vec<(u16, ([usize; 3], [usize; 3]))> = boxes.into_iter().collect();
+    let boxes: Vec<(u16, Box3)> = boxes.into_iter().collect();
     boxes
         .par_iter()
         .map(|&(l, (lo, hi))| {

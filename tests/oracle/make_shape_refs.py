@@ -55,28 +55,28 @@ zooms = [float(z) for z in gt_img.header.get_zooms()[:3]]
 
 
 def label_refs(zooms, which):
-  labels = {}
-  for lab in which:
-      a, b = pred == lab, gt == lab
-      r = dict(pred_voxels=int(a.sum()), gt_voxels=int(b.sum()))
-      r["dice"] = float(sd.compute_dice_coefficient(b, a))
-      r["iou"] = float((a & b).sum() / (a | b).sum())
-      if a.any() and b.any():
-          s = sd.compute_surface_distances(b, a, zooms)
-          g2p, p2g = sd.compute_average_surface_distance(s)
-          r.update(
-              hd95=float(sd.compute_robust_hausdorff(s, 95)),
-              hd=float(max(s["distances_gt_to_pred"].max(), s["distances_pred_to_gt"].max())),
-              avg_gt_to_pred=float(g2p),
-              avg_pred_to_gt=float(p2g),
-              assd=float(np.mean([g2p, p2g])),
-              surfels_gt=int(len(s["surfel_areas_gt"])),
-              surfels_pred=int(len(s["surfel_areas_pred"])),
-              area_gt=float(np.sum(s["surfel_areas_gt"])),
-              area_pred=float(np.sum(s["surfel_areas_pred"])),
-          )
-      labels[str(int(lab))] = r
-  return labels
+    labels = {}
+    for lab in which:
+        a, b = pred == lab, gt == lab
+        r = dict(pred_voxels=int(a.sum()), gt_voxels=int(b.sum()))
+        r["dice"] = float(sd.compute_dice_coefficient(b, a))
+        r["iou"] = float((a & b).sum() / (a | b).sum())
+        if a.any() and b.any():
+            s = sd.compute_surface_distances(b, a, zooms)
+            g2p, p2g = sd.compute_average_surface_distance(s)
+            r.update(
+                hd95=float(sd.compute_robust_hausdorff(s, 95)),
+                hd=float(max(s["distances_gt_to_pred"].max(), s["distances_pred_to_gt"].max())),
+                avg_gt_to_pred=float(g2p),
+                avg_pred_to_gt=float(p2g),
+                assd=float(np.mean([g2p, p2g])),
+                surfels_gt=int(len(s["surfel_areas_gt"])),
+                surfels_pred=int(len(s["surfel_areas_pred"])),
+                area_gt=float(np.sum(s["surfel_areas_gt"])),
+                area_pred=float(np.sum(s["surfel_areas_pred"])),
+            )
+        labels[str(int(lab))] = r
+    return labels
 
 
 all_labels = [int(x) for x in sorted(set(np.unique(gt)) | set(np.unique(pred))) if x != 0]
