@@ -17,6 +17,9 @@
 //!   metadata), `DIR/model.safetensors` (base weights incl. trained heads) and, with LoRA,
 //!   `DIR/adapter.safetensors`, all written atomically; `DIR/log.jsonl` one line per step and
 //!   per validation.
+//! - Reproducibility: the initialisation is seeded with `train.seed` and every step reseeds
+//!   libtorch's generator, which is global to the process: two runs in one process must not
+//!   interleave (the tests serialise them).
 
 use crate::data::click::ClickParams;
 use crate::data::phantom::{PhantomSpec, generate};
@@ -142,8 +145,7 @@ pub struct TrainSection {
     pub threads: Option<i32>,
     /// Micro-batches the sample thread may prepare ahead.
     pub prefetch: usize,
-    /// Restrict every sample to class-free, augmentation-free clicks of the first N samples
-    /// (0: off): the overfitting check.
+    /// Cycle over the first N samples, without augmentation (0: off): the overfitting check.
     pub fixed_samples: u64,
 }
 
@@ -526,10 +528,14 @@ pub struct Validation {
 }
 
 /// Builds the model and the trainable parameter list (names prefixed `base/` or `lora/`).
-fn build_model(cfg: &TrainConfig, device: Device) -> Result<(Model, Vec<(String, Tensor)>), TrainError> {
-    let mut model = match &cfg.model.base_checkpoint {
-        Some(p) => Model::from_checkpoint(p, device)?,
-        None => Model::new(cfg.model_config()?, device),
+/// The random initialisation is seeded with `train.seed`; on resume the frozen base comes from
+/// `DIR/model.safetensors` (the trainable tensors then from the state).
+fn build_model(cfg: &TrainConfig, device: Device, resume_base: Option<&Path>) -> Result<(Model, Vec<(String, Tensor)>), TrainError> {
+    tch::manual_seed(cfg.train.seed as i64);
+    let mut model = match (resume_base, &cfg.model.base_checkpoint) {
+        (Some(p), _) => Model::from_checkpoint(p, device)?,
+        (None, Some(p)) => Model::from_checkpoint(p, device)?,
+        (None, None) => Model::new(cfg.model_config()?, device),
     };
     let mut named = Vec::new();
     match cfg.lora.as_ref().filter(|l| l.enabled) {
@@ -672,7 +678,8 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
     }
     std::fs::create_dir_all(out).map_err(|e| ferr(out, format!("cannot create directory: {e}")))?;
     let (cases, val_cases) = load_cases(cfg)?;
-    let (mut model, named) = build_model(cfg, device)?;
+    let resume_base = out.join("model.safetensors");
+    let (mut model, named) = build_model(cfg, device, (resume && resume_base.exists()).then_some(resume_base.as_path()))?;
     let mcfg = model.config().clone();
     let p = mcfg.click_params();
     let grid = mcfg.output.grid;
