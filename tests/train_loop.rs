@@ -116,3 +116,12 @@ fn config_errors_name_the_field() {
     let e = TrainConfig::from_toml_str("[model]\npreset='tiny'\n[data]\ndirs=['x']\n[train]\nstepz=3", "c.toml", Path::new(".")).expect_err("typo");
     assert!(e.to_string().contains("stepz"), "{e}");
 }
+
+#[test]
+fn smoke_config_is_valid_and_uses_lora() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/smoke.toml");
+    let c = TrainConfig::load(&path).expect("configs/smoke.toml");
+    assert_eq!(c.model.preset.as_deref(), Some("tiny"));
+    assert!(c.lora.as_ref().is_some_and(|l| l.enabled));
+    assert!(c.data.phantoms.is_some());
+}
