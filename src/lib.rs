@@ -8,10 +8,10 @@
 //! | [`geometry`] | typed points and transforms (RAS mm, voxel ijk, array index, slice, screen), orientation codes, canonical reorientation, view planes |
 //! | [`volume`] | `Volume` / `LabelMap`, NIfTI-1/2 read and write, resampling, intensity normalisation and window/level |
 //! | [`shape`] | signed distance fields, marching-cubes meshes and their export, segmentation metrics |
-//! | [`data`] | synthetic phantoms (CT-like / MR-like, labelled, odd affines); click preprocessing (slice, pointmap, output cube) and SDF → source-grid mask; plain ndarray |
+//! | [`data`] | synthetic phantoms (CT-like / MR-like, labelled, odd affines); click preprocessing (slice, pointmap, output cube) and SDF → source-grid mask; training samples with augmentation; dataset preprocessing cache; plain ndarray |
 //! | [`baseline`] | classical one-click 3D segmentation (smoothed confidence-connected region growing), no weights |
 //! | [`model`] | tch: the SAM3D network, LoRA adapters, configs (`configs/*.toml`), safetensors checkpoints |
-//! | [`engine`] | inference sessions (volume cached, many clicks) and the background worker thread |
+//! | [`engine`] | inference sessions (volume cached, many clicks), the background worker thread, the training loop and one-click evaluation |
 //! | [`render`] | the 3D view: wgpu mesh renderer inside egui (offscreen, MSAA, depth), orbit camera, shaders from `shaders/` |
 //! | [`app`] | the eframe viewer: linked slice views, window/level, label overlay, loader thread, commands |
 //! | [`cli`] | the command-line subcommands (`main.rs` only hands over) |

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 pub mod data_cmds;
 pub mod progress;
 pub mod model_cmds;
+pub mod train_cmds;
 
 #[derive(Parser, Debug)]
 #[command(name = "sam3d-studio", version, about = "One click on one slice → the organ's 3D shape", args_conflicts_with_subcommands = true)]
@@ -102,6 +103,12 @@ pub enum Command {
     },
     /// One click → the organ's 3D mask on the input grid (SAM3D model).
     Infer(model_cmds::InferArgs),
+    /// Preprocess a dataset into a training cache (isotropic volumes, per-class SDF, sample index).
+    Preprocess(train_cmds::PreprocessArgs),
+    /// Train or fine-tune (LoRA) the model from a TOML config.
+    Train(train_cmds::TrainArgs),
+    /// One-click evaluation (model and region-growing baseline) → CSV + summary JSON.
+    Eval(train_cmds::EvalArgs),
 }
 
 /// How the model commands (`infer`, later `train` and `eval`) run. The main binary forwards
@@ -182,7 +189,8 @@ pub fn run(cli: Cli, model_runner: ModelRunner) -> Result<()> {
             shape_cmds::mesh(&labels, &output, label, lps, smooth, decimate)
         }
         Some(Command::Metrics { pred, gt, json }) => shape_cmds::metrics(&pred, &gt, json),
-        Some(cmd @ Command::Infer(_)) => model_runner(&cmd),
+        Some(cmd @ (Command::Infer(_) | Command::Train(_) | Command::Eval(_))) => model_runner(&cmd),
+        Some(Command::Preprocess(a)) => train_cmds::preprocess(&a),
         None => {
             let (file, labels) = match cli.file {
                 Some(f) => (Some(f), cli.labels),

@@ -85,6 +85,8 @@ pub fn default_weights_path() -> Option<PathBuf> {
 pub fn run_local(cmd: &super::Command) -> Result<()> {
     match cmd {
         super::Command::Infer(a) => run_infer(a),
+        super::Command::Train(a) => super::train_cmds::run_train(a),
+        super::Command::Eval(a) => super::train_cmds::run_eval(a),
         _ => bail!("not a model command"),
     }
 }

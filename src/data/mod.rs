@@ -1,6 +1,8 @@
-//! Data for the model, as plain ndarray (no tch): synthetic phantoms ([`phantom`]) and the click
-//! preprocessing shared by inference and training ([`click`]). Dataset preprocessing and
-//! loading join here later.
+//! Data for the model, as plain ndarray (no tch): synthetic phantoms ([`phantom`]), the click
+//! preprocessing shared by inference and training ([`click`]), training samples made on the fly
+//! with augmentation ([`train_samples`]) and dataset preprocessing into a cache ([`preprocess`]).
 
 pub mod click;
 pub mod phantom;
+pub mod preprocess;
+pub mod train_samples;

@@ -1,0 +1,167 @@
+//! `preprocess` (plain data, main binary), `train` and `eval` (model commands, forwarded to the
+//! engine binary and run by [`super::model_cmds::run_local`]).
+
+use crate::data::preprocess::{SliceSampling, parse_shard, preprocess_dir};
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+
+/// Arguments of `preprocess`.
+#[derive(clap::Args, Debug)]
+pub struct PreprocessArgs {
+    /// Directory of volume/label pairs (imagesTr/ + labelsTr/, or X.nii.gz + X_labels.nii.gz).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Cache directory (one .safetensors per case + index.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Isotropic spacing (mm).
+    #[arg(long, default_value_t = 3.0)]
+    pub spacing: f64,
+    #[arg(long, value_enum, default_value = "random-axis")]
+    pub slice_sampling: SliceSampling,
+    /// Keep the first N labels of each case (ascending ids).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// I/N: process pairs I, I+N, … (0-based), for cluster job arrays.
+    #[arg(long)]
+    pub shard: Option<String>,
+}
+
+/// Arguments of `train`.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Training config (TOML; see configs/smoke.toml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output directory: state, model and adapter checkpoints, log.jsonl.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue from DIR/state.safetensors.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// Arguments of `eval`.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// Directory of volume/label pairs.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model checkpoint; without it (and without shipped weights) only the baseline runs.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// LoRA adapter for those weights.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// Only the region-growing baseline.
+    #[arg(long)]
+    pub baseline_only: bool,
+    /// Report (CSV); the summary JSON is written beside it.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+pub fn preprocess(a: &PreprocessArgs) -> Result<()> {
+    let shard = a.shard.as_deref().map(parse_shard).transpose().map_err(anyhow::Error::msg)?;
+    let n = crate::data::preprocess::find_pairs(&a.input)?.len();
+    let n = match shard {
+        Some((i, k)) => (0..n).filter(|x| x % k == i).count(),
+        None => n,
+    };
+    let bar = super::progress::Progress::new("preprocess", n as u64);
+    let t = std::time::Instant::now();
+    let idx = preprocess_dir(&a.input, &a.out, a.spacing, a.slice_sampling, a.classes, shard, &|| bar.inc(1))?;
+    bar.finish();
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{} cases, {} samples → {} ({:.1} s, {:.1} volumes/min)",
+        idx.cases.len(),
+        idx.samples.len(),
+        a.out.display(),
+        secs,
+        idx.cases.len() as f64 / secs.max(1e-9) * 60.0
+    );
+    Ok(())
+}
+
+/// `train`, in the engine process.
+pub fn run_train(a: &TrainArgs) -> Result<()> {
+    let cfg = crate::engine::train::TrainConfig::load(&a.config)?;
+    if a.resume && !a.out.join("state.safetensors").exists() {
+        bail!("{}: --resume but there is no state.safetensors to resume from", a.out.display());
+    }
+    let total = cfg.train.steps;
+    let bar = super::progress::Progress::new("train", total);
+    let started = std::cell::Cell::new(false);
+    let s = crate::engine::train::train(&cfg, &a.out, a.resume, &|step, _| {
+        if !started.replace(true) {
+            bar.inc(step.saturating_sub(1));
+        }
+        bar.inc(1);
+    })
+    .with_context(|| format!("training into {}", a.out.display()))?;
+    bar.finish();
+    let first = s.losses.first().map(|l| l.1).unwrap_or(f64::NAN);
+    let last = s.losses.last().map(|l| l.1).unwrap_or(f64::NAN);
+    println!(
+        "steps {}–{}: loss {first:.4} → {last:.4}, {:.1} samples/s, {:.1} s{}",
+        s.first_step,
+        s.last_step,
+        s.samples_per_sec,
+        s.secs,
+        s.last_validation.map(|v| format!(", validation Dice 2D {:.3}, 3D grid {:.3} ({} clicks)", v.dice_2d, v.dice_3d_grid, v.clicks)).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// `eval`, in the engine process.
+pub fn run_eval(a: &EvalArgs) -> Result<()> {
+    let weights = if a.baseline_only {
+        None
+    } else {
+        match (&a.weights, super::model_cmds::default_weights_path()) {
+            (Some(w), _) => Some(w.clone()),
+            (None, Some(d)) => Some(d),
+            (None, None) => {
+                eprintln!("no --weights and no shipped weights: evaluating the baseline only");
+                None
+            }
+        }
+    };
+    if a.adapter.is_some() && weights.is_none() {
+        bail!("--adapter needs model weights (--weights)");
+    }
+    let device = crate::model::parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    let opts = crate::engine::eval::EvalOptions {
+        data: a.data.clone(),
+        weights,
+        adapter: a.adapter.clone(),
+        device,
+        grow: Default::default(),
+    };
+    let bar = std::cell::RefCell::new(None::<super::progress::Progress>);
+    let (rows, summary) =
+        crate::engine::eval::evaluate(&opts, &|n| *bar.borrow_mut() = Some(super::progress::Progress::new("eval", n)), &|| {
+            if let Some(b) = bar.borrow().as_ref() {
+                b.inc(1)
+            }
+        })?;
+    if let Some(b) = bar.borrow().as_ref() {
+        b.finish();
+    }
+    let js = crate::engine::eval::write_report(&a.out, &rows, &summary)?;
+    for (m, s) in &summary.methods {
+        println!(
+            "{m:<9} {} clicks: Dice mean {:.3} worst {:.3} ({}), HD95 mean {} mm",
+            s.rows,
+            s.mean_dice,
+            s.worst_dice,
+            s.worst_dice_at,
+            s.mean_hd95_mm.map(|v| format!("{v:.1}")).unwrap_or("–".into())
+        );
+    }
+    println!("report {} and {}", a.out.display(), js.display());
+    Ok(())
+}

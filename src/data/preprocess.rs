@@ -1,0 +1,320 @@
+//! Dataset discovery and preprocessing (no tch): pairs volumes with label maps, resamples to
+//! isotropic spacing, computes per-class SDFs and writes a cache: one `.safetensors` per case
+//! (`image` f32 `[D,H,W]`, `labels` u16 `[D,H,W]`, `sdf` f32 `[C,D,H,W]`, the affine and the
+//! classes in its metadata) and `index.json` listing the samples (`case`, `class`, `axis`,
+//! `slice_idx`) chosen by the slice-sampling method.
+
+use crate::data::phantom::Rng;
+use crate::volume::{Interp, LabelMap, OnGrid, Volume, VolumeError, resample_to_spacing};
+use ndarray::{Array3, Array4, Axis};
+use safetensors::{Dtype, tensor::TensorView};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{}: {problem}", path.display())]
+    File { path: PathBuf, problem: String },
+    #[error("{0}")]
+    Volume(#[from] VolumeError),
+}
+
+fn ferr(path: &Path, problem: impl Into<String>) -> DataError {
+    DataError::File { path: path.to_path_buf(), problem: problem.into() }
+}
+
+/// A volume and its label map.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CasePair {
+    pub name: String,
+    pub image: PathBuf,
+    pub labels: PathBuf,
+}
+
+fn nifti_stem(p: &Path) -> Option<String> {
+    let n = p.file_name()?.to_str()?;
+    n.strip_suffix(".nii.gz").or_else(|| n.strip_suffix(".nii")).map(str::to_string)
+}
+
+/// Pairs in `dir`: `imagesTr/X.nii.gz` with `labelsTr/X.nii.gz` (nnU-Net's `X_0000` channel
+/// suffix accepted), or `X.nii.gz` with `X_labels.nii.gz`. Sorted by name.
+pub fn find_pairs(dir: &Path) -> Result<Vec<CasePair>, DataError> {
+    let list = |d: &Path| -> Result<Vec<PathBuf>, DataError> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .map_err(|e| ferr(d, format!("cannot read directory: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| nifti_stem(p).is_some())
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let mut out = Vec::new();
+    let (images, labels) = (dir.join("imagesTr"), dir.join("labelsTr"));
+    if images.is_dir() && labels.is_dir() {
+        let labs = list(&labels)?;
+        for img in list(&images)? {
+            let stem = nifti_stem(&img).unwrap_or_default();
+            let base = stem.strip_suffix("_0000").unwrap_or(&stem).to_string();
+            if let Some(l) = labs.iter().find(|l| nifti_stem(l).as_deref() == Some(base.as_str())) {
+                out.push(CasePair { name: base, image: img, labels: l.clone() });
+            }
+        }
+    } else {
+        let files = list(dir)?;
+        for img in &files {
+            let stem = nifti_stem(img).unwrap_or_default();
+            if stem.ends_with("_labels") {
+                continue;
+            }
+            if let Some(l) = files.iter().find(|l| nifti_stem(l).as_deref() == Some(&format!("{stem}_labels"))) {
+                out.push(CasePair { name: stem, image: img.clone(), labels: l.clone() });
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(ferr(dir, "no volume/label pairs (expected imagesTr/ + labelsTr/, or X.nii.gz with X_labels.nii.gz)"));
+    }
+    Ok(out)
+}
+
+/// How slices become samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SliceSampling {
+    /// Every slice through the class along one axis drawn per (case, class).
+    RandomAxis,
+    /// [`UNIFORM_PER_AXIS`] evenly spaced slices through the class on each axis.
+    Uniform,
+    /// The class's central slice on each axis.
+    Central,
+    /// Every slice through the class on each axis.
+    All,
+}
+
+/// Slices per axis and class for [`SliceSampling::Uniform`] (fewer when the class is thinner).
+pub const UNIFORM_PER_AXIS: usize = 5;
+
+/// One cached sample: the click is the deepest point of `class` on slice `slice_idx` of array
+/// axis `axis` (0 = k, 1 = j, 2 = i) of the isotropic grid.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SampleRef {
+    pub case: String,
+    pub class: u16,
+    pub axis: usize,
+    pub slice_idx: usize,
+}
+
+/// `index.json`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CacheIndex {
+    pub spacing_mm: f64,
+    pub sampling: SliceSampling,
+    /// Case name → its file (relative to the cache directory).
+    pub cases: Vec<(String, String)>,
+    pub samples: Vec<SampleRef>,
+}
+
+/// The slices (along array axis `axis`) that contain `label`.
+pub fn slices_with(labels: &Array3<u16>, label: u16, axis: usize) -> Vec<usize> {
+    labels.axis_iter(Axis(axis)).enumerate().filter(|(_, s)| s.iter().any(|&v| v == label)).map(|(i, _)| i).collect()
+}
+
+/// Samples of one class by the sampling method.
+pub fn choose_slices(labels: &Array3<u16>, label: u16, sampling: SliceSampling, rng: &mut Rng) -> Vec<(usize, usize)> {
+    let axes: Vec<usize> = match sampling {
+        SliceSampling::RandomAxis => vec![rng.below(3)],
+        _ => vec![0, 1, 2],
+    };
+    let mut out = Vec::new();
+    for ax in axes {
+        let s = slices_with(labels, label, ax);
+        if s.is_empty() {
+            continue;
+        }
+        let chosen: Vec<usize> = match sampling {
+            SliceSampling::All | SliceSampling::RandomAxis => s,
+            SliceSampling::Central => vec![s[s.len() / 2]],
+            SliceSampling::Uniform => {
+                let n = UNIFORM_PER_AXIS.min(s.len());
+                (0..n).map(|q| s[((2 * q + 1) * s.len()) / (2 * n)]).collect()
+            }
+        };
+        out.extend(chosen.into_iter().map(|i| (ax, i)));
+    }
+    out
+}
+
+/// A preprocessed case (isotropic).
+#[derive(Clone, Debug)]
+pub struct CachedCase {
+    pub volume: Volume,
+    pub labels: LabelMap,
+    pub classes: Vec<u16>,
+    /// `[C, D, H, W]` mm.
+    pub sdf: Array4<f32>,
+}
+
+/// Resamples one pair isotropically and computes its per-class SDF. `max_classes`: keep the
+/// first N labels (ascending ids).
+pub fn preprocess_case(pair: &CasePair, spacing_mm: f64, max_classes: Option<usize>) -> Result<CachedCase, DataError> {
+    let vol = Volume::load(&pair.image)?;
+    let lab = LabelMap::load(&pair.labels)?;
+    lab.check_matches(&vol, &pair.labels)?;
+    let volume = resample_to_spacing(&vol, [spacing_mm; 3], Interp::Linear);
+    let labels = crate::volume::resample::resample_labels_to_grid(&lab, volume.shape(), &volume.ras_from_voxel);
+    let mut classes: Vec<u16> = labels.counts().into_iter().map(|(l, _)| l).filter(|&l| l != 0).collect();
+    if let Some(n) = max_classes {
+        classes.truncate(n);
+    }
+    let sdf = crate::shape::sdf::sdf_classes(labels.data.view(), &classes, labels.spacing_mm());
+    Ok(CachedCase { volume, labels, classes, sdf })
+}
+
+/// Writes a cached case (atomically).
+pub fn write_case(path: &Path, c: &CachedCase) -> Result<(), DataError> {
+    let f32s = |a: &[f32]| bytemuck::cast_slice::<f32, u8>(a).to_vec();
+    let img = c.volume.data.as_standard_layout().iter().copied().collect::<Vec<f32>>();
+    let lab: Vec<u16> = c.labels.data.as_standard_layout().iter().copied().collect();
+    let sdf = c.sdf.as_standard_layout().iter().copied().collect::<Vec<f32>>();
+    let (b_img, b_lab, b_sdf) = (f32s(&img), bytemuck::cast_slice::<u16, u8>(&lab).to_vec(), f32s(&sdf));
+    let sh3 = c.volume.data.shape().to_vec();
+    let views = vec![
+        ("image".to_string(), TensorView::new(Dtype::F32, sh3.clone(), &b_img).map_err(|e| ferr(path, e.to_string()))?),
+        ("labels".to_string(), TensorView::new(Dtype::U16, sh3, &b_lab).map_err(|e| ferr(path, e.to_string()))?),
+        ("sdf".to_string(), TensorView::new(Dtype::F32, c.sdf.shape().to_vec(), &b_sdf).map_err(|e| ferr(path, e.to_string()))?),
+    ];
+    let meta = HashMap::from([
+        ("ras_from_voxel".to_string(), serde_json::to_string(&c.volume.ras_from_voxel.rows()).unwrap_or_default()),
+        ("classes".to_string(), serde_json::to_string(&c.classes).unwrap_or_default()),
+    ]);
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| ferr(path, e.to_string()))?;
+    crate::volume::atomic_write(path, |w| std::io::Write::write_all(w, &bytes))?;
+    Ok(())
+}
+
+/// Reads a cached case.
+pub fn read_case(path: &Path) -> Result<CachedCase, DataError> {
+    let bytes = std::fs::read(path).map_err(|e| ferr(path, format!("cannot read: {e}")))?;
+    let (_, md) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| ferr(path, e.to_string()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ferr(path, e.to_string()))?;
+    let meta = md.metadata().clone().unwrap_or_default();
+    let rows: [[f64; 4]; 4] = meta
+        .get("ras_from_voxel")
+        .and_then(|s| serde_json::from_str(s).ok())
+        .ok_or_else(|| ferr(path, "no affine in the metadata: not a preprocessed case"))?;
+    let classes: Vec<u16> = meta.get("classes").and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+    let aff = crate::geometry::RasFromVoxel::from_rows(rows).map_err(|e| ferr(path, e.to_string()))?;
+    let get = |n: &str| st.tensor(n).map_err(|e| ferr(path, format!("{n}: {e}")));
+    let img = get("image")?;
+    let sh: Vec<usize> = img.shape().to_vec();
+    let f: Vec<f32> = img.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let data = Array3::from_shape_vec((sh[0], sh[1], sh[2]), f).map_err(|e| ferr(path, e.to_string()))?;
+    let l = get("labels")?;
+    let lv: Vec<u16> = l.data().chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+    let ldata = Array3::from_shape_vec((sh[0], sh[1], sh[2]), lv).map_err(|e| ferr(path, e.to_string()))?;
+    let s = get("sdf")?;
+    let ss = s.shape().to_vec();
+    let sv: Vec<f32> = s.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let sdf = Array4::from_shape_vec((ss[0], ss[1], ss[2], ss[3]), sv).map_err(|e| ferr(path, e.to_string()))?;
+    Ok(CachedCase {
+        volume: Volume::new(data, aff)?,
+        labels: LabelMap::new(ldata, aff)?,
+        classes,
+        sdf,
+    })
+}
+
+/// `--shard I/N`: keeps pairs `I, I+N, I+2N, …` (0-based `I`).
+pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s.split_once('/').ok_or_else(|| format!("--shard '{s}': expected I/N"))?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| format!("--shard '{s}': I is not a number"))?, n.trim().parse().map_err(|_| format!("--shard '{s}': N is not a number"))?);
+    if n == 0 || i >= n {
+        return Err(format!("--shard '{s}': need 0 ≤ I < N"));
+    }
+    Ok((i, n))
+}
+
+/// Preprocesses every pair of `input` (this shard's share) into `out`; `on_case` is called after
+/// each case (progress). Returns the index written (`index.json`, or `index-I-of-N.json` for a shard).
+pub fn preprocess_dir(
+    input: &Path,
+    out: &Path,
+    spacing_mm: f64,
+    sampling: SliceSampling,
+    max_classes: Option<usize>,
+    shard: Option<(usize, usize)>,
+    on_case: &(dyn Fn() + Sync),
+) -> Result<CacheIndex, DataError> {
+    if !(spacing_mm.is_finite() && spacing_mm > 0.0) {
+        return Err(ferr(input, format!("--spacing must be a positive number of mm, got {spacing_mm}")));
+    }
+    let mut pairs = find_pairs(input)?;
+    if let Some((i, n)) = shard {
+        pairs = pairs.into_iter().enumerate().filter(|(k, _)| k % n == i).map(|(_, p)| p).collect();
+    }
+    std::fs::create_dir_all(out).map_err(|e| ferr(out, format!("cannot create directory: {e}")))?;
+    let mut index = CacheIndex { spacing_mm, sampling, cases: Vec::new(), samples: Vec::new() };
+    for (ci, pair) in pairs.iter().enumerate() {
+        let c = preprocess_case(pair, spacing_mm, max_classes)?;
+        let file = format!("{}.safetensors", pair.name);
+        write_case(&out.join(&file), &c)?;
+        let mut rng = Rng::new(0x5eed ^ ci as u64);
+        for &label in &c.classes {
+            for (axis, slice_idx) in choose_slices(&c.labels.data, label, sampling, &mut rng) {
+                index.samples.push(SampleRef { case: pair.name.clone(), class: label, axis, slice_idx });
+            }
+        }
+        index.cases.push((pair.name.clone(), file));
+        on_case();
+    }
+    let name = match shard {
+        Some((i, n)) => format!("index-{i}-of-{n}.json"),
+        None => "index.json".into(),
+    };
+    let text = serde_json::to_string_pretty(&index).map_err(|e| ferr(out, e.to_string()))?;
+    crate::volume::atomic_write(&out.join(name), |w| std::io::Write::write_all(w, text.as_bytes()))?;
+    Ok(index)
+}
+
+/// The deepest point (largest in-plane distance to the outside, exact EDT in mm) of `mask` on
+/// slice `idx` of array axis `axis` (0 = k, 1 = j, 2 = i), in RAS. `None` when the slice misses it.
+pub fn deepest_on_slice(mask: &Array3<bool>, axis: usize, idx: usize, grid: &impl OnGrid) -> Option<crate::geometry::RasMm> {
+    if idx >= mask.shape()[axis] {
+        return None;
+    }
+    let sl = mask.index_axis(Axis(axis), idx).insert_axis(Axis(axis)).to_owned();
+    let outside = sl.mapv(|m| !m);
+    let d = crate::shape::sdf::edt(outside.view(), grid.spacing_mm());
+    let best = d.indexed_iter().filter(|(p, v)| sl[*p] && v.is_finite()).max_by(|a, b| a.1.total_cmp(b.1))?;
+    let mut kji = [best.0.0, best.0.1, best.0.2];
+    kji[axis] = idx;
+    Some(grid.ras_of(crate::geometry::ArrayIdx { k: kji[0], j: kji[1], i: kji[2] }))
+}
+
+/// The view plane whose normal is closest to array axis `axis`'s direction on this grid.
+pub fn plane_of_axis(grid: &impl OnGrid, axis: usize) -> crate::geometry::ViewPlane {
+    let col = grid.ras_from_voxel().linear().column(2 - axis).into_owned();
+    let dom = (0..3).max_by(|&a, &b| col[a].abs().total_cmp(&col[b].abs())).unwrap_or(2);
+    match dom {
+        0 => crate::geometry::ViewPlane::Sagittal,
+        1 => crate::geometry::ViewPlane::Coronal,
+        _ => crate::geometry::ViewPlane::Axial,
+    }
+}
+
+/// The array axis whose direction is closest to `plane`'s normal.
+pub fn axis_of_plane(grid: &impl OnGrid, plane: crate::geometry::ViewPlane) -> usize {
+    (0..3).find(|&a| plane_of_axis(grid, a) == plane).unwrap_or(match plane {
+        crate::geometry::ViewPlane::Axial => 0,
+        crate::geometry::ViewPlane::Coronal => 1,
+        crate::geometry::ViewPlane::Sagittal => 2,
+    })
+}
+
+/// The click of a cached sample: the deepest point of its class on its slice (RAS), and the view
+/// plane closest to the slice's normal.
+pub fn sample_click(c: &CachedCase, s: &SampleRef) -> Option<(crate::geometry::RasMm, crate::geometry::ViewPlane)> {
+    let mask = c.labels.data.mapv(|v| v == s.class);
+    let click = deepest_on_slice(&mask, s.axis, s.slice_idx, &c.labels)?;
+    Some((click, plane_of_axis(&c.labels, s.axis)))
+}

@@ -1,0 +1,817 @@
+//! The training loop (`train --config C.toml --out DIR [--resume]`).
+//!
+//! - Samples are made on the fly ([`crate::data::train_samples`]) by a prefetch thread over a
+//!   bounded channel; sample `n` depends only on `(seed, n)`, so a resumed run sees the batches
+//!   an uninterrupted run would.
+//! - Full training (every base weight) or LoRA fine-tuning (base frozen; the adapters and the
+//!   heads — `mask_head.*` and `decoder.*` — are trained).
+//! - AdamW with decoupled weight decay, written here (a few lines of tensor ops) so that its
+//!   moments can be checkpointed and restored exactly; warm-up + cosine schedule; gradient
+//!   accumulation; global-norm clipping.
+//! - Losses: 2D mask BCE + Dice (the 2D head gets the click disc, as at inference); 3D
+//!   occupancy BCE from the SDF sign and truncated SDF L1 (the 3D stage gets the true 2D mask).
+//!   Curriculum: before `curriculum_step` the 2D terms are weighted up and the 3D terms are
+//!   compared on a 2×-pooled (coarse) grid; after it, on the dense grid.
+//! - A NaN/Inf loss term or gradient stops the run with an error naming the step and the term.
+//! - `DIR/state.safetensors` (trainable tensors, AdamW moments; step, seed and config in the
+//!   metadata), `DIR/model.safetensors` (base weights incl. trained heads) and, with LoRA,
+//!   `DIR/adapter.safetensors`, all written atomically; `DIR/log.jsonl` one line per step and
+//!   per validation.
+//! - Reproducibility: the initialisation is seeded with `train.seed` and every step reseeds
+//!   libtorch's generator, which is global to the process: two runs in one process must not
+//!   interleave (the tests serialise them).
+
+use crate::data::click::ClickParams;
+use crate::data::phantom::{PhantomSpec, generate};
+use crate::data::preprocess::find_pairs;
+use crate::data::train_samples::{AugmentParams, Similarity, TrainCase, TrainSample, make_sample, random_sample, sample_seed, stack2, stack3};
+use crate::geometry::ViewPlane;
+use crate::model::checkpoint::{self, StFile};
+use crate::model::convert::tensor_from;
+use crate::model::{Config, LoraConfig, Model, ModelError, NetInputs};
+use crate::volume::{LabelMap, Modality, Volume};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tch::{Device, Kind, Reduction, Tensor};
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{}: {problem}", path.display())]
+    File { path: PathBuf, problem: String },
+    #[error("{field}: {problem}")]
+    Config { field: String, problem: String },
+    #[error("step {step}: loss term '{term}' is {value} (not finite); training stopped")]
+    NonFinite { step: u64, term: String, value: f64 },
+    #[error("{0}")]
+    Model(#[from] ModelError),
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{0}")]
+    Data(#[from] crate::data::preprocess::DataError),
+    #[error("{0}")]
+    Volume(#[from] crate::volume::VolumeError),
+    #[error("the sample thread stopped: {0}")]
+    Loader(String),
+}
+
+fn ferr(path: &Path, problem: impl Into<String>) -> TrainError {
+    TrainError::File { path: path.to_path_buf(), problem: problem.into() }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// `tiny`, `small` or `base` (or give `config`).
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// A model config file (TOML) instead of a preset.
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+    /// Start from these base weights (required for a meaningful LoRA run).
+    #[serde(default)]
+    pub base_checkpoint: Option<PathBuf>,
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+
+/// Phantoms to write into the first data directory when it is missing.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PhantomGen {
+    pub cases: usize,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_modality")]
+    pub modality: String,
+}
+fn default_modality() -> String {
+    "ct".into()
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// Directories of volume/label pairs (`X.nii.gz` + `X_labels.nii.gz`, or imagesTr/labelsTr).
+    pub dirs: Vec<PathBuf>,
+    #[serde(default)]
+    pub phantoms: Option<PhantomGen>,
+    /// Labels to train on (empty: every label present).
+    #[serde(default)]
+    pub classes: Vec<u16>,
+    /// The last N cases are held out for validation (when there are more than N cases).
+    #[serde(default = "one")]
+    pub val_cases: usize,
+    /// Use only the first N training cases (0: all).
+    #[serde(default)]
+    pub max_cases: usize,
+}
+fn one() -> usize {
+    1
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainSection {
+    pub steps: u64,
+    pub batch: usize,
+    pub lr: f64,
+    pub warmup: u64,
+    /// The cosine ends at `lr × min_lr_frac`.
+    pub min_lr_frac: f64,
+    pub weight_decay: f64,
+    /// Micro-batches per optimiser step.
+    pub accum: usize,
+    /// Global gradient-norm clip (0: off).
+    pub clip: f64,
+    pub seed: u64,
+    /// Steps of the first curriculum phase (2D + coarse 3D).
+    pub curriculum_step: u64,
+    /// Validate every N steps (0: only at the end).
+    pub val_every: u64,
+    /// Checkpoint every N steps (0: only at the end).
+    pub checkpoint_every: u64,
+    /// libtorch threads (default: libtorch's choice).
+    pub threads: Option<i32>,
+    /// Micro-batches the sample thread may prepare ahead.
+    pub prefetch: usize,
+    /// Cycle over the first N samples, without augmentation (0: off): the overfitting check.
+    pub fixed_samples: u64,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            steps: 100,
+            batch: 4,
+            lr: 1e-3,
+            warmup: 10,
+            min_lr_frac: 0.1,
+            weight_decay: 0.01,
+            accum: 1,
+            clip: 1.0,
+            seed: 0,
+            curriculum_step: 0,
+            val_every: 0,
+            checkpoint_every: 0,
+            threads: None,
+            prefetch: 4,
+            fixed_samples: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossSection {
+    pub mask_bce: f64,
+    pub mask_dice: f64,
+    pub occupancy: f64,
+    pub sdf_l1: f64,
+    /// SDF truncation (units of L/2).
+    pub sdf_trunc: f64,
+    /// Factor on the 2D terms during the first curriculum phase.
+    pub curriculum_2d_boost: f64,
+}
+
+impl Default for LossSection {
+    fn default() -> Self {
+        LossSection { mask_bce: 1.0, mask_dice: 1.0, occupancy: 1.0, sdf_l1: 1.0, sdf_trunc: 0.2, curriculum_2d_boost: 2.0 }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoraSection {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub config: LoraConfig,
+}
+
+impl Default for LoraSection {
+    fn default() -> Self {
+        LoraSection { enabled: false, config: LoraConfig::default() }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DebugSection {
+    /// Multiplies the SDF L1 term by NaN at this step (tests the non-finite stop).
+    pub nan_at_step: Option<u64>,
+    /// Stop (after checkpointing) once this step is done, as an interrupted run would.
+    pub stop_after: Option<u64>,
+}
+
+/// `train --config C.toml`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub model: ModelSection,
+    pub data: DataSection,
+    #[serde(default)]
+    pub train: TrainSection,
+    #[serde(default)]
+    pub loss: LossSection,
+    #[serde(default)]
+    pub lora: Option<LoraSection>,
+    #[serde(default)]
+    pub augment: AugmentParams,
+    #[serde(default)]
+    pub debug: DebugSection,
+}
+
+impl TrainConfig {
+    /// Parses TOML; relative paths are taken relative to `base_dir`.
+    pub fn from_toml_str(text: &str, origin: &str, base_dir: &Path) -> Result<Self, TrainError> {
+        let mut c: TrainConfig =
+            toml::from_str(text).map_err(|e| TrainError::Config { field: origin.into(), problem: e.message().to_string() })?;
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base_dir.join(&*p);
+            }
+        };
+        c.data.dirs.iter_mut().for_each(fix);
+        c.model.config.iter_mut().for_each(fix);
+        c.model.base_checkpoint.iter_mut().for_each(fix);
+        c.check()?;
+        Ok(c)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ferr(path, format!("cannot read: {e}")))?;
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Self::from_toml_str(&text, &path.display().to_string(), dir)
+    }
+
+    fn check(&self) -> Result<(), TrainError> {
+        let bad = |f: &str, p: String| Err(TrainError::Config { field: f.into(), problem: p });
+        let t = &self.train;
+        if t.steps == 0 {
+            return bad("train.steps", "must be at least 1".into());
+        }
+        if t.batch == 0 || t.accum == 0 {
+            return bad("train.batch", "batch and accum must be at least 1".into());
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return bad("train.lr", format!("must be positive, got {}", t.lr));
+        }
+        if self.data.dirs.is_empty() {
+            return bad("data.dirs", "give at least one directory".into());
+        }
+        if self.model.preset.is_none() && self.model.config.is_none() && self.model.base_checkpoint.is_none() {
+            return bad("model", "give preset, config or base_checkpoint".into());
+        }
+        Ok(())
+    }
+
+    fn model_config(&self) -> Result<Config, TrainError> {
+        let cfg = match (&self.model.config, &self.model.preset) {
+            (Some(p), _) => Config::load(p),
+            (None, Some(n)) => Config::preset(n),
+            (None, None) => Config::preset("tiny"),
+        };
+        cfg.map_err(|e| TrainError::Config { field: format!("model ({})", e.field), problem: e.problem })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data
+
+/// Loads every case of the data directories (writing the phantoms first when configured and
+/// the first directory is missing). Returns (training cases, validation cases).
+pub fn load_cases(cfg: &TrainConfig) -> Result<(Vec<TrainCase>, Vec<TrainCase>), TrainError> {
+    if let (Some(g), Some(dir)) = (&cfg.data.phantoms, cfg.data.dirs.first()) {
+        if !dir.join(format!("case_{:03}_labels.nii.gz", g.cases.saturating_sub(1))).exists() {
+            let modality: Modality = g.modality.parse().map_err(|e: String| TrainError::Config { field: "data.phantoms.modality".into(), problem: e })?;
+            write_phantoms(dir, g.cases, g.seed, modality)?;
+        }
+    }
+    let mut all = Vec::new();
+    for dir in &cfg.data.dirs {
+        for pair in find_pairs(dir)? {
+            let vol = Volume::load(&pair.image)?;
+            let lab = LabelMap::load(&pair.labels)?;
+            lab.check_matches(&vol, &pair.labels)?;
+            all.push((pair.name, Arc::new(vol), lab));
+        }
+    }
+    let n = all.len();
+    let n_val = if n > cfg.data.val_cases { cfg.data.val_cases } else { 0 };
+    let mut cases: Vec<TrainCase> = all
+        .into_iter()
+        .map(|(name, vol, lab)| TrainCase::new(&name, vol, lab, None, &cfg.data.classes))
+        .filter(|c| !c.classes.is_empty())
+        .collect();
+    let val = cases.split_off(cases.len().saturating_sub(n_val));
+    if cfg.data.max_cases > 0 {
+        cases.truncate(cfg.data.max_cases);
+    }
+    if cases.is_empty() {
+        return Err(TrainError::Config { field: "data.dirs".into(), problem: "no training case with a labelled class".into() });
+    }
+    Ok((cases, val))
+}
+
+/// Writes `case_NNN.nii.gz` + `case_NNN_labels.nii.gz` small phantoms.
+pub fn write_phantoms(dir: &Path, cases: usize, seed: u64, modality: Modality) -> Result<(), TrainError> {
+    std::fs::create_dir_all(dir).map_err(|e| ferr(dir, format!("cannot create directory: {e}")))?;
+    for c in 0..cases {
+        let case = generate(&PhantomSpec::small(modality), seed.wrapping_add(c as u64));
+        case.volume.save(&dir.join(format!("case_{c:03}.nii.gz")), Some(crate::volume::DataType::Float32))?;
+        case.labels.save(&dir.join(format!("case_{c:03}_labels.nii.gz")))?;
+    }
+    Ok(())
+}
+
+/// A micro-batch as arrays.
+pub struct Batch {
+    pub samples: Vec<TrainSample>,
+}
+
+fn build_sample(cases: &[TrainCase], seed: u64, aug: &AugmentParams, p: &ClickParams) -> Result<TrainSample, String> {
+    let mut last = String::new();
+    for attempt in 0..8u64 {
+        match random_sample(cases, seed.wrapping_add(attempt.wrapping_mul(0x9E37)), aug, p) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+/// Micro-batch `mb` of a run (deterministic).
+pub fn micro_batch(cases: &[TrainCase], cfg: &TrainConfig, p: &ClickParams, mb: u64) -> Result<Batch, String> {
+    use rayon::prelude::*;
+    let b = cfg.train.batch as u64;
+    let aug = if cfg.train.fixed_samples > 0 { AugmentParams::none() } else { cfg.augment };
+    let samples = (0..b)
+        .into_par_iter()
+        .map(|k| {
+            let mut idx = mb * b + k;
+            if cfg.train.fixed_samples > 0 {
+                idx %= cfg.train.fixed_samples;
+            }
+            build_sample(cases, sample_seed(cfg.train.seed, idx), &aug, p)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Batch { samples })
+}
+
+/// Tensors of a batch: (2D-stage inputs, 3D-stage inputs, mask target `[B,1,S,S]`, SDF target `[B,1,G,G,G]`).
+fn to_tensors(b: &Batch, device: Device) -> (NetInputs, NetInputs, Tensor, Tensor) {
+    let s = &b.samples;
+    let n = s.len() as i64;
+    let t3 = |xs: Vec<&ndarray::Array2<f32>>| tensor_from(&stack2(&xs), device).unsqueeze(1);
+    let image = t3(s.iter().map(|x| &x.image).collect());
+    let prior = t3(s.iter().map(|x| &x.prior).collect());
+    let mask = t3(s.iter().map(|x| &x.mask).collect());
+    let pm_prior = tensor_from(&stack3(&s.iter().map(|x| &x.pointmap_prior).collect::<Vec<_>>()), device);
+    let pm = tensor_from(&stack3(&s.iter().map(|x| &x.pointmap).collect::<Vec<_>>()), device);
+    let sdf = tensor_from(&stack3(&s.iter().map(|x| &x.sdf).collect::<Vec<_>>()), device).unsqueeze(1);
+    let context = if s.iter().all(|x| x.context.is_some()) && n > 0 {
+        let cs: Vec<&ndarray::Array3<f32>> = s.iter().filter_map(|x| x.context.as_ref()).collect();
+        Some(tensor_from(&stack3(&cs), device).unsqueeze(1))
+    } else {
+        None
+    };
+    let x2 = NetInputs { image: image.shallow_clone(), mask: prior, pointmap: pm_prior, context: context.as_ref().map(|c| c.shallow_clone()) };
+    let x3 = NetInputs { image, mask: mask.shallow_clone(), pointmap: pm, context };
+    (x2, x3, mask, sdf)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Losses
+
+/// Loss terms of one micro-batch (scalar tensors) in a fixed order.
+pub const TERMS: [&str; 4] = ["mask_bce", "mask_dice", "occupancy", "sdf_l1"];
+
+fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Tensor {
+    let p = logits.sigmoid();
+    let dims: &[i64] = &[1, 2, 3];
+    let inter = (&p * target).sum_dim_intlist(dims, false, Kind::Float);
+    let denom = p.sum_dim_intlist(dims, false, Kind::Float) + target.sum_dim_intlist(dims, false, Kind::Float);
+    let ratio: Tensor = (inter * 2.0 + 1.0) / (denom + 1.0);
+    (ratio.neg() + 1.0).mean(Kind::Float)
+}
+
+/// The four terms; `coarse`: compare the 3D terms on 2×-pooled grids.
+fn loss_terms(mask_logits: &Tensor, mask_t: &Tensor, sdf_pred: &Tensor, sdf_t: &Tensor, grid: usize, coarse: bool, trunc: f64) -> [Tensor; 4] {
+    let bce = mask_logits.binary_cross_entropy_with_logits::<Tensor>(mask_t, None, None, Reduction::Mean);
+    let dice = soft_dice_loss(mask_logits, mask_t);
+    let pred = sdf_pred.narrow(1, 0, 1);
+    let (pred, target, cells) = if coarse && grid >= 4 {
+        let pool = |t: &Tensor| t.avg_pool3d([2, 2, 2], [2, 2, 2], [0, 0, 0], false, true, None::<i64>);
+        (pool(&pred), pool(sdf_t), grid / 2)
+    } else {
+        (pred, sdf_t.shallow_clone(), grid)
+    };
+    // One cell in units of L/2.
+    let tau = 2.0 / cells as f64;
+    let occ_t = target.lt(0.0).to_kind(Kind::Float);
+    let occ = (-&pred / tau).binary_cross_entropy_with_logits::<Tensor>(&occ_t, None, None, Reduction::Mean);
+    let l1 = (pred.clamp(-trunc, trunc) - target.clamp(-trunc, trunc)).abs().mean(Kind::Float);
+    [bce, dice, occ, l1]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optimiser
+
+/// AdamW (decoupled weight decay, on tensors of rank ≥ 2) over named parameters.
+pub struct AdamW {
+    pub names: Vec<String>,
+    pub params: Vec<Tensor>,
+    pub m: Vec<Tensor>,
+    pub v: Vec<Tensor>,
+    pub t: u64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl AdamW {
+    pub fn new(named: Vec<(String, Tensor)>) -> Self {
+        let (names, params): (Vec<_>, Vec<_>) = named.into_iter().unzip();
+        let m = params.iter().map(|p| p.zeros_like()).collect();
+        let v = params.iter().map(|p| p.zeros_like()).collect();
+        AdamW { names, params, m, v, t: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+    }
+
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    /// Global gradient norm.
+    pub fn grad_norm(&self) -> f64 {
+        let _g = tch::no_grad_guard();
+        let mut s = 0.0;
+        for p in &self.params {
+            let g = p.grad();
+            if g.defined() {
+                s += g.square().sum(Kind::Double).double_value(&[]);
+            }
+        }
+        s.sqrt()
+    }
+
+    /// One update with learning rate `lr`; gradients scaled by `gscale` (clipping, accumulation).
+    pub fn step(&mut self, lr: f64, weight_decay: f64, gscale: f64) {
+        let _g = tch::no_grad_guard();
+        self.t += 1;
+        let (b1, b2) = (self.beta1, self.beta2);
+        let bc1 = 1.0 - b1.powi(self.t as i32);
+        let bc2 = 1.0 - b2.powi(self.t as i32);
+        for i in 0..self.params.len() {
+            let p = &mut self.params[i];
+            let g = p.grad();
+            if !g.defined() {
+                continue;
+            }
+            let g = g * gscale;
+            self.m[i] = &self.m[i] * b1 + &g * (1.0 - b1);
+            self.v[i] = &self.v[i] * b2 + g.square() * (1.0 - b2);
+            let upd = (&self.m[i] / bc1) / ((&self.v[i] / bc2).sqrt() + self.eps);
+            let upd = if p.dim() >= 2 && weight_decay > 0.0 { upd + &*p * weight_decay } else { upd };
+            let _ = p.f_sub_(&(upd * lr));
+        }
+    }
+}
+
+/// Warm-up (linear from `lr/warmup`) then cosine down to `lr × min_frac` at `steps`.
+pub fn lr_at(step: u64, t: &TrainSection) -> f64 {
+    if step <= t.warmup && t.warmup > 0 {
+        return t.lr * step as f64 / t.warmup as f64;
+    }
+    let span = t.steps.saturating_sub(t.warmup).max(1) as f64;
+    let x = ((step.saturating_sub(t.warmup)) as f64 / span).clamp(0.0, 1.0);
+    let min = t.lr * t.min_lr_frac;
+    min + 0.5 * (t.lr - min) * (1.0 + (std::f64::consts::PI * x).cos())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+/// What a run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainSummary {
+    pub first_step: u64,
+    pub last_step: u64,
+    /// (step, total loss) of every step run here.
+    pub losses: Vec<(u64, f64)>,
+    pub samples_per_sec: f64,
+    pub secs: f64,
+    pub last_validation: Option<Validation>,
+}
+
+/// Validation on held-out clicks (deepest point of each class, three planes, no augmentation).
+#[derive(Clone, Debug, Serialize)]
+pub struct Validation {
+    pub clicks: usize,
+    /// Dice of the 2D head's mask (threshold 0) against the slice's true mask.
+    pub dice_2d: f64,
+    /// Dice of the SDF's inside (< 0) against the true inside on the `G³` grid, the 3D stage
+    /// conditioned on the true 2D mask.
+    pub dice_3d_grid: f64,
+}
+
+/// Builds the model and the trainable parameter list (names prefixed `base/` or `lora/`).
+/// The random initialisation is seeded with `train.seed`; on resume the frozen base comes from
+/// `DIR/model.safetensors` (the trainable tensors then from the state).
+fn build_model(cfg: &TrainConfig, device: Device, resume_base: Option<&Path>) -> Result<(Model, Vec<(String, Tensor)>), TrainError> {
+    tch::manual_seed(cfg.train.seed as i64);
+    let mut model = match (resume_base, &cfg.model.base_checkpoint) {
+        (Some(p), _) => Model::from_checkpoint(p, device)?,
+        (None, Some(p)) => Model::from_checkpoint(p, device)?,
+        (None, None) => Model::new(cfg.model_config()?, device),
+    };
+    let mut named = Vec::new();
+    match cfg.lora.as_ref().filter(|l| l.enabled) {
+        Some(l) => {
+            model.attach_lora(&l.config)?;
+            if let Some(vs) = model.adapter_vs() {
+                let mut a: Vec<_> = vs.variables().into_iter().collect();
+                a.sort_by(|x, y| x.0.cmp(&y.0));
+                named.extend(a.into_iter().map(|(n, t)| (format!("lora/{n}"), t)));
+            }
+            let mut heads: Vec<_> =
+                model.base_vs().variables().into_iter().filter(|(n, _)| n.starts_with("mask_head.") || n.starts_with("decoder.")).collect();
+            heads.sort_by(|x, y| x.0.cmp(&y.0));
+            for (n, mut t) in heads {
+                t = t.set_requires_grad(true);
+                named.push((format!("base/{n}"), t));
+            }
+        }
+        None => {
+            let mut a: Vec<_> = model.base_vs().variables().into_iter().collect();
+            a.sort_by(|x, y| x.0.cmp(&y.0));
+            named.extend(a.into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| (format!("base/{n}"), t)));
+        }
+    }
+    Ok((model, named))
+}
+
+fn save_state(out: &Path, opt: &AdamW, step: u64, cfg: &TrainConfig) -> Result<(), TrainError> {
+    let mut map = HashMap::new();
+    for (i, n) in opt.names.iter().enumerate() {
+        map.insert(format!("param/{n}"), opt.params[i].shallow_clone());
+        map.insert(format!("adam_m/{n}"), opt.m[i].shallow_clone());
+        map.insert(format!("adam_v/{n}"), opt.v[i].shallow_clone());
+    }
+    let meta = HashMap::from([
+        ("format".to_string(), "sam3d-studio/train-state/1".to_string()),
+        ("step".to_string(), step.to_string()),
+        ("adam_t".to_string(), opt.t.to_string()),
+        ("seed".to_string(), cfg.train.seed.to_string()),
+        ("train_config".to_string(), serde_json::to_string(cfg).unwrap_or_default()),
+    ]);
+    checkpoint::write(&out.join("state.safetensors"), &map, meta)?;
+    Ok(())
+}
+
+fn load_state(out: &Path, opt: &mut AdamW) -> Result<u64, TrainError> {
+    let path = out.join("state.safetensors");
+    let f = StFile::read(&path)?;
+    let step: u64 = f.metadata.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| ferr(&path, "no step in its metadata"))?;
+    opt.t = f.metadata.get("adam_t").and_then(|s| s.parse().ok()).unwrap_or(step);
+    let _g = tch::no_grad_guard();
+    for i in 0..opt.names.len() {
+        let n = &opt.names[i];
+        let p = f.tensor(&format!("param/{n}"))?;
+        let m = f.tensor(&format!("adam_m/{n}"))?;
+        let v = f.tensor(&format!("adam_v/{n}"))?;
+        if p.size() != opt.params[i].size() {
+            return Err(ferr(&path, format!("{n}: shape {:?} in the state, {:?} in the model (config changed?)", p.size(), opt.params[i].size())));
+        }
+        let dev = opt.params[i].device();
+        opt.params[i].copy_(&p.to_device(dev));
+        opt.m[i] = m.to_device(dev);
+        opt.v[i] = v.to_device(dev);
+    }
+    Ok(step)
+}
+
+fn save_outputs(out: &Path, model: &mut Model) -> Result<(), TrainError> {
+    model.save_weights(&out.join("model.safetensors"))?;
+    if model.adapter_vs().is_some() {
+        model.save_adapter(&out.join("adapter.safetensors"))?;
+    }
+    Ok(())
+}
+
+/// Validation samples: each class's deepest point, three planes, no augmentation.
+pub fn validation_samples(cases: &[TrainCase], p: &ClickParams) -> Vec<TrainSample> {
+    let mut out = Vec::new();
+    for case in cases {
+        for c in 0..case.classes.len() {
+            let Some(click) = case.deepest_click(c) else { continue };
+            for plane in [ViewPlane::Axial, ViewPlane::Coronal, ViewPlane::Sagittal] {
+                if let Ok(s) = make_sample(case, c, click, plane, &Similarity::identity(click), (1.0, 0.0), p) {
+                    out.push(s);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn validate(model: &Model, samples: &[TrainSample], device: Device) -> Validation {
+    let _g = tch::no_grad_guard();
+    let (mut d2, mut d3, mut n) = (0.0, 0.0, 0usize);
+    for chunk in samples.chunks(8) {
+        let b = Batch { samples: chunk.to_vec() };
+        let (x2, x3, mask_t, sdf_t) = to_tensors(&b, device);
+        let logits = model.forward_mask(&x2, false);
+        let out = model.forward_t(&x3, false);
+        let dice = |pred: &Tensor, gt: &Tensor| -> Vec<f64> {
+            let dims: &[i64] = &[1, 2, 3, 4][..(pred.dim() - 1)];
+            let inter = (pred * gt).sum_dim_intlist(dims, false, Kind::Double);
+            let s = pred.sum_dim_intlist(dims, false, Kind::Double) + gt.sum_dim_intlist(dims, false, Kind::Double);
+            let d = (inter * 2.0 + 1e-9) / (s + 1e-9);
+            Vec::<f64>::try_from(&d).unwrap_or_default()
+        };
+        let p2 = logits.gt(0.0).to_kind(Kind::Float);
+        let p3 = out.sdf.narrow(1, 0, 1).lt(0.0).to_kind(Kind::Float);
+        let g3 = sdf_t.lt(0.0).to_kind(Kind::Float);
+        d2 += dice(&p2, &mask_t).iter().sum::<f64>();
+        d3 += dice(&p3, &g3).iter().sum::<f64>();
+        n += chunk.len();
+    }
+    let k = n.max(1) as f64;
+    Validation { clicks: n, dice_2d: d2 / k, dice_3d_grid: d3 / k }
+}
+
+fn append_log(path: &Path, v: &serde_json::Value) -> Result<(), TrainError> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| ferr(path, format!("cannot open: {e}")))?;
+    writeln!(f, "{v}").map_err(|e| ferr(path, format!("cannot write: {e}")))
+}
+
+/// Keeps only the log lines of steps ≤ `step` (a resumed run rewrites what followed).
+fn truncate_log(path: &Path, step: u64) -> Result<(), TrainError> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v.get("step").and_then(|s| s.as_u64())).is_some_and(|s| s <= step))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    crate::volume::atomic_write(path, |w| w.write_all(kept.as_bytes()))?;
+    Ok(())
+}
+
+/// Runs (or resumes) training into `out`. `progress`: called after each step with (done, total).
+pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64, u64)) -> Result<TrainSummary, TrainError> {
+    let device = crate::model::parse_device(&cfg.model.device).map_err(|e| TrainError::Config { field: "model.device".into(), problem: e })?;
+    if let Some(n) = cfg.train.threads {
+        tch::set_num_threads(n);
+    }
+    std::fs::create_dir_all(out).map_err(|e| ferr(out, format!("cannot create directory: {e}")))?;
+    let (cases, val_cases) = load_cases(cfg)?;
+    let resume_base = out.join("model.safetensors");
+    let (mut model, named) = build_model(cfg, device, (resume && resume_base.exists()).then_some(resume_base.as_path()))?;
+    let mcfg = model.config().clone();
+    let p = mcfg.click_params();
+    let grid = mcfg.output.grid;
+    let mut opt = AdamW::new(named);
+    let log_path = out.join("log.jsonl");
+    let start = if resume {
+        let s = load_state(out, &mut opt)?;
+        truncate_log(&log_path, s)?;
+        s
+    } else {
+        let _ = std::fs::remove_file(&log_path);
+        0
+    };
+    let val_samples = validation_samples(if val_cases.is_empty() { &cases } else { &val_cases }, &p);
+    let t = &cfg.train;
+    let total = t.steps;
+    let accum = t.accum as u64;
+
+    // Prefetch thread: micro-batches in order, bounded channel.
+    let (tx, rx) = crossbeam_channel::bounded::<Result<Batch, String>>(t.prefetch.max(1));
+    let cases = Arc::new(cases);
+    let producer = {
+        let cases = cases.clone();
+        let cfg = cfg.clone();
+        let stop_at = cfg.debug.stop_after.unwrap_or(total).min(total);
+        std::thread::Builder::new()
+            .name("train-samples".into())
+            .spawn(move || {
+                for mb in start * accum..stop_at * accum {
+                    if tx.send(micro_batch(&cases, &cfg, &p, mb)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| TrainError::Loader(e.to_string()))?
+    };
+
+    let t0 = Instant::now();
+    let mut losses = Vec::new();
+    let mut last_val = None;
+    let mut samples = 0u64;
+    let mut result = Ok(());
+    let last = cfg.debug.stop_after.unwrap_or(total).min(total);
+    for step in start + 1..=last {
+        let ts = Instant::now();
+        tch::manual_seed((t.seed.wrapping_mul(1_000_003).wrapping_add(step)) as i64);
+        let lr = lr_at(step, t);
+        let phase1 = step <= t.curriculum_step;
+        let boost = if phase1 { cfg.loss.curriculum_2d_boost } else { 1.0 };
+        let w = [cfg.loss.mask_bce * boost, cfg.loss.mask_dice * boost, cfg.loss.occupancy, cfg.loss.sdf_l1];
+        opt.zero_grad();
+        let mut sums = [0.0f64; 4];
+        let mut failed = None;
+        for _ in 0..accum {
+            let batch = match rx.recv() {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    failed = Some(TrainError::Loader(e));
+                    break;
+                }
+                Err(e) => {
+                    failed = Some(TrainError::Loader(e.to_string()));
+                    break;
+                }
+            };
+            samples += batch.samples.len() as u64;
+            let (x2, x3, mask_t, sdf_t) = to_tensors(&batch, device);
+            let logits = model.forward_mask(&x2, true);
+            let outp = model.forward_t(&x3, true);
+            let mut terms = loss_terms(&logits, &mask_t, &outp.sdf, &sdf_t, grid, phase1, cfg.loss.sdf_trunc);
+            if cfg.debug.nan_at_step == Some(step) {
+                terms[3] = &terms[3] * f64::NAN;
+            }
+            let mut total_t = Tensor::zeros([], (Kind::Float, device));
+            for (k, term) in terms.iter().enumerate() {
+                let v = term.double_value(&[]);
+                if !v.is_finite() {
+                    failed = Some(TrainError::NonFinite { step, term: TERMS[k].into(), value: v });
+                    break;
+                }
+                sums[k] += v / accum as f64;
+                total_t = total_t + term * (w[k] / accum as f64);
+            }
+            if failed.is_some() {
+                break;
+            }
+            total_t.backward();
+        }
+        if let Some(e) = failed {
+            result = Err(e);
+            break;
+        }
+        let gnorm = opt.grad_norm();
+        if !gnorm.is_finite() {
+            result = Err(TrainError::NonFinite { step, term: "gradient norm".into(), value: gnorm });
+            break;
+        }
+        let gscale = if t.clip > 0.0 && gnorm > t.clip { t.clip / gnorm } else { 1.0 };
+        opt.step(lr, t.weight_decay, gscale);
+        let loss: f64 = sums.iter().zip(w.iter()).map(|(s, w)| s * w).sum();
+        losses.push((step, loss));
+        let mut line = serde_json::json!({
+            "step": step, "loss": loss, "lr": lr, "secs": ts.elapsed().as_secs_f64(),
+            "grad_norm": gnorm, "phase": if phase1 { "2d+coarse3d" } else { "dense3d" },
+        });
+        for (k, name) in TERMS.iter().enumerate() {
+            line[*name] = serde_json::json!(sums[k]);
+        }
+        append_log(&log_path, &line)?;
+        let do_val = (t.val_every > 0 && step % t.val_every == 0) || step == total;
+        if do_val && !val_samples.is_empty() {
+            let v = validate(&model, &val_samples, device);
+            append_log(&log_path, &serde_json::json!({"step": step, "validation": &v}))?;
+            last_val = Some(v);
+        }
+        let do_ckpt = (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == last;
+        if do_ckpt {
+            save_state(out, &opt, step, cfg)?;
+            save_outputs(out, &mut model)?;
+        }
+        progress(step, total);
+    }
+    drop(rx);
+    let _ = producer.join();
+    result?;
+    let secs = t0.elapsed().as_secs_f64();
+    Ok(TrainSummary {
+        first_step: start + 1,
+        last_step: losses.last().map(|l| l.0).unwrap_or(start),
+        losses,
+        samples_per_sec: samples as f64 / secs.max(1e-9),
+        secs,
+        last_validation: last_val,
+    })
+}

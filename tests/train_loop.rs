@@ -1,0 +1,127 @@
+//! Training loop: the tiny model overfits a handful of samples, stop + resume reproduces the
+//! uninterrupted run, an injected NaN stops training with a message naming step and term.
+
+use sam3d_studio::engine::train::{TrainConfig, TrainError, train, write_phantoms};
+use sam3d_studio::volume::Modality;
+use std::path::Path;
+
+/// libtorch's random generator is global to the process: runs that must be reproducible
+/// (seeded initialisation) may not interleave with other tests' runs.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn config(data: &Path, extra_train: &str, extra: &str) -> TrainConfig {
+    let text = format!(
+        r#"
+[model]
+preset = "tiny"
+[data]
+dirs = ["{}"]
+val_cases = 1
+[train]
+batch = 4
+lr = 3e-3
+warmup = 2
+threads = 1
+seed = 3
+{extra_train}
+[augment]
+rotate_deg = 10.0
+scale = 0.1
+{extra}
+"#,
+        data.display()
+    );
+    TrainConfig::from_toml_str(&text, "test.toml", Path::new(".")).expect("config")
+}
+
+fn data_dir(tmp: &Path) -> std::path::PathBuf {
+    let d = tmp.join("data");
+    write_phantoms(&d, 2, 11, Modality::Ct).expect("phantoms");
+    d
+}
+
+#[test]
+fn tiny_model_overfits_a_handful_of_samples() {
+    let _guard = lock();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = data_dir(tmp.path());
+    let cfg = config(&data, "steps = 120\nfixed_samples = 4\nweight_decay = 0.0\nmin_lr_frac = 0.3", "");
+    let s = train(&cfg, &tmp.path().join("run"), false, &|_, _| {}).expect("train");
+    assert_eq!(s.losses.len(), 120);
+    let first = s.losses[0].1;
+    let last = s.losses.iter().rev().take(5).map(|l| l.1).sum::<f64>() / 5.0;
+    assert!(first.is_finite() && last < 0.35 * first, "loss {first} → {last}: did not fall by most of its value");
+    // Outputs written.
+    for f in ["state.safetensors", "model.safetensors", "log.jsonl"] {
+        assert!(tmp.path().join("run").join(f).exists(), "{f}");
+    }
+    let log = std::fs::read_to_string(tmp.path().join("run/log.jsonl")).expect("log");
+    let steps: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).expect("json line")).filter(|v: &serde_json::Value| v.get("loss").is_some()).collect();
+    assert_eq!(steps.len(), 120);
+    for k in ["step", "loss", "mask_bce", "mask_dice", "occupancy", "sdf_l1", "lr", "secs"] {
+        assert!(steps[0].get(k).is_some(), "log line lacks {k}");
+    }
+    assert!(log.contains("\"validation\""), "no validation line");
+}
+
+#[test]
+fn stop_and_resume_matches_an_uninterrupted_run() {
+    let _guard = lock();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = data_dir(tmp.path());
+    let lora = "[lora]\nenabled = true\nrank = 2\nalpha = 4.0\ntargets = [\"to_qkv\", \"to_out\"]";
+    let full = config(&data, "steps = 6\ncurriculum_step = 2", lora);
+    let a = train(&full, &tmp.path().join("a"), false, &|_, _| {}).expect("uninterrupted");
+    let mut stopped = full.clone();
+    stopped.debug.stop_after = Some(3);
+    let b1 = train(&stopped, &tmp.path().join("b"), false, &|_, _| {}).expect("first half");
+    assert_eq!(b1.last_step, 3);
+    assert!(tmp.path().join("b/adapter.safetensors").exists());
+    let b2 = train(&full, &tmp.path().join("b"), true, &|_, _| {}).expect("resumed");
+    assert_eq!(b2.first_step, 4);
+    for (x, y) in a.losses[3..].iter().zip(&b2.losses) {
+        assert_eq!(x.0, y.0);
+        assert!((x.1 - y.1).abs() <= 1e-4 * x.1.abs().max(1.0), "step {}: {} uninterrupted vs {} resumed; {:?} {:?} {:?}", x.0, x.1, y.1, a.losses, b1.losses, b2.losses);
+    }
+    for (x, y) in a.losses[..3].iter().zip(&b1.losses) {
+        assert!((x.1 - y.1).abs() <= 1e-5 * x.1.abs().max(1.0), "step {} differs before the stop", x.0);
+    }
+    // The resumed log holds each step once.
+    let log = std::fs::read_to_string(tmp.path().join("b/log.jsonl")).expect("log");
+    let n = log.lines().filter(|l| l.contains("\"loss\"")).count();
+    assert_eq!(n, 6);
+}
+
+#[test]
+fn injected_nan_stops_with_the_step_and_term() {
+    let _guard = lock();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = data_dir(tmp.path());
+    let cfg = config(&data, "steps = 5", "[debug]\nnan_at_step = 2");
+    let e = train(&cfg, &tmp.path().join("run"), false, &|_, _| {}).expect_err("NaN must stop training");
+    assert!(matches!(e, TrainError::NonFinite { step: 2, .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("step 2") && msg.contains("sdf_l1"), "{msg}");
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let e = TrainConfig::from_toml_str("[model]\npreset='tiny'\n[data]\ndirs=['x']\n[train]\nsteps=0", "c.toml", Path::new(".")).expect_err("steps 0");
+    assert!(e.to_string().starts_with("train.steps"), "{e}");
+    let e = TrainConfig::from_toml_str("[model]\npreset='tiny'\n[data]\ndirs=['x']\n[train]\nstepz=3", "c.toml", Path::new(".")).expect_err("typo");
+    assert!(e.to_string().contains("stepz"), "{e}");
+}
+
+#[test]
+fn smoke_config_is_valid_and_uses_lora() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/smoke.toml");
+    let c = TrainConfig::load(&path).expect("configs/smoke.toml");
+    assert_eq!(c.model.preset.as_deref(), Some("tiny"));
+    assert!(c.lora.as_ref().is_some_and(|l| l.enabled));
+    assert!(c.data.phantoms.is_some());
+}
