@@ -404,6 +404,7 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
             cmds.push(AppCommand::SetClickTool(armed));
         }
         let method = app.click_method;
+        let method_label = ui.label("by");
         egui::ComboBox::from_id_salt("click_method").selected_text(method.name()).show_ui(ui, |ui| {
             if ui.selectable_label(method == ClickMethod::RegionGrowing, ClickMethod::RegionGrowing.name()).clicked() {
                 cmds.push(AppCommand::SetClickMethod(ClickMethod::RegionGrowing));
@@ -411,7 +412,9 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
             ui.add_enabled(false, egui::Button::selectable(method == ClickMethod::Model, ClickMethod::Model.name())).on_disabled_hover_text(
                 "No SAM3D weights loaded. Train weights with `sam3d-studio train` (or fetch a checkpoint) and run `sam3d-studio infer --weights …`; loading weights in the viewer is not wired yet.",
             );
-        });
+        })
+        .response
+        .labelled_by(method_label.id);
         let next = app.next_label_id();
         let target = app.rt.click.target;
         let names: Vec<(u16, String)> = app
@@ -425,7 +428,7 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
             None => format!("new label {next}"),
             Some(id) => names.iter().find(|n| n.0 == id).map_or_else(|| format!("label {id}"), |n| n.1.clone()),
         };
-        ui.label("as");
+        let as_label = ui.label("as");
         egui::ComboBox::from_id_salt("click_target").selected_text(shown).show_ui(ui, |ui| {
             if ui.selectable_label(target.is_none(), format!("new label {next}")).clicked() {
                 cmds.push(AppCommand::SetClickTarget(None));
@@ -435,7 +438,9 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
                     cmds.push(AppCommand::SetClickTarget(Some(*id)));
                 }
             }
-        });
+        })
+        .response
+        .labelled_by(as_label.id);
         ui.separator();
         let has_candidate = app.rt.click.candidate.is_some();
         if ui.add_enabled(has_candidate, egui::Button::new("Accept")).on_hover_text("Write the result into the label map (Enter)").clicked() {
