@@ -5,6 +5,7 @@
 //! callback after each event it sends. A job that fails or panics becomes [`Event::Failed`];
 //! the worker carries on. Cancellation is a shared atomic the worker checks between stages.
 
+pub mod serve;
 pub mod session;
 
 pub use session::{EngineError, Hooks, InferRequest, InferResult, MESH_AVAILABLE, NO_WEIGHTS_HELP, NoHooks, Session, Stage, Timings, mesh_of_mask};
