@@ -33,6 +33,8 @@ pub enum DialogKind {
     OpenVolume,
     OpenLabels,
     SaveLabels,
+    LoadWeights,
+    LoadAdapter,
 }
 
 /// What a recent-files entry is.
@@ -107,6 +109,10 @@ pub enum AppCommand {
     AcceptCandidate,
     /// Drop the candidate.
     RejectCandidate,
+    /// Load SAM3D weights in the engine process (started if needed).
+    LoadWeights(PathBuf),
+    /// Load a LoRA adapter onto the loaded weights.
+    LoadAdapter(PathBuf),
     /// Undo the last accepted result.
     Undo,
     /// Redo the last undone result.

@@ -13,6 +13,7 @@ mod command;
 pub mod labels;
 pub mod loader;
 mod panels;
+pub mod remote;
 pub mod slice_image;
 mod slice_view;
 pub mod three_d;
@@ -183,6 +184,18 @@ pub struct Runtime {
     /// Bumped for each newly loaded label map (the mesher's cache key).
     map_generation: u64,
     pub click: ClickTool,
+    /// The `sam3d-studio-engine serve` process, started when weights are first loaded.
+    remote: Option<remote::RemoteEngine>,
+    /// The loaded model and adapter, as the engine reported them.
+    pub model: Option<String>,
+    pub adapter: Option<String>,
+    /// The scene generation whose volume the engine has.
+    remote_volume: Option<u64>,
+    /// The stage the engine reported for the running click.
+    pub click_stage: Option<(String, f32)>,
+    /// Path fields of the Model menu (fallback when there is no file dialog).
+    pub weights_text: String,
+    pub adapter_text: String,
 }
 
 /// State of the "3D from click" tool.
@@ -234,6 +247,13 @@ impl Default for Runtime {
             mesh_busy: false,
             map_generation: 0,
             click: ClickTool::default(),
+            remote: None,
+            model: None,
+            adapter: None,
+            remote_volume: None,
+            click_stage: None,
+            weights_text: String::new(),
+            adapter_text: String::new(),
         }
     }
 }
@@ -281,6 +301,8 @@ impl Default for App {
 }
 
 const MAX_RECENT: usize = 10;
+/// What to do when the model is asked for but no weights are loaded.
+pub const NO_MODEL_HELP: &str = "no SAM3D weights are loaded. Model > Load weights… (a checkpoint from `sam3d-studio train`, or a published one); until then use \"Region growing (no weights)\".";
 /// Largest label id "3D from click" hands out (the 3D view uses `u16::MAX` for the candidate).
 const CANDIDATE_LIMIT: u16 = u16::MAX - 1;
 
@@ -330,7 +352,7 @@ impl App {
             Ok(m) => app.rt.mesher = Some(m),
             Err(e) => app.error(format!("could not start the mesher thread: {e}")),
         }
-        // The weights-free method is the only one until the engine path is wired.
+        // No weights are loaded at start: the weights-free method until the user loads some.
         app.click_method = ClickMethod::RegionGrowing;
         match startup.device {
             Some(d) => app.rt.device = d,
@@ -419,6 +441,7 @@ impl App {
             self.send(c);
         }
         self.drain_mesher();
+        self.drain_remote();
         self.drain_click();
         let events: Vec<LoadEvent> = match &self.rt.loader {
             Some(l) => l.events.try_iter().take(64).collect(),
@@ -613,6 +636,16 @@ impl App {
                     self.request_meshes(Some(Vec::new()));
                 }
             }
+            AppCommand::LoadWeights(path) => {
+                self.remote_send(serde_json::json!({"cmd": "load_weights", "path": path}), ctx);
+            }
+            AppCommand::LoadAdapter(path) => {
+                if self.rt.model.is_none() {
+                    self.error("Load weights before an adapter: an adapter sits on a model's weights".into());
+                } else {
+                    self.remote_send(serde_json::json!({"cmd": "load_adapter", "path": path}), ctx);
+                }
+            }
             AppCommand::Undo => self.undo_redo(true),
             AppCommand::Redo => self.undo_redo(false),
         }
@@ -718,9 +751,127 @@ impl App {
                     Err(e) => self.error(e),
                 }
             }
-            ClickMethod::Model => self.error(
-                "3D from click: the SAM3D model runs in the sam3d-studio-engine process, which this build of the viewer does not drive yet; use region growing, or `sam3d-studio infer` on the command line".into(),
-            ),
+            ClickMethod::Model => {
+                if self.rt.model.is_none() {
+                    self.error(format!("3D from click: {NO_MODEL_HELP}"));
+                    return;
+                }
+                let (generation, path) = (scene.generation, scene.path.clone());
+                if self.rt.remote_volume != Some(generation) {
+                    self.remote_send(serde_json::json!({"cmd": "set_volume", "path": path}), ctx);
+                    self.rt.remote_volume = Some(generation);
+                }
+                self.rt.click.next_job += 1;
+                let job = self.rt.click.next_job;
+                let plane = serde_json::to_value(self.rt.active_view).unwrap_or_default();
+                if self.remote_send(serde_json::json!({"cmd": "infer", "job": job, "click": [ras.x(), ras.y(), ras.z()], "plane": plane}), ctx) {
+                    self.rt.click.running = Some((job, ras, std::time::Instant::now()));
+                    self.rt.click_stage = Some(("queued".into(), 0.0));
+                }
+            }
+        }
+    }
+
+    /// Sends a request to the engine process, starting it if needed; false (with a message
+    /// shown) when that is impossible.
+    fn remote_send(&mut self, req: serde_json::Value, ctx: &egui::Context) -> bool {
+        if self.rt.remote.is_none() {
+            let Some(bin) = engine_binary() else {
+                self.error("sam3d-studio-engine was not found beside this program; the model cannot run".into());
+                return false;
+            };
+            let ctx = ctx.clone();
+            match remote::RemoteEngine::spawn(&bin, move || ctx.request_repaint()) {
+                Ok(r) => {
+                    self.rt.remote = Some(r);
+                    self.rt.remote_volume = None;
+                }
+                Err(e) => {
+                    self.error(e);
+                    return false;
+                }
+            }
+        }
+        let sent = self.rt.remote.as_mut().map_or(Err("the engine is not running".to_string()), |r| r.send(req));
+        match sent {
+            Ok(()) => true,
+            Err(e) => {
+                self.error(e);
+                self.rt.remote = None;
+                false
+            }
+        }
+    }
+
+    fn drain_remote(&mut self) {
+        let events: Vec<remote::RemoteEvent> = match &self.rt.remote {
+            Some(r) => r.events.try_iter().take(64).collect(),
+            None => return,
+        };
+        use remote::RemoteEvent as R;
+        for ev in events {
+            let running = self.rt.click.running.map(|r| r.0);
+            match ev {
+                R::Ready { device } => self.rt.device = device,
+                R::ModelLoaded { info } => {
+                    let d = remote::describe_model(&info);
+                    self.rt.model = Some(d.clone());
+                    self.rt.adapter = remote::describe_adapter(&info);
+                    self.notice(format!("Model loaded: {d}"));
+                }
+                R::AdapterLoaded { info } => {
+                    self.rt.adapter = remote::describe_adapter(&info);
+                    self.notice(format!("Adapter loaded: {}", self.rt.adapter.clone().unwrap_or_default()));
+                }
+                R::VolumeReady { secs } => log::info!("engine: volume prepared in {secs:.2} s"),
+                R::Progress { job, stage, fraction } if Some(job) == running => self.rt.click_stage = Some((stage, fraction)),
+                R::Progress { .. } | R::Cancelled { .. } => {}
+                R::Result { job, mask_path, voxel_count, ml, timings } if Some(job) == running => {
+                    let Some(scene) = &self.rt.scene else { continue };
+                    let (volume, tx, click) = (scene.volume.clone(), self.rt.click.tx.clone(), self.rt.click.running.map(|r| r.1));
+                    let millis = timings.get("total_secs").and_then(|v| v.as_f64()).unwrap_or(0.0) * 1000.0;
+                    // Reading the mask file is file I/O: never on the UI thread.
+                    let spawned = std::thread::Builder::new().name("sam3d-read-result".into()).spawn(move || {
+                        let ev = match crate::volume::LabelMap::load(&mask_path) {
+                            Ok(m) if m.data.shape() == volume.data.shape() => ClickEvent::Done(Box::new(Candidate {
+                                job,
+                                click: click.unwrap_or(RasMm::new(0.0, 0.0, 0.0)),
+                                mask: Arc::new(m.data.mapv(|x| x != 0)),
+                                voxels: voxel_count,
+                                ml,
+                                method: ClickMethod::Model,
+                                millis,
+                            })),
+                            Ok(_) => ClickEvent::Failed { job, message: format!("{}: the model's mask is not on the volume's grid", mask_path.display()) },
+                            Err(e) => ClickEvent::Failed { job, message: e.to_string() },
+                        };
+                        let _ = tx.send(ev);
+                    });
+                    if let Err(e) = spawned {
+                        self.rt.click.running = None;
+                        self.error(format!("could not read the model's result: {e}"));
+                    }
+                }
+                R::Result { .. } => {}
+                R::Failed { job, message } => {
+                    if job.is_some() && job == running {
+                        self.rt.click.running = None;
+                    }
+                    self.error(format!("Model: {message}"));
+                }
+                R::Exited(why) => {
+                    self.error(format!("The model engine stopped: {why}"));
+                    self.rt.remote = None;
+                    self.rt.model = None;
+                    self.rt.adapter = None;
+                    if self.click_method == ClickMethod::Model {
+                        self.rt.click.running = None;
+                    }
+                }
+            }
+        }
+        if self.rt.click.running.is_none() {
+            self.rt.click_stage = None;
         }
     }
 
@@ -797,6 +948,8 @@ impl App {
                 DialogKind::OpenVolume => d.set_title("Open volume").pick_file().map(|path| AppCommand::OpenVolume { path, labels: None }),
                 DialogKind::OpenLabels => d.set_title("Open label map").pick_file().map(AppCommand::OpenLabels),
                 DialogKind::SaveLabels => d.set_title("Save label map").set_file_name("labels.nii.gz").save_file().map(AppCommand::SaveLabels),
+                DialogKind::LoadWeights => rfd::FileDialog::new().add_filter("weights", &["safetensors", "pt", "ot"]).set_title("Load SAM3D weights").pick_file().map(AppCommand::LoadWeights),
+                DialogKind::LoadAdapter => rfd::FileDialog::new().add_filter("adapter", &["safetensors", "pt", "ot"]).set_title("Load LoRA adapter").pick_file().map(AppCommand::LoadAdapter),
             };
             let cmd = cmd.unwrap_or_else(|| {
                 AppCommand::Notice(

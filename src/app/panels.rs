@@ -92,6 +92,36 @@ pub fn menu_ui(app: &mut App, ui: &mut egui::Ui) {
                 cmds.push(AppCommand::ResetViews);
             }
         });
+        ui.menu_button("Model", |ui| {
+            if ui.button("Load weights…").clicked() {
+                cmds.push(AppCommand::ShowDialog(DialogKind::LoadWeights));
+            }
+            let has_model = app.rt.model.is_some();
+            if ui.add_enabled(has_model, egui::Button::new("Load adapter…")).clicked() {
+                cmds.push(AppCommand::ShowDialog(DialogKind::LoadAdapter));
+            }
+            ui.separator();
+            ui.label(RichText::new("Or type a path").weak());
+            ui.horizontal(|ui| {
+                let l = ui.label("weights");
+                ui.add(egui::TextEdit::singleline(&mut app.rt.weights_text).desired_width(260.0)).labelled_by(l.id);
+                if ui.add_enabled(!app.rt.weights_text.trim().is_empty(), egui::Button::new("Load")).clicked() {
+                    cmds.push(AppCommand::LoadWeights(app.rt.weights_text.trim().into()));
+                }
+            });
+            ui.horizontal(|ui| {
+                let l = ui.label("adapter");
+                ui.add(egui::TextEdit::singleline(&mut app.rt.adapter_text).desired_width(260.0)).labelled_by(l.id);
+                if ui.add_enabled(has_model && !app.rt.adapter_text.trim().is_empty(), egui::Button::new("Load")).clicked() {
+                    cmds.push(AppCommand::LoadAdapter(app.rt.adapter_text.trim().into()));
+                }
+            });
+            ui.separator();
+            ui.label(match &app.rt.model {
+                Some(m) => format!("Loaded: {m}"),
+                None => "No weights loaded: \"3D from click\" uses region growing.".into(),
+            });
+        });
         ui.menu_button("Help", |ui| {
             ui.label(RichText::new("Mouse and keys in the slice views").strong());
             for (k, what) in SHORTCUTS {
@@ -156,8 +186,20 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             ui.label(RichText::new(format!("Compute: {}", app.rt.device)).size(12.0)).on_hover_text("Device the model will run on");
             ui.separator();
-            ui.label(RichText::new("Model: none (region growing only)").size(12.0))
-                .on_hover_text("No SAM3D weights are loaded in the viewer. Train or fetch weights and run `sam3d-studio infer`; the viewer's model path through the engine process is not wired yet.");
+            match &app.rt.model {
+                Some(m) => {
+                    let adapter = app.rt.adapter.as_deref().map_or_else(|| "no adapter".to_string(), |a| format!("adapter {a}"));
+                    ui.label(RichText::new(format!("Model: {m} · {adapter}")).size(12.0));
+                }
+                None => {
+                    ui.label(RichText::new("Model: none (region growing only)").size(12.0)).on_hover_text(super::NO_MODEL_HELP);
+                }
+            }
+            if let Some((stage, f)) = &app.rt.click_stage {
+                ui.separator();
+                ui.add(egui::ProgressBar::new(*f).desired_width(80.0).desired_height(12.0));
+                ui.label(RichText::new(format!("model: {stage}")).size(12.0));
+            }
             if let Some((job, _, t0)) = &app.rt.click.running {
                 ui.separator();
                 ui.label(RichText::new(format!("3D from click #{job}: {} … {:.1} s", app.click_method.name(), t0.elapsed().as_secs_f32())).size(12.0));
@@ -409,9 +451,11 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
             if ui.selectable_label(method == ClickMethod::RegionGrowing, ClickMethod::RegionGrowing.name()).clicked() {
                 cmds.push(AppCommand::SetClickMethod(ClickMethod::RegionGrowing));
             }
-            ui.add_enabled(false, egui::Button::selectable(method == ClickMethod::Model, ClickMethod::Model.name())).on_disabled_hover_text(
-                "No SAM3D weights loaded. Train weights with `sam3d-studio train` (or fetch a checkpoint) and run `sam3d-studio infer --weights …`; loading weights in the viewer is not wired yet.",
-            );
+            let has_model = app.rt.model.is_some();
+            let b = ui.add_enabled(has_model, egui::Button::selectable(method == ClickMethod::Model, ClickMethod::Model.name()));
+            if b.on_disabled_hover_text(format!("Disabled: {}", super::NO_MODEL_HELP)).clicked() {
+                cmds.push(AppCommand::SetClickMethod(ClickMethod::Model));
+            }
         })
         .response
         .labelled_by(method_label.id);
