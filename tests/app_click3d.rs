@@ -164,3 +164,51 @@ fn click_outside_the_volume_is_an_error_and_the_app_lives() {
     h.state_mut().send(AppCommand::Undo);
     h.run();
 }
+
+#[test]
+fn without_weights_the_model_method_is_refused_with_help() {
+    let mut h = harness();
+    assert!(h.state().rt.model.is_none());
+    h.state_mut().send(AppCommand::SetClickMethod(sam3d_studio::app::ClickMethod::Model));
+    let c = h.state().scene().expect("scene").crosshair;
+    h.state_mut().send(AppCommand::ClickAt(c));
+    wait_idle(&mut h);
+    assert!(h.state().messages().iter().any(|m| m.is_error && m.text.contains("Load weights")), "{:?}", h.state().messages());
+    assert!(h.state().rt.click.candidate.is_none());
+}
+
+/// The model path: weights loaded in the engine process (a tiny random checkpoint made here,
+/// not a trained model), one click, the mask comes back through a file onto the volume's grid.
+#[test]
+fn model_click_through_the_engine_process() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tch::manual_seed(3);
+    let weights = dir.path().join("tiny-random.safetensors");
+    sam3d_studio::model::Model::new(sam3d_studio::model::Config::tiny(), tch::Device::Cpu).save_weights(&weights).expect("save");
+    let mut h = harness();
+    h.state_mut().send(AppCommand::LoadWeights(weights));
+    let t0 = Instant::now();
+    while h.state().rt.model.is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no model loaded: {:?}", h.state().messages());
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
+    assert!(h.state().rt.model.as_deref().is_some_and(|m| m.contains("tiny")), "{:?}", h.state().rt.model);
+    h.state_mut().send(AppCommand::SetClickMethod(sam3d_studio::app::ClickMethod::Model));
+    let c = h.state().scene().expect("scene").crosshair;
+    h.state_mut().send(AppCommand::ClickAt(c));
+    h.step();
+    assert!(h.state().is_clicking());
+    wait_idle(&mut h);
+    let app = h.state();
+    // Random weights segment something or nothing; either way the job ends and says which.
+    match &app.rt.click.candidate {
+        Some(cand) => {
+            assert_eq!(cand.mask.shape(), app.scene().expect("scene").volume.data.shape());
+            assert_eq!(cand.voxels, cand.mask.iter().filter(|&&m| m).count());
+            assert_eq!(cand.method, sam3d_studio::app::ClickMethod::Model);
+        }
+        None => assert!(app.messages().iter().any(|m| m.text.contains("nothing was segmented")), "{:?}", app.messages()),
+    }
+    assert!(app.messages().iter().all(|m| !m.text.contains("engine stopped")), "{:?}", app.messages());
+}
