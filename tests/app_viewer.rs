@@ -30,11 +30,12 @@ fn harness(startup: Startup) -> Harness<'static, App> {
     h
 }
 
-/// Steps frames until the loader thread has finished everything it was asked to do.
+/// Steps frames until the loader thread (and the 3D view's mesher) has finished everything it
+/// was asked to do.
 fn wait_for_loader(h: &mut Harness<'static, App>) {
     let t0 = Instant::now();
     h.step();
-    while h.state().is_busy() {
+    while h.state().is_busy() || h.state().is_meshing() {
         assert!(t0.elapsed() < Duration::from_secs(60), "loader did not finish");
         std::thread::sleep(Duration::from_millis(5));
         h.step();

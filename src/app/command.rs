@@ -33,6 +33,8 @@ pub enum DialogKind {
     OpenVolume,
     OpenLabels,
     SaveLabels,
+    LoadWeights,
+    LoadAdapter,
 }
 
 /// What a recent-files entry is.
@@ -95,6 +97,26 @@ pub enum AppCommand {
     DismissMessage(usize),
     /// Forget the recent-files list.
     ClearRecent,
+    /// Arm or disarm the "3D from click" tool (armed: a plain click runs it).
+    SetClickTool(bool),
+    /// How "3D from click" segments.
+    SetClickMethod(super::ClickMethod),
+    /// Run "3D from click" at a RAS point (on a background thread).
+    ClickAt(RasMm),
+    /// Label written on Accept (`None`: a new label id).
+    SetClickTarget(Option<u16>),
+    /// Write the candidate into the label map (undoable).
+    AcceptCandidate,
+    /// Drop the candidate.
+    RejectCandidate,
+    /// Load SAM3D weights in the engine process (started if needed).
+    LoadWeights(PathBuf),
+    /// Load a LoRA adapter onto the loaded weights.
+    LoadAdapter(PathBuf),
+    /// Undo the last accepted result.
+    Undo,
+    /// Redo the last undone result.
+    Redo,
     /// Close the window.
     Quit,
 }

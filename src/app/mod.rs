@@ -8,17 +8,24 @@
 //! window (and log lines), never a crash.
 
 pub mod bench;
+pub mod click3d;
 mod command;
 pub mod labels;
 pub mod loader;
 mod panels;
+pub mod remote;
 pub mod slice_image;
 mod slice_view;
+pub mod three_d;
 
 pub use command::{AppCommand, DialogKind, FileKind, ViewCell};
+pub use click3d::{ClickMethod, Edit};
 pub use slice_image::OverlayMode;
 
 use crate::geometry::{DisplayConvention, RasMm, SliceGeometry, ViewPlane, VoxelFromRas, VoxelIjk};
+use crate::render::MeshViewState;
+use click3d::{Candidate, ClickEvent};
+use three_d::{MeshEvent, MeshRequest, Mesher};
 use crate::volume::intensity::{Preset, Window};
 use crate::volume::{LabelMap, Modality, OnGrid, Stats, Volume};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -169,6 +176,50 @@ pub struct Runtime {
     pub view_rects: [Option<egui::Rect>; 3],
     /// The window title should name a newly opened file.
     title_dirty: bool,
+    mesher: Option<Mesher>,
+    /// What the mesher is doing (per label), while it works.
+    pub mesh_progress: Option<(String, f32)>,
+    /// Mesh requests not yet answered.
+    mesh_busy: bool,
+    /// Bumped for each newly loaded label map (the mesher's cache key).
+    map_generation: u64,
+    pub click: ClickTool,
+    /// The `sam3d-studio-engine serve` process, started when weights are first loaded.
+    remote: Option<remote::RemoteEngine>,
+    /// The loaded model and adapter, as the engine reported them.
+    pub model: Option<String>,
+    pub adapter: Option<String>,
+    /// The scene generation whose volume the engine has.
+    remote_volume: Option<u64>,
+    /// The stage the engine reported for the running click.
+    pub click_stage: Option<(String, f32)>,
+    /// Path fields of the Model menu (fallback when there is no file dialog).
+    pub weights_text: String,
+    pub adapter_text: String,
+}
+
+/// State of the "3D from click" tool.
+pub struct ClickTool {
+    /// Armed: a plain left click runs the tool (Shift+click always does).
+    pub armed: bool,
+    /// The job running: id, click, start time.
+    pub running: Option<(u64, RasMm, std::time::Instant)>,
+    next_job: u64,
+    /// The result waiting for Accept / Reject.
+    pub candidate: Option<Candidate>,
+    /// Label to write on Accept (`None`: a new label id).
+    pub target: Option<u16>,
+    pub undo: Vec<Edit>,
+    pub redo: Vec<Edit>,
+    tx: Sender<ClickEvent>,
+    rx: Receiver<ClickEvent>,
+}
+
+impl Default for ClickTool {
+    fn default() -> Self {
+        let (tx, rx) = click3d::channel();
+        Self { armed: false, running: None, next_job: 0, candidate: None, target: None, undo: Vec::new(), redo: Vec::new(), tx, rx }
+    }
 }
 
 impl Default for Runtime {
@@ -191,6 +242,18 @@ impl Default for Runtime {
             device_rx: None,
             view_rects: [None; 3],
             title_dirty: false,
+            mesher: None,
+            mesh_progress: None,
+            mesh_busy: false,
+            map_generation: 0,
+            click: ClickTool::default(),
+            remote: None,
+            model: None,
+            adapter: None,
+            remote_volume: None,
+            click_stage: None,
+            weights_text: String::new(),
+            adapter_text: String::new(),
         }
     }
 }
@@ -213,6 +276,9 @@ pub struct App {
     pub smooth: bool,
     pub show_side_panel: bool,
     pub maximised: Option<ViewCell>,
+    /// The 3D view (camera and options persist).
+    pub mesh_view: MeshViewState,
+    pub click_method: ClickMethod,
     #[serde(skip)]
     pub rt: Runtime,
 }
@@ -227,12 +293,43 @@ impl Default for App {
             smooth: true,
             show_side_panel: true,
             maximised: None,
+            mesh_view: MeshViewState::default(),
+            click_method: ClickMethod::RegionGrowing,
             rt: Runtime::default(),
         }
     }
 }
 
 const MAX_RECENT: usize = 10;
+/// What to do when the model is asked for but no weights are loaded.
+pub const NO_MODEL_HELP: &str = "no SAM3D weights are loaded. Model > Load weights… (a checkpoint from `sam3d-studio train`, or a published one); until then use \"Region growing (no weights)\".";
+/// Largest label id "3D from click" hands out (the 3D view uses `u16::MAX` for the candidate).
+const CANDIDATE_LIMIT: u16 = u16::MAX - 1;
+
+/// Updates per-label voxel counts for an edit applied (`forward`) or undone.
+fn adjust_counts(table: &mut LabelTable, e: &Edit, forward: bool) {
+    let n = e.indices.len();
+    let mut by_old: std::collections::BTreeMap<u16, usize> = std::collections::BTreeMap::new();
+    for &p in &e.previous {
+        *by_old.entry(p).or_default() += 1;
+    }
+    let mut change = |id: u16, add: bool, k: usize| {
+        if id == 0 {
+            return;
+        }
+        let entry = table.entries.entry(id).or_insert_with(|| labels::LabelEntry {
+            name: format!("label {id}"),
+            colour: labels::default_colour(id, None),
+            visible: true,
+            voxels: 0,
+        });
+        entry.voxels = if add { entry.voxels + k } else { entry.voxels.saturating_sub(k) };
+    };
+    change(e.label, forward, n);
+    for (old, k) in by_old {
+        change(old, !forward, k);
+    }
+}
 const MAX_MESSAGES: usize = 4;
 
 impl App {
@@ -246,6 +343,17 @@ impl App {
             Ok(l) => app.rt.loader = Some(l),
             Err(e) => app.error(format!("could not start the loader thread: {e}")),
         }
+        match cc.wgpu_render_state.as_ref() {
+            Some(rs) => crate::render::init(rs),
+            None => log::warn!("no wgpu render state: the 3D view cannot draw"),
+        }
+        let ctx = cc.egui_ctx.clone();
+        match Mesher::spawn(move || ctx.request_repaint()) {
+            Ok(m) => app.rt.mesher = Some(m),
+            Err(e) => app.error(format!("could not start the mesher thread: {e}")),
+        }
+        // No weights are loaded at start: the weights-free method until the user loads some.
+        app.click_method = ClickMethod::RegionGrowing;
         match startup.device {
             Some(d) => app.rt.device = d,
             None => {
@@ -267,6 +375,16 @@ impl App {
     /// Is the loader still working on something?
     pub fn is_busy(&self) -> bool {
         self.rt.pending_jobs > 0
+    }
+
+    /// Is the mesher still computing surfaces for the 3D view?
+    pub fn is_meshing(&self) -> bool {
+        self.rt.mesh_busy
+    }
+
+    /// Is a "3D from click" job running?
+    pub fn is_clicking(&self) -> bool {
+        self.rt.click.running.is_some()
     }
 
     pub fn scene(&self) -> Option<&Scene> {
@@ -322,6 +440,9 @@ impl App {
         while let Ok(c) = self.rt.dialog_rx.try_recv() {
             self.send(c);
         }
+        self.drain_mesher();
+        self.drain_remote();
+        self.drain_click();
         let events: Vec<LoadEvent> = match &self.rt.loader {
             Some(l) => l.events.try_iter().take(64).collect(),
             None => Vec::new(),
@@ -361,6 +482,15 @@ impl App {
                         view.reset();
                     }
                     self.rt.title_dirty = true;
+                    // A new volume: no meshes, no candidate, no history.
+                    let click = &mut self.rt.click;
+                    click.candidate = None;
+                    click.running = None;
+                    click.undo.clear();
+                    click.redo.clear();
+                    click.target = None;
+                    self.mesh_view.set_meshes(Vec::new());
+                    self.mesh_view.reset_camera();
                 }
                 LoadEvent::Labels(l) => {
                     let Some(scene) = self.rt.scene.as_mut().filter(|s| s.generation == l.generation) else { continue };
@@ -370,6 +500,11 @@ impl App {
                     scene.overlay_rev += 1;
                     log::info!("opened label map {} ({n} labels)", l.path.display());
                     self.add_recent(&l.path, FileKind::Labels);
+                    self.rt.map_generation += 1;
+                    self.rt.click.undo.clear();
+                    self.rt.click.redo.clear();
+                    self.rt.click.target = None;
+                    self.request_meshes(None);
                 }
                 LoadEvent::Saved(p) => self.notice(format!("Saved label map to {}", p.display())),
                 LoadEvent::Failed { message } => self.error(message),
@@ -490,7 +625,302 @@ impl App {
             }
             AppCommand::ClearRecent => self.recent.clear(),
             AppCommand::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+            AppCommand::SetClickTool(on) => self.rt.click.armed = on,
+            AppCommand::SetClickMethod(m) => self.click_method = m,
+            AppCommand::ClickAt(ras) => self.start_click(ras, ctx),
+            AppCommand::SetClickTarget(t) => self.rt.click.target = t.filter(|&id| id != 0),
+            AppCommand::AcceptCandidate => self.accept_candidate(),
+            AppCommand::RejectCandidate => {
+                if self.rt.click.candidate.take().is_some() {
+                    self.bump_overlay();
+                    self.request_meshes(Some(Vec::new()));
+                }
+            }
+            AppCommand::LoadWeights(path) => {
+                self.remote_send(serde_json::json!({"cmd": "load_weights", "path": path}), ctx);
+            }
+            AppCommand::LoadAdapter(path) => {
+                if self.rt.model.is_none() {
+                    self.error("Load weights before an adapter: an adapter sits on a model's weights".into());
+                } else {
+                    self.remote_send(serde_json::json!({"cmd": "load_adapter", "path": path}), ctx);
+                }
+            }
+            AppCommand::Undo => self.undo_redo(true),
+            AppCommand::Redo => self.undo_redo(false),
         }
+    }
+
+    fn bump_overlay(&mut self) {
+        if let Some(s) = &mut self.rt.scene {
+            s.overlay_rev += 1;
+        }
+    }
+
+    /// Asks the mesher for the 3D view's meshes: `recompute` the given labels (`None`: all),
+    /// reuse the rest, add the candidate if there is one.
+    fn request_meshes(&mut self, recompute: Option<Vec<u16>>) {
+        let Some(scene) = &self.rt.scene else { return };
+        let labels = scene.labels.as_ref().map_or_else(Vec::new, |l| {
+            l.table
+                .entries
+                .iter()
+                .filter(|(id, e)| **id != 0 && e.voxels > 0)
+                .map(|(id, e)| (*id, e.name.clone(), [e.colour[0], e.colour[1], e.colour[2], 255]))
+                .collect()
+        });
+        let req = MeshRequest {
+            map_generation: self.rt.map_generation,
+            map: scene.labels.as_ref().map(|l| l.map.clone()),
+            recompute,
+            labels,
+            candidate: self.rt.click.candidate.as_ref().map(|c| c.mask.clone()),
+            grid: scene.volume.ras_from_voxel,
+        };
+        let sent = match &self.rt.mesher {
+            Some(m) => m.request(req),
+            None => Err("the mesher thread is not running".into()),
+        };
+        match sent {
+            Ok(()) => self.rt.mesh_busy = true,
+            Err(e) => self.error(e),
+        }
+    }
+
+    fn drain_mesher(&mut self) {
+        let events: Vec<MeshEvent> = match &self.rt.mesher {
+            Some(m) => m.events.try_iter().take(64).collect(),
+            None => return,
+        };
+        for ev in events {
+            match ev {
+                MeshEvent::Progress { what, fraction } => self.rt.mesh_progress = Some((what, fraction)),
+                MeshEvent::Done(prepared) => {
+                    self.mesh_view.set_prepared_meshes(*prepared);
+                    if self.rt.mesher.as_ref().is_some_and(|m| m.requests_empty()) {
+                        self.rt.mesh_busy = false;
+                        self.rt.mesh_progress = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn drain_click(&mut self) {
+        let events: Vec<ClickEvent> = self.rt.click.rx.try_iter().collect();
+        for ev in events {
+            let running = self.rt.click.running.map(|r| r.0);
+            match ev {
+                ClickEvent::Done(c) if Some(c.job) == running => {
+                    self.rt.click.running = None;
+                    log::info!("3D from click: {} voxels, {:.1} ml in {:.0} ms ({})", c.voxels, c.ml, c.millis, c.method.name());
+                    if c.voxels == 0 {
+                        self.error("3D from click: nothing was segmented at that point".into());
+                        continue;
+                    }
+                    self.rt.click.candidate = Some(*c);
+                    self.bump_overlay();
+                    self.request_meshes(Some(Vec::new()));
+                }
+                ClickEvent::Failed { job, message } if Some(job) == running => {
+                    self.rt.click.running = None;
+                    self.error(message);
+                }
+                _ => {} // a superseded job
+            }
+        }
+    }
+
+    fn start_click(&mut self, ras: RasMm, ctx: &egui::Context) {
+        let Some(scene) = &self.rt.scene else {
+            self.error("3D from click: open a volume first".into());
+            return;
+        };
+        if !ras.is_finite() || scene.volume.index_of_ras(ras).is_none() {
+            self.error("3D from click: the click is outside the volume".into());
+            return;
+        }
+        match self.click_method {
+            ClickMethod::RegionGrowing => {
+                let volume = scene.volume.clone();
+                self.rt.click.next_job += 1;
+                let job = self.rt.click.next_job;
+                let ctx = ctx.clone();
+                match click3d::spawn_region_growing(job, volume, ras, self.rt.click.tx.clone(), move || ctx.request_repaint()) {
+                    Ok(()) => self.rt.click.running = Some((job, ras, std::time::Instant::now())),
+                    Err(e) => self.error(e),
+                }
+            }
+            ClickMethod::Model => {
+                if self.rt.model.is_none() {
+                    self.error(format!("3D from click: {NO_MODEL_HELP}"));
+                    return;
+                }
+                let (generation, path) = (scene.generation, scene.path.clone());
+                if self.rt.remote_volume != Some(generation) {
+                    self.remote_send(serde_json::json!({"cmd": "set_volume", "path": path}), ctx);
+                    self.rt.remote_volume = Some(generation);
+                }
+                self.rt.click.next_job += 1;
+                let job = self.rt.click.next_job;
+                let plane = serde_json::to_value(self.rt.active_view).unwrap_or_default();
+                if self.remote_send(serde_json::json!({"cmd": "infer", "job": job, "click": [ras.x(), ras.y(), ras.z()], "plane": plane}), ctx) {
+                    self.rt.click.running = Some((job, ras, std::time::Instant::now()));
+                    self.rt.click_stage = Some(("queued".into(), 0.0));
+                }
+            }
+        }
+    }
+
+    /// Sends a request to the engine process, starting it if needed; false (with a message
+    /// shown) when that is impossible.
+    fn remote_send(&mut self, req: serde_json::Value, ctx: &egui::Context) -> bool {
+        if self.rt.remote.is_none() {
+            let Some(bin) = engine_binary() else {
+                self.error("sam3d-studio-engine was not found beside this program; the model cannot run".into());
+                return false;
+            };
+            let ctx = ctx.clone();
+            match remote::RemoteEngine::spawn(&bin, move || ctx.request_repaint()) {
+                Ok(r) => {
+                    self.rt.remote = Some(r);
+                    self.rt.remote_volume = None;
+                }
+                Err(e) => {
+                    self.error(e);
+                    return false;
+                }
+            }
+        }
+        let sent = self.rt.remote.as_mut().map_or(Err("the engine is not running".to_string()), |r| r.send(req));
+        match sent {
+            Ok(()) => true,
+            Err(e) => {
+                self.error(e);
+                self.rt.remote = None;
+                false
+            }
+        }
+    }
+
+    fn drain_remote(&mut self) {
+        let events: Vec<remote::RemoteEvent> = match &self.rt.remote {
+            Some(r) => r.events.try_iter().take(64).collect(),
+            None => return,
+        };
+        use remote::RemoteEvent as R;
+        for ev in events {
+            let running = self.rt.click.running.map(|r| r.0);
+            match ev {
+                R::Ready { device } => self.rt.device = device,
+                R::ModelLoaded { info } => {
+                    let d = remote::describe_model(&info);
+                    self.rt.model = Some(d.clone());
+                    self.rt.adapter = remote::describe_adapter(&info);
+                    self.notice(format!("Model loaded: {d}"));
+                }
+                R::AdapterLoaded { info } => {
+                    self.rt.adapter = remote::describe_adapter(&info);
+                    self.notice(format!("Adapter loaded: {}", self.rt.adapter.clone().unwrap_or_default()));
+                }
+                R::VolumeReady { secs } => log::info!("engine: volume prepared in {secs:.2} s"),
+                R::Progress { job, stage, fraction } if Some(job) == running => self.rt.click_stage = Some((stage, fraction)),
+                R::Progress { .. } | R::Cancelled { .. } => {}
+                R::Result { job, mask_path, voxel_count, ml, timings } if Some(job) == running => {
+                    let Some(scene) = &self.rt.scene else { continue };
+                    let (volume, tx, click) = (scene.volume.clone(), self.rt.click.tx.clone(), self.rt.click.running.map(|r| r.1));
+                    let millis = timings.get("total_secs").and_then(|v| v.as_f64()).unwrap_or(0.0) * 1000.0;
+                    // Reading the mask file is file I/O: never on the UI thread.
+                    let spawned = std::thread::Builder::new().name("sam3d-read-result".into()).spawn(move || {
+                        let ev = match crate::volume::LabelMap::load(&mask_path) {
+                            Ok(m) if m.data.shape() == volume.data.shape() => ClickEvent::Done(Box::new(Candidate {
+                                job,
+                                click: click.unwrap_or(RasMm::new(0.0, 0.0, 0.0)),
+                                mask: Arc::new(m.data.mapv(|x| x != 0)),
+                                voxels: voxel_count,
+                                ml,
+                                method: ClickMethod::Model,
+                                millis,
+                            })),
+                            Ok(_) => ClickEvent::Failed { job, message: format!("{}: the model's mask is not on the volume's grid", mask_path.display()) },
+                            Err(e) => ClickEvent::Failed { job, message: e.to_string() },
+                        };
+                        let _ = tx.send(ev);
+                    });
+                    if let Err(e) = spawned {
+                        self.rt.click.running = None;
+                        self.error(format!("could not read the model's result: {e}"));
+                    }
+                }
+                R::Result { .. } => {}
+                R::Failed { job, message } => {
+                    if job.is_some() && job == running {
+                        self.rt.click.running = None;
+                    }
+                    self.error(format!("Model: {message}"));
+                }
+                R::Exited(why) => {
+                    self.error(format!("The model engine stopped: {why}"));
+                    self.rt.remote = None;
+                    self.rt.model = None;
+                    self.rt.adapter = None;
+                    if self.click_method == ClickMethod::Model {
+                        self.rt.click.running = None;
+                    }
+                }
+            }
+        }
+        if self.rt.click.running.is_none() {
+            self.rt.click_stage = None;
+        }
+    }
+
+    /// The label a new result gets: one more than the largest in use.
+    pub fn next_label_id(&self) -> u16 {
+        let max = self.rt.scene.as_ref().and_then(|s| s.labels.as_ref()).and_then(|l| l.table.entries.keys().next_back().copied()).unwrap_or(0);
+        max.saturating_add(1).min(CANDIDATE_LIMIT)
+    }
+
+    fn accept_candidate(&mut self) {
+        let Some(c) = self.rt.click.candidate.take() else { return };
+        let label = self.rt.click.target.unwrap_or_else(|| self.next_label_id());
+        let Some(scene) = &mut self.rt.scene else { return };
+        let layer = scene.labels.get_or_insert_with(|| {
+            let map = crate::volume::LabelMap::empty_like(scene.volume.as_ref());
+            LabelLayer { path: scene.path.with_file_name("labels.nii.gz"), map: Arc::new(map), table: LabelTable::default(), lut: vec![[0; 4]] }
+        });
+        let edit = click3d::apply_mask(Arc::make_mut(&mut layer.map), &c.mask, label);
+        adjust_counts(&mut layer.table, &edit, true);
+        layer.lut = layer.table.lut();
+        scene.overlay_rev += 1;
+        let n = edit.indices.len();
+        let touched = edit.touched_labels();
+        self.rt.click.undo.push(edit);
+        self.rt.click.redo.clear();
+        self.notice(format!("Accepted: {n} voxels ({:.1} ml) written as label {label}. Ctrl+Z undoes.", c.ml));
+        self.request_meshes(Some(touched));
+    }
+
+    fn undo_redo(&mut self, undo: bool) {
+        let click = &mut self.rt.click;
+        let Some(edit) = (if undo { click.undo.pop() } else { click.redo.pop() }) else { return };
+        let Some(layer) = self.rt.scene.as_mut().and_then(|s| s.labels.as_mut()) else { return };
+        let map = Arc::make_mut(&mut layer.map);
+        if undo {
+            click3d::undo_edit(map, &edit);
+        } else {
+            click3d::redo_edit(map, &edit);
+        }
+        adjust_counts(&mut layer.table, &edit, !undo);
+        layer.lut = layer.table.lut();
+        let touched = edit.touched_labels();
+        if undo {
+            self.rt.click.redo.push(edit);
+        } else {
+            self.rt.click.undo.push(edit);
+        }
+        self.bump_overlay();
+        self.request_meshes(Some(touched));
     }
 
     fn edit_labels(&mut self, f: impl FnOnce(&mut LabelTable)) {
@@ -518,6 +948,8 @@ impl App {
                 DialogKind::OpenVolume => d.set_title("Open volume").pick_file().map(|path| AppCommand::OpenVolume { path, labels: None }),
                 DialogKind::OpenLabels => d.set_title("Open label map").pick_file().map(AppCommand::OpenLabels),
                 DialogKind::SaveLabels => d.set_title("Save label map").set_file_name("labels.nii.gz").save_file().map(AppCommand::SaveLabels),
+                DialogKind::LoadWeights => rfd::FileDialog::new().add_filter("weights", &["safetensors", "pt", "ot"]).set_title("Load SAM3D weights").pick_file().map(AppCommand::LoadWeights),
+                DialogKind::LoadAdapter => rfd::FileDialog::new().add_filter("adapter", &["safetensors", "pt", "ot"]).set_title("Load LoRA adapter").pick_file().map(AppCommand::LoadAdapter),
             };
             let cmd = cmd.unwrap_or_else(|| {
                 AppCommand::Notice(
@@ -570,6 +1002,11 @@ impl App {
             } else if cmd && i.key_pressed(Key::Q) {
                 out.push(AppCommand::Quit);
             }
+            if cmd && (i.key_pressed(Key::Y) || (i.modifiers.shift && i.key_pressed(Key::Z))) {
+                out.push(AppCommand::Redo);
+            } else if cmd && i.key_pressed(Key::Z) {
+                out.push(AppCommand::Undo);
+            }
             if cmd {
                 return;
             }
@@ -586,6 +1023,12 @@ impl App {
             }
             if i.key_pressed(Key::F) {
                 out.push(AppCommand::ToggleMaximise(ViewCell::Slice(plane)));
+            }
+            if i.key_pressed(Key::Enter) {
+                out.push(AppCommand::AcceptCandidate);
+            }
+            if i.key_pressed(Key::Delete) {
+                out.push(AppCommand::RejectCandidate);
             }
             if i.key_pressed(Key::Escape) {
                 out.push(AppCommand::RestoreLayout);
@@ -614,6 +1057,7 @@ impl App {
         }
 
         egui::Panel::top("menu").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::menu_ui(self, ui));
+        egui::Panel::top("toolbar").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::toolbar_ui(self, ui));
         egui::Panel::bottom("status").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::status_ui(self, ui));
         if self.show_side_panel {
             egui::Panel::left("side").resizable(true).default_size(290.0).size_range(220.0..=480.0).show(ui, |ui| panels::side_panel_ui(self, ui));
@@ -664,7 +1108,7 @@ impl App {
                         self.rt.hover = out.probe;
                     }
                 }
-                ViewCell::ThreeD => panels::three_d_placeholder_ui(self, ui, rect),
+                ViewCell::ThreeD => three_d::three_d_ui(self, ui, rect),
             }
         }
         match hovered_plane {

@@ -1,8 +1,8 @@
 //! The menu bar, side panel (volume, window/level with histogram, labels), status bar,
-//! message area and the 3D view's placeholder.
+//! message area and the toolbar ("3D from click").
 
 use super::slice_view::TITLE_H;
-use super::{App, AppCommand, DialogKind, FileKind, OverlayMode, ViewCell};
+use super::{App, AppCommand, ClickMethod, DialogKind, FileKind, OverlayMode, ViewCell};
 use crate::geometry::{DisplayConvention, axcodes};
 use crate::volume::intensity::{Preset, Window};
 use crate::volume::{Modality, OnGrid};
@@ -92,6 +92,36 @@ pub fn menu_ui(app: &mut App, ui: &mut egui::Ui) {
                 cmds.push(AppCommand::ResetViews);
             }
         });
+        ui.menu_button("Model", |ui| {
+            if ui.button("Load weights…").clicked() {
+                cmds.push(AppCommand::ShowDialog(DialogKind::LoadWeights));
+            }
+            let has_model = app.rt.model.is_some();
+            if ui.add_enabled(has_model, egui::Button::new("Load adapter…")).clicked() {
+                cmds.push(AppCommand::ShowDialog(DialogKind::LoadAdapter));
+            }
+            ui.separator();
+            ui.label(RichText::new("Or type a path").weak());
+            ui.horizontal(|ui| {
+                let l = ui.label("weights");
+                ui.add(egui::TextEdit::singleline(&mut app.rt.weights_text).desired_width(260.0)).labelled_by(l.id);
+                if ui.add_enabled(!app.rt.weights_text.trim().is_empty(), egui::Button::new("Load")).clicked() {
+                    cmds.push(AppCommand::LoadWeights(app.rt.weights_text.trim().into()));
+                }
+            });
+            ui.horizontal(|ui| {
+                let l = ui.label("adapter");
+                ui.add(egui::TextEdit::singleline(&mut app.rt.adapter_text).desired_width(260.0)).labelled_by(l.id);
+                if ui.add_enabled(has_model && !app.rt.adapter_text.trim().is_empty(), egui::Button::new("Load")).clicked() {
+                    cmds.push(AppCommand::LoadAdapter(app.rt.adapter_text.trim().into()));
+                }
+            });
+            ui.separator();
+            ui.label(match &app.rt.model {
+                Some(m) => format!("Loaded: {m}"),
+                None => "No weights loaded: \"3D from click\" uses region growing.".into(),
+            });
+        });
         ui.menu_button("Help", |ui| {
             ui.label(RichText::new("Mouse and keys in the slice views").strong());
             for (k, what) in SHORTCUTS {
@@ -117,6 +147,9 @@ const SHORTCUTS: &[(&str, &str)] = &[
     ("R", "reset zoom and pan"),
     ("F, double-click", "maximise / restore the view"),
     ("Esc", "back to the 2 x 2 grid"),
+    ("Shift+click", "3D from click (a plain click too, when the tool is armed)"),
+    ("Enter / Delete", "accept / reject the 3D-from-click result"),
+    ("Ctrl+Z, Ctrl+Y", "undo / redo an accepted result"),
 ];
 
 pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
@@ -152,6 +185,32 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             ui.label(RichText::new(format!("Compute: {}", app.rt.device)).size(12.0)).on_hover_text("Device the model will run on");
+            ui.separator();
+            match &app.rt.model {
+                Some(m) => {
+                    let adapter = app.rt.adapter.as_deref().map_or_else(|| "no adapter".to_string(), |a| format!("adapter {a}"));
+                    ui.label(RichText::new(format!("Model: {m} · {adapter}")).size(12.0));
+                }
+                None => {
+                    ui.label(RichText::new("Model: none (region growing only)").size(12.0)).on_hover_text(super::NO_MODEL_HELP);
+                }
+            }
+            if let Some((stage, f)) = &app.rt.click_stage {
+                ui.separator();
+                ui.add(egui::ProgressBar::new(*f).desired_width(80.0).desired_height(12.0));
+                ui.label(RichText::new(format!("model: {stage}")).size(12.0));
+            }
+            if let Some((job, _, t0)) = &app.rt.click.running {
+                ui.separator();
+                ui.label(RichText::new(format!("3D from click #{job}: {} … {:.1} s", app.click_method.name(), t0.elapsed().as_secs_f32())).size(12.0));
+                ui.spinner();
+                ui.ctx().request_repaint_after(std::time::Duration::from_millis(250));
+            }
+            if let Some((what, f)) = &app.rt.mesh_progress {
+                ui.separator();
+                ui.add(egui::ProgressBar::new(*f).desired_width(100.0).desired_height(12.0));
+                ui.label(RichText::new(what).size(12.0));
+            }
             if let Some((what, f)) = &app.rt.progress {
                 ui.separator();
                 ui.add(egui::ProgressBar::new(*f).desired_width(140.0).desired_height(12.0).show_percentage());
@@ -373,30 +432,79 @@ pub fn empty_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
     app.rt.commands.extend(cmds);
 }
 
-/// The 3D view's cell (the renderer is a separate piece of work; the lead wires it here).
-pub fn three_d_placeholder_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect) {
-    let title = Rect::from_min_size(cell.min, vec2(cell.width(), TITLE_H));
-    let p = ui.painter_at(cell);
-    p.rect_filled(cell, 0.0, Color32::from_gray(20));
-    p.rect_filled(title, 0.0, Color32::from_gray(40));
-    p.rect_filled(Rect::from_min_size(title.min, vec2(4.0, TITLE_H)), 0.0, Color32::from_rgb(110, 130, 200));
-    p.text(title.left_center() + vec2(10.0, 0.0), Align2::LEFT_CENTER, "3D view", FontId::proportional(12.5), Color32::from_gray(215));
-    p.text(
-        cell.center(),
-        Align2::CENTER_CENTER,
-        "3D view\nLabel and prediction meshes will be shown here.",
-        FontId::proportional(13.0),
-        Color32::from_gray(120),
-    );
-    let maximised = app.maximised == Some(ViewCell::ThreeD);
-    let btn_rect = Rect::from_min_size(pos2(title.max.x - 62.0, title.min.y + 1.0), vec2(60.0, TITLE_H - 2.0));
-    if ui.put(btn_rect, egui::Button::new(if maximised { "Restore" } else { "Maximise" }).small().frame(false)).clicked() {
-        app.send(AppCommand::ToggleMaximise(ViewCell::ThreeD));
-    }
-    let resp = ui.interact(Rect::from_min_max(pos2(cell.min.x, title.max.y), cell.max), ui.scope_id().with("three_d"), egui::Sense::click());
-    if resp.double_clicked() {
-        app.send(AppCommand::ToggleMaximise(ViewCell::ThreeD));
-    }
+/// The toolbar: the "3D from click" tool, its method and target label, Accept / Reject, undo.
+pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
+    let mut cmds = Vec::new();
+    let has_volume = app.rt.scene.is_some();
+    ui.horizontal(|ui| {
+        let mut armed = app.rt.click.armed;
+        let t = ui
+            .add_enabled(has_volume, egui::Button::selectable(armed, "3D from click"))
+            .on_hover_text("Armed: a left click in a slice view segments the structure under it in 3D. Shift+click works at any time.");
+        if t.clicked() {
+            armed = !armed;
+            cmds.push(AppCommand::SetClickTool(armed));
+        }
+        let method = app.click_method;
+        let method_label = ui.label("by");
+        egui::ComboBox::from_id_salt("click_method").selected_text(method.name()).show_ui(ui, |ui| {
+            if ui.selectable_label(method == ClickMethod::RegionGrowing, ClickMethod::RegionGrowing.name()).clicked() {
+                cmds.push(AppCommand::SetClickMethod(ClickMethod::RegionGrowing));
+            }
+            let has_model = app.rt.model.is_some();
+            let b = ui.add_enabled(has_model, egui::Button::selectable(method == ClickMethod::Model, ClickMethod::Model.name()));
+            if b.on_disabled_hover_text(format!("Disabled: {}", super::NO_MODEL_HELP)).clicked() {
+                cmds.push(AppCommand::SetClickMethod(ClickMethod::Model));
+            }
+        })
+        .response
+        .labelled_by(method_label.id);
+        let next = app.next_label_id();
+        let target = app.rt.click.target;
+        let names: Vec<(u16, String)> = app
+            .rt
+            .scene
+            .as_ref()
+            .and_then(|s| s.labels.as_ref())
+            .map(|l| l.table.entries.iter().filter(|(id, _)| **id != 0).map(|(id, e)| (*id, format!("{id}  {}", e.name))).collect())
+            .unwrap_or_default();
+        let shown = match target {
+            None => format!("new label {next}"),
+            Some(id) => names.iter().find(|n| n.0 == id).map_or_else(|| format!("label {id}"), |n| n.1.clone()),
+        };
+        let as_label = ui.label("as");
+        egui::ComboBox::from_id_salt("click_target").selected_text(shown).show_ui(ui, |ui| {
+            if ui.selectable_label(target.is_none(), format!("new label {next}")).clicked() {
+                cmds.push(AppCommand::SetClickTarget(None));
+            }
+            for (id, name) in &names {
+                if ui.selectable_label(target == Some(*id), name).clicked() {
+                    cmds.push(AppCommand::SetClickTarget(Some(*id)));
+                }
+            }
+        })
+        .response
+        .labelled_by(as_label.id);
+        ui.separator();
+        let has_candidate = app.rt.click.candidate.is_some();
+        if ui.add_enabled(has_candidate, egui::Button::new("Accept")).on_hover_text("Write the result into the label map (Enter)").clicked() {
+            cmds.push(AppCommand::AcceptCandidate);
+        }
+        if ui.add_enabled(has_candidate, egui::Button::new("Reject")).on_hover_text("Drop the result (Delete)").clicked() {
+            cmds.push(AppCommand::RejectCandidate);
+        }
+        if let Some(c) = &app.rt.click.candidate {
+            ui.label(RichText::new(format!("{} voxels · {:.1} ml · {:.0} ms", c.voxels, c.ml, c.millis)).color(Color32::from_rgb(60, 220, 230)).size(12.0));
+        }
+        ui.separator();
+        if ui.add_enabled(!app.rt.click.undo.is_empty(), egui::Button::new("Undo")).on_hover_text("Ctrl+Z").clicked() {
+            cmds.push(AppCommand::Undo);
+        }
+        if ui.add_enabled(!app.rt.click.redo.is_empty(), egui::Button::new("Redo")).on_hover_text("Ctrl+Y").clicked() {
+            cmds.push(AppCommand::Redo);
+        }
+    });
+    app.rt.commands.extend(cmds);
 }
 
 /// While files are dragged over the window.

@@ -164,6 +164,11 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
         let overlay = labels.map(|l| Overlay { labels: &l.map, lut: &l.lut, opacity: app.overlay_opacity, mode: app.overlay_mode });
         let mut pixels = Vec::with_capacity(g.extent[0] * g.extent[1]);
         let size = render_slice(&scene.volume, &g, index, scene.window, overlay, &mut view.scratch, &mut pixels);
+        if let Some(c) = &app.rt.click.candidate
+            && c.mask.shape() == scene.volume.data.shape()
+        {
+            super::click3d::tint_candidate(&mut pixels, size, &g.pixel_walk(index), &c.mask);
+        }
         let image = egui::ColorImage::new(size, pixels);
         let opts = if app.smooth { egui::TextureOptions::LINEAR } else { egui::TextureOptions::NEAREST };
         match &mut view.texture {
@@ -263,6 +268,12 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
         cmds.push(AppCommand::ToggleMaximise(ViewCell::Slice(plane)));
     } else if pan_drag {
         cmds.push(AppCommand::Pan { plane, delta: resp.drag_delta() });
+    } else if resp.clicked_by(egui::PointerButton::Primary)
+        && (ui.input(|i| i.modifiers.shift) || app.rt.click.armed)
+        && let Some(ras) = resp.interact_pointer_pos().and_then(|p| ras_of_screen(&g, &sfs, index, p))
+    {
+        cmds.push(AppCommand::SetCrosshair(ras));
+        cmds.push(AppCommand::ClickAt(ras));
     } else if (resp.clicked_by(egui::PointerButton::Primary) || resp.dragged_by(egui::PointerButton::Primary))
         && let Some(ras) = resp.interact_pointer_pos().and_then(|p| ras_of_screen(&g, &sfs, index, p))
     {

@@ -1,0 +1,205 @@
+//! "3D from click": a click on any slice view segments the structure under it in 3D. The
+//! computation runs on a named background thread (`sam3d-click`), never on the UI thread; the
+//! result is a candidate mask shown translucent in every view until it is accepted (written
+//! into the label map, undoable) or rejected.
+
+use crate::baseline::{GrowParams, grow_from_click};
+use crate::geometry::{PixelWalk, RasMm};
+use crate::volume::{LabelMap, OnGrid, Volume};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use egui::Color32;
+use ndarray::Array3;
+use std::sync::Arc;
+
+/// How the click becomes a 3D shape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ClickMethod {
+    /// Seeded confidence-connected region growing ([`crate::baseline`]); needs no weights.
+    #[default]
+    RegionGrowing,
+    /// The SAM3D network, run by the `sam3d-studio-engine` process.
+    Model,
+}
+
+impl ClickMethod {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClickMethod::RegionGrowing => "Region growing (no weights)",
+            ClickMethod::Model => "SAM3D model",
+        }
+    }
+}
+
+/// A finished click result waiting for Accept / Reject.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub job: u64,
+    pub click: RasMm,
+    /// On the volume's grid, `[k, j, i]`.
+    pub mask: Arc<Array3<bool>>,
+    pub voxels: usize,
+    pub ml: f64,
+    pub method: ClickMethod,
+    pub millis: f64,
+}
+
+/// What a click job reports.
+#[derive(Debug)]
+pub enum ClickEvent {
+    Done(Box<Candidate>),
+    Failed { job: u64, message: String },
+}
+
+/// One accepted result, enough to undo and redo it.
+#[derive(Clone, Debug)]
+pub struct Edit {
+    /// The label written.
+    pub label: u16,
+    /// Flat (C-order) indices of the voxels that changed, and their previous labels.
+    pub indices: Vec<usize>,
+    pub previous: Vec<u16>,
+}
+
+impl Edit {
+    /// The labels whose voxels this edit touches (the written one first).
+    pub fn touched_labels(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = std::iter::once(self.label).chain(self.previous.iter().copied()).filter(|&l| l != 0).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// Writes `label` wherever `mask` is set; returns the edit (only voxels that changed).
+pub fn apply_mask(map: &mut LabelMap, mask: &Array3<bool>, label: u16) -> Edit {
+    let mut indices = Vec::new();
+    let mut previous = Vec::new();
+    if map.data.shape() == mask.shape() {
+        if !map.data.is_standard_layout() {
+            map.data = map.data.as_standard_layout().into_owned();
+        }
+        if let (Some(data), Some(m)) = (map.data.as_slice_mut(), mask.as_slice()) {
+            for (n, (d, &inside)) in data.iter_mut().zip(m).enumerate() {
+                if inside && *d != label {
+                    indices.push(n);
+                    previous.push(*d);
+                    *d = label;
+                }
+            }
+        } else {
+            // A non-contiguous mask (never produced here): walk both arrays.
+            for (n, (d, &inside)) in map.data.iter_mut().zip(mask.iter()).enumerate() {
+                if inside && *d != label {
+                    indices.push(n);
+                    previous.push(*d);
+                    *d = label;
+                }
+            }
+        }
+    }
+    Edit { label, indices, previous }
+}
+
+/// Puts back the previous labels of an edit.
+pub fn undo_edit(map: &mut LabelMap, e: &Edit) {
+    if let Some(data) = map.data.as_slice_mut() {
+        for (&n, &old) in e.indices.iter().zip(&e.previous) {
+            if let Some(d) = data.get_mut(n) {
+                *d = old;
+            }
+        }
+    }
+}
+
+/// Writes an edit's label again.
+pub fn redo_edit(map: &mut LabelMap, e: &Edit) {
+    if let Some(data) = map.data.as_slice_mut() {
+        for &n in &e.indices {
+            if let Some(d) = data.get_mut(n) {
+                *d = e.label;
+            }
+        }
+    }
+}
+
+/// Starts region growing from `click` on a `sam3d-click` thread; the answer comes on `tx`.
+pub fn spawn_region_growing(job: u64, volume: Arc<Volume>, click: RasMm, tx: Sender<ClickEvent>, wake: impl Fn() + Send + 'static) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("sam3d-click".into())
+        .spawn(move || {
+            let t0 = std::time::Instant::now();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grow_from_click(&volume, click, &GrowParams::default())));
+            let ev = match result {
+                Ok(Ok(mask)) => {
+                    let voxels = mask.iter().filter(|&&m| m).count();
+                    let ml = voxels as f64 * volume.spacing_mm().iter().product::<f64>() / 1000.0;
+                    ClickEvent::Done(Box::new(Candidate {
+                        job,
+                        click,
+                        mask: Arc::new(mask),
+                        voxels,
+                        ml,
+                        method: ClickMethod::RegionGrowing,
+                        millis: t0.elapsed().as_secs_f64() * 1000.0,
+                    }))
+                }
+                Ok(Err(e)) => ClickEvent::Failed { job, message: format!("3D from click: {e}") },
+                Err(_) => ClickEvent::Failed { job, message: "3D from click: region growing failed (internal error)".into() },
+            };
+            let _ = tx.send(ev);
+            wake();
+        })
+        .map(|_| ())
+        .map_err(|e| format!("could not start the 3D-from-click thread: {e}"))
+}
+
+/// A channel for click events (the app keeps both ends).
+pub fn channel() -> (Sender<ClickEvent>, Receiver<ClickEvent>) {
+    bounded(8)
+}
+
+/// Tints the pixels of a rendered slice (`[w, h]`, rows top down, laid out by `walk`) where
+/// `mask` is set, with [`super::three_d::CANDIDATE_COLOUR`].
+pub fn tint_candidate(pixels: &mut [Color32], size: [usize; 2], walk: &PixelWalk, mask: &Array3<bool>) {
+    let [r, g, b, a] = super::three_d::CANDIDATE_COLOUR;
+    let sh = mask.shape();
+    let (nk, nj, ni) = (sh[0] as isize, sh[1] as isize, sh[2] as isize);
+    let a = a as u32;
+    for row in 0..size[1] {
+        for col in 0..size[0] {
+            let ijk: [isize; 3] = std::array::from_fn(|d| walk.start[d] as isize + col as isize * walk.per_col[d] + row as isize * walk.per_row[d]);
+            if ijk[0] < 0 || ijk[1] < 0 || ijk[2] < 0 || ijk[0] >= ni || ijk[1] >= nj || ijk[2] >= nk {
+                continue;
+            }
+            if mask[[ijk[2] as usize, ijk[1] as usize, ijk[0] as usize]]
+                && let Some(p) = pixels.get_mut(row * size[0] + col)
+            {
+                let mix = |base: u8, c: u8| ((base as u32 * (255 - a) + c as u32 * a) / 255) as u8;
+                *p = Color32::from_rgb(mix(p.r(), r), mix(p.g(), g), mix(p.b(), b));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::RasFromVoxel;
+
+    #[test]
+    fn accept_undo_redo_round_trip() {
+        let data = Array3::from_shape_fn((3, 4, 5), |(k, j, i)| ((k + j + i) % 3) as u16);
+        let mut map = LabelMap::new(data.clone(), RasFromVoxel::identity()).expect("grid");
+        let mask = Array3::from_shape_fn((3, 4, 5), |(k, _, i)| k == 1 && i < 3);
+        let e = apply_mask(&mut map, &mask, 2);
+        // 12 voxels in the mask; those already 2 are not recorded.
+        let already = mask.iter().zip(data.iter()).filter(|&(&m, &d)| m && d == 2).count();
+        assert_eq!(e.indices.len(), 12 - already);
+        assert!(mask.iter().zip(map.data.iter()).all(|(&m, &d)| !m || d == 2));
+        undo_edit(&mut map, &e);
+        assert_eq!(map.data, data);
+        redo_edit(&mut map, &e);
+        assert!(mask.iter().zip(map.data.iter()).all(|(&m, &d)| !m || d == 2));
+        assert_eq!(e.touched_labels(), vec![1, 2]);
+    }
+}

@@ -1,0 +1,224 @@
+//! The 3D view's cell and its mesher: label surfaces (and the "3D from click" candidate) are
+//! computed on the named `sam3d-mesher` thread — marching cubes, a little Taubin smoothing,
+//! packed for the GPU with [`PreparedLabelMeshes`] — and handed to the UI through a bounded
+//! channel. The worker keeps each label's mesh, so an accepted edit recomputes only the labels
+//! it touched.
+
+use super::slice_view::TITLE_H;
+use super::{App, AppCommand, ViewCell};
+use crate::geometry::{RasFromVoxel, ViewPlane};
+use crate::render::{self, BoundsRas, LabelMesh, PreparedLabelMeshes, SlicePlane};
+use crate::shape::{Mesh, mesh_from_mask, mesh_of_label};
+use crate::volume::{LabelMap, OnGrid};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use egui::{Align2, Color32, FontId, Rect, pos2, vec2};
+use ndarray::Array3;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Pseudo label id of the "3D from click" candidate in the 3D view.
+pub const CANDIDATE_ID: u16 = u16::MAX;
+/// The candidate's colour (sRGB, translucent) in the slice views and the 3D view.
+pub const CANDIDATE_COLOUR: [u8; 4] = [40, 230, 240, 150];
+/// Taubin iterations applied to every displayed surface (removes the voxel staircase).
+pub const SMOOTH_ITERATIONS: usize = 10;
+
+/// Work for the mesher.
+#[derive(Debug)]
+pub struct MeshRequest {
+    /// Identifies the label map the cache belongs to; a new one clears the cache.
+    pub map_generation: u64,
+    pub map: Option<Arc<LabelMap>>,
+    /// Labels whose meshes must be recomputed (`None`: every label in `labels`).
+    pub recompute: Option<Vec<u16>>,
+    /// Every label to show: id, name, sRGB colour.
+    pub labels: Vec<(u16, String, [u8; 4])>,
+    /// The candidate mask on `grid`'s voxels, if any.
+    pub candidate: Option<Arc<Array3<bool>>>,
+    pub grid: RasFromVoxel,
+}
+
+/// What the mesher reports.
+#[derive(Debug)]
+pub enum MeshEvent {
+    Progress { what: String, fraction: f32 },
+    Done(Box<PreparedLabelMeshes>),
+}
+
+/// Handle the UI keeps.
+pub struct Mesher {
+    requests: Sender<MeshRequest>,
+    pub events: Receiver<MeshEvent>,
+}
+
+impl Mesher {
+    /// Starts the `sam3d-mesher` thread; `wake` runs after each event.
+    pub fn spawn(wake: impl Fn() + Send + 'static) -> std::io::Result<Self> {
+        let (req_tx, req_rx) = bounded::<MeshRequest>(8);
+        let (ev_tx, ev_rx) = bounded::<MeshEvent>(64);
+        std::thread::Builder::new().name("sam3d-mesher".into()).spawn(move || {
+            let mut cache: BTreeMap<u16, Mesh> = BTreeMap::new();
+            let mut cache_generation = None;
+            let mut candidate_cache: Option<(Arc<Array3<bool>>, Mesh)> = None;
+            while let Ok(mut req) = req_rx.recv() {
+                // Coalesce: a newer request for the same map supersedes this one's display,
+                // but the labels it asked to recompute are still recomputed.
+                while let Ok(next) = req_rx.try_recv() {
+                    let recompute = match (req.recompute.take(), next.recompute.clone(), req.map_generation == next.map_generation) {
+                        (Some(mut a), Some(b), true) => {
+                            a.extend(b);
+                            Some(a)
+                        }
+                        _ => None,
+                    };
+                    req = MeshRequest { recompute, ..next };
+                }
+                if cache_generation != Some(req.map_generation) {
+                    cache.clear();
+                    cache_generation = Some(req.map_generation);
+                    req.recompute = None;
+                }
+                let send = |e: MeshEvent| {
+                    let ok = ev_tx.send(e).is_ok();
+                    wake();
+                    ok
+                };
+                let todo: Vec<u16> = match &req.recompute {
+                    None => req.labels.iter().map(|l| l.0).collect(),
+                    Some(ids) => ids.iter().copied().filter(|id| req.labels.iter().any(|l| l.0 == *id) || cache.contains_key(id)).collect(),
+                };
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if let Some(map) = &req.map {
+                        for (n, id) in todo.iter().enumerate() {
+                            let name = req.labels.iter().find(|l| l.0 == *id).map_or_else(|| format!("label {id}"), |l| l.1.clone());
+                            send(MeshEvent::Progress { what: format!("3D: surface of {name} ({}/{})", n + 1, todo.len()), fraction: n as f32 / todo.len().max(1) as f32 });
+                            cache.insert(*id, smoothed(mesh_of_label(map, *id)));
+                        }
+                    }
+                    let candidate = match (&req.candidate, &candidate_cache) {
+                        (Some(c), Some((old, mesh))) if Arc::ptr_eq(c, old) => Some(mesh.clone()),
+                        (Some(c), _) => {
+                            send(MeshEvent::Progress { what: "3D: surface of the click result".into(), fraction: 0.9 });
+                            let m = smoothed(mesh_from_mask(c.view(), &req.grid));
+                            candidate_cache = Some((c.clone(), m.clone()));
+                            Some(m)
+                        }
+                        (None, _) => None,
+                    };
+                    let mut meshes: Vec<LabelMesh> = req
+                        .labels
+                        .iter()
+                        .filter_map(|(id, name, color)| {
+                            let mesh = cache.get(id).filter(|m| !m.triangles.is_empty())?.clone();
+                            Some(LabelMesh { label: *id, name: name.clone(), color: *color, mesh })
+                        })
+                        .collect();
+                    if let Some(mesh) = candidate.filter(|m| !m.triangles.is_empty()) {
+                        meshes.push(LabelMesh { label: CANDIDATE_ID, name: "3D from click".into(), color: CANDIDATE_COLOUR, mesh });
+                    }
+                    PreparedLabelMeshes::new(meshes)
+                }));
+                match result {
+                    Ok(prepared) => {
+                        if !send(MeshEvent::Done(Box::new(prepared))) {
+                            break;
+                        }
+                    }
+                    Err(_) => {
+                        log::error!("the mesher failed on a label map; the 3D view keeps its previous meshes");
+                        cache.clear();
+                        cache_generation = None;
+                        if !send(MeshEvent::Done(Box::new(PreparedLabelMeshes::new(Vec::new())))) {
+                            break;
+                        }
+                    }
+                }
+            }
+        })?;
+        Ok(Self { requests: req_tx, events: ev_rx })
+    }
+
+    /// No request waiting (the one being worked on, if any, was taken).
+    pub fn requests_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    pub fn request(&self, r: MeshRequest) -> Result<(), String> {
+        match self.requests.try_send(r) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err("the mesher is busy; the 3D view will update with the next change".into()),
+            Err(TrySendError::Disconnected(_)) => Err("the mesher thread has stopped".into()),
+        }
+    }
+}
+
+fn smoothed(mut m: Mesh) -> Mesh {
+    m.taubin_smooth(SMOOTH_ITERATIONS);
+    m
+}
+
+/// The RAS box spanned by a grid's voxel centres (for the slice planes in the 3D view).
+pub fn grid_bounds(g: &impl OnGrid) -> BoundsRas {
+    let s = g.shape();
+    let mut min = [f64::INFINITY; 3];
+    let mut max = [f64::NEG_INFINITY; 3];
+    for c in 0..8 {
+        let v = crate::geometry::VoxelIjk::new(
+            if c & 1 == 0 { -0.5 } else { s.ni as f64 - 0.5 },
+            if c & 2 == 0 { -0.5 } else { s.nj as f64 - 0.5 },
+            if c & 4 == 0 { -0.5 } else { s.nk as f64 - 0.5 },
+        );
+        let p = g.ras_from_voxel().apply(v).to_array();
+        for d in 0..3 {
+            min[d] = min[d].min(p[d]);
+            max[d] = max[d].max(p[d]);
+        }
+    }
+    BoundsRas { min, max }
+}
+
+/// The 3D view's cell: title bar (slice-plane checkbox, maximise) and the wgpu view.
+pub fn three_d_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect) {
+    let title = Rect::from_min_size(cell.min, vec2(cell.width(), TITLE_H));
+    let rect = Rect::from_min_max(pos2(cell.min.x, title.max.y), cell.max);
+    let p = ui.painter_at(cell);
+    p.rect_filled(cell, 0.0, Color32::from_gray(20));
+    p.rect_filled(title, 0.0, Color32::from_gray(40));
+    p.rect_filled(Rect::from_min_size(title.min, vec2(4.0, TITLE_H)), 0.0, Color32::from_rgb(110, 130, 200));
+    let status = match &app.rt.mesh_progress {
+        Some((what, _)) => what.clone(),
+        None => String::new(),
+    };
+    p.text(title.left_center() + vec2(10.0, 0.0), Align2::LEFT_CENTER, format!("3D view   {status}"), FontId::proportional(12.5), Color32::from_gray(215));
+    let maximised = app.maximised == Some(ViewCell::ThreeD);
+    let btn_rect = Rect::from_min_size(pos2(title.max.x - 62.0, title.min.y + 1.0), vec2(60.0, TITLE_H - 2.0));
+    if ui.put(btn_rect, egui::Button::new(if maximised { "Restore" } else { "Maximise" }).small().frame(false)).clicked() {
+        app.send(AppCommand::ToggleMaximise(ViewCell::ThreeD));
+    }
+    let cb_rect = Rect::from_min_size(pos2(title.max.x - 170.0, title.min.y + 1.0), vec2(104.0, TITLE_H - 2.0));
+    let mut planes = app.mesh_view.options.show_slice_planes;
+    if ui.put(cb_rect, egui::Checkbox::new(&mut planes, "Slice planes")).changed() {
+        app.mesh_view.options.show_slice_planes = planes;
+    }
+
+    // Per-frame values: crosshair marker, slice planes, label visibility and colours.
+    if let Some(scene) = app.rt.scene.as_ref() {
+        app.mesh_view.set_crosshair(scene.crosshair);
+        if app.mesh_view.options.show_slice_planes {
+            let b = grid_bounds(scene.volume.as_ref());
+            app.mesh_view.set_slice_planes(ViewPlane::ALL.iter().map(|pl| SlicePlane::through_box(*pl, scene.crosshair, &b)).collect());
+        }
+        if let Some(l) = &scene.labels {
+            for (&id, e) in &l.table.entries {
+                app.mesh_view.set_label_visible(id, e.visible);
+                let [r, g, b] = e.colour;
+                app.mesh_view.set_label_color(id, [r, g, b, 255]);
+            }
+        }
+    } else {
+        app.mesh_view.clear_crosshair();
+    }
+    ui.scope_builder(egui::UiBuilder::new().max_rect(rect), |ui| {
+        render::mesh_view_ui(ui, &mut app.mesh_view);
+    });
+}

@@ -1,0 +1,214 @@
+//! The 3D view and "3D from click" in the real app, driven through egui_kittest: meshes for the
+//! demo's labels appear in the 3D view; a Shift+click on the liver grows a region on a
+//! background thread, Accept writes it into the label map, Ctrl+Z restores the old labels.
+
+use egui::{Event, Key, Modifiers, PointerButton, Pos2};
+use egui_kittest::Harness;
+use sam3d_studio::app::three_d::CANDIDATE_ID;
+use sam3d_studio::app::{App, AppCommand, Startup};
+use sam3d_studio::geometry::{RasMm, SliceMm, ViewPlane, VoxelIjk};
+use sam3d_studio::volume::LabelMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const LIVER: u16 = 5;
+
+fn demo() -> (PathBuf, PathBuf) {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    (d.join("ct.nii.gz"), d.join("labels.nii.gz"))
+}
+
+fn harness() -> Harness<'static, App> {
+    let (ct, labels) = demo();
+    let startup = Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()) };
+    let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| App::new(cc, startup));
+    wait_idle(&mut h);
+    h
+}
+
+/// Steps frames until the loader, the mesher and any click job are done.
+fn wait_idle(h: &mut Harness<'static, App>) {
+    let t0 = Instant::now();
+    h.step();
+    while h.state().is_busy() || h.state().is_meshing() || h.state().is_clicking() {
+        assert!(t0.elapsed() < Duration::from_secs(90), "background work did not finish");
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+    h.run();
+}
+
+#[test]
+fn three_d_view_gets_a_mesh_per_label() {
+    let h = harness();
+    let app = h.state();
+    let table = &app.scene().expect("scene").labels.as_ref().expect("labels").table;
+    let want: Vec<u16> = table.entries.iter().filter(|(id, e)| **id != 0 && e.voxels > 0).map(|(id, _)| *id).collect();
+    assert!(want.contains(&LIVER) && want.len() >= 4, "{want:?}");
+    let got: Vec<u16> = app.mesh_view.labels().iter().map(|l| l.label).collect();
+    assert_eq!(got, want);
+    for l in app.mesh_view.labels() {
+        assert!(l.triangles > 100, "label {} has {} triangles", l.label, l.triangles);
+        assert_eq!(l.name, table.entries[&l.label].name);
+    }
+    // The crosshair is the 3D view's marker.
+    assert_eq!(app.mesh_view.crosshair(), Some(app.scene().expect("scene").crosshair));
+    // Hiding a label in the side panel hides its mesh.
+    let mut h = h;
+    h.state_mut().send(AppCommand::SetLabelVisible { id: LIVER, visible: false });
+    h.run();
+    assert!(!h.state().mesh_view.is_label_visible(LIVER));
+    assert!(h.state().mesh_view.is_label_visible(want[0]));
+}
+
+/// A liver voxel on the axial slice through the crosshair, well inside the organ (its 7×7
+/// in-plane neighbourhood is all liver).
+fn liver_voxel(labels: &LabelMap, k: usize) -> [usize; 3] {
+    let d = &labels.data;
+    let (nj, ni) = (d.shape()[1], d.shape()[2]);
+    for j in 3..nj - 3 {
+        for i in 3..ni - 3 {
+            if (j - 3..=j + 3).all(|jj| (i - 3..=i + 3).all(|ii| d[[k, jj, ii]] == LIVER)) {
+                return [i, j, k];
+            }
+        }
+    }
+    panic!("no liver on axial slice {k}");
+}
+
+fn shift_click(h: &mut Harness<'static, App>, pos: Pos2) {
+    h.hover_at(pos);
+    h.step();
+    h.event(Event::ModifiersChanged(Modifiers::SHIFT));
+    h.event(Event::PointerButton { pos, button: PointerButton::Primary, pressed: true, modifiers: Modifiers::SHIFT });
+    h.step();
+    h.event(Event::PointerButton { pos, button: PointerButton::Primary, pressed: false, modifiers: Modifiers::SHIFT });
+    h.step();
+    h.event(Event::ModifiersChanged(Modifiers::NONE));
+    h.step();
+}
+
+#[test]
+fn shift_click_on_the_liver_accept_and_undo() {
+    let (_, labels_path) = demo();
+    let labels = LabelMap::load(&labels_path).expect("demo labels");
+    let mut h = harness();
+    // The upper abdomen, where the liver is large on axial slices.
+    h.state_mut().send(AppCommand::StepSlice { plane: ViewPlane::Axial, steps: 30 });
+    h.run();
+    let (scene_k, sfs, rfs) = {
+        let app = h.state();
+        let scene = app.scene().expect("scene");
+        let g = *scene.geom(ViewPlane::Axial);
+        let rect = app.rt.view_rects[0].expect("axial drawn");
+        let zoom = app.rt.zoom_of(ViewPlane::Axial) as f64;
+        let sfs = g.screen_from_slice([rect.min.x as f64, rect.min.y as f64], [rect.width() as f64, rect.height() as f64], zoom, [0.0, 0.0]);
+        (scene.slice_index(ViewPlane::Axial), sfs, g.ras_from_slice())
+    };
+    let [i, j, k] = liver_voxel(&labels, scene_k);
+    let ras: RasMm = labels.ras_from_voxel.apply(VoxelIjk::new(i as f64, j as f64, k as f64));
+    let slice: SliceMm = rfs.try_inverse().expect("invertible").apply(ras);
+    let screen = sfs.apply(slice);
+    let pos = Pos2::new(screen.x() as f32, screen.y() as f32);
+
+    // The new label is one more than the largest id.
+    let new_id = h.state().next_label_id();
+    assert!(new_id > *labels.data.iter().max().expect("voxels"));
+    shift_click(&mut h, pos);
+    assert!(h.state().is_clicking() || h.state().rt.click.candidate.is_some(), "Shift+click started no job");
+    wait_idle(&mut h);
+    let app = h.state();
+    assert!(app.messages().iter().all(|m| !m.is_error), "{:?}", app.messages());
+    let c = app.rt.click.candidate.as_ref().expect("a candidate");
+    assert!(c.mask[[k, j, i]], "the clicked voxel is in the result");
+    // The liver of the demo is ~1.5 l; region growing from inside it finds hundreds of ml,
+    // not the whole abdomen.
+    assert!(c.ml > 200.0 && c.ml < 3500.0, "{} ml", c.ml);
+    assert!(app.mesh_view.labels().iter().any(|l| l.label == CANDIDATE_ID && l.triangles > 100), "candidate mesh in the 3D view");
+
+    let before = app.scene().expect("scene").labels.as_ref().expect("labels").map.data.clone();
+    let mask = c.mask.clone();
+    h.key_press(Key::Enter);
+    wait_idle(&mut h);
+    let app = h.state();
+    assert!(app.rt.click.candidate.is_none());
+    let layer = app.scene().expect("scene").labels.as_ref().expect("labels");
+    assert_eq!(layer.map.data[[k, j, i]], new_id);
+    let changed = mask.iter().filter(|&&m| m).count();
+    assert_eq!(layer.map.data.iter().filter(|&&l| l == new_id).count(), changed);
+    assert_eq!(layer.table.entries[&new_id].voxels, changed);
+    assert!(app.mesh_view.labels().iter().any(|l| l.label == new_id && l.triangles > 100));
+    assert!(!app.mesh_view.labels().iter().any(|l| l.label == CANDIDATE_ID));
+
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    wait_idle(&mut h);
+    let layer = h.state().scene().expect("scene").labels.as_ref().expect("labels");
+    assert_eq!(layer.map.data, before, "undo restores every voxel");
+    assert_eq!(layer.table.entries.get(&new_id).map_or(0, |e| e.voxels), 0);
+    assert_eq!(layer.table.entries[&LIVER].voxels, before.iter().filter(|&&l| l == LIVER).count());
+
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Y);
+    wait_idle(&mut h);
+    assert_eq!(h.state().scene().expect("scene").labels.as_ref().expect("labels").map.data[[k, j, i]], new_id, "redo");
+}
+
+#[test]
+fn click_outside_the_volume_is_an_error_and_the_app_lives() {
+    let mut h = harness();
+    h.state_mut().send(AppCommand::ClickAt(RasMm::new(1e4, 0.0, 0.0)));
+    wait_idle(&mut h);
+    assert!(h.state().messages().iter().any(|m| m.is_error && m.text.contains("outside")), "{:?}", h.state().messages());
+    assert!(h.state().rt.click.candidate.is_none());
+    // Reject with nothing to reject, undo with nothing to undo: no-ops.
+    h.state_mut().send(AppCommand::RejectCandidate);
+    h.state_mut().send(AppCommand::Undo);
+    h.run();
+}
+
+#[test]
+fn without_weights_the_model_method_is_refused_with_help() {
+    let mut h = harness();
+    assert!(h.state().rt.model.is_none());
+    h.state_mut().send(AppCommand::SetClickMethod(sam3d_studio::app::ClickMethod::Model));
+    let c = h.state().scene().expect("scene").crosshair;
+    h.state_mut().send(AppCommand::ClickAt(c));
+    wait_idle(&mut h);
+    assert!(h.state().messages().iter().any(|m| m.is_error && m.text.contains("Load weights")), "{:?}", h.state().messages());
+    assert!(h.state().rt.click.candidate.is_none());
+}
+
+/// The model path: weights loaded in the engine process (a tiny random checkpoint made here,
+/// not a trained model), one click, the mask comes back through a file onto the volume's grid.
+#[test]
+fn model_click_through_the_engine_process() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tch::manual_seed(3);
+    let weights = dir.path().join("tiny-random.safetensors");
+    sam3d_studio::model::Model::new(sam3d_studio::model::Config::tiny(), tch::Device::Cpu).save_weights(&weights).expect("save");
+    let mut h = harness();
+    h.state_mut().send(AppCommand::LoadWeights(weights));
+    let t0 = Instant::now();
+    while h.state().rt.model.is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no model loaded: {:?}", h.state().messages());
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
+    assert!(h.state().rt.model.as_deref().is_some_and(|m| m.contains("tiny")), "{:?}", h.state().rt.model);
+    h.state_mut().send(AppCommand::SetClickMethod(sam3d_studio::app::ClickMethod::Model));
+    let c = h.state().scene().expect("scene").crosshair;
+    h.state_mut().send(AppCommand::ClickAt(c));
+    h.step();
+    assert!(h.state().is_clicking());
+    wait_idle(&mut h);
+    let app = h.state();
+    // Random weights segment something or nothing; either way the job ends and says which.
+    match &app.rt.click.candidate {
+        Some(cand) => {
+            assert_eq!(cand.mask.shape(), app.scene().expect("scene").volume.data.shape());
+            assert_eq!(cand.voxels, cand.mask.iter().filter(|&&m| m).count());
+            assert_eq!(cand.method, sam3d_studio::app::ClickMethod::Model);
+        }
+        None => assert!(app.messages().iter().any(|m| m.text.contains("nothing was segmented")), "{:?}", app.messages()),
+    }
+    assert!(app.messages().iter().all(|m| !m.text.contains("engine stopped")), "{:?}", app.messages());
+}
