@@ -60,3 +60,29 @@ fn tiny_forward_and_backward_is_fast_enough_for_tests() {
     (out.sdf.abs().mean(Kind::Float) + out.mask_logits.mean(Kind::Float)).backward();
     assert_eq!(out.sdf.size(), vec![4, 1, 16, 16, 16]);
 }
+
+#[test]
+fn context_switch_drops_the_context_tokens() {
+    use sam3d_studio::model::{Model, NetInputs};
+    use tch::{Device, Kind, Tensor};
+    tch::manual_seed(5);
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/tiny.toml")).expect("tiny");
+    let text = text.replace("[volume_context]\nenabled = false", "[volume_context]\nenabled = true");
+    let cfg = sam3d_studio::model::Config::from_toml_str(&text, "tiny+ctx").expect("config");
+    let mut m = Model::new(cfg, Device::Cpu);
+    let s = 32;
+    let x = NetInputs {
+        image: Tensor::rand([1, 1, s, s], (Kind::Float, Device::Cpu)),
+        mask: Tensor::ones([1, 1, s, s], (Kind::Float, Device::Cpu)),
+        pointmap: Tensor::rand([1, 3, s, s], (Kind::Float, Device::Cpu)),
+        context: Some(Tensor::rand([1, 1, 16, 16, 16], (Kind::Float, Device::Cpu))),
+    };
+    let no_ctx = NetInputs { image: x.image.shallow_clone(), mask: x.mask.shallow_clone(), pointmap: x.pointmap.shallow_clone(), context: None };
+    let with = m.forward_t(&x, false).sdf;
+    let without = m.forward_t(&no_ctx, false).sdf;
+    assert!((&with - &without).abs().max().double_value(&[]) > 1e-6, "the context changes nothing");
+    m.set_use_context(false);
+    assert!(!m.uses_context());
+    let switched = m.forward_t(&x, false).sdf;
+    assert_eq!((&switched - &without).abs().max().double_value(&[]), 0.0);
+}

@@ -2,7 +2,7 @@
 //! uninterrupted run, an injected NaN stops training with a message naming step and term.
 
 use sam3d_studio::engine::train::{TrainConfig, TrainError, train, write_phantoms};
-use sam3d_studio::volume::Modality;
+use sam3d_studio::volume::{Modality, OnGrid};
 use std::path::Path;
 
 /// libtorch's random generator is global to the process: runs that must be reproducible
@@ -124,4 +124,118 @@ fn smoke_config_is_valid_and_uses_lora() {
     assert_eq!(c.model.preset.as_deref(), Some("tiny"));
     assert!(c.lora.as_ref().is_some_and(|l| l.enabled));
     assert!(c.data.phantoms.is_some());
+}
+
+#[test]
+fn train_reads_a_preprocess_cache_with_its_clicks() {
+    use sam3d_studio::data::preprocess::{SliceSampling, preprocess_dir};
+    use sam3d_studio::engine::train::load_cases;
+    let _guard = lock();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = data_dir(tmp.path());
+    let cache = tmp.path().join("cache");
+    let idx = preprocess_dir(&data, &cache, 4.0, SliceSampling::Central, None, None, &|| {}).expect("preprocess");
+    let cfg = config(&cache, "steps = 3\nval_every = 3", "");
+    let (train_cases, val) = load_cases(&cfg).expect("cases from the cache");
+    assert_eq!(train_cases.len() + val.len(), 2);
+    // The cached grid is the isotropic 4 mm one, and each class carries the index's clicks
+    // (central slice on three axes: three per class), each inside its class.
+    for c in train_cases.iter().chain(&val) {
+        assert!(c.labels.spacing_mm().iter().all(|s| (s - 4.0).abs() < 1e-6));
+        let listed: usize = c.listed_clicks.iter().map(Vec::len).sum();
+        assert_eq!(listed, idx.samples.iter().filter(|s| s.case == c.name).count());
+        for (k, clicks) in c.listed_clicks.iter().enumerate() {
+            assert_eq!(clicks.len(), 3, "{} class {}", c.name, c.classes[k]);
+            for (p, _) in clicks {
+                assert!(c.sdf_at(k, *p) < 0.0, "listed click outside its class");
+            }
+        }
+    }
+    let s = train(&cfg, &tmp.path().join("run"), false, &|_, _| {}).expect("train on the cache");
+    assert_eq!(s.losses.len(), 3);
+    assert!(s.losses.iter().all(|l| l.1.is_finite()));
+}
+
+#[test]
+fn holdout_weights_and_validation_split() {
+    use sam3d_studio::engine::train::load_cases;
+    let _guard = lock();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    write_phantoms(&a, 3, 21, Modality::Ct).expect("phantoms a");
+    write_phantoms(&b, 1, 31, Modality::Ct).expect("phantoms b");
+    let text = format!(
+        r#"
+[model]
+preset = "tiny"
+[data]
+dirs = ["{}", "{}"]
+val_cases = 1
+dir_weights = [1.0, 3.0]
+holdout = [{{ case = "case_000", classes = [1, 5] }}]
+"#,
+        a.display(),
+        b.display()
+    );
+    let cfg = TrainConfig::from_toml_str(&text, "t.toml", Path::new(".")).expect("config");
+    let (tr, val) = load_cases(&cfg).expect("cases");
+    // Validation: the last case of the first directory; b's single case stays in training.
+    assert_eq!(val.len(), 1);
+    assert_eq!(val[0].name, "case_002");
+    assert_eq!(tr.len(), 3);
+    // Weights: a's two training cases share 1.0, b's one case has 3.0.
+    let w: Vec<f64> = tr.iter().map(|c| c.weight).collect();
+    assert_eq!(w, vec![0.5, 0.5, 3.0]);
+    // The held-out labels are gone from every case named case_000 (in both directories), and
+    // only there.
+    for c in &tr {
+        let held = c.classes.contains(&1) || c.classes.contains(&5);
+        assert_eq!(held, c.name != "case_000", "{}: {:?}", c.name, c.classes);
+        assert_eq!(c.classes.len(), c.sdf.len());
+    }
+    // A wrong number of weights names the field.
+    let bad = text.replace("dir_weights = [1.0, 3.0]", "dir_weights = [1.0]");
+    let e = TrainConfig::from_toml_str(&bad, "t.toml", Path::new(".")).expect_err("weights");
+    assert!(e.to_string().contains("data.dir_weights"), "{e}");
+}
+
+#[test]
+fn context_dropout_and_prediction_conditioning_train() {
+    let _guard = lock();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = data_dir(tmp.path());
+    let model_cfg = tmp.path().join("ctx.toml");
+    let tiny = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/tiny.toml")).expect("tiny");
+    std::fs::write(&model_cfg, tiny.replace("[volume_context]\nenabled = false", "[volume_context]\nenabled = true")).expect("write");
+    let text = format!(
+        r#"
+[model]
+config = "{}"
+[data]
+dirs = ["{}"]
+[train]
+steps = 6
+batch = 4
+threads = 1
+curriculum_step = 2
+val_every = 6
+context_dropout = 0.5
+pred_mask_frac = 0.5
+[loss]
+chamfer = 0.5
+"#,
+        model_cfg.display(),
+        data.display()
+    );
+    let cfg = TrainConfig::from_toml_str(&text, "t.toml", Path::new(".")).expect("config");
+    let out = tmp.path().join("run");
+    let s = train(&cfg, &out, false, &|_, _| {}).expect("train");
+    assert_eq!(s.losses.len(), 6);
+    let log = std::fs::read_to_string(out.join("log.jsonl")).expect("log");
+    for k in ["occupancy_dice", "chamfer", "dice_3d_grid_pred2d"] {
+        assert!(log.contains(k), "{k} missing from the log");
+    }
+    // Validation ran with and without the context cube.
+    assert!(log.contains("\"context\":true") && log.contains("\"context\":false"));
 }

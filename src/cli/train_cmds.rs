@@ -61,6 +61,12 @@ pub struct EvalArgs {
     pub out: PathBuf,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Only these labels (comma-separated ids; default: every label present).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<u16>,
+    /// Run the model without its `volume_context` cube (single-slice mode).
+    #[arg(long)]
+    pub no_context: bool,
 }
 
 pub fn preprocess(a: &PreprocessArgs) -> Result<()> {
@@ -140,6 +146,8 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         adapter: a.adapter.clone(),
         device,
         grow: Default::default(),
+        labels: a.labels.clone(),
+        context: !a.no_context,
     };
     let bar = std::cell::RefCell::new(None::<super::progress::Progress>);
     let (rows, summary) =

@@ -125,6 +125,21 @@ impl PreparedVolume {
         Ok(Self { volume, modality, normaliser, fill_raw, voxel_from_ras })
     }
 
+    /// The same voxels and normalisation seen through another affine (training augmentation:
+    /// the world moved by a similarity). Sampling then uses `ras_from_voxel`; `self.volume`
+    /// keeps the data's own affine and is shared, not copied.
+    pub fn with_affine(&self, ras_from_voxel: &crate::geometry::RasFromVoxel) -> Result<Self, ClickError> {
+        let voxel_from_ras = ras_from_voxel.try_inverse().map_err(|_| ClickError::SingularAffine)?;
+        Ok(Self { volume: self.volume.clone(), modality: self.modality, normaliser: self.normaliser, fill_raw: self.fill_raw, voxel_from_ras })
+    }
+
+    /// Sets the CT window (HU) when the volume is normalised as CT.
+    pub fn set_ct_window(&mut self, ct_window_hu: [f32; 2]) {
+        if let Normaliser::CtWindow { .. } = self.normaliser {
+            self.normaliser = Normaliser::CtWindow { lo: ct_window_hu[0], hi: ct_window_hu[1] };
+        }
+    }
+
     pub fn voxel_from_ras(&self) -> &VoxelFromRas {
         &self.voxel_from_ras
     }

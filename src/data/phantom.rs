@@ -75,6 +75,11 @@ impl PhantomSpec {
     pub fn realistic(modality: Modality) -> Self {
         PhantomSpec { modality, scale: 1.0, in_plane_mm: (0.6, 1.0), slice_mm: (1.5, 5.0), max_tilt_deg: 15.0, noise: 15.0 }
     }
+    /// Adult-sized organs on a coarse grid (1.5–2.5 mm in-plane, 3–5 mm slices; about half a
+    /// million voxels): training data for the shipped model.
+    pub fn medium(modality: Modality) -> Self {
+        PhantomSpec { modality, scale: 0.85, in_plane_mm: (1.5, 2.5), slice_mm: (3.0, 5.0), max_tilt_deg: 15.0, noise: 15.0 }
+    }
     /// Small and coarse, for tests and quick training runs (tens of thousands of voxels).
     pub fn small(modality: Modality) -> Self {
         PhantomSpec { modality, scale: 0.45, in_plane_mm: (2.0, 2.6), slice_mm: (3.0, 4.5), max_tilt_deg: 15.0, noise: 12.0 }

@@ -70,9 +70,16 @@ pub fn find_pairs(dir: &Path) -> Result<Vec<CasePair>, DataError> {
                 out.push(CasePair { name: stem, image: img.clone(), labels: l.clone() });
             }
         }
+        // A single volume beside `labels.nii(.gz)` (the demo layout), named after the directory.
+        let lab = files.iter().find(|f| nifti_stem(f).as_deref() == Some("labels"));
+        let others: Vec<&PathBuf> = files.iter().filter(|f| nifti_stem(f).is_some_and(|s| s != "labels" && !s.ends_with("_labels"))).collect();
+        if let (true, Some(l), [img]) = (out.is_empty(), lab, others.as_slice()) {
+            let name = dir.canonicalize().ok().and_then(|d| d.file_name().and_then(|n| n.to_str()).map(str::to_string)).unwrap_or_else(|| "case".into());
+            out.push(CasePair { name, image: (*img).clone(), labels: l.clone() });
+        }
     }
     if out.is_empty() {
-        return Err(ferr(dir, "no volume/label pairs (expected imagesTr/ + labelsTr/, or X.nii.gz with X_labels.nii.gz)"));
+        return Err(ferr(dir, "no volume/label pairs (expected imagesTr/ + labelsTr/, X.nii.gz with X_labels.nii.gz, or one volume beside labels.nii.gz)"));
     }
     Ok(out)
 }

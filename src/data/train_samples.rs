@@ -14,7 +14,7 @@
 
 use crate::data::click::{ClickError, ClickParams, PreparedVolume, click_prior_mask, masked_pointmap, prepare_click};
 use crate::data::phantom::Rng;
-use crate::geometry::{ArrayIdx, Point3, RasFromVoxel, RasMm, ViewPlane};
+use crate::geometry::{Affine3, ArrayIdx, Point3, Ras, RasFromVoxel, RasMm, ViewPlane, VoxelIjk};
 use crate::volume::resample::trilinear_at;
 use crate::volume::{LabelMap, Modality, OnGrid, Volume};
 use nalgebra::{Matrix3, Rotation3, Unit, Vector3};
@@ -60,6 +60,15 @@ pub struct TrainCase {
     pub sdf: Vec<Array3<f32>>,
     /// Inside voxels of each class with cumulative depth weights (for interior clicks).
     interior: Vec<Vec<(ArrayIdx, f64)>>,
+    /// Clicks given by a preprocess cache's sample index, per class (empty: random interior
+    /// clicks, drawn by depth).
+    pub listed_clicks: Vec<Vec<(RasMm, ViewPlane)>>,
+    /// Relative probability of drawing this case (the cases of one data directory share that
+    /// directory's weight).
+    pub weight: f64,
+    /// The volume prepared for click sampling once (statistics, normaliser), shared by every
+    /// sample (`None` when the volume cannot be prepared, e.g. a singular affine).
+    prepared: Option<PreparedVolume>,
 }
 
 impl TrainCase {
@@ -72,6 +81,12 @@ impl TrainCase {
         let classes: Vec<u16> =
             labels.counts().into_iter().map(|(l, _)| l).filter(|&l| l != 0 && (only.is_empty() || only.contains(&l))).collect();
         let sdf4 = crate::shape::sdf::sdf_classes(labels.data.view(), &classes, labels.spacing_mm());
+        Self::with_sdf(name, volume, labels, modality, classes, sdf4)
+    }
+
+    /// A case whose per-class SDF (`[C, k, j, i]`, mm, negative inside, on the label grid) is
+    /// already known — a preprocess cache's.
+    pub fn with_sdf(name: &str, volume: Arc<Volume>, labels: LabelMap, modality: Modality, classes: Vec<u16>, sdf4: ndarray::Array4<f32>) -> Self {
         let sdf: Vec<Array3<f32>> = sdf4.outer_iter().map(|a| a.to_owned()).collect();
         let interior = sdf
             .iter()
@@ -86,7 +101,24 @@ impl TrainCase {
                     .collect()
             })
             .collect();
-        TrainCase { name: name.into(), volume, labels, modality, classes, sdf, interior }
+        let listed_clicks = vec![Vec::new(); classes.len()];
+        // The CT window is the click params' at sampling time; prepare with a neutral one here
+        // and set the window per sample (see `make_sample`).
+        let prepared = PreparedVolume::new(volume.clone(), Some(modality), [-160.0, 240.0]).ok();
+        TrainCase { name: name.into(), volume, labels, modality, classes, sdf, interior, listed_clicks, weight: 1.0, prepared }
+    }
+
+    /// Keeps only the classes for which `keep` holds (with their SDFs, interiors and clicks).
+    pub fn retain_classes(&mut self, keep: impl Fn(u16, usize) -> bool) {
+        let idx: Vec<usize> = (0..self.classes.len()).filter(|&c| keep(self.classes[c], self.interior[c].len())).collect();
+        fn pick<T>(v: &mut Vec<T>, idx: &[usize]) {
+            let old = std::mem::take(v);
+            *v = old.into_iter().enumerate().filter(|(i, _)| idx.contains(i)).map(|(_, x)| x).collect();
+        }
+        pick(&mut self.classes, &idx);
+        pick(&mut self.sdf, &idx);
+        pick(&mut self.interior, &idx);
+        pick(&mut self.listed_clicks, &idx);
     }
 
     /// A random inside voxel of class index `c`, drawn with probability ∝ its depth.
@@ -108,14 +140,17 @@ impl TrainCase {
     /// SDF (mm) of class index `c` at a RAS point; outside the grid, the value at the nearest
     /// grid point plus the distance to it.
     pub fn sdf_at(&self, c: usize, p: RasMm) -> f32 {
+        self.sdf_at_voxel(c, self.labels.voxel_from_ras().apply(p))
+    }
+
+    /// [`Self::sdf_at`] at a point given in the label grid's voxel coordinates.
+    pub fn sdf_at_voxel(&self, c: usize, v: VoxelIjk) -> f32 {
         let d = &self.sdf[c];
-        let v = self.labels.voxel_from_ras().apply(p);
         let sh = d.shape();
         let cl = |x: f64, n: usize| x.clamp(0.0, n as f64 - 1.0);
         let q = Point3::new(cl(v.x(), sh[2]), cl(v.y(), sh[1]), cl(v.z(), sh[0]));
         let inside_val = trilinear_at(d, q.x(), q.y(), q.z()).unwrap_or(f32::INFINITY);
-        let q_ras = self.labels.ras_from_voxel.apply(q);
-        let extra = p.distance(&q_ras) as f32;
+        let extra = if q == v { 0.0 } else { self.labels.ras_from_voxel.apply_vector(v.v - q.v).norm() as f32 };
         if inside_val.is_finite() { inside_val + extra } else { 1e4 }
     }
 }
@@ -134,6 +169,8 @@ pub struct TrainSample {
     /// `[3, S, S]` pointmap masked by the target mask (the 3D stage's input): finite exactly where
     /// `mask == 1`.
     pub pointmap: Array3<f32>,
+    /// `[3, S, S]` pointmap everywhere (to mask by a predicted 2D mask during training).
+    pub pointmap_full: Array3<f32>,
     /// Target SDF `[G, G, G]` (`[gk, gj, gi]`) in units of `L/2`, negative inside.
     pub sdf: Array3<f32>,
     /// `volume_context` cube when the config has it.
@@ -176,6 +213,11 @@ impl Similarity {
     pub fn inverse_apply(&self, p: RasMm) -> RasMm {
         RasMm::from_vec(self.centre + self.rot.transpose() * (p.v - self.centre) / self.scale)
     }
+    /// `T⁻¹` as an affine map.
+    pub fn inverse_affine(&self) -> Affine3<Ras, Ras> {
+        let m = self.rot.transpose() / self.scale;
+        Affine3::from_parts(m, self.centre - m * self.centre)
+    }
 }
 
 /// Builds one sample: class index `c`, click `click` (on the untransformed case), `plane`,
@@ -189,24 +231,39 @@ pub fn make_sample(
     intensity: (f32, f32),
     p: &ClickParams,
 ) -> Result<TrainSample, ClickError> {
-    let mut vol = (*case.volume).clone();
-    vol.ras_from_voxel = t.apply_affine(&case.volume.ras_from_voxel);
-    let pv = PreparedVolume::new(Arc::new(vol), Some(case.modality), p.ct_window_hu)?;
+    let affine = t.apply_affine(&case.volume.ras_from_voxel);
+    let pv = match &case.prepared {
+        Some(base) => {
+            let mut pv = base.with_affine(&affine)?;
+            pv.set_ct_window(p.ct_window_hu);
+            pv
+        }
+        None => {
+            let mut vol = (*case.volume).clone();
+            vol.ras_from_voxel = affine;
+            PreparedVolume::new(Arc::new(vol), Some(case.modality), p.ct_window_hu)?
+        }
+    };
     // The click is the centre of T, so it stays where it is.
     let cs = prepare_click(&pv, click, plane, p)?;
     let n = p.image_size;
     let label = case.classes[c];
+    // Label-grid voxels of the slice's pixels and the cube's grid points, through T⁻¹.
+    let lab_from_ras = case.labels.voxel_from_ras() * t.inverse_affine();
+    let lab_from_pixel = lab_from_ras.clone() * cs.ras_from_pixel.clone();
+    let lab_shape = case.labels.shape();
     let mask_b = Array2::from_shape_fn((n, n), |(row, col)| {
-        let q = t.inverse_apply(cs.ras_from_pixel.apply(Point3::new(col as f64, row as f64, 0.0)));
-        case.labels.index_of_ras(q).is_some_and(|a| case.labels.data[[a.k, a.j, a.i]] == label)
+        let v = lab_from_pixel.apply(Point3::new(col as f64, row as f64, 0.0));
+        lab_shape.array_index(v).is_some_and(|a| case.labels.data[[a.k, a.j, a.i]] == label)
     });
     let prior_b = click_prior_mask(n, p.prior_radius_px);
     let g = p.grid;
     let unit = (p.cube_mm / 2.0) as f32;
     let mut sdf = Array3::<f32>::zeros((g, g, g));
+    let lab_from_grid = lab_from_ras * cs.ras_from_grid.clone();
     for ((k, j, i), v) in sdf.indexed_iter_mut() {
-        let q = t.inverse_apply(cs.ras_from_grid.apply(Point3::new(i as f64, j as f64, k as f64)));
-        *v = (case.sdf_at(c, q) * t.scale as f32 / unit).clamp(-4.0, 4.0);
+        let q = lab_from_grid.apply(Point3::new(i as f64, j as f64, k as f64));
+        *v = (case.sdf_at_voxel(c, q) * t.scale as f32 / unit).clamp(-4.0, 4.0);
     }
     let (gain, off) = intensity;
     let jit = |a: f32| a * gain + off;
@@ -216,6 +273,7 @@ pub fn make_sample(
         pointmap_prior: masked_pointmap(&cs.pointmap_full, &prior_b),
         mask: mask_b.mapv(|b| b as u8 as f32),
         pointmap: masked_pointmap(&cs.pointmap_full, &mask_b),
+        pointmap_full: cs.pointmap_full,
         sdf,
         context: cs.context.map(|c| c.mapv(jit)),
         click,
@@ -224,15 +282,32 @@ pub fn make_sample(
     })
 }
 
-/// A random augmented sample from `cases`, fully determined by `seed`.
+/// A random augmented sample from `cases`, fully determined by `seed`: a case drawn by weight,
+/// one of its classes uniformly, then a listed click of that class (a preprocess cache's) or an
+/// interior point drawn by depth with a random plane.
 pub fn random_sample(cases: &[TrainCase], seed: u64, aug: &AugmentParams, p: &ClickParams) -> Result<TrainSample, ClickError> {
     let mut rng = Rng::new(seed);
-    let usable: Vec<(usize, usize)> =
-        cases.iter().enumerate().flat_map(|(ci, cs)| (0..cs.classes.len()).map(move |k| (ci, k))).collect();
-    let (ci, k) = usable[rng.below(usable.len())];
+    let usable: Vec<usize> = (0..cases.len()).filter(|&c| !cases[c].classes.is_empty()).collect();
+    let total: f64 = usable.iter().map(|&c| cases[c].weight.max(0.0)).sum();
+    let ci = if total > 0.0 {
+        let mut x = rng.uniform() * total;
+        *usable.iter().find(|&&c| {
+            x -= cases[c].weight.max(0.0);
+            x < 0.0
+        }).unwrap_or(&usable[usable.len() - 1])
+    } else {
+        usable[rng.below(usable.len())]
+    };
     let case = &cases[ci];
-    let click = case.random_click(k, &mut rng).unwrap_or_else(|| case.labels.ras_of(ArrayIdx { k: 0, j: 0, i: 0 }));
-    let plane = [ViewPlane::Axial, ViewPlane::Coronal, ViewPlane::Sagittal][rng.below(3)];
+    let k = rng.below(case.classes.len());
+    let planes = [ViewPlane::Axial, ViewPlane::Coronal, ViewPlane::Sagittal];
+    let (click, plane) = match case.listed_clicks.get(k).filter(|l| !l.is_empty()) {
+        Some(list) => list[rng.below(list.len())],
+        None => {
+            let click = case.random_click(k, &mut rng).unwrap_or_else(|| case.labels.ras_of(ArrayIdx { k: 0, j: 0, i: 0 }));
+            (click, planes[rng.below(3)])
+        }
+    };
     let t = Similarity::random(click, aug, &mut rng);
     let gain = 1.0 + rng.range(-aug.intensity_gain, aug.intensity_gain) as f32;
     let off = rng.range(-aug.intensity_offset, aug.intensity_offset) as f32;

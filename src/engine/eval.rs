@@ -61,6 +61,10 @@ pub struct EvalOptions {
     pub adapter: Option<PathBuf>,
     pub device: Device,
     pub grow: GrowParams,
+    /// Only these labels (empty: every label present).
+    pub labels: Vec<u16>,
+    /// Give the model its `volume_context` cube (when it has one).
+    pub context: bool,
 }
 
 /// The evaluation clicks of one label: for each plane, the deepest point on the label's central
@@ -87,7 +91,9 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
     let mut session = match &opts.weights {
         Some(w) => {
             let mut s = Session::new();
-            s.set_model(Model::from_checkpoint(w, opts.device)?)?;
+            let mut m = Model::from_checkpoint(w, opts.device)?;
+            m.set_use_context(opts.context);
+            s.set_model(m)?;
             if let Some(a) = &opts.adapter {
                 s.load_adapter(a)?;
             }
@@ -101,7 +107,8 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         let vol = Volume::load(&pair.image)?;
         let lab = LabelMap::load(&pair.labels)?;
         lab.check_matches(&vol, &pair.labels)?;
-        let labels: Vec<u16> = lab.counts().into_iter().map(|(l, _)| l).filter(|&l| l != 0).collect();
+        let labels: Vec<u16> =
+            lab.counts().into_iter().map(|(l, _)| l).filter(|&l| l != 0 && (opts.labels.is_empty() || opts.labels.contains(&l))).collect();
         let clicks: Vec<(u16, Vec<(ViewPlane, RasMm)>)> = labels.iter().map(|&l| (l, eval_clicks(&lab, l))).collect();
         n_clicks += clicks.iter().map(|c| c.1.len() as u64).sum::<u64>();
         loaded.push((pair.name.clone(), Arc::new(vol), lab, clicks));

@@ -94,6 +94,24 @@ pub struct PhantomGen {
     pub seed: u64,
     #[serde(default = "default_modality")]
     pub modality: String,
+    /// `small` (coarse 2–4.5 mm voxels, 0.45-scale body) or `medium` (adult-sized organs at
+    /// 1.5–2.5 mm in-plane, 3–5 mm slices).
+    #[serde(default = "default_phantom_size")]
+    pub size: String,
+}
+fn default_phantom_size() -> String {
+    "small".into()
+}
+
+/// Labels of some cases kept out of training (e.g. the organs of a real scan that validation
+/// measures).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Holdout {
+    /// Applies to the cases whose name contains this text (empty: every case).
+    #[serde(default)]
+    pub case: String,
+    pub classes: Vec<u16>,
 }
 fn default_modality() -> String {
     "ct".into()
@@ -109,12 +127,26 @@ pub struct DataSection {
     /// Labels to train on (empty: every label present).
     #[serde(default)]
     pub classes: Vec<u16>,
-    /// The last N cases are held out for validation (when there are more than N cases).
+    /// The last N cases of the first directory are held out for validation (when it has more
+    /// than N cases).
     #[serde(default = "one")]
     pub val_cases: usize,
     /// Use only the first N training cases (0: all).
     #[serde(default)]
     pub max_cases: usize,
+    /// Share of the samples drawn from each directory (parallel to `dirs`; empty: each case
+    /// equally likely).
+    #[serde(default)]
+    pub dir_weights: Vec<f64>,
+    /// Labels never trained on.
+    #[serde(default)]
+    pub holdout: Vec<Holdout>,
+    /// Classes with fewer inside voxels are skipped (too small to click on).
+    #[serde(default = "default_min_voxels")]
+    pub min_voxels: usize,
+}
+fn default_min_voxels() -> usize {
+    27
 }
 fn one() -> usize {
     1
@@ -147,6 +179,12 @@ pub struct TrainSection {
     pub prefetch: usize,
     /// Cycle over the first N samples, without augmentation (0: off): the overfitting check.
     pub fixed_samples: u64,
+    /// Fraction of micro-batches trained without the `volume_context` cube, so that one model
+    /// serves both modes.
+    pub context_dropout: f64,
+    /// Fraction of samples whose 3D stage is conditioned on the 2D head's own (detached,
+    /// thresholded) mask, as at inference, instead of the true slice mask.
+    pub pred_mask_frac: f64,
 }
 
 impl Default for TrainSection {
@@ -167,6 +205,8 @@ impl Default for TrainSection {
             threads: None,
             prefetch: 4,
             fixed_samples: 0,
+            context_dropout: 0.0,
+            pred_mask_frac: 0.0,
         }
     }
 }
@@ -178,6 +218,11 @@ pub struct LossSection {
     pub mask_dice: f64,
     pub occupancy: f64,
     pub sdf_l1: f64,
+    /// Soft Dice of the 3D occupancy (balances small organs against the far background).
+    pub occupancy_dice: f64,
+    /// Symmetric surface term (Chamfer with the SDFs as distance fields): the predicted SDF on
+    /// the true surface cells, and the true SDF where the prediction puts its surface.
+    pub chamfer: f64,
     /// SDF truncation (units of L/2).
     pub sdf_trunc: f64,
     /// Factor on the 2D terms during the first curriculum phase.
@@ -186,7 +231,16 @@ pub struct LossSection {
 
 impl Default for LossSection {
     fn default() -> Self {
-        LossSection { mask_bce: 1.0, mask_dice: 1.0, occupancy: 1.0, sdf_l1: 1.0, sdf_trunc: 0.2, curriculum_2d_boost: 2.0 }
+        LossSection {
+            mask_bce: 1.0,
+            mask_dice: 1.0,
+            occupancy: 1.0,
+            sdf_l1: 1.0,
+            occupancy_dice: 1.0,
+            chamfer: 0.0,
+            sdf_trunc: 0.2,
+            curriculum_2d_boost: 2.0,
+        }
     }
 }
 
@@ -273,6 +327,17 @@ impl TrainConfig {
         if self.model.preset.is_none() && self.model.config.is_none() && self.model.base_checkpoint.is_none() {
             return bad("model", "give preset, config or base_checkpoint".into());
         }
+        if !self.data.dir_weights.is_empty() && self.data.dir_weights.len() != self.data.dirs.len() {
+            return bad("data.dir_weights", format!("{} weights for {} directories", self.data.dir_weights.len(), self.data.dirs.len()));
+        }
+        if self.data.dir_weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+            return bad("data.dir_weights", "weights must be finite and non-negative".into());
+        }
+        for (f, v) in [("train.context_dropout", t.context_dropout), ("train.pred_mask_frac", t.pred_mask_frac)] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(f, format!("must be between 0 and 1, got {v}"));
+            }
+        }
         Ok(())
     }
 
@@ -290,45 +355,98 @@ impl TrainConfig {
 // Data
 
 /// Loads every case of the data directories (writing the phantoms first when configured and
-/// the first directory is missing). Returns (training cases, validation cases).
+/// the first directory is missing). A directory holding `index.json` is a preprocess cache: its
+/// cases come with their isotropic resampling and per-class SDFs, and its sample index gives
+/// the clicks. Returns (training cases, validation cases).
 pub fn load_cases(cfg: &TrainConfig) -> Result<(Vec<TrainCase>, Vec<TrainCase>), TrainError> {
     if let (Some(g), Some(dir)) = (&cfg.data.phantoms, cfg.data.dirs.first()) {
         if !dir.join(format!("case_{:03}_labels.nii.gz", g.cases.saturating_sub(1))).exists() {
             let modality: Modality = g.modality.parse().map_err(|e: String| TrainError::Config { field: "data.phantoms.modality".into(), problem: e })?;
-            write_phantoms(dir, g.cases, g.seed, modality)?;
+            let spec = match g.size.as_str() {
+                "small" => PhantomSpec::small(modality),
+                "medium" => PhantomSpec::medium(modality),
+                other => return Err(TrainError::Config { field: "data.phantoms.size".into(), problem: format!("'{other}': expected small or medium") }),
+            };
+            write_phantoms_spec(dir, g.cases, g.seed, &spec)?;
         }
     }
-    let mut all = Vec::new();
-    for dir in &cfg.data.dirs {
+    let mut all: Vec<(TrainCase, usize)> = Vec::new();
+    for (d, dir) in cfg.data.dirs.iter().enumerate() {
+        if dir.join("index.json").is_file() {
+            for case in load_cache_dir(dir)? {
+                all.push((case, d));
+            }
+            continue;
+        }
         for pair in find_pairs(dir)? {
             let vol = Volume::load(&pair.image)?;
             let lab = LabelMap::load(&pair.labels)?;
             lab.check_matches(&vol, &pair.labels)?;
-            all.push((pair.name, Arc::new(vol), lab));
+            all.push((TrainCase::new(&pair.name, Arc::new(vol), lab, None, &cfg.data.classes), d));
         }
     }
-    let n = all.len();
-    let n_val = if n > cfg.data.val_cases { cfg.data.val_cases } else { 0 };
-    let mut cases: Vec<TrainCase> = all
-        .into_iter()
-        .map(|(name, vol, lab)| TrainCase::new(&name, vol, lab, None, &cfg.data.classes))
-        .filter(|c| !c.classes.is_empty())
-        .collect();
-    let val = cases.split_off(cases.len().saturating_sub(n_val));
-    if cfg.data.max_cases > 0 {
-        cases.truncate(cfg.data.max_cases);
+    for (case, _) in all.iter_mut() {
+        let held: Vec<u16> = cfg.data.holdout.iter().filter(|h| case.name.contains(&h.case)).flat_map(|h| h.classes.iter().copied()).collect();
+        let only = &cfg.data.classes;
+        case.retain_classes(|l, n| !held.contains(&l) && (only.is_empty() || only.contains(&l)) && n >= cfg.data.min_voxels);
     }
-    if cases.is_empty() {
+    all.retain(|(c, _)| !c.classes.is_empty());
+    // Validation: the last `val_cases` cases of the first directory (when it has more).
+    let first: Vec<usize> = (0..all.len()).filter(|&i| all[i].1 == 0).collect();
+    let n_val = if first.len() > cfg.data.val_cases { cfg.data.val_cases } else { 0 };
+    let val_idx: Vec<usize> = first[first.len() - n_val..].to_vec();
+    let mut val = Vec::new();
+    for &i in val_idx.iter().rev() {
+        val.push(all.remove(i).0);
+    }
+    val.reverse();
+    if cfg.data.max_cases > 0 {
+        all.truncate(cfg.data.max_cases);
+    }
+    if all.is_empty() {
         return Err(TrainError::Config { field: "data.dirs".into(), problem: "no training case with a labelled class".into() });
     }
-    Ok((cases, val))
+    if !cfg.data.dir_weights.is_empty() {
+        let mut per_dir = vec![0usize; cfg.data.dirs.len()];
+        all.iter().for_each(|(_, d)| per_dir[*d] += 1);
+        for (case, d) in all.iter_mut() {
+            case.weight = cfg.data.dir_weights[*d] / per_dir[*d].max(1) as f64;
+        }
+    }
+    Ok((all.into_iter().map(|(c, _)| c).collect(), val))
+}
+
+/// The cases of a preprocess cache (`index.json` + one `.safetensors` per case), with the
+/// index's clicks (the deepest point of the class on each listed slice).
+pub fn load_cache_dir(dir: &Path) -> Result<Vec<TrainCase>, TrainError> {
+    use crate::data::preprocess::{CacheIndex, read_case, sample_click};
+    let ipath = dir.join("index.json");
+    let text = std::fs::read_to_string(&ipath).map_err(|e| ferr(&ipath, format!("cannot read: {e}")))?;
+    let index: CacheIndex = serde_json::from_str(&text).map_err(|e| ferr(&ipath, format!("not a preprocess index: {e}")))?;
+    let mut out = Vec::new();
+    for (name, file) in &index.cases {
+        let c = read_case(&dir.join(file))?;
+        let mut case = TrainCase::with_sdf(name, Arc::new(c.volume.clone()), c.labels.clone(), c.volume.guess_modality(), c.classes.clone(), c.sdf.clone());
+        for s in index.samples.iter().filter(|s| &s.case == name) {
+            if let (Some(k), Some(click)) = (case.classes.iter().position(|&l| l == s.class), sample_click(&c, s)) {
+                case.listed_clicks[k].push(click);
+            }
+        }
+        out.push(case);
+    }
+    Ok(out)
 }
 
 /// Writes `case_NNN.nii.gz` + `case_NNN_labels.nii.gz` small phantoms.
 pub fn write_phantoms(dir: &Path, cases: usize, seed: u64, modality: Modality) -> Result<(), TrainError> {
+    write_phantoms_spec(dir, cases, seed, &PhantomSpec::small(modality))
+}
+
+/// Writes `case_NNN.nii.gz` + `case_NNN_labels.nii.gz` phantoms of `spec`.
+pub fn write_phantoms_spec(dir: &Path, cases: usize, seed: u64, spec: &PhantomSpec) -> Result<(), TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| ferr(dir, format!("cannot create directory: {e}")))?;
     for c in 0..cases {
-        let case = generate(&PhantomSpec::small(modality), seed.wrapping_add(c as u64));
+        let case = generate(spec, seed.wrapping_add(c as u64));
         case.volume.save(&dir.join(format!("case_{c:03}.nii.gz")), Some(crate::volume::DataType::Float32))?;
         case.labels.save(&dir.join(format!("case_{c:03}_labels.nii.gz")))?;
     }
@@ -338,6 +456,8 @@ pub fn write_phantoms(dir: &Path, cases: usize, seed: u64, modality: Modality) -
 /// A micro-batch as arrays.
 pub struct Batch {
     pub samples: Vec<TrainSample>,
+    /// Train this micro-batch without the `volume_context` cube.
+    pub drop_context: bool,
 }
 
 fn build_sample(cases: &[TrainCase], seed: u64, aug: &AugmentParams, p: &ClickParams) -> Result<TrainSample, String> {
@@ -366,11 +486,28 @@ pub fn micro_batch(cases: &[TrainCase], cfg: &TrainConfig, p: &ClickParams, mb: 
             build_sample(cases, sample_seed(cfg.train.seed, idx), &aug, p)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Batch { samples })
+    let drop_context = cfg.train.context_dropout > 0.0
+        && crate::data::phantom::Rng::new(sample_seed(cfg.train.seed ^ 0xC0_4E7E, mb)).uniform() < cfg.train.context_dropout;
+    Ok(Batch { samples, drop_context })
 }
 
-/// Tensors of a batch: (2D-stage inputs, 3D-stage inputs, mask target `[B,1,S,S]`, SDF target `[B,1,G,G,G]`).
-fn to_tensors(b: &Batch, device: Device) -> (NetInputs, NetInputs, Tensor, Tensor) {
+/// Tensors of a batch.
+struct BatchTensors {
+    /// The 2D stage's inputs (click disc, pointmap masked by it).
+    x2: NetInputs,
+    /// The 3D stage's inputs conditioned on the true slice mask.
+    x3: NetInputs,
+    /// Target slice mask `[B, 1, S, S]`.
+    mask: Tensor,
+    /// Click disc `[B, 1, S, S]`.
+    prior: Tensor,
+    /// Unmasked pointmap `[B, 3, S, S]`.
+    pointmap_full: Tensor,
+    /// Target SDF `[B, 1, G, G, G]`.
+    sdf: Tensor,
+}
+
+fn to_tensors(b: &Batch, device: Device) -> BatchTensors {
     let s = &b.samples;
     let n = s.len() as i64;
     let t3 = |xs: Vec<&ndarray::Array2<f32>>| tensor_from(&stack2(&xs), device).unsqueeze(1);
@@ -379,35 +516,50 @@ fn to_tensors(b: &Batch, device: Device) -> (NetInputs, NetInputs, Tensor, Tenso
     let mask = t3(s.iter().map(|x| &x.mask).collect());
     let pm_prior = tensor_from(&stack3(&s.iter().map(|x| &x.pointmap_prior).collect::<Vec<_>>()), device);
     let pm = tensor_from(&stack3(&s.iter().map(|x| &x.pointmap).collect::<Vec<_>>()), device);
+    let pointmap_full = tensor_from(&stack3(&s.iter().map(|x| &x.pointmap_full).collect::<Vec<_>>()), device);
     let sdf = tensor_from(&stack3(&s.iter().map(|x| &x.sdf).collect::<Vec<_>>()), device).unsqueeze(1);
-    let context = if s.iter().all(|x| x.context.is_some()) && n > 0 {
+    let context = if !b.drop_context && s.iter().all(|x| x.context.is_some()) && n > 0 {
         let cs: Vec<&ndarray::Array3<f32>> = s.iter().filter_map(|x| x.context.as_ref()).collect();
         Some(tensor_from(&stack3(&cs), device).unsqueeze(1))
     } else {
         None
     };
-    let x2 = NetInputs { image: image.shallow_clone(), mask: prior, pointmap: pm_prior, context: context.as_ref().map(|c| c.shallow_clone()) };
+    let x2 = NetInputs { image: image.shallow_clone(), mask: prior.shallow_clone(), pointmap: pm_prior, context: context.as_ref().map(|c| c.shallow_clone()) };
     let x3 = NetInputs { image, mask: mask.shallow_clone(), pointmap: pm, context };
-    (x2, x3, mask, sdf)
+    BatchTensors { x2, x3, mask, prior, pointmap_full, sdf }
+}
+
+/// The 3D stage's inputs conditioned on the 2D head's mask (`logits > 0`, united with the
+/// click disc, as inference keeps the click's component) for the samples where `choose`
+/// (`[B]` bool) holds, on the true mask elsewhere.
+fn condition_on_prediction(bt: &BatchTensors, logits: &Tensor, choose: &Tensor) -> NetInputs {
+    let _g = tch::no_grad_guard();
+    let pred = logits.detach().gt(0.0).logical_or(&bt.prior.gt(0.5)).to_kind(Kind::Float);
+    let c = choose.view([-1, 1, 1, 1]);
+    let m = pred.where_self(&c, &bt.mask);
+    let valid = m.gt(0.5);
+    let nan = Tensor::full([1], f64::NAN, (Kind::Float, bt.pointmap_full.device()));
+    let pm = bt.pointmap_full.where_self(&valid, &nan);
+    NetInputs { image: bt.x3.image.shallow_clone(), mask: m, pointmap: pm, context: bt.x3.context.as_ref().map(|c| c.shallow_clone()) }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Losses
 
 /// Loss terms of one micro-batch (scalar tensors) in a fixed order.
-pub const TERMS: [&str; 4] = ["mask_bce", "mask_dice", "occupancy", "sdf_l1"];
+pub const TERMS: [&str; 6] = ["mask_bce", "mask_dice", "occupancy", "sdf_l1", "occupancy_dice", "chamfer"];
 
 fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Tensor {
     let p = logits.sigmoid();
-    let dims: &[i64] = &[1, 2, 3];
-    let inter = (&p * target).sum_dim_intlist(dims, false, Kind::Float);
-    let denom = p.sum_dim_intlist(dims, false, Kind::Float) + target.sum_dim_intlist(dims, false, Kind::Float);
+    let dims: Vec<i64> = (1..logits.dim() as i64).collect();
+    let inter = (&p * target).sum_dim_intlist(dims.as_slice(), false, Kind::Float);
+    let denom = p.sum_dim_intlist(dims.as_slice(), false, Kind::Float) + target.sum_dim_intlist(dims.as_slice(), false, Kind::Float);
     let ratio: Tensor = (inter * 2.0 + 1.0) / (denom + 1.0);
     (ratio.neg() + 1.0).mean(Kind::Float)
 }
 
-/// The four terms; `coarse`: compare the 3D terms on 2×-pooled grids.
-fn loss_terms(mask_logits: &Tensor, mask_t: &Tensor, sdf_pred: &Tensor, sdf_t: &Tensor, grid: usize, coarse: bool, trunc: f64) -> [Tensor; 4] {
+/// The terms of [`TERMS`]; `coarse`: compare the 3D terms on 2×-pooled grids.
+fn loss_terms(mask_logits: &Tensor, mask_t: &Tensor, sdf_pred: &Tensor, sdf_t: &Tensor, grid: usize, coarse: bool, trunc: f64) -> [Tensor; 6] {
     let bce = mask_logits.binary_cross_entropy_with_logits::<Tensor>(mask_t, None, None, Reduction::Mean);
     let dice = soft_dice_loss(mask_logits, mask_t);
     let pred = sdf_pred.narrow(1, 0, 1);
@@ -420,9 +572,18 @@ fn loss_terms(mask_logits: &Tensor, mask_t: &Tensor, sdf_pred: &Tensor, sdf_t: &
     // One cell in units of L/2.
     let tau = 2.0 / cells as f64;
     let occ_t = target.lt(0.0).to_kind(Kind::Float);
-    let occ = (-&pred / tau).binary_cross_entropy_with_logits::<Tensor>(&occ_t, None, None, Reduction::Mean);
+    let occ_logits = -&pred / tau;
+    let occ = occ_logits.binary_cross_entropy_with_logits::<Tensor>(&occ_t, None, None, Reduction::Mean);
+    let occ_dice = soft_dice_loss(&occ_logits, &occ_t);
     let l1 = (pred.clamp(-trunc, trunc) - target.clamp(-trunc, trunc)).abs().mean(Kind::Float);
-    [bce, dice, occ, l1]
+    // Chamfer with the SDFs as distance fields: the predicted |SDF| on the true surface cells
+    // (true surface → predicted surface), and the true |SDF| where the prediction has its
+    // surface, weighted by a soft surface indicator (predicted surface → true surface).
+    let surf_t = target.abs().lt(tau * 0.5).to_kind(Kind::Float);
+    let a = (pred.abs().clamp_max(trunc) * &surf_t).sum(Kind::Float) / (surf_t.sum(Kind::Float) + 1.0);
+    let w = (-(&pred / tau).square()).exp();
+    let b = (&w * target.abs().clamp_max(trunc)).sum(Kind::Float) / (w.sum(Kind::Float) + 1.0);
+    [bce, dice, occ, l1, occ_dice, a + b]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -520,11 +681,15 @@ pub struct TrainSummary {
 #[derive(Clone, Debug, Serialize)]
 pub struct Validation {
     pub clicks: usize,
+    /// Whether the `volume_context` cube was given (when the model has one).
+    pub context: bool,
     /// Dice of the 2D head's mask (threshold 0) against the slice's true mask.
     pub dice_2d: f64,
     /// Dice of the SDF's inside (< 0) against the true inside on the `G³` grid, the 3D stage
     /// conditioned on the true 2D mask.
     pub dice_3d_grid: f64,
+    /// The same, the 3D stage conditioned on the 2D head's mask (the inference path).
+    pub dice_3d_grid_pred2d: f64,
 }
 
 /// Builds the model and the trainable parameter list (names prefixed `base/` or `lora/`).
@@ -627,30 +792,34 @@ pub fn validation_samples(cases: &[TrainCase], p: &ClickParams) -> Vec<TrainSamp
     out
 }
 
-fn validate(model: &Model, samples: &[TrainSample], device: Device) -> Validation {
+fn validate(model: &Model, samples: &[TrainSample], device: Device, drop_context: bool) -> Validation {
     let _g = tch::no_grad_guard();
-    let (mut d2, mut d3, mut n) = (0.0, 0.0, 0usize);
+    let (mut d2, mut d3, mut d3p, mut n) = (0.0, 0.0, 0.0, 0usize);
+    let dice = |pred: &Tensor, gt: &Tensor| -> Vec<f64> {
+        let dims: &[i64] = &[1, 2, 3, 4][..(pred.dim() - 1)];
+        let inter = (pred * gt).sum_dim_intlist(dims, false, Kind::Double);
+        let s = pred.sum_dim_intlist(dims, false, Kind::Double) + gt.sum_dim_intlist(dims, false, Kind::Double);
+        let d = (inter * 2.0 + 1e-9) / (s + 1e-9);
+        Vec::<f64>::try_from(&d).unwrap_or_default()
+    };
     for chunk in samples.chunks(8) {
-        let b = Batch { samples: chunk.to_vec() };
-        let (x2, x3, mask_t, sdf_t) = to_tensors(&b, device);
-        let logits = model.forward_mask(&x2, false);
-        let out = model.forward_t(&x3, false);
-        let dice = |pred: &Tensor, gt: &Tensor| -> Vec<f64> {
-            let dims: &[i64] = &[1, 2, 3, 4][..(pred.dim() - 1)];
-            let inter = (pred * gt).sum_dim_intlist(dims, false, Kind::Double);
-            let s = pred.sum_dim_intlist(dims, false, Kind::Double) + gt.sum_dim_intlist(dims, false, Kind::Double);
-            let d = (inter * 2.0 + 1e-9) / (s + 1e-9);
-            Vec::<f64>::try_from(&d).unwrap_or_default()
-        };
+        let b = Batch { samples: chunk.to_vec(), drop_context };
+        let bt = to_tensors(&b, device);
+        let logits = model.forward_mask(&bt.x2, false);
+        let out = model.forward_t(&bt.x3, false);
+        let all = Tensor::ones([chunk.len() as i64], (Kind::Bool, device));
+        let out_p = model.forward_t(&condition_on_prediction(&bt, &logits, &all), false);
         let p2 = logits.gt(0.0).to_kind(Kind::Float);
+        let g3 = bt.sdf.lt(0.0).to_kind(Kind::Float);
         let p3 = out.sdf.narrow(1, 0, 1).lt(0.0).to_kind(Kind::Float);
-        let g3 = sdf_t.lt(0.0).to_kind(Kind::Float);
-        d2 += dice(&p2, &mask_t).iter().sum::<f64>();
+        let p3p = out_p.sdf.narrow(1, 0, 1).lt(0.0).to_kind(Kind::Float);
+        d2 += dice(&p2, &bt.mask).iter().sum::<f64>();
         d3 += dice(&p3, &g3).iter().sum::<f64>();
+        d3p += dice(&p3p, &g3).iter().sum::<f64>();
         n += chunk.len();
     }
     let k = n.max(1) as f64;
-    Validation { clicks: n, dice_2d: d2 / k, dice_3d_grid: d3 / k }
+    Validation { clicks: n, context: !drop_context, dice_2d: d2 / k, dice_3d_grid: d3 / k, dice_3d_grid_pred2d: d3p / k }
 }
 
 fn append_log(path: &Path, v: &serde_json::Value) -> Result<(), TrainError> {
@@ -729,9 +898,10 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
         let lr = lr_at(step, t);
         let phase1 = step <= t.curriculum_step;
         let boost = if phase1 { cfg.loss.curriculum_2d_boost } else { 1.0 };
-        let w = [cfg.loss.mask_bce * boost, cfg.loss.mask_dice * boost, cfg.loss.occupancy, cfg.loss.sdf_l1];
+        let l = &cfg.loss;
+        let w = [l.mask_bce * boost, l.mask_dice * boost, l.occupancy, l.sdf_l1, l.occupancy_dice, l.chamfer];
         opt.zero_grad();
-        let mut sums = [0.0f64; 4];
+        let mut sums = [0.0f64; TERMS.len()];
         let mut failed = None;
         for _ in 0..accum {
             let batch = match rx.recv() {
@@ -746,10 +916,15 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
                 }
             };
             samples += batch.samples.len() as u64;
-            let (x2, x3, mask_t, sdf_t) = to_tensors(&batch, device);
-            let logits = model.forward_mask(&x2, true);
-            let outp = model.forward_t(&x3, true);
-            let mut terms = loss_terms(&logits, &mask_t, &outp.sdf, &sdf_t, grid, phase1, cfg.loss.sdf_trunc);
+            let bt = to_tensors(&batch, device);
+            let logits = model.forward_mask(&bt.x2, true);
+            let outp = if t.pred_mask_frac > 0.0 && !phase1 {
+                let choose = Tensor::rand([bt.mask.size()[0]], (Kind::Float, device)).lt(t.pred_mask_frac);
+                model.forward_t(&condition_on_prediction(&bt, &logits, &choose), true)
+            } else {
+                model.forward_t(&bt.x3, true)
+            };
+            let mut terms = loss_terms(&logits, &bt.mask, &outp.sdf, &bt.sdf, grid, phase1, cfg.loss.sdf_trunc);
             if cfg.debug.nan_at_step == Some(step) {
                 terms[3] = &terms[3] * f64::NAN;
             }
@@ -791,8 +966,12 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
         append_log(&log_path, &line)?;
         let do_val = (t.val_every > 0 && step % t.val_every == 0) || step == total;
         if do_val && !val_samples.is_empty() {
-            let v = validate(&model, &val_samples, device);
+            let v = validate(&model, &val_samples, device, false);
             append_log(&log_path, &serde_json::json!({"step": step, "validation": &v}))?;
+            if mcfg.volume_context.enabled {
+                let v0 = validate(&model, &val_samples, device, true);
+                append_log(&log_path, &serde_json::json!({"step": step, "validation": &v0}))?;
+            }
             last_val = Some(v);
         }
         let do_ckpt = (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == last;
@@ -814,4 +993,44 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
         secs,
         last_validation: last_val,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SDF of a sphere of radius `r` centred at `c` on a `g³` grid over [−1, 1]³ (units of L/2).
+    fn sphere(g: usize, r: f64, c: f64) -> Tensor {
+        let v: Vec<f32> = (0..g * g * g)
+            .map(|n| {
+                let (k, j, i) = (n / (g * g), (n / g) % g, n % g);
+                let x = |a: usize| -1.0 + 2.0 * (a as f64 + 0.5) / g as f64;
+                (((x(i) - c).powi(2) + x(j).powi(2) + x(k).powi(2)).sqrt() - r) as f32
+            })
+            .collect();
+        Tensor::from_slice(&v).view([1, 1, g as i64, g as i64, g as i64])
+    }
+
+    #[test]
+    fn chamfer_and_occupancy_dice_measure_the_surface_offset() {
+        let g = 24;
+        let target = sphere(g, 0.4, 0.0);
+        let logits = Tensor::zeros([1, 1, 4, 4], (Kind::Float, Device::Cpu));
+        let mask = Tensor::zeros([1, 1, 4, 4], (Kind::Float, Device::Cpu));
+        let terms = |shift: f64| -> (f64, f64) {
+            let t = loss_terms(&logits, &mask, &sphere(g, 0.4, shift), &target, g, false, 0.2);
+            (t[5].double_value(&[]), t[4].double_value(&[]))
+        };
+        let (c0, d0) = terms(0.0);
+        let (c1, d1) = terms(0.1);
+        let (c2, d2) = terms(0.2);
+        // Exact: both one-sided distances are below half a cell (1/24 here).
+        assert!(c0 < 2.0 / g as f64, "chamfer of the exact shape {c0}");
+        // A shift of 0.1 and 0.2 (L/2 units): the symmetric surface distance grows with it and
+        // is of the order of the mean distance between the two spheres' surfaces.
+        assert!(c1 > c0 + 0.05 && c2 > c1 + 0.05, "chamfer {c0} {c1} {c2}");
+        assert!(c2 < 0.4, "chamfer {c2} beyond the shift's bound");
+        // Soft occupancy Dice loss grows as the overlap falls.
+        assert!(d0 < d1 && d1 < d2, "occupancy dice {d0} {d1} {d2}");
+    }
 }

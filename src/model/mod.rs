@@ -75,6 +75,8 @@ pub struct Model {
     lora: Option<LoraState>,
     base_path: Option<PathBuf>,
     base_sha256: Option<String>,
+    /// Whether the `volume_context` cube is passed to the network (when the config has one).
+    use_context: bool,
 }
 
 impl Model {
@@ -82,7 +84,7 @@ impl Model {
     pub fn new(config: Config, device: Device) -> Self {
         let vs = nn::VarStore::new(device);
         let net = Sam3dNet::new(&vs.root(), &config);
-        Self { config, vs, net, lora: None, base_path: None, base_sha256: None }
+        Self { config, vs, net, lora: None, base_path: None, base_sha256: None, use_context: true }
     }
 
     /// Builds the model described by a checkpoint's metadata and loads its weights.
@@ -190,10 +192,34 @@ impl Model {
     }
 
     pub fn forward_t(&self, x: &NetInputs, train: bool) -> NetOutputs {
-        self.net.forward_t(x, train)
+        match self.without_context(x) {
+            Some(x) => self.net.forward_t(&x, train),
+            None => self.net.forward_t(x, train),
+        }
     }
     pub fn forward_mask(&self, x: &NetInputs, train: bool) -> Tensor {
-        self.net.forward_mask(x, train)
+        match self.without_context(x) {
+            Some(x) => self.net.forward_mask(&x, train),
+            None => self.net.forward_mask(x, train),
+        }
+    }
+
+    /// Turns the `volume_context` input off (single-slice mode) or back on. A model trained
+    /// with context dropout serves both; one trained without context ignores it anyway.
+    pub fn set_use_context(&mut self, on: bool) {
+        self.use_context = on;
+    }
+    pub fn uses_context(&self) -> bool {
+        self.use_context && self.config.volume_context.enabled
+    }
+
+    fn without_context(&self, x: &NetInputs) -> Option<NetInputs> {
+        (!self.use_context && x.context.is_some()).then(|| NetInputs {
+            image: x.image.shallow_clone(),
+            mask: x.mask.shallow_clone(),
+            pointmap: x.pointmap.shallow_clone(),
+            context: None,
+        })
     }
 
     /// Names of every linear (what LoRA target patterns are matched against).
