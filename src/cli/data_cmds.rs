@@ -6,12 +6,12 @@ use anyhow::{Context, Result};
 use std::path::Path;
 
 /// Writes `case_NNN.nii.gz`, `case_NNN_labels.nii.gz` and `labels.tsv` into `outdir`.
-pub fn phantom(outdir: &Path, cases: usize, seed: u64, modality: Modality, small: bool) -> Result<()> {
+pub fn phantom(outdir: &Path, cases: usize, seed: u64, spec: &PhantomSpec) -> Result<()> {
     std::fs::create_dir_all(outdir).with_context(|| format!("{}: cannot create directory", outdir.display()))?;
-    let spec = if small { PhantomSpec::small(modality) } else { PhantomSpec::realistic(modality) };
+    let modality = spec.modality;
     let bar = crate::cli::progress::Progress::new("phantoms", cases as u64);
     for c in 0..cases {
-        let case = generate(&spec, seed.wrapping_add(c as u64));
+        let case = generate(spec, seed.wrapping_add(c as u64));
         let stem = outdir.join(format!("case_{c:03}"));
         let dtype = if modality == Modality::Mr { crate::volume::DataType::Float32 } else { crate::volume::DataType::Int16 };
         case.volume.save(&stem.with_extension("nii.gz"), Some(dtype))?;
@@ -20,6 +20,5 @@ pub fn phantom(outdir: &Path, cases: usize, seed: u64, modality: Modality, small
     }
     bar.finish();
     crate::volume::atomic_write(&outdir.join("labels.tsv"), |f| std::io::Write::write_all(f, labels_tsv().as_bytes()))?;
-    let _ = modality;
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod shape_cmds;
 
+use crate::data::phantom::PhantomSpec;
 use crate::geometry::axcodes;
 use crate::volume::{DataType, Interp, OnGrid, Volume, read_info, resample_to_spacing};
 use anyhow::{Context, Result, bail};
@@ -66,8 +67,12 @@ pub enum Command {
         #[arg(long, default_value = "ct")]
         modality: crate::volume::Modality,
         /// Small, coarse cases (about 2–4.5 mm voxels) instead of realistic sizes.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "medium")]
         small: bool,
+        /// Adult-sized organs on a coarse grid (1.5–2.5 mm in-plane, 3–5 mm slices): the
+        /// shipped model's training and evaluation phantoms.
+        #[arg(long)]
+        medium: bool,
     },
     /// Signed distance in mm (negative inside) of a label, as float NIfTI on the same grid.
     Sdf {
@@ -183,7 +188,14 @@ pub fn run(cli: Cli, model_runner: ModelRunner) -> Result<()> {
             }
             Ok(())
         }
-        Some(Command::Phantom { outdir, cases, seed, modality, small }) => data_cmds::phantom(&outdir, cases, seed, modality, small),
+        Some(Command::Phantom { outdir, cases, seed, modality, small, medium }) => {
+            let spec = match (small, medium) {
+                (true, _) => PhantomSpec::small(modality),
+                (_, true) => PhantomSpec::medium(modality),
+                _ => PhantomSpec::realistic(modality),
+            };
+            data_cmds::phantom(&outdir, cases, seed, &spec)
+        }
         Some(Command::Sdf { labels, output, label }) => shape_cmds::sdf(&labels, &output, label),
         Some(Command::Mesh { labels, output, label, lps, smooth, decimate }) => {
             shape_cmds::mesh(&labels, &output, label, lps, smooth, decimate)

@@ -230,6 +230,23 @@ pub struct ShapeDecoder {
     pub up: Vec<nn::ConvTranspose3D>,
     pub out: nn::Conv3D,
     res: i64,
+    /// `[1, 1, G, G, G]` SDF of a ball of radius [`PRIOR_RADIUS`] about the click (the cube's
+    /// centre): the decoder predicts a correction to it. A constant, not a weight.
+    prior: Tensor,
+}
+
+/// Radius of the decoder's prior ball, in units of the cube's half-size (0.2 × 96 mm ≈ 19 mm
+/// for the 192 mm presets): a small organ-sized start that puts the surface — and the
+/// gradients of the surface terms — near the click from the first step, where a zero start
+/// lets the far background's majority pull the whole cube outside.
+pub const PRIOR_RADIUS: f64 = 0.2;
+
+/// The prior ball's SDF on a `g³` grid of cell centres (units of half the cube's side).
+fn prior_ball(g: i64, device: tch::Device) -> Tensor {
+    let x = (Tensor::arange(g, (tch::Kind::Float, device)) - (g as f64 - 1.0) / 2.0) * (2.0 / g as f64);
+    let sq = x.square();
+    let r2 = sq.view([g, 1, 1]) + sq.view([1, g, 1]) + sq.view([1, 1, g]);
+    (r2.sqrt() - PRIOR_RADIUS).view([1, 1, g, g, g])
 }
 
 impl ShapeDecoder {
@@ -243,7 +260,7 @@ impl ShapeDecoder {
             c_in = c;
         }
         let out = nn::conv3d(p / "out", c_in, cfg.output.classes as i64, 1, Default::default());
-        Self { up, out, res: cfg.network.latent_res as i64 }
+        Self { up, out, res: cfg.network.latent_res as i64, prior: prior_ball(cfg.output.grid as i64, p.device()) }
     }
     /// `[B, r³, D]` → `[B, C, G, G, G]`.
     pub fn forward(&self, latent: &Tensor) -> Tensor {
@@ -253,7 +270,7 @@ impl ShapeDecoder {
         for u in &self.up {
             h = u.forward(&h).gelu("tanh");
         }
-        self.out.forward(&h)
+        self.out.forward(&h) + &self.prior
     }
 }
 
