@@ -130,9 +130,9 @@ pub fn mesh_of_mask(mask: &LabelMap) -> Option<Mesh> {
     (!m.triangles.is_empty()).then_some(m)
 }
 /// Display resolution of a click's mesh: blocks of about this size (mm) along each voxel axis.
-pub const MESH_BLOCK_MM: f64 = 1.25;
+pub const MESH_BLOCK_MM: f64 = 1.5;
 /// Taubin iterations on a click's mesh.
-pub const MESH_SMOOTH_ITERATIONS: usize = 10;
+pub const MESH_SMOOTH_ITERATIONS: usize = 5;
 
 /// The mesh step of a click: the kept component (a crop of the source grid) → watertight mesh
 /// in RAS mm on blocks of about [`MESH_BLOCK_MM`] (whole voxels along axes already that coarse),

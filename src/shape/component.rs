@@ -103,13 +103,7 @@ pub fn sdf_component_on_grid(
         for dj in 0..cj {
             let Some((a, b)) = rows.interval(j0 + dj, k0 + dk, (i0, i1)) else { continue };
             let row = &mut slab[dj * ci..(dj + 1) * ci];
-            let base = rows.base(j0 + dj, k0 + dk);
-            for i in a..=b {
-                let fi = i as f64;
-                if sampler.inside(base[0] + rows.step[0] * fi, base[1] + rows.step[1] * fi, base[2] + rows.step[2] * fi) {
-                    row[i - i0] = 1;
-                }
-            }
+            sampler.sample_row(rows.base(j0 + dj, k0 + dk), rows.step, (a, b), row, i0);
         }
     });
 
@@ -266,26 +260,101 @@ impl<'a> Sampler<'a> {
         (x as usize).min(self.c[d] - 1)
     }
 
+    /// The cell `[x0, y0, z0]` the trilinear sample at a grid position reads.
+    #[inline]
+    fn cell3(&self, p: [f64; 3]) -> [usize; 3] {
+        std::array::from_fn(|d| (p[d].clamp(0.0, (self.n[d] - 1) as f64) as usize).min(self.c[d] - 1))
+    }
+
+    #[inline]
+    fn class(&self, c: [usize; 3]) -> u8 {
+        self.cell[(c[2] * self.c[1] + c[1]) * self.c[0] + c[0]]
+    }
+
     #[inline]
     fn inside(&self, x: f64, y: f64, z: f64) -> bool {
-        let [nx, ny, nz] = self.n;
-        let (x, y, z) = (x.clamp(0.0, (nx - 1) as f64), y.clamp(0.0, (ny - 1) as f64), z.clamp(0.0, (nz - 1) as f64));
-        let (x0, y0, z0) = ((x as usize).min(self.c[0] - 1), (y as usize).min(self.c[1] - 1), (z as usize).min(self.c[2] - 1));
-        match self.cell[(z0 * self.c[1] + y0) * self.c[0] + x0] {
+        let c = self.cell3([x, y, z]);
+        match self.class(c) {
             0 => false,
             1 => true,
-            _ => {
-                let (x1, y1, z1) = ((x0 + 1).min(nx - 1), (y0 + 1).min(ny - 1), (z0 + 1).min(nz - 1));
-                let (fx, fy, fz) = ((x - x0 as f64) as f32, (y - y0 as f64) as f32, (z - z0 as f64) as f32);
-                let at = |zz: usize, yy: usize, xx: usize| self.sdf[(zz * ny + yy) * nx + xx];
-                let c00 = at(z0, y0, x0) + (at(z0, y0, x1) - at(z0, y0, x0)) * fx;
-                let c10 = at(z0, y1, x0) + (at(z0, y1, x1) - at(z0, y1, x0)) * fx;
-                let c01 = at(z1, y0, x0) + (at(z1, y0, x1) - at(z1, y0, x0)) * fx;
-                let c11 = at(z1, y1, x0) + (at(z1, y1, x1) - at(z1, y1, x0)) * fx;
-                let c0 = c00 + (c10 - c00) * fy;
-                let c1 = c01 + (c11 - c01) * fy;
-                c0 + (c1 - c0) * fz < 0.0
+            _ => self.interpolate_negative(c, [x, y, z]),
+        }
+    }
+
+    /// The 8 corner values of cell `[x0, y0, z0]`, in the order [`Self::negative_at`] reads them.
+    #[inline]
+    fn corners(&self, [x0, y0, z0]: [usize; 3]) -> [f32; 8] {
+        let [nx, ny, nz] = self.n;
+        let (x1, y1, z1) = ((x0 + 1).min(nx - 1), (y0 + 1).min(ny - 1), (z0 + 1).min(nz - 1));
+        let at = |zz: usize, yy: usize, xx: usize| self.sdf[(zz * ny + yy) * nx + xx];
+        [at(z0, y0, x0), at(z0, y0, x1), at(z0, y1, x0), at(z0, y1, x1), at(z1, y0, x0), at(z1, y0, x1), at(z1, y1, x0), at(z1, y1, x1)]
+    }
+
+    /// The trilinear value in cell `c` (corner values `v`) at grid position `p` is negative.
+    #[inline]
+    fn negative_at(&self, [x0, y0, z0]: [usize; 3], v: &[f32; 8], p: [f64; 3]) -> bool {
+        let [nx, ny, nz] = self.n;
+        let (x, y, z) = (p[0].clamp(0.0, (nx - 1) as f64), p[1].clamp(0.0, (ny - 1) as f64), p[2].clamp(0.0, (nz - 1) as f64));
+        let (fx, fy, fz) = ((x - x0 as f64) as f32, (y - y0 as f64) as f32, (z - z0 as f64) as f32);
+        let c00 = v[0] + (v[1] - v[0]) * fx;
+        let c10 = v[2] + (v[3] - v[2]) * fx;
+        let c01 = v[4] + (v[5] - v[4]) * fx;
+        let c11 = v[6] + (v[7] - v[6]) * fx;
+        let c0 = c00 + (c10 - c00) * fy;
+        let c1 = c01 + (c11 - c01) * fy;
+        c0 + (c1 - c0) * fz < 0.0
+    }
+
+    /// The trilinear value in cell `c` at grid position `p` is negative.
+    #[inline]
+    fn interpolate_negative(&self, c: [usize; 3], p: [f64; 3]) -> bool {
+        self.negative_at(c, &self.corners(c), p)
+    }
+
+    /// Sets `out[i − i0] = 1` for the voxels `a ..= b` of a row (`base + i·step`) that are
+    /// inside, the same as [`Self::inside`] voxel by voxel. The row is walked in runs of voxels
+    /// reading the same cell (the cell index is monotone along a row): runs in cells of one sign
+    /// are skipped or filled whole, only mixed cells interpolate.
+    fn sample_row(&self, base: [f64; 3], step: [f64; 3], (a, b): (usize, usize), out: &mut [u8], i0: usize) {
+        let pos = |i: usize| {
+            let fi = i as f64;
+            [base[0] + step[0] * fi, base[1] + step[1] * fi, base[2] + step[2] * fi]
+        };
+        let inv_step = step.map(|s| 1.0 / s);
+        let mut i = a;
+        while i <= b {
+            let c = self.cell3(pos(i));
+            // Predicted last voxel of the run: before the first cell boundary crossed.
+            let mut end = b as f64;
+            for d in 0..3 {
+                let s = step[d];
+                if s.abs() < 1e-12 || (s > 0.0 && c[d] + 1 >= self.c[d]) || (s < 0.0 && c[d] == 0) {
+                    continue;
+                }
+                let bound = if s > 0.0 { (c[d] + 1) as f64 } else { c[d] as f64 };
+                end = end.min(((bound - base[d]) * inv_step[d]).ceil() - 1.0);
             }
+            let mut end = if end.is_finite() { end.max(i as f64).min(b as f64) as usize } else { i };
+            // Exact run end (positions are rounded): the voxels reading cell `c` are contiguous.
+            while end > i && self.cell3(pos(end)) != c {
+                end -= 1;
+            }
+            while end < b && self.cell3(pos(end + 1)) == c {
+                end += 1;
+            }
+            match self.class(c) {
+                0 => {}
+                1 => out[i - i0..=end - i0].fill(1),
+                _ => {
+                    let corners = self.corners(c);
+                    for (v, o) in (i..=end).zip(&mut out[i - i0..=end - i0]) {
+                        if self.negative_at(c, &corners, pos(v)) {
+                            *o = 1;
+                        }
+                    }
+                }
+            }
+            i = end + 1;
         }
     }
 

@@ -126,23 +126,65 @@ pub fn mesh_of_mask_blocks(
         clamp(p);
     });
     if smooth > 0 {
-        // Smooth in voxel index space (so the grid's extent can be kept), then map to RAS.
-        let mut m = Mesh { vertices: vm.vertices.iter().map(|p| [p[0] as f32, p[1] as f32, p[2] as f32]).collect(), triangles: vm.triangles };
-        m.taubin_smooth(smooth);
-        vm = VoxelMesh {
-            vertices: m
-                .vertices
-                .par_iter()
-                .map(|v| {
-                    let mut p = [v[0] as f64, v[1] as f64, v[2] as f64];
-                    clamp(&mut p);
-                    p
-                })
-                .collect(),
-            triangles: m.triangles,
-        };
+        // Smoothing commutes with the affine map, so it runs in voxel index space, where the
+        // grid's extent can be kept.
+        taubin_oriented(&mut vm, smooth, 0.5, -0.53);
+        vm.vertices.par_iter_mut().for_each(clamp);
     }
     Mesh::from_voxel_mesh(vm, ras_from_voxel)
+}
+
+/// Taubin λ|μ smoothing of a closed, consistently oriented mesh (what marching cubes gives):
+/// there every neighbour `b` of `a` appears exactly once as a directed edge `a → b` of a
+/// triangle, so the neighbour lists are read off the triangles without sorting. Same update as
+/// [`Mesh::taubin_smooth_with`].
+fn taubin_oriented(vm: &mut VoxelMesh, iterations: usize, lambda: f32, mu: f32) {
+    let nv = vm.vertices.len();
+    let mut offsets = vec![0u32; nv + 1];
+    for t in &vm.triangles {
+        for &v in t {
+            offsets[v as usize + 1] += 1;
+        }
+    }
+    for v in 0..nv {
+        offsets[v + 1] += offsets[v];
+    }
+    let mut fill = offsets.clone();
+    let mut nb = vec![0u32; offsets[nv] as usize];
+    for t in &vm.triangles {
+        for (a, b) in [(t[0], t[1]), (t[1], t[2]), (t[2], t[0])] {
+            nb[fill[a as usize] as usize] = b;
+            fill[a as usize] += 1;
+        }
+    }
+    // f32 like `Mesh`, relative to the first vertex (voxel indices stay small and exact enough).
+    let o = vm.vertices.first().copied().unwrap_or_default();
+    let mut cur: Vec<[f32; 3]> = vm.vertices.par_iter().map(|p| [(p[0] - o[0]) as f32, (p[1] - o[1]) as f32, (p[2] - o[2]) as f32]).collect();
+    let mut next = cur.clone();
+    for _ in 0..iterations {
+        for factor in [lambda, mu] {
+            let src = &cur;
+            next.par_iter_mut().enumerate().for_each(|(v, out)| {
+                let ns = &nb[offsets[v] as usize..offsets[v + 1] as usize];
+                let p = src[v];
+                if ns.is_empty() {
+                    *out = p;
+                    return;
+                }
+                let mut m = [0f32; 3];
+                for &n in ns {
+                    let q = src[n as usize];
+                    m[0] += q[0];
+                    m[1] += q[1];
+                    m[2] += q[2];
+                }
+                let k = ns.len() as f32;
+                *out = [p[0] + factor * (m[0] / k - p[0]), p[1] + factor * (m[1] / k - p[1]), p[2] + factor * (m[2] / k - p[2])];
+            });
+            std::mem::swap(&mut cur, &mut next);
+        }
+    }
+    vm.vertices.par_iter_mut().zip(cur.par_iter()).for_each(|(p, q)| *p = [q[0] as f64 + o[0], q[1] as f64 + o[1], q[2] as f64 + o[2]]);
 }
 
 /// Edge statistics of a triangle mesh.
