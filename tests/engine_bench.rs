@@ -1,8 +1,11 @@
 //! Benchmark (not a test; run explicitly):
-//!   cargo test --release --test engine_bench -- --ignored --nocapture
+//!   cargo test --release --test engine_bench -- --ignored --nocapture --test-threads=1
 //! Click → mask + mesh with the `small` preset on 2 CPU threads, the volume already
 //! prepared (cached) in the session; random weights (speed does not depend on their values).
 //! Prints per-stage medians and the process's peak memory (VmHWM).
+//! Source `packaging/linux/env.sh` first: it sets `OMP_WAIT_POLICY=PASSIVE` (as the engine
+//! process gets it from the app). Without it idle libtorch threads spin while rayon does the
+//! postprocess, and both stages slow down several-fold on 2 cores.
 
 use sam3d_studio::engine::{InferRequest, NoHooks, Session};
 use sam3d_studio::geometry::{RasMm, ViewPlane};
@@ -54,6 +57,9 @@ fn centroid(labels: &LabelMap, l: u16) -> Option<RasMm> {
 #[test]
 #[ignore = "benchmark; run with --ignored --nocapture"]
 fn click_to_mask_small_preset_two_threads() {
+    if std::env::var("OMP_WAIT_POLICY").map_or(true, |v| !v.eq_ignore_ascii_case("passive")) {
+        println!("note: OMP_WAIT_POLICY is not PASSIVE (source packaging/linux/env.sh): timings will be pessimistic");
+    }
     tch::set_num_threads(2);
     let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
     let big = Path::new("/tmp/peerdata/big_ct.nii.gz");
