@@ -1,11 +1,13 @@
 //! The 3D view and "3D from click" in the real app, driven through egui_kittest: meshes for the
 //! demo's labels appear in the 3D view; a Shift+click on the liver grows a region on a
-//! background thread, Accept writes it into the label map, Ctrl+Z restores the old labels.
+//! background thread, Accept writes it into the label map, Ctrl+Z restores the old labels; a
+//! running job is cancelled with Esc or the Cancel button (region growing and the model).
 
 use egui::{Event, Key, Modifiers, PointerButton, Pos2};
 use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
 use sam3d_studio::app::three_d::CANDIDATE_ID;
-use sam3d_studio::app::{App, AppCommand, Startup};
+use sam3d_studio::app::{App, AppCommand, Startup, ViewCell};
 use sam3d_studio::geometry::{RasMm, SliceMm, ViewPlane, VoxelIjk};
 use sam3d_studio::volume::LabelMap;
 use std::path::PathBuf;
@@ -211,4 +213,115 @@ fn model_click_through_the_engine_process() {
         None => assert!(app.messages().iter().any(|m| m.text.contains("nothing was segmented")), "{:?}", app.messages()),
     }
     assert!(app.messages().iter().all(|m| !m.text.contains("engine stopped")), "{:?}", app.messages());
+}
+
+/// A RAS point well inside the liver on the axial slice 30 steps up (where the liver is large).
+fn liver_click(h: &mut Harness<'static, App>) -> RasMm {
+    let (_, labels_path) = demo();
+    let labels = LabelMap::load(&labels_path).expect("demo labels");
+    h.state_mut().send(AppCommand::StepSlice { plane: ViewPlane::Axial, steps: 30 });
+    h.run();
+    let k = h.state().scene().expect("scene").slice_index(ViewPlane::Axial);
+    let [i, j, k] = liver_voxel(&labels, k);
+    labels.ras_from_voxel.apply(VoxelIjk::new(i as f64, j as f64, k as f64))
+}
+
+/// Steps frames (the running job's spinner keeps asking for them) until `done`.
+fn step_until(h: &mut Harness<'static, App>, what: &str, done: impl Fn(&App) -> bool) {
+    let t0 = Instant::now();
+    while !done(h.state()) {
+        assert!(t0.elapsed() < Duration::from_secs(90), "{what}: {:?}", h.state().messages().iter().map(|m| &m.text).collect::<Vec<_>>());
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+}
+
+/// Esc cancels a running region-growing job (held at a test gate, so that it is surely still
+/// running): no candidate, the status says "cancelled", the maximised view stays; the job's
+/// answer, when it comes, is dropped; then Esc restores the layout again and the next click
+/// gives a candidate.
+#[test]
+fn esc_cancels_a_running_click_job_and_the_next_click_works() {
+    let mut h = harness();
+    let ras = liver_click(&mut h);
+    h.state_mut().send(AppCommand::ToggleMaximise(ViewCell::Slice(ViewPlane::Axial)));
+    h.run();
+    let (release, gate) = crossbeam_channel::bounded::<()>(0);
+    h.state_mut().rt.click.test_gate = Some(gate);
+    h.state_mut().send(AppCommand::ClickAt(ras));
+    h.step();
+    h.step();
+    assert!(h.state().is_clicking(), "{:?}", h.state().messages().iter().map(|m| &m.text).collect::<Vec<_>>());
+    // While it runs: a Cancel button in the toolbar and in the status bar.
+    assert_eq!(h.get_all_by_label("Cancel").count(), 2);
+
+    h.key_press(Key::Escape);
+    h.step();
+    let app = h.state();
+    assert!(!app.is_clicking());
+    assert!(app.rt.click.candidate.is_none());
+    assert_eq!(app.rt.click.last_status.as_deref(), Some("cancelled"));
+    assert!(app.messages().iter().any(|m| !m.is_error && m.text.contains("cancelled")), "{:?}", app.messages().iter().map(|m| &m.text).collect::<Vec<_>>());
+    assert_eq!(app.maximised, Some(ViewCell::Slice(ViewPlane::Axial)), "Esc with a job running only cancels it");
+    h.step();
+    h.get_by_label_contains("3D from click: cancelled");
+    assert_eq!(h.query_all_by_label("Cancel").count(), 0, "no Cancel button without a job");
+
+    // Let the held job run to its end: its answer arrives and is dropped.
+    h.state_mut().rt.click.test_gate = None;
+    release.send(()).expect("the job waits at the gate");
+    step_until(&mut h, "the cancelled job's answer", |app| app.rt.click.dropped_results == 1);
+    assert!(h.state().rt.click.candidate.is_none() && !h.state().is_clicking());
+
+    // No job: Esc restores the layout, as before.
+    h.key_press(Key::Escape);
+    h.run();
+    assert_eq!(h.state().maximised, None);
+
+    h.state_mut().send(AppCommand::ClickAt(ras));
+    h.step();
+    assert!(h.state().is_clicking());
+    assert_eq!(h.state().rt.click.last_status, None);
+    wait_idle(&mut h);
+    let c = h.state().rt.click.candidate.as_ref().expect("the next click gives a candidate");
+    assert!(c.ml > 200.0, "{} ml", c.ml);
+    assert_eq!(h.state().rt.click.dropped_results, 1);
+}
+
+/// The model path: a job sent to the engine process is cancelled with the Cancel button (the
+/// engine gets a `cancel`); whatever the engine answers for it is dropped, and the next click's
+/// job is the one that ends with a result.
+#[test]
+fn cancel_button_cancels_a_model_job_in_the_engine() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tch::manual_seed(3);
+    let weights = dir.path().join("tiny-random.safetensors");
+    sam3d_studio::model::Model::new(sam3d_studio::model::Config::tiny(), tch::Device::Cpu).save_weights(&weights).expect("save");
+    let mut h = harness();
+    h.state_mut().send(AppCommand::LoadWeights(weights));
+    step_until(&mut h, "model loaded", |app| app.rt.model.is_some());
+    h.state_mut().send(AppCommand::SetClickMethod(sam3d_studio::app::ClickMethod::Model));
+    let c = h.state().scene().expect("scene").crosshair;
+    h.state_mut().send(AppCommand::ClickAt(c));
+    h.step();
+    let first = h.state().rt.click.running.expect("a job").0;
+    h.get_all_by_label("Cancel").next().expect("a Cancel button").click();
+    h.step();
+    assert!(!h.state().is_clicking());
+    assert_eq!(h.state().rt.click.last_status.as_deref(), Some("cancelled"));
+    assert!(h.state().rt.click_stage.is_none(), "no progress shown for a cancelled job");
+
+    h.state_mut().send(AppCommand::ClickAt(c));
+    h.step();
+    let second = h.state().rt.click.running.expect("a job").0;
+    assert!(second > first);
+    // The engine answers in order, so when the second job ends the first one's answer (a
+    // `cancelled`, or a result if it was already done) has come and gone.
+    wait_idle(&mut h);
+    let app = h.state();
+    assert!(app.messages().iter().all(|m| !m.is_error || m.text.contains("nothing was segmented")), "{:?}", app.messages().iter().map(|m| &m.text).collect::<Vec<_>>());
+    match &app.rt.click.candidate {
+        Some(cand) => assert_eq!(cand.job, second, "the cancelled job gave no candidate"),
+        None => assert!(app.messages().iter().any(|m| m.text.contains("nothing was segmented")), "{:?}", app.messages().iter().map(|m| &m.text).collect::<Vec<_>>()),
+    }
 }

@@ -1,8 +1,11 @@
 //! Benchmark (not a test; run explicitly):
-//!   cargo test --release --test engine_bench -- --ignored --nocapture
+//!   cargo test --release --test engine_bench -- --ignored --nocapture --test-threads=1
 //! Click → mask + mesh with the `small` preset on 2 CPU threads, the volume already
 //! prepared (cached) in the session; random weights (speed does not depend on their values).
 //! Prints per-stage medians and the process's peak memory (VmHWM).
+//! Source `packaging/linux/env.sh` first: it sets `OMP_WAIT_POLICY=PASSIVE` (as the engine
+//! process gets it from the app). Without it idle libtorch threads spin while rayon does the
+//! postprocess, and both stages slow down several-fold on 2 cores.
 
 use sam3d_studio::engine::{InferRequest, NoHooks, Session};
 use sam3d_studio::geometry::{RasMm, ViewPlane};
@@ -54,6 +57,9 @@ fn centroid(labels: &LabelMap, l: u16) -> Option<RasMm> {
 #[test]
 #[ignore = "benchmark; run with --ignored --nocapture"]
 fn click_to_mask_small_preset_two_threads() {
+    if std::env::var("OMP_WAIT_POLICY").map_or(true, |v| !v.eq_ignore_ascii_case("passive")) {
+        println!("note: OMP_WAIT_POLICY is not PASSIVE (source packaging/linux/env.sh): timings will be pessimistic");
+    }
     tch::set_num_threads(2);
     let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
     let big = Path::new("/tmp/peerdata/big_ct.nii.gz");
@@ -156,5 +162,86 @@ fn small_forward_per_block() {
         let sdf = net.decoder.forward(&lat);
         let t_dec = t.elapsed().as_secs_f64();
         println!("rep {rep}: point_embed {t_pe:.4} s, encoder (incl.) {t_enc:.4} s, generator {t_gen:.4} s, decoder {t_dec:.4} s {:?} {:?}", pe.size(), sdf.size());
+    }
+}
+
+/// The postprocess and mesh stages alone on the big CT, for two SDF cubes around the liver's
+/// centroid: the `small` preset's random-weights output (a noisy blob, the worst case for the
+/// mesh) and a liver-like one (the liver label's SDF on the cube, what trained weights aim
+/// at). Wall-clock medians and process CPU seconds per repetition.
+#[test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+fn postprocess_and_mesh_stages() {
+    use sam3d_studio::data::click::{PreparedVolume, click_prior_mask, prepare_click};
+    use sam3d_studio::engine::mesh_of_component;
+    use sam3d_studio::model::convert::{array_from, inputs_for};
+    use sam3d_studio::shape::sdf_component_on_grid;
+    tch::set_num_threads(2);
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
+    let big = Path::new("/tmp/peerdata/big_ct.nii.gz");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/ct.nii.gz");
+    let mut cases = vec![(demo.clone(), demo.with_file_name("labels.nii.gz"))];
+    if big.exists() {
+        cases.push((big.to_path_buf(), big.with_file_name("big_labels.nii.gz")));
+    }
+    tch::manual_seed(0);
+    let cfg = Config::preset("small").expect("preset");
+    let model = Model::new(cfg.clone(), Device::Cpu);
+    let _g = tch::no_grad_guard();
+    for (vol_path, lab_path) in &cases {
+        let labels = LabelMap::load(lab_path).expect("labels");
+        let click = centroid(&labels, 5).expect("a liver");
+        let vol = Arc::new(Volume::load(vol_path).expect("volume"));
+        let pv = PreparedVolume::new(vol.clone(), None, cfg.input.ct_window_hu).expect("prepare");
+        let sample = prepare_click(&pv, click, ViewPlane::Axial, &cfg.click_params()).expect("click");
+        let prior = click_prior_mask(cfg.input.image_size, cfg.input.prior_radius_px);
+        let out = model.forward_t(&inputs_for(&sample, &prior, Device::Cpu), false);
+        let g = cfg.output.grid;
+        let random = array_from(&out.sdf.get(0).get(0)).expect("sdf").into_shape_with_order((g, g, g)).expect("g³");
+        // The liver label on the cube (nearest voxel), then its SDF in mm on the cube.
+        let inv = labels.ras_from_voxel.try_inverse().expect("affine");
+        let on_cube = ndarray::Array3::from_shape_fn((g, g, g), |(z, y, x)| {
+            let p = sample.ras_from_grid.apply(sam3d_studio::geometry::Point3::new(x as f64, y as f64, z as f64));
+            labels.shape().array_index(inv.apply(p)).is_some_and(|a| labels.data[a.as_kji()] == 5)
+        });
+        let h = cfg.output.cube_mm / g as f64;
+        let liver = sam3d_studio::shape::sdf(on_cube.view(), [h, h, h]);
+        for (what, sdf) in [("random weights", random), ("liver-like", liver)] {
+            let (mut post, mut mesh) = (vec![], vec![]);
+            let (mut cpu_post, mut cpu_mesh) = (0.0, 0.0);
+            let mut info = String::new();
+            let reps = 5;
+            for _ in 0..reps {
+                let c0 = cpu_secs();
+                let t = Instant::now();
+                let comp = sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, click).expect("a component");
+                let labels_out = comp.to_labels(vol.shape(), 1);
+                post.push(t.elapsed().as_secs_f64());
+                let c1 = cpu_secs();
+                let t = Instant::now();
+                let m = mesh_of_component(&comp, vol.shape(), &vol.ras_from_voxel).expect("a mesh");
+                mesh.push(t.elapsed().as_secs_f64());
+                cpu_post += c1 - c0;
+                cpu_mesh += cpu_secs() - c1;
+                let voxel_ml = vol.ras_from_voxel.determinant().abs() / 1000.0;
+                info = format!(
+                    "{} voxels ({:.0} ml) in a {:?} box; mesh {} triangles, {:.0} ml",
+                    comp.voxel_count,
+                    comp.voxel_count as f64 * voxel_ml,
+                    comp.mask.dim(),
+                    m.triangles.len(),
+                    m.volume_mm3() / 1000.0
+                );
+                drop(labels_out);
+            }
+            println!(
+                "{} {what:15}: postprocess {:.4} s ({:.3} CPU s), mesh {:.4} s ({:.3} CPU s); {info}",
+                vol_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                median(post),
+                cpu_post / reps as f64,
+                median(mesh),
+                cpu_mesh / reps as f64,
+            );
+        }
     }
 }

@@ -144,6 +144,33 @@ fn worker_survives_failures_panics_and_cancels() {
     let ev = wait_for(&engine, |e| matches!(e, Event::Cancelled { .. } | Event::Result { .. }));
     assert!(matches!(ev.last(), Some(Event::Cancelled { job: j }) if *j == job), "{ev:?}");
 
+    // Cancelling "this and every earlier job" while one runs and two wait: whatever the timing,
+    // every one of the three ends exactly once, as Cancelled or (the running one, if it finished
+    // first) as a Result; the two waiting ones never run; no Failed.
+    let jobs: Vec<u64> = (0..3).map(|_| engine.next_job()).collect();
+    for &job in &jobs {
+        engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: None }).expect("send");
+    }
+    engine.cancel(jobs[2]);
+    let mut ended = Vec::new();
+    let ev = wait_for(&engine, |e| {
+        match e {
+            Event::Cancelled { job } | Event::Result { job, .. } => ended.push(*job),
+            Event::Failed { job, .. } => ended.push(job.unwrap_or(0)),
+            _ => {}
+        }
+        ended.len() == 3
+    });
+    assert_eq!(ended, jobs, "{ev:?}");
+    for e in &ev {
+        match e {
+            Event::Result { job, .. } => assert_eq!(*job, jobs[0], "a waiting job ran after its cancel"),
+            Event::Failed { .. } => panic!("{e:?}"),
+            Event::Progress { job, .. } | Event::MaskPreview { job, .. } => assert_eq!(*job, jobs[0], "a waiting job started"),
+            _ => {}
+        }
+    }
+
     // And then a normal click: progress, the 2D preview first, then the result.
     let job = engine.next_job();
     engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Coronal, mask2d: None }).expect("send");
@@ -238,4 +265,144 @@ fn session_with_volume_context() {
     s.set_volume(vol.clone(), Some(sam3d_studio::volume::Modality::Ct)).expect("volume");
     let r = s.infer(&InferRequest { click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: None }, &mut NoHooks).expect("infer");
     assert_eq!(r.mask.shape(), vol.shape());
+}
+
+/// Hooks that cancel once the job reaches `at`, counting the checks made after that.
+struct CancelAt {
+    at: Stage,
+    reached: bool,
+    stages: Vec<Stage>,
+}
+
+impl sam3d_studio::engine::Hooks for CancelAt {
+    fn progress(&mut self, stage: Stage) {
+        self.stages.push(stage);
+        self.reached |= stage == self.at;
+    }
+    fn cancelled(&self) -> bool {
+        self.reached
+    }
+}
+
+/// A cancel seen at any stage stops the click before the next one, with `Cancelled`; the
+/// session then answers the next click normally.
+#[test]
+fn session_cancel_stops_between_stages() {
+    let f = fixture();
+    let mut s = Session::new();
+    s.load_weights(&f.weights, Device::Cpu).expect("weights");
+    s.set_volume(Arc::new(ct_volume()), None).expect("volume");
+    let req = InferRequest { click: RasMm::new(1.0, -2.0, 3.0), plane: ViewPlane::Axial, mask2d: None };
+    for at in [Stage::Preprocess, Stage::Mask2d, Stage::Shape, Stage::Postprocess] {
+        let mut hooks = CancelAt { at, reached: false, stages: Vec::new() };
+        let e = s.infer(&req, &mut hooks).expect_err("cancelled");
+        assert!(matches!(e, sam3d_studio::engine::EngineError::Cancelled), "{at:?}: {e}");
+        assert_eq!(hooks.stages.last(), Some(&at), "no stage after the cancel");
+        let r = s.infer(&req, &mut NoHooks).expect("the next click works");
+        assert_eq!(r.mask.shape(), ct_volume().shape());
+    }
+}
+
+/// Trilinear value of a `[k, j, i]` field at a continuous voxel position (clamped to the grid).
+fn trilinear(f: &Array3<f32>, p: VoxelIjk) -> f32 {
+    let sh = f.shape();
+    let n = [sh[2], sh[1], sh[0]];
+    let q: [f64; 3] = std::array::from_fn(|d| p.v[d].clamp(0.0, (n[d] - 1) as f64));
+    let lo: [usize; 3] = std::array::from_fn(|d| (q[d].floor() as usize).min(n[d].saturating_sub(2)));
+    let t: [f32; 3] = std::array::from_fn(|d| (q[d] - lo[d] as f64) as f32);
+    let mut v = 0.0;
+    for c in 0..8 {
+        let o = [c & 1, (c >> 1) & 1, (c >> 2) & 1];
+        let w: f32 = (0..3).map(|d| if o[d] == 1 { t[d] } else { 1.0 - t[d] }).product();
+        let at = |d: usize| (lo[d] + o[d]).min(n[d] - 1);
+        v += w * f[[at(2), at(1), at(0)]];
+    }
+    v
+}
+
+/// The model's output cube (48³ cells of 4 mm, oblique) around `click`, sampled from `sdf_at`.
+fn cube_around(click: RasMm, sdf_at: impl Fn(RasMm) -> f32) -> (Array3<f32>, sam3d_studio::geometry::RasFromGrid) {
+    let (g, side) = (48usize, 192.0);
+    let (s, c) = (20f64.to_radians().sin(), 20f64.to_radians().cos());
+    let lin = Matrix3::new(c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0) * (side / g as f64);
+    let half = (g as f64 - 1.0) / 2.0;
+    let t = Vector3::new(click.x(), click.y(), click.z()) - lin * Vector3::new(half, half, half);
+    let rfg = sam3d_studio::geometry::RasFromGrid::from_parts(lin, t);
+    let sdf = Array3::from_shape_fn((g, g, g), |(z, y, x)| sdf_at(rfg.apply(sam3d_studio::geometry::Point3::new(x as f64, y as f64, z as f64))));
+    (sdf, rfg)
+}
+
+fn assert_mesh_agrees(comp: &sam3d_studio::shape::GridComponent, shape: sam3d_studio::geometry::GridShape, a: &RasFromVoxel, what: &str) {
+    let m = sam3d_studio::engine::mesh_of_component(comp, shape, a).expect("a mesh");
+    assert!(m.edge_report().is_watertight(), "{what}: {:?}", m.edge_report());
+    let mask_mm3 = comp.voxel_count as f64 * a.determinant().abs();
+    let rel = (m.volume_mm3() - mask_mm3).abs() / mask_mm3;
+    // (Measured: about 0.1 % for the demo liver and the ellipsoid; the issue asks for < 10 %.)
+    assert!(rel < 0.03, "{what}: mesh {:.0} mm³ vs mask {mask_mm3:.0} mm³", m.volume_mm3());
+    let inv = a.try_inverse().expect("invertible");
+    let n = shape.ijk();
+    for v in &m.vertices {
+        let p = inv.apply(RasMm::new(v[0] as f64, v[1] as f64, v[2] as f64));
+        assert!((0..3).all(|d| p.v[d] > -0.51 && p.v[d] < n[d] as f64 - 0.49), "{what}: vertex outside the grid: {p:?}");
+    }
+}
+
+/// The click's postprocess and mesh on the demo CT's liver, with the liver's own SDF as the
+/// model's output: the kept component is the liver (as the cube's 4 mm cells see it), and the
+/// mesh is watertight and encloses the mask's volume within 3 %.
+#[test]
+fn click_mesh_encloses_the_mask_volume_on_the_demo_liver() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    let labels = LabelMap::load(&root.join("labels.nii.gz")).expect("demo labels");
+    let liver = labels.data.mapv(|l| l == 5);
+    let sdf_vox = sam3d_studio::shape::sdf(liver.view(), labels.spacing_mm());
+    let inv = labels.ras_from_voxel.try_inverse().expect("invertible");
+    // A click well inside the liver: its deepest voxel.
+    let ((k, j, i), _) = sdf_vox.indexed_iter().min_by(|a, b| a.1.total_cmp(b.1)).expect("voxels");
+    let click = labels.ras_from_voxel.apply(VoxelIjk::new(i as f64, j as f64, k as f64));
+    let (sdf, rfg) = cube_around(click, |p| trilinear(&sdf_vox, inv.apply(p)));
+    let comp = sam3d_studio::shape::sdf_component_on_grid(sdf.view(), &rfg, labels.shape(), &labels.ras_from_voxel, click).expect("the liver");
+    let [k0, j0, i0] = comp.origin_kji;
+    assert!(comp.mask[[k - k0, j - j0, i - i0]], "the click is in the result");
+    // The liver as far as the 192 mm cube reaches (the demo's liver is wider than that).
+    let grid_from_voxel = rfg.try_inverse().expect("invertible") * labels.ras_from_voxel;
+    let in_cube = ndarray::Array3::from_shape_fn(liver.raw_dim(), |(k, j, i)| {
+        let p = grid_from_voxel.apply(VoxelIjk::new(i as f64, j as f64, k as f64));
+        liver[[k, j, i]] && (0..3).all(|d| p.v[d] >= -0.5 && p.v[d] <= 47.5)
+    });
+    let want = in_cube.iter().filter(|&&m| m).count() as f64;
+    let got = comp.voxel_count as f64;
+    assert!(want > 0.6 * liver.iter().filter(|&&m| m).count() as f64);
+    assert!((got / want - 1.0).abs() < 0.02, "{got} voxels vs the liver's {want} in the cube");
+    // Dice against the liver label in the cube.
+    let full = comp.to_labels(labels.shape(), 1);
+    let both = full.iter().zip(in_cube.iter()).filter(|&(&a, &b)| a == 1 && b).count() as f64;
+    let dice = 2.0 * both / (got + want);
+    assert!(dice > 0.98, "dice {dice}");
+    assert_mesh_agrees(&comp, labels.shape(), &labels.ras_from_voxel, "demo liver");
+}
+
+/// The same on a fine anisotropic grid (0.7 × 0.6 × 1.5 mm, like a 512² CT), where the mesh is
+/// built on blocks of several voxels: an ellipsoid (and a second blob that must not be meshed).
+#[test]
+fn click_mesh_encloses_the_mask_volume_on_a_fine_grid() {
+    let a = RasFromVoxel::scale_translate([-0.7, -0.6, 1.5], [60.0, 45.0, -40.0]);
+    let shape = sam3d_studio::geometry::GridShape::new(180, 160, 56);
+    let centre = a.apply(VoxelIjk::new(85.0, 70.0, 26.0));
+    let other = RasMm::new(centre.x() + 0.0, centre.y() + 0.0, centre.z() + 38.0);
+    let axes = [45.0, 30.0, 22.0];
+    let ellipsoid = move |p: RasMm| {
+        let q = [(p.x() - centre.x()) / axes[0], (p.y() - centre.y()) / axes[1], (p.z() - centre.z()) / axes[2]];
+        (((q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt() - 1.0) * 22.0).min(p.distance(&other) - 8.0) as f32
+    };
+    let (sdf, rfg) = cube_around(centre, ellipsoid);
+    let comp = sam3d_studio::shape::sdf_component_on_grid(sdf.view(), &rfg, shape, &a, centre).expect("the ellipsoid");
+    let want_mm3 = 4.0 / 3.0 * std::f64::consts::PI * axes.iter().product::<f64>();
+    let got_mm3 = comp.voxel_count as f64 * a.determinant().abs();
+    assert!((got_mm3 / want_mm3 - 1.0).abs() < 0.05, "mask {got_mm3:.0} mm³ vs ellipsoid {want_mm3:.0} mm³");
+    // The second blob (separate) is not kept.
+    let inv = a.try_inverse().expect("invertible");
+    let o = shape.array_index(inv.apply(other)).expect("in the grid").as_kji();
+    assert_eq!(comp.to_labels(shape, 1)[o], 0);
+    assert_mesh_agrees(&comp, shape, &a, "ellipsoid on 0.7 × 0.6 × 1.5 mm");
 }

@@ -4,8 +4,9 @@
 
 use nalgebra::{Matrix3, Vector3};
 use ndarray::Array3;
-use sam3d_studio::geometry::{RasFromVoxel, RasMm, VoxelIjk};
-use sam3d_studio::shape::{Inside, Mesh, MeshObject, MeshSpace, mesh_from_field, mesh_from_mask, mesh_of_label, mesh_of_labels, write_mesh};
+use sam3d_studio::data::click::sdf_to_source_mask;
+use sam3d_studio::geometry::{GridShape, Point3, RasFromGrid, RasFromVoxel, RasMm, VoxelIjk};
+use sam3d_studio::shape::{Inside, Mesh, MeshObject, MeshSpace, mesh_from_field, mesh_from_mask, mesh_of_label, mesh_of_labels, mesh_of_mask_blocks, sdf_component_on_grid, write_mesh};
 use sam3d_studio::volume::{LabelMap, OnGrid};
 use std::f64::consts::PI;
 use std::path::PathBuf;
@@ -296,4 +297,109 @@ fn mesh_cli_every_label_as_obj_objects() {
         .expect("run");
     assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
     assert!(std::fs::metadata(&out).expect("stl").len() > 84);
+}
+
+/// A cube of `g³` grid points over `side_mm`, centred on `centre`, rotated (the model's output
+/// cube is aligned with a slice frame, not with the voxels).
+fn cube(centre: RasMm, side_mm: f64, g: usize, rotated: bool) -> RasFromGrid {
+    let (s, c) = (25f64.to_radians().sin(), 25f64.to_radians().cos());
+    let rot = if rotated { Matrix3::new(c, 0.0, s, 0.0, 1.0, 0.0, -s, 0.0, c) * Matrix3::new(1.0, 0.0, 0.0, 0.0, c, -s, 0.0, s, c) } else { Matrix3::identity() };
+    let lin = rot * (side_mm / g as f64);
+    let half = (g as f64 - 1.0) / 2.0;
+    let t = Vector3::new(centre.x(), centre.y(), centre.z()) - lin * Vector3::new(half, half, half);
+    RasFromGrid::from_parts(lin, t)
+}
+
+fn sdf_on_cube(a: &RasFromGrid, g: usize, f: impl Fn(RasMm) -> f64) -> Array3<f32> {
+    Array3::from_shape_fn((g, g, g), |(z, y, x)| f(a.apply(Point3::new(x as f64, y as f64, z as f64))) as f32)
+}
+
+/// The cropped component equals the reference postprocess (every voxel of the cube sampled,
+/// component through the click, or through the nearest inside voxel) on straight, oblique and
+/// flipped grids, with voxels smaller and larger than the SDF's cells, clicks inside either of
+/// two blobs joined by a thin neck, outside both, and cubes cut by the grid border.
+#[test]
+fn sdf_component_equals_the_full_cube_postprocess() {
+    let shape = GridShape::from_array_shape(&[SHAPE.0, SHAPE.1, SHAPE.2]);
+    let mut cases = 0;
+    for (name, a) in [("straight", straight()), ("oblique+flipped", oblique_flipped()), ("flipped k", flipped_k())] {
+        let c = a.apply(centre_voxel());
+        let b1 = RasMm::new(c.x() - 7.0, c.y() + 1.0, c.z());
+        let b2 = RasMm::new(c.x() + 8.0, c.y() - 2.0, c.z() + 3.0);
+        let blobs = |p: RasMm| {
+            // Two balls and a neck 1.2 mm thick: connected at 4 mm cells, often not at voxels.
+            let neck = ((p.y() - c.y()).hypot(p.z() - c.z()) - 0.6).max((p.x() - c.x()).abs() - 8.0);
+            (p.distance(&b1) - 5.0).min(p.distance(&b2) - 4.0).min(neck)
+        };
+        for (side, g) in [(40.0, 10), (48.0, 16), (30.0, 48), (12.0, 40)] {
+            for rotated in [false, true] {
+                for (click, what) in [(b1, "in blob 1"), (b2, "in blob 2"), (RasMm::new(c.x(), c.y() + 9.0, c.z() - 4.0), "outside"), (a.apply(VoxelIjk::new(1.0, 2.0, 1.0)), "at the border")] {
+                    let rfg = cube(click, side, g, rotated);
+                    let sdf = sdf_on_cube(&rfg, g, blobs);
+                    let want = sdf_to_source_mask(sdf.view(), &rfg, shape, &a, click);
+                    let got = sdf_component_on_grid(sdf.view(), &rfg, shape, &a, click);
+                    let what = format!("{name}, cube {side} mm / {g}, rotated {rotated}, click {what}");
+                    match &got {
+                        Some(comp) => {
+                            assert_eq!(comp.voxel_count, want.voxel_count, "{what}");
+                            assert_eq!(comp.mask.iter().filter(|&&m| m).count(), comp.voxel_count, "{what}");
+                            assert!(comp.to_labels(shape, 1) == want.data, "{what}: masks differ");
+                            // The crop is the component's bounding box: every face touches it.
+                            let m = &comp.mask;
+                            for ax in 0..3 {
+                                let n = m.shape()[ax];
+                                assert!(m.index_axis(ndarray::Axis(ax), 0).iter().any(|&x| x) && m.index_axis(ndarray::Axis(ax), n - 1).iter().any(|&x| x), "{what}");
+                            }
+                        }
+                        None => assert_eq!(want.voxel_count, 0, "{what}"),
+                    }
+                    cases += usize::from(want.voxel_count > 0);
+                }
+            }
+        }
+    }
+    assert!(cases > 60, "only {cases} non-empty cases");
+}
+
+/// The block mesh of a mask crop: with 1-voxel blocks and no smoothing it is the plain mask
+/// mesh; with 2×2×1 blocks and smoothing it stays watertight, inside the grid, with the mask's
+/// volume, even for a ball cut by the grid border.
+#[test]
+fn block_mesh_of_a_mask_crop() {
+    let shape = GridShape::from_array_shape(&[SHAPE.0, SHAPE.1, SHAPE.2]);
+    for (name, a) in [("straight", straight()), ("oblique+flipped", oblique_flipped())] {
+        let mask = sphere_sdf(&a, 12.0).mapv(|d| d <= 0.0);
+        let (lo, hi) = sam3d_studio::shape::sdf::bounding_box(mask.view()).expect("ball");
+        let crop = mask.slice(ndarray::s![lo[0]..=hi[0], lo[1]..=hi[1], lo[2]..=hi[2]]);
+        let full = mesh_from_mask(mask.view(), &a);
+        let one = mesh_of_mask_blocks(crop, lo, shape, &a, [1, 1, 1], 0);
+        assert_eq!((one.vertices.len(), one.triangles.len()), (full.vertices.len(), full.triangles.len()), "{name}");
+        assert!((one.volume_mm3() / full.volume_mm3() - 1.0).abs() < 1e-9, "{name}");
+        let voxel_mm3 = a.determinant().abs();
+        let mask_mm3 = mask.iter().filter(|&&m| m).count() as f64 * voxel_mm3;
+        for block in [[2, 2, 1], [3, 2, 2]] {
+            let m = mesh_of_mask_blocks(crop, lo, shape, &a, block, 10);
+            assert_watertight(&m, &format!("{name} blocks {block:?}"));
+            assert_outward_from(&m, a.apply(centre_voxel()), name);
+            assert!(m.triangles.len() * 2 < full.triangles.len(), "{name} {block:?}: {} triangles", m.triangles.len());
+            assert!((m.volume_mm3() / mask_mm3 - 1.0).abs() < 0.05, "{name} {block:?}: {} vs {mask_mm3}", m.volume_mm3());
+        }
+    }
+    // Cut by the border, with crop sizes that are no multiple of the block. (The coarser the
+    // blocks for the object, the more its edges are chamfered: about −6 % here.)
+    let a = straight();
+    let mask = field(&a, |p| p.distance(&a.apply(VoxelIjk::new(58.6, 1.0, 28.7))) - 12.0).mapv(|d| d <= 0.0);
+    let (lo, hi) = sam3d_studio::shape::sdf::bounding_box(mask.view()).expect("cut ball");
+    assert_eq!([hi[0], hi[2]], [SHAPE.0 - 1, SHAPE.2 - 1]);
+    let crop = mask.slice(ndarray::s![lo[0]..=hi[0], lo[1]..=hi[1], lo[2]..=hi[2]]);
+    let m = mesh_of_mask_blocks(crop, lo, shape, &a, [3, 2, 1], 10);
+    assert_watertight(&m, "cut ball");
+    let inv = a.try_inverse().expect("invertible");
+    for v in &m.vertices {
+        let p = inv.apply(RasMm::new(v[0] as f64, v[1] as f64, v[2] as f64));
+        let n = shape.ijk();
+        assert!((0..3).all(|d| p.v[d] >= -0.5 - 1e-4 && p.v[d] <= n[d] as f64 - 0.5 + 1e-4), "vertex outside the grid: {p:?}");
+    }
+    let mask_mm3 = mask.iter().filter(|&&m| m).count() as f64 * a.determinant().abs();
+    assert!((m.volume_mm3() / mask_mm3 - 1.0).abs() < 0.1, "cut ball {} vs {mask_mm3}", m.volume_mm3());
 }

@@ -123,10 +123,22 @@ pub fn redo_edit(map: &mut LabelMap, e: &Edit) {
 }
 
 /// Starts region growing from `click` on a `sam3d-click` thread; the answer comes on `tx`.
-pub fn spawn_region_growing(job: u64, volume: Arc<Volume>, click: RasMm, tx: Sender<ClickEvent>, wake: impl Fn() + Send + 'static) -> Result<(), String> {
+/// With a `gate` the thread first waits for a message on it (tests hold a job running that way).
+/// Region growing cannot be interrupted: a cancelled job runs to its end and its answer is dropped.
+pub fn spawn_region_growing(
+    job: u64,
+    volume: Arc<Volume>,
+    click: RasMm,
+    tx: Sender<ClickEvent>,
+    gate: Option<Receiver<()>>,
+    wake: impl Fn() + Send + 'static,
+) -> Result<(), String> {
     std::thread::Builder::new()
         .name("sam3d-click".into())
         .spawn(move || {
+            if let Some(g) = gate {
+                let _ = g.recv();
+            }
             let t0 = std::time::Instant::now();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grow_from_click(&volume, click, &GrowParams::default())));
             let ev = match result {

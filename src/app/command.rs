@@ -109,6 +109,8 @@ pub enum AppCommand {
     AcceptCandidate,
     /// Drop the candidate.
     RejectCandidate,
+    /// Cancel the running "3D from click" job (its result, if it still comes, is dropped).
+    CancelClick,
     /// Load SAM3D weights in the engine process (started if needed).
     LoadWeights(PathBuf),
     /// Load a LoRA adapter onto the loaded weights.

@@ -211,6 +211,15 @@ pub struct ClickTool {
     pub target: Option<u16>,
     pub undo: Vec<Edit>,
     pub redo: Vec<Edit>,
+    /// How the last job ended when it did not give a candidate ("cancelled"); cleared by the next job.
+    pub last_status: Option<String>,
+    /// Results that arrived for a cancelled or superseded job and were dropped.
+    pub dropped_results: usize,
+    /// The running job was sent to the engine process (a cancel goes there too).
+    remote_job: Option<u64>,
+    /// Test hook: region-growing jobs wait for a message on this before they start.
+    #[doc(hidden)]
+    pub test_gate: Option<Receiver<()>>,
     tx: Sender<ClickEvent>,
     rx: Receiver<ClickEvent>,
 }
@@ -218,7 +227,21 @@ pub struct ClickTool {
 impl Default for ClickTool {
     fn default() -> Self {
         let (tx, rx) = click3d::channel();
-        Self { armed: false, running: None, next_job: 0, candidate: None, target: None, undo: Vec::new(), redo: Vec::new(), tx, rx }
+        Self {
+            armed: false,
+            running: None,
+            next_job: 0,
+            candidate: None,
+            target: None,
+            undo: Vec::new(),
+            redo: Vec::new(),
+            last_status: None,
+            dropped_results: 0,
+            remote_job: None,
+            test_gate: None,
+            tx,
+            rx,
+        }
     }
 }
 
@@ -630,6 +653,7 @@ impl App {
             AppCommand::ClickAt(ras) => self.start_click(ras, ctx),
             AppCommand::SetClickTarget(t) => self.rt.click.target = t.filter(|&id| id != 0),
             AppCommand::AcceptCandidate => self.accept_candidate(),
+            AppCommand::CancelClick => self.cancel_click(ctx),
             AppCommand::RejectCandidate => {
                 if self.rt.click.candidate.take().is_some() {
                     self.bump_overlay();
@@ -726,9 +750,22 @@ impl App {
                     self.rt.click.running = None;
                     self.error(message);
                 }
-                _ => {} // a superseded job
+                _ => self.rt.click.dropped_results += 1, // a cancelled or superseded job
             }
         }
+    }
+
+    /// Cancels the running click job: no candidate will come from it, the next click works.
+    /// A model job is cancelled in the engine too; region growing runs out on its thread and
+    /// its answer is dropped.
+    fn cancel_click(&mut self, ctx: &egui::Context) {
+        let Some((job, ..)) = self.rt.click.running.take() else { return };
+        self.rt.click_stage = None;
+        if self.rt.click.remote_job.take() == Some(job) && self.rt.remote.is_some() {
+            self.remote_send(serde_json::json!({"cmd": "cancel", "job": job}), ctx);
+        }
+        self.rt.click.last_status = Some("cancelled".into());
+        self.notice(format!("3D from click #{job} cancelled"));
     }
 
     fn start_click(&mut self, ras: RasMm, ctx: &egui::Context) {
@@ -746,8 +783,13 @@ impl App {
                 self.rt.click.next_job += 1;
                 let job = self.rt.click.next_job;
                 let ctx = ctx.clone();
-                match click3d::spawn_region_growing(job, volume, ras, self.rt.click.tx.clone(), move || ctx.request_repaint()) {
-                    Ok(()) => self.rt.click.running = Some((job, ras, std::time::Instant::now())),
+                let gate = self.rt.click.test_gate.clone();
+                match click3d::spawn_region_growing(job, volume, ras, self.rt.click.tx.clone(), gate, move || ctx.request_repaint()) {
+                    Ok(()) => {
+                        self.rt.click.running = Some((job, ras, std::time::Instant::now()));
+                        self.rt.click.remote_job = None;
+                        self.rt.click.last_status = None;
+                    }
                     Err(e) => self.error(e),
                 }
             }
@@ -766,6 +808,8 @@ impl App {
                 let plane = serde_json::to_value(self.rt.active_view).unwrap_or_default();
                 if self.remote_send(serde_json::json!({"cmd": "infer", "job": job, "click": [ras.x(), ras.y(), ras.z()], "plane": plane}), ctx) {
                     self.rt.click.running = Some((job, ras, std::time::Instant::now()));
+                    self.rt.click.remote_job = Some(job);
+                    self.rt.click.last_status = None;
                     self.rt.click_stage = Some(("queued".into(), 0.0));
                 }
             }
@@ -852,7 +896,7 @@ impl App {
                         self.error(format!("could not read the model's result: {e}"));
                     }
                 }
-                R::Result { .. } => {}
+                R::Result { .. } => self.rt.click.dropped_results += 1,
                 R::Failed { job, message } => {
                     if job.is_some() && job == running {
                         self.rt.click.running = None;
@@ -1031,7 +1075,8 @@ impl App {
                 out.push(AppCommand::RejectCandidate);
             }
             if i.key_pressed(Key::Escape) {
-                out.push(AppCommand::RestoreLayout);
+                // Esc stops a running click job first; otherwise it restores the layout.
+                out.push(if self.rt.click.running.is_some() { AppCommand::CancelClick } else { AppCommand::RestoreLayout });
             }
             for (k, steps) in [(Key::ArrowUp, 1), (Key::ArrowDown, -1), (Key::PageUp, 10), (Key::PageDown, -10)] {
                 if i.key_pressed(k) {

@@ -146,13 +146,14 @@ const SHORTCUTS: &[(&str, &str)] = &[
     ("A", "auto window (1st to 99th percentile)"),
     ("R", "reset zoom and pan"),
     ("F, double-click", "maximise / restore the view"),
-    ("Esc", "back to the 2 x 2 grid"),
+    ("Esc", "cancel a running 3D-from-click job, else back to the 2 x 2 grid"),
     ("Shift+click", "3D from click (a plain click too, when the tool is armed)"),
     ("Enter / Delete", "accept / reject the 3D-from-click result"),
     ("Ctrl+Z, Ctrl+Y", "undo / redo an accepted result"),
 ];
 
 pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
+    let mut cancel = false;
     ui.horizontal(|ui| {
         let mono = |s: String| RichText::new(s).monospace().size(12.0);
         match (&app.rt.hover, &app.rt.scene) {
@@ -202,9 +203,15 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             }
             if let Some((job, _, t0)) = &app.rt.click.running {
                 ui.separator();
+                if ui.small_button("Cancel").on_hover_text("Stop this 3D-from-click job (Esc)").clicked() {
+                    cancel = true;
+                }
                 ui.label(RichText::new(format!("3D from click #{job}: {} … {:.1} s", app.click_method.name(), t0.elapsed().as_secs_f32())).size(12.0));
                 ui.spinner();
                 ui.ctx().request_repaint_after(std::time::Duration::from_millis(250));
+            } else if let Some(status) = &app.rt.click.last_status {
+                ui.separator();
+                ui.label(RichText::new(format!("3D from click: {status}")).size(12.0));
             }
             if let Some((what, f)) = &app.rt.mesh_progress {
                 ui.separator();
@@ -219,6 +226,9 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             }
         });
     });
+    if cancel {
+        app.send(AppCommand::CancelClick);
+    }
 }
 
 fn fmt_value(v: f32) -> String {
@@ -485,6 +495,12 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
         })
         .response
         .labelled_by(as_label.id);
+        if app.rt.click.running.is_some() {
+            ui.spinner();
+            if ui.button("Cancel").on_hover_text("Stop the running 3D-from-click job (Esc)").clicked() {
+                cmds.push(AppCommand::CancelClick);
+            }
+        }
         ui.separator();
         let has_candidate = app.rt.click.candidate.is_some();
         if ui.add_enabled(has_candidate, egui::Button::new("Accept")).on_hover_text("Write the result into the label map (Enter)").clicked() {

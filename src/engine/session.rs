@@ -123,12 +123,26 @@ pub trait Hooks {
 pub struct NoHooks;
 impl Hooks for NoHooks {}
 
-/// The mesh step: mask on the source grid (label 1) → watertight marching-cubes mesh in RAS mm
-/// (`crate::shape`); `None` for an empty mask.
+/// A mask on the source grid (label 1) → watertight marching-cubes mesh in RAS mm at full
+/// resolution (`crate::shape`); `None` for an empty mask. Clicks use [`mesh_of_component`].
 pub fn mesh_of_mask(mask: &LabelMap) -> Option<Mesh> {
     let m = crate::shape::mesh_of_label(mask, 1);
     (!m.triangles.is_empty()).then_some(m)
 }
+/// Display resolution of a click's mesh: blocks of about this size (mm) along each voxel axis.
+pub const MESH_BLOCK_MM: f64 = 1.5;
+/// Taubin iterations on a click's mesh.
+pub const MESH_SMOOTH_ITERATIONS: usize = 5;
+
+/// The mesh step of a click: the kept component (a crop of the source grid) → watertight mesh
+/// in RAS mm on blocks of about [`MESH_BLOCK_MM`] (whole voxels along axes already that coarse),
+/// Taubin-smoothed; work ∝ the component's box. `None` for an empty component.
+pub fn mesh_of_component(c: &crate::shape::GridComponent, shape: crate::geometry::GridShape, ras_from_voxel: &crate::geometry::RasFromVoxel) -> Option<Mesh> {
+    let block = ras_from_voxel.column_norms().map(|mm| if mm > 0.0 { (MESH_BLOCK_MM / mm).round().max(1.0) as usize } else { 1 });
+    let m = crate::shape::mesh_of_mask_blocks(c.mask.view(), c.origin_kji, shape, ras_from_voxel, block, MESH_SMOOTH_ITERATIONS);
+    (!m.triangles.is_empty()).then_some(m)
+}
+
 /// Whether [`mesh_of_mask`] produces meshes in this build.
 pub const MESH_AVAILABLE: bool = true;
 
@@ -251,15 +265,21 @@ impl Session {
         hooks.progress(Stage::Postprocess);
         let t = Instant::now();
         let vol = &pv.volume;
-        let sm = click::sdf_to_source_mask(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, req.click);
-        let mask = LabelMap { data: sm.data, ras_from_voxel: vol.ras_from_voxel, meta: Default::default() };
+        let component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, req.click);
+        let data = match &component {
+            Some(c) => c.to_labels(vol.shape(), 1),
+            None => Array3::zeros(vol.shape().array_shape()),
+        };
+        let voxel_count = component.as_ref().map_or(0, |c| c.voxel_count);
+        let volume_ml = voxel_count as f64 * vol.ras_from_voxel.determinant().abs() / 1000.0;
+        let mask = LabelMap { data, ras_from_voxel: vol.ras_from_voxel, meta: Default::default() };
         timings.postprocess_secs = t.elapsed().as_secs_f64();
         check(hooks)?;
 
         let mesh = if MESH_AVAILABLE {
             hooks.progress(Stage::Mesh);
             let t = Instant::now();
-            let m = mesh_of_mask(&mask);
+            let m = component.as_ref().and_then(|c| mesh_of_component(c, vol.shape(), &vol.ras_from_voxel));
             timings.mesh_secs = Some(t.elapsed().as_secs_f64());
             m
         } else {
@@ -273,8 +293,8 @@ impl Session {
             mask2d,
             ras_from_pixel: sample.ras_from_pixel,
             class,
-            voxel_count: sm.voxel_count,
-            volume_ml: sm.volume_ml,
+            voxel_count,
+            volume_ml,
             mesh,
             timings,
         })

@@ -60,6 +60,133 @@ pub fn mesh_of_labels(labels: &LabelMap, select: impl Fn(u16) -> bool + Sync) ->
     Mesh::from_voxel_mesh(march(g.view(), lo), labels.ras_from_voxel())
 }
 
+/// Surface of a binary mask held as a crop of a larger grid, at a coarser resolution: the
+/// fraction of inside voxels in each block of `block_ijk` voxels is marched at ½ (vertices
+/// interpolated along the block lattice), then `smooth` Taubin iterations. The surface
+/// encloses about the mask's volume, has about one vertex per block on it, and is watertight
+/// like every marching-cubes surface here. With blocks of one voxel and no smoothing it is
+/// [`mesh_from_mask`] of the crop.
+///
+/// `origin_kji` is the array index on the grid (`grid`, `ras_from_voxel`) of `mask[[0, 0, 0]]`.
+/// Vertices are in RAS mm, kept within the grid's extent (voxel centres ± ½).
+pub fn mesh_of_mask_blocks(
+    mask: ArrayView3<bool>,
+    origin_kji: [usize; 3],
+    grid: crate::geometry::GridShape,
+    ras_from_voxel: &RasFromVoxel,
+    block_ijk: [usize; 3],
+    smooth: usize,
+) -> Mesh {
+    let [fi, fj, fk] = block_ijk.map(|b| b.max(1));
+    let (lk, lj, li) = mask.dim();
+    if mask.is_empty() {
+        return Mesh::default();
+    }
+    let (bk, bj, bi) = (lk.div_ceil(fk), lj.div_ceil(fj), li.div_ceil(fi));
+    let per_block = 1.0 / (fi * fj * fk) as f32;
+    let mut field = ndarray::Array3::<f32>::zeros((bk, bj, bi));
+    field.axis_iter_mut(ndarray::Axis(0)).into_par_iter().enumerate().for_each(|(b, mut plane)| {
+        let mut acc = vec![0u32; bj * bi];
+        for k in b * fk..((b + 1) * fk).min(lk) {
+            for j in 0..lj {
+                let out = &mut acc[(j / fj) * bi..(j / fj + 1) * bi];
+                let row = mask.slice(s![k, j, ..]);
+                match row.as_slice() {
+                    Some(r) => {
+                        for (o, chunk) in out.iter_mut().zip(r.chunks(fi)) {
+                            *o += chunk.iter().filter(|&&m| m).count() as u32;
+                        }
+                    }
+                    None => {
+                        for (i, &m) in row.iter().enumerate() {
+                            out[i / fi] += u32::from(m);
+                        }
+                    }
+                }
+            }
+        }
+        for (o, &a) in plane.iter_mut().zip(&acc) {
+            *o = a as f32 * per_block - 0.5;
+        }
+    });
+    let mut vm = march(field.view(), [0; 3]);
+    // Block lattice → voxel index: block b along an axis is centred on voxel origin + b·f + (f − 1)/2.
+    let f = [fi as f64, fj as f64, fk as f64];
+    let o = [origin_kji[2] as f64, origin_kji[1] as f64, origin_kji[0] as f64];
+    let n = grid.ijk();
+    let clamp = |p: &mut [f64; 3]| {
+        for d in 0..3 {
+            p[d] = p[d].clamp(-0.5, n[d] as f64 - 0.5);
+        }
+    };
+    vm.vertices.par_iter_mut().for_each(|p| {
+        for d in 0..3 {
+            p[d] = o[d] + p[d] * f[d] + (f[d] - 1.0) / 2.0;
+        }
+        clamp(p);
+    });
+    if smooth > 0 {
+        // Smoothing commutes with the affine map, so it runs in voxel index space, where the
+        // grid's extent can be kept.
+        taubin_oriented(&mut vm, smooth, 0.5, -0.53);
+        vm.vertices.par_iter_mut().for_each(clamp);
+    }
+    Mesh::from_voxel_mesh(vm, ras_from_voxel)
+}
+
+/// Taubin λ|μ smoothing of a closed, consistently oriented mesh (what marching cubes gives):
+/// there every neighbour `b` of `a` appears exactly once as a directed edge `a → b` of a
+/// triangle, so the neighbour lists are read off the triangles without sorting. Same update as
+/// [`Mesh::taubin_smooth_with`].
+fn taubin_oriented(vm: &mut VoxelMesh, iterations: usize, lambda: f32, mu: f32) {
+    let nv = vm.vertices.len();
+    let mut offsets = vec![0u32; nv + 1];
+    for t in &vm.triangles {
+        for &v in t {
+            offsets[v as usize + 1] += 1;
+        }
+    }
+    for v in 0..nv {
+        offsets[v + 1] += offsets[v];
+    }
+    let mut fill = offsets.clone();
+    let mut nb = vec![0u32; offsets[nv] as usize];
+    for t in &vm.triangles {
+        for (a, b) in [(t[0], t[1]), (t[1], t[2]), (t[2], t[0])] {
+            nb[fill[a as usize] as usize] = b;
+            fill[a as usize] += 1;
+        }
+    }
+    // f32 like `Mesh`, relative to the first vertex (voxel indices stay small and exact enough).
+    let o = vm.vertices.first().copied().unwrap_or_default();
+    let mut cur: Vec<[f32; 3]> = vm.vertices.par_iter().map(|p| [(p[0] - o[0]) as f32, (p[1] - o[1]) as f32, (p[2] - o[2]) as f32]).collect();
+    let mut next = cur.clone();
+    for _ in 0..iterations {
+        for factor in [lambda, mu] {
+            let src = &cur;
+            next.par_iter_mut().enumerate().for_each(|(v, out)| {
+                let ns = &nb[offsets[v] as usize..offsets[v + 1] as usize];
+                let p = src[v];
+                if ns.is_empty() {
+                    *out = p;
+                    return;
+                }
+                let mut m = [0f32; 3];
+                for &n in ns {
+                    let q = src[n as usize];
+                    m[0] += q[0];
+                    m[1] += q[1];
+                    m[2] += q[2];
+                }
+                let k = ns.len() as f32;
+                *out = [p[0] + factor * (m[0] / k - p[0]), p[1] + factor * (m[1] / k - p[1]), p[2] + factor * (m[2] / k - p[2])];
+            });
+            std::mem::swap(&mut cur, &mut next);
+        }
+    }
+    vm.vertices.par_iter_mut().zip(cur.par_iter()).for_each(|(p, q)| *p = [q[0] as f64 + o[0], q[1] as f64 + o[1], q[2] as f64 + o[2]]);
+}
+
 /// Edge statistics of a triangle mesh.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EdgeReport {

@@ -4,6 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`sdf`] | exact Euclidean distance transforms and signed distance fields (mm), per class |
+//! | [`component`] | an SDF on its own grid → the connected inside region through a point on a source voxel grid (work ∝ the region's box) |
 //! | [`mesh`] | watertight marching-cubes meshes in RAS mm; area, volume, edge checks, Taubin smoothing, decimation |
 //! | [`export`] | binary STL, OBJ, binary PLY in RAS or LPS, written atomically |
 //! | [`metrics`] | Dice, IoU, HD95, Hausdorff, ASSD, Chamfer with spacing (`surface-distance` definitions) |
@@ -11,6 +12,7 @@
 //! Arrays are `[k, j, i]` like every volume; spacings are `[si, sj, sk]` like
 //! [`OnGrid::spacing_mm`](crate::volume::OnGrid::spacing_mm).
 
+pub mod component;
 pub mod export;
 mod march;
 pub mod mesh;
@@ -19,7 +21,8 @@ pub mod sdf;
 mod surfel_table;
 
 pub use export::{MeshFormat, MeshObject, MeshSpace, write_mesh};
-pub use mesh::{EdgeReport, Inside, mesh_from_field, mesh_from_mask, mesh_of_label, mesh_of_labels};
+pub use component::{GridComponent, sdf_component_on_grid};
+pub use mesh::{EdgeReport, Inside, mesh_from_field, mesh_from_mask, mesh_of_label, mesh_of_labels, mesh_of_mask_blocks};
 pub use metrics::{LabelMetrics, SurfaceDistances, compare_label_maps, label_metrics, mask_metrics, surface_distances};
 pub use sdf::{edt, sdf, sdf_classes, sdf_of_labels, squared_edt};
 
