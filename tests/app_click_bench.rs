@@ -139,3 +139,64 @@ fn gui_click_send_to_candidate_ready() {
         );
     }
 }
+
+/// The transfer alone for an organ-sized result, where random weights cannot give one: the big
+/// CT's liver label as the kept component (its bounding-box crop) and the engine's mesh of it;
+/// the engine's side of `serve` (crop bytes + PLY written to a temporary folder), the app's
+/// side (`remote::read_result`: read, paste into a full-size mask, remove) and packing the
+/// surface for the 3D view. Medians of 5.
+#[test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+fn result_transfer_liver_sized() {
+    use sam3d_studio::app::remote::{RemoteCrop, read_result};
+    use sam3d_studio::shape::{GridComponent, MeshObject, MeshSpace, export::ply_bytes};
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
+    let big = Path::new("/tmp/peerdata/big_labels.nii.gz");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/labels.nii.gz");
+    let dir = tempfile::tempdir().expect("tmp");
+    for path in [demo.as_path(), big].into_iter().filter(|p| p.exists()) {
+        let labels = LabelMap::load(path).expect("labels");
+        let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
+        for ((k, j, i), &l) in labels.data.indexed_iter() {
+            if l == 5 {
+                for (a, x) in [k, j, i].into_iter().enumerate() {
+                    lo[a] = lo[a].min(x);
+                    hi[a] = hi[a].max(x + 1);
+                }
+            }
+        }
+        let crop = labels.data.slice(ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).mapv(|l| l == 5);
+        let comp = GridComponent { origin_kji: lo, voxel_count: crop.iter().filter(|&&m| m).count(), mask: crop };
+        let shape = sam3d_studio::volume::OnGrid::shape(&labels);
+        let grid_kji = [shape.nk, shape.nj, shape.ni];
+        let mesh = sam3d_studio::engine::mesh_of_component(&comp, shape, &labels.ras_from_voxel).expect("a mesh");
+        let (mut write, mut read, mut pack) = (vec![], vec![], vec![]);
+        for rep in 0..5 {
+            let t = Instant::now();
+            let c = RemoteCrop { path: dir.path().join(format!("job-{rep}.mask")), origin_kji: comp.origin_kji, shape_kji: [comp.mask.dim().0, comp.mask.dim().1, comp.mask.dim().2] };
+            std::fs::write(&c.path, comp.mask_bytes()).expect("write crop");
+            let mesh_path = dir.path().join(format!("job-{rep}.ply"));
+            std::fs::write(&mesh_path, ply_bytes(&[MeshObject { label: 1, name: "click", mesh: &mesh }], MeshSpace::Ras)).expect("write mesh");
+            write.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let r = read_result(Some(&c), Some(&mesh_path), comp.voxel_count, grid_kji).expect("read");
+            read.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let m = r.mesh.expect("mesh");
+            let p = sam3d_studio::render::PreparedLabelMeshes::new(vec![sam3d_studio::render::LabelMesh { label: CANDIDATE_ID, name: "3D from click".into(), color: [40, 230, 240, 150], mesh: m }]);
+            pack.push(t.elapsed().as_secs_f64());
+            assert_eq!(p.triangle_count(), mesh.triangles.len());
+        }
+        println!(
+            "{}: liver {} voxels in a {:?} crop ({:.1} MB), mesh {} triangles: engine writes {:.4} s, app reads + pastes {:.4} s, packs for the 3D view {:.4} s",
+            path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+            comp.voxel_count,
+            comp.mask.dim(),
+            comp.mask.len() as f64 / 1e6,
+            mesh.triangles.len(),
+            median(write),
+            median(read),
+            median(pack),
+        );
+    }
+}
