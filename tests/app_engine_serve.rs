@@ -146,7 +146,6 @@ fn serve_protocol_round_trip() {
     let left: Vec<PathBuf> = [r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from).collect();
     assert!(!left.is_empty() && left.iter().all(|p| p.exists()));
 
-    drop(send);
     drop(stdin); // end of input stops the engine
     let status = child.wait().expect("engine exits");
     assert!(status.success(), "{status}");

@@ -75,6 +75,7 @@ pub struct CropFile {
 /// Writes a result's files into `dir` (`job-N.mask`, `job-N.ply`) and builds its reply. On an
 /// error nothing is left behind.
 fn result_reply(dir: &std::path::Path, job: u64, r: &super::InferResult) -> Result<Reply, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: could not make the results folder: {e}", dir.display()))?;
     let crop = match &r.component {
         Some(c) => {
             let path = dir.join(format!("job-{job}.mask"));
@@ -111,8 +112,8 @@ fn write_line(out: &mut impl Write, r: &Reply) -> std::io::Result<()> {
 /// when stdout cannot be written (the client has gone).
 pub fn serve(opts: EngineOptions) -> std::io::Result<()> {
     let engine = Engine::spawn(opts, Box::new(|| {}))?;
+    // Made at the first result (a process killed before that leaves nothing behind).
     let out_dir = std::env::temp_dir().join(format!("sam3d-engine-{}", std::process::id()));
-    std::fs::create_dir_all(&out_dir)?;
     let (req_tx, req_rx) = crossbeam_channel::bounded::<Result<Request, String>>(32);
     std::thread::Builder::new().name("sam3d-serve-stdin".into()).spawn(move || {
         for line in std::io::stdin().lock().lines() {
