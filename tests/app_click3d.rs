@@ -7,7 +7,7 @@ use egui::{Event, Key, Modifiers, PointerButton, Pos2};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use sam3d_studio::app::three_d::CANDIDATE_ID;
-use sam3d_studio::app::{App, AppCommand, Startup, ViewCell};
+use sam3d_studio::app::{App, AppCommand, ClickMethod, Startup, ViewCell};
 use sam3d_studio::geometry::{RasMm, SliceMm, ViewPlane, VoxelIjk};
 use sam3d_studio::volume::LabelMap;
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ fn demo() -> (PathBuf, PathBuf) {
 
 fn harness() -> Harness<'static, App> {
     let (ct, labels) = demo();
-    let startup = Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()) };
+    let startup = Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()), weights: None };
     let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| App::new(cc, startup));
     wait_idle(&mut h);
     h
@@ -209,6 +209,11 @@ fn model_click_through_the_engine_process() {
             assert_eq!(cand.mask.shape(), app.scene().expect("scene").volume.data.shape());
             assert_eq!(cand.voxels, cand.mask.iter().filter(|&&m| m).count());
             assert_eq!(cand.method, sam3d_studio::app::ClickMethod::Model);
+            // The 3D view shows the engine's surface of the result, not a new one made here.
+            let mesh = cand.mesh.as_ref().expect("the engine sent its mesh");
+            assert!(!mesh.triangles.is_empty());
+            let shown = app.mesh_view.labels().iter().find(|l| l.label == CANDIDATE_ID).expect("candidate in the 3D view");
+            assert_eq!(shown.triangles, mesh.triangles.len());
         }
         None => assert!(app.messages().iter().any(|m| m.text.contains("nothing was segmented")), "{:?}", app.messages()),
     }
@@ -324,4 +329,52 @@ fn cancel_button_cancels_a_model_job_in_the_engine() {
         Some(cand) => assert_eq!(cand.job, second, "the cancelled job gave no candidate"),
         None => assert!(app.messages().iter().any(|m| m.text.contains("nothing was segmented")), "{:?}", app.messages().iter().map(|m| &m.text).collect::<Vec<_>>()),
     }
+}
+
+/// The shipped default weights: the app started with a weights path loads them into the
+/// engine (the status bar says so meanwhile), then shows the model and selects it for
+/// "3D from click". A random `tiny` checkpoint stands in for the shipped file here.
+#[test]
+fn startup_weights_are_loaded_and_the_model_method_selected() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tch::manual_seed(3);
+    let weights = dir.path().join("default.safetensors");
+    sam3d_studio::model::Model::new(sam3d_studio::model::Config::tiny(), tch::Device::Cpu).save_weights(&weights).expect("save");
+    let (ct, labels) = demo();
+    let startup = Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()), weights: Some(weights) };
+    let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| App::new(cc, startup));
+    h.step();
+    h.step();
+    if h.state().rt.model.is_none() {
+        // Until the engine answers: region growing, and the status bar says what is loading.
+        assert_eq!(h.state().click_method, ClickMethod::RegionGrowing);
+        h.get_by_label("Model: loading default.safetensors…");
+        h.get_by_value("Region growing (no weights)");
+    }
+    step_until(&mut h, "default model loaded", |app| app.rt.model.is_some() && !app.is_busy() && !app.is_meshing());
+    let app = h.state();
+    assert_eq!(app.rt.model.as_deref(), Some("tiny (default.safetensors)"));
+    assert_eq!(app.click_method, ClickMethod::Model);
+    assert!(app.messages().iter().any(|m| !m.is_error && m.text.contains("uses it")), "{:?}", app.messages().iter().map(|m| &m.text).collect::<Vec<_>>());
+    h.step();
+    h.get_by_label("Model: tiny (default.safetensors) · no adapter");
+    h.get_by_value("SAM3D model"); // the toolbar's method box
+}
+
+/// Start-up weights that cannot be loaded: an error, and "3D from click" stays on region growing.
+#[test]
+fn startup_weights_that_fail_leave_region_growing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let weights = dir.path().join("default.safetensors");
+    std::fs::write(&weights, b"not a checkpoint").expect("write");
+    let (ct, labels) = demo();
+    let startup = Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()), weights: Some(weights) };
+    let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| App::new(cc, startup));
+    step_until(&mut h, "the load fails", |app| app.rt.startup_weights.is_none() && !app.is_busy());
+    let app = h.state();
+    assert!(app.rt.model.is_none());
+    assert_eq!(app.click_method, ClickMethod::RegionGrowing);
+    let texts: Vec<&String> = app.messages().iter().map(|m| &m.text).collect();
+    assert!(app.messages().iter().any(|m| m.is_error && m.text.contains("default.safetensors")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("uses region growing")), "{texts:?}");
 }

@@ -1,15 +1,18 @@
 //! The engine's `serve` protocol end to end: spawn `sam3d-studio-engine serve`, load a tiny
 //! random checkpoint (saved here only for the test, the way tests/engine_e2e.rs does), set a
-//! volume, infer one click, read the mask file it names; bad requests give `failed` lines and
-//! the process carries on.
+//! volume, infer one click, read the crop and mesh files it names (through the app's reader,
+//! which removes them); bad requests give `failed` lines and the process carries on; the
+//! files of an unread result go when the engine stops.
 
 use nalgebra::{Matrix3, Vector3};
 use ndarray::Array3;
 use sam3d_studio::geometry::{RasFromVoxel, RasMm, VoxelIjk};
 use sam3d_studio::model::{Config, Model};
-use sam3d_studio::volume::{LabelMap, OnGrid, Volume};
+use sam3d_studio::app::remote::RemoteCrop;
+use sam3d_studio::volume::{OnGrid, Volume};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -68,6 +71,7 @@ fn serve_protocol_round_trip() {
     };
     let ready = next("ready");
     assert!(ready["device"].as_str().is_some_and(|d| !d.is_empty()), "{ready}");
+    assert_eq!(ready["protocol"].as_u64(), Some(u64::from(sam3d_studio::app::remote::PROTOCOL)), "app and engine speak one protocol");
 
     let mut send = |s: String| {
         writeln!(stdin, "{s}").expect("write");
@@ -85,19 +89,65 @@ fn serve_protocol_round_trip() {
     send(serde_json::json!({"cmd": "infer", "job": 7, "click": [1.0, -2.0, 3.0], "plane": "Axial"}).to_string());
     let r = next("result");
     assert_eq!(r["job"], 7);
-    let mask_path = std::path::PathBuf::from(r["mask_path"].as_str().expect("mask path"));
-    let mask = LabelMap::load(&mask_path).expect("mask file reads");
-    assert_eq!(mask.shape(), vol.shape());
-    assert!(mask.ras_from_voxel.max_abs_diff(&vol.ras_from_voxel) < 1e-4);
-    let n = mask.data.iter().filter(|&&x| x == 1).count();
-    assert_eq!(r["voxel_count"].as_u64(), Some(n as u64));
+    let n = r["voxel_count"].as_u64().expect("voxel count") as usize;
     let ml = n as f64 * vol.spacing_mm().iter().product::<f64>() / 1000.0;
     assert!((r["ml"].as_f64().expect("ml") - ml).abs() < 1e-6 * ml.max(1.0));
     assert!(r["timings"]["total_secs"].as_f64().expect("timings") > 0.0);
+    // Protocol 2: the kept component's crop (raw bytes, 1 inside) and the engine's mesh (PLY).
+    let crop: Option<RemoteCrop> = serde_json::from_value(r["crop"].clone()).expect("crop is null or {path, origin_kji, shape_kji}");
+    let mesh_path = r["mesh_path"].as_str().map(PathBuf::from);
+    let s = vol.shape();
+    let grid_kji = [s.nk, s.nj, s.ni];
+    let files: Vec<PathBuf> = crop.iter().map(|c| c.path.clone()).chain(mesh_path.clone()).collect();
+    let Some(c) = crop.clone() else {
+        assert_eq!(n, 0, "no crop: nothing segmented ({r})");
+        assert!(mesh_path.is_none());
+        panic!("seed 11 is expected to segment something: {r}");
+    };
+    let bytes = std::fs::read(&c.path).expect("crop file");
+    assert_eq!(bytes.len(), c.shape_kji.iter().product::<usize>());
+    assert!(bytes.iter().all(|&b| b <= 1));
+    assert_eq!(bytes.iter().filter(|&&b| b == 1).count(), n);
+    assert!((0..3).all(|a| c.origin_kji[a] + c.shape_kji[a] <= grid_kji[a]), "{c:?} in {grid_kji:?}");
+    // The crop is the component's bounding box: each face of the box touches the component.
+    let crop3 = ndarray::Array3::from_shape_vec((c.shape_kji[0], c.shape_kji[1], c.shape_kji[2]), bytes).expect("shape");
+    for ax in 0..3 {
+        let last = c.shape_kji[ax] - 1;
+        assert!(crop3.index_axis(ndarray::Axis(ax), 0).iter().any(|&b| b == 1), "axis {ax} start");
+        assert!(crop3.index_axis(ndarray::Axis(ax), last).iter().any(|&b| b == 1), "axis {ax} end");
+    }
+    // The app's reader: the crop pasted on the full grid, the mesh, and both files removed.
+    let got = sam3d_studio::app::remote::read_result(Some(&c), mesh_path.as_deref(), n, grid_kji).expect("the app reads the result");
+    assert!(files.iter().all(|f| !f.exists()), "the reader removes the result files");
+    assert_eq!(got.mask.shape(), &grid_kji);
+    assert_eq!(got.mask.iter().filter(|&&m| m).count(), n);
+    let [k0, j0, i0] = c.origin_kji;
+    assert_eq!(got.mask.slice(ndarray::s![k0.., j0.., i0..]).slice(ndarray::s![..c.shape_kji[0], ..c.shape_kji[1], ..c.shape_kji[2]]).mapv(u8::from), crop3);
+    let mesh = got.mesh.expect("a mesh for a non-empty result");
+    assert!(mesh.edge_report().is_watertight(), "{:?}", mesh.edge_report());
+    // The surface sits on the component: every vertex within 1.5 voxels of the crop's box
+    // (blocks of 1.5 mm, smoothing), in RAS through the volume's affine.
+    let inv = vol.ras_from_voxel.try_inverse().expect("affine");
+    for v in &mesh.vertices {
+        let p = inv.apply(RasMm::new(v[0] as f64, v[1] as f64, v[2] as f64));
+        let ijk = [p.v[0], p.v[1], p.v[2]];
+        let (lo, hi) = ([i0, j0, k0], [i0 + c.shape_kji[2], j0 + c.shape_kji[1], k0 + c.shape_kji[0]]);
+        assert!((0..3).all(|a| ijk[a] >= lo[a] as f64 - 1.5 && ijk[a] <= hi[a] as f64 + 0.5), "vertex {v:?} at voxel {ijk:?}, crop {lo:?}..{hi:?}");
+    }
+    // A file that disagrees with its reply: the reader says so, and still removes it.
+    let r2_bad = RemoteCrop { path: dir.path().join("bad.mask"), origin_kji: [0, 0, 0], shape_kji: [1, 1, 2] };
+    std::fs::write(&r2_bad.path, [1u8, 0]).expect("write");
+    let e = sam3d_studio::app::remote::read_result(Some(&r2_bad), None, 2, grid_kji).expect_err("count mismatch");
+    assert!(e.contains("bad.mask") && e.contains("1 voxels"), "{e}");
+    assert!(!r2_bad.path.exists());
+    // A second click: its files exist until the engine stops.
+    send(serde_json::json!({"cmd": "infer", "job": 8, "click": [1.0, -2.0, 3.0], "plane": "Coronal"}).to_string());
+    let r = next("result");
+    let left: Vec<PathBuf> = [r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from).collect();
+    assert!(!left.is_empty() && left.iter().all(|p| p.exists()));
 
-    drop(send);
     drop(stdin); // end of input stops the engine
     let status = child.wait().expect("engine exits");
     assert!(status.success(), "{status}");
-    assert!(!mask_path.exists(), "the engine removes its temporary results on exit");
+    assert!(left.iter().all(|p| !p.exists()), "the engine removes its temporary results on exit");
 }

@@ -37,6 +37,9 @@ pub struct Candidate {
     pub click: RasMm,
     /// On the volume's grid, `[k, j, i]`.
     pub mask: Arc<Array3<bool>>,
+    /// The surface to show in the 3D view when the method made one (the engine meshes its
+    /// result); `None`: the mesher makes it from `mask`.
+    pub mesh: Option<Arc<crate::shape::Mesh>>,
     pub voxels: usize,
     pub ml: f64,
     pub method: ClickMethod,
@@ -149,6 +152,7 @@ pub fn spawn_region_growing(
                         job,
                         click,
                         mask: Arc::new(mask),
+                        mesh: None,
                         voxels,
                         ml,
                         method: ClickMethod::RegionGrowing,

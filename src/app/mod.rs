@@ -35,8 +35,10 @@ use slice_view::SliceViewState;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Opens the viewer window: `file` (with `labels` on its grid) or an empty window.
-pub fn run(file: Option<PathBuf>, labels: Option<PathBuf>) -> anyhow::Result<()> {
+/// Opens the viewer window: `file` (with `labels` on its grid) or an empty window. `weights`
+/// (the shipped default model, when the build has it) are loaded into the engine at start and
+/// "3D from click" then uses the model.
+pub fn run(file: Option<PathBuf>, labels: Option<PathBuf>, weights: Option<PathBuf>) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Wgpu,
         viewport: egui::ViewportBuilder::default()
@@ -47,7 +49,7 @@ pub fn run(file: Option<PathBuf>, labels: Option<PathBuf>) -> anyhow::Result<()>
             .with_drag_and_drop(true),
         ..Default::default()
     };
-    let startup = Startup { volume: file, labels, device: None };
+    let startup = Startup { volume: file, labels, device: None, weights };
     eframe::run_native("sam3d-studio", options, Box::new(move |cc| Ok(Box::new(App::new(cc, startup)))))
         .map_err(|e| anyhow::anyhow!("could not open the viewer window: {e}"))
 }
@@ -59,6 +61,9 @@ pub struct Startup {
     pub labels: Option<PathBuf>,
     /// The compute device's name, if already known (tests); otherwise the engine is asked.
     pub device: Option<String>,
+    /// Weights to load into the engine at start (the shipped default model); once they are
+    /// loaded "3D from click" uses the model. `None`: region growing until the user loads some.
+    pub weights: Option<PathBuf>,
 }
 
 /// A file in the recent-files menu.
@@ -193,6 +198,8 @@ pub struct Runtime {
     remote_volume: Option<u64>,
     /// The stage the engine reported for the running click.
     pub click_stage: Option<(String, f32)>,
+    /// The start-up weights being loaded (file name): the model method is selected when they are.
+    pub startup_weights: Option<String>,
     /// Path fields of the Model menu (fallback when there is no file dialog).
     pub weights_text: String,
     pub adapter_text: String,
@@ -275,6 +282,7 @@ impl Default for Runtime {
             adapter: None,
             remote_volume: None,
             click_stage: None,
+            startup_weights: None,
             weights_text: String::new(),
             adapter_text: String::new(),
         }
@@ -325,7 +333,7 @@ impl Default for App {
 
 const MAX_RECENT: usize = 10;
 /// What to do when the model is asked for but no weights are loaded.
-pub const NO_MODEL_HELP: &str = "no SAM3D weights are loaded. Model > Load weights… (a checkpoint from `sam3d-studio train`, or a published one); until then use \"Region growing (no weights)\".";
+pub const NO_MODEL_HELP: &str = "no SAM3D weights are loaded (the shipped model, assets/models/default.safetensors, is loaded at start when this build has it). Model > Load weights… (a checkpoint from `sam3d-studio train`, or a published one); until then use \"Region growing (no weights)\".";
 /// Largest label id "3D from click" hands out (the 3D view uses `u16::MAX` for the candidate).
 const CANDIDATE_LIMIT: u16 = u16::MAX - 1;
 
@@ -375,8 +383,13 @@ impl App {
             Ok(m) => app.rt.mesher = Some(m),
             Err(e) => app.error(format!("could not start the mesher thread: {e}")),
         }
-        // No weights are loaded at start: the weights-free method until the user loads some.
+        // The weights-free method until weights are loaded (the start-up ones switch to the model).
         app.click_method = ClickMethod::RegionGrowing;
+        if let Some(w) = startup.weights {
+            log::info!("loading the default model {}", w.display());
+            app.rt.startup_weights = Some(w.file_name().map_or_else(|| w.display().to_string(), |n| n.to_string_lossy().into_owned()));
+            app.send(AppCommand::LoadWeights(w));
+        }
         match startup.device {
             Some(d) => app.rt.device = d,
             None => {
@@ -661,7 +674,9 @@ impl App {
                 }
             }
             AppCommand::LoadWeights(path) => {
-                self.remote_send(serde_json::json!({"cmd": "load_weights", "path": path}), ctx);
+                if !self.remote_send(serde_json::json!({"cmd": "load_weights", "path": path}), ctx) {
+                    self.rt.startup_weights = None;
+                }
             }
             AppCommand::LoadAdapter(path) => {
                 if self.rt.model.is_none() {
@@ -698,7 +713,7 @@ impl App {
             map: scene.labels.as_ref().map(|l| l.map.clone()),
             recompute,
             labels,
-            candidate: self.rt.click.candidate.as_ref().map(|c| c.mask.clone()),
+            candidate: self.rt.click.candidate.as_ref().map(|c| three_d::CandidateShape { mask: c.mask.clone(), mesh: c.mesh.clone() }),
             grid: scene.volume.ras_from_voxel,
         };
         let sent = match &self.rt.mesher {
@@ -856,12 +871,25 @@ impl App {
         for ev in events {
             let running = self.rt.click.running.map(|r| r.0);
             match ev {
-                R::Ready { device } => self.rt.device = device,
+                R::Ready { device, protocol } => {
+                    self.rt.device = device;
+                    if protocol != remote::PROTOCOL {
+                        self.error(format!(
+                            "sam3d-studio-engine speaks protocol version {protocol}, this app version {}: install both programs from one build",
+                            remote::PROTOCOL
+                        ));
+                    }
+                }
                 R::ModelLoaded { info } => {
                     let d = remote::describe_model(&info);
                     self.rt.model = Some(d.clone());
                     self.rt.adapter = remote::describe_adapter(&info);
-                    self.notice(format!("Model loaded: {d}"));
+                    if self.rt.startup_weights.take().is_some() {
+                        self.click_method = ClickMethod::Model;
+                        self.notice(format!("Model loaded: {d}; \"3D from click\" uses it"));
+                    } else {
+                        self.notice(format!("Model loaded: {d}"));
+                    }
                 }
                 R::AdapterLoaded { info } => {
                     self.rt.adapter = remote::describe_adapter(&info);
@@ -870,24 +898,28 @@ impl App {
                 R::VolumeReady { secs } => log::info!("engine: volume prepared in {secs:.2} s"),
                 R::Progress { job, stage, fraction } if Some(job) == running => self.rt.click_stage = Some((stage, fraction)),
                 R::Progress { .. } | R::Cancelled { .. } => {}
-                R::Result { job, mask_path, voxel_count, ml, timings } if Some(job) == running => {
-                    let Some(scene) = &self.rt.scene else { continue };
-                    let (volume, tx, click) = (scene.volume.clone(), self.rt.click.tx.clone(), self.rt.click.running.map(|r| r.1));
+                R::Result { job, crop, mesh_path, voxel_count, ml, timings } if Some(job) == running => {
+                    let Some(scene) = &self.rt.scene else {
+                        remote::remove_result_files(crop.as_ref(), mesh_path.as_deref());
+                        continue;
+                    };
+                    let sh = scene.volume.data.shape();
+                    let (grid_kji, tx, click) = ([sh[0], sh[1], sh[2]], self.rt.click.tx.clone(), self.rt.click.running.map(|r| r.1));
                     let millis = timings.get("total_secs").and_then(|v| v.as_f64()).unwrap_or(0.0) * 1000.0;
-                    // Reading the mask file is file I/O: never on the UI thread.
+                    // Reading the result files is file I/O: never on the UI thread.
                     let spawned = std::thread::Builder::new().name("sam3d-read-result".into()).spawn(move || {
-                        let ev = match crate::volume::LabelMap::load(&mask_path) {
-                            Ok(m) if m.data.shape() == volume.data.shape() => ClickEvent::Done(Box::new(Candidate {
+                        let ev = match remote::read_result(crop.as_ref(), mesh_path.as_deref(), voxel_count, grid_kji) {
+                            Ok(r) => ClickEvent::Done(Box::new(Candidate {
                                 job,
                                 click: click.unwrap_or(RasMm::new(0.0, 0.0, 0.0)),
-                                mask: Arc::new(m.data.mapv(|x| x != 0)),
-                                voxels: voxel_count,
+                                mask: Arc::new(r.mask),
+                                mesh: r.mesh.map(Arc::new),
+                                voxels: r.voxel_count,
                                 ml,
                                 method: ClickMethod::Model,
                                 millis,
                             })),
-                            Ok(_) => ClickEvent::Failed { job, message: format!("{}: the model's mask is not on the volume's grid", mask_path.display()) },
-                            Err(e) => ClickEvent::Failed { job, message: e.to_string() },
+                            Err(message) => ClickEvent::Failed { job, message: format!("Model: {message}") },
                         };
                         let _ = tx.send(ev);
                     });
@@ -896,10 +928,16 @@ impl App {
                         self.error(format!("could not read the model's result: {e}"));
                     }
                 }
-                R::Result { .. } => self.rt.click.dropped_results += 1,
+                R::Result { crop, mesh_path, .. } => {
+                    remote::remove_result_files(crop.as_ref(), mesh_path.as_deref());
+                    self.rt.click.dropped_results += 1;
+                }
                 R::Failed { job, message } => {
                     if job.is_some() && job == running {
                         self.rt.click.running = None;
+                    }
+                    if job.is_none() && self.rt.startup_weights.take().is_some() {
+                        self.notice("The default model could not be loaded: \"3D from click\" uses region growing".into());
                     }
                     self.error(format!("Model: {message}"));
                 }
@@ -908,6 +946,7 @@ impl App {
                     self.rt.remote = None;
                     self.rt.model = None;
                     self.rt.adapter = None;
+                    self.rt.startup_weights = None;
                     if self.click_method == ClickMethod::Model {
                         self.rt.click.running = None;
                     }

@@ -192,9 +192,14 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
                     let adapter = app.rt.adapter.as_deref().map_or_else(|| "no adapter".to_string(), |a| format!("adapter {a}"));
                     ui.label(RichText::new(format!("Model: {m} · {adapter}")).size(12.0));
                 }
-                None => {
-                    ui.label(RichText::new("Model: none (region growing only)").size(12.0)).on_hover_text(super::NO_MODEL_HELP);
-                }
+                None => match &app.rt.startup_weights {
+                    Some(w) => {
+                        ui.label(RichText::new(format!("Model: loading {w}…")).size(12.0));
+                    }
+                    None => {
+                        ui.label(RichText::new("Model: none (region growing only)").size(12.0)).on_hover_text(super::NO_MODEL_HELP);
+                    }
+                },
             }
             if let Some((stage, f)) = &app.rt.click_stage {
                 ui.separator();

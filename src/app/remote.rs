@@ -4,21 +4,45 @@
 //! The protocol is described in `src/engine/serve.rs`; the types here mirror it on purpose
 //! (the app must not reference the engine module).
 
+use crate::shape::{GridComponent, Mesh};
 use crossbeam_channel::{Receiver, bounded};
+use ndarray::Array3;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+
+/// The protocol version this app speaks (the engine says its own in `ready`).
+pub const PROTOCOL: u32 = 2;
+
+fn protocol_1() -> u32 {
+    1
+}
+
+/// A result's crop: a raw mask file (one byte per voxel, `[k, j, i]`, 1 inside) of the
+/// bounding box at `origin_kji` with shape `shape_kji` on the volume's grid.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct RemoteCrop {
+    pub path: PathBuf,
+    pub origin_kji: [usize; 3],
+    pub shape_kji: [usize; 3],
+}
 
 /// A reply line from the engine.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RemoteEvent {
-    Ready { device: String },
+    Ready {
+        device: String,
+        /// Absent from version-1 engines.
+        #[serde(default = "protocol_1")]
+        protocol: u32,
+    },
     ModelLoaded { info: serde_json::Value },
     AdapterLoaded { info: serde_json::Value },
     VolumeReady { secs: f64 },
     Progress { job: u64, stage: String, fraction: f32 },
-    Result { job: u64, mask_path: PathBuf, voxel_count: usize, ml: f64, timings: serde_json::Value },
+    /// `crop` and `mesh_path` are `None` when nothing was segmented.
+    Result { job: u64, crop: Option<RemoteCrop>, mesh_path: Option<PathBuf>, voxel_count: usize, ml: f64, timings: serde_json::Value },
     Cancelled { job: u64 },
     Failed { job: Option<u64>, message: String },
     /// Not from the protocol: the process ended or wrote something unreadable.
@@ -90,6 +114,62 @@ impl Drop for RemoteEngine {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A result read from the engine's files: the mask on the volume's whole grid and the
+/// engine's surface of it.
+#[derive(Debug)]
+pub struct ResultFiles {
+    pub mask: Array3<bool>,
+    pub voxel_count: usize,
+    pub mesh: Option<Mesh>,
+}
+
+/// Reads a result's files and removes them (also when they do not fit): the crop pasted
+/// into a mask of array shape `grid_kji` (the volume's), and the mesh. Errors name the file
+/// and what is wrong (wrong size, outside the grid, a voxel count other than the reply's).
+pub fn read_result(crop: Option<&RemoteCrop>, mesh_path: Option<&Path>, voxel_count: usize, grid_kji: [usize; 3]) -> Result<ResultFiles, String> {
+    let out = read_result_files(crop, mesh_path, voxel_count, grid_kji);
+    remove_result_files(crop, mesh_path);
+    out
+}
+
+fn read_result_files(crop: Option<&RemoteCrop>, mesh_path: Option<&Path>, voxel_count: usize, grid_kji: [usize; 3]) -> Result<ResultFiles, String> {
+    let mask = match crop {
+        None => Array3::from_elem((grid_kji[0], grid_kji[1], grid_kji[2]), false),
+        Some(c) => {
+            let bytes = std::fs::read(&c.path).map_err(|e| format!("{}: could not read the model's result: {e}", c.path.display()))?;
+            let comp = GridComponent::from_mask_bytes(c.origin_kji, c.shape_kji, &bytes).map_err(|e| format!("{}: {e}", c.path.display()))?;
+            if !comp.fits(grid_kji) {
+                return Err(format!(
+                    "{}: the model's crop at {:?} of shape {:?} does not fit the volume's grid {grid_kji:?}",
+                    c.path.display(),
+                    c.origin_kji,
+                    c.shape_kji
+                ));
+            }
+            if comp.voxel_count != voxel_count {
+                return Err(format!("{}: {} voxels in the file, the engine said {voxel_count}", c.path.display(), comp.voxel_count));
+            }
+            comp.to_mask(grid_kji)
+        }
+    };
+    if crop.is_none() && voxel_count != 0 {
+        return Err(format!("the engine reported {voxel_count} voxels but sent no mask"));
+    }
+    let mesh = mesh_path.map(crate::shape::read_ply).transpose().map_err(|e| e.to_string())?;
+    Ok(ResultFiles { mask, voxel_count, mesh })
+}
+
+/// Removes a result's files (after reading them, or when the result is dropped).
+pub fn remove_result_files(crop: Option<&RemoteCrop>, mesh_path: Option<&Path>) {
+    for p in crop.map(|c| c.path.as_path()).into_iter().chain(mesh_path) {
+        if let Err(e) = std::fs::remove_file(p)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            log::warn!("{}: could not remove the engine's result file: {e}", p.display());
+        }
     }
 }
 

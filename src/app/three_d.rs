@@ -1,5 +1,5 @@
-//! The 3D view's cell and its mesher: label surfaces (and the "3D from click" candidate) are
-//! computed on the named `sam3d-mesher` thread — marching cubes, a little Taubin smoothing,
+//! The 3D view's cell and its mesher: label surfaces (and the "3D from click" candidate, unless
+//! the engine sent its surface) are computed on the named `sam3d-mesher` thread — marching cubes, a little Taubin smoothing,
 //! packed for the GPU with [`PreparedLabelMeshes`] — and handed to the UI through a bounded
 //! channel. The worker keeps each label's mesh, so an accepted edit recomputes only the labels
 //! it touched.
@@ -33,9 +33,17 @@ pub struct MeshRequest {
     pub recompute: Option<Vec<u16>>,
     /// Every label to show: id, name, sRGB colour.
     pub labels: Vec<(u16, String, [u8; 4])>,
-    /// The candidate mask on `grid`'s voxels, if any.
-    pub candidate: Option<Arc<Array3<bool>>>,
+    /// The candidate, if any.
+    pub candidate: Option<CandidateShape>,
     pub grid: RasFromVoxel,
+}
+
+/// The "3D from click" candidate for the 3D view: its mask on the grid's voxels and, when the
+/// method made one, its surface (shown as it is; otherwise the mesher meshes the mask).
+#[derive(Clone, Debug)]
+pub struct CandidateShape {
+    pub mask: Arc<Array3<bool>>,
+    pub mesh: Option<Arc<Mesh>>,
 }
 
 /// What the mesher reports.
@@ -96,11 +104,12 @@ impl Mesher {
                         }
                     }
                     let candidate = match (&req.candidate, &candidate_cache) {
-                        (Some(c), Some((old, mesh))) if Arc::ptr_eq(c, old) => Some(mesh.clone()),
+                        (Some(CandidateShape { mesh: Some(m), .. }), _) => Some(Mesh::clone(m)),
+                        (Some(c), Some((old, mesh))) if Arc::ptr_eq(&c.mask, old) => Some(mesh.clone()),
                         (Some(c), _) => {
                             send(MeshEvent::Progress { what: "3D: surface of the click result".into(), fraction: 0.9 });
-                            let m = smoothed(mesh_from_mask(c.view(), &req.grid));
-                            candidate_cache = Some((c.clone(), m.clone()));
+                            let m = smoothed(mesh_from_mask(c.mask.view(), &req.grid));
+                            candidate_cache = Some((c.mask.clone(), m.clone()));
                             Some(m)
                         }
                         (None, _) => None,

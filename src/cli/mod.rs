@@ -217,7 +217,7 @@ pub fn run(cli: Cli, model_runner: ModelRunner) -> Result<()> {
                     }
                 },
             };
-            crate::app::run(file, labels)
+            crate::app::run(file, labels, model_cmds::default_weights_path())
         }
     }
 }

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use tch::Device;
 
-/// How to get weights when none are loaded (no weights are shipped yet).
-pub const NO_WEIGHTS_HELP: &str = "no model weights loaded, and none are shipped in assets/models/ yet; train them with \
-`sam3d-studio train --config configs/small.toml --out runs/small` and pass --weights runs/small/<checkpoint>.safetensors \
-(or use Model → Load weights in the app)";
+/// How to get weights when none are loaded.
+pub const NO_WEIGHTS_HELP: &str = "no model weights loaded: the shipped model is assets/models/default.safetensors (used by default \
+when present; `packaging/train_default.sh` reproduces it), or train your own with `sam3d-studio train --config configs/small.toml \
+--out runs/small` and pass --weights runs/small/model.safetensors (in the app: Model → Load weights)";
 
 /// Errors of an inference session.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +107,9 @@ pub struct InferResult {
     pub voxel_count: usize,
     pub volume_ml: f64,
     pub mesh: Option<Mesh>,
+    /// The kept component as a crop of the source grid (what `mask` holds, without the zeros
+    /// around it); `None` when nothing was segmented. `serve` sends this instead of `mask`.
+    pub component: Option<crate::shape::GridComponent>,
     pub timings: Timings,
 }
 
@@ -296,6 +299,7 @@ impl Session {
             voxel_count,
             volume_ml,
             mesh,
+            component,
             timings,
         })
     }

@@ -43,6 +43,48 @@ impl GridComponent {
         });
         data
     }
+
+    /// The crop's mask as bytes, C order over `[k, j, i]` (`i` fastest): 1 inside, 0 outside.
+    pub fn mask_bytes(&self) -> Vec<u8> {
+        self.mask.iter().map(|&m| u8::from(m)).collect()
+    }
+
+    /// The inverse of [`Self::mask_bytes`]: a crop of shape `shape_kji` at `origin_kji`.
+    /// Errors say what does not fit (byte count, a byte other than 0/1).
+    pub fn from_mask_bytes(origin_kji: [usize; 3], shape_kji: [usize; 3], bytes: &[u8]) -> Result<Self, String> {
+        let n = shape_kji.iter().try_fold(1usize, |a, &b| a.checked_mul(b)).ok_or("the crop's shape overflows")?;
+        if bytes.len() != n {
+            return Err(format!("{} bytes for a {}×{}×{} crop ({n} expected)", bytes.len(), shape_kji[0], shape_kji[1], shape_kji[2]));
+        }
+        if let Some(p) = bytes.iter().position(|&b| b > 1) {
+            return Err(format!("byte {p} is {}, a mask byte is 0 or 1", bytes[p]));
+        }
+        let mask = Array3::from_shape_vec((shape_kji[0], shape_kji[1], shape_kji[2]), bytes.iter().map(|&b| b == 1).collect()).map_err(|e| e.to_string())?;
+        let voxel_count = bytes.iter().filter(|&&b| b == 1).count();
+        Ok(Self { origin_kji, mask, voxel_count })
+    }
+
+    /// Does the crop lie within a grid of array shape `[nk, nj, ni]`?
+    pub fn fits(&self, grid_kji: [usize; 3]) -> bool {
+        let d = self.mask.dim();
+        let end = [self.origin_kji[0] + d.0, self.origin_kji[1] + d.1, self.origin_kji[2] + d.2];
+        (0..3).all(|a| end[a] <= grid_kji[a])
+    }
+
+    /// The component as a boolean mask on the whole grid (array shape `grid_kji`, which must
+    /// hold the crop: see [`Self::fits`]; a crop that does not fit is cut at the grid's edge).
+    /// The zeros are allocated lazily by the system, only the crop's pages are written.
+    pub fn to_mask(&self, grid_kji: [usize; 3]) -> Array3<bool> {
+        let mut out = Array3::from_elem((grid_kji[0], grid_kji[1], grid_kji[2]), false);
+        let [k0, j0, i0] = self.origin_kji;
+        let d = self.mask.dim();
+        let end = [(k0 + d.0).min(grid_kji[0]), (j0 + d.1).min(grid_kji[1]), (i0 + d.2).min(grid_kji[2])];
+        if k0 < end[0] && j0 < end[1] && i0 < end[2] {
+            let src = self.mask.slice(s![..end[0] - k0, ..end[1] - j0, ..end[2] - i0]);
+            out.slice_mut(s![k0..end[0], j0..end[1], i0..end[2]]).assign(&src);
+        }
+        out
+    }
 }
 
 /// The inside component of `sdf` (`[gk, gj, gi]`, negative inside, any unit; grid index → RAS
@@ -497,6 +539,26 @@ fn fill(crop: &mut Array3<u8>, seed: [usize; 3]) -> Option<(usize, [usize; 3], [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crop_bytes_round_trip_and_full_grid_mask() {
+        let mask = Array3::from_shape_fn((2, 3, 4), |(k, j, i)| (k + 2 * j + i) % 3 == 0);
+        let c = GridComponent { origin_kji: [1, 0, 2], voxel_count: mask.iter().filter(|&&m| m).count(), mask };
+        let bytes = c.mask_bytes();
+        assert_eq!(bytes.len(), 24);
+        assert_eq!(bytes[1], u8::from(c.mask[[0, 0, 1]]), "i is fastest");
+        assert_eq!(GridComponent::from_mask_bytes([1, 0, 2], [2, 3, 4], &bytes).expect("reads"), c);
+        assert!(GridComponent::from_mask_bytes([1, 0, 2], [2, 3, 5], &bytes).expect_err("size").contains("24 bytes"));
+        let mut bad = bytes.clone();
+        bad[5] = 7;
+        assert!(GridComponent::from_mask_bytes([1, 0, 2], [2, 3, 4], &bad).expect_err("byte").contains("byte 5"));
+        // On the whole grid: the same voxels as the label array.
+        let shape = GridShape::new(6, 3, 4);
+        assert!(c.fits([4, 3, 6]) && !c.fits([4, 3, 5]));
+        let full = c.to_mask([4, 3, 6]);
+        assert_eq!(full, c.to_labels(shape, 1).mapv(|l| l == 1));
+        assert_eq!(full.iter().filter(|&&m| m).count(), c.voxel_count);
+    }
 
     #[test]
     fn scanline_fill_is_6_connected() {

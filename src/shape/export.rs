@@ -154,3 +154,131 @@ pub fn ply_bytes(objects: &[MeshObject], space: MeshSpace) -> Vec<u8> {
     }
     out
 }
+
+/// Reads a binary little-endian PLY of the layout [`ply_bytes`] writes (vertices `float x, y,
+/// z`; faces `list uchar int|uint vertex_indices`, optionally followed by `ushort label`, all
+/// triangles) back into one mesh (all objects together; coordinates as stored). Anything else
+/// is an error that says what it found: this reads our own files exactly, it is not a
+/// general PLY reader.
+pub fn read_ply(path: &Path) -> Result<Mesh, ShapeError> {
+    let bytes = std::fs::read(path).map_err(|e| ShapeError::new(path, format!("cannot read: {e}")))?;
+    mesh_from_ply_bytes(&bytes).map_err(|problem| ShapeError::new(path, problem))
+}
+
+/// [`read_ply`] on bytes in memory.
+pub fn mesh_from_ply_bytes(bytes: &[u8]) -> Result<Mesh, String> {
+    const END: &[u8] = b"end_header\n";
+    let end = bytes.windows(END.len()).position(|w| w == END).ok_or("not a PLY file (no end_header line)")? + END.len();
+    let header = std::str::from_utf8(&bytes[..end]).map_err(|_| "the PLY header is not text".to_string())?;
+    let mut lines = header.lines();
+    if lines.next() != Some("ply") {
+        return Err("not a PLY file (no 'ply' first line)".into());
+    }
+    let (mut nv, mut nf) = (None, None);
+    let mut element = "";
+    let (mut vertex_props, mut face_props) = (Vec::new(), Vec::new());
+    for line in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["format", "binary_little_endian", "1.0"] => {}
+            ["format", other, ..] => return Err(format!("PLY format {other} is not read here (binary_little_endian only)")),
+            ["comment", ..] | ["end_header"] | [] => {}
+            ["element", name, n] => {
+                let n: usize = n.parse().map_err(|_| format!("bad element count in {line:?}"))?;
+                element = match *name {
+                    "vertex" => {
+                        nv = Some(n);
+                        "vertex"
+                    }
+                    "face" => {
+                        nf = Some(n);
+                        "face"
+                    }
+                    other => return Err(format!("unexpected PLY element {other:?}")),
+                };
+            }
+            ["property", rest @ ..] => match element {
+                "vertex" => vertex_props.push(rest.join(" ")),
+                "face" => face_props.push(rest.join(" ")),
+                _ => return Err(format!("PLY property outside an element: {line:?}")),
+            },
+            _ => return Err(format!("unexpected PLY header line {line:?}")),
+        }
+    }
+    let nv = nv.ok_or("the PLY header has no vertex element")?;
+    let nf = nf.unwrap_or(0);
+    if vertex_props != ["float x", "float y", "float z"] {
+        return Err(format!("PLY vertices must be 'float x, y, z', found {vertex_props:?}"));
+    }
+    let label = match face_props.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] if nf == 0 => false,
+        ["list uchar int vertex_indices"] | ["list uchar uint vertex_indices"] => false,
+        ["list uchar int vertex_indices", "ushort label"] | ["list uchar uint vertex_indices", "ushort label"] => true,
+        other => return Err(format!("PLY faces must be 'list uchar int vertex_indices' (and an optional 'ushort label'), found {other:?}")),
+    };
+    let face_bytes = 13 + if label { 2 } else { 0 };
+    let body = &bytes[end..];
+    let need = nv.checked_mul(12).and_then(|v| nf.checked_mul(face_bytes).and_then(|f| v.checked_add(f))).ok_or("PLY element counts overflow")?;
+    if body.len() != need {
+        return Err(format!("the PLY body has {} bytes, its header says {need} ({nv} vertices, {nf} faces)", body.len()));
+    }
+    let f32_at = |o: usize| f32::from_le_bytes([body[o], body[o + 1], body[o + 2], body[o + 3]]);
+    let vertices: Vec<[f32; 3]> = (0..nv).map(|v| [f32_at(v * 12), f32_at(v * 12 + 4), f32_at(v * 12 + 8)]).collect();
+    let faces = &body[nv * 12..];
+    let mut triangles = Vec::with_capacity(nf);
+    for f in 0..nf {
+        let r = &faces[f * face_bytes..(f + 1) * face_bytes];
+        if r[0] != 3 {
+            return Err(format!("PLY face {f} has {} vertices; only triangles are read", r[0]));
+        }
+        let idx = |o: usize| u32::from_le_bytes([r[o], r[o + 1], r[o + 2], r[o + 3]]);
+        let t = [idx(1), idx(5), idx(9)];
+        if t.iter().any(|&i| i as usize >= nv) {
+            return Err(format!("PLY face {f} names vertex {t:?}, there are {nv}"));
+        }
+        triangles.push(t);
+    }
+    Ok(Mesh { vertices, triangles })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_objects() -> (Mesh, Mesh) {
+        let a = Mesh { vertices: vec![[0.0, 0.0, 0.0], [1.5, 0.0, 0.0], [0.0, 2.25, -1.0]], triangles: vec![[0, 1, 2]] };
+        let b = Mesh { vertices: vec![[1.0, 1.0, 1.0], [2.0, 1.0, 1.0], [1.0, 3.0, 1.0], [1.0, 1.0, 7.0]], triangles: vec![[0, 2, 1], [0, 1, 3]] };
+        (a, b)
+    }
+
+    #[test]
+    fn ply_round_trip_is_exact() {
+        let (a, b) = two_objects();
+        let objs = [MeshObject { label: 1, name: "a", mesh: &a }, MeshObject { label: 7, name: "b", mesh: &b }];
+        let m = mesh_from_ply_bytes(&ply_bytes(&objs, MeshSpace::Ras)).expect("reads");
+        let mut want = a.clone();
+        want.append(&b);
+        assert_eq!(m, want);
+        // LPS: x and y negated, exactly.
+        let l = mesh_from_ply_bytes(&ply_bytes(&objs[..1], MeshSpace::Lps)).expect("reads");
+        assert_eq!(l.vertices[2], [-0.0, -2.25, -1.0]);
+        // An empty mesh round-trips too.
+        let e = Mesh::default();
+        assert_eq!(mesh_from_ply_bytes(&ply_bytes(&[MeshObject { label: 1, name: "e", mesh: &e }], MeshSpace::Ras)).expect("reads"), e);
+    }
+
+    #[test]
+    fn ply_reader_names_what_is_wrong() {
+        let (a, _) = two_objects();
+        let bytes = ply_bytes(&[MeshObject { label: 1, name: "a", mesh: &a }], MeshSpace::Ras);
+        let short = mesh_from_ply_bytes(&bytes[..bytes.len() - 1]).expect_err("truncated");
+        assert!(short.contains("header says"), "{short}");
+        let ascii = String::from_utf8_lossy(&bytes).replace("binary_little_endian", "ascii").into_bytes();
+        assert!(mesh_from_ply_bytes(&ascii).expect_err("ascii").contains("ascii"));
+        let mut bad = bytes.clone();
+        let n = bad.len();
+        bad[n - 6..n - 2].copy_from_slice(&9u32.to_le_bytes()); // last index of the last face
+        assert!(mesh_from_ply_bytes(&bad).expect_err("index").contains("there are 3"));
+        assert!(mesh_from_ply_bytes(b"hello").expect_err("text").contains("not a PLY"));
+    }
+}

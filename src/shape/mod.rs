@@ -6,7 +6,7 @@
 //! | [`sdf`] | exact Euclidean distance transforms and signed distance fields (mm), per class |
 //! | [`component`] | an SDF on its own grid → the connected inside region through a point on a source voxel grid (work ∝ the region's box) |
 //! | [`mesh`] | watertight marching-cubes meshes in RAS mm; area, volume, edge checks, Taubin smoothing, decimation |
-//! | [`export`] | binary STL, OBJ, binary PLY in RAS or LPS, written atomically |
+//! | [`export`] | binary STL, OBJ, binary PLY in RAS or LPS, written atomically; our own binary PLY read back exactly |
 //! | [`metrics`] | Dice, IoU, HD95, Hausdorff, ASSD, Chamfer with spacing (`surface-distance` definitions) |
 //!
 //! Arrays are `[k, j, i]` like every volume; spacings are `[si, sj, sk]` like
@@ -20,7 +20,7 @@ pub mod metrics;
 pub mod sdf;
 mod surfel_table;
 
-pub use export::{MeshFormat, MeshObject, MeshSpace, write_mesh};
+pub use export::{MeshFormat, MeshObject, MeshSpace, read_ply, write_mesh};
 pub use component::{GridComponent, sdf_component_on_grid};
 pub use mesh::{EdgeReport, Inside, mesh_from_field, mesh_from_mask, mesh_of_label, mesh_of_labels, mesh_of_mask_blocks};
 pub use metrics::{LabelMetrics, SurfaceDistances, compare_label_maps, label_metrics, mask_metrics, surface_distances};
