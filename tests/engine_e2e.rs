@@ -190,7 +190,16 @@ fn bin() -> &'static str {
 }
 
 fn run(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(bin()).args(args).output().expect("run binary")
+    run_env(args, &[])
+}
+
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = std::process::Command::new(bin());
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run binary")
 }
 
 fn s(p: &Path) -> &str {
@@ -246,11 +255,18 @@ fn infer_command_fails_cleanly() {
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
         assert!(!out.exists(), "no output file after a failure");
     }
-    // No weights given and none shipped: say how to train them.
-    let o = run(&["infer", vol, "--click-ras", "0,0,0", "--out-mask", s(&out)]);
+    // No weights given and none shipped (the lookup pointed nowhere): say how to get them.
+    let o = run_env(&["infer", vol, "--click-ras", "0,0,0", "--out-mask", s(&out)], &[("SAM3D_DEFAULT_WEIGHTS", "")]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("sam3d-studio train"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("sam3d-studio train") && err.contains("assets/models/default.safetensors"), "{err}");
     assert!(!out.exists());
+    // No weights given, default weights present: they are used.
+    let o = run_env(&["infer", vol, "--click-ras", "-1.5,2,-3", "--out-mask", s(&out), "--threads", "1", "--json"], &[("SAM3D_DEFAULT_WEIGHTS", s(&f.weights))]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let js: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(js["weights"].as_str(), Some(s(&f.weights)));
+    assert!(out.exists());
 }
 
 #[test]

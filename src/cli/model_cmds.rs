@@ -69,8 +69,15 @@ struct InferJson {
     mesh_triangles: Option<usize>,
 }
 
+/// Environment variable that overrides where the default weights are looked for (empty: none).
+pub const DEFAULT_WEIGHTS_ENV: &str = "SAM3D_DEFAULT_WEIGHTS";
+
 /// The shipped default weights, if this build has them.
 pub fn default_weights_path() -> Option<PathBuf> {
+    // `SAM3D_DEFAULT_WEIGHTS` overrides the lookup (empty: no default weights).
+    if let Some(v) = std::env::var_os(DEFAULT_WEIGHTS_ENV) {
+        return (!v.is_empty()).then(|| PathBuf::from(v)).filter(|p| p.exists());
+    }
     let rel = "assets/models/default.safetensors";
     [
         std::env::current_exe().ok().and_then(|e| e.parent().map(|p| p.join(rel))),

@@ -163,6 +163,8 @@ fn blob(rng: &mut Rng, label: u16, name: &'static str, c: [f64; 3], r: [f64; 3],
     let radii = Vector3::new(r[0] * s * jitter(rng), r[1] * s * jitter(rng), r[2] * s * jitter(rng));
     let axis = Unit::new_normalize(Vector3::new(rng.normal(), rng.normal(), rng.normal()));
     let rot = *Rotation3::from_axis_angle(&axis, rng.range(-0.35, 0.35)).matrix();
+    // A phase in [0, 6.28): the literal (not τ) fixes the phantoms the shipped model was trained on.
+    #[allow(clippy::approx_constant)]
     let modes = (0..3)
         .map(|_| (rng.range(0.03, 0.10), (1 + rng.below(3)) as f64, (1 + rng.below(3)) as f64, rng.range(0.0, 6.28)))
         .collect();

@@ -15,8 +15,8 @@ use tch::Device;
 
 /// How to get weights when none are loaded.
 pub const NO_WEIGHTS_HELP: &str = "no model weights loaded: the shipped model is assets/models/default.safetensors (used by default \
-when present; `packaging/train_default.sh` reproduces it), or train your own with `sam3d-studio train --config configs/small.toml \
---out runs/small` and pass --weights runs/small/model.safetensors (in the app: Model → Load weights)";
+when present; `packaging/train_default.sh` reproduces it), or train your own with `sam3d-studio train --config configs/train_default.toml \
+--out runs/mine` and pass --weights runs/mine/model.safetensors (in the app: Model → Load weights)";
 
 /// Errors of an inference session.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Prints the model card's tables (markdown) from the reports packaging/train_default.sh writes
+into runs/eval/ and the training logs in runs/. Standard library only.
+
+    python3 packaging/model_card_tables.py [RUNS_DIR]
+"""
+import csv
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs")
+ev = runs / "eval"
+NAMES = {1: "spleen", 2: "kidney_right", 3: "kidney_left", 4: "gallbladder", 5: "liver", 6: "stomach", 52: "aorta"}
+
+
+def rows(name):
+    p = ev / f"{name}.csv"
+    if not p.exists():
+        return []
+    with p.open() as f:
+        return list(csv.DictReader(f))
+
+
+def mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def summary(rs, method):
+    r = [x for x in rs if x["method"] == method]
+    dice = [float(x["dice"]) for x in r]
+    hd = [float(x["hd95_mm"]) if x["hd95_mm"] else None for x in r]
+    return len(r), mean(dice), min(dice) if dice else float("nan"), mean(hd)
+
+
+def per_label(rs, method):
+    by = defaultdict(list)
+    for x in rs:
+        if x["method"] == method:
+            by[int(x["label"])].append(float(x["dice"]))
+    return {k: mean(v) for k, v in sorted(by.items())}
+
+
+print("### One-click Dice (mean over the three planes' clicks)\n")
+print("| data | clicks | baseline (region growing) | model, with volume_context | model, single slice (no context) |")
+print("|---|---|---|---|---|")
+for label, a, b in [("held-out CT phantoms (4 cases × 7 structures)", "phantoms_ct", "phantoms_ct_noctx"),
+                    ("demo CT, held-out organs (spleen, kidneys, liver)", "demo_heldout", "demo_heldout_noctx")]:
+    ra, rb = rows(a), rows(b)
+    if not ra:
+        continue
+    n, db, wb, hb = summary(ra, "baseline")
+    _, dm, wm, hm = summary(ra, "model")
+    _, dn, wn, hn = summary(rb, "model") if rb else (0, float("nan"), float("nan"), float("nan"))
+    print(f"| {label} | {n} | {db:.3f} (HD95 {hb:.1f} mm) | {dm:.3f} (HD95 {hm:.1f} mm) | {dn:.3f} (HD95 {hn:.1f} mm) |")
+
+ra, rb = rows("demo_heldout"), rows("demo_heldout_noctx")
+if ra:
+    print("\n### Held-out organs of the demo CT, per organ (Dice, mean of three clicks)\n")
+    print("| organ | baseline | model (context) | model (no context) |")
+    print("|---|---|---|---|")
+    b, m, n = per_label(ra, "baseline"), per_label(ra, "model"), per_label(rb, "model") if rb else {}
+    for k in b:
+        print(f"| {NAMES.get(k, k)} | {b[k]:.3f} | {m.get(k, float('nan')):.3f} | {n.get(k, float('nan')):.3f} |")
+
+r0, r1 = rows("phantoms_mr_base"), rows("phantoms_mr_lora")
+if r0 and r1:
+    print("\n### LoRA fine-tuning on MR-like phantoms (held-out MR phantoms, 4 cases)\n")
+    print("| | clicks | mean Dice | worst Dice | mean HD95 (mm) |")
+    print("|---|---|---|---|---|")
+    for name, rs, meth in [("region growing", r0, "baseline"), ("shipped model (CT-trained)", r0, "model"), ("+ LoRA adapter (MR phantoms)", r1, "model")]:
+        n, d, w, h = summary(rs, meth)
+        print(f"| {name} | {n} | {d:.3f} | {w:.3f} | {h:.1f} |")
+
+for run in ["default", "lora-mr"]:
+    log = runs / run / "log.jsonl"
+    if not log.exists():
+        continue
+    L = [json.loads(x) for x in log.open()]
+    steps = [x for x in L if "secs" in x]
+    vals = [x for x in L if "validation" in x]
+    secs = sum(x["secs"] for x in steps)
+    print(f"\n### Training run `{run}`: {len(steps)} steps, {secs / 60:.1f} min of step time, "
+          f"loss {steps[0]['loss']:.3f} → {mean([x['loss'] for x in steps[-20:]]):.3f} (mean of the last 20)\n")
+    print("| step | context | 2D Dice | 3D grid Dice (true 2D mask) | 3D grid Dice (own 2D mask) |")
+    print("|---|---|---|---|---|")
+    for v in vals:
+        x = v["validation"]
+        print(f"| {v['step']} | {'yes' if x.get('context', True) else 'no'} | {x['dice_2d']:.3f} | {x['dice_3d_grid']:.3f} | {x.get('dice_3d_grid_pred2d', float('nan')):.3f} |")
