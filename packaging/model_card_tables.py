@@ -56,10 +56,13 @@ for label, a, b in [("held-out CT phantoms (4 cases × 7 structures)", "phantoms
     _, dn, wn, hn = summary(rb, "model") if rb else (0, float("nan"), float("nan"), float("nan"))
     print(f"| {label} | {n} | {db:.3f} (HD95 {hb:.1f} mm) | {dm:.3f} (HD95 {hm:.1f} mm) | {dn:.3f} (HD95 {hn:.1f} mm) |")
 
-ra, rb = rows("demo_heldout"), rows("demo_heldout_noctx")
-if ra:
-    print("\n### Held-out organs of the demo CT, per organ (Dice, mean of three clicks)\n")
-    print("| organ | baseline | model (context) | model (no context) |")
+for title, a, c in [("Held-out CT phantoms, per structure (Dice, mean of 4 cases × 3 clicks)", "phantoms_ct", "phantoms_ct_noctx"),
+                    ("Held-out organs of the demo CT, per organ (Dice, mean of three clicks)", "demo_heldout", "demo_heldout_noctx")]:
+    ra, rb = rows(a), rows(c)
+    if not ra:
+        continue
+    print(f"\n### {title}\n")
+    print("| structure | baseline | model (context) | model (no context) |")
     print("|---|---|---|---|")
     b, m, n = per_label(ra, "baseline"), per_label(ra, "model"), per_label(rb, "model") if rb else {}
     for k in b:

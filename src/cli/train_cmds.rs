@@ -109,6 +109,10 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
     })
     .with_context(|| format!("training into {}", a.out.display()))?;
     bar.finish();
+    if s.losses.is_empty() {
+        println!("{}: already at step {} of {}; nothing to train", a.out.display(), s.last_step, total);
+        return Ok(());
+    }
     let first = s.losses.first().map(|l| l.1).unwrap_or(f64::NAN);
     let last = s.losses.last().map(|l| l.1).unwrap_or(f64::NAN);
     println!(
