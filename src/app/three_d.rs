@@ -8,7 +8,7 @@ use super::slice_view::TITLE_H;
 use super::{App, AppCommand, ViewCell};
 use crate::geometry::{RasFromVoxel, ViewPlane};
 use crate::render::{self, BoundsRas, LabelMesh, PreparedLabelMeshes, SlicePlane};
-use crate::shape::{Mesh, mesh_from_mask, mesh_of_label};
+use crate::shape::{Mesh, mesh_of_label};
 use crate::volume::{LabelMap, OnGrid};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use egui::{Align2, Color32, FontId, Rect, pos2, vec2};
@@ -108,7 +108,7 @@ impl Mesher {
                         (Some(c), Some((old, mesh))) if Arc::ptr_eq(&c.mask, old) => Some(mesh.clone()),
                         (Some(c), _) => {
                             send(MeshEvent::Progress { what: "3D: surface of the click result".into(), fraction: 0.9 });
-                            let m = smoothed(mesh_from_mask(c.mask.view(), &req.grid));
+                            let m = crate::engine::mesh_of_grid_mask(c.mask.view(), &req.grid);
                             candidate_cache = Some((c.mask.clone(), m.clone()));
                             Some(m)
                         }

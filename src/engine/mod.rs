@@ -10,7 +10,7 @@ pub mod serve;
 pub mod session;
 pub mod train;
 
-pub use session::{EngineError, Hooks, InferRequest, InferResult, MESH_AVAILABLE, NO_WEIGHTS_HELP, NoHooks, Session, Stage, Timings, mesh_of_component, mesh_of_mask};
+pub use session::{EngineError, Hooks, InferRequest, InferResult, MESH_AVAILABLE, NO_WEIGHTS_HELP, NoHooks, Session, Stage, Timings, mesh_of_component, mesh_of_grid_mask, mesh_of_mask};
 
 use crate::data::click::RasFromPixel;
 use crate::geometry::{RasMm, ViewPlane};

@@ -141,9 +141,35 @@ pub const MESH_SMOOTH_ITERATIONS: usize = 5;
 /// in RAS mm on blocks of about [`MESH_BLOCK_MM`] (whole voxels along axes already that coarse),
 /// Taubin-smoothed; work ∝ the component's box. `None` for an empty component.
 pub fn mesh_of_component(c: &crate::shape::GridComponent, shape: crate::geometry::GridShape, ras_from_voxel: &crate::geometry::RasFromVoxel) -> Option<Mesh> {
-    let block = ras_from_voxel.column_norms().map(|mm| if mm > 0.0 { (MESH_BLOCK_MM / mm).round().max(1.0) as usize } else { 1 });
-    let m = crate::shape::mesh_of_mask_blocks(c.mask.view(), c.origin_kji, shape, ras_from_voxel, block, MESH_SMOOTH_ITERATIONS);
+    let m = crate::shape::mesh_of_mask_blocks(c.mask.view(), c.origin_kji, shape, ras_from_voxel, mesh_blocks(ras_from_voxel), MESH_SMOOTH_ITERATIONS);
     (!m.triangles.is_empty()).then_some(m)
+}
+
+/// Voxels per mesh block along i, j, k: about [`MESH_BLOCK_MM`] (one voxel along axes already
+/// that coarse).
+pub fn mesh_blocks(ras_from_voxel: &crate::geometry::RasFromVoxel) -> [usize; 3] {
+    ras_from_voxel.column_norms().map(|mm| if mm > 0.0 { (MESH_BLOCK_MM / mm).round().max(1.0) as usize } else { 1 })
+}
+
+/// A click result held as a whole-grid mask (region growing's) meshed like the model's: its
+/// bounding box on blocks of about [`MESH_BLOCK_MM`].
+pub fn mesh_of_grid_mask(mask: ndarray::ArrayView3<bool>, ras_from_voxel: &crate::geometry::RasFromVoxel) -> Mesh {
+    use ndarray::s;
+    let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
+    for ((k, j, i), &m) in mask.indexed_iter() {
+        if m {
+            for (a, v) in [k, j, i].into_iter().enumerate() {
+                lo[a] = lo[a].min(v);
+                hi[a] = hi[a].max(v);
+            }
+        }
+    }
+    if lo[0] == usize::MAX {
+        return Mesh::default();
+    }
+    let crop = mask.slice(s![lo[0]..=hi[0], lo[1]..=hi[1], lo[2]..=hi[2]]);
+    let shape = crate::geometry::GridShape::from_array_shape(mask.shape());
+    crate::shape::mesh_of_mask_blocks(crop, lo, shape, ras_from_voxel, mesh_blocks(ras_from_voxel), MESH_SMOOTH_ITERATIONS)
 }
 
 /// Whether [`mesh_of_mask`] produces meshes in this build.
