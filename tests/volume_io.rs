@@ -222,7 +222,7 @@ proptest! {
             std::fs::write(&p, &b).expect("w");
         }
         match Volume::load(&p) {
-            Ok(v) => prop_assert!(v.shape().len() > 0),
+            Ok(v) => prop_assert!(!v.shape().is_empty()),
             Err(e) => prop_assert!(e.to_string().starts_with(&p.display().to_string())),
         }
         let _ = LabelMap::load(&p);

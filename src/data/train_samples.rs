@@ -250,7 +250,7 @@ pub fn make_sample(
     let label = case.classes[c];
     // Label-grid voxels of the slice's pixels and the cube's grid points, through T⁻¹.
     let lab_from_ras = case.labels.voxel_from_ras() * t.inverse_affine();
-    let lab_from_pixel = lab_from_ras.clone() * cs.ras_from_pixel.clone();
+    let lab_from_pixel = lab_from_ras * cs.ras_from_pixel;
     let lab_shape = case.labels.shape();
     let mask_b = Array2::from_shape_fn((n, n), |(row, col)| {
         let v = lab_from_pixel.apply(Point3::new(col as f64, row as f64, 0.0));
@@ -260,7 +260,7 @@ pub fn make_sample(
     let g = p.grid;
     let unit = (p.cube_mm / 2.0) as f32;
     let mut sdf = Array3::<f32>::zeros((g, g, g));
-    let lab_from_grid = lab_from_ras * cs.ras_from_grid.clone();
+    let lab_from_grid = lab_from_ras * cs.ras_from_grid;
     for ((k, j, i), v) in sdf.indexed_iter_mut() {
         let q = lab_from_grid.apply(Point3::new(i as f64, j as f64, k as f64));
         *v = (case.sdf_at_voxel(c, q) * t.scale as f32 / unit).clamp(-4.0, 4.0);

@@ -244,19 +244,13 @@ impl Default for LossSection {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LoraSection {
     #[serde(default)]
     pub enabled: bool,
     #[serde(flatten)]
     pub config: LoraConfig,
-}
-
-impl Default for LoraSection {
-    fn default() -> Self {
-        LoraSection { enabled: false, config: LoraConfig::default() }
-    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -359,16 +353,16 @@ impl TrainConfig {
 /// cases come with their isotropic resampling and per-class SDFs, and its sample index gives
 /// the clicks. Returns (training cases, validation cases).
 pub fn load_cases(cfg: &TrainConfig) -> Result<(Vec<TrainCase>, Vec<TrainCase>), TrainError> {
-    if let (Some(g), Some(dir)) = (&cfg.data.phantoms, cfg.data.dirs.first()) {
-        if !dir.join(format!("case_{:03}_labels.nii.gz", g.cases.saturating_sub(1))).exists() {
-            let modality: Modality = g.modality.parse().map_err(|e: String| TrainError::Config { field: "data.phantoms.modality".into(), problem: e })?;
-            let spec = match g.size.as_str() {
-                "small" => PhantomSpec::small(modality),
-                "medium" => PhantomSpec::medium(modality),
-                other => return Err(TrainError::Config { field: "data.phantoms.size".into(), problem: format!("'{other}': expected small or medium") }),
-            };
-            write_phantoms_spec(dir, g.cases, g.seed, &spec)?;
-        }
+    if let (Some(g), Some(dir)) = (&cfg.data.phantoms, cfg.data.dirs.first())
+        && !dir.join(format!("case_{:03}_labels.nii.gz", g.cases.saturating_sub(1))).exists()
+    {
+        let modality: Modality = g.modality.parse().map_err(|e: String| TrainError::Config { field: "data.phantoms.modality".into(), problem: e })?;
+        let spec = match g.size.as_str() {
+            "small" => PhantomSpec::small(modality),
+            "medium" => PhantomSpec::medium(modality),
+            other => return Err(TrainError::Config { field: "data.phantoms.size".into(), problem: format!("'{other}': expected small or medium") }),
+        };
+        write_phantoms_spec(dir, g.cases, g.seed, &spec)?;
     }
     let mut all: Vec<(TrainCase, usize)> = Vec::new();
     for (d, dir) in cfg.data.dirs.iter().enumerate() {
@@ -936,7 +930,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
                     break;
                 }
                 sums[k] += v / accum as f64;
-                total_t = total_t + term * (w[k] / accum as f64);
+                total_t += term * (w[k] / accum as f64);
             }
             if failed.is_some() {
                 break;

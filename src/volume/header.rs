@@ -332,7 +332,7 @@ impl NiftiHeader {
     /// Byte offset of the data (nibabel raises a too-small single-file offset to the header end).
     pub fn data_offset(&self) -> Result<u64, String> {
         let o = self.vox_offset;
-        if !o.is_finite() || o < 0.0 || o > 1e15 {
+        if !o.is_finite() || !(0.0..=1e15).contains(&o) {
             return Err(format!("vox_offset {o} is not a valid byte offset"));
         }
         let min = if self.single_file { header_size(self.version) as u64 + 4 } else { 0 };

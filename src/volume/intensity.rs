@@ -65,7 +65,8 @@ impl Preset {
 /// max refined within the bin (good to a fraction of a bin; fast on large volumes).
 pub fn percentile(values: &[f32], stats: &Stats, q: f64) -> f32 {
     let (lo, hi) = (stats.min as f32, stats.max as f32);
-    if !(hi > lo) {
+    // Also true when either bound is NaN.
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return lo;
     }
     const BINS: usize = 4096;

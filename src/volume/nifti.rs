@@ -53,7 +53,7 @@ impl Sample for f32 {
 impl Sample for u16 {
     #[inline(always)]
     fn from_f64(x: f64) -> Option<Self> {
-        (x >= 0.0 && x <= 65535.0 && x.fract() == 0.0).then_some(x as u16)
+        ((0.0..=65535.0).contains(&x) && x.fract() == 0.0).then_some(x as u16)
     }
     const KIND: &'static str = "label (whole numbers 0..65535)";
 }
