@@ -14,18 +14,16 @@
 use egui_kittest::Harness;
 use sam3d_studio::app::three_d::CANDIDATE_ID;
 use sam3d_studio::app::{App, AppCommand, ClickMethod, Startup};
-use sam3d_studio::geometry::{RasMm, VoxelIjk};
 use sam3d_studio::volume::LabelMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// User + system CPU seconds of process `pid` ("self" for this one), from /proc.
+#[path = "common/bench.rs"]
+mod bench;
+use bench::{centroid, median};
+
 fn cpu_secs(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    bench::cpu_secs_of(pid)
 }
 
 /// The engine process this test started (a child named sam3d-studio-en…).
@@ -38,24 +36,6 @@ fn engine_pid() -> Option<String> {
         let ppid = stat.rsplit(')').next()?.split_whitespace().nth(1)?.to_string();
         (comm_ok && ppid == me).then_some(pid)
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn centroid(labels: &LabelMap, l: u16) -> Option<RasMm> {
-    let (mut s, mut n) = ([0f64; 3], 0usize);
-    for ((k, j, i), &x) in labels.data.indexed_iter() {
-        if x == l {
-            s[0] += i as f64;
-            s[1] += j as f64;
-            s[2] += k as f64;
-            n += 1;
-        }
-    }
-    (n > 0).then(|| labels.ras_from_voxel.apply(VoxelIjk::new(s[0] / n as f64, s[1] / n as f64, s[2] / n as f64)))
 }
 
 fn step_until(h: &mut Harness<'static, App>, what: &str, limit_secs: u64, done: impl Fn(&App) -> bool) {

@@ -8,7 +8,7 @@
 //! postprocess, and both stages slow down several-fold on 2 cores.
 
 use sam3d_studio::engine::{InferRequest, NoHooks, Session};
-use sam3d_studio::geometry::{RasMm, ViewPlane};
+use sam3d_studio::geometry::ViewPlane;
 use sam3d_studio::model::{Config, Model};
 use sam3d_studio::volume::{LabelMap, OnGrid, Volume};
 use std::path::Path;
@@ -16,42 +16,12 @@ use std::sync::Arc;
 use std::time::Instant;
 use tch::Device;
 
-fn vm(key: &str) -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "?".into())
-}
+#[path = "common/bench.rs"]
+mod bench;
+use bench::{centroid, median, vm};
 
-/// CPU seconds used by the whole process so far (all threads), from /proc/self/stat.
 fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the ')'; clock ticks of 10 ms.
-    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Centroid (RAS) of label `l`.
-fn centroid(labels: &LabelMap, l: u16) -> Option<RasMm> {
-    let (mut s, mut n) = ([0f64; 3], 0usize);
-    for ((k, j, i), &x) in labels.data.indexed_iter() {
-        if x == l {
-            s[0] += i as f64;
-            s[1] += j as f64;
-            s[2] += k as f64;
-            n += 1;
-        }
-    }
-    (n > 0).then(|| labels.ras_from_voxel.apply(sam3d_studio::geometry::VoxelIjk::new(s[0] / n as f64, s[1] / n as f64, s[2] / n as f64)))
+    bench::cpu_secs_of("self")
 }
 
 #[test]
