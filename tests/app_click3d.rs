@@ -179,14 +179,20 @@ fn without_weights_the_model_method_is_refused_with_help() {
     assert!(h.state().rt.click.candidate.is_none());
 }
 
+/// A tiny checkpoint with seeded random weights (not a trained model), written as `dir/name`.
+fn tiny_random_weights(dir: &std::path::Path, name: &str) -> PathBuf {
+    tch::manual_seed(3);
+    let weights = dir.join(name);
+    sam3d_studio::model::Model::new(sam3d_studio::model::Config::tiny(), tch::Device::Cpu).save_weights(&weights).expect("save");
+    weights
+}
+
 /// The model path: weights loaded in the engine process (a tiny random checkpoint made here,
 /// not a trained model), one click, the mask comes back through a file onto the volume's grid.
 #[test]
 fn model_click_through_the_engine_process() {
     let dir = tempfile::tempdir().expect("tmp");
-    tch::manual_seed(3);
-    let weights = dir.path().join("tiny-random.safetensors");
-    sam3d_studio::model::Model::new(sam3d_studio::model::Config::tiny(), tch::Device::Cpu).save_weights(&weights).expect("save");
+    let weights = tiny_random_weights(dir.path(), "tiny-random.safetensors");
     let mut h = harness();
     h.state_mut().send(AppCommand::LoadWeights(weights));
     let t0 = Instant::now();
@@ -299,9 +305,7 @@ fn esc_cancels_a_running_click_job_and_the_next_click_works() {
 #[test]
 fn cancel_button_cancels_a_model_job_in_the_engine() {
     let dir = tempfile::tempdir().expect("tmp");
-    tch::manual_seed(3);
-    let weights = dir.path().join("tiny-random.safetensors");
-    sam3d_studio::model::Model::new(sam3d_studio::model::Config::tiny(), tch::Device::Cpu).save_weights(&weights).expect("save");
+    let weights = tiny_random_weights(dir.path(), "tiny-random.safetensors");
     let mut h = harness();
     h.state_mut().send(AppCommand::LoadWeights(weights));
     step_until(&mut h, "model loaded", |app| app.rt.model.is_some());
@@ -337,9 +341,7 @@ fn cancel_button_cancels_a_model_job_in_the_engine() {
 #[test]
 fn startup_weights_are_loaded_and_the_model_method_selected() {
     let dir = tempfile::tempdir().expect("tmp");
-    tch::manual_seed(3);
-    let weights = dir.path().join("default.safetensors");
-    sam3d_studio::model::Model::new(sam3d_studio::model::Config::tiny(), tch::Device::Cpu).save_weights(&weights).expect("save");
+    let weights = tiny_random_weights(dir.path(), "default.safetensors");
     let (ct, labels) = demo();
     let startup = Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()), weights: Some(weights) };
     let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| App::new(cc, startup));

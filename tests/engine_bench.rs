@@ -11,7 +11,7 @@ use sam3d_studio::engine::{InferRequest, NoHooks, Session};
 use sam3d_studio::geometry::ViewPlane;
 use sam3d_studio::model::{Config, Model};
 use sam3d_studio::volume::{LabelMap, OnGrid, Volume};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::Device;
@@ -24,6 +24,17 @@ fn cpu_secs() -> f64 {
     bench::cpu_secs_of("self")
 }
 
+/// (volume, labels) pairs to click on: the demo CT, and the 512×512×224 CT when present.
+fn bench_cases() -> Vec<(PathBuf, PathBuf)> {
+    let big = Path::new("/tmp/peerdata/big_ct.nii.gz");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/ct.nii.gz");
+    let mut cases = vec![(demo.clone(), demo.with_file_name("labels.nii.gz"))];
+    if big.exists() {
+        cases.push((big.to_path_buf(), big.with_file_name("big_labels.nii.gz")));
+    }
+    cases
+}
+
 #[test]
 #[ignore = "benchmark; run with --ignored --nocapture"]
 fn click_to_mask_small_preset_two_threads() {
@@ -32,12 +43,7 @@ fn click_to_mask_small_preset_two_threads() {
     }
     tch::set_num_threads(2);
     let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
-    let big = Path::new("/tmp/peerdata/big_ct.nii.gz");
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/ct.nii.gz");
-    let mut cases = vec![(demo.clone(), demo.with_file_name("labels.nii.gz"))];
-    if big.exists() {
-        cases.push((big.to_path_buf(), big.with_file_name("big_labels.nii.gz")));
-    }
+    let cases = bench_cases();
     for preset in ["small", "tiny"] {
         tch::manual_seed(0);
         let model = Model::new(Config::preset(preset).expect("preset"), Device::Cpu);
@@ -148,12 +154,7 @@ fn postprocess_and_mesh_stages() {
     use sam3d_studio::shape::sdf_component_on_grid;
     tch::set_num_threads(2);
     let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
-    let big = Path::new("/tmp/peerdata/big_ct.nii.gz");
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/ct.nii.gz");
-    let mut cases = vec![(demo.clone(), demo.with_file_name("labels.nii.gz"))];
-    if big.exists() {
-        cases.push((big.to_path_buf(), big.with_file_name("big_labels.nii.gz")));
-    }
+    let cases = bench_cases();
     tch::manual_seed(0);
     let cfg = Config::preset("small").expect("preset");
     let model = Model::new(cfg.clone(), Device::Cpu);

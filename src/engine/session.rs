@@ -155,18 +155,7 @@ pub fn mesh_blocks(ras_from_voxel: &crate::geometry::RasFromVoxel) -> [usize; 3]
 /// bounding box on blocks of about [`MESH_BLOCK_MM`].
 pub fn mesh_of_grid_mask(mask: ndarray::ArrayView3<bool>, ras_from_voxel: &crate::geometry::RasFromVoxel) -> Mesh {
     use ndarray::s;
-    let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
-    for ((k, j, i), &m) in mask.indexed_iter() {
-        if m {
-            for (a, v) in [k, j, i].into_iter().enumerate() {
-                lo[a] = lo[a].min(v);
-                hi[a] = hi[a].max(v);
-            }
-        }
-    }
-    if lo[0] == usize::MAX {
-        return Mesh::default();
-    }
+    let Some((lo, hi)) = crate::shape::sdf::bounding_box(mask) else { return Mesh::default() };
     let crop = mask.slice(s![lo[0]..=hi[0], lo[1]..=hi[1], lo[2]..=hi[2]]);
     let shape = crate::geometry::GridShape::from_array_shape(mask.shape());
     crate::shape::mesh_of_mask_blocks(crop, lo, shape, ras_from_voxel, mesh_blocks(ras_from_voxel), MESH_SMOOTH_ITERATIONS)

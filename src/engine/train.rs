@@ -413,19 +413,27 @@ pub fn load_cases(cfg: &TrainConfig) -> Result<(Vec<TrainCase>, Vec<TrainCase>),
 /// The cases of a preprocess cache (`index.json` + one `.safetensors` per case), with the
 /// index's clicks (the deepest point of the class on each listed slice).
 pub fn load_cache_dir(dir: &Path) -> Result<Vec<TrainCase>, TrainError> {
-    use crate::data::preprocess::{CacheIndex, read_case, sample_click};
+    use crate::data::preprocess::{CacheIndex, deepest_on_slice, plane_of_axis, read_case};
     let ipath = dir.join("index.json");
     let text = std::fs::read_to_string(&ipath).map_err(|e| ferr(&ipath, format!("cannot read: {e}")))?;
     let index: CacheIndex = serde_json::from_str(&text).map_err(|e| ferr(&ipath, format!("not a preprocess index: {e}")))?;
     let mut out = Vec::new();
     for (name, file) in &index.cases {
         let c = read_case(&dir.join(file))?;
-        let mut case = TrainCase::with_sdf(name, Arc::new(c.volume.clone()), c.labels.clone(), c.volume.guess_modality(), c.classes.clone(), c.sdf.clone());
-        for s in index.samples.iter().filter(|s| &s.case == name) {
-            if let (Some(k), Some(click)) = (case.classes.iter().position(|&l| l == s.class), sample_click(&c, s)) {
-                case.listed_clicks[k].push(click);
+        // The clicks of the index (each class's mask made once, not once per sample).
+        let mut listed = vec![Vec::new(); c.classes.len()];
+        for (k, &class) in c.classes.iter().enumerate() {
+            let mut mask = None;
+            for s in index.samples.iter().filter(|s| &s.case == name && s.class == class) {
+                let mask = mask.get_or_insert_with(|| c.labels.data.mapv(|v| v == class));
+                if let Some(click) = deepest_on_slice(mask, s.axis, s.slice_idx, &c.labels) {
+                    listed[k].push((click, plane_of_axis(&c.labels, s.axis)));
+                }
             }
         }
+        let modality = c.volume.guess_modality();
+        let mut case = TrainCase::with_sdf(name, Arc::new(c.volume), c.labels, modality, c.classes, c.sdf);
+        case.listed_clicks = listed;
         out.push(case);
     }
     Ok(out)
