@@ -121,6 +121,7 @@ fn small_forward_per_block() {
         mask: tch::Tensor::ones([1, 1, s, s], opts),
         pointmap: tch::Tensor::randn([1, 3, s, s], opts),
         context: None,
+        guide: None,
     };
     let _g = tch::no_grad_guard();
     let net = m.net();
@@ -135,7 +136,7 @@ fn small_forward_per_block() {
         let lat = net.generator.forward_t(&cond, false);
         let t_gen = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let sdf = net.decoder.forward(&lat);
+        let sdf = net.decoder.forward(&lat, None);
         let t_dec = t.elapsed().as_secs_f64();
         println!("rep {rep}: point_embed {t_pe:.4} s, encoder (incl.) {t_enc:.4} s, generator {t_gen:.4} s, decoder {t_dec:.4} s {:?} {:?}", pe.size(), sdf.size());
     }

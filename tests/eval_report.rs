@@ -14,7 +14,7 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
     write_phantoms(&data, 2, 21, Modality::Ct).expect("phantoms");
     let weights = tmp.path().join("tiny.safetensors");
     Model::new(Config::tiny(), Device::Cpu).save_weights(&weights).expect("weights");
-    let opts = EvalOptions { data: data.clone(), weights: Some(weights), adapter: None, device: Device::Cpu, grow: Default::default(), labels: vec![], context: true };
+    let opts = EvalOptions { data: data.clone(), weights: Some(weights), adapter: None, device: Device::Cpu, grow: Default::default(), labels: vec![], context: true, reference_mask2d: false };
     let (rows, summary) = evaluate(&opts, &|_| {}, &|| {}).expect("eval");
     let mut expected = 0;
     for c in 0..2 {
@@ -42,4 +42,48 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
     assert!(lines[1..].iter().all(|l| l.split(',').count() == CSV_HEADER.split(',').count()));
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(js).expect("json")).expect("parse");
     assert!(v["methods"]["model"]["mean_dice"].is_number());
+    for r in rows.iter().filter(|r| r.method == "model") {
+        let d = r.dice_2d.expect("model rows report their 2D Dice");
+        assert!((0.0..=1.0).contains(&d), "{d}");
+    }
+
+    // `--mask2d reference`: the 3D stage gets the reference's slice, which is inside the organ
+    // under the click and matches itself exactly.
+    let opts = EvalOptions { reference_mask2d: true, labels: vec![1, 2], ..opts };
+    let (rows, summary) = evaluate(&opts, &|_| {}, &|| {}).expect("eval with reference 2D masks");
+    assert!(summary.reference_mask2d);
+    let model: Vec<_> = rows.iter().filter(|r| r.method == "model_ref2d").collect();
+    assert_eq!(model.len(), 2 * 2 * 3);
+    assert!(model.iter().all(|r| r.dice_2d == Some(1.0)), "{:?}", model.iter().map(|r| r.dice_2d).collect::<Vec<_>>());
+}
+
+#[test]
+fn reference_slice_mask_is_the_label_around_the_click() {
+    use sam3d_studio::data::click::{PreparedVolume, prepare_click};
+    use sam3d_studio::engine::eval::{eval_clicks, reference_mask2d};
+    let tmp = tempfile::tempdir().expect("tmp");
+    write_phantoms(tmp.path(), 1, 33, Modality::Ct).expect("phantom");
+    let vol = sam3d_studio::volume::Volume::load(&tmp.path().join("case_000.nii.gz")).expect("volume");
+    let lab = LabelMap::load(&tmp.path().join("case_000_labels.nii.gz")).expect("labels");
+    let p = Config::tiny().click_params();
+    let pv = PreparedVolume::new(std::sync::Arc::new(vol), Some(Modality::Ct), p.ct_window_hu).expect("prepare");
+    let n = p.image_size;
+    for label in [1u16, 2, 3] {
+        for (plane, click) in eval_clicks(&lab, label) {
+            let c = prepare_click(&pv, click, plane, &p).expect("click");
+            let m = reference_mask2d(&lab, label, &c.ras_from_pixel, n);
+            // The click (between the four central pixels) is the organ's deepest point on its slice.
+            for (r, col) in [(n / 2 - 1, n / 2 - 1), (n / 2 - 1, n / 2), (n / 2, n / 2 - 1), (n / 2, n / 2)] {
+                assert!(m[[r, col]], "label {label} {plane:?}: pixel ({col},{r}) outside");
+            }
+            let inside = m.iter().filter(|&&x| x).count();
+            assert!(inside > 4 && inside < n * n, "label {label} {plane:?}: {inside} pixels");
+            // Each pixel in the mask lies on a voxel of the label.
+            for ((r, col), &x) in m.indexed_iter() {
+                let q = c.ras_from_pixel.apply(sam3d_studio::geometry::Point3::new(col as f64, r as f64, 0.0));
+                let on = lab.index_of_ras(q).is_some_and(|a| lab.data[[a.k, a.j, a.i]] == label);
+                assert_eq!(x, on, "label {label} {plane:?} pixel ({col},{r})");
+            }
+        }
+    }
 }

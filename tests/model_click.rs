@@ -17,7 +17,7 @@ const PARAMS: ClickParams = ClickParams {
     grid: 12,
     ct_window_hu: [-200.0, 300.0],
     prior_radius_px: 2.0,
-    context: Some(ContextParams { size: 8 }),
+    context: Some(ContextParams { size: 8, guide: false }),
 };
 
 /// A smooth, asymmetric CT-like field in world coordinates, so any orientation mix-up shows.
@@ -138,6 +138,38 @@ fn lps_and_ras_copies_give_the_same_inputs() {
         let (ca, cb) = (sa.context.expect("ctx"), sb.context.expect("ctx"));
         let d = (&ca - &cb).mapv(f32::abs).fold(0f32, |m, &x| m.max(x));
         assert!(d < 1e-4, "{plane:?}: context differs by {d}");
+    }
+}
+
+#[test]
+fn guide_cube_holds_the_scan_at_the_sdf_cells() {
+    let ras = ras_volume();
+    let lps = lps_copy(&ras);
+    let click = ras.ras_from_voxel.apply(VoxelIjk::new(30.2, 21.7, 14.4));
+    let guided = ClickParams { context: Some(ContextParams { size: 8, guide: true }), ..PARAMS };
+    let (a, b) = (prepared(ras), prepared(lps));
+    assert!(prepare_click(&a, click, ViewPlane::Axial, &PARAMS).expect("unguided").guide.is_none());
+    for plane in ViewPlane::ALL {
+        let sa = prepare_click(&a, click, plane, &guided).expect("ras");
+        let ga = sa.guide.as_ref().expect("guide cube");
+        assert_eq!(ga.shape(), &[PARAMS.grid; 3]);
+        let mut varied = 0;
+        for ((k, j, i), &v) in ga.indexed_iter() {
+            let p = sa.ras_from_grid.apply(Point3::new(i as f64, j as f64, k as f64));
+            assert_eq!(v, a.sample_normalised(p), "{plane:?} cell ({i},{j},{k})");
+            // The window maps field() linearly inside the volume (trilinear on a near-linear field).
+            let q = a.voxel_from_ras().apply(p);
+            let inside = q.x() > 0.0 && q.y() > 0.0 && q.z() > 0.0 && q.x() < 55.0 && q.y() < 49.0 && q.z() < 31.0;
+            let want = ((field(p).clamp(-200.0, 300.0) + 200.0) / 500.0) as f32;
+            if inside && want > 0.0 && want < 1.0 {
+                assert!((v - want).abs() < 0.02, "{plane:?} cell ({i},{j},{k}): {v} vs {want}");
+                varied += 1;
+            }
+        }
+        assert!(varied > 100, "{plane:?}: only {varied} cells checked against the field");
+        let gb = prepare_click(&b, click, plane, &guided).expect("lps").guide.expect("guide");
+        let d = (ga - &gb).mapv(f32::abs).fold(0f32, |m, &x| m.max(x));
+        assert!(d < 1e-4, "{plane:?}: guide differs by {d} between RAS and LPS storage");
     }
 }
 

@@ -12,7 +12,7 @@ fn inputs(cfg: &Config, seed: i64) -> NetInputs {
     let _ = mask.narrow(2, s / 4, s / 2).narrow(3, s / 4, s / 2).fill_(1.0);
     let pm = Tensor::randn([2, 3, s, s], (Kind::Float, Device::Cpu)) * 0.3;
     let pointmap = pm.where_self(&mask.gt(0.5).expand([2, 3, s, s], false), &Tensor::from(f32::NAN));
-    NetInputs { image, mask, pointmap, context: None }
+    NetInputs { image, mask, pointmap, context: None, guide: None }
 }
 
 fn forward(m: &Model, x: &NetInputs) -> NetOutputs {

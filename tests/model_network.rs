@@ -19,6 +19,7 @@ fn inputs(cfg: &Config, context: bool) -> NetInputs {
         mask: Tensor::ones([1, 1, s, s], o),
         pointmap: Tensor::randn([1, 3, s, s], o),
         context: context.then(|| Tensor::randn([1, 1, c, c, c], o)),
+        guide: None,
     }
 }
 
@@ -55,7 +56,7 @@ fn tiny_forward_and_backward_is_fast_enough_for_tests() {
     let m = Model::new(cfg.clone(), Device::Cpu);
     let s = cfg.input.image_size as i64;
     let o = (Kind::Float, Device::Cpu);
-    let x = NetInputs { image: Tensor::randn([4, 1, s, s], o), mask: Tensor::ones([4, 1, s, s], o), pointmap: Tensor::randn([4, 3, s, s], o), context: None };
+    let x = NetInputs { image: Tensor::randn([4, 1, s, s], o), mask: Tensor::ones([4, 1, s, s], o), pointmap: Tensor::randn([4, 3, s, s], o), context: None, guide: None };
     let out = m.forward_t(&x, true);
     (out.sdf.abs().mean(Kind::Float) + out.mask_logits.mean(Kind::Float)).backward();
     assert_eq!(out.sdf.size(), vec![4, 1, 16, 16, 16]);
@@ -76,8 +77,9 @@ fn context_switch_drops_the_context_tokens() {
         mask: Tensor::ones([1, 1, s, s], (Kind::Float, Device::Cpu)),
         pointmap: Tensor::rand([1, 3, s, s], (Kind::Float, Device::Cpu)),
         context: Some(Tensor::rand([1, 1, 16, 16, 16], (Kind::Float, Device::Cpu))),
+        guide: None,
     };
-    let no_ctx = NetInputs { image: x.image.shallow_clone(), mask: x.mask.shallow_clone(), pointmap: x.pointmap.shallow_clone(), context: None };
+    let no_ctx = NetInputs { image: x.image.shallow_clone(), mask: x.mask.shallow_clone(), pointmap: x.pointmap.shallow_clone(), context: None, guide: None };
     let with = m.forward_t(&x, false).sdf;
     let without = m.forward_t(&no_ctx, false).sdf;
     assert!((&with - &without).abs().max().double_value(&[]) > 1e-6, "the context changes nothing");
@@ -85,4 +87,80 @@ fn context_switch_drops_the_context_tokens() {
     assert!(!m.uses_context());
     let switched = m.forward_t(&x, false).sdf;
     assert_eq!((&switched - &without).abs().max().double_value(&[]), 0.0);
+}
+
+fn tiny_guided() -> Config {
+    let mut f = tiny_with_context().into_file();
+    f.volume_context.guide = true;
+    f.name = "tiny-guided".into();
+    f.validate().expect("valid")
+}
+
+fn with_guide(cfg: &Config, x: &NetInputs, guide: Tensor) -> NetInputs {
+    let g = cfg.output.grid as i64;
+    NetInputs {
+        image: x.image.shallow_clone(),
+        mask: x.mask.shallow_clone(),
+        pointmap: x.pointmap.shallow_clone(),
+        context: x.context.as_ref().map(|c| c.shallow_clone()),
+        guide: Some(guide.reshape([1, 1, g, g, g])),
+    }
+}
+
+#[test]
+fn guided_decoder_warm_starts_from_unguided_weights_and_then_follows_the_scan() {
+    tch::manual_seed(11);
+    let dir = tempfile::tempdir().expect("tmp");
+    let plain_path = dir.path().join("plain.safetensors");
+    let mut plain = Model::new(tiny_with_context(), Device::Cpu);
+    plain.save_weights(&plain_path).expect("save");
+    let cfg = tiny_guided();
+    let mut guided = Model::new(cfg.clone(), Device::Cpu);
+    guided.init_from(&plain_path).expect("warm start");
+    let names: Vec<String> = guided.base_vs().variables().into_keys().collect();
+    for want in ["decoder.guide.0.weight", "decoder.guide_head.conv.weight", "decoder.guide_head.out.weight"] {
+        assert!(names.iter().any(|n| n == want), "missing {want}: {names:?}");
+    }
+    let g = cfg.output.grid as i64;
+    let x = inputs(&cfg, true);
+    let scan = Tensor::rand([g, g, g], (Kind::Float, Device::Cpu));
+    let xg = with_guide(&cfg, &x, scan.copy());
+    let _ng = tch::no_grad_guard();
+    let want = plain.forward_t(&x, false).sdf;
+    let got = guided.forward_t(&xg, false).sdf;
+    let d = (&want - &got).abs().max().double_value(&[]);
+    assert!(d < 1e-6, "a warm-started guided decoder must start as the unguided one (differs by {d})");
+
+    // Once its last weights move, the scan under the cube changes the shape; without a guide
+    // cube (single-slice mode) the decoder is the unguided one.
+    for (n, mut t) in guided.base_vs().variables() {
+        if n.starts_with("decoder.guide") {
+            t.copy_(&(Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.1));
+        }
+    }
+    let a = guided.forward_t(&xg, false).sdf;
+    let b = guided.forward_t(&with_guide(&cfg, &x, scan.flip([0])), false).sdf;
+    assert!((&a - &b).abs().max().double_value(&[]) > 1e-4, "the guide cube must matter");
+    let none = NetInputs { guide: None, ..with_guide(&cfg, &x, scan) };
+    let c = guided.forward_t(&none, false).sdf;
+    assert!((&c - &want).abs().max().double_value(&[]) < 1e-6);
+    guided.set_use_context(false);
+    let single = guided.forward_t(&xg, false).sdf;
+    let plain_single = {
+        plain.set_use_context(false);
+        plain.forward_t(&x, false).sdf
+    };
+    assert!((&single - &plain_single).abs().max().double_value(&[]) < 1e-6, "context off drops the guide too");
+}
+
+#[test]
+fn warm_start_refuses_a_checkpoint_of_another_architecture() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("other.safetensors");
+    Model::new(Config::tiny(), Device::Cpu).save_weights(&p).expect("save");
+    let mut guided = Model::new(tiny_guided(), Device::Cpu);
+    let e = guided.init_from(&p).expect_err("no context embedding in the file").to_string();
+    assert!(e.contains("other.safetensors"), "{e}");
+    assert!(e.contains("encoder.context_embed.proj.weight"), "{e}");
+    assert!(!e.contains("decoder.guide"), "the guide branches are expected to be new: {e}");
 }

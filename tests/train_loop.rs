@@ -238,4 +238,27 @@ chamfer = 0.5
     }
     // Validation ran with and without the context cube.
     assert!(log.contains("\"context\":true") && log.contains("\"context\":false"));
+
+    // Stage 2: the image-guided decoder, warm-started from that run's weights.
+    let guided_cfg = tmp.path().join("guided.toml");
+    let ctx = std::fs::read_to_string(&model_cfg).expect("ctx");
+    std::fs::write(&guided_cfg, ctx.replace("name = \"tiny\"", "name = \"tiny-guided\"").replace("[volume_context]\n", "[volume_context]\nguide = true\n"))
+        .expect("write");
+    let text2 = text
+        .replace(&model_cfg.display().to_string(), &guided_cfg.display().to_string())
+        .replace("[data]", &format!("init_checkpoint = \"{}\"\n[data]", out.join("model.safetensors").display()))
+        .replace("steps = 6", "steps = 3")
+        .replace("val_every = 6", "val_every = 3")
+        .replace("context_dropout = 0.5", "context_dropout = 0.0");
+    let cfg2 = TrainConfig::from_toml_str(&text2, "t2.toml", Path::new(".")).expect("guided config");
+    let out2 = tmp.path().join("guided");
+    train(&cfg2, &out2, false, &|_, _| {}).expect("guided training");
+    let m = sam3d_studio::model::Model::from_checkpoint(&out2.join("model.safetensors"), tch::Device::Cpu).expect("guided weights");
+    assert!(m.config().volume_context.guide);
+    let vars = m.base_vs().variables();
+    let head = vars.get("decoder.guide_head.out.weight").expect("guide head");
+    assert!(head.abs().max().double_value(&[]) > 0.0, "the guide head never left zero: no gradient reached it");
+    let both = text2.replace("[data]", "base_checkpoint = \"x.safetensors\"\n[data]");
+    let e = TrainConfig::from_toml_str(&both, "t3.toml", Path::new(".")).expect_err("both");
+    assert!(e.to_string().contains("model.init_checkpoint"), "{e}");
 }

@@ -67,6 +67,11 @@ pub struct EvalArgs {
     /// Run the model without its `volume_context` cube (single-slice mode).
     #[arg(long)]
     pub no_context: bool,
+    /// The 2D mask the 3D stage is conditioned on: `model` (its 2D head, as a click gives) or
+    /// `reference` (the reference label on the clicked slice, as a user who corrects the 2D mask
+    /// gives; rows are named `model_ref2d`).
+    #[arg(long, default_value = "model", value_parser = ["model", "reference"])]
+    pub mask2d: String,
 }
 
 pub fn preprocess(a: &PreprocessArgs) -> Result<()> {
@@ -152,6 +157,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         grow: Default::default(),
         labels: a.labels.clone(),
         context: !a.no_context,
+        reference_mask2d: a.mask2d == "reference",
     };
     let bar = std::cell::RefCell::new(None::<super::progress::Progress>);
     let (rows, summary) =
@@ -166,12 +172,13 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
     let js = crate::engine::eval::write_report(&a.out, &rows, &summary)?;
     for (m, s) in &summary.methods {
         println!(
-            "{m:<9} {} clicks: Dice mean {:.3} worst {:.3} ({}), HD95 mean {} mm",
+            "{m:<11} {} clicks: Dice mean {:.3} worst {:.3} ({}), HD95 mean {} mm{}",
             s.rows,
             s.mean_dice,
             s.worst_dice,
             s.worst_dice_at,
-            s.mean_hd95_mm.map(|v| format!("{v:.1}")).unwrap_or("–".into())
+            s.mean_hd95_mm.map(|v| format!("{v:.1}")).unwrap_or("–".into()),
+            s.mean_dice_2d.map(|v| format!(", 2D Dice on the clicked slice {v:.3}")).unwrap_or_default()
         );
     }
     println!("report {} and {}", a.out.display(), js.display());

@@ -47,6 +47,8 @@ pub enum ClickError {
 pub struct ContextParams {
     /// The context cube is `size³` voxels over the output cube (side `L`).
     pub size: usize,
+    /// Also sample the volume on the output grid itself (`G³`) for the image-guided decoder.
+    pub guide: bool,
 }
 
 /// Sizes the preprocessing needs (from the model config: `model::Config::click_params`).
@@ -191,6 +193,9 @@ pub struct ClickSample {
     pub grid: usize,
     /// Normalised `volume_context` cube `[c, c, c]` (`[ck, cj, ci]`, same axes as the grid).
     pub context: Option<Array3<f32>>,
+    /// Normalised intensities at the output grid's cell centres `[G, G, G]` (`[gk, gj, gi]`),
+    /// for the image-guided decoder.
+    pub guide: Option<Array3<f32>>,
 }
 
 /// Cuts the slice through the click and, when configured, the context cube.
@@ -225,19 +230,22 @@ pub fn prepare_click(pv: &PreparedVolume, click: RasMm, plane: ViewPlane, p: &Cl
         }
     }
     let ras_from_grid = cube_affine(click, &frame, p.cube_mm, p.grid);
-    let context = p.context.map(|cp| {
-        let c = cp.size;
-        let ras_from_ctx = cube_affine(click, &frame, p.cube_mm, c);
-        let flat: Vec<f32> = (0..c * c * c)
-            .into_par_iter()
-            .map(|idx| {
-                let (k, j, i) = (idx / (c * c), (idx / c) % c, idx % c);
-                pv.sample_normalised(ras_from_ctx.apply(crate::geometry::Point3::new(i as f64, j as f64, k as f64)))
-            })
-            .collect();
-        Array3::from_shape_vec((c, c, c), flat).unwrap_or_else(|_| Array3::zeros((c, c, c)))
-    });
-    Ok(ClickSample { click, plane, image, pointmap_full, ras_from_pixel, ras_from_grid, grid: p.grid, context })
+    let context = p.context.map(|cp| sample_cube(pv, &cube_affine(click, &frame, p.cube_mm, cp.size), cp.size));
+    let guide = p.context.filter(|cp| cp.guide).map(|_| sample_cube(pv, &ras_from_grid, p.grid));
+    Ok(ClickSample { click, plane, image, pointmap_full, ras_from_pixel, ras_from_grid, grid: p.grid, context, guide })
+}
+
+/// Normalised intensities at the cell centres of a `cells³` cube (`[k, j, i]`).
+fn sample_cube(pv: &PreparedVolume, ras_from_cell: &RasFromGrid, cells: usize) -> Array3<f32> {
+    let c = cells;
+    let flat: Vec<f32> = (0..c * c * c)
+        .into_par_iter()
+        .map(|idx| {
+            let (k, j, i) = (idx / (c * c), (idx / c) % c, idx % c);
+            pv.sample_normalised(ras_from_cell.apply(crate::geometry::Point3::new(i as f64, j as f64, k as f64)))
+        })
+        .collect();
+    Array3::from_shape_vec((c, c, c), flat).unwrap_or_else(|_| Array3::zeros((c, c, c)))
 }
 
 /// A cube of side `cube_mm` centred on `click`, `cells³` cells along the frame's columns.

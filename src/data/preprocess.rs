@@ -289,12 +289,27 @@ pub fn deepest_on_slice(mask: &Array3<bool>, axis: usize, idx: usize, grid: &imp
     if idx >= mask.shape()[axis] {
         return None;
     }
-    let sl = mask.index_axis(Axis(axis), idx).insert_axis(Axis(axis)).to_owned();
-    let outside = sl.mapv(|m| !m);
-    let d = crate::shape::sdf::edt(outside.view(), grid.spacing_mm());
-    let best = d.indexed_iter().filter(|(p, v)| sl[*p] && v.is_finite()).max_by(|a, b| a.1.total_cmp(b.1))?;
-    let mut kji = [best.0.0, best.0.1, best.0.2];
+    // The slice with a ring of outside pixels around it: the scan's edge bounds what a user sees
+    // of an organ it cuts, so the deepest point is measured from that edge too (and never sits
+    // on it).
+    let sl = mask.index_axis(Axis(axis), idx);
+    let (h, w) = sl.dim();
+    let mut outside = Array3::from_elem((1, h + 2, w + 2), true);
+    outside.slice_mut(ndarray::s![0, 1..=h, 1..=w]).zip_mut_with(&sl, |o, &m| *o = !m);
+    let sp = grid.spacing_mm(); // [si, sj, sk]; the slice's in-plane axes in array order
+    let in_plane: Vec<usize> = (0..3).filter(|&a| a != axis).collect();
+    let sp_of = |a: usize| sp[2 - a];
+    let d = crate::shape::sdf::edt(outside.view(), [sp_of(in_plane[1]), sp_of(in_plane[0]), sp_of(axis)]);
+    let best: (usize, usize) = d
+        .slice(ndarray::s![0, 1..=h, 1..=w])
+        .indexed_iter()
+        .filter(|(p, v): &((usize, usize), &f32)| sl[*p] && v.is_finite())
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(p, _)| p)?;
+    let mut kji = [0usize; 3];
     kji[axis] = idx;
+    kji[in_plane[0]] = best.0;
+    kji[in_plane[1]] = best.1;
     Some(grid.ras_of(crate::geometry::ArrayIdx { k: kji[0], j: kji[1], i: kji[2] }))
 }
 
@@ -324,4 +339,32 @@ pub fn sample_click(c: &CachedCase, s: &SampleRef) -> Option<(crate::geometry::R
     let mask = c.labels.data.mapv(|v| v == s.class);
     let click = deepest_on_slice(&mask, s.axis, s.slice_idx, &c.labels)?;
     Some((click, plane_of_axis(&c.labels, s.axis)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::RasFromVoxel;
+    use nalgebra::{Matrix3, Vector3};
+
+    /// An organ cut by the scan's edge: the click is the deepest point of what the scan shows,
+    /// measured from the edge too, not a point on the edge.
+    #[test]
+    fn deepest_point_on_a_slice_keeps_off_the_scan_edge() {
+        let a = RasFromVoxel::from_parts(Matrix3::from_diagonal(&Vector3::new(1.0, 2.0, 3.0)), Vector3::zeros());
+        let grid = LabelMap { data: Array3::zeros((5, 40, 30)), ras_from_voxel: a, meta: Default::default() };
+        // A box j in 0..8 (touching j = 0; 2 mm cells), i in 2..28 (1 mm cells), on every k.
+        let mask = Array3::from_shape_fn((5, 40, 30), |(_, j, i)| j < 8 && (2..28).contains(&i));
+        let p = deepest_on_slice(&mask, 0, 2, &grid).expect("inside");
+        let v = grid.voxel_from_ras().apply(p);
+        // Midway between the edge (j = −1) and j = 8; without the edge it would be j = 0.
+        assert!((v.z() - 2.0).abs() < 1e-9);
+        assert!((3.0..=4.0).contains(&v.y()), "j = {} (0 is on the scan's edge)", v.y());
+        assert!((9.0..=20.0).contains(&v.x()), "i = {}", v.x());
+        // Along another axis (a sagittal-like slice i = 10): j still keeps off the edge.
+        let p = deepest_on_slice(&mask, 2, 10, &grid).expect("inside");
+        let v = grid.voxel_from_ras().apply(p);
+        assert!((v.x() - 10.0).abs() < 1e-9);
+        assert!((3.0..=4.0).contains(&v.y()), "j = {}", v.y());
+    }
 }

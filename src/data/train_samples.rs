@@ -175,6 +175,8 @@ pub struct TrainSample {
     pub sdf: Array3<f32>,
     /// `volume_context` cube when the config has it.
     pub context: Option<Array3<f32>>,
+    /// Intensities on the output grid when the config has `volume_context.guide`.
+    pub guide: Option<Array3<f32>>,
     pub click: RasMm,
     pub plane: ViewPlane,
     pub label: u16,
@@ -276,6 +278,7 @@ pub fn make_sample(
         pointmap_full: cs.pointmap_full,
         sdf,
         context: cs.context.map(|c| c.mapv(jit)),
+        guide: cs.guide.map(|c| c.mapv(jit)),
         click,
         plane,
         label,

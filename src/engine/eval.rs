@@ -7,10 +7,12 @@
 use crate::baseline::{GrowParams, grow_from_click};
 use crate::data::preprocess::{axis_of_plane, deepest_on_slice, find_pairs, slices_with};
 use crate::engine::{InferRequest, NoHooks, Session};
-use crate::geometry::{RasMm, ViewPlane};
+use crate::data::click::{RasFromPixel, prepare_click};
+use crate::geometry::{Point3, RasMm, ViewPlane};
 use crate::model::Model;
 use crate::shape::metrics::{LabelMetrics, mask_metrics};
 use crate::volume::{LabelMap, OnGrid, Volume};
+use ndarray::Array2;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,9 @@ pub struct EvalRow {
     pub method: String,
     pub click: [f64; 3],
     pub metrics: LabelMetrics,
+    /// Dice of the 2D mask the 3D stage was conditioned on against the reference on the
+    /// clicked slice (model rows only).
+    pub dice_2d: Option<f64>,
     pub secs: f64,
 }
 
@@ -42,6 +47,8 @@ pub struct MethodSummary {
     /// `case/label/plane` of the worst Dice.
     pub worst_dice_at: String,
     pub worst_hd95_mm: Option<f64>,
+    /// Over the model's rows: Dice of the 2D mask on the clicked slice.
+    pub mean_dice_2d: Option<f64>,
     pub mean_secs: f64,
 }
 
@@ -50,6 +57,8 @@ pub struct EvalSummary {
     pub data: String,
     pub weights: Option<String>,
     pub adapter: Option<String>,
+    /// Whether the 3D stage was given the reference 2D mask (`--mask2d reference`).
+    pub reference_mask2d: bool,
     pub cases: usize,
     pub methods: BTreeMap<String, MethodSummary>,
 }
@@ -65,6 +74,10 @@ pub struct EvalOptions {
     pub labels: Vec<u16>,
     /// Give the model its `volume_context` cube (when it has one).
     pub context: bool,
+    /// Condition the 3D stage on the reference label's 2D mask on the clicked slice instead of
+    /// the model's 2D head: what a user gets who corrects the 2D mask before going to 3D. The
+    /// rows' method is then `model_ref2d`.
+    pub reference_mask2d: bool,
 }
 
 /// The evaluation clicks of one label: for each plane, the deepest point on the label's central
@@ -133,20 +146,31 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
                     method: "baseline".into(),
                     click: click.to_array(),
                     metrics: mask_metrics(*label, grown.view(), gt.view(), sp),
+                    dice_2d: None,
                     secs,
                 });
                 if let Some(s) = session.as_mut() {
+                    let reference = |ras_from_pixel: &RasFromPixel, n: usize| reference_mask2d(lab, *label, ras_from_pixel, n);
+                    let mask2d = match s.prepared().zip(s.model()).filter(|_| opts.reference_mask2d) {
+                        Some((pv, m)) => {
+                            let c = prepare_click(pv, click, plane, &m.config().click_params())?;
+                            Some(reference(&c.ras_from_pixel, m.config().input.image_size))
+                        }
+                        None => None,
+                    };
                     let t = std::time::Instant::now();
-                    let r = s.infer(&InferRequest { click, plane, mask2d: None }, &mut NoHooks)?;
+                    let r = s.infer(&InferRequest { click, plane, mask2d }, &mut NoHooks)?;
                     let secs = t.elapsed().as_secs_f64();
                     let pred = r.mask.data.mapv(|v| v != 0);
+                    let want2d = reference(&r.ras_from_pixel, r.mask2d.nrows());
                     rows.push(EvalRow {
                         case: name.clone(),
                         label: *label,
                         plane,
-                        method: "model".into(),
+                        method: if opts.reference_mask2d { "model_ref2d" } else { "model" }.into(),
                         click: click.to_array(),
                         metrics: mask_metrics(*label, pred.view(), gt.view(), sp),
+                        dice_2d: Some(dice_2d(&r.mask2d, &want2d)),
                         secs,
                     });
                 }
@@ -158,10 +182,31 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         data: opts.data.display().to_string(),
         weights: opts.weights.as_ref().map(|p| p.display().to_string()),
         adapter: opts.adapter.as_ref().map(|p| p.display().to_string()),
+        reference_mask2d: opts.reference_mask2d,
         cases: loaded.len(),
         methods: summarise(&rows),
     };
     Ok((rows, summary))
+}
+
+/// The reference label on the model's `n×n` slice (nearest voxel of each pixel's centre).
+pub fn reference_mask2d(labels: &LabelMap, label: u16, ras_from_pixel: &RasFromPixel, n: usize) -> Array2<bool> {
+    let vox_from_pixel = labels.voxel_from_ras() * *ras_from_pixel;
+    let shape = labels.shape();
+    Array2::from_shape_fn((n, n), |(row, col)| {
+        let v = vox_from_pixel.apply(Point3::new(col as f64, row as f64, 0.0));
+        shape.array_index(v).is_some_and(|a| labels.data[[a.k, a.j, a.i]] == label)
+    })
+}
+
+/// Dice of two 2D masks (1 when both are empty).
+fn dice_2d(a: &Array2<bool>, b: &Array2<bool>) -> f64 {
+    let (mut inter, mut sum) = (0usize, 0usize);
+    ndarray::Zip::from(a).and(b).for_each(|&x, &y| {
+        inter += (x && y) as usize;
+        sum += x as usize + y as usize;
+    });
+    if sum == 0 { 1.0 } else { 2.0 * inter as f64 / sum as f64 }
 }
 
 fn pair_name(n: &str) -> &str {
@@ -192,6 +237,7 @@ pub fn summarise(rows: &[EvalRow]) -> BTreeMap<String, MethodSummary> {
                 worst_dice: worst.map(|r| r.metrics.dice).unwrap_or(f64::NAN),
                 worst_dice_at: worst.map(|r| format!("{}/{}/{}", r.case, r.label, plane_name(r.plane))).unwrap_or_default(),
                 worst_hd95_mm: rs.iter().filter_map(|r| r.metrics.hd95_mm).max_by(f64::total_cmp),
+                mean_dice_2d: mean_opt(rs.iter().map(|r| r.dice_2d)),
                 mean_secs: rs.iter().map(|r| r.secs).sum::<f64>() / n,
             },
         );
@@ -208,7 +254,7 @@ pub fn plane_name(p: ViewPlane) -> &'static str {
 }
 
 /// The CSV header.
-pub const CSV_HEADER: &str = "case,label,plane,method,click_r,click_a,click_s,dice,iou,hd95_mm,assd_mm,pred_voxels,gt_voxels,secs";
+pub const CSV_HEADER: &str = "case,label,plane,method,click_r,click_a,click_s,dice,iou,hd95_mm,assd_mm,pred_voxels,gt_voxels,secs,dice_2d";
 
 /// The report as CSV text (empty cells where a distance is undefined).
 pub fn to_csv(rows: &[EvalRow]) -> String {
@@ -216,7 +262,7 @@ pub fn to_csv(rows: &[EvalRow]) -> String {
     let mut s = format!("{CSV_HEADER}\n");
     for r in rows {
         s += &format!(
-            "{},{},{},{},{:.2},{:.2},{:.2},{:.5},{:.5},{},{},{},{},{:.3}\n",
+            "{},{},{},{},{:.2},{:.2},{:.2},{:.5},{:.5},{},{},{},{},{:.3},{}\n",
             r.case,
             r.label,
             plane_name(r.plane),
@@ -230,7 +276,8 @@ pub fn to_csv(rows: &[EvalRow]) -> String {
             o(r.metrics.assd_mm),
             r.metrics.pred_voxels,
             r.metrics.gt_voxels,
-            r.secs
+            r.secs,
+            r.dice_2d.map(|d| format!("{d:.5}")).unwrap_or_default()
         );
     }
     s

@@ -78,6 +78,11 @@ pub struct ModelSection {
     /// Start from these base weights (required for a meaningful LoRA run).
     #[serde(default)]
     pub base_checkpoint: Option<PathBuf>,
+    /// Warm start for full training: the model is built from `preset`/`config` (which adds
+    /// `volume_context.guide` to this checkpoint's config) and takes this checkpoint's weights;
+    /// the new guide branches start at zero (see `Model::init_from`).
+    #[serde(default)]
+    pub init_checkpoint: Option<PathBuf>,
     #[serde(default = "default_device")]
     pub device: String,
 }
@@ -293,6 +298,7 @@ impl TrainConfig {
         c.data.dirs.iter_mut().for_each(fix);
         c.model.config.iter_mut().for_each(fix);
         c.model.base_checkpoint.iter_mut().for_each(fix);
+        c.model.init_checkpoint.iter_mut().for_each(fix);
         c.check()?;
         Ok(c)
     }
@@ -320,6 +326,9 @@ impl TrainConfig {
         }
         if self.model.preset.is_none() && self.model.config.is_none() && self.model.base_checkpoint.is_none() {
             return bad("model", "give preset, config or base_checkpoint".into());
+        }
+        if self.model.init_checkpoint.is_some() && self.model.base_checkpoint.is_some() {
+            return bad("model.init_checkpoint", "give init_checkpoint (warm start of a guided model) or base_checkpoint, not both".into());
         }
         if !self.data.dir_weights.is_empty() && self.data.dir_weights.len() != self.data.dirs.len() {
             return bad("data.dir_weights", format!("{} weights for {} directories", self.data.dir_weights.len(), self.data.dirs.len()));
@@ -526,8 +535,20 @@ fn to_tensors(b: &Batch, device: Device) -> BatchTensors {
     } else {
         None
     };
-    let x2 = NetInputs { image: image.shallow_clone(), mask: prior.shallow_clone(), pointmap: pm_prior, context: context.as_ref().map(|c| c.shallow_clone()) };
-    let x3 = NetInputs { image, mask: mask.shallow_clone(), pointmap: pm, context };
+    let guide = if context.is_some() && s.iter().all(|x| x.guide.is_some()) {
+        let gs: Vec<&ndarray::Array3<f32>> = s.iter().filter_map(|x| x.guide.as_ref()).collect();
+        Some(tensor_from(&stack3(&gs), device).unsqueeze(1))
+    } else {
+        None
+    };
+    let x2 = NetInputs {
+        image: image.shallow_clone(),
+        mask: prior.shallow_clone(),
+        pointmap: pm_prior,
+        context: context.as_ref().map(|c| c.shallow_clone()),
+        guide: guide.as_ref().map(|g| g.shallow_clone()),
+    };
+    let x3 = NetInputs { image, mask: mask.shallow_clone(), pointmap: pm, context, guide };
     BatchTensors { x2, x3, mask, prior, pointmap_full, sdf }
 }
 
@@ -542,7 +563,13 @@ fn condition_on_prediction(bt: &BatchTensors, logits: &Tensor, choose: &Tensor) 
     let valid = m.gt(0.5);
     let nan = Tensor::full([1], f64::NAN, (Kind::Float, bt.pointmap_full.device()));
     let pm = bt.pointmap_full.where_self(&valid, &nan);
-    NetInputs { image: bt.x3.image.shallow_clone(), mask: m, pointmap: pm, context: bt.x3.context.as_ref().map(|c| c.shallow_clone()) }
+    NetInputs {
+        image: bt.x3.image.shallow_clone(),
+        mask: m,
+        pointmap: pm,
+        context: bt.x3.context.as_ref().map(|c| c.shallow_clone()),
+        guide: bt.x3.guide.as_ref().map(|g| g.shallow_clone()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -702,7 +729,13 @@ fn build_model(cfg: &TrainConfig, device: Device, resume_base: Option<&Path>) ->
     let mut model = match (resume_base, &cfg.model.base_checkpoint) {
         (Some(p), _) => Model::from_checkpoint(p, device)?,
         (None, Some(p)) => Model::from_checkpoint(p, device)?,
-        (None, None) => Model::new(cfg.model_config()?, device),
+        (None, None) => {
+            let mut m = Model::new(cfg.model_config()?, device);
+            if let Some(p) = &cfg.model.init_checkpoint {
+                m.init_from(p)?;
+            }
+            m
+        }
     };
     let mut named = Vec::new();
     match cfg.lora.as_ref().filter(|l| l.enabled) {

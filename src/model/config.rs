@@ -71,6 +71,12 @@ pub struct ContextSection {
     /// The context cube is `size³` voxels over the output cube (side `L`).
     pub size: usize,
     pub patch_size: usize,
+    /// Image-guided shape decoder: the normalised volume is also sampled on the output grid
+    /// (`G³`, the SDF's own cells) and joins every decoder stage through a 3×3×3 convolution, so
+    /// the surface can follow the scan's edges at the grid's resolution instead of only the
+    /// latent tokens' (`latent_res³`). Off in checkpoints that predate it.
+    #[serde(default)]
+    pub guide: bool,
 }
 
 /// The file format (TOML). Validate with [`ConfigFile::validate`].
@@ -152,6 +158,9 @@ impl ConfigFile {
                     n.decoder_channels.len()
                 ),
             ));
+        }
+        if c.guide && !c.enabled {
+            return Err(ConfigError::new("volume_context.guide", "needs volume_context.enabled = true"));
         }
         if c.enabled {
             pos("volume_context.size", c.size)?;
@@ -254,7 +263,7 @@ impl Config {
             grid: self.output.grid,
             ct_window_hu: self.input.ct_window_hu,
             prior_radius_px: self.input.prior_radius_px,
-            context: self.volume_context.enabled.then_some(ContextParams { size: self.volume_context.size }),
+            context: self.volume_context.enabled.then_some(ContextParams { size: self.volume_context.size, guide: self.volume_context.guide }),
         }
     }
 }
@@ -287,5 +296,18 @@ mod tests {
         let e = Config::from_toml_str(&Config::tiny().to_toml().replace("dim = 32", "dimm = 32"), "x.toml").expect_err("typo");
         assert!(e.to_string().starts_with("x.toml:"), "{e}");
         assert!(e.problem.contains("dimm"), "{e}");
+        let mut f = Config::tiny().into_file();
+        f.volume_context.enabled = false;
+        f.volume_context.guide = true;
+        assert_eq!(f.validate().expect_err("guide without context").field, "volume_context.guide");
+    }
+
+    #[test]
+    fn configs_without_guide_read_as_unguided() {
+        let text = Config::small().to_toml().replace("guide = false\n", "");
+        assert!(!text.contains("guide"), "{text}");
+        let c = Config::from_toml_str(&text, "old.toml").expect("a config written before the guide existed");
+        assert!(!c.volume_context.guide);
+        assert_eq!(c, Config::small());
     }
 }

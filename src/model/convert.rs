@@ -35,5 +35,9 @@ pub fn inputs_for(sample: &ClickSample, mask: &Array2<bool>, device: Device) -> 
         let n = c.shape()[0] as i64;
         tensor_from(c, device).reshape([1, 1, n, n, n])
     });
-    NetInputs { image, mask: mask_t, pointmap, context }
+    let guide = sample.guide.as_ref().map(|g| {
+        let n = g.shape()[0] as i64;
+        tensor_from(g, device).reshape([1, 1, n, n, n])
+    });
+    NetInputs { image, mask: mask_t, pointmap, context, guide }
 }

@@ -132,6 +132,44 @@ impl Model {
         Ok(())
     }
 
+    /// Warm start: copies the weights of an unguided checkpoint into this model, whose config
+    /// must be the checkpoint's with `volume_context.guide` turned on. Only the guide branches
+    /// (`decoder.guide*`) may be missing from the file; they keep their initialisation, which
+    /// leaves the output unchanged (see `net::ShapeDecoder`). Anything else that does not match
+    /// fails with the usual list of names.
+    pub fn init_from(&mut self, path: &Path) -> Result<(), ModelError> {
+        let f = StFile::read(path)?;
+        let vars = self.vs.variables();
+        let mut m = f.compare(&checkpoint::shapes_of(&vars), "checkpoint");
+        let is_guide = |n: &String| n.starts_with("decoder.guide");
+        let new: Vec<String> = m.missing.iter().filter(|n| is_guide(n)).cloned().collect();
+        m.missing.retain(|n| !is_guide(n));
+        match f.metadata.get("config").map(|c| Config::from_json(c, "metadata")) {
+            Some(Ok(c)) => {
+                let mut want = self.config.clone().into_file();
+                want.volume_context.guide = c.volume_context.guide;
+                want.name.clone_from(&c.name);
+                if *c != want {
+                    m.notes.push(format!(
+                        "it was trained with config '{}' ({}), which is not the model's '{}' ({}) without its guide and name",
+                        c.name,
+                        c.to_json(),
+                        self.config.name,
+                        self.config.to_json()
+                    ));
+                }
+            }
+            Some(Err(e)) => m.notes.push(format!("its config metadata is invalid ({e})")),
+            None => m.notes.push("no model config in its metadata: not a sam3d-studio checkpoint".into()),
+        }
+        if !m.is_empty() {
+            return Err(ModelError::Mismatch(Box::new(m)));
+        }
+        let present: HashMap<String, Tensor> = vars.into_iter().filter(|(n, _)| !new.contains(n)).collect();
+        f.copy_into(&present)?;
+        Ok(())
+    }
+
     /// Saves the base weights (with the config in the metadata), atomically. The saved file
     /// becomes the base that adapters refer to (unless an adapter is merged in).
     pub fn save_weights(&mut self, path: &Path) -> Result<String, ModelError> {
@@ -219,6 +257,7 @@ impl Model {
             mask: x.mask.shallow_clone(),
             pointmap: x.pointmap.shallow_clone(),
             context: None,
+            guide: None,
         })
     }
 

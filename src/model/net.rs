@@ -8,7 +8,8 @@
 //! {point_proj, invalid_xyz_token, patch_proj}`, `encoder.context_embed.proj`,
 //! `encoder.{pos_embed, point_pos_embed, context_pos_embed}`, `encoder.blocks.N.*`,
 //! `encoder.norm`, `mask_head.proj`, `generator.latent_tokens`, `generator.blocks.N.*`,
-//! `generator.norm`, `decoder.up.N`, `decoder.out`.
+//! `generator.norm`, `decoder.up.N`, `decoder.out`, and with `volume_context.guide`
+//! `decoder.guide.N` (stages before the last) and `decoder.guide_head.{conv, out}`.
 
 use super::config::Config;
 use super::layers::{Block, CrossBlock, HasLinears, Linear, layer_norm};
@@ -26,6 +27,9 @@ pub struct NetInputs {
     pub pointmap: Tensor,
     /// `[B, 1, c, c, c]` when `volume_context` is on.
     pub context: Option<Tensor>,
+    /// `[B, 1, G, G, G]` intensities on the output grid, when `volume_context.guide` is on
+    /// (given and dropped together with `context`).
+    pub guide: Option<Tensor>,
 }
 
 /// Network outputs.
@@ -224,16 +228,34 @@ impl HasLinears for StructureGenerator {
 
 /// Shape decoder: latent tokens as a `D×r³` volume (token `t = (k·r + j)·r + i`), then per
 /// stage a ×2 transposed convolution (kernel 2) and GELU (`decoder.up.N`), then a 1×1×1
-/// convolution to `C` SDF channels (`decoder.out`).
+/// convolution to `C` SDF channels (`decoder.out`), added to a prior ball.
+///
+/// With `volume_context.guide`, the scan on the output grid steers the surface: three guide
+/// channels `[I, I − m, |I − m|]` (`I` the normalised intensity at each cell, `m` the mean
+/// intensity under the 2D mask on the clicked slice: "looks like what was clicked"), average-
+/// pooled to each stage's resolution, are concatenated with the stage's features; every stage but
+/// the last adds a 3×3×3 convolution of that to its features (`decoder.guide.N`), and the last
+/// adds `guide_head.out(GELU(guide_head.conv(·)))` to the SDF. Every guide branch ends in
+/// zero-initialised weights, so a guided decoder starts out computing exactly what the unguided
+/// one does (warm start from unguided weights, see `Model::init_from`).
 #[derive(Debug)]
 pub struct ShapeDecoder {
     pub up: Vec<nn::ConvTranspose3D>,
     pub out: nn::Conv3D,
+    pub guide: Vec<nn::Conv3D>,
+    pub guide_head: Option<(nn::Conv3D, nn::Conv3D)>,
     res: i64,
+    grid: i64,
     /// `[1, 1, G, G, G]` SDF of a ball of radius [`PRIOR_RADIUS`] about the click (the cube's
     /// centre): the decoder predicts a correction to it. A constant, not a weight.
     prior: Tensor,
 }
+
+/// Guide channels per cell (`I`, `I − m`, `|I − m|`).
+pub const GUIDE_CHANNELS: i64 = 3;
+/// Hidden channels of the guide head at full grid resolution (kept small: a 3×3×3 convolution on
+/// `G³` cells is the decoder's most expensive operation on a CPU).
+const GUIDE_HEAD_CHANNELS: i64 = 8;
 
 /// Radius of the decoder's prior ball, in units of the cube's half-size (0.2 × 96 mm ≈ 19 mm
 /// for the 192 mm presets): a small organ-sized start that puts the surface — and the
@@ -249,29 +271,82 @@ fn prior_ball(g: i64, device: tch::Device) -> Tensor {
     (r2.sqrt() - PRIOR_RADIUS).view([1, 1, g, g, g])
 }
 
+/// A `k³` convolution (same-size padding) whose weights and bias start at zero.
+fn zero_conv(p: nn::Path, c_in: i64, c_out: i64, ksize: i64) -> nn::Conv3D {
+    let cfg = nn::ConvConfig { padding: ksize / 2, ws_init: nn::Init::Const(0.0), bs_init: nn::Init::Const(0.0), ..Default::default() };
+    nn::conv3d(p, c_in, c_out, ksize, cfg)
+}
+
 impl ShapeDecoder {
     pub fn new(p: &nn::Path, cfg: &Config) -> Self {
         let mut c_in = cfg.network.dim as i64;
         let up_p = p / "up";
+        let guided = cfg.volume_context.enabled && cfg.volume_context.guide;
+        let gp = p / "guide";
         let mut up = Vec::new();
+        let mut guide = Vec::new();
+        let n = cfg.network.decoder_channels.len();
         for (i, &c) in cfg.network.decoder_channels.iter().enumerate() {
             let c = c as i64;
             up.push(nn::conv_transpose3d(&up_p / i, c_in, c, 2, nn::ConvTransposeConfig { stride: 2, ..Default::default() }));
+            if guided && i + 1 < n {
+                guide.push(zero_conv(&gp / i, c + GUIDE_CHANNELS, c, 3));
+            }
             c_in = c;
         }
-        let out = nn::conv3d(p / "out", c_in, cfg.output.classes as i64, 1, Default::default());
-        Self { up, out, res: cfg.network.latent_res as i64, prior: prior_ball(cfg.output.grid as i64, p.device()) }
+        let classes = cfg.output.classes as i64;
+        let out = nn::conv3d(p / "out", c_in, classes, 1, Default::default());
+        let guide_head = guided.then(|| {
+            let hp = p / "guide_head";
+            let conv = nn::conv3d(
+                &hp / "conv",
+                c_in + GUIDE_CHANNELS,
+                GUIDE_HEAD_CHANNELS,
+                3,
+                nn::ConvConfig { padding: 1, ..Default::default() },
+            );
+            (conv, zero_conv(&hp / "out", GUIDE_HEAD_CHANNELS, classes, 1))
+        });
+        let grid = cfg.output.grid as i64;
+        Self { up, out, guide, guide_head, res: cfg.network.latent_res as i64, grid, prior: prior_ball(grid, p.device()) }
     }
-    /// `[B, r³, D]` → `[B, C, G, G, G]`.
-    pub fn forward(&self, latent: &Tensor) -> Tensor {
+
+    /// Whether this decoder has guide branches.
+    pub fn is_guided(&self) -> bool {
+        self.guide_head.is_some()
+    }
+
+    /// `[B, r³, D]` → `[B, C, G, G, G]`; `guide` is `[B, GUIDE_CHANNELS, G, G, G]` (see
+    /// [`guide_features`]), ignored by an unguided decoder.
+    pub fn forward(&self, latent: &Tensor, guide: Option<&Tensor>) -> Tensor {
         let (b, _, d) = latent.size3().unwrap_or((1, 1, 1));
         let r = self.res;
         let mut h = latent.transpose(1, 2).reshape([b, d, r, r, r]);
-        for u in &self.up {
+        let guide = guide.filter(|_| self.is_guided());
+        for (i, u) in self.up.iter().enumerate() {
             h = u.forward(&h).gelu("tanh");
+            if let (Some(g), Some(conv)) = (guide, self.guide.get(i)) {
+                let f = self.grid / h.size()[2];
+                let gi = if f > 1 { g.avg_pool3d([f, f, f], [f, f, f], [0, 0, 0], false, true, None) } else { g.shallow_clone() };
+                h = &h + conv.forward(&Tensor::cat(&[&h, &gi], 1));
+            }
         }
-        self.out.forward(&h) + &self.prior
+        let sdf = self.out.forward(&h) + &self.prior;
+        match (guide, &self.guide_head) {
+            (Some(g), Some((conv, out))) => sdf + out.forward(&conv.forward(&Tensor::cat(&[&h, g], 1)).gelu("tanh")),
+            _ => sdf,
+        }
     }
+}
+
+/// The guide channels `[I, I − m, |I − m|]` from the guide cube `[B, 1, G, G, G]`, with `m` the
+/// mean of `image` under `mask` (both `[B, 1, S, S]`; an empty mask gives `m = 0`).
+pub fn guide_features(guide: &Tensor, image: &Tensor, mask: &Tensor) -> Tensor {
+    let dims: &[i64] = &[1, 2, 3];
+    let m = (image * mask).sum_dim_intlist(dims, true, Kind::Float) / mask.sum_dim_intlist(dims, true, Kind::Float).clamp_min(1.0);
+    let m = m.unsqueeze(-1);
+    let diff = guide - m;
+    Tensor::cat(&[guide.shallow_clone(), diff.shallow_clone(), diff.abs()], 1)
 }
 
 /// The whole network.
@@ -303,7 +378,8 @@ impl Sam3dNet {
         let cond = self.encoder.forward_t(x, train);
         let mask_logits = self.mask_head.forward_t(&cond.narrow(1, 0, self.encoder.image_tokens()), train);
         let latent = self.generator.forward_t(&cond, train);
-        NetOutputs { mask_logits, sdf: self.decoder.forward(&latent) }
+        let guide = x.guide.as_ref().filter(|_| self.decoder.is_guided()).map(|g| guide_features(g, &x.image, &x.mask));
+        NetOutputs { mask_logits, sdf: self.decoder.forward(&latent, guide.as_ref()) }
     }
 }
 
