@@ -43,30 +43,44 @@ def per_label(rs, method):
     return {k: mean(v) for k, v in sorted(by.items())}
 
 
+def cell(rs, method):
+    if not rs or not any(x["method"] == method for x in rs):
+        return "–"
+    _, d, _, h = summary(rs, method)
+    return f"{d:.3f} (HD95 {h:.1f} mm)"
+
+
+def dice2d(rs, method="model"):
+    v = [float(x["dice_2d"]) for x in rs if x["method"] == method and x.get("dice_2d")]
+    return f"{mean(v):.3f}" if v else "–"
+
+
 print("### One-click Dice (mean over the three planes' clicks)\n")
-print("| data | clicks | baseline (region growing) | model, with volume_context | model, single slice (no context) |")
-print("|---|---|---|---|---|")
-for label, a, b in [("held-out CT phantoms (4 cases × 7 structures)", "phantoms_ct", "phantoms_ct_noctx"),
-                    ("demo CT, held-out organs (spleen, kidneys, liver)", "demo_heldout", "demo_heldout_noctx")]:
-    ra, rb = rows(a), rows(b)
+print("| data | clicks | baseline (region growing) | model, with volume_context | model, single slice (no context) "
+      "| model given the reference 2D mask | stage 1 (unguided decoder) | model's 2D Dice on the clicked slice |")
+print("|---|---|---|---|---|---|---|---|")
+for label, a in [("held-out CT phantoms (4 cases × 7 structures)", "phantoms_ct"),
+                 ("demo CT, held-out organs (spleen, kidneys, liver)", "demo_heldout")]:
+    ra = rows(a)
     if not ra:
         continue
-    n, db, wb, hb = summary(ra, "baseline")
-    _, dm, wm, hm = summary(ra, "model")
-    _, dn, wn, hn = summary(rb, "model") if rb else (0, float("nan"), float("nan"), float("nan"))
-    print(f"| {label} | {n} | {db:.3f} (HD95 {hb:.1f} mm) | {dm:.3f} (HD95 {hm:.1f} mm) | {dn:.3f} (HD95 {hn:.1f} mm) |")
+    n = sum(1 for x in ra if x["method"] == "baseline")
+    print(f"| {label} | {n} | {cell(ra, 'baseline')} | {cell(ra, 'model')} | {cell(rows(a + '_noctx'), 'model')} "
+          f"| {cell(rows(a + '_ref2d'), 'model_ref2d')} | {cell(rows(a + '_stage1'), 'model')} | {dice2d(ra)} |")
 
-for title, a, c in [("Held-out CT phantoms, per structure (Dice, mean of 4 cases × 3 clicks)", "phantoms_ct", "phantoms_ct_noctx"),
-                    ("Held-out organs of the demo CT, per organ (Dice, mean of three clicks)", "demo_heldout", "demo_heldout_noctx")]:
-    ra, rb = rows(a), rows(c)
+for title, a in [("Held-out CT phantoms, per structure (Dice, mean of 4 cases × 3 clicks)", "phantoms_ct"),
+                 ("Held-out organs of the demo CT, per organ (Dice, mean of three clicks)", "demo_heldout")]:
+    ra = rows(a)
     if not ra:
         continue
     print(f"\n### {title}\n")
-    print("| structure | baseline | model (context) | model (no context) |")
-    print("|---|---|---|---|")
-    b, m, n = per_label(ra, "baseline"), per_label(ra, "model"), per_label(rb, "model") if rb else {}
+    print("| structure | baseline | model (context) | model (no context) | model (reference 2D mask) | stage 1 |")
+    print("|---|---|---|---|---|---|")
+    b, m = per_label(ra, "baseline"), per_label(ra, "model")
+    n, r, s1 = per_label(rows(a + "_noctx"), "model"), per_label(rows(a + "_ref2d"), "model_ref2d"), per_label(rows(a + "_stage1"), "model")
+    f = lambda d, k: f"{d[k]:.3f}" if k in d else "–"
     for k in b:
-        print(f"| {NAMES.get(k, k)} | {b[k]:.3f} | {m.get(k, float('nan')):.3f} | {n.get(k, float('nan')):.3f} |")
+        print(f"| {NAMES.get(k, k)} | {b[k]:.3f} | {f(m, k)} | {f(n, k)} | {f(r, k)} | {f(s1, k)} |")
 
 r0, r1 = rows("phantoms_mr_base"), rows("phantoms_mr_lora")
 if r0 and r1:
@@ -77,7 +91,7 @@ if r0 and r1:
         n, d, w, h = summary(rs, meth)
         print(f"| {name} | {n} | {d:.3f} | {w:.3f} | {h:.1f} |")
 
-for run in ["default", "lora-mr"]:
+for run in ["default", "guided", "lora-mr"]:
     log = runs / run / "log.jsonl"
     if not log.exists():
         continue

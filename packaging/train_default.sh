@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Reproduces the shipped model and the figures of its model card (assets/models/README.md):
-#   1. trains configs/train_default.toml into runs/default (resumes when interrupted);
-#   2. evaluates it on held-out phantoms and on the held-out organs of the demo CT (spleen,
-#      kidneys, liver), with and without the volume_context cube, beside the baseline;
-#   3. fine-tunes a LoRA adapter on MR-like phantoms (configs/lora_mr.toml) and evaluates the
+#   1. stage 1: trains configs/train_default.toml (the `small` preset) into runs/default;
+#   2. stage 2: trains configs/train_guided.toml (`small-guided`: the image-guided decoder,
+#      warm-started from stage 1) into runs/guided; both stages resume when interrupted;
+#   3. evaluates the model on held-out phantoms and on the held-out organs of the demo CT
+#      (spleen, kidneys, liver), with and without the volume_context cube, with the reference
+#      2D mask on the clicked slice, and stage 1 beside it, all beside the baseline;
+#   4. fine-tunes a LoRA adapter on MR-like phantoms (configs/lora_mr.toml) and evaluates the
 #      base and the adapter on held-out MR phantoms;
-#   4. copies the weights into assets/models/default.safetensors.
+#   5. copies the weights into assets/models/default.safetensors.
 # Everything lands in runs/ (reports: runs/eval/*.csv and *.json).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,18 +19,26 @@ cargo build --release --locked --bins
 bin="$root/target/release/sam3d-studio-engine"
 export OMP_WAIT_POLICY=PASSIVE
 
-resume=()
-[ -f runs/default/state.safetensors ] && resume=(--resume)
-"$bin" train --config configs/train_default.toml --out runs/default "${resume[@]}"
+train() { # config, out
+    local resume=()
+    [ -f "$2/state.safetensors" ] && resume=(--resume)
+    "$bin" train --config "$1" --out "$2" "${resume[@]}"
+}
+train configs/train_default.toml runs/default
+train configs/train_guided.toml runs/guided
 
 mkdir -p runs/eval
 [ -f runs/eval-phantoms-ct/case_003_labels.nii.gz ] || "$bin" phantom runs/eval-phantoms-ct --cases 4 --seed 9000 --modality ct --medium
 [ -f runs/eval-phantoms-mr/case_003_labels.nii.gz ] || "$bin" phantom runs/eval-phantoms-mr --cases 4 --seed 9100 --modality mr --medium
-w=runs/default/model.safetensors
+w=runs/guided/model.safetensors
+heldout=(--data assets/demo --labels 1,2,3,5)
 "$bin" eval --data runs/eval-phantoms-ct --weights "$w" --out runs/eval/phantoms_ct.csv
 "$bin" eval --data runs/eval-phantoms-ct --weights "$w" --no-context --out runs/eval/phantoms_ct_noctx.csv
-"$bin" eval --data assets/demo --labels 1,2,3,5 --weights "$w" --out runs/eval/demo_heldout.csv
-"$bin" eval --data assets/demo --labels 1,2,3,5 --weights "$w" --no-context --out runs/eval/demo_heldout_noctx.csv
+"$bin" eval --data runs/eval-phantoms-ct --weights runs/default/model.safetensors --out runs/eval/phantoms_ct_stage1.csv
+"$bin" eval "${heldout[@]}" --weights "$w" --out runs/eval/demo_heldout.csv
+"$bin" eval "${heldout[@]}" --weights "$w" --no-context --out runs/eval/demo_heldout_noctx.csv
+"$bin" eval "${heldout[@]}" --weights "$w" --mask2d reference --out runs/eval/demo_heldout_ref2d.csv
+"$bin" eval "${heldout[@]}" --weights runs/default/model.safetensors --out runs/eval/demo_heldout_stage1.csv
 
 # LoRA on MR-like phantoms, before/after on held-out MR phantoms.
 "$bin" eval --data runs/eval-phantoms-mr --weights "$w" --out runs/eval/phantoms_mr_base.csv

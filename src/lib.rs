@@ -10,7 +10,7 @@
 //! | [`shape`] | signed distance fields, marching-cubes meshes (whole masks, or a crop on coarser blocks) and their export, the component of a model's SDF on a source grid, segmentation metrics |
 //! | [`data`] | synthetic phantoms (CT-like / MR-like, labelled, odd affines); click preprocessing (slice, pointmap, output cube) and SDF → source-grid mask; training samples with augmentation (drawn per data directory weight, held-out labels removed); dataset preprocessing cache, which training also reads; plain ndarray |
 //! | [`baseline`] | classical one-click 3D segmentation (smoothed confidence-connected region growing), no weights |
-//! | [`model`] | tch: the SAM3D network, LoRA adapters, configs (`configs/*.toml`), safetensors checkpoints |
+//! | [`model`] | tch: the SAM3D network (optionally with the image-guided shape decoder), LoRA adapters, configs (`configs/*.toml`), safetensors checkpoints |
 //! | [`engine`] | inference sessions (volume cached, many clicks), the background worker thread, the `serve` JSON-lines protocol of `sam3d-studio-engine`, the training loop and one-click evaluation |
 //! | [`render`] | the 3D view: wgpu mesh renderer inside egui (offscreen, MSAA, depth), orbit camera, shaders from `shaders/` |
 //! | [`app`] | the eframe viewer: linked slice views, window/level, label overlay, loader thread, commands, 3D view (mesher thread), "3D from click" (region growing, or the model via the engine process) |

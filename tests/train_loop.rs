@@ -262,3 +262,32 @@ chamfer = 0.5
     let e = TrainConfig::from_toml_str(&both, "t3.toml", Path::new(".")).expect_err("both");
     assert!(e.to_string().contains("model.init_checkpoint"), "{e}");
 }
+
+#[test]
+fn every_committed_config_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut seen = 0;
+    for e in std::fs::read_dir(&dir).expect("configs/") {
+        let p = e.expect("entry").path();
+        if p.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).expect("read");
+        if text.contains("\n[data]") {
+            let c = TrainConfig::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            if let Some(m) = &c.model.config {
+                sam3d_studio::model::Config::load(m).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            }
+        } else {
+            sam3d_studio::model::Config::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        }
+        seen += 1;
+    }
+    assert!(seen >= 8, "{seen} configs");
+    let guided = sam3d_studio::model::Config::load(&dir.join("small_guided.toml")).expect("small_guided");
+    assert!(guided.volume_context.guide);
+    let mut plain = guided.clone().into_file();
+    plain.volume_context.guide = false;
+    plain.name = "small".into();
+    assert_eq!(plain.validate().expect("valid"), sam3d_studio::model::Config::small(), "small_guided is small plus the guide");
+}
