@@ -1,8 +1,10 @@
 //! Evaluation (`eval --data DIR [--weights W] [--adapter A] [--baseline-only] --out REPORT.csv`):
 //! for each case and label, the clicks a user would make — the deepest interior point of the
 //! organ on its central slice in each of the three planes — go through the model (when weights
-//! are given) and the region-growing baseline; Dice, IoU, HD95 and ASSD against the reference.
-//! One CSV row per case/label/plane/method and a summary JSON beside it (mean and worst).
+//! are given) and the region-growing baseline; Dice, IoU, HD95 and ASSD against the reference,
+//! and for the model the Dice of its 2D mask on the clicked slice. `--mask2d reference` gives
+//! the 3D stage the reference's slice outline instead of the 2D head's. One CSV row per
+//! case/label/plane/method and a summary JSON beside it (mean and worst).
 
 use crate::baseline::{GrowParams, grow_from_click};
 use crate::data::preprocess::{axis_of_plane, deepest_on_slice, find_pairs, slices_with};
