@@ -198,19 +198,22 @@ pub struct ClickSample {
     pub guide: Option<Array3<f32>>,
 }
 
+/// Pixel `(col, row, 0)` of the `S×S` slice through `click` in `plane` → RAS:
+/// `click + (col − half)·s·u + (half − row)·s·v` (`u`, `v` the plane's in-plane directions).
+pub fn slice_ras_from_pixel(click: RasMm, plane: ViewPlane, p: &ClickParams) -> RasFromPixel {
+    let frame = slice_frame(plane);
+    let (u, v) = (frame.column(0).into_owned(), frame.column(1).into_owned());
+    let s = p.spacing_mm;
+    let half = (p.image_size as f64 - 1.0) / 2.0;
+    RasFromPixel::from_parts(Matrix3::from_columns(&[u * s, -v * s, frame.column(2) * s]), click.v - u * (half * s) + v * (half * s))
+}
+
 /// Cuts the slice through the click and, when configured, the context cube.
 pub fn prepare_click(pv: &PreparedVolume, click: RasMm, plane: ViewPlane, p: &ClickParams) -> Result<ClickSample, ClickError> {
     pv.check_click(click)?;
     let frame = slice_frame(plane);
-    let (u, v) = (frame.column(0).into_owned(), frame.column(1).into_owned());
-    let s = p.spacing_mm;
     let n = p.image_size;
-    let half = (n as f64 - 1.0) / 2.0;
-    // Pixel (col, row) → RAS = click + (col − half)·s·u + (half − row)·s·v.
-    let ras_from_pixel = RasFromPixel::from_parts(
-        Matrix3::from_columns(&[u * s, -v * s, frame.column(2) * s]),
-        click.v - u * (half * s) + v * (half * s),
-    );
+    let ras_from_pixel = slice_ras_from_pixel(click, plane, p);
     let image_flat: Vec<f32> = (0..n * n)
         .into_par_iter()
         .map(|idx| {

@@ -9,7 +9,7 @@
 use crate::baseline::{GrowParams, grow_from_click};
 use crate::data::preprocess::{axis_of_plane, deepest_on_slice, find_pairs, slices_with};
 use crate::engine::{InferRequest, NoHooks, Session};
-use crate::data::click::{RasFromPixel, prepare_click};
+use crate::data::click::{RasFromPixel, slice_ras_from_pixel};
 use crate::geometry::{Point3, RasMm, ViewPlane};
 use crate::model::Model;
 use crate::shape::metrics::{LabelMetrics, mask_metrics};
@@ -153,13 +153,10 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
                 });
                 if let Some(s) = session.as_mut() {
                     let reference = |ras_from_pixel: &RasFromPixel, n: usize| reference_mask2d(lab, *label, ras_from_pixel, n);
-                    let mask2d = match s.prepared().zip(s.model()).filter(|_| opts.reference_mask2d) {
-                        Some((pv, m)) => {
-                            let c = prepare_click(pv, click, plane, &m.config().click_params())?;
-                            Some(reference(&c.ras_from_pixel, m.config().input.image_size))
-                        }
-                        None => None,
-                    };
+                    let mask2d = s.model().filter(|_| opts.reference_mask2d).map(|m| {
+                        let p = m.config().click_params();
+                        reference(&slice_ras_from_pixel(click, plane, &p), p.image_size)
+                    });
                     let t = std::time::Instant::now();
                     let r = s.infer(&InferRequest { click, plane, mask2d }, &mut NoHooks)?;
                     let secs = t.elapsed().as_secs_f64();

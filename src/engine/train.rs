@@ -529,26 +529,15 @@ fn to_tensors(b: &Batch, device: Device) -> BatchTensors {
     let pm = tensor_from(&stack3(&s.iter().map(|x| &x.pointmap).collect::<Vec<_>>()), device);
     let pointmap_full = tensor_from(&stack3(&s.iter().map(|x| &x.pointmap_full).collect::<Vec<_>>()), device);
     let sdf = tensor_from(&stack3(&s.iter().map(|x| &x.sdf).collect::<Vec<_>>()), device).unsqueeze(1);
-    let context = if !b.drop_context && s.iter().all(|x| x.context.is_some()) && n > 0 {
-        let cs: Vec<&ndarray::Array3<f32>> = s.iter().filter_map(|x| x.context.as_ref()).collect();
-        Some(tensor_from(&stack3(&cs), device).unsqueeze(1))
-    } else {
-        None
+    // The context and guide cubes, when every sample has them and the batch keeps its context.
+    let cubes = |get: fn(&TrainSample) -> Option<&ndarray::Array3<f32>>| {
+        let cs: Option<Vec<&ndarray::Array3<f32>>> = s.iter().map(get).collect();
+        cs.filter(|cs| !b.drop_context && n > 0 && !cs.is_empty()).map(|cs| tensor_from(&stack3(&cs), device).unsqueeze(1))
     };
-    let guide = if context.is_some() && s.iter().all(|x| x.guide.is_some()) {
-        let gs: Vec<&ndarray::Array3<f32>> = s.iter().filter_map(|x| x.guide.as_ref()).collect();
-        Some(tensor_from(&stack3(&gs), device).unsqueeze(1))
-    } else {
-        None
-    };
-    let x2 = NetInputs {
-        image: image.shallow_clone(),
-        mask: prior.shallow_clone(),
-        pointmap: pm_prior,
-        context: context.as_ref().map(|c| c.shallow_clone()),
-        guide: guide.as_ref().map(|g| g.shallow_clone()),
-    };
+    let context = cubes(|x| x.context.as_ref());
+    let guide = context.as_ref().and_then(|_| cubes(|x| x.guide.as_ref()));
     let x3 = NetInputs { image, mask: mask.shallow_clone(), pointmap: pm, context, guide };
+    let x2 = x3.with_mask(prior.shallow_clone(), pm_prior);
     BatchTensors { x2, x3, mask, prior, pointmap_full, sdf }
 }
 
@@ -563,13 +552,7 @@ fn condition_on_prediction(bt: &BatchTensors, logits: &Tensor, choose: &Tensor) 
     let valid = m.gt(0.5);
     let nan = Tensor::full([1], f64::NAN, (Kind::Float, bt.pointmap_full.device()));
     let pm = bt.pointmap_full.where_self(&valid, &nan);
-    NetInputs {
-        image: bt.x3.image.shallow_clone(),
-        mask: m,
-        pointmap: pm,
-        context: bt.x3.context.as_ref().map(|c| c.shallow_clone()),
-        guide: bt.x3.guide.as_ref().map(|g| g.shallow_clone()),
-    }
+    bt.x3.with_mask(m, pm)
 }
 
 // ---------------------------------------------------------------------------------------------

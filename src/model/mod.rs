@@ -110,23 +110,7 @@ impl Model {
         if self.lora.as_ref().is_some_and(|l| l.merged) {
             return Err(ModelError::Lora("unmerge the adapter before loading other base weights".into()));
         }
-        let vars = self.vs.variables();
-        let mut m = f.compare(&checkpoint::shapes_of(&vars), "checkpoint");
-        match f.metadata.get("config").map(|c| Config::from_json(c, "metadata")) {
-            Some(Ok(c)) if c != self.config => m.notes.push(format!(
-                "it was trained with config '{}' ({}), the model is '{}' ({})",
-                c.name,
-                c.to_json(),
-                self.config.name,
-                self.config.to_json()
-            )),
-            Some(Err(e)) => m.notes.push(format!("its config metadata is invalid ({e})")),
-            _ => {}
-        }
-        if !m.is_empty() {
-            return Err(ModelError::Mismatch(Box::new(m)));
-        }
-        f.copy_into(&vars)?;
+        self.copy_matching(f, |_| false, |c| c == &self.config, "the model is", false)?;
         self.base_path = Some(f.path.clone());
         self.base_sha256 = Some(f.sha256.clone());
         Ok(())
@@ -139,35 +123,50 @@ impl Model {
     /// fails with the usual list of names.
     pub fn init_from(&mut self, path: &Path) -> Result<(), ModelError> {
         let f = StFile::read(path)?;
+        let unguided = |c: &Config| {
+            let mut want = self.config.clone().into_file();
+            want.volume_context.guide = c.volume_context.guide;
+            want.name.clone_from(&c.name);
+            **c == want
+        };
+        self.copy_matching(&f, |n| n.starts_with("decoder.guide"), unguided, "which is not, without its guide and name, the model's", true)?;
+        Ok(())
+    }
+
+    /// Copies the file's weights into the base variables, after checking names, shapes and the
+    /// config in its metadata (`config_fits`; `what_model` words the note when it does not fit).
+    /// Variables for which `may_be_new` holds may be missing from the file: they keep their
+    /// values. Any other difference fails with the list of names, as does a file without a
+    /// config when `require_config`.
+    fn copy_matching(
+        &self,
+        f: &StFile,
+        may_be_new: impl Fn(&str) -> bool,
+        config_fits: impl Fn(&Config) -> bool,
+        what_model: &str,
+        require_config: bool,
+    ) -> Result<(), ModelError> {
         let vars = self.vs.variables();
         let mut m = f.compare(&checkpoint::shapes_of(&vars), "checkpoint");
-        let is_guide = |n: &String| n.starts_with("decoder.guide");
-        let new: Vec<String> = m.missing.iter().filter(|n| is_guide(n)).cloned().collect();
-        m.missing.retain(|n| !is_guide(n));
+        let new: Vec<String> = m.missing.iter().filter(|n| may_be_new(n)).cloned().collect();
+        m.missing.retain(|n| !may_be_new(n));
         match f.metadata.get("config").map(|c| Config::from_json(c, "metadata")) {
-            Some(Ok(c)) => {
-                let mut want = self.config.clone().into_file();
-                want.volume_context.guide = c.volume_context.guide;
-                want.name.clone_from(&c.name);
-                if *c != want {
-                    m.notes.push(format!(
-                        "it was trained with config '{}' ({}), which is not the model's '{}' ({}) without its guide and name",
-                        c.name,
-                        c.to_json(),
-                        self.config.name,
-                        self.config.to_json()
-                    ));
-                }
-            }
+            Some(Ok(c)) if !config_fits(&c) => m.notes.push(format!(
+                "it was trained with config '{}' ({}), {what_model} '{}' ({})",
+                c.name,
+                c.to_json(),
+                self.config.name,
+                self.config.to_json()
+            )),
             Some(Err(e)) => m.notes.push(format!("its config metadata is invalid ({e})")),
-            None => m.notes.push("no model config in its metadata: not a sam3d-studio checkpoint".into()),
+            None if require_config => m.notes.push("no model config in its metadata: not a sam3d-studio checkpoint".into()),
+            _ => {}
         }
         if !m.is_empty() {
             return Err(ModelError::Mismatch(Box::new(m)));
         }
         let present: HashMap<String, Tensor> = vars.into_iter().filter(|(n, _)| !new.contains(n)).collect();
-        f.copy_into(&present)?;
-        Ok(())
+        f.copy_into(&present)
     }
 
     /// Saves the base weights (with the config in the metadata), atomically. The saved file
@@ -252,13 +251,8 @@ impl Model {
     }
 
     fn without_context(&self, x: &NetInputs) -> Option<NetInputs> {
-        (!self.use_context && x.context.is_some()).then(|| NetInputs {
-            image: x.image.shallow_clone(),
-            mask: x.mask.shallow_clone(),
-            pointmap: x.pointmap.shallow_clone(),
-            context: None,
-            guide: None,
-        })
+        (!self.use_context && x.context.is_some())
+            .then(|| NetInputs { context: None, guide: None, ..x.with_mask(x.mask.shallow_clone(), x.pointmap.shallow_clone()) })
     }
 
     /// Names of every linear (what LoRA target patterns are matched against).

@@ -32,6 +32,20 @@ pub struct NetInputs {
     pub guide: Option<Tensor>,
 }
 
+impl NetInputs {
+    /// The same image, context and guide (shared, not copied) with another 2D mask and the
+    /// pointmap masked by it.
+    pub fn with_mask(&self, mask: Tensor, pointmap: Tensor) -> NetInputs {
+        NetInputs {
+            image: self.image.shallow_clone(),
+            mask,
+            pointmap,
+            context: self.context.as_ref().map(|c| c.shallow_clone()),
+            guide: self.guide.as_ref().map(|g| g.shallow_clone()),
+        }
+    }
+}
+
 /// Network outputs.
 #[derive(Debug)]
 pub struct NetOutputs {
