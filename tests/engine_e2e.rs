@@ -441,21 +441,32 @@ fn shipped_weights_segment_the_held_out_organs() {
     s.set_model(model).expect("model");
     s.set_volume(vol, None).expect("volume");
     let mut dice = Vec::new();
+    let mut raw_dice = Vec::new();
     for organ in [1u16, 2, 3, 5] {
         let gt = labels.mask(organ);
         for (plane, click) in eval_clicks(&labels, organ) {
-            let r = s.infer(&InferRequest { click, plane, mask2d: None }, &mut NoHooks).expect("infer");
+            let req = InferRequest { click, plane, mask2d: None };
+            s.set_refine(Some(Default::default()));
+            let r = s.infer(&req, &mut NoHooks).expect("infer");
+            s.set_refine(None);
+            let raw = s.infer(&req, &mut NoHooks).expect("infer without refinement");
             let pred = r.mask.data.mapv(|v| v != 0);
+            let raw_pred = raw.mask.data.mapv(|v| v != 0);
+            // The refinement only adds to the model's mask.
+            assert!(raw_pred.iter().zip(pred.iter()).all(|(a, b)| !*a || *b), "organ {organ} {plane:?}: refinement removed voxels");
             let m = mask_metrics(organ, pred.view(), gt.view(), labels.spacing_mm());
             assert!(m.dice > 0.3, "organ {organ} {plane:?}: Dice {} (card: worst 0.366)", m.dice);
             // Not a blob that swallows the abdomen.
             assert!(m.pred_voxels < 3 * m.gt_voxels, "organ {organ} {plane:?}: {} voxels predicted for {}", m.pred_voxels, m.gt_voxels);
             dice.push(m.dice);
+            raw_dice.push(mask_metrics(organ, raw_pred.view(), gt.view(), labels.spacing_mm()).dice);
         }
     }
     assert_eq!(dice.len(), 12);
     let mean = dice.iter().sum::<f64>() / 12.0;
+    let raw_mean = raw_dice.iter().sum::<f64>() / 12.0;
     assert!(mean > 0.5, "mean Dice {mean} over the held-out organs' clicks (card: 0.560)");
+    assert!(mean > raw_mean + 0.05, "refined mean Dice {mean} vs the model's own {raw_mean}");
 }
 
 /// A whole-grid click result (region growing's) meshed on blocks within its bounding box: the

@@ -14,7 +14,7 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
     write_phantoms(&data, 2, 21, Modality::Ct).expect("phantoms");
     let weights = tmp.path().join("tiny.safetensors");
     Model::new(Config::tiny(), Device::Cpu).save_weights(&weights).expect("weights");
-    let opts = EvalOptions { data: data.clone(), weights: Some(weights), adapter: None, device: Device::Cpu, grow: Default::default(), labels: vec![], context: true, reference_mask2d: false };
+    let opts = EvalOptions { data: data.clone(), weights: Some(weights), adapter: None, device: Device::Cpu, grow: Default::default(), labels: vec![], context: true, reference_mask2d: false, refine: true };
     let (rows, summary) = evaluate(&opts, &|_| {}, &|| {}).expect("eval");
     let mut expected = 0;
     for c in 0..2 {
@@ -55,6 +55,18 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
     let model: Vec<_> = rows.iter().filter(|r| r.method == "model_ref2d").collect();
     assert_eq!(model.len(), 2 * 2 * 3);
     assert!(model.iter().all(|r| r.dice_2d == Some(1.0)), "{:?}", model.iter().map(|r| r.dice_2d).collect::<Vec<_>>());
+
+    // `--no-refine`: the model's own masks, named `_raw`, never larger than the refined ones
+    // (the refinement only adds voxels) for the same clicks.
+    let raw_opts = EvalOptions { refine: false, ..opts };
+    let (raw_rows, raw_summary) = evaluate(&raw_opts, &|_| {}, &|| {}).expect("eval without refinement");
+    assert!(!raw_summary.refine && summary.refine);
+    let raw: Vec<_> = raw_rows.iter().filter(|r| r.method == "model_ref2d_raw").collect();
+    assert_eq!(raw.len(), model.len());
+    for (a, b) in raw.iter().zip(&model) {
+        assert_eq!((a.label, a.click), (b.label, b.click));
+        assert!(a.metrics.pred_voxels <= b.metrics.pred_voxels, "label {}: raw {} > refined {}", a.label, a.metrics.pred_voxels, b.metrics.pred_voxels);
+    }
 }
 
 #[test]

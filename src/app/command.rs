@@ -101,6 +101,8 @@ pub enum AppCommand {
     SetClickTool(bool),
     /// How "3D from click" segments.
     SetClickMethod(super::ClickMethod),
+    /// Refine the model's masks by the image (from the next click on).
+    SetRefineMasks(bool),
     /// Run "3D from click" at a RAS point (on a background thread).
     ClickAt(RasMm),
     /// Label written on Accept (`None`: a new label id).

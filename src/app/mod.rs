@@ -310,8 +310,15 @@ pub struct App {
     /// The 3D view (camera and options persist).
     pub mesh_view: MeshViewState,
     pub click_method: ClickMethod,
+    /// Refine the model's masks by the image ([`crate::baseline::refine`]).
+    #[serde(default = "yes")]
+    pub refine_masks: bool,
     #[serde(skip)]
     pub rt: Runtime,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for App {
@@ -326,6 +333,7 @@ impl Default for App {
             maximised: None,
             mesh_view: MeshViewState::default(),
             click_method: ClickMethod::RegionGrowing,
+            refine_masks: true,
             rt: Runtime::default(),
         }
     }
@@ -663,6 +671,7 @@ impl App {
             AppCommand::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
             AppCommand::SetClickTool(on) => self.rt.click.armed = on,
             AppCommand::SetClickMethod(m) => self.click_method = m,
+            AppCommand::SetRefineMasks(on) => self.refine_masks = on,
             AppCommand::ClickAt(ras) => self.start_click(ras, ctx),
             AppCommand::SetClickTarget(t) => self.rt.click.target = t.filter(|&id| id != 0),
             AppCommand::AcceptCandidate => self.accept_candidate(),
@@ -818,6 +827,8 @@ impl App {
                     self.remote_send(serde_json::json!({"cmd": "set_volume", "path": path}), ctx);
                     self.rt.remote_volume = Some(generation);
                 }
+                // Sent with every click: a restarted engine starts with the refinement on.
+                self.remote_send(serde_json::json!({"cmd": "set_refine", "on": self.refine_masks}), ctx);
                 self.rt.click.next_job += 1;
                 let job = self.rt.click.next_job;
                 let plane = serde_json::to_value(self.rt.active_view).unwrap_or_default();

@@ -474,6 +474,15 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
         })
         .response
         .labelled_by(method_label.id);
+        if method == ClickMethod::Model {
+            let mut refine = app.refine_masks;
+            let r = ui.checkbox(&mut refine, "Refine by image").on_hover_text(
+                "Grow the model's mask by up to 8 mm into voxels whose intensity matches the organ's (the model's 3D output is coarse and errs small). Off: the model's mask as it is.",
+            );
+            if r.changed() {
+                cmds.push(AppCommand::SetRefineMasks(refine));
+            }
+        }
         let next = app.next_label_id();
         let target = app.rt.click.target;
         let names: Vec<(u16, String)> = app

@@ -4,6 +4,8 @@
 //! fill of enclosed holes. It is reported beside the model in every evaluation, so tables show
 //! what the model adds, and is selectable in the app's "3D from click" tool.
 
+pub mod refine;
+
 use crate::geometry::{ArrayIdx, RasMm};
 use crate::volume::{OnGrid, Volume};
 use ndarray::{Array3, Axis, Zip};

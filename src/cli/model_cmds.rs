@@ -46,6 +46,9 @@ pub struct InferArgs {
     /// Print one JSON object (timings per stage, voxel count, volume in ml).
     #[arg(long)]
     pub json: bool,
+    /// The model's mask as it is, without the image refinement of its boundary.
+    #[arg(long)]
+    pub no_refine: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -138,6 +141,9 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
     }
     let model = Model::from_checkpoint(&weights, device)?;
     let mut session = Session::new();
+    if a.no_refine {
+        session.set_refine(None);
+    }
     let info = session.set_model(model)?;
     if let Some(ad) = &a.adapter {
         session.load_adapter(ad)?;

@@ -72,6 +72,10 @@ pub struct EvalArgs {
     /// gives; rows are named `model_ref2d`).
     #[arg(long, default_value = "model", value_parser = ["model", "reference"])]
     pub mask2d: String,
+    /// The model's masks as they are, without the image refinement of their boundary (rows are
+    /// named `model_raw`, or `model_ref2d_raw`).
+    #[arg(long)]
+    pub no_refine: bool,
 }
 
 pub fn preprocess(a: &PreprocessArgs) -> Result<()> {
@@ -158,6 +162,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         labels: a.labels.clone(),
         context: !a.no_context,
         reference_mask2d: a.mask2d == "reference",
+        refine: !a.no_refine,
     };
     let bar = std::cell::RefCell::new(None::<super::progress::Progress>);
     let (rows, summary) =

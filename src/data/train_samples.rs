@@ -66,6 +66,9 @@ pub struct TrainCase {
     /// Relative probability of drawing this case (the cases of one data directory share that
     /// directory's weight).
     pub weight: f64,
+    /// Classes are drawn with probability ∝ (inside voxels)^power: 0 draws every class equally
+    /// (many small structures then outweigh the few large organs), 1 ∝ volume.
+    pub class_weight_power: f64,
     /// The volume prepared for click sampling once (statistics, normaliser), shared by every
     /// sample (`None` when the volume cannot be prepared, e.g. a singular affine).
     prepared: Option<PreparedVolume>,
@@ -105,7 +108,7 @@ impl TrainCase {
         // The CT window is the click params' at sampling time; prepare with a neutral one here
         // and set the window per sample (see `make_sample`).
         let prepared = PreparedVolume::new(volume.clone(), Some(modality), [-160.0, 240.0]).ok();
-        TrainCase { name: name.into(), volume, labels, modality, classes, sdf, interior, listed_clicks, weight: 1.0, prepared }
+        TrainCase { name: name.into(), volume, labels, modality, classes, sdf, interior, listed_clicks, weight: 1.0, class_weight_power: 0.0, prepared }
     }
 
     /// Keeps only the classes for which `keep` holds (with their SDFs, interiors and clicks).
@@ -119,6 +122,24 @@ impl TrainCase {
         pick(&mut self.sdf, &idx);
         pick(&mut self.interior, &idx);
         pick(&mut self.listed_clicks, &idx);
+    }
+
+    /// A class index drawn by [`Self::class_weight_power`] (`None` for a case without classes).
+    /// With power 0 it consumes the generator exactly as a uniform draw always did.
+    pub fn random_class(&self, rng: &mut Rng) -> Option<usize> {
+        let n = self.classes.len();
+        if n == 0 {
+            return None;
+        }
+        if self.class_weight_power == 0.0 {
+            return Some(rng.below(n));
+        }
+        let w: Vec<f64> = self.interior.iter().map(|v| (v.len() as f64).powf(self.class_weight_power)).collect();
+        let mut x = rng.uniform() * w.iter().sum::<f64>();
+        Some(w.iter().position(|&wi| {
+            x -= wi;
+            x < 0.0
+        }).unwrap_or(n - 1))
     }
 
     /// A random inside voxel of class index `c`, drawn with probability ∝ its depth.
@@ -286,7 +307,7 @@ pub fn make_sample(
 }
 
 /// A random augmented sample from `cases`, fully determined by `seed`: a case drawn by weight,
-/// one of its classes uniformly, then a listed click of that class (a preprocess cache's) or an
+/// one of its classes (uniformly, or by size: [`TrainCase::class_weight_power`]), then a listed click of that class (a preprocess cache's) or an
 /// interior point drawn by depth with a random plane.
 pub fn random_sample(cases: &[TrainCase], seed: u64, aug: &AugmentParams, p: &ClickParams) -> Result<TrainSample, ClickError> {
     let mut rng = Rng::new(seed);
@@ -302,7 +323,7 @@ pub fn random_sample(cases: &[TrainCase], seed: u64, aug: &AugmentParams, p: &Cl
         usable[rng.below(usable.len())]
     };
     let case = &cases[ci];
-    let k = rng.below(case.classes.len());
+    let k = case.random_class(&mut rng).unwrap_or(0);
     let planes = [ViewPlane::Axial, ViewPlane::Coronal, ViewPlane::Sagittal];
     let (click, plane) = match case.listed_clicks.get(k).filter(|l| !l.is_empty()) {
         Some(list) => list[rng.below(list.len())],

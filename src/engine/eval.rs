@@ -61,6 +61,8 @@ pub struct EvalSummary {
     pub adapter: Option<String>,
     /// Whether the 3D stage was given the reference 2D mask (`--mask2d reference`).
     pub reference_mask2d: bool,
+    /// Whether the model's masks were refined by the image (`false`: `--no-refine`).
+    pub refine: bool,
     pub cases: usize,
     pub methods: BTreeMap<String, MethodSummary>,
 }
@@ -80,7 +82,11 @@ pub struct EvalOptions {
     /// the model's 2D head: what a user gets who corrects the 2D mask before going to 3D. The
     /// rows' method is then `model_ref2d`.
     pub reference_mask2d: bool,
+    /// Refine the model's masks by the image ([`crate::baseline::refine`], as clicks in the app
+    /// are); off, the rows' method gets a `_raw` suffix.
+    pub refine: bool,
 }
+
 
 /// The evaluation clicks of one label: for each plane, the deepest point on the label's central
 /// slice along the array axis closest to that plane's normal.
@@ -106,6 +112,9 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
     let mut session = match &opts.weights {
         Some(w) => {
             let mut s = Session::new();
+            if !opts.refine {
+                s.set_refine(None);
+            }
             let mut m = Model::from_checkpoint(w, opts.device)?;
             m.set_use_context(opts.context);
             s.set_model(m)?;
@@ -166,7 +175,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
                         case: name.clone(),
                         label: *label,
                         plane,
-                        method: if opts.reference_mask2d { "model_ref2d" } else { "model" }.into(),
+                        method: format!("{}{}", if opts.reference_mask2d { "model_ref2d" } else { "model" }, if opts.refine { "" } else { "_raw" }),
                         click: click.to_array(),
                         metrics: mask_metrics(*label, pred.view(), gt.view(), sp),
                         dice_2d: Some(dice_2d(&r.mask2d, &want2d)),
@@ -182,6 +191,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         weights: opts.weights.as_ref().map(|p| p.display().to_string()),
         adapter: opts.adapter.as_ref().map(|p| p.display().to_string()),
         reference_mask2d: opts.reference_mask2d,
+        refine: opts.refine,
         cases: loaded.len(),
         methods: summarise(&rows),
     };

@@ -40,6 +40,9 @@ pub enum Command {
     LoadAdapter(PathBuf),
     /// Set the volume clicks refer to; prepared (modality, statistics) once.
     SetVolume { volume_id: u64, volume: Arc<Volume>, modality: Option<Modality> },
+    /// The image refinement of the model's masks for the clicks after this one (`None`: off;
+    /// see [`crate::baseline::refine`]).
+    SetRefine(Option<crate::baseline::refine::RefineParams>),
     /// One click. `job` ids should increase (see [`Engine::next_job`]).
     Infer { job: u64, click: RasMm, plane: ViewPlane, mask2d: Option<Array2<bool>> },
     /// Cancel this job and every earlier one (handled by [`Engine::send`] at once).
@@ -240,6 +243,7 @@ impl Worker {
                     Err(e) => self.emit(Event::Failed { job: None, message: e.to_string() }),
                 }
             }
+            Command::SetRefine(p) => self.session.set_refine(p),
             Command::Infer { job, click, plane, mask2d } => {
                 if job <= self.cancel_upto.load(Ordering::SeqCst) {
                     self.emit(Event::Cancelled { job });

@@ -5,7 +5,8 @@
 //!
 //! Requests ([`Request`]): `{"cmd":"load_weights","path":…}`, `{"cmd":"load_adapter","path":…}`,
 //! `{"cmd":"set_volume","path":…}`, `{"cmd":"infer","job":1,"click":[x,y,z],"plane":"Axial"}`
-//! (RAS mm), `{"cmd":"cancel","job":1}`, `{"cmd":"shutdown"}`.
+//! (RAS mm), `{"cmd":"set_refine","on":false}` (the image refinement of the model's masks, on
+//! until turned off), `{"cmd":"cancel","job":1}`, `{"cmd":"shutdown"}`.
 //!
 //! Replies ([`Reply`]): `ready{device,protocol}`, `model_loaded{info}`, `adapter_loaded{info}`,
 //! `volume_ready{secs}`, `progress{job,stage,fraction}`, `cancelled{job}`, `failed{job,message}`,
@@ -46,6 +47,8 @@ pub enum Request {
     LoadAdapter { path: PathBuf },
     SetVolume { path: PathBuf },
     Infer { job: u64, click: [f64; 3], plane: ViewPlane },
+    /// Refine the model's masks by the image (the default) or not, from the next click on.
+    SetRefine { on: bool },
     Cancel { job: u64 },
     Shutdown,
 }
@@ -155,6 +158,7 @@ pub fn serve(opts: EngineOptions) -> std::io::Result<()> {
                         }
                     },
                     Request::Infer { job, click, plane } => Command::Infer { job, click: RasMm::new(click[0], click[1], click[2]), plane, mask2d: None },
+                    Request::SetRefine { on } => Command::SetRefine(on.then(Default::default)),
                     Request::Cancel { job } => Command::Cancel { job },
                     Request::Shutdown => break Ok(()),
                 };

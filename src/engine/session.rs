@@ -1,6 +1,7 @@
 //! An inference session: one model, one volume prepared once, many clicks. Synchronous; the
 //! worker thread ([`super::Engine`]) and the command line both drive it.
 
+use crate::baseline::refine::{RefineParams, intensity_floor, refine_component};
 use crate::data::click::{self, ClickError, ClickSample, PreparedVolume, RasFromPixel};
 use crate::geometry::{RasMm, ViewPlane};
 use crate::model::convert::{array_from, inputs_for};
@@ -164,13 +165,23 @@ pub fn mesh_of_grid_mask(mask: ndarray::ArrayView3<bool>, ras_from_voxel: &crate
 /// Whether [`mesh_of_mask`] produces meshes in this build.
 pub const MESH_AVAILABLE: bool = true;
 
-/// One model and one prepared volume.
-#[derive(Default)]
+/// One model and one prepared volume. The model's mask is refined by the image
+/// ([`crate::baseline::refine`], default parameters) unless [`Session::set_refine`] turns it off.
 pub struct Session {
     model: Option<Model>,
     volume: Option<Arc<Volume>>,
     modality: Option<Modality>,
     prepared: Option<PreparedVolume>,
+    /// The image refinement of the model's mask (`None`: the model's mask as it is).
+    refine: Option<RefineParams>,
+    /// [`crate::baseline::refine::intensity_floor`] of the volume, once per volume.
+    refine_floor: Option<f64>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -181,7 +192,16 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub fn new() -> Self {
-        Self::default()
+        Session { model: None, volume: None, modality: None, prepared: None, refine: Some(RefineParams::default()), refine_floor: None }
+    }
+
+    /// The image refinement of the model's mask (`None`: off).
+    pub fn set_refine(&mut self, refine: Option<RefineParams>) {
+        self.refine = refine;
+    }
+
+    pub fn refine(&self) -> Option<&RefineParams> {
+        self.refine.as_ref()
     }
 
     pub fn model(&self) -> Option<&Model> {
@@ -214,6 +234,7 @@ impl Session {
         self.volume = Some(volume);
         self.modality = modality;
         self.prepared = None;
+        self.refine_floor = None;
         self.prepare()?;
         Ok(self.prepared.as_ref().map(|p| p.modality).unwrap_or_default())
     }
@@ -283,7 +304,11 @@ impl Session {
         hooks.progress(Stage::Postprocess);
         let t = Instant::now();
         let vol = &pv.volume;
-        let component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, req.click);
+        let mut component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, req.click);
+        if let (Some(p), Some(c)) = (&self.refine, &component) {
+            let floor = *self.refine_floor.get_or_insert_with(|| intensity_floor(vol));
+            component = Some(refine_component(vol, c, p, floor));
+        }
         let data = match &component {
             Some(c) => c.to_labels(vol.shape(), 1),
             None => Array3::zeros(vol.shape().array_shape()),

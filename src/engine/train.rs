@@ -149,6 +149,11 @@ pub struct DataSection {
     /// Classes with fewer inside voxels are skipped (too small to click on).
     #[serde(default = "default_min_voxels")]
     pub min_voxels: usize,
+    /// Classes of a case are drawn with probability ∝ (inside voxels)^power (0: uniformly).
+    /// With dozens of small labelled structures in a real scan (ribs, vertebrae, vessels), a
+    /// uniform draw shows the model few large organs.
+    #[serde(default)]
+    pub class_weight_power: f64,
 }
 fn default_min_voxels() -> usize {
     27
@@ -333,6 +338,9 @@ impl TrainConfig {
         if !self.data.dir_weights.is_empty() && self.data.dir_weights.len() != self.data.dirs.len() {
             return bad("data.dir_weights", format!("{} weights for {} directories", self.data.dir_weights.len(), self.data.dirs.len()));
         }
+        if !(0.0..=1.0).contains(&self.data.class_weight_power) {
+            return bad("data.class_weight_power", format!("{} is outside [0, 1]", self.data.class_weight_power));
+        }
         if self.data.dir_weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             return bad("data.dir_weights", "weights must be finite and non-negative".into());
         }
@@ -394,6 +402,7 @@ pub fn load_cases(cfg: &TrainConfig) -> Result<(Vec<TrainCase>, Vec<TrainCase>),
         case.retain_classes(|l, n| !held.contains(&l) && (only.is_empty() || only.contains(&l)) && n >= cfg.data.min_voxels);
     }
     all.retain(|(c, _)| !c.classes.is_empty());
+    all.iter_mut().for_each(|(c, _)| c.class_weight_power = cfg.data.class_weight_power);
     // Validation: the last `val_cases` cases of the first directory (when it has more).
     let first: Vec<usize> = (0..all.len()).filter(|&i| all[i].1 == 0).collect();
     let n_val = if first.len() > cfg.data.val_cases { cfg.data.val_cases } else { 0 };

@@ -1,0 +1,261 @@
+//! Image-consistent refinement of a model's 3D mask: the model knows the organ's shape but its
+//! boundary is coarse (a 48³ SDF at 4 mm, trained on few real scans, so real organs come out
+//! too small); the scan knows where the organ's intensity ends. The refinement adds every voxel
+//! that
+//!
+//! 1. lies within `band_mm` of the model's mask (so a leak can never run farther than that, the
+//!    failure of plain region growing), and
+//! 2. has a smoothed intensity within `multiplier` robust standard deviations (1.4826 × MAD) of
+//!    the median under the mask's interior (the mask eroded by one voxel, the edge being partial
+//!    volume),
+//!
+//! and keeps the 6-connected region that holds the model's mask. It only ever adds voxels:
+//! the model's mask is a subset of the result. The work is on the mask's box grown by the band
+//! (and the smoothing's reach), never on the whole scan.
+
+use super::{component_containing, gaussian_smooth};
+use crate::geometry::ArrayIdx;
+use crate::shape::GridComponent;
+use crate::volume::{OnGrid, Volume};
+use ndarray::{Array3, Zip, s};
+
+/// Parameters; the defaults were chosen on the demo CT's training-side organs (never on the
+/// organs held out of training), see `assets/models/README.md`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RefineParams {
+    /// Gaussian smoothing of the scan before the intensity test (mm; at least 0.8 voxel).
+    pub smooth_sigma_mm: f64,
+    /// Farthest a voxel may lie from the model's mask to be added (mm).
+    pub band_mm: f64,
+    /// Accepted intensities: median ± multiplier × robust standard deviation.
+    pub multiplier: f64,
+}
+
+impl Default for RefineParams {
+    fn default() -> Self {
+        RefineParams { smooth_sigma_mm: 1.5, band_mm: 8.0, multiplier: 2.0 }
+    }
+}
+
+impl RefineParams {
+    /// An error when a parameter cannot mean anything (negative, NaN).
+    pub fn check(&self) -> Result<(), String> {
+        let ok = |x: f64| x.is_finite() && x >= 0.0;
+        if !(ok(self.smooth_sigma_mm) && ok(self.band_mm) && ok(self.multiplier)) {
+            return Err(format!("refinement parameters must be finite and non-negative: {self:?}"));
+        }
+        Ok(())
+    }
+}
+
+/// The smallest robust spread the intensity test uses for `vol`: a perfectly flat organ must
+/// still take its partial-volume edge (0.3 % of the intensity range, as region growing uses).
+pub fn intensity_floor(vol: &Volume) -> f64 {
+    let st = vol.stats();
+    if st.max.is_finite() && st.min.is_finite() { ((st.max - st.min) * 0.003).max(1e-3) } else { 1e-3 }
+}
+
+/// Median and robust standard deviation (1.4826 × median absolute deviation) of `v` (finite
+/// values only); `None` when there are none.
+pub fn robust_stats(v: &mut Vec<f32>) -> Option<(f64, f64)> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    let median = |v: &mut Vec<f32>| {
+        let m = v.len() / 2;
+        let (_, x, _) = v.select_nth_unstable_by(m, f32::total_cmp);
+        *x as f64
+    };
+    let mu = median(v);
+    let mut dev: Vec<f32> = v.iter().map(|x| (*x as f64 - mu).abs() as f32).collect();
+    Some((mu, 1.4826 * median(&mut dev)))
+}
+
+/// The model's component `comp` (a crop of `vol`'s grid) grown by the image (module doc).
+/// `floor` is [`intensity_floor`] of `vol` (computed once per volume by the caller).
+pub fn refine_component(vol: &Volume, comp: &GridComponent, p: &RefineParams, floor: f64) -> GridComponent {
+    if comp.voxel_count == 0 || !comp.fits([vol.data.shape()[0], vol.data.shape()[1], vol.data.shape()[2]]) {
+        return comp.clone();
+    }
+    let sp = vol.spacing_mm(); // [si, sj, sk]
+    let sp_kji = [sp[2], sp[1], sp[0]];
+    let shape = vol.data.shape();
+    let sigma_vox = sp_kji.map(|s| (p.smooth_sigma_mm / s).max(0.8));
+    let band_vox = sp_kji.map(|s| (p.band_mm / s).ceil() as usize);
+    let reach = sigma_vox.map(|s| (3.0 * s).ceil() as usize);
+    let d = comp.mask.dim();
+    let dims = [d.0, d.1, d.2];
+    // Inner box: where the result may lie; outer box: what the smoothing reads.
+    let mut lo = [0usize; 3];
+    let mut hi = [0usize; 3];
+    let mut olo = [0usize; 3];
+    let mut ohi = [0usize; 3];
+    for a in 0..3 {
+        lo[a] = comp.origin_kji[a].saturating_sub(band_vox[a]);
+        hi[a] = (comp.origin_kji[a] + dims[a] + band_vox[a]).min(shape[a]);
+        olo[a] = lo[a].saturating_sub(reach[a]);
+        ohi[a] = (hi[a] + reach[a]).min(shape[a]);
+    }
+    let outer = vol.data.slice(s![olo[0]..ohi[0], olo[1]..ohi[1], olo[2]..ohi[2]]).to_owned();
+    let smoothed = gaussian_smooth(&outer, sigma_vox);
+    let inner = smoothed.slice(s![lo[0] - olo[0]..hi[0] - olo[0], lo[1] - olo[1]..hi[1] - olo[1], lo[2] - olo[2]..hi[2] - olo[2]]);
+    let n = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
+    let off = [comp.origin_kji[0] - lo[0], comp.origin_kji[1] - lo[1], comp.origin_kji[2] - lo[2]];
+    let mut model = Array3::from_elem((n[0], n[1], n[2]), false);
+    model.slice_mut(s![off[0]..off[0] + dims[0], off[1]..off[1] + dims[1], off[2]..off[2] + dims[2]]).assign(&comp.mask);
+
+    // Intensity statistics under the interior (the mask eroded by one voxel, 6-neighbourhood).
+    let interior = erode6(&model);
+    let pick = |m: &Array3<bool>| -> Vec<f32> { inner.iter().zip(m.iter()).filter(|(_, m)| **m).map(|(v, _)| *v).collect() };
+    let mut vals = pick(&interior);
+    if vals.len() < 20 {
+        vals = pick(&model);
+    }
+    let Some((mu, sd)) = robust_stats(&mut vals) else { return comp.clone() };
+    let half = p.multiplier * sd.max(floor);
+    let (vlo, vhi) = (mu - half, mu + half);
+
+    let d2 = crate::shape::sdf::squared_edt(model.view(), sp);
+    let band2 = (p.band_mm * p.band_mm) as f32;
+    let mut region = model.clone();
+    Zip::from(&mut region).and(&inner).and(&d2).par_for_each(|r, &v, &d| {
+        if !*r && d <= band2 && (v as f64) >= vlo && (v as f64) <= vhi {
+            *r = true;
+        }
+    });
+    // The region through the model's mask (which it holds whole: the mask is connected).
+    let Some(seed) = model.indexed_iter().find(|(_, m)| **m).map(|((k, j, i), _)| ArrayIdx { k, j, i }) else { return comp.clone() };
+    let kept = component_containing(&region, seed);
+    let Some((blo, bhi)) = crate::shape::sdf::bounding_box(kept.view()) else { return comp.clone() };
+    let mask = kept.slice(s![blo[0]..=bhi[0], blo[1]..=bhi[1], blo[2]..=bhi[2]]).to_owned();
+    let voxel_count = mask.iter().filter(|m| **m).count();
+    GridComponent { origin_kji: [lo[0] + blo[0], lo[1] + blo[1], lo[2] + blo[2]], mask, voxel_count }
+}
+
+/// Erosion by the 6-neighbourhood cross; voxels on the array's border are eroded.
+fn erode6(m: &Array3<bool>) -> Array3<bool> {
+    let (nk, nj, ni) = m.dim();
+    let mut out = Array3::from_elem(m.raw_dim(), false);
+    Zip::indexed(&mut out).par_for_each(|(k, j, i), o| {
+        *o = m[[k, j, i]]
+            && k > 0
+            && j > 0
+            && i > 0
+            && k + 1 < nk
+            && j + 1 < nj
+            && i + 1 < ni
+            && m[[k - 1, j, i]]
+            && m[[k + 1, j, i]]
+            && m[[k, j - 1, i]]
+            && m[[k, j + 1, i]]
+            && m[[k, j, i - 1]]
+            && m[[k, j, i + 1]];
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::phantom::{PhantomSpec, Rng, generate};
+    use crate::geometry::RasFromVoxel;
+    use crate::volume::Modality;
+
+    /// The mask as a component (its bounding-box crop).
+    fn as_component(m: &Array3<bool>) -> GridComponent {
+        let (lo, hi) = crate::shape::sdf::bounding_box(m.view()).expect("non-empty");
+        let mask = m.slice(s![lo[0]..=hi[0], lo[1]..=hi[1], lo[2]..=hi[2]]).to_owned();
+        GridComponent { origin_kji: lo, voxel_count: mask.iter().filter(|x| **x).count(), mask }
+    }
+
+    fn full(c: &GridComponent, v: &Volume) -> Array3<bool> {
+        let d = v.data.dim();
+        c.to_mask([d.0, d.1, d.2])
+    }
+
+    fn dice(a: &Array3<bool>, b: &Array3<bool>) -> f64 {
+        let inter = a.iter().zip(b.iter()).filter(|(x, y)| **x && **y).count() as f64;
+        2.0 * inter / (a.iter().filter(|x| **x).count() + b.iter().filter(|x| **x).count()).max(1) as f64
+    }
+
+    /// Anisotropic grid (0.8 × 0.8 × 2 mm): a textured ball of radius 12 mm (intensity 100), a
+    /// bar of the same intensity running from it along +i to the grid's edge, and a brighter
+    /// (300) block touching it on the −i side. The model's mask is a 4 mm ball.
+    #[test]
+    fn grows_to_the_organ_along_its_intensity_never_past_the_band() {
+        let (nk, nj, ni) = (24usize, 60usize, 80usize);
+        let sp = [0.8, 0.8, 2.0];
+        let centre = [12.0 * sp[2], 30.0 * sp[1], 30.0 * sp[0]]; // mm, [k, j, i]
+        let mut rng = Rng::new(3);
+        let r_of = |k: usize, j: usize, i: usize| {
+            let d = [k as f64 * sp[2] - centre[0], j as f64 * sp[1] - centre[1], i as f64 * sp[0] - centre[2]];
+            ((d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt(), d)
+        };
+        let data = Array3::from_shape_fn((nk, nj, ni), |(k, j, i)| {
+            let (r, d) = r_of(k, j, i);
+            let bar = d[2] > 0.0 && d[0].abs() <= 3.0 && d[1].abs() <= 3.0;
+            let block = d[2] < -12.0 && d[2] > -30.0 && d[1].abs() <= 8.0 && d[0].abs() <= 8.0;
+            let base = if r <= 12.0 || bar { 100.0 } else if block { 300.0 } else { 0.0 };
+            base + 15.0 * (rng.uniform() as f32 - 0.5)
+        });
+        let vol = Volume::new(data, RasFromVoxel::scale_translate(sp, [-20.0, 5.0, 40.0])).expect("volume");
+        let model = Array3::from_shape_fn((nk, nj, ni), |(k, j, i)| r_of(k, j, i).0 <= 4.0);
+        // A floor of 5 (0.3 % of a 1700-wide intensity range, as a CT gives).
+        let out = refine_component(&vol, &as_component(&model), &RefineParams::default(), 5.0);
+        let got = full(&out, &vol);
+        assert_eq!(out.voxel_count, got.iter().filter(|x| **x).count());
+        // Only adds: the model's mask is kept whole.
+        assert!(model.iter().zip(got.iter()).all(|(m, g)| !*m || *g));
+        // The ball grows out to its edge, short of the last 3 mm the smoothing blurs.
+        for ((k, j, i), g) in got.indexed_iter() {
+            let (r, d) = r_of(k, j, i);
+            if r <= 9.0 {
+                assert!(*g, "voxel ({k}, {j}, {i}) at {r:.1} mm from the centre was not added");
+            }
+            // Never past the band, though the bar runs on with the organ's intensity.
+            assert!(!*g || r <= 12.0 + 1e-6, "voxel ({k}, {j}, {i}) at {r:.1} mm is past the band");
+            // The brighter neighbour is not taken.
+            assert!(!*g || d[2] >= -12.0, "voxel ({k}, {j}, {i}) of the bright block was added");
+        }
+        let truth = Array3::from_shape_fn((nk, nj, ni), |(k, j, i)| r_of(k, j, i).0 <= 12.0);
+        assert!(dice(&got, &truth) > 0.65, "dice {}", dice(&got, &truth));
+        assert!(dice(&model, &truth) < 0.1);
+    }
+
+    /// A CT phantom organ whose mask is eroded by two voxels grows back toward its label (Dice
+    /// 0.475 → 0.695 and 0.607 → 0.757 when written; the blurred edge stays out), and no farther
+    /// than the band.
+    #[test]
+    fn restores_an_eroded_phantom_organ() {
+        let case = generate(&PhantomSpec::small(Modality::Ct), 4);
+        let vol = &case.volume;
+        let sp = vol.spacing_mm();
+        for label in [1u16, 5] {
+            let gt = case.labels.mask(label);
+            let mut eroded = gt.clone();
+            for _ in 0..2 {
+                eroded = erode6(&eroded);
+            }
+            let seed = eroded.indexed_iter().find(|(_, m)| **m).map(|((k, j, i), _)| ArrayIdx { k, j, i }).expect("non-empty");
+            let eroded = component_containing(&eroded, seed);
+            let p = RefineParams::default();
+            let got = full(&refine_component(vol, &as_component(&eroded), &p, intensity_floor(vol)), vol);
+            let (before, after) = (dice(&eroded, &gt), dice(&got, &gt));
+            assert!(after > before + 0.12, "label {label}: Dice {before:.3} → {after:.3}");
+            let dist = crate::shape::sdf::edt(eroded.view(), sp);
+            assert!(got.iter().zip(dist.iter()).all(|(g, d)| !*g || *d <= p.band_mm as f32 + 1e-4));
+        }
+    }
+
+    #[test]
+    fn robust_statistics_ignore_nan_and_outliers() {
+        let (m, s) = robust_stats(&mut vec![1.0, 2.0, 3.0, 4.0, 100.0, f32::NAN]).expect("values");
+        assert_eq!(m, 3.0);
+        assert!((s - 1.4826).abs() < 1e-9);
+        assert!(robust_stats(&mut vec![f32::NAN]).is_none());
+        assert!(RefineParams { band_mm: f64::NAN, ..Default::default() }.check().is_err());
+        assert!(RefineParams::default().check().is_ok());
+    }
+}
