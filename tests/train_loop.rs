@@ -198,6 +198,35 @@ holdout = [{{ case = "case_000", classes = [1, 5] }}]
     let bad = text.replace("dir_weights = [1.0, 3.0]", "dir_weights = [1.0]");
     let e = TrainConfig::from_toml_str(&bad, "t.toml", Path::new(".")).expect_err("weights");
     assert!(e.to_string().contains("data.dir_weights"), "{e}");
+
+    // Class draws: uniform by default (the generator used as a uniform draw always used it),
+    // ∝ voxels^power when asked.
+    use sam3d_studio::data::phantom::Rng;
+    let mut case = tr[0].clone();
+    assert_eq!(case.class_weight_power, 0.0);
+    let (mut r1, mut r2) = (Rng::new(5), Rng::new(5));
+    for _ in 0..50 {
+        assert_eq!(case.random_class(&mut r1), Some(r2.below(case.classes.len())));
+    }
+    let counts: Vec<f64> = case.classes.iter().map(|&l| case.labels.data.iter().filter(|&&v| v == l).count() as f64).collect();
+    for power in [0.5, 1.0] {
+        case.class_weight_power = power;
+        let n = 20_000;
+        let mut hits = vec![0usize; case.classes.len()];
+        let mut rng = Rng::new(9);
+        for _ in 0..n {
+            hits[case.random_class(&mut rng).expect("a class")] += 1;
+        }
+        let total: f64 = counts.iter().map(|c| c.powf(power)).sum();
+        for (c, h) in hits.iter().enumerate() {
+            let p = counts[c].powf(power) / total;
+            let f = *h as f64 / n as f64;
+            assert!((f - p).abs() < 0.015, "power {power}, class {}: drawn {f:.3}, expected {p:.3}", case.classes[c]);
+        }
+    }
+    let bad = text.replace("val_cases = 1", "val_cases = 1\nclass_weight_power = 1.5");
+    let e = TrainConfig::from_toml_str(&bad, "t.toml", Path::new(".")).expect_err("power");
+    assert!(e.to_string().contains("data.class_weight_power"), "{e}");
 }
 
 #[test]
