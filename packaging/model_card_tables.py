@@ -12,7 +12,8 @@ from pathlib import Path
 
 runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs")
 ev = runs / "eval"
-NAMES = {1: "spleen", 2: "kidney_right", 3: "kidney_left", 4: "gallbladder", 5: "liver", 6: "stomach", 52: "aorta"}
+NAMES = {1: "spleen", 2: "kidney_right", 3: "kidney_left", 4: "gallbladder", 5: "liver", 6: "stomach", 7: "pancreas", 52: "aorta",
+         63: "inferior_vena_cava", 88: "iliopsoas_left", 89: "iliopsoas_right"}
 
 
 def rows(name):
@@ -56,31 +57,49 @@ def dice2d(rs, method="model"):
 
 
 print("### One-click Dice (mean over the three planes' clicks)\n")
-print("| data | clicks | baseline (region growing) | model, with volume_context | model, single slice (no context) "
-      "| model given the reference 2D mask | stage 1 (unguided decoder) | model's 2D Dice on the clicked slice |")
-print("|---|---|---|---|---|---|---|---|")
+print("| data | clicks | baseline (region growing) | **model (refined by the image)** | model's own mask (no refinement) "
+      "| single slice (no context) | given the reference 2D mask | stage 1 | stage 2 | model's 2D Dice on the clicked slice |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for label, a in [("held-out CT phantoms (4 cases × 7 structures)", "phantoms_ct"),
-                 ("demo CT, held-out organs (spleen, kidneys, liver)", "demo_heldout")]:
+                 ("demo CT, held-out organs (spleen, kidneys, liver)", "demo_heldout"),
+                 ("demo CT, training-side organs (gallbladder, stomach, pancreas, aorta, IVC, iliopsoas)", "demo_trainside")]:
     ra = rows(a)
     if not ra:
         continue
     n = sum(1 for x in ra if x["method"] == "baseline")
-    print(f"| {label} | {n} | {cell(ra, 'baseline')} | {cell(ra, 'model')} | {cell(rows(a + '_noctx'), 'model')} "
-          f"| {cell(rows(a + '_ref2d'), 'model_ref2d')} | {cell(rows(a + '_stage1'), 'model')} | {dice2d(ra)} |")
+    print(f"| {label} | {n} | {cell(ra, 'baseline')} | **{cell(ra, 'model')}** | {cell(rows(a + '_raw'), 'model_raw')} "
+          f"| {cell(rows(a + '_noctx'), 'model')} | {cell(rows(a + '_ref2d'), 'model_ref2d')} "
+          f"| {cell(rows(a + '_stage1'), 'model')} | {cell(rows(a + '_stage2'), 'model')} | {dice2d(ra)} |")
 
 for title, a in [("Held-out CT phantoms, per structure (Dice, mean of 4 cases × 3 clicks)", "phantoms_ct"),
-                 ("Held-out organs of the demo CT, per organ (Dice, mean of three clicks)", "demo_heldout")]:
+                 ("Held-out organs of the demo CT, per organ (Dice, mean of three clicks)", "demo_heldout"),
+                 ("Training-side organs of the demo CT, per organ (Dice, mean of three clicks)", "demo_trainside")]:
     ra = rows(a)
     if not ra:
         continue
     print(f"\n### {title}\n")
-    print("| structure | baseline | model (context) | model (no context) | model (reference 2D mask) | stage 1 |")
-    print("|---|---|---|---|---|---|")
+    print("| structure | baseline | model (refined) | model's own mask | no context | reference 2D mask | stage 1 | stage 2 | predicted / true volume (refined) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     b, m = per_label(ra, "baseline"), per_label(ra, "model")
-    n, r, s1 = per_label(rows(a + "_noctx"), "model"), per_label(rows(a + "_ref2d"), "model_ref2d"), per_label(rows(a + "_stage1"), "model")
+    raw, n, r = per_label(rows(a + "_raw"), "model_raw"), per_label(rows(a + "_noctx"), "model"), per_label(rows(a + "_ref2d"), "model_ref2d")
+    s1, s2 = per_label(rows(a + "_stage1"), "model"), per_label(rows(a + "_stage2"), "model")
+    vol = per_label([dict(x, dice=float(x["pred_voxels"]) / float(x["gt_voxels"])) for x in ra], "model")
     f = lambda d, k: f"{d[k]:.3f}" if k in d else "–"
     for k in b:
-        print(f"| {NAMES.get(k, k)} | {b[k]:.3f} | {f(m, k)} | {f(n, k)} | {f(r, k)} | {f(s1, k)} |")
+        print(f"| {NAMES.get(k, k)} | {b[k]:.3f} | {f(m, k)} | {f(raw, k)} | {f(n, k)} | {f(r, k)} | {f(s1, k)} | {f(s2, k)} | {f(vol, k)} |")
+
+sweep = sorted((ev / "sweep").glob("trainside_b*_k*.csv")) if (ev / "sweep").exists() else []
+if sweep:
+    grid = {}
+    for p in sweep:
+        band, k = p.stem[len("trainside_b"):].split("_k")
+        grid[(float(band), float(k))] = summary(rows("sweep/" + p.stem), "model")[1]
+    bands, ks = sorted({b for b, _ in grid}), sorted({k for _, k in grid})
+    print("\n### Refinement sweep on the training-side organs (mean Dice; rows: band in mm, columns: multiplier)\n")
+    print("| band \\ multiplier | " + " | ".join(f"{k:g}" for k in ks) + " |")
+    print("|---|" + "---|" * len(ks))
+    for b in bands:
+        print(f"| {b:g} | " + " | ".join(f"{grid[(b, k)]:.3f}" if (b, k) in grid else "–" for k in ks) + " |")
 
 r0, r1 = rows("phantoms_mr_base"), rows("phantoms_mr_lora")
 if r0 and r1:
@@ -91,7 +110,7 @@ if r0 and r1:
         n, d, w, h = summary(rs, meth)
         print(f"| {name} | {n} | {d:.3f} | {w:.3f} | {h:.1f} |")
 
-for run in ["default", "guided", "lora-mr"]:
+for run in ["default", "guided", "balanced", "lora-mr"]:
     log = runs / run / "log.jsonl"
     if not log.exists():
         continue

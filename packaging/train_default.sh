@@ -2,13 +2,17 @@
 # Reproduces the shipped model and the figures of its model card (assets/models/README.md):
 #   1. stage 1: trains configs/train_default.toml (the `small` preset) into runs/default;
 #   2. stage 2: trains configs/train_guided.toml (`small-guided`: the image-guided decoder,
-#      warm-started from stage 1) into runs/guided; both stages resume when interrupted;
-#   3. evaluates the model on held-out phantoms and on the held-out organs of the demo CT
-#      (spleen, kidneys, liver), with and without the volume_context cube, with the reference
-#      2D mask on the clicked slice, and stage 1 beside it, all beside the baseline;
-#   4. fine-tunes a LoRA adapter on MR-like phantoms (configs/lora_mr.toml) and evaluates the
+#      warm-started from stage 1) into runs/guided;
+#   3. stage 3: trains configs/train_balanced.toml (stage 2 trained on with classes drawn by
+#      size) into runs/balanced; every stage resumes when interrupted;
+#   4. evaluates the model on held-out phantoms and on the held-out organs of the demo CT
+#      (spleen, kidneys, liver), with and without the image refinement of its masks, with and
+#      without the volume_context cube, with the reference 2D mask on the clicked slice, and
+#      stages 1 and 2 beside it, all beside the baseline; and, with and without the refinement,
+#      on training-side organs of the demo CT (where the refinement's parameters were chosen);
+#   5. fine-tunes a LoRA adapter on MR-like phantoms (configs/lora_mr.toml) and evaluates the
 #      base and the adapter on held-out MR phantoms;
-#   5. copies the weights into assets/models/default.safetensors.
+#   6. copies the weights into assets/models/default.safetensors.
 # Everything lands in runs/ (reports: runs/eval/*.csv and *.json).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,19 +30,36 @@ train() { # config, out
 }
 train configs/train_default.toml runs/default
 train configs/train_guided.toml runs/guided
+train configs/train_balanced.toml runs/balanced
 
-mkdir -p runs/eval
+mkdir -p runs/eval/sweep
 [ -f runs/eval-phantoms-ct/case_003_labels.nii.gz ] || "$bin" phantom runs/eval-phantoms-ct --cases 4 --seed 9000 --modality ct --medium
 [ -f runs/eval-phantoms-mr/case_003_labels.nii.gz ] || "$bin" phantom runs/eval-phantoms-mr --cases 4 --seed 9100 --modality mr --medium
-w=runs/guided/model.safetensors
+w=runs/balanced/model.safetensors
 heldout=(--data assets/demo --labels 1,2,3,5)
-"$bin" eval --data runs/eval-phantoms-ct --weights "$w" --out runs/eval/phantoms_ct.csv
-"$bin" eval --data runs/eval-phantoms-ct --weights "$w" --no-context --out runs/eval/phantoms_ct_noctx.csv
-"$bin" eval --data runs/eval-phantoms-ct --weights runs/default/model.safetensors --out runs/eval/phantoms_ct_stage1.csv
-"$bin" eval "${heldout[@]}" --weights "$w" --out runs/eval/demo_heldout.csv
-"$bin" eval "${heldout[@]}" --weights "$w" --no-context --out runs/eval/demo_heldout_noctx.csv
+# Training-side organs of the demo CT (gallbladder, stomach, pancreas, aorta, inferior vena
+# cava, iliopsoas muscles): the refinement's parameters were chosen on these.
+trainside=(--data assets/demo --labels 4,6,7,52,63,88,89)
+for d in phantoms_ct demo_heldout demo_trainside; do
+    case $d in
+        phantoms_ct) data=(--data runs/eval-phantoms-ct) ;;
+        demo_heldout) data=("${heldout[@]}") ;;
+        demo_trainside) data=("${trainside[@]}") ;;
+    esac
+    "$bin" eval "${data[@]}" --weights "$w" --out "runs/eval/$d.csv"
+    "$bin" eval "${data[@]}" --weights "$w" --no-refine --out "runs/eval/${d}_raw.csv"
+    [ "$d" = demo_trainside ] && continue
+    "$bin" eval "${data[@]}" --weights "$w" --no-context --out "runs/eval/${d}_noctx.csv"
+    "$bin" eval "${data[@]}" --weights runs/default/model.safetensors --out "runs/eval/${d}_stage1.csv"
+    "$bin" eval "${data[@]}" --weights runs/guided/model.safetensors --out "runs/eval/${d}_stage2.csv"
+done
 "$bin" eval "${heldout[@]}" --weights "$w" --mask2d reference --out runs/eval/demo_heldout_ref2d.csv
-"$bin" eval "${heldout[@]}" --weights runs/default/model.safetensors --out runs/eval/demo_heldout_stage1.csv
+# The refinement's parameter sweep on the training-side organs (band mm × multiplier).
+for band in 4 8 12 16 24; do
+    for k in 1.5 2 2.5 3; do
+        "$bin" eval "${trainside[@]}" --weights "$w" --refine-band-mm "$band" --refine-multiplier "$k" --out "runs/eval/sweep/trainside_b${band}_k${k}.csv"
+    done
+done
 
 # LoRA on MR-like phantoms, before/after on held-out MR phantoms.
 "$bin" eval --data runs/eval-phantoms-mr --weights "$w" --out runs/eval/phantoms_mr_base.csv

@@ -76,6 +76,12 @@ pub struct EvalArgs {
     /// named `model_raw`, or `model_ref2d_raw`).
     #[arg(long)]
     pub no_refine: bool,
+    /// The refinement's band: farthest a voxel may lie from the model's mask to be added (mm).
+    #[arg(long, default_value_t = crate::baseline::refine::RefineParams::default().band_mm)]
+    pub refine_band_mm: f64,
+    /// The refinement's intensity test: median ± this many robust standard deviations.
+    #[arg(long, default_value_t = crate::baseline::refine::RefineParams::default().multiplier)]
+    pub refine_multiplier: f64,
 }
 
 pub fn preprocess(a: &PreprocessArgs) -> Result<()> {
@@ -162,8 +168,15 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         labels: a.labels.clone(),
         context: !a.no_context,
         reference_mask2d: a.mask2d == "reference",
-        refine: !a.no_refine,
+        refine: (!a.no_refine).then(|| crate::baseline::refine::RefineParams {
+            band_mm: a.refine_band_mm,
+            multiplier: a.refine_multiplier,
+            ..Default::default()
+        }),
     };
+    if let Some(p) = &opts.refine {
+        p.check().map_err(anyhow::Error::msg)?;
+    }
     let bar = std::cell::RefCell::new(None::<super::progress::Progress>);
     let (rows, summary) =
         crate::engine::eval::evaluate(&opts, &|n| *bar.borrow_mut() = Some(super::progress::Progress::new("eval", n)), &|| {

@@ -11,6 +11,7 @@ use crate::data::preprocess::{axis_of_plane, deepest_on_slice, find_pairs, slice
 use crate::engine::{InferRequest, NoHooks, Session};
 use crate::data::click::{RasFromPixel, slice_ras_from_pixel};
 use crate::geometry::{Point3, RasMm, ViewPlane};
+use crate::baseline::refine::RefineParams;
 use crate::model::Model;
 use crate::shape::metrics::{LabelMetrics, mask_metrics};
 use crate::volume::{LabelMap, OnGrid, Volume};
@@ -61,8 +62,8 @@ pub struct EvalSummary {
     pub adapter: Option<String>,
     /// Whether the 3D stage was given the reference 2D mask (`--mask2d reference`).
     pub reference_mask2d: bool,
-    /// Whether the model's masks were refined by the image (`false`: `--no-refine`).
-    pub refine: bool,
+    /// The image refinement of the model's masks (`None`: `--no-refine`).
+    pub refine: Option<RefineParams>,
     pub cases: usize,
     pub methods: BTreeMap<String, MethodSummary>,
 }
@@ -83,8 +84,8 @@ pub struct EvalOptions {
     /// rows' method is then `model_ref2d`.
     pub reference_mask2d: bool,
     /// Refine the model's masks by the image ([`crate::baseline::refine`], as clicks in the app
-    /// are); off, the rows' method gets a `_raw` suffix.
-    pub refine: bool,
+    /// are); `None`: off, and the rows' method gets a `_raw` suffix.
+    pub refine: Option<RefineParams>,
 }
 
 
@@ -112,9 +113,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
     let mut session = match &opts.weights {
         Some(w) => {
             let mut s = Session::new();
-            if !opts.refine {
-                s.set_refine(None);
-            }
+            s.set_refine(opts.refine.clone());
             let mut m = Model::from_checkpoint(w, opts.device)?;
             m.set_use_context(opts.context);
             s.set_model(m)?;
@@ -175,7 +174,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
                         case: name.clone(),
                         label: *label,
                         plane,
-                        method: format!("{}{}", if opts.reference_mask2d { "model_ref2d" } else { "model" }, if opts.refine { "" } else { "_raw" }),
+                        method: format!("{}{}", if opts.reference_mask2d { "model_ref2d" } else { "model" }, if opts.refine.is_some() { "" } else { "_raw" }),
                         click: click.to_array(),
                         metrics: mask_metrics(*label, pred.view(), gt.view(), sp),
                         dice_2d: Some(dice_2d(&r.mask2d, &want2d)),
@@ -191,7 +190,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         weights: opts.weights.as_ref().map(|p| p.display().to_string()),
         adapter: opts.adapter.as_ref().map(|p| p.display().to_string()),
         reference_mask2d: opts.reference_mask2d,
-        refine: opts.refine,
+        refine: opts.refine.clone(),
         cases: loaded.len(),
         methods: summarise(&rows),
     };
