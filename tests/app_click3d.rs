@@ -352,6 +352,7 @@ fn startup_weights_are_loaded_and_the_model_method_selected() {
         assert_eq!(h.state().click_method, ClickMethod::RegionGrowing);
         h.get_by_label("Model: loading default.safetensors…");
         h.get_by_value("Region growing (no weights)");
+        assert!(h.query_by_label("Refine by image").is_none(), "the refinement is the model's option");
     }
     step_until(&mut h, "default model loaded", |app| app.rt.model.is_some() && !app.is_busy() && !app.is_meshing());
     let app = h.state();
@@ -361,6 +362,11 @@ fn startup_weights_are_loaded_and_the_model_method_selected() {
     h.step();
     h.get_by_label("Model: tiny (default.safetensors) · no adapter");
     h.get_by_value("SAM3D model"); // the toolbar's method box
+    // The model's masks are refined by the image unless the toolbar's box is cleared.
+    assert!(h.state().refine_masks);
+    h.get_by_label("Refine by image").click();
+    h.step();
+    assert!(!h.state().refine_masks);
 }
 
 /// Start-up weights that cannot be loaded: an error, and "3D from click" stays on region growing.
