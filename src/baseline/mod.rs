@@ -1,8 +1,9 @@
-//! Classical one-click 3D segmentation that needs no weights: smoothed, seeded, confidence-
-//! connected region growing (ITK's `ConfidenceConnected` idea, what users of Slicer's "Grow
-//! from seeds" / level-tracing tools know), followed by an opening that cuts thin leaks and a
-//! fill of enclosed holes. It is reported beside the model in every evaluation, so tables show
-//! what the model adds, and is selectable in the app's "3D from click" tool.
+//! Classical one-click 3D segmentation that needs no weights: smoothed, seeded,
+//! confidence-connected region growing (ITK's `ConfidenceConnected` idea, what users of Slicer's
+//! "Grow from seeds" / level-tracing tools know), followed by an opening that cuts thin leaks and
+//! a fill of enclosed holes. It is reported beside the model in every evaluation, so tables show
+//! what the model adds, and is selectable in the app's "3D from click" tool. [`refine`] holds the
+//! classical step that follows the model: its mask grown by the image within a band.
 
 pub mod refine;
 
