@@ -13,8 +13,7 @@
 //! the model's mask is a subset of the result. The work is on the mask's box grown by the band
 //! (and the smoothing's reach), never on the whole scan.
 
-use super::{component_containing, gaussian_smooth};
-use crate::geometry::ArrayIdx;
+use super::gaussian_smooth;
 use crate::shape::GridComponent;
 use crate::volume::{OnGrid, Volume};
 use ndarray::{Array3, Zip, s};
@@ -120,19 +119,58 @@ pub fn refine_component(vol: &Volume, comp: &GridComponent, p: &RefineParams, fl
 
     let d2 = crate::shape::sdf::squared_edt(model.view(), sp);
     let band2 = (p.band_mm * p.band_mm) as f32;
-    let mut region = model.clone();
-    Zip::from(&mut region).and(&inner).and(&d2).par_for_each(|r, &v, &d| {
-        if !*r && d <= band2 && (v as f64) >= vlo && (v as f64) <= vhi {
-            *r = true;
-        }
+    // Candidates: outside the mask, within the band, of the organ's intensity.
+    let mut added = Array3::from_elem(model.raw_dim(), false);
+    Zip::from(&mut added).and(&model).and(&inner).and(&d2).par_for_each(|a, &m, &v, &d| {
+        *a = !m && d <= band2 && (v as f64) >= vlo && (v as f64) <= vhi;
     });
-    // The region through the model's mask (which it holds whole: the mask is connected).
-    let Some(seed) = model.indexed_iter().find(|(_, m)| **m).map(|((k, j, i), _)| ArrayIdx { k, j, i }) else { return comp.clone() };
-    let kept = component_containing(&region, seed);
+    let kept = with_connected(&model, &added);
     let Some((blo, bhi)) = crate::shape::sdf::bounding_box(kept.view()) else { return comp.clone() };
     let mask = kept.slice(s![blo[0]..=bhi[0], blo[1]..=bhi[1], blo[2]..=bhi[2]]).to_owned();
     let voxel_count = mask.iter().filter(|m| **m).count();
     GridComponent { origin_kji: [lo[0] + blo[0], lo[1] + blo[1], lo[2] + blo[2]], mask, voxel_count }
+}
+
+/// `mask` (connected) plus the voxels of `added` 6-connected to it through `added`: the
+/// component of `mask ∪ added` that holds `mask`, found by a fill over `added` alone.
+fn with_connected(mask: &Array3<bool>, added: &Array3<bool>) -> Array3<bool> {
+    let (nk, nj, ni) = mask.dim();
+    let nb = |k: usize, j: usize, i: usize| {
+        let mut v = [None; 6];
+        if k > 0 {
+            v[0] = Some((k - 1, j, i));
+        }
+        if k + 1 < nk {
+            v[1] = Some((k + 1, j, i));
+        }
+        if j > 0 {
+            v[2] = Some((k, j - 1, i));
+        }
+        if j + 1 < nj {
+            v[3] = Some((k, j + 1, i));
+        }
+        if i > 0 {
+            v[4] = Some((k, j, i - 1));
+        }
+        if i + 1 < ni {
+            v[5] = Some((k, j, i + 1));
+        }
+        v.into_iter().flatten()
+    };
+    let mut out = mask.clone();
+    // Start from the added voxels that touch the mask.
+    let mut stack: Vec<(usize, usize, usize)> =
+        added.indexed_iter().filter(|&((k, j, i), a)| *a && nb(k, j, i).any(|p| mask[[p.0, p.1, p.2]])).map(|(p, _)| p).collect();
+    stack.iter().for_each(|&(k, j, i)| out[[k, j, i]] = true);
+    while let Some((k, j, i)) = stack.pop() {
+        for (a, b, c) in nb(k, j, i) {
+            if added[[a, b, c]] && !out[[a, b, c]] {
+                out[[a, b, c]] = true;
+                stack.push((a, b, c));
+            }
+        }
+    }
+    out
 }
 
 /// Erosion by the 6-neighbourhood cross; voxels on the array's border are eroded.
@@ -160,6 +198,8 @@ fn erode6(m: &Array3<bool>) -> Array3<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::baseline::component_containing;
+    use crate::geometry::ArrayIdx;
     use crate::data::phantom::{PhantomSpec, Rng, generate};
     use crate::geometry::RasFromVoxel;
     use crate::volume::Modality;
@@ -247,6 +287,24 @@ mod tests {
             assert!(after > before + 0.12, "label {label}: Dice {before:.3} → {after:.3}");
             let dist = crate::shape::sdf::edt(eroded.view(), sp);
             assert!(got.iter().zip(dist.iter()).all(|(g, d)| !*g || *d <= p.band_mm as f32 + 1e-4));
+        }
+    }
+
+    /// The fill over the added voxels alone keeps what the component of the union through the
+    /// mask keeps.
+    #[test]
+    fn additions_connected_to_the_mask_are_the_unions_component() {
+        let mut rng = Rng::new(8);
+        for _ in 0..5 {
+            let noise = Array3::from_shape_fn((9, 11, 13), |_| rng.uniform());
+            let seed = ArrayIdx { k: 4, j: 5, i: 6 };
+            let mask = component_containing(&noise.mapv(|x| x < 0.5), seed);
+            let mut mask = mask;
+            mask[seed.as_kji()] = true;
+            let mask = component_containing(&mask, seed);
+            let added = Array3::from_shape_fn((9, 11, 13), |_| rng.uniform() < 0.45) & mask.mapv(|m| !m);
+            let union = &mask | &added;
+            assert_eq!(with_connected(&mask, &added), component_containing(&union, seed));
         }
     }
 
