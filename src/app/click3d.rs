@@ -3,7 +3,7 @@
 //! result is a candidate mask shown translucent in every view until it is accepted (written
 //! into the label map, undoable) or rejected.
 
-use crate::baseline::{GrowParams, grow_from_click};
+use crate::baseline::{GrowError, GrowParams, grow_from_click_until};
 use crate::geometry::{PixelWalk, RasMm};
 use crate::volume::{LabelMap, OnGrid, Volume};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -51,6 +51,8 @@ pub struct Candidate {
 pub enum ClickEvent {
     Done(Box<Candidate>),
     Failed { job: u64, message: String },
+    /// The job saw its cancel and stopped before it finished.
+    Stopped { job: u64 },
 }
 
 /// One accepted result, enough to undo and redo it.
@@ -127,13 +129,15 @@ pub fn redo_edit(map: &mut LabelMap, e: &Edit) {
 
 /// Starts region growing from `click` on a `sam3d-click` thread; the answer comes on `tx`.
 /// With a `gate` the thread first waits for a message on it (tests hold a job running that way).
-/// Region growing cannot be interrupted: a cancelled job runs to its end and its answer is dropped.
+/// The job stops between region growing's passes once `cancel_upto` reaches `job`, and says
+/// so ([`ClickEvent::Stopped`]).
 pub fn spawn_region_growing(
     job: u64,
     volume: Arc<Volume>,
     click: RasMm,
     tx: Sender<ClickEvent>,
     gate: Option<Receiver<()>>,
+    cancel_upto: Arc<std::sync::atomic::AtomicU64>,
     wake: impl Fn() + Send + 'static,
 ) -> Result<(), String> {
     std::thread::Builder::new()
@@ -143,8 +147,10 @@ pub fn spawn_region_growing(
                 let _ = g.recv();
             }
             let t0 = std::time::Instant::now();
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grow_from_click(&volume, click, &GrowParams::default())));
+            let cancelled = || cancel_upto.load(std::sync::atomic::Ordering::SeqCst) >= job;
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grow_from_click_until(&volume, click, &GrowParams::default(), &cancelled)));
             let ev = match result {
+                Ok(Err(GrowError::Cancelled)) => ClickEvent::Stopped { job },
                 Ok(Ok(mask)) => {
                     let voxels = mask.iter().filter(|&&m| m).count();
                     let ml = voxels as f64 * volume.spacing_mm().iter().product::<f64>() / 1000.0;

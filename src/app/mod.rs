@@ -222,8 +222,12 @@ pub struct ClickTool {
     pub last_status: Option<String>,
     /// Results that arrived for a cancelled or superseded job and were dropped.
     pub dropped_results: usize,
+    /// Cancelled or superseded jobs that stopped before they finished (region growing).
+    pub stopped_jobs: usize,
     /// The running job was sent to the engine process (a cancel goes there too).
     remote_job: Option<u64>,
+    /// Region-growing jobs up to this id stop at their next pass (cancelled or superseded).
+    grow_cancel_upto: Arc<std::sync::atomic::AtomicU64>,
     /// Test hook: region-growing jobs wait for a message on this before they start.
     #[doc(hidden)]
     pub test_gate: Option<Receiver<()>>,
@@ -238,12 +242,14 @@ impl Default for ClickTool {
             armed: false,
             running: None,
             next_job: 0,
+            grow_cancel_upto: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             candidate: None,
             target: None,
             undo: Vec::new(),
             redo: Vec::new(),
             last_status: None,
             dropped_results: 0,
+            stopped_jobs: 0,
             remote_job: None,
             test_gate: None,
             tx,
@@ -774,16 +780,20 @@ impl App {
                     self.rt.click.running = None;
                     self.error(message);
                 }
+                ClickEvent::Stopped { job } => {
+                    log::info!("3D from click #{job} stopped at its cancel");
+                    self.rt.click.stopped_jobs += 1;
+                }
                 _ => self.rt.click.dropped_results += 1, // a cancelled or superseded job
             }
         }
     }
 
     /// Cancels the running click job: no candidate will come from it, the next click works.
-    /// A model job is cancelled in the engine too; region growing runs out on its thread and
-    /// its answer is dropped.
+    /// A model job is cancelled in the engine too; region growing stops at its next pass.
     fn cancel_click(&mut self, ctx: &egui::Context) {
         let Some((job, ..)) = self.rt.click.running.take() else { return };
+        self.rt.click.grow_cancel_upto.fetch_max(job, std::sync::atomic::Ordering::SeqCst);
         self.rt.click_stage = None;
         if self.rt.click.remote_job.take() == Some(job) && self.rt.remote.is_some() {
             self.remote_send(serde_json::json!({"cmd": "cancel", "job": job}), ctx);
@@ -806,9 +816,12 @@ impl App {
                 let volume = scene.volume.clone();
                 self.rt.click.next_job += 1;
                 let job = self.rt.click.next_job;
+                // A new job supersedes every earlier one: their answers would be dropped anyway.
+                self.rt.click.grow_cancel_upto.fetch_max(job - 1, std::sync::atomic::Ordering::SeqCst);
                 let ctx = ctx.clone();
                 let gate = self.rt.click.test_gate.clone();
-                match click3d::spawn_region_growing(job, volume, ras, self.rt.click.tx.clone(), gate, move || ctx.request_repaint()) {
+                let cancel = self.rt.click.grow_cancel_upto.clone();
+                match click3d::spawn_region_growing(job, volume, ras, self.rt.click.tx.clone(), gate, cancel, move || ctx.request_repaint()) {
                     Ok(()) => {
                         self.rt.click.running = Some((job, ras, std::time::Instant::now()));
                         self.rt.click.remote_job = None;

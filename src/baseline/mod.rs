@@ -41,6 +41,8 @@ impl Default for GrowParams {
 pub enum GrowError {
     #[error("click at RAS ({0:.1}, {1:.1}, {2:.1}) mm is outside the volume")]
     OutsideVolume(f64, f64, f64),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// Separable Gaussian smoothing with per-axis sigma in voxels (`[k, j, i]` array order); edges
@@ -189,6 +191,13 @@ pub fn fill_holes(mask: &Array3<bool>) -> Array3<bool> {
 
 /// Segments the structure under `click` (RAS mm). Returns a mask on the volume's grid.
 pub fn grow_from_click(vol: &Volume, click: RasMm, p: &GrowParams) -> Result<Array3<bool>, GrowError> {
+    grow_from_click_until(vol, click, p, &|| false)
+}
+
+/// [`grow_from_click`] that asks `cancelled` between its passes (after the smoothing, each
+/// growing pass, the opening) and stops with [`GrowError::Cancelled`] when it says so.
+pub fn grow_from_click_until(vol: &Volume, click: RasMm, p: &GrowParams, cancelled: &dyn Fn() -> bool) -> Result<Array3<bool>, GrowError> {
+    let check = || if cancelled() { Err(GrowError::Cancelled) } else { Ok(()) };
     let seed = vol.index_of_ras(click).ok_or(GrowError::OutsideVolume(click.x(), click.y(), click.z()))?;
     let sp = vol.spacing_mm(); // i, j, k
     let sp_kji = [sp[2], sp[1], sp[0]];
@@ -228,6 +237,7 @@ pub fn grow_from_click(vol: &Volume, click: RasMm, p: &GrowParams) -> Result<Arr
     let ras = *vol.ras_from_voxel.matrix();
     let mut region = Array3::from_elem(sm.raw_dim(), false);
     for _ in 0..=p.iterations {
+        check()?;
         let (lo, hi) = (mean - p.multiplier * std.max(floor), mean + p.multiplier * std.max(floor));
         let mut cand = Array3::from_elem(sm.raw_dim(), false);
         Zip::indexed(&mut cand).and(&sm).par_for_each(|(k, j, i), c, &v| {
@@ -245,6 +255,7 @@ pub fn grow_from_click(vol: &Volume, click: RasMm, p: &GrowParams) -> Result<Arr
         let (m, sd) = stats(&inside);
         (mean, std) = (m, sd.min(std_cap));
     }
+    check()?;
     // Opening (erode then dilate) cuts bridges thinner than the radius; keep the click's part.
     let rad = sp_kji.map(|s| (p.opening_radius_mm / s).round() as usize);
     let opened = if rad.iter().any(|&r| r > 0) {
@@ -256,6 +267,7 @@ pub fn grow_from_click(vol: &Volume, click: RasMm, p: &GrowParams) -> Result<Arr
     } else {
         region
     };
+    check()?;
     // Partial-volume edge: smoothing and the opening shave off boundary voxels that are mostly
     // organ. Add shell voxels whose unsmoothed value is closer to the region's mean than to the
     // shell's (the half-way rule of partial-volume mixing).
@@ -401,6 +413,23 @@ mod tests {
             let d = dice(&m, &gt);
             assert!(d > 0.8, "label {label}: dice {d}");
         }
+    }
+
+    /// A cancel is seen between passes: at once, or after some passes have run.
+    #[test]
+    fn growing_stops_when_cancelled() {
+        let case = generate(&PhantomSpec::small(Modality::Ct), 4);
+        let c = label_centroid(&case.labels, 5).expect("present");
+        let p = GrowParams::default();
+        assert_eq!(grow_from_click_until(&case.volume, c, &p, &|| true), Err(GrowError::Cancelled));
+        let asked = std::cell::Cell::new(0);
+        let late = || {
+            asked.set(asked.get() + 1);
+            asked.get() > 2
+        };
+        assert_eq!(grow_from_click_until(&case.volume, c, &p, &late), Err(GrowError::Cancelled));
+        assert_eq!(asked.get(), 3);
+        assert!(grow_from_click_until(&case.volume, c, &p, &|| false).is_ok_and(|m| m.iter().any(|&x| x)));
     }
 
     /// The row-wise passes equal a direct sum over the clamped neighbourhood along each axis.
