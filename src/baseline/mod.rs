@@ -236,8 +236,7 @@ pub fn grow_from_click_until(vol: &Volume, click: RasMm, p: &GrowParams, cancell
     // Re-estimated spreads may widen a little, never run away through a leak.
     let std_cap = 1.5 * std;
     // A floor on the spread: a perfectly flat seed patch must still grow.
-    let global = vol.stats();
-    let floor = ((global.max - global.min) * 0.003).max(1e-3);
+    let floor = refine::intensity_floor(vol);
     let click_v = click.v;
     let ras = *vol.ras_from_voxel.matrix();
     let mut region = Array3::from_elem(sm.raw_dim(), false);

@@ -13,7 +13,8 @@
 //! the model's mask is a subset of the result. The work is on the mask's box grown by the band
 //! (and the smoothing's reach), never on the whole scan.
 
-use super::gaussian_smooth;
+use super::{gaussian_smooth, morph, neighbours};
+use crate::geometry::ArrayIdx;
 use crate::shape::GridComponent;
 use crate::volume::{OnGrid, Volume};
 use ndarray::{Array3, Zip, s};
@@ -107,7 +108,7 @@ pub fn refine_component(vol: &Volume, comp: &GridComponent, p: &RefineParams, fl
     model.slice_mut(s![off[0]..off[0] + dims[0], off[1]..off[1] + dims[1], off[2]..off[2] + dims[2]]).assign(&comp.mask);
 
     // Intensity statistics under the interior (the mask eroded by one voxel, 6-neighbourhood).
-    let interior = erode6(&model);
+    let interior = morph(&model, [1, 1, 1], true);
     let pick = |m: &Array3<bool>| -> Vec<f32> { inner.iter().zip(m.iter()).filter(|(_, m)| **m).map(|(v, _)| *v).collect() };
     let mut vals = pick(&interior);
     if vals.len() < 20 {
@@ -134,64 +135,25 @@ pub fn refine_component(vol: &Volume, comp: &GridComponent, p: &RefineParams, fl
 /// `mask` (connected) plus the voxels of `added` 6-connected to it through `added`: the
 /// component of `mask ∪ added` that holds `mask`, found by a fill over `added` alone.
 fn with_connected(mask: &Array3<bool>, added: &Array3<bool>) -> Array3<bool> {
-    let (nk, nj, ni) = mask.dim();
-    let nb = |k: usize, j: usize, i: usize| {
-        let mut v = [None; 6];
-        if k > 0 {
-            v[0] = Some((k - 1, j, i));
-        }
-        if k + 1 < nk {
-            v[1] = Some((k + 1, j, i));
-        }
-        if j > 0 {
-            v[2] = Some((k, j - 1, i));
-        }
-        if j + 1 < nj {
-            v[3] = Some((k, j + 1, i));
-        }
-        if i > 0 {
-            v[4] = Some((k, j, i - 1));
-        }
-        if i + 1 < ni {
-            v[5] = Some((k, j, i + 1));
-        }
-        v.into_iter().flatten()
-    };
+    let d = mask.dim();
+    let shape = [d.0, d.1, d.2];
     let mut out = mask.clone();
     // Start from the added voxels that touch the mask.
-    let mut stack: Vec<(usize, usize, usize)> =
-        added.indexed_iter().filter(|&((k, j, i), a)| *a && nb(k, j, i).any(|p| mask[[p.0, p.1, p.2]])).map(|(p, _)| p).collect();
-    stack.iter().for_each(|&(k, j, i)| out[[k, j, i]] = true);
-    while let Some((k, j, i)) = stack.pop() {
-        for (a, b, c) in nb(k, j, i) {
-            if added[[a, b, c]] && !out[[a, b, c]] {
-                out[[a, b, c]] = true;
-                stack.push((a, b, c));
+    let mut stack: Vec<ArrayIdx> = added
+        .indexed_iter()
+        .filter(|(_, a)| **a)
+        .map(|((k, j, i), _)| ArrayIdx { k, j, i })
+        .filter(|&a| neighbours(a, shape).any(|b| mask[b.as_kji()]))
+        .collect();
+    stack.iter().for_each(|a| out[a.as_kji()] = true);
+    while let Some(a) = stack.pop() {
+        for b in neighbours(a, shape) {
+            if added[b.as_kji()] && !out[b.as_kji()] {
+                out[b.as_kji()] = true;
+                stack.push(b);
             }
         }
     }
-    out
-}
-
-/// Erosion by the 6-neighbourhood cross; voxels on the array's border are eroded.
-fn erode6(m: &Array3<bool>) -> Array3<bool> {
-    let (nk, nj, ni) = m.dim();
-    let mut out = Array3::from_elem(m.raw_dim(), false);
-    Zip::indexed(&mut out).par_for_each(|(k, j, i), o| {
-        *o = m[[k, j, i]]
-            && k > 0
-            && j > 0
-            && i > 0
-            && k + 1 < nk
-            && j + 1 < nj
-            && i + 1 < ni
-            && m[[k - 1, j, i]]
-            && m[[k + 1, j, i]]
-            && m[[k, j - 1, i]]
-            && m[[k, j + 1, i]]
-            && m[[k, j, i - 1]]
-            && m[[k, j, i + 1]];
-    });
     out
 }
 
@@ -199,7 +161,6 @@ fn erode6(m: &Array3<bool>) -> Array3<bool> {
 mod tests {
     use super::*;
     use crate::baseline::component_containing;
-    use crate::geometry::ArrayIdx;
     use crate::data::phantom::{PhantomSpec, Rng, generate};
     use crate::geometry::RasFromVoxel;
     use crate::volume::Modality;
@@ -277,7 +238,7 @@ mod tests {
             let gt = case.labels.mask(label);
             let mut eroded = gt.clone();
             for _ in 0..2 {
-                eroded = erode6(&eroded);
+                eroded = morph(&eroded, [1, 1, 1], true);
             }
             let seed = eroded.indexed_iter().find(|(_, m)| **m).map(|((k, j, i), _)| ArrayIdx { k, j, i }).expect("non-empty");
             let eroded = component_containing(&eroded, seed);

@@ -307,8 +307,9 @@ pub fn make_sample(
 }
 
 /// A random augmented sample from `cases`, fully determined by `seed`: a case drawn by weight,
-/// one of its classes (uniformly, or by size: [`TrainCase::class_weight_power`]), then a listed click of that class (a preprocess cache's) or an
-/// interior point drawn by depth with a random plane.
+/// one of its classes (uniformly, or by size: [`TrainCase::class_weight_power`]), then a listed
+/// click of that class (a preprocess cache's) or an interior point drawn by depth with a random
+/// plane.
 pub fn random_sample(cases: &[TrainCase], seed: u64, aug: &AugmentParams, p: &ClickParams) -> Result<TrainSample, ClickError> {
     let mut rng = Rng::new(seed);
     let usable: Vec<usize> = (0..cases.len()).filter(|&c| !cases[c].classes.is_empty()).collect();
