@@ -101,6 +101,23 @@ if sweep:
     for b in bands:
         print(f"| {b:g} | " + " | ".join(f"{grid[(b, k)]:.3f}" if (b, k) in grid else "–" for k in ks) + " |")
 
+wide = sorted((ev / "sweep2").glob("wide_F*_R*_p*_b*_k*.csv")) if (ev / "sweep2").exists() else []
+if wide:
+    res = []
+    for p in wide:
+        F, R, kp, band, k = (x[1:] for x in p.stem[len("wide_"):].split("_"))
+        res.append((summary(rows("sweep2/" + p.stem), "model")[1], float(F), R, kp, float(band), float(k)))
+    # The rule: the best mean; within 0.003 of it, the simplest (no pruning, whole-interior
+    # statistics, the default floor, the smaller band, the smaller multiplier).
+    best = max(r[0] for r in res)
+    simple = lambda r: (r[3] != "off", r[2] != "off", r[1] != 1.0, r[4], r[5])
+    pick = min((r for r in res if r[0] >= best - 0.003), key=simple)
+    print("\n### Second refinement sweep: 32 training-side structures of the demo CT, 96 clicks (mean Dice, best first)\n")
+    print("| floor factor | statistics radius (mm) | pruning multiplier | band (mm) | multiplier | mean Dice | |")
+    print("|---|---|---|---|---|---|---|")
+    for r in sorted(res, key=lambda r: -r[0]):
+        print(f"| {r[1]:g} | {r[2]} | {r[3]} | {r[4]:g} | {r[5]:g} | {r[0]:.4f} | {'**chosen**' if r == pick else ''} |")
+
 r0, r1 = rows("phantoms_mr_base"), rows("phantoms_mr_lora")
 if r0 and r1:
     print("\n### LoRA fine-tuning on MR-like phantoms (held-out MR phantoms, 4 cases)\n")

@@ -164,6 +164,7 @@ fn postprocess_and_mesh_stages() {
         let labels = LabelMap::load(lab_path).expect("labels");
         let click = centroid(&labels, 5).expect("a liver");
         let vol = Arc::new(Volume::load(vol_path).expect("volume"));
+        let click_idx = vol.ras_from_voxel.try_inverse().ok().and_then(|v| vol.shape().array_index(v.apply(click)));
         let pv = PreparedVolume::new(vol.clone(), None, cfg.input.ct_window_hu).expect("prepare");
         let sample = prepare_click(&pv, click, ViewPlane::Axial, &cfg.click_params()).expect("click");
         let prior = click_prior_mask(cfg.input.image_size, cfg.input.prior_radius_px);
@@ -192,7 +193,7 @@ fn postprocess_and_mesh_stages() {
                 post.push(t.elapsed().as_secs_f64());
                 // The image refinement that follows by default (timed apart: it is optional).
                 let t = Instant::now();
-                let refined = sam3d_studio::baseline::refine::refine_component(&vol, &comp, &Default::default(), floor);
+                let refined = sam3d_studio::baseline::refine::refine_component(&vol, &comp, &Default::default(), floor, click_idx);
                 refine.push((t.elapsed().as_secs_f64(), refined.voxel_count));
                 let c1 = cpu_secs();
                 let t = Instant::now();

@@ -14,7 +14,7 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
     write_phantoms(&data, 2, 21, Modality::Ct).expect("phantoms");
     let weights = tmp.path().join("tiny.safetensors");
     Model::new(Config::tiny(), Device::Cpu).save_weights(&weights).expect("weights");
-    let opts = EvalOptions { data: data.clone(), weights: Some(weights), adapter: None, device: Device::Cpu, grow: Default::default(), labels: vec![], context: true, reference_mask2d: false, refine: Some(Default::default()) };
+    let opts = EvalOptions { data: data.clone(), weights: Some(weights), adapter: None, device: Device::Cpu, grow: Default::default(), labels: vec![], context: true, reference_mask2d: false, refine: Some(Default::default()), baseline: true };
     let (rows, summary) = evaluate(&opts, &|_| {}, &|| {}).expect("eval");
     let mut expected = 0;
     for c in 0..2 {
@@ -58,8 +58,10 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
 
     // `--no-refine`: the model's own masks, named `_raw`, never larger than the refined ones
     // (the refinement only adds voxels) for the same clicks.
-    let raw_opts = EvalOptions { refine: None, ..opts };
+    // `--model-only` as well: no baseline rows.
+    let raw_opts = EvalOptions { refine: None, baseline: false, ..opts };
     let (raw_rows, raw_summary) = evaluate(&raw_opts, &|_| {}, &|| {}).expect("eval without refinement");
+    assert!(raw_rows.iter().all(|r| r.method != "baseline") && !raw_summary.methods.contains_key("baseline"));
     assert!(raw_summary.refine.is_none() && summary.refine.is_some());
     let raw: Vec<_> = raw_rows.iter().filter(|r| r.method == "model_ref2d_raw").collect();
     assert_eq!(raw.len(), model.len());

@@ -56,6 +56,9 @@ pub struct EvalArgs {
     /// Only the region-growing baseline.
     #[arg(long)]
     pub baseline_only: bool,
+    /// Only the model, without the region-growing baseline (for parameter sweeps).
+    #[arg(long, conflicts_with = "baseline_only")]
+    pub model_only: bool,
     /// Report (CSV); the summary JSON is written beside it.
     #[arg(long)]
     pub out: PathBuf,
@@ -82,6 +85,30 @@ pub struct EvalArgs {
     /// The refinement's intensity test: median ± this many robust standard deviations.
     #[arg(long, default_value_t = crate::baseline::refine::RefineParams::default().multiplier)]
     pub refine_multiplier: f64,
+    /// The refinement's pruning: the model's voxels farther than this many robust standard
+    /// deviations from the median are dropped (`off`: the model's mask is kept whole) [default:
+    /// the shipped setting, `RefineParams::default()`]
+    #[arg(long, value_parser = parse_or_off, value_name = "K|off")]
+    pub refine_prune: Option<OrOff>,
+    /// The refinement's statistics: from the mask's interior within this distance of the click
+    /// (`off`: the whole interior) [default: the shipped setting]
+    #[arg(long, value_parser = parse_or_off, value_name = "MM|off")]
+    pub refine_stats_radius_mm: Option<OrOff>,
+    /// The refinement's smallest robust standard deviation, as a multiple of 0.3 % of the scan's
+    /// intensity range.
+    #[arg(long, default_value_t = crate::baseline::refine::RefineParams::default().floor_factor)]
+    pub refine_floor_factor: f64,
+}
+
+/// A number, or `off` (`None`).
+#[derive(Clone, Copy, Debug)]
+pub struct OrOff(pub Option<f64>);
+
+fn parse_or_off(s: &str) -> Result<OrOff, String> {
+    if s == "off" {
+        return Ok(OrOff(None));
+    }
+    s.parse::<f64>().map(|x| OrOff(Some(x))).map_err(|e| format!("`{s}`: {e} (give a number, or `off`)"))
 }
 
 pub fn preprocess(a: &PreprocessArgs) -> Result<()> {
@@ -168,10 +195,17 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         labels: a.labels.clone(),
         context: !a.no_context,
         reference_mask2d: a.mask2d == "reference",
-        refine: (!a.no_refine).then(|| crate::baseline::refine::RefineParams {
-            band_mm: a.refine_band_mm,
-            multiplier: a.refine_multiplier,
-            ..Default::default()
+        baseline: !a.model_only,
+        refine: (!a.no_refine).then(|| {
+            let d = crate::baseline::refine::RefineParams::default();
+            crate::baseline::refine::RefineParams {
+                band_mm: a.refine_band_mm,
+                multiplier: a.refine_multiplier,
+                prune_multiplier: a.refine_prune.map_or(d.prune_multiplier, |o| o.0),
+                stats_radius_mm: a.refine_stats_radius_mm.map_or(d.stats_radius_mm, |o| o.0),
+                floor_factor: a.refine_floor_factor,
+                ..d
+            }
         }),
     };
     if let Some(p) = &opts.refine {

@@ -86,6 +86,9 @@ pub struct EvalOptions {
     /// Refine the model's masks by the image ([`crate::baseline::refine`], as clicks in the app
     /// are); `None`: off, and the rows' method gets a `_raw` suffix.
     pub refine: Option<RefineParams>,
+    /// Run the region-growing baseline on the same clicks (`eval --model-only` turns it off,
+    /// for parameter sweeps of the model alone).
+    pub baseline: bool,
 }
 
 
@@ -146,19 +149,21 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         for (label, cl) in clicks {
             let gt = lab.mask(*label);
             for &(plane, click) in cl {
-                let t = std::time::Instant::now();
-                let grown = grow_from_click(vol, click, &opts.grow).map_err(|e| anyhow::anyhow!("{}: {e}", pair_name(name)))?;
-                let secs = t.elapsed().as_secs_f64();
-                rows.push(EvalRow {
-                    case: name.clone(),
-                    label: *label,
-                    plane,
-                    method: "baseline".into(),
-                    click: click.to_array(),
-                    metrics: mask_metrics(*label, grown.view(), gt.view(), sp),
-                    dice_2d: None,
-                    secs,
-                });
+                if opts.baseline || session.is_none() {
+                    let t = std::time::Instant::now();
+                    let grown = grow_from_click(vol, click, &opts.grow).map_err(|e| anyhow::anyhow!("{}: {e}", pair_name(name)))?;
+                    let secs = t.elapsed().as_secs_f64();
+                    rows.push(EvalRow {
+                        case: name.clone(),
+                        label: *label,
+                        plane,
+                        method: "baseline".into(),
+                        click: click.to_array(),
+                        metrics: mask_metrics(*label, grown.view(), gt.view(), sp),
+                        dice_2d: None,
+                        secs,
+                    });
+                }
                 if let Some(s) = session.as_mut() {
                     let reference = |ras_from_pixel: &RasFromPixel, n: usize| reference_mask2d(lab, *label, ras_from_pixel, n);
                     let mask2d = s.model().filter(|_| opts.reference_mask2d).map(|m| {

@@ -307,7 +307,8 @@ impl Session {
         let mut component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, req.click);
         if let (Some(p), Some(c)) = (&self.refine, &component) {
             let floor = *self.refine_floor.get_or_insert_with(|| intensity_floor(vol));
-            component = Some(refine_component(vol, c, p, floor));
+            let click = vol.ras_from_voxel.try_inverse().ok().and_then(|v| vol.shape().array_index(v.apply(req.click)));
+            component = Some(refine_component(vol, c, p, floor, click));
         }
         let data = match &component {
             Some(c) => c.to_labels(vol.shape(), 1),
