@@ -52,7 +52,7 @@ pub const MIN_STATS_VOXELS: usize = 20;
 
 impl Default for RefineParams {
     fn default() -> Self {
-        RefineParams { smooth_sigma_mm: 1.5, band_mm: 8.0, multiplier: 1.5, prune_multiplier: None, stats_radius_mm: None, floor_factor: 1.0 }
+        RefineParams { smooth_sigma_mm: 1.5, band_mm: 8.0, multiplier: 1.0, prune_multiplier: None, stats_radius_mm: None, floor_factor: 1.0 }
     }
 }
 
@@ -288,7 +288,8 @@ mod tests {
         let vol = Volume::new(data, RasFromVoxel::scale_translate(sp, [-20.0, 5.0, 40.0])).expect("volume");
         let model = Array3::from_shape_fn((nk, nj, ni), |(k, j, i)| r_of(k, j, i).0 <= 4.0);
         // A floor of 5 (0.3 % of a 1700-wide intensity range, as a CT gives).
-        let p = RefineParams { prune_multiplier: None, ..Default::default() };
+        // The multiplier of 1.5 (session 4's default) takes the ball to within 3 mm of its edge.
+        let p = RefineParams { multiplier: 1.5, prune_multiplier: None, ..Default::default() };
         let out = refine_component(&vol, &as_component(&model), &p, 5.0, None);
         let got = full(&out, &vol);
         assert_eq!(out.voxel_count, got.iter().filter(|x| **x).count());
@@ -311,7 +312,7 @@ mod tests {
     }
 
     /// A CT phantom organ whose mask is eroded by two voxels grows back toward its label (Dice
-    /// 0.475 → 0.653 and 0.607 → 0.729 when written; the blurred edge stays out), and no farther
+    /// 0.475 → 0.594 and 0.607 → 0.694 when written; the blurred edge stays out), and no farther
     /// than the band.
     #[test]
     fn restores_an_eroded_phantom_organ() {
@@ -329,7 +330,7 @@ mod tests {
             let p = RefineParams::default();
             let got = full(&refine_component(vol, &as_component(&eroded), &p, intensity_floor(vol), Some(seed)), vol);
             let (before, after) = (dice(&eroded, &gt), dice(&got, &gt));
-            assert!(after > before + 0.12, "label {label}: Dice {before:.3} → {after:.3}");
+            assert!(after > before + 0.07, "label {label}: Dice {before:.3} → {after:.3}");
             let dist = crate::shape::sdf::edt(eroded.view(), sp);
             assert!(got.iter().zip(dist.iter()).all(|(g, d)| !*g || *d <= p.band_mm as f32 + 1e-4));
         }

@@ -236,3 +236,16 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
     println!("report {} and {}", a.out.display(), js.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_or_off;
+
+    #[test]
+    fn refinement_options_take_a_number_or_off() {
+        assert_eq!(parse_or_off("off").expect("off").0, None);
+        assert_eq!(parse_or_off("2.5").expect("number").0, Some(2.5));
+        let e = parse_or_off("two").expect_err("not a number");
+        assert!(e.contains("`two`") && e.contains("off"), "{e}");
+    }
+}
