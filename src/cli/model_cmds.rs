@@ -49,6 +49,10 @@ pub struct InferArgs {
     /// The model's mask as it is, without the image refinement of its boundary.
     #[arg(long)]
     pub no_refine: bool,
+    /// One pass only: do not continue an organ wider than the model's output cube with clicks
+    /// toward the faces it reaches.
+    #[arg(long)]
+    pub no_extend: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -144,6 +148,7 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
     if a.no_refine {
         session.set_refine(None);
     }
+    session.set_extend(!a.no_extend);
     let info = session.set_model(model)?;
     if let Some(ad) = &a.adapter {
         session.load_adapter(ad)?;

@@ -79,6 +79,10 @@ pub struct EvalArgs {
     /// named `model_raw`, or `model_ref2d_raw`).
     #[arg(long)]
     pub no_refine: bool,
+    /// One pass per click: do not continue organs wider than the model's output cube with
+    /// clicks toward the faces they reach.
+    #[arg(long)]
+    pub no_extend: bool,
     /// The refinement's band: farthest a voxel may lie from the model's mask to be added (mm).
     #[arg(long, default_value_t = crate::baseline::refine::RefineParams::default().band_mm)]
     pub refine_band_mm: f64,
@@ -196,6 +200,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         context: !a.no_context,
         reference_mask2d: a.mask2d == "reference",
         baseline: !a.model_only,
+        extend: !a.no_extend,
         refine: (!a.no_refine).then(|| {
             let d = crate::baseline::refine::RefineParams::default();
             crate::baseline::refine::RefineParams {

@@ -64,6 +64,8 @@ pub struct EvalSummary {
     pub reference_mask2d: bool,
     /// The image refinement of the model's masks (`None`: `--no-refine`).
     pub refine: Option<RefineParams>,
+    /// Whether organs wider than the output cube were continued (`--no-extend`: false).
+    pub extend: bool,
     pub cases: usize,
     pub methods: BTreeMap<String, MethodSummary>,
 }
@@ -89,6 +91,8 @@ pub struct EvalOptions {
     /// Run the region-growing baseline on the same clicks (`eval --model-only` turns it off,
     /// for parameter sweeps of the model alone).
     pub baseline: bool,
+    /// Continue organs wider than the model's output cube (`Session::set_extend`).
+    pub extend: bool,
 }
 
 
@@ -117,6 +121,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         Some(w) => {
             let mut s = Session::new();
             s.set_refine(opts.refine.clone());
+            s.set_extend(opts.extend);
             let mut m = Model::from_checkpoint(w, opts.device)?;
             m.set_use_context(opts.context);
             s.set_model(m)?;
@@ -196,6 +201,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         adapter: opts.adapter.as_ref().map(|p| p.display().to_string()),
         reference_mask2d: opts.reference_mask2d,
         refine: opts.refine.clone(),
+        extend: opts.extend,
         cases: loaded.len(),
         methods: summarise(&rows),
     };

@@ -3,7 +3,7 @@
 
 use crate::baseline::refine::{RefineParams, intensity_floor, refine_component};
 use crate::data::click::{self, ClickError, ClickSample, PreparedVolume, RasFromPixel};
-use crate::geometry::{RasMm, ViewPlane};
+use crate::geometry::{ArrayIdx, Point3, RasFromGrid, RasMm, ViewPlane};
 use crate::model::convert::{array_from, inputs_for};
 use crate::model::{Model, ModelError, ModelInfo};
 use crate::shape::Mesh;
@@ -81,6 +81,9 @@ pub struct Timings {
     /// `None` when the mesh step is not available in this build.
     pub mesh_secs: Option<f64>,
     pub total_secs: f64,
+    /// Clicks added toward the faces of the output cube an organ reaches (their time is in
+    /// the stages above).
+    pub extension_passes: usize,
 }
 
 /// One click.
@@ -176,6 +179,9 @@ pub struct Session {
     refine: Option<RefineParams>,
     /// [`crate::baseline::refine::intensity_floor`] of the volume, once per volume.
     refine_floor: Option<f64>,
+    /// Continue organs wider than the output cube with clicks toward the faces they reach
+    /// ([`extension_clicks`]).
+    extend: bool,
 }
 
 impl Default for Session {
@@ -192,10 +198,18 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub fn new() -> Self {
-        Session { model: None, volume: None, modality: None, prepared: None, refine: Some(RefineParams::default()), refine_floor: None }
+        Session { model: None, volume: None, modality: None, prepared: None, refine: Some(RefineParams::default()), refine_floor: None, extend: true }
     }
 
     /// The image refinement of the model's mask (`None`: off).
+    /// Whether organs wider than the output cube are continued past its faces (on by default).
+    pub fn set_extend(&mut self, on: bool) {
+        self.extend = on;
+    }
+    pub fn extend(&self) -> bool {
+        self.extend
+    }
+
     pub fn set_refine(&mut self, refine: Option<RefineParams>) {
         self.refine = refine;
     }
@@ -262,54 +276,37 @@ impl Session {
         let t_all = Instant::now();
         let model = self.model.as_ref().ok_or(EngineError::NoModel)?;
         let pv = self.prepared.as_ref().ok_or(EngineError::NoVolume)?;
-        let cfg = model.config();
-        let device = model.device();
         let _guard = tch::no_grad_guard();
         let mut timings = Timings::default();
         let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
 
-        hooks.progress(Stage::Preprocess);
-        let t = Instant::now();
-        let sample = click::prepare_click(pv, req.click, req.plane, &cfg.click_params())?;
-        timings.preprocess_secs = t.elapsed().as_secs_f64();
-        check(hooks)?;
-
-        hooks.progress(Stage::Mask2d);
-        let t = Instant::now();
-        let s = cfg.input.image_size;
-        let mask2d = match &req.mask2d {
-            Some(m) if m.dim() == (s, s) => m.clone(),
-            Some(m) => {
-                return Err(EngineError::BadRequest(format!(
-                    "the drawn 2D mask is {}×{}, the model's slice is {s}×{s}",
-                    m.nrows(),
-                    m.ncols()
-                )));
-            }
-            None => predict_mask2d(model, &sample, device, cfg.input.prior_radius_px)?,
+        let refine = match &self.refine {
+            Some(p) => Some((p, *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume)))),
+            None => None,
         };
-        timings.mask2d_secs = t.elapsed().as_secs_f64();
-        hooks.preview(&mask2d, &sample.ras_from_pixel);
-        check(hooks)?;
-
-        hooks.progress(Stage::Shape);
-        let t = Instant::now();
-        let out = model.forward_t(&inputs_for(&sample, &mask2d, device), false);
-        let sdf_all = array_from(&out.sdf.get(0))?.into_dimensionality::<ndarray::Ix4>().map_err(|e| tch::TchError::Shape(e.to_string()))?;
-        let class = choose_class(&sdf_all);
-        let sdf: Array3<f32> = sdf_all.index_axis(ndarray::Axis(0), class).to_owned().into_dimensionality::<Ix3>().map_err(|e| tch::TchError::Shape(e.to_string()))?;
-        timings.shape_secs = t.elapsed().as_secs_f64();
-        check(hooks)?;
-
-        hooks.progress(Stage::Postprocess);
-        let t = Instant::now();
+        let first = shape_at(model, pv, refine, req.click, req.plane, req.mask2d.as_ref(), true, &mut timings, hooks)?;
         let vol = &pv.volume;
-        let mut component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, req.click);
-        if let (Some(p), Some(c)) = (&self.refine, &component) {
-            let floor = *self.refine_floor.get_or_insert_with(|| intensity_floor(vol));
-            let click = vol.ras_from_voxel.try_inverse().ok().and_then(|v| vol.shape().array_index(v.apply(req.click)));
-            component = Some(refine_component(vol, c, p, floor, click));
+        let mut component = first.component.clone();
+
+        // An organ wider than the output cube: clicks deeper in the organ toward each face it
+        // reaches, their shapes joined to this one (module doc of `extension_clicks`).
+        if self.extend
+            && let Some(c) = &first.component
+        {
+            let extra = extension_clicks(c, &first.sample.ras_from_grid, first.sample.grid, vol);
+            for (click, idx) in extra {
+                check(hooks)?;
+                let pass = shape_at(model, pv, refine, click, req.plane, None, false, &mut timings, hooks)?;
+                if let (Some(u), Some(p)) = (&component, &pass.component)
+                    && p.contains(idx)
+                    && masks_agree(c, (&first.sample.ras_from_grid, first.sample.grid), p, (&pass.sample.ras_from_grid, pass.sample.grid), vol)
+                {
+                    component = Some(u.union(p));
+                    timings.extension_passes += 1;
+                }
+            }
         }
+        let t = Instant::now();
         let data = match &component {
             Some(c) => c.to_labels(vol.shape(), 1),
             None => Array3::zeros(vol.shape().array_shape()),
@@ -317,7 +314,7 @@ impl Session {
         let voxel_count = component.as_ref().map_or(0, |c| c.voxel_count);
         let volume_ml = voxel_count as f64 * vol.ras_from_voxel.determinant().abs() / 1000.0;
         let mask = LabelMap { data, ras_from_voxel: vol.ras_from_voxel, meta: Default::default() };
-        timings.postprocess_secs = t.elapsed().as_secs_f64();
+        timings.postprocess_secs += t.elapsed().as_secs_f64();
         check(hooks)?;
 
         let mesh = if MESH_AVAILABLE {
@@ -334,9 +331,9 @@ impl Session {
             click: req.click,
             plane: req.plane,
             mask,
-            mask2d,
-            ras_from_pixel: sample.ras_from_pixel,
-            class,
+            mask2d: first.mask2d,
+            ras_from_pixel: first.sample.ras_from_pixel,
+            class: first.class,
             voxel_count,
             volume_ml,
             mesh,
@@ -344,6 +341,192 @@ impl Session {
             timings,
         })
     }
+}
+
+/// One pass of the model at one click: the click's sample, its 2D mask, the SDF channel and the
+/// component holding the click on the source grid (refined when `refine` is given: parameters
+/// and the volume's intensity floor). Stage times are added to `timings`; `preview` sends the 2D
+/// mask to the hooks (the user's own click, not the extension's).
+struct Pass {
+    sample: ClickSample,
+    mask2d: Array2<bool>,
+    class: usize,
+    component: Option<crate::shape::GridComponent>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn shape_at(
+    model: &Model,
+    pv: &PreparedVolume,
+    refine: Option<(&RefineParams, f64)>,
+    click: RasMm,
+    plane: ViewPlane,
+    drawn: Option<&Array2<bool>>,
+    preview: bool,
+    timings: &mut Timings,
+    hooks: &mut dyn Hooks,
+) -> Result<Pass, EngineError> {
+    let cfg = model.config();
+    let device = model.device();
+    let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
+
+    hooks.progress(Stage::Preprocess);
+    let t = Instant::now();
+    let sample = click::prepare_click(pv, click, plane, &cfg.click_params())?;
+    timings.preprocess_secs += t.elapsed().as_secs_f64();
+    check(hooks)?;
+
+    hooks.progress(Stage::Mask2d);
+    let t = Instant::now();
+    let s = cfg.input.image_size;
+    let mask2d = match drawn {
+        Some(m) if m.dim() == (s, s) => m.clone(),
+        Some(m) => {
+            return Err(EngineError::BadRequest(format!(
+                "the drawn 2D mask is {}×{}, the model's slice is {s}×{s}",
+                m.nrows(),
+                m.ncols()
+            )));
+        }
+        None => predict_mask2d(model, &sample, device, cfg.input.prior_radius_px)?,
+    };
+    timings.mask2d_secs += t.elapsed().as_secs_f64();
+    if preview {
+        hooks.preview(&mask2d, &sample.ras_from_pixel);
+    }
+    check(hooks)?;
+
+    hooks.progress(Stage::Shape);
+    let t = Instant::now();
+    let out = model.forward_t(&inputs_for(&sample, &mask2d, device), false);
+    let sdf_all = array_from(&out.sdf.get(0))?.into_dimensionality::<ndarray::Ix4>().map_err(|e| tch::TchError::Shape(e.to_string()))?;
+    let class = choose_class(&sdf_all);
+    let sdf: Array3<f32> = sdf_all.index_axis(ndarray::Axis(0), class).to_owned().into_dimensionality::<Ix3>().map_err(|e| tch::TchError::Shape(e.to_string()))?;
+    timings.shape_secs += t.elapsed().as_secs_f64();
+    check(hooks)?;
+
+    hooks.progress(Stage::Postprocess);
+    let t = Instant::now();
+    let vol = &pv.volume;
+    let mut component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, click);
+    if let (Some((p, floor)), Some(c)) = (refine, &component) {
+        let idx = vol.ras_from_voxel.try_inverse().ok().and_then(|v| vol.shape().array_index(v.apply(click)));
+        component = Some(refine_component(vol, c, p, floor, idx));
+    }
+    timings.postprocess_secs += t.elapsed().as_secs_f64();
+    Ok(Pass { sample, mask2d, class, component })
+}
+
+/// How close to a face of the output cube a mask must come to count as reaching it: the
+/// network's SDF stays a few 4 mm cells short of the faces even where the organ runs on.
+pub const EXTEND_MARGIN_MM: f64 = 12.0;
+/// Least volume of the mask within [`EXTEND_MARGIN_MM`] of a face for that face to get a click.
+pub const EXTEND_MIN_ML: f64 = 1.0;
+
+/// The clicks that continue an organ past the output cube: for each face of the cube (grid of
+/// `n` cells per side, `ras_from_grid`) that `comp` reaches with at least [`EXTEND_MIN_ML`]
+/// within [`EXTEND_MARGIN_MM`], the deepest voxel of `comp` (farthest from its boundary) in
+/// the cube's outer quarter on that side, as RAS and as its array index. Most touching face
+/// first. The model at such a click sees a cube shifted toward that face by up to half a cube.
+pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasFromGrid, n: usize, vol: &Volume) -> Vec<(RasMm, ArrayIdx)> {
+    let Ok(grid_from_ras) = ras_from_grid.try_inverse() else { return Vec::new() };
+    let grid_from_voxel = grid_from_ras * vol.ras_from_voxel;
+    let cell_mm = {
+        let a = ras_from_grid.apply(Point3::new(0.0, 0.0, 0.0));
+        let b = ras_from_grid.apply(Point3::new(1.0, 0.0, 0.0));
+        a.distance(&b)
+    };
+    let margin = EXTEND_MARGIN_MM / cell_mm;
+    let (lo, hi) = (-0.5, n as f64 - 0.5);
+    let centre = (n as f64 - 1.0) / 2.0;
+    let quarter = n as f64 / 4.0;
+    let voxel_ml = vol.ras_from_voxel.determinant().abs() / 1000.0;
+    // Depth of each component voxel (mm to the nearest voxel outside it), on its box padded by one.
+    let d = comp.mask.dim();
+    let mut padded = Array3::from_elem((d.0 + 2, d.1 + 2, d.2 + 2), true);
+    padded.slice_mut(ndarray::s![1..d.0 + 1, 1..d.1 + 1, 1..d.2 + 1]).assign(&comp.mask.mapv(|m| !m));
+    let depth = crate::shape::sdf::edt(padded.view(), vol.spacing_mm());
+    // Per face (axis x/y/z of the grid, low/high side): voxels near it, and the deepest voxel
+    // in the outer quarter on that side.
+    let mut touch = [[0usize; 2]; 3];
+    let mut best: [[Option<(f32, [usize; 3])>; 2]; 3] = [[None; 2]; 3];
+    let [k0, j0, i0] = comp.origin_kji;
+    for ((k, j, i), &m) in comp.mask.indexed_iter() {
+        if !m {
+            continue;
+        }
+        let g = grid_from_voxel.apply(Point3::new((i0 + i) as f64, (j0 + j) as f64, (k0 + k) as f64)).to_array();
+        let dep = depth[[k + 1, j + 1, i + 1]];
+        for a in 0..3 {
+            for (side, near, outer) in [(0, g[a] - lo <= margin, centre - g[a] >= quarter), (1, hi - g[a] <= margin, g[a] - centre >= quarter)] {
+                if near {
+                    touch[a][side] += 1;
+                }
+                if outer && best[a][side].is_none_or(|(b, _)| dep > b) {
+                    best[a][side] = Some((dep, [k0 + k, j0 + j, i0 + i]));
+                }
+            }
+        }
+    }
+    let mut faces: Vec<(usize, [usize; 3])> = Vec::new();
+    for a in 0..3 {
+        for side in 0..2 {
+            if touch[a][side] as f64 * voxel_ml >= EXTEND_MIN_ML
+                && let Some((_, kji)) = best[a][side]
+            {
+                faces.push((touch[a][side], kji));
+            }
+        }
+    }
+    faces.sort_by(|x, y| y.0.cmp(&x.0));
+    faces
+        .into_iter()
+        .map(|(_, [k, j, i])| {
+            let idx = ArrayIdx { k, j, i };
+            (vol.ras_from_voxel.apply(Point3::new(i as f64, j as f64, k as f64)), idx)
+        })
+        .collect()
+}
+
+/// Least share of each mask, within the other's cube, that the two must hold in common for an
+/// extension pass to be joined (module doc of [`extension_clicks`]).
+pub const EXTEND_MIN_AGREEMENT: f64 = 0.5;
+
+/// Whether an extension pass (`b`, whose output cube is `cb`: grid → RAS and cells per side)
+/// segmented the same structure as the first pass (`a`, cube `ca`): of `a`'s voxels inside
+/// `b`'s cube, and of `b`'s voxels inside `a`'s cube, at least [`EXTEND_MIN_AGREEMENT`] each
+/// are in both. A pass whose click landed in a neighbour the first mask had leaked into fails.
+pub fn masks_agree(
+    a: &crate::shape::GridComponent,
+    ca: (&RasFromGrid, usize),
+    b: &crate::shape::GridComponent,
+    cb: (&RasFromGrid, usize),
+    vol: &Volume,
+) -> bool {
+    let in_cube = |(ras_from_grid, n): (&RasFromGrid, usize)| {
+        let grid_from_voxel = ras_from_grid.try_inverse().ok().map(|g| g * vol.ras_from_voxel);
+        let hi = n as f64 - 0.5;
+        move |idx: ArrayIdx| {
+            grid_from_voxel.is_some_and(|t| {
+                t.apply(Point3::new(idx.i as f64, idx.j as f64, idx.k as f64)).to_array().iter().all(|&g| (-0.5..=hi).contains(&g))
+            })
+        }
+    };
+    let (in_a, in_b) = (in_cube(ca), in_cube(cb));
+    fn voxels(c: &crate::shape::GridComponent) -> impl Iterator<Item = ArrayIdx> + '_ {
+        let [k0, j0, i0] = c.origin_kji;
+        c.mask.indexed_iter().filter(|(_, m)| **m).map(move |((k, j, i), _)| ArrayIdx { k: k0 + k, j: j0 + j, i: i0 + i })
+    }
+    let (mut a_in_b, mut both) = (0usize, 0usize);
+    for v in voxels(a) {
+        if in_b(v) {
+            a_in_b += 1;
+            both += usize::from(b.contains(v));
+        }
+    }
+    let b_in_a = voxels(b).filter(|&v| in_a(v)).count();
+    let share = |n: usize| if n == 0 { 0.0 } else { both as f64 / n as f64 };
+    share(a_in_b) >= EXTEND_MIN_AGREEMENT && share(b_in_a) >= EXTEND_MIN_AGREEMENT
 }
 
 /// The 2D head's mask for a click: prompt = disc around the click; threshold 0.5; the
@@ -406,6 +589,58 @@ fn choose_class(sdf: &ndarray::Array4<f32>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::geometry::RasFromVoxel;
+    use crate::shape::GridComponent;
+
+    /// A 1 mm grid (RAS = voxel i, j, k), and an output cube of 16 cells of 4 mm (64 mm) centred
+    /// on (50, 35, 35): it spans x 18…82, y and z 3…67.
+    fn grid_and_cube() -> (Volume, RasFromGrid) {
+        let vol = Volume::new(Array3::zeros((70, 70, 120)), RasFromVoxel::identity()).expect("volume");
+        let ras_from_grid = RasFromGrid::scale_translate([4.0; 3], [50.0 - 4.0 * 7.5, 35.0 - 4.0 * 7.5, 35.0 - 4.0 * 7.5]);
+        (vol, ras_from_grid)
+    }
+
+    /// The box x0..=x1, y and z c−r..=c+r (RAS mm = voxels) as a component.
+    fn bar(x: [usize; 2], c: usize, r: usize) -> GridComponent {
+        let mask = Array3::from_elem((2 * r + 1, 2 * r + 1, x[1] - x[0] + 1), true);
+        GridComponent { origin_kji: [c - r, c - r, x[0]], voxel_count: mask.len(), mask }
+    }
+
+    #[test]
+    fn extension_clicks_go_deep_toward_the_faces_an_organ_reaches() {
+        let (vol, rfg) = grid_and_cube();
+        // From the centre past the +x face (at 82): one click, in the outer quarter (x ≥ 66),
+        // on the bar's axis (deepest), inside the bar.
+        let through = bar([40, 100], 35, 10);
+        let clicks = extension_clicks(&through, &rfg, 16, &vol);
+        assert_eq!(clicks.len(), 1, "{clicks:?}");
+        let (ras, idx) = clicks[0];
+        assert!(ras.x() >= 66.0 && (ras.y() - 35.0).abs() < 1.0 && (ras.z() - 35.0).abs() < 1.0, "{ras:?}");
+        assert!(through.contains(idx) && (idx.i as f64 - ras.x()).abs() < 1e-9);
+        // Past both x faces: two clicks, one on each side.
+        let both = extension_clicks(&bar([10, 100], 35, 10), &rfg, 16, &vol);
+        assert_eq!(both.len(), 2);
+        assert!(both.iter().any(|(r, _)| r.x() <= 34.0) && both.iter().any(|(r, _)| r.x() >= 66.0), "{both:?}");
+        // Well inside the cube: none. A thread reaching the face (under 1 ml there): none.
+        assert!(extension_clicks(&bar([40, 60], 35, 10), &rfg, 16, &vol).is_empty());
+        assert!(extension_clicks(&bar([40, 100], 35, 1), &rfg, 16, &vol).is_empty());
+    }
+
+    #[test]
+    fn extension_passes_must_agree_with_the_first() {
+        let (vol, rfg) = grid_and_cube();
+        let first = bar([40, 81], 35, 10);
+        // The second cube, shifted 32 mm toward +x.
+        let shifted = RasFromGrid::scale_translate([4.0; 3], [82.0 - 4.0 * 7.5, 35.0 - 4.0 * 7.5, 35.0 - 4.0 * 7.5]);
+        // The same organ, continued: agrees.
+        assert!(masks_agree(&first, (&rfg, 16), &bar([50, 110], 35, 10), (&shifted, 16), &vol));
+        // A neighbour beside it, sharing a corner strip with the first (6 × 6 of its 21 × 21
+        // cross-section): does not.
+        let neighbour = bar([60, 110], 50, 10);
+        assert!(neighbour.contains(ArrayIdx { k: 42, j: 42, i: 70 }) && first.contains(ArrayIdx { k: 42, j: 42, i: 70 }));
+        assert!(!masks_agree(&first, (&rfg, 16), &neighbour, (&shifted, 16), &vol));
+    }
 
     #[test]
     fn component_2d_is_4_connected() {

@@ -44,6 +44,32 @@ impl GridComponent {
         data
     }
 
+    /// Whether the voxel `a` of the source grid is in the component.
+    pub fn contains(&self, a: crate::geometry::ArrayIdx) -> bool {
+        let [k0, j0, i0] = self.origin_kji;
+        let d = self.mask.dim();
+        a.k >= k0 && a.j >= j0 && a.i >= i0 && a.k - k0 < d.0 && a.j - j0 < d.1 && a.i - i0 < d.2 && self.mask[[a.k - k0, a.j - j0, a.i - i0]]
+    }
+
+    /// The voxels of either component, on the bounding box of both.
+    pub fn union(&self, other: &GridComponent) -> GridComponent {
+        let ends = |c: &GridComponent| {
+            let d = c.mask.dim();
+            [c.origin_kji[0] + d.0, c.origin_kji[1] + d.1, c.origin_kji[2] + d.2]
+        };
+        let (ea, eb) = (ends(self), ends(other));
+        let lo: [usize; 3] = std::array::from_fn(|a| self.origin_kji[a].min(other.origin_kji[a]));
+        let hi: [usize; 3] = std::array::from_fn(|a| ea[a].max(eb[a]));
+        let mut mask = Array3::from_elem((hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]), false);
+        for c in [self, other] {
+            let [k, j, i] = std::array::from_fn(|a| c.origin_kji[a] - lo[a]);
+            let d = c.mask.dim();
+            ndarray::Zip::from(mask.slice_mut(s![k..k + d.0, j..j + d.1, i..i + d.2])).and(&c.mask).for_each(|o, &m| *o |= m);
+        }
+        let voxel_count = mask.iter().filter(|m| **m).count();
+        GridComponent { origin_kji: lo, mask, voxel_count }
+    }
+
     /// The crop's mask as bytes, C order over `[k, j, i]` (`i` fastest): 1 inside, 0 outside.
     pub fn mask_bytes(&self) -> Vec<u8> {
         self.mask.iter().map(|&m| u8::from(m)).collect()
@@ -538,6 +564,25 @@ fn fill(crop: &mut Array3<u8>, seed: [usize; 3]) -> Option<(usize, [usize; 3], [
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn union_and_contains_on_the_source_grid() {
+        use crate::geometry::ArrayIdx;
+        let a = GridComponent { origin_kji: [2, 3, 4], mask: Array3::from_elem((2, 2, 2), true), voxel_count: 8 };
+        let mut m = Array3::from_elem((1, 3, 1), true);
+        m[[0, 1, 0]] = false;
+        let b = GridComponent { origin_kji: [3, 0, 9], mask: m, voxel_count: 2 };
+        let u = a.union(&b);
+        assert_eq!((u.origin_kji, u.mask.dim(), u.voxel_count), ([2, 0, 4], (2, 5, 6), 10));
+        for (k, j, i) in [(2, 3, 4), (3, 4, 5), (3, 0, 9), (3, 2, 9)] {
+            assert!(u.contains(ArrayIdx { k, j, i }), "({k}, {j}, {i})");
+        }
+        for (k, j, i) in [(3, 1, 9), (2, 0, 4), (1, 3, 4), (3, 3, 10), (4, 3, 4)] {
+            assert!(!u.contains(ArrayIdx { k, j, i }), "({k}, {j}, {i})");
+        }
+        assert!(b.contains(ArrayIdx { k: 3, j: 2, i: 9 }) && !b.contains(ArrayIdx { k: 3, j: 1, i: 9 }));
+    }
+
     use super::*;
 
     #[test]
