@@ -54,10 +54,13 @@ for d in phantoms_ct demo_heldout demo_trainside; do
     "$bin" eval "${data[@]}" --weights runs/guided/model.safetensors --out "runs/eval/${d}_stage2.csv"
 done
 "$bin" eval "${heldout[@]}" --weights "$w" --mask2d reference --out runs/eval/demo_heldout_ref2d.csv
+# One pass per click (no continuation past the output cube).
+"$bin" eval "${heldout[@]}" --weights "$w" --no-extend --out runs/eval/demo_heldout_single.csv
+"$bin" eval --data runs/eval-phantoms-ct --weights "$w" --no-extend --out runs/eval/phantoms_ct_single.csv
 # The refinement's parameter sweep on the training-side organs (band mm × multiplier).
 for band in 4 8 12 16 24; do
     for k in 1.5 2 2.5 3; do
-        "$bin" eval "${trainside[@]}" --weights "$w" --refine-band-mm "$band" --refine-multiplier "$k" --out "runs/eval/sweep/trainside_b${band}_k${k}.csv"
+        "$bin" eval "${trainside[@]}" --weights "$w" --no-extend --refine-band-mm "$band" --refine-multiplier "$k" --out "runs/eval/sweep/trainside_b${band}_k${k}.csv"
     done
 done
 # The second sweep, on every training-side structure of the demo CT with at least 1500 voxels
@@ -73,13 +76,15 @@ for F in 1 0.3; do
             for band in 8 12; do
                 for k in 1 1.5; do
                     o="runs/eval/sweep2/wide_F${F}_R${R}_p${kp}_b${band}_k${k}.csv"
-                    [ -f "${o%.csv}.json" ] || "$bin" eval "${wide[@]}" --weights "$w" --model-only --refine-floor-factor "$F" \
+                    [ -f "${o%.csv}.json" ] || "$bin" eval "${wide[@]}" --weights "$w" --model-only --no-extend --refine-floor-factor "$F" \
                         --refine-stats-radius-mm "$R" --refine-prune "$kp" --refine-band-mm "$band" --refine-multiplier "$k" --out "$o"
                 done
             done
         done
     done
 done
+# The wider training-side set as clicks give it (refined with the chosen defaults, extended).
+"$bin" eval "${wide[@]}" --weights "$w" --model-only --out runs/eval/demo_wide.csv
 
 # LoRA on MR-like phantoms, before/after on held-out MR phantoms.
 "$bin" eval --data runs/eval-phantoms-mr --weights "$w" --out runs/eval/phantoms_mr_base.csv

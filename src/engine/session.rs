@@ -289,7 +289,7 @@ impl Session {
         let mut component = first.component.clone();
 
         // An organ wider than the output cube: clicks deeper in the organ toward each face it
-        // reaches, their shapes joined to this one (module doc of `extension_clicks`).
+        // reaches, their shapes joined to this one (see [`extension_clicks`]).
         if self.extend
             && let Some(c) = &first.component
         {
@@ -449,7 +449,9 @@ pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasF
     // Per face (axis x/y/z of the grid, low/high side): voxels near it, and the deepest voxel
     // in the outer quarter on that side.
     let mut touch = [[0usize; 2]; 3];
-    let mut best: [[Option<(f32, [usize; 3])>; 2]; 3] = [[None; 2]; 3];
+    // (depth, [k, j, i]) of the deepest voxel so far, per face.
+    type Deepest = Option<(f32, [usize; 3])>;
+    let mut best: [[Deepest; 2]; 3] = [[None; 2]; 3];
     let [k0, j0, i0] = comp.origin_kji;
     for ((k, j, i), &m) in comp.mask.indexed_iter() {
         if !m {
@@ -478,7 +480,7 @@ pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasF
             }
         }
     }
-    faces.sort_by(|x, y| y.0.cmp(&x.0));
+    faces.sort_by_key(|f| std::cmp::Reverse(f.0));
     faces
         .into_iter()
         .map(|(_, [k, j, i])| {
@@ -489,7 +491,7 @@ pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasF
 }
 
 /// Least share of each mask, within the other's cube, that the two must hold in common for an
-/// extension pass to be joined (module doc of [`extension_clicks`]).
+/// extension pass to be joined (see [`extension_clicks`]).
 pub const EXTEND_MIN_AGREEMENT: f64 = 0.5;
 
 /// Whether an extension pass (`b`, whose output cube is `cb`: grid → RAS and cells per side)
