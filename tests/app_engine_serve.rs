@@ -93,6 +93,8 @@ fn serve_protocol_round_trip() {
     let ml = n as f64 * vol.spacing_mm().iter().product::<f64>() / 1000.0;
     assert!((r["ml"].as_f64().expect("ml") - ml).abs() < 1e-6 * ml.max(1.0));
     assert!(r["timings"]["total_secs"].as_f64().expect("timings") > 0.0);
+    // The app reads the continuation's pass count from here ("· N passes").
+    assert!(r["timings"]["extension_passes"].as_u64().is_some(), "{r}");
     // Protocol 2: the kept component's crop (raw bytes, 1 inside) and the engine's mesh (PLY).
     let crop: Option<RemoteCrop> = serde_json::from_value(r["crop"].clone()).expect("crop is null or {path, origin_kji, shape_kji}");
     let mesh_path = r["mesh_path"].as_str().map(PathBuf::from);

@@ -44,6 +44,9 @@ pub struct Candidate {
     pub ml: f64,
     pub method: ClickMethod,
     pub millis: f64,
+    /// Runs of the method behind this result: more than 1 when the model continued an organ
+    /// wider than its output cube.
+    pub passes: usize,
 }
 
 /// What a click job reports.
@@ -163,6 +166,7 @@ pub fn spawn_region_growing(
                         ml,
                         method: ClickMethod::RegionGrowing,
                         millis: t0.elapsed().as_secs_f64() * 1000.0,
+                        passes: 1,
                     }))
                 }
                 Ok(Err(e)) => ClickEvent::Failed { job, message: format!("3D from click: {e}") },

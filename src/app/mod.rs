@@ -930,6 +930,7 @@ impl App {
                     let sh = scene.volume.data.shape();
                     let (grid_kji, tx, click) = ([sh[0], sh[1], sh[2]], self.rt.click.tx.clone(), self.rt.click.running.map(|r| r.1));
                     let millis = timings.get("total_secs").and_then(|v| v.as_f64()).unwrap_or(0.0) * 1000.0;
+                    let passes = 1 + timings.get("extension_passes").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
                     // Reading the result files is file I/O: never on the UI thread.
                     let spawned = std::thread::Builder::new().name("sam3d-read-result".into()).spawn(move || {
                         let ev = match remote::read_result(crop.as_ref(), mesh_path.as_deref(), voxel_count, grid_kji) {
@@ -942,6 +943,7 @@ impl App {
                                 ml,
                                 method: ClickMethod::Model,
                                 millis,
+                                passes,
                             })),
                             Err(message) => ClickEvent::Failed { job, message: format!("Model: {message}") },
                         };

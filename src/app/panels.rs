@@ -524,7 +524,15 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
             cmds.push(AppCommand::RejectCandidate);
         }
         if let Some(c) = &app.rt.click.candidate {
-            ui.label(RichText::new(format!("{} voxels · {:.1} ml · {:.0} ms", c.voxels, c.ml, c.millis)).color(Color32::from_rgb(60, 220, 230)).size(12.0));
+            let passes = if c.passes > 1 { format!(" · {} passes", c.passes) } else { String::new() };
+            let text = RichText::new(format!("{} voxels · {:.1} ml · {:.0} ms{passes}", c.voxels, c.ml, c.millis)).color(Color32::from_rgb(60, 220, 230)).size(12.0);
+            let label = ui.label(text);
+            if c.passes > 1 {
+                label.on_hover_text(format!(
+                    "The organ reached the faces of the model's output cube: {} more clicks toward them continued it (infer --no-extend: one pass)",
+                    c.passes - 1
+                ));
+            }
         }
         ui.separator();
         if ui.add_enabled(!app.rt.click.undo.is_empty(), egui::Button::new("Undo")).on_hover_text("Ctrl+Z").clicked() {
