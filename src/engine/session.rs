@@ -345,8 +345,9 @@ impl Session {
 
 /// One pass of the model at one click: the click's sample, its 2D mask, the SDF channel and the
 /// component holding the click on the source grid (refined when `refine` is given: parameters
-/// and the volume's intensity floor). Stage times are added to `timings`; `preview` sends the 2D
-/// mask to the hooks (the user's own click, not the extension's).
+/// and the volume's intensity floor). Stage times are added to `timings`. `first`: the user's own
+/// click, whose stages go to the hooks' progress and whose 2D mask to their preview; the
+/// continuation's passes report neither (the progress stays at post-processing meanwhile).
 struct Pass {
     sample: ClickSample,
     mask2d: Array2<bool>,
@@ -362,7 +363,7 @@ fn shape_at(
     click: RasMm,
     plane: ViewPlane,
     drawn: Option<&Array2<bool>>,
-    preview: bool,
+    first: bool,
     timings: &mut Timings,
     hooks: &mut dyn Hooks,
 ) -> Result<Pass, EngineError> {
@@ -370,13 +371,17 @@ fn shape_at(
     let device = model.device();
     let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
 
-    hooks.progress(Stage::Preprocess);
+    if first {
+        hooks.progress(Stage::Preprocess);
+    }
     let t = Instant::now();
     let sample = click::prepare_click(pv, click, plane, &cfg.click_params())?;
     timings.preprocess_secs += t.elapsed().as_secs_f64();
     check(hooks)?;
 
-    hooks.progress(Stage::Mask2d);
+    if first {
+        hooks.progress(Stage::Mask2d);
+    }
     let t = Instant::now();
     let s = cfg.input.image_size;
     let mask2d = match drawn {
@@ -391,12 +396,14 @@ fn shape_at(
         None => predict_mask2d(model, &sample, device, cfg.input.prior_radius_px)?,
     };
     timings.mask2d_secs += t.elapsed().as_secs_f64();
-    if preview {
+    if first {
         hooks.preview(&mask2d, &sample.ras_from_pixel);
     }
     check(hooks)?;
 
-    hooks.progress(Stage::Shape);
+    if first {
+        hooks.progress(Stage::Shape);
+    }
     let t = Instant::now();
     let out = model.forward_t(&inputs_for(&sample, &mask2d, device), false);
     let sdf_all = array_from(&out.sdf.get(0))?.into_dimensionality::<ndarray::Ix4>().map_err(|e| tch::TchError::Shape(e.to_string()))?;
@@ -405,7 +412,9 @@ fn shape_at(
     timings.shape_secs += t.elapsed().as_secs_f64();
     check(hooks)?;
 
-    hooks.progress(Stage::Postprocess);
+    if first {
+        hooks.progress(Stage::Postprocess);
+    }
     let t = Instant::now();
     let vol = &pv.volume;
     let mut component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, click);
