@@ -354,6 +354,7 @@ fn startup_weights_are_loaded_and_the_model_method_selected() {
         h.get_by_label("Model: loading default.safetensors…");
         h.get_by_value("Region growing (no weights)");
         assert!(h.query_by_label("Refine by image").is_none(), "the refinement is the model's option");
+        assert!(h.query_by_label("Past the cube").is_none(), "so is the continuation");
     }
     step_until(&mut h, "default model loaded", |app| app.rt.model.is_some() && !app.is_busy() && !app.is_meshing());
     let app = h.state();
@@ -368,6 +369,11 @@ fn startup_weights_are_loaded_and_the_model_method_selected() {
     h.get_by_label("Refine by image").click();
     h.step();
     assert!(!h.state().refine_masks);
+    // Likewise organs wider than the model's cube are continued unless "Past the cube" is cleared.
+    assert!(h.state().extend_masks);
+    h.get_by_label("Past the cube").click();
+    h.step();
+    assert!(!h.state().extend_masks && !h.state().refine_masks);
 }
 
 /// Start-up weights that cannot be loaded: an error, and "3D from click" stays on region growing.

@@ -147,15 +147,19 @@ fn serve_protocol_round_trip() {
     let r = next("result");
     let mut left: Vec<PathBuf> = [r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from).collect();
     assert!(!left.is_empty() && left.iter().all(|p| p.exists()));
-    // The image refinement (on by default) only adds voxels: turned off, job 7's click gives
-    // the model's own mask, no larger.
+    // The image refinement (on by default) only adds voxels, and so does the continuation past
+    // the cube: both turned off, job 7's click gives the model's own mask in one pass, no larger.
     send(serde_json::json!({"cmd": "set_refine"}).to_string());
     assert!(next("failed")["message"].as_str().expect("message").contains("bad request"));
+    send(serde_json::json!({"cmd": "set_extend"}).to_string());
+    assert!(next("failed")["message"].as_str().expect("message").contains("bad request"));
     send(serde_json::json!({"cmd": "set_refine", "on": false}).to_string());
+    send(serde_json::json!({"cmd": "set_extend", "on": false}).to_string());
     send(serde_json::json!({"cmd": "infer", "job": 9, "click": [1.0, -2.0, 3.0], "plane": "Axial"}).to_string());
     let r = next("result");
     let raw = r["voxel_count"].as_u64().expect("voxel count") as usize;
     assert!(raw <= n, "without refinement {raw} voxels, with it {n}");
+    assert_eq!(r["timings"]["extension_passes"].as_u64(), Some(0), "{r}");
     left.extend([r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from));
 
     drop(stdin); // end of input stops the engine

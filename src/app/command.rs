@@ -103,6 +103,8 @@ pub enum AppCommand {
     SetClickMethod(super::ClickMethod),
     /// Refine the model's masks by the image (from the next click on).
     SetRefineMasks(bool),
+    /// Continue organs wider than the model's output cube with more passes.
+    SetExtendMasks(bool),
     /// Run "3D from click" at a RAS point (on a background thread).
     ClickAt(RasMm),
     /// Label written on Accept (`None`: a new label id).

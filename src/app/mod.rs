@@ -319,6 +319,9 @@ pub struct App {
     /// Refine the model's masks by the image ([`crate::baseline::refine`]).
     #[serde(default = "yes")]
     pub refine_masks: bool,
+    /// Continue organs wider than the model's output cube ([`crate::engine::session::extension_clicks`]).
+    #[serde(default = "yes")]
+    pub extend_masks: bool,
     #[serde(skip)]
     pub rt: Runtime,
 }
@@ -340,6 +343,7 @@ impl Default for App {
             mesh_view: MeshViewState::default(),
             click_method: ClickMethod::RegionGrowing,
             refine_masks: true,
+            extend_masks: true,
             rt: Runtime::default(),
         }
     }
@@ -678,6 +682,7 @@ impl App {
             AppCommand::SetClickTool(on) => self.rt.click.armed = on,
             AppCommand::SetClickMethod(m) => self.click_method = m,
             AppCommand::SetRefineMasks(on) => self.refine_masks = on,
+            AppCommand::SetExtendMasks(on) => self.extend_masks = on,
             AppCommand::ClickAt(ras) => self.start_click(ras, ctx),
             AppCommand::SetClickTarget(t) => self.rt.click.target = t.filter(|&id| id != 0),
             AppCommand::AcceptCandidate => self.accept_candidate(),
@@ -842,6 +847,7 @@ impl App {
                 }
                 // Sent with every click: a restarted engine starts with the refinement on.
                 self.remote_send(serde_json::json!({"cmd": "set_refine", "on": self.refine_masks}), ctx);
+                self.remote_send(serde_json::json!({"cmd": "set_extend", "on": self.extend_masks}), ctx);
                 self.rt.click.next_job += 1;
                 let job = self.rt.click.next_job;
                 let plane = serde_json::to_value(self.rt.active_view).unwrap_or_default();

@@ -482,6 +482,13 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
             if r.changed() {
                 cmds.push(AppCommand::SetRefineMasks(refine));
             }
+            let mut extend = app.extend_masks;
+            let r = ui.checkbox(&mut extend, "Past the cube").on_hover_text(
+                "When the organ reaches the faces of the model's output cube (a liver), run the model again deeper toward each face and join the shapes that agree. Off: one pass.",
+            );
+            if r.changed() {
+                cmds.push(AppCommand::SetExtendMasks(extend));
+            }
         }
         let next = app.next_label_id();
         let target = app.rt.click.target;

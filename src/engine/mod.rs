@@ -43,6 +43,9 @@ pub enum Command {
     /// The image refinement of the model's masks for the clicks after this one (`None`: off;
     /// see [`crate::baseline::refine`]).
     SetRefine(Option<crate::baseline::refine::RefineParams>),
+    /// Whether the clicks after this one continue organs wider than the output cube (see
+    /// [`session::extension_clicks`]).
+    SetExtend(bool),
     /// One click. `job` ids should increase (see [`Engine::next_job`]).
     Infer { job: u64, click: RasMm, plane: ViewPlane, mask2d: Option<Array2<bool>> },
     /// Cancel this job and every earlier one (handled by [`Engine::send`] at once).
@@ -244,6 +247,7 @@ impl Worker {
                 }
             }
             Command::SetRefine(p) => self.session.set_refine(p),
+            Command::SetExtend(on) => self.session.set_extend(on),
             Command::Infer { job, click, plane, mask2d } => {
                 if job <= self.cancel_upto.load(Ordering::SeqCst) {
                     self.emit(Event::Cancelled { job });

@@ -6,7 +6,8 @@
 //! Requests ([`Request`]): `{"cmd":"load_weights","path":…}`, `{"cmd":"load_adapter","path":…}`,
 //! `{"cmd":"set_volume","path":…}`, `{"cmd":"infer","job":1,"click":[x,y,z],"plane":"Axial"}`
 //! (RAS mm), `{"cmd":"set_refine","on":false}` (the image refinement of the model's masks, on
-//! until turned off), `{"cmd":"cancel","job":1}`, `{"cmd":"shutdown"}`.
+//! until turned off), `{"cmd":"set_extend","on":false}` (continuing organs wider than the output
+//! cube with more passes, on until turned off), `{"cmd":"cancel","job":1}`, `{"cmd":"shutdown"}`.
 //!
 //! Replies ([`Reply`]): `ready{device,protocol}`, `model_loaded{info}`, `adapter_loaded{info}`,
 //! `volume_ready{secs}`, `progress{job,stage,fraction}`, `cancelled{job}`, `failed{job,message}`,
@@ -49,6 +50,8 @@ pub enum Request {
     Infer { job: u64, click: [f64; 3], plane: ViewPlane },
     /// Refine the model's masks by the image (the default) or not, from the next click on.
     SetRefine { on: bool },
+    /// Continue organs wider than the output cube (the default) or not, from the next click on.
+    SetExtend { on: bool },
     Cancel { job: u64 },
     Shutdown,
 }
@@ -159,6 +162,7 @@ pub fn serve(opts: EngineOptions) -> std::io::Result<()> {
                     },
                     Request::Infer { job, click, plane } => Command::Infer { job, click: RasMm::new(click[0], click[1], click[2]), plane, mask2d: None },
                     Request::SetRefine { on } => Command::SetRefine(on.then(Default::default)),
+                    Request::SetExtend { on } => Command::SetExtend(on),
                     Request::Cancel { job } => Command::Cancel { job },
                     Request::Shutdown => break Ok(()),
                 };
