@@ -280,10 +280,7 @@ impl Session {
         let mut timings = Timings::default();
         let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
 
-        let refine = match &self.refine {
-            Some(p) => Some((p, *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume)))),
-            None => None,
-        };
+        let refine = self.refine.as_ref().map(|p| (p, *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume))));
         let first = shape_at(model, pv, refine, req.click, req.plane, req.mask2d.as_ref(), true, &mut timings, hooks)?;
         let vol = &pv.volume;
         let mut component = first.component.clone();
@@ -438,8 +435,7 @@ pub const EXTEND_MIN_ML: f64 = 1.0;
 /// the cube's outer quarter on that side, as RAS and as its array index. Most touching face
 /// first. The model at such a click sees a cube shifted toward that face by up to half a cube.
 pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasFromGrid, n: usize, vol: &Volume) -> Vec<(RasMm, ArrayIdx)> {
-    let Ok(grid_from_ras) = ras_from_grid.try_inverse() else { return Vec::new() };
-    let grid_from_voxel = grid_from_ras * vol.ras_from_voxel;
+    let Some(grid_at) = cube_coords(ras_from_grid, vol) else { return Vec::new() };
     let cell_mm = {
         let a = ras_from_grid.apply(Point3::new(0.0, 0.0, 0.0));
         let b = ras_from_grid.apply(Point3::new(1.0, 0.0, 0.0));
@@ -458,45 +454,47 @@ pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasF
     // Per face (axis x/y/z of the grid, low/high side): voxels near it, and the deepest voxel
     // in the outer quarter on that side.
     let mut touch = [[0usize; 2]; 3];
-    // (depth, [k, j, i]) of the deepest voxel so far, per face.
-    type Deepest = Option<(f32, [usize; 3])>;
+    // (depth, voxel) of the deepest voxel so far, per face.
+    type Deepest = Option<(f32, ArrayIdx)>;
     let mut best: [[Deepest; 2]; 3] = [[None; 2]; 3];
     let [k0, j0, i0] = comp.origin_kji;
-    for ((k, j, i), &m) in comp.mask.indexed_iter() {
-        if !m {
-            continue;
-        }
-        let g = grid_from_voxel.apply(Point3::new((i0 + i) as f64, (j0 + j) as f64, (k0 + k) as f64)).to_array();
-        let dep = depth[[k + 1, j + 1, i + 1]];
+    for v in comp.voxels() {
+        let g = grid_at(v);
+        let dep = depth[[v.k - k0 + 1, v.j - j0 + 1, v.i - i0 + 1]];
         for a in 0..3 {
             for (side, near, outer) in [(0, g[a] - lo <= margin, centre - g[a] >= quarter), (1, hi - g[a] <= margin, g[a] - centre >= quarter)] {
                 if near {
                     touch[a][side] += 1;
                 }
                 if outer && best[a][side].is_none_or(|(b, _)| dep > b) {
-                    best[a][side] = Some((dep, [k0 + k, j0 + j, i0 + i]));
+                    best[a][side] = Some((dep, v));
                 }
             }
         }
     }
-    let mut faces: Vec<(usize, [usize; 3])> = Vec::new();
+    let mut faces: Vec<(usize, ArrayIdx)> = Vec::new();
     for a in 0..3 {
         for side in 0..2 {
             if touch[a][side] as f64 * voxel_ml >= EXTEND_MIN_ML
-                && let Some((_, kji)) = best[a][side]
+                && let Some((_, v)) = best[a][side]
             {
-                faces.push((touch[a][side], kji));
+                faces.push((touch[a][side], v));
             }
         }
     }
     faces.sort_by_key(|f| std::cmp::Reverse(f.0));
     faces
         .into_iter()
-        .map(|(_, [k, j, i])| {
-            let idx = ArrayIdx { k, j, i };
-            (vol.ras_from_voxel.apply(Point3::new(i as f64, j as f64, k as f64)), idx)
-        })
+        .map(|(_, v)| (vol.ras_from_voxel.apply(Point3::new(v.i as f64, v.j as f64, v.k as f64)), v))
         .collect()
+}
+
+/// A voxel of `vol`'s grid → its coordinates on the output cube's grid (`ras_from_grid`; cell
+/// centres at 0…n−1, the cube's faces at −0.5 and n − 0.5). `None` when the cube's affine is
+/// singular.
+fn cube_coords(ras_from_grid: &RasFromGrid, vol: &Volume) -> Option<impl Fn(ArrayIdx) -> [f64; 3] + use<>> {
+    let grid_from_voxel = ras_from_grid.try_inverse().ok()? * vol.ras_from_voxel;
+    Some(move |v: ArrayIdx| grid_from_voxel.apply(Point3::new(v.i as f64, v.j as f64, v.k as f64)).to_array())
 }
 
 /// Least share of each mask, within the other's cube, that the two must hold in common for an
@@ -515,27 +513,19 @@ pub fn masks_agree(
     vol: &Volume,
 ) -> bool {
     let in_cube = |(ras_from_grid, n): (&RasFromGrid, usize)| {
-        let grid_from_voxel = ras_from_grid.try_inverse().ok().map(|g| g * vol.ras_from_voxel);
+        let grid_at = cube_coords(ras_from_grid, vol);
         let hi = n as f64 - 0.5;
-        move |idx: ArrayIdx| {
-            grid_from_voxel.is_some_and(|t| {
-                t.apply(Point3::new(idx.i as f64, idx.j as f64, idx.k as f64)).to_array().iter().all(|&g| (-0.5..=hi).contains(&g))
-            })
-        }
+        move |v: ArrayIdx| grid_at.as_ref().is_some_and(|at| at(v).iter().all(|&g| (-0.5..=hi).contains(&g)))
     };
     let (in_a, in_b) = (in_cube(ca), in_cube(cb));
-    fn voxels(c: &crate::shape::GridComponent) -> impl Iterator<Item = ArrayIdx> + '_ {
-        let [k0, j0, i0] = c.origin_kji;
-        c.mask.indexed_iter().filter(|(_, m)| **m).map(move |((k, j, i), _)| ArrayIdx { k: k0 + k, j: j0 + j, i: i0 + i })
-    }
     let (mut a_in_b, mut both) = (0usize, 0usize);
-    for v in voxels(a) {
+    for v in a.voxels() {
         if in_b(v) {
             a_in_b += 1;
             both += usize::from(b.contains(v));
         }
     }
-    let b_in_a = voxels(b).filter(|&v| in_a(v)).count();
+    let b_in_a = b.voxels().filter(|&v| in_a(v)).count();
     let share = |n: usize| if n == 0 { 0.0 } else { both as f64 / n as f64 };
     share(a_in_b) >= EXTEND_MIN_AGREEMENT && share(b_in_a) >= EXTEND_MIN_AGREEMENT
 }

@@ -44,6 +44,12 @@ impl GridComponent {
         data
     }
 
+    /// The component's voxels as array indices on the source grid.
+    pub fn voxels(&self) -> impl Iterator<Item = crate::geometry::ArrayIdx> + '_ {
+        let [k0, j0, i0] = self.origin_kji;
+        self.mask.indexed_iter().filter(|(_, m)| **m).map(move |((k, j, i), _)| crate::geometry::ArrayIdx { k: k0 + k, j: j0 + j, i: i0 + i })
+    }
+
     /// Whether the voxel `a` of the source grid is in the component.
     pub fn contains(&self, a: crate::geometry::ArrayIdx) -> bool {
         let [k0, j0, i0] = self.origin_kji;
