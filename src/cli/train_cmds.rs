@@ -83,6 +83,10 @@ pub struct EvalArgs {
     /// clicks toward the faces they reach.
     #[arg(long)]
     pub no_extend: bool,
+    /// How each pass combines the model's shapes from the three planes through the click:
+    /// own (the clicked plane only), mean or median of the three signed distances.
+    #[arg(long, default_value_t = crate::engine::session::PlaneFusion::default().name().to_string())]
+    pub planes: String,
     /// The refinement's band: farthest a voxel may lie from the model's mask to be added (mm).
     #[arg(long, default_value_t = crate::baseline::refine::RefineParams::default().band_mm)]
     pub refine_band_mm: f64,
@@ -201,6 +205,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         reference_mask2d: a.mask2d == "reference",
         baseline: !a.model_only,
         extend: !a.no_extend,
+        fusion: a.planes.parse().map_err(anyhow::Error::msg)?,
         refine: (!a.no_refine).then(|| {
             let d = crate::baseline::refine::RefineParams::default();
             crate::baseline::refine::RefineParams {

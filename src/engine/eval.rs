@@ -9,6 +9,7 @@
 use crate::baseline::{GrowParams, grow_from_click};
 use crate::data::preprocess::{axis_of_plane, deepest_on_slice, find_pairs, slices_with};
 use crate::engine::{InferRequest, NoHooks, Session};
+use crate::engine::session::PlaneFusion;
 use crate::data::click::{RasFromPixel, slice_ras_from_pixel};
 use crate::geometry::{Point3, RasMm, ViewPlane};
 use crate::baseline::refine::RefineParams;
@@ -66,6 +67,8 @@ pub struct EvalSummary {
     pub refine: Option<RefineParams>,
     /// Whether organs wider than the output cube were continued (`--no-extend`: false).
     pub extend: bool,
+    /// How each pass combined the planes through the click (`--planes`).
+    pub fusion: PlaneFusion,
     pub cases: usize,
     pub methods: BTreeMap<String, MethodSummary>,
 }
@@ -93,6 +96,8 @@ pub struct EvalOptions {
     pub baseline: bool,
     /// Continue organs wider than the model's output cube (`Session::set_extend`).
     pub extend: bool,
+    /// How each pass combines the three planes through the click (`Session::set_fusion`).
+    pub fusion: PlaneFusion,
 }
 
 
@@ -122,6 +127,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
             let mut s = Session::new();
             s.set_refine(opts.refine.clone());
             s.set_extend(opts.extend);
+            s.set_fusion(opts.fusion);
             let mut m = Model::from_checkpoint(w, opts.device)?;
             m.set_use_context(opts.context);
             s.set_model(m)?;
@@ -202,6 +208,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         reference_mask2d: opts.reference_mask2d,
         refine: opts.refine.clone(),
         extend: opts.extend,
+        fusion: opts.fusion,
         cases: loaded.len(),
         methods: summarise(&rows),
     };

@@ -182,6 +182,46 @@ pub struct Session {
     /// Continue organs wider than the output cube with clicks toward the faces they reach
     /// ([`extension_clicks`]).
     extend: bool,
+    /// Whether the model also runs in the two other planes through the click ([`PlaneFusion`]).
+    fusion: PlaneFusion,
+}
+
+/// How one pass combines the model's shapes from the three planes through the click. The
+/// user clicks on one slice, but that point lies on a slice of each plane: the model can run on
+/// all three, and the three signed distances (resampled onto the clicked plane's output cube)
+/// are combined voxel by voxel. The 2D mask shown is still the clicked plane's; a 2D mask the
+/// user drew keeps the pass to that plane alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlaneFusion {
+    /// The clicked plane only.
+    #[default]
+    Own,
+    /// The mean of the three signed distances.
+    Mean,
+    /// Their median: inside where at least two of the three planes say inside.
+    Median,
+}
+
+impl PlaneFusion {
+    pub const ALL: [PlaneFusion; 3] = [PlaneFusion::Own, PlaneFusion::Mean, PlaneFusion::Median];
+    pub fn name(self) -> &'static str {
+        match self {
+            PlaneFusion::Own => "own",
+            PlaneFusion::Mean => "mean",
+            PlaneFusion::Median => "median",
+        }
+    }
+}
+
+impl std::str::FromStr for PlaneFusion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        PlaneFusion::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| format!("unknown plane fusion '{s}' (expected own, mean or median)"))
+    }
 }
 
 impl Default for Session {
@@ -198,7 +238,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub fn new() -> Self {
-        Session { model: None, volume: None, modality: None, prepared: None, refine: Some(RefineParams::default()), refine_floor: None, extend: true }
+        Session { model: None, volume: None, modality: None, prepared: None, refine: Some(RefineParams::default()), refine_floor: None, extend: true, fusion: PlaneFusion::default() }
     }
 
     /// The image refinement of the model's mask (`None`: off).
@@ -208,6 +248,14 @@ impl Session {
     }
     pub fn extend(&self) -> bool {
         self.extend
+    }
+
+    /// How each pass combines the three planes through the click ([`PlaneFusion`]).
+    pub fn set_fusion(&mut self, fusion: PlaneFusion) {
+        self.fusion = fusion;
+    }
+    pub fn fusion(&self) -> PlaneFusion {
+        self.fusion
     }
 
     pub fn set_refine(&mut self, refine: Option<RefineParams>) {
@@ -281,7 +329,8 @@ impl Session {
         let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
 
         let refine = self.refine.as_ref().map(|p| (p, *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume))));
-        let first = shape_at(model, pv, refine, req.click, req.plane, req.mask2d.as_ref(), true, &mut timings, hooks)?;
+        let fusion = self.fusion;
+        let first = shape_at(model, pv, refine, fusion, req.click, req.plane, req.mask2d.as_ref(), true, &mut timings, hooks)?;
         let vol = &pv.volume;
         let mut component = first.component.clone();
 
@@ -293,7 +342,7 @@ impl Session {
             let extra = extension_clicks(c, &first.sample.ras_from_grid, first.sample.grid, vol);
             for (click, idx) in extra {
                 check(hooks)?;
-                let pass = shape_at(model, pv, refine, click, req.plane, None, false, &mut timings, hooks)?;
+                let pass = shape_at(model, pv, refine, fusion, click, req.plane, None, false, &mut timings, hooks)?;
                 if let (Some(u), Some(p)) = (&component, &pass.component)
                     && p.contains(idx)
                     && masks_agree(c, (&first.sample.ras_from_grid, first.sample.grid), p, (&pass.sample.ras_from_grid, pass.sample.grid), vol)
@@ -357,6 +406,7 @@ fn shape_at(
     model: &Model,
     pv: &PreparedVolume,
     refine: Option<(&RefineParams, f64)>,
+    fusion: PlaneFusion,
     click: RasMm,
     plane: ViewPlane,
     drawn: Option<&Array2<bool>>,
@@ -402,11 +452,25 @@ fn shape_at(
         hooks.progress(Stage::Shape);
     }
     let t = Instant::now();
-    let out = model.forward_t(&inputs_for(&sample, &mask2d, device), false);
-    let sdf_all = array_from(&out.sdf.get(0))?.into_dimensionality::<ndarray::Ix4>().map_err(|e| tch::TchError::Shape(e.to_string()))?;
-    let class = choose_class(&sdf_all);
-    let sdf: Array3<f32> = sdf_all.index_axis(ndarray::Axis(0), class).to_owned().into_dimensionality::<Ix3>().map_err(|e| tch::TchError::Shape(e.to_string()))?;
+    let (class, mut sdf) = predict_sdf(model, &sample, &mask2d, device)?;
     timings.shape_secs += t.elapsed().as_secs_f64();
+    if fusion != PlaneFusion::Own && drawn.is_none() {
+        let mut others = Vec::with_capacity(2);
+        for other in ViewPlane::ALL.into_iter().filter(|&q| q != plane) {
+            check(hooks)?;
+            let t = Instant::now();
+            let s_other = click::prepare_click(pv, click, other, &cfg.click_params())?;
+            timings.preprocess_secs += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let m_other = predict_mask2d(model, &s_other, device, cfg.input.prior_radius_px)?;
+            timings.mask2d_secs += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let (_, sdf_other) = predict_sdf(model, &s_other, &m_other, device)?;
+            others.push(resample_cube(&sdf_other, &s_other.ras_from_grid, &sample.ras_from_grid, &sdf));
+            timings.shape_secs += t.elapsed().as_secs_f64();
+        }
+        fuse_sdfs(&mut sdf, &others, fusion);
+    }
     check(hooks)?;
 
     if first {
@@ -543,6 +607,51 @@ fn predict_mask2d(model: &Model, sample: &ClickSample, device: Device, radius_px
         m.zip_mut_with(&prior, |a, &b| *a |= b);
     }
     Ok(component_2d(&m, [c, c]))
+}
+
+/// The model's 3D stage at one click given its 2D mask: the chosen SDF channel and its index.
+fn predict_sdf(model: &Model, sample: &ClickSample, mask2d: &Array2<bool>, device: Device) -> Result<(usize, Array3<f32>), EngineError> {
+    let out = model.forward_t(&inputs_for(sample, mask2d, device), false);
+    let sdf_all = array_from(&out.sdf.get(0))?.into_dimensionality::<ndarray::Ix4>().map_err(|e| tch::TchError::Shape(e.to_string()))?;
+    let class = choose_class(&sdf_all);
+    let sdf = sdf_all.index_axis(ndarray::Axis(0), class).to_owned().into_dimensionality::<Ix3>().map_err(|e| tch::TchError::Shape(e.to_string()))?;
+    Ok((class, sdf))
+}
+
+/// `src` (a cube's SDF, `[gk, gj, gi]`, grid → RAS by `ras_from_src`) resampled (trilinear) at
+/// the cells of another cube (`ras_from_dst`, the shape of `fallback`). Cells outside `src`'s
+/// cube take `fallback`'s value. The three planes' cubes about one click share their cell
+/// centres (their frames permute and flip the RAS axes), so there the values are copied.
+pub fn resample_cube(src: &Array3<f32>, ras_from_src: &RasFromGrid, ras_from_dst: &RasFromGrid, fallback: &Array3<f32>) -> Array3<f32> {
+    let Ok(src_from_ras) = ras_from_src.try_inverse() else { return fallback.clone() };
+    let src_from_dst: crate::geometry::Affine3<crate::geometry::Grid, crate::geometry::Grid> = src_from_ras * *ras_from_dst;
+    let src = src.as_standard_layout().into_owned();
+    Array3::from_shape_fn(fallback.dim(), |(k, j, i)| {
+        let p = src_from_dst.apply(Point3::new(i as f64, j as f64, k as f64));
+        crate::volume::resample::trilinear_at(&src, p.v.x, p.v.y, p.v.z).unwrap_or(fallback[[k, j, i]])
+    })
+}
+
+/// Combines `sdf` with the other planes' SDFs (on its cells) in place.
+fn fuse_sdfs(sdf: &mut Array3<f32>, others: &[Array3<f32>], fusion: PlaneFusion) {
+    if fusion == PlaneFusion::Own || others.is_empty() {
+        return;
+    }
+    let mut all = Vec::with_capacity(others.len() + 1);
+    for (idx, v) in sdf.indexed_iter_mut() {
+        all.clear();
+        all.push(*v);
+        all.extend(others.iter().map(|o| o[idx]));
+        *v = match fusion {
+            PlaneFusion::Own => *v,
+            PlaneFusion::Mean => all.iter().sum::<f32>() / all.len() as f32,
+            PlaneFusion::Median => {
+                all.sort_by(f32::total_cmp);
+                let n = all.len();
+                if n % 2 == 1 { all[n / 2] } else { 0.5 * (all[n / 2 - 1] + all[n / 2]) }
+            }
+        };
+    }
 }
 
 /// 4-connected component of `seed` in a 2D mask.
