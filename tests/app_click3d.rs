@@ -355,6 +355,7 @@ fn startup_weights_are_loaded_and_the_model_method_selected() {
         h.get_by_value("Region growing (no weights)");
         assert!(h.query_by_label("Refine by image").is_none(), "the refinement is the model's option");
         assert!(h.query_by_label("Past the cube").is_none(), "so is the continuation");
+        assert!(h.query_by_label("3 planes").is_none(), "and the plane fusion");
     }
     step_until(&mut h, "default model loaded", |app| app.rt.model.is_some() && !app.is_busy() && !app.is_meshing());
     let app = h.state();
@@ -374,6 +375,11 @@ fn startup_weights_are_loaded_and_the_model_method_selected() {
     h.get_by_label("Past the cube").click();
     h.step();
     assert!(!h.state().extend_masks && !h.state().refine_masks);
+    // And the model runs in the three planes through the click unless "3 planes" is cleared.
+    assert!(h.state().fuse_planes);
+    h.get_by_label("3 planes").click();
+    h.step();
+    assert!(!h.state().fuse_planes && !h.state().extend_masks);
 }
 
 /// Start-up weights that cannot be loaded: an error, and "3D from click" stays on region growing.

@@ -105,6 +105,8 @@ pub enum AppCommand {
     SetRefineMasks(bool),
     /// Continue organs wider than the model's output cube with more passes.
     SetExtendMasks(bool),
+    /// Run the model in all three planes through the click and take their majority.
+    SetFusePlanes(bool),
     /// Run "3D from click" at a RAS point (on a background thread).
     ClickAt(RasMm),
     /// Label written on Accept (`None`: a new label id).

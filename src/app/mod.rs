@@ -322,6 +322,10 @@ pub struct App {
     /// Continue organs wider than the model's output cube ([`crate::engine::session::extension_clicks`]).
     #[serde(default = "yes")]
     pub extend_masks: bool,
+    /// Run the model in the three planes through the click and take their majority
+    /// ([`crate::engine::session::PlaneFusion::Median`]; off: the clicked plane only).
+    #[serde(default = "yes")]
+    pub fuse_planes: bool,
     #[serde(skip)]
     pub rt: Runtime,
 }
@@ -344,6 +348,7 @@ impl Default for App {
             click_method: ClickMethod::RegionGrowing,
             refine_masks: true,
             extend_masks: true,
+            fuse_planes: true,
             rt: Runtime::default(),
         }
     }
@@ -683,6 +688,7 @@ impl App {
             AppCommand::SetClickMethod(m) => self.click_method = m,
             AppCommand::SetRefineMasks(on) => self.refine_masks = on,
             AppCommand::SetExtendMasks(on) => self.extend_masks = on,
+            AppCommand::SetFusePlanes(on) => self.fuse_planes = on,
             AppCommand::ClickAt(ras) => self.start_click(ras, ctx),
             AppCommand::SetClickTarget(t) => self.rt.click.target = t.filter(|&id| id != 0),
             AppCommand::AcceptCandidate => self.accept_candidate(),
@@ -848,6 +854,8 @@ impl App {
                 // Sent with every click: a restarted engine starts with the refinement on.
                 self.remote_send(serde_json::json!({"cmd": "set_refine", "on": self.refine_masks}), ctx);
                 self.remote_send(serde_json::json!({"cmd": "set_extend", "on": self.extend_masks}), ctx);
+                let fusion = if self.fuse_planes { "median" } else { "own" };
+                self.remote_send(serde_json::json!({"cmd": "set_planes", "fusion": fusion}), ctx);
                 self.rt.click.next_job += 1;
                 let job = self.rt.click.next_job;
                 let plane = serde_json::to_value(self.rt.active_view).unwrap_or_default();

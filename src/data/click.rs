@@ -252,7 +252,7 @@ fn sample_cube(pv: &PreparedVolume, ras_from_cell: &RasFromGrid, cells: usize) -
 }
 
 /// A cube of side `cube_mm` centred on `click`, `cells³` cells along the frame's columns.
-fn cube_affine(click: RasMm, frame: &Matrix3<f64>, cube_mm: f64, cells: usize) -> RasFromGrid {
+pub fn cube_affine(click: RasMm, frame: &Matrix3<f64>, cube_mm: f64, cells: usize) -> RasFromGrid {
     let h = cube_mm / cells as f64;
     let half = (cells as f64 - 1.0) / 2.0;
     let lin = frame * h;

@@ -46,6 +46,9 @@ pub enum Command {
     /// Whether the clicks after this one continue organs wider than the output cube (see
     /// [`session::extension_clicks`]).
     SetExtend(bool),
+    /// How the clicks after this one combine the three planes through the click (see
+    /// [`session::PlaneFusion`]).
+    SetFusion(session::PlaneFusion),
     /// One click. `job` ids should increase (see [`Engine::next_job`]).
     Infer { job: u64, click: RasMm, plane: ViewPlane, mask2d: Option<Array2<bool>> },
     /// Cancel this job and every earlier one (handled by [`Engine::send`] at once).
@@ -248,6 +251,7 @@ impl Worker {
             }
             Command::SetRefine(p) => self.session.set_refine(p),
             Command::SetExtend(on) => self.session.set_extend(on),
+            Command::SetFusion(f) => self.session.set_fusion(f),
             Command::Infer { job, click, plane, mask2d } => {
                 if job <= self.cancel_upto.load(Ordering::SeqCst) {
                     self.emit(Event::Cancelled { job });

@@ -7,7 +7,9 @@
 //! `{"cmd":"set_volume","path":…}`, `{"cmd":"infer","job":1,"click":[x,y,z],"plane":"Axial"}`
 //! (RAS mm), `{"cmd":"set_refine","on":false}` (the image refinement of the model's masks, on
 //! until turned off), `{"cmd":"set_extend","on":false}` (continuing organs wider than the output
-//! cube with more passes, on until turned off), `{"cmd":"cancel","job":1}`, `{"cmd":"shutdown"}`.
+//! cube with more passes, on until turned off), `{"cmd":"set_planes","fusion":"own"}` (how each
+//! pass combines the model's shapes from the three planes through the click: `own`, `mean` or
+//! `median`, the default), `{"cmd":"cancel","job":1}`, `{"cmd":"shutdown"}`.
 //!
 //! Replies ([`Reply`]): `ready{device,protocol}`, `model_loaded{info}`, `adapter_loaded{info}`,
 //! `volume_ready{secs}`, `progress{job,stage,fraction}`, `cancelled{job}`, `failed{job,message}`,
@@ -52,6 +54,8 @@ pub enum Request {
     SetRefine { on: bool },
     /// Continue organs wider than the output cube (the default) or not, from the next click on.
     SetExtend { on: bool },
+    /// How each pass combines the three planes through the click, from the next click on.
+    SetPlanes { fusion: crate::engine::session::PlaneFusion },
     Cancel { job: u64 },
     Shutdown,
 }
@@ -163,6 +167,7 @@ pub fn serve(opts: EngineOptions) -> std::io::Result<()> {
                     Request::Infer { job, click, plane } => Command::Infer { job, click: RasMm::new(click[0], click[1], click[2]), plane, mask2d: None },
                     Request::SetRefine { on } => Command::SetRefine(on.then(Default::default)),
                     Request::SetExtend { on } => Command::SetExtend(on),
+                    Request::SetPlanes { fusion } => Command::SetFusion(fusion),
                     Request::Cancel { job } => Command::Cancel { job },
                     Request::Shutdown => break Ok(()),
                 };
