@@ -6,10 +6,12 @@
 #   3. stage 3: trains configs/train_balanced.toml (stage 2 trained on with classes drawn by
 #      size) into runs/balanced; every stage resumes when interrupted;
 #   4. evaluates the model on held-out phantoms and on the held-out organs of the demo CT
-#      (spleen, kidneys, liver), with and without the image refinement of its masks, with and
-#      without the volume_context cube, with the reference 2D mask on the clicked slice, and
-#      stages 1 and 2 beside it, all beside the baseline; and, with and without the refinement,
-#      on training-side organs of the demo CT (where the refinement's parameters were chosen);
+#      (spleen, kidneys, liver) as clicks give it (the three planes through the click) and with
+#      the clicked plane alone; with the clicked plane: with and without the image refinement of
+#      its masks, with and without the volume_context cube, with the reference 2D mask on the
+#      clicked slice, and stages 1 and 2 beside it, all beside the baseline; and on training-side
+#      structures of the demo CT (where the refinement's parameters and the plane fusion were
+#      chosen);
 #   5. fine-tunes a LoRA adapter on MR-like phantoms (configs/lora_mr.toml) and evaluates the
 #      base and the adapter on held-out MR phantoms;
 #   6. copies the weights into assets/models/default.safetensors.
@@ -47,20 +49,23 @@ for d in phantoms_ct demo_heldout demo_trainside; do
         demo_trainside) data=("${trainside[@]}") ;;
     esac
     "$bin" eval "${data[@]}" --weights "$w" --out "runs/eval/$d.csv"
-    "$bin" eval "${data[@]}" --weights "$w" --no-refine --out "runs/eval/${d}_raw.csv"
+    # The ablations below keep to the clicked plane (--planes own).
+    "$bin" eval "${data[@]}" --weights "$w" --planes own --out "runs/eval/${d}_own.csv"
+    "$bin" eval "${data[@]}" --weights "$w" --planes own --no-refine --out "runs/eval/${d}_raw.csv"
     [ "$d" = demo_trainside ] && continue
-    "$bin" eval "${data[@]}" --weights "$w" --no-context --out "runs/eval/${d}_noctx.csv"
-    "$bin" eval "${data[@]}" --weights runs/default/model.safetensors --out "runs/eval/${d}_stage1.csv"
-    "$bin" eval "${data[@]}" --weights runs/guided/model.safetensors --out "runs/eval/${d}_stage2.csv"
+    "$bin" eval "${data[@]}" --weights "$w" --planes own --no-context --out "runs/eval/${d}_noctx.csv"
+    "$bin" eval "${data[@]}" --weights runs/default/model.safetensors --planes own --out "runs/eval/${d}_stage1.csv"
+    "$bin" eval "${data[@]}" --weights runs/guided/model.safetensors --planes own --out "runs/eval/${d}_stage2.csv"
 done
+# (A drawn 2D mask keeps a click to its plane.)
 "$bin" eval "${heldout[@]}" --weights "$w" --mask2d reference --out runs/eval/demo_heldout_ref2d.csv
 # One pass per click (no continuation past the output cube).
-"$bin" eval "${heldout[@]}" --weights "$w" --no-extend --out runs/eval/demo_heldout_single.csv
-"$bin" eval --data runs/eval-phantoms-ct --weights "$w" --no-extend --out runs/eval/phantoms_ct_single.csv
+"$bin" eval "${heldout[@]}" --weights "$w" --planes own --no-extend --out runs/eval/demo_heldout_single.csv
+"$bin" eval --data runs/eval-phantoms-ct --weights "$w" --planes own --no-extend --out runs/eval/phantoms_ct_single.csv
 # The refinement's parameter sweep on the training-side organs (band mm × multiplier).
 for band in 4 8 12 16 24; do
     for k in 1.5 2 2.5 3; do
-        "$bin" eval "${trainside[@]}" --weights "$w" --no-extend --refine-band-mm "$band" --refine-multiplier "$k" --out "runs/eval/sweep/trainside_b${band}_k${k}.csv"
+        "$bin" eval "${trainside[@]}" --weights "$w" --planes own --no-extend --refine-band-mm "$band" --refine-multiplier "$k" --out "runs/eval/sweep/trainside_b${band}_k${k}.csv"
     done
 done
 # The second sweep, on every training-side structure of the demo CT with at least 1500 voxels
@@ -76,7 +81,7 @@ for F in 1 0.3; do
             for band in 8 12; do
                 for k in 1 1.5; do
                     o="runs/eval/sweep2/wide_F${F}_R${R}_p${kp}_b${band}_k${k}.csv"
-                    [ -f "${o%.csv}.json" ] || "$bin" eval "${wide[@]}" --weights "$w" --model-only --no-extend --refine-floor-factor "$F" \
+                    [ -f "${o%.csv}.json" ] || "$bin" eval "${wide[@]}" --weights "$w" --model-only --planes own --no-extend --refine-floor-factor "$F" \
                         --refine-stats-radius-mm "$R" --refine-prune "$kp" --refine-band-mm "$band" --refine-multiplier "$k" --out "$o"
                 done
             done
@@ -85,13 +90,36 @@ for F in 1 0.3; do
 done
 # The wider training-side set as clicks give it (refined with the chosen defaults, extended).
 "$bin" eval "${wide[@]}" --weights "$w" --model-only --out runs/eval/demo_wide.csv
+"$bin" eval "${wide[@]}" --weights "$w" --model-only --planes own --out runs/eval/demo_wide_own.csv
+# The plane fusion: the clicked plane alone, or the mean or median of the signed distances from
+# the three planes through the click. The default is the best mean Dice on the 32 training-side
+# structures; ties within 0.003 go to the clicked plane alone (the cheaper); the held-out
+# phantoms and organs are reported beside it (packaging/model_card_tables.py applies the rule).
+mkdir -p runs/eval/fusion
+for f in own mean median; do
+    "$bin" eval "${wide[@]}" --weights "$w" --model-only --planes "$f" --out "runs/eval/fusion/wide_$f.csv"
+    "$bin" eval --data runs/eval-phantoms-ct --weights "$w" --model-only --planes "$f" --out "runs/eval/fusion/phantoms_$f.csv"
+    "$bin" eval "${heldout[@]}" --weights "$w" --model-only --planes "$f" --out "runs/eval/fusion/heldout_$f.csv"
+done
+# A check that the refinement's default still holds for the three planes' (more conservative)
+# masks: band × multiplier around it on the 32 structures, one pass, median of three planes.
+mkdir -p runs/eval/sweep3
+for band in 8 12; do
+    for k in 1 1.5; do
+        o="runs/eval/sweep3/wide_median_b${band}_k${k}.csv"
+        [ -f "${o%.csv}.json" ] || "$bin" eval "${wide[@]}" --weights "$w" --model-only --no-extend --planes median \
+            --refine-band-mm "$band" --refine-multiplier "$k" --out "$o"
+    done
+done
 
-# LoRA on MR-like phantoms, before/after on held-out MR phantoms.
+# LoRA on MR-like phantoms, before/after on held-out MR phantoms (and with the clicked plane alone).
 "$bin" eval --data runs/eval-phantoms-mr --weights "$w" --out runs/eval/phantoms_mr_base.csv
+"$bin" eval --data runs/eval-phantoms-mr --weights "$w" --planes own --out runs/eval/phantoms_mr_base_own.csv
 resume=()
 [ -f runs/lora-mr/state.safetensors ] && resume=(--resume)
 "$bin" train --config configs/lora_mr.toml --out runs/lora-mr "${resume[@]}"
 "$bin" eval --data runs/eval-phantoms-mr --weights runs/lora-mr/model.safetensors --adapter runs/lora-mr/adapter.safetensors --out runs/eval/phantoms_mr_lora.csv
+"$bin" eval --data runs/eval-phantoms-mr --weights runs/lora-mr/model.safetensors --adapter runs/lora-mr/adapter.safetensors --planes own --out runs/eval/phantoms_mr_lora_own.csv
 
 mkdir -p assets/models
 cp "$w" assets/models/default.safetensors.tmp && mv assets/models/default.safetensors.tmp assets/models/default.safetensors
