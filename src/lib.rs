@@ -11,7 +11,7 @@
 //! | [`data`] | synthetic phantoms (CT-like / MR-like, labelled, odd affines); click preprocessing (slice, pointmap, output cube, the context cube and the decoder's guide cube) and SDF → source-grid mask; training samples with augmentation (drawn per data directory weight, held-out labels removed); dataset preprocessing cache, which training also reads; plain ndarray |
 //! | [`baseline`] | classical one-click 3D segmentation (smoothed confidence-connected region growing), no weights; the image refinement of the model's masks (`baseline::refine`) |
 //! | [`model`] | tch: the SAM3D network (optionally with the image-guided shape decoder), LoRA adapters, configs (`configs/*.toml`), safetensors checkpoints |
-//! | [`engine`] | inference sessions (volume cached, many clicks; organs wider than the output cube continued by more passes), the background worker thread, the `serve` JSON-lines protocol of `sam3d-studio-engine`, the training loop and one-click evaluation |
+//! | [`engine`] | inference sessions (volume cached, many clicks; the three planes through a click fused; organs wider than the output cube continued by more passes), the background worker thread, the `serve` JSON-lines protocol of `sam3d-studio-engine`, the training loop and one-click evaluation |
 //! | [`render`] | the 3D view: wgpu mesh renderer inside egui (offscreen, MSAA, depth), orbit camera, shaders from `shaders/` |
 //! | [`app`] | the eframe viewer: linked slice views, window/level, label overlay, loader thread, commands, 3D view (mesher thread), "3D from click" (region growing, or the model via the engine process) |
 //! | [`cli`] | the command-line subcommands (`main.rs` only hands over) |

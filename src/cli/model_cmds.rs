@@ -55,7 +55,7 @@ pub struct InferArgs {
     pub no_extend: bool,
     /// How the pass combines the model's shapes from the three planes through the click:
     /// own (the clicked plane only), mean or median of the three signed distances.
-    #[arg(long, default_value_t = crate::engine::session::PlaneFusion::default().name().to_string())]
+    #[arg(long, default_value_t = crate::engine::session::PlaneFusion::default().name().to_string(), value_parser = ["own", "mean", "median"])]
     pub planes: String,
 }
 

@@ -85,7 +85,7 @@ pub struct EvalArgs {
     pub no_extend: bool,
     /// How each pass combines the model's shapes from the three planes through the click:
     /// own (the clicked plane only), mean or median of the three signed distances.
-    #[arg(long, default_value_t = crate::engine::session::PlaneFusion::default().name().to_string())]
+    #[arg(long, default_value_t = crate::engine::session::PlaneFusion::default().name().to_string(), value_parser = ["own", "mean", "median"])]
     pub planes: String,
     /// The refinement's band: farthest a voxel may lie from the model's mask to be added (mm).
     #[arg(long, default_value_t = crate::baseline::refine::RefineParams::default().band_mm)]
@@ -257,5 +257,28 @@ mod tests {
         assert_eq!(parse_or_off("2.5").expect("number").0, Some(2.5));
         let e = parse_or_off("two").expect_err("not a number");
         assert!(e.contains("`two`") && e.contains("off"), "{e}");
+    }
+
+    #[test]
+    fn planes_default_to_the_median_and_take_only_known_fusions() {
+        use clap::Parser;
+        let eval = |extra: &[&str]| {
+            let mut args = vec!["sam3d-studio", "eval", "--data", "d", "--out", "r.csv"];
+            args.extend_from_slice(extra);
+            crate::cli::Cli::try_parse_from(args)
+        };
+        let planes = |c: crate::cli::Cli| match c.command {
+            Some(crate::cli::Command::Eval(a)) => a.planes,
+            other => panic!("not eval: {other:?}"),
+        };
+        assert_eq!(planes(eval(&[]).expect("defaults")), "median");
+        assert_eq!(planes(eval(&["--planes", "own"]).expect("own")), "own");
+        let e = eval(&["--planes", "both"]).expect_err("unknown fusion").to_string();
+        assert!(e.contains("both") && e.contains("median"), "{e}");
+        let infer = crate::cli::Cli::try_parse_from(["sam3d-studio", "infer", "v.nii.gz", "--click-ras", "1,2,3", "--out-mask", "m.nii.gz", "--planes", "mean"]);
+        match infer.expect("infer").command {
+            Some(crate::cli::Command::Infer(a)) => assert_eq!(a.planes, "mean"),
+            other => panic!("not infer: {other:?}"),
+        }
     }
 }
