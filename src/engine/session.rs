@@ -852,7 +852,7 @@ mod tests {
         fuse_sdfs(&mut kept, &others, PlaneFusion::Own);
         assert_eq!(kept, own);
         assert_eq!("median".parse::<PlaneFusion>(), Ok(PlaneFusion::Median));
-        assert!("both".parse::<PlaneFusion>().unwrap_err().contains("own, mean or median"));
+        assert!("both".parse::<PlaneFusion>().expect_err("unknown fusion").contains("own, mean or median"));
     }
 
     #[test]
