@@ -153,6 +153,19 @@ if wide:
     for r in sorted(res, key=lambda r: -r[0]):
         print(f"| {r[1]:g} | {r[2]} | {r[3]} | {r[4]:g} | {r[5]:g} | {r[0]:.4f} | {'**chosen**' if r == pick else ''} |")
 
+off = {(s, f): rows(f"offcentre/{s}_{f}") for s in ["heldout", "phantoms", "wide"] for f in ["median", "own"]}
+if any(off.values()):
+    print("\n### Off-centre clicks: halfway from the border to the deepest point (`--click-depth 0.5`; mean Dice, HD95 in brackets)\n")
+    print("| data | clicks | baseline | model (three planes) | clicked plane only | model's 2D Dice on the clicked slice | deepest-point clicks, model |")
+    print("|---|---|---|---|---|---|---|")
+    deep = {"heldout": rows("demo_heldout"), "phantoms": rows("phantoms_ct"), "wide": rows("demo_wide")}
+    for s, label in [("heldout", "held-out organs of the demo CT"), ("phantoms", "held-out CT phantoms"), ("wide", "32 training-side structures of the demo CT")]:
+        m, o = off[(s, "median")], off[(s, "own")]
+        if not m:
+            continue
+        n = summary(m, "model")[0]
+        print(f"| {label} | {n} | {cell(m, 'baseline')} | **{cell(m, 'model')}** | {cell(o, 'model')} | {dice2d(m)} | {cell(deep[s], 'model')} |")
+
 s3 = sorted((ev / "sweep3").glob("wide_median_b*_k*.csv"), key=lambda p: tuple(float(x) for x in p.stem[len("wide_median_b"):].split("_k"))) if (ev / "sweep3").exists() else []
 if s3:
     print("\n### The refinement with three planes: 32 training-side structures, one pass, median of three planes (mean Dice)\n")

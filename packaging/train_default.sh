@@ -101,6 +101,14 @@ for f in own mean median; do
     "$bin" eval --data runs/eval-phantoms-ct --weights "$w" --model-only --planes "$f" --out "runs/eval/fusion/phantoms_$f.csv"
     "$bin" eval "${heldout[@]}" --weights "$w" --model-only --planes "$f" --out "runs/eval/fusion/heldout_$f.csv"
 done
+# Off-centre clicks: each click halfway from the border to the deepest point of its slice
+# (--click-depth 0.5), with three planes and with the clicked plane alone.
+mkdir -p runs/eval/offcentre
+for f in median own; do
+    "$bin" eval "${heldout[@]}" --weights "$w" --planes "$f" --click-depth 0.5 --out "runs/eval/offcentre/heldout_$f.csv"
+    "$bin" eval --data runs/eval-phantoms-ct --weights "$w" --planes "$f" --click-depth 0.5 --out "runs/eval/offcentre/phantoms_$f.csv"
+    "$bin" eval "${wide[@]}" --weights "$w" --planes "$f" --click-depth 0.5 --model-only --out "runs/eval/offcentre/wide_$f.csv"
+done
 # A check that the refinement's default still holds for the three planes' (more conservative)
 # masks: band × multiplier around it on the 32 structures, one pass, median of three planes.
 mkdir -p runs/eval/sweep3

@@ -14,7 +14,7 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
     write_phantoms(&data, 2, 21, Modality::Ct).expect("phantoms");
     let weights = tmp.path().join("tiny.safetensors");
     Model::new(Config::tiny(), Device::Cpu).save_weights(&weights).expect("weights");
-    let opts = EvalOptions { data: data.clone(), weights: Some(weights), adapter: None, device: Device::Cpu, grow: Default::default(), labels: vec![], context: true, reference_mask2d: false, refine: Some(Default::default()), baseline: true, extend: true, fusion: Default::default() };
+    let opts = EvalOptions { data: data.clone(), weights: Some(weights), adapter: None, device: Device::Cpu, grow: Default::default(), labels: vec![], context: true, reference_mask2d: false, refine: Some(Default::default()), baseline: true, extend: true, fusion: Default::default(), click_depth: 1.0 };
     let (rows, summary) = evaluate(&opts, &|_| {}, &|| {}).expect("eval");
     let mut expected = 0;
     for c in 0..2 {
@@ -69,6 +69,23 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
         assert_eq!((a.label, a.click), (b.label, b.click));
         assert!(a.metrics.pred_voxels <= b.metrics.pred_voxels, "label {}: raw {} > refined {}", a.label, a.metrics.pred_voxels, b.metrics.pred_voxels);
     }
+
+    // `--click-depth 0.5`: off-centre clicks, still inside their organ, nearer its border than
+    // the deepest points (the summary records the depth).
+    let off_opts = EvalOptions { click_depth: 0.5, reference_mask2d: false, ..raw_opts };
+    let (off_rows, off_summary) = evaluate(&off_opts, &|_| {}, &|| {}).expect("eval off-centre");
+    assert_eq!(off_summary.click_depth, 0.5);
+    let deep_rows = evaluate(&EvalOptions { click_depth: 1.0, ..off_opts }, &|_| {}, &|| {}).expect("eval deep").0;
+    assert_eq!(off_rows.len(), deep_rows.len());
+    let lab = LabelMap::load(&data.join("case_000_labels.nii.gz")).expect("labels");
+    let mut moved = 0;
+    for (o, d) in off_rows.iter().zip(&deep_rows).filter(|(o, _)| o.case == "case_000") {
+        assert_eq!((o.label, &o.plane), (d.label, &d.plane));
+        let a = lab.index_of_ras(sam3d_studio::geometry::RasMm::new(o.click[0], o.click[1], o.click[2])).expect("click inside");
+        assert_eq!(lab.data[[a.k, a.j, a.i]], o.label, "the off-centre click lies inside its organ");
+        moved += usize::from(o.click != d.click);
+    }
+    assert!(moved >= 3, "only {moved} clicks moved off the deepest point");
 }
 
 #[test]

@@ -87,6 +87,11 @@ pub struct EvalArgs {
     /// own (the clicked plane only), mean or median of the three signed distances.
     #[arg(long, default_value_t = crate::engine::session::PlaneFusion::default().name().to_string(), value_parser = ["own", "mean", "median"])]
     pub planes: String,
+    /// Where each click lies on its structure's central slice: this fraction of the deepest
+    /// point's in-plane depth (1: the deepest point, as a careful user clicks; 0.5: halfway to
+    /// the border; smaller: nearer the border).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_fraction)]
+    pub click_depth: f64,
     /// The refinement's band: farthest a voxel may lie from the model's mask to be added (mm).
     #[arg(long, default_value_t = crate::baseline::refine::RefineParams::default().band_mm)]
     pub refine_band_mm: f64,
@@ -111,6 +116,14 @@ pub struct EvalArgs {
 /// A number, or `off` (`None`).
 #[derive(Clone, Copy, Debug)]
 pub struct OrOff(pub Option<f64>);
+
+/// A fraction in (0, 1].
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
+        _ => Err(format!("`{s}` is not a fraction in (0, 1] (1: the deepest point)")),
+    }
+}
 
 fn parse_or_off(s: &str) -> Result<OrOff, String> {
     if s == "off" {
@@ -206,6 +219,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         baseline: !a.model_only,
         extend: !a.no_extend,
         fusion: a.planes.parse().map_err(anyhow::Error::msg)?,
+        click_depth: a.click_depth,
         refine: (!a.no_refine).then(|| {
             let d = crate::baseline::refine::RefineParams::default();
             crate::baseline::refine::RefineParams {
@@ -272,6 +286,14 @@ mod tests {
             other => panic!("not eval: {other:?}"),
         };
         assert_eq!(planes(eval(&[]).expect("defaults")), "median");
+        match eval(&["--click-depth", "0.5"]).expect("depth").command {
+            Some(crate::cli::Command::Eval(a)) => assert_eq!(a.click_depth, 0.5),
+            other => panic!("not eval: {other:?}"),
+        }
+        for bad in ["0", "1.5", "half"] {
+            let e = eval(&["--click-depth", bad]).expect_err("not a fraction").to_string();
+            assert!(e.contains("fraction"), "{bad}: {e}");
+        }
         assert_eq!(planes(eval(&["--planes", "own"]).expect("own")), "own");
         let e = eval(&["--planes", "both"]).expect_err("unknown fusion").to_string();
         assert!(e.contains("both") && e.contains("median"), "{e}");

@@ -286,6 +286,15 @@ pub fn preprocess_dir(
 /// The deepest point (largest in-plane distance to the outside, exact EDT in mm) of `mask` on
 /// slice `idx` of array axis `axis` (0 = k, 1 = j, 2 = i), in RAS. `None` when the slice misses it.
 pub fn deepest_on_slice(mask: &Array3<bool>, axis: usize, idx: usize, grid: &impl OnGrid) -> Option<crate::geometry::RasMm> {
+    point_at_depth_on_slice(mask, axis, idx, grid, 1.0)
+}
+
+/// The point of `mask` on slice `idx` of array axis `axis` whose in-plane depth (distance to the
+/// outside, mm) is closest to `fraction` of the slice's greatest depth: 1 is the deepest point
+/// ([`deepest_on_slice`]), 0.5 a point halfway from the border to it, a smaller fraction one
+/// nearer the border (an off-centre click). Ties go to the last in array order. In RAS; `None`
+/// when the slice misses the mask.
+pub fn point_at_depth_on_slice(mask: &Array3<bool>, axis: usize, idx: usize, grid: &impl OnGrid, fraction: f64) -> Option<crate::geometry::RasMm> {
     if idx >= mask.shape()[axis] {
         return None;
     }
@@ -300,12 +309,19 @@ pub fn deepest_on_slice(mask: &Array3<bool>, axis: usize, idx: usize, grid: &imp
     let in_plane: Vec<usize> = (0..3).filter(|&a| a != axis).collect();
     let sp_of = |a: usize| sp[2 - a];
     let d = crate::shape::sdf::edt(outside.view(), [sp_of(in_plane[1]), sp_of(in_plane[0]), sp_of(axis)]);
-    let best: (usize, usize) = d
-        .slice(ndarray::s![0, 1..=h, 1..=w])
-        .indexed_iter()
-        .filter(|(p, v): &((usize, usize), &f32)| sl[*p] && v.is_finite())
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(p, _)| p)?;
+    let inner = d.slice(ndarray::s![0, 1..=h, 1..=w]);
+    let inside = || inner.indexed_iter().filter(|(p, v): &((usize, usize), &f32)| sl[*p] && v.is_finite());
+    let deepest = inside().map(|(_, v)| *v).fold(f32::NEG_INFINITY, f32::max);
+    let target = deepest * fraction.clamp(0.0, 1.0) as f32;
+    // The last point in array order among the closest to the target depth (as `max_by` picks
+    // the deepest).
+    let best: (usize, usize) = inside().fold(None, |acc: Option<((usize, usize), f32)>, (p, v)| {
+        let e = (v - target).abs();
+        match acc {
+            Some((_, b)) if b < e => acc,
+            _ => Some((p, e)),
+        }
+    })?.0;
     let mut kji = [0usize; 3];
     kji[axis] = idx;
     kji[in_plane[0]] = best.0;
@@ -366,5 +382,25 @@ mod tests {
         let v = grid.voxel_from_ras().apply(p);
         assert!((v.x() - 10.0).abs() < 1e-9);
         assert!((3.0..=4.0).contains(&v.y()), "j = {}", v.y());
+    }
+
+    /// Off-centre clicks: a fraction of the deepest point's depth, inside the mask.
+    #[test]
+    fn points_at_a_fraction_of_the_depth() {
+        let grid = LabelMap { data: Array3::zeros((3, 41, 41)), ras_from_voxel: RasFromVoxel::identity(), meta: Default::default() };
+        // A disc of radius 15 about (20, 20) on each slice: deepest point 16 px from the
+        // outside (the EDT counts to the first outside pixel).
+        let mask = Array3::from_shape_fn((3, 41, 41), |(_, j, i)| (j as f64 - 20.0).powi(2) + (i as f64 - 20.0).powi(2) <= 225.0);
+        let r = |p: crate::geometry::RasMm| ((p.x() - 20.0).powi(2) + (p.y() - 20.0).powi(2)).sqrt();
+        let deep = deepest_on_slice(&mask, 0, 1, &grid).expect("inside");
+        assert!(r(deep) < 1.0, "deepest at radius {}", r(deep));
+        assert_eq!(point_at_depth_on_slice(&mask, 0, 1, &grid, 1.0), Some(deep));
+        for (fraction, radius) in [(0.5, 8.0), (0.25, 12.0)] {
+            let p = point_at_depth_on_slice(&mask, 0, 1, &grid, fraction).expect("inside");
+            assert!((r(p) - radius).abs() <= 1.0, "fraction {fraction}: radius {} (want about {radius})", r(p));
+            let v = grid.voxel_from_ras().apply(p);
+            assert!(mask[[1, v.y().round() as usize, v.x().round() as usize]], "fraction {fraction}: outside the disc");
+            assert!((v.z() - 1.0).abs() < 1e-9);
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! case/label/plane/method and a summary JSON beside it (mean and worst).
 
 use crate::baseline::{GrowParams, grow_from_click};
-use crate::data::preprocess::{axis_of_plane, deepest_on_slice, find_pairs, slices_with};
+use crate::data::preprocess::{axis_of_plane, find_pairs, point_at_depth_on_slice, slices_with};
 use crate::engine::{InferRequest, NoHooks, Session};
 use crate::engine::session::PlaneFusion;
 use crate::data::click::{RasFromPixel, slice_ras_from_pixel};
@@ -69,6 +69,8 @@ pub struct EvalSummary {
     pub extend: bool,
     /// How each pass combined the planes through the click (`--planes`).
     pub fusion: PlaneFusion,
+    /// The clicks' depth as a fraction of the deepest point's (`--click-depth`; 1: deepest).
+    pub click_depth: f64,
     pub cases: usize,
     pub methods: BTreeMap<String, MethodSummary>,
 }
@@ -98,12 +100,21 @@ pub struct EvalOptions {
     pub extend: bool,
     /// How each pass combines the three planes through the click (`Session::set_fusion`).
     pub fusion: PlaneFusion,
+    /// Where on its central slice each click lies: this fraction of the deepest point's
+    /// in-plane depth (1: the deepest point; smaller: off-centre, nearer the border).
+    pub click_depth: f64,
 }
 
 
 /// The evaluation clicks of one label: for each plane, the deepest point on the label's central
 /// slice along the array axis closest to that plane's normal.
 pub fn eval_clicks(labels: &LabelMap, label: u16) -> Vec<(ViewPlane, RasMm)> {
+    eval_clicks_at_depth(labels, label, 1.0)
+}
+
+/// [`eval_clicks`] at `fraction` of the deepest point's in-plane depth instead of the deepest
+/// point (off-centre clicks; see [`point_at_depth_on_slice`]).
+pub fn eval_clicks_at_depth(labels: &LabelMap, label: u16, fraction: f64) -> Vec<(ViewPlane, RasMm)> {
     let mask = labels.mask(label);
     let mut out = Vec::new();
     for plane in [ViewPlane::Axial, ViewPlane::Coronal, ViewPlane::Sagittal] {
@@ -112,7 +123,7 @@ pub fn eval_clicks(labels: &LabelMap, label: u16) -> Vec<(ViewPlane, RasMm)> {
         if s.is_empty() {
             continue;
         }
-        if let Some(click) = deepest_on_slice(&mask, axis, s[s.len() / 2], labels) {
+        if let Some(click) = point_at_depth_on_slice(&mask, axis, s[s.len() / 2], labels, fraction) {
             out.push((plane, click));
         }
     }
@@ -146,7 +157,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         lab.check_matches(&vol, &pair.labels)?;
         let labels: Vec<u16> =
             lab.counts().into_iter().map(|(l, _)| l).filter(|&l| l != 0 && (opts.labels.is_empty() || opts.labels.contains(&l))).collect();
-        let clicks: Vec<(u16, Vec<(ViewPlane, RasMm)>)> = labels.iter().map(|&l| (l, eval_clicks(&lab, l))).collect();
+        let clicks: Vec<(u16, Vec<(ViewPlane, RasMm)>)> = labels.iter().map(|&l| (l, eval_clicks_at_depth(&lab, l, opts.click_depth))).collect();
         n_clicks += clicks.iter().map(|c| c.1.len() as u64).sum::<u64>();
         loaded.push((pair.name.clone(), Arc::new(vol), lab, clicks));
     }
@@ -209,6 +220,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         refine: opts.refine.clone(),
         extend: opts.extend,
         fusion: opts.fusion,
+        click_depth: opts.click_depth,
         cases: loaded.len(),
         methods: summarise(&rows),
     };
