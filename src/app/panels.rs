@@ -491,7 +491,7 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
             }
             let mut fuse = app.fuse_planes;
             let r = ui.checkbox(&mut fuse, "3 planes").on_hover_text(
-                "Run the model on the axial, coronal and sagittal slices through the click and keep what at least two of them call inside (about 0.3 s more per click). Off: the clicked plane only.",
+                "Run the model on the axial, coronal and sagittal slices through the click and keep what at least two of them call inside (about 0.1 s more per click). Off: the clicked plane only.",
             );
             if r.changed() {
                 cmds.push(AppCommand::SetFusePlanes(fuse));

@@ -192,8 +192,9 @@ pub struct Session {
 /// all three, and the three signed distances (resampled onto the clicked plane's output cube)
 /// are combined voxel by voxel. The 2D mask shown is still the clicked plane's; a 2D mask the
 /// user drew keeps the pass to that plane alone. The default, [`PlaneFusion::Median`], was
-/// chosen on the demo CT's training-side structures (assets/models/README.md); it costs two
-/// more runs of the network per pass (about 0.3 s on two cores).
+/// chosen on the demo CT's training-side structures (assets/models/README.md). The two other
+/// planes' 2D masks and the three shapes run as batches: with the shipped model on two cores the
+/// shape stage takes about 0.24 s instead of 0.14 s.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PlaneFusion {
