@@ -55,8 +55,8 @@ pub struct InferArgs {
     pub no_extend: bool,
     /// How the pass combines the model's shapes from the three planes through the click:
     /// own (the clicked plane only), mean or median of the three signed distances.
-    #[arg(long, default_value_t = crate::engine::session::PlaneFusion::default().name().to_string(), value_parser = ["own", "mean", "median"])]
-    pub planes: String,
+    #[arg(long, default_value_t)]
+    pub planes: crate::engine::session::PlaneFusion,
 }
 
 #[derive(serde::Serialize)]
@@ -153,7 +153,7 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         session.set_refine(None);
     }
     session.set_extend(!a.no_extend);
-    session.set_fusion(a.planes.parse().map_err(anyhow::Error::msg)?);
+    session.set_fusion(a.planes);
     let info = session.set_model(model)?;
     if let Some(ad) = &a.adapter {
         session.load_adapter(ad)?;

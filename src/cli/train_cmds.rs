@@ -85,8 +85,8 @@ pub struct EvalArgs {
     pub no_extend: bool,
     /// How each pass combines the model's shapes from the three planes through the click:
     /// own (the clicked plane only), mean or median of the three signed distances.
-    #[arg(long, default_value_t = crate::engine::session::PlaneFusion::default().name().to_string(), value_parser = ["own", "mean", "median"])]
-    pub planes: String,
+    #[arg(long, default_value_t)]
+    pub planes: crate::engine::session::PlaneFusion,
     /// Where each click lies on its structure's central slice: this fraction of the deepest
     /// point's in-plane depth (1: the deepest point, as a careful user clicks; 0.5: halfway to
     /// the border; smaller: nearer the border).
@@ -218,7 +218,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         reference_mask2d: a.mask2d == "reference",
         baseline: !a.model_only,
         extend: !a.no_extend,
-        fusion: a.planes.parse().map_err(anyhow::Error::msg)?,
+        fusion: a.planes,
         click_depth: a.click_depth,
         refine: (!a.no_refine).then(|| {
             let d = crate::baseline::refine::RefineParams::default();
@@ -282,7 +282,7 @@ mod tests {
             crate::cli::Cli::try_parse_from(args)
         };
         let planes = |c: crate::cli::Cli| match c.command {
-            Some(crate::cli::Command::Eval(a)) => a.planes,
+            Some(crate::cli::Command::Eval(a)) => a.planes.name(),
             other => panic!("not eval: {other:?}"),
         };
         assert_eq!(planes(eval(&[]).expect("defaults")), "median");
@@ -299,7 +299,7 @@ mod tests {
         assert!(e.contains("both") && e.contains("median"), "{e}");
         let infer = crate::cli::Cli::try_parse_from(["sam3d-studio", "infer", "v.nii.gz", "--click-ras", "1,2,3", "--out-mask", "m.nii.gz", "--planes", "mean"]);
         match infer.expect("infer").command {
-            Some(crate::cli::Command::Infer(a)) => assert_eq!(a.planes, "mean"),
+            Some(crate::cli::Command::Infer(a)) => assert_eq!(a.planes.name(), "mean"),
             other => panic!("not infer: {other:?}"),
         }
     }

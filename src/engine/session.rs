@@ -218,6 +218,12 @@ impl PlaneFusion {
     }
 }
 
+impl std::fmt::Display for PlaneFusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl std::str::FromStr for PlaneFusion {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -680,23 +686,21 @@ pub fn resample_cube(src: &Array3<f32>, ras_from_src: &RasFromGrid, ras_from_dst
 
 /// Combines `sdf` with the other planes' SDFs (on its cells) in place.
 fn fuse_sdfs(sdf: &mut Array3<f32>, others: &[Array3<f32>], fusion: PlaneFusion) {
-    if fusion == PlaneFusion::Own || others.is_empty() {
-        return;
-    }
+    let combine: fn(&mut [f32]) -> f32 = match fusion {
+        PlaneFusion::Own => return,
+        PlaneFusion::Mean => |all| all.iter().sum::<f32>() / all.len() as f32,
+        PlaneFusion::Median => |all| {
+            all.sort_by(f32::total_cmp);
+            let n = all.len();
+            if n % 2 == 1 { all[n / 2] } else { 0.5 * (all[n / 2 - 1] + all[n / 2]) }
+        },
+    };
     let mut all = Vec::with_capacity(others.len() + 1);
     for (idx, v) in sdf.indexed_iter_mut() {
         all.clear();
         all.push(*v);
         all.extend(others.iter().map(|o| o[idx]));
-        *v = match fusion {
-            PlaneFusion::Own => *v,
-            PlaneFusion::Mean => all.iter().sum::<f32>() / all.len() as f32,
-            PlaneFusion::Median => {
-                all.sort_by(f32::total_cmp);
-                let n = all.len();
-                if n % 2 == 1 { all[n / 2] } else { 0.5 * (all[n / 2 - 1] + all[n / 2]) }
-            }
-        };
+        *v = combine(&mut all);
     }
 }
 
