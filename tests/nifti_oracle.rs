@@ -88,14 +88,28 @@ fn matches_nibabel_on_every_tricky_case() {
 
 #[test]
 fn matches_nibabel_on_the_real_ct() {
-    let dir = data_dir().join("ct_abdomen");
+    matches_nibabel_on_real_scan("ct_abdomen", "assets/demo", 2);
+}
+
+/// The real MR is LPS with only an sform: both axes flip on the way to RAS.
+#[test]
+fn matches_nibabel_on_the_real_mr() {
+    matches_nibabel_on_real_scan("mr_abdomen", "assets/mr", 2);
+}
+
+/// The scan and label map in `assets` against `tests/data/<facts>/nibabel_facts.json`; `files`:
+/// how many of them the facts must name (so a renamed file cannot skip the test).
+fn matches_nibabel_on_real_scan(facts_dir: &str, assets: &str, files: usize) {
+    let dir = data_dir().join(facts_dir);
     let facts: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("nibabel_facts.json")).expect("facts")).expect("json");
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join(assets);
+    let mut checked = 0;
     for (file, c) in facts.as_object().expect("obj") {
         let path = demo.join(file);
         if !path.exists() || !file.ends_with(".nii.gz") {
             continue;
         }
+        checked += 1;
         let v = Volume::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let shape: Vec<usize> = c["shape"].as_array().expect("shape").iter().map(|x| x.as_u64().expect("u") as usize).collect();
         assert_eq!(v.shape().ijk().to_vec(), shape);
@@ -116,4 +130,5 @@ fn matches_nibabel_on_the_real_ct() {
             }
         }
     }
+    assert_eq!(checked, files, "{assets}: files named in {facts_dir}'s facts");
 }
