@@ -356,6 +356,7 @@ fn startup_weights_are_loaded_and_the_model_method_selected() {
         assert!(h.query_by_label("Refine by image").is_none(), "the refinement is the model's option");
         assert!(h.query_by_label("Past the cube").is_none(), "so is the continuation");
         assert!(h.query_by_label("3 planes").is_none(), "and the plane fusion");
+        assert!(h.query_by_label("Join growing").is_none(), "and the join of region growing");
     }
     step_until(&mut h, "default model loaded", |app| app.rt.model.is_some() && !app.is_busy() && !app.is_meshing());
     let app = h.state();
@@ -380,6 +381,11 @@ fn startup_weights_are_loaded_and_the_model_method_selected() {
     h.get_by_label("3 planes").click();
     h.step();
     assert!(!h.state().fuse_planes && !h.state().extend_masks);
+    // And region growing from the click is joined where it agrees unless "Join growing" is cleared.
+    assert!(h.state().join_growing);
+    h.get_by_label("Join growing").click();
+    h.step();
+    assert!(!h.state().join_growing && !h.state().fuse_planes);
 }
 
 /// Start-up weights that cannot be loaded: an error, and "3D from click" stays on region growing.

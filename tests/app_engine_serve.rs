@@ -147,29 +147,36 @@ fn serve_protocol_round_trip() {
     let r = next("result");
     let mut left: Vec<PathBuf> = [r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from).collect();
     assert!(!left.is_empty() && left.iter().all(|p| p.exists()));
-    // The image refinement (on by default) only adds voxels, and so does the continuation past
-    // the cube: with the clicked plane alone, job 7's click gives the model's own mask in one
-    // pass with both off, no larger than with both on.
+    // The image refinement (on by default) only adds voxels, and so do the continuation past
+    // the cube and the join of region growing: with the clicked plane alone, job 7's click gives
+    // the model's own mask in one pass with all three off, no larger than with all on.
     send(serde_json::json!({"cmd": "set_refine"}).to_string());
     assert!(next("failed")["message"].as_str().expect("message").contains("bad request"));
     send(serde_json::json!({"cmd": "set_extend"}).to_string());
+    assert!(next("failed")["message"].as_str().expect("message").contains("bad request"));
+    send(serde_json::json!({"cmd": "set_join", "on": "yes"}).to_string());
     assert!(next("failed")["message"].as_str().expect("message").contains("bad request"));
     send(serde_json::json!({"cmd": "set_planes", "fusion": "both"}).to_string());
     let e = next("failed")["message"].as_str().expect("message").to_string();
     assert!(e.contains("bad request") && e.contains("median"), "{e}");
     send(serde_json::json!({"cmd": "set_refine", "on": false}).to_string());
     send(serde_json::json!({"cmd": "set_extend", "on": false}).to_string());
+    send(serde_json::json!({"cmd": "set_join", "on": false}).to_string());
     send(serde_json::json!({"cmd": "set_planes", "fusion": "own"}).to_string());
     send(serde_json::json!({"cmd": "infer", "job": 9, "click": [1.0, -2.0, 3.0], "plane": "Axial"}).to_string());
     let r = next("result");
     let raw = r["voxel_count"].as_u64().expect("voxel count") as usize;
     assert_eq!(r["timings"]["extension_passes"].as_u64(), Some(0), "{r}");
+    assert!(r["timings"]["join"].is_null(), "the join is off: {r}");
     left.extend([r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from));
     send(serde_json::json!({"cmd": "set_refine", "on": true}).to_string());
     send(serde_json::json!({"cmd": "set_extend", "on": true}).to_string());
+    send(serde_json::json!({"cmd": "set_join", "on": true}).to_string());
     send(serde_json::json!({"cmd": "infer", "job": 10, "click": [1.0, -2.0, 3.0], "plane": "Axial"}).to_string());
     let r = next("result");
     let refined = r["voxel_count"].as_u64().expect("voxel count") as usize;
+    // The app reads whether growing was joined from here ("· + growing").
+    assert!(r["timings"]["join"].is_string(), "the join reports what it did: {r}");
     assert!(raw <= refined, "without refinement {raw} voxels, with it {refined}");
     left.extend([r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from));
 

@@ -47,6 +47,9 @@ pub struct Candidate {
     /// Runs of the method behind this result: more than 1 when the model continued an organ
     /// wider than its output cube.
     pub passes: usize,
+    /// Region growing from the click agreed with the model's shape and was joined to it
+    /// ([`crate::baseline::join`]).
+    pub joined: bool,
 }
 
 /// What a click job reports.
@@ -167,6 +170,7 @@ pub fn spawn_region_growing(
                         method: ClickMethod::RegionGrowing,
                         millis: t0.elapsed().as_secs_f64() * 1000.0,
                         passes: 1,
+                        joined: false,
                     }))
                 }
                 Ok(Err(e)) => ClickEvent::Failed { job, message: format!("3D from click: {e}") },

@@ -107,6 +107,8 @@ pub enum AppCommand {
     SetExtendMasks(bool),
     /// Run the model in all three planes through the click and take their majority.
     SetFusePlanes(bool),
+    /// Join region growing from the click where it agrees with the model's shape.
+    SetJoinGrowing(bool),
     /// Run "3D from click" at a RAS point (on a background thread).
     ClickAt(RasMm),
     /// Label written on Accept (`None`: a new label id).

@@ -326,6 +326,10 @@ pub struct App {
     /// ([`crate::engine::session::PlaneFusion::Median`]; off: the clicked plane only).
     #[serde(default = "yes")]
     pub fuse_planes: bool,
+    /// Join region growing from the click where it agrees with the model's shape
+    /// ([`crate::baseline::join`]).
+    #[serde(default = "yes")]
+    pub join_growing: bool,
     #[serde(skip)]
     pub rt: Runtime,
 }
@@ -349,6 +353,7 @@ impl Default for App {
             refine_masks: true,
             extend_masks: true,
             fuse_planes: true,
+            join_growing: true,
             rt: Runtime::default(),
         }
     }
@@ -689,6 +694,7 @@ impl App {
             AppCommand::SetRefineMasks(on) => self.refine_masks = on,
             AppCommand::SetExtendMasks(on) => self.extend_masks = on,
             AppCommand::SetFusePlanes(on) => self.fuse_planes = on,
+            AppCommand::SetJoinGrowing(on) => self.join_growing = on,
             AppCommand::ClickAt(ras) => self.start_click(ras, ctx),
             AppCommand::SetClickTarget(t) => self.rt.click.target = t.filter(|&id| id != 0),
             AppCommand::AcceptCandidate => self.accept_candidate(),
@@ -856,6 +862,7 @@ impl App {
                 self.remote_send(serde_json::json!({"cmd": "set_extend", "on": self.extend_masks}), ctx);
                 let fusion = if self.fuse_planes { "median" } else { "own" };
                 self.remote_send(serde_json::json!({"cmd": "set_planes", "fusion": fusion}), ctx);
+                self.remote_send(serde_json::json!({"cmd": "set_join", "on": self.join_growing}), ctx);
                 self.rt.click.next_job += 1;
                 let job = self.rt.click.next_job;
                 let plane = serde_json::to_value(self.rt.active_view).unwrap_or_default();
@@ -945,6 +952,7 @@ impl App {
                     let (grid_kji, tx, click) = ([sh[0], sh[1], sh[2]], self.rt.click.tx.clone(), self.rt.click.running.map(|r| r.1));
                     let millis = timings.get("total_secs").and_then(|v| v.as_f64()).unwrap_or(0.0) * 1000.0;
                     let passes = 1 + timings.get("extension_passes").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+                    let joined = timings.get("join").and_then(|v| v.as_str()) == Some("joined");
                     // Reading the result files is file I/O: never on the UI thread.
                     let spawned = std::thread::Builder::new().name("sam3d-read-result".into()).spawn(move || {
                         let ev = match remote::read_result(crop.as_ref(), mesh_path.as_deref(), voxel_count, grid_kji) {
@@ -958,6 +966,7 @@ impl App {
                                 method: ClickMethod::Model,
                                 millis,
                                 passes,
+                                joined,
                             })),
                             Err(message) => ClickEvent::Failed { job, message: format!("Model: {message}") },
                         };

@@ -496,6 +496,13 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
             if r.changed() {
                 cmds.push(AppCommand::SetFusePlanes(fuse));
             }
+            let mut join = app.join_growing;
+            let r = ui.checkbox(&mut join, "Join growing").on_hover_text(
+                "Also grow a region from the click by intensity (as the region-growing method does). When it agrees with the model's shape (at most 1.5× its volume, holding 60 % of it), the result is both together: the scan's own boundary where the model's coarse shape falls short. A region that leaks into neighbours is dropped. Off: the model's shape alone.",
+            );
+            if r.changed() {
+                cmds.push(AppCommand::SetJoinGrowing(join));
+            }
         }
         let next = app.next_label_id();
         let target = app.rt.click.target;
@@ -539,13 +546,21 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
         }
         if let Some(c) = &app.rt.click.candidate {
             let passes = if c.passes > 1 { format!(" · {} passes", c.passes) } else { String::new() };
-            let text = RichText::new(format!("{} voxels · {:.1} ml · {:.0} ms{passes}", c.voxels, c.ml, c.millis)).color(Color32::from_rgb(60, 220, 230)).size(12.0);
+            let joined = if c.joined { " · + growing" } else { "" };
+            let text = RichText::new(format!("{} voxels · {:.1} ml · {:.0} ms{passes}{joined}", c.voxels, c.ml, c.millis)).color(Color32::from_rgb(60, 220, 230)).size(12.0);
             let label = ui.label(text);
+            let mut hover = Vec::new();
             if c.passes > 1 {
-                label.on_hover_text(format!(
-                    "The organ reached the faces of the model's output cube: {} more clicks toward them continued it (infer --no-extend: one pass)",
+                hover.push(format!(
+                    "The organ reached the faces of the model's output cube: {} more clicks toward them continued it (infer --no-extend: one pass).",
                     c.passes - 1
                 ));
+            }
+            if c.joined {
+                hover.push("Region growing from the click agreed with the model's shape and was joined to it (infer --no-join: the model's shape alone).".to_string());
+            }
+            if !hover.is_empty() {
+                label.on_hover_text(hover.join("\n"));
             }
         }
         ui.separator();

@@ -3,8 +3,11 @@
 //! "Grow from seeds" / level-tracing tools know), followed by an opening that cuts thin leaks and
 //! a fill of enclosed holes. It is reported beside the model in every evaluation, so tables show
 //! what the model adds, and is selectable in the app's "3D from click" tool. [`refine`] holds the
-//! classical step that follows the model: its mask grown by the image within a band.
+//! classical step that follows the model: its mask grown by the image within a band; [`join`]
+//! the one after it: region growing from the same click, joined to the model's shape where the
+//! two agree.
 
+pub mod join;
 pub mod refine;
 
 use crate::geometry::{ArrayIdx, RasMm};
@@ -202,6 +205,12 @@ pub fn grow_from_click(vol: &Volume, click: RasMm, p: &GrowParams) -> Result<Arr
 /// [`grow_from_click`] that asks `cancelled` between its passes (after the smoothing, each
 /// growing pass, the opening) and stops with [`GrowError::Cancelled`] when it says so.
 pub fn grow_from_click_until(vol: &Volume, click: RasMm, p: &GrowParams, cancelled: &dyn Fn() -> bool) -> Result<Array3<bool>, GrowError> {
+    grow_with_floor(vol, click, p, refine::intensity_floor(vol), cancelled)
+}
+
+/// [`grow_from_click_until`] with the smallest intensity spread given (`floor`, see
+/// [`refine::intensity_floor`]): growing on a crop of a scan must use the whole scan's.
+pub fn grow_with_floor(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, cancelled: &dyn Fn() -> bool) -> Result<Array3<bool>, GrowError> {
     let check = || if cancelled() { Err(GrowError::Cancelled) } else { Ok(()) };
     let seed = vol.index_of_ras(click).ok_or(GrowError::OutsideVolume(click.x(), click.y(), click.z()))?;
     let sp = vol.spacing_mm(); // i, j, k
@@ -235,8 +244,7 @@ pub fn grow_from_click_until(vol: &Volume, click: RasMm, p: &GrowParams, cancell
     let (mut mean, mut std) = stats(&vals);
     // Re-estimated spreads may widen a little, never run away through a leak.
     let std_cap = 1.5 * std;
-    // A floor on the spread: a perfectly flat seed patch must still grow.
-    let floor = refine::intensity_floor(vol);
+    // `floor`, a floor on the spread: a perfectly flat seed patch must still grow.
     let click_v = click.v;
     let ras = *vol.ras_from_voxel.matrix();
     let mut region = Array3::from_elem(sm.raw_dim(), false);

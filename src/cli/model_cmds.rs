@@ -57,6 +57,10 @@ pub struct InferArgs {
     /// own (the clicked plane only), mean or median of the three signed distances.
     #[arg(long, default_value_t)]
     pub planes: crate::engine::session::PlaneFusion,
+    /// The model's shape alone: do not join region growing from the click where it agrees
+    /// with the shape (at most 1.5× its volume, holding 60 % of it).
+    #[arg(long)]
+    pub no_join: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -154,6 +158,7 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
     }
     session.set_extend(!a.no_extend);
     session.set_fusion(a.planes);
+    session.set_join(!a.no_join);
     let info = session.set_model(model)?;
     if let Some(ad) = &a.adapter {
         session.load_adapter(ad)?;
@@ -199,6 +204,9 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
             "timings   preprocess {:.3} s, 2D mask {:.3} s, 3D shape {:.3} s, postprocess {:.3} s, total {:.3} s (+ {:.2} s loading)",
             t.preprocess_secs, t.mask2d_secs, t.shape_secs, t.postprocess_secs, t.total_secs, load_secs
         );
+        if let Some(j) = t.join {
+            println!("grow      region growing from the click: {}", serde_json::to_string(&j)?.trim_matches('"').replace('_', " "));
+        }
     }
     Ok(())
 }

@@ -87,6 +87,10 @@ pub struct EvalArgs {
     /// own (the clicked plane only), mean or median of the three signed distances.
     #[arg(long, default_value_t)]
     pub planes: crate::engine::session::PlaneFusion,
+    /// The model's shapes alone: do not join region growing from each click where it agrees
+    /// with the shape (at most 1.5× its volume, holding 60 % of it).
+    #[arg(long)]
+    pub no_join: bool,
     /// Where each click lies on its structure's central slice: this fraction of the deepest
     /// point's in-plane depth (1: the deepest point, as a careful user clicks; 0.5: halfway to
     /// the border; smaller: nearer the border).
@@ -219,6 +223,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         baseline: !a.model_only,
         extend: !a.no_extend,
         fusion: a.planes,
+        join: !a.no_join,
         click_depth: a.click_depth,
         refine: (!a.no_refine).then(|| {
             let d = crate::baseline::refine::RefineParams::default();
@@ -299,8 +304,15 @@ mod tests {
         assert!(e.contains("both") && e.contains("median"), "{e}");
         let infer = crate::cli::Cli::try_parse_from(["sam3d-studio", "infer", "v.nii.gz", "--click-ras", "1,2,3", "--out-mask", "m.nii.gz", "--planes", "mean"]);
         match infer.expect("infer").command {
-            Some(crate::cli::Command::Infer(a)) => assert_eq!(a.planes.name(), "mean"),
+            Some(crate::cli::Command::Infer(a)) => assert_eq!((a.planes.name(), a.no_join), ("mean", false)),
             other => panic!("not infer: {other:?}"),
+        }
+        // The join of region growing is on unless --no-join.
+        for (extra, join) in [(&[][..], true), (&["--no-join"][..], false)] {
+            match eval(extra).expect("join").command {
+                Some(crate::cli::Command::Eval(a)) => assert_eq!(!a.no_join, join, "{extra:?}"),
+                other => panic!("not eval: {other:?}"),
+            }
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct EvalSummary {
     pub extend: bool,
     /// How each pass combined the planes through the click (`--planes`).
     pub fusion: PlaneFusion,
+    /// Whether region growing from the click was joined where it agreed (`--no-join`: false).
+    pub join: bool,
     /// The clicks' depth as a fraction of the deepest point's (`--click-depth`; 1: deepest).
     pub click_depth: f64,
     pub cases: usize,
@@ -100,6 +102,9 @@ pub struct EvalOptions {
     pub extend: bool,
     /// How each pass combines the three planes through the click (`Session::set_fusion`).
     pub fusion: PlaneFusion,
+    /// Join region growing from the click where it agrees with the model's shape
+    /// (`Session::set_join`).
+    pub join: bool,
     /// Where on its central slice each click lies: this fraction of the deepest point's
     /// in-plane depth (1: the deepest point; smaller: off-centre, nearer the border).
     pub click_depth: f64,
@@ -139,6 +144,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
             s.set_refine(opts.refine.clone());
             s.set_extend(opts.extend);
             s.set_fusion(opts.fusion);
+            s.set_join(opts.join);
             let mut m = Model::from_checkpoint(w, opts.device)?;
             m.set_use_context(opts.context);
             s.set_model(m)?;
@@ -220,6 +226,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         refine: opts.refine.clone(),
         extend: opts.extend,
         fusion: opts.fusion,
+        join: opts.join,
         click_depth: opts.click_depth,
         cases: loaded.len(),
         methods: summarise(&rows),

@@ -49,6 +49,9 @@ pub enum Command {
     /// How the clicks after this one combine the three planes through the click (see
     /// [`session::PlaneFusion`]).
     SetFusion(session::PlaneFusion),
+    /// Whether the clicks after this one join region growing from the click where it agrees
+    /// with the model's shape (see [`crate::baseline::join`]).
+    SetJoin(bool),
     /// One click. `job` ids should increase (see [`Engine::next_job`]).
     Infer { job: u64, click: RasMm, plane: ViewPlane, mask2d: Option<Array2<bool>> },
     /// Cancel this job and every earlier one (handled by [`Engine::send`] at once).
@@ -252,6 +255,7 @@ impl Worker {
             Command::SetRefine(p) => self.session.set_refine(p),
             Command::SetExtend(on) => self.session.set_extend(on),
             Command::SetFusion(f) => self.session.set_fusion(f),
+            Command::SetJoin(on) => self.session.set_join(on),
             Command::Infer { job, click, plane, mask2d } => {
                 if job <= self.cancel_upto.load(Ordering::SeqCst) {
                     self.emit(Event::Cancelled { job });

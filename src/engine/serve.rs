@@ -9,7 +9,9 @@
 //! until turned off), `{"cmd":"set_extend","on":false}` (continuing organs wider than the output
 //! cube with more passes, on until turned off), `{"cmd":"set_planes","fusion":"own"}` (how each
 //! pass combines the model's shapes from the three planes through the click: `own`, `mean` or
-//! `median`, the default), `{"cmd":"cancel","job":1}`, `{"cmd":"shutdown"}`.
+//! `median`, the default), `{"cmd":"set_join","on":false}` (joining region growing from the
+//! click where it agrees with the model's shape, on until turned off), `{"cmd":"cancel","job":1}`,
+//! `{"cmd":"shutdown"}`.
 //!
 //! Replies ([`Reply`]): `ready{device,protocol}`, `model_loaded{info}`, `adapter_loaded{info}`,
 //! `volume_ready{secs}`, `progress{job,stage,fraction}`, `cancelled{job}`, `failed{job,message}`,
@@ -54,6 +56,9 @@ pub enum Request {
     SetRefine { on: bool },
     /// Continue organs wider than the output cube (the default) or not, from the next click on.
     SetExtend { on: bool },
+    /// Join region growing from the click where it agrees with the model's shape (the default)
+    /// or not, from the next click on.
+    SetJoin { on: bool },
     /// How each pass combines the three planes through the click, from the next click on.
     SetPlanes { fusion: crate::engine::session::PlaneFusion },
     Cancel { job: u64 },
@@ -167,6 +172,7 @@ pub fn serve(opts: EngineOptions) -> std::io::Result<()> {
                     Request::Infer { job, click, plane } => Command::Infer { job, click: RasMm::new(click[0], click[1], click[2]), plane, mask2d: None },
                     Request::SetRefine { on } => Command::SetRefine(on.then(Default::default)),
                     Request::SetExtend { on } => Command::SetExtend(on),
+                    Request::SetJoin { on } => Command::SetJoin(on),
                     Request::SetPlanes { fusion } => Command::SetFusion(fusion),
                     Request::Cancel { job } => Command::Cancel { job },
                     Request::Shutdown => break Ok(()),

@@ -1,6 +1,8 @@
 //! An inference session: one model, one volume prepared once, many clicks. Synchronous; the
 //! worker thread ([`super::Engine`]) and the command line both drive it.
 
+use crate::baseline::GrowParams;
+use crate::baseline::join::{JoinOutcome, join_region_growing};
 use crate::baseline::refine::{RefineParams, intensity_floor, refine_component};
 use crate::data::click::{self, ClickError, ClickSample, PreparedVolume, RasFromPixel};
 use crate::geometry::{ArrayIdx, Point3, RasFromGrid, RasMm, ViewPlane};
@@ -85,6 +87,9 @@ pub struct Timings {
     /// Clicks added toward the faces of the output cube an organ reaches (their time is in
     /// the stages above).
     pub extension_passes: usize,
+    /// Region growing from the click ([`crate::baseline::join`]; its time is in
+    /// `postprocess_secs`): what it did, `None` when it is off or the model found nothing.
+    pub join: Option<JoinOutcome>,
 }
 
 /// One click.
@@ -185,6 +190,9 @@ pub struct Session {
     extend: bool,
     /// Whether the model also runs in the two other planes through the click ([`PlaneFusion`]).
     fusion: PlaneFusion,
+    /// Join region growing from the click where it agrees with the model's shape
+    /// ([`crate::baseline::join`]).
+    join: bool,
 }
 
 /// How one pass combines the model's shapes from the three planes through the click. The
@@ -248,10 +256,19 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub fn new() -> Self {
-        Session { model: None, volume: None, modality: None, prepared: None, refine: Some(RefineParams::default()), refine_floor: None, extend: true, fusion: PlaneFusion::default() }
+        Session { model: None, volume: None, modality: None, prepared: None, refine: Some(RefineParams::default()), refine_floor: None, extend: true, fusion: PlaneFusion::default(), join: true }
     }
 
     /// The image refinement of the model's mask (`None`: off).
+    /// Whether region growing from the click is joined to the model's shape where the two agree
+    /// ([`crate::baseline::join`]; on by default).
+    pub fn set_join(&mut self, on: bool) {
+        self.join = on;
+    }
+    pub fn join(&self) -> bool {
+        self.join
+    }
+
     /// Whether organs wider than the output cube are continued past its faces (on by default).
     pub fn set_extend(&mut self, on: bool) {
         self.extend = on;
@@ -338,7 +355,8 @@ impl Session {
         let mut timings = Timings::default();
         let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
 
-        let refine = self.refine.as_ref().map(|p| (p, *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume))));
+        let floor = *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume));
+        let refine = self.refine.as_ref().map(|p| (p, floor));
         let fusion = self.fusion;
         let first = shape_at(model, pv, refine, fusion, req.click, req.plane, req.mask2d.as_ref(), true, &mut timings, hooks)?;
         let vol = &pv.volume;
@@ -361,6 +379,18 @@ impl Session {
                     timings.extension_passes += 1;
                 }
             }
+        }
+        // Region growing from the click, joined where it agrees with the model's shape.
+        if self.join
+            && let Some(c) = &component
+        {
+            hooks.progress(Stage::Postprocess);
+            let t = Instant::now();
+            let cancelled = || hooks.cancelled();
+            let (joined, outcome) = join_region_growing(vol, c, req.click, &GrowParams::default(), floor, &cancelled).map_err(|_| EngineError::Cancelled)?;
+            component = Some(joined);
+            timings.join = Some(outcome);
+            timings.postprocess_secs += t.elapsed().as_secs_f64();
         }
         let t = Instant::now();
         let data = match &component {
