@@ -9,7 +9,7 @@
 //! | [`volume`] | `Volume` / `LabelMap`, NIfTI-1/2 read and write, resampling, intensity normalisation and window/level |
 //! | [`shape`] | signed distance fields, marching-cubes meshes (whole masks, or a crop on coarser blocks) and their export, the component of a model's SDF on a source grid, segmentation metrics |
 //! | [`data`] | synthetic phantoms (CT-like / MR-like, labelled, odd affines); click preprocessing (slice, pointmap, output cube, the context cube and the decoder's guide cube) and SDF → source-grid mask; training samples with augmentation (drawn per data directory weight, held-out labels removed); dataset preprocessing cache, which training also reads; plain ndarray |
-//! | [`baseline`] | classical one-click 3D segmentation (smoothed confidence-connected region growing), no weights; the image refinement of the model's masks (`baseline::refine`) |
+//! | [`baseline`] | classical one-click 3D segmentation (smoothed confidence-connected region growing), no weights; the image refinement of the model's masks (`baseline::refine`); region growing joined to the model's shape where the two agree (`baseline::join`) |
 //! | [`model`] | tch: the SAM3D network (optionally with the image-guided shape decoder), LoRA adapters, configs (`configs/*.toml`), safetensors checkpoints |
 //! | [`engine`] | inference sessions (volume cached, many clicks; the three planes through a click fused; organs wider than the output cube continued by more passes), the background worker thread, the `serve` JSON-lines protocol of `sam3d-studio-engine`, the training loop and one-click evaluation |
 //! | [`render`] | the 3D view: wgpu mesh renderer inside egui (offscreen, MSAA, depth), orbit camera, shaders from `shaders/` |
