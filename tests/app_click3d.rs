@@ -224,6 +224,7 @@ fn model_click_through_the_engine_process() {
         None => assert!(app.messages().iter().any(|m| m.text.contains("nothing was segmented")), "{:?}", app.messages()),
     }
     assert!(app.messages().iter().all(|m| !m.text.contains("engine stopped")), "{:?}", app.messages());
+    assert!(app.messages().iter().all(|m| m.text != sam3d_studio::app::MR_WITHOUT_ADAPTER), "a CT is not told it is MR");
 }
 
 /// A RAS point well inside the liver on the axial slice 30 steps up (where the liver is large).
@@ -404,4 +405,27 @@ fn startup_weights_that_fail_leave_region_growing() {
     let texts: Vec<&String> = app.messages().iter().map(|m| &m.text).collect();
     assert!(app.messages().iter().any(|m| m.is_error && m.text.contains("default.safetensors")), "{texts:?}");
     assert!(texts.iter().any(|t| t.contains("uses region growing")), "{texts:?}");
+}
+
+/// An MR scan (the real one in assets/mr) clicked with the CT-trained weights and no adapter:
+/// the click runs, and the app says once that those weights are for CT. A CT scan never hears it.
+#[test]
+fn an_mr_without_adapter_gets_a_note_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let weights = tiny_random_weights(dir.path(), "default.safetensors");
+    let mr = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/mr/mr.nii.gz");
+    let startup = Startup { volume: Some(mr), labels: None, device: Some("CPU".into()), weights: Some(weights) };
+    let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| App::new(cc, startup));
+    step_until(&mut h, "model loaded", |app| app.rt.model.is_some() && app.scene().is_some() && !app.is_busy());
+    assert_eq!(h.state().scene().expect("scene").modality, sam3d_studio::volume::Modality::Mr);
+    let notes = |app: &App| app.messages().iter().filter(|m| !m.is_error && m.text == sam3d_studio::app::MR_WITHOUT_ADAPTER).count();
+    assert_eq!(notes(h.state()), 0, "no note before a model click");
+    for _ in 0..2 {
+        let c = h.state().scene().expect("scene").crosshair;
+        h.state_mut().send(AppCommand::ClickAt(c));
+        h.step();
+        step_until(&mut h, "click done", |app| !app.is_clicking() && !app.is_busy());
+    }
+    assert_eq!(notes(h.state()), 1, "{:?}", h.state().messages().iter().map(|m| &m.text).collect::<Vec<_>>());
+    assert!(h.state().rt.click.candidate.is_some(), "the click still ran");
 }

@@ -359,6 +359,10 @@ impl Default for App {
     }
 }
 
+/// Said once per scan when the model runs on an MR without an adapter (assets/models/README.md,
+/// the real-MR table).
+pub const MR_WITHOUT_ADAPTER: &str = "This scan looks like MR and the model has no adapter: the shipped weights were trained on CT and give poor shapes on MR (one-click Dice 0.05 on a real MR). Load an MR adapter (Model > Load adapter…) or use \"Region growing (no weights)\" (Dice 0.83 there).";
+
 const MAX_RECENT: usize = 10;
 /// What to do when the model is asked for but no weights are loaded.
 pub const NO_MODEL_HELP: &str = "no SAM3D weights are loaded (the shipped model, assets/models/default.safetensors, is loaded at start when this build has it). Model > Load weights… (a checkpoint from `sam3d-studio train`, or a published one); until then use \"Region growing (no weights)\".";
@@ -852,10 +856,14 @@ impl App {
                     self.error(format!("3D from click: {NO_MODEL_HELP}"));
                     return;
                 }
-                let (generation, path) = (scene.generation, scene.path.clone());
+                let (generation, path, mr) = (scene.generation, scene.path.clone(), scene.modality == crate::volume::Modality::Mr);
                 if self.rt.remote_volume != Some(generation) {
                     self.remote_send(serde_json::json!({"cmd": "set_volume", "path": path}), ctx);
                     self.rt.remote_volume = Some(generation);
+                    // Once per scan: an MR with no adapter gets the CT-trained weights' shapes.
+                    if mr && self.rt.adapter.is_none() {
+                        self.notice(MR_WITHOUT_ADAPTER.to_string());
+                    }
                 }
                 // Sent with every click: a restarted engine starts with the refinement on.
                 self.remote_send(serde_json::json!({"cmd": "set_refine", "on": self.refine_masks}), ctx);
