@@ -11,33 +11,28 @@ use std::path::Path;
 
 #[test]
 fn grows_real_organs_from_one_click() {
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
-    let vol = Volume::load(&demo.join("ct.nii.gz")).expect("ct");
-    let labels = LabelMap::load(&demo.join("labels.nii.gz")).expect("labels");
-    for (label, name, min_dice) in [(5u16, "liver", 0.65), (1, "spleen", 0.0), (2, "kidney_right", 0.0), (3, "kidney_left", 0.85)] {
-        let gt = labels.mask(label);
-        let click = sam3d_studio::baseline::deepest_point(&gt, &labels).expect("organ present");
-        let m = grow_from_click(&vol, click, &GrowParams::default()).expect("inside");
-        let inter = m.iter().zip(gt.iter()).filter(|(a, b)| **a && **b).count() as f64;
-        let d = 2.0 * inter / (m.iter().filter(|x| **x).count() + gt.iter().filter(|x| **x).count()) as f64;
-        eprintln!("{name}: dice {d:.3}");
-        assert!(d >= min_dice, "{name}: dice {d:.3} < {min_dice}");
-    }
+    grows_from_deepest_clicks("assets/demo", "ct.nii.gz", &[(5, "liver", 0.65), (1, "spleen", 0.0), (2, "kidney_right", 0.0), (3, "kidney_left", 0.85)]);
 }
 
 #[test]
 fn grows_real_mr_organs_from_one_click() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/mr");
-    let vol = Volume::load(&dir.join("mr.nii.gz")).expect("mr");
-    let labels = LabelMap::load(&dir.join("labels.nii.gz")).expect("labels");
     // It reaches liver 0.88, spleen 0.72, right kidney 0.72, left kidney 0.78 from these clicks.
-    for (label, name, min_dice) in [(5u16, "liver", 0.83), (1, "spleen", 0.65), (2, "kidney_right", 0.65), (3, "kidney_left", 0.72)] {
+    grows_from_deepest_clicks("assets/mr", "mr.nii.gz", &[(5, "liver", 0.83), (1, "spleen", 0.65), (2, "kidney_right", 0.65), (3, "kidney_left", 0.72)]);
+}
+
+/// Region growing from each organ's deepest point of `dir/scan` (labels in `dir/labels.nii.gz`):
+/// Dice at least the organ's minimum.
+fn grows_from_deepest_clicks(dir: &str, scan: &str, organs: &[(u16, &str, f64)]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let vol = Volume::load(&dir.join(scan)).expect("scan");
+    let labels = LabelMap::load(&dir.join("labels.nii.gz")).expect("labels");
+    for &(label, name, min_dice) in organs {
         let gt = labels.mask(label);
         let click = sam3d_studio::baseline::deepest_point(&gt, &labels).expect("organ present");
         let m = grow_from_click(&vol, click, &GrowParams::default()).expect("inside");
         let inter = m.iter().zip(gt.iter()).filter(|(a, b)| **a && **b).count() as f64;
         let d = 2.0 * inter / (m.iter().filter(|x| **x).count() + gt.iter().filter(|x| **x).count()) as f64;
-        eprintln!("MR {name}: dice {d:.3}");
-        assert!(d >= min_dice, "MR {name}: dice {d:.3} < {min_dice}");
+        eprintln!("{scan} {name}: dice {d:.3}");
+        assert!(d >= min_dice, "{scan} {name}: dice {d:.3} < {min_dice}");
     }
 }
