@@ -12,8 +12,9 @@
 //! - it holds at least [`JOIN_MIN_SHARE`] of the model's voxels (less: it found another
 //!   structure, or only part of this one).
 //!
-//! Otherwise the model's shape stands. The thresholds were fixed before any measurement and the
-//! step was chosen on scans and organs no shipped weights saw (assets/models/README.md).
+//! Otherwise the model's shape stands. The ratio and the share were fixed before any
+//! measurement, and the step was chosen on scans and organs no shipped weights saw
+//! (assets/models/README.md).
 //!
 //! On a finely sampled scan the box is averaged down by whole voxels to about [`JOIN_GROW_MM`]
 //! before growing (a 0.6 × 0.7 × 1.5 mm CT by 3 × 2 × 1) and the region is taken back to the
