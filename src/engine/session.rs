@@ -259,7 +259,6 @@ impl Session {
         Session { model: None, volume: None, modality: None, prepared: None, refine: Some(RefineParams::default()), refine_floor: None, extend: true, fusion: PlaneFusion::default(), join: true }
     }
 
-    /// The image refinement of the model's mask (`None`: off).
     /// Whether region growing from the click is joined to the model's shape where the two agree
     /// ([`crate::baseline::join`]; on by default).
     pub fn set_join(&mut self, on: bool) {
@@ -285,6 +284,7 @@ impl Session {
         self.fusion
     }
 
+    /// The image refinement of the model's mask (`None`: off).
     pub fn set_refine(&mut self, refine: Option<RefineParams>) {
         self.refine = refine;
     }
