@@ -19,8 +19,9 @@
 //! On a finely sampled scan the box is averaged down by whole voxels to about [`JOIN_GROW_MM`]
 //! before growing (a 0.6 × 0.7 × 1.5 mm CT by 3 × 2 × 1) and the region is taken back to the
 //! scan's grid by repeating each coarse voxel: growing walks the whole box several times, and on
-//! a 512 × 512 × 224 CT at full resolution it cost seconds per click. Scans at 1.2 mm or coarser
-//! are grown at their own resolution.
+//! a 512 × 512 × 224 CT at full resolution it cost seconds per click. Scans coarser than 1 mm
+//! are grown at their own resolution. The checks run on the coarse region; only a region that
+//! is joined is taken back to the scan's grid.
 
 use super::{GrowError, GrowParams, grow_with_floor};
 use crate::geometry::{RasFromVoxel, RasMm, VoxelIjk};
@@ -51,12 +52,6 @@ pub enum JoinOutcome {
     Disagrees,
     /// Growing could not start (the click is off the scan or on a non-finite voxel).
     NoRegion,
-}
-
-impl JoinOutcome {
-    pub fn joined(self) -> bool {
-        self == JoinOutcome::Joined
-    }
 }
 
 /// The model's component `model` (a crop of `vol`'s grid, holding the click) joined with region
@@ -107,29 +102,32 @@ pub fn join_region_growing(
     let Ok(sub) = Volume::new(coarse, ras_from_coarse) else {
         return keep(JoinOutcome::NoRegion);
     };
-    let region = match grow_with_floor(&sub, click, p, floor, cancelled) {
-        Ok(r) if f == [1, 1, 1] => r,
-        Ok(r) => Array3::from_shape_fn((n[0], n[1], n[2]), |(k, j, i)| r[[k / f[0], j / f[1], i / f[2]]]),
+    // The coarse region: voxel `c` stands for the box's voxels `c·f … (c+1)·f − 1` (fewer at the
+    // box's far faces).
+    let coarse_region = match grow_with_floor(&sub, click, p, floor, cancelled) {
+        Ok(r) => r,
         Err(GrowError::Cancelled) => return Err(GrowError::Cancelled),
         Err(_) => return keep(JoinOutcome::NoRegion),
     };
-    let open_faces: [[bool; 2]; 3] = std::array::from_fn(|a| [lo[a] > 0, hi[a] < shape[a]]);
-    // A face of the box that is not a face of the scan must stay clear of the region.
+    // A face of the box that is not a face of the scan must stay clear of the region (the box's
+    // first and last voxels lie in the coarse grid's first and last).
     for a in 0..3 {
-        for (open, idx) in [(open_faces[a][0], 0), (open_faces[a][1], n[a] - 1)] {
-            if open && region.index_axis(ndarray::Axis(a), idx).iter().any(|r| *r) {
+        for (open, idx) in [(lo[a] > 0, 0), (hi[a] < shape[a], nc[a] - 1)] {
+            if open && coarse_region.index_axis(ndarray::Axis(a), idx).iter().any(|r| *r) {
                 return keep(JoinOutcome::Escaped);
             }
         }
     }
-    let grown = region.iter().filter(|r| **r).count();
+    let block = |a: usize, c: usize| ((c + 1) * f[a]).min(n[a]) - c * f[a];
+    let grown: usize = coarse_region.indexed_iter().filter(|(_, r)| **r).map(|((k, j, i), _)| block(0, k) * block(1, j) * block(2, i)).sum();
     if grown as f64 > JOIN_MAX_RATIO * model.voxel_count as f64 {
         return keep(JoinOutcome::TooLarge);
     }
-    let shared = model.voxels().filter(|v| region.get([v.k - lo[0], v.j - lo[1], v.i - lo[2]]).copied().unwrap_or(false)).count();
+    let shared = model.voxels().filter(|v| coarse_region[[(v.k - lo[0]) / f[0], (v.j - lo[1]) / f[1], (v.i - lo[2]) / f[2]]]).count();
     if (shared as f64) < JOIN_MIN_SHARE * model.voxel_count as f64 {
         return keep(JoinOutcome::Disagrees);
     }
+    let region = if f == [1, 1, 1] { coarse_region } else { Array3::from_shape_fn((n[0], n[1], n[2]), |(k, j, i)| coarse_region[[k / f[0], j / f[1], i / f[2]]]) };
     // As a component: the region's bounding box (the box is what crosses to the app).
     let Some((blo, bhi)) = crate::shape::sdf::bounding_box(region.view()) else {
         return keep(JoinOutcome::NoRegion);
