@@ -102,7 +102,7 @@ fn worker_survives_failures_panics_and_cancels() {
     let repaints = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let r2 = repaints.clone();
     let engine = Engine::spawn(
-        EngineOptions { device: Device::Cpu, threads: Some(1) },
+        EngineOptions { device: Device::Cpu, threads: Some(1), mr_adapter: None },
         Box::new(move || {
             r2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }),
@@ -553,4 +553,96 @@ fn grid_mask_mesh_encloses_the_mask_in_its_box() {
         assert!(dist < 5.0, "label {id}: mesh vertices centred {dist:.1} mm from the mask");
     }
     assert!(sam3d_studio::engine::mesh_of_grid_mask(ndarray::Array3::from_elem((4, 4, 4), false).view(), &a).triangles.is_empty());
+}
+
+/// A fine-tuned adapter (LoRA B and heads moved) for the weights at `base`, saved to `out`.
+fn tuned_adapter(base: &Path, out: &Path, seed: i64) {
+    let mut m = Model::from_checkpoint(base, Device::Cpu).expect("base");
+    m.attach_lora(&sam3d_studio::model::LoraConfig { rank: 2, alpha: 4.0, dropout: 0.0, targets: vec!["to_qkv".into()] }).expect("attach");
+    tch::manual_seed(seed);
+    let _g = tch::no_grad_guard();
+    for (_, v) in m.adapter_vs().expect("adapter").variables() {
+        let _ = v.shallow_clone().f_add_(&(tch::Tensor::randn_like(&v) * 0.5)).expect("move");
+    }
+    for (n, v) in m.base_vs().variables() {
+        if sam3d_studio::model::is_head(&n) {
+            let _ = v.shallow_clone().f_add_(&(tch::Tensor::randn_like(&v) * 0.5)).expect("move");
+        }
+    }
+    m.save_adapter(out).expect("save adapter");
+}
+
+/// The MR adapter goes on for an MR scan and comes off for a CT, giving back the base's exact
+/// output; an adapter loaded by hand stays on both; one that does not fit the weights is not
+/// put on, and the session says why.
+#[test]
+fn the_mr_adapter_goes_on_for_mr_scans_only() {
+    let f = fixture();
+    let mr_adapter = f.dir.join("mr.safetensors");
+    tuned_adapter(&f.weights, &mr_adapter, 21);
+    let vol = Arc::new(Volume::load(&f.volume_path).expect("load"));
+    let req = InferRequest { click: RasMm::new(1.0, -2.0, 3.0), plane: ViewPlane::Axial, mask2d: None };
+    let mut s = Session::new();
+    s.set_join(false);
+    s.set_refine(None);
+    s.load_weights(&f.weights, Device::Cpu).expect("weights");
+    s.set_mr_adapter(Some(mr_adapter.clone())).expect("mr adapter");
+    let mri = sam3d_studio::volume::Modality::Mr;
+
+    s.set_volume(vol.clone(), None).expect("ct");
+    let ct = s.infer(&req, &mut NoHooks).expect("infer");
+    assert_eq!(ct.adapter, None, "a CT runs on the base weights");
+    s.set_volume(vol.clone(), Some(mri)).expect("as MR");
+    let mr = s.infer(&req, &mut NoHooks).expect("infer");
+    assert_eq!(mr.adapter.as_deref(), Some(mr_adapter.as_path()), "an MR runs with the MR adapter");
+    assert_ne!(mr.mask2d, ct.mask2d, "the adapter (its LoRA and heads) changes the 2D mask");
+    // An MR with the base alone differs from the MR with the adapter: the adapter did the change.
+    let mut plain = Session::new();
+    plain.set_join(false);
+    plain.set_refine(None);
+    plain.load_weights(&f.weights, Device::Cpu).expect("weights");
+    plain.set_volume(vol.clone(), Some(mri)).expect("as MR");
+    assert_ne!(plain.infer(&req, &mut NoHooks).expect("infer").mask2d, mr.mask2d);
+    s.set_volume(vol.clone(), None).expect("ct again");
+    let back = s.infer(&req, &mut NoHooks).expect("infer");
+    assert_eq!((back.adapter.as_ref(), &back.mask2d, &back.mask.data), (None, &ct.mask2d, &ct.mask.data), "off again: the base exactly");
+
+    // By hand: stays on a CT too.
+    let own = f.dir.join("own.safetensors");
+    tuned_adapter(&f.weights, &own, 22);
+    s.load_adapter(&own).expect("by hand");
+    s.set_volume(vol.clone(), None).expect("ct");
+    assert_eq!(s.infer(&req, &mut NoHooks).expect("infer").adapter.as_deref(), Some(own.as_path()));
+    s.set_volume(vol.clone(), Some(mri)).expect("mr");
+    assert_eq!(s.infer(&req, &mut NoHooks).expect("infer").adapter.as_deref(), Some(own.as_path()), "the user's adapter wins on MR");
+
+    // Other weights: the MR adapter does not fit them, and the session says so.
+    let other = f.dir.join("other.safetensors");
+    tch::manual_seed(99);
+    Model::new(Config::tiny(), Device::Cpu).save_weights(&other).expect("save");
+    s.load_weights(&other, Device::Cpu).expect("other weights");
+    s.set_volume(vol.clone(), Some(mri)).expect("mr");
+    assert_eq!(s.infer(&req, &mut NoHooks).expect("infer").adapter, None);
+    let why = s.mr_adapter_error().expect("a reason");
+    assert!(why.contains("mr.safetensors") && why.contains("SHA-256"), "{why}");
+}
+
+/// `infer` puts the shipped MR adapter (here from `SAM3D_MR_ADAPTER`) on an MR scan and reports
+/// it; `--no-mr-adapter` and a CT do not.
+#[test]
+fn infer_reports_the_mr_adapter_it_used() {
+    let f = fixture();
+    let mr_adapter = f.dir.join("mr.safetensors");
+    tuned_adapter(&f.weights, &mr_adapter, 23);
+    let out = f.dir.join("mask.nii.gz");
+    let go = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["infer", s(&f.volume_path), "--click-ras", "1,-2,3", "--out-mask", s(&out), "--weights", s(&f.weights), "--device", "cpu", "--threads", "1", "--json"];
+        args.extend_from_slice(extra);
+        let o = run_env(&args, &[("SAM3D_MR_ADAPTER", s(&mr_adapter))]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("one JSON object")
+    };
+    assert_eq!(go(&["--modality", "mr"])["adapter"].as_str(), Some(s(&mr_adapter)));
+    assert!(go(&["--modality", "mr", "--no-mr-adapter"])["adapter"].is_null());
+    assert!(go(&["--modality", "ct"])["adapter"].is_null());
 }

@@ -183,3 +183,96 @@ fn mismatched_adapters_and_checkpoints_give_one_readable_error() {
     let e = m2.attach_lora(&lora(2, &["q_proj"])).expect_err("no match");
     assert!(e.to_string().contains("encoder.blocks.0.attn.to_qkv"), "{e}");
 }
+
+/// Adds noise to the base's task heads, as a fine-tuning run trains them.
+fn move_heads(m: &Model) -> usize {
+    let _g = tch::no_grad_guard();
+    let mut n = 0;
+    for (name, v) in m.base_vs().variables() {
+        if sam3d_studio::model::is_head(&name) {
+            let _ = v.shallow_clone().f_add_(&(Tensor::randn_like(&v) * 0.05)).expect("add");
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn an_adapter_file_carries_its_heads_and_detaching_puts_the_base_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let base_path = dir.path().join("base.safetensors");
+    let ad_path = dir.path().join("adapter.safetensors");
+    let mut m = model(11);
+    let x = inputs(m.config(), 12);
+    let base_out = forward(&m, &x);
+    m.save_weights(&base_path).expect("save base");
+    m.attach_lora(&lora(4, &["to_qkv"])).expect("attach");
+    train_adapter(&m, &x, 2);
+    assert!(move_heads(&m) > 0, "the tiny preset has heads");
+    let tuned = forward(&m, &x);
+    // Saving the fine-tuned base elsewhere (as a run does) does not change what the adapter names.
+    m.save_weights(&dir.path().join("tuned.safetensors")).expect("save tuned");
+    m.save_adapter(&ad_path).expect("save adapter");
+
+    let f = sam3d_studio::model::checkpoint::StFile::read(&ad_path).expect("read");
+    let heads = f.shapes().keys().filter(|k| k.starts_with("head/")).count();
+    assert!(heads > 0 && f.shapes().keys().any(|k| k.starts_with("head/decoder.")) && f.shapes().keys().any(|k| k.starts_with("head/mask_head.")), "{:?}", f.shapes().keys());
+    assert_eq!(f.metadata.get("format").map(String::as_str), Some(sam3d_studio::model::ADAPTER_FORMAT));
+
+    // The shipped base plus the file alone give the fine-tuned outputs …
+    let mut m2 = Model::from_checkpoint(&base_path, Device::Cpu).expect("load base");
+    m2.load_adapter(&ad_path).expect("load adapter onto the original base");
+    assert!(same(&forward(&m2, &x), &tuned), "base + adapter file = the fine-tuned model");
+    // … and detaching gives the base back exactly (its heads restored).
+    m2.detach_lora();
+    assert!(same(&forward(&m2, &x), &base_out), "detached: the base's own heads");
+    // Loading twice and then detaching still restores the base's heads, not the first file's.
+    m2.load_adapter(&ad_path).expect("load");
+    m2.load_adapter(&ad_path).expect("load again");
+    m2.detach_lora();
+    assert!(same(&forward(&m2, &x), &base_out), "detached after two loads");
+
+    // A merged model saves the whole fine-tuned network.
+    m2.load_adapter(&ad_path).expect("load");
+    assert!(m2.merge_lora());
+    let merged_path = dir.path().join("merged.safetensors");
+    m2.save_weights(&merged_path).expect("save merged");
+    let m3 = Model::from_checkpoint(&merged_path, Device::Cpu).expect("load merged");
+    let d = max_diff(&forward(&m3, &x), &tuned);
+    assert!(d < 1e-5, "merged checkpoint vs fine-tuned: {d}");
+}
+
+#[test]
+fn an_adapter_whose_heads_do_not_fit_is_refused_whole() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let base_path = dir.path().join("base.safetensors");
+    let ad_path = dir.path().join("adapter.safetensors");
+    let bad_path = dir.path().join("bad.safetensors");
+    let mut m = model(13);
+    m.save_weights(&base_path).expect("save base");
+    m.attach_lora(&lora(2, &["to_qkv"])).expect("attach");
+    m.save_adapter(&ad_path).expect("save adapter");
+    // Rewrite the file with one head mis-shaped and one tensor that is no head of the model.
+    let f = sam3d_studio::model::checkpoint::StFile::read(&ad_path).expect("read");
+    let mut tensors = std::collections::HashMap::new();
+    let mut bent = String::new();
+    for name in f.shapes().keys() {
+        let mut t = f.tensor(name).expect("tensor");
+        if bent.is_empty() && name.starts_with("head/") && t.dim() == 2 {
+            bent = name.clone();
+            t = t.narrow(0, 0, 1);
+        }
+        tensors.insert(name.clone(), t);
+    }
+    tensors.insert("head/encoder.blocks.0.attn.to_qkv.weight".into(), Tensor::zeros([1], (Kind::Float, Device::Cpu)));
+    sam3d_studio::model::checkpoint::write(&bad_path, &tensors, f.metadata.clone()).expect("write");
+
+    let mut m2 = Model::from_checkpoint(&base_path, Device::Cpu).expect("load base");
+    let x = inputs(m2.config(), 14);
+    let before = forward(&m2, &x);
+    let e = m2.load_adapter(&bad_path).expect_err("bad heads");
+    let msg = e.to_string();
+    assert!(msg.contains("bad.safetensors") && msg.contains(&bent) && msg.contains("head/encoder.blocks.0.attn.to_qkv.weight"), "{msg}");
+    assert!(m2.adapter_vs().is_none(), "nothing attached");
+    assert!(same(&forward(&m2, &x), &before), "the base is untouched");
+}

@@ -50,6 +50,9 @@ pub struct Candidate {
     /// Region growing from the click agreed with the model's shape and was joined to it
     /// ([`crate::baseline::join`]).
     pub joined: bool,
+    /// File name of the LoRA adapter the model ran with (one loaded by hand, or the shipped MR
+    /// adapter the engine puts on for an MR scan); `None`: the base weights, or no model.
+    pub adapter: Option<String>,
 }
 
 /// What a click job reports.
@@ -171,6 +174,7 @@ pub fn spawn_region_growing(
                         millis: t0.elapsed().as_secs_f64() * 1000.0,
                         passes: 1,
                         joined: false,
+                        adapter: None,
                     }))
                 }
                 Ok(Err(e)) => ClickEvent::Failed { job, message: format!("3D from click: {e}") },

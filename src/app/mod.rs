@@ -196,6 +196,8 @@ pub struct Runtime {
     pub adapter: Option<String>,
     /// The scene generation whose volume the engine has.
     remote_volume: Option<u64>,
+    /// The scene generation last told it is MR without an adapter ([`MR_WITHOUT_ADAPTER`]).
+    mr_noted: Option<u64>,
     /// The stage the engine reported for the running click.
     pub click_stage: Option<(String, f32)>,
     /// The start-up weights being loaded (file name): the model method is selected when they are.
@@ -287,6 +289,7 @@ impl Default for Runtime {
             model: None,
             adapter: None,
             remote_volume: None,
+            mr_noted: None,
             click_stage: None,
             startup_weights: None,
             weights_text: String::new(),
@@ -361,7 +364,7 @@ impl Default for App {
 
 /// Said once per scan when the model runs on an MR without an adapter (assets/models/README.md,
 /// the real-MR table).
-pub const MR_WITHOUT_ADAPTER: &str = "This scan looks like MR and the model has no adapter: the shipped weights were trained on CT and give poor shapes on MR (one-click Dice 0.05 on a real MR). Load an MR adapter (Model > Load adapter…) or use \"Region growing (no weights)\" (Dice 0.83 there).";
+pub const MR_WITHOUT_ADAPTER: &str = "This scan looks like MR and the model ran without an adapter: the weights were trained on CT and give poor shapes on MR (one-click Dice 0.05 on a real MR). The shipped MR adapter (assets/models/mr.safetensors) is put on by itself only for the shipped weights; load an MR adapter for these (Model > Load adapter…) or use \"Region growing (no weights)\" (Dice 0.83 there).";
 
 const MAX_RECENT: usize = 10;
 /// What to do when the model is asked for but no weights are loaded.
@@ -856,14 +859,10 @@ impl App {
                     self.error(format!("3D from click: {NO_MODEL_HELP}"));
                     return;
                 }
-                let (generation, path, mr) = (scene.generation, scene.path.clone(), scene.modality == crate::volume::Modality::Mr);
+                let (generation, path) = (scene.generation, scene.path.clone());
                 if self.rt.remote_volume != Some(generation) {
                     self.remote_send(serde_json::json!({"cmd": "set_volume", "path": path}), ctx);
                     self.rt.remote_volume = Some(generation);
-                    // Once per scan: an MR with no adapter gets the CT-trained weights' shapes.
-                    if mr && self.rt.adapter.is_none() {
-                        self.notice(MR_WITHOUT_ADAPTER.to_string());
-                    }
                 }
                 // Sent with every click: a restarted engine starts with the refinement on.
                 self.remote_send(serde_json::json!({"cmd": "set_refine", "on": self.refine_masks}), ctx);
@@ -951,11 +950,19 @@ impl App {
                 R::VolumeReady { secs } => log::info!("engine: volume prepared in {secs:.2} s"),
                 R::Progress { job, stage, fraction } if Some(job) == running => self.rt.click_stage = Some((stage, fraction)),
                 R::Progress { .. } | R::Cancelled { .. } => {}
-                R::Result { job, crop, mesh_path, voxel_count, ml, timings } if Some(job) == running => {
+                R::Result { job, crop, mesh_path, voxel_count, ml, timings, adapter } if Some(job) == running => {
                     let Some(scene) = &self.rt.scene else {
                         remote::remove_result_files(crop.as_ref(), mesh_path.as_deref());
                         continue;
                     };
+                    // Once per scan: an MR clicked without an adapter got the CT-trained shapes.
+                    let (mr, generation) = (scene.modality == crate::volume::Modality::Mr, scene.generation);
+                    if mr && adapter.is_none() && self.rt.mr_noted != Some(generation) {
+                        self.rt.mr_noted = Some(generation);
+                        self.notice(MR_WITHOUT_ADAPTER.to_string());
+                    }
+                    let Some(scene) = &self.rt.scene else { continue };
+                    let adapter = adapter.and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
                     let sh = scene.volume.data.shape();
                     let (grid_kji, tx, click) = ([sh[0], sh[1], sh[2]], self.rt.click.tx.clone(), self.rt.click.running.map(|r| r.1));
                     let millis = timings.get("total_secs").and_then(|v| v.as_f64()).unwrap_or(0.0) * 1000.0;
@@ -975,6 +982,7 @@ impl App {
                                 millis,
                                 passes,
                                 joined,
+                                adapter,
                             })),
                             Err(message) => ClickEvent::Failed { job, message: format!("Model: {message}") },
                         };

@@ -547,7 +547,8 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
         if let Some(c) = &app.rt.click.candidate {
             let passes = if c.passes > 1 { format!(" · {} passes", c.passes) } else { String::new() };
             let joined = if c.joined { " · + growing" } else { "" };
-            let text = RichText::new(format!("{} voxels · {:.1} ml · {:.0} ms{passes}{joined}", c.voxels, c.ml, c.millis)).color(Color32::from_rgb(60, 220, 230)).size(12.0);
+            let adapter = c.adapter.as_ref().map_or_else(String::new, |a| format!(" · {a}"));
+            let text = RichText::new(format!("{} voxels · {:.1} ml · {:.0} ms{passes}{joined}{adapter}", c.voxels, c.ml, c.millis)).color(Color32::from_rgb(60, 220, 230)).size(12.0);
             let label = ui.label(text);
             let mut hover = Vec::new();
             if c.passes > 1 {
@@ -555,6 +556,9 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
                     "The organ reached the faces of the model's output cube: {} more clicks toward them continued it (infer --no-extend: one pass).",
                     c.passes - 1
                 ));
+            }
+            if let Some(a) = &c.adapter {
+                hover.push(format!("The model ran with the LoRA adapter {a} (the shipped MR adapter is put on by itself for MR scans; infer --no-mr-adapter: the base weights)."));
             }
             if c.joined {
                 hover.push("Region growing from the click agreed with the model's shape and was joined to it (infer --no-join: the model's shape alone).".to_string());

@@ -42,7 +42,17 @@ pub enum RemoteEvent {
     VolumeReady { secs: f64 },
     Progress { job: u64, stage: String, fraction: f32 },
     /// `crop` and `mesh_path` are `None` when nothing was segmented.
-    Result { job: u64, crop: Option<RemoteCrop>, mesh_path: Option<PathBuf>, voxel_count: usize, ml: f64, timings: serde_json::Value },
+    /// `adapter`: the LoRA adapter the click ran with (`None`: the base weights alone).
+    Result {
+        job: u64,
+        crop: Option<RemoteCrop>,
+        mesh_path: Option<PathBuf>,
+        voxel_count: usize,
+        ml: f64,
+        timings: serde_json::Value,
+        #[serde(default)]
+        adapter: Option<PathBuf>,
+    },
     Cancelled { job: u64 },
     Failed { job: Option<u64>, message: String },
     /// Not from the protocol: the process ended or wrote something unreadable.

@@ -18,7 +18,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if std::env::args().nth(1).as_deref() == Some("serve") {
-        return match sam3d_studio::engine::serve::serve(sam3d_studio::engine::EngineOptions::default()) {
+        return match sam3d_studio::engine::serve::serve(sam3d_studio::engine::EngineOptions {
+            mr_adapter: sam3d_studio::cli::model_cmds::default_mr_adapter_path(),
+            ..Default::default()
+        }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("sam3d-studio-engine serve: {e}");

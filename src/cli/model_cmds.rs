@@ -61,6 +61,10 @@ pub struct InferArgs {
     /// with the shape (at most 1.5× its volume, holding 60 % of it).
     #[arg(long)]
     pub no_join: bool,
+    /// The base weights on an MR scan too: do not put the shipped MR adapter
+    /// (assets/models/mr.safetensors) on the model when the scan is MR and no --adapter is given.
+    #[arg(long)]
+    pub no_mr_adapter: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -93,7 +97,24 @@ pub fn default_weights_path() -> Option<PathBuf> {
     if let Some(v) = std::env::var_os(DEFAULT_WEIGHTS_ENV) {
         return (!v.is_empty()).then(|| PathBuf::from(v)).filter(|p| p.exists());
     }
-    let rel = "assets/models/default.safetensors";
+    beside_the_binary("assets/models/default.safetensors")
+}
+
+/// Environment variable that overrides where the shipped MR adapter is looked for (empty: none).
+pub const MR_ADAPTER_ENV: &str = "SAM3D_MR_ADAPTER";
+
+/// The shipped MR adapter (LoRA and heads for the shipped weights, trained on MR phantoms:
+/// `configs/lora_mr.toml`), if this build has it. A session puts it on for MR scans while no
+/// adapter was loaded by hand ([`crate::engine::Session::set_mr_adapter`]).
+pub fn default_mr_adapter_path() -> Option<PathBuf> {
+    if let Some(v) = std::env::var_os(MR_ADAPTER_ENV) {
+        return (!v.is_empty()).then(|| PathBuf::from(v)).filter(|p| p.exists());
+    }
+    beside_the_binary("assets/models/mr.safetensors")
+}
+
+/// `rel` beside the running binary (an installed tree) or in the source tree it was built from.
+fn beside_the_binary(rel: &str) -> Option<PathBuf> {
     [
         std::env::current_exe().ok().and_then(|e| e.parent().map(|p| p.join(rel))),
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)),
@@ -163,7 +184,13 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
     if let Some(ad) = &a.adapter {
         session.load_adapter(ad)?;
     }
+    if !a.no_mr_adapter {
+        session.set_mr_adapter(default_mr_adapter_path())?;
+    }
     let modality = session.set_volume(volume.clone(), Some(a.modality))?;
+    if let Some(e) = session.mr_adapter_error() {
+        eprintln!("warning: the MR adapter was not used: {e}");
+    }
     let load_secs = t0.elapsed().as_secs_f64();
     let result = session
         .infer(&InferRequest { click, plane: a.plane, mask2d: None }, &mut NoHooks)
@@ -182,7 +209,7 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         out_mask: a.out_mask.display().to_string(),
         out_mesh: a.out_mesh.as_ref().map(|p| p.display().to_string()),
         weights: weights.display().to_string(),
-        adapter: a.adapter.as_ref().map(|p| p.display().to_string()),
+        adapter: result.adapter.as_ref().map(|p| p.display().to_string()),
         preset: info.preset,
         device: info.device,
         modality,

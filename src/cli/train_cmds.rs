@@ -91,6 +91,10 @@ pub struct EvalArgs {
     /// with the shape (at most 1.5× its volume, holding 60 % of it).
     #[arg(long)]
     pub no_join: bool,
+    /// The base weights on an MR scan too: do not put the shipped MR adapter
+    /// (assets/models/mr.safetensors) on the model when the scan is MR and no --adapter is given.
+    #[arg(long)]
+    pub no_mr_adapter: bool,
     /// Where each click lies on its structure's central slice: this fraction of the deepest
     /// point's in-plane depth (1: the deepest point, as a careful user clicks; 0.5: halfway to
     /// the border; smaller: nearer the border).
@@ -224,6 +228,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         extend: !a.no_extend,
         fusion: a.planes,
         join: !a.no_join,
+        mr_adapter: if a.no_mr_adapter || a.adapter.is_some() { None } else { super::model_cmds::default_mr_adapter_path() },
         click_depth: a.click_depth,
         refine: (!a.no_refine).then(|| {
             let d = crate::baseline::refine::RefineParams::default();

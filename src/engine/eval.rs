@@ -71,6 +71,8 @@ pub struct EvalSummary {
     pub fusion: PlaneFusion,
     /// Whether region growing from the click was joined where it agreed (`--no-join`: false).
     pub join: bool,
+    /// The adapter put on for MR scans (`None`: none, `--no-mr-adapter` or an `--adapter`).
+    pub mr_adapter: Option<String>,
     /// The clicks' depth as a fraction of the deepest point's (`--click-depth`; 1: deepest).
     pub click_depth: f64,
     pub cases: usize,
@@ -105,6 +107,9 @@ pub struct EvalOptions {
     /// Join region growing from the click where it agrees with the model's shape
     /// (`Session::set_join`).
     pub join: bool,
+    /// The adapter put on the model for MR cases when `adapter` is `None`
+    /// (`Session::set_mr_adapter`).
+    pub mr_adapter: Option<PathBuf>,
     /// Where on its central slice each click lies: this fraction of the deepest point's
     /// in-plane depth (1: the deepest point; smaller: off-centre, nearer the border).
     pub click_depth: f64,
@@ -151,6 +156,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
             if let Some(a) = &opts.adapter {
                 s.load_adapter(a)?;
             }
+            s.set_mr_adapter(opts.mr_adapter.clone())?;
             Some(s)
         }
         None => None,
@@ -222,6 +228,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         data: opts.data.display().to_string(),
         weights: opts.weights.as_ref().map(|p| p.display().to_string()),
         adapter: opts.adapter.as_ref().map(|p| p.display().to_string()),
+        mr_adapter: opts.mr_adapter.as_ref().map(|p| p.display().to_string()),
         reference_mask2d: opts.reference_mask2d,
         refine: opts.refine.clone(),
         extend: opts.extend,

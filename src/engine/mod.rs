@@ -82,16 +82,18 @@ pub enum Event {
 }
 
 /// Worker settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct EngineOptions {
     pub device: Device,
     /// libtorch intra-op threads (`None`: libtorch's default).
     pub threads: Option<i32>,
+    /// The adapter put on the model for MR scans ([`Session::set_mr_adapter`]; `None`: none).
+    pub mr_adapter: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { device: Device::cuda_if_available(), threads: None }
+        Self { device: Device::cuda_if_available(), threads: None, mr_adapter: None }
     }
 }
 
@@ -210,6 +212,7 @@ impl Worker {
             tch::set_num_threads(n);
         }
         self.emit(Event::Ready { device: format!("{:?}", self.opts.device) });
+        let _ = self.session.set_mr_adapter(self.opts.mr_adapter.clone());
         while let Ok(cmd) = commands.recv() {
             if matches!(cmd, Command::Shutdown) {
                 break;

@@ -15,7 +15,7 @@
 //!
 //! Replies ([`Reply`]): `ready{device,protocol}`, `model_loaded{info}`, `adapter_loaded{info}`,
 //! `volume_ready{secs}`, `progress{job,stage,fraction}`, `cancelled{job}`, `failed{job,message}`,
-//! and `result{job,crop,mesh_path,timings,voxel_count,ml}` where
+//! and `result{job,crop,mesh_path,timings,voxel_count,ml,adapter}` where
 //! - `crop` is `{path,origin_kji,shape_kji}` or `null` when nothing was segmented: the kept
 //!   component's bounding box on the volume's grid — array index `[k, j, i]` of its first voxel
 //!   and its shape `[nk, nj, ni]` — and a raw file of `nk·nj·ni` bytes, C order (`i` fastest),
@@ -30,6 +30,10 @@
 //! (or dropped), and this process removes the folder when it stops.
 //! Version 1 sent the full-size mask as a `.nii` (`mask_path`): on a 512×512×224 CT that is
 //! 117 MB written and read back per click, and the client then meshed it again.
+//! - `adapter` is the LoRA adapter the click ran with, or `null` for the base weights alone: one
+//!   loaded by hand, or the shipped MR adapter, which the engine puts on for an MR scan while
+//!   none was loaded by hand ([`crate::engine::Session::set_mr_adapter`]).
+//!
 //! End of stdin (or `shutdown`) stops the process.
 
 use super::{Command, Engine, EngineOptions, Event, Timings};
@@ -74,7 +78,7 @@ pub enum Reply {
     AdapterLoaded { info: ModelInfo },
     VolumeReady { secs: f64 },
     Progress { job: u64, stage: super::Stage, fraction: f32 },
-    Result { job: u64, crop: Option<CropFile>, mesh_path: Option<PathBuf>, timings: Timings, voxel_count: usize, ml: f64 },
+    Result { job: u64, crop: Option<CropFile>, mesh_path: Option<PathBuf>, timings: Timings, voxel_count: usize, ml: f64, adapter: Option<PathBuf> },
     Cancelled { job: u64 },
     Failed { job: Option<u64>, message: String },
 }
@@ -114,7 +118,7 @@ fn result_reply(dir: &std::path::Path, job: u64, r: &super::InferResult) -> Resu
         }
         None => None,
     };
-    Ok(Reply::Result { job, crop, mesh_path, timings: r.timings.clone(), voxel_count: r.voxel_count, ml: r.volume_ml })
+    Ok(Reply::Result { job, crop, mesh_path, timings: r.timings.clone(), voxel_count: r.voxel_count, ml: r.volume_ml, adapter: r.adapter.clone() })
 }
 
 fn write_line(out: &mut impl Write, r: &Reply) -> std::io::Result<()> {

@@ -11,7 +11,7 @@ use crate::model::{Model, ModelError, ModelInfo, NetInputs};
 use crate::shape::Mesh;
 use crate::volume::{LabelMap, Modality, OnGrid, Volume};
 use ndarray::{Array2, Array3, Ix3};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::Device;
@@ -120,6 +120,9 @@ pub struct InferResult {
     /// The kept component as a crop of the source grid (what `mask` holds, without the zeros
     /// around it); `None` when nothing was segmented. `serve` sends this instead of `mask`.
     pub component: Option<crate::shape::GridComponent>,
+    /// The LoRA adapter the model ran with (loaded by hand, or the MR adapter a session puts on
+    /// for an MR scan, [`Session::set_mr_adapter`]); `None`: the base weights alone.
+    pub adapter: Option<PathBuf>,
     pub timings: Timings,
 }
 
@@ -193,6 +196,14 @@ pub struct Session {
     /// Join region growing from the click where it agrees with the model's shape
     /// ([`crate::baseline::join`]).
     join: bool,
+    /// The adapter put on the model for MR scans while no adapter was loaded by hand
+    /// ([`Session::set_mr_adapter`]).
+    mr_adapter: Option<PathBuf>,
+    /// Whether the model's adapter was loaded by hand ([`Session::load_adapter`]): then the
+    /// scan's modality never changes it.
+    adapter_by_hand: bool,
+    /// Why the MR adapter could not be put on (it does not fit the loaded weights, say).
+    mr_adapter_error: Option<String>,
 }
 
 /// How one pass combines the model's shapes from the three planes through the click. The
@@ -256,7 +267,56 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub fn new() -> Self {
-        Session { model: None, volume: None, modality: None, prepared: None, refine: Some(RefineParams::default()), refine_floor: None, extend: true, fusion: PlaneFusion::default(), join: true }
+        Session {
+            model: None,
+            volume: None,
+            modality: None,
+            prepared: None,
+            refine: Some(RefineParams::default()),
+            refine_floor: None,
+            extend: true,
+            fusion: PlaneFusion::default(),
+            join: true,
+            mr_adapter: None,
+            adapter_by_hand: false,
+            mr_adapter_error: None,
+        }
+    }
+
+    /// The LoRA adapter to put on the model while the scan is MR and no adapter was loaded by
+    /// hand (the shipped one is `assets/models/mr.safetensors`, trained for the shipped weights
+    /// on MR phantoms); it comes off again for a CT. `None`: the base weights on every scan.
+    /// An adapter that does not fit the loaded weights is not put on:
+    /// [`Session::mr_adapter_error`] says why.
+    pub fn set_mr_adapter(&mut self, path: Option<PathBuf>) -> Result<(), EngineError> {
+        self.mr_adapter = path;
+        self.apply_mr_adapter()
+    }
+    pub fn mr_adapter(&self) -> Option<&Path> {
+        self.mr_adapter.as_deref()
+    }
+    /// Why the MR adapter is not on for the current MR scan, when it could not be loaded.
+    pub fn mr_adapter_error(&self) -> Option<&str> {
+        self.mr_adapter_error.as_deref()
+    }
+
+    /// Puts the MR adapter on or takes it off for the current scan's modality (unless the
+    /// adapter was loaded by hand).
+    fn apply_mr_adapter(&mut self) -> Result<(), EngineError> {
+        self.mr_adapter_error = None;
+        let mr = self.prepared.as_ref().is_some_and(|p| p.modality == Modality::Mr);
+        let Some(m) = self.model.as_mut().filter(|_| !self.adapter_by_hand) else { return Ok(()) };
+        let want = self.mr_adapter.as_ref().filter(|_| mr);
+        if m.info().adapter.as_ref() == want {
+            return Ok(());
+        }
+        m.detach_lora();
+        if let Some(path) = want {
+            if let Err(e) = m.load_adapter(path) {
+                self.mr_adapter_error = Some(e.to_string());
+            }
+        }
+        Ok(())
     }
 
     /// Whether region growing from the click is joined to the model's shape where the two agree
@@ -299,10 +359,11 @@ impl Session {
 
     /// Uses `model` (replacing any previous one); re-prepares the volume if its CT window changed.
     pub fn set_model(&mut self, model: Model) -> Result<ModelInfo, EngineError> {
-        let info = model.info();
+        self.adapter_by_hand = model.lora_config().is_some();
         self.model = Some(model);
         self.prepare()?;
-        Ok(info)
+        self.apply_mr_adapter()?;
+        Ok(self.model.as_ref().map(Model::info).ok_or(EngineError::NoModel)?)
     }
 
     /// Loads a checkpoint (architecture from its metadata). On error the previous model stays.
@@ -311,10 +372,13 @@ impl Session {
         self.set_model(m)
     }
 
-    /// Loads a LoRA adapter onto the current model. On error the previous adapter stays.
+    /// Loads a LoRA adapter onto the current model, by hand: it stays whatever the scan's
+    /// modality. On error the previous adapter stays.
     pub fn load_adapter(&mut self, path: &Path) -> Result<ModelInfo, EngineError> {
         let m = self.model.as_mut().ok_or(EngineError::NoModel)?;
         m.load_adapter(path)?;
+        self.adapter_by_hand = true;
+        self.mr_adapter_error = None;
         Ok(m.info())
     }
 
@@ -325,6 +389,7 @@ impl Session {
         self.prepared = None;
         self.refine_floor = None;
         self.prepare()?;
+        self.apply_mr_adapter()?;
         Ok(self.prepared.as_ref().map(|p| p.modality).unwrap_or_default())
     }
 
@@ -424,6 +489,7 @@ impl Session {
             volume_ml,
             mesh,
             component,
+            adapter: self.model.as_ref().and_then(|m| m.info().adapter),
             timings,
         })
     }

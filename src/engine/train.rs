@@ -15,8 +15,9 @@
 //! - A NaN/Inf loss term or gradient stops the run with an error naming the step and the term.
 //! - `DIR/state.safetensors` (trainable tensors, AdamW moments; step, seed and config in the
 //!   metadata), `DIR/model.safetensors` (base weights incl. trained heads) and, with LoRA,
-//!   `DIR/adapter.safetensors`, all written atomically; `DIR/log.jsonl` one line per step and
-//!   per validation.
+//!   `DIR/adapter.safetensors` (the adapters and the trained heads, naming the base checkpoint
+//!   the run started from: the file alone turns that base into the fine-tuned model), all
+//!   written atomically; `DIR/log.jsonl` one line per step and per validation.
 //! - Reproducibility: the initialisation is seeded with `train.seed` and every step reseeds
 //!   libtorch's generator, which is global to the process: two runs in one process must not
 //!   interleave (the tests serialise them).
@@ -739,7 +740,7 @@ fn build_model(cfg: &TrainConfig, device: Device, resume_base: Option<&Path>) ->
                 named.extend(a.into_iter().map(|(n, t)| (format!("lora/{n}"), t)));
             }
             let mut heads: Vec<_> =
-                model.base_vs().variables().into_iter().filter(|(n, _)| n.starts_with("mask_head.") || n.starts_with("decoder.")).collect();
+                model.base_vs().variables().into_iter().filter(|(n, _)| crate::model::is_head(n)).collect();
             heads.sort_by(|x, y| x.0.cmp(&y.0));
             for (n, mut t) in heads {
                 t = t.set_requires_grad(true);
@@ -755,29 +756,37 @@ fn build_model(cfg: &TrainConfig, device: Device, resume_base: Option<&Path>) ->
     Ok((model, named))
 }
 
-fn save_state(out: &Path, opt: &AdamW, step: u64, cfg: &TrainConfig) -> Result<(), TrainError> {
+fn save_state(out: &Path, opt: &AdamW, step: u64, cfg: &TrainConfig, model: &Model) -> Result<(), TrainError> {
     let mut map = HashMap::new();
     for (i, n) in opt.names.iter().enumerate() {
         map.insert(format!("param/{n}"), opt.params[i].shallow_clone());
         map.insert(format!("adam_m/{n}"), opt.m[i].shallow_clone());
         map.insert(format!("adam_v/{n}"), opt.v[i].shallow_clone());
     }
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
         ("format".to_string(), "sam3d-studio/train-state/1".to_string()),
         ("step".to_string(), step.to_string()),
         ("adam_t".to_string(), opt.t.to_string()),
         ("seed".to_string(), cfg.train.seed.to_string()),
         ("train_config".to_string(), serde_json::to_string(cfg).unwrap_or_default()),
     ]);
+    // The base the adapter belongs to: a resumed run rebuilds from DIR/model.safetensors (the
+    // base with its trained heads), and its adapter must still name the original.
+    if let Some(sha) = model.adapter_base_sha256() {
+        meta.insert("adapter_base_sha256".to_string(), sha.to_string());
+    }
     checkpoint::write(&out.join("state.safetensors"), &map, meta)?;
     Ok(())
 }
 
-fn load_state(out: &Path, opt: &mut AdamW) -> Result<u64, TrainError> {
+fn load_state(out: &Path, opt: &mut AdamW, model: &mut Model) -> Result<u64, TrainError> {
     let path = out.join("state.safetensors");
     let f = StFile::read(&path)?;
     let step: u64 = f.metadata.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| ferr(&path, "no step in its metadata"))?;
     opt.t = f.metadata.get("adam_t").and_then(|s| s.parse().ok()).unwrap_or(step);
+    if let Some(sha) = f.metadata.get("adapter_base_sha256") {
+        model.set_adapter_base_sha256(sha.clone());
+    }
     let _g = tch::no_grad_guard();
     for i in 0..opt.names.len() {
         let n = &opt.names[i];
@@ -882,7 +891,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
     let mut opt = AdamW::new(named);
     let log_path = out.join("log.jsonl");
     let start = if resume {
-        let s = load_state(out, &mut opt)?;
+        let s = load_state(out, &mut opt, &mut model)?;
         truncate_log(&log_path, s)?;
         s
     } else {
@@ -1003,7 +1012,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
         }
         let do_ckpt = (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == last;
         if do_ckpt {
-            save_state(out, &opt, step, cfg)?;
+            save_state(out, &opt, step, cfg, &model)?;
             save_outputs(out, &mut model)?;
         }
         progress(step, total);

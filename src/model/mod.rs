@@ -26,7 +26,17 @@ use tch::{Device, Tensor, nn};
 
 /// Format tag in the metadata of files this module writes.
 pub const CHECKPOINT_FORMAT: &str = "sam3d-studio/checkpoint/1";
-pub const ADAPTER_FORMAT: &str = "sam3d-studio/lora/1";
+/// Version 2 carries the task heads the fine-tuning trained (`head/<name>` tensors, see
+/// [`is_head`]); version 1 files (adapters only) still load.
+pub const ADAPTER_FORMAT: &str = "sam3d-studio/lora/2";
+/// Name prefix of the task heads' tensors in an adapter file.
+pub const ADAPTER_HEAD_PREFIX: &str = "head/";
+
+/// Whether a base variable belongs to the task heads, which LoRA fine-tuning trains alongside
+/// the adapters (the 2D mask head and the 3D shape decoder) and an adapter file carries.
+pub fn is_head(name: &str) -> bool {
+    name.starts_with("mask_head.") || name.starts_with("decoder.")
+}
 
 /// Errors of the model layer.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +74,11 @@ struct LoraState {
     targets: Vec<String>,
     merged: bool,
     path: Option<PathBuf>,
+    /// SHA-256 of the base weights the adapter was attached to (what its file names).
+    base_sha256: Option<String>,
+    /// The base's own heads, replaced by the heads of a loaded adapter file; put back when the
+    /// adapter is detached.
+    saved_heads: Vec<(String, Tensor)>,
 }
 
 /// The network with its weights (and an optional LoRA adapter).
@@ -305,19 +320,40 @@ impl Model {
         }
         self.vs.freeze();
         let n = targets.len();
-        self.lora = Some(LoraState { vs, config: cfg.clone(), targets, merged: false, path: None });
+        let base_sha256 = self.base_sha256.clone();
+        self.lora = Some(LoraState { vs, config: cfg.clone(), targets, merged: false, path: None, base_sha256, saved_heads: Vec::new() });
         Ok(n)
     }
 
-    /// Removes the adapter (unmerging it first if merged) and makes the base trainable again.
+    /// Removes the adapter (unmerging it first if merged), puts back the base's heads if the
+    /// adapter's file replaced them, and makes the base trainable again.
     pub fn detach_lora(&mut self) {
         if self.lora.as_ref().is_some_and(|l| l.merged) {
             self.unmerge_lora();
         }
         self.net.visit_linears(&mut |l| l.lora = None);
-        if self.lora.take().is_some() {
+        if let Some(l) = self.lora.take() {
+            let vars = self.vs.variables();
+            let _g = tch::no_grad_guard();
+            for (n, t) in &l.saved_heads {
+                if let Some(v) = vars.get(n) {
+                    v.shallow_clone().copy_(t);
+                }
+            }
             self.vs.unfreeze();
         }
+    }
+
+    /// Names the base weights the attached adapter belongs to, for a fine-tuning run resumed
+    /// from a checkpoint that is not that base (the base with its trained heads).
+    pub fn set_adapter_base_sha256(&mut self, sha: String) {
+        if let Some(l) = self.lora.as_mut() {
+            l.base_sha256 = Some(sha);
+        }
+    }
+    /// SHA-256 of the base weights the attached adapter belongs to.
+    pub fn adapter_base_sha256(&self) -> Option<&str> {
+        self.lora.as_ref().and_then(|l| l.base_sha256.as_deref())
     }
 
     /// Adds `scale·B·A` into each adapted base weight; the forward then skips the adapters.
@@ -346,11 +382,16 @@ impl Model {
         true
     }
 
-    /// Saves the adapter alone, with metadata: base checkpoint SHA-256, model config, rank,
-    /// alpha, dropout, targets.
+    /// Saves the adapter with the task heads (`head/<name>`, [`is_head`]) and metadata: the
+    /// SHA-256 of the base checkpoint it was attached to (else of the last one saved), model
+    /// config, rank, alpha, dropout, targets. About 1 MB of heads for the small preset: what
+    /// lets the file alone turn the shipped base into the fine-tuned model.
     pub fn save_adapter(&self, path: &Path) -> Result<(), ModelError> {
         let l = self.lora.as_ref().ok_or_else(|| ModelError::Lora("no adapter attached".into()))?;
-        let base = self.base_sha256.clone().ok_or_else(|| {
+        if l.merged {
+            return Err(ModelError::Lora("unmerge the adapter before saving it".into()));
+        }
+        let base = l.base_sha256.clone().or_else(|| self.base_sha256.clone()).ok_or_else(|| {
             ModelError::Lora("the base weights were never saved or loaded, so the adapter could not name them; save the base checkpoint first".into())
         })?;
         let meta = HashMap::from([
@@ -363,13 +404,32 @@ impl Model {
             ("dropout".to_string(), l.config.dropout.to_string()),
             ("targets".to_string(), serde_json::to_string(&l.config.targets).unwrap_or_default()),
         ]);
-        checkpoint::write(path, &l.vs.variables(), meta)?;
+        let mut tensors = l.vs.variables();
+        tensors.extend(self.vs.variables().into_iter().filter(|(n, _)| is_head(n)).map(|(n, t)| (format!("{ADAPTER_HEAD_PREFIX}{n}"), t)));
+        checkpoint::write(path, &tensors, meta)?;
         Ok(())
+    }
+
+    /// The file's head tensors (`head/<name>` → base name → shape) and the problems with them:
+    /// each must be a head of this model with its shape.
+    fn adapter_heads(&self, f: &StFile, m: &mut Mismatch) -> Vec<(String, String)> {
+        let base = checkpoint::shapes_of(&self.vs.variables());
+        let mut heads = Vec::new();
+        for (name, shape) in f.shapes() {
+            let Some(n) = name.strip_prefix(ADAPTER_HEAD_PREFIX) else { continue };
+            match base.get(n) {
+                Some(s) if is_head(n) && *s == shape => heads.push((name.clone(), n.to_string())),
+                Some(s) if is_head(n) => m.misshaped.push((name.clone(), shape, s.clone())),
+                _ => m.unexpected.push(name.clone()),
+            }
+        }
+        heads
     }
 
     /// Loads an adapter file: its metadata says rank, alpha and targets; it must name this
     /// base checkpoint and config, and its tensors must be exactly those that LoRA config
-    /// creates. On any mismatch nothing changes and the error lists every problem.
+    /// creates, plus (format 2) the task heads it trained, which replace the base's until the
+    /// adapter is detached. On any mismatch nothing changes and the error lists every problem.
     pub fn load_adapter(&mut self, path: &Path) -> Result<usize, ModelError> {
         let f = StFile::read(path)?;
         let cfg: LoraConfig = f
@@ -380,6 +440,8 @@ impl Model {
         cfg.check().map_err(|e| ModelError::File { path: path.to_path_buf(), problem: e })?;
         let expected = self.adapter_shapes(&cfg);
         let mut m = f.compare(&expected, "LoRA adapter");
+        m.unexpected.retain(|n| !n.starts_with(ADAPTER_HEAD_PREFIX));
+        let heads = self.adapter_heads(&f, &mut m);
         self.check_adapter_meta(&f, &mut m);
         if expected.is_empty() {
             m.notes.push(format!("its targets {:?} match no linear of this model", cfg.targets));
@@ -388,6 +450,7 @@ impl Model {
             return Err(ModelError::Mismatch(Box::new(m)));
         }
         let n = self.attach_lora(&cfg)?;
+        self.copy_heads(&f, &heads)?;
         if let Some(l) = self.lora.as_mut() {
             f.copy_into(&l.vs.variables())?;
             l.path = Some(path.to_path_buf());
@@ -395,8 +458,26 @@ impl Model {
         Ok(n)
     }
 
-    /// Loads adapter weights into the adapter already attached (e.g. resuming a fine-tuning
-    /// run with a given LoRA config): the file's rank and targets must be the attached ones.
+    /// Copies an adapter file's heads (file name, base name) into the base, keeping the base's
+    /// own values (the first time) to put back on detach.
+    fn copy_heads(&mut self, f: &StFile, heads: &[(String, String)]) -> Result<(), ModelError> {
+        let vars = self.vs.variables();
+        let Some(l) = self.lora.as_mut() else { return Ok(()) };
+        let _g = tch::no_grad_guard();
+        for (file_name, n) in heads {
+            let v = &vars[n];
+            if !l.saved_heads.iter().any(|(s, _)| s == n) {
+                l.saved_heads.push((n.clone(), v.copy()));
+            }
+            let src = f.tensor(file_name)?;
+            v.shallow_clone().f_copy_(&src.to_device(v.device())).map_err(|e| ModelError::File { path: f.path.clone(), problem: format!("{file_name}: {e}") })?;
+        }
+        Ok(())
+    }
+
+    /// Loads adapter weights (and the heads the file carries) into the adapter already attached
+    /// (e.g. resuming a fine-tuning run with a given LoRA config): the file's rank and targets
+    /// must be the attached ones.
     pub fn load_adapter_weights(&mut self, path: &Path) -> Result<(), ModelError> {
         let f = StFile::read(path)?;
         let Some(cfg) = self.lora.as_ref().map(|l| l.config.clone()) else {
@@ -404,6 +485,8 @@ impl Model {
         };
         let expected = self.adapter_shapes(&cfg);
         let mut m = f.compare(&expected, "LoRA adapter");
+        m.unexpected.retain(|n| !n.starts_with(ADAPTER_HEAD_PREFIX));
+        let heads = self.adapter_heads(&f, &mut m);
         if let Some(Ok(file_cfg)) = f.metadata.get("lora").map(|s| serde_json::from_str::<LoraConfig>(s)) {
             if file_cfg.rank != cfg.rank {
                 m.notes.push(format!("rank {} in the file, {} attached", file_cfg.rank, cfg.rank));
@@ -426,7 +509,7 @@ impl Model {
             f.copy_into(&l.vs.variables())?;
             l.path = Some(path.to_path_buf());
         }
-        Ok(())
+        self.copy_heads(&f, &heads)
     }
 
     fn check_adapter_meta(&self, f: &StFile, m: &mut Mismatch) {
