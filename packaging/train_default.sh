@@ -16,7 +16,9 @@
 #      base and the adapter on held-out MR phantoms and on the real MR in assets/mr (where the
 #      join of region growing is chosen), then a second adapter on the real MR itself
 #      (configs/lora_mr_real.toml, its spleen, kidneys and liver held out);
-#   6. copies the weights into assets/models/default.safetensors.
+#   6. copies the weights into assets/models/default.safetensors and the MR adapter (its LoRA
+#      and trained heads) into assets/models/mr.safetensors, and evaluates the real MR's held-out
+#      organs as a user gets them (no --weights, no --adapter).
 # Everything lands in runs/ (reports: runs/eval/*.csv and *.json).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -131,14 +133,16 @@ for band in 8 12; do
 done
 
 # LoRA on MR-like phantoms, before/after on held-out MR phantoms (and with the clicked plane alone).
-"$bin" eval --data runs/eval-phantoms-mr --weights "$w" --out runs/eval/phantoms_mr_base.csv
-"$bin" eval --no-join --data runs/eval-phantoms-mr --weights "$w" --out runs/eval/phantoms_mr_base_nojoin.csv
-"$bin" eval --no-join --data runs/eval-phantoms-mr --weights "$w" --planes own --out runs/eval/phantoms_mr_base_own.csv
+# (--no-mr-adapter: the base alone, where clicks on MR get the shipped MR adapter by default.)
+"$bin" eval --no-mr-adapter --data runs/eval-phantoms-mr --weights "$w" --out runs/eval/phantoms_mr_base.csv
+"$bin" eval --no-mr-adapter --no-join --data runs/eval-phantoms-mr --weights "$w" --out runs/eval/phantoms_mr_base_nojoin.csv
+"$bin" eval --no-mr-adapter --no-join --data runs/eval-phantoms-mr --weights "$w" --planes own --out runs/eval/phantoms_mr_base_own.csv
 resume=()
 [ -f runs/lora-mr/state.safetensors ] && resume=(--resume)
 "$bin" train --config configs/lora_mr.toml --out runs/lora-mr "${resume[@]}"
-"$bin" eval --data runs/eval-phantoms-mr --weights runs/lora-mr/model.safetensors --adapter runs/lora-mr/adapter.safetensors --out runs/eval/phantoms_mr_lora.csv
-"$bin" eval --no-join --data runs/eval-phantoms-mr --weights runs/lora-mr/model.safetensors --adapter runs/lora-mr/adapter.safetensors --out runs/eval/phantoms_mr_lora_nojoin.csv
+# The adapter file carries the heads it trained: with the base it is the fine-tuned model.
+"$bin" eval --data runs/eval-phantoms-mr --weights "$w" --adapter runs/lora-mr/adapter.safetensors --out runs/eval/phantoms_mr_lora.csv
+"$bin" eval --no-join --data runs/eval-phantoms-mr --weights "$w" --adapter runs/lora-mr/adapter.safetensors --out runs/eval/phantoms_mr_lora_nojoin.csv
 
 # The real MR (assets/mr), a scan no weights were trained on: the CT-trained model, the
 # phantom adapter and region growing on its seven abdominal organs; then the join of region
@@ -148,10 +152,10 @@ resume=()
 # phantoms (packaging/model_card_tables.py applies the rule; the table also shows the demo CT's
 # 32 training-side structures, which decided earlier choices, and its held-out organs).
 mrall=(--data assets/mr --labels 1,2,3,4,5,6,7)
-lora=(--weights runs/lora-mr/model.safetensors --adapter runs/lora-mr/adapter.safetensors)
+lora=(--weights "$w" --adapter runs/lora-mr/adapter.safetensors)
 mkdir -p runs/eval/realmr
-"$bin" eval "${mrall[@]}" --weights "$w" --out runs/eval/realmr/base.csv
-"$bin" eval --no-join "${mrall[@]}" --weights "$w" --model-only --out runs/eval/realmr/base_nojoin.csv
+"$bin" eval --no-mr-adapter "${mrall[@]}" --weights "$w" --out runs/eval/realmr/base.csv
+"$bin" eval --no-mr-adapter --no-join "${mrall[@]}" --weights "$w" --model-only --out runs/eval/realmr/base_nojoin.csv
 "$bin" eval "${mrall[@]}" "${lora[@]}" --model-only --out runs/eval/realmr/lora.csv
 "$bin" eval --no-join "${mrall[@]}" "${lora[@]}" --model-only --out runs/eval/realmr/lora_nojoin.csv
 # Fine-tuning on one's own scan: a LoRA adapter trained on the real MR's labels with its spleen,
@@ -160,15 +164,19 @@ resume=()
 [ -f runs/lora-mr-real/state.safetensors ] && resume=(--resume)
 "$bin" train --config configs/lora_mr_real.toml --out runs/lora-mr-real "${resume[@]}"
 mrheld=(--data assets/mr --labels 1,2,3,5)
-"$bin" eval "${mrheld[@]}" --weights "$w" --out runs/eval/realmr/heldout_base.csv
+"$bin" eval --no-mr-adapter "${mrheld[@]}" --weights "$w" --out runs/eval/realmr/heldout_base.csv
 for a in lora-mr lora-mr-real; do
-    "$bin" eval "${mrheld[@]}" --weights "runs/$a/model.safetensors" --adapter "runs/$a/adapter.safetensors" --model-only --out "runs/eval/realmr/heldout_$a.csv"
-    "$bin" eval --no-join "${mrheld[@]}" --weights "runs/$a/model.safetensors" --adapter "runs/$a/adapter.safetensors" --model-only --out "runs/eval/realmr/heldout_${a}_nojoin.csv"
+    "$bin" eval "${mrheld[@]}" --weights "$w" --adapter "runs/$a/adapter.safetensors" --model-only --out "runs/eval/realmr/heldout_$a.csv"
+    "$bin" eval --no-join "${mrheld[@]}" --weights "$w" --adapter "runs/$a/adapter.safetensors" --model-only --out "runs/eval/realmr/heldout_${a}_nojoin.csv"
 done
-"$bin" eval --no-join --data runs/eval-phantoms-mr --weights runs/lora-mr/model.safetensors --adapter runs/lora-mr/adapter.safetensors --planes own --out runs/eval/phantoms_mr_lora_own.csv
+"$bin" eval --no-join --data runs/eval-phantoms-mr --weights "$w" --adapter runs/lora-mr/adapter.safetensors --planes own --out runs/eval/phantoms_mr_lora_own.csv
 
 mkdir -p assets/models
 cp "$w" assets/models/default.safetensors.tmp && mv assets/models/default.safetensors.tmp assets/models/default.safetensors
+# The MR adapter (LoRA and heads), put on by default for MR scans.
+cp runs/lora-mr/adapter.safetensors assets/models/mr.safetensors.tmp && mv assets/models/mr.safetensors.tmp assets/models/mr.safetensors
+# As a user gets it: no --weights, no --adapter (the shipped weights, the MR adapter by itself).
+"$bin" eval "${mrheld[@]}" --model-only --out runs/eval/realmr/heldout_shipped.csv
 
 # Stage 4, tried and not shipped (the model card's "A fourth stage"): stage 3 trained on with
 # 80 % real samples and wider geometric augmentation, evaluated as clicks give it.

@@ -17,6 +17,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+#[path = "common/adapter.rs"]
+mod adapter;
+
 fn ct_volume() -> Volume {
     let a = RasFromVoxel::from_parts(Matrix3::from_diagonal(&Vector3::new(-2.0, -2.0, 4.0)), Vector3::new(40.0, 40.0, -40.0));
     let mut data = Array3::from_shape_fn((20, 40, 40), |(k, j, i)| {
@@ -38,9 +41,14 @@ fn serve_protocol_round_trip() {
     let vol = ct_volume();
     vol.save(&vol_path, None).expect("save volume");
 
+    // The adapter the engine puts on for MR scans (in place of the shipped one, which fits
+    // only the shipped weights).
+    let mr_adapter = dir.path().join("mr.safetensors");
+    adapter::tuned_adapter(&weights, &mr_adapter, 31);
     let bin = env!("CARGO_BIN_EXE_sam3d-studio-engine");
     let mut child = Command::new(bin)
         .arg("serve")
+        .env("SAM3D_MR_ADAPTER", &mr_adapter)
         .env("OMP_WAIT_POLICY", "PASSIVE")
         .env("CUDA_VISIBLE_DEVICES", "")
         .stdin(Stdio::piped())
@@ -89,6 +97,7 @@ fn serve_protocol_round_trip() {
     send(serde_json::json!({"cmd": "infer", "job": 7, "click": [1.0, -2.0, 3.0], "plane": "Axial"}).to_string());
     let r = next("result");
     assert_eq!(r["job"], 7);
+    assert!(r["adapter"].is_null(), "a CT runs on the base weights: {r}");
     let n = r["voxel_count"].as_u64().expect("voxel count") as usize;
     let ml = n as f64 * vol.spacing_mm().iter().product::<f64>() / 1000.0;
     assert!((r["ml"].as_f64().expect("ml") - ml).abs() < 1e-6 * ml.max(1.0));
@@ -178,6 +187,16 @@ fn serve_protocol_round_trip() {
     // The app reads whether growing was joined from here ("· + growing").
     assert!(r["timings"]["join"].is_string(), "the join reports what it did: {r}");
     assert!(raw <= refined, "without refinement {raw} voxels, with it {refined}");
+    left.extend([r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from));
+
+    // The same scene as MR (nothing below 0: no air): the engine puts the MR adapter on.
+    let mr_path = dir.path().join("mr.nii.gz");
+    Volume::new(vol.data.mapv(|v| (v + 200.0).max(0.0)), vol.ras_from_voxel).expect("mr volume").save(&mr_path, None).expect("save");
+    send(serde_json::json!({"cmd": "set_volume", "path": mr_path}).to_string());
+    next("volume_ready");
+    send(serde_json::json!({"cmd": "infer", "job": 11, "click": [1.0, -2.0, 3.0], "plane": "Axial"}).to_string());
+    let r = next("result");
+    assert_eq!(r["adapter"].as_str().map(PathBuf::from), Some(mr_adapter.clone()), "{r}");
     left.extend([r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from));
 
     drop(stdin); // end of input stops the engine

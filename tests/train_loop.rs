@@ -3,7 +3,9 @@
 
 use sam3d_studio::engine::train::{TrainConfig, TrainError, train, write_phantoms};
 use sam3d_studio::volume::{Modality, OnGrid};
+use sam3d_studio::model::Model;
 use std::path::Path;
+use tch::Device;
 
 /// libtorch's random generator is global to the process: runs that must be reproducible
 /// (seeded initialisation) may not interleave with other tests' runs.
@@ -95,6 +97,48 @@ fn stop_and_resume_matches_an_uninterrupted_run() {
     let log = std::fs::read_to_string(tmp.path().join("b/log.jsonl")).expect("log");
     let n = log.lines().filter(|l| l.contains("\"loss\"")).count();
     assert_eq!(n, 6);
+    // With no base checkpoint, the adapter belongs to the run's own model file.
+    let mut m = Model::from_checkpoint(&tmp.path().join("b/model.safetensors"), Device::Cpu).expect("model");
+    m.load_adapter(&tmp.path().join("b/adapter.safetensors")).expect("the resumed run's adapter fits its model file");
+}
+
+/// A LoRA run from a base checkpoint, stopped and resumed: its adapter names that base (not the
+/// run's model file, which holds the trained heads) and carries the heads, so the base and the
+/// adapter file alone rebuild the fine-tuned model.
+#[test]
+fn a_resumed_lora_run_writes_an_adapter_for_its_base() {
+    let _guard = lock();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = data_dir(tmp.path());
+    let base = tmp.path().join("base.safetensors");
+    tch::manual_seed(5);
+    let base_sha = Model::new(sam3d_studio::model::Config::tiny(), Device::Cpu).save_weights(&base).expect("base");
+    let lora = "[lora]\nenabled = true\nrank = 2\nalpha = 4.0\ntargets = [\"to_qkv\"]";
+    let mut full = config(&data, "steps = 4\ncurriculum_step = 1", lora);
+    full.model.base_checkpoint = Some(base.clone());
+    let mut stopped = full.clone();
+    stopped.debug.stop_after = Some(2);
+    let run = tmp.path().join("run");
+    train(&stopped, &run, false, &|_, _| {}).expect("first half");
+    train(&full, &run, true, &|_, _| {}).expect("resumed");
+    let f = sam3d_studio::model::checkpoint::StFile::read(&run.join("adapter.safetensors")).expect("adapter");
+    assert_eq!(f.metadata.get("base_sha256"), Some(&base_sha), "the adapter names the base checkpoint");
+    let mut m = Model::from_checkpoint(&base, Device::Cpu).expect("base");
+    m.load_adapter(&run.join("adapter.safetensors")).expect("the adapter fits its base");
+    // Its heads are the run's trained heads (the run's model file holds them too), not the base's.
+    let tuned = sam3d_studio::model::checkpoint::StFile::read(&run.join("model.safetensors")).expect("model");
+    let original = sam3d_studio::model::checkpoint::StFile::read(&base).expect("base");
+    let mut heads = 0;
+    for (n, v) in m.base_vs().variables() {
+        if sam3d_studio::model::is_head(&n) {
+            heads += 1;
+            assert!(v.equal(&tuned.tensor(&n).expect("tensor")), "{n}: not the trained head");
+        } else {
+            assert!(v.equal(&original.tensor(&n).expect("tensor")), "{n}: the frozen base moved");
+        }
+    }
+    assert!(heads > 0);
+    assert!(m.base_vs().variables().iter().any(|(n, v)| sam3d_studio::model::is_head(n) && !v.equal(&original.tensor(n).expect("tensor"))), "training moved the heads");
 }
 
 #[test]

@@ -746,6 +746,10 @@ fn build_model(cfg: &TrainConfig, device: Device, resume_base: Option<&Path>) ->
                 t = t.set_requires_grad(true);
                 named.push((format!("base/{n}"), t));
             }
+            // The adapter names the base checkpoint the run starts from; a resumed run gets that
+            // name from its state, and a run with no base checkpoint names its own model file.
+            let base = (resume_base.is_none() && cfg.model.base_checkpoint.is_some()).then(|| model.base_sha256().map(str::to_string)).flatten();
+            model.set_adapter_base_sha256(base);
         }
         None => {
             let mut a: Vec<_> = model.base_vs().variables().into_iter().collect();
@@ -785,7 +789,7 @@ fn load_state(out: &Path, opt: &mut AdamW, model: &mut Model) -> Result<u64, Tra
     let step: u64 = f.metadata.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| ferr(&path, "no step in its metadata"))?;
     opt.t = f.metadata.get("adam_t").and_then(|s| s.parse().ok()).unwrap_or(step);
     if let Some(sha) = f.metadata.get("adapter_base_sha256") {
-        model.set_adapter_base_sha256(sha.clone());
+        model.set_adapter_base_sha256(Some(sha.clone()));
     }
     let _g = tch::no_grad_guard();
     for i in 0..opt.names.len() {

@@ -345,10 +345,11 @@ impl Model {
     }
 
     /// Names the base weights the attached adapter belongs to, for a fine-tuning run resumed
-    /// from a checkpoint that is not that base (the base with its trained heads).
-    pub fn set_adapter_base_sha256(&mut self, sha: String) {
+    /// from a checkpoint that is not that base (the base with its trained heads); `None`: the
+    /// base weights last saved ([`Model::save_weights`]), for a run with no base checkpoint.
+    pub fn set_adapter_base_sha256(&mut self, sha: Option<String>) {
         if let Some(l) = self.lora.as_mut() {
-            l.base_sha256 = Some(sha);
+            l.base_sha256 = sha;
         }
     }
     /// SHA-256 of the base weights the attached adapter belongs to.
