@@ -194,6 +194,9 @@ pub struct Runtime {
     /// The loaded model and adapter, as the engine reported them.
     pub model: Option<String>,
     pub adapter: Option<String>,
+    /// The adapter the engine put on by itself for this scan (the shipped MR adapter on an MR),
+    /// as its last result named it.
+    pub scan_adapter: Option<String>,
     /// The scene generation whose volume the engine has.
     remote_volume: Option<u64>,
     /// The scene generation last told it is MR without an adapter ([`MR_WITHOUT_ADAPTER`]).
@@ -290,6 +293,7 @@ impl Default for Runtime {
             adapter: None,
             remote_volume: None,
             mr_noted: None,
+            scan_adapter: None,
             click_stage: None,
             startup_weights: None,
             weights_text: String::new(),
@@ -863,6 +867,7 @@ impl App {
                 if self.rt.remote_volume != Some(generation) {
                     self.remote_send(serde_json::json!({"cmd": "set_volume", "path": path}), ctx);
                     self.rt.remote_volume = Some(generation);
+                    self.rt.scan_adapter = None;
                 }
                 // Sent with every click: a restarted engine starts with the refinement on.
                 self.remote_send(serde_json::json!({"cmd": "set_refine", "on": self.refine_masks}), ctx);
@@ -963,6 +968,9 @@ impl App {
                     }
                     let Some(scene) = &self.rt.scene else { continue };
                     let adapter = adapter.and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+                    if self.rt.adapter.is_none() {
+                        self.rt.scan_adapter.clone_from(&adapter);
+                    }
                     let sh = scene.volume.data.shape();
                     let (grid_kji, tx, click) = ([sh[0], sh[1], sh[2]], self.rt.click.tx.clone(), self.rt.click.running.map(|r| r.1));
                     let millis = timings.get("total_secs").and_then(|v| v.as_f64()).unwrap_or(0.0) * 1000.0;
@@ -1011,6 +1019,7 @@ impl App {
                     self.rt.remote = None;
                     self.rt.model = None;
                     self.rt.adapter = None;
+                    self.rt.scan_adapter = None;
                     self.rt.startup_weights = None;
                     if self.click_method == ClickMethod::Model {
                         self.rt.click.running = None;

@@ -189,7 +189,11 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             ui.separator();
             match &app.rt.model {
                 Some(m) => {
-                    let adapter = app.rt.adapter.as_deref().map_or_else(|| "no adapter".to_string(), |a| format!("adapter {a}"));
+                    let adapter = match (&app.rt.adapter, &app.rt.scan_adapter) {
+                        (Some(a), _) => format!("adapter {a}"),
+                        (None, Some(a)) => format!("adapter {a} (for this MR)"),
+                        (None, None) => "no adapter".to_string(),
+                    };
                     ui.label(RichText::new(format!("Model: {m} · {adapter}")).size(12.0));
                 }
                 None => match &app.rt.startup_weights {
