@@ -430,9 +430,9 @@ fn click_mesh_encloses_the_mask_volume_on_a_fine_grid() {
 
 /// The shipped model (assets/models/default.safetensors) on the organs it never trained on: the
 /// demo CT's spleen, kidneys and liver were held out of its training. Their 12 evaluation clicks
-/// (three planes each) score a mean Dice of 0.759 as clicks give them (the three planes through
+/// (three planes each) score a mean Dice of 0.782 as clicks give them (the three planes through
 /// the click, image refinement, the continuation past the output cube, region growing joined
-/// where it agrees); without the join: 0.707; with the clicked plane only: 0.687, worst 0.443; in
+/// where it agrees, or its part near the shape); without the join: 0.707; with the clicked plane only: 0.687, worst 0.443; in
 /// one pass: 0.663; the model's own masks: 0.597 (assets/models/README.md). A regression guard
 /// for the weights, the refinement, the continuation, the plane fusion, the join and the whole
 /// inference path.
@@ -453,7 +453,7 @@ fn shipped_weights_segment_the_held_out_organs() {
     assert_eq!(s.fusion(), PlaneFusion::Median, "clicks take the three planes' majority by default");
     assert!(s.join(), "clicks join agreeing region growing by default");
     let (mut dice, mut single_dice, mut raw_dice, mut fused_dice, mut joined_dice) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut extended, mut joined) = (0, 0);
+    let (mut extended, mut joined, mut near) = (0, 0, 0);
     for organ in [1u16, 2, 3, 5] {
         let gt = labels.mask(organ);
         let sp = labels.spacing_mm();
@@ -472,6 +472,7 @@ fn shipped_weights_segment_the_held_out_organs() {
             assert!(fused_pred.iter().zip(full_pred.iter()).all(|(a, b)| !*a || *b), "organ {organ} {plane:?}: the join removed voxels");
             match full.timings.join.expect("the join ran") {
                 JoinOutcome::Joined => joined += 1,
+                JoinOutcome::JoinedNear => near += 1,
                 other => assert_eq!(full.voxel_count, fused.voxel_count, "organ {organ} {plane:?}: {other:?}, yet a different mask"),
             }
             let full_m = mask_metrics(organ, full_pred.view(), gt.view(), sp);
@@ -515,10 +516,12 @@ fn shipped_weights_segment_the_held_out_organs() {
     assert!(extended >= 1, "no liver click was continued past the cube");
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (full, fused, mean, single, raw) = (mean(&joined_dice), mean(&fused_dice), mean(&dice), mean(&single_dice), mean(&raw_dice));
-    // On this scan growing leaks from every organ but the left kidney (card: its 3 clicks).
-    assert!((2..=6).contains(&joined), "{joined} of 12 clicks joined region growing (card: 3)");
-    assert!(full > 0.74, "mean Dice {full} as clicks give it (card: 0.759)");
-    assert!(full > fused + 0.03, "mean Dice {full} with the join vs {fused} without (card: 0.759 against 0.707)");
+    // On this scan growing leaks from every organ but the left kidney (card: its 3 clicks join
+    // whole); the leaking regions' parts near the shapes join on the others (card: all 9).
+    assert!((2..=6).contains(&joined), "{joined} of 12 clicks joined region growing whole (card: 3)");
+    assert!(near >= 5 && joined + near <= 12, "{near} of 12 clicks joined growing's part near the shape (card: 9)");
+    assert!(full > 0.765, "mean Dice {full} as clicks give it (card: 0.782)");
+    assert!(full > fused + 0.05, "mean Dice {full} with the join vs {fused} without (card: 0.782 against 0.707)");
     assert!(fused > 0.69, "three planes' mean Dice {fused} (card: 0.707)");
     assert!(fused > mean + 0.01, "three planes' mean Dice {fused} vs the clicked plane's {mean} (card: 0.707 against 0.687)");
     assert!(mean > 0.65, "mean Dice {mean} over the held-out organs' clicks (card: 0.687)");
@@ -635,7 +638,7 @@ fn infer_reports_the_mr_adapter_it_used() {
 
 /// Mean Dice of the shipped MR adapter on the real MR's spleen, kidneys and liver as clicks give
 /// them (assets/models/README.md, `runs/eval/realmr/heldout_shipped.csv`).
-const MR_CARD_MEAN: f64 = 0.749;
+const MR_CARD_MEAN: f64 = 0.784;
 
 /// The shipped MR adapter on the real MR (assets/mr), which no weights were trained on: the
 /// shipped weights alone give nothing useful there (card: mean Dice 0.05 on these organs), and a

@@ -975,7 +975,7 @@ impl App {
                     let (grid_kji, tx, click) = ([sh[0], sh[1], sh[2]], self.rt.click.tx.clone(), self.rt.click.running.map(|r| r.1));
                     let millis = timings.get("total_secs").and_then(|v| v.as_f64()).unwrap_or(0.0) * 1000.0;
                     let passes = 1 + timings.get("extension_passes").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
-                    let joined = timings.get("join").and_then(|v| v.as_str()) == Some("joined");
+                    let joined = matches!(timings.get("join").and_then(|v| v.as_str()), Some("joined" | "joined_near"));
                     // Reading the result files is file I/O: never on the UI thread.
                     let spawned = std::thread::Builder::new().name("sam3d-read-result".into()).spawn(move || {
                         let ev = match remote::read_result(crop.as_ref(), mesh_path.as_deref(), voxel_count, grid_kji) {

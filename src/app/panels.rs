@@ -565,7 +565,7 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
                 hover.push(format!("The model ran with the LoRA adapter {a} (the shipped MR adapter is put on by itself for MR scans; infer --no-mr-adapter: the base weights)."));
             }
             if c.joined {
-                hover.push("Region growing from the click agreed with the model's shape and was joined to it (infer --no-join: the model's shape alone).".to_string());
+                hover.push("Region growing from the click agreed with the model's shape and was joined to it, or, where growing leaked, its part within 4 mm of the shape (infer --no-join: the model's shape alone).".to_string());
             }
             if !hover.is_empty() {
                 label.on_hover_text(hover.join("\n"));

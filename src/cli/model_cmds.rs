@@ -61,6 +61,10 @@ pub struct InferArgs {
     /// with the shape (at most 1.5× its volume, holding 60 % of it).
     #[arg(long)]
     pub no_join: bool,
+    /// How far from the model's shape (mm) the part of a grown region that leaked may reach and
+    /// still be joined, when it then agrees with the shape; 0: a leaking region is dropped whole.
+    #[arg(long, default_value_t = crate::baseline::join::JOIN_NEAR_MM, value_parser = parse_mm)]
+    pub join_near_mm: f64,
     /// The base weights on an MR scan too: do not put the shipped MR adapter
     /// (assets/models/mr.safetensors) on the model when the scan is MR and no --adapter is given.
     #[arg(long)]
@@ -86,6 +90,14 @@ struct InferJson {
     load_secs: f64,
     /// Triangles in the written mesh (when `--out-mesh`).
     mesh_triangles: Option<usize>,
+}
+
+/// A distance in mm: finite and not negative (0: off where the option says so).
+pub fn parse_mm(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!("`{s}` is not a distance in mm (a number ≥ 0)")),
+    }
 }
 
 /// Environment variable that overrides where the default weights are looked for (empty: none).
@@ -180,6 +192,7 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
     session.set_extend(!a.no_extend);
     session.set_fusion(a.planes);
     session.set_join(!a.no_join);
+    session.set_join_near((a.join_near_mm > 0.0).then_some(a.join_near_mm));
     let info = session.set_model(model)?;
     if let Some(ad) = &a.adapter {
         session.load_adapter(ad)?;

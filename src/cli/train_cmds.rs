@@ -91,6 +91,10 @@ pub struct EvalArgs {
     /// with the shape (at most 1.5× its volume, holding 60 % of it).
     #[arg(long)]
     pub no_join: bool,
+    /// How far from the model's shape (mm) the part of a grown region that leaked may reach and
+    /// still be joined, when it then agrees with the shape; 0: a leaking region is dropped whole.
+    #[arg(long, default_value_t = crate::baseline::join::JOIN_NEAR_MM, value_parser = super::model_cmds::parse_mm)]
+    pub join_near_mm: f64,
     /// The base weights on an MR scan too: do not put the shipped MR adapter
     /// (assets/models/mr.safetensors) on the model when the scan is MR and no --adapter is given.
     #[arg(long)]
@@ -228,6 +232,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         extend: !a.no_extend,
         fusion: a.planes,
         join: !a.no_join,
+        join_near_mm: (a.join_near_mm > 0.0).then_some(a.join_near_mm),
         mr_adapter: if a.no_mr_adapter || a.adapter.is_some() { None } else { super::model_cmds::default_mr_adapter_path() },
         click_depth: a.click_depth,
         refine: (!a.no_refine).then(|| {
@@ -319,5 +324,19 @@ mod tests {
                 other => panic!("not eval: {other:?}"),
             }
         }
+        // The near part of a leaking region: 4 mm unless told (0: off); a distance, never negative.
+        for (extra, mm) in [(&[][..], 4.0), (&["--join-near-mm", "8"][..], 8.0), (&["--join-near-mm", "0"][..], 0.0)] {
+            match eval(extra).expect("near").command {
+                Some(crate::cli::Command::Eval(a)) => assert_eq!(a.join_near_mm, mm, "{extra:?}"),
+                other => panic!("not eval: {other:?}"),
+            }
+        }
+        for bad in ["-1", "nan", "far"] {
+            let arg = format!("--join-near-mm={bad}");
+            let e = eval(&[arg.as_str()]).expect_err("not a distance").to_string();
+            assert!(e.contains("distance in mm"), "{bad}: {e}");
+        }
+        let e = crate::cli::Cli::try_parse_from(["sam3d-studio", "infer", "v.nii.gz", "--click-ras", "1,2,3", "--out-mask", "m.nii.gz", "--join-near-mm=-2"]);
+        assert!(e.is_err(), "infer refuses a negative distance too");
     }
 }

@@ -71,6 +71,8 @@ pub struct EvalSummary {
     pub fusion: PlaneFusion,
     /// Whether region growing from the click was joined where it agreed (`--no-join`: false).
     pub join: bool,
+    /// How far from the shape a leaking region's joined part may reach (`--join-near-mm`; `None`: 0, dropped whole).
+    pub join_near_mm: Option<f64>,
     /// The adapter put on for MR scans (`None`: none, `--no-mr-adapter` or an `--adapter`).
     pub mr_adapter: Option<String>,
     /// The clicks' depth as a fraction of the deepest point's (`--click-depth`; 1: deepest).
@@ -107,6 +109,8 @@ pub struct EvalOptions {
     /// Join region growing from the click where it agrees with the model's shape
     /// (`Session::set_join`).
     pub join: bool,
+    /// The near part of a leaking grown region that may still be joined (`Session::set_join_near`).
+    pub join_near_mm: Option<f64>,
     /// The adapter put on the model for MR cases when `adapter` is `None`
     /// (`Session::set_mr_adapter`).
     pub mr_adapter: Option<PathBuf>,
@@ -150,6 +154,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
             s.set_extend(opts.extend);
             s.set_fusion(opts.fusion);
             s.set_join(opts.join);
+            s.set_join_near(opts.join_near_mm);
             let mut m = Model::from_checkpoint(w, opts.device)?;
             m.set_use_context(opts.context);
             s.set_model(m)?;
@@ -229,6 +234,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         weights: opts.weights.as_ref().map(|p| p.display().to_string()),
         adapter: opts.adapter.as_ref().map(|p| p.display().to_string()),
         mr_adapter: opts.mr_adapter.as_ref().map(|p| p.display().to_string()),
+        join_near_mm: opts.join_near_mm,
         reference_mask2d: opts.reference_mask2d,
         refine: opts.refine.clone(),
         extend: opts.extend,

@@ -2,7 +2,7 @@
 //! worker thread ([`super::Engine`]) and the command line both drive it.
 
 use crate::baseline::GrowParams;
-use crate::baseline::join::{JoinOutcome, join_region_growing};
+use crate::baseline::join::{JOIN_NEAR_MM, JoinOutcome, join_region_growing};
 use crate::baseline::refine::{RefineParams, intensity_floor, refine_component};
 use crate::data::click::{self, ClickError, ClickSample, PreparedVolume, RasFromPixel};
 use crate::geometry::{ArrayIdx, Point3, RasFromGrid, RasMm, ViewPlane};
@@ -196,6 +196,8 @@ pub struct Session {
     /// Join region growing from the click where it agrees with the model's shape
     /// ([`crate::baseline::join`]).
     join: bool,
+    /// The near part of a leaking grown region that may still be joined (mm; [`Session::set_join_near`]).
+    join_near_mm: Option<f64>,
     /// The adapter put on the model for MR scans while no adapter was loaded by hand
     /// ([`Session::set_mr_adapter`]).
     mr_adapter: Option<PathBuf>,
@@ -277,6 +279,7 @@ impl Session {
             extend: true,
             fusion: PlaneFusion::default(),
             join: true,
+            join_near_mm: Some(JOIN_NEAR_MM),
             mr_adapter: None,
             adapter_by_hand: false,
             mr_adapter_error: None,
@@ -326,6 +329,15 @@ impl Session {
     }
     pub fn join(&self) -> bool {
         self.join
+    }
+    /// How far from the shape the part of a leaking grown region may reach and still be joined
+    /// ([`crate::baseline::join`]; [`JOIN_NEAR_MM`] by default, `None`: a leaking region is
+    /// dropped whole, as before session 8).
+    pub fn set_join_near(&mut self, mm: Option<f64>) {
+        self.join_near_mm = mm;
+    }
+    pub fn join_near(&self) -> Option<f64> {
+        self.join_near_mm
     }
 
     /// Whether organs wider than the output cube are continued past its faces (on by default).
@@ -452,7 +464,7 @@ impl Session {
             hooks.progress(Stage::Postprocess);
             let t = Instant::now();
             let cancelled = || hooks.cancelled();
-            let (joined, outcome) = join_region_growing(vol, c, req.click, &GrowParams::default(), floor, &cancelled).map_err(|_| EngineError::Cancelled)?;
+            let (joined, outcome) = join_region_growing(vol, c, req.click, &GrowParams::default(), floor, self.join_near_mm, &cancelled).map_err(|_| EngineError::Cancelled)?;
             component = Some(joined);
             timings.join = Some(outcome);
             timings.postprocess_secs += t.elapsed().as_secs_f64();
