@@ -150,7 +150,7 @@ fn result_transfer_liver_sized() {
         let shape = sam3d_studio::volume::OnGrid::shape(&labels);
         let grid_kji = [shape.nk, shape.nj, shape.ni];
         let mesh = sam3d_studio::engine::mesh_of_component(&comp, shape, &labels.ras_from_voxel).expect("a mesh");
-        let (mut write, mut read, mut pack) = (vec![], vec![], vec![]);
+        let (mut write, mut read, mut pack, mut accept_grid, mut accept_box) = (vec![], vec![], vec![], vec![], vec![]);
         for rep in 0..5 {
             let t = Instant::now();
             let c = RemoteCrop { path: dir.path().join(format!("job-{rep}.mask")), origin_kji: comp.origin_kji, shape_kji: [comp.mask.dim().0, comp.mask.dim().1, comp.mask.dim().2] };
@@ -161,6 +161,16 @@ fn result_transfer_liver_sized() {
             let t = Instant::now();
             let r = read_result(Some(&c), Some(&mesh_path), comp.voxel_count, grid_kji).expect("read");
             read.push(t.elapsed().as_secs_f64());
+            // Accept: writing the result into the label map, walking the whole grid or the box.
+            assert_eq!(r.bbox_kji, Some((comp.origin_kji, std::array::from_fn(|a| comp.origin_kji[a] + c.shape_kji[a] - 1))));
+            let (mut whole, mut boxed) = (labels.clone(), labels.clone());
+            let t = Instant::now();
+            let e1 = sam3d_studio::app::click3d::apply_mask(&mut whole, &r.mask, 99, None);
+            accept_grid.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let e2 = sam3d_studio::app::click3d::apply_mask(&mut boxed, &r.mask, 99, r.bbox_kji);
+            accept_box.push(t.elapsed().as_secs_f64());
+            assert_eq!((e1.indices.len(), e2.indices.len()), (comp.voxel_count, comp.voxel_count));
             let t = Instant::now();
             let m = r.mesh.expect("mesh");
             let p = sam3d_studio::render::PreparedLabelMeshes::new(vec![sam3d_studio::render::LabelMesh { label: CANDIDATE_ID, name: "3D from click".into(), color: [40, 230, 240, 150], mesh: m }]);
@@ -168,7 +178,7 @@ fn result_transfer_liver_sized() {
             assert_eq!(p.triangle_count(), mesh.triangles.len());
         }
         println!(
-            "{}: liver {} voxels in a {:?} crop ({:.1} MB), mesh {} triangles: engine writes {:.4} s, app reads + pastes {:.4} s, packs for the 3D view {:.4} s",
+            "{}: liver {} voxels in a {:?} crop ({:.1} MB), mesh {} triangles: engine writes {:.4} s, app reads + pastes {:.4} s, packs for the 3D view {:.4} s; accept writes it into the label map in {:.4} s walking the grid, {:.4} s walking the crop's box",
             path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
             comp.voxel_count,
             comp.mask.dim(),
@@ -177,6 +187,8 @@ fn result_transfer_liver_sized() {
             median(write),
             median(read),
             median(pack),
+            median(accept_grid),
+            median(accept_box),
         );
     }
 }

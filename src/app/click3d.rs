@@ -50,6 +50,9 @@ pub struct Candidate {
     /// Region growing from the click agreed with the model's shape and was joined to it
     /// ([`crate::baseline::join`]).
     pub joined: bool,
+    /// The box `mask` lies in (`[k, j, i]`, first and last voxel; `None`: unknown or empty), so
+    /// accepting walks the box, not the whole grid.
+    pub bbox_kji: Option<([usize; 3], [usize; 3])>,
     /// File name of the LoRA adapter the model ran with (one loaded by hand, or the shipped MR
     /// adapter the engine puts on for an MR scan); `None`: the base weights, or no model.
     pub adapter: Option<String>,
@@ -84,15 +87,32 @@ impl Edit {
     }
 }
 
-/// Writes `label` wherever `mask` is set; returns the edit (only voxels that changed).
-pub fn apply_mask(map: &mut LabelMap, mask: &Array3<bool>, label: u16) -> Edit {
+/// Writes `label` wherever `mask` is set; returns the edit (only voxels that changed, in
+/// increasing index order). `bbox_kji` (first and last voxel, `[k, j, i]`) is a box that holds
+/// every voxel of `mask`: only it is walked (a kidney's box on a 512 × 512 × 224 CT instead of
+/// the 59 M voxels); `None`: the whole grid.
+pub fn apply_mask(map: &mut LabelMap, mask: &Array3<bool>, label: u16, bbox_kji: Option<([usize; 3], [usize; 3])>) -> Edit {
     let mut indices = Vec::new();
     let mut previous = Vec::new();
     if map.data.shape() == mask.shape() {
         if !map.data.is_standard_layout() {
             map.data = map.data.as_standard_layout().into_owned();
         }
-        if let (Some(data), Some(m)) = (map.data.as_slice_mut(), mask.as_slice()) {
+        let s = mask.shape();
+        if let (Some((lo, hi)), Some(data), Some(m)) = (bbox_kji.filter(|(lo, hi)| (0..3).all(|a| lo[a] <= hi[a] && hi[a] < s[a])), map.data.as_slice_mut(), mask.as_slice()) {
+            for k in lo[0]..=hi[0] {
+                for j in lo[1]..=hi[1] {
+                    let row = (k * s[1] + j) * s[2];
+                    for n in row + lo[2]..=row + hi[2] {
+                        if m[n] && data[n] != label {
+                            indices.push(n);
+                            previous.push(data[n]);
+                            data[n] = label;
+                        }
+                    }
+                }
+            }
+        } else if let (Some(data), Some(m)) = (map.data.as_slice_mut(), mask.as_slice()) {
             for (n, (d, &inside)) in data.iter_mut().zip(m).enumerate() {
                 if inside && *d != label {
                     indices.push(n);
@@ -162,6 +182,7 @@ pub fn spawn_region_growing(
                 Ok(Err(GrowError::Cancelled)) => ClickEvent::Stopped { job },
                 Ok(Ok(mask)) => {
                     let voxels = mask.iter().filter(|&&m| m).count();
+                    let bbox_kji = crate::shape::sdf::bounding_box(mask.view());
                     let ml = voxels as f64 * volume.spacing_mm().iter().product::<f64>() / 1000.0;
                     ClickEvent::Done(Box::new(Candidate {
                         job,
@@ -174,6 +195,7 @@ pub fn spawn_region_growing(
                         millis: t0.elapsed().as_secs_f64() * 1000.0,
                         passes: 1,
                         joined: false,
+                        bbox_kji,
                         adapter: None,
                     }))
                 }
@@ -225,7 +247,11 @@ mod tests {
         let data = Array3::from_shape_fn((3, 4, 5), |(k, j, i)| ((k + j + i) % 3) as u16);
         let mut map = LabelMap::new(data.clone(), RasFromVoxel::identity()).expect("grid");
         let mask = Array3::from_shape_fn((3, 4, 5), |(k, _, i)| k == 1 && i < 3);
-        let e = apply_mask(&mut map, &mask, 2);
+        let e = apply_mask(&mut map, &mask, 2, None);
+        // The same edit walking only the mask's box (the way an accepted click does).
+        let mut boxed = LabelMap::new(data.clone(), RasFromVoxel::identity()).expect("grid");
+        let b = apply_mask(&mut boxed, &mask, 2, crate::shape::sdf::bounding_box(mask.view()));
+        assert_eq!((&b.indices, &b.previous, &boxed.data), (&e.indices, &e.previous, &map.data));
         // 12 voxels in the mask; those already 2 are not recorded.
         let already = mask.iter().zip(data.iter()).filter(|&(&m, &d)| m && d == 2).count();
         assert_eq!(e.indices.len(), 12 - already);

@@ -990,6 +990,7 @@ impl App {
                                 millis,
                                 passes,
                                 joined,
+                                bbox_kji: r.bbox_kji,
                                 adapter,
                             })),
                             Err(message) => ClickEvent::Failed { job, message: format!("Model: {message}") },
@@ -1046,7 +1047,7 @@ impl App {
             let map = crate::volume::LabelMap::empty_like(scene.volume.as_ref());
             LabelLayer { path: scene.path.with_file_name("labels.nii.gz"), map: Arc::new(map), table: LabelTable::default(), lut: vec![[0; 4]] }
         });
-        let edit = click3d::apply_mask(Arc::make_mut(&mut layer.map), &c.mask, label);
+        let edit = click3d::apply_mask(Arc::make_mut(&mut layer.map), &c.mask, label, c.bbox_kji);
         adjust_counts(&mut layer.table, &edit, true);
         layer.lut = layer.table.lut();
         scene.overlay_rev += 1;

@@ -132,6 +132,8 @@ impl Drop for RemoteEngine {
 #[derive(Debug)]
 pub struct ResultFiles {
     pub mask: Array3<bool>,
+    /// The crop's box on the grid (`[k, j, i]`, first and last voxel); `None`: nothing segmented.
+    pub bbox_kji: Option<([usize; 3], [usize; 3])>,
     pub voxel_count: usize,
     pub mesh: Option<Mesh>,
 }
@@ -169,7 +171,8 @@ fn read_result_files(crop: Option<&RemoteCrop>, mesh_path: Option<&Path>, voxel_
         return Err(format!("the engine reported {voxel_count} voxels but sent no mask"));
     }
     let mesh = mesh_path.map(crate::shape::read_ply).transpose().map_err(|e| e.to_string())?;
-    Ok(ResultFiles { mask, voxel_count, mesh })
+    let bbox_kji = crop.filter(|c| c.shape_kji.iter().all(|&n| n > 0)).map(|c| (c.origin_kji, std::array::from_fn(|a| c.origin_kji[a] + c.shape_kji[a] - 1)));
+    Ok(ResultFiles { mask, bbox_kji, voxel_count, mesh })
 }
 
 /// Removes a result's files (after reading them, or when the result is dropped).
