@@ -314,10 +314,10 @@ impl Session {
             return Ok(());
         }
         m.detach_lora();
-        if let Some(path) = want {
-            if let Err(e) = m.load_adapter(path) {
-                self.mr_adapter_error = Some(e.to_string());
-            }
+        if let Some(path) = want
+            && let Err(e) = m.load_adapter(path)
+        {
+            self.mr_adapter_error = Some(e.to_string());
         }
         Ok(())
     }
@@ -375,7 +375,7 @@ impl Session {
         self.model = Some(model);
         self.prepare()?;
         self.apply_mr_adapter()?;
-        Ok(self.model.as_ref().map(Model::info).ok_or(EngineError::NoModel)?)
+        self.model.as_ref().map(Model::info).ok_or(EngineError::NoModel)
     }
 
     /// Loads a checkpoint (architecture from its metadata). On error the previous model stays.
