@@ -16,8 +16,9 @@
 //! intensity), its part within [`JOIN_NEAR_MM`] of the model's shape that stays connected to the
 //! click is put to the same size and share checks, and joined when it passes
 //! ([`JoinOutcome::JoinedNear`]): where the model's coarse shape falls short of the organ's
-//! boundary the scan still fills it in, and a leak cannot take more than a 4 mm rim of the
-//! neighbour. Otherwise the model's shape stands. The ratio and the share were fixed before any
+//! boundary the scan still fills it in, and a leak takes no more than a rim of the neighbour
+//! about 4 mm deep (the distance is rounded to whole voxels of the grid growing ran on: one
+//! voxel on a 3 mm scan, one slice on a 5 mm one). Otherwise the model's shape stands. The ratio and the share were fixed before any
 //! measurement; the join and then its near part (4 mm, against 8 mm) were each chosen on scans
 //! and organs no shipped weights saw (assets/models/README.md).
 //!
