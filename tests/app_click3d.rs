@@ -387,6 +387,8 @@ fn startup_weights_are_loaded_and_the_model_method_selected() {
     h.get_by_label("Join growing").click();
     h.step();
     assert!(!h.state().join_growing && !h.state().fuse_planes);
+    // The MR adapter's box is for MR scans only.
+    assert!(h.query_by_label("MR adapter").is_none(), "a CT has no MR adapter box");
 }
 
 /// Start-up weights that cannot be loaded: an error, and "3D from click" stays on region growing.
@@ -428,4 +430,9 @@ fn an_mr_without_adapter_gets_a_note_once() {
     }
     assert_eq!(notes(h.state()), 1, "{:?}", h.state().messages().iter().map(|m| &m.text).collect::<Vec<_>>());
     assert!(h.state().rt.click.candidate.is_some(), "the click still ran");
+    // An MR scan offers the MR adapter's box (on by default; these random weights refuse it).
+    assert!(h.state().mr_adapter);
+    h.get_by_label("MR adapter").click();
+    h.step();
+    assert!(!h.state().mr_adapter);
 }

@@ -198,6 +198,16 @@ fn serve_protocol_round_trip() {
     let r = next("result");
     assert_eq!(r["adapter"].as_str().map(PathBuf::from), Some(mr_adapter.clone()), "{r}");
     left.extend([r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from));
+    // The viewer's "MR adapter" box: off, the MR runs on the base weights; on again, the adapter.
+    send(serde_json::json!({"cmd": "set_mr_adapter", "on": "no"}).to_string());
+    assert!(next("failed")["message"].as_str().expect("message").contains("bad request"));
+    for (job, on) in [(12, false), (13, true)] {
+        send(serde_json::json!({"cmd": "set_mr_adapter", "on": on}).to_string());
+        send(serde_json::json!({"cmd": "infer", "job": job, "click": [1.0, -2.0, 3.0], "plane": "Axial"}).to_string());
+        let r = next("result");
+        assert_eq!(r["adapter"].as_str().map(PathBuf::from), on.then(|| mr_adapter.clone()), "{r}");
+        left.extend([r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from));
+    }
 
     drop(stdin); // end of input stops the engine
     let status = child.wait().expect("engine exits");

@@ -109,6 +109,8 @@ pub enum AppCommand {
     SetFusePlanes(bool),
     /// Join region growing from the click where it agrees with the model's shape.
     SetJoinGrowing(bool),
+    /// Let the engine put its MR adapter on for MR scans.
+    SetMrAdapter(bool),
     /// Run "3D from click" at a RAS point (on a background thread).
     ClickAt(RasMm),
     /// Label written on Accept (`None`: a new label id).

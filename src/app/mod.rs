@@ -337,6 +337,9 @@ pub struct App {
     /// ([`crate::baseline::join`]).
     #[serde(default = "yes")]
     pub join_growing: bool,
+    /// Let the engine put the shipped MR adapter on for MR scans.
+    #[serde(default = "yes")]
+    pub mr_adapter: bool,
     #[serde(skip)]
     pub rt: Runtime,
 }
@@ -361,6 +364,7 @@ impl Default for App {
             extend_masks: true,
             fuse_planes: true,
             join_growing: true,
+            mr_adapter: true,
             rt: Runtime::default(),
         }
     }
@@ -706,6 +710,7 @@ impl App {
             AppCommand::SetExtendMasks(on) => self.extend_masks = on,
             AppCommand::SetFusePlanes(on) => self.fuse_planes = on,
             AppCommand::SetJoinGrowing(on) => self.join_growing = on,
+            AppCommand::SetMrAdapter(on) => self.mr_adapter = on,
             AppCommand::ClickAt(ras) => self.start_click(ras, ctx),
             AppCommand::SetClickTarget(t) => self.rt.click.target = t.filter(|&id| id != 0),
             AppCommand::AcceptCandidate => self.accept_candidate(),
@@ -875,6 +880,7 @@ impl App {
                 let fusion = if self.fuse_planes { "median" } else { "own" };
                 self.remote_send(serde_json::json!({"cmd": "set_planes", "fusion": fusion}), ctx);
                 self.remote_send(serde_json::json!({"cmd": "set_join", "on": self.join_growing}), ctx);
+                self.remote_send(serde_json::json!({"cmd": "set_mr_adapter", "on": self.mr_adapter}), ctx);
                 self.rt.click.next_job += 1;
                 let job = self.rt.click.next_job;
                 let plane = serde_json::to_value(self.rt.active_view).unwrap_or_default();

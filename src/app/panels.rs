@@ -502,10 +502,19 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
             }
             let mut join = app.join_growing;
             let r = ui.checkbox(&mut join, "Join growing").on_hover_text(
-                "Also grow a region from the click by intensity (as the region-growing method does). When it agrees with the model's shape (at most 1.5× its volume, holding 60 % of it), the result is both together: the scan's own boundary where the model's coarse shape falls short. A region that leaks into neighbours is dropped. Off: the model's shape alone.",
+                "Also grow a region from the click by intensity (as the region-growing method does). When it agrees with the model's shape (at most 1.5× its volume, holding 60 % of it), the result is both together: the scan's own boundary where the model's coarse shape falls short. Of a region that leaks into neighbours, only its part within 4 mm of the shape is joined, when that part agrees. Off: the model's shape alone.",
             );
             if r.changed() {
                 cmds.push(AppCommand::SetJoinGrowing(join));
+            }
+            if app.scene().is_some_and(|s| s.modality == crate::volume::Modality::Mr) {
+                let mut mr = app.mr_adapter;
+                let r = ui.checkbox(&mut mr, "MR adapter").on_hover_text(
+                    "The shipped weights were trained on CT; on an MR scan the engine puts the shipped MR adapter (assets/models/mr.safetensors, trained on MR phantoms) on them unless an adapter was loaded by hand. Off: the CT weights alone.",
+                );
+                if r.changed() {
+                    cmds.push(AppCommand::SetMrAdapter(mr));
+                }
             }
         }
         let next = app.next_label_id();

@@ -52,6 +52,9 @@ pub enum Command {
     /// Whether the clicks after this one join region growing from the click where it agrees
     /// with the model's shape (see [`crate::baseline::join`]).
     SetJoin(bool),
+    /// Whether the engine's MR adapter ([`EngineOptions::mr_adapter`]) goes on for MR scans
+    /// from the next click on (the default) or not ([`Session::set_mr_adapter`]).
+    SetMrAdapter(bool),
     /// One click. `job` ids should increase (see [`Engine::next_job`]).
     Infer { job: u64, click: RasMm, plane: ViewPlane, mask2d: Option<Array2<bool>> },
     /// Cancel this job and every earlier one (handled by [`Engine::send`] at once).
@@ -259,6 +262,10 @@ impl Worker {
             Command::SetExtend(on) => self.session.set_extend(on),
             Command::SetFusion(f) => self.session.set_fusion(f),
             Command::SetJoin(on) => self.session.set_join(on),
+            Command::SetMrAdapter(on) => {
+                let path = if on { self.opts.mr_adapter.clone() } else { None };
+                let _ = self.session.set_mr_adapter(path);
+            }
             Command::Infer { job, click, plane, mask2d } => {
                 if job <= self.cancel_upto.load(Ordering::SeqCst) {
                     self.emit(Event::Cancelled { job });

@@ -10,7 +10,9 @@
 //! cube with more passes, on until turned off), `{"cmd":"set_planes","fusion":"own"}` (how each
 //! pass combines the model's shapes from the three planes through the click: `own`, `mean` or
 //! `median`, the default), `{"cmd":"set_join","on":false}` (joining region growing from the
-//! click where it agrees with the model's shape, on until turned off), `{"cmd":"cancel","job":1}`,
+//! click where it agrees with the model's shape, on until turned off), `{"cmd":"set_mr_adapter",
+//! "on":false}` (the MR adapter the engine puts on for MR scans, on until turned off),
+//! `{"cmd":"cancel","job":1}`,
 //! `{"cmd":"shutdown"}`.
 //!
 //! Replies ([`Reply`]): `ready{device,protocol}`, `model_loaded{info}`, `adapter_loaded{info}`,
@@ -63,6 +65,8 @@ pub enum Request {
     /// Join region growing from the click where it agrees with the model's shape (the default)
     /// or not, from the next click on.
     SetJoin { on: bool },
+    /// Put the MR adapter on for MR scans (the default) or not, from the next click on.
+    SetMrAdapter { on: bool },
     /// How each pass combines the three planes through the click, from the next click on.
     SetPlanes { fusion: crate::engine::session::PlaneFusion },
     Cancel { job: u64 },
@@ -177,6 +181,7 @@ pub fn serve(opts: EngineOptions) -> std::io::Result<()> {
                     Request::SetRefine { on } => Command::SetRefine(on.then(Default::default)),
                     Request::SetExtend { on } => Command::SetExtend(on),
                     Request::SetJoin { on } => Command::SetJoin(on),
+                    Request::SetMrAdapter { on } => Command::SetMrAdapter(on),
                     Request::SetPlanes { fusion } => Command::SetFusion(fusion),
                     Request::Cancel { job } => Command::Cancel { job },
                     Request::Shutdown => break Ok(()),
