@@ -99,7 +99,9 @@ pub fn apply_mask(map: &mut LabelMap, mask: &Array3<bool>, label: u16, bbox_kji:
             map.data = map.data.as_standard_layout().into_owned();
         }
         let s = mask.shape();
-        if let (Some((lo, hi)), Some(data), Some(m)) = (bbox_kji.filter(|(lo, hi)| (0..3).all(|a| lo[a] <= hi[a] && hi[a] < s[a])), map.data.as_slice_mut(), mask.as_slice()) {
+        let whole = ([0; 3], [s[0].saturating_sub(1), s[1].saturating_sub(1), s[2].saturating_sub(1)]);
+        let (lo, hi) = bbox_kji.filter(|(lo, hi)| (0..3).all(|a| lo[a] <= hi[a] && hi[a] < s[a])).unwrap_or(whole);
+        if let (Some(data), Some(m), false) = (map.data.as_slice_mut(), mask.as_slice(), mask.is_empty()) {
             for k in lo[0]..=hi[0] {
                 for j in lo[1]..=hi[1] {
                     let row = (k * s[1] + j) * s[2];
@@ -112,16 +114,8 @@ pub fn apply_mask(map: &mut LabelMap, mask: &Array3<bool>, label: u16, bbox_kji:
                     }
                 }
             }
-        } else if let (Some(data), Some(m)) = (map.data.as_slice_mut(), mask.as_slice()) {
-            for (n, (d, &inside)) in data.iter_mut().zip(m).enumerate() {
-                if inside && *d != label {
-                    indices.push(n);
-                    previous.push(*d);
-                    *d = label;
-                }
-            }
         } else {
-            // A non-contiguous mask (never produced here): walk both arrays.
+            // An empty or non-contiguous mask (never produced here): walk both arrays.
             for (n, (d, &inside)) in map.data.iter_mut().zip(mask.iter()).enumerate() {
                 if inside && *d != label {
                     indices.push(n);

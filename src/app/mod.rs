@@ -962,22 +962,21 @@ impl App {
                 R::Progress { job, stage, fraction } if Some(job) == running => self.rt.click_stage = Some((stage, fraction)),
                 R::Progress { .. } | R::Cancelled { .. } => {}
                 R::Result { job, crop, mesh_path, voxel_count, ml, timings, adapter } if Some(job) == running => {
-                    let Some(scene) = &self.rt.scene else {
+                    let Some((mr, generation, sh)) =
+                        self.rt.scene.as_ref().map(|s| (s.modality == crate::volume::Modality::Mr, s.generation, s.volume.data.shape().to_vec()))
+                    else {
                         remote::remove_result_files(crop.as_ref(), mesh_path.as_deref());
                         continue;
                     };
                     // Once per scan: an MR clicked without an adapter got the CT-trained shapes.
-                    let (mr, generation) = (scene.modality == crate::volume::Modality::Mr, scene.generation);
                     if mr && adapter.is_none() && self.rt.mr_noted != Some(generation) {
                         self.rt.mr_noted = Some(generation);
                         self.notice(MR_WITHOUT_ADAPTER.to_string());
                     }
-                    let Some(scene) = &self.rt.scene else { continue };
                     let adapter = adapter.and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
                     if self.rt.adapter.is_none() {
                         self.rt.scan_adapter.clone_from(&adapter);
                     }
-                    let sh = scene.volume.data.shape();
                     let (grid_kji, tx, click) = ([sh[0], sh[1], sh[2]], self.rt.click.tx.clone(), self.rt.click.running.map(|r| r.1));
                     let millis = timings.get("total_secs").and_then(|v| v.as_f64()).unwrap_or(0.0) * 1000.0;
                     let passes = 1 + timings.get("extension_passes").and_then(|v| v.as_u64()).unwrap_or(0) as usize;

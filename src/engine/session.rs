@@ -310,7 +310,7 @@ impl Session {
         let mr = self.prepared.as_ref().is_some_and(|p| p.modality == Modality::Mr);
         let Some(m) = self.model.as_mut().filter(|_| !self.adapter_by_hand) else { return Ok(()) };
         let want = self.mr_adapter.as_ref().filter(|_| mr);
-        if m.info().adapter.as_ref() == want {
+        if m.adapter_path() == want.map(PathBuf::as_path) {
             return Ok(());
         }
         m.detach_lora();
@@ -501,7 +501,7 @@ impl Session {
             volume_ml,
             mesh,
             component,
-            adapter: self.model.as_ref().and_then(|m| m.info().adapter),
+            adapter: self.model.as_ref().and_then(|m| m.adapter_path().map(Path::to_path_buf)),
             timings,
         })
     }

@@ -746,10 +746,12 @@ fn build_model(cfg: &TrainConfig, device: Device, resume_base: Option<&Path>) ->
                 t = t.set_requires_grad(true);
                 named.push((format!("base/{n}"), t));
             }
-            // The adapter names the base checkpoint the run starts from; a resumed run gets that
-            // name from its state, and a run with no base checkpoint names its own model file.
-            let base = (resume_base.is_none() && cfg.model.base_checkpoint.is_some()).then(|| model.base_sha256().map(str::to_string)).flatten();
-            model.set_adapter_base_sha256(base);
+            // The adapter names the base checkpoint the run starts from (what it was attached
+            // to); a resumed run gets that name from its state, and a run with no base
+            // checkpoint names its own model file.
+            if resume_base.is_some() || cfg.model.base_checkpoint.is_none() {
+                model.set_adapter_base_sha256(None);
+            }
         }
         None => {
             let mut a: Vec<_> = model.base_vs().variables().into_iter().collect();

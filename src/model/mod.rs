@@ -223,6 +223,10 @@ impl Model {
     pub fn adapter_vs(&self) -> Option<&nn::VarStore> {
         self.lora.as_ref().map(|l| &l.vs)
     }
+    /// The file the attached adapter was loaded from (`None`: none, or attached in memory).
+    pub fn adapter_path(&self) -> Option<&Path> {
+        self.lora.as_ref().and_then(|l| l.path.as_deref())
+    }
     pub fn lora_config(&self) -> Option<&LoraConfig> {
         self.lora.as_ref().map(|l| &l.config)
     }
@@ -411,9 +415,12 @@ impl Model {
         Ok(())
     }
 
-    /// The file's head tensors (`head/<name>` → base name → shape) and the problems with them:
-    /// each must be a head of this model with its shape.
-    fn adapter_heads(&self, f: &StFile, m: &mut Mismatch) -> Vec<(String, String)> {
+    /// Compares an adapter file with the adapter tensors `expected` and its head tensors with
+    /// this model's heads (each `head/<name>` must be a head of the base with its shape).
+    /// Returns the problems and the heads to copy (file name, base name).
+    fn compare_adapter(&self, f: &StFile, expected: &BTreeMap<String, Vec<usize>>) -> (Mismatch, Vec<(String, String)>) {
+        let mut m = f.compare(expected, "LoRA adapter");
+        m.unexpected.retain(|n| !n.starts_with(ADAPTER_HEAD_PREFIX));
         let base = checkpoint::shapes_of(&self.vs.variables());
         let mut heads = Vec::new();
         for (name, shape) in f.shapes() {
@@ -424,7 +431,7 @@ impl Model {
                 _ => m.unexpected.push(name.clone()),
             }
         }
-        heads
+        (m, heads)
     }
 
     /// Loads an adapter file: its metadata says rank, alpha and targets; it must name this
@@ -440,9 +447,7 @@ impl Model {
             .ok_or_else(|| ModelError::File { path: path.to_path_buf(), problem: "no LoRA config in its metadata: not a sam3d-studio adapter".into() })?;
         cfg.check().map_err(|e| ModelError::File { path: path.to_path_buf(), problem: e })?;
         let expected = self.adapter_shapes(&cfg);
-        let mut m = f.compare(&expected, "LoRA adapter");
-        m.unexpected.retain(|n| !n.starts_with(ADAPTER_HEAD_PREFIX));
-        let heads = self.adapter_heads(&f, &mut m);
+        let (mut m, heads) = self.compare_adapter(&f, &expected);
         self.check_adapter_meta(&f, &mut m);
         if expected.is_empty() {
             m.notes.push(format!("its targets {:?} match no linear of this model", cfg.targets));
@@ -485,9 +490,7 @@ impl Model {
             return Err(ModelError::Lora("no adapter attached to load weights into".into()));
         };
         let expected = self.adapter_shapes(&cfg);
-        let mut m = f.compare(&expected, "LoRA adapter");
-        m.unexpected.retain(|n| !n.starts_with(ADAPTER_HEAD_PREFIX));
-        let heads = self.adapter_heads(&f, &mut m);
+        let (mut m, heads) = self.compare_adapter(&f, &expected);
         if let Some(Ok(file_cfg)) = f.metadata.get("lora").map(|s| serde_json::from_str::<LoraConfig>(s)) {
             if file_cfg.rank != cfg.rank {
                 m.notes.push(format!("rank {} in the file, {} attached", file_cfg.rank, cfg.rank));
