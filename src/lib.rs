@@ -6,7 +6,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`geometry`] | typed points and transforms (RAS mm, voxel ijk, array index, slice, screen), orientation codes, canonical reorientation, view planes |
-//! | [`volume`] | `Volume` / `LabelMap`, NIfTI-1/2 read and write, resampling, intensity normalisation and window/level |
+//! | [`volume`] | `Volume` / `LabelMap`, NIfTI-1/2 read and write, resampling, intensity normalisation and window/level, the label-names `.tsv` beside a label map |
 //! | [`shape`] | signed distance fields, marching-cubes meshes (whole masks, or a crop on coarser blocks) and their export, the component of a model's SDF on a source grid, segmentation metrics |
 //! | [`data`] | synthetic phantoms (CT-like / MR-like, labelled, odd affines); click preprocessing (slice, pointmap, output cube, the context cube and the decoder's guide cube) and SDF → source-grid mask; training samples with augmentation (drawn per data directory weight, held-out labels removed); dataset preprocessing cache, which training also reads; plain ndarray |
 //! | [`baseline`] | classical one-click 3D segmentation (smoothed confidence-connected region growing), no weights; the image refinement of the model's masks (`baseline::refine`); region growing joined to the model's shape where the two agree, or its part near the shape where it leaks (`baseline::join`) |

@@ -34,6 +34,36 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
     let base = &summary.methods["baseline"];
     assert!(base.mean_dice > 0.5, "baseline mean Dice {}", base.mean_dice);
     assert!(base.worst_dice <= base.mean_dice);
+    // Per label and per plane: each label's figures are those of its own rows, named from the
+    // phantoms' labels.tsv; the worst label is the method's worst.
+    assert_eq!(summary.label_names.as_deref(), Some(data.join("labels.tsv").display().to_string().as_str()));
+    for (method, s) in &summary.methods {
+        let mine: Vec<_> = rows.iter().filter(|r| &r.method == method).collect();
+        let labels: std::collections::BTreeSet<u16> = mine.iter().map(|r| r.label).collect();
+        assert_eq!(s.by_label.iter().map(|l| l.label).collect::<Vec<_>>(), labels.into_iter().collect::<Vec<_>>());
+        for l in &s.by_label {
+            let lr: Vec<_> = mine.iter().filter(|r| r.label == l.label).collect();
+            assert_eq!(l.clicks, lr.len());
+            let mean = lr.iter().map(|r| r.metrics.dice).sum::<f64>() / lr.len() as f64;
+            assert!((l.mean_dice - mean).abs() < 1e-12, "{method} label {}: {} against {mean}", l.label, l.mean_dice);
+            let ratio = lr.iter().map(|r| r.metrics.pred_voxels as f64 / r.metrics.gt_voxels as f64).sum::<f64>() / lr.len() as f64;
+            assert!((l.volume_ratio - ratio).abs() < 1e-12);
+            let axial: Vec<f64> = lr.iter().filter(|r| r.plane == sam3d_studio::geometry::ViewPlane::Axial).map(|r| r.metrics.dice).collect();
+            assert!((l.dice_by_plane["axial"] - axial.iter().sum::<f64>() / axial.len() as f64).abs() < 1e-12);
+            assert!(l.worst_dice <= l.mean_dice && l.worst_dice_at.contains(&format!("/{}/", l.label)));
+            assert_eq!(l.mean_dice_2d.is_some(), method == "model");
+        }
+        let worst = s.by_label.iter().map(|l| l.worst_dice).fold(f64::INFINITY, f64::min);
+        assert_eq!(worst, s.worst_dice);
+        assert_eq!(s.dice_by_plane.len(), 3);
+        let table = sam3d_studio::engine::eval::label_table(s);
+        assert_eq!(table.lines().count(), s.by_label.len() + 1, "{table}");
+    }
+    let names = sam3d_studio::data::phantom::labels_tsv();
+    let first = names.lines().find_map(|l| l.strip_prefix("1\t")).expect("label 1's name");
+    let spleen = base.by_label.iter().find(|l| l.label == 1).expect("label 1");
+    assert_eq!(spleen.name.as_deref(), Some(first));
+    assert!(sam3d_studio::engine::eval::label_table(base).contains(&format!("1 {first}")));
     let out = tmp.path().join("report.csv");
     let js = write_report(&out, &rows, &summary).expect("write");
     let csv = std::fs::read_to_string(&out).expect("csv");

@@ -2,7 +2,7 @@
 //! default table; per-label visibility; the colour look-up table the slice renderer uses.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One label's display settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,53 +23,7 @@ pub struct LabelTable {
     pub names_from: Option<PathBuf>,
 }
 
-/// Error reading a label-name table.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: line {line}: {problem}", path.display())]
-pub struct LabelTsvError {
-    pub path: PathBuf,
-    pub line: usize,
-    pub problem: String,
-}
-
-/// Label id → (name, colour if the file gives one).
-pub type LabelNames = BTreeMap<u16, (String, Option<[u8; 3]>)>;
-
-/// Names (and optional colours) by id, parsed from a `.tsv`: one `id<TAB>name` per line,
-/// optionally followed by `r g b` (0–255, tab- or space-separated). Blank lines, `#` comments
-/// and a header line whose first field is not a number are skipped.
-pub fn parse_label_tsv(text: &str, path: &Path) -> Result<LabelNames, LabelTsvError> {
-    let mut out = BTreeMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        let fields: Vec<&str> = line.split('\t').collect();
-        let Ok(id) = fields[0].trim().parse::<u32>() else {
-            if n == 0 {
-                continue; // header
-            }
-            return Err(LabelTsvError { path: path.into(), line: n + 1, problem: format!("'{}' is not a label id", fields[0].trim()) });
-        };
-        let id = u16::try_from(id).map_err(|_| LabelTsvError { path: path.into(), line: n + 1, problem: format!("label id {id} is larger than 65535") })?;
-        let name = fields.get(1).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| format!("label {id}"));
-        let rest: Vec<u8> = fields.iter().skip(2).flat_map(|f| f.split_whitespace()).filter_map(|x| x.parse::<u8>().ok()).collect();
-        let colour = (rest.len() >= 3).then(|| [rest[0], rest[1], rest[2]]);
-        out.insert(id, (name, colour));
-    }
-    Ok(out)
-}
-
-/// The names file that goes with a label map: `<stem>.tsv` beside it, else `labels.tsv` in the
-/// same folder.
-pub fn tsv_beside(label_path: &Path) -> Option<PathBuf> {
-    let name = label_path.file_name()?.to_string_lossy().to_string();
-    let stem = name.strip_suffix(".gz").unwrap_or(&name);
-    let stem = stem.strip_suffix(".nii").unwrap_or(stem);
-    let dir = label_path.parent().unwrap_or(Path::new("."));
-    [dir.join(format!("{stem}.tsv")), dir.join("labels.tsv")].into_iter().find(|p| p.is_file())
-}
+use crate::volume::label_names::LabelNames;
 
 /// Qualitative palette (distinct on a grey CT background) for ids without a known organ colour.
 const PALETTE: [[u8; 3]; 16] = [
@@ -162,18 +116,8 @@ impl LabelTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tsv_with_header_comments_and_colours() {
-        let text = "id\tname\n# a comment\n1\tspleen\n5\tliver\t10 20 30\n\n7\t\n";
-        let t = parse_label_tsv(text, Path::new("x.tsv")).expect("parses");
-        assert_eq!(t[&1], ("spleen".to_string(), None));
-        assert_eq!(t[&5], ("liver".to_string(), Some([10, 20, 30])));
-        assert_eq!(t[&7].0, "label 7");
-        let bad = parse_label_tsv("1\ta\nxx\tb\n", Path::new("y.tsv")).expect_err("bad id");
-        assert_eq!(bad.line, 2);
-        assert!(bad.to_string().starts_with("y.tsv: line 2"), "{bad}");
-    }
+    use crate::volume::label_names::parse_label_tsv;
+    use std::path::Path;
 
     #[test]
     fn table_and_lut() {
@@ -189,16 +133,5 @@ mod tests {
         assert_eq!(lut[1][3], 255);
         assert_eq!(lut[5][3], 0, "hidden");
         assert_eq!(lut[3][3], 0, "absent");
-    }
-
-    #[test]
-    fn names_file_beside() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let lab = dir.path().join("seg.nii.gz");
-        assert_eq!(tsv_beside(&lab), None);
-        std::fs::write(dir.path().join("labels.tsv"), "1\ta\n").expect("write");
-        assert_eq!(tsv_beside(&lab), Some(dir.path().join("labels.tsv")));
-        std::fs::write(dir.path().join("seg.tsv"), "1\ta\n").expect("write");
-        assert_eq!(tsv_beside(&lab), Some(dir.path().join("seg.tsv")));
     }
 }

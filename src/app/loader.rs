@@ -2,7 +2,7 @@
 //! maps), so the UI thread never does file I/O or whole-volume work. Requests and events cross
 //! bounded channels; the loader wakes the UI with `request_repaint` after each event.
 
-use super::labels::{LabelTable, parse_label_tsv, tsv_beside};
+use super::labels::LabelTable;
 use crate::geometry::RasFromVoxel;
 use crate::volume::intensity::{Window, auto_window};
 use crate::volume::{LabelMap, Modality, OnGrid, Stats, Volume};
@@ -219,16 +219,10 @@ pub fn load_labels(path: &std::path::Path, volume: &Volume) -> Result<(LabelMap,
         labels.data = labels.data.as_standard_layout().into_owned();
     }
     let counts = labels.counts();
-    let names = match tsv_beside(path) {
-        Some(tsv) => match std::fs::read_to_string(&tsv).map_err(|e| format!("{}: {e}", tsv.display())).and_then(|t| parse_label_tsv(&t, &tsv).map_err(|e| e.to_string())) {
-            Ok(n) => Some((n, tsv)),
-            Err(e) => {
-                log::warn!("label names not used: {e}");
-                None
-            }
-        },
-        None => None,
-    };
+    let names = crate::volume::label_names::names_beside(path).unwrap_or_else(|e| {
+        log::warn!("label names not used: {e}");
+        None
+    });
     let table = LabelTable::new(&counts, names.as_ref().map(|(n, p)| (n, p.clone())));
     Ok((labels, table))
 }

@@ -271,6 +271,9 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
             s.mean_hd95_mm.map(|v| format!("{v:.1}")).unwrap_or("–".into()),
             s.mean_dice_2d.map(|v| format!(", 2D Dice on the clicked slice {v:.3}")).unwrap_or_default()
         );
+        if s.by_label.len() > 1 && s.by_label.len() <= 60 {
+            print!("{}", crate::engine::eval::label_table(s));
+        }
     }
     println!("report {} and {}", a.out.display(), js.display());
     Ok(())

@@ -4,7 +4,9 @@
 //! are given) and the region-growing baseline; Dice, IoU, HD95 and ASSD against the reference,
 //! and for the model the Dice of its 2D mask on the clicked slice. `--mask2d reference` gives
 //! the 3D stage the reference's slice outline instead of the 2D head's. One CSV row per
-//! case/label/plane/method and a summary JSON beside it (mean and worst).
+//! case/label/plane/method and a summary JSON beside it: per method the mean and worst, the
+//! mean per plane, and per label (named from the `.tsv` beside the label maps) its mean, worst,
+//! mean per plane, HD95 and predicted / reference volume.
 
 use crate::baseline::{GrowParams, grow_from_click};
 use crate::data::preprocess::{axis_of_plane, find_pairs, point_at_depth_on_slice, slices_with};
@@ -54,6 +56,30 @@ pub struct MethodSummary {
     /// Over the model's rows: Dice of the 2D mask on the clicked slice.
     pub mean_dice_2d: Option<f64>,
     pub mean_secs: f64,
+    /// Mean Dice of the clicks made on each plane (`axial`, `coronal`, `sagittal`).
+    pub dice_by_plane: BTreeMap<String, f64>,
+    /// Per label, in label order: where the method does well and where it fails.
+    pub by_label: Vec<LabelSummary>,
+}
+
+/// One label's clicks of one method, over every case that has the label.
+#[derive(Clone, Debug, Serialize)]
+pub struct LabelSummary {
+    pub label: u16,
+    /// From the names file beside the label maps (`None`: there is none, or it has no entry).
+    pub name: Option<String>,
+    pub clicks: usize,
+    pub mean_dice: f64,
+    /// Mean Dice of the clicks made on each plane.
+    pub dice_by_plane: BTreeMap<String, f64>,
+    pub mean_hd95_mm: Option<f64>,
+    pub worst_dice: f64,
+    /// `case/label/plane` of the worst Dice.
+    pub worst_dice_at: String,
+    /// Mean of predicted / reference voxels: below 1 the method's masks are too small.
+    pub volume_ratio: f64,
+    /// Model rows: mean Dice of the 2D mask on the clicked slice.
+    pub mean_dice_2d: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -78,6 +104,8 @@ pub struct EvalSummary {
     /// The clicks' depth as a fraction of the deepest point's (`--click-depth`; 1: deepest).
     pub click_depth: f64,
     pub cases: usize,
+    /// The names file the labels' names came from (the first case's with one).
+    pub label_names: Option<String>,
     pub methods: BTreeMap<String, MethodSummary>,
 }
 
@@ -168,10 +196,23 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
     };
     let mut loaded = Vec::new();
     let mut n_clicks = 0u64;
+    let mut names: BTreeMap<u16, String> = BTreeMap::new();
+    let mut names_from = None;
     for pair in &pairs {
         let vol = Volume::load(&pair.image)?;
         let lab = LabelMap::load(&pair.labels)?;
         lab.check_matches(&vol, &pair.labels)?;
+        // Names are for the reader of the report: a bad names file costs them, not the run.
+        match crate::volume::label_names::names_beside(&pair.labels) {
+            Ok(Some((n, from))) => {
+                for (id, (name, _)) in n {
+                    names.entry(id).or_insert(name);
+                }
+                names_from.get_or_insert(from);
+            }
+            Ok(None) => {}
+            Err(e) => log::warn!("label names not used: {e}"),
+        }
         let labels: Vec<u16> =
             lab.counts().into_iter().map(|(l, _)| l).filter(|&l| l != 0 && (opts.labels.is_empty() || opts.labels.contains(&l))).collect();
         let clicks: Vec<(u16, Vec<(ViewPlane, RasMm)>)> = labels.iter().map(|&l| (l, eval_clicks_at_depth(&lab, l, opts.click_depth))).collect();
@@ -242,7 +283,8 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         join: opts.join,
         click_depth: opts.click_depth,
         cases: loaded.len(),
-        methods: summarise(&rows),
+        label_names: names_from.map(|p| p.display().to_string()),
+        methods: summarise(&rows, &names),
     };
     Ok((rows, summary))
 }
@@ -276,14 +318,35 @@ fn mean_opt(xs: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-/// Mean and worst per method.
-pub fn summarise(rows: &[EvalRow]) -> BTreeMap<String, MethodSummary> {
+/// Mean and worst per method, per plane and per label (`names`: label names by id).
+pub fn summarise(rows: &[EvalRow], names: &BTreeMap<u16, String>) -> BTreeMap<String, MethodSummary> {
     let mut out = BTreeMap::new();
     let methods: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.method.as_str()).collect();
     for m in methods {
         let rs: Vec<&EvalRow> = rows.iter().filter(|r| r.method == m).collect();
         let n = rs.len() as f64;
-        let worst = rs.iter().min_by(|a, b| a.metrics.dice.total_cmp(&b.metrics.dice));
+        let worst = worst_of(&rs);
+        let labels: std::collections::BTreeSet<u16> = rs.iter().map(|r| r.label).collect();
+        let by_label = labels
+            .into_iter()
+            .map(|l| {
+                let lr: Vec<&EvalRow> = rs.iter().copied().filter(|r| r.label == l).collect();
+                let k = lr.len() as f64;
+                let worst = worst_of(&lr);
+                LabelSummary {
+                    label: l,
+                    name: names.get(&l).cloned(),
+                    clicks: lr.len(),
+                    mean_dice: lr.iter().map(|r| r.metrics.dice).sum::<f64>() / k,
+                    dice_by_plane: dice_by_plane(&lr),
+                    mean_hd95_mm: mean_opt(lr.iter().map(|r| r.metrics.hd95_mm)),
+                    worst_dice: worst.map(|r| r.metrics.dice).unwrap_or(f64::NAN),
+                    worst_dice_at: worst.map(row_at).unwrap_or_default(),
+                    volume_ratio: lr.iter().map(|r| r.metrics.pred_voxels as f64 / r.metrics.gt_voxels.max(1) as f64).sum::<f64>() / k,
+                    mean_dice_2d: mean_opt(lr.iter().map(|r| r.dice_2d)),
+                }
+            })
+            .collect();
         out.insert(
             m.to_string(),
             MethodSummary {
@@ -293,11 +356,58 @@ pub fn summarise(rows: &[EvalRow]) -> BTreeMap<String, MethodSummary> {
                 mean_hd95_mm: mean_opt(rs.iter().map(|r| r.metrics.hd95_mm)),
                 mean_assd_mm: mean_opt(rs.iter().map(|r| r.metrics.assd_mm)),
                 worst_dice: worst.map(|r| r.metrics.dice).unwrap_or(f64::NAN),
-                worst_dice_at: worst.map(|r| format!("{}/{}/{}", r.case, r.label, plane_name(r.plane))).unwrap_or_default(),
+                worst_dice_at: worst.map(row_at).unwrap_or_default(),
                 worst_hd95_mm: rs.iter().filter_map(|r| r.metrics.hd95_mm).max_by(f64::total_cmp),
                 mean_dice_2d: mean_opt(rs.iter().map(|r| r.dice_2d)),
                 mean_secs: rs.iter().map(|r| r.secs).sum::<f64>() / n,
+                dice_by_plane: dice_by_plane(&rs),
+                by_label,
             },
+        );
+    }
+    out
+}
+
+fn worst_of<'a>(rows: &[&'a EvalRow]) -> Option<&'a EvalRow> {
+    rows.iter().copied().min_by(|a, b| a.metrics.dice.total_cmp(&b.metrics.dice))
+}
+
+fn row_at(r: &EvalRow) -> String {
+    format!("{}/{}/{}", r.case, r.label, plane_name(r.plane))
+}
+
+/// Mean Dice of the rows made on each plane that has some.
+fn dice_by_plane(rows: &[&EvalRow]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for p in ViewPlane::ALL {
+        let d: Vec<f64> = rows.iter().filter(|r| r.plane == p).map(|r| r.metrics.dice).collect();
+        if !d.is_empty() {
+            out.insert(plane_name(p).to_string(), d.iter().sum::<f64>() / d.len() as f64);
+        }
+    }
+    out
+}
+
+/// One method's labels as a text table for the terminal: clicks, mean Dice, per plane, HD95,
+/// predicted / reference volume and the worst click.
+pub fn label_table(s: &MethodSummary) -> String {
+    let f = |x: Option<f64>, prec: usize| x.map(|v| format!("{v:.prec$}")).unwrap_or_else(|| "–".into());
+    let mut out = format!("  {:<28} {:>6} {:>6} {:>6} {:>7} {:>8} {:>7} {:>8}  worst\n", "label", "clicks", "Dice", "axial", "coronal", "sagittal", "HD95 mm", "pred/ref");
+    for l in &s.by_label {
+        let name = format!("{} {}", l.label, l.name.as_deref().unwrap_or(""));
+        let plane = |p: ViewPlane| f(l.dice_by_plane.get(plane_name(p)).copied(), 3);
+        out += &format!(
+            "  {:<28} {:>6} {:>6.3} {:>6} {:>7} {:>8} {:>7} {:>8.2}  {:.3} ({})\n",
+            name.trim_end(),
+            l.clicks,
+            l.mean_dice,
+            plane(ViewPlane::Axial),
+            plane(ViewPlane::Coronal),
+            plane(ViewPlane::Sagittal),
+            f(l.mean_hd95_mm, 1),
+            l.volume_ratio,
+            l.worst_dice,
+            l.worst_dice_at
         );
     }
     out

@@ -463,7 +463,7 @@ pub fn write_phantoms(dir: &Path, cases: usize, seed: u64, modality: Modality) -
     write_phantoms_spec(dir, cases, seed, &PhantomSpec::small(modality))
 }
 
-/// Writes `case_NNN.nii.gz` + `case_NNN_labels.nii.gz` phantoms of `spec`.
+/// Writes `case_NNN.nii.gz` + `case_NNN_labels.nii.gz` phantoms of `spec`, and their names (`labels.tsv`).
 pub fn write_phantoms_spec(dir: &Path, cases: usize, seed: u64, spec: &PhantomSpec) -> Result<(), TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| ferr(dir, format!("cannot create directory: {e}")))?;
     for c in 0..cases {
@@ -471,6 +471,7 @@ pub fn write_phantoms_spec(dir: &Path, cases: usize, seed: u64, spec: &PhantomSp
         case.volume.save(&dir.join(format!("case_{c:03}.nii.gz")), Some(crate::volume::DataType::Float32))?;
         case.labels.save(&dir.join(format!("case_{c:03}_labels.nii.gz")))?;
     }
+    crate::volume::atomic_write(&dir.join("labels.tsv"), |f| std::io::Write::write_all(f, crate::data::phantom::labels_tsv().as_bytes()))?;
     Ok(())
 }
 

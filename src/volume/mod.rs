@@ -6,6 +6,7 @@
 
 pub mod header;
 pub mod intensity;
+pub mod label_names;
 pub mod nifti;
 pub mod resample;
 
