@@ -1,7 +1,8 @@
 //! The 3D view and "3D from click" in the real app, driven through egui_kittest: meshes for the
 //! demo's labels appear in the 3D view; a Shift+click on the liver grows a region on a
-//! background thread, Accept writes it into the label map, Ctrl+Z restores the old labels; a
-//! running job is cancelled with Esc or the Cancel button (region growing and the model).
+//! background thread, which is measured against the liver label under the click; Accept writes
+//! it into the label map, Ctrl+Z restores the old labels; a running job is cancelled with Esc
+//! or the Cancel button (region growing and the model).
 
 use egui::{Event, Key, Modifiers, PointerButton, Pos2};
 use egui_kittest::Harness;
@@ -9,7 +10,7 @@ use egui_kittest::kittest::Queryable;
 use sam3d_studio::app::three_d::CANDIDATE_ID;
 use sam3d_studio::app::{App, AppCommand, ClickMethod, Startup, ViewCell};
 use sam3d_studio::geometry::{RasMm, SliceMm, ViewPlane, VoxelIjk};
-use sam3d_studio::volume::LabelMap;
+use sam3d_studio::volume::{LabelMap, OnGrid};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -119,6 +120,7 @@ fn shift_click_on_the_liver_accept_and_undo() {
     shift_click(&mut h, pos);
     assert!(h.state().is_clicking() || h.state().rt.click.candidate.is_some(), "Shift+click started no job");
     wait_idle(&mut h);
+    step_until(&mut h, "the comparison with the label under the click", |a| !a.is_comparing());
     let app = h.state();
     assert!(app.messages().iter().all(|m| !m.is_error), "{:?}", app.messages());
     let c = app.rt.click.candidate.as_ref().expect("a candidate");
@@ -127,6 +129,17 @@ fn shift_click_on_the_liver_accept_and_undo() {
     // not the whole abdomen.
     assert!(c.ml > 200.0 && c.ml < 3500.0, "{} ml", c.ml);
     assert!(app.mesh_view.labels().iter().any(|l| l.label == CANDIDATE_ID && l.triangles > 100), "candidate mesh in the 3D view");
+    // The candidate measured against the label under the click, the demo's liver: the figures
+    // of the whole grid, named from the label table, shown in the toolbar.
+    let cmp = c.compared.as_ref().expect("compared with the liver");
+    let want = sam3d_studio::shape::metrics::mask_metrics(LIVER, c.mask.view(), labels.data.mapv(|v| v == LIVER).view(), labels.spacing_mm());
+    assert_eq!((cmp.metrics.label, cmp.name.as_str()), (LIVER, "liver"));
+    assert_eq!((cmp.metrics.dice, cmp.metrics.hd95_mm, cmp.metrics.pred_voxels, cmp.metrics.gt_voxels), (want.dice, want.hd95_mm, want.pred_voxels, want.gt_voxels));
+    assert!(want.dice > 0.1 && want.dice < 1.0, "{want:?}");
+    assert!(cmp.summary().starts_with("vs liver: Dice ") && cmp.details().contains("label 5 liver"), "{}", cmp.summary());
+    h.get_by_label_contains("vs liver: Dice");
+    let app = h.state();
+    let c = app.rt.click.candidate.as_ref().expect("a candidate");
 
     let before = app.scene().expect("scene").labels.as_ref().expect("labels").map.data.clone();
     let mask = c.mask.clone();

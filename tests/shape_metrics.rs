@@ -3,7 +3,7 @@
 //! tests/oracle/make_shape_refs.py from assets/demo/labels.nii.gz and a shifted, eroded copy).
 
 use ndarray::Array3;
-use sam3d_studio::shape::metrics::surfel_areas;
+use sam3d_studio::shape::metrics::{mask_label_metrics, surfel_areas};
 use sam3d_studio::shape::{compare_label_maps, label_metrics, mask_metrics, surface_distances};
 use sam3d_studio::volume::{LabelMap, OnGrid};
 use serde_json::Value;
@@ -194,4 +194,28 @@ fn metrics_cli_json_and_grid_mismatch() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("other.nii.gz") && err.contains("labels.nii.gz"), "{err}");
+}
+
+/// The viewer's candidate against the label under the click: the boxed computation gives the
+/// whole grid's figures exactly, including when the label is absent or the mask empty.
+#[test]
+fn a_mask_against_one_label_matches_the_whole_grid() {
+    let sp = [0.8, 1.1, 2.5];
+    let shape = (40, 48, 44);
+    let pred = ball(shape, sp, [14.0, 24.0, 20.0], 9.0);
+    let mut labels = ndarray::Array3::<u16>::zeros(shape);
+    for ((idx, l), g) in labels.indexed_iter_mut().zip(ball(shape, sp, [17.0, 22.0, 27.0], 10.0).iter()) {
+        if *g {
+            *l = 3;
+        } else if idx.2 < 6 {
+            *l = 7; // another structure at the grid's edge
+        }
+    }
+    for (label, p) in [(3u16, pred.clone()), (7, pred.clone()), (9, pred.clone()), (3, ndarray::Array3::from_elem(shape, false))] {
+        let boxed = mask_label_metrics(p.view(), labels.view(), label, sp);
+        let whole = mask_metrics(label, p.view(), labels.mapv(|v| v == label).view(), sp);
+        assert_eq!(format!("{boxed:?}"), format!("{whole:?}"), "label {label}");
+    }
+    let m = mask_label_metrics(pred.view(), labels.view(), 3, sp);
+    assert!(m.dice > 0.2 && m.dice < 0.9 && m.hd95_mm.is_some_and(|h| h > 1.0), "{m:?}");
 }

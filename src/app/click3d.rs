@@ -56,6 +56,44 @@ pub struct Candidate {
     /// File name of the LoRA adapter the model ran with (one loaded by hand, or the shipped MR
     /// adapter the engine puts on for an MR scan); `None`: the base weights, or no model.
     pub adapter: Option<String>,
+    /// The candidate against the loaded label under the click (`None`: no label map, the click
+    /// on no label, or not computed yet; see [`spawn_compare`]).
+    pub compared: Option<Comparison>,
+}
+
+/// A candidate measured against the label the user clicked in the loaded label map (a reference
+/// segmentation, or an earlier accepted result): how far the one-click result is from it.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    /// The label's name in the label table.
+    pub name: String,
+    pub metrics: crate::shape::metrics::LabelMetrics,
+}
+
+impl Comparison {
+    /// One short line for the toolbar (the label's id and the rest are in [`Comparison::details`]).
+    pub fn summary(&self) -> String {
+        let hd = self.metrics.hd95_mm.map(|h| format!(" · HD95 {h:.1} mm")).unwrap_or_default();
+        format!("vs {}: Dice {:.3}{hd}", self.name, self.metrics.dice)
+    }
+
+    /// The whole comparison, for the hover text.
+    pub fn details(&self) -> String {
+        let m = &self.metrics;
+        let mm = |x: Option<f64>| x.map(|v| format!("{v:.1} mm")).unwrap_or_else(|| "–".into());
+        format!(
+            "Against label {} {} of the loaded label map ({} voxels), the label under the click:\nDice {:.3} · IoU {:.3}\nHD95 {} · HD {} · ASSD {}\nThe candidate holds {:.2}× the label's volume.",
+            m.label,
+            self.name,
+            m.gt_voxels,
+            m.dice,
+            m.iou,
+            mm(m.hd95_mm),
+            mm(m.hd_mm),
+            mm(m.assd_mm),
+            m.pred_voxels as f64 / m.gt_voxels.max(1) as f64
+        )
+    }
 }
 
 /// What a click job reports.
@@ -65,6 +103,8 @@ pub enum ClickEvent {
     Failed { job: u64, message: String },
     /// The job saw its cancel and stopped before it finished.
     Stopped { job: u64 },
+    /// Job `job`'s candidate measured against the label under its click ([`spawn_compare`]).
+    Compared { job: u64, comparison: Comparison },
 }
 
 /// One accepted result, enough to undo and redo it.
@@ -191,6 +231,7 @@ pub fn spawn_region_growing(
                         joined: false,
                         bbox_kji,
                         adapter: None,
+                        compared: None,
                     }))
                 }
                 Ok(Err(e)) => ClickEvent::Failed { job, message: format!("3D from click: {e}") },
@@ -201,6 +242,30 @@ pub fn spawn_region_growing(
         })
         .map(|_| ())
         .map_err(|e| format!("could not start the 3D-from-click thread: {e}"))
+}
+
+/// Measures job `job`'s candidate `mask` against label `label` (named `name`) of `labels` on a
+/// `sam3d-compare` thread (HD95 needs distance transforms: never on the UI thread); the answer
+/// comes on `tx` as [`ClickEvent::Compared`].
+pub fn spawn_compare(
+    job: u64,
+    mask: Arc<Array3<bool>>,
+    labels: Arc<crate::volume::LabelMap>,
+    label: u16,
+    name: String,
+    tx: Sender<ClickEvent>,
+    wake: impl Fn() + Send + 'static,
+) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("sam3d-compare".into())
+        .spawn(move || {
+            let metrics = crate::shape::metrics::mask_label_metrics(mask.view(), labels.data.view(), label, labels.spacing_mm());
+            drop(labels); // before the UI hears of it: an Accept then edits the map in place
+            let _ = tx.send(ClickEvent::Compared { job, comparison: Comparison { name, metrics } });
+            wake();
+        })
+        .map(|_| ())
+        .map_err(|e| format!("could not start the comparison thread: {e}"))
 }
 
 /// A channel for click events (the app keeps both ends).

@@ -236,6 +236,10 @@ pub struct ClickTool {
     /// Test hook: region-growing jobs wait for a message on this before they start.
     #[doc(hidden)]
     pub test_gate: Option<Receiver<()>>,
+    /// The candidate's job whose comparison with the label under its click is being computed.
+    pub comparing: Option<u64>,
+    /// Wakes the UI when a background comparison is done.
+    wake: Option<egui::Context>,
     tx: Sender<ClickEvent>,
     rx: Receiver<ClickEvent>,
 }
@@ -257,6 +261,8 @@ impl Default for ClickTool {
             stopped_jobs: 0,
             remote_job: None,
             test_gate: None,
+            comparing: None,
+            wake: None,
             tx,
             rx,
         }
@@ -426,6 +432,7 @@ impl App {
             Ok(m) => app.rt.mesher = Some(m),
             Err(e) => app.error(format!("could not start the mesher thread: {e}")),
         }
+        app.rt.click.wake = Some(cc.egui_ctx.clone());
         // The weights-free method until weights are loaded (the start-up ones switch to the model).
         app.click_method = ClickMethod::RegionGrowing;
         if let Some(w) = startup.weights {
@@ -464,6 +471,11 @@ impl App {
     /// Is a "3D from click" job running?
     pub fn is_clicking(&self) -> bool {
         self.rt.click.running.is_some()
+    }
+
+    /// Is the candidate still being measured against the label under its click?
+    pub fn is_comparing(&self) -> bool {
+        self.rt.click.comparing.is_some()
     }
 
     pub fn scene(&self) -> Option<&Scene> {
@@ -808,6 +820,19 @@ impl App {
                     self.rt.click.candidate = Some(*c);
                     self.bump_overlay();
                     self.request_meshes(Some(Vec::new()));
+                    self.start_compare();
+                }
+                ClickEvent::Compared { job, comparison } => {
+                    if self.rt.click.comparing == Some(job) {
+                        self.rt.click.comparing = None;
+                    }
+                    match &mut self.rt.click.candidate {
+                        Some(c) if c.job == job => {
+                            log::info!("3D from click #{job}: {}", comparison.summary());
+                            c.compared = Some(comparison);
+                        }
+                        _ => {} // the candidate was accepted, rejected or replaced meanwhile
+                    }
                 }
                 ClickEvent::Failed { job, message } if Some(job) == running => {
                     self.rt.click.running = None;
@@ -819,6 +844,28 @@ impl App {
                 }
                 _ => self.rt.click.dropped_results += 1, // a cancelled or superseded job
             }
+        }
+    }
+
+    /// When a label map is loaded and the candidate's click lies on a label, measures the
+    /// candidate against that label in the background (Dice, HD95: [`click3d::spawn_compare`]).
+    fn start_compare(&mut self) {
+        let Some(c) = &self.rt.click.candidate else { return };
+        let Some(layer) = self.rt.scene.as_ref().and_then(|s| s.labels.as_ref()) else { return };
+        let Some(a) = layer.map.index_of_ras(c.click) else { return };
+        let label = layer.map.data[[a.k, a.j, a.i]];
+        if label == 0 || layer.map.data.shape() != c.mask.shape() {
+            return;
+        }
+        let name = layer.table.name_of(label).unwrap_or_default().to_string();
+        let wake = self.rt.click.wake.clone();
+        match click3d::spawn_compare(c.job, c.mask.clone(), layer.map.clone(), label, name, self.rt.click.tx.clone(), move || {
+            if let Some(w) = &wake {
+                w.request_repaint();
+            }
+        }) {
+            Ok(()) => self.rt.click.comparing = Some(c.job),
+            Err(e) => log::warn!("{e}"),
         }
     }
 
@@ -997,6 +1044,7 @@ impl App {
                                 joined,
                                 bbox_kji: r.bbox_kji,
                                 adapter,
+                                compared: None,
                             })),
                             Err(message) => ClickEvent::Failed { job, message: format!("Model: {message}") },
                         };

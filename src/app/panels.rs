@@ -579,6 +579,17 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
             if !hover.is_empty() {
                 label.on_hover_text(hover.join("\n"));
             }
+            if let Some(cmp) = &c.compared {
+                // Green from Dice 0.8 up (the one-click goal), amber from 0.5, red below.
+                let colour = match cmp.metrics.dice {
+                    d if d >= 0.8 => Color32::from_rgb(110, 210, 120),
+                    d if d >= 0.5 => Color32::from_rgb(235, 190, 80),
+                    _ => Color32::from_rgb(240, 110, 100),
+                };
+                ui.label(RichText::new(cmp.summary()).color(colour).size(12.0)).on_hover_text(cmp.details());
+            } else if app.rt.click.comparing == Some(c.job) {
+                ui.spinner().on_hover_text("Measuring the result against the label under the click…");
+            }
         }
         ui.separator();
         if ui.add_enabled(!app.rt.click.undo.is_empty(), egui::Button::new("Undo")).on_hover_text("Ctrl+Z").clicked() {

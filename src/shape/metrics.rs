@@ -306,6 +306,21 @@ pub fn label_metrics(pred: ArrayView3<u16>, gt: ArrayView3<u16>, spacing_mm: [f6
         .collect()
 }
 
+/// [`mask_metrics`] of a mask against one label of a label array of the same shape (the
+/// viewer's candidate against the reference label under the click), computed on the box that
+/// holds both: the whole grid's figures at the cost of the box.
+pub fn mask_label_metrics(pred: ArrayView3<bool>, labels: ArrayView3<u16>, label: u16, spacing_mm: [f64; 3]) -> LabelMetrics {
+    let (bp, bg) = rayon::join(|| super::sdf::bounding_box(pred), || super::sdf::bounding_box_by(labels, |&v| v == label));
+    let (lo, hi) = match (bp, bg) {
+        (Some(a), Some(b)) => union_box(a, b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => return mask_metrics(label, pred, labels.mapv(|v| v == label).view(), spacing_mm),
+    };
+    let cut = s![lo[0]..=hi[0], lo[1]..=hi[1], lo[2]..=hi[2]];
+    let g = labels.slice(cut).mapv(|v| v == label);
+    mask_metrics(label, pred.slice(cut), g.view(), spacing_mm)
+}
+
 /// Metrics of two label maps, which must share one grid (the error names both files).
 pub fn compare_label_maps(pred: &LabelMap, gt: &LabelMap, pred_path: &Path, gt_path: &Path) -> Result<Vec<LabelMetrics>, ShapeError> {
     if pred.shape() != gt.shape() {
