@@ -23,7 +23,7 @@ fn demo() -> (PathBuf, PathBuf) {
 
 fn harness() -> Harness<'static, App> {
     let (ct, labels) = demo();
-    let startup = Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()), weights: None };
+    let startup = Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()), weights: None, at: None };
     let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| App::new(cc, startup));
     wait_idle(&mut h);
     h
@@ -358,7 +358,7 @@ fn startup_weights_are_loaded_and_the_model_method_selected() {
     let dir = tempfile::tempdir().expect("tmp");
     let weights = tiny_random_weights(dir.path(), "default.safetensors");
     let (ct, labels) = demo();
-    let startup = Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()), weights: Some(weights) };
+    let startup = Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()), weights: Some(weights), at: None };
     let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| App::new(cc, startup));
     h.step();
     h.step();
@@ -411,7 +411,7 @@ fn startup_weights_that_fail_leave_region_growing() {
     let weights = dir.path().join("default.safetensors");
     std::fs::write(&weights, b"not a checkpoint").expect("write");
     let (ct, labels) = demo();
-    let startup = Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()), weights: Some(weights) };
+    let startup = Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()), weights: Some(weights), at: None };
     let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| App::new(cc, startup));
     step_until(&mut h, "the load fails", |app| app.rt.startup_weights.is_none() && !app.is_busy());
     let app = h.state();
@@ -429,7 +429,7 @@ fn an_mr_without_adapter_gets_a_note_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let weights = tiny_random_weights(dir.path(), "default.safetensors");
     let mr = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/mr/mr.nii.gz");
-    let startup = Startup { volume: Some(mr), labels: None, device: Some("CPU".into()), weights: Some(weights) };
+    let startup = Startup { volume: Some(mr), labels: None, device: Some("CPU".into()), weights: Some(weights), at: None };
     let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| App::new(cc, startup));
     step_until(&mut h, "model loaded", |app| app.rt.model.is_some() && app.scene().is_some() && !app.is_busy());
     assert_eq!(h.state().scene().expect("scene").modality, sam3d_studio::volume::Modality::Mr);
@@ -448,4 +448,35 @@ fn an_mr_without_adapter_gets_a_note_once() {
     h.get_by_label("MR adapter").click();
     h.step();
     assert!(!h.state().mr_adapter);
+}
+
+/// `--at X,Y,Z --click PLANE` (an eval row's click): once the volume and labels are open the
+/// crosshair goes to the point, "3D from click" runs there on that plane, and the result is
+/// measured against the label under it; a point outside the volume is an error naming the file.
+#[test]
+fn start_up_point_and_click_run_once_the_volume_is_open() {
+    let (ct, labels_path) = demo();
+    let labels = LabelMap::load(&labels_path).expect("demo labels");
+    let k = labels.data.shape()[0] * 3 / 4;
+    let [i, j, k] = liver_voxel(&labels, k);
+    let at: RasMm = labels.ras_from_voxel.apply(VoxelIjk::new(i as f64, j as f64, k as f64));
+    let startup = Startup { volume: Some(ct.clone()), labels: Some(labels_path), device: Some("CPU".into()), weights: None, at: Some((at, Some(ViewPlane::Coronal))) };
+    let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| App::new(cc, startup));
+    step_until(&mut h, "the start-up click's candidate", |a| a.rt.click.candidate.is_some() && !a.is_comparing());
+    let app = h.state();
+    assert_eq!(app.scene().expect("scene").crosshair, at);
+    assert_eq!(app.rt.active_view, ViewPlane::Coronal);
+    let c = app.rt.click.candidate.as_ref().expect("a candidate");
+    assert_eq!(c.click, at);
+    assert!(c.mask[[k, j, i]]);
+    assert_eq!(c.compared.as_ref().map(|m| m.metrics.label), Some(LIVER));
+    assert!(app.rt.pending_at.is_none(), "runs once");
+
+    let outside = RasMm::new(at.x() + 5000.0, at.y(), at.z());
+    let startup = Startup { volume: Some(ct), labels: None, device: Some("CPU".into()), weights: None, at: Some((outside, None)) };
+    let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| App::new(cc, startup));
+    step_until(&mut h, "the outside point's error", |a| a.messages().iter().any(|m| m.is_error));
+    let e = &h.state().messages().iter().find(|m| m.is_error).expect("error").text;
+    assert!(e.contains("lies outside") && e.contains("ct.nii.gz"), "{e}");
+    assert!(h.state().rt.click.candidate.is_none() && !h.state().is_clicking());
 }

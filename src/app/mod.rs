@@ -38,7 +38,9 @@ use std::sync::Arc;
 /// Opens the viewer window: `file` (with `labels` on its grid) or an empty window. `weights`
 /// (the shipped default model, when the build has it) are loaded into the engine at start and
 /// "3D from click" then uses the model.
-pub fn run(file: Option<PathBuf>, labels: Option<PathBuf>, weights: Option<PathBuf>) -> anyhow::Result<()> {
+/// `at`: a point to put the crosshair on once the volume is open, and the plane to run "3D from
+/// click" there on when given.
+pub fn run(file: Option<PathBuf>, labels: Option<PathBuf>, weights: Option<PathBuf>, at: Option<(RasMm, Option<ViewPlane>)>) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Wgpu,
         viewport: egui::ViewportBuilder::default()
@@ -49,7 +51,7 @@ pub fn run(file: Option<PathBuf>, labels: Option<PathBuf>, weights: Option<PathB
             .with_drag_and_drop(true),
         ..Default::default()
     };
-    let startup = Startup { volume: file, labels, device: None, weights };
+    let startup = Startup { volume: file, labels, device: None, weights, at };
     eframe::run_native("sam3d-studio", options, Box::new(move |cc| Ok(Box::new(App::new(cc, startup)))))
         .map_err(|e| anyhow::anyhow!("could not open the viewer window: {e}"))
 }
@@ -64,6 +66,9 @@ pub struct Startup {
     /// Weights to load into the engine at start (the shipped default model); once they are
     /// loaded "3D from click" uses the model. `None`: region growing until the user loads some.
     pub weights: Option<PathBuf>,
+    /// Where to put the crosshair once the volume (and its labels) are open, and the plane to
+    /// run "3D from click" there on, after the start-up weights load (`--at`, `--click`).
+    pub at: Option<(RasMm, Option<ViewPlane>)>,
 }
 
 /// A file in the recent-files menu.
@@ -172,7 +177,7 @@ pub struct Runtime {
     pub messages: Vec<Message>,
     views: [SliceViewState; 3],
     /// The view the keyboard acts on (the hovered one, else the last one used).
-    active_view: ViewPlane,
+    pub active_view: ViewPlane,
     pub hover: Option<Probe>,
     /// "CPU", "CUDA (n GPU)", or why it is unknown.
     pub device: String,
@@ -205,6 +210,8 @@ pub struct Runtime {
     pub click_stage: Option<(String, f32)>,
     /// The start-up weights being loaded (file name): the model method is selected when they are.
     pub startup_weights: Option<String>,
+    /// `--at` (and `--click`) waiting for the volume and the start-up weights.
+    pub pending_at: Option<(RasMm, Option<ViewPlane>)>,
     /// Path fields of the Model menu (fallback when there is no file dialog).
     pub weights_text: String,
     pub adapter_text: String,
@@ -302,6 +309,7 @@ impl Default for Runtime {
             scan_adapter: None,
             click_stage: None,
             startup_weights: None,
+            pending_at: None,
             weights_text: String::new(),
             adapter_text: String::new(),
         }
@@ -449,8 +457,33 @@ impl App {
         }
         if let Some(path) = startup.volume {
             app.send(AppCommand::OpenVolume { path, labels: startup.labels });
+            app.rt.pending_at = startup.at;
+        } else if startup.at.is_some() {
+            app.error("--at needs a volume to open".into());
         }
         app
+    }
+
+    /// The start-up point (`--at`): once the volume and its labels are open the crosshair goes
+    /// there; with `--click PLANE`, once the start-up weights have loaded (or failed), "3D from
+    /// click" runs there on that plane.
+    fn run_pending_at(&mut self, ctx: &egui::Context) {
+        let Some((at, click)) = self.rt.pending_at else { return };
+        let Some(scene) = &self.rt.scene else { return };
+        if self.is_busy() || self.rt.startup_weights.is_some() {
+            return;
+        }
+        self.rt.pending_at = None;
+        if scene.volume.index_of_ras(at).is_none() {
+            let name = scene.path.display().to_string();
+            self.error(format!("--at {:.1},{:.1},{:.1} (RAS mm) lies outside {name}", at.x(), at.y(), at.z()));
+            return;
+        }
+        self.send(AppCommand::SetCrosshair(at));
+        if let Some(plane) = click {
+            self.rt.active_view = plane;
+            self.start_click(at, ctx);
+        }
     }
 
     /// Queues a command for the next [`Self::apply_commands`].
@@ -1261,6 +1294,7 @@ impl App {
         self.handle_dropped_files(&ctx);
         self.handle_keys(&ctx);
         self.apply_commands(&ctx);
+        self.run_pending_at(&ctx);
         if std::mem::take(&mut self.rt.title_dirty)
             && let Some(s) = &self.rt.scene
         {

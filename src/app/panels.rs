@@ -455,7 +455,7 @@ pub fn empty_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
 pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
     let mut cmds = Vec::new();
     let has_volume = app.rt.scene.is_some();
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         let mut armed = app.rt.click.armed;
         let t = ui
             .add_enabled(has_volume, egui::Button::selectable(armed, "3D from click"))

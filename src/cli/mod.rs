@@ -26,6 +26,23 @@ pub struct Cli {
     /// Label map to overlay (on the volume's grid).
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// Put the crosshair at this point (RAS millimetres: X,Y,Z) once the volume is open, e.g. a
+    /// click from an `eval` report.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, value_name = "X,Y,Z")]
+    pub at: Option<Vec<f64>>,
+    /// Run "3D from click" at --at on this plane once the volume (and the model) are ready: an
+    /// `eval` row's click as the viewer gives it, measured against the label under it.
+    #[arg(long, requires = "at", value_name = "PLANE")]
+    pub click: Option<crate::geometry::ViewPlane>,
+}
+
+/// `--at X,Y,Z` as a point: three finite numbers.
+pub fn parse_at(at: Option<&[f64]>) -> Result<Option<crate::geometry::RasMm>> {
+    match at {
+        None => Ok(None),
+        Some([x, y, z]) if [x, y, z].iter().all(|v| v.is_finite()) => Ok(Some(crate::geometry::RasMm::new(*x, *y, *z))),
+        Some(other) => bail!("--at takes three finite numbers X,Y,Z in RAS mm, got {other:?}"),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -217,7 +234,8 @@ pub fn run(cli: Cli, model_runner: ModelRunner) -> Result<()> {
                     }
                 },
             };
-            crate::app::run(file, labels, model_cmds::default_weights_path())
+            let at = parse_at(cli.at.as_deref())?.map(|p| (p, cli.click));
+            crate::app::run(file, labels, model_cmds::default_weights_path(), at)
         }
     }
 }
@@ -320,4 +338,23 @@ fn resample(input: &Path, output: &Path, spacing: &[f64], interp: Interp) -> Res
     log::info!("write {:.3} s", t2.elapsed().as_secs_f64());
     log::info!("resampled {} → {} ({})", vol.shape(), out.shape(), output.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{RasMm, ViewPlane};
+    use clap::Parser;
+
+    #[test]
+    fn the_viewer_takes_a_start_up_point_and_click() {
+        let c = Cli::try_parse_from(["sam3d-studio", "ct.nii.gz", "--at=-10.5,20,30", "--click", "sagittal"]).expect("parses");
+        assert_eq!(parse_at(c.at.as_deref()).expect("a point"), Some(RasMm::new(-10.5, 20.0, 30.0)));
+        assert_eq!(c.click, Some(ViewPlane::Sagittal));
+        assert!(Cli::try_parse_from(["sam3d-studio", "--click", "axial"]).is_err(), "--click needs --at");
+        let c = Cli::try_parse_from(["sam3d-studio", "--at", "1,2"]).expect("parses");
+        let e = parse_at(c.at.as_deref()).expect_err("two numbers").to_string();
+        assert!(e.contains("three finite numbers"), "{e}");
+        assert_eq!(parse_at(None).expect("none"), None);
+    }
 }

@@ -275,6 +275,26 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
             print!("{}", crate::engine::eval::label_table(s));
         }
     }
+    // The model's worst click, one command away from a look in the viewer.
+    let worst = rows.iter().filter(|r| r.method.starts_with("model")).min_by(|a, b| a.metrics.dice.total_cmp(&b.metrics.dice));
+    if let Some(r) = worst
+        && let Ok(pairs) = crate::data::preprocess::find_pairs(&a.data)
+        && let Some(p) = pairs.iter().find(|p| p.name == r.case)
+    {
+        println!(
+            "worst click {}/{}/{} (Dice {:.3}); to look at it: sam3d-studio {} --labels {} --at={:.2},{:.2},{:.2} --click {}",
+            r.case,
+            r.label,
+            crate::engine::eval::plane_name(r.plane),
+            r.metrics.dice,
+            p.image.display(),
+            p.labels.display(),
+            r.click[0],
+            r.click[1],
+            r.click[2],
+            crate::engine::eval::plane_name(r.plane)
+        );
+    }
     println!("report {} and {}", a.out.display(), js.display());
     Ok(())
 }
