@@ -56,7 +56,64 @@ def dice2d(rs, method="model"):
     return f"{mean(v):.3f}" if v else "–"
 
 
-print("### One-click Dice (mean over the three planes' clicks)\n")
+# Stage 4 (session 9, shipped): its rule, then its figures beside stage 3's (runs/eval/s9 against
+# the stage-3 reports below).
+st4 = [("held-out CT phantoms, 84 clicks (≥ 0.8723)", "balanced2/phantoms", "near/phantoms_4"),
+       ("real MR, 7 organs, each with its MR adapter (≥ 0.6451)", "balanced2/mr7", "near/mr_4"),
+       ("32 training-side structures of the demo CT (reported)", "balanced2/wide", "near/wide_4"),
+       ("held-out organs of the demo CT (reported)", "balanced2/heldout", "near/heldout_4")]
+if all(rows(a) and rows(b) for _, a, b in st4):
+    print("### Stage 4: the rule (decides on the first two rows; validation ≥ 0.87 too)\n")
+    print("| data | stage 3 | stage 4 |")
+    print("|---|---|---|")
+    for name, a, b in st4:
+        print(f"| {name} | {summary(rows(b), 'model')[1]:.4f} | {summary(rows(a), 'model')[1]:.4f} |")
+    log = runs / "balanced2" / "log.jsonl"
+    if log.exists():
+        v = [json.loads(x) for x in log.open() if '"validation"' in x]
+        last = [x["validation"] for x in v if x["validation"].get("context", True)][-1]
+        print(f"\nStage 4's phantom validation at its last step (3D grid Dice, own 2D mask): {last['dice_3d_grid_pred2d']:.3f}.")
+
+s9 = [("held-out CT phantoms (4 cases × 7 structures)", "phantoms_ct"), ("demo CT, held-out organs (spleen, kidneys, liver)", "demo_heldout"),
+      ("demo CT, training-side organs (gallbladder, stomach, pancreas, aorta, IVC, iliopsoas)", "demo_trainside")]
+if rows("s9/demo_heldout"):
+    print("\n### The shipped model (stage 4): one-click Dice (mean over the three planes' clicks)\n")
+    print("| data | clicks | baseline (region growing) | **model (as a click gives it)** | stage 3 (shipped until session 8) | without the join | clicked plane only | one pass | model's own mask (no refinement) "
+          "| single slice (no context) | given the reference 2D mask | model's 2D Dice on the clicked slice |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for label, a in s9:
+        ra = rows("s9/" + a)
+        if not ra:
+            continue
+        n = sum(1 for x in ra if x["method"] == "baseline")
+        print(f"| {label} | {n} | {cell(ra, 'baseline')} | **{cell(ra, 'model')}** | {cell(rows(a), 'model')} | {cell(rows('s9/' + a + '_nojoin'), 'model')} | {cell(rows('s9/' + a + '_own'), 'model')} "
+              f"| {cell(rows('s9/' + a + '_single'), 'model')} | {cell(rows('s9/' + a + '_raw'), 'model_raw')} | {cell(rows('s9/' + a + '_noctx'), 'model')} "
+              f"| {cell(rows('s9/' + a + '_ref2d'), 'model_ref2d')} | {dice2d(ra)} |")
+    print("\n| per organ (Dice) | stage 3 | stage 4 | stage 4, predicted / true volume |")
+    print("|---|---|---|---|")
+    for a in ("demo_heldout", "phantoms_ct", "demo_trainside"):
+        ra, rb = rows("s9/" + a), rows(a)
+        m4, m3 = per_label(ra, "model"), per_label(rb, "model")
+        vol = per_label([dict(x, dice=float(x["pred_voxels"]) / float(x["gt_voxels"])) for x in ra], "model")
+        for k in m4:
+            print(f"| {a}: {NAMES.get(k, k)} | {m3.get(k, float('nan')):.3f} | {m4[k]:.3f} | {vol[k]:.2f} |")
+    extra = [("32 training-side structures", "s9/demo_wide", "near/wide_4"), ("off-centre clicks, held-out organs", "s9/offcentre_heldout", "offcentre/heldout_join"),
+             ("off-centre clicks, CT phantoms", "s9/offcentre_phantoms", "offcentre/phantoms_join"),
+             ("real MR's spleen, kidneys, liver as a user gets them", "s9/mr_heldout_shipped", "realmr/heldout_shipped"),
+             ("real MR, 7 organs as a user gets them", "s9/mr_all_shipped", "near/mr_4"),
+             ("real MR's spleen, kidneys, liver, the base alone (--no-mr-adapter)", "s9/mr_heldout_base", "realmr/heldout_base"),
+             ("MR phantoms with the MR adapter", "s9/phantoms_mr_lora", "phantoms_mr_lora"), ("MR phantoms, the base alone", "s9/phantoms_mr_base", "phantoms_mr_base")]
+    print("\n| more sets (as clicks give them) | stage 3 | stage 4 |")
+    print("|---|---|---|")
+    for name, a, b in extra:
+        if rows(a):
+            print(f"| {name} | {cell(rows(b), 'model')} | {cell(rows(a), 'model')} |")
+    mh = rows("s9/mr_heldout_shipped")
+    if mh:
+        per = per_label(mh, "model")
+        print("\nThe real MR's organs as a user gets them (stage 4 and its adapter): " + ", ".join(f"{NAMES[k]} {v:.3f}" for k, v in per.items()) + ".")
+
+print("\n### One-click Dice (mean over the three planes' clicks), stage 3\n")
 print("Beside the baseline, the shipped model as a click gives it (the three planes through the click, region growing joined where it agrees), "
       "then without the join, then with the clicked plane alone, and from there each column takes one step away: one pass "
       "(no continuation past the cube), no refinement, no context cube, the reference 2D mask, the earlier training stages.\n")
@@ -252,7 +309,7 @@ if all(rows(a) for _, a, _, _ in mr):
         njc = cell(rows(nj), meth) if nj else "–"
         print(f"| {name} | {cell(rows(a), meth)} | {njc} | " + " | ".join(f"{per.get(k, float('nan')):.3f}" for k in (1, 2, 3, 5)) + " |")
 
-for run in ["default", "guided", "balanced", "lora-mr", "lora-mr-real"]:
+for run in ["default", "guided", "balanced", "balanced2", "lora-mr", "lora-mr-stage4", "lora-mr-real"]:
     log = runs / run / "log.jsonl"
     if not log.exists():
         continue

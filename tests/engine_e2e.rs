@@ -430,12 +430,12 @@ fn click_mesh_encloses_the_mask_volume_on_a_fine_grid() {
 
 /// The shipped model (assets/models/default.safetensors) on the organs it never trained on: the
 /// demo CT's spleen, kidneys and liver were held out of its training. Their 12 evaluation clicks
-/// (three planes each) score a mean Dice of 0.782 as clicks give them (the three planes through
+/// (three planes each) score a mean Dice of 0.750 as clicks give them (the three planes through
 /// the click, image refinement, the continuation past the output cube, region growing joined
-/// where it agrees, or its part near the shape); without the join: 0.707; with the clicked plane only: 0.687, worst 0.443; in
-/// one pass: 0.663; the model's own masks: 0.597 (assets/models/README.md). A regression guard
-/// for the weights, the refinement, the continuation, the plane fusion, the join and the whole
-/// inference path.
+/// where it agrees, or its part near the shape); without the join: 0.723; with the clicked
+/// plane only: 0.694, worst 0.455; in one pass: 0.684; the model's own masks in one pass: 0.635
+/// (assets/models/README.md, stage 4). A regression guard for the weights, the refinement, the
+/// continuation, the plane fusion, the join and the whole inference path.
 #[test]
 fn shipped_weights_segment_the_held_out_organs() {
     use sam3d_studio::engine::eval::eval_clicks;
@@ -476,11 +476,11 @@ fn shipped_weights_segment_the_held_out_organs() {
                 other => assert_eq!(full.voxel_count, fused.voxel_count, "organ {organ} {plane:?}: {other:?}, yet a different mask"),
             }
             let full_m = mask_metrics(organ, full_pred.view(), gt.view(), sp);
-            assert!(full_m.dice > 0.5, "organ {organ} {plane:?}: Dice {} as a click gives it (card: worst 0.564)", full_m.dice);
+            assert!(full_m.dice > 0.5, "organ {organ} {plane:?}: Dice {} as a click gives it (card: worst 0.569)", full_m.dice);
             assert!(full_m.pred_voxels < 2 * full_m.gt_voxels, "organ {organ} {plane:?}: {} voxels for {}", full_m.pred_voxels, full_m.gt_voxels);
             joined_dice.push(full_m.dice);
             let fused_m = mask_metrics(organ, fused.mask.data.mapv(|v| v != 0).view(), gt.view(), sp);
-            assert!(fused_m.dice > 0.5, "organ {organ} {plane:?}: three planes' Dice {} (card: worst 0.564)", fused_m.dice);
+            assert!(fused_m.dice > 0.5, "organ {organ} {plane:?}: three planes' Dice {} (card: worst 0.569)", fused_m.dice);
             assert!(fused_m.pred_voxels < 2 * fused_m.gt_voxels, "organ {organ} {plane:?}: {} voxels for {}", fused_m.pred_voxels, fused_m.gt_voxels);
             fused_dice.push(fused_m.dice);
             s.set_fusion(PlaneFusion::Own);
@@ -504,7 +504,7 @@ fn shipped_weights_segment_the_held_out_organs() {
                 assert_eq!(organ, 5, "{plane:?}: extended");
             }
             let m = mask_metrics(organ, pred.view(), gt.view(), sp);
-            assert!(m.dice > 0.35, "organ {organ} {plane:?}: Dice {} (card: worst 0.443)", m.dice);
+            assert!(m.dice > 0.35, "organ {organ} {plane:?}: Dice {} (card: worst 0.455)", m.dice);
             // Not a blob that swallows the abdomen.
             assert!(m.pred_voxels < 3 * m.gt_voxels, "organ {organ} {plane:?}: {} voxels predicted for {}", m.pred_voxels, m.gt_voxels);
             dice.push(m.dice);
@@ -516,17 +516,20 @@ fn shipped_weights_segment_the_held_out_organs() {
     assert!(extended >= 1, "no liver click was continued past the cube");
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (full, fused, mean, single, raw) = (mean(&joined_dice), mean(&fused_dice), mean(&dice), mean(&single_dice), mean(&raw_dice));
-    // On this scan growing leaks from every organ but the left kidney (card: its 3 clicks join
-    // whole); the leaking regions' parts near the shapes join on the others (card: all 9).
-    assert!((2..=6).contains(&joined), "{joined} of 12 clicks joined region growing whole (card: 3)");
-    assert!(near >= 5 && joined + near <= 12, "{near} of 12 clicks joined growing's part near the shape (card: 9)");
-    assert!(full > 0.765, "mean Dice {full} as clicks give it (card: 0.782)");
-    assert!(full > fused + 0.05, "mean Dice {full} with the join vs {fused} without (card: 0.782 against 0.707)");
-    assert!(fused > 0.69, "three planes' mean Dice {fused} (card: 0.707)");
-    assert!(fused > mean + 0.01, "three planes' mean Dice {fused} vs the clicked plane's {mean} (card: 0.707 against 0.687)");
-    assert!(mean > 0.65, "mean Dice {mean} over the held-out organs' clicks (card: 0.687)");
-    assert!(mean > single + 0.01, "extended mean Dice {mean} vs one pass {single} (card: 0.687 against 0.663)");
-    assert!(single > raw + 0.04, "refined mean Dice {single} vs the model's own {raw} (card: 0.663 against 0.597)");
+    eprintln!("held-out organs: {full:.3} as clicks give it ({joined} whole joins, {near} near), {fused:.3} without the join, {mean:.3} clicked plane, {single:.3} one pass, {raw:.3} own masks; worst {:.3}, {:.3}, {:.3}; {extended} continued",
+        joined_dice.iter().copied().fold(1.0, f64::min), fused_dice.iter().copied().fold(1.0, f64::min), dice.iter().copied().fold(1.0, f64::min));
+    // On this scan growing leaks from every organ but the left kidney (card: one of its clicks
+    // joins whole; the left kidney's other shapes take part of the spleen, and growing then
+    // disagrees); the leaking regions' parts near the shapes join on most others (card: 9).
+    assert!((1..=4).contains(&joined), "{joined} of 12 clicks joined region growing whole (card: 1)");
+    assert!(near >= 6 && joined + near <= 12, "{near} of 12 clicks joined growing's part near the shape (card: 9)");
+    assert!(full > 0.735, "mean Dice {full} as clicks give it (card: 0.750)");
+    assert!(full > fused + 0.015, "mean Dice {full} with the join vs {fused} without (card: 0.750 against 0.723)");
+    assert!(fused > 0.705, "three planes' mean Dice {fused} (card: 0.723)");
+    assert!(fused > mean + 0.01, "three planes' mean Dice {fused} vs the clicked plane's {mean} (card: 0.723 against 0.694)");
+    assert!(mean > 0.675, "mean Dice {mean} over the held-out organs' clicks (card: 0.694)");
+    assert!(mean > single, "extended mean Dice {mean} vs one pass {single} (card: 0.694 against 0.684)");
+    assert!(single > raw + 0.03, "refined mean Dice {single} vs the model's own {raw} (card: 0.684 against 0.635)");
 }
 
 /// A whole-grid click result (region growing's) meshed on blocks within its bounding box: the
@@ -637,11 +640,11 @@ fn infer_reports_the_mr_adapter_it_used() {
 }
 
 /// Mean Dice of the shipped MR adapter on the real MR's spleen, kidneys and liver as clicks give
-/// them (assets/models/README.md, `runs/eval/realmr/heldout_shipped.csv`).
-const MR_CARD_MEAN: f64 = 0.784;
+/// them (assets/models/README.md, `runs/eval/s9/mr_heldout_shipped.csv`).
+const MR_CARD_MEAN: f64 = 0.825;
 
 /// The shipped MR adapter on the real MR (assets/mr), which no weights were trained on: the
-/// shipped weights alone give nothing useful there (card: mean Dice 0.05 on these organs), and a
+/// shipped weights alone give nothing useful there (card: mean Dice 0.04 on these organs), and a
 /// session put the adapter on by itself gives the card's shapes on the spleen, kidneys and liver.
 #[test]
 fn shipped_mr_adapter_segments_the_real_mr() {

@@ -386,7 +386,7 @@ impl Default for App {
 
 /// Said once per scan when the model runs on an MR without an adapter (assets/models/README.md,
 /// the real-MR table).
-pub const MR_WITHOUT_ADAPTER: &str = "This scan looks like MR and the model ran without an adapter: the weights were trained on CT and give poor shapes on MR (one-click Dice 0.05 on a real MR). The shipped MR adapter (assets/models/mr.safetensors) is put on by itself only for the shipped weights; load an MR adapter for these (Model > Load adapter…) or use \"Region growing (no weights)\" (Dice 0.83 there).";
+pub const MR_WITHOUT_ADAPTER: &str = "This scan looks like MR and the model ran without an adapter: the weights were trained on CT and give poor shapes on MR (one-click Dice 0.04 on a real MR). The shipped MR adapter (assets/models/mr.safetensors) is put on by itself only for the shipped weights; load an MR adapter for these (Model > Load adapter…) or use \"Region growing (no weights)\" (Dice 0.83 there).";
 
 const MAX_RECENT: usize = 10;
 /// What to do when the model is asked for but no weights are loaded.
