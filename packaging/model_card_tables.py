@@ -51,6 +51,13 @@ def cell(rs, method):
     return f"{d:.3f} (HD95 {h:.1f} mm)"
 
 
+def step_cells(a):
+    """Without the join, clicked plane, one pass, own mask, no context, reference 2D mask: the
+    ablation columns of report `a` (a path under runs/eval without `.csv`)."""
+    return " | ".join(cell(rows(a + suffix), method) for suffix, method in [("_nojoin", "model"), ("_own", "model"), ("_single", "model"),
+                                                                           ("_raw", "model_raw"), ("_noctx", "model"), ("_ref2d", "model_ref2d")])
+
+
 def dice2d(rs, method="model"):
     v = [float(x["dice_2d"]) for x in rs if x["method"] == method and x.get("dice_2d")]
     return f"{mean(v):.3f}" if v else "–"
@@ -86,9 +93,7 @@ if rows("s9/demo_heldout"):
         if not ra:
             continue
         n = sum(1 for x in ra if x["method"] == "baseline")
-        print(f"| {label} | {n} | {cell(ra, 'baseline')} | **{cell(ra, 'model')}** | {cell(rows(a), 'model')} | {cell(rows('s9/' + a + '_nojoin'), 'model')} | {cell(rows('s9/' + a + '_own'), 'model')} "
-              f"| {cell(rows('s9/' + a + '_single'), 'model')} | {cell(rows('s9/' + a + '_raw'), 'model_raw')} | {cell(rows('s9/' + a + '_noctx'), 'model')} "
-              f"| {cell(rows('s9/' + a + '_ref2d'), 'model_ref2d')} | {dice2d(ra)} |")
+        print(f"| {label} | {n} | {cell(ra, 'baseline')} | **{cell(ra, 'model')}** | {cell(rows(a), 'model')} | {step_cells('s9/' + a)} | {dice2d(ra)} |")
     print("\n| per organ (Dice) | stage 3 | stage 4 | stage 4, predicted / true volume |")
     print("|---|---|---|---|")
     for a in ("demo_heldout", "phantoms_ct", "demo_trainside"):
@@ -127,8 +132,7 @@ for label, a in [("held-out CT phantoms (4 cases × 7 structures)", "phantoms_ct
     if not ra:
         continue
     n = sum(1 for x in ra if x["method"] == "baseline")
-    print(f"| {label} | {n} | {cell(ra, 'baseline')} | **{cell(ra, 'model')}** | {cell(rows(a + '_nojoin'), 'model')} | {cell(rows(a + '_own'), 'model')} | {cell(rows(a + '_single'), 'model')} | {cell(rows(a + '_raw'), 'model_raw')} "
-          f"| {cell(rows(a + '_noctx'), 'model')} | {cell(rows(a + '_ref2d'), 'model_ref2d')} "
+    print(f"| {label} | {n} | {cell(ra, 'baseline')} | **{cell(ra, 'model')}** | {step_cells(a)} "
           f"| {cell(rows(a + '_stage1'), 'model')} | {cell(rows(a + '_stage2'), 'model')} | {dice2d(ra)} |")
 
 for title, a in [("Held-out CT phantoms, per structure (Dice, mean of 4 cases × 3 clicks)", "phantoms_ct"),

@@ -50,28 +50,38 @@ heldout=(--data assets/demo --labels 1,2,3,5)
 # Training-side organs of the demo CT (gallbladder, stomach, pancreas, aorta, inferior vena
 # cava, iliopsoas muscles): the refinement's parameters were chosen on these.
 trainside=(--data assets/demo --labels 4,6,7,52,63,88,89)
-for d in phantoms_ct demo_heldout demo_trainside; do
-    case $d in
+# The three sets' data options by name.
+set_data() {
+    case $1 in
         phantoms_ct) data=(--data runs/eval-phantoms-ct) ;;
         demo_heldout) data=("${heldout[@]}") ;;
         demo_trainside) data=("${trainside[@]}") ;;
     esac
-    "$bin" eval "${data[@]}" --weights "$w" --out "runs/eval/$d.csv"
-    # The model's shapes alone (no region growing joined), and the ablations below, which also
-    # keep to the clicked plane (--planes own).
-    "$bin" eval --no-join "${data[@]}" --weights "$w" --out "runs/eval/${d}_nojoin.csv"
-    "$bin" eval --no-join "${data[@]}" --weights "$w" --planes own --out "runs/eval/${d}_own.csv"
-    "$bin" eval --no-join "${data[@]}" --weights "$w" --planes own --no-refine --out "runs/eval/${d}_raw.csv"
-    [ "$d" = demo_trainside ] && continue
-    "$bin" eval --no-join "${data[@]}" --weights "$w" --planes own --no-context --out "runs/eval/${d}_noctx.csv"
+}
+# Weights $1 on the three sets, into $2/: as clicks give them, then the model's shapes alone (no
+# region growing joined), and the ablations, which also keep to the clicked plane (--planes own).
+pipeline_evals() {
+    local d
+    for d in phantoms_ct demo_heldout demo_trainside; do
+        set_data "$d"
+        "$bin" eval "${data[@]}" --weights "$1" --out "$2/$d.csv"
+        "$bin" eval --no-join "${data[@]}" --weights "$1" --out "$2/${d}_nojoin.csv"
+        "$bin" eval --no-join "${data[@]}" --weights "$1" --planes own --out "$2/${d}_own.csv"
+        "$bin" eval --no-join "${data[@]}" --weights "$1" --planes own --no-refine --out "$2/${d}_raw.csv"
+        [ "$d" = demo_trainside ] && continue
+        "$bin" eval --no-join "${data[@]}" --weights "$1" --planes own --no-context --out "$2/${d}_noctx.csv"
+        # One pass per click (no continuation past the output cube).
+        "$bin" eval --no-join "${data[@]}" --weights "$1" --planes own --no-extend --out "$2/${d}_single.csv"
+    done
+    # (A drawn 2D mask keeps a click to its plane.)
+    "$bin" eval --no-join "${heldout[@]}" --weights "$1" --mask2d reference --out "$2/demo_heldout_ref2d.csv"
+}
+pipeline_evals "$w" runs/eval
+for d in phantoms_ct demo_heldout; do
+    set_data "$d"
     "$bin" eval --no-join "${data[@]}" --weights runs/default/model.safetensors --planes own --out "runs/eval/${d}_stage1.csv"
     "$bin" eval --no-join "${data[@]}" --weights runs/guided/model.safetensors --planes own --out "runs/eval/${d}_stage2.csv"
 done
-# (A drawn 2D mask keeps a click to its plane.)
-"$bin" eval --no-join "${heldout[@]}" --weights "$w" --mask2d reference --out runs/eval/demo_heldout_ref2d.csv
-# One pass per click (no continuation past the output cube).
-"$bin" eval --no-join "${heldout[@]}" --weights "$w" --planes own --no-extend --out runs/eval/demo_heldout_single.csv
-"$bin" eval --no-join --data runs/eval-phantoms-ct --weights "$w" --planes own --no-extend --out runs/eval/phantoms_ct_single.csv
 # The refinement's parameter sweep on the training-side organs (band mm × multiplier).
 for band in 4 8 12 16 24; do
     for k in 1.5 2 2.5 3; do
@@ -225,21 +235,7 @@ cp "$w4" assets/models/default.safetensors.tmp && mv assets/models/default.safet
 cp runs/lora-mr-stage4/adapter.safetensors assets/models/mr.safetensors.tmp && mv assets/models/mr.safetensors.tmp assets/models/mr.safetensors
 
 # The shipped model's card figures (runs/eval/s9): as clicks give them and each step away.
-for d in phantoms_ct demo_heldout demo_trainside; do
-    case $d in
-        phantoms_ct) data=(--data runs/eval-phantoms-ct) ;;
-        demo_heldout) data=("${heldout[@]}") ;;
-        demo_trainside) data=("${trainside[@]}") ;;
-    esac
-    "$bin" eval "${data[@]}" --weights "$w4" --out "runs/eval/s9/$d.csv"
-    "$bin" eval --no-join "${data[@]}" --weights "$w4" --model-only --out "runs/eval/s9/${d}_nojoin.csv"
-    "$bin" eval --no-join "${data[@]}" --weights "$w4" --model-only --planes own --out "runs/eval/s9/${d}_own.csv"
-    "$bin" eval --no-join "${data[@]}" --weights "$w4" --model-only --planes own --no-refine --out "runs/eval/s9/${d}_raw.csv"
-    [ "$d" = demo_trainside ] && continue
-    "$bin" eval --no-join "${data[@]}" --weights "$w4" --model-only --planes own --no-context --out "runs/eval/s9/${d}_noctx.csv"
-    "$bin" eval --no-join "${data[@]}" --weights "$w4" --model-only --planes own --no-extend --out "runs/eval/s9/${d}_single.csv"
-done
-"$bin" eval --no-join "${heldout[@]}" --weights "$w4" --model-only --mask2d reference --out runs/eval/s9/demo_heldout_ref2d.csv
+pipeline_evals "$w4" runs/eval/s9
 "$bin" eval "${wide[@]}" --weights "$w4" --model-only --out runs/eval/s9/demo_wide.csv
 "$bin" eval "${heldout[@]}" --weights "$w4" --model-only --click-depth 0.5 --out runs/eval/s9/offcentre_heldout.csv
 "$bin" eval --data runs/eval-phantoms-ct --weights "$w4" --model-only --click-depth 0.5 --out runs/eval/s9/offcentre_phantoms.csv
