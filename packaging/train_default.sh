@@ -229,6 +229,16 @@ mkdir -p runs/eval/balanced2 runs/eval/s9
 "$bin" eval "${heldout[@]}" --weights "$w4" --model-only --out runs/eval/balanced2/heldout.csv
 "$bin" eval "${wide[@]}" --weights "$w4" --model-only --out runs/eval/balanced2/wide.csv
 
+# The rule decides: nothing is copied when stage 4 or its adapter falls short.
+python3 - <<'PY' || { echo "stage 4 does not pass its rule: the shipped weights stay as they are" >&2; exit 1; }
+import json, sys
+dice = lambda p: json.load(open(p))["methods"]["model"]["mean_dice"]
+val = [json.loads(x)["validation"] for x in open("runs/balanced2/log.jsonl") if '"validation"' in x]
+v = [x for x in val if x.get("context", True)][-1]["dice_3d_grid_pred2d"]
+ph, mr = dice("runs/eval/balanced2/phantoms.json"), dice("runs/eval/balanced2/mr7.json")
+print(f"stage 4: held-out CT phantoms {ph:.4f} (>= 0.8723), real MR 7 organs {mr:.4f} (>= 0.6451), validation {v:.3f} (>= 0.87)")
+sys.exit(0 if ph >= 0.8723 and mr >= 0.6451 and v >= 0.87 else 1)
+PY
 mkdir -p assets/models
 cp "$w4" assets/models/default.safetensors.tmp && mv assets/models/default.safetensors.tmp assets/models/default.safetensors
 # The MR adapter (LoRA and heads), put on by default for MR scans.

@@ -452,7 +452,8 @@ fn an_mr_without_adapter_gets_a_note_once() {
 
 /// `--at X,Y,Z --click PLANE` (an eval row's click): once the volume and labels are open the
 /// crosshair goes to the point, "3D from click" runs there on that plane, and the result is
-/// measured against the label under it; a point outside the volume is an error naming the file.
+/// measured against the label under it (and again when the label map is loaded again); a point
+/// outside the volume is an error naming the file.
 #[test]
 fn start_up_point_and_click_run_once_the_volume_is_open() {
     let (ct, labels_path) = demo();
@@ -460,7 +461,7 @@ fn start_up_point_and_click_run_once_the_volume_is_open() {
     let k = labels.data.shape()[0] * 3 / 4;
     let [i, j, k] = liver_voxel(&labels, k);
     let at: RasMm = labels.ras_from_voxel.apply(VoxelIjk::new(i as f64, j as f64, k as f64));
-    let startup = Startup { volume: Some(ct.clone()), labels: Some(labels_path), device: Some("CPU".into()), weights: None, at: Some((at, Some(ViewPlane::Coronal))) };
+    let startup = Startup { volume: Some(ct.clone()), labels: Some(labels_path.clone()), device: Some("CPU".into()), weights: None, at: Some((at, Some(ViewPlane::Coronal))) };
     let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| App::new(cc, startup));
     step_until(&mut h, "the start-up click's candidate", |a| a.rt.click.candidate.is_some() && !a.is_comparing());
     let app = h.state();
@@ -471,6 +472,13 @@ fn start_up_point_and_click_run_once_the_volume_is_open() {
     assert!(c.mask[[k, j, i]]);
     assert_eq!(c.compared.as_ref().map(|m| m.metrics.label), Some(LIVER));
     assert!(app.rt.pending_at.is_none(), "runs once");
+    // The label map loaded again: the comparison is measured again against it, with the same
+    // figures (the old one is dropped, not left on the toolbar).
+    let dice = c.compared.as_ref().expect("compared").metrics.dice;
+    h.state_mut().send(AppCommand::OpenLabels(labels_path.clone()));
+    h.step();
+    step_until(&mut h, "the comparison against the reloaded labels", |a| !a.is_busy() && !a.is_comparing() && a.rt.click.candidate.as_ref().is_some_and(|c| c.compared.is_some()));
+    assert_eq!(h.state().rt.click.candidate.as_ref().and_then(|c| c.compared.as_ref()).map(|m| m.metrics.dice), Some(dice));
 
     let outside = RasMm::new(at.x() + 5000.0, at.y(), at.z());
     let startup = Startup { volume: Some(ct), labels: None, device: Some("CPU".into()), weights: None, at: Some((outside, None)) };

@@ -105,6 +105,8 @@ pub enum ClickEvent {
     Stopped { job: u64 },
     /// Job `job`'s candidate measured against the label under its click ([`spawn_compare`]).
     Compared { job: u64, comparison: Comparison },
+    /// The measuring failed (an internal error): no figures for job `job`.
+    CompareFailed { job: u64 },
 }
 
 /// One accepted result, enough to undo and redo it.
@@ -259,9 +261,15 @@ pub fn spawn_compare(
     std::thread::Builder::new()
         .name("sam3d-compare".into())
         .spawn(move || {
-            let metrics = crate::shape::metrics::mask_label_metrics(mask.view(), labels.data.view(), label, labels.spacing_mm());
+            let metrics = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::shape::metrics::mask_label_metrics(mask.view(), labels.data.view(), label, labels.spacing_mm())
+            }));
             drop(labels); // before the UI hears of it: an Accept then edits the map in place
-            let _ = tx.send(ClickEvent::Compared { job, comparison: Comparison { name, metrics } });
+            let ev = match metrics {
+                Ok(metrics) => ClickEvent::Compared { job, comparison: Comparison { name, metrics } },
+                Err(_) => ClickEvent::CompareFailed { job },
+            };
+            let _ = tx.send(ev);
             wake();
         })
         .map(|_| ())

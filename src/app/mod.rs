@@ -210,8 +210,9 @@ pub struct Runtime {
     pub click_stage: Option<(String, f32)>,
     /// The start-up weights being loaded (file name): the model method is selected when they are.
     pub startup_weights: Option<String>,
-    /// `--at` (and `--click`) waiting for the volume and the start-up weights.
-    pub pending_at: Option<(RasMm, Option<ViewPlane>)>,
+    /// `--at` (and `--click`) waiting for the start-up volume (its path) and, to click, the
+    /// start-up weights.
+    pub pending_at: Option<(RasMm, Option<ViewPlane>, PathBuf)>,
     /// Path fields of the Model menu (fallback when there is no file dialog).
     pub weights_text: String,
     pub adapter_text: String,
@@ -456,24 +457,28 @@ impl App {
             }
         }
         if let Some(path) = startup.volume {
+            app.rt.pending_at = startup.at.map(|(p, c)| (p, c, path.clone()));
             app.send(AppCommand::OpenVolume { path, labels: startup.labels });
-            app.rt.pending_at = startup.at;
         } else if startup.at.is_some() {
             app.error("--at needs a volume to open".into());
         }
         app
     }
 
-    /// The start-up point (`--at`): once the volume and its labels are open the crosshair goes
-    /// there; with `--click PLANE`, once the start-up weights have loaded (or failed), "3D from
-    /// click" runs there on that plane.
+    /// The start-up point (`--at`): once the start-up volume and its labels are open the
+    /// crosshair goes there; with `--click PLANE`, once the start-up weights have loaded (or
+    /// failed), "3D from click" runs there on that plane. Another volume opened instead (the
+    /// start-up one failed) drops it.
     fn run_pending_at(&mut self, ctx: &egui::Context) {
-        let Some((at, click)) = self.rt.pending_at else { return };
+        let Some((at, click, path)) = self.rt.pending_at.clone() else { return };
         let Some(scene) = &self.rt.scene else { return };
-        if self.is_busy() || self.rt.startup_weights.is_some() {
+        if self.is_busy() || (click.is_some() && self.rt.startup_weights.is_some()) {
             return;
         }
         self.rt.pending_at = None;
+        if scene.path != path {
+            return;
+        }
         if scene.volume.index_of_ras(at).is_none() {
             let name = scene.path.display().to_string();
             self.error(format!("--at {:.1},{:.1},{:.1} (RAS mm) lies outside {name}", at.x(), at.y(), at.z()));
@@ -629,6 +634,7 @@ impl App {
                     self.rt.click.redo.clear();
                     self.rt.click.target = None;
                     self.request_meshes(None);
+                    self.refresh_compare();
                 }
                 LoadEvent::Saved(p) => self.notice(format!("Saved label map to {}", p.display())),
                 LoadEvent::Failed { message } => self.error(message),
@@ -856,9 +862,11 @@ impl App {
                     self.start_compare();
                 }
                 ClickEvent::Compared { job, comparison } => {
-                    if self.rt.click.comparing == Some(job) {
-                        self.rt.click.comparing = None;
+                    // Only the comparison asked for last counts (the map may have changed since).
+                    if self.rt.click.comparing != Some(job) {
+                        continue;
                     }
+                    self.rt.click.comparing = None;
                     match &mut self.rt.click.candidate {
                         Some(c) if c.job == job => {
                             log::info!("3D from click #{job}: {}", comparison.summary());
@@ -871,6 +879,12 @@ impl App {
                     self.rt.click.running = None;
                     self.error(message);
                 }
+                ClickEvent::CompareFailed { job } => {
+                    if self.rt.click.comparing == Some(job) {
+                        self.rt.click.comparing = None;
+                    }
+                    log::warn!("3D from click #{job}: measuring it against the label under the click failed");
+                }
                 ClickEvent::Stopped { job } => {
                     log::info!("3D from click #{job} stopped at its cancel");
                     self.rt.click.stopped_jobs += 1;
@@ -878,6 +892,15 @@ impl App {
                 _ => self.rt.click.dropped_results += 1, // a cancelled or superseded job
             }
         }
+    }
+
+    /// The label map changed (another one loaded, an undo or redo): the candidate's comparison
+    /// is measured again against it; one still running against the old map is dropped.
+    fn refresh_compare(&mut self) {
+        self.rt.click.comparing = None;
+        let Some(c) = &mut self.rt.click.candidate else { return };
+        c.compared = None;
+        self.start_compare();
     }
 
     /// When a label map is loaded and the candidate's click lies on a label, measures the
@@ -1165,6 +1188,7 @@ impl App {
         }
         self.bump_overlay();
         self.request_meshes(Some(touched));
+        self.refresh_compare();
     }
 
     fn edit_labels(&mut self, f: impl FnOnce(&mut LabelTable)) {

@@ -275,20 +275,25 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
             print!("{}", crate::engine::eval::label_table(s));
         }
     }
-    // The model's worst click, one command away from a look in the viewer.
+    // The model's worst click, one command away from a look in the viewer (which runs the
+    // shipped weights with its own toolbar settings, so other weights or options differ).
     let worst = rows.iter().filter(|r| r.method.starts_with("model")).min_by(|a, b| a.metrics.dice.total_cmp(&b.metrics.dice));
     if let Some(r) = worst
         && let Ok(pairs) = crate::data::preprocess::find_pairs(&a.data)
         && let Some(p) = pairs.iter().find(|p| p.name == r.case)
     {
+        let quoted = |p: &std::path::Path| {
+            let s = p.display().to_string();
+            if s.contains(char::is_whitespace) { format!("'{s}'") } else { s }
+        };
         println!(
-            "worst click {}/{}/{} (Dice {:.3}); to look at it: sam3d-studio {} --labels {} --at={:.2},{:.2},{:.2} --click {}",
+            "worst click {}/{}/{} (Dice {:.3}); in the viewer (shipped weights, its own settings): sam3d-studio {} --labels {} --at={:.2},{:.2},{:.2} --click {}",
             r.case,
             r.label,
             crate::engine::eval::plane_name(r.plane),
             r.metrics.dice,
-            p.image.display(),
-            p.labels.display(),
+            quoted(&p.image),
+            quoted(&p.labels),
             r.click[0],
             r.click[1],
             r.click[2],

@@ -104,7 +104,8 @@ pub struct EvalSummary {
     /// The clicks' depth as a fraction of the deepest point's (`--click-depth`; 1: deepest).
     pub click_depth: f64,
     pub cases: usize,
-    /// The names file the labels' names came from (the first case's with one).
+    /// The first names file found beside the cases' label maps; later cases' files only add
+    /// ids it lacks.
     pub label_names: Option<String>,
     pub methods: BTreeMap<String, MethodSummary>,
 }

@@ -309,7 +309,10 @@ pub fn label_metrics(pred: ArrayView3<u16>, gt: ArrayView3<u16>, spacing_mm: [f6
 /// [`mask_metrics`] of a mask against one label of a label array of the same shape (the
 /// viewer's candidate against the reference label under the click), computed on the box that
 /// holds both: the whole grid's figures at the cost of the box.
+///
+/// Panics when the two arrays differ in shape.
 pub fn mask_label_metrics(pred: ArrayView3<bool>, labels: ArrayView3<u16>, label: u16, spacing_mm: [f64; 3]) -> LabelMetrics {
+    assert_eq!(pred.shape(), labels.shape(), "a mask and a label map on different grids");
     let (bp, bg) = rayon::join(|| super::sdf::bounding_box(pred), || super::sdf::bounding_box_by(labels, |&v| v == label));
     let (lo, hi) = match (bp, bg) {
         (Some(a), Some(b)) => union_box(a, b),
