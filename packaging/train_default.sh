@@ -258,3 +258,25 @@ pipeline_evals "$w4" runs/eval/s9
 "$bin" eval --data runs/eval-phantoms-mr --weights "$w4" --adapter runs/lora-mr-stage4/adapter.safetensors --model-only --out runs/eval/s9/phantoms_mr_lora.csv
 "$bin" eval --no-mr-adapter --data runs/eval-phantoms-mr --weights "$w4" --model-only --out runs/eval/s9/phantoms_mr_base.csv
 echo "weights: assets/models/default.safetensors; reports: runs/eval/"
+
+# Session 10's trials (the model card's "Session 10"), none shipped: test views on the shipped
+# pair, and stage 5 (stage 4 trained on; configs/train_balanced3.toml) with its MR adapter.
+mkdir -p runs/eval/s10
+mrall7=(--data assets/mr --labels 1,2,3,4,5,6,7)
+for v in 0 2; do
+    "$bin" eval --data runs/eval-phantoms-ct --model-only --views "$v" --out "runs/eval/s10/phantoms_v$v.csv"
+    "$bin" eval --data runs/eval-phantoms-ct --model-only --click-depth 0.5 --views "$v" --out "runs/eval/s10/offphantoms_v$v.csv"
+    "$bin" eval "${mrall7[@]}" --model-only --views "$v" --out "runs/eval/s10/mr7_v$v.csv"
+    "$bin" eval "${heldout[@]}" --model-only --views "$v" --out "runs/eval/s10/heldout_v$v.csv"
+done
+train configs/train_balanced3.toml runs/balanced3
+resume=()
+[ -f runs/lora-mr-stage5/state.safetensors ] && resume=(--resume)
+"$bin" train --config configs/lora_mr_stage5.toml --out runs/lora-mr-stage5 "${resume[@]}"
+w5=runs/balanced3/model.safetensors
+a5=runs/lora-mr-stage5/adapter.safetensors
+"$bin" eval --data runs/eval-phantoms-ct --weights "$w5" --model-only --out runs/eval/s10/s5_phantoms.csv
+"$bin" eval "${heldout[@]}" --weights "$w5" --model-only --out runs/eval/s10/s5_heldout.csv
+"$bin" eval "${mrall7[@]}" --weights "$w5" --adapter "$a5" --model-only --out runs/eval/s10/s5_mr7.csv
+"$bin" eval --data runs/eval-phantoms-mr --weights "$w5" --adapter "$a5" --model-only --out runs/eval/s10/s5_mrphantoms.csv
+echo "session 10's trials: runs/eval/s10/"

@@ -14,7 +14,7 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
     write_phantoms(&data, 2, 21, Modality::Ct).expect("phantoms");
     let weights = tmp.path().join("tiny.safetensors");
     Model::new(Config::tiny(), Device::Cpu).save_weights(&weights).expect("weights");
-    let opts = EvalOptions { data: data.clone(), weights: Some(weights), adapter: None, mr_adapter: None, device: Device::Cpu, grow: Default::default(), labels: vec![], context: true, reference_mask2d: false, refine: Some(Default::default()), baseline: true, extend: true, fusion: Default::default(), join: false, join_near_mm: None, click_depth: 1.0 };
+    let opts = EvalOptions { data: data.clone(), weights: Some(weights), adapter: None, mr_adapter: None, device: Device::Cpu, grow: Default::default(), labels: vec![], context: true, reference_mask2d: false, refine: Some(Default::default()), baseline: true, extend: true, fusion: Default::default(), views: 0, join: false, join_near_mm: None, click_depth: 1.0 };
     // (The join of region growing, off here, has its own tests in baseline::join and engine_e2e.)
     let (rows, summary) = evaluate(&opts, &|_| {}, &|| {}).expect("eval");
     let mut expected = 0;

@@ -57,6 +57,11 @@ pub struct InferArgs {
     /// own (the clicked plane only), mean or median of the three signed distances.
     #[arg(long, default_value_t)]
     pub planes: crate::engine::session::PlaneFusion,
+    /// Test views: how many small moves of the scan about the click (rotations of 8°, scales
+    /// of 0.92–1.08, as in training) the pass also runs the model in, their shapes joining the
+    /// planes' per-cell vote (0–4; each adds three forward passes).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=4))]
+    pub views: u8,
     /// The model's shape alone: do not join region growing from the click where it agrees
     /// with the shape (at most 1.5× its volume, holding 60 % of it).
     #[arg(long)]
@@ -191,6 +196,7 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
     }
     session.set_extend(!a.no_extend);
     session.set_fusion(a.planes);
+    session.set_views(a.views as usize);
     session.set_join(!a.no_join);
     session.set_join_near((a.join_near_mm > 0.0).then_some(a.join_near_mm));
     let info = session.set_model(model)?;

@@ -87,6 +87,11 @@ pub struct EvalArgs {
     /// own (the clicked plane only), mean or median of the three signed distances.
     #[arg(long, default_value_t)]
     pub planes: crate::engine::session::PlaneFusion,
+    /// Test views: how many small moves of the scan about the click (rotations of 8°, scales
+    /// of 0.92–1.08, as in training) each pass also runs the model in, their shapes joining the
+    /// planes' per-cell vote (0–4; each adds three forward passes).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=4))]
+    pub views: u8,
     /// The model's shapes alone: do not join region growing from each click where it agrees
     /// with the shape (at most 1.5× its volume, holding 60 % of it).
     #[arg(long)]
@@ -231,6 +236,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         baseline: !a.model_only,
         extend: !a.no_extend,
         fusion: a.planes,
+        views: a.views as usize,
         join: !a.no_join,
         join_near_mm: (a.join_near_mm > 0.0).then_some(a.join_near_mm),
         mr_adapter: if a.no_mr_adapter || a.adapter.is_some() { None } else { super::model_cmds::default_mr_adapter_path() },
@@ -344,6 +350,14 @@ mod tests {
         match infer.expect("infer").command {
             Some(crate::cli::Command::Infer(a)) => assert_eq!((a.planes.name(), a.no_join), ("mean", false)),
             other => panic!("not infer: {other:?}"),
+        }
+        // No test views unless asked; at most the four there are.
+        for (extra, views) in [(&[][..], Some(0)), (&["--views", "2"][..], Some(2)), (&["--views", "5"][..], None)] {
+            match eval(extra).map(|c| c.command) {
+                Ok(Some(crate::cli::Command::Eval(a))) => assert_eq!(Some(a.views), views, "{extra:?}"),
+                Ok(other) => panic!("not eval: {other:?}"),
+                Err(e) => assert!(views.is_none() && e.to_string().contains("0..=4"), "{extra:?}: {e}"),
+            }
         }
         // The join of region growing is on unless --no-join.
         for (extra, join) in [(&[][..], true), (&["--no-join"][..], false)] {

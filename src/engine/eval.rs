@@ -95,6 +95,8 @@ pub struct EvalSummary {
     pub extend: bool,
     /// How each pass combined the planes through the click (`--planes`).
     pub fusion: PlaneFusion,
+    /// How many test views each pass also ran in (`--views`).
+    pub views: usize,
     /// Whether region growing from the click was joined where it agreed (`--no-join`: false).
     pub join: bool,
     /// How far from the shape a leaking region's joined part may reach (`--join-near-mm`; `None`: 0, dropped whole).
@@ -135,6 +137,8 @@ pub struct EvalOptions {
     pub extend: bool,
     /// How each pass combines the three planes through the click (`Session::set_fusion`).
     pub fusion: PlaneFusion,
+    /// How many test views each pass also runs in (`Session::set_views`).
+    pub views: usize,
     /// Join region growing from the click where it agrees with the model's shape
     /// (`Session::set_join`).
     pub join: bool,
@@ -182,6 +186,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
             s.set_refine(opts.refine.clone());
             s.set_extend(opts.extend);
             s.set_fusion(opts.fusion);
+            s.set_views(opts.views);
             s.set_join(opts.join);
             s.set_join_near(opts.join_near_mm);
             let mut m = Model::from_checkpoint(w, opts.device)?;
@@ -281,6 +286,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         refine: opts.refine.clone(),
         extend: opts.extend,
         fusion: opts.fusion,
+        views: opts.views,
         join: opts.join,
         click_depth: opts.click_depth,
         cases: loaded.len(),

@@ -193,6 +193,8 @@ pub struct Session {
     extend: bool,
     /// Whether the model also runs in the two other planes through the click ([`PlaneFusion`]).
     fusion: PlaneFusion,
+    /// How many of [`TEST_VIEWS`] each pass also runs in ([`Session::set_views`]).
+    views: usize,
     /// Join region growing from the click where it agrees with the model's shape
     /// ([`crate::baseline::join`]).
     join: bool,
@@ -278,6 +280,7 @@ impl Session {
             refine_floor: None,
             extend: true,
             fusion: PlaneFusion::default(),
+            views: 0,
             join: true,
             join_near_mm: Some(JOIN_NEAR_MM),
             mr_adapter: None,
@@ -348,6 +351,14 @@ impl Session {
         self.extend
     }
 
+    /// How many of [`TEST_VIEWS`] each pass also runs the model in (at most their number; 0:
+    /// the scan as it is only).
+    pub fn set_views(&mut self, views: usize) {
+        self.views = views.min(TEST_VIEWS.len());
+    }
+    pub fn views(&self) -> usize {
+        self.views
+    }
     /// How each pass combines the three planes through the click ([`PlaneFusion`]).
     pub fn set_fusion(&mut self, fusion: PlaneFusion) {
         self.fusion = fusion;
@@ -434,7 +445,7 @@ impl Session {
 
         let floor = *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume));
         let refine = self.refine.as_ref().map(|p| (p, floor));
-        let fusion = self.fusion;
+        let fusion = (self.fusion, self.views);
         let first = shape_at(model, pv, refine, fusion, req.click, req.plane, req.mask2d.as_ref(), true, &mut timings, hooks)?;
         let vol = &pv.volume;
         let mut component = first.component.clone();
@@ -524,7 +535,7 @@ fn shape_at(
     model: &Model,
     pv: &PreparedVolume,
     refine: Option<(&RefineParams, f64)>,
-    fusion: PlaneFusion,
+    (fusion, views): (PlaneFusion, usize),
     click: RasMm,
     plane: ViewPlane,
     drawn: Option<&Array2<bool>>,
@@ -570,16 +581,27 @@ fn shape_at(
         hooks.progress(Stage::Shape);
     }
     let t = Instant::now();
-    let (class, sdf) = if fusion != PlaneFusion::Own && drawn.is_none() {
-        // The two other planes through the click: their 2D masks, then all three shapes in one
-        // batch (one forward of three costs less than three of one on a CPU).
-        let others: Vec<ClickSample> = ViewPlane::ALL
-            .into_iter()
-            .filter(|&q| q != plane)
-            .map(|q| click::prepare_click(pv, click, q, &cfg.click_params()))
-            .collect::<Result<_, _>>()?;
+    let planes: Vec<ViewPlane> = if fusion != PlaneFusion::Own { ViewPlane::ALL.into_iter().filter(|&q| q != plane).collect() } else { Vec::new() };
+    let views = if drawn.is_none() { &TEST_VIEWS[..views] } else { &[] };
+    let (class, sdf) = if drawn.is_none() && (!planes.is_empty() || !views.is_empty()) {
+        // The other planes through the click and the clicked plane's sample in each test view,
+        // then each view's planes: their 2D masks, then all shapes in one batch (one forward of
+        // n costs less than n of one on a CPU). Each extra sample keeps the grid → RAS map of
+        // its cube in the scan's own world, for resampling onto the clicked cube.
+        let mut others: Vec<(ClickSample, RasFromGrid, f32)> = Vec::new();
+        for q in &planes {
+            let s = click::prepare_click(pv, click, *q, &cfg.click_params())?;
+            let g = s.ras_from_grid;
+            others.push((s, g, 1.0));
+        }
+        for v in views {
+            for q in std::iter::once(plane).chain(planes.iter().copied()) {
+                let (s, g) = v.prepare_click(pv, click, q, &cfg.click_params())?;
+                others.push((s, g, v.scale as f32));
+            }
+        }
         check(hooks)?;
-        let other_refs: Vec<&ClickSample> = others.iter().collect();
+        let other_refs: Vec<&ClickSample> = others.iter().map(|o| &o.0).collect();
         let other_masks = predict_masks2d(model, &other_refs, device, cfg.input.prior_radius_px)?;
         check(hooks)?;
         let mut all = vec![&sample];
@@ -588,8 +610,10 @@ fn shape_at(
         masks.extend(other_masks.iter());
         let mut sdfs = predict_sdfs(model, &all, &masks, device)?;
         let (class, mut own) = sdfs.remove(0);
-        let resampled: Vec<Array3<f32>> = sdfs.iter().zip(&others).map(|((_, o), s)| resample_cube(o, &s.ras_from_grid, &sample.ras_from_grid, &own)).collect();
-        fuse_sdfs(&mut own, &resampled, fusion);
+        // A view's distances are in its moved world, `scale` times the scan's.
+        let resampled: Vec<Array3<f32>> =
+            sdfs.iter().zip(&others).map(|((_, o), (_, g, scale))| resample_cube(&o.mapv(|d| d / scale), g, &sample.ras_from_grid, &own)).collect();
+        fuse_sdfs(&mut own, &resampled, if fusion == PlaneFusion::Own { PlaneFusion::Median } else { fusion });
         (class, own)
     } else {
         predict_sdfs(model, &[&sample], &[&mask2d], device)?.remove(0)
@@ -610,6 +634,46 @@ fn shape_at(
     timings.postprocess_secs += t.elapsed().as_secs_f64();
     Ok(Pass { sample, mask2d, class, component })
 }
+
+/// A test view: the scan's world moved by a small similarity about the click (a rotation of
+/// `deg` degrees about `axis`, then a scale), as training's augmentation moves it. The model runs
+/// in each view the session asks for ([`Session::set_views`]) as well as in the scan's own world,
+/// and every shape joins the per-cell vote of the planes ([`PlaneFusion`]; with the clicked plane
+/// alone, the median of its views).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TestView {
+    pub axis: [f64; 3],
+    pub deg: f64,
+    pub scale: f64,
+}
+
+impl TestView {
+    /// The similarity about `click`.
+    pub fn about(&self, click: RasMm) -> crate::data::train_samples::Similarity {
+        let axis = nalgebra::Unit::new_normalize(nalgebra::Vector3::from(self.axis));
+        let rot = *nalgebra::Rotation3::from_axis_angle(&axis, self.deg.to_radians()).matrix();
+        crate::data::train_samples::Similarity { centre: click.v, rot, scale: self.scale }
+    }
+
+    /// The click's sample in this view (the click stays where it is), and its output cube's
+    /// grid → RAS map in the scan's own world.
+    pub fn prepare_click(&self, pv: &PreparedVolume, click: RasMm, plane: ViewPlane, p: &click::ClickParams) -> Result<(ClickSample, RasFromGrid), ClickError> {
+        let t = self.about(click);
+        let moved = pv.with_affine(&t.apply_affine(&pv.volume.ras_from_voxel))?;
+        let s = click::prepare_click(&moved, click, plane, p)?;
+        let g = t.inverse_affine() * s.ras_from_grid;
+        Ok((s, g))
+    }
+}
+
+/// The test views, in the order [`Session::set_views`] takes them: each inside the shipped
+/// training's augmentation (rotations up to 12°, scales ±12 %).
+pub const TEST_VIEWS: [TestView; 4] = [
+    TestView { axis: [1.0, 1.0, 1.0], deg: 8.0, scale: 0.92 },
+    TestView { axis: [1.0, -1.0, 0.0], deg: -8.0, scale: 1.08 },
+    TestView { axis: [0.0, 1.0, -1.0], deg: 8.0, scale: 1.0 },
+    TestView { axis: [-1.0, 0.0, 1.0], deg: -8.0, scale: 0.96 },
+];
 
 /// How close to a face of the output cube a mask must come to count as reaching it: the
 /// network's SDF stays a few 4 mm cells short of the faces even where the organ runs on.
@@ -911,6 +975,39 @@ mod tests {
                 1 => assert!((v - (want[[k, j, i]] + 2.0)).abs() < 1e-3, "cell {i}, {j}, {k}: the edge value (x 2 mm on)"),
                 _ => assert!((v - want[[k, j, i]]).abs() < 1e-3, "cell {i}, {j}, {k}: {v}"),
             }
+        }
+    }
+
+    /// A test view's sample shows the scan moved about the click, and the grid map it returns
+    /// puts each of its cells back where that content lies in the scan's own world.
+    #[test]
+    fn a_test_view_maps_its_cube_back_onto_the_scan() {
+        let mut p = crate::model::Config::tiny().click_params();
+        p.context = Some(click::ContextParams { size: 8, guide: true });
+        // A smooth field on an oblique 2.5 × 2 × 3 mm grid, so trilinear sampling is exact enough.
+        let data = Array3::from_shape_fn((40, 44, 48), |(k, j, i)| i as f32 * 1.5 - j as f32 + 0.5 * k as f32);
+        let a = nalgebra::Rotation3::from_euler_angles(0.2, -0.1, 0.3).matrix() * nalgebra::Matrix3::from_diagonal(&nalgebra::Vector3::new(2.5, 2.0, 3.0));
+        let vol = Volume::new(data, RasFromVoxel::from_parts(a, nalgebra::Vector3::new(-60.0, -40.0, -60.0))).expect("volume");
+        let pv = PreparedVolume::new(Arc::new(vol), Some(crate::volume::Modality::Mr), p.ct_window_hu).expect("prepared");
+        let click = pv.volume.ras_from_voxel.apply(crate::geometry::VoxelIjk::new(24.0, 22.0, 20.0));
+        let plain = click::prepare_click(&pv, click, ViewPlane::Coronal, &p).expect("plain");
+        for v in TEST_VIEWS {
+            let (s, g) = v.prepare_click(&pv, click, ViewPlane::Coronal, &p).expect("view");
+            let guide = s.guide.as_ref().expect("guide");
+            let n = s.grid;
+            // The centre of the cube stays on the click.
+            let c = (n as f64 - 1.0) / 2.0;
+            assert!((g.apply(Point3::new(c, c, c)).v - click.v).norm() < 1e-9);
+            // Cells a cube apart lie `cube / scale` apart in the scan.
+            let span = (g.apply(Point3::new(n as f64, c, c)).v - g.apply(Point3::new(0.0, c, c)).v).norm();
+            assert!((span - p.cube_mm / v.scale).abs() < 1e-6, "{v:?}: {span}");
+            let mut moved = 0;
+            for (k, j, i) in [(2, 3, 4), (c as usize, c as usize, 1), (n - 3, 1, n - 2), (5, n - 4, 7)] {
+                let want = pv.sample_normalised(g.apply(Point3::new(i as f64, j as f64, k as f64)));
+                assert!((guide[[k, j, i]] - want).abs() < 1e-3, "{v:?} cell {i},{j},{k}: {} against {want}", guide[[k, j, i]]);
+                moved += usize::from((guide[[k, j, i]] - plain.guide.as_ref().expect("guide")[[k, j, i]]).abs() > 1e-3);
+            }
+            assert!(moved > 0, "{v:?}: the view shows the scan as it is");
         }
     }
 
