@@ -516,7 +516,7 @@ fn shipped_weights_segment_the_held_out_organs() {
     }
     assert_eq!(dice.len(), 12);
     assert!(extended >= 1, "no liver click was continued past the cube");
-    // Test views (off by default): the spleen's axial click in three more worlds per plane
+    // Test views (off by default): the spleen's axial click in two more worlds for each of the three planes
     // gives much the same spleen (card, session 10: 0.858 against 0.838 without them).
     assert_eq!(s.views(), 0, "no test views by default");
     let (plane, click) = eval_clicks(&labels, 1)[0];
