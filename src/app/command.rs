@@ -123,6 +123,8 @@ pub enum AppCommand {
     CancelClick,
     /// Load SAM3D weights in the engine process (started if needed).
     LoadWeights(PathBuf),
+    /// Show the fine-tuning panel (a fresh run folder for the open scan unless a run is going on).
+    OpenFineTune,
     /// Load a LoRA adapter onto the loaded weights.
     LoadAdapter(PathBuf),
     /// Undo the last accepted result.

@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod click3d;
 mod command;
+pub mod finetune;
 pub mod labels;
 pub mod loader;
 mod panels;
@@ -216,6 +217,10 @@ pub struct Runtime {
     /// Path fields of the Model menu (fallback when there is no file dialog).
     pub weights_text: String,
     pub adapter_text: String,
+    /// The loaded weights' file, as the engine reported it (the base of a fine-tuning run).
+    pub weights_path: Option<PathBuf>,
+    /// The fine-tuning panel and its run.
+    pub finetune: finetune::FineTune,
 }
 
 /// State of the "3D from click" tool.
@@ -313,6 +318,8 @@ impl Default for Runtime {
             pending_at: None,
             weights_text: String::new(),
             adapter_text: String::new(),
+            weights_path: None,
+            finetune: finetune::FineTune::default(),
         }
     }
 }
@@ -355,6 +362,8 @@ pub struct App {
     /// Let the engine put the shipped MR adapter on for MR scans.
     #[serde(default = "yes")]
     pub mr_adapter: bool,
+    /// The fine-tuning panel's settings.
+    pub finetune: finetune::FineTuneSettings,
     #[serde(skip)]
     pub rt: Runtime,
 }
@@ -380,6 +389,7 @@ impl Default for App {
             fuse_planes: true,
             join_growing: true,
             mr_adapter: true,
+            finetune: finetune::FineTuneSettings::default(),
             rt: Runtime::default(),
         }
     }
@@ -442,6 +452,7 @@ impl App {
             Err(e) => app.error(format!("could not start the mesher thread: {e}")),
         }
         app.rt.click.wake = Some(cc.egui_ctx.clone());
+        app.rt.finetune.wake = Some(cc.egui_ctx.clone());
         // The weights-free method until weights are loaded (the start-up ones switch to the model).
         app.click_method = ClickMethod::RegionGrowing;
         if let Some(w) = startup.weights {
@@ -784,6 +795,7 @@ impl App {
                     self.remote_send(serde_json::json!({"cmd": "load_adapter", "path": path}), ctx);
                 }
             }
+            AppCommand::OpenFineTune => self.open_finetune(),
             AppCommand::Undo => self.undo_redo(true),
             AppCommand::Redo => self.undo_redo(false),
         }
@@ -1002,7 +1014,7 @@ impl App {
     fn remote_send(&mut self, req: serde_json::Value, ctx: &egui::Context) -> bool {
         if self.rt.remote.is_none() {
             let Some(bin) = engine_binary() else {
-                self.error("sam3d-studio-engine was not found beside this program; the model cannot run".into());
+                self.error(ENGINE_MISSING.into());
                 return false;
             };
             let ctx = ctx.clone();
@@ -1049,6 +1061,7 @@ impl App {
                 R::ModelLoaded { info } => {
                     let d = remote::describe_model(&info);
                     self.rt.model = Some(d.clone());
+                    self.rt.weights_path = info.get("weights").and_then(|w| w.as_str()).map(PathBuf::from);
                     self.rt.adapter = remote::describe_adapter(&info);
                     if self.rt.startup_weights.take().is_some() {
                         self.click_method = ClickMethod::Model;
@@ -1128,6 +1141,7 @@ impl App {
                     self.error(format!("The model engine stopped: {why}"));
                     self.rt.remote = None;
                     self.rt.model = None;
+                    self.rt.weights_path = None;
                     self.rt.adapter = None;
                     self.rt.scan_adapter = None;
                     self.rt.startup_weights = None;
@@ -1336,11 +1350,108 @@ impl App {
             self.views_ui(ui);
         });
         panels::drop_hint_ui(&ctx);
+        self.finetune_ui(&ctx);
         // Commands from this frame's widgets take effect now, not on the next input event.
         if !self.rt.commands.is_empty() {
             self.apply_commands(&ctx);
             ctx.request_repaint();
         }
+    }
+
+    /// The fine-tuning window (when open) and its jobs' news.
+    fn finetune_ui(&mut self, ctx: &egui::Context) {
+        for (text, is_error) in self.rt.finetune.drain() {
+            self.push_message(Message { text, is_error });
+        }
+        if !self.rt.finetune.open {
+            return;
+        }
+        let scene = self.rt.scene.as_ref();
+        let pc = finetune::PanelContext {
+            volume: scene.map(|s| s.path.as_path()),
+            labels: scene.and_then(|s| s.labels.as_ref().map(|l| &l.table)),
+            model: self.rt.model.as_deref(),
+            weights: self.rt.weights_path.as_deref(),
+            adapter: self.rt.adapter.as_deref(),
+        };
+        if let Some(a) = finetune::window_ui(ctx, &mut self.rt.finetune, &mut self.finetune, &pc) {
+            self.finetune_action(a);
+        }
+    }
+
+    /// Opens the fine-tuning panel, with a fresh run folder for the open scan unless a run is
+    /// going on.
+    pub fn open_finetune(&mut self) {
+        let ft = &mut self.rt.finetune;
+        ft.open = true;
+        if !ft.is_active()
+            && let Some(s) = &self.rt.scene
+        {
+            ft.dir_text = finetune::FineTune::fresh_dir(&self.finetune, &s.path).display().to_string();
+        }
+    }
+
+    /// Carries out what the fine-tuning panel asked for.
+    pub fn finetune_action(&mut self, a: finetune::PanelAction) {
+        use finetune::PanelAction as A;
+        let result = match a {
+            A::Stop => {
+                self.rt.finetune.stop();
+                Ok(())
+            }
+            A::UseAdapter(path) => {
+                self.send(AppCommand::LoadAdapter(path));
+                Ok(())
+            }
+            A::Start => self.finetune_plan().and_then(|(plan, engine)| {
+                if plan.dir.join("config.toml").exists() || plan.dir.join("state.safetensors").exists() {
+                    return Err(format!("{} already holds a run: choose another folder (or Resume that run)", plan.dir.display()));
+                }
+                self.rt.finetune.start(plan, engine, false)
+            }),
+            A::Resume => match (self.rt.finetune.run.as_ref().map(|r| r.plan.clone()), engine_binary()) {
+                (Some(plan), Some(engine)) => self.rt.finetune.start(plan, engine, true),
+                (None, _) => Err("there is no run to resume".into()),
+                (_, None) => Err(ENGINE_MISSING.into()),
+            },
+            A::Compare => match (self.rt.finetune.run.as_ref(), engine_binary()) {
+                (Some(run), Some(engine)) => {
+                    // The held-out labels; with none held out, the trained ones (fit).
+                    let labels: Vec<u16> = if run.plan.held_out.is_empty() { run.plan.names.keys().copied().collect() } else { run.plan.held_out.clone() };
+                    self.rt.finetune.compare(engine, labels)
+                }
+                (None, _) => Err("there is no run to compare".into()),
+                (_, None) => Err(ENGINE_MISSING.into()),
+            },
+        };
+        if let Err(e) = result {
+            self.error(format!("Fine-tuning: {e}"));
+        }
+    }
+
+    /// A run of the panel's settings on the open scan and its label map as shown.
+    fn finetune_plan(&self) -> Result<(finetune::RunPlan, PathBuf), String> {
+        let scene = self.rt.scene.as_ref().ok_or("open a scan first")?;
+        let layer = scene.labels.as_ref().ok_or("open the scan's label map first (File > Open label map…)")?;
+        let weights = self.rt.weights_path.clone().ok_or("load weights first (Model > Load weights…): the adapter is trained on them")?;
+        let engine = engine_binary().ok_or(ENGINE_MISSING)?;
+        let present: Vec<u16> = layer.table.entries.iter().filter(|(id, e)| **id != 0 && e.voxels > 0).map(|(id, _)| *id).collect();
+        let held_out: Vec<u16> = present.iter().copied().filter(|l| self.rt.finetune.held_out.contains(l)).collect();
+        if held_out.len() == present.len() && self.finetune.more_dirs().is_empty() {
+            return Err("every label is held out: tick at least one to train on".into());
+        }
+        for d in self.finetune.more_dirs() {
+            if !d.is_dir() {
+                return Err(format!("{}: not a folder", d.display()));
+            }
+        }
+        let dir = PathBuf::from(self.rt.finetune.dir_text.trim());
+        if dir.as_os_str().is_empty() {
+            return Err("give the run a folder".into());
+        }
+        let names = present.iter().map(|&l| (l, layer.table.name_of(l).unwrap_or("").to_string())).collect();
+        let plan = finetune::RunPlan { dir, weights, volume: scene.path.clone(), labels: layer.map.clone(), names, held_out, settings: self.finetune.clone() };
+        Ok((plan, engine))
     }
 
     fn views_ui(&mut self, ui: &mut egui::Ui) {
@@ -1410,6 +1521,8 @@ fn style(ctx: &egui::Context) {
         s.visuals.extreme_bg_color = egui::Color32::from_gray(18);
     });
 }
+
+const ENGINE_MISSING: &str = "sam3d-studio-engine was not found beside this program; the model cannot run";
 
 /// The `sam3d-studio-engine` binary (the process that owns libtorch): beside this executable,
 /// or one folder up (test binaries live in `target/<profile>/deps`).

@@ -117,6 +117,16 @@ pub fn menu_ui(app: &mut App, ui: &mut egui::Ui) {
                 }
             });
             ui.separator();
+            let can_tune = app.rt.scene.as_ref().is_some_and(|s| s.labels.is_some());
+            if ui
+                .add_enabled(can_tune, egui::Button::new("Fine-tune on this scan (LoRA)…"))
+                .on_disabled_hover_text("Open a scan and its label map first")
+                .on_hover_text("Train a LoRA adapter on this scan's labels, then compare it with the base weights")
+                .clicked()
+            {
+                cmds.push(AppCommand::OpenFineTune);
+            }
+            ui.separator();
             ui.label(match &app.rt.model {
                 Some(m) => format!("Loaded: {m}"),
                 None => "No weights loaded: \"3D from click\" uses region growing.".into(),
@@ -153,7 +163,7 @@ const SHORTCUTS: &[(&str, &str)] = &[
 ];
 
 pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
-    let mut cancel = false;
+    let (mut cancel, mut open_finetune) = (false, false);
     ui.horizontal(|ui| {
         let mono = |s: String| RichText::new(s).monospace().size(12.0);
         match (&app.rt.hover, &app.rt.scene) {
@@ -205,6 +215,15 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
                     }
                 },
             }
+            if let Some(run) = app.rt.finetune.run.as_ref().filter(|r| r.is_active() && !app.rt.finetune.open) {
+                ui.separator();
+                if ui.small_button("Show").on_hover_text("Open the fine-tuning panel").clicked() {
+                    open_finetune = true;
+                }
+                let f = if run.total() > 0 { run.done as f32 / run.total() as f32 } else { 0.0 };
+                ui.add(egui::ProgressBar::new(f).desired_width(80.0).desired_height(12.0));
+                ui.label(RichText::new(format!("Fine-tuning: {}", run.summary())).size(12.0));
+            }
             if let Some((stage, f)) = &app.rt.click_stage {
                 ui.separator();
                 ui.add(egui::ProgressBar::new(*f).desired_width(80.0).desired_height(12.0));
@@ -237,6 +256,9 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
     });
     if cancel {
         app.send(AppCommand::CancelClick);
+    }
+    if open_finetune {
+        app.send(AppCommand::OpenFineTune);
     }
 }
 

@@ -1,6 +1,9 @@
 //! A terminal progress bar with rate and ETA (stderr; quiet when stderr is not a terminal
-//! except for a final line).
+//! except for a final line). With `SAM3D_PROGRESS=lines` (what the viewer sets for the jobs it
+//! runs: fine-tuning, evaluation) it writes instead one machine-readable line per update,
+//! [`crate::engine::progress::progress_line`], at most every 100 ms and at the end.
 
+use crate::engine::progress::{PROGRESS_ENV, progress_line};
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -11,18 +14,23 @@ pub struct Progress {
     state: Mutex<(u64, Instant)>,
     start: Instant,
     tty: bool,
+    lines: bool,
 }
 
 impl Progress {
     pub fn new(what: &str, total: u64) -> Self {
         let now = Instant::now();
-        Progress { what: what.into(), total, state: Mutex::new((0, now)), start: now, tty: std::io::stderr().is_terminal() }
+        let lines = std::env::var(PROGRESS_ENV).is_ok_and(|v| v == "lines");
+        Progress { what: what.into(), total, state: Mutex::new((0, now)), start: now, tty: !lines && std::io::stderr().is_terminal(), lines }
     }
 
     pub fn inc(&self, n: u64) {
         let Ok(mut s) = self.state.lock() else { return };
         s.0 += n;
-        if self.tty && (s.1.elapsed().as_millis() > 100 || s.0 == self.total) {
+        if self.lines && (s.1.elapsed().as_millis() > 100 || s.0 == self.total) {
+            s.1 = Instant::now();
+            eprintln!("{}", progress_line(&self.what, s.0, self.total));
+        } else if self.tty && (s.1.elapsed().as_millis() > 100 || s.0 == self.total) {
             s.1 = Instant::now();
             eprint!("\r{}", self.line(s.0));
             let _ = std::io::stderr().flush();
@@ -54,7 +62,4 @@ impl Progress {
     }
 }
 
-pub fn fmt_secs(s: f64) -> String {
-    let s = s.max(0.0) as u64;
-    if s >= 3600 { format!("{}h{:02}m", s / 3600, (s % 3600) / 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
-}
+pub use crate::engine::progress::fmt_secs;
