@@ -35,6 +35,7 @@ pub enum DialogKind {
     SaveLabels,
     LoadWeights,
     LoadAdapter,
+    OpenReport,
 }
 
 /// What a recent-files entry is.
@@ -123,6 +124,10 @@ pub enum AppCommand {
     CancelClick,
     /// Load SAM3D weights in the engine process (started if needed).
     LoadWeights(PathBuf),
+    /// Read an `eval` report (CSV) into the case browser, on a thread of its own.
+    OpenReport(PathBuf),
+    /// Open row N of the case browser's report: its scan and labels, and "3D from click" at its click.
+    OpenCaseRow(usize),
     /// Show the fine-tuning panel (a fresh run folder for the open scan unless a run is going on).
     OpenFineTune,
     /// Load a LoRA adapter onto the loaded weights.

@@ -705,7 +705,9 @@ pub fn window_ui(ctx: &egui::Context, ft: &mut FineTune, settings: &mut FineTune
         .open(&mut open)
         .default_width(460.0)
         .resizable(true)
-        .show(ctx, |ui| action = panel_ui(ui, ft, settings, pc));
+        .show(ctx, |ui| {
+            egui::ScrollArea::vertical().id_salt("finetune_panel").show(ui, |ui| action = panel_ui(ui, ft, settings, pc));
+        });
     ft.open = open;
     if ft.is_active() {
         ctx.request_repaint_after(std::time::Duration::from_millis(250));
@@ -748,7 +750,7 @@ fn panel_ui(ui: &mut egui::Ui, ft: &mut FineTune, settings: &mut FineTuneSetting
             let held = t.entries.keys().filter(|id| ft.held_out.contains(id)).count();
             ui.label(RichText::new(format!("{held} held out")).weak());
         });
-        egui::ScrollArea::vertical().id_salt("finetune_labels").max_height(130.0).show(ui, |ui| {
+        egui::ScrollArea::vertical().id_salt("finetune_labels").max_height(110.0).show(ui, |ui| {
             ui.horizontal_wrapped(|ui| {
                 for (id, e) in t.entries.iter().filter(|(id, e)| **id != 0 && e.voxels > 0) {
                     let mut train = !ft.held_out.contains(id);
@@ -868,18 +870,18 @@ fn loss_plot(ui: &mut egui::Ui, run: &Run) {
     } else {
         let pts: Vec<egui::Pos2> = run.losses.iter().map(|l| to_screen(l[0], l[1] as f32 / max_loss)).collect();
         p.add(egui::Shape::line(pts, egui::Stroke::new(1.5, loss_colour)));
-        let first = run.losses[0][1];
-        let last = run.losses[run.losses.len() - 1][1];
-        p.text(plot.right_top(), egui::Align2::RIGHT_TOP, format!("loss {first:.3} -> {last:.3}"), font.clone(), loss_colour);
+        // Means of the first and last ten steps: one step's loss swings with its batch.
+        let mean = |ls: &[[f64; 2]]| ls.iter().map(|l| l[1]).sum::<f64>() / ls.len().max(1) as f64;
+        let n = run.losses.len().min(10);
+        let (first, last) = (mean(&run.losses[..n]), mean(&run.losses[run.losses.len() - n..]));
+        p.text(plot.right_top(), egui::Align2::RIGHT_TOP, format!("loss {first:.3} -> {last:.3} (means of 10 steps)"), font.clone(), loss_colour);
     }
     let val_colour = Color32::from_rgb(90, 200, 120);
-    if !run.validations.is_empty() {
-        p.text(plot.right_top() + egui::vec2(4.0, 0.0), egui::Align2::LEFT_CENTER, "1", font.clone(), val_colour);
-        for v in &run.validations {
-            let c = to_screen(v[0], v[1] as f32);
-            p.circle_filled(c, 3.5, val_colour);
-            p.text(c + egui::vec2(-4.0, -4.0), egui::Align2::RIGHT_BOTTOM, format!("Dice {:.2}", v[1]), font.clone(), val_colour);
-        }
+    // Validation Dice on the same height scale, 0 to 1 (the panel's top is Dice 1).
+    for v in &run.validations {
+        let c = to_screen(v[0], v[1] as f32);
+        p.circle_filled(c, 3.5, val_colour);
+        p.text(c + egui::vec2(-6.0, 0.0), egui::Align2::RIGHT_CENTER, format!("validation Dice {:.2}", v[1]), font.clone(), val_colour);
     }
     if let Some(pos) = resp.hover_pos()
         && !run.losses.is_empty()
@@ -901,7 +903,7 @@ fn compare_table(ui: &mut egui::Ui, run: &Run, rows: &[CompareRow]) {
         return;
     }
     let hd = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
-    egui::ScrollArea::vertical().id_salt("finetune_compare").max_height(180.0).show(ui, |ui| {
+    egui::ScrollArea::vertical().id_salt("finetune_compare").max_height(220.0).show(ui, |ui| {
         egui::Grid::new("finetune_compare_grid").striped(true).num_columns(6).spacing([14.0, 2.0]).show(ui, |ui| {
             for h in ["label", "base Dice", "adapter Dice", "change", "base HD95 mm", "adapter HD95 mm"] {
                 ui.label(RichText::new(h).strong());

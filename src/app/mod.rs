@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod click3d;
+pub mod cases;
 mod command;
 pub mod finetune;
 pub mod labels;
@@ -221,6 +222,8 @@ pub struct Runtime {
     pub weights_path: Option<PathBuf>,
     /// The fine-tuning panel and its run.
     pub finetune: finetune::FineTune,
+    /// The case browser (an `eval` report's clicks).
+    pub cases: cases::CaseBrowser,
 }
 
 /// State of the "3D from click" tool.
@@ -320,6 +323,7 @@ impl Default for Runtime {
             adapter_text: String::new(),
             weights_path: None,
             finetune: finetune::FineTune::default(),
+            cases: cases::CaseBrowser::default(),
         }
     }
 }
@@ -796,6 +800,15 @@ impl App {
                 }
             }
             AppCommand::OpenFineTune => self.open_finetune(),
+            AppCommand::OpenReport(path) => {
+                if let Err(e) = self.rt.cases.load(path, ctx.clone()) {
+                    self.error(e);
+                }
+            }
+            AppCommand::OpenCaseRow(i) => match self.rt.cases.open_row(i) {
+                Ok(c) => self.open_case(c, ctx),
+                Err(e) => self.error(format!("Cases: {e}")),
+            },
             AppCommand::Undo => self.undo_redo(true),
             AppCommand::Redo => self.undo_redo(false),
         }
@@ -1232,6 +1245,7 @@ impl App {
                 DialogKind::SaveLabels => d.set_title("Save label map").set_file_name("labels.nii.gz").save_file().map(AppCommand::SaveLabels),
                 DialogKind::LoadWeights => rfd::FileDialog::new().add_filter("weights", &["safetensors", "pt", "ot"]).set_title("Load SAM3D weights").pick_file().map(AppCommand::LoadWeights),
                 DialogKind::LoadAdapter => rfd::FileDialog::new().add_filter("adapter", &["safetensors", "pt", "ot"]).set_title("Load LoRA adapter").pick_file().map(AppCommand::LoadAdapter),
+                DialogKind::OpenReport => rfd::FileDialog::new().add_filter("eval report", &["csv"]).set_title("Open evaluation report").pick_file().map(AppCommand::OpenReport),
             };
             let cmd = cmd.unwrap_or_else(|| {
                 AppCommand::Notice(
@@ -1351,10 +1365,42 @@ impl App {
         });
         panels::drop_hint_ui(&ctx);
         self.finetune_ui(&ctx);
+        self.cases_ui(&ctx);
         // Commands from this frame's widgets take effect now, not on the next input event.
         if !self.rt.commands.is_empty() {
             self.apply_commands(&ctx);
             ctx.request_repaint();
+        }
+    }
+
+    /// The case browser (when open), and a report that has been read.
+    fn cases_ui(&mut self, ctx: &egui::Context) {
+        if let Some(Err(e)) = self.rt.cases.drain() {
+            self.error(e);
+        }
+        if self.rt.cases.open
+            && let Some(i) = cases::window_ui(ctx, &mut self.rt.cases)
+        {
+            self.send(AppCommand::OpenCaseRow(i));
+        }
+    }
+
+    /// Opens a case of the browser (unless it is the scan on screen with that label map) and
+    /// runs "3D from click" at its click once it is open, with the row's method.
+    fn open_case(&mut self, c: cases::OpenCase, ctx: &egui::Context) {
+        self.click_method = if c.model { ClickMethod::Model } else { ClickMethod::RegionGrowing };
+        let same = |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|x| b.canonicalize().ok() == Some(x));
+        let on_screen = self.rt.scene.as_ref().filter(|s| same(&s.path, &c.image) && s.labels.as_ref().is_some_and(|l| same(&l.path, &c.labels)));
+        match on_screen {
+            Some(s) => {
+                self.rt.pending_at = Some((c.click, Some(c.plane), s.path.clone()));
+                self.run_pending_at(ctx);
+            }
+            None => {
+                // Now, not queued: the pending click must not meet the scan still on screen.
+                self.rt.pending_at = Some((c.click, Some(c.plane), c.image.clone()));
+                self.apply(AppCommand::OpenVolume { path: c.image, labels: Some(c.labels) }, ctx);
+            }
         }
     }
 

@@ -28,6 +28,10 @@ pub fn menu_ui(app: &mut App, ui: &mut egui::Ui) {
                 cmds.push(AppCommand::ShowDialog(DialogKind::SaveLabels));
             }
             ui.separator();
+            if ui.button("Open evaluation report…").on_hover_text("The REPORT.csv of `sam3d-studio eval`: its clicks worst first, each one click from a look").clicked() {
+                cmds.push(AppCommand::ShowDialog(DialogKind::OpenReport));
+            }
+            ui.separator();
             ui.menu_button("Recent files", |ui| {
                 if app.recent.is_empty() {
                     ui.label(RichText::new("(none yet)").weak());
