@@ -276,10 +276,11 @@ pub fn window_ui(ctx: &egui::Context, b: &mut CaseBrowser) -> Option<usize> {
             ui.label("File > Open evaluation report… opens the REPORT.csv of `sam3d-studio eval`.");
             return;
         };
+        let cases = report.rows.iter().map(|r| &r.case).collect::<BTreeSet<_>>().len();
         ui.label(format!(
-            "{} clicks on {} cases{}",
+            "{} clicks on {cases} case{}{}",
             report.rows.len(),
-            report.rows.iter().map(|r| &r.case).collect::<BTreeSet<_>>().len(),
+            if cases == 1 { "" } else { "s" },
             report.data.as_ref().map(|d| format!(" · data {}", d.display())).unwrap_or_default()
         ));
         let methods: Vec<String> = report.methods().into_iter().map(str::to_string).collect();

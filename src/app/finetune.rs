@@ -378,6 +378,9 @@ impl Run {
     }
 }
 
+/// What a job stopped by the user ends with.
+const STOPPED: &str = "stopped";
+
 /// A child process the UI can stop.
 type ChildSlot = Arc<Mutex<Option<Child>>>;
 
@@ -484,11 +487,12 @@ impl FineTune {
         };
         self.stop.store(false, Ordering::SeqCst);
         let (tx, wake) = (self.tx.clone(), self.wake.clone());
-        let (child, plan, adapter, job_labels) = (self.child.clone(), run.plan.clone(), run.adapter_path(), labels.clone());
+        let (child, stop, plan, adapter, job_labels) = (self.child.clone(), self.stop.clone(), run.plan.clone(), run.adapter_path(), labels.clone());
         std::thread::Builder::new()
             .name("sam3d-finetune-compare".into())
             .spawn(move || {
                 let r = compare_job(&plan, &adapter, &job_labels, &engine, &child, &tx, wake.as_ref());
+                let r = r.map_err(|e| if stop.load(Ordering::SeqCst) { STOPPED.to_string() } else { e });
                 let _ = tx.send(JobEvent::CompareEnded(r));
                 if let Some(w) = wake {
                     w.request_repaint();
@@ -543,13 +547,14 @@ impl FineTune {
                 }
                 JobEvent::CompareProgress { which, done, total } => run.compare = Some(CompareState::Running { which, done, total }),
                 JobEvent::CompareEnded(r) => {
-                    run.compare = Some(match r {
-                        Ok(rows) => CompareState::Done(rows),
+                    run.compare = match r {
+                        Ok(rows) => Some(CompareState::Done(rows)),
+                        Err(e) if e == STOPPED => None,
                         Err(e) => {
                             messages.push((format!("Compare failed: {e}"), true));
-                            CompareState::Failed(e)
+                            Some(CompareState::Failed(e))
                         }
-                    })
+                    }
                 }
             }
         }

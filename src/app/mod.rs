@@ -41,8 +41,8 @@ use std::sync::Arc;
 /// (the shipped default model, when the build has it) are loaded into the engine at start and
 /// "3D from click" then uses the model.
 /// `at`: a point to put the crosshair on once the volume is open, and the plane to run "3D from
-/// click" there on when given.
-pub fn run(file: Option<PathBuf>, labels: Option<PathBuf>, weights: Option<PathBuf>, at: Option<(RasMm, Option<ViewPlane>)>) -> anyhow::Result<()> {
+/// click" there on when given. `report`: an `eval` report to open in the case browser.
+pub fn run(file: Option<PathBuf>, labels: Option<PathBuf>, weights: Option<PathBuf>, at: Option<(RasMm, Option<ViewPlane>)>, report: Option<PathBuf>) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Wgpu,
         viewport: egui::ViewportBuilder::default()
@@ -54,7 +54,17 @@ pub fn run(file: Option<PathBuf>, labels: Option<PathBuf>, weights: Option<PathB
         ..Default::default()
     };
     let startup = Startup { volume: file, labels, device: None, weights, at };
-    eframe::run_native("sam3d-studio", options, Box::new(move |cc| Ok(Box::new(App::new(cc, startup)))))
+    eframe::run_native(
+        "sam3d-studio",
+        options,
+        Box::new(move |cc| {
+            let mut app = App::new(cc, startup);
+            if let Some(r) = report {
+                app.send(AppCommand::OpenReport(r));
+            }
+            Ok(Box::new(app))
+        }),
+    )
         .map_err(|e| anyhow::anyhow!("could not open the viewer window: {e}"))
 }
 
@@ -1266,8 +1276,12 @@ impl App {
         let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
         for path in dropped {
             let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+            if name.ends_with(".csv") {
+                self.send(AppCommand::OpenReport(path));
+                continue;
+            }
             if !(name.ends_with(".nii") || name.ends_with(".nii.gz")) {
-                self.error(format!("{}: not a NIfTI file (.nii or .nii.gz)", path.display()));
+                self.error(format!("{}: not a NIfTI file (.nii or .nii.gz) nor an eval report (.csv)", path.display()));
                 continue;
             }
             let looks_like_labels = ["label", "seg", "mask"].iter().any(|k| name.contains(k));

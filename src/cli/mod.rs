@@ -34,6 +34,10 @@ pub struct Cli {
     /// `eval` row's click as the viewer gives it, measured against the label under it.
     #[arg(long, requires = "at", value_name = "PLANE")]
     pub click: Option<crate::geometry::ViewPlane>,
+    /// Open an `eval` report (REPORT.csv) in the case browser: its clicks worst first, each one
+    /// click from a look.
+    #[arg(long, value_name = "REPORT.csv")]
+    pub report: Option<PathBuf>,
 }
 
 /// `--at X,Y,Z` as a point: three finite numbers.
@@ -235,7 +239,7 @@ pub fn run(cli: Cli, model_runner: ModelRunner) -> Result<()> {
                 },
             };
             let at = parse_at(cli.at.as_deref())?.map(|p| (p, cli.click));
-            crate::app::run(file, labels, model_cmds::default_weights_path(), at)
+            crate::app::run(file, labels, model_cmds::default_weights_path(), at, cli.report)
         }
     }
 }

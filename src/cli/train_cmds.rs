@@ -306,7 +306,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
             crate::engine::eval::plane_name(r.plane)
         );
     }
-    println!("report {} and {} (the viewer's File > Open evaluation report… lists its clicks worst first, each one click from a look)", a.out.display(), js.display());
+    println!("report {} and {} ; its clicks worst first in the viewer: sam3d-studio --report {}", a.out.display(), js.display(), a.out.display());
     Ok(())
 }
 
