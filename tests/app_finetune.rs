@@ -108,7 +108,9 @@ fn a_lora_run_on_the_open_scan_trains_compares_and_loads() {
     wait_until(&mut h, 180, "the comparison ends", |a| a.rt.finetune.run.as_ref().is_some_and(|r| !matches!(r.compare, Some(CompareState::Running { .. }))));
     let run = h.state().rt.finetune.run.as_ref().expect("run");
     match &run.compare {
-        Some(CompareState::Done(rows)) => {
+        Some(CompareState::Done(c)) => {
+            let rows = &c.rows;
+            assert_eq!(c.base_adapter, None, "a CT gets no MR adapter");
             assert_eq!(rows.len(), 1, "{rows:?}");
             assert_eq!(rows[0].label, held);
             assert!(rows[0].name.as_deref().is_some_and(|n| !n.is_empty()), "{rows:?}");

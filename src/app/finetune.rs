@@ -54,7 +54,7 @@ pub struct FineTuneSettings {
 
 impl Default for FineTuneSettings {
     fn default() -> Self {
-        // About three minutes of training on two CPU cores with the shipped `small-guided`
+        // About four minutes of training on two CPU cores with the shipped `small-guided`
         // weights (the MR adapter's runs: 5–7 samples/s).
         Self { steps: 100, batch: 8, lr: 2e-3, rank: 8, more_dirs: String::new(), runs_dir: String::new() }
     }
@@ -120,6 +120,8 @@ pub struct RunPlan {
     pub names: BTreeMap<u16, String>,
     /// Labels of the scan never trained on (what Compare measures).
     pub held_out: Vec<u16>,
+    /// The scan is MR (the engine may put the shipped MR adapter on the base by itself).
+    pub mr: bool,
     pub settings: FineTuneSettings,
 }
 
@@ -262,6 +264,14 @@ pub struct LabelScore {
     pub name: Option<String>,
 }
 
+/// A finished comparison.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub rows: Vec<CompareRow>,
+    /// The adapter the base ran with by itself (the shipped MR adapter on an MR scan).
+    pub base_adapter: Option<String>,
+}
+
 /// Per label, the mean Dice and HD95 of the model's rows in an `eval` summary JSON.
 pub fn eval_by_label(json: &serde_json::Value) -> Result<BTreeMap<u16, LabelScore>, String> {
     let methods = json.get("methods").and_then(|m| m.as_object()).ok_or("no methods in the report")?;
@@ -302,7 +312,7 @@ pub enum JobEvent {
     TrainEnded(Result<bool, String>),
     /// Compare: which model is being measured, clicks done of total.
     CompareProgress { which: &'static str, done: u64, total: u64 },
-    CompareEnded(Result<Vec<CompareRow>, String>),
+    CompareEnded(Result<Comparison, String>),
 }
 
 /// How a run stands.
@@ -320,7 +330,7 @@ pub enum RunState {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CompareState {
     Running { which: &'static str, done: u64, total: u64 },
-    Done(Vec<CompareRow>),
+    Done(Comparison),
     Failed(String),
 }
 
@@ -548,7 +558,7 @@ impl FineTune {
                 JobEvent::CompareProgress { which, done, total } => run.compare = Some(CompareState::Running { which, done, total }),
                 JobEvent::CompareEnded(r) => {
                     run.compare = match r {
-                        Ok(rows) => Some(CompareState::Done(rows)),
+                        Ok(c) => Some(CompareState::Done(c)),
                         Err(e) if e == STOPPED => None,
                         Err(e) => {
                             messages.push((format!("Compare failed: {e}"), true));
@@ -653,7 +663,7 @@ fn compare_job(
     child: &ChildSlot,
     tx: &Sender<JobEvent>,
     wake: Option<&egui::Context>,
-) -> Result<Vec<CompareRow>, String> {
+) -> Result<Comparison, String> {
     let list = labels.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
     let mut reports = Vec::new();
     for (which, adapter) in [("base", None), ("adapter", Some(adapter))] {
@@ -677,7 +687,10 @@ fn compare_job(
         let text = std::fs::read_to_string(&js).map_err(|e| format!("{}: {e}", js.display()))?;
         reports.push(serde_json::from_str::<serde_json::Value>(&text).map_err(|e| format!("{}: {e}", js.display()))?);
     }
-    compare_rows(&reports[0], &reports[1])
+    // On an MR scan the base as the viewer gives it carries the shipped MR adapter (when it fits
+    // the weights); eval's summary names the one it was given for MR scans.
+    let base_adapter = plan.mr.then(|| reports[0].get("mr_adapter")).flatten().and_then(|a| a.as_str()).map(|a| Path::new(a).file_name().map_or_else(|| a.to_string(), |n| n.to_string_lossy().into_owned()));
+    Ok(Comparison { rows: compare_rows(&reports[0], &reports[1])?, base_adapter })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -844,7 +857,7 @@ fn panel_ui(ui: &mut egui::Ui, ft: &mut FineTune, settings: &mut FineTuneSetting
             let f = if *total > 0 { *done as f32 / *total as f32 } else { 0.0 };
             ui.add(egui::ProgressBar::new(f).text(format!("measuring the {which}: click {done} / {total}")).animate(true));
         }
-        Some(CompareState::Done(rows)) => compare_table(ui, run, rows),
+        Some(CompareState::Done(c)) => compare_table(ui, run, c),
         Some(CompareState::Failed(e)) => {
             ui.colored_label(Color32::from_rgb(220, 90, 80), format!("Compare failed: {e}"));
         }
@@ -900,9 +913,13 @@ fn loss_plot(ui: &mut egui::Ui, run: &Run) {
     }
 }
 
-fn compare_table(ui: &mut egui::Ui, run: &Run, rows: &[CompareRow]) {
+fn compare_table(ui: &mut egui::Ui, run: &Run, c: &Comparison) {
+    let rows = &c.rows;
     let what = if run.plan.held_out.is_empty() { "trained labels: fit, not generalisation" } else { "held out of training" };
     ui.label(RichText::new(format!("One-click Dice on this scan ({what}; mean of the three planes' clicks)")).strong());
+    if let Some(a) = &c.base_adapter {
+        ui.label(RichText::new(format!("base: the weights as the viewer gives them on this MR: with {a} when it fits them (it does the shipped weights)")).weak());
+    }
     if rows.is_empty() {
         ui.label("No label could be measured (too small, or absent).");
         return;

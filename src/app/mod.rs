@@ -1510,7 +1510,7 @@ impl App {
             return Err("give the run a folder".into());
         }
         let names = present.iter().map(|&l| (l, layer.table.name_of(l).unwrap_or("").to_string())).collect();
-        let plan = finetune::RunPlan { dir, weights, volume: scene.path.clone(), labels: layer.map.clone(), names, held_out, settings: self.finetune.clone() };
+        let plan = finetune::RunPlan { dir, weights, volume: scene.path.clone(), labels: layer.map.clone(), names, held_out, mr: scene.modality == crate::volume::Modality::Mr, settings: self.finetune.clone() };
         Ok((plan, engine))
     }
 
