@@ -139,7 +139,8 @@ impl RunPlan {
     pub fn config_toml(&self) -> Result<String, String> {
         use toml::{Table, Value};
         let s = &self.settings;
-        let path = |p: &Path| Value::String(p.display().to_string());
+        // Absolute: the config is read relative to the run's folder, not the viewer's directory.
+        let path = |p: &Path| Value::String(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string());
         let mut dirs = vec![path(&self.data_dir())];
         dirs.extend(s.more_dirs().iter().map(|d| path(d)));
         let table = |pairs: Vec<(&str, Value)>| Value::Table(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Table>());
