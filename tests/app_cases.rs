@@ -117,4 +117,13 @@ fn a_report_opens_worst_first_and_a_click_opens_its_case() {
     assert!((c.x() - rows_now[other].click.x()).abs() < 1e-6 && (c.y() - rows_now[other].click.y()).abs() < 1e-6);
     let cand = app.rt.click.candidate.as_ref().expect("a result at the other click");
     assert_eq!(cand.voxels as u64, rows_now[other].pred_voxels);
+
+    // ] opens the next click in the browser's order ([ the previous one, from the last).
+    let pos = order.iter().position(|&i| i == other).expect("in the order");
+    let (next, key) = if pos + 1 < order.len() { (order[pos + 1], egui::Key::CloseBracket) } else { (order[pos - 1], egui::Key::OpenBracket) };
+    h.key_press(key);
+    h.step();
+    wait_until(&mut h, 60, "the next click opens", |a| a.rt.cases.selected == Some(next) && !a.is_busy() && !a.is_clicking() && a.rt.pending_at.is_none());
+    let c = h.state().scene().expect("scene").crosshair;
+    assert!((c.x() - rows_now[next].click.x()).abs() < 1e-6 && (c.z() - rows_now[next].click.z()).abs() < 1e-6);
 }

@@ -235,6 +235,17 @@ impl CaseBrowser {
         idx
     }
 
+    /// The row `delta` places after the one opened last, in the table's order (the first row
+    /// when none was opened; `None` past either end or without a report).
+    pub fn step(&self, delta: isize) -> Option<usize> {
+        let order = self.order();
+        let at = match self.selected.and_then(|s| order.iter().position(|&i| i == s)) {
+            Some(p) => p.checked_add_signed(delta)?,
+            None => 0,
+        };
+        order.get(at).copied()
+    }
+
     /// The files and click of row `i`, or why it cannot be opened.
     pub fn open_row(&mut self, i: usize) -> Result<OpenCase, String> {
         let r = self.report.as_ref().ok_or("no report is open")?;
@@ -435,6 +446,11 @@ c2,1,sagittal,model,1.00,2.00,3.00,0.60000,0.43000,12.0000,3.0000,1500,1000,0.40
         b.sort = SortBy::Case;
         b.ascending = true;
         assert_eq!(b.order(), vec![0, 1, 2]);
+        // ] and [ walk the table's order from the first row.
+        b.selected = None;
+        assert_eq!(b.step(1), Some(0));
+        b.selected = Some(1);
+        assert_eq!((b.step(1), b.step(-1), b.step(2)), (Some(2), Some(0), None));
         let e = b.open_row(0).expect_err("no summary");
         assert!(e.contains("no summary"), "{e}");
     }

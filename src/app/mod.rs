@@ -1340,6 +1340,14 @@ impl App {
             if i.key_pressed(Key::Delete) {
                 out.push(AppCommand::RejectCandidate);
             }
+            // The case browser's next / previous click, in its table's order.
+            for (k, delta) in [(Key::CloseBracket, 1), (Key::OpenBracket, -1)] {
+                if i.key_pressed(k)
+                    && let Some(row) = self.rt.cases.step(delta)
+                {
+                    out.push(AppCommand::OpenCaseRow(row));
+                }
+            }
             if i.key_pressed(Key::Escape) {
                 // Esc stops a running click job first; otherwise it restores the layout.
                 out.push(if self.rt.click.running.is_some() { AppCommand::CancelClick } else { AppCommand::RestoreLayout });

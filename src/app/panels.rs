@@ -164,6 +164,7 @@ const SHORTCUTS: &[(&str, &str)] = &[
     ("Shift+click", "3D from click (a plain click too, when the tool is armed)"),
     ("Enter / Delete", "accept / reject the 3D-from-click result"),
     ("Ctrl+Z, Ctrl+Y", "undo / redo an accepted result"),
+    ("] / [", "next / previous click of the case browser"),
 ];
 
 pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
