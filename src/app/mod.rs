@@ -1,5 +1,6 @@
 //! The eframe application: three linked slice views and the 3D view's place in a 2×2 grid, a
-//! menu, a side panel (volume info, window/level with histogram, labels) and a status bar.
+//! menu, a side panel (volume info, window/level with histogram, labels), a status bar, and two
+//! windows: the fine-tuning panel ([`finetune`]) and the case browser ([`cases`]).
 //!
 //! Structure (rerun's habits, see STYLE.md): one [`App`] owns persisted settings (restored at
 //! start) and runtime parts (`#[serde(skip)]`). UI code sends [`AppCommand`]s; the queue is
