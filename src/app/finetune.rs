@@ -303,8 +303,8 @@ pub fn compare_rows(base: &serde_json::Value, adapter: &serde_json::Value) -> Re
 /// What the job threads tell the UI.
 #[derive(Debug)]
 pub enum JobEvent {
-    /// Training: `done` of `total` steps.
-    Progress { done: u64, total: u64 },
+    /// Training: `done` steps (of the plan's).
+    Progress { done: u64 },
     /// A step's loss from `log.jsonl`.
     Step { step: u64, loss: f64 },
     /// A validation from `log.jsonl` (3D grid Dice with the model's own 2D mask, context on).
@@ -522,7 +522,7 @@ impl FineTune {
         let Some(run) = self.run.as_mut() else { return messages };
         for ev in events {
             match ev {
-                JobEvent::Progress { done, total: _ } => {
+                JobEvent::Progress { done } => {
                     if run.state == RunState::Preparing {
                         run.state = RunState::Training;
                     }
@@ -645,9 +645,9 @@ fn train_job(plan: &RunPlan, engine: &Path, resume: bool, child: &ChildSlot, tx:
     if resume {
         cmd.arg("--resume");
     }
-    let (status, tail) = run_child(cmd, child, |done, total| {
+    let (status, tail) = run_child(cmd, child, |done, _total| {
         read_log(&log, &mut offset, tx);
-        let _ = tx.send(JobEvent::Progress { done, total });
+        let _ = tx.send(JobEvent::Progress { done });
         if let Some(w) = wake {
             w.request_repaint();
         }
@@ -818,9 +818,9 @@ fn panel_ui(ui: &mut egui::Ui, ft: &mut FineTune, settings: &mut FineTuneSetting
         if ui.add_enabled(can_start, egui::Button::new("Start")).on_hover_text("Train a LoRA adapter on this scan's labels (a new run in the folder above)").clicked() {
             action = Some(PanelAction::Start);
         }
-        let stoppable = ft.run.as_ref().is_some_and(|r| r.state == RunState::Stopped || matches!(r.state, RunState::Failed(_)));
-        let has_ckpt = ft.run.as_ref().is_some_and(|r| r.plan.dir.join("state.safetensors").is_file());
-        if ui.add_enabled(!busy && stoppable && has_ckpt, egui::Button::new("Resume")).on_hover_text("Go on from the run's last checkpoint").clicked() {
+        // (No file check here, every frame: a run without a checkpoint yet starts over.)
+        let resumable = ft.run.as_ref().is_some_and(|r| r.state == RunState::Stopped || matches!(r.state, RunState::Failed(_)));
+        if ui.add_enabled(!busy && resumable, egui::Button::new("Resume")).on_hover_text("Go on from the run's last checkpoint (or start over when it has none)").clicked() {
             action = Some(PanelAction::Resume);
         }
         if ui.add_enabled(busy, egui::Button::new("Stop")).on_hover_text("Stop the job (training keeps its last checkpoint)").clicked() {
