@@ -1,24 +1,15 @@
-//! Link-time set-up for libtorch (found through `LIBTORCH`, set by `packaging/linux/env.sh`):
-//! - an rpath to libtorch's `lib` directory, so the binary runs without `LD_LIBRARY_PATH`;
-//! - `libtorch_cuda` linked with `--no-as-needed` when present, so CUDA is really detected at
-//!   run time (otherwise the linker drops it and `Cuda::is_available()` is always false) —
-//!   only into `sam3d-studio-engine`, the process that owns the model. The main binary (GUI and
-//!   CLI) references no libtorch symbol, so the linker's `--as-needed` keeps libtorch out of it
-//!   and its start-up stays in milliseconds instead of the ~0.7 s libtorch's initialisers take.
-use std::path::PathBuf;
-
+//! The viewer and command line (this package) never link libtorch. Only its integration tests
+//! do (they drive the engine crate in-process): they get an rpath to libtorch's `lib`
+//! directory (found through `LIBTORCH`, set by `packaging/linux/env.sh`), as the engine binary
+//! does, so they run without `LD_LIBRARY_PATH`.
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-changed=build.rs");
-    let Some(lib) = std::env::var_os("LIBTORCH").map(|p| PathBuf::from(p).join("lib")) else {
+    let Some(lib) = std::env::var_os("LIBTORCH").map(|p| std::path::PathBuf::from(p).join("lib")) else {
         return;
     };
-    let target = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if target == "linux" {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-        println!("cargo:rustc-link-search=native={}", lib.display());
-        if lib.join("libtorch_cuda.so").exists() {
-            println!("cargo:rustc-link-arg-bin=sam3d-studio-engine=-Wl,--no-as-needed,-ltorch_cuda,-lc10_cuda,--as-needed");
-        }
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{}", lib.display());
+        println!("cargo:rustc-link-arg-benches=-Wl,-rpath,{}", lib.display());
     }
 }

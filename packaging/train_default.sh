@@ -29,7 +29,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 # shellcheck source=/dev/null
 source packaging/linux/env.sh
-cargo build --release --locked --bins
+cargo build --release --locked --workspace --bins
 bin="$root/target/release/sam3d-studio-engine"
 export OMP_WAIT_POLICY=PASSIVE
 

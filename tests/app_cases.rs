@@ -7,9 +7,9 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use sam3d_studio::app::cases::SortBy;
 use sam3d_studio::app::{App, AppCommand, ClickMethod, Startup};
-use sam3d_studio::engine::eval::{EvalOptions, evaluate, write_report};
-use sam3d_studio::engine::train::write_phantoms;
-use sam3d_studio::volume::{LabelMap, Modality};
+use sam3d_engine::engine::eval::{EvalOptions, evaluate, write_report};
+use sam3d_engine::engine::train::write_phantoms;
+use sam3d_studio::volume::Modality;
 use std::time::{Duration, Instant};
 
 fn wait_until(h: &mut Harness<'static, App>, secs: u64, what: &str, done: impl Fn(&App) -> bool) {
@@ -37,13 +37,8 @@ fn a_report_opens_worst_first_and_a_click_opens_its_case() {
         labels: vec![],
         context: true,
         reference_mask2d: false,
-        refine: None,
         baseline: true,
-        extend: false,
-        fusion: Default::default(),
-        views: 0,
-        join: false,
-        join_near_mm: None,
+        pipeline: sam3d_studio::options::PipelineOptions { refine: false, extend: false, join: false, ..Default::default() },
         click_depth: 1.0,
     };
     let (rows, summary) = evaluate(&opts, &|_| {}, &|| {}).expect("eval");
@@ -99,7 +94,7 @@ fn a_report_opens_worst_first_and_a_click_opens_its_case() {
     let app = h.state();
     assert!(app.scene().expect("scene").path.ends_with(format!("{}.nii.gz", row.case)));
     let cand = app.rt.click.candidate.as_ref().unwrap_or_else(|| panic!("no result at the click (eval Dice {}): {:?}", row.dice, app.messages()));
-    let labels = LabelMap::load(&data.join(format!("{}_labels.nii.gz", row.case))).expect("labels");
+    let labels = sam3d_studio::volume::open_labels(&data.join(format!("{}_labels.nii.gz", row.case))).expect("labels");
     let truth = labels.data.iter().filter(|&&v| v == row.label).count();
     let inter = labels.data.iter().zip(cand.mask.iter()).filter(|(l, m)| **l == row.label && **m).count();
     let dice = 2.0 * inter as f64 / (truth + cand.voxels) as f64;

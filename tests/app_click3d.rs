@@ -94,7 +94,7 @@ fn shift_click(h: &mut Harness<'static, App>, pos: Pos2) {
 #[test]
 fn shift_click_on_the_liver_accept_and_undo() {
     let (_, labels_path) = demo();
-    let labels = LabelMap::load(&labels_path).expect("demo labels");
+    let labels = sam3d_studio::volume::open_labels(&labels_path).expect("demo labels");
     let mut h = harness();
     // The upper abdomen, where the liver is large on axial slices.
     h.state_mut().send(AppCommand::StepSlice { plane: ViewPlane::Axial, steps: 30 });
@@ -196,7 +196,7 @@ fn without_weights_the_model_method_is_refused_with_help() {
 fn tiny_random_weights(dir: &std::path::Path, name: &str) -> PathBuf {
     tch::manual_seed(3);
     let weights = dir.join(name);
-    sam3d_studio::model::Model::new(sam3d_studio::model::Config::tiny(), tch::Device::Cpu).save_weights(&weights).expect("save");
+    sam3d_engine::model::Model::new(sam3d_engine::model::Config::tiny(), tch::Device::Cpu).save_weights(&weights).expect("save");
     weights
 }
 
@@ -243,7 +243,7 @@ fn model_click_through_the_engine_process() {
 /// A RAS point well inside the liver on the axial slice 30 steps up (where the liver is large).
 fn liver_click(h: &mut Harness<'static, App>) -> RasMm {
     let (_, labels_path) = demo();
-    let labels = LabelMap::load(&labels_path).expect("demo labels");
+    let labels = sam3d_studio::volume::open_labels(&labels_path).expect("demo labels");
     h.state_mut().send(AppCommand::StepSlice { plane: ViewPlane::Axial, steps: 30 });
     h.run();
     let k = h.state().scene().expect("scene").slice_index(ViewPlane::Axial);
@@ -457,7 +457,7 @@ fn an_mr_without_adapter_gets_a_note_once() {
 #[test]
 fn start_up_point_and_click_run_once_the_volume_is_open() {
     let (ct, labels_path) = demo();
-    let labels = LabelMap::load(&labels_path).expect("demo labels");
+    let labels = sam3d_studio::volume::open_labels(&labels_path).expect("demo labels");
     let k = labels.data.shape()[0] * 3 / 4;
     let [i, j, k] = liver_voxel(&labels, k);
     let at: RasMm = labels.ras_from_voxel.apply(VoxelIjk::new(i as f64, j as f64, k as f64));

@@ -14,7 +14,6 @@
 use egui_kittest::Harness;
 use sam3d_studio::app::three_d::CANDIDATE_ID;
 use sam3d_studio::app::{App, AppCommand, ClickMethod, Startup};
-use sam3d_studio::volume::LabelMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -59,8 +58,8 @@ fn gui_click_send_to_candidate_ready() {
         None => {
             tch::manual_seed(0);
             let w = dir.path().join("small-random.safetensors");
-            let cfg = sam3d_studio::model::Config::preset("small").expect("preset");
-            sam3d_studio::model::Model::new(cfg, tch::Device::Cpu).save_weights(&w).expect("save weights");
+            let cfg = sam3d_engine::model::Config::preset("small").expect("preset");
+            sam3d_engine::model::Model::new(cfg, tch::Device::Cpu).save_weights(&w).expect("save weights");
             w
         }
     };
@@ -71,7 +70,7 @@ fn gui_click_send_to_candidate_ready() {
         cases.push((big.to_path_buf(), big.with_file_name("big_labels.nii.gz")));
     }
     for (ct, labels_path) in cases {
-        let click = LabelMap::load(&labels_path).ok().and_then(|l| centroid(&l, 5)).expect("a liver to click");
+        let click = sam3d_studio::volume::open_labels(&labels_path).ok().and_then(|l| centroid(&l, 5)).expect("a liver to click");
         let startup = Startup { volume: Some(ct.clone()), labels: None, device: Some("CPU".into()), ..Default::default() };
         let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(400).wgpu().build_eframe(move |cc| App::new(cc, startup));
         step_until(&mut h, "volume loaded", 120, |a| a.scene().is_some() && !a.is_busy());
@@ -128,14 +127,15 @@ fn gui_click_send_to_candidate_ready() {
 #[test]
 #[ignore = "benchmark; run with --ignored --nocapture"]
 fn result_transfer_liver_sized() {
-    use sam3d_studio::app::remote::{RemoteCrop, read_result};
+    use sam3d_studio::app::remote::read_result;
+    use sam3d_studio::protocol::CropFile as RemoteCrop;
     use sam3d_studio::shape::{GridComponent, MeshObject, MeshSpace, export::ply_bytes};
     let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
     let big = Path::new("/tmp/peerdata/big_labels.nii.gz");
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/labels.nii.gz");
     let dir = tempfile::tempdir().expect("tmp");
     for path in [demo.as_path(), big].into_iter().filter(|p| p.exists()) {
-        let labels = LabelMap::load(path).expect("labels");
+        let labels = sam3d_studio::volume::open_labels(path).expect("labels");
         let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
         for ((k, j, i), &l) in labels.data.indexed_iter() {
             if l == 5 {
@@ -149,7 +149,7 @@ fn result_transfer_liver_sized() {
         let comp = GridComponent { origin_kji: lo, voxel_count: crop.iter().filter(|&&m| m).count(), mask: crop };
         let shape = sam3d_studio::volume::OnGrid::shape(&labels);
         let grid_kji = [shape.nk, shape.nj, shape.ni];
-        let mesh = sam3d_studio::engine::mesh_of_component(&comp, shape, &labels.ras_from_voxel).expect("a mesh");
+        let mesh = sam3d_studio::shape::click_mesh::mesh_of_component(&comp, shape, &labels.ras_from_voxel).expect("a mesh");
         let (mut write, mut read, mut pack, mut accept_grid, mut accept_box) = (vec![], vec![], vec![], vec![], vec![]);
         for rep in 0..5 {
             let t = Instant::now();

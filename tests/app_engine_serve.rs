@@ -7,8 +7,8 @@
 use nalgebra::{Matrix3, Vector3};
 use ndarray::Array3;
 use sam3d_studio::geometry::{RasFromVoxel, RasMm, VoxelIjk};
-use sam3d_studio::model::{Config, Model};
-use sam3d_studio::app::remote::RemoteCrop;
+use sam3d_engine::model::{Config, Model};
+use sam3d_studio::protocol::CropFile as RemoteCrop;
 use sam3d_studio::volume::{OnGrid, Volume};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -45,7 +45,7 @@ fn serve_protocol_round_trip() {
     // only the shipped weights).
     let mr_adapter = dir.path().join("mr.safetensors");
     adapter::tuned_adapter(&weights, &mr_adapter, 31);
-    let bin = env!("CARGO_BIN_EXE_sam3d-studio-engine");
+    let bin = sam3d_studio::cli::engine_binary().expect("the engine binary is built beside the tests (cargo build --workspace)");
     let mut child = Command::new(bin)
         .arg("serve")
         .env("SAM3D_MR_ADAPTER", &mr_adapter)
@@ -79,7 +79,7 @@ fn serve_protocol_round_trip() {
     };
     let ready = next("ready");
     assert!(ready["device"].as_str().is_some_and(|d| !d.is_empty()), "{ready}");
-    assert_eq!(ready["protocol"].as_u64(), Some(u64::from(sam3d_studio::app::remote::PROTOCOL)), "app and engine speak one protocol");
+    assert_eq!(ready["protocol"].as_u64(), Some(u64::from(sam3d_studio::protocol::PROTOCOL_VERSION)), "app and engine speak one protocol");
 
     let mut send = |s: String| {
         writeln!(stdin, "{s}").expect("write");
@@ -159,29 +159,28 @@ fn serve_protocol_round_trip() {
     // The image refinement (on by default) only adds voxels, and so do the continuation past
     // the cube and the join of region growing: with the clicked plane alone, job 7's click gives
     // the model's own mask in one pass with all three off, no larger than with all on.
-    send(serde_json::json!({"cmd": "set_refine"}).to_string());
+    // Options a request cannot mean are refused with the line named, and the engine carries on.
+    let click = |job: u64, options: Value| serde_json::json!({"cmd": "infer", "job": job, "click": [1.0, -2.0, 3.0], "plane": "Axial", "options": options}).to_string();
+    send(click(90, serde_json::json!({"refine": "yes"})));
     assert!(next("failed")["message"].as_str().expect("message").contains("bad request"));
-    send(serde_json::json!({"cmd": "set_extend"}).to_string());
-    assert!(next("failed")["message"].as_str().expect("message").contains("bad request"));
-    send(serde_json::json!({"cmd": "set_join", "on": "yes"}).to_string());
-    assert!(next("failed")["message"].as_str().expect("message").contains("bad request"));
-    send(serde_json::json!({"cmd": "set_planes", "fusion": "both"}).to_string());
+    send(click(91, serde_json::json!({"planes": "both"})));
     let e = next("failed")["message"].as_str().expect("message").to_string();
     assert!(e.contains("bad request") && e.contains("median"), "{e}");
+    send(click(92, serde_json::json!({"join_near_mm": -1.0})));
+    let e = next("failed")["message"].as_str().expect("message").to_string();
+    assert!(e.contains("join_near_mm"), "{e}");
+    send("{\"cmd\": \"infer\", not json".into());
+    assert!(next("failed")["message"].as_str().expect("message").contains("bad request"));
+    // Version 2's setters are gone: each is a bad request, not the end of the session.
     send(serde_json::json!({"cmd": "set_refine", "on": false}).to_string());
-    send(serde_json::json!({"cmd": "set_extend", "on": false}).to_string());
-    send(serde_json::json!({"cmd": "set_join", "on": false}).to_string());
-    send(serde_json::json!({"cmd": "set_planes", "fusion": "own"}).to_string());
-    send(serde_json::json!({"cmd": "infer", "job": 9, "click": [1.0, -2.0, 3.0], "plane": "Axial"}).to_string());
+    assert!(next("failed")["message"].as_str().expect("message").contains("set_refine"));
+    send(click(9, serde_json::json!({"refine": false, "extend": false, "join": false, "planes": "own"})));
     let r = next("result");
     let raw = r["voxel_count"].as_u64().expect("voxel count") as usize;
     assert_eq!(r["timings"]["extension_passes"].as_u64(), Some(0), "{r}");
     assert!(r["timings"]["join"].is_null(), "the join is off: {r}");
     left.extend([r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from));
-    send(serde_json::json!({"cmd": "set_refine", "on": true}).to_string());
-    send(serde_json::json!({"cmd": "set_extend", "on": true}).to_string());
-    send(serde_json::json!({"cmd": "set_join", "on": true}).to_string());
-    send(serde_json::json!({"cmd": "infer", "job": 10, "click": [1.0, -2.0, 3.0], "plane": "Axial"}).to_string());
+    send(click(10, serde_json::json!({"planes": "own"})));
     let r = next("result");
     let refined = r["voxel_count"].as_u64().expect("voxel count") as usize;
     // The app reads whether growing was joined from here ("· + growing").
@@ -199,11 +198,10 @@ fn serve_protocol_round_trip() {
     assert_eq!(r["adapter"].as_str().map(PathBuf::from), Some(mr_adapter.clone()), "{r}");
     left.extend([r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from));
     // The viewer's "MR adapter" box: off, the MR runs on the base weights; on again, the adapter.
-    send(serde_json::json!({"cmd": "set_mr_adapter", "on": "no"}).to_string());
+    send(click(93, serde_json::json!({"mr_adapter": "no"})));
     assert!(next("failed")["message"].as_str().expect("message").contains("bad request"));
     for (job, on) in [(12, false), (13, true)] {
-        send(serde_json::json!({"cmd": "set_mr_adapter", "on": on}).to_string());
-        send(serde_json::json!({"cmd": "infer", "job": job, "click": [1.0, -2.0, 3.0], "plane": "Axial"}).to_string());
+        send(click(job, serde_json::json!({"mr_adapter": on})));
         let r = next("result");
         assert_eq!(r["adapter"].as_str().map(PathBuf::from), on.then(|| mr_adapter.clone()), "{r}");
         left.extend([r["crop"]["path"].as_str(), r["mesh_path"].as_str()].into_iter().flatten().map(PathBuf::from));

@@ -10,17 +10,17 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use sam3d_studio::app::finetune::{CompareState, PanelAction, RunState};
 use sam3d_studio::app::{App, AppCommand, Startup};
-use sam3d_studio::engine::train::TrainConfig;
-use sam3d_studio::volume::{LabelMap, Modality};
+use sam3d_engine::engine::train::TrainConfig;
+use sam3d_studio::volume::Modality;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A small CT-like phantom (`case_000.nii.gz` + labels + names) and tiny random weights.
 fn fixtures(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    sam3d_studio::engine::train::write_phantoms(&dir.join("scan"), 1, 21, Modality::Ct).expect("phantom");
+    sam3d_engine::engine::train::write_phantoms(&dir.join("scan"), 1, 21, Modality::Ct).expect("phantom");
     tch::manual_seed(5);
     let weights = dir.join("tiny-random.safetensors");
-    sam3d_studio::model::Model::new(sam3d_studio::model::Config::tiny(), tch::Device::Cpu).save_weights(&weights).expect("weights");
+    sam3d_engine::model::Model::new(sam3d_engine::model::Config::tiny(), tch::Device::Cpu).save_weights(&weights).expect("weights");
     (dir.join("scan/case_000.nii.gz"), dir.join("scan/case_000_labels.nii.gz"), weights)
 }
 
@@ -88,7 +88,7 @@ fn a_lora_run_on_the_open_scan_trains_compares_and_loads() {
     // What was trained: the scan (linked), the label map as the viewer had it, the names, and a
     // config that holds the label out, names the base and can be run again from a terminal.
     let data = run_dir.join("data");
-    let staged = LabelMap::load(&data.join("case_000_labels.nii.gz")).expect("staged labels");
+    let staged = sam3d_studio::volume::open_labels(&data.join("case_000_labels.nii.gz")).expect("staged labels");
     let shown = h.state().scene().expect("scene").labels.as_ref().expect("labels").map.clone();
     assert_eq!(staged.data, shown.data);
     assert!(data.join("case_000.nii.gz").exists() && data.join("labels.tsv").exists());

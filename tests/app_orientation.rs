@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 fn case(name: &str) -> Volume {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/nifti_cases").join(name);
-    Volume::load(&p).expect("test file loads")
+    sam3d_studio::volume::open(&p).expect("test file loads")
 }
 
 fn letters(a: &RasFromVoxel, shape: GridShape, conv: DisplayConvention) -> [[char; 4]; 3] {

@@ -292,9 +292,9 @@ fn save_label_map_writes_it_on_the_volume_grid() {
     h.state_mut().send(AppCommand::SaveLabels(out.clone()));
     wait_for_loader(&mut h);
     assert!(h.state().messages().iter().any(|m| !m.is_error && m.text.contains("saved.nii.gz")), "{:?}", h.state().messages());
-    let back = LabelMap::load(&out).expect("saved file reads");
-    let orig = LabelMap::load(&labels).expect("demo labels");
-    let vol = sam3d_studio::volume::Volume::load(&ct).expect("demo ct");
+    let back = sam3d_studio::volume::open_labels(&out).expect("saved file reads");
+    let orig = sam3d_studio::volume::open_labels(&labels).expect("demo labels");
+    let vol = sam3d_studio::volume::open(&ct).expect("demo ct");
     assert_eq!(back.data, orig.data);
     assert!(back.ras_from_voxel.max_abs_diff(&vol.ras_from_voxel) < 1e-4);
     // A folder that does not exist: an error naming the path, the app carries on.

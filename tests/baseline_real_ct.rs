@@ -6,7 +6,6 @@
 //! which is what the model's join of region growing builds on.
 
 use sam3d_studio::baseline::{GrowParams, grow_from_click};
-use sam3d_studio::volume::{LabelMap, Volume};
 use std::path::Path;
 
 #[test]
@@ -24,8 +23,8 @@ fn grows_real_mr_organs_from_one_click() {
 /// Dice at least the organ's minimum.
 fn grows_from_deepest_clicks(dir: &str, scan: &str, organs: &[(u16, &str, f64)]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let vol = Volume::load(&dir.join(scan)).expect("scan");
-    let labels = LabelMap::load(&dir.join("labels.nii.gz")).expect("labels");
+    let vol = sam3d_studio::volume::open(&dir.join(scan)).expect("scan");
+    let labels = sam3d_studio::volume::open_labels(&dir.join("labels.nii.gz")).expect("labels");
     for &(label, name, min_dice) in organs {
         let gt = labels.mask(label);
         let click = sam3d_studio::baseline::deepest_point(&gt, &labels).expect("organ present");

@@ -7,10 +7,10 @@
 //! process gets it from the app). Without it idle libtorch threads spin while rayon does the
 //! postprocess, and both stages slow down several-fold on 2 cores.
 
-use sam3d_studio::engine::{InferRequest, NoHooks, Session};
+use sam3d_engine::engine::{InferRequest, NoHooks, Session};
 use sam3d_studio::geometry::ViewPlane;
-use sam3d_studio::model::{Config, Model};
-use sam3d_studio::volume::{LabelMap, OnGrid, Volume};
+use sam3d_engine::model::{Config, Model};
+use sam3d_studio::volume::OnGrid;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,9 +52,9 @@ fn click_to_mask_small_preset_two_threads() {
         session.set_model(model).expect("model");
         for (vol_path, lab_path) in &cases {
             // The click: the liver's centroid (label 5), computed before measuring memory.
-            let liver = LabelMap::load(lab_path).ok().and_then(|l| centroid(&l, 5));
+            let liver = sam3d_studio::volume::open_labels(lab_path).ok().and_then(|l| centroid(&l, 5));
             let t = Instant::now();
-            let vol = Arc::new(Volume::load(vol_path).expect("volume"));
+            let vol = Arc::new(sam3d_studio::volume::open(vol_path).expect("volume"));
             let load = t.elapsed().as_secs_f64();
             // Reset the peak-RSS mark (Linux: "5" clears VmHWM) so it covers prepare + clicks.
             let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -116,7 +116,7 @@ fn small_forward_per_block() {
     let m = Model::new(cfg.clone(), Device::Cpu);
     let s = cfg.input.image_size as i64;
     let opts = (tch::Kind::Float, Device::Cpu);
-    let x = sam3d_studio::model::NetInputs {
+    let x = sam3d_engine::model::NetInputs {
         image: tch::Tensor::randn([1, 1, s, s], opts),
         mask: tch::Tensor::ones([1, 1, s, s], opts),
         pointmap: tch::Tensor::randn([1, 3, s, s], opts),
@@ -150,8 +150,8 @@ fn small_forward_per_block() {
 #[ignore = "benchmark; run with --ignored --nocapture"]
 fn postprocess_and_mesh_stages() {
     use sam3d_studio::data::click::{PreparedVolume, click_prior_mask, prepare_click};
-    use sam3d_studio::engine::mesh_of_component;
-    use sam3d_studio::model::convert::{array_from, inputs_for};
+    use sam3d_studio::shape::click_mesh::mesh_of_component;
+    use sam3d_engine::model::convert::{array_from, inputs_for};
     use sam3d_studio::shape::sdf_component_on_grid;
     tch::set_num_threads(2);
     let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
@@ -161,9 +161,9 @@ fn postprocess_and_mesh_stages() {
     let model = Model::new(cfg.clone(), Device::Cpu);
     let _g = tch::no_grad_guard();
     for (vol_path, lab_path) in &cases {
-        let labels = LabelMap::load(lab_path).expect("labels");
+        let labels = sam3d_studio::volume::open_labels(lab_path).expect("labels");
         let click = centroid(&labels, 5).expect("a liver");
-        let vol = Arc::new(Volume::load(vol_path).expect("volume"));
+        let vol = Arc::new(sam3d_studio::volume::open(vol_path).expect("volume"));
         let click_idx = vol.ras_from_voxel.try_inverse().ok().and_then(|v| vol.shape().array_index(v.apply(click)));
         let pv = PreparedVolume::new(vol.clone(), None, cfg.input.ct_window_hu).expect("prepare");
         let sample = prepare_click(&pv, click, ViewPlane::Axial, &cfg.click_params()).expect("click");

@@ -3,12 +3,12 @@
 
 use nalgebra::{Matrix3, Vector3};
 use ndarray::Array3;
-use sam3d_studio::engine::{Command, Engine, EngineOptions, Event, InferRequest, NoHooks, Session, Stage};
+use sam3d_engine::engine::{Command, Engine, EngineOptions, Event, InferRequest, NoHooks, Session, Stage};
 use sam3d_studio::baseline::join::JoinOutcome;
-use sam3d_studio::engine::session::PlaneFusion;
+use sam3d_studio::options::PlaneFusion;
 use sam3d_studio::geometry::{RasFromVoxel, RasMm, ViewPlane, VoxelIjk};
-use sam3d_studio::model::{Config, Model};
-use sam3d_studio::volume::{LabelMap, OnGrid, Volume};
+use sam3d_engine::model::{Config, Model};
+use sam3d_studio::volume::{OnGrid, Volume};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +53,7 @@ fn fixture() -> Fixture {
 #[test]
 fn session_gives_a_mask_on_the_source_grid_with_timings() {
     let f = fixture();
-    let vol = Arc::new(Volume::load(&f.volume_path).expect("load"));
+    let vol = Arc::new(sam3d_studio::volume::open(&f.volume_path).expect("load"));
     let mut s = Session::new();
     s.load_weights(&f.weights, Device::Cpu).expect("weights");
     s.set_volume(vol.clone(), None).expect("volume");
@@ -115,7 +115,7 @@ fn worker_survives_failures_panics_and_cancels() {
 
     // Inference before any weights: a failure that says how to get weights.
     let job = engine.next_job();
-    engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: None }).expect("send");
+    engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: None, options: Default::default() }).expect("send");
     let ev = wait_for(&engine, |e| matches!(e, Event::Failed { .. }));
     assert!(matches!(ev.last(), Some(Event::Failed { job: Some(j), message }) if *j == job && message.contains("train")), "{ev:?}");
 
@@ -138,14 +138,14 @@ fn worker_survives_failures_panics_and_cancels() {
 
     // A click outside the volume fails with the reason.
     let job = engine.next_job();
-    engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 500.0), plane: ViewPlane::Axial, mask2d: None }).expect("send");
+    engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 500.0), plane: ViewPlane::Axial, mask2d: None, options: Default::default() }).expect("send");
     let ev = wait_for(&engine, |e| matches!(e, Event::Failed { .. } | Event::Result { .. }));
     assert!(matches!(ev.last(), Some(Event::Failed { message, .. }) if message.contains("outside the volume")), "{ev:?}");
 
     // A cancelled job.
     let job = engine.next_job();
     engine.cancel(job);
-    engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: None }).expect("send");
+    engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: None, options: Default::default() }).expect("send");
     let ev = wait_for(&engine, |e| matches!(e, Event::Cancelled { .. } | Event::Result { .. }));
     assert!(matches!(ev.last(), Some(Event::Cancelled { job: j }) if *j == job), "{ev:?}");
 
@@ -154,7 +154,7 @@ fn worker_survives_failures_panics_and_cancels() {
     // first) as a Result; the two waiting ones never run; no Failed.
     let jobs: Vec<u64> = (0..3).map(|_| engine.next_job()).collect();
     for &job in &jobs {
-        engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: None }).expect("send");
+        engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: None, options: Default::default() }).expect("send");
     }
     engine.cancel(jobs[2]);
     let mut ended = Vec::new();
@@ -178,7 +178,7 @@ fn worker_survives_failures_panics_and_cancels() {
 
     // And then a normal click: progress, the 2D preview first, then the result.
     let job = engine.next_job();
-    engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Coronal, mask2d: None }).expect("send");
+    engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Coronal, mask2d: None, options: Default::default() }).expect("send");
     let ev = wait_for(&engine, |e| matches!(e, Event::Result { .. } | Event::Failed { .. }));
     let preview_at = ev.iter().position(|e| matches!(e, Event::MaskPreview { .. })).expect("a 2D preview");
     let result_at = ev.iter().position(|e| matches!(e, Event::Result { .. })).expect("a result");
@@ -225,8 +225,8 @@ fn infer_command_writes_the_mask_on_the_input_grid() {
     for k in ["preprocess_secs", "mask2d_secs", "shape_secs", "postprocess_secs", "total_secs"] {
         assert!(j["timings"][k].as_f64().is_some_and(|x| x > 0.0), "{k}: {j}");
     }
-    let vol = Volume::load(&f.volume_path).expect("vol");
-    let mask = LabelMap::load(&out).expect("mask");
+    let vol = sam3d_studio::volume::open(&f.volume_path).expect("vol");
+    let mask = sam3d_studio::volume::open_labels(&out).expect("mask");
     mask.check_matches(&vol, &out).expect("same grid");
     assert_eq!(j["voxel_count"].as_u64(), Some(mask.data.iter().filter(|&&x| x == 1).count() as u64));
     assert!(j["volume_ml"].as_f64().is_some());
@@ -295,7 +295,7 @@ struct CancelAt {
     stages: Vec<Stage>,
 }
 
-impl sam3d_studio::engine::Hooks for CancelAt {
+impl sam3d_engine::engine::Hooks for CancelAt {
     fn progress(&mut self, stage: Stage) {
         self.stages.push(stage);
         self.reached |= stage == self.at;
@@ -317,7 +317,7 @@ fn session_cancel_stops_between_stages() {
     for at in [Stage::Preprocess, Stage::Mask2d, Stage::Shape, Stage::Postprocess] {
         let mut hooks = CancelAt { at, reached: false, stages: Vec::new() };
         let e = s.infer(&req, &mut hooks).expect_err("cancelled");
-        assert!(matches!(e, sam3d_studio::engine::EngineError::Cancelled), "{at:?}: {e}");
+        assert!(matches!(e, sam3d_engine::engine::EngineError::Cancelled), "{at:?}: {e}");
         assert_eq!(hooks.stages.last(), Some(&at), "no stage after the cancel");
         let r = s.infer(&req, &mut NoHooks).expect("the next click works");
         assert_eq!(r.mask.shape(), ct_volume().shape());
@@ -354,7 +354,7 @@ fn cube_around(click: RasMm, sdf_at: impl Fn(RasMm) -> f32) -> (Array3<f32>, sam
 }
 
 fn assert_mesh_agrees(comp: &sam3d_studio::shape::GridComponent, shape: sam3d_studio::geometry::GridShape, a: &RasFromVoxel, what: &str) {
-    let m = sam3d_studio::engine::mesh_of_component(comp, shape, a).expect("a mesh");
+    let m = sam3d_studio::shape::click_mesh::mesh_of_component(comp, shape, a).expect("a mesh");
     assert!(m.edge_report().is_watertight(), "{what}: {:?}", m.edge_report());
     let mask_mm3 = comp.voxel_count as f64 * a.determinant().abs();
     let rel = (m.volume_mm3() - mask_mm3).abs() / mask_mm3;
@@ -374,7 +374,7 @@ fn assert_mesh_agrees(comp: &sam3d_studio::shape::GridComponent, shape: sam3d_st
 #[test]
 fn click_mesh_encloses_the_mask_volume_on_the_demo_liver() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
-    let labels = LabelMap::load(&root.join("labels.nii.gz")).expect("demo labels");
+    let labels = sam3d_studio::volume::open_labels(&root.join("labels.nii.gz")).expect("demo labels");
     let liver = labels.data.mapv(|l| l == 5);
     let sdf_vox = sam3d_studio::shape::sdf(liver.view(), labels.spacing_mm());
     let inv = labels.ras_from_voxel.try_inverse().expect("invertible");
@@ -440,20 +440,20 @@ fn click_mesh_encloses_the_mask_volume_on_a_fine_grid() {
 /// join and the whole inference path.
 #[test]
 fn shipped_weights_segment_the_held_out_organs() {
-    use sam3d_studio::engine::eval::eval_clicks;
+    use sam3d_engine::engine::eval::eval_clicks;
     use sam3d_studio::shape::metrics::mask_metrics;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let weights = root.join("assets/models/default.safetensors");
     let model = Model::from_checkpoint(&weights, Device::Cpu).expect("shipped weights load");
     assert_eq!(model.config().name, "small-guided");
-    let vol = Arc::new(Volume::load(&root.join("assets/demo/ct.nii.gz")).expect("demo ct"));
-    let labels = LabelMap::load(&root.join("assets/demo/labels.nii.gz")).expect("demo labels");
+    let vol = Arc::new(sam3d_studio::volume::open(&root.join("assets/demo/ct.nii.gz")).expect("demo ct"));
+    let labels = sam3d_studio::volume::open_labels(&root.join("assets/demo/labels.nii.gz")).expect("demo labels");
     let mut s = Session::new();
     s.set_model(model).expect("model");
     s.set_volume(vol, None).expect("volume");
-    assert!(s.extend() && s.refine().is_some(), "clicks are refined and extended by default");
-    assert_eq!(s.fusion(), PlaneFusion::Median, "clicks take the three planes' majority by default");
-    assert!(s.join(), "clicks join agreeing region growing by default");
+    assert!(s.options().extend && s.options().refine, "clicks are refined and extended by default");
+    assert_eq!(s.options().planes, PlaneFusion::Median, "clicks take the three planes' majority by default");
+    assert!(s.options().join, "clicks join agreeing region growing by default");
     let (mut dice, mut single_dice, mut raw_dice, mut fused_dice, mut joined_dice) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut extended, mut joined, mut near) = (0, 0, 0);
     for organ in [1u16, 2, 3, 5] {
@@ -461,12 +461,12 @@ fn shipped_weights_segment_the_held_out_organs() {
         let sp = labels.spacing_mm();
         for (plane, click) in eval_clicks(&labels, organ) {
             let req = InferRequest { click, plane, mask2d: None };
-            s.set_refine(Some(Default::default()));
-            s.set_extend(true);
-            s.set_fusion(PlaneFusion::Median);
-            s.set_join(true);
+            set_pipeline(&mut s, |o| o.refine = true);
+            set_pipeline(&mut s, |o| o.extend = true);
+            set_pipeline(&mut s, |o| o.planes = PlaneFusion::Median);
+            set_pipeline(&mut s, |o| o.join = true);
             let full = s.infer(&req, &mut NoHooks).expect("infer, as a click gives it");
-            s.set_join(false);
+            set_pipeline(&mut s, |o| o.join = false);
             let fused = s.infer(&req, &mut NoHooks).expect("infer, three planes");
             assert_eq!(fused.timings.join, None);
             // The join only adds to the model's shape, and only when growing agreed.
@@ -485,11 +485,11 @@ fn shipped_weights_segment_the_held_out_organs() {
             assert!(fused_m.dice > 0.5, "organ {organ} {plane:?}: three planes' Dice {} (this test's run: worst 0.569)", fused_m.dice);
             assert!(fused_m.pred_voxels < 2 * fused_m.gt_voxels, "organ {organ} {plane:?}: {} voxels for {}", fused_m.pred_voxels, fused_m.gt_voxels);
             fused_dice.push(fused_m.dice);
-            s.set_fusion(PlaneFusion::Own);
+            set_pipeline(&mut s, |o| o.planes = PlaneFusion::Own);
             let r = s.infer(&req, &mut NoHooks).expect("infer");
-            s.set_extend(false);
+            set_pipeline(&mut s, |o| o.extend = false);
             let one = s.infer(&req, &mut NoHooks).expect("infer, one pass");
-            s.set_refine(None);
+            set_pipeline(&mut s, |o| o.refine = false);
             let raw = s.infer(&req, &mut NoHooks).expect("infer without refinement");
             let pred = r.mask.data.mapv(|v| v != 0);
             let one_pred = one.mask.data.mapv(|v| v != 0);
@@ -518,17 +518,17 @@ fn shipped_weights_segment_the_held_out_organs() {
     assert!(extended >= 1, "no liver click was continued past the cube");
     // Test views (off by default): the spleen's axial click in two more worlds for each of the three planes
     // gives much the same spleen (card, session 10: 0.858 against 0.838 without them).
-    assert_eq!(s.views(), 0, "no test views by default");
+    assert_eq!(s.options().views, 0, "no test views by default");
     let (plane, click) = eval_clicks(&labels, 1)[0];
-    s.set_refine(Some(Default::default()));
-    s.set_extend(true);
-    s.set_fusion(PlaneFusion::Median);
-    s.set_join(true);
+    set_pipeline(&mut s, |o| o.refine = true);
+    set_pipeline(&mut s, |o| o.extend = true);
+    set_pipeline(&mut s, |o| o.planes = PlaneFusion::Median);
+    set_pipeline(&mut s, |o| o.join = true);
     let req = InferRequest { click, plane, mask2d: None };
     let plain = s.infer(&req, &mut NoHooks).expect("infer").mask.data.mapv(|v| v != 0);
-    s.set_views(2);
+    set_pipeline(&mut s, |o| o.views = 2);
     let viewed = s.infer(&req, &mut NoHooks).expect("infer with views").mask.data.mapv(|v| v != 0);
-    s.set_views(0);
+    set_pipeline(&mut s, |o| o.views = 0);
     let sp = labels.spacing_mm();
     let vm = mask_metrics(1, viewed.view(), labels.mask(1).view(), sp);
     assert!(vm.dice > 0.8, "spleen with two test views: Dice {} (card: 0.858)", vm.dice);
@@ -559,11 +559,11 @@ fn shipped_weights_segment_the_held_out_organs() {
 #[test]
 fn grid_mask_mesh_encloses_the_mask_in_its_box() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
-    let labels = LabelMap::load(&root.join("labels.nii.gz")).expect("demo labels");
+    let labels = sam3d_studio::volume::open_labels(&root.join("labels.nii.gz")).expect("demo labels");
     let a = labels.ras_from_voxel;
     for id in [1u16, 3] {
         let mask = labels.data.mapv(|l| l == id);
-        let m = sam3d_studio::engine::mesh_of_grid_mask(mask.view(), &a);
+        let m = sam3d_studio::shape::click_mesh::mesh_of_grid_mask(mask.view(), &a);
         assert!(m.edge_report().is_watertight(), "label {id}: {:?}", m.edge_report());
         let n = mask.iter().filter(|&&x| x).count() as f64;
         let mask_mm3 = n * a.determinant().abs();
@@ -581,7 +581,7 @@ fn grid_mask_mesh_encloses_the_mask_in_its_box() {
         let dist = (0..3).map(|d| (c[d] / s - mv[d]).powi(2)).sum::<f64>().sqrt();
         assert!(dist < 5.0, "label {id}: mesh vertices centred {dist:.1} mm from the mask");
     }
-    assert!(sam3d_studio::engine::mesh_of_grid_mask(ndarray::Array3::from_elem((4, 4, 4), false).view(), &a).triangles.is_empty());
+    assert!(sam3d_studio::shape::click_mesh::mesh_of_grid_mask(ndarray::Array3::from_elem((4, 4, 4), false).view(), &a).triangles.is_empty());
 }
 
 /// The MR adapter goes on for an MR scan and comes off for a CT, giving back the base's exact
@@ -592,11 +592,11 @@ fn the_mr_adapter_goes_on_for_mr_scans_only() {
     let f = fixture();
     let mr_adapter = f.dir.join("mr.safetensors");
     adapter::tuned_adapter(&f.weights, &mr_adapter, 21);
-    let vol = Arc::new(Volume::load(&f.volume_path).expect("load"));
+    let vol = Arc::new(sam3d_studio::volume::open(&f.volume_path).expect("load"));
     let req = InferRequest { click: RasMm::new(1.0, -2.0, 3.0), plane: ViewPlane::Axial, mask2d: None };
     let mut s = Session::new();
-    s.set_join(false);
-    s.set_refine(None);
+    set_pipeline(&mut s, |o| o.join = false);
+    set_pipeline(&mut s, |o| o.refine = false);
     s.load_weights(&f.weights, Device::Cpu).expect("weights");
     s.set_mr_adapter(Some(mr_adapter.clone())).expect("mr adapter");
     let mri = sam3d_studio::volume::Modality::Mr;
@@ -610,8 +610,8 @@ fn the_mr_adapter_goes_on_for_mr_scans_only() {
     assert_ne!(mr.mask2d, ct.mask2d, "the adapter (its LoRA and heads) changes the 2D mask");
     // An MR with the base alone differs from the MR with the adapter: the adapter did the change.
     let mut plain = Session::new();
-    plain.set_join(false);
-    plain.set_refine(None);
+    set_pipeline(&mut plain, |o| o.join = false);
+    set_pipeline(&mut plain, |o| o.refine = false);
     plain.load_weights(&f.weights, Device::Cpu).expect("weights");
     plain.set_volume(vol.clone(), Some(mri)).expect("as MR");
     assert_ne!(plain.infer(&req, &mut NoHooks).expect("infer").mask2d, mr.mask2d);
@@ -668,12 +668,12 @@ const MR_CARD_MEAN: f64 = 0.825;
 /// session put the adapter on by itself gives the card's shapes on the spleen, kidneys and liver.
 #[test]
 fn shipped_mr_adapter_segments_the_real_mr() {
-    use sam3d_studio::engine::eval::eval_clicks;
+    use sam3d_engine::engine::eval::eval_clicks;
     use sam3d_studio::shape::metrics::mask_metrics;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let adapter = root.join("assets/models/mr.safetensors");
-    let vol = Arc::new(Volume::load(&root.join("assets/mr/mr.nii.gz")).expect("real mr"));
-    let labels = LabelMap::load(&root.join("assets/mr/labels.nii.gz")).expect("mr labels");
+    let vol = Arc::new(sam3d_studio::volume::open(&root.join("assets/mr/mr.nii.gz")).expect("real mr"));
+    let labels = sam3d_studio::volume::open_labels(&root.join("assets/mr/labels.nii.gz")).expect("mr labels");
     let mut s = Session::new();
     s.load_weights(&root.join("assets/models/default.safetensors"), Device::Cpu).expect("shipped weights");
     s.set_mr_adapter(Some(adapter.clone())).expect("mr adapter");
@@ -704,4 +704,11 @@ fn shipped_mr_adapter_segments_the_real_mr() {
     assert_eq!(dice.len(), 12);
     assert!(with > MR_CARD_MEAN - 0.03, "mean Dice {with} with the MR adapter (card: {MR_CARD_MEAN})");
     assert!(base < 0.3 && with > base + 0.4, "the base alone: {base}, with the adapter {with}");
+}
+
+/// Changes one thing of a session's pipeline.
+fn set_pipeline(s: &mut Session, f: impl FnOnce(&mut sam3d_studio::options::PipelineOptions)) {
+    let mut o = s.options().clone();
+    f(&mut o);
+    s.set_options(o).expect("pipeline options");
 }

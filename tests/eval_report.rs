@@ -1,10 +1,11 @@
 //! `eval` on two small phantoms: one row per case/label/plane/method, clicks inside the organ,
 //! a summary with both methods; the baseline segments the phantoms' organs well.
 
-use sam3d_studio::engine::eval::{CSV_HEADER, EvalOptions, evaluate, write_report};
-use sam3d_studio::engine::train::write_phantoms;
-use sam3d_studio::model::{Config, Model};
-use sam3d_studio::volume::{LabelMap, Modality, OnGrid};
+use sam3d_studio::options::PipelineOptions;
+use sam3d_engine::engine::eval::{CSV_HEADER, EvalOptions, evaluate, write_report};
+use sam3d_engine::engine::train::write_phantoms;
+use sam3d_engine::model::{Config, Model};
+use sam3d_studio::volume::{Modality, OnGrid};
 use tch::Device;
 
 #[test]
@@ -14,12 +15,12 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
     write_phantoms(&data, 2, 21, Modality::Ct).expect("phantoms");
     let weights = tmp.path().join("tiny.safetensors");
     Model::new(Config::tiny(), Device::Cpu).save_weights(&weights).expect("weights");
-    let opts = EvalOptions { data: data.clone(), weights: Some(weights), adapter: None, mr_adapter: None, device: Device::Cpu, grow: Default::default(), labels: vec![], context: true, reference_mask2d: false, refine: Some(Default::default()), baseline: true, extend: true, fusion: Default::default(), views: 0, join: false, join_near_mm: None, click_depth: 1.0 };
+    let opts = EvalOptions { data: data.clone(), weights: Some(weights), adapter: None, mr_adapter: None, device: Device::Cpu, grow: Default::default(), labels: vec![], context: true, reference_mask2d: false, baseline: true, pipeline: PipelineOptions { join: false, ..Default::default() }, click_depth: 1.0 };
     // (The join of region growing, off here, has its own tests in baseline::join and engine_e2e.)
     let (rows, summary) = evaluate(&opts, &|_| {}, &|| {}).expect("eval");
     let mut expected = 0;
     for c in 0..2 {
-        let lab = LabelMap::load(&data.join(format!("case_{c:03}_labels.nii.gz"))).expect("labels");
+        let lab = sam3d_studio::volume::open_labels(&data.join(format!("case_{c:03}_labels.nii.gz"))).expect("labels");
         let labels: Vec<u16> = lab.counts().into_iter().map(|(l, _)| l).filter(|&l| l != 0).collect();
         expected += labels.len() * 3 * 2;
         for r in rows.iter().filter(|r| r.case == format!("case_{c:03}")) {
@@ -56,14 +57,14 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
         let worst = s.by_label.iter().map(|l| l.worst_dice).fold(f64::INFINITY, f64::min);
         assert_eq!(worst, s.worst_dice);
         assert_eq!(s.dice_by_plane.len(), 3);
-        let table = sam3d_studio::engine::eval::label_table(s);
+        let table = sam3d_engine::engine::eval::label_table(s);
         assert_eq!(table.lines().count(), s.by_label.len() + 1, "{table}");
     }
     let names = sam3d_studio::data::phantom::labels_tsv();
     let first = names.lines().find_map(|l| l.strip_prefix("1\t")).expect("label 1's name");
     let spleen = base.by_label.iter().find(|l| l.label == 1).expect("label 1");
     assert_eq!(spleen.name.as_deref(), Some(first));
-    assert!(sam3d_studio::engine::eval::label_table(base).contains(&format!("1 {first}")));
+    assert!(sam3d_engine::engine::eval::label_table(base).contains(&format!("1 {first}")));
     let out = tmp.path().join("report.csv");
     let js = write_report(&out, &rows, &summary).expect("write");
     let csv = std::fs::read_to_string(&out).expect("csv");
@@ -90,7 +91,7 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
     // `--no-refine`: the model's own masks, named `_raw`, never larger than the refined ones
     // (the refinement only adds voxels) for the same clicks.
     // `--model-only` as well: no baseline rows.
-    let raw_opts = EvalOptions { refine: None, baseline: false, ..opts };
+    let raw_opts = EvalOptions { pipeline: PipelineOptions { refine: false, ..opts.pipeline.clone() }, baseline: false, ..opts };
     let (raw_rows, raw_summary) = evaluate(&raw_opts, &|_| {}, &|| {}).expect("eval without refinement");
     assert!(raw_rows.iter().all(|r| r.method != "baseline") && !raw_summary.methods.contains_key("baseline"));
     assert!(raw_summary.refine.is_none() && summary.refine.is_some());
@@ -108,7 +109,7 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
     assert_eq!(off_summary.click_depth, 0.5);
     let deep_rows = evaluate(&EvalOptions { click_depth: 1.0, ..off_opts }, &|_| {}, &|| {}).expect("eval deep").0;
     assert_eq!(off_rows.len(), deep_rows.len());
-    let lab = LabelMap::load(&data.join("case_000_labels.nii.gz")).expect("labels");
+    let lab = sam3d_studio::volume::open_labels(&data.join("case_000_labels.nii.gz")).expect("labels");
     let mut moved = 0;
     for (o, d) in off_rows.iter().zip(&deep_rows).filter(|(o, _)| o.case == "case_000") {
         assert_eq!((o.label, &o.plane), (d.label, &d.plane));
@@ -122,11 +123,11 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
 #[test]
 fn reference_slice_mask_is_the_label_around_the_click() {
     use sam3d_studio::data::click::{PreparedVolume, prepare_click};
-    use sam3d_studio::engine::eval::{eval_clicks, reference_mask2d};
+    use sam3d_engine::engine::eval::{eval_clicks, reference_mask2d};
     let tmp = tempfile::tempdir().expect("tmp");
     write_phantoms(tmp.path(), 1, 33, Modality::Ct).expect("phantom");
-    let vol = sam3d_studio::volume::Volume::load(&tmp.path().join("case_000.nii.gz")).expect("volume");
-    let lab = LabelMap::load(&tmp.path().join("case_000_labels.nii.gz")).expect("labels");
+    let vol = sam3d_studio::volume::open(&tmp.path().join("case_000.nii.gz")).expect("volume");
+    let lab = sam3d_studio::volume::open_labels(&tmp.path().join("case_000_labels.nii.gz")).expect("labels");
     let p = Config::tiny().click_params();
     let pv = PreparedVolume::new(std::sync::Arc::new(vol), Some(Modality::Ct), p.ct_window_hu).expect("prepare");
     let n = p.image_size;

@@ -1,8 +1,8 @@
 //! One self-attention block and one cross-attention block against PyTorch with fixed weights
 //! (reference written once by tests/oracle/make_attention_ref.py).
 
-use sam3d_studio::model::checkpoint::StFile;
-use sam3d_studio::model::layers::{Block, CrossBlock};
+use sam3d_engine::model::checkpoint::StFile;
+use sam3d_engine::model::layers::{Block, CrossBlock};
 use std::path::Path;
 use tch::{Device, nn};
 
@@ -20,7 +20,7 @@ fn self_attention_block_matches_pytorch() {
     let vs = nn::VarStore::new(Device::Cpu);
     let block = Block::new(&(vs.root() / "block"), 16, 2, 32);
     // Every variable of the Rust block must exist in the reference with the same shape.
-    let m = f.compare(&sam3d_studio::model::checkpoint::shapes_of(&vs.variables()), "reference");
+    let m = f.compare(&sam3d_engine::model::checkpoint::shapes_of(&vs.variables()), "reference");
     assert!(m.missing.is_empty() && m.misshaped.is_empty(), "{m}");
     f.copy_into(&vs.variables()).expect("copy");
     let x = f.tensor("input.x").expect("x");
@@ -37,7 +37,7 @@ fn cross_attention_block_matches_pytorch() {
     let f = reference();
     let vs = nn::VarStore::new(Device::Cpu);
     let block = CrossBlock::new(&(vs.root() / "xblock"), 16, 16, 2, 32);
-    let m = f.compare(&sam3d_studio::model::checkpoint::shapes_of(&vs.variables()), "reference");
+    let m = f.compare(&sam3d_engine::model::checkpoint::shapes_of(&vs.variables()), "reference");
     assert!(m.missing.is_empty() && m.misshaped.is_empty(), "{m}");
     f.copy_into(&vs.variables()).expect("copy");
     let x = f.tensor("input.x").expect("x");

@@ -1,6 +1,6 @@
 //! LoRA (PEFT semantics) and checkpoint fitting, on the tiny preset.
 
-use sam3d_studio::model::{Config, LoraConfig, Model, ModelError, NetInputs, NetOutputs};
+use sam3d_engine::model::{Config, LoraConfig, Model, ModelError, NetInputs, NetOutputs};
 use tch::{Device, Kind, Tensor, nn::OptimizerConfig};
 
 fn inputs(cfg: &Config, seed: i64) -> NetInputs {
@@ -189,7 +189,7 @@ fn move_heads(m: &Model) -> usize {
     let _g = tch::no_grad_guard();
     let mut n = 0;
     for (name, v) in m.base_vs().variables() {
-        if sam3d_studio::model::is_head(&name) {
+        if sam3d_engine::model::is_head(&name) {
             let _ = v.shallow_clone().f_add_(&(Tensor::randn_like(&v) * 0.05)).expect("add");
             n += 1;
         }
@@ -214,10 +214,10 @@ fn an_adapter_file_carries_its_heads_and_detaching_puts_the_base_back() {
     m.save_weights(&dir.path().join("tuned.safetensors")).expect("save tuned");
     m.save_adapter(&ad_path).expect("save adapter");
 
-    let f = sam3d_studio::model::checkpoint::StFile::read(&ad_path).expect("read");
+    let f = sam3d_engine::model::checkpoint::StFile::read(&ad_path).expect("read");
     let heads = f.shapes().keys().filter(|k| k.starts_with("head/")).count();
     assert!(heads > 0 && f.shapes().keys().any(|k| k.starts_with("head/decoder.")) && f.shapes().keys().any(|k| k.starts_with("head/mask_head.")), "{:?}", f.shapes().keys());
-    assert_eq!(f.metadata.get("format").map(String::as_str), Some(sam3d_studio::model::ADAPTER_FORMAT));
+    assert_eq!(f.metadata.get("format").map(String::as_str), Some(sam3d_engine::model::ADAPTER_FORMAT));
 
     // The shipped base plus the file alone give the fine-tuned outputs …
     let mut m2 = Model::from_checkpoint(&base_path, Device::Cpu).expect("load base");
@@ -253,7 +253,7 @@ fn an_adapter_whose_heads_do_not_fit_is_refused_whole() {
     m.attach_lora(&lora(2, &["to_qkv"])).expect("attach");
     m.save_adapter(&ad_path).expect("save adapter");
     // Rewrite the file with one head mis-shaped and one tensor that is no head of the model.
-    let f = sam3d_studio::model::checkpoint::StFile::read(&ad_path).expect("read");
+    let f = sam3d_engine::model::checkpoint::StFile::read(&ad_path).expect("read");
     let mut tensors = std::collections::HashMap::new();
     let mut bent = String::new();
     for name in f.shapes().keys() {
@@ -265,7 +265,7 @@ fn an_adapter_whose_heads_do_not_fit_is_refused_whole() {
         tensors.insert(name.clone(), t);
     }
     tensors.insert("head/encoder.blocks.0.attn.to_qkv.weight".into(), Tensor::zeros([1], (Kind::Float, Device::Cpu)));
-    sam3d_studio::model::checkpoint::write(&bad_path, &tensors, f.metadata.clone()).expect("write");
+    sam3d_engine::model::checkpoint::write(&bad_path, &tensors, f.metadata.clone()).expect("write");
 
     let mut m2 = Model::from_checkpoint(&base_path, Device::Cpu).expect("load base");
     let x = inputs(m2.config(), 14);

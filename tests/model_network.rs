@@ -1,7 +1,7 @@
 //! Network shapes, `volume_context` tokens, checkpoint key names, and an end-to-end session
 //! with volume context on.
 
-use sam3d_studio::model::{Config, Model, NetInputs};
+use sam3d_engine::model::{Config, Model, NetInputs};
 use tch::{Device, Kind, Tensor};
 
 fn tiny_with_context() -> Config {
@@ -64,12 +64,12 @@ fn tiny_forward_and_backward_is_fast_enough_for_tests() {
 
 #[test]
 fn context_switch_drops_the_context_tokens() {
-    use sam3d_studio::model::{Model, NetInputs};
+    use sam3d_engine::model::{Model, NetInputs};
     use tch::{Device, Kind, Tensor};
     tch::manual_seed(5);
     let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/tiny.toml")).expect("tiny");
     let text = text.replace("[volume_context]\nenabled = false", "[volume_context]\nenabled = true");
-    let cfg = sam3d_studio::model::Config::from_toml_str(&text, "tiny+ctx").expect("config");
+    let cfg = sam3d_engine::model::Config::from_toml_str(&text, "tiny+ctx").expect("config");
     let mut m = Model::new(cfg, Device::Cpu);
     let s = 32;
     let x = NetInputs {

@@ -2,7 +2,7 @@
 //! written by tests/oracle/make_nifti_cases.py) and of the real abdominal CT.
 
 use sam3d_studio::geometry::{GridShape, VoxelIjk, axcodes, reorient_to_canonical_affine};
-use sam3d_studio::volume::{OnGrid, Volume, read_info};
+use sam3d_studio::volume::{OnGrid, read_info};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -43,11 +43,11 @@ fn matches_nibabel_on_every_tricky_case() {
         let codes: String = axcodes(&info.ras_from_voxel).iter().collect();
         assert_eq!(codes, c["axcodes"].as_str().expect("axcodes"), "{name}: axcodes");
         if info.frames > 1 {
-            let e = Volume::load(&path).expect_err("multi-frame 4D must be refused");
+            let e = sam3d_studio::volume::open(&path).expect_err("multi-frame 4D must be refused");
             assert!(e.to_string().contains("4D file with 3 frames"), "{name}: {e}");
             continue;
         }
-        let v = Volume::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let v = sam3d_studio::volume::open(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         let st = v.stats();
         for (key, got) in [("min", st.min), ("max", st.max), ("mean", st.mean)] {
             let want = f(&c[key]);
@@ -110,7 +110,7 @@ fn matches_nibabel_on_real_scan(facts_dir: &str, assets: &str, files: usize) {
             continue;
         }
         checked += 1;
-        let v = Volume::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let v = sam3d_studio::volume::open(&path).unwrap_or_else(|e| panic!("{e}"));
         let shape: Vec<usize> = c["shape"].as_array().expect("shape").iter().map(|x| x.as_u64().expect("u") as usize).collect();
         assert_eq!(v.shape().ijk().to_vec(), shape);
         assert_affine(file, v.ras_from_voxel.rows(), &c["affine"], 1e-6);

@@ -6,7 +6,7 @@ use sam3d_studio::data::preprocess::{
     SliceSampling, UNIFORM_PER_AXIS, find_pairs, parse_shard, preprocess_dir, read_case, sample_click, slices_with,
 };
 use sam3d_studio::data::train_samples::{Similarity, TrainCase, make_sample};
-use sam3d_studio::engine::train::write_phantoms;
+use sam3d_engine::engine::train::write_phantoms;
 use sam3d_studio::volume::{Modality, OnGrid};
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@ use ndarray::Array3;
 use sam3d_studio::data::click::sdf_to_source_mask;
 use sam3d_studio::geometry::{GridShape, Point3, RasFromGrid, RasFromVoxel, RasMm, VoxelIjk};
 use sam3d_studio::shape::{Inside, Mesh, MeshObject, MeshSpace, mesh_from_field, mesh_from_mask, mesh_of_label, mesh_of_labels, mesh_of_mask_blocks, sdf_component_on_grid, write_mesh};
-use sam3d_studio::volume::{LabelMap, OnGrid};
+use sam3d_studio::volume::OnGrid;
 use std::f64::consts::PI;
 use std::path::PathBuf;
 
@@ -186,7 +186,7 @@ fn torus_blobs_and_border_cuts_are_watertight() {
 
 #[test]
 fn real_liver_label() {
-    let labels = LabelMap::load(&root().join("assets/demo/labels.nii.gz")).expect("demo labels");
+    let labels = sam3d_studio::volume::open_labels(&root().join("assets/demo/labels.nii.gz")).expect("demo labels");
     let m = mesh_of_label(&labels, 5);
     assert_watertight(&m, "liver");
     let count = labels.data.iter().filter(|&&l| l == 5).count() as f64;
@@ -287,7 +287,7 @@ fn mesh_cli_every_label_as_obj_objects() {
         .output()
         .expect("run");
     assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
-    let labels = LabelMap::load(&src).expect("labels");
+    let labels = sam3d_studio::volume::open_labels(&src).expect("labels");
     let text = std::fs::read_to_string(&out).expect("obj");
     assert_eq!(text.lines().filter(|l| l.starts_with("o ")).count(), labels.counts().len());
     let out = dir.path().join("liver.stl");

@@ -112,8 +112,8 @@ fn matches_surface_distance_on_the_real_label_pair() {
         .expect("json");
     let gt_path = root().join("assets/demo/labels.nii.gz");
     let pred_path = root().join("tests/data/shape_refs/pred_labels.nii.gz");
-    let gt = LabelMap::load(&gt_path).expect("gt");
-    let pred = LabelMap::load(&pred_path).expect("pred");
+    let gt = sam3d_studio::volume::open_labels(&gt_path).expect("gt");
+    let pred = sam3d_studio::volume::open_labels(&pred_path).expect("pred");
     for (key, spacing) in [("labels", gt.spacing_mm()), ("labels_aniso", [0.8, 1.3, 2.5])] {
         let want = refs[key].as_object().expect("labels");
         let got = label_metrics(pred.data.view(), gt.data.view(), spacing);
@@ -183,7 +183,7 @@ fn metrics_cli_json_and_grid_mismatch() {
     // A label map on another grid: one line naming both files.
     let dir = tempfile::tempdir().expect("tmp");
     let other = dir.path().join("other.nii.gz");
-    let g = LabelMap::load(&gt).expect("gt");
+    let g = sam3d_studio::volume::open_labels(&gt).expect("gt");
     let small = LabelMap::new(g.data.slice(ndarray::s![.., .., 1..]).to_owned(), g.ras_from_voxel).expect("map");
     small.save(&other).expect("save");
     let out = std::process::Command::new(bin)

@@ -4,7 +4,7 @@
 
 use ndarray::{Array3, Axis};
 use sam3d_studio::shape::{edt, sdf, sdf_classes, sdf_of_labels};
-use sam3d_studio::volume::{LabelMap, OnGrid};
+use sam3d_studio::volume::OnGrid;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -104,7 +104,7 @@ fn refs() -> Value {
 
 #[test]
 fn matches_scipy_on_the_liver() {
-    let labels = LabelMap::load(&root().join("assets/demo/labels.nii.gz")).expect("demo labels");
+    let labels = sam3d_studio::volume::open_labels(&root().join("assets/demo/labels.nii.gz")).expect("demo labels");
     let r = refs();
     for case in r["sdf"].as_array().expect("sdf") {
         let sp: Vec<f64> = case["spacing_ijk"].as_array().expect("sp").iter().map(|x| x.as_f64().expect("f")).collect();
@@ -129,7 +129,7 @@ fn matches_scipy_on_the_liver() {
 
 #[test]
 fn per_class_channels_equal_single_class_fields() {
-    let labels = LabelMap::load(&root().join("assets/demo/labels.nii.gz")).expect("demo labels");
+    let labels = sam3d_studio::volume::open_labels(&root().join("assets/demo/labels.nii.gz")).expect("demo labels");
     let classes = [5u16, 1, 2];
     let sp = labels.spacing_mm();
     let all = sdf_classes(labels.data.view(), &classes, sp);
@@ -151,8 +151,8 @@ fn sdf_cli_writes_a_float_volume_on_the_same_grid() {
         .output()
         .expect("run");
     assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
-    let v = sam3d_studio::volume::Volume::load(&out).expect("read back");
-    let labels = LabelMap::load(&src).expect("labels");
+    let v = sam3d_studio::volume::open(&out).expect("read back");
+    let labels = sam3d_studio::volume::open_labels(&src).expect("labels");
     assert!(v.same_grid(&labels, 1e-4));
     let m = labels.mask(5);
     assert!(v.data.iter().zip(m.iter()).all(|(&d, &inside)| (d < 0.0) == inside));

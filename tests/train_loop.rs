@@ -1,9 +1,9 @@
 //! Training loop: the tiny model overfits a handful of samples, stop + resume reproduces the
 //! uninterrupted run, an injected NaN stops training with a message naming step and term.
 
-use sam3d_studio::engine::train::{TrainConfig, TrainError, train, write_phantoms};
+use sam3d_engine::engine::train::{TrainConfig, TrainError, train, write_phantoms};
 use sam3d_studio::volume::{Modality, OnGrid};
-use sam3d_studio::model::Model;
+use sam3d_engine::model::Model;
 use std::path::Path;
 use tch::Device;
 
@@ -112,7 +112,7 @@ fn a_resumed_lora_run_writes_an_adapter_for_its_base() {
     let data = data_dir(tmp.path());
     let base = tmp.path().join("base.safetensors");
     tch::manual_seed(5);
-    let base_sha = Model::new(sam3d_studio::model::Config::tiny(), Device::Cpu).save_weights(&base).expect("base");
+    let base_sha = Model::new(sam3d_engine::model::Config::tiny(), Device::Cpu).save_weights(&base).expect("base");
     let lora = "[lora]\nenabled = true\nrank = 2\nalpha = 4.0\ntargets = [\"to_qkv\"]";
     let mut full = config(&data, "steps = 4\ncurriculum_step = 1", lora);
     full.model.base_checkpoint = Some(base.clone());
@@ -121,16 +121,16 @@ fn a_resumed_lora_run_writes_an_adapter_for_its_base() {
     let run = tmp.path().join("run");
     train(&stopped, &run, false, &|_, _| {}).expect("first half");
     train(&full, &run, true, &|_, _| {}).expect("resumed");
-    let f = sam3d_studio::model::checkpoint::StFile::read(&run.join("adapter.safetensors")).expect("adapter");
+    let f = sam3d_engine::model::checkpoint::StFile::read(&run.join("adapter.safetensors")).expect("adapter");
     assert_eq!(f.metadata.get("base_sha256"), Some(&base_sha), "the adapter names the base checkpoint");
     let mut m = Model::from_checkpoint(&base, Device::Cpu).expect("base");
     m.load_adapter(&run.join("adapter.safetensors")).expect("the adapter fits its base");
     // Its heads are the run's trained heads (the run's model file holds them too), not the base's.
-    let tuned = sam3d_studio::model::checkpoint::StFile::read(&run.join("model.safetensors")).expect("model");
-    let original = sam3d_studio::model::checkpoint::StFile::read(&base).expect("base");
+    let tuned = sam3d_engine::model::checkpoint::StFile::read(&run.join("model.safetensors")).expect("model");
+    let original = sam3d_engine::model::checkpoint::StFile::read(&base).expect("base");
     let mut heads = 0;
     for (n, v) in m.base_vs().variables() {
-        if sam3d_studio::model::is_head(&n) {
+        if sam3d_engine::model::is_head(&n) {
             heads += 1;
             assert!(v.equal(&tuned.tensor(&n).expect("tensor")), "{n}: not the trained head");
         } else {
@@ -138,7 +138,7 @@ fn a_resumed_lora_run_writes_an_adapter_for_its_base() {
         }
     }
     assert!(heads > 0);
-    assert!(m.base_vs().variables().iter().any(|(n, v)| sam3d_studio::model::is_head(n) && !v.equal(&original.tensor(n).expect("tensor"))), "training moved the heads");
+    assert!(m.base_vs().variables().iter().any(|(n, v)| sam3d_engine::model::is_head(n) && !v.equal(&original.tensor(n).expect("tensor"))), "training moved the heads");
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn smoke_config_is_valid_and_uses_lora() {
 #[test]
 fn train_reads_a_preprocess_cache_with_its_clicks() {
     use sam3d_studio::data::preprocess::{SliceSampling, preprocess_dir};
-    use sam3d_studio::engine::train::load_cases;
+    use sam3d_engine::engine::train::load_cases;
     let _guard = lock();
     let tmp = tempfile::tempdir().expect("tmp");
     let data = data_dir(tmp.path());
@@ -202,7 +202,7 @@ fn train_reads_a_preprocess_cache_with_its_clicks() {
 
 #[test]
 fn holdout_weights_and_validation_split() {
-    use sam3d_studio::engine::train::load_cases;
+    use sam3d_engine::engine::train::load_cases;
     let _guard = lock();
     let tmp = tempfile::tempdir().expect("tmp");
     let a = tmp.path().join("a");
@@ -326,7 +326,7 @@ chamfer = 0.5
     let cfg2 = TrainConfig::from_toml_str(&text2, "t2.toml", Path::new(".")).expect("guided config");
     let out2 = tmp.path().join("guided");
     train(&cfg2, &out2, false, &|_, _| {}).expect("guided training");
-    let m = sam3d_studio::model::Model::from_checkpoint(&out2.join("model.safetensors"), tch::Device::Cpu).expect("guided weights");
+    let m = sam3d_engine::model::Model::from_checkpoint(&out2.join("model.safetensors"), tch::Device::Cpu).expect("guided weights");
     assert!(m.config().volume_context.guide);
     let vars = m.base_vs().variables();
     let head = vars.get("decoder.guide_head.out.weight").expect("guide head");
@@ -349,18 +349,18 @@ fn every_committed_config_is_valid() {
         if text.contains("\n[data]") {
             let c = TrainConfig::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             if let Some(m) = &c.model.config {
-                sam3d_studio::model::Config::load(m).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                sam3d_engine::model::Config::load(m).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             }
         } else {
-            sam3d_studio::model::Config::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            sam3d_engine::model::Config::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         }
         seen += 1;
     }
     assert!(seen >= 8, "{seen} configs");
-    let guided = sam3d_studio::model::Config::load(&dir.join("small_guided.toml")).expect("small_guided");
+    let guided = sam3d_engine::model::Config::load(&dir.join("small_guided.toml")).expect("small_guided");
     assert!(guided.volume_context.guide);
     let mut plain = guided.clone().into_file();
     plain.volume_context.guide = false;
     plain.name = "small".into();
-    assert_eq!(plain.validate().expect("valid"), sam3d_studio::model::Config::small(), "small_guided is small plus the guide");
+    assert_eq!(plain.validate().expect("valid"), sam3d_engine::model::Config::small(), "small_guided is small plus the guide");
 }

@@ -31,7 +31,7 @@ fn float_round_trip_keeps_values_and_affine() {
         let p = d.path().join(name);
         let data = ramp([9, 8, 7]);
         write_nifti(&p, data.view(), &aff, &WriteOptions::default()).expect("write");
-        let v = Volume::load(&p).expect("read back");
+        let v = sam3d_studio::volume::open(&p).expect("read back");
         assert_eq!(v.data, data);
         assert!(v.ras_from_voxel.max_abs_diff(&aff) < 1e-5, "{:?} vs {aff:?}", v.ras_from_voxel);
         // The qform written beside the sform describes the same affine.
@@ -52,14 +52,14 @@ fn label_round_trip_and_integer_dtypes() {
     let lm = LabelMap::new(lab.clone(), aff).expect("labels");
     let p = d.path().join("l.nii.gz");
     lm.save(&p).expect("save");
-    let back = LabelMap::load(&p).expect("load");
+    let back = sam3d_studio::volume::open_labels(&p).expect("load");
     assert_eq!(back.data, lab);
     assert_eq!(read_info(&p).expect("info").dtype, DataType::Uint16);
     // int16 output rounds and clamps.
     let p2 = d.path().join("i.nii");
     let data = Array3::from_shape_vec([1, 1, 3], vec![1.4f32, -40000.0, 2.6]).expect("shape");
     write_nifti(&p2, data.view(), &aff, &WriteOptions { dtype: DataType::Int16, ..Default::default() }).expect("write");
-    let v = Volume::load(&p2).expect("read");
+    let v = sam3d_studio::volume::open(&p2).expect("read");
     assert_eq!(v.data.iter().copied().collect::<Vec<_>>(), vec![1.0, -32768.0, 3.0]);
 }
 
@@ -72,10 +72,10 @@ fn written_file_matches_recorded_nibabel_facts() {
     let d = tmp();
     for name in ["oblique30", "coronal", "lps", "qfac_neg"] {
         let c = &facts["cases"][name];
-        let v = Volume::load(&dir.join(c["file"].as_str().expect("file"))).expect("load");
+        let v = sam3d_studio::volume::open(&dir.join(c["file"].as_str().expect("file"))).expect("load");
         let out = d.path().join(format!("{name}.nii.gz"));
         v.save(&out, None).expect("save");
-        let w = Volume::load(&out).expect("reload");
+        let w = sam3d_studio::volume::open(&out).expect("reload");
         for r in 0..3 {
             for col in 0..4 {
                 let want = c["affine"][r][col].as_f64().expect("f");
@@ -114,7 +114,7 @@ fn good_file(dir: &Path) -> PathBuf {
 }
 
 fn expect_error(path: &Path, needle: &str) {
-    let e = Volume::load(path).expect_err("must fail");
+    let e = sam3d_studio::volume::open(path).expect_err("must fail");
     let msg = e.to_string();
     assert!(msg.contains(&path.display().to_string()), "message must name the file: {msg}");
     assert!(msg.to_lowercase().contains(&needle.to_lowercase()), "expected '{needle}' in: {msg}");
@@ -176,7 +176,7 @@ fn bad_inputs_get_clear_errors() {
     let bytes = std::fs::read(&gz).expect("r");
     let t = dir.join("trunc.nii.gz");
     std::fs::write(&t, &bytes[..bytes.len() / 2]).expect("w");
-    let e = Volume::load(&t).expect_err("truncated gz").to_string();
+    let e = sam3d_studio::volume::open(&t).expect_err("truncated gz").to_string();
     assert!(e.contains("trunc.nii.gz") && (e.contains("truncated") || e.contains("corrupt")), "{e}");
     let mut c = bytes.clone();
     for x in c[400..600].iter_mut() {
@@ -184,7 +184,7 @@ fn bad_inputs_get_clear_errors() {
     }
     let cp = dir.join("corrupt.nii.gz");
     std::fs::write(&cp, &c).expect("w");
-    let e = Volume::load(&cp).expect_err("corrupt gz").to_string();
+    let e = sam3d_studio::volume::open(&cp).expect_err("corrupt gz").to_string();
     assert!(e.contains("corrupt.nii.gz") && (e.contains("corrupt") || e.contains("truncated")), "{e}");
     // A huge claimed size inside a small gzip file is refused before allocating.
     let mut hdr = std::fs::read(good_file(dir)).expect("r");
@@ -199,7 +199,7 @@ fn bad_inputs_get_clear_errors() {
     // A label map with fractional values is refused.
     let lp = dir.join("frac.nii");
     write_nifti(&lp, ramp([3, 3, 3]).view(), &RasFromVoxel::identity(), &WriteOptions::default()).expect("w");
-    let e = LabelMap::load(&lp).expect_err("fractional labels").to_string();
+    let e = sam3d_studio::volume::open_labels(&lp).expect_err("fractional labels").to_string();
     assert!(e.contains("frac.nii") && e.contains("label"), "{e}");
 }
 
@@ -221,11 +221,11 @@ proptest! {
         } else {
             std::fs::write(&p, &b).expect("w");
         }
-        match Volume::load(&p) {
+        match sam3d_studio::volume::open(&p) {
             Ok(v) => prop_assert!(!v.shape().is_empty()),
             Err(e) => prop_assert!(e.to_string().starts_with(&p.display().to_string())),
         }
-        let _ = LabelMap::load(&p);
+        let _ = sam3d_studio::volume::open_labels(&p);
     }
 }
 

@@ -5,7 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 source packaging/linux/env.sh
-# The `dist` profile (thin LTO) keeps libtorch out of the main binary; model work runs in
-# `sam3d-studio-engine`, built beside it.
-cargo build --profile dist --locked --quiet --bins
+# The front binary never links libtorch (the workspace keeps the engine crate out of it); model
+# work runs in `sam3d-studio-engine`, built beside it.
+cargo build --profile dist --locked --quiet --workspace --bins
 exec "$root/target/dist/sam3d-studio" "$@"

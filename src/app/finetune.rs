@@ -22,8 +22,8 @@
 //!   panel says so); per label the mean one-click Dice and HD95 of the three planes' clicks.
 
 use super::labels::LabelTable;
-use crate::engine::progress::{fmt_secs, parse_progress_line};
-use crate::engine::train::TrainConfig;
+use crate::progress::{fmt_secs, parse_progress_line};
+use crate::train_config::TrainConfig;
 use crate::volume::LabelMap;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use egui::{Color32, RichText};
@@ -576,7 +576,7 @@ impl FineTune {
 /// Runs `cmd` as the job's child (stderr read line by line: progress lines to `on_progress`,
 /// the rest kept for the error message); returns its exit status and the last lines it wrote.
 fn run_child(mut cmd: Command, slot: &ChildSlot, mut on_progress: impl FnMut(u64, u64)) -> Result<(ExitStatus, String), String> {
-    cmd.env(crate::engine::progress::PROGRESS_ENV, "lines").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.env(crate::progress::PROGRESS_ENV, "lines").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("could not start {:?}: {e}", cmd.get_program()))?;
     let stderr = child.stderr.take();
     if let Ok(mut s) = slot.lock() {

@@ -201,7 +201,7 @@ fn file_name(p: &std::path::Path) -> String {
 
 /// Reads a volume and puts its voxels in standard (C) layout for fast slice access.
 pub fn load_volume(path: &std::path::Path) -> Result<Volume, String> {
-    let mut v = Volume::load(path).map_err(|e| e.to_string())?;
+    let mut v = crate::volume::open(path).map_err(|e| e.to_string())?;
     if v.shape().is_empty() {
         return Err(format!("{}: the volume has no voxels", path.display()));
     }
@@ -213,7 +213,7 @@ pub fn load_volume(path: &std::path::Path) -> Result<Volume, String> {
 
 /// Reads a label map, checks it lies on `volume`'s grid and reads its names (`.tsv` beside it).
 pub fn load_labels(path: &std::path::Path, volume: &Volume) -> Result<(LabelMap, LabelTable), String> {
-    let mut labels = LabelMap::load(path).map_err(|e| e.to_string())?;
+    let mut labels = crate::volume::open_labels(path).map_err(|e| e.to_string())?;
     labels.check_matches(volume, path).map_err(|e| e.to_string())?;
     if !labels.data.is_standard_layout() {
         labels.data = labels.data.as_standard_layout().into_owned();

@@ -27,6 +27,9 @@ pub use slice_image::OverlayMode;
 
 use crate::geometry::{DisplayConvention, RasMm, SliceGeometry, ViewPlane, VoxelFromRas, VoxelIjk};
 use crate::render::MeshViewState;
+use crate::baseline::join::JoinOutcome;
+use crate::options::{PipelineOptions, PlaneFusion};
+use crate::protocol::{ClientEvent, PROTOCOL_VERSION, Reply as R, Request};
 use click3d::{Candidate, ClickEvent};
 use three_d::{MeshEvent, MeshRequest, Mesher};
 use crate::volume::intensity::{Preset, Window};
@@ -363,11 +366,11 @@ pub struct App {
     /// Refine the model's masks by the image ([`crate::baseline::refine`]).
     #[serde(default = "yes")]
     pub refine_masks: bool,
-    /// Continue organs wider than the model's output cube ([`crate::engine::session::extension_clicks`]).
+    /// Continue organs wider than the model's output cube (the engine's continuation passes).
     #[serde(default = "yes")]
     pub extend_masks: bool,
     /// Run the model in the three planes through the click and take their majority
-    /// ([`crate::engine::session::PlaneFusion::Median`]; off: the clicked plane only).
+    /// ([`PlaneFusion::Median`]; off: the clicked plane only).
     #[serde(default = "yes")]
     pub fuse_planes: bool,
     /// Join region growing from the click where it agrees with the model's shape
@@ -799,7 +802,7 @@ impl App {
                 }
             }
             AppCommand::LoadWeights(path) => {
-                if !self.remote_send(serde_json::json!({"cmd": "load_weights", "path": path}), ctx) {
+                if !self.remote_send(&Request::LoadWeights { path: path.clone() }, ctx) {
                     self.rt.startup_weights = None;
                 }
             }
@@ -807,7 +810,7 @@ impl App {
                 if self.rt.model.is_none() {
                     self.error("Load weights before an adapter: an adapter sits on a model's weights".into());
                 } else {
-                    self.remote_send(serde_json::json!({"cmd": "load_adapter", "path": path}), ctx);
+                    self.remote_send(&Request::LoadAdapter { path: path.clone() }, ctx);
                 }
             }
             AppCommand::OpenFineTune => self.open_finetune(),
@@ -968,7 +971,7 @@ impl App {
         self.rt.click.grow_cancel_upto.fetch_max(job, std::sync::atomic::Ordering::SeqCst);
         self.rt.click_stage = None;
         if self.rt.click.remote_job.take() == Some(job) && self.rt.remote.is_some() {
-            self.remote_send(serde_json::json!({"cmd": "cancel", "job": job}), ctx);
+            self.remote_send(&Request::Cancel { job }, ctx);
         }
         self.rt.click.last_status = Some("cancelled".into());
         self.notice(format!("3D from click #{job} cancelled"));
@@ -1009,21 +1012,15 @@ impl App {
                 }
                 let (generation, path) = (scene.generation, scene.path.clone());
                 if self.rt.remote_volume != Some(generation) {
-                    self.remote_send(serde_json::json!({"cmd": "set_volume", "path": path}), ctx);
+                    self.remote_send(&Request::SetVolume { path }, ctx);
                     self.rt.remote_volume = Some(generation);
                     self.rt.scan_adapter = None;
                 }
-                // Sent with every click: a restarted engine starts with the refinement on.
-                self.remote_send(serde_json::json!({"cmd": "set_refine", "on": self.refine_masks}), ctx);
-                self.remote_send(serde_json::json!({"cmd": "set_extend", "on": self.extend_masks}), ctx);
-                let fusion = if self.fuse_planes { "median" } else { "own" };
-                self.remote_send(serde_json::json!({"cmd": "set_planes", "fusion": fusion}), ctx);
-                self.remote_send(serde_json::json!({"cmd": "set_join", "on": self.join_growing}), ctx);
-                self.remote_send(serde_json::json!({"cmd": "set_mr_adapter", "on": self.mr_adapter}), ctx);
                 self.rt.click.next_job += 1;
                 let job = self.rt.click.next_job;
-                let plane = serde_json::to_value(self.rt.active_view).unwrap_or_default();
-                if self.remote_send(serde_json::json!({"cmd": "infer", "job": job, "click": [ras.x(), ras.y(), ras.z()], "plane": plane}), ctx) {
+                // The pipeline goes with every click: a restarted engine needs no other state.
+                let req = Request::infer(job, ras, self.rt.active_view, self.pipeline_options());
+                if self.remote_send(&req, ctx) {
                     self.rt.click.running = Some((job, ras, std::time::Instant::now()));
                     self.rt.click.remote_job = Some(job);
                     self.rt.click.last_status = None;
@@ -1033,9 +1030,21 @@ impl App {
         }
     }
 
+    /// The pipeline a model click runs through, from the toolbar's boxes.
+    fn pipeline_options(&self) -> PipelineOptions {
+        PipelineOptions {
+            refine: self.refine_masks,
+            extend: self.extend_masks,
+            planes: if self.fuse_planes { PlaneFusion::Median } else { PlaneFusion::Own },
+            join: self.join_growing,
+            mr_adapter: self.mr_adapter,
+            ..PipelineOptions::default()
+        }
+    }
+
     /// Sends a request to the engine process, starting it if needed; false (with a message
     /// shown) when that is impossible.
-    fn remote_send(&mut self, req: serde_json::Value, ctx: &egui::Context) -> bool {
+    fn remote_send(&mut self, req: &Request, ctx: &egui::Context) -> bool {
         if self.rt.remote.is_none() {
             let Some(bin) = engine_binary() else {
                 self.error(ENGINE_MISSING.into());
@@ -1065,28 +1074,47 @@ impl App {
     }
 
     fn drain_remote(&mut self) {
-        let events: Vec<remote::RemoteEvent> = match &self.rt.remote {
+        let events: Vec<ClientEvent> = match &self.rt.remote {
             Some(r) => r.events.try_iter().take(64).collect(),
             None => return,
         };
-        use remote::RemoteEvent as R;
         for ev in events {
             let running = self.rt.click.running.map(|r| r.0);
+            let ev = match ev {
+                ClientEvent::Reply(r) => r,
+                ClientEvent::Unreadable(why) => {
+                    log::warn!("{why}");
+                    self.error(format!("Model: {why} (skipped)"));
+                    continue;
+                }
+                ClientEvent::Exited(why) => {
+                    self.error(format!("The model engine stopped: {why}"));
+                    self.rt.remote = None;
+                    self.rt.model = None;
+                    self.rt.weights_path = None;
+                    self.rt.adapter = None;
+                    self.rt.scan_adapter = None;
+                    self.rt.startup_weights = None;
+                    if self.click_method == ClickMethod::Model {
+                        self.rt.click.running = None;
+                    }
+                    continue;
+                }
+            };
             match ev {
                 R::Ready { device, protocol } => {
                     self.rt.device = device;
-                    if protocol != remote::PROTOCOL {
+                    if protocol != PROTOCOL_VERSION {
                         self.error(format!(
-                            "sam3d-studio-engine speaks protocol version {protocol}, this app version {}: install both programs from one build",
-                            remote::PROTOCOL
+                            "sam3d-studio-engine speaks protocol version {protocol}, this app version {PROTOCOL_VERSION}: install both programs from one build"
                         ));
                     }
                 }
                 R::ModelLoaded { info } => {
-                    let d = remote::describe_model(&info);
+                    let d = info.describe();
                     self.rt.model = Some(d.clone());
-                    self.rt.weights_path = info.get("weights").and_then(|w| w.as_str()).map(PathBuf::from);
-                    self.rt.adapter = remote::describe_adapter(&info);
+                    self.rt.weights_path = info.weights.clone();
+                    self.rt.adapter = info.describe_adapter();
                     if self.rt.startup_weights.take().is_some() {
                         self.click_method = ClickMethod::Model;
                         self.notice(format!("Model loaded: {d}; \"3D from click\" uses it"));
@@ -1095,11 +1123,11 @@ impl App {
                     }
                 }
                 R::AdapterLoaded { info } => {
-                    self.rt.adapter = remote::describe_adapter(&info);
+                    self.rt.adapter = info.describe_adapter();
                     self.notice(format!("Adapter loaded: {}", self.rt.adapter.clone().unwrap_or_default()));
                 }
                 R::VolumeReady { secs } => log::info!("engine: volume prepared in {secs:.2} s"),
-                R::Progress { job, stage, fraction } if Some(job) == running => self.rt.click_stage = Some((stage, fraction)),
+                R::Progress { job, stage, fraction } if Some(job) == running => self.rt.click_stage = Some((stage.name().to_string(), fraction)),
                 R::Progress { .. } | R::Cancelled { .. } => {}
                 R::Result { job, crop, mesh_path, voxel_count, ml, timings, adapter } if Some(job) == running => {
                     let Some((mr, generation, sh)) =
@@ -1118,9 +1146,9 @@ impl App {
                         self.rt.scan_adapter.clone_from(&adapter);
                     }
                     let (grid_kji, tx, click) = ([sh[0], sh[1], sh[2]], self.rt.click.tx.clone(), self.rt.click.running.map(|r| r.1));
-                    let millis = timings.get("total_secs").and_then(|v| v.as_f64()).unwrap_or(0.0) * 1000.0;
-                    let passes = 1 + timings.get("extension_passes").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
-                    let joined = matches!(timings.get("join").and_then(|v| v.as_str()), Some("joined" | "joined_near"));
+                    let millis = timings.total_secs * 1000.0;
+                    let passes = 1 + timings.extension_passes;
+                    let joined = matches!(timings.join, Some(JoinOutcome::Joined | JoinOutcome::JoinedNear));
                     // Reading the result files is file I/O: never on the UI thread.
                     let spawned = std::thread::Builder::new().name("sam3d-read-result".into()).spawn(move || {
                         let ev = match remote::read_result(crop.as_ref(), mesh_path.as_deref(), voxel_count, grid_kji) {
@@ -1160,18 +1188,6 @@ impl App {
                         self.notice("The default model could not be loaded: \"3D from click\" uses region growing".into());
                     }
                     self.error(format!("Model: {message}"));
-                }
-                R::Exited(why) => {
-                    self.error(format!("The model engine stopped: {why}"));
-                    self.rt.remote = None;
-                    self.rt.model = None;
-                    self.rt.weights_path = None;
-                    self.rt.adapter = None;
-                    self.rt.scan_adapter = None;
-                    self.rt.startup_weights = None;
-                    if self.click_method == ClickMethod::Model {
-                        self.rt.click.running = None;
-                    }
                 }
             }
         }

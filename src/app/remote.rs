@@ -1,70 +1,22 @@
 //! The client side of `sam3d-studio-engine serve`: the model runs in that process (it owns
-//! libtorch; this binary never links it). Requests go as JSON lines on its stdin; a named
-//! reader thread parses its stdout into [`RemoteEvent`]s on a bounded channel and wakes the UI.
-//! The protocol is described in `src/engine/serve.rs`; the types here mirror it on purpose
-//! (the app must not reference the engine module).
+//! libtorch; this binary never links it). Requests go as [`Request`] lines on its stdin; a named
+//! reader thread reads its stdout into [`ClientEvent`]s on a bounded channel and wakes the UI.
+//! Both sides use the types of [`crate::protocol`]; a line the reader cannot read is handed on
+//! as [`ClientEvent::Unreadable`] and reading goes on.
 
+use crate::protocol::{ClientEvent, CropFile, Reply, Request, from_line, to_line};
 use crate::shape::{GridComponent, Mesh};
 use crossbeam_channel::{Receiver, bounded};
 use ndarray::Array3;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-
-/// The protocol version this app speaks (the engine says its own in `ready`).
-pub const PROTOCOL: u32 = 2;
-
-fn protocol_1() -> u32 {
-    1
-}
-
-/// A result's crop: a raw mask file (one byte per voxel, `[k, j, i]`, 1 inside) of the
-/// bounding box at `origin_kji` with shape `shape_kji` on the volume's grid.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-pub struct RemoteCrop {
-    pub path: PathBuf,
-    pub origin_kji: [usize; 3],
-    pub shape_kji: [usize; 3],
-}
-
-/// A reply line from the engine.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum RemoteEvent {
-    Ready {
-        device: String,
-        /// Absent from version-1 engines.
-        #[serde(default = "protocol_1")]
-        protocol: u32,
-    },
-    ModelLoaded { info: serde_json::Value },
-    AdapterLoaded { info: serde_json::Value },
-    VolumeReady { secs: f64 },
-    Progress { job: u64, stage: String, fraction: f32 },
-    /// `crop` and `mesh_path` are `None` when nothing was segmented.
-    /// `adapter`: the LoRA adapter the click ran with (`None`: the base weights alone).
-    Result {
-        job: u64,
-        crop: Option<RemoteCrop>,
-        mesh_path: Option<PathBuf>,
-        voxel_count: usize,
-        ml: f64,
-        timings: serde_json::Value,
-        #[serde(default)]
-        adapter: Option<PathBuf>,
-    },
-    Cancelled { job: u64 },
-    Failed { job: Option<u64>, message: String },
-    /// Not from the protocol: the process ended or wrote something unreadable.
-    #[serde(skip)]
-    Exited(String),
-}
 
 /// The running engine process.
 pub struct RemoteEngine {
     child: Child,
     stdin: Option<ChildStdin>,
-    pub events: Receiver<RemoteEvent>,
+    pub events: Receiver<ClientEvent>,
 }
 
 impl RemoteEngine {
@@ -81,24 +33,12 @@ impl RemoteEngine {
             .map_err(|e| format!("{}: could not start the engine: {e}", bin.display()))?;
         let stdout = child.stdout.take().ok_or("the engine has no stdout")?;
         let stdin = child.stdin.take();
-        let (tx, rx) = bounded::<RemoteEvent>(256);
+        let (tx, rx) = bounded::<ClientEvent>(256);
         std::thread::Builder::new()
             .name("sam3d-engine-reader".into())
             .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let ev = match line {
-                        Ok(l) if l.trim().is_empty() => continue,
-                        Ok(l) => serde_json::from_str::<RemoteEvent>(&l).unwrap_or_else(|e| RemoteEvent::Exited(format!("unreadable engine output {l:?}: {e}"))),
-                        Err(e) => RemoteEvent::Exited(format!("reading the engine's output: {e}")),
-                    };
-                    let stop = matches!(ev, RemoteEvent::Exited(_));
-                    if tx.send(ev).is_err() || stop {
-                        wake();
-                        return;
-                    }
-                    wake();
-                }
-                let _ = tx.send(RemoteEvent::Exited("the engine process ended".into()));
+                let why = read_replies(BufReader::new(stdout), &tx, &wake);
+                let _ = tx.send(ClientEvent::Exited(why));
                 wake();
             })
             .map_err(|e| format!("could not start the engine reader thread: {e}"))?;
@@ -106,9 +46,9 @@ impl RemoteEngine {
     }
 
     /// Sends one request line.
-    pub fn send(&mut self, req: serde_json::Value) -> Result<(), String> {
+    pub fn send(&mut self, req: &Request) -> Result<(), String> {
         let stdin = self.stdin.as_mut().ok_or("the engine is not running")?;
-        writeln!(stdin, "{req}").and_then(|_| stdin.flush()).map_err(|e| format!("the engine stopped accepting requests: {e}"))
+        writeln!(stdin, "{}", to_line(req)).and_then(|_| stdin.flush()).map_err(|e| format!("the engine stopped accepting requests: {e}"))
     }
 }
 
@@ -127,6 +67,28 @@ impl Drop for RemoteEngine {
     }
 }
 
+/// Reads reply lines until the engine's output ends (or the app stops listening), handing each
+/// on; a line that cannot be read is reported as [`ClientEvent::Unreadable`] and skipped.
+/// Returns why reading stopped.
+pub fn read_replies(out: impl BufRead, tx: &crossbeam_channel::Sender<ClientEvent>, wake: &dyn Fn()) -> String {
+    for line in out.lines() {
+        let ev = match line {
+            Ok(l) if l.trim().is_empty() => continue,
+            Ok(l) => match from_line::<Reply>(&l) {
+                Ok(r) => ClientEvent::Reply(r),
+                Err(e) => ClientEvent::Unreadable(format!("the engine wrote {e}")),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => ClientEvent::Unreadable(format!("the engine wrote a line that is not UTF-8 ({e})")),
+            Err(e) => return format!("reading the engine's output: {e}"),
+        };
+        if tx.send(ev).is_err() {
+            return "the app stopped listening".into();
+        }
+        wake();
+    }
+    "the engine process ended".into()
+}
+
 /// A result read from the engine's files: the mask on the volume's whole grid and the
 /// engine's surface of it.
 #[derive(Debug)]
@@ -141,13 +103,13 @@ pub struct ResultFiles {
 /// Reads a result's files and removes them (also when they do not fit): the crop pasted
 /// into a mask of array shape `grid_kji` (the volume's), and the mesh. Errors name the file
 /// and what is wrong (wrong size, outside the grid, a voxel count other than the reply's).
-pub fn read_result(crop: Option<&RemoteCrop>, mesh_path: Option<&Path>, voxel_count: usize, grid_kji: [usize; 3]) -> Result<ResultFiles, String> {
+pub fn read_result(crop: Option<&CropFile>, mesh_path: Option<&Path>, voxel_count: usize, grid_kji: [usize; 3]) -> Result<ResultFiles, String> {
     let out = read_result_files(crop, mesh_path, voxel_count, grid_kji);
     remove_result_files(crop, mesh_path);
     out
 }
 
-fn read_result_files(crop: Option<&RemoteCrop>, mesh_path: Option<&Path>, voxel_count: usize, grid_kji: [usize; 3]) -> Result<ResultFiles, String> {
+fn read_result_files(crop: Option<&CropFile>, mesh_path: Option<&Path>, voxel_count: usize, grid_kji: [usize; 3]) -> Result<ResultFiles, String> {
     let mask = match crop {
         None => Array3::from_elem((grid_kji[0], grid_kji[1], grid_kji[2]), false),
         Some(c) => {
@@ -176,7 +138,7 @@ fn read_result_files(crop: Option<&RemoteCrop>, mesh_path: Option<&Path>, voxel_
 }
 
 /// Removes a result's files (after reading them, or when the result is dropped).
-pub fn remove_result_files(crop: Option<&RemoteCrop>, mesh_path: Option<&Path>) {
+pub fn remove_result_files(crop: Option<&CropFile>, mesh_path: Option<&Path>) {
     for p in crop.map(|c| c.path.as_path()).into_iter().chain(mesh_path) {
         if let Err(e) = std::fs::remove_file(p)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -184,23 +146,4 @@ pub fn remove_result_files(crop: Option<&RemoteCrop>, mesh_path: Option<&Path>) 
             log::warn!("{}: could not remove the engine's result file: {e}", p.display());
         }
     }
-}
-
-/// A short description of a loaded model from the engine's `info`.
-pub fn describe_model(info: &serde_json::Value) -> String {
-    let preset = info.get("preset").and_then(|v| v.as_str()).unwrap_or("?");
-    let file = info.get("weights").and_then(|v| v.as_str()).and_then(|p| Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned()));
-    match file {
-        Some(f) => format!("{preset} ({f})"),
-        None => preset.to_string(),
-    }
-}
-
-pub fn describe_adapter(info: &serde_json::Value) -> Option<String> {
-    let a = info.get("adapter").and_then(|v| v.as_str())?;
-    let name = Path::new(a).file_name().map_or_else(|| a.to_string(), |n| n.to_string_lossy().into_owned());
-    Some(match info.get("adapter_rank").and_then(|v| v.as_u64()) {
-        Some(r) => format!("{name} (rank {r})"),
-        None => name,
-    })
 }

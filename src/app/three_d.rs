@@ -108,7 +108,7 @@ impl Mesher {
                         (Some(c), Some((old, mesh))) if Arc::ptr_eq(&c.mask, old) => Some(mesh.clone()),
                         (Some(c), _) => {
                             send(MeshEvent::Progress { what: "3D: surface of the click result".into(), fraction: 0.9 });
-                            let m = crate::engine::mesh_of_grid_mask(c.mask.view(), &req.grid);
+                            let m = crate::shape::click_mesh::mesh_of_grid_mask(c.mask.view(), &req.grid);
                             candidate_cache = Some((c.mask.clone(), m.clone()));
                             Some(m)
                         }

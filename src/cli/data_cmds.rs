@@ -9,7 +9,7 @@ use std::path::Path;
 pub fn phantom(outdir: &Path, cases: usize, seed: u64, spec: &PhantomSpec) -> Result<()> {
     std::fs::create_dir_all(outdir).with_context(|| format!("{}: cannot create directory", outdir.display()))?;
     let modality = spec.modality;
-    let bar = crate::cli::progress::Progress::new("phantoms", cases as u64);
+    let bar = crate::progress::Progress::new("phantoms", cases as u64);
     for c in 0..cases {
         let case = generate(spec, seed.wrapping_add(c as u64));
         let stem = outdir.join(format!("case_{c:03}"));

@@ -5,15 +5,13 @@ mod shape_cmds;
 
 use crate::data::phantom::PhantomSpec;
 use crate::geometry::axcodes;
-use crate::volume::{DataType, Interp, OnGrid, Volume, read_info, resample_to_spacing};
+use crate::volume::{DataType, Interp, OnGrid, read_info, resample_to_spacing};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub mod data_cmds;
-pub mod progress;
-pub mod model_cmds;
 pub mod train_cmds;
 
 #[derive(Parser, Debug)]
@@ -128,30 +126,24 @@ pub enum Command {
         json: bool,
     },
     /// One click → the organ's 3D mask on the input grid (SAM3D model).
-    Infer(model_cmds::InferArgs),
+    Infer(crate::commands::InferArgs),
     /// Preprocess a dataset into a training cache (isotropic volumes, per-class SDF, sample index).
     Preprocess(train_cmds::PreprocessArgs),
     /// Train or fine-tune (LoRA) the model from a TOML config.
-    Train(train_cmds::TrainArgs),
+    Train(crate::commands::TrainArgs),
     /// One-click evaluation (model and region-growing baseline) → CSV + summary JSON.
-    Eval(train_cmds::EvalArgs),
+    Eval(crate::commands::EvalArgs),
 }
-
-/// How the model commands (`infer`, later `train` and `eval`) run. The main binary forwards
-/// them to the `sam3d-studio-engine` process ([`forward_to_engine`]); the engine binary runs
-/// them in-process ([`model_cmds::run_local`]). So the main binary never references libtorch,
-/// the linker leaves libtorch out of it, and it starts in milliseconds.
-pub type ModelRunner = fn(&Command) -> Result<()>;
 
 /// A model command ran in the engine process, which already reported any error itself.
 #[derive(Debug, thiserror::Error)]
 #[error("engine exited with code {0}")]
 pub struct ForwardedExit(pub i32);
 
-/// Entry point used by the binaries.
-pub fn main_with(model_runner: ModelRunner) -> ExitCode {
+/// Entry point of `sam3d-studio`.
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli, model_runner) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(ForwardedExit(code)) = e.downcast_ref::<ForwardedExit>() {
@@ -176,8 +168,11 @@ pub fn engine_binary() -> Result<PathBuf> {
         .with_context(|| format!("{name} not found beside {} (it ships with sam3d-studio; rebuild or reinstall)", exe.display()))
 }
 
-/// Runs this invocation's arguments in the engine process, passing stdio through.
-pub fn forward_to_engine(_: &Command) -> Result<()> {
+/// Runs this invocation's arguments in the engine process, passing stdio through. The model
+/// commands (`infer`, `train`, `eval`) go this way: their arguments were already checked here
+/// (the same [`crate::commands`] structs the engine parses), and this binary never links
+/// libtorch, so it starts in milliseconds.
+pub fn forward_to_engine() -> Result<()> {
     let engine = engine_binary()?;
     let mut child = std::process::Command::new(&engine);
     // libtorch's OpenMP spin-waits between ops unless told otherwise, which makes the many small
@@ -196,7 +191,7 @@ pub fn forward_to_engine(_: &Command) -> Result<()> {
     }
 }
 
-pub fn run(cli: Cli, model_runner: ModelRunner) -> Result<()> {
+pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Info { file, json }) => info(&file, json),
         Some(Command::Resample { input, output, spacing, interp }) => resample(&input, &output, &spacing, interp),
@@ -222,39 +217,26 @@ pub fn run(cli: Cli, model_runner: ModelRunner) -> Result<()> {
             shape_cmds::mesh(&labels, &output, label, lps, smooth, decimate)
         }
         Some(Command::Metrics { pred, gt, json }) => shape_cmds::metrics(&pred, &gt, json),
-        Some(cmd @ (Command::Infer(_) | Command::Train(_) | Command::Eval(_))) => model_runner(&cmd),
+        Some(Command::Infer(_) | Command::Train(_) | Command::Eval(_)) => forward_to_engine(),
         Some(Command::Preprocess(a)) => train_cmds::preprocess(&a),
         None => {
             let (file, labels) = match cli.file {
                 Some(f) => (Some(f), cli.labels),
-                None => match demo_volume_path() {
+                None => match crate::assets::demo_volume_path() {
                     Ok(ct) => {
                         let labels = ct.with_file_name("labels.nii.gz");
                         (Some(ct), cli.labels.or(labels.exists().then_some(labels)))
                     }
                     Err(e) => {
-                        log::warn!("{e:#}");
+                        log::warn!("{e}");
                         (None, None)
                     }
                 },
             };
             let at = parse_at(cli.at.as_deref())?.map(|p| (p, cli.click));
-            crate::app::run(file, labels, model_cmds::default_weights_path(), at, cli.report)
+            crate::app::run(file, labels, crate::assets::default_weights_path(), at, cli.report)
         }
     }
-}
-
-/// The demo CT shipped in `assets/`.
-pub fn demo_volume_path() -> Result<PathBuf> {
-    let candidates = [
-        std::env::current_exe().ok().and_then(|e| e.parent().map(|p| p.join("assets/demo/ct.nii.gz"))),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo/ct.nii.gz")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.exists())
-        .context("demo volume assets/demo/ct.nii.gz not found next to the binary or in the source tree")
 }
 
 #[derive(serde::Serialize)]
@@ -328,7 +310,7 @@ fn resample(input: &Path, output: &Path, spacing: &[f64], interp: Interp) -> Res
         bail!("--spacing must be positive millimetres, got {spacing:?}");
     }
     let t0 = std::time::Instant::now();
-    let vol = Volume::load(input)?;
+    let vol = crate::volume::open(input)?;
     log::info!("read {:.3} s", t0.elapsed().as_secs_f64());
     let t1 = std::time::Instant::now();
     let out = resample_to_spacing(&vol, sp, interp);

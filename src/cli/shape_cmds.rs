@@ -1,14 +1,14 @@
 //! `sdf`, `mesh` and `metrics` subcommands (DESIGN.md "Command line").
 
 use crate::shape::{self, Mesh, MeshFormat, MeshObject, MeshSpace};
-use crate::volume::{LabelMap, OnGrid, Volume};
+use crate::volume::{OnGrid, Volume};
 use anyhow::{Result, bail};
 use std::path::Path;
 
 /// `sdf LABELS OUT [--label N]`: signed distance in mm (negative inside) as float NIfTI on the
 /// label map's grid; without `--label`, of the union of every non-zero label.
 pub fn sdf(labels_path: &Path, out: &Path, label: Option<u16>) -> Result<()> {
-    let labels = LabelMap::load(labels_path)?;
+    let labels = crate::volume::open_labels(labels_path)?;
     let what = label.map_or("any non-zero label".to_string(), |l| format!("label {l}"));
     let inside = {
         use rayon::prelude::*;
@@ -41,7 +41,7 @@ pub fn mesh(
     if let Some(r) = decimate.filter(|r| !(*r > 0.0 && *r <= 1.0)) {
         bail!("--decimate takes the fraction of triangles to keep, in (0, 1]; got {r}");
     }
-    let labels = LabelMap::load(labels_path)?;
+    let labels = crate::volume::open_labels(labels_path)?;
     let ids: Vec<u16> = match label {
         Some(l) => vec![l],
         None => labels.counts().into_iter().map(|(l, _)| l).collect(),
@@ -85,7 +85,7 @@ struct MetricsJson<'a> {
 
 /// `metrics PRED GT [--json]`: per label present in either file.
 pub fn metrics(pred_path: &Path, gt_path: &Path, json: bool) -> Result<()> {
-    let (pred, gt) = rayon::join(|| LabelMap::load(pred_path), || LabelMap::load(gt_path));
+    let (pred, gt) = rayon::join(|| crate::volume::open_labels(pred_path), || crate::volume::open_labels(gt_path));
     let (pred, gt) = (pred?, gt?);
     let rows = shape::compare_label_maps(&pred, &gt, pred_path, gt_path)?;
     if json {

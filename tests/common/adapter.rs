@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use sam3d_studio::model::{LoraConfig, Model, is_head};
+use sam3d_engine::model::{LoraConfig, Model, is_head};
 use std::path::Path;
 use tch::{Device, Tensor};
 

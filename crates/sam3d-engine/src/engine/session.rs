@@ -2,12 +2,13 @@
 //! worker thread ([`super::Engine`]) and the command line both drive it.
 
 use crate::baseline::GrowParams;
-use crate::baseline::join::{JOIN_NEAR_MM, JoinOutcome, join_region_growing};
+use crate::baseline::join::join_region_growing;
 use crate::baseline::refine::{RefineParams, intensity_floor, refine_component};
 use crate::data::click::{self, ClickError, ClickSample, PreparedVolume, RasFromPixel};
 use crate::geometry::{ArrayIdx, Point3, RasFromGrid, RasMm, ViewPlane};
 use crate::model::convert::{array_from, inputs_for};
 use crate::model::{Model, ModelError, ModelInfo, NetInputs};
+use crate::options::{PipelineOptions, PlaneFusion};
 use crate::shape::Mesh;
 use crate::volume::{LabelMap, Modality, OnGrid, Volume};
 use ndarray::{Array2, Array3, Ix3};
@@ -34,63 +35,15 @@ pub enum EngineError {
     Model(#[from] ModelError),
     #[error("{0}")]
     BadRequest(String),
+    #[error("pipeline options: {0}")]
+    Options(String),
     #[error("cancelled")]
     Cancelled,
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
 }
 
-/// Stages of one click, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    Preprocess,
-    Mask2d,
-    Shape,
-    Postprocess,
-    Mesh,
-}
-
-impl Stage {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Stage::Preprocess => "preprocess",
-            Stage::Mask2d => "mask2d",
-            Stage::Shape => "shape",
-            Stage::Postprocess => "postprocess",
-            Stage::Mesh => "mesh",
-        }
-    }
-    /// Fraction of the job done when this stage starts (for a progress bar).
-    pub fn start_fraction(&self) -> f32 {
-        match self {
-            Stage::Preprocess => 0.0,
-            Stage::Mask2d => 0.1,
-            Stage::Shape => 0.3,
-            Stage::Postprocess => 0.7,
-            Stage::Mesh => 0.85,
-        }
-    }
-}
-
-/// Seconds per stage.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct Timings {
-    pub preprocess_secs: f64,
-    pub mask2d_secs: f64,
-    /// The 3D stage (with [`PlaneFusion`], also the other planes' slices and 2D masks).
-    pub shape_secs: f64,
-    pub postprocess_secs: f64,
-    /// `None` when the mesh step is not available in this build.
-    pub mesh_secs: Option<f64>,
-    pub total_secs: f64,
-    /// Clicks added toward the faces of the output cube an organ reaches (their time is in
-    /// the stages above).
-    pub extension_passes: usize,
-    /// Region growing from the click ([`crate::baseline::join`]; its time is in
-    /// `postprocess_secs`): what it did, `None` when it is off or the model found nothing.
-    pub join: Option<JoinOutcome>,
-}
+pub use crate::protocol::{Stage, Timings};
 
 /// One click.
 #[derive(Clone, Debug)]
@@ -139,67 +92,17 @@ pub trait Hooks {
 pub struct NoHooks;
 impl Hooks for NoHooks {}
 
-/// A mask on the source grid (label 1) → watertight marching-cubes mesh in RAS mm at full
-/// resolution (`crate::shape`); `None` for an empty mask. Clicks use [`mesh_of_component`].
-pub fn mesh_of_mask(mask: &LabelMap) -> Option<Mesh> {
-    let m = crate::shape::mesh_of_label(mask, 1);
-    (!m.triangles.is_empty()).then_some(m)
-}
-/// Display resolution of a click's mesh: blocks of about this size (mm) along each voxel axis.
-pub const MESH_BLOCK_MM: f64 = 1.5;
-/// Taubin iterations on a click's mesh.
-pub const MESH_SMOOTH_ITERATIONS: usize = 5;
-
-/// The mesh step of a click: the kept component (a crop of the source grid) → watertight mesh
-/// in RAS mm on blocks of about [`MESH_BLOCK_MM`] (whole voxels along axes already that coarse),
-/// Taubin-smoothed; work ∝ the component's box. `None` for an empty component.
-pub fn mesh_of_component(c: &crate::shape::GridComponent, shape: crate::geometry::GridShape, ras_from_voxel: &crate::geometry::RasFromVoxel) -> Option<Mesh> {
-    let m = crate::shape::mesh_of_mask_blocks(c.mask.view(), c.origin_kji, shape, ras_from_voxel, mesh_blocks(ras_from_voxel), MESH_SMOOTH_ITERATIONS);
-    (!m.triangles.is_empty()).then_some(m)
-}
-
-/// Voxels per mesh block along i, j, k: about [`MESH_BLOCK_MM`] (one voxel along axes already
-/// that coarse).
-pub fn mesh_blocks(ras_from_voxel: &crate::geometry::RasFromVoxel) -> [usize; 3] {
-    ras_from_voxel.column_norms().map(|mm| if mm > 0.0 { (MESH_BLOCK_MM / mm).round().max(1.0) as usize } else { 1 })
-}
-
-/// A click result held as a whole-grid mask (region growing's) meshed like the model's: its
-/// bounding box on blocks of about [`MESH_BLOCK_MM`].
-pub fn mesh_of_grid_mask(mask: ndarray::ArrayView3<bool>, ras_from_voxel: &crate::geometry::RasFromVoxel) -> Mesh {
-    use ndarray::s;
-    let Some((lo, hi)) = crate::shape::sdf::bounding_box(mask) else { return Mesh::default() };
-    let crop = mask.slice(s![lo[0]..=hi[0], lo[1]..=hi[1], lo[2]..=hi[2]]);
-    let shape = crate::geometry::GridShape::from_array_shape(mask.shape());
-    crate::shape::mesh_of_mask_blocks(crop, lo, shape, ras_from_voxel, mesh_blocks(ras_from_voxel), MESH_SMOOTH_ITERATIONS)
-}
-
-/// Whether [`mesh_of_mask`] produces meshes in this build.
-pub const MESH_AVAILABLE: bool = true;
-
 /// One model and one prepared volume. The model's mask is refined by the image
-/// ([`crate::baseline::refine`], default parameters) unless [`Session::set_refine`] turns it off.
+/// ([`crate::baseline::refine`], default parameters) unless [`Session::set_options`] turns it off.
 pub struct Session {
     model: Option<Model>,
     volume: Option<Arc<Volume>>,
     modality: Option<Modality>,
     prepared: Option<PreparedVolume>,
-    /// The image refinement of the model's mask (`None`: the model's mask as it is).
-    refine: Option<RefineParams>,
+    /// What happens to the model's shape after the network, for the clicks from now on.
+    options: PipelineOptions,
     /// [`crate::baseline::refine::intensity_floor`] of the volume, once per volume.
     refine_floor: Option<f64>,
-    /// Continue organs wider than the output cube with clicks toward the faces they reach
-    /// ([`extension_clicks`]).
-    extend: bool,
-    /// Whether the model also runs in the two other planes through the click ([`PlaneFusion`]).
-    fusion: PlaneFusion,
-    /// How many of [`TEST_VIEWS`] each pass also runs in ([`Session::set_views`]).
-    views: usize,
-    /// Join region growing from the click where it agrees with the model's shape
-    /// ([`crate::baseline::join`]).
-    join: bool,
-    /// The near part of a leaking grown region that may still be joined (mm; [`Session::set_join_near`]).
-    join_near_mm: Option<f64>,
     /// The adapter put on the model for MR scans while no adapter was loaded by hand
     /// ([`Session::set_mr_adapter`]).
     mr_adapter: Option<PathBuf>,
@@ -208,53 +111,6 @@ pub struct Session {
     adapter_by_hand: bool,
     /// Why the MR adapter could not be put on (it does not fit the loaded weights, say).
     mr_adapter_error: Option<String>,
-}
-
-/// How one pass combines the model's shapes from the three planes through the click. The
-/// user clicks on one slice, but that point lies on a slice of each plane: the model can run on
-/// all three, and the three signed distances (resampled onto the clicked plane's output cube)
-/// are combined voxel by voxel. The 2D mask shown is still the clicked plane's; a 2D mask the
-/// user drew keeps the pass to that plane alone. The default, [`PlaneFusion::Median`], was
-/// chosen on the demo CT's training-side structures (assets/models/README.md). The two other
-/// planes' 2D masks and the three shapes run as batches: with the shipped model on two cores the
-/// shape stage takes about 0.24 s instead of 0.14 s.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PlaneFusion {
-    /// The clicked plane only.
-    Own,
-    /// The mean of the three signed distances.
-    Mean,
-    /// Their median: inside where at least two of the three planes say inside.
-    #[default]
-    Median,
-}
-
-impl PlaneFusion {
-    pub const ALL: [PlaneFusion; 3] = [PlaneFusion::Own, PlaneFusion::Mean, PlaneFusion::Median];
-    pub fn name(self) -> &'static str {
-        match self {
-            PlaneFusion::Own => "own",
-            PlaneFusion::Mean => "mean",
-            PlaneFusion::Median => "median",
-        }
-    }
-}
-
-impl std::fmt::Display for PlaneFusion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for PlaneFusion {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        PlaneFusion::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| format!("unknown plane fusion '{s}' (expected own, mean or median)"))
-    }
 }
 
 impl Default for Session {
@@ -276,13 +132,8 @@ impl Session {
             volume: None,
             modality: None,
             prepared: None,
-            refine: Some(RefineParams::default()),
+            options: PipelineOptions::default(),
             refine_floor: None,
-            extend: true,
-            fusion: PlaneFusion::default(),
-            views: 0,
-            join: true,
-            join_near_mm: Some(JOIN_NEAR_MM),
             mr_adapter: None,
             adapter_by_hand: false,
             mr_adapter_error: None,
@@ -312,7 +163,7 @@ impl Session {
         self.mr_adapter_error = None;
         let mr = self.prepared.as_ref().is_some_and(|p| p.modality == Modality::Mr);
         let Some(m) = self.model.as_mut().filter(|_| !self.adapter_by_hand) else { return Ok(()) };
-        let want = self.mr_adapter.as_ref().filter(|_| mr);
+        let want = self.mr_adapter.as_ref().filter(|_| mr && self.options.mr_adapter);
         if m.adapter_path() == want.map(PathBuf::as_path) {
             return Ok(());
         }
@@ -325,55 +176,20 @@ impl Session {
         Ok(())
     }
 
-    /// Whether region growing from the click is joined to the model's shape where the two agree
-    /// ([`crate::baseline::join`]; on by default).
-    pub fn set_join(&mut self, on: bool) {
-        self.join = on;
+    /// The pipeline the clicks from now on run through ([`PipelineOptions`]: refinement,
+    /// continuation, planes, test views, join, MR adapter). Checked first: on an error nothing
+    /// changes.
+    pub fn set_options(&mut self, options: PipelineOptions) -> Result<(), EngineError> {
+        options.check().map_err(EngineError::Options)?;
+        let mr_changed = options.mr_adapter != self.options.mr_adapter;
+        self.options = options;
+        if mr_changed {
+            self.apply_mr_adapter()?;
+        }
+        Ok(())
     }
-    pub fn join(&self) -> bool {
-        self.join
-    }
-    /// How far from the shape the part of a leaking grown region may reach and still be joined
-    /// ([`crate::baseline::join`]; [`JOIN_NEAR_MM`] by default, `None`: a leaking region is
-    /// dropped whole, as before session 8).
-    pub fn set_join_near(&mut self, mm: Option<f64>) {
-        self.join_near_mm = mm;
-    }
-    pub fn join_near(&self) -> Option<f64> {
-        self.join_near_mm
-    }
-
-    /// Whether organs wider than the output cube are continued past its faces (on by default).
-    pub fn set_extend(&mut self, on: bool) {
-        self.extend = on;
-    }
-    pub fn extend(&self) -> bool {
-        self.extend
-    }
-
-    /// How many of [`TEST_VIEWS`] each pass also runs the model in (at most their number; 0:
-    /// the scan as it is only).
-    pub fn set_views(&mut self, views: usize) {
-        self.views = views.min(TEST_VIEWS.len());
-    }
-    pub fn views(&self) -> usize {
-        self.views
-    }
-    /// How each pass combines the three planes through the click ([`PlaneFusion`]).
-    pub fn set_fusion(&mut self, fusion: PlaneFusion) {
-        self.fusion = fusion;
-    }
-    pub fn fusion(&self) -> PlaneFusion {
-        self.fusion
-    }
-
-    /// The image refinement of the model's mask (`None`: off).
-    pub fn set_refine(&mut self, refine: Option<RefineParams>) {
-        self.refine = refine;
-    }
-
-    pub fn refine(&self) -> Option<&RefineParams> {
-        self.refine.as_ref()
+    pub fn options(&self) -> &PipelineOptions {
+        &self.options
     }
 
     pub fn model(&self) -> Option<&Model> {
@@ -444,15 +260,15 @@ impl Session {
         let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
 
         let floor = *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume));
-        let refine = self.refine.as_ref().map(|p| (p, floor));
-        let fusion = (self.fusion, self.views);
+        let refine = self.options.refine().map(|p| (p, floor));
+        let fusion = (self.options.planes, (self.options.views as usize).min(TEST_VIEWS.len()));
         let first = shape_at(model, pv, refine, fusion, req.click, req.plane, req.mask2d.as_ref(), true, &mut timings, hooks)?;
         let vol = &pv.volume;
         let mut component = first.component.clone();
 
         // An organ wider than the output cube: clicks deeper in the organ toward each face it
         // reaches, their shapes joined to this one (see [`extension_clicks`]).
-        if self.extend
+        if self.options.extend
             && let Some(c) = &first.component
         {
             let extra = extension_clicks(c, &first.sample.ras_from_grid, first.sample.grid, vol);
@@ -469,13 +285,13 @@ impl Session {
             }
         }
         // Region growing from the click, joined where it agrees with the model's shape.
-        if self.join
+        if self.options.join
             && let Some(c) = &component
         {
             hooks.progress(Stage::Postprocess);
             let t = Instant::now();
             let cancelled = || hooks.cancelled();
-            let (joined, outcome) = join_region_growing(vol, c, req.click, &GrowParams::default(), floor, self.join_near_mm, &cancelled).map_err(|_| EngineError::Cancelled)?;
+            let (joined, outcome) = join_region_growing(vol, c, req.click, &GrowParams::default(), floor, self.options.join_near(), &cancelled).map_err(|_| EngineError::Cancelled)?;
             component = Some(joined);
             timings.join = Some(outcome);
             timings.postprocess_secs += t.elapsed().as_secs_f64();
@@ -491,15 +307,10 @@ impl Session {
         timings.postprocess_secs += t.elapsed().as_secs_f64();
         check(hooks)?;
 
-        let mesh = if MESH_AVAILABLE {
-            hooks.progress(Stage::Mesh);
-            let t = Instant::now();
-            let m = component.as_ref().and_then(|c| mesh_of_component(c, vol.shape(), &vol.ras_from_voxel));
-            timings.mesh_secs = Some(t.elapsed().as_secs_f64());
-            m
-        } else {
-            None
-        };
+        hooks.progress(Stage::Mesh);
+        let t = Instant::now();
+        let mesh = component.as_ref().and_then(|c| crate::shape::click_mesh::mesh_of_component(c, vol.shape(), &vol.ras_from_voxel));
+        timings.mesh_secs = Some(t.elapsed().as_secs_f64());
         timings.total_secs = t_all.elapsed().as_secs_f64();
         Ok(InferResult {
             click: req.click,

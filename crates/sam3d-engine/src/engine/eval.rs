@@ -11,13 +11,13 @@
 use crate::baseline::{GrowParams, grow_from_click};
 use crate::data::preprocess::{axis_of_plane, find_pairs, point_at_depth_on_slice, slices_with};
 use crate::engine::{InferRequest, NoHooks, Session};
-use crate::engine::session::PlaneFusion;
+use crate::options::{PipelineOptions, PlaneFusion};
 use crate::data::click::{RasFromPixel, slice_ras_from_pixel};
 use crate::geometry::{Point3, RasMm, ViewPlane};
 use crate::baseline::refine::RefineParams;
 use crate::model::Model;
 use crate::shape::metrics::{LabelMetrics, mask_metrics};
-use crate::volume::{LabelMap, OnGrid, Volume};
+use crate::volume::{LabelMap, OnGrid};
 use ndarray::Array2;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -127,23 +127,12 @@ pub struct EvalOptions {
     /// the model's 2D head: what a user gets who corrects the 2D mask before going to 3D. The
     /// rows' method is then `model_ref2d`.
     pub reference_mask2d: bool,
-    /// Refine the model's masks by the image ([`crate::baseline::refine`], as clicks in the app
-    /// are); `None`: off, and the rows' method gets a `_raw` suffix.
-    pub refine: Option<RefineParams>,
     /// Run the region-growing baseline on the same clicks (`eval --model-only` turns it off,
     /// for parameter sweeps of the model alone).
     pub baseline: bool,
-    /// Continue organs wider than the model's output cube (`Session::set_extend`).
-    pub extend: bool,
-    /// How each pass combines the three planes through the click (`Session::set_fusion`).
-    pub fusion: PlaneFusion,
-    /// How many test views each pass also runs in (`Session::set_views`).
-    pub views: usize,
-    /// Join region growing from the click where it agrees with the model's shape
-    /// (`Session::set_join`).
-    pub join: bool,
-    /// The near part of a leaking grown region that may still be joined (`Session::set_join_near`).
-    pub join_near_mm: Option<f64>,
+    /// The pipeline each click runs through (refinement, continuation, planes, test views,
+    /// join); without refinement the rows' method gets a `_raw` suffix.
+    pub pipeline: PipelineOptions,
     /// The adapter put on the model for MR cases when `adapter` is `None`
     /// (`Session::set_mr_adapter`).
     pub mr_adapter: Option<PathBuf>,
@@ -183,12 +172,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
     let mut session = match &opts.weights {
         Some(w) => {
             let mut s = Session::new();
-            s.set_refine(opts.refine.clone());
-            s.set_extend(opts.extend);
-            s.set_fusion(opts.fusion);
-            s.set_views(opts.views);
-            s.set_join(opts.join);
-            s.set_join_near(opts.join_near_mm);
+            s.set_options(opts.pipeline.clone())?;
             let mut m = Model::from_checkpoint(w, opts.device)?;
             m.set_use_context(opts.context);
             s.set_model(m)?;
@@ -205,8 +189,8 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
     let mut names: BTreeMap<u16, String> = BTreeMap::new();
     let mut names_from = None;
     for pair in &pairs {
-        let vol = Volume::load(&pair.image)?;
-        let lab = LabelMap::load(&pair.labels)?;
+        let vol = crate::volume::open(&pair.image)?;
+        let lab = crate::volume::open_labels(&pair.labels)?;
         lab.check_matches(&vol, &pair.labels)?;
         // Names are for the reader of the report: a bad names file costs them, not the run.
         match crate::volume::label_names::names_beside(&pair.labels) {
@@ -265,7 +249,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
                         case: name.clone(),
                         label: *label,
                         plane,
-                        method: format!("{}{}", if opts.reference_mask2d { "model_ref2d" } else { "model" }, if opts.refine.is_some() { "" } else { "_raw" }),
+                        method: format!("{}{}", if opts.reference_mask2d { "model_ref2d" } else { "model" }, if opts.pipeline.refine { "" } else { "_raw" }),
                         click: click.to_array(),
                         metrics: mask_metrics(*label, pred.view(), gt.view(), sp),
                         dice_2d: Some(dice_2d(&r.mask2d, &want2d)),
@@ -281,13 +265,13 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         weights: opts.weights.as_ref().map(|p| p.display().to_string()),
         adapter: opts.adapter.as_ref().map(|p| p.display().to_string()),
         mr_adapter: opts.mr_adapter.as_ref().map(|p| p.display().to_string()),
-        join_near_mm: opts.join_near_mm,
+        join_near_mm: opts.pipeline.join_near(),
         reference_mask2d: opts.reference_mask2d,
-        refine: opts.refine.clone(),
-        extend: opts.extend,
-        fusion: opts.fusion,
-        views: opts.views,
-        join: opts.join,
+        refine: opts.pipeline.refine().cloned(),
+        extend: opts.pipeline.extend,
+        fusion: opts.pipeline.planes,
+        views: opts.pipeline.views as usize,
+        join: opts.pipeline.join,
         click_depth: opts.click_depth,
         cases: loaded.len(),
         label_names: names_from.map(|p| p.display().to_string()),

@@ -164,8 +164,8 @@ pub struct CachedCase {
 /// Resamples one pair isotropically and computes its per-class SDF. `max_classes`: keep the
 /// first N labels (ascending ids).
 pub fn preprocess_case(pair: &CasePair, spacing_mm: f64, max_classes: Option<usize>) -> Result<CachedCase, DataError> {
-    let vol = Volume::load(&pair.image)?;
-    let lab = LabelMap::load(&pair.labels)?;
+    let vol = crate::volume::open(&pair.image)?;
+    let lab = crate::volume::open_labels(&pair.labels)?;
     lab.check_matches(&vol, &pair.labels)?;
     let volume = resample_to_spacing(&vol, [spacing_mm; 3], Interp::Linear);
     let labels = crate::volume::resample::resample_labels_to_grid(&lab, volume.shape(), &volume.ras_from_voxel);

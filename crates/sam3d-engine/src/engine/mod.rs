@@ -6,16 +6,16 @@
 //! the worker carries on. Cancellation is a shared atomic the worker checks between stages.
 
 pub mod eval;
-pub mod progress;
 pub mod serve;
 pub mod session;
 pub mod train;
 
-pub use session::{EngineError, Hooks, InferRequest, InferResult, MESH_AVAILABLE, NO_WEIGHTS_HELP, NoHooks, Session, Stage, Timings, mesh_of_component, mesh_of_grid_mask, mesh_of_mask};
+pub use session::{EngineError, Hooks, InferRequest, InferResult, NO_WEIGHTS_HELP, NoHooks, Session, Stage, Timings};
 
 use crate::data::click::RasFromPixel;
 use crate::geometry::{RasMm, ViewPlane};
 use crate::model::{Model, ModelInfo};
+use crate::options::PipelineOptions;
 use crate::volume::{Modality, Volume};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use ndarray::Array2;
@@ -41,23 +41,11 @@ pub enum Command {
     LoadAdapter(PathBuf),
     /// Set the volume clicks refer to; prepared (modality, statistics) once.
     SetVolume { volume_id: u64, volume: Arc<Volume>, modality: Option<Modality> },
-    /// The image refinement of the model's masks for the clicks after this one (`None`: off;
-    /// see [`crate::baseline::refine`]).
-    SetRefine(Option<crate::baseline::refine::RefineParams>),
-    /// Whether the clicks after this one continue organs wider than the output cube (see
-    /// [`session::extension_clicks`]).
-    SetExtend(bool),
-    /// How the clicks after this one combine the three planes through the click (see
-    /// [`session::PlaneFusion`]).
-    SetFusion(session::PlaneFusion),
-    /// Whether the clicks after this one join region growing from the click where it agrees
-    /// with the model's shape (see [`crate::baseline::join`]).
-    SetJoin(bool),
-    /// Whether the engine's MR adapter ([`EngineOptions::mr_adapter`]) goes on for MR scans
-    /// from the next click on (the default) or not ([`Session::set_mr_adapter`]).
-    SetMrAdapter(bool),
+    /// Read a volume file (any format [`crate::volume::open`] reads) and set it, on the worker,
+    /// in order with the clicks: the client's loop stays free for cancels and progress.
+    OpenVolume { volume_id: u64, path: PathBuf },
     /// One click. `job` ids should increase (see [`Engine::next_job`]).
-    Infer { job: u64, click: RasMm, plane: ViewPlane, mask2d: Option<Array2<bool>> },
+    Infer { job: u64, click: RasMm, plane: ViewPlane, mask2d: Option<Array2<bool>>, options: PipelineOptions },
     /// Cancel this job and every earlier one (handled by [`Engine::send`] at once).
     Cancel { job: u64 },
     /// Stop the worker.
@@ -259,17 +247,21 @@ impl Worker {
                     Err(e) => self.emit(Event::Failed { job: None, message: e.to_string() }),
                 }
             }
-            Command::SetRefine(p) => self.session.set_refine(p),
-            Command::SetExtend(on) => self.session.set_extend(on),
-            Command::SetFusion(f) => self.session.set_fusion(f),
-            Command::SetJoin(on) => self.session.set_join(on),
-            Command::SetMrAdapter(on) => {
-                let path = if on { self.opts.mr_adapter.clone() } else { None };
-                let _ = self.session.set_mr_adapter(path);
+            Command::OpenVolume { volume_id, path } => {
+                let t = Instant::now();
+                let r = crate::volume::open(&path).map_err(|e| e.to_string()).and_then(|v| self.session.set_volume(Arc::new(v), None).map_err(|e| e.to_string()));
+                match r {
+                    Ok(modality) => self.emit(Event::VolumeReady { volume_id, modality, secs: t.elapsed().as_secs_f64() }),
+                    Err(message) => self.emit(Event::Failed { job: None, message }),
+                }
             }
-            Command::Infer { job, click, plane, mask2d } => {
+            Command::Infer { job, click, plane, mask2d, options } => {
                 if job <= self.cancel_upto.load(Ordering::SeqCst) {
                     self.emit(Event::Cancelled { job });
+                    return;
+                }
+                if let Err(e) = self.session.set_options(options) {
+                    self.emit(Event::Failed { job: Some(job), message: e.to_string() });
                     return;
                 }
                 let req = InferRequest { click, plane, mask2d };

@@ -1,7 +1,13 @@
+//! Progress of long work: a terminal bar with rate and ETA ([`Progress`]), and the lines a job
+//! run in a child process writes instead.
+//!
 //! Progress of a job run in a child process (`sam3d-studio-engine train` or `eval` started by
 //! the viewer): with [`PROGRESS_ENV`]`=lines` the command-line progress bar writes one
 //! [`progress_line`] per update to stderr instead of redrawing a terminal bar, and the viewer
 //! reads them back with [`parse_progress_line`].
+
+mod bar;
+pub use bar::Progress;
 
 /// The environment variable that asks for progress lines (value `lines`).
 pub const PROGRESS_ENV: &str = "SAM3D_PROGRESS";

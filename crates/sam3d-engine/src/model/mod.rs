@@ -53,18 +53,7 @@ pub enum ModelError {
     Torch(#[from] tch::TchError),
 }
 
-/// What the UI shows about the loaded model (plain data).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct ModelInfo {
-    pub preset: String,
-    pub weights: Option<PathBuf>,
-    pub weights_sha256: Option<String>,
-    pub adapter: Option<PathBuf>,
-    pub adapter_rank: Option<usize>,
-    pub adapter_merged: bool,
-    pub parameters: usize,
-    pub device: String,
-}
+pub use crate::protocol::ModelInfo;
 
 #[derive(Debug)]
 struct LoraState {

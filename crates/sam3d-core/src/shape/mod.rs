@@ -12,6 +12,7 @@
 //! Arrays are `[k, j, i]` like every volume; spacings are `[si, sj, sk]` like
 //! [`OnGrid::spacing_mm`](crate::volume::OnGrid::spacing_mm).
 
+pub mod click_mesh;
 pub mod component;
 pub mod export;
 mod march;

@@ -29,9 +29,9 @@ use crate::data::train_samples::{AugmentParams, Similarity, TrainCase, TrainSamp
 use crate::geometry::ViewPlane;
 use crate::model::checkpoint::{self, StFile};
 use crate::model::convert::tensor_from;
-use crate::model::{Config, LoraConfig, Model, ModelError, NetInputs};
-use crate::volume::{LabelMap, Modality, Volume};
-use serde::{Deserialize, Serialize};
+use crate::model::{Config, Model, ModelError, NetInputs};
+use crate::volume::Modality;
+use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -65,303 +65,26 @@ fn ferr(path: &Path, problem: impl Into<String>) -> TrainError {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Configuration
+// Configuration (the file format is sam3d_core::train_config's)
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSection {
-    /// `tiny`, `small` or `base` (or give `config`).
-    #[serde(default)]
-    pub preset: Option<String>,
-    /// A model config file (TOML) instead of a preset.
-    #[serde(default)]
-    pub config: Option<PathBuf>,
-    /// Start from these base weights (required for a meaningful LoRA run).
-    #[serde(default)]
-    pub base_checkpoint: Option<PathBuf>,
-    /// Warm start for full training: the model is built from `preset`/`config` (which adds
-    /// `volume_context.guide` to this checkpoint's config) and takes this checkpoint's weights;
-    /// the new guide branches start at zero (see `Model::init_from`).
-    #[serde(default)]
-    pub init_checkpoint: Option<PathBuf>,
-    #[serde(default = "default_device")]
-    pub device: String,
-}
-fn default_device() -> String {
-    "cpu".into()
-}
+pub use crate::train_config::{DataSection, DebugSection, Holdout, LoraSection, LossSection, ModelSection, PhantomGen, TrainConfig, TrainConfigError, TrainSection};
 
-/// Phantoms to write into the first data directory when it is missing.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PhantomGen {
-    pub cases: usize,
-    #[serde(default)]
-    pub seed: u64,
-    #[serde(default = "default_modality")]
-    pub modality: String,
-    /// `small` (coarse 2–4.5 mm voxels, 0.45-scale body) or `medium` (adult-sized organs at
-    /// 1.5–2.5 mm in-plane, 3–5 mm slices).
-    #[serde(default = "default_phantom_size")]
-    pub size: String,
-}
-fn default_phantom_size() -> String {
-    "small".into()
-}
-
-/// Labels of some cases kept out of training (e.g. the organs of a real scan that validation
-/// measures).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Holdout {
-    /// Applies to the cases whose name contains this text (empty: every case).
-    #[serde(default)]
-    pub case: String,
-    pub classes: Vec<u16>,
-}
-fn default_modality() -> String {
-    "ct".into()
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct DataSection {
-    /// Directories of volume/label pairs (`X.nii.gz` + `X_labels.nii.gz`, or imagesTr/labelsTr).
-    pub dirs: Vec<PathBuf>,
-    #[serde(default)]
-    pub phantoms: Option<PhantomGen>,
-    /// Labels to train on (empty: every label present).
-    #[serde(default)]
-    pub classes: Vec<u16>,
-    /// The last N cases of the first directory are held out for validation (when it has more
-    /// than N cases).
-    #[serde(default = "one")]
-    pub val_cases: usize,
-    /// Use only the first N training cases (0: all).
-    #[serde(default)]
-    pub max_cases: usize,
-    /// Share of the samples drawn from each directory (parallel to `dirs`; empty: each case
-    /// equally likely).
-    #[serde(default)]
-    pub dir_weights: Vec<f64>,
-    /// Labels never trained on.
-    #[serde(default)]
-    pub holdout: Vec<Holdout>,
-    /// Classes with fewer inside voxels are skipped (too small to click on).
-    #[serde(default = "default_min_voxels")]
-    pub min_voxels: usize,
-    /// Classes of a case are drawn with probability ∝ (inside voxels)^power (0: uniformly).
-    /// With dozens of small labelled structures in a real scan (ribs, vertebrae, vessels), a
-    /// uniform draw shows the model few large organs.
-    #[serde(default)]
-    pub class_weight_power: f64,
-}
-fn default_min_voxels() -> usize {
-    27
-}
-fn one() -> usize {
-    1
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainSection {
-    pub steps: u64,
-    pub batch: usize,
-    pub lr: f64,
-    pub warmup: u64,
-    /// The cosine ends at `lr × min_lr_frac`.
-    pub min_lr_frac: f64,
-    pub weight_decay: f64,
-    /// Micro-batches per optimiser step.
-    pub accum: usize,
-    /// Global gradient-norm clip (0: off).
-    pub clip: f64,
-    pub seed: u64,
-    /// Steps of the first curriculum phase (2D + coarse 3D).
-    pub curriculum_step: u64,
-    /// Validate every N steps (0: only at the end).
-    pub val_every: u64,
-    /// Checkpoint every N steps (0: only at the end).
-    pub checkpoint_every: u64,
-    /// libtorch threads (default: libtorch's choice).
-    pub threads: Option<i32>,
-    /// Micro-batches the sample thread may prepare ahead.
-    pub prefetch: usize,
-    /// Cycle over the first N samples, without augmentation (0: off): the overfitting check.
-    pub fixed_samples: u64,
-    /// Fraction of micro-batches trained without the `volume_context` cube, so that one model
-    /// serves both modes.
-    pub context_dropout: f64,
-    /// Fraction of samples whose 3D stage is conditioned on the 2D head's own (detached,
-    /// thresholded) mask, as at inference, instead of the true slice mask.
-    pub pred_mask_frac: f64,
-}
-
-impl Default for TrainSection {
-    fn default() -> Self {
-        TrainSection {
-            steps: 100,
-            batch: 4,
-            lr: 1e-3,
-            warmup: 10,
-            min_lr_frac: 0.1,
-            weight_decay: 0.01,
-            accum: 1,
-            clip: 1.0,
-            seed: 0,
-            curriculum_step: 0,
-            val_every: 0,
-            checkpoint_every: 0,
-            threads: None,
-            prefetch: 4,
-            fixed_samples: 0,
-            context_dropout: 0.0,
-            pred_mask_frac: 0.0,
-        }
+impl From<TrainConfigError> for TrainError {
+    fn from(e: TrainConfigError) -> Self {
+        TrainError::Config { field: e.field, problem: e.problem }
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct LossSection {
-    pub mask_bce: f64,
-    pub mask_dice: f64,
-    pub occupancy: f64,
-    pub sdf_l1: f64,
-    /// Soft Dice of the 3D occupancy (balances small organs against the far background).
-    pub occupancy_dice: f64,
-    /// Symmetric surface term (Chamfer with the SDFs as distance fields): the predicted SDF on
-    /// the true surface cells, and the true SDF where the prediction puts its surface.
-    pub chamfer: f64,
-    /// SDF truncation (units of L/2).
-    pub sdf_trunc: f64,
-    /// Factor on the 2D terms during the first curriculum phase.
-    pub curriculum_2d_boost: f64,
+/// The network's config a training config names (its file, its preset, or `tiny`).
+fn model_config(cfg: &TrainConfig) -> Result<Config, TrainError> {
+    let cfg = match (&cfg.model.config, &cfg.model.preset) {
+        (Some(p), _) => Config::load(p),
+        (None, Some(n)) => Config::preset(n),
+        (None, None) => Config::preset("tiny"),
+    };
+    cfg.map_err(|e| TrainError::Config { field: format!("model ({})", e.field), problem: e.problem })
 }
 
-impl Default for LossSection {
-    fn default() -> Self {
-        LossSection {
-            mask_bce: 1.0,
-            mask_dice: 1.0,
-            occupancy: 1.0,
-            sdf_l1: 1.0,
-            occupancy_dice: 1.0,
-            chamfer: 0.0,
-            sdf_trunc: 0.2,
-            curriculum_2d_boost: 2.0,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LoraSection {
-    #[serde(default)]
-    pub enabled: bool,
-    #[serde(flatten)]
-    pub config: LoraConfig,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct DebugSection {
-    /// Multiplies the SDF L1 term by NaN at this step (tests the non-finite stop).
-    pub nan_at_step: Option<u64>,
-    /// Stop (after checkpointing) once this step is done, as an interrupted run would.
-    pub stop_after: Option<u64>,
-}
-
-/// `train --config C.toml`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    pub model: ModelSection,
-    pub data: DataSection,
-    #[serde(default)]
-    pub train: TrainSection,
-    #[serde(default)]
-    pub loss: LossSection,
-    #[serde(default)]
-    pub lora: Option<LoraSection>,
-    #[serde(default)]
-    pub augment: AugmentParams,
-    #[serde(default)]
-    pub debug: DebugSection,
-}
-
-impl TrainConfig {
-    /// Parses TOML; relative paths are taken relative to `base_dir`.
-    pub fn from_toml_str(text: &str, origin: &str, base_dir: &Path) -> Result<Self, TrainError> {
-        let mut c: TrainConfig =
-            toml::from_str(text).map_err(|e| TrainError::Config { field: origin.into(), problem: e.message().to_string() })?;
-        let fix = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base_dir.join(&*p);
-            }
-        };
-        c.data.dirs.iter_mut().for_each(fix);
-        c.model.config.iter_mut().for_each(fix);
-        c.model.base_checkpoint.iter_mut().for_each(fix);
-        c.model.init_checkpoint.iter_mut().for_each(fix);
-        c.check()?;
-        Ok(c)
-    }
-
-    pub fn load(path: &Path) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ferr(path, format!("cannot read: {e}")))?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        Self::from_toml_str(&text, &path.display().to_string(), dir)
-    }
-
-    fn check(&self) -> Result<(), TrainError> {
-        let bad = |f: &str, p: String| Err(TrainError::Config { field: f.into(), problem: p });
-        let t = &self.train;
-        if t.steps == 0 {
-            return bad("train.steps", "must be at least 1".into());
-        }
-        if t.batch == 0 || t.accum == 0 {
-            return bad("train.batch", "batch and accum must be at least 1".into());
-        }
-        if !(t.lr.is_finite() && t.lr > 0.0) {
-            return bad("train.lr", format!("must be positive, got {}", t.lr));
-        }
-        if self.data.dirs.is_empty() {
-            return bad("data.dirs", "give at least one directory".into());
-        }
-        if self.model.preset.is_none() && self.model.config.is_none() && self.model.base_checkpoint.is_none() {
-            return bad("model", "give preset, config or base_checkpoint".into());
-        }
-        if self.model.init_checkpoint.is_some() && self.model.base_checkpoint.is_some() {
-            return bad("model.init_checkpoint", "give init_checkpoint (warm start of a guided model) or base_checkpoint, not both".into());
-        }
-        if !self.data.dir_weights.is_empty() && self.data.dir_weights.len() != self.data.dirs.len() {
-            return bad("data.dir_weights", format!("{} weights for {} directories", self.data.dir_weights.len(), self.data.dirs.len()));
-        }
-        if !(0.0..=1.0).contains(&self.data.class_weight_power) {
-            return bad("data.class_weight_power", format!("{} is outside [0, 1]", self.data.class_weight_power));
-        }
-        if self.data.dir_weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
-            return bad("data.dir_weights", "weights must be finite and non-negative".into());
-        }
-        for (f, v) in [("train.context_dropout", t.context_dropout), ("train.pred_mask_frac", t.pred_mask_frac)] {
-            if !(0.0..=1.0).contains(&v) {
-                return bad(f, format!("must be between 0 and 1, got {v}"));
-            }
-        }
-        Ok(())
-    }
-
-    fn model_config(&self) -> Result<Config, TrainError> {
-        let cfg = match (&self.model.config, &self.model.preset) {
-            (Some(p), _) => Config::load(p),
-            (None, Some(n)) => Config::preset(n),
-            (None, None) => Config::preset("tiny"),
-        };
-        cfg.map_err(|e| TrainError::Config { field: format!("model ({})", e.field), problem: e.problem })
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Data
@@ -391,8 +114,8 @@ pub fn load_cases(cfg: &TrainConfig) -> Result<(Vec<TrainCase>, Vec<TrainCase>),
             continue;
         }
         for pair in find_pairs(dir)? {
-            let vol = Volume::load(&pair.image)?;
-            let lab = LabelMap::load(&pair.labels)?;
+            let vol = crate::volume::open(&pair.image)?;
+            let lab = crate::volume::open_labels(&pair.labels)?;
             lab.check_matches(&vol, &pair.labels)?;
             all.push((TrainCase::new(&pair.name, Arc::new(vol), lab, None, &cfg.data.classes), d));
         }
@@ -724,7 +447,7 @@ fn build_model(cfg: &TrainConfig, device: Device, resume_base: Option<&Path>) ->
         (Some(p), _) => Model::from_checkpoint(p, device)?,
         (None, Some(p)) => Model::from_checkpoint(p, device)?,
         (None, None) => {
-            let mut m = Model::new(cfg.model_config()?, device);
+            let mut m = Model::new(model_config(cfg)?, device);
             if let Some(p) = &cfg.model.init_checkpoint {
                 m.init_from(p)?;
             }

@@ -48,7 +48,7 @@ pub const JOIN_GROW_MM: f64 = 1.5;
 pub const JOIN_NEAR_MM: f64 = 4.0;
 
 /// What the join did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JoinOutcome {
     /// The grown region agreed and was joined.

@@ -1,5 +1,5 @@
-//! Volumes and label maps on a voxel grid with a `ras_from_voxel` affine; NIfTI I/O,
-//! resampling and intensity handling.
+//! Volumes and label maps on a voxel grid with a `ras_from_voxel` affine; [`open`] (the one
+//! place a path becomes a volume), NIfTI I/O, resampling and intensity handling.
 //!
 //! Voxels are held in NIfTI's on-disk order as a C-order array of shape `[k, j, i]` (same bytes,
 //! no transpose). [`GridShape::array_index`] is the one voxel → array conversion.
@@ -8,10 +8,12 @@ pub mod header;
 pub mod intensity;
 pub mod label_names;
 pub mod nifti;
+mod open;
 pub mod resample;
 
 pub use header::{AffineSource, DataType, NiftiHeader, NiftiVersion};
 pub use nifti::{NiftiInfo, WriteOptions, atomic_write, read_info, write_nifti};
+pub use open::{Format, detect, open, open_labels};
 pub use resample::{Interp, resample_labels_to_grid, resample_to_grid, resample_to_spacing, grid_for_spacing};
 
 use crate::geometry::{ArrayIdx, GridShape, RasFromVoxel, RasMm, VoxelFromRas, VoxelIjk};
@@ -183,13 +185,6 @@ impl Volume {
         Volume { data, ras_from_voxel, meta: self.meta.clone() }
     }
 
-    /// Reads a NIfTI volume (any supported datatype, scaling applied).
-    pub fn load(path: &Path) -> Result<Self, VolumeError> {
-        let info = read_info(path)?;
-        let data = info.read_data::<f32>()?;
-        Ok(Volume { data, ras_from_voxel: info.ras_from_voxel, meta: VolumeMeta::from_info(&info) })
-    }
-
     /// A computed volume; fails for a singular affine or mismatched sizes.
     pub fn new(data: Array3<f32>, ras_from_voxel: RasFromVoxel) -> Result<Self, VolumeError> {
         ras_from_voxel.try_inverse().map_err(|e| VolumeError::new("<volume>", e.to_string()))?;
@@ -291,13 +286,6 @@ impl LabelMap {
     pub fn to_canonical(&self) -> LabelMap {
         let (data, ras_from_voxel) = to_canonical(&self.data, &self.ras_from_voxel);
         LabelMap { data, ras_from_voxel, meta: self.meta.clone() }
-    }
-
-    /// Reads a NIfTI label map: every value must be a whole number in 0..=65535.
-    pub fn load(path: &Path) -> Result<Self, VolumeError> {
-        let info = read_info(path)?;
-        let data = info.read_data::<u16>()?;
-        Ok(LabelMap { data, ras_from_voxel: info.ras_from_voxel, meta: VolumeMeta::from_info(&info) })
     }
 
     pub fn new(data: Array3<u16>, ras_from_voxel: RasFromVoxel) -> Result<Self, VolumeError> {

@@ -104,9 +104,9 @@ impl std::ops::Deref for Config {
     }
 }
 
-const TINY: &str = include_str!("../../configs/tiny.toml");
-const SMALL: &str = include_str!("../../configs/small.toml");
-const BASE: &str = include_str!("../../configs/base.toml");
+const TINY: &str = include_str!("../../../../configs/tiny.toml");
+const SMALL: &str = include_str!("../../../../configs/small.toml");
+const BASE: &str = include_str!("../../../../configs/base.toml");
 
 impl ConfigFile {
     pub fn validate(self) -> Result<Config, ConfigError> {

@@ -1,9 +1,9 @@
 //! A terminal progress bar with rate and ETA (stderr; quiet when stderr is not a terminal
 //! except for a final line). With `SAM3D_PROGRESS=lines` (what the viewer sets for the jobs it
 //! runs: fine-tuning, evaluation) it writes instead one machine-readable line per update,
-//! [`crate::engine::progress::progress_line`], at most every 100 ms and at the end.
+//! [`super::progress_line`], at most every 100 ms and at the end.
 
-use crate::engine::progress::{PROGRESS_ENV, progress_line};
+use super::{PROGRESS_ENV, fmt_secs, progress_line};
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -62,4 +62,3 @@ impl Progress {
     }
 }
 
-pub use crate::engine::progress::fmt_secs;

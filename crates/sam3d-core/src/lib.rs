@@ -1,0 +1,32 @@
+//! # sam3d-core
+//!
+//! Everything of sam3d-studio that needs neither libtorch nor a window: coordinates, volumes and
+//! their file formats, shapes and metrics, data, the classical baseline, and the vocabulary the
+//! viewer, the command line and the engine share. The compiler keeps it so: this crate does not
+//! depend on tch, egui or wgpu (ARCHITECTURE.md). Layers (each uses only those above it):
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`geometry`] | typed points and transforms (RAS mm, voxel ijk, array index, slice, screen), orientation codes, canonical reorientation, view planes |
+//! | [`volume`] | `Volume` / `LabelMap`, [`volume::open`] (the one place a path becomes a volume), NIfTI-1/2 read and write, resampling, intensity normalisation and window/level, the label-names `.tsv` beside a label map |
+//! | [`shape`] | signed distance fields, connected components and flood fills, marching-cubes meshes (whole masks, or a crop on coarser blocks) and their export, the component of a model's SDF on a source grid, segmentation metrics |
+//! | [`data`] | synthetic phantoms; click preprocessing (slice, pointmap, output cube, context and guide cubes) and SDF → source-grid mask; training samples with augmentation; the dataset preprocessing cache; plain ndarray |
+//! | [`baseline`] | classical one-click 3D segmentation (region growing), the image refinement of the model's masks, region growing joined to the model's shape |
+//! | [`options`] | the pipeline options of one click (refine, extend, planes, views, join, MR adapter): one value for `infer`, `eval`, the viewer and the engine |
+//! | [`protocol`] | the JSON-lines protocol between a client (the viewer) and `sam3d-studio-engine serve` |
+//! | [`commands`] | the arguments of the model commands (`infer`, `train`, `eval`), parsed by the front binary and run by the engine |
+//! | [`train_config`] | the training config (TOML) the engine trains from and the fine-tuning panel writes |
+//! | [`progress`] | progress of long work: a terminal bar with ETA, and the lines a child job writes for the viewer |
+//! | [`assets`] | where the shipped weights, adapter and demo data are found |
+
+pub mod assets;
+pub mod baseline;
+pub mod commands;
+pub mod data;
+pub mod geometry;
+pub mod options;
+pub mod progress;
+pub mod protocol;
+pub mod shape;
+pub mod train_config;
+pub mod volume;

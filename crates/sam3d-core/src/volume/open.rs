@@ -1,0 +1,89 @@
+//! The one place a path becomes a volume or a label map. The format is chosen here, from what
+//! the path is (a folder, the file's first bytes, its name), and each reader beside this file
+//! produces the same [`Volume`] / [`LabelMap`], with its affine in RAS. The viewer's loader,
+//! the engine and every command go through [`open`] and [`open_labels`]; a new format is a new
+//! reader file and one more arm in [`detect`].
+
+use super::{LabelMap, Volume, VolumeError, VolumeMeta, read_info};
+use std::io::Read;
+use std::path::Path;
+
+/// A format this build reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// NIfTI-1 or NIfTI-2, `.nii` or gzipped `.nii.gz`.
+    Nifti,
+}
+
+/// Which reader `path` needs, or why none does (naming the path).
+pub fn detect(path: &Path) -> Result<Format, VolumeError> {
+    let meta = std::fs::metadata(path).map_err(|e| VolumeError::new(path, format!("cannot open: {e}")))?;
+    if meta.is_dir() {
+        return Err(VolumeError::new(path, "is a folder, not a volume file (this build reads NIfTI: .nii, .nii.gz)"));
+    }
+    let mut head = [0u8; 132];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| read_up_to(&mut f, &mut head))
+        .map_err(|e| VolumeError::new(path, format!("cannot read: {e}")))?;
+    let head = &head[..n];
+    if n == 132 && &head[128..132] == b"DICM" {
+        return Err(VolumeError::new(path, "is a DICOM file; this build reads NIfTI (.nii, .nii.gz)"));
+    }
+    // Everything else goes to the NIfTI reader, which checks the header itself (sizeof_hdr,
+    // magic, gzip) and says what is wrong.
+    Ok(Format::Nifti)
+}
+
+fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Reads a volume (any supported datatype, scaling applied) in whatever format `path` is.
+pub fn open(path: &Path) -> Result<Volume, VolumeError> {
+    match detect(path)? {
+        Format::Nifti => {
+            let info = read_info(path)?;
+            let data = info.read_data::<f32>()?;
+            Ok(Volume { data, ras_from_voxel: info.ras_from_voxel, meta: VolumeMeta::from_info(&info) })
+        }
+    }
+}
+
+/// Reads a label map: every value must be a whole number in 0..=65535.
+pub fn open_labels(path: &Path) -> Result<LabelMap, VolumeError> {
+    match detect(path)? {
+        Format::Nifti => {
+            let info = read_info(path)?;
+            let data = info.read_data::<u16>()?;
+            Ok(LabelMap { data, ras_from_voxel: info.ras_from_voxel, meta: VolumeMeta::from_info(&info) })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_and_a_dicom_file_are_named_and_refused_before_any_reader_runs() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = open(dir.path()).expect_err("a folder").to_string();
+        assert!(e.starts_with(&dir.path().display().to_string()) && e.contains("is a folder"), "{e}");
+        let dcm = dir.path().join("x.dcm");
+        let mut bytes = vec![0u8; 128];
+        bytes.extend_from_slice(b"DICM");
+        bytes.extend_from_slice(&[0u8; 64]);
+        std::fs::write(&dcm, bytes).expect("write");
+        let e = open_labels(&dcm).expect_err("DICOM").to_string();
+        assert!(e.contains("x.dcm") && e.contains("DICOM"), "{e}");
+        let e = open(&dir.path().join("missing.nii")).expect_err("missing").to_string();
+        assert!(e.contains("missing.nii") && e.contains("cannot open"), "{e}");
+    }
+}

@@ -1,0 +1,316 @@
+//! The model commands, run in the engine process: `infer` (one click → the organ's mask on the
+//! input grid, and mesh, without the GUI), `train` and `eval`. The front binary `sam3d-studio`
+//! checks their arguments ([`crate::commands`]) and hands its whole command line over to
+//! `sam3d-studio-engine`, whose `main` is [`main`] here.
+
+use crate::assets::{default_mr_adapter_path, default_weights_path};
+use crate::commands::{EvalArgs, InferArgs, TrainArgs};
+use crate::engine::{InferRequest, NO_WEIGHTS_HELP, NoHooks, Session};
+use crate::progress::Progress;
+use crate::geometry::{RasMm, ViewPlane};
+use crate::model::{Model, parse_device};
+use crate::volume::{Modality, OnGrid};
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(serde::Serialize)]
+struct InferJson {
+    volume: String,
+    out_mask: String,
+    out_mesh: Option<String>,
+    weights: String,
+    adapter: Option<String>,
+    preset: String,
+    device: String,
+    modality: Modality,
+    click_ras: [f64; 3],
+    plane: ViewPlane,
+    class: usize,
+    voxel_count: usize,
+    volume_ml: f64,
+    timings: crate::engine::Timings,
+    load_secs: f64,
+    /// Triangles in the written mesh (when `--out-mesh`).
+    mesh_triangles: Option<usize>,
+}
+
+/// The engine's command line: the model commands, as the front binary forwards them, and
+/// `serve` (the JSON-lines protocol for the viewer, [`crate::protocol`]).
+#[derive(clap::Parser, Debug)]
+#[command(name = "sam3d-studio", version, about = "sam3d-studio's engine: the model commands, run with libtorch")]
+pub struct EngineCli {
+    #[command(subcommand)]
+    pub command: EngineCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum EngineCommand {
+    /// One click → the organ's 3D mask on the input grid (SAM3D model).
+    Infer(InferArgs),
+    /// Train or fine-tune (LoRA) the model from a TOML config.
+    Train(TrainArgs),
+    /// One-click evaluation (model and region-growing baseline) → CSV + summary JSON.
+    Eval(EvalArgs),
+    /// The engine behind the JSON-lines protocol on stdin/stdout, for the viewer.
+    Serve,
+}
+
+/// The engine binary: `--device-info`, or a command; errors as one line on stderr.
+pub fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--device-info") {
+        let cuda = tch::Cuda::is_available();
+        let n = if cuda { tch::Cuda::device_count() } else { 0 };
+        println!(
+            "{{\"cuda\":{cuda},\"cuda_devices\":{n},\"cudnn\":{},\"threads\":{}}}",
+            tch::Cuda::cudnn_is_available(),
+            tch::get_num_threads()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let cli = <EngineCli as clap::Parser>::parse();
+    let r = match &cli.command {
+        EngineCommand::Infer(a) => run_infer(a),
+        EngineCommand::Train(a) => run_train(a),
+        EngineCommand::Eval(a) => run_eval(a),
+        EngineCommand::Serve => crate::engine::serve::serve(crate::engine::EngineOptions { mr_adapter: default_mr_adapter_path(), ..Default::default() })
+            .context("sam3d-studio-engine serve"),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Inference in this process (links libtorch).
+pub fn run_infer(a: &InferArgs) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let click = match a.click_ras.as_slice() {
+        [x, y, z] if [x, y, z].iter().all(|v| v.is_finite()) => RasMm::new(*x, *y, *z),
+        other => bail!("--click-ras takes three finite numbers X,Y,Z in RAS mm, got {other:?}"),
+    };
+    if let Some(m) = &a.out_mesh {
+        crate::shape::MeshFormat::from_path(m)?;
+        check_writable(m)?;
+    }
+    check_writable(&a.out_mask)?;
+    let weights = match (&a.weights, default_weights_path()) {
+        (Some(w), _) => w.clone(),
+        (None, Some(d)) => d,
+        (None, None) => bail!("{NO_WEIGHTS_HELP}"),
+    };
+    let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    if let Some(n) = a.threads {
+        tch::set_num_threads(n);
+    }
+    let volume = Arc::new(crate::volume::open(&a.volume)?);
+    // Fail on a click outside the volume before loading any weights.
+    let voxel_from_ras = volume.voxel_from_ras();
+    if !volume.shape().contains(voxel_from_ras.apply(click)) {
+        let v = voxel_from_ras.apply(click);
+        bail!(
+            "{}: click at RAS ({:.1}, {:.1}, {:.1}) mm is outside the volume (voxel ({:.1}, {:.1}, {:.1}) of a {} grid)",
+            a.volume.display(),
+            click.x(),
+            click.y(),
+            click.z(),
+            v.x(),
+            v.y(),
+            v.z(),
+            volume.shape()
+        );
+    }
+    let model = Model::from_checkpoint(&weights, device)?;
+    let mut session = Session::new();
+    session.set_options(a.pipeline.clone())?;
+    let info = session.set_model(model)?;
+    if let Some(ad) = &a.adapter {
+        session.load_adapter(ad)?;
+    }
+    if a.pipeline.mr_adapter {
+        session.set_mr_adapter(default_mr_adapter_path())?;
+    }
+    let modality = session.set_volume(volume.clone(), Some(a.modality))?;
+    if let Some(e) = session.mr_adapter_error() {
+        eprintln!("warning: the MR adapter was not used: {e}");
+    }
+    let load_secs = t0.elapsed().as_secs_f64();
+    let result = session
+        .infer(&InferRequest { click, plane: a.plane, mask2d: None }, &mut NoHooks)
+        .with_context(|| format!("{}: inference failed", a.volume.display()))?;
+    result.mask.save(&a.out_mask)?;
+    let mut mesh_triangles = None;
+    if let Some(path) = &a.out_mesh {
+        let empty = crate::shape::Mesh::default();
+        let mesh = result.mesh.as_ref().unwrap_or(&empty);
+        let obj = crate::shape::MeshObject { label: 1, name: "organ", mesh };
+        crate::shape::write_mesh(path, &[obj], crate::shape::MeshSpace::Ras)?;
+        mesh_triangles = Some(mesh.triangles.len());
+    }
+    let out = InferJson {
+        volume: a.volume.display().to_string(),
+        out_mask: a.out_mask.display().to_string(),
+        out_mesh: a.out_mesh.as_ref().map(|p| p.display().to_string()),
+        weights: weights.display().to_string(),
+        adapter: result.adapter.as_ref().map(|p| p.display().to_string()),
+        preset: info.preset,
+        device: info.device,
+        modality,
+        click_ras: click.to_array(),
+        plane: a.plane,
+        class: result.class,
+        voxel_count: result.voxel_count,
+        volume_ml: result.volume_ml,
+        timings: result.timings.clone(),
+        load_secs,
+        mesh_triangles,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        let t = &result.timings;
+        println!("mask      {} ({} voxels, {:.2} ml)", out.out_mask, out.voxel_count, out.volume_ml);
+        println!(
+            "timings   preprocess {:.3} s, 2D mask {:.3} s, 3D shape {:.3} s, postprocess {:.3} s, total {:.3} s (+ {:.2} s loading)",
+            t.preprocess_secs, t.mask2d_secs, t.shape_secs, t.postprocess_secs, t.total_secs, load_secs
+        );
+        if let Some(j) = t.join {
+            println!("grow      region growing from the click: {}", serde_json::to_string(&j)?.trim_matches('"').replace('_', " "));
+        }
+    }
+    Ok(())
+}
+
+/// The output's directory must exist (checked before the work, so nothing is half-done).
+fn check_writable(path: &Path) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        bail!("{}: output directory {} does not exist", path.display(), dir.display());
+    }
+    Ok(())
+}
+
+/// `train`, in the engine process.
+pub fn run_train(a: &TrainArgs) -> Result<()> {
+    let cfg = crate::engine::train::TrainConfig::load(&a.config)?;
+    if a.resume && !a.out.join("state.safetensors").exists() {
+        bail!("{}: --resume but there is no state.safetensors to resume from", a.out.display());
+    }
+    let total = cfg.train.steps;
+    let bar = Progress::new("train", total);
+    let started = std::cell::Cell::new(false);
+    let s = crate::engine::train::train(&cfg, &a.out, a.resume, &|step, _| {
+        if !started.replace(true) {
+            bar.inc(step.saturating_sub(1));
+        }
+        bar.inc(1);
+    })
+    .with_context(|| format!("training into {}", a.out.display()))?;
+    bar.finish();
+    if s.losses.is_empty() {
+        println!("{}: already at step {} of {}; nothing to train", a.out.display(), s.last_step, total);
+        return Ok(());
+    }
+    let first = s.losses.first().map(|l| l.1).unwrap_or(f64::NAN);
+    let last = s.losses.last().map(|l| l.1).unwrap_or(f64::NAN);
+    println!(
+        "steps {}–{}: loss {first:.4} → {last:.4}, {:.1} samples/s, {:.1} s{}",
+        s.first_step,
+        s.last_step,
+        s.samples_per_sec,
+        s.secs,
+        s.last_validation.map(|v| format!(", validation Dice 2D {:.3}, 3D grid {:.3} ({} clicks)", v.dice_2d, v.dice_3d_grid, v.clicks)).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// `eval`, in the engine process.
+pub fn run_eval(a: &EvalArgs) -> Result<()> {
+    let weights = if a.baseline_only {
+        None
+    } else {
+        match (&a.weights, default_weights_path()) {
+            (Some(w), _) => Some(w.clone()),
+            (None, Some(d)) => Some(d),
+            (None, None) => {
+                eprintln!("no --weights and no shipped weights: evaluating the baseline only");
+                None
+            }
+        }
+    };
+    if a.adapter.is_some() && weights.is_none() {
+        bail!("--adapter needs model weights (--weights)");
+    }
+    let device = crate::model::parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    let opts = crate::engine::eval::EvalOptions {
+        data: a.data.clone(),
+        weights,
+        adapter: a.adapter.clone(),
+        device,
+        grow: Default::default(),
+        labels: a.labels.clone(),
+        context: !a.no_context,
+        reference_mask2d: a.mask2d == "reference",
+        baseline: !a.model_only,
+        pipeline: a.pipeline_options().map_err(anyhow::Error::msg)?,
+        mr_adapter: if !a.pipeline.mr_adapter || a.adapter.is_some() { None } else { default_mr_adapter_path() },
+        click_depth: a.click_depth,
+    };
+    let bar = std::cell::RefCell::new(None::<Progress>);
+    let (rows, summary) =
+        crate::engine::eval::evaluate(&opts, &|n| *bar.borrow_mut() = Some(Progress::new("eval", n)), &|| {
+            if let Some(b) = bar.borrow().as_ref() {
+                b.inc(1)
+            }
+        })?;
+    if let Some(b) = bar.borrow().as_ref() {
+        b.finish();
+    }
+    let js = crate::engine::eval::write_report(&a.out, &rows, &summary)?;
+    for (m, s) in &summary.methods {
+        println!(
+            "{m:<11} {} clicks: Dice mean {:.3} worst {:.3} ({}), HD95 mean {} mm{}",
+            s.rows,
+            s.mean_dice,
+            s.worst_dice,
+            s.worst_dice_at,
+            s.mean_hd95_mm.map(|v| format!("{v:.1}")).unwrap_or("–".into()),
+            s.mean_dice_2d.map(|v| format!(", 2D Dice on the clicked slice {v:.3}")).unwrap_or_default()
+        );
+        if s.by_label.len() > 1 && s.by_label.len() <= 60 {
+            print!("{}", crate::engine::eval::label_table(s));
+        }
+    }
+    // The model's worst click, one command away from a look in the viewer (which runs the
+    // shipped weights with its own toolbar settings, so other weights or options differ).
+    let worst = rows.iter().filter(|r| r.method.starts_with("model")).min_by(|a, b| a.metrics.dice.total_cmp(&b.metrics.dice));
+    if let Some(r) = worst
+        && let Ok(pairs) = crate::data::preprocess::find_pairs(&a.data)
+        && let Some(p) = pairs.iter().find(|p| p.name == r.case)
+    {
+        let quoted = |p: &std::path::Path| {
+            let s = p.display().to_string();
+            if s.contains(char::is_whitespace) { format!("'{s}'") } else { s }
+        };
+        println!(
+            "worst click {}/{}/{} (Dice {:.3}); in the viewer (shipped weights, its own settings): sam3d-studio {} --labels {} --at={:.2},{:.2},{:.2} --click {}",
+            r.case,
+            r.label,
+            crate::engine::eval::plane_name(r.plane),
+            r.metrics.dice,
+            quoted(&p.image),
+            quoted(&p.labels),
+            r.click[0],
+            r.click[1],
+            r.click[2],
+            crate::engine::eval::plane_name(r.plane)
+        );
+    }
+    println!("report {} and {} ; its clicks worst first in the viewer: sam3d-studio --report {}", a.out.display(), js.display(), a.out.display());
+    Ok(())
+}
+
