@@ -10,6 +10,5 @@ fn main() {
     };
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{}", lib.display());
-        println!("cargo:rustc-link-arg-benches=-Wl,-rpath,{}", lib.display());
     }
 }

@@ -314,6 +314,28 @@ fn esc_cancels_a_running_click_job_and_the_next_click_works() {
     assert_eq!((h.state().rt.click.dropped_results, h.state().rt.click.stopped_jobs), (0, 1));
 }
 
+/// Opening another volume while a job runs stops the job where it runs (region growing at
+/// its next pass), instead of leaving it to finish on the old scan and keep a core busy.
+#[test]
+fn opening_another_volume_stops_the_running_job() {
+    let mut h = harness();
+    let ras = liver_click(&mut h);
+    let (release, gate) = crossbeam_channel::bounded::<()>(0);
+    h.state_mut().rt.click.test_gate = Some(gate);
+    h.state_mut().send(AppCommand::ClickAt(ras));
+    h.step();
+    h.step();
+    assert!(h.state().is_clicking());
+    let (ct, labels) = demo();
+    h.state_mut().send(AppCommand::OpenVolume { path: ct, labels: Some(labels) });
+    wait_idle(&mut h);
+    assert!(!h.state().is_clicking() && h.state().rt.click.candidate.is_none());
+    h.state_mut().rt.click.test_gate = None;
+    release.send(()).expect("the job waits at the gate");
+    step_until(&mut h, "the old scan's job to stop", |app| app.rt.click.stopped_jobs == 1);
+    assert_eq!(h.state().rt.click.dropped_results, 0, "it stopped instead of finishing and being dropped");
+}
+
 /// The model path: a job sent to the engine process is cancelled with the Cancel button (the
 /// engine gets a `cancel`); whatever the engine answers for it is dropped, and the next click's
 /// job is the one that ends with a result.

@@ -2,6 +2,8 @@
 //! events. Expected positions come from the demo CT's affine worked out by hand (3 mm isotropic,
 //! RAS, origin (-177.956, 11.319, 94.302)), not from the code under test.
 
+#[path = "common/snapshot.rs"]
+mod snapshot;
 use egui::{Event, Modifiers, MouseWheelSource, MouseWheelUnit, PointerButton, Pos2, TouchPhase, vec2};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -251,10 +253,9 @@ fn window_presets_and_right_drag() {
 
 // ---- Image snapshots (wgpu on lavapipe). ----
 
-/// The one place that holds the snapshot thresholds.
+/// A snapshot with the suite's thresholds (`tests/common/snapshot.rs`, the one place they are set).
 fn snapshot(h: &mut Harness<'static, App>, name: &str) {
-    let opts = egui_kittest::SnapshotOptions::new().threshold(0.6).max_failed_pixels(10);
-    h.snapshot_options(name, &opts);
+    h.snapshot_options(name, &snapshot::snapshot_options());
 }
 
 #[test]

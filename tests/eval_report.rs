@@ -73,11 +73,14 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
     assert_eq!(lines.len(), expected + 1);
     assert!(lines[1..].iter().all(|l| l.split(',').count() == CSV_HEADER.split(',').count()));
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(js).expect("json")).expect("parse");
-    assert!(v["methods"]["model"]["mean_dice"].is_number());
-    for r in rows.iter().filter(|r| r.method == "model") {
-        let d = r.dice_2d.expect("model rows report their 2D Dice");
-        assert!((0.0..=1.0).contains(&d), "{d}");
-    }
+    // The summary is the rows' mean, for the 3D and the 2D Dice.
+    let model_rows: Vec<_> = rows.iter().filter(|r| r.method == "model").collect();
+    let mean = |f: &dyn Fn(&&sam3d_engine::engine::eval::EvalRow) -> f64| model_rows.iter().map(f).sum::<f64>() / model_rows.len() as f64;
+    let js_mean = v["methods"]["model"]["mean_dice"].as_f64().expect("mean Dice");
+    assert!((js_mean - mean(&|r| r.metrics.dice)).abs() < 1e-9, "{js_mean} vs the rows' {}", mean(&|r| r.metrics.dice));
+    let d2 = mean(&|r| r.dice_2d.expect("model rows report their 2D Dice"));
+    let js_2d = v["methods"]["model"]["mean_dice_2d"].as_f64().expect("mean 2D Dice");
+    assert!((js_2d - d2).abs() < 1e-9, "{js_2d} vs the rows' {d2}");
 
     // `--mask2d reference`: the 3D stage gets the reference's slice, which is inside the organ
     // under the click and matches itself exactly.

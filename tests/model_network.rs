@@ -48,9 +48,10 @@ fn volume_context_adds_tokens_that_change_the_shape() {
 }
 
 #[test]
-fn tiny_forward_and_backward_is_fast_enough_for_tests() {
-    // Not a timed assert: this just runs forward + backward on a batch of 4 so regressions that
-    // make the tiny preset heavy show up in the test's wall time.
+fn tiny_forward_and_backward_reach_every_parameter() {
+    // A batch of 4 forward and backward: the output has the configured grid, and the loss's
+    // gradient reaches every parameter of the network, finite (a layer left out of the graph,
+    // or a NaN, fails here). Not a timed assert: speed is benchmarked elsewhere.
     tch::manual_seed(2);
     let cfg = Config::tiny();
     let m = Model::new(cfg.clone(), Device::Cpu);
@@ -60,6 +61,19 @@ fn tiny_forward_and_backward_is_fast_enough_for_tests() {
     let out = m.forward_t(&x, true);
     (out.sdf.abs().mean(Kind::Float) + out.mask_logits.mean(Kind::Float)).backward();
     assert_eq!(out.sdf.size(), vec![4, 1, 16, 16, 16]);
+    let vars = m.base_vs().variables();
+    assert!(vars.len() > 20, "{} parameters", vars.len());
+    let mut without = Vec::new();
+    for (name, t) in &vars {
+        let g = t.grad();
+        if !g.defined() {
+            without.push(name.clone());
+            continue;
+        }
+        assert!(g.isfinite().all().int64_value(&[]) == 1, "{name}: a non-finite gradient");
+    }
+    without.sort();
+    assert!(without.is_empty(), "no gradient reaches {without:?}");
 }
 
 #[test]

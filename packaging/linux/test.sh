@@ -10,4 +10,15 @@ export WGPU_BACKEND=${WGPU_BACKEND:-vulkan}
 # The front binary's tests start `sam3d-studio-engine`, another crate's binary: build every
 # binary first (cargo builds only the tested package's own for its integration tests).
 cargo build --release --locked --workspace --bins
+# The layers are structural (ARCHITECTURE.md): the core crate knows neither libtorch nor the GUI
+# stack, the front binary never depends on the engine crate, and never links libtorch.
+for spec in "sam3d-core:tch|egui|eframe|wgpu|torch-sys" "sam3d-studio:tch|torch-sys|sam3d-engine"; do
+  pkg=${spec%%:*}; banned=${spec#*:}
+  if cargo tree --locked -p "$pkg" -e normal --prefix none | grep -Eq "^($banned) v"; then
+    echo "error: $pkg depends on one of $banned (cargo tree -p $pkg -e normal -i …)" >&2; exit 1
+  fi
+done
+if ldd target/release/sam3d-studio | grep -q torch; then
+  echo "error: target/release/sam3d-studio links libtorch" >&2; exit 1
+fi
 cargo test --release --locked --workspace "$@"

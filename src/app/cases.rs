@@ -59,7 +59,7 @@ impl Report {
     }
 }
 
-/// Parses the CSV an `eval` writes ([`crate::engine::eval::CSV_HEADER`]'s columns, found by name).
+/// Parses the CSV an `eval` writes (the columns of the engine's `eval::CSV_HEADER`, found by name).
 pub fn parse_report_csv(text: &str, path: &Path) -> Result<Vec<ReportRow>, String> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().ok_or_else(|| format!("{}: empty file", path.display()))?.split(',').collect();

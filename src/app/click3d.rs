@@ -5,7 +5,7 @@
 
 use crate::baseline::{GrowError, GrowParams, grow_from_click_until};
 use crate::geometry::{PixelWalk, RasMm};
-use crate::volume::{LabelMap, OnGrid, Volume};
+use crate::volume::{OnGrid, Volume};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use egui::Color32;
 use ndarray::Array3;
@@ -107,89 +107,6 @@ pub enum ClickEvent {
     Compared { job: u64, comparison: Comparison },
     /// The measuring failed (an internal error): no figures for job `job`.
     CompareFailed { job: u64 },
-}
-
-/// One accepted result, enough to undo and redo it.
-#[derive(Clone, Debug)]
-pub struct Edit {
-    /// The label written.
-    pub label: u16,
-    /// Flat (C-order) indices of the voxels that changed, and their previous labels.
-    pub indices: Vec<usize>,
-    pub previous: Vec<u16>,
-}
-
-impl Edit {
-    /// The labels whose voxels this edit touches (the written one first).
-    pub fn touched_labels(&self) -> Vec<u16> {
-        let mut v: Vec<u16> = std::iter::once(self.label).chain(self.previous.iter().copied()).filter(|&l| l != 0).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    }
-}
-
-/// Writes `label` wherever `mask` is set; returns the edit (only voxels that changed, in
-/// increasing index order). `bbox_kji` (first and last voxel, `[k, j, i]`) is a box that holds
-/// every voxel of `mask`: only it is walked (a kidney's box on a 512 × 512 × 224 CT instead of
-/// the 59 M voxels); `None`: the whole grid.
-pub fn apply_mask(map: &mut LabelMap, mask: &Array3<bool>, label: u16, bbox_kji: Option<([usize; 3], [usize; 3])>) -> Edit {
-    let mut indices = Vec::new();
-    let mut previous = Vec::new();
-    if map.data.shape() == mask.shape() {
-        if !map.data.is_standard_layout() {
-            map.data = map.data.as_standard_layout().into_owned();
-        }
-        let s = mask.shape();
-        let whole = ([0; 3], [s[0].saturating_sub(1), s[1].saturating_sub(1), s[2].saturating_sub(1)]);
-        let (lo, hi) = bbox_kji.filter(|(lo, hi)| (0..3).all(|a| lo[a] <= hi[a] && hi[a] < s[a])).unwrap_or(whole);
-        if let (Some(data), Some(m), false) = (map.data.as_slice_mut(), mask.as_slice(), mask.is_empty()) {
-            for k in lo[0]..=hi[0] {
-                for j in lo[1]..=hi[1] {
-                    let row = (k * s[1] + j) * s[2];
-                    for n in row + lo[2]..=row + hi[2] {
-                        if m[n] && data[n] != label {
-                            indices.push(n);
-                            previous.push(data[n]);
-                            data[n] = label;
-                        }
-                    }
-                }
-            }
-        } else {
-            // An empty or non-contiguous mask (never produced here): walk both arrays.
-            for (n, (d, &inside)) in map.data.iter_mut().zip(mask.iter()).enumerate() {
-                if inside && *d != label {
-                    indices.push(n);
-                    previous.push(*d);
-                    *d = label;
-                }
-            }
-        }
-    }
-    Edit { label, indices, previous }
-}
-
-/// Puts back the previous labels of an edit.
-pub fn undo_edit(map: &mut LabelMap, e: &Edit) {
-    if let Some(data) = map.data.as_slice_mut() {
-        for (&n, &old) in e.indices.iter().zip(&e.previous) {
-            if let Some(d) = data.get_mut(n) {
-                *d = old;
-            }
-        }
-    }
-}
-
-/// Writes an edit's label again.
-pub fn redo_edit(map: &mut LabelMap, e: &Edit) {
-    if let Some(data) = map.data.as_slice_mut() {
-        for &n in &e.indices {
-            if let Some(d) = data.get_mut(n) {
-                *d = e.label;
-            }
-        }
-    }
 }
 
 /// Starts region growing from `click` on a `sam3d-click` thread; the answer comes on `tx`.
@@ -308,25 +225,4 @@ pub fn tint_candidate(pixels: &mut [Color32], size: [usize; 2], walk: &PixelWalk
 mod tests {
     use super::*;
     use crate::geometry::RasFromVoxel;
-
-    #[test]
-    fn accept_undo_redo_round_trip() {
-        let data = Array3::from_shape_fn((3, 4, 5), |(k, j, i)| ((k + j + i) % 3) as u16);
-        let mut map = LabelMap::new(data.clone(), RasFromVoxel::identity()).expect("grid");
-        let mask = Array3::from_shape_fn((3, 4, 5), |(k, _, i)| k == 1 && i < 3);
-        let e = apply_mask(&mut map, &mask, 2, None);
-        // The same edit walking only the mask's box (the way an accepted click does).
-        let mut boxed = LabelMap::new(data.clone(), RasFromVoxel::identity()).expect("grid");
-        let b = apply_mask(&mut boxed, &mask, 2, crate::shape::sdf::bounding_box(mask.view()));
-        assert_eq!((&b.indices, &b.previous, &boxed.data), (&e.indices, &e.previous, &map.data));
-        // 12 voxels in the mask; those already 2 are not recorded.
-        let already = mask.iter().zip(data.iter()).filter(|&(&m, &d)| m && d == 2).count();
-        assert_eq!(e.indices.len(), 12 - already);
-        assert!(mask.iter().zip(map.data.iter()).all(|(&m, &d)| !m || d == 2));
-        undo_edit(&mut map, &e);
-        assert_eq!(map.data, data);
-        redo_edit(&mut map, &e);
-        assert!(mask.iter().zip(map.data.iter()).all(|(&m, &d)| !m || d == 2));
-        assert_eq!(e.touched_labels(), vec![1, 2]);
-    }
 }

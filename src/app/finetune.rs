@@ -5,7 +5,7 @@
 //! - **Where it runs**: `sam3d-studio-engine train` in a child process of its own (the model and
 //!   every tensor stay out of the GUI, as for "3D from click"), so the window stays responsive
 //!   and Stop is a kill: the run keeps its last checkpoint and Resume goes on from it
-//!   (`train --resume`, exact). The child writes [`crate::engine::progress`] lines to stderr
+//!   (`train --resume`, exact). The child writes [`crate::progress`] lines to stderr
 //!   (`SAM3D_PROGRESS=lines`); after each one the job thread reads the new lines of the run's
 //!   `log.jsonl` (loss per step, validation) and sends them to the UI, which draws the loss
 //!   curve and the progress bar with its ETA.
@@ -393,7 +393,15 @@ impl Run {
 const STOPPED: &str = "stopped";
 
 /// A child process the UI can stop.
-type ChildSlot = Arc<Mutex<Option<Child>>>;
+type ChildSlot = Arc<Mutex<JobChild>>;
+
+/// The job's process and whether Stop was pressed: one lock, so a Stop that lands while the
+/// process is being started still stops it (it is never started, or killed once stored).
+#[derive(Debug, Default)]
+struct JobChild {
+    child: Option<Child>,
+    stopped: bool,
+}
 
 /// The panel's runtime state.
 pub struct FineTune {
@@ -457,6 +465,9 @@ impl FineTune {
             _ => (Vec::new(), Vec::new(), 0),
         };
         self.stop.store(false, Ordering::SeqCst);
+        if let Ok(mut c) = self.child.lock() {
+            c.stopped = false;
+        }
         let (tx, wake) = self.sender();
         let (child, stop, job_plan) = (self.child.clone(), self.stop.clone(), plan.clone());
         std::thread::Builder::new()
@@ -481,10 +492,11 @@ impl FineTune {
     /// Stops the running job (training or Compare): its process is killed.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Ok(mut c) = self.child.lock()
-            && let Some(child) = c.as_mut()
-        {
-            let _ = child.kill();
+        if let Ok(mut c) = self.child.lock() {
+            c.stopped = true;
+            if let Some(child) = c.child.as_mut() {
+                let _ = child.kill();
+            }
         }
     }
 
@@ -497,6 +509,9 @@ impl FineTune {
             return Err("Compare needs a finished run".into());
         };
         self.stop.store(false, Ordering::SeqCst);
+        if let Ok(mut c) = self.child.lock() {
+            c.stopped = false;
+        }
         let (tx, wake) = (self.tx.clone(), self.wake.clone());
         let (child, stop, plan, adapter, job_labels) = (self.child.clone(), self.stop.clone(), run.plan.clone(), run.adapter_path(), labels.clone());
         std::thread::Builder::new()
@@ -577,11 +592,16 @@ impl FineTune {
 /// the rest kept for the error message); returns its exit status and the last lines it wrote.
 fn run_child(mut cmd: Command, slot: &ChildSlot, mut on_progress: impl FnMut(u64, u64)) -> Result<(ExitStatus, String), String> {
     cmd.env(crate::progress::PROGRESS_ENV, "lines").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("could not start {:?}: {e}", cmd.get_program()))?;
-    let stderr = child.stderr.take();
-    if let Ok(mut s) = slot.lock() {
-        *s = Some(child);
-    }
+    let stderr = {
+        let mut s = slot.lock().map_err(|_| "the job's process slot is poisoned".to_string())?;
+        if s.stopped {
+            return Err("stopped before the job's process started".into());
+        }
+        let mut child = cmd.spawn().map_err(|e| format!("could not start {:?}: {e}", cmd.get_program()))?;
+        let stderr = child.stderr.take();
+        s.child = Some(child);
+        stderr
+    };
     let mut tail: Vec<String> = Vec::new();
     if let Some(err) = stderr {
         for line in BufReader::new(err).lines().map_while(Result::ok) {
@@ -597,7 +617,7 @@ fn run_child(mut cmd: Command, slot: &ChildSlot, mut on_progress: impl FnMut(u64
             }
         }
     }
-    let child = slot.lock().ok().and_then(|mut s| s.take());
+    let child = slot.lock().ok().and_then(|mut s| s.child.take());
     let status = match child {
         Some(mut c) => c.wait().map_err(|e| format!("waiting for the job: {e}"))?,
         None => return Err("the job's process was lost".into()),
@@ -997,5 +1017,20 @@ mod tests {
         assert_eq!(rows, vec![CompareRow { label: 1, name: Some("spleen".into()), base_dice: 0.7, adapter_dice: 0.9, base_hd95_mm: Some(4.5), adapter_hd95_mm: Some(4.5) }]);
         let e = compare_rows(&serde_json::json!({"methods": {"baseline": {}}}), &adapter).expect_err("no model rows");
         assert!(e.contains("no model rows"), "{e}");
+    }
+
+    #[test]
+    fn a_stop_before_the_process_is_stored_still_stops_it() {
+        // Stop lands after the job thread started but before run_child stored its process.
+        let slot: ChildSlot = Arc::default();
+        if let Ok(mut c) = slot.lock() {
+            c.stopped = true;
+        }
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let t = std::time::Instant::now();
+        let e = run_child(cmd, &slot, |_, _| {}).expect_err("never started");
+        assert!(e.contains("stopped"), "{e}");
+        assert!(t.elapsed().as_secs() < 5 && slot.lock().expect("slot").child.is_none());
     }
 }

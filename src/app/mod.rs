@@ -2,7 +2,7 @@
 //! menu, a side panel (volume info, window/level with histogram, labels), a status bar, and two
 //! windows: the fine-tuning panel ([`finetune`]) and the case browser ([`cases`]).
 //!
-//! Structure (rerun's habits, see STYLE.md): one [`App`] owns persisted settings (restored at
+//! Structure (the habits of rerun's viewer): one [`App`] owns persisted settings (restored at
 //! start) and runtime parts (`#[serde(skip)]`). UI code sends [`AppCommand`]s; the queue is
 //! applied once per frame in [`App::apply_commands`]. Files are read on the `sam3d-loader`
 //! thread ([`loader`]); the UI drains its events each frame. Errors become messages in the
@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod click3d;
+pub mod edit;
 pub mod cases;
 mod command;
 pub mod finetune;
@@ -20,9 +21,11 @@ pub mod remote;
 pub mod slice_image;
 mod slice_view;
 pub mod three_d;
+pub mod tools;
 
 pub use command::{AppCommand, DialogKind, FileKind, ViewCell};
-pub use click3d::{ClickMethod, Edit};
+pub use click3d::ClickMethod;
+pub use edit::Edit;
 pub use slice_image::OverlayMode;
 
 use crate::geometry::{DisplayConvention, RasMm, SliceGeometry, ViewPlane, VoxelFromRas, VoxelIjk};
@@ -251,8 +254,8 @@ pub struct ClickTool {
     pub candidate: Option<Candidate>,
     /// Label to write on Accept (`None`: a new label id).
     pub target: Option<u16>,
-    pub undo: Vec<Edit>,
-    pub redo: Vec<Edit>,
+    /// Accepted results: the undo history and the edits waiting for the map's readers.
+    pub edits: edit::LabelEdits,
     /// How the last job ended when it did not give a candidate ("cancelled"); cleared by the next job.
     pub last_status: Option<String>,
     /// Results that arrived for a cancelled or superseded job and were dropped.
@@ -284,8 +287,7 @@ impl Default for ClickTool {
             grow_cancel_upto: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             candidate: None,
             target: None,
-            undo: Vec::new(),
-            redo: Vec::new(),
+            edits: edit::LabelEdits::default(),
             last_status: None,
             dropped_results: 0,
             stopped_jobs: 0,
@@ -598,6 +600,7 @@ impl App {
         while let Ok(c) = self.rt.dialog_rx.try_recv() {
             self.send(c);
         }
+        self.flush_edits();
         self.drain_mesher();
         self.drain_remote();
         self.drain_click();
@@ -640,12 +643,12 @@ impl App {
                         view.reset();
                     }
                     self.rt.title_dirty = true;
-                    // A new volume: no meshes, no candidate, no history.
+                    // A new volume: no meshes, no candidate, no history, and the job that ran on
+                    // the old one stopped where it runs.
+                    self.stop_running_job();
                     let click = &mut self.rt.click;
                     click.candidate = None;
-                    click.running = None;
-                    click.undo.clear();
-                    click.redo.clear();
+                    click.edits.clear();
                     click.target = None;
                     self.mesh_view.set_meshes(Vec::new());
                     self.mesh_view.reset_camera();
@@ -659,8 +662,7 @@ impl App {
                     log::info!("opened label map {} ({n} labels)", l.path.display());
                     self.add_recent(&l.path, FileKind::Labels);
                     self.rt.map_generation += 1;
-                    self.rt.click.undo.clear();
-                    self.rt.click.redo.clear();
+                    self.rt.click.edits.clear();
                     self.rt.click.target = None;
                     self.request_meshes(None);
                     self.refresh_compare();
@@ -966,15 +968,25 @@ impl App {
 
     /// Cancels the running click job: no candidate will come from it, the next click works.
     /// A model job is cancelled in the engine too; region growing stops at its next pass.
-    fn cancel_click(&mut self, ctx: &egui::Context) {
-        let Some((job, ..)) = self.rt.click.running.take() else { return };
-        self.rt.click.grow_cancel_upto.fetch_max(job, std::sync::atomic::Ordering::SeqCst);
-        self.rt.click_stage = None;
-        if self.rt.click.remote_job.take() == Some(job) && self.rt.remote.is_some() {
-            self.remote_send(&Request::Cancel { job }, ctx);
-        }
+    fn cancel_click(&mut self, _ctx: &egui::Context) {
+        let Some(job) = self.stop_running_job() else { return };
         self.rt.click.last_status = Some("cancelled".into());
         self.notice(format!("3D from click #{job} cancelled"));
+    }
+
+    /// Stops the running click job, if any, where it runs: region growing at its next pass, a
+    /// model job in the engine (which then starts the next request at once). Returns its id.
+    fn stop_running_job(&mut self) -> Option<u64> {
+        let (job, ..) = self.rt.click.running.take()?;
+        self.rt.click.grow_cancel_upto.fetch_max(job, std::sync::atomic::Ordering::SeqCst);
+        self.rt.click_stage = None;
+        if self.rt.click.remote_job.take() == Some(job)
+            && let Some(r) = self.rt.remote.as_mut()
+            && let Err(e) = r.send(&Request::Cancel { job })
+        {
+            log::warn!("could not cancel job {job} in the engine: {e}");
+        }
+        Some(job)
     }
 
     fn start_click(&mut self, ras: RasMm, ctx: &egui::Context) {
@@ -1210,36 +1222,48 @@ impl App {
             let map = crate::volume::LabelMap::empty_like(scene.volume.as_ref());
             LabelLayer { path: scene.path.with_file_name("labels.nii.gz"), map: Arc::new(map), table: LabelTable::default(), lut: vec![[0; 4]] }
         });
-        let edit = click3d::apply_mask(Arc::make_mut(&mut layer.map), &c.mask, label, c.bbox_kji);
-        adjust_counts(&mut layer.table, &edit, true);
-        layer.lut = layer.table.lut();
-        scene.overlay_rev += 1;
-        let n = edit.indices.len();
-        let touched = edit.touched_labels();
-        self.rt.click.undo.push(edit);
-        self.rt.click.redo.clear();
-        self.notice(format!("Accepted: {n} voxels ({:.1} ml) written as label {label}. Ctrl+Z undoes.", c.ml));
-        self.request_meshes(Some(touched));
+        let op = edit::EditOp::Paint { mask: c.mask.clone(), label, bbox_kji: c.bbox_kji };
+        let done = self.rt.click.edits.run(&mut layer.map, op);
+        let written = done.last().filter(|a| !a.undone && a.edit.label == label).map(|a| a.edit.indices.len());
+        self.after_edits(done);
+        match written {
+            Some(n) => self.notice(format!("Accepted: {n} voxels ({:.1} ml) written as label {label}. Ctrl+Z undoes.", c.ml)),
+            None => self.notice(format!("Accepted ({:.1} ml as label {label}): written as soon as the label map is free (it is being read or saved)", c.ml)),
+        }
     }
 
     fn undo_redo(&mut self, undo: bool) {
-        let click = &mut self.rt.click;
-        let Some(edit) = (if undo { click.undo.pop() } else { click.redo.pop() }) else { return };
         let Some(layer) = self.rt.scene.as_mut().and_then(|s| s.labels.as_mut()) else { return };
-        let map = Arc::make_mut(&mut layer.map);
-        if undo {
-            click3d::undo_edit(map, &edit);
-        } else {
-            click3d::redo_edit(map, &edit);
+        let op = if undo { edit::EditOp::Undo } else { edit::EditOp::Redo };
+        let done = self.rt.click.edits.run(&mut layer.map, op);
+        self.after_edits(done);
+    }
+
+    /// Applies the edits that waited for the label map's readers (each frame).
+    fn flush_edits(&mut self) {
+        let Some(layer) = self.rt.scene.as_mut().and_then(|s| s.labels.as_mut()) else { return };
+        if self.rt.click.edits.waiting() == 0 {
+            return;
         }
-        adjust_counts(&mut layer.table, &edit, !undo);
-        layer.lut = layer.table.lut();
-        let touched = edit.touched_labels();
-        if undo {
-            self.rt.click.redo.push(edit);
-        } else {
-            self.rt.click.undo.push(edit);
+        let done = self.rt.click.edits.flush(&mut layer.map);
+        self.after_edits(done);
+    }
+
+    /// The label table, overlay, meshes and comparison follow edits just applied.
+    fn after_edits(&mut self, done: Vec<edit::Applied>) {
+        if done.is_empty() {
+            return;
         }
+        let mut touched = Vec::new();
+        for a in &done {
+            if let Some(layer) = self.rt.scene.as_mut().and_then(|s| s.labels.as_mut()) {
+                adjust_counts(&mut layer.table, &a.edit, !a.undone);
+                layer.lut = layer.table.lut();
+            }
+            touched.extend(a.edit.touched_labels());
+        }
+        touched.sort_unstable();
+        touched.dedup();
         self.bump_overlay();
         self.request_meshes(Some(touched));
         self.refresh_compare();

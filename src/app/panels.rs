@@ -619,10 +619,10 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
             }
         }
         ui.separator();
-        if ui.add_enabled(!app.rt.click.undo.is_empty(), egui::Button::new("Undo")).on_hover_text("Ctrl+Z").clicked() {
+        if ui.add_enabled(app.rt.click.edits.history.can_undo(), egui::Button::new("Undo")).on_hover_text("Ctrl+Z").clicked() {
             cmds.push(AppCommand::Undo);
         }
-        if ui.add_enabled(!app.rt.click.redo.is_empty(), egui::Button::new("Redo")).on_hover_text("Ctrl+Y").clicked() {
+        if ui.add_enabled(app.rt.click.edits.history.can_redo(), egui::Button::new("Redo")).on_hover_text("Ctrl+Y").clicked() {
             cmds.push(AppCommand::Redo);
         }
     });

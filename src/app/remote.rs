@@ -147,3 +147,23 @@ pub fn remove_result_files(crop: Option<&CropFile>, mesh_path: Option<&Path>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_reply_line_is_reported_and_reading_goes_on() {
+        let out = "{\"event\":\"ready\",\"device\":\"Cpu\",\"protocol\":3}\nnot json at all\n\n{\"event\":\"cancelled\",\"job\":4}\n\u{0}\u{1}garbage\n{\"event\":\"volume_ready\",\"secs\":0.5}\n";
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let why = read_replies(std::io::Cursor::new(out.as_bytes().to_vec()), &tx, &|| {});
+        assert_eq!(why, "the engine process ended");
+        let got: Vec<ClientEvent> = rx.try_iter().collect();
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert_eq!(got[0], ClientEvent::Reply(Reply::Ready { device: "Cpu".into(), protocol: 3 }));
+        assert!(matches!(&got[1], ClientEvent::Unreadable(m) if m.contains("not json at all")), "{:?}", got[1]);
+        assert_eq!(got[2], ClientEvent::Reply(Reply::Cancelled { job: 4 }));
+        assert!(matches!(&got[3], ClientEvent::Unreadable(_)));
+        assert_eq!(got[4], ClientEvent::Reply(Reply::VolumeReady { secs: 0.5 }));
+    }
+}

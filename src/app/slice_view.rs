@@ -5,6 +5,7 @@
 //! A point goes screen → slice → RAS through `geometry`'s typed transforms:
 //! `ras_from_screen = ras_from_slice * slice_from_screen`.
 
+use super::tools::{self, Gesture, Tool};
 use super::slice_image::{Overlay, SliceScratch, render_slice};
 use super::{App, AppCommand, Probe, ViewCell, plane_idx};
 use crate::geometry::{RasMm, ScreenFromSlice, ScreenPx, SliceGeometry, SliceMm, ViewPlane};
@@ -268,16 +269,13 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
         cmds.push(AppCommand::ToggleMaximise(ViewCell::Slice(plane)));
     } else if pan_drag {
         cmds.push(AppCommand::Pan { plane, delta: resp.drag_delta() });
-    } else if resp.clicked_by(egui::PointerButton::Primary)
-        && (ui.input(|i| i.modifiers.shift) || app.rt.click.armed)
-        && let Some(ras) = resp.interact_pointer_pos().and_then(|p| ras_of_screen(&g, &sfs, index, p))
-    {
-        cmds.push(AppCommand::SetCrosshair(ras));
-        cmds.push(AppCommand::ClickAt(ras));
     } else if (resp.clicked_by(egui::PointerButton::Primary) || resp.dragged_by(egui::PointerButton::Primary))
-        && let Some(ras) = resp.interact_pointer_pos().and_then(|p| ras_of_screen(&g, &sfs, index, p))
+        && let Some(at) = resp.interact_pointer_pos().and_then(|p| ras_of_screen(&g, &sfs, index, p))
     {
-        cmds.push(AppCommand::SetCrosshair(ras));
+        // The active tool decides what the gesture means (super::tools).
+        let tool = Tool::active(app.rt.click.armed, ui.input(|i| i.modifiers.shift));
+        let gesture = if resp.clicked_by(egui::PointerButton::Primary) { Gesture::Click { plane, at } } else { Gesture::Drag { plane, at } };
+        cmds.extend(tools::commands(tool, gesture));
     }
     if resp.dragged_by(egui::PointerButton::Secondary) {
         // Drag right widens the window, drag up raises the level (brighter = lower level).

@@ -10,7 +10,8 @@ use crate::geometry::{RasFromVoxel, ViewPlane};
 use crate::render::{self, BoundsRas, LabelMesh, PreparedLabelMeshes, SlicePlane};
 use crate::shape::{Mesh, mesh_of_label};
 use crate::volume::{LabelMap, OnGrid};
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, bounded};
+use std::sync::{Condvar, Mutex};
 use egui::{Align2, Color32, FontId, Rect, pos2, vec2};
 use ndarray::Array3;
 use std::collections::BTreeMap;
@@ -53,34 +54,56 @@ pub enum MeshEvent {
     Done(Box<PreparedLabelMeshes>),
 }
 
-/// Handle the UI keeps.
+/// The one request waiting for the mesher: a newer request is merged into it, never dropped.
+#[derive(Default)]
+struct Slot {
+    waiting: Mutex<(Option<MeshRequest>, bool)>,
+    ready: Condvar,
+}
+
+/// `newer` with the labels `older` asked to recompute kept: a newer request for the same map
+/// supersedes the older one's display, but not its work. Requests for different maps: the
+/// newer one alone (a new map recomputes everything anyway).
+pub fn merge_requests(older: MeshRequest, mut newer: MeshRequest) -> MeshRequest {
+    newer.recompute = match (older.recompute, newer.recompute.take(), older.map_generation == newer.map_generation) {
+        (Some(mut a), Some(b), true) => {
+            a.extend(b);
+            a.sort_unstable();
+            a.dedup();
+            Some(a)
+        }
+        (_, b, false) => b,
+        _ => None,
+    };
+    newer
+}
+
+/// Handle the UI keeps. Dropping it stops the thread once its current request is done.
 pub struct Mesher {
-    requests: Sender<MeshRequest>,
+    slot: Arc<Slot>,
     pub events: Receiver<MeshEvent>,
+}
+
+impl Drop for Mesher {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.slot.waiting.lock() {
+            w.1 = true;
+        }
+        self.slot.ready.notify_all();
+    }
 }
 
 impl Mesher {
     /// Starts the `sam3d-mesher` thread; `wake` runs after each event.
     pub fn spawn(wake: impl Fn() + Send + 'static) -> std::io::Result<Self> {
-        let (req_tx, req_rx) = bounded::<MeshRequest>(8);
+        let slot = Arc::new(Slot::default());
         let (ev_tx, ev_rx) = bounded::<MeshEvent>(64);
+        let waiting = slot.clone();
         std::thread::Builder::new().name("sam3d-mesher".into()).spawn(move || {
             let mut cache: BTreeMap<u16, Mesh> = BTreeMap::new();
             let mut cache_generation = None;
             let mut candidate_cache: Option<(Arc<Array3<bool>>, Mesh)> = None;
-            while let Ok(mut req) = req_rx.recv() {
-                // Coalesce: a newer request for the same map supersedes this one's display,
-                // but the labels it asked to recompute are still recomputed.
-                while let Ok(next) = req_rx.try_recv() {
-                    let recompute = match (req.recompute.take(), next.recompute.clone(), req.map_generation == next.map_generation) {
-                        (Some(mut a), Some(b), true) => {
-                            a.extend(b);
-                            Some(a)
-                        }
-                        _ => None,
-                    };
-                    req = MeshRequest { recompute, ..next };
-                }
+            while let Some(mut req) = next_request(&waiting) {
                 if cache_generation != Some(req.map_generation) {
                     cache.clear();
                     cache_generation = Some(req.map_generation);
@@ -144,20 +167,39 @@ impl Mesher {
                 }
             }
         })?;
-        Ok(Self { requests: req_tx, events: ev_rx })
+        Ok(Self { slot, events: ev_rx })
     }
 
     /// No request waiting (the one being worked on, if any, was taken).
     pub fn requests_empty(&self) -> bool {
-        self.requests.is_empty()
+        self.slot.waiting.lock().map_or(true, |w| w.0.is_none())
     }
 
+    /// Hands a request to the mesher without blocking: merged into the one waiting, if any
+    /// ([`merge_requests`]), so no label to recompute is ever lost.
     pub fn request(&self, r: MeshRequest) -> Result<(), String> {
-        match self.requests.try_send(r) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err("the mesher is busy; the 3D view will update with the next change".into()),
-            Err(TrySendError::Disconnected(_)) => Err("the mesher thread has stopped".into()),
+        let mut w = self.slot.waiting.lock().map_err(|_| "the mesher thread has stopped".to_string())?;
+        w.0 = Some(match w.0.take() {
+            Some(older) => merge_requests(older, r),
+            None => r,
+        });
+        drop(w);
+        self.slot.ready.notify_one();
+        Ok(())
+    }
+}
+
+/// Waits for the next request; `None` once the handle is dropped.
+fn next_request(slot: &Slot) -> Option<MeshRequest> {
+    let mut w = slot.waiting.lock().ok()?;
+    loop {
+        if let Some(r) = w.0.take() {
+            return Some(r);
         }
+        if w.1 {
+            return None;
+        }
+        w = slot.ready.wait(w).ok()?;
     }
 }
 
@@ -230,4 +272,51 @@ pub fn three_d_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect) {
     ui.scope_builder(egui::UiBuilder::new().max_rect(rect), |ui| {
         render::mesh_view_ui(ui, &mut app.mesh_view);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::LabelMap;
+
+    fn req(generation: u64, recompute: Option<Vec<u16>>) -> MeshRequest {
+        MeshRequest { map_generation: generation, map: None, recompute, labels: Vec::new(), candidate: None, grid: RasFromVoxel::identity() }
+    }
+
+    #[test]
+    fn a_newer_request_keeps_the_labels_the_older_one_asked_for() {
+        let m = merge_requests(req(3, Some(vec![2, 5])), req(3, Some(vec![5, 1])));
+        assert_eq!((m.map_generation, m.recompute), (3, Some(vec![1, 2, 5])));
+        assert_eq!(merge_requests(req(3, None), req(3, Some(vec![1]))).recompute, None, "the older asked for every label");
+        assert_eq!(merge_requests(req(3, Some(vec![2])), req(4, Some(vec![1]))).recompute, Some(vec![1]), "another map");
+    }
+
+    #[test]
+    fn a_burst_of_requests_is_never_refused_and_the_last_surfaces_hold_every_label() {
+        // Two labels, each edited by its own request, sent faster than the mesher works (the
+        // old bounded queue refused the ninth and its label kept a stale surface).
+        let mut map = LabelMap::new(ndarray::Array3::zeros((12, 12, 12)), RasFromVoxel::identity()).expect("map");
+        map.data.slice_mut(ndarray::s![2..5, 2..5, 2..5]).fill(1);
+        map.data.slice_mut(ndarray::s![7..10, 7..10, 7..10]).fill(2);
+        let map = Arc::new(map);
+        let mesher = Mesher::spawn(|| {}).expect("mesher");
+        let labels = vec![(1, "a".to_string(), [255; 4]), (2, "b".to_string(), [255; 4])];
+        for n in 0..40u16 {
+            let r = MeshRequest { map_generation: 1, map: Some(map.clone()), recompute: Some(vec![1 + n % 2]), labels: labels.clone(), candidate: None, grid: RasFromVoxel::identity() };
+            mesher.request(r).expect("never refused");
+        }
+        let mut last = None;
+        while let Ok(ev) = mesher.events.recv_timeout(std::time::Duration::from_secs(20)) {
+            if let MeshEvent::Done(p) = ev {
+                last = Some(p);
+                if mesher.requests_empty() {
+                    break;
+                }
+            }
+        }
+        let last = last.expect("surfaces");
+        let mut ids: Vec<u16> = last.labels().iter().map(|l| l.label).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![1, 2]);
+    }
 }

@@ -1,4 +1,4 @@
-//! Command-line subcommands (DESIGN.md "Command line"). Each prints a one-line reason on stderr
+//! Command-line subcommands (README, "Command line"). Each prints a one-line reason on stderr
 //! and exits non-zero on failure; `--json` prints exactly one JSON object on stdout.
 
 mod shape_cmds;

@@ -1,4 +1,4 @@
-//! `sdf`, `mesh` and `metrics` subcommands (DESIGN.md "Command line").
+//! `sdf`, `mesh` and `metrics` subcommands (README, "Command line").
 
 use crate::shape::{self, Mesh, MeshFormat, MeshObject, MeshSpace};
 use crate::volume::{OnGrid, Volume};

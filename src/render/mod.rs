@@ -82,6 +82,11 @@ impl PreparedLabelMeshes {
         Self { labels, prepared: Arc::new(prepared) }
     }
 
+    /// The labels these surfaces show, in order.
+    pub fn labels(&self) -> &[LabelInfo] {
+        &self.labels
+    }
+
     pub fn triangle_count(&self) -> usize {
         self.prepared.triangle_count()
     }

@@ -2,7 +2,7 @@
 cross-attention block, written with plain PyTorch (F.scaled_dot_product_attention), with fixed
 random weights. Writes tests/data/attention_ref.safetensors (weights, inputs, outputs; float32).
 
-Names mirror src/model/layers.rs: block.{norm1,attn.to_qkv,attn.to_out,norm2,mlp.mlp.0,mlp.mlp.2}
+Names mirror crates/sam3d-engine/src/model/layers.rs: block.{norm1,attn.to_qkv,attn.to_out,norm2,mlp.mlp.0,mlp.mlp.2}
 and xblock.{norm1,self_attn.*,norm2,cross_attn.{to_q,to_kv,to_out},norm3,mlp.mlp.*}.
 
 Run once (the output is committed):

@@ -1,6 +1,6 @@
 """Reference values for the `shape` module (SDF, surface distances, Dice), from scipy and
 DeepMind's `surface-distance` package — the oracle. Also writes the surfel-area table that
-`src/shape/metrics.rs` uses, generated from that package so the definitions match exactly.
+`crates/sam3d-core/src/shape/metrics.rs` uses, generated from that package so the definitions match exactly.
 
 Run by hand (not by the tests), with numpy, scipy, nibabel and surface-distance installed:
     /tmp/peers/bin/python tests/oracle/make_shape_refs.py
@@ -10,7 +10,7 @@ Writes:
     tests/data/shape_refs/refs.json            per-label Dice/IoU/HD95/HD/ASSD/averages/areas,
                                                and scipy SDF samples (demo spacing and a
                                                made-up anisotropic spacing)
-    src/shape/surfel_table.rs                  surface-distance's per-neighbour-code normals
+    crates/sam3d-core/src/shape/surfel_table.rs                  surface-distance's per-neighbour-code normals
 """
 import json, os, sys
 import numpy as np

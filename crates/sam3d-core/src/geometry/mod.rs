@@ -1,6 +1,6 @@
 //! Typed points and transforms. Every coordinate conversion in the project goes through here.
 //!
-//! Spaces (see DESIGN.md, "Coordinates"):
+//! Spaces (ARCHITECTURE.md, "Conventions"):
 //! - [`Ras`]: world, RAS+ millimetres (NIfTI / Slicer convention).
 //! - [`Lps`]: world, LPS+ millimetres (DICOM, Slicer's mesh export); only at the edges.
 //! - [`Voxel`]: continuous voxel index (i, j, k); integers are voxel centres; i is fastest on disk.

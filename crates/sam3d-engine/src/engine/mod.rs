@@ -1,4 +1,4 @@
-//! Inference sessions and the background worker (DESIGN.md, "Background worker").
+//! Inference sessions and the background worker (ARCHITECTURE.md, "Threads and processes").
 //!
 //! One named thread (`sam3d-engine`) owns the model and every tensor. The UI sends typed
 //! [`Command`]s over a bounded channel and drains [`Event`]s; the worker calls the repaint
@@ -8,6 +8,7 @@
 pub mod eval;
 pub mod serve;
 pub mod session;
+pub mod shape_model;
 pub mod train;
 
 pub use session::{EngineError, Hooks, InferRequest, InferResult, NO_WEIGHTS_HELP, NoHooks, Session, Stage, Timings};

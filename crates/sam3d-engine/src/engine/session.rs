@@ -6,12 +6,12 @@ use crate::baseline::join::join_region_growing;
 use crate::baseline::refine::{RefineParams, intensity_floor, refine_component};
 use crate::data::click::{self, ClickError, ClickSample, PreparedVolume, RasFromPixel};
 use crate::geometry::{ArrayIdx, Point3, RasFromGrid, RasMm, ViewPlane};
-use crate::model::convert::{array_from, inputs_for};
-use crate::model::{Model, ModelError, ModelInfo, NetInputs};
+use crate::model::{Model, ModelError, ModelInfo};
 use crate::options::{PipelineOptions, PlaneFusion};
 use crate::shape::Mesh;
 use crate::volume::{LabelMap, Modality, OnGrid, Volume};
-use ndarray::{Array2, Array3, Ix3};
+use ndarray::{Array2, Array3};
+use super::shape_model::ShapeModel;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -343,7 +343,7 @@ struct Pass {
 
 #[allow(clippy::too_many_arguments)]
 fn shape_at(
-    model: &Model,
+    model: &dyn ShapeModel,
     pv: &PreparedVolume,
     refine: Option<(&RefineParams, f64)>,
     (fusion, views): (PlaneFusion, usize),
@@ -354,15 +354,14 @@ fn shape_at(
     timings: &mut Timings,
     hooks: &mut dyn Hooks,
 ) -> Result<Pass, EngineError> {
-    let cfg = model.config();
-    let device = model.device();
+    let params = model.click_params();
     let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
 
     if first {
         hooks.progress(Stage::Preprocess);
     }
     let t = Instant::now();
-    let sample = click::prepare_click(pv, click, plane, &cfg.click_params())?;
+    let sample = click::prepare_click(pv, click, plane, &params)?;
     timings.preprocess_secs += t.elapsed().as_secs_f64();
     check(hooks)?;
 
@@ -370,7 +369,7 @@ fn shape_at(
         hooks.progress(Stage::Mask2d);
     }
     let t = Instant::now();
-    let s = cfg.input.image_size;
+    let s = params.image_size;
     let mask2d = match drawn {
         Some(m) if m.dim() == (s, s) => m.clone(),
         Some(m) => {
@@ -380,7 +379,7 @@ fn shape_at(
                 m.ncols()
             )));
         }
-        None => predict_mask2d(model, &sample, device, cfg.input.prior_radius_px)?,
+        None => model.masks2d(&[&sample])?.remove(0),
     };
     timings.mask2d_secs += t.elapsed().as_secs_f64();
     if first {
@@ -401,25 +400,25 @@ fn shape_at(
         // its cube in the scan's own world, for resampling onto the clicked cube.
         let mut others: Vec<(ClickSample, RasFromGrid, f32)> = Vec::new();
         for q in &planes {
-            let s = click::prepare_click(pv, click, *q, &cfg.click_params())?;
+            let s = click::prepare_click(pv, click, *q, &params)?;
             let g = s.ras_from_grid;
             others.push((s, g, 1.0));
         }
         for v in views {
             for q in std::iter::once(plane).chain(planes.iter().copied()) {
-                let (s, g) = v.prepare_click(pv, click, q, &cfg.click_params())?;
+                let (s, g) = v.prepare_click(pv, click, q, &params)?;
                 others.push((s, g, v.scale as f32));
             }
         }
         check(hooks)?;
         let other_refs: Vec<&ClickSample> = others.iter().map(|o| &o.0).collect();
-        let other_masks = predict_masks2d(model, &other_refs, device, cfg.input.prior_radius_px)?;
+        let other_masks = model.masks2d(&other_refs)?;
         check(hooks)?;
         let mut all = vec![&sample];
         all.extend(other_refs);
         let mut masks = vec![&mask2d];
         masks.extend(other_masks.iter());
-        let mut sdfs = predict_sdfs(model, &all, &masks, device)?;
+        let mut sdfs = model.sdfs(&all, &masks)?;
         let (class, mut own) = sdfs.remove(0);
         // A view's distances are in its moved world, `scale` times the scan's.
         let resampled: Vec<Array3<f32>> =
@@ -427,7 +426,7 @@ fn shape_at(
         fuse_sdfs(&mut own, &resampled, if fusion == PlaneFusion::Own { PlaneFusion::Median } else { fusion });
         (class, own)
     } else {
-        predict_sdfs(model, &[&sample], &[&mask2d], device)?.remove(0)
+        model.sdfs(&[&sample], &[&mask2d])?.remove(0)
     };
     timings.shape_secs += t.elapsed().as_secs_f64();
     check(hooks)?;
@@ -593,66 +592,6 @@ pub fn masks_agree(
     share(a_in_b) >= EXTEND_MIN_AGREEMENT && share(b_in_a) >= EXTEND_MIN_AGREEMENT
 }
 
-/// The 2D head's mask for a click: prompt = disc around the click; threshold 0.5; the
-/// 4-connected component through the click (the disc itself when the head finds nothing there).
-fn predict_mask2d(model: &Model, sample: &ClickSample, device: Device, radius_px: f64) -> Result<Array2<bool>, EngineError> {
-    Ok(predict_masks2d(model, &[sample], device, radius_px)?.remove(0))
-}
-
-/// [`predict_mask2d`] for several clicks in one batch.
-fn predict_masks2d(model: &Model, samples: &[&ClickSample], device: Device, radius_px: f64) -> Result<Vec<Array2<bool>>, EngineError> {
-    let Some(first) = samples.first() else { return Ok(Vec::new()) };
-    let s = first.image.nrows();
-    let prior = click::click_prior_mask(s, radius_px);
-    let inputs: Vec<NetInputs> = samples.iter().map(|x| inputs_for(x, &prior, device)).collect();
-    let logits = model.forward_mask(&batch_inputs(inputs), false);
-    let c = s / 2;
-    (0..samples.len())
-        .map(|b| {
-            let l = array_from(&logits.get(b as i64).get(0))?.into_dimensionality::<ndarray::Ix2>().map_err(|e| tch::TchError::Shape(e.to_string()))?;
-            let mut m = l.mapv(|x| x > 0.0);
-            if !m[[c, c]] {
-                m.zip_mut_with(&prior, |a, &b| *a |= b);
-            }
-            Ok(component_2d(&m, [c, c]))
-        })
-        .collect()
-}
-
-/// The model's 3D stage for several clicks and their 2D masks in one batch: for each, the
-/// chosen SDF channel's index and values (`[gk, gj, gi]`).
-fn predict_sdfs(model: &Model, samples: &[&ClickSample], masks: &[&Array2<bool>], device: Device) -> Result<Vec<(usize, Array3<f32>)>, EngineError> {
-    let inputs: Vec<NetInputs> = samples.iter().zip(masks).map(|(x, m)| inputs_for(x, m, device)).collect();
-    let out = model.forward_t(&batch_inputs(inputs), false);
-    (0..samples.len())
-        .map(|b| {
-            let sdf_all = array_from(&out.sdf.get(b as i64))?.into_dimensionality::<ndarray::Ix4>().map_err(|e| tch::TchError::Shape(e.to_string()))?;
-            let class = choose_class(&sdf_all);
-            let sdf = sdf_all.index_axis(ndarray::Axis(0), class).to_owned().into_dimensionality::<Ix3>().map_err(|e| tch::TchError::Shape(e.to_string()))?;
-            Ok((class, sdf))
-        })
-        .collect()
-}
-
-/// Inputs of single clicks stacked into one batch (a single one passes through).
-fn batch_inputs(mut v: Vec<NetInputs>) -> NetInputs {
-    if v.len() == 1 {
-        return v.remove(0);
-    }
-    let cat = |f: &dyn Fn(&NetInputs) -> &tch::Tensor| tch::Tensor::cat(&v.iter().map(f).collect::<Vec<_>>(), 0);
-    let cat_opt = |f: &dyn Fn(&NetInputs) -> Option<&tch::Tensor>| {
-        let parts: Option<Vec<&tch::Tensor>> = v.iter().map(f).collect();
-        parts.map(|p| tch::Tensor::cat(&p, 0))
-    };
-    NetInputs {
-        image: cat(&|x| &x.image),
-        mask: cat(&|x| &x.mask),
-        pointmap: cat(&|x| &x.pointmap),
-        context: cat_opt(&|x| x.context.as_ref()),
-        guide: cat_opt(&|x| x.guide.as_ref()),
-    }
-}
-
 /// `src` (a cube's SDF, `[gk, gj, gi]`, grid → RAS by `ras_from_src`) resampled (trilinear) at
 /// the cells of another cube (`ras_from_dst`, the shape of `fallback`). Cells outside `src`'s
 /// cube take `fallback`'s value. The three planes' cubes about one click share their cell
@@ -685,48 +624,6 @@ fn fuse_sdfs(sdf: &mut Array3<f32>, others: &[Array3<f32>], fusion: PlaneFusion)
         all.extend(others.iter().map(|o| o[idx]));
         *v = combine(&mut all);
     }
-}
-
-/// 4-connected component of `seed` in a 2D mask.
-fn component_2d(m: &Array2<bool>, seed: [usize; 2]) -> Array2<bool> {
-    let (h, w) = m.dim();
-    let mut out = Array2::from_elem((h, w), false);
-    if !m[seed] {
-        return out;
-    }
-    let mut stack = vec![seed];
-    out[seed] = true;
-    while let Some([r, c]) = stack.pop() {
-        let nb = [(r.wrapping_sub(1), c), (r + 1, c), (r, c.wrapping_sub(1)), (r, c + 1)];
-        for (rr, cc) in nb {
-            if rr < h && cc < w && m[[rr, cc]] && !out[[rr, cc]] {
-                out[[rr, cc]] = true;
-                stack.push([rr, cc]);
-            }
-        }
-    }
-    out
-}
-
-/// The SDF channel most inside at the cube's centre (where the click is).
-fn choose_class(sdf: &ndarray::Array4<f32>) -> usize {
-    let g = sdf.shape()[1];
-    let (lo, hi) = ((g - 1) / 2, g / 2);
-    let mut best = (0, f32::INFINITY);
-    for c in 0..sdf.shape()[0] {
-        let mut v = 0.0;
-        for k in lo..=hi {
-            for j in lo..=hi {
-                for i in lo..=hi {
-                    v += sdf[[c, k, j, i]];
-                }
-            }
-        }
-        if v < best.1 {
-            best = (c, v);
-        }
-    }
-    best.0
 }
 
 #[cfg(test)]
@@ -822,40 +719,6 @@ mod tests {
         }
     }
 
-    /// One batch of the three planes' clicks gives what three single runs give: the batch
-    /// keeps each click's inputs (slice, mask, context, guide) to itself.
-    #[test]
-    fn batched_planes_match_single_runs() {
-        let model = Model::new(crate::model::Config::tiny(), Device::Cpu);
-        let p = model.config().click_params();
-        // A bright ellipsoid in a darker body on a 3 mm grid, with a gradient so planes differ.
-        let data = Array3::from_shape_fn((40, 44, 48), |(k, j, i)| {
-            let (x, y, z) = ((i as f32 - 22.0) / 12.0, (j as f32 - 20.0) / 8.0, (k as f32 - 21.0) / 10.0);
-            if x * x + y * y + z * z < 1.0 { 60.0 + i as f32 } else { -20.0 + 2.0 * k as f32 }
-        });
-        let vol = Volume::new(data, RasFromVoxel::scale_translate([3.0; 3], [-70.0, -60.0, -50.0])).expect("volume");
-        let pv = PreparedVolume::new(Arc::new(vol), Some(crate::volume::Modality::Ct), p.ct_window_hu).expect("prepared");
-        let click = RasMm::new(-5.0, 0.0, 12.0);
-        let samples: Vec<ClickSample> = ViewPlane::ALL.into_iter().map(|q| click::prepare_click(&pv, click, q, &p).expect("click")).collect();
-        let refs: Vec<&ClickSample> = samples.iter().collect();
-        let masks = predict_masks2d(&model, &refs, Device::Cpu, p.prior_radius_px).expect("masks");
-        let mask_refs: Vec<&Array2<bool>> = masks.iter().collect();
-        let sdfs = predict_sdfs(&model, &refs, &mask_refs, Device::Cpu).expect("sdfs");
-        assert_eq!(sdfs.len(), 3);
-        for (b, s) in samples.iter().enumerate() {
-            let single_mask = predict_mask2d(&model, s, Device::Cpu, p.prior_radius_px).expect("mask");
-            let differ = single_mask.iter().zip(masks[b].iter()).filter(|(a, c)| a != c).count();
-            assert!(differ * 100 <= single_mask.len(), "plane {b}: {differ} pixels differ");
-            let (class, single) = predict_sdfs(&model, &[s], &[&masks[b]], Device::Cpu).expect("sdf").remove(0);
-            assert_eq!(class, sdfs[b].0);
-            let worst = single.iter().zip(sdfs[b].1.iter()).map(|(a, c)| (a - c).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-3, "plane {b}: batched SDF differs by {worst}");
-        }
-        // The planes see different slices, so their shapes differ: a mix-up would show.
-        let spread = sdfs[0].1.iter().zip(sdfs[1].1.iter()).map(|(a, c)| (a - c).abs()).fold(0.0f32, f32::max);
-        assert!(spread > 1e-3, "axial and coronal SDFs identical");
-    }
-
     #[test]
     fn fuse_sdfs_takes_the_mean_or_the_majority() {
         let own = Array3::from_shape_vec((1, 1, 3), vec![-1.0f32, -1.0, 4.0]).expect("own");
@@ -911,13 +774,4 @@ mod tests {
         assert!(!masks_agree(&first, (&rfg, 16), &neighbour, (&shifted, 16), &vol));
     }
 
-    #[test]
-    fn component_2d_is_4_connected() {
-        let mut m = Array2::from_elem((4, 4), false);
-        m[[1, 1]] = true;
-        m[[1, 2]] = true;
-        m[[2, 3]] = true; // diagonal only: not connected
-        let c = component_2d(&m, [1, 1]);
-        assert_eq!(c.iter().filter(|&&x| x).count(), 2);
-    }
 }

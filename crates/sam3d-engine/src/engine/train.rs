@@ -22,7 +22,7 @@
 //!   libtorch's generator, which is global to the process: two runs in one process must not
 //!   interleave (the tests serialise them).
 
-use crate::data::click::ClickParams;
+use crate::data::click::{ClickError, ClickParams};
 use crate::data::phantom::{PhantomSpec, generate};
 use crate::data::preprocess::find_pairs;
 use crate::data::train_samples::{AugmentParams, Similarity, TrainCase, TrainSample, make_sample, random_sample, sample_seed, stack2, stack3};
@@ -58,6 +58,8 @@ pub enum TrainError {
     Volume(#[from] crate::volume::VolumeError),
     #[error("the sample thread stopped: {0}")]
     Loader(String),
+    #[error("no training sample could be made: {0}")]
+    Sample(crate::data::click::ClickError),
 }
 
 fn ferr(path: &Path, problem: impl Into<String>) -> TrainError {
@@ -205,19 +207,20 @@ pub struct Batch {
     pub drop_context: bool,
 }
 
-fn build_sample(cases: &[TrainCase], seed: u64, aug: &AugmentParams, p: &ClickParams) -> Result<TrainSample, String> {
-    let mut last = String::new();
-    for attempt in 0..8u64 {
+/// A sample for `seed`, trying up to eight nearby seeds (a draw can miss its structure); the
+/// last draw's error when all fail.
+fn build_sample(cases: &[TrainCase], seed: u64, aug: &AugmentParams, p: &ClickParams) -> Result<TrainSample, ClickError> {
+    let mut attempt = 0u64;
+    loop {
         match random_sample(cases, seed.wrapping_add(attempt.wrapping_mul(0x9E37)), aug, p) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e.to_string(),
+            Err(_) if attempt < 7 => attempt += 1,
+            other => return other,
         }
     }
-    Err(last)
 }
 
 /// Micro-batch `mb` of a run (deterministic).
-pub fn micro_batch(cases: &[TrainCase], cfg: &TrainConfig, p: &ClickParams, mb: u64) -> Result<Batch, String> {
+pub fn micro_batch(cases: &[TrainCase], cfg: &TrainConfig, p: &ClickParams, mb: u64) -> Result<Batch, ClickError> {
     use rayon::prelude::*;
     let b = cfg.train.batch as u64;
     let aug = if cfg.train.fixed_samples > 0 { AugmentParams::none() } else { cfg.augment };
@@ -634,7 +637,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
     let accum = t.accum as u64;
 
     // Prefetch thread: micro-batches in order, bounded channel.
-    let (tx, rx) = crossbeam_channel::bounded::<Result<Batch, String>>(t.prefetch.max(1));
+    let (tx, rx) = crossbeam_channel::bounded::<Result<Batch, ClickError>>(t.prefetch.max(1));
     let cases = Arc::new(cases);
     let producer = {
         let cases = cases.clone();
@@ -673,7 +676,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
             let batch = match rx.recv() {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => {
-                    failed = Some(TrainError::Loader(e));
+                    failed = Some(TrainError::Sample(e));
                     break;
                 }
                 Err(e) => {

@@ -1,4 +1,4 @@
-//! The SAM3D network for medical volumes (DESIGN.md, "The model"):
+//! The SAM3D network for medical volumes:
 //! condition encoder (ViT over image+mask patches, `PointPatchEmbed` over the pointmap,
 //! optional `volume_context` 3D patches) → structure generator (learned 3D latent tokens,
 //! self- and cross-attention to the condition tokens) → shape decoder (transposed 3D
