@@ -220,9 +220,3 @@ pub fn tint_candidate(pixels: &mut [Color32], size: [usize; 2], walk: &PixelWalk
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::geometry::RasFromVoxel;
-}
