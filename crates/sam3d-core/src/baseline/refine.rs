@@ -100,8 +100,8 @@ pub fn refine_component(vol: &Volume, comp: &GridComponent, p: &RefineParams, fl
     if comp.voxel_count == 0 || !comp.fits([vol.data.shape()[0], vol.data.shape()[1], vol.data.shape()[2]]) {
         return comp.clone();
     }
-    let sp = vol.spacing_mm(); // [si, sj, sk]
-    let sp_kji = [sp[2], sp[1], sp[0]];
+    let sp = vol.spacing();
+    let sp_kji = sp.kji();
     let shape = vol.data.shape();
     let sigma_vox = sp_kji.map(|s| (p.smooth_sigma_mm / s).max(0.8));
     let band_vox = sp_kji.map(|s| (p.band_mm / s).ceil() as usize);
@@ -318,7 +318,7 @@ mod tests {
     fn restores_an_eroded_phantom_organ() {
         let case = generate(&PhantomSpec::small(Modality::Ct), 4);
         let vol = &case.volume;
-        let sp = vol.spacing_mm();
+        let sp = vol.spacing();
         for label in [1u16, 5] {
             let gt = case.labels.mask(label);
             let mut eroded = gt.clone();
@@ -379,7 +379,7 @@ mod tests {
     #[test]
     fn pruning_drops_a_neighbours_cap_and_keeps_the_organs_vessels() {
         let (vol, organ, neighbour, vessel, click) = touching_organs();
-        let sp = vol.spacing_mm();
+        let sp = vol.spacing();
         let from_organ = crate::shape::sdf::edt(organ.view(), sp);
         let depth = crate::shape::sdf::edt(organ.mapv(|o| !o).view(), sp);
         let cap = &neighbour & &from_organ.mapv(|d| d <= 6.0);
@@ -411,7 +411,7 @@ mod tests {
         assert!(count(&neighbour) > 2 * count(&organ));
         let p = RefineParams { prune_multiplier: Some(3.0), stats_radius_mm: Some(6.0), ..Default::default() };
         let near = full(&refine_component(&vol, &as_component(&model), &p, 5.0, Some(click)), &vol);
-        let from_organ = crate::shape::sdf::edt(organ.view(), vol.spacing_mm());
+        let from_organ = crate::shape::sdf::edt(organ.view(), vol.spacing());
         // Past 3 mm no blend of the organ's surroundings (air, the neighbour) looks like it.
         let outside = count(&(&near & &from_organ.mapv(|d| d > 3.0)));
         assert_eq!(outside, 0, "{outside} voxels kept beyond the organ's blurred edge");

@@ -5,6 +5,7 @@
 //! `slice_idx`) chosen by the slice-sampling method.
 
 use crate::data::phantom::Rng;
+use crate::geometry::SpacingIjk;
 use crate::volume::{Interp, LabelMap, OnGrid, Volume, VolumeError, resample_to_spacing};
 use ndarray::{Array3, Array4, Axis};
 use safetensors::{Dtype, tensor::TensorView};
@@ -173,7 +174,7 @@ pub fn preprocess_case(pair: &CasePair, spacing_mm: f64, max_classes: Option<usi
     if let Some(n) = max_classes {
         classes.truncate(n);
     }
-    let sdf = crate::shape::sdf::sdf_classes(labels.data.view(), &classes, labels.spacing_mm());
+    let sdf = crate::shape::sdf::sdf_classes(labels.data.view(), &classes, labels.spacing());
     Ok(CachedCase { volume, labels, classes, sdf })
 }
 
@@ -305,10 +306,11 @@ pub fn point_at_depth_on_slice(mask: &Array3<bool>, axis: usize, idx: usize, gri
     let (h, w) = sl.dim();
     let mut outside = Array3::from_elem((1, h + 2, w + 2), true);
     outside.slice_mut(ndarray::s![0, 1..=h, 1..=w]).zip_mut_with(&sl, |o, &m| *o = !m);
-    let sp = grid.spacing_mm(); // [si, sj, sk]; the slice's in-plane axes in array order
+    // The slice's in-plane axes in array order: the padded `[1, h, w]` array's axes 1 and 2.
+    let sp_kji = grid.spacing().kji();
     let in_plane: Vec<usize> = (0..3).filter(|&a| a != axis).collect();
-    let sp_of = |a: usize| sp[2 - a];
-    let d = crate::shape::sdf::edt(outside.view(), [sp_of(in_plane[1]), sp_of(in_plane[0]), sp_of(axis)]);
+    let slice_spacing = SpacingIjk([sp_kji[in_plane[1]], sp_kji[in_plane[0]], sp_kji[axis]]);
+    let d = crate::shape::sdf::edt(outside.view(), slice_spacing);
     let inner = d.slice(ndarray::s![0, 1..=h, 1..=w]);
     let inside = || inner.indexed_iter().filter(|(p, v): &((usize, usize), &f32)| sl[*p] && v.is_finite());
     let deepest = inside().map(|(_, v)| *v).fold(f32::NEG_INFINITY, f32::max);

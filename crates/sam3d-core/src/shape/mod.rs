@@ -9,8 +9,10 @@
 //! | [`export`] | binary STL, OBJ, binary PLY in RAS or LPS, written atomically; our own binary PLY read back exactly |
 //! | [`metrics`] | Dice, IoU, HD95, Hausdorff, ASSD, Chamfer with spacing (`surface-distance` definitions) |
 //!
-//! Arrays are `[k, j, i]` like every volume; spacings are `[si, sj, sk]` like
-//! [`OnGrid::spacing_mm`](crate::volume::OnGrid::spacing_mm).
+//! Arrays are `[k, j, i]` like every volume; spacings are a
+//! [`SpacingIjk`](crate::geometry::SpacingIjk) (`[si, sj, sk]`, what
+//! [`OnGrid::spacing`](crate::volume::OnGrid::spacing) gives) for distance transforms, plain
+//! `[si, sj, sk]` arrays in [`metrics`].
 
 pub mod click_mesh;
 pub mod component;

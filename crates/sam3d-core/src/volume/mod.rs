@@ -16,7 +16,7 @@ pub use nifti::{NiftiInfo, WriteOptions, atomic_write, read_info, write_nifti};
 pub use open::{Format, detect, open, open_labels};
 pub use resample::{Interp, resample_labels_to_grid, resample_to_grid, resample_to_spacing, grid_for_spacing};
 
-use crate::geometry::{ArrayIdx, GridShape, RasFromVoxel, RasMm, VoxelFromRas, VoxelIjk};
+use crate::geometry::{ArrayIdx, GridShape, RasFromVoxel, RasMm, SpacingIjk, VoxelFromRas, VoxelIjk};
 use ndarray::{Array3, Zip};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -111,6 +111,15 @@ pub trait OnGrid {
     fn ras_from_voxel(&self) -> &RasFromVoxel;
     fn spacing_mm(&self) -> [f64; 3] {
         self.ras_from_voxel().column_norms()
+    }
+    /// The voxel spacing with its axis order in its type ([`SpacingIjk`]).
+    fn spacing(&self) -> SpacingIjk {
+        SpacingIjk::of(self.ras_from_voxel())
+    }
+    /// Volume of one voxel in millilitres (`|det|` of the affine / 1000, right on sheared
+    /// grids too): the one way a voxel count becomes millilitres.
+    fn voxel_ml(&self) -> f64 {
+        self.ras_from_voxel().voxel_ml()
     }
     fn voxel_from_ras(&self) -> VoxelFromRas {
         // Volumes are only built from invertible affines (checked on read and construction).
