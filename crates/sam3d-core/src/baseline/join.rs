@@ -29,7 +29,8 @@
 //! are grown at their own resolution. The checks run on the coarse region; only a region that
 //! is joined is taken back to the scan's grid.
 
-use super::{GrowError, GrowParams, component_containing, grow_with_floor, morph};
+use super::{GrowError, GrowParams, grow_with_floor, morph};
+use crate::shape::flood::component_containing;
 use crate::geometry::{RasFromVoxel, RasMm, VoxelIjk};
 use crate::shape::GridComponent;
 use crate::volume::{OnGrid, Volume};
@@ -162,7 +163,7 @@ pub fn join_region_growing(
         let Some(seed) = sub.shape().array_index(sub.voxel_from_ras().apply(click)).filter(|c| part[[c.k, c.j, c.i]]) else {
             return keep(outcome);
         };
-        let part = component_containing(&part, seed);
+        let part = component_containing(part.view(), seed);
         grown = count(&part);
         if check(&part, grown).is_some() {
             return keep(outcome);

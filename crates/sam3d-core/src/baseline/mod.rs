@@ -11,10 +11,10 @@ pub mod join;
 pub mod refine;
 
 use crate::geometry::{ArrayIdx, RasMm};
+use crate::shape::flood::{component_containing, fill_holes};
 use crate::volume::{OnGrid, Volume};
 use ndarray::{Array3, Zip};
 use rayon::prelude::*;
-use std::collections::VecDeque;
 
 /// Parameters; defaults suit CT and MR at clinical resolutions.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -116,36 +116,6 @@ fn smooth_axis(src: &Array3<f32>, ax: usize, w: &[f32]) -> Array3<f32> {
     Array3::from_shape_vec((nk, nj, ni), out).unwrap_or_else(|_| unreachable!("shape of the input"))
 }
 
-fn neighbours(a: ArrayIdx, shape: [usize; 3]) -> impl Iterator<Item = ArrayIdx> {
-    let [nk, nj, ni] = shape;
-    let d: [(isize, isize, isize); 6] = [(-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1)];
-    d.into_iter().filter_map(move |(dk, dj, di)| {
-        let (k, j, i) = (a.k as isize + dk, a.j as isize + dj, a.i as isize + di);
-        (k >= 0 && j >= 0 && i >= 0 && (k as usize) < nk && (j as usize) < nj && (i as usize) < ni)
-            .then_some(ArrayIdx { k: k as usize, j: j as usize, i: i as usize })
-    })
-}
-
-/// 6-connected component of `mask` containing `seed` (empty if the seed is not in the mask).
-pub fn component_containing(mask: &Array3<bool>, seed: ArrayIdx) -> Array3<bool> {
-    let shape = [mask.shape()[0], mask.shape()[1], mask.shape()[2]];
-    let mut out = Array3::from_elem(mask.raw_dim(), false);
-    if !mask[seed.as_kji()] {
-        return out;
-    }
-    let mut q = VecDeque::from([seed]);
-    out[seed.as_kji()] = true;
-    while let Some(a) = q.pop_front() {
-        for b in neighbours(a, shape) {
-            if mask[b.as_kji()] && !out[b.as_kji()] {
-                out[b.as_kji()] = true;
-                q.push_back(b);
-            }
-        }
-    }
-    out
-}
-
 /// Binary erosion or dilation with an ellipsoidal (physical-ball) structuring element.
 fn morph(mask: &Array3<bool>, radius_vox_kji: [usize; 3], erode: bool) -> Array3<bool> {
     let [rk, rj, ri] = radius_vox_kji.map(|r| r as isize);
@@ -171,30 +141,6 @@ fn morph(mask: &Array3<bool>, radius_vox_kji: [usize; 3], erode: bool) -> Array3
         *o = if erode { offs.iter().all(hit) } else { offs.iter().any(hit) };
     });
     out
-}
-
-/// Fills cavities not connected to the array border.
-pub fn fill_holes(mask: &Array3<bool>) -> Array3<bool> {
-    let s = mask.shape();
-    let shape = [s[0], s[1], s[2]];
-    let mut outside = Array3::from_elem(mask.raw_dim(), false);
-    let mut q = VecDeque::new();
-    for ((k, j, i), &m) in mask.indexed_iter() {
-        let border = k == 0 || j == 0 || i == 0 || k == s[0] - 1 || j == s[1] - 1 || i == s[2] - 1;
-        if border && !m {
-            outside[[k, j, i]] = true;
-            q.push_back(ArrayIdx { k, j, i });
-        }
-    }
-    while let Some(a) = q.pop_front() {
-        for b in neighbours(a, shape) {
-            if !mask[b.as_kji()] && !outside[b.as_kji()] {
-                outside[b.as_kji()] = true;
-                q.push_back(b);
-            }
-        }
-    }
-    outside.mapv(|o| !o)
 }
 
 /// Segments the structure under `click` (RAS mm). Returns a mask on the volume's grid.
@@ -261,7 +207,7 @@ pub fn grow_with_floor(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, c
             }
         });
         cand[seed.as_kji()] = true;
-        region = component_containing(&cand, seed);
+        region = component_containing(cand.view(), seed);
         let inside: Vec<f64> = sm.iter().zip(region.iter()).filter(|(_, r)| **r).map(|(v, _)| *v as f64).collect();
         let (m, sd) = stats(&inside);
         (mean, std) = (m, sd.min(std_cap));
@@ -271,7 +217,7 @@ pub fn grow_with_floor(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, c
     let rad = sp_kji.map(|s| (p.opening_radius_mm / s).round() as usize);
     let opened = if rad.iter().any(|&r| r > 0) {
         let er = morph(&region, rad, true);
-        let part = if er[seed.as_kji()] { component_containing(&er, seed) } else { nearest_component(&er, seed).unwrap_or(er) };
+        let part = if er[seed.as_kji()] { component_containing(er.view(), seed) } else { nearest_component(&er, seed).unwrap_or(er) };
         let dil = morph(&part, rad, false);
         Zip::from(&mut region.view_mut()).and(&dil).par_for_each(|r, &d| *r = *r && d);
         region
@@ -311,7 +257,7 @@ pub fn grow_with_floor(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, c
             }
         });
     }
-    Ok(fill_holes(&component_containing(&region, seed)))
+    Ok(fill_holes(component_containing(region.view(), seed).view()))
 }
 
 /// The deepest interior point of a mask (largest distance to the outside, in mm, by the exact
@@ -336,7 +282,7 @@ fn nearest_component(mask: &Array3<bool>, seed: ArrayIdx) -> Option<Array3<bool>
             (d, k, j, i)
         })
         .min()?;
-    Some(component_containing(mask, ArrayIdx { k: best.1, j: best.2, i: best.3 }))
+    Some(component_containing(mask.view(), ArrayIdx { k: best.1, j: best.2, i: best.3 }))
 }
 
 #[cfg(test)]
@@ -461,13 +407,13 @@ mod tests {
             }
         }
         m[[3, 3, 3]] = false;
-        let f = fill_holes(&m);
+        let f = fill_holes(m.view());
         assert!(f[[3, 3, 3]] && !f[[0, 0, 0]]);
         let mut two = Array3::from_elem([3, 3, 7], false);
         two[[1, 1, 1]] = true;
         two[[1, 1, 2]] = true;
         two[[1, 1, 5]] = true;
-        let c = component_containing(&two, ArrayIdx { k: 1, j: 1, i: 1 });
+        let c = component_containing(two.view(), ArrayIdx { k: 1, j: 1, i: 1 });
         assert_eq!(c.iter().filter(|x| **x).count(), 2);
     }
 }

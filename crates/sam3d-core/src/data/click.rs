@@ -422,7 +422,7 @@ pub fn sdf_to_source_mask(
     });
     let origin = [k0, j0, i0];
     let voxel_count = match seed_voxel(&crop, origin, shape, &voxel_from_ras, ras_from_voxel, click) {
-        Some(seed) => mark_component(&mut crop, seed),
+        Some(seed) => crate::shape::flood::flood(&mut crop, [seed], 1, 2).map_or(0, |f| f.count),
         None => 0,
     };
     let mut data = Array3::<u16>::zeros(shape.array_shape());
@@ -522,52 +522,6 @@ fn seed_voxel(crop: &Array3<u8>, origin: [usize; 3], shape: GridShape, voxel_fro
     best.map(|b| b.0)
 }
 
-/// Marks the 6-connected component of `seed` (a `[k, j, i]` index of a set voxel) with 2, in
-/// place; returns its voxel count.
-fn mark_component(data: &mut Array3<u8>, seed: [usize; 3]) -> usize {
-    let sh = data.shape();
-    let (nk, nj, ni) = (sh[0], sh[1], sh[2]);
-    let Some(flat) = data.as_slice_mut() else { return 0 };
-    let (row, slab) = (ni, ni * nj);
-    let start = seed[0] * slab + seed[1] * row + seed[2];
-    if flat[start] == 0 {
-        return 0;
-    }
-    flat[start] = 2;
-    let mut stack = vec![start];
-    let mut count = 0usize;
-    while let Some(at) = stack.pop() {
-        count += 1;
-        let (k, rem) = (at / slab, at % slab);
-        let (j, i) = (rem / row, rem % row);
-        let mut visit = |q: usize| {
-            if flat[q] == 1 {
-                flat[q] = 2;
-                stack.push(q);
-            }
-        };
-        if i > 0 {
-            visit(at - 1);
-        }
-        if i + 1 < ni {
-            visit(at + 1);
-        }
-        if j > 0 {
-            visit(at - row);
-        }
-        if j + 1 < nj {
-            visit(at + row);
-        }
-        if k > 0 {
-            visit(at - slab);
-        }
-        if k + 1 < nk {
-            visit(at + slab);
-        }
-    }
-    count
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,6 +564,7 @@ mod tests {
         d[[2, 2, 1]] = 1;
         d[[2, 2, 2]] = 1;
         d[[2, 2, 6]] = 1;
+        let mark_component = |d: &mut Array3<u8>, seed| crate::shape::flood::flood(d, [seed], 1, 2).map_or(0, |f| f.count);
         assert_eq!(mark_component(&mut d, [2, 2, 6]), 1);
         assert_eq!(d.iter().filter(|&&x| x == 2).count(), 1);
         assert_eq!(d[[2, 2, 6]], 2);

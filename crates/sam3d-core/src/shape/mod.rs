@@ -4,6 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`sdf`] | exact Euclidean distance transforms and signed distance fields (mm), per class |
+//! | [`flood`] | the one flood fill: 6-connected scanline fill from seeds, component of a seed, labelling, largest component, hole filling |
 //! | [`component`] | an SDF on its own grid → the connected inside region through a point on a source voxel grid (work ∝ the region's box) |
 //! | [`mesh`] | watertight marching-cubes meshes in RAS mm; area, volume, edge checks, Taubin smoothing, decimation |
 //! | [`export`] | binary STL, OBJ, binary PLY in RAS or LPS, written atomically; our own binary PLY read back exactly |
@@ -17,6 +18,7 @@
 pub mod click_mesh;
 pub mod component;
 pub mod export;
+pub mod flood;
 mod march;
 pub mod mesh;
 pub mod metrics;
