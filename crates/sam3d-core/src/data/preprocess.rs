@@ -6,7 +6,7 @@
 
 use crate::data::phantom::Rng;
 use crate::geometry::SpacingIjk;
-use crate::volume::{Interp, LabelMap, OnGrid, Volume, VolumeError, resample_to_spacing};
+use crate::volume::{Interp, LabelMap, OnGrid, ResampleError, Volume, VolumeError, resample_to_spacing};
 use ndarray::{Array3, Array4, Axis};
 use safetensors::{Dtype, tensor::TensorView};
 use std::collections::HashMap;
@@ -18,6 +18,8 @@ pub enum DataError {
     File { path: PathBuf, problem: String },
     #[error("{0}")]
     Volume(#[from] VolumeError),
+    #[error("{}: {source}", path.display())]
+    Resample { path: PathBuf, source: ResampleError },
 }
 
 fn ferr(path: &Path, problem: impl Into<String>) -> DataError {
@@ -168,7 +170,8 @@ pub fn preprocess_case(pair: &CasePair, spacing_mm: f64, max_classes: Option<usi
     let vol = crate::volume::open(&pair.image)?;
     let lab = crate::volume::open_labels(&pair.labels)?;
     lab.check_matches(&vol, &pair.labels)?;
-    let volume = resample_to_spacing(&vol, [spacing_mm; 3], Interp::Linear);
+    let volume = resample_to_spacing(&vol, SpacingIjk::isotropic(spacing_mm), Interp::Linear)
+        .map_err(|source| DataError::Resample { path: pair.image.clone(), source })?;
     let labels = crate::volume::resample::resample_labels_to_grid(&lab, volume.shape(), &volume.ras_from_voxel);
     let mut classes: Vec<u16> = labels.counts().into_iter().map(|(l, _)| l).filter(|&l| l != 0).collect();
     if let Some(n) = max_classes {
@@ -404,5 +407,20 @@ mod tests {
             assert!(mask[[1, v.y().round() as usize, v.x().round() as usize]], "fraction {fraction}: outside the disc");
             assert!((v.z() - 1.0).abs() < 1e-9);
         }
+    }
+
+    /// A spacing that would make a grid past the limit is an error naming the image, not an
+    /// allocation that aborts.
+    #[test]
+    fn a_spacing_too_fine_for_memory_is_an_error_naming_the_image() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let aff = crate::geometry::RasFromVoxel::scale_translate([1.0, 1.0, 2.0], [0.0; 3]);
+        let pair = CasePair { name: "tiny".into(), image: dir.path().join("tiny.nii.gz"), labels: dir.path().join("tiny_labels.nii.gz") };
+        Volume::new(Array3::zeros((4, 5, 6)), aff).expect("valid").save(&pair.image, None).expect("written");
+        LabelMap::new(Array3::ones((4, 5, 6)), aff).expect("valid").save(&pair.labels).expect("written");
+        let e = preprocess_case(&pair, 1e-4, None).expect_err("too fine");
+        let msg = e.to_string();
+        assert!(msg.contains("tiny.nii.gz") && msg.contains("0.0001") && msg.contains("voxels"), "{msg}");
+        assert!(preprocess_case(&pair, 1.0, None).is_ok_and(|c| c.volume.shape() == crate::geometry::GridShape::new(6, 5, 8)));
     }
 }

@@ -14,7 +14,7 @@ pub mod resample;
 pub use header::{AffineSource, DataType, NiftiHeader, NiftiVersion};
 pub use nifti::{NiftiInfo, WriteOptions, atomic_write, read_info, write_nifti};
 pub use open::{Format, detect, open, open_labels};
-pub use resample::{Interp, resample_labels_to_grid, resample_to_grid, resample_to_spacing, grid_for_spacing};
+pub use resample::{Interp, MAX_GRID_VOXELS, ResampleError, grid_for_spacing, resample_labels_to_grid, resample_to_grid, resample_to_spacing};
 
 use crate::geometry::{ArrayIdx, GridShape, RasFromVoxel, RasMm, SpacingIjk, VoxelFromRas, VoxelIjk};
 use ndarray::{Array3, Zip};

@@ -3,7 +3,7 @@
 //! voxel_from_ras(src) * ras_from_voxel(dst)`, stepped incrementally along each output row.
 
 use super::{LabelMap, OnGrid, Volume, VolumeMeta};
-use crate::geometry::{Affine3, GridShape, RasFromVoxel, Voxel};
+use crate::geometry::{Affine3, GridShape, RasFromVoxel, SpacingIjk, Voxel};
 use ndarray::Array3;
 use rayon::prelude::*;
 
@@ -26,18 +26,41 @@ impl std::str::FromStr for Interp {
     }
 }
 
-/// The grid with isotropic (or per-axis) `spacing_mm` covering the same physical extent as
+/// The most voxels a grid derived from a requested spacing may have: 2³¹ (8 GiB as float32).
+/// A spacing typed in the wrong unit (µm for mm) asks for petabytes; it must be an error, not an
+/// allocation that aborts the process.
+pub const MAX_GRID_VOXELS: u64 = 1 << 31;
+
+/// Why a grid cannot be made for a requested spacing.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ResampleError {
+    #[error("spacing {:?} mm: each spacing must be a positive, finite number of millimetres", .spacing.ijk())]
+    BadSpacing { spacing: SpacingIjk },
+    #[error(
+        "spacing {:?} mm would make a {:.0}×{:.0}×{:.0} grid ({voxels:.3e} voxels); the limit is {MAX_GRID_VOXELS} voxels ({} GiB as float32)",
+        .spacing.ijk(), .size_ijk[0], .size_ijk[1], .size_ijk[2], MAX_GRID_VOXELS * 4 >> 30
+    )]
+    TooLarge { spacing: SpacingIjk, size_ijk: [f64; 3], voxels: f64 },
+}
+
+/// The grid with isotropic (or per-axis) `spacing` covering the same physical extent as
 /// `shape`/`ras_from_voxel`: same axis directions, `n' = max(1, round(n·s/s'))` voxels per axis,
 /// centred on the same point (so the voxel-edge extent is kept to within half a new voxel).
-pub fn grid_for_spacing(shape: GridShape, ras_from_voxel: &RasFromVoxel, spacing_mm: [f64; 3]) -> (GridShape, RasFromVoxel) {
+/// Errors for a spacing that is not positive and finite, and for a grid of more than
+/// [`MAX_GRID_VOXELS`] voxels (checked before anything is allocated).
+pub fn grid_for_spacing(shape: GridShape, ras_from_voxel: &RasFromVoxel, spacing: SpacingIjk) -> Result<(GridShape, RasFromVoxel), ResampleError> {
+    let sp = spacing.ijk();
+    if sp.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(ResampleError::BadSpacing { spacing });
+    }
     let old_sp = ras_from_voxel.column_norms();
-    let lin = ras_from_voxel.linear();
     let n_old = shape.ijk();
-    let mut n_new = [1usize; 3];
+    let size_ijk: [f64; 3] = std::array::from_fn(|a| (n_old[a] as f64 * old_sp[a] / sp[a]).round().max(1.0));
+    let n_new = checked_grid_size(size_ijk).ok_or(ResampleError::TooLarge { spacing, size_ijk, voxels: size_ijk.iter().product() })?;
+    let lin = ras_from_voxel.linear();
     let mut new_lin = lin;
     for a in 0..3 {
-        n_new[a] = ((n_old[a] as f64 * old_sp[a] / spacing_mm[a]).round() as usize).max(1);
-        new_lin.set_column(a, &(lin.column(a) / old_sp[a] * spacing_mm[a]));
+        new_lin.set_column(a, &(lin.column(a) / old_sp[a] * sp[a]));
     }
     // Keep the centre of the grid where it was.
     let centre_old = ras_from_voxel.apply(crate::geometry::VoxelIjk::new(
@@ -51,7 +74,19 @@ pub fn grid_for_spacing(shape: GridShape, ras_from_voxel: &RasFromVoxel, spacing
         (n_new[2] as f64 - 1.0) / 2.0,
     );
     let t = centre_old.v - new_lin * half_new;
-    (GridShape::new(n_new[0], n_new[1], n_new[2]), RasFromVoxel::from_parts(new_lin, t))
+    Ok((GridShape::new(n_new[0], n_new[1], n_new[2]), RasFromVoxel::from_parts(new_lin, t)))
+}
+
+/// Voxel counts per axis (whole numbers ≥ 1, as floats that may be huge or infinite) as a grid
+/// size, when the grid has at most [`MAX_GRID_VOXELS`] voxels; the product is overflow-checked.
+fn checked_grid_size(size_ijk: [f64; 3]) -> Option<[usize; 3]> {
+    let limit = MAX_GRID_VOXELS as f64;
+    if size_ijk.iter().any(|&n| !(n <= limit)) {
+        return None;
+    }
+    let n = size_ijk.map(|n| n as u64);
+    let total = n.iter().try_fold(1u64, |acc, &x| acc.checked_mul(x))?;
+    (total <= MAX_GRID_VOXELS).then(|| n.map(|x| x as usize))
 }
 
 /// Trilinear value at a continuous voxel position. Positions within half a voxel outside the
@@ -205,11 +240,12 @@ pub fn resample_labels_to_grid(src: &LabelMap, shape: GridShape, ras_from_voxel:
     LabelMap { data: out, ras_from_voxel: *ras_from_voxel, meta: VolumeMeta { dtype: src.meta.dtype, ..Default::default() } }
 }
 
-/// Resamples a volume to the given spacing over the same physical extent.
-pub fn resample_to_spacing(src: &Volume, spacing_mm: [f64; 3], interp: Interp) -> Volume {
-    let (shape, aff) = grid_for_spacing(src.shape(), &src.ras_from_voxel, spacing_mm);
+/// Resamples a volume to the given spacing over the same physical extent; errors as
+/// [`grid_for_spacing`] (before any output is allocated).
+pub fn resample_to_spacing(src: &Volume, spacing: SpacingIjk, interp: Interp) -> Result<Volume, ResampleError> {
+    let (shape, aff) = grid_for_spacing(src.shape(), &src.ras_from_voxel, spacing)?;
     let fill = src.stats().min as f32;
-    resample_to_grid(src, shape, &aff, interp, if fill.is_finite() { fill } else { 0.0 })
+    Ok(resample_to_grid(src, shape, &aff, interp, if fill.is_finite() { fill } else { 0.0 }))
 }
 
 #[cfg(test)]
@@ -226,7 +262,7 @@ mod tests {
         let data = Array3::from_shape_fn(shape.array_shape(), |(k, j, i)| f(aff.apply(VoxelIjk::new(i as f64, j as f64, k as f64))));
         let v = Volume::new(data, aff).expect("valid");
         for sp in [0.7, 1.0, 1.9] {
-            let r = resample_to_spacing(&v, [sp; 3], Interp::Linear);
+            let r = resample_to_spacing(&v, SpacingIjk::isotropic(sp), Interp::Linear).expect("a small grid");
             let s = r.shape();
             for (i, j, k) in [(1, 1, 1), (s.ni / 2, s.nj / 3, s.nk / 2), (s.ni - 2, s.nj - 2, s.nk - 2)] {
                 let p = r.ras_from_voxel.apply(VoxelIjk::new(i as f64, j as f64, k as f64));
@@ -246,7 +282,7 @@ mod tests {
         let shape = GridShape::new(23, 17, 9);
         let data = Array3::from_shape_fn(shape.array_shape(), |(k, j, i)| ((i * 7 + j * 13 + k * 29) % 31) as f32 - 9.0);
         let v = Volume::new(data, aff).expect("valid");
-        let (gs, ga) = grid_for_spacing(shape, &aff, [1.1, 0.45, 0.8]);
+        let (gs, ga) = grid_for_spacing(shape, &aff, SpacingIjk([1.1, 0.45, 0.8])).expect("a small grid");
         // Shift the target a little so some voxels fall outside the source (fill).
         let ga = RasFromVoxel::from_parts(ga.linear(), ga.translation() + nalgebra::Vector3::new(2.0, 0.3, 0.0));
         let fast = resample_to_grid(&v, gs, &ga, Interp::Linear, -77.0);
@@ -263,11 +299,43 @@ mod tests {
     #[test]
     fn extent_is_kept() {
         let aff = RasFromVoxel::scale_translate([0.75, 0.75, 1.5], [0.0; 3]);
-        let (s, a) = grid_for_spacing(GridShape::new(512, 512, 224), &aff, [1.0; 3]);
+        let (s, a) = grid_for_spacing(GridShape::new(512, 512, 224), &aff, SpacingIjk::isotropic(1.0)).expect("a CT-sized grid");
         assert_eq!(s, GridShape::new(384, 384, 336));
         assert!((a.column_norms()[2] - 1.0).abs() < 1e-12);
         let c_old = aff.apply(VoxelIjk::new(255.5, 255.5, 111.5));
         let c_new = a.apply(VoxelIjk::new(191.5, 191.5, 167.5));
         assert!(c_old.distance(&c_new) < 1e-9);
+    }
+
+    /// `--spacing 1e-3` on a CT (mm meant, µm typed): an error naming the spacing, the grid
+    /// and the limit, before any allocation (it used to abort allocating 149 PB).
+    #[test]
+    fn a_spacing_that_makes_a_huge_grid_is_an_error() {
+        let aff = RasFromVoxel::scale_translate([0.75, 0.75, 1.5], [0.0; 3]);
+        let shape = GridShape::new(512, 512, 224);
+        let e = grid_for_spacing(shape, &aff, SpacingIjk::isotropic(1e-3)).expect_err("too large");
+        let ResampleError::TooLarge { size_ijk, .. } = &e else { panic!("{e}") };
+        assert_eq!(*size_ijk, [384_000.0, 384_000.0, 336_000.0]);
+        let msg = e.to_string();
+        for part in ["0.001", "384000×384000×336000", "2147483648 voxels", "8 GiB"] {
+            assert!(msg.contains(part), "{part:?} not in {msg:?}");
+        }
+        // Just under and just over the limit; an axis alone past it; overflow of the product.
+        let cube = GridShape::new(1024, 1024, 2048);
+        assert!(grid_for_spacing(cube, &RasFromVoxel::identity(), SpacingIjk::isotropic(1.0)).is_ok());
+        assert!(grid_for_spacing(GridShape::new(1025, 1024, 2048), &RasFromVoxel::identity(), SpacingIjk::isotropic(1.0)).is_err());
+        assert!(grid_for_spacing(GridShape::new(1, 1, 1), &RasFromVoxel::identity(), SpacingIjk([1e-300, 1.0, 1.0])).is_err());
+        assert_eq!(checked_grid_size([4e9, 4e9, 1.0]), None);
+        let v = Volume::new(Array3::zeros((224, 512, 512)), aff).expect("valid");
+        assert!(matches!(resample_to_spacing(&v, SpacingIjk::isotropic(1e-3), Interp::Linear), Err(ResampleError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_spacing_that_is_not_positive_and_finite_is_an_error() {
+        let aff = RasFromVoxel::identity();
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let e = grid_for_spacing(GridShape::new(4, 4, 4), &aff, SpacingIjk([1.0, bad, 1.0])).expect_err("bad spacing");
+            assert!(e.to_string().contains("positive, finite"), "{e}");
+        }
     }
 }
