@@ -120,7 +120,7 @@ impl PreparedVolume {
         let normaliser = match modality {
             Modality::Ct => Normaliser::CtWindow { lo: ct_window_hu[0], hi: ct_window_hu[1] },
             _ => {
-                let (mean, std) = mean_std(volume.data.as_slice_memory_order().unwrap_or(&[]), None);
+                let (mean, std) = mean_std(&crate::volume::c_order(&volume.data), None);
                 Normaliser::ZScore { mean: mean as f32, std: if std > 1e-12 { std as f32 } else { 1.0 } }
             }
         };
@@ -379,8 +379,8 @@ pub fn sdf_to_source_mask(
     let (k0, k1) = (clamp(lo[2].floor(), n[2]), clamp(hi[2].ceil(), n[2]));
     let (ci, cj, ck) = (i1 - i0 + 1, j1 - j0 + 1, k1 - k0 + 1);
     let mut crop = Array3::<u8>::zeros((ck, cj, ci));
-    let sdf = sdf.as_standard_layout().into_owned();
-    let sampler = SdfSampler::new(&sdf);
+    let flat = crate::volume::c_order(&sdf);
+    let sampler = SdfSampler::new(&flat, g);
     let m = *grid_from_voxel.matrix();
     let step = [m[(0, 0)], m[(1, 0)], m[(2, 0)]];
     let (lo_g, hi_g) = (-0.5, g as f64 - 0.5);
@@ -444,9 +444,8 @@ struct SdfSampler<'a> {
 }
 
 impl<'a> SdfSampler<'a> {
-    fn new(sdf: &'a Array3<f32>) -> Self {
-        let g = sdf.shape()[0];
-        let flat = sdf.as_slice().unwrap_or(&[]);
+    /// `flat`: the `g³` cube's values in C order.
+    fn new(flat: &'a [f32], g: usize) -> Self {
         let c = g.saturating_sub(1);
         let mut cell = vec![2u8; c * c * c];
         for z in 0..c {

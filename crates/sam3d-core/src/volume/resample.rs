@@ -2,7 +2,7 @@
 //! over output slices. The mapping is one affine, `src_voxel_from_dst_voxel =
 //! voxel_from_ras(src) * ras_from_voxel(dst)`, stepped incrementally along each output row.
 
-use super::{LabelMap, OnGrid, Volume, VolumeMeta};
+use super::{LabelMap, OnGrid, Volume, VolumeMeta, c_order};
 use crate::geometry::{Affine3, GridShape, RasFromVoxel, SpacingIjk, Voxel};
 use ndarray::Array3;
 use rayon::prelude::*;
@@ -90,17 +90,28 @@ fn checked_grid_size(size_ijk: [f64; 3]) -> Option<[usize; 3]> {
 }
 
 /// Trilinear value at a continuous voxel position. Positions within half a voxel outside the
-/// outermost centres take the edge value; further out: `None`.
+/// outermost centres take the edge value; further out: `None`. Any memory layout (a
+/// non-standard one is read by index, more slowly).
 #[inline]
 pub fn trilinear_at(data: &Array3<f32>, x: f64, y: f64, z: f64) -> Option<f32> {
     let s = data.shape();
     let (nk, nj, ni) = (s[0], s[1], s[2]);
-    let slice = data.as_slice()?;
-    sample_lin(slice, ni, nj, nk, x, y, z)
+    match data.as_slice() {
+        Some(d) => sample_lin(d, ni, nj, nk, x, y, z),
+        None => sample_lin_by(|i, j, k| data[[k, j, i]], ni, nj, nk, x, y, z),
+    }
 }
 
+/// Trilinear sample of a C-order `[nk, nj, ni]` slice.
 #[inline(always)]
 fn sample_lin(d: &[f32], ni: usize, nj: usize, nk: usize, x: f64, y: f64, z: f64) -> Option<f32> {
+    let (row, sl) = (ni, ni * nj);
+    sample_lin_by(|i, j, k| d[k * sl + j * row + i], ni, nj, nk, x, y, z)
+}
+
+/// Trilinear sample with the voxel `(i, j, k)` read by `at`.
+#[inline(always)]
+fn sample_lin_by(at: impl Fn(usize, usize, usize) -> f32, ni: usize, nj: usize, nk: usize, x: f64, y: f64, z: f64) -> Option<f32> {
     if !(x >= -0.5 && y >= -0.5 && z >= -0.5 && x <= ni as f64 - 0.5 && y <= nj as f64 - 0.5 && z <= nk as f64 - 0.5) {
         return None;
     }
@@ -109,9 +120,6 @@ fn sample_lin(d: &[f32], ni: usize, nj: usize, nk: usize, x: f64, y: f64, z: f64
     let (x0, y0, z0) = (x.floor() as usize, y.floor() as usize, z.floor() as usize);
     let (x1, y1, z1) = ((x0 + 1).min(ni - 1), (y0 + 1).min(nj - 1), (z0 + 1).min(nk - 1));
     let (fx, fy, fz) = ((x - x0 as f64) as f32, (y - y0 as f64) as f32, (z - z0 as f64) as f32);
-    let row = ni;
-    let sl = ni * nj;
-    let at = |i: usize, j: usize, k: usize| d[k * sl + j * row + i];
     let c00 = at(x0, y0, z0) + (at(x1, y0, z0) - at(x0, y0, z0)) * fx;
     let c10 = at(x0, y1, z0) + (at(x1, y1, z0) - at(x0, y1, z0)) * fx;
     let c01 = at(x0, y0, z1) + (at(x1, y0, z1) - at(x0, y0, z1)) * fx;
@@ -216,7 +224,8 @@ pub fn resample_to_grid(src: &Volume, shape: GridShape, ras_from_voxel: &RasFrom
     let mut out = Array3::<f32>::zeros(shape.array_shape());
     let s = src.shape();
     let (ni, nj, nk) = (s.ni, s.nj, s.nk);
-    let d = src.data.as_slice().unwrap_or(&[]);
+    let d = c_order(&src.data);
+    let d = &*d;
     match interp {
         Interp::Linear if is_axis_aligned(m.matrix()) => resample_axis_aligned(d, s, &mut out, m.matrix(), fill),
         Interp::Linear => for_each_dst(&mut out, &m, |x, y, z| sample_lin(d, ni, nj, nk, x, y, z).unwrap_or(fill)),
@@ -233,7 +242,8 @@ pub fn resample_labels_to_grid(src: &LabelMap, shape: GridShape, ras_from_voxel:
     let mut out = Array3::<u16>::zeros(shape.array_shape());
     let s = src.shape();
     let (ni, nj) = (s.ni, s.nj);
-    let d = src.data.as_slice().unwrap_or(&[]);
+    let d = c_order(&src.data);
+    let d = &*d;
     for_each_dst(&mut out, &m, |x, y, z| {
         s.array_index(crate::geometry::VoxelIjk::new(x, y, z)).map(|a| d[(a.k * nj + a.j) * ni + a.i]).unwrap_or(0)
     });
@@ -337,5 +347,43 @@ mod tests {
             let e = grid_for_spacing(GridShape::new(4, 4, 4), &aff, SpacingIjk([1.0, bad, 1.0])).expect_err("bad spacing");
             assert!(e.to_string().contains("positive, finite"), "{e}");
         }
+    }
+
+    /// Voxels held in another memory layout (Fortran order, a strided slice of a wider array)
+    /// give the same statistics, samples and resampling as the C-order array, whether the
+    /// volume is built by `new` (which stores C order) or by hand: nothing reads them as empty.
+    #[test]
+    fn other_memory_layouts_give_the_same_stats_and_resampling() {
+        let aff = RasFromVoxel::scale_translate([0.9, 1.1, 1.7], [1.0, -2.0, 3.0]);
+        let c = Array3::from_shape_fn((6, 7, 8), |(k, j, i)| (k * 56 + j * 8 + i) as f32 * 0.5 - 20.0);
+        let fortran = c.t().as_standard_layout().into_owned().reversed_axes();
+        assert!(!fortran.is_standard_layout() && fortran == c);
+        let wide = Array3::from_shape_fn((6, 7, 16), |(k, j, i)| if i % 2 == 0 { c[[k, j, i / 2]] } else { f32::NAN });
+        let strided = wide.slice_move(ndarray::s![.., .., ..;2]);
+        assert!(strided.as_slice_memory_order().is_none() && strided == c);
+        let want = Volume::new(c.clone(), aff).expect("valid");
+        let spacing = SpacingIjk([1.3, 0.8, 1.0]);
+        let probe = VoxelIjk::new(3.3, 2.6, 4.1);
+        for data in [fortran, strided] {
+            let by_hand = Volume { data: data.clone(), ras_from_voxel: aff, meta: VolumeMeta::default() };
+            let built = Volume::new(data, aff).expect("valid");
+            assert!(built.data.is_standard_layout() && built.data == c);
+            for v in [&by_hand, &built] {
+                assert_eq!(v.stats(), want.stats());
+                assert_eq!(v.stats().min, -20.0);
+                assert_eq!(v.sample_trilinear(probe), want.sample_trilinear(probe));
+                for interp in [Interp::Linear, Interp::Nearest] {
+                    let got = resample_to_spacing(v, spacing, interp).expect("small");
+                    assert_eq!(got.data, resample_to_spacing(&want, spacing, interp).expect("small").data, "{interp:?}");
+                }
+            }
+        }
+        // Labels too.
+        let lc = c.mapv(|x| (x.abs() as u16) % 5);
+        let lab_f = LabelMap { data: lc.t().as_standard_layout().into_owned().reversed_axes(), ras_from_voxel: aff, meta: VolumeMeta::default() };
+        let (gs, ga) = grid_for_spacing(lab_f.shape(), &aff, spacing).expect("small");
+        let lab_c = LabelMap::new(lab_f.data.clone(), aff).expect("valid");
+        assert!(lab_c.data.is_standard_layout() && lab_c.data == lc);
+        assert_eq!(resample_labels_to_grid(&lab_f, gs, &ga).data, resample_labels_to_grid(&lab_c, gs, &ga).data);
     }
 }
