@@ -347,7 +347,7 @@ pub fn sdf_to_source_mask(
     ras_from_voxel: &RasFromVoxel,
     click: RasMm,
 ) -> SourceMask {
-    let voxel_ml = ras_from_voxel.determinant().abs() / 1000.0;
+    let voxel_ml = ras_from_voxel.voxel_ml();
     let empty = || SourceMask { data: Array3::zeros(shape.array_shape()), voxel_count: 0, volume_ml: 0.0 };
     let (Ok(grid_from_ras), Ok(voxel_from_ras)) = (ras_from_grid.try_inverse(), ras_from_voxel.try_inverse()) else {
         return empty();
