@@ -38,7 +38,7 @@ pub enum ResampleError {
     BadSpacing { spacing: SpacingIjk },
     #[error(
         "spacing {:?} mm would make a {:.0}×{:.0}×{:.0} grid ({voxels:.3e} voxels); the limit is {MAX_GRID_VOXELS} voxels ({} GiB as float32)",
-        .spacing.ijk(), .size_ijk[0], .size_ijk[1], .size_ijk[2], MAX_GRID_VOXELS * 4 >> 30
+        .spacing.ijk(), .size_ijk[0], .size_ijk[1], .size_ijk[2], (MAX_GRID_VOXELS * 4) >> 30
     )]
     TooLarge { spacing: SpacingIjk, size_ijk: [f64; 3], voxels: f64 },
 }
@@ -81,7 +81,7 @@ pub fn grid_for_spacing(shape: GridShape, ras_from_voxel: &RasFromVoxel, spacing
 /// size, when the grid has at most [`MAX_GRID_VOXELS`] voxels; the product is overflow-checked.
 fn checked_grid_size(size_ijk: [f64; 3]) -> Option<[usize; 3]> {
     let limit = MAX_GRID_VOXELS as f64;
-    if size_ijk.iter().any(|&n| !(n <= limit)) {
+    if size_ijk.iter().any(|&n| n.is_nan() || n > limit) {
         return None;
     }
     let n = size_ijk.map(|n| n as u64);
