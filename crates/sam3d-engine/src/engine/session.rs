@@ -512,7 +512,7 @@ pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasF
     let d = comp.mask.dim();
     let mut padded = Array3::from_elem((d.0 + 2, d.1 + 2, d.2 + 2), true);
     padded.slice_mut(ndarray::s![1..d.0 + 1, 1..d.1 + 1, 1..d.2 + 1]).assign(&comp.mask.mapv(|m| !m));
-    let depth = crate::shape::sdf::edt(padded.view(), vol.spacing_mm());
+    let depth = crate::shape::sdf::edt(padded.view(), vol.spacing());
     // Per face (axis x/y/z of the grid, low/high side): voxels near it, and the deepest voxel
     // in the outer quarter on that side.
     let mut touch = [[0usize; 2]; 3];
