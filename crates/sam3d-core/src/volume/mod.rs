@@ -4,6 +4,7 @@
 //! Voxels are held in NIfTI's on-disk order as a C-order array of shape `[k, j, i]` (same bytes,
 //! no transpose). [`GridShape::array_index`] is the one voxel → array conversion.
 
+pub mod dicom;
 pub mod header;
 pub mod intensity;
 pub mod label_names;
@@ -65,6 +66,8 @@ pub struct VolumeMeta {
     pub dtype: Option<DataType>,
     pub affine_source: Option<AffineSource>,
     pub description: String,
+    /// The display window (centre, width) the source suggests (DICOM WindowCenter/Width).
+    pub window: Option<(f64, f64)>,
 }
 
 impl VolumeMeta {
@@ -74,6 +77,7 @@ impl VolumeMeta {
             dtype: Some(info.dtype),
             affine_source: Some(info.affine_source),
             description: info.header.descrip.clone(),
+            window: None,
         }
     }
 }
