@@ -25,6 +25,9 @@ SimpleITK's reading of each.
 Needs: pip install pydicom numpy SimpleITK python-gdcm
 Run from the repository root (the output is committed):
     python3 tests/oracle/dicom_fixtures.py
+The benchmark series (512×512×300 JPEG 2000, not committed; prints SimpleITK's time):
+    python3 tests/oracle/dicom_fixtures.py --bench /tmp/dicom-bench
+    SAM3D_DICOM_BENCH=/tmp/dicom-bench cargo test --release -p sam3d-core --test dicom_oracle dicom_bench -- --ignored --nocapture
 """
 import json
 import os
@@ -486,5 +489,41 @@ def pydicom_files():
         EXPECTED[f"pydicom/{name[:-4]}/{name}"] = facts
 
 
+def bench_series(folder, n=300, size=512):
+    """A 512×512×300 JPEG 2000 (lossless) CT-like series for the #[ignore]d dicom_bench test;
+    not committed. Prints SimpleITK's read time of it."""
+    import time
+    yy, xx = np.mgrid[0:size, 0:size]
+    body = ((xx - size / 2) ** 2 + (yy - size / 2) ** 2 < (size * 0.45) ** 2)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, "_native.dcm")
+    series = uid("bench")
+    for k in range(n):
+        img = np.where(body, 40 + 30 * np.sin(xx / 17.0 + k / 9.0) * np.cos(yy / 23.0), -1000)
+        img = (img + RNG.normal(0, 12, img.shape)).astype(np.int16)
+        ds = base_dataset(series, 100, "Bench J2K")
+        ds.SOPInstanceUID = uid(f"bench/{k}")
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = ["-200", "-200", f"{k * 1.25:.2f}"]
+        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+        ds.PixelSpacing = ["0.78", "0.78"]
+        ds.RescaleSlope, ds.RescaleIntercept = "1", "0"
+        set_pixels(ds, img, True)
+        save(ds, tmp, ExplicitVRLittleEndian)
+        transcode(tmp, os.path.join(folder, f"s{k:04d}.dcm"), gdcm.TransferSyntax.JPEG2000Lossless)
+    os.remove(tmp)
+    r = sitk.ImageSeriesReader()
+    names = r.GetGDCMSeriesFileNames(folder)
+    r.SetFileNames(names)
+    for _ in range(2):
+        t = time.perf_counter()
+        r.Execute()
+        print(f"SimpleITK read {len(names)} slices in {time.perf_counter() - t:.2f} s")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if len(sys.argv) == 3 and sys.argv[1] == "--bench":
+        bench_series(sys.argv[2])
+    else:
+        main()

@@ -207,3 +207,19 @@ fn pydicom_test_files_read_as_simpleitk_and_pydicom_read_them() {
     }
     assert!(compared >= 8, "compared only {compared} pydicom files");
 }
+
+/// Reads the series in `$SAM3D_DICOM_BENCH` (see `tests/oracle/dicom_fixtures.py --bench`)
+/// three times and prints the times; compare with the SimpleITK time the script prints.
+#[test]
+#[ignore]
+fn dicom_bench() {
+    let Ok(dir) = std::env::var("SAM3D_DICOM_BENCH") else {
+        eprintln!("set SAM3D_DICOM_BENCH to a series folder");
+        return;
+    };
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let v = open(Path::new(&dir)).expect("bench series");
+        eprintln!("read {:?} in {:.2} s", v.data.shape(), t.elapsed().as_secs_f64());
+    }
+}

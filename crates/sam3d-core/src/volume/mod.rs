@@ -1,5 +1,5 @@
 //! Volumes and label maps on a voxel grid with a `ras_from_voxel` affine; [`open`] (the one
-//! place a path becomes a volume), NIfTI I/O, resampling and intensity handling.
+//! place a path becomes a volume), NIfTI I/O, DICOM series in (`dicom`), resampling and intensity handling.
 //!
 //! Voxels are held in NIfTI's on-disk order as a C-order array of shape `[k, j, i]` (same bytes,
 //! no transpose). [`GridShape::array_index`] is the one voxel → array conversion.

@@ -167,7 +167,7 @@ pub(crate) fn info(scan: &Scan, part: &Part, index: usize) -> SeriesInfo {
         Err(e) => s.problem = Some(e),
     }
     if part.part.1 > 1 {
-        s.problem.get_or_insert_with(|| format!("part {} of {}: the series mixes orientations or sizes", part.part.0, part.part.1));
+        s.problem.get_or_insert_with(|| format!("its series mixes orientations or sizes; --series #{index} opens this part alone"));
     }
     s
 }
