@@ -223,3 +223,16 @@ fn dicom_bench() {
         eprintln!("read {:?} in {:.2} s", v.data.shape(), t.elapsed().as_secs_f64());
     }
 }
+
+#[test]
+fn a_truncated_file_is_an_error_naming_it_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = std::fs::read_dir(data().join("axial")).expect("dir").next().expect("file").expect("entry").path();
+    let bytes = std::fs::read(&src).expect("read");
+    for keep in [bytes.len() - 100, bytes.len() / 2, 200] {
+        let p = dir.path().join("cut.dcm");
+        std::fs::write(&p, &bytes[..keep]).expect("write");
+        let e = open(&p).expect_err("truncated").to_string();
+        assert!(e.contains("cut.dcm"), "{keep}: {e}");
+    }
+}
