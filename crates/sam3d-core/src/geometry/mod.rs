@@ -13,9 +13,11 @@
 //! of its spaces ([`Affine3<Ras, Voxel>`] = `RasFromVoxel`), so that mixing them does not compile.
 //! Transforms compose like the maths: `ras_from_slice = ras_from_voxel * voxel_from_slice`.
 
+mod dicom;
 mod orientation;
 mod view;
 
+pub use dicom::{DicomPlane, LpsFromVoxel, ras_from_lps_affine};
 pub use orientation::{AxCodes, Orientation, axcodes, io_orientation, reorient_to_canonical_affine};
 pub use view::{DisplayConvention, PixelWalk, SliceGeometry, ViewPlane};
 

@@ -1,9 +1,10 @@
 //! Volumes and label maps on a voxel grid with a `ras_from_voxel` affine; [`open`] (the one
-//! place a path becomes a volume), NIfTI I/O, resampling and intensity handling.
+//! place a path becomes a volume), NIfTI I/O, DICOM series in (`dicom`), resampling and intensity handling.
 //!
 //! Voxels are held in NIfTI's on-disk order as a C-order array of shape `[k, j, i]` (same bytes,
 //! no transpose). [`GridShape::array_index`] is the one voxel → array conversion.
 
+pub mod dicom;
 pub mod header;
 pub mod intensity;
 pub mod label_names;
@@ -66,6 +67,8 @@ pub struct VolumeMeta {
     pub dtype: Option<DataType>,
     pub affine_source: Option<AffineSource>,
     pub description: String,
+    /// The display window (centre, width) the source suggests (DICOM WindowCenter/Width).
+    pub window: Option<(f64, f64)>,
 }
 
 impl VolumeMeta {
@@ -75,6 +78,7 @@ impl VolumeMeta {
             dtype: Some(info.dtype),
             affine_source: Some(info.affine_source),
             description: info.header.descrip.clone(),
+            window: None,
         }
     }
 }
