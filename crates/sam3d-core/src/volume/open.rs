@@ -13,6 +13,10 @@ use std::path::Path;
 pub enum Format {
     /// NIfTI-1 or NIfTI-2, `.nii` or gzipped `.nii.gz`.
     Nifti,
+    /// NRRD, `.nrrd` or a detached `.nhdr` (Slicer's `.seg.nrrd` segmentations too).
+    Nrrd,
+    /// MetaImage, `.mha` or `.mhd` + its data file.
+    MetaImage,
 }
 
 /// Which reader `path` needs, or why none does (naming the path).
@@ -29,9 +33,21 @@ pub fn detect(path: &Path) -> Result<Format, VolumeError> {
     if n == 132 && &head[128..132] == b"DICM" {
         return Err(VolumeError::new(path, "is a DICOM file; this build reads NIfTI (.nii, .nii.gz)"));
     }
+    if head.starts_with(b"NRRD000") || has_suffix(path, &[".nrrd", ".nhdr"]) {
+        return Ok(Format::Nrrd);
+    }
+    if head.starts_with(b"ObjectType") || head.starts_with(b"NDims") || has_suffix(path, &[".mha", ".mhd"]) {
+        return Ok(Format::MetaImage);
+    }
     // Everything else goes to the NIfTI reader, which checks the header itself (sizeof_hdr,
     // magic, gzip) and says what is wrong.
     Ok(Format::Nifti)
+}
+
+/// Does the file name end in one of `suffixes` (lower case, ASCII case ignored)?
+fn has_suffix(path: &Path, suffixes: &[&str]) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    suffixes.iter().any(|s| name.ends_with(s))
 }
 
 fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -53,6 +69,8 @@ pub fn open(path: &Path) -> Result<Volume, VolumeError> {
             let data = info.read_data::<f32>()?;
             Ok(Volume { data, ras_from_voxel: info.ras_from_voxel, meta: VolumeMeta::from_info(&info) })
         }
+        Format::Nrrd => super::nrrd::read_volume(path),
+        Format::MetaImage => super::metaimage::read_volume(path),
     }
 }
 
@@ -64,6 +82,8 @@ pub fn open_labels(path: &Path) -> Result<LabelMap, VolumeError> {
             let data = info.read_data::<u16>()?;
             Ok(LabelMap { data, ras_from_voxel: info.ras_from_voxel, meta: VolumeMeta::from_info(&info) })
         }
+        Format::Nrrd => super::nrrd::read_labels(path),
+        Format::MetaImage => super::metaimage::read_labels(path),
     }
 }
 
