@@ -84,8 +84,18 @@ impl Payload {
         Ok(self.count * self.dtype.size_bytes() as u64)
     }
 
-    /// Reads every sample as `T`; `header` names the file in a conversion error.
+    /// Reads every sample as `T`. Errors name `header`, and the data file when it is another.
     pub fn read<T: Sample>(&self, header: &Path) -> Result<Vec<T>, VolumeError> {
+        self.read_inner(header).map_err(|e| {
+            if e.path == header {
+                e
+            } else {
+                VolumeError::new(header, format!("data file {}: {}", e.path.display(), e.problem))
+            }
+        })
+    }
+
+    fn read_inner<T: Sample>(&self, header: &Path) -> Result<Vec<T>, VolumeError> {
         let need = self.bytes()?;
         let len = std::fs::metadata(&self.path).map(|m| m.len()).map_err(|e| err(&self.path, format!("cannot open: {e}")))?;
         if self.offset > len {
@@ -142,8 +152,9 @@ impl Payload {
     fn decode_stream<T: Sample>(&self, r: &mut dyn Read, need: u64, header: &Path) -> Result<Vec<T>, VolumeError> {
         let bpp = self.dtype.size_bytes();
         // Grows with the data actually read; the first reservation is bounded.
-        let mut out: Vec<T> = Vec::with_capacity(usize::try_from(self.count.min(1 << 22)).unwrap_or(0));
-        let mut buf = vec![0u8; (CHUNK_BYTES / bpp).max(1) * bpp];
+        let mut out: Vec<T> = Vec::with_capacity(usize::try_from(self.count.min(1 << 20)).unwrap_or(0));
+        let chunk = need.min(((CHUNK_BYTES / bpp).max(1) * bpp) as u64) as usize;
+        let mut buf = vec![0u8; chunk];
         let mut bad: Option<f64> = None;
         let mut done = 0u64;
         while done < need {
