@@ -93,6 +93,8 @@ mod tests {
         assert_eq!(tsv_beside(&lab), Some(dir.path().join("labels.tsv")));
         std::fs::write(dir.path().join("seg.tsv"), "1\ta\n").expect("write");
         assert_eq!(tsv_beside(&lab), Some(dir.path().join("seg.tsv")));
+        assert_eq!(tsv_beside(&dir.path().join("seg.seg.nrrd")), Some(dir.path().join("seg.tsv")));
+        assert_eq!(tsv_beside(&dir.path().join("seg.mha")), Some(dir.path().join("seg.tsv")));
     }
 
     #[test]

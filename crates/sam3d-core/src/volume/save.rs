@@ -61,3 +61,29 @@ pub fn save_labels(path: &Path, l: &LabelMap, names: Option<&LabelNames>) -> Res
         OutputFormat::MetaImage => metaimage::write_metaimage(path, l.data.view(), &l.ras_from_voxel, dtype, true),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::RasFromVoxel;
+    use ndarray::Array3;
+
+    #[test]
+    fn the_name_chooses_the_writer_and_every_one_reads_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let aff = RasFromVoxel::scale_translate([0.5, -1.0, 2.0], [3.0, 4.0, 5.0]);
+        let l = LabelMap::new(Array3::from_shape_fn((2, 3, 4), |(k, j, i)| ((i + j + k) % 3) as u16 * 300), aff).expect("grid");
+        for name in ["a.nii.gz", "a.nrrd", "a.seg.nrrd", "a.mha", "A.NRRD"] {
+            let p = dir.path().join(name);
+            l.save(&p).unwrap_or_else(|e| panic!("{e}"));
+            let back = crate::volume::open_labels(&p).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(back.data, l.data, "{name}");
+            assert!(back.ras_from_voxel.max_abs_diff(&aff) < 1e-6, "{name}");
+        }
+        assert_eq!(OutputFormat::of(Path::new("x.seg.nrrd")).expect("known"), OutputFormat::SegNrrd);
+        let e = l.save(&dir.path().join("a.png")).expect_err("unknown").to_string();
+        assert!(e.contains("a.png") && e.contains(".seg.nrrd"), "{e}");
+        let v = Volume::new(l.data.mapv(|x| x as f32), aff).expect("grid");
+        assert!(v.save(&dir.path().join("v.seg.nrrd"), None).expect_err("not a segmentation").to_string().contains("save a volume as .nrrd"));
+    }
+}

@@ -191,7 +191,7 @@ const PALETTE: [[u8; 3]; 8] =
 pub fn write_segmentation(path: &Path, labels: &LabelMap, names: &LabelNames) -> Result<(), VolumeError> {
     let present: BTreeSet<u16> = labels.data.iter().copied().filter(|&x| x != 0).collect();
     let s = labels.data.shape();
-    let extent = format!("0 {} 0 {} 0 {}", s[2] - 1, s[1] - 1, s[0] - 1);
+    let extent = format!("0 {} 0 {} 0 {}", s[2].saturating_sub(1), s[1].saturating_sub(1), s[0].saturating_sub(1));
     let mut kv: Vec<(String, String)> = Vec::new();
     for (n, &label) in present.iter().enumerate() {
         let (name, colour) = names.get(&label).cloned().unwrap_or_else(|| (String::new(), None));
