@@ -137,11 +137,13 @@ fn the_writers_output_reads_back_identically() {
     }
 }
 
-/// Prefixes of every fixture (and every third header byte replaced by a few hostile ones) are
-/// read without a panic, and a failure is one line naming the file.
+/// Every prefix of every fixture (and every other header byte replaced by a few hostile ones)
+/// is read without a panic, and a failure is one line naming the file.
 #[test]
 fn truncated_and_corrupted_fixtures_fail_cleanly() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    // Thousands of small rewrites: in memory where the machine has it, else the temp folder.
+    let shm = Path::new("/dev/shm");
+    let tmp = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.or_else(|_| tempfile::tempdir()).expect("tmp");
     let mut refused = 0;
     for entry in std::fs::read_dir(data_dir()).expect("dir") {
         let src = entry.expect("entry").path();
@@ -166,11 +168,10 @@ fn truncated_and_corrupted_fixtures_fail_cleanly() {
                 }
             }
         };
-        // Every cut in the header and just after it, then every 16th byte of the data.
-        for n in (0..bytes.len()).filter(|&n| n < header_len + 64 || n % 16 == 0) {
+        for n in 0..bytes.len() {
             attempt(&bytes[..n]);
         }
-        for at in (0..header_len).step_by(3) {
+        for at in (0..header_len).step_by(2) {
             for x in [b'\n', b'9', b'-', 0u8, b'(', b'%'] {
                 let mut b = bytes.clone();
                 b[at] = x;
@@ -178,7 +179,7 @@ fn truncated_and_corrupted_fixtures_fail_cleanly() {
             }
         }
     }
-    assert!(refused > 1000, "{refused}");
+    assert!(refused > 10_000, "{refused}");
 }
 
 #[test]
