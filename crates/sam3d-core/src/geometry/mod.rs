@@ -370,6 +370,12 @@ pub fn lps_from_ras() -> Affine3<Lps, Ras> {
     Affine3::scale_translate([-1.0, -1.0, 1.0], [0.0; 3])
 }
 
+/// LPS → RAS (negate x and y): how a file whose world is LPS (NRRD's `left-posterior-superior`,
+/// MetaImage, DICOM) gets its `RasFromVoxel`: `ras_from_lps() * lps_from_voxel`.
+pub fn ras_from_lps() -> Affine3<Ras, Lps> {
+    Affine3::scale_translate([-1.0, -1.0, 1.0], [0.0; 3])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,5 +438,6 @@ mod tests {
         let p = RasMm::new(1.0, -2.0, 3.0);
         assert_eq!(p.to_lps().to_array(), [-1.0, 2.0, 3.0]);
         assert_eq!(lps_from_ras().apply(p).to_array(), p.to_lps().to_array());
+        assert_eq!(ras_from_lps().apply(p.to_lps()).to_array(), p.to_array());
     }
 }

@@ -1,5 +1,7 @@
 //! Volumes and label maps on a voxel grid with a `ras_from_voxel` affine; [`open`] (the one
-//! place a path becomes a volume), NIfTI I/O, DICOM series in (`dicom`), resampling and intensity handling.
+//! place a path becomes a volume) and [`save_volume`] / [`save_labels`] (the one place one
+//! becomes a file); NIfTI, NRRD and MetaImage read and written, DICOM series read (`dicom`);
+//! resampling and intensity handling.
 //!
 //! Voxels are held in NIfTI's on-disk order as a C-order array of shape `[k, j, i]` (same bytes,
 //! no transpose). [`GridShape::array_index`] is the one voxel → array conversion.
@@ -8,14 +10,19 @@ pub mod dicom;
 pub mod header;
 pub mod intensity;
 pub mod label_names;
+pub mod metaimage;
 pub mod nifti;
+pub mod nrrd;
 mod open;
+mod rawdata;
 pub mod resample;
+mod save;
 
 pub use header::{AffineSource, DataType, NiftiHeader, NiftiVersion};
 pub use nifti::{NiftiInfo, WriteOptions, atomic_write, read_info, write_nifti};
 pub use open::{Format, detect, open, open_labels};
 pub use resample::{Interp, MAX_GRID_VOXELS, ResampleError, grid_for_spacing, resample_labels_to_grid, resample_to_grid, resample_to_spacing};
+pub use save::{OutputFormat, save_labels, save_volume};
 
 use crate::geometry::{ArrayIdx, GridShape, RasFromVoxel, RasMm, SpacingIjk, VoxelFromRas, VoxelIjk};
 use ndarray::{Array3, ArrayBase, Data, Ix3, Zip};
@@ -207,10 +214,10 @@ impl Volume {
         Ok(Volume { data: standard_layout(data), ras_from_voxel, meta: VolumeMeta::default() })
     }
 
-    /// Writes as NIfTI in the given datatype (default: the source's, else float32).
+    /// Writes in the format `path` names (NIfTI, NRRD, MetaImage: [`save_volume`]) in the
+    /// given datatype (default: the source's, else float32).
     pub fn save(&self, path: &Path, dtype: Option<DataType>) -> Result<(), VolumeError> {
-        let opts = WriteOptions { dtype: dtype.or(self.meta.dtype).unwrap_or(DataType::Float32), ..Default::default() };
-        write_nifti(path, self.data.view(), &self.ras_from_voxel, &opts)
+        save_volume(path, self, dtype)
     }
 
     /// Min, max and mean over all finite voxels, in parallel.
@@ -316,11 +323,10 @@ impl LabelMap {
         LabelMap { data: Array3::zeros(v.shape().array_shape()), ras_from_voxel: *v.ras_from_voxel(), meta: VolumeMeta::default() }
     }
 
-    /// Writes as NIfTI (uint8 when every label fits, else uint16), atomically.
+    /// Writes in the format `path` names ([`save_labels`], no label table: a `.seg.nrrd` gets
+    /// generated segment names), uint8 when every label fits, else uint16, atomically.
     pub fn save(&self, path: &Path) -> Result<(), VolumeError> {
-        let max = self.data.iter().copied().max().unwrap_or(0);
-        let dtype = if max <= 255 { DataType::Uint8 } else { DataType::Uint16 };
-        write_nifti(path, self.data.view(), &self.ras_from_voxel, &WriteOptions { dtype, ..Default::default() })
+        save_labels(path, self, None)
     }
 
     /// Checks that this label map lies on a volume's grid; the error names both grids.

@@ -15,6 +15,10 @@ pub enum Format {
     Nifti,
     /// A DICOM series: a folder (walked recursively) or one Part 10 file of the series.
     Dicom,
+    /// NRRD, `.nrrd` or a detached `.nhdr` (Slicer's `.seg.nrrd` segmentations too).
+    Nrrd,
+    /// MetaImage, `.mha` or `.mhd` + its data file.
+    MetaImage,
 }
 
 /// Which reader `path` needs, or why none does (naming the path).
@@ -32,9 +36,21 @@ pub fn detect(path: &Path) -> Result<Format, VolumeError> {
     if n == 132 && &head[128..132] == b"DICM" {
         return Ok(Format::Dicom);
     }
+    if head.starts_with(b"NRRD000") || has_suffix(path, &[".nrrd", ".nhdr"]) {
+        return Ok(Format::Nrrd);
+    }
+    if head.starts_with(b"ObjectType") || head.starts_with(b"NDims") || has_suffix(path, &[".mha", ".mhd"]) {
+        return Ok(Format::MetaImage);
+    }
     // Everything else goes to the NIfTI reader, which checks the header itself (sizeof_hdr,
     // magic, gzip) and says what is wrong.
     Ok(Format::Nifti)
+}
+
+/// Does the file name end in one of `suffixes` (lower case, ASCII case ignored)?
+fn has_suffix(path: &Path, suffixes: &[&str]) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    suffixes.iter().any(|s| name.ends_with(s))
 }
 
 fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -59,6 +75,8 @@ pub fn open(path: &Path) -> Result<Volume, VolumeError> {
             let data = info.read_data::<f32>()?;
             Ok(Volume { data, ras_from_voxel: info.ras_from_voxel, meta: VolumeMeta::from_info(&info) })
         }
+        Format::Nrrd => super::nrrd::read_volume(path),
+        Format::MetaImage => super::metaimage::read_volume(path),
     }
 }
 
@@ -71,6 +89,8 @@ pub fn open_labels(path: &Path) -> Result<LabelMap, VolumeError> {
             let data = info.read_data::<u16>()?;
             Ok(LabelMap { data, ras_from_voxel: info.ras_from_voxel, meta: VolumeMeta::from_info(&info) })
         }
+        Format::Nrrd => super::nrrd::read_labels(path),
+        Format::MetaImage => super::metaimage::read_labels(path),
     }
 }
 
