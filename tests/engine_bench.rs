@@ -178,7 +178,7 @@ fn postprocess_and_mesh_stages() {
             labels.shape().array_index(inv.apply(p)).is_some_and(|a| labels.data[a.as_kji()] == 5)
         });
         let h = cfg.output.cube_mm / g as f64;
-        let liver = sam3d_studio::shape::sdf(on_cube.view(), [h, h, h]);
+        let liver = sam3d_studio::shape::sdf(on_cube.view(), sam3d_studio::geometry::SpacingIjk::isotropic(h));
         for (what, sdf) in [("random weights", random), ("liver-like", liver)] {
             let (mut post, mut mesh, mut refine) = (vec![], vec![], vec![]);
             let (mut cpu_post, mut cpu_mesh) = (0.0, 0.0);

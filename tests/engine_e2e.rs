@@ -376,7 +376,7 @@ fn click_mesh_encloses_the_mask_volume_on_the_demo_liver() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
     let labels = sam3d_studio::volume::open_labels(&root.join("labels.nii.gz")).expect("demo labels");
     let liver = labels.data.mapv(|l| l == 5);
-    let sdf_vox = sam3d_studio::shape::sdf(liver.view(), labels.spacing_mm());
+    let sdf_vox = sam3d_studio::shape::sdf(liver.view(), labels.spacing());
     let inv = labels.ras_from_voxel.try_inverse().expect("invertible");
     // A click well inside the liver: its deepest voxel.
     let ((k, j, i), _) = sdf_vox.indexed_iter().min_by(|a, b| a.1.total_cmp(b.1)).expect("voxels");

@@ -3,6 +3,7 @@
 //! written by tests/oracle/make_shape_refs.py).
 
 use ndarray::{Array3, Axis};
+use sam3d_studio::geometry::SpacingIjk;
 use sam3d_studio::shape::{edt, sdf, sdf_classes, sdf_of_labels};
 use sam3d_studio::volume::OnGrid;
 use serde_json::Value;
@@ -50,7 +51,7 @@ fn equals_brute_force_on_random_masks() {
             continue;
         }
         let sp = [0.3 + rng.next() * 2.0, 0.3 + rng.next() * 2.0, 0.3 + rng.next() * 3.0];
-        let got = sdf(m.view(), sp);
+        let got = sdf(m.view(), SpacingIjk(sp));
         let want = brute_sdf(&m, sp);
         for ((idx, &g), &w) in got.indexed_iter().zip(want.iter()) {
             assert!(
@@ -59,7 +60,7 @@ fn equals_brute_force_on_random_masks() {
             );
         }
         // The unsigned transform is the outside half.
-        let e = edt(m.view(), sp);
+        let e = edt(m.view(), SpacingIjk(sp));
         for (&g, &w) in e.iter().zip(want.iter()) {
             assert!((g as f64 - w.max(0.0)).abs() <= 1e-5 * w.abs().max(1.0));
         }
@@ -78,7 +79,7 @@ fn sphere_on_anisotropic_grid() {
         (x * x + y * y + z * z).sqrt()
     };
     let m = Array3::from_shape_fn((nk, nj, ni), |(k, j, i)| rho(k, j, i) <= r);
-    let d = sdf(m.view(), sp);
+    let d = sdf(m.view(), SpacingIjk(sp));
     // Voxel-centre convention: outside voxels measure to inside centres, so the field is
     // |x| − r shifted outward by up to one voxel diagonal (inward inside). Centring that band:
     // within half a voxel diagonal of |x| − r.
@@ -109,7 +110,7 @@ fn matches_scipy_on_the_liver() {
     for case in r["sdf"].as_array().expect("sdf") {
         let sp: Vec<f64> = case["spacing_ijk"].as_array().expect("sp").iter().map(|x| x.as_f64().expect("f")).collect();
         let label = case["label"].as_u64().expect("label") as u16;
-        let d = sdf(labels.mask(label).view(), [sp[0], sp[1], sp[2]]);
+        let d = sdf(labels.mask(label).view(), SpacingIjk([sp[0], sp[1], sp[2]]));
         let ijk = case["ijk"].as_array().expect("ijk");
         let vals = case["values"].as_array().expect("values");
         for (p, v) in ijk.iter().zip(vals) {
@@ -132,7 +133,7 @@ fn per_class_channels_equal_single_class_fields() {
     let labels = sam3d_studio::volume::open_labels(&root().join("assets/demo/labels.nii.gz")).expect("demo labels");
     let classes = [5u16, 1, 2];
     let sp = labels.spacing_mm();
-    let all = sdf_classes(labels.data.view(), &classes, sp);
+    let all = sdf_classes(labels.data.view(), &classes, SpacingIjk(sp));
     assert_eq!(all.shape(), &[3, labels.data.shape()[0], labels.data.shape()[1], labels.data.shape()[2]]);
     for (c, &l) in classes.iter().enumerate() {
         let one = sdf_of_labels(&labels, Some(l));

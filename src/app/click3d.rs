@@ -136,7 +136,7 @@ pub fn spawn_region_growing(
                 Ok(Ok(mask)) => {
                     let voxels = mask.iter().filter(|&&m| m).count();
                     let bbox_kji = crate::shape::sdf::bounding_box(mask.view());
-                    let ml = voxels as f64 * volume.spacing_mm().iter().product::<f64>() / 1000.0;
+                    let ml = voxels as f64 * volume.voxel_ml();
                     ClickEvent::Done(Box::new(Candidate {
                         job,
                         click,

@@ -370,7 +370,7 @@ pub fn side_panel_ui(app: &mut App, ui: &mut egui::Ui) {
                 }
             });
             ui.separator();
-            let voxel_ml = scene.volume.spacing_mm().iter().product::<f64>() / 1000.0;
+            let voxel_ml = scene.volume.voxel_ml();
             egui::Grid::new("labels_list").num_columns(3).spacing([6.0, 2.0]).striped(true).show(ui, |ui| {
                 for (&id, e) in &layer.table.entries {
                     let mut colour = e.colour;

@@ -4,7 +4,7 @@
 mod shape_cmds;
 
 use crate::data::phantom::PhantomSpec;
-use crate::geometry::axcodes;
+use crate::geometry::{SpacingIjk, axcodes};
 use crate::volume::{DataType, Interp, OnGrid, read_info, resample_to_spacing};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -306,14 +306,11 @@ fn resample(input: &Path, output: &Path, spacing: &[f64], interp: Interp) -> Res
         [a, b, c] => [*a, *b, *c],
         _ => bail!("--spacing takes one value (isotropic) or three (i,j,k), got {}", spacing.len()),
     };
-    if sp.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-        bail!("--spacing must be positive millimetres, got {spacing:?}");
-    }
     let t0 = std::time::Instant::now();
     let vol = crate::volume::open(input)?;
     log::info!("read {:.3} s", t0.elapsed().as_secs_f64());
     let t1 = std::time::Instant::now();
-    let out = resample_to_spacing(&vol, sp, interp);
+    let out = resample_to_spacing(&vol, SpacingIjk(sp), interp).with_context(|| format!("{}: cannot resample", input.display()))?;
     log::info!("resample {:.3} s", t1.elapsed().as_secs_f64());
     let t2 = std::time::Instant::now();
     let dtype = match interp {

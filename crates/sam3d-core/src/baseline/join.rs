@@ -29,7 +29,8 @@
 //! are grown at their own resolution. The checks run on the coarse region; only a region that
 //! is joined is taken back to the scan's grid.
 
-use super::{GrowError, GrowParams, component_containing, grow_with_floor, morph};
+use super::{GrowError, GrowParams, grow_with_floor, morph};
+use crate::shape::flood::component_containing;
 use crate::geometry::{RasFromVoxel, RasMm, VoxelIjk};
 use crate::shape::GridComponent;
 use crate::volume::{OnGrid, Volume};
@@ -85,8 +86,8 @@ pub fn join_region_growing(
     if model.voxel_count == 0 || !model.fits(shape) {
         return keep(JoinOutcome::NoRegion);
     }
-    let sp = vol.spacing_mm();
-    let margin_kji = [sp[2], sp[1], sp[0]].map(|s| (JOIN_MARGIN_MM / s).ceil() as usize);
+    let sp_kji = vol.spacing().kji();
+    let margin_kji = sp_kji.map(|s| (JOIN_MARGIN_MM / s).ceil() as usize);
     let d = model.mask.dim();
     let dims = [d.0, d.1, d.2];
     let mut lo = [0usize; 3];
@@ -97,7 +98,6 @@ pub fn join_region_growing(
     }
     let n = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
     // The box averaged down by whole voxels to about JOIN_GROW_MM (module doc).
-    let sp_kji = [sp[2], sp[1], sp[0]];
     let f = sp_kji.map(|s| (JOIN_GROW_MM / s).round().max(1.0) as usize);
     let nc: [usize; 3] = std::array::from_fn(|a| n[a].div_ceil(f[a]));
     let crop = vol.data.slice(s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]);
@@ -163,7 +163,7 @@ pub fn join_region_growing(
         let Some(seed) = sub.shape().array_index(sub.voxel_from_ras().apply(click)).filter(|c| part[[c.k, c.j, c.i]]) else {
             return keep(outcome);
         };
-        let part = component_containing(&part, seed);
+        let part = component_containing(part.view(), seed);
         grown = count(&part);
         if check(&part, grown).is_some() {
             return keep(outcome);

@@ -11,10 +11,10 @@ pub mod join;
 pub mod refine;
 
 use crate::geometry::{ArrayIdx, RasMm};
+use crate::shape::flood::{component_containing, fill_holes};
 use crate::volume::{OnGrid, Volume};
-use ndarray::{Array3, Axis, Zip};
+use ndarray::{Array3, Zip};
 use rayon::prelude::*;
-use std::collections::VecDeque;
 
 /// Parameters; defaults suit CT and MR at clinical resolutions.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -116,36 +116,6 @@ fn smooth_axis(src: &Array3<f32>, ax: usize, w: &[f32]) -> Array3<f32> {
     Array3::from_shape_vec((nk, nj, ni), out).unwrap_or_else(|_| unreachable!("shape of the input"))
 }
 
-fn neighbours(a: ArrayIdx, shape: [usize; 3]) -> impl Iterator<Item = ArrayIdx> {
-    let [nk, nj, ni] = shape;
-    let d: [(isize, isize, isize); 6] = [(-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1)];
-    d.into_iter().filter_map(move |(dk, dj, di)| {
-        let (k, j, i) = (a.k as isize + dk, a.j as isize + dj, a.i as isize + di);
-        (k >= 0 && j >= 0 && i >= 0 && (k as usize) < nk && (j as usize) < nj && (i as usize) < ni)
-            .then_some(ArrayIdx { k: k as usize, j: j as usize, i: i as usize })
-    })
-}
-
-/// 6-connected component of `mask` containing `seed` (empty if the seed is not in the mask).
-pub fn component_containing(mask: &Array3<bool>, seed: ArrayIdx) -> Array3<bool> {
-    let shape = [mask.shape()[0], mask.shape()[1], mask.shape()[2]];
-    let mut out = Array3::from_elem(mask.raw_dim(), false);
-    if !mask[seed.as_kji()] {
-        return out;
-    }
-    let mut q = VecDeque::from([seed]);
-    out[seed.as_kji()] = true;
-    while let Some(a) = q.pop_front() {
-        for b in neighbours(a, shape) {
-            if mask[b.as_kji()] && !out[b.as_kji()] {
-                out[b.as_kji()] = true;
-                q.push_back(b);
-            }
-        }
-    }
-    out
-}
-
 /// Binary erosion or dilation with an ellipsoidal (physical-ball) structuring element.
 fn morph(mask: &Array3<bool>, radius_vox_kji: [usize; 3], erode: bool) -> Array3<bool> {
     let [rk, rj, ri] = radius_vox_kji.map(|r| r as isize);
@@ -173,30 +143,6 @@ fn morph(mask: &Array3<bool>, radius_vox_kji: [usize; 3], erode: bool) -> Array3
     out
 }
 
-/// Fills cavities not connected to the array border.
-pub fn fill_holes(mask: &Array3<bool>) -> Array3<bool> {
-    let s = mask.shape();
-    let shape = [s[0], s[1], s[2]];
-    let mut outside = Array3::from_elem(mask.raw_dim(), false);
-    let mut q = VecDeque::new();
-    for ((k, j, i), &m) in mask.indexed_iter() {
-        let border = k == 0 || j == 0 || i == 0 || k == s[0] - 1 || j == s[1] - 1 || i == s[2] - 1;
-        if border && !m {
-            outside[[k, j, i]] = true;
-            q.push_back(ArrayIdx { k, j, i });
-        }
-    }
-    while let Some(a) = q.pop_front() {
-        for b in neighbours(a, shape) {
-            if !mask[b.as_kji()] && !outside[b.as_kji()] {
-                outside[b.as_kji()] = true;
-                q.push_back(b);
-            }
-        }
-    }
-    outside.mapv(|o| !o)
-}
-
 /// Segments the structure under `click` (RAS mm). Returns a mask on the volume's grid.
 pub fn grow_from_click(vol: &Volume, click: RasMm, p: &GrowParams) -> Result<Array3<bool>, GrowError> {
     grow_from_click_until(vol, click, p, &|| false)
@@ -213,8 +159,7 @@ pub fn grow_from_click_until(vol: &Volume, click: RasMm, p: &GrowParams, cancell
 pub fn grow_with_floor(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, cancelled: &dyn Fn() -> bool) -> Result<Array3<bool>, GrowError> {
     let check = || if cancelled() { Err(GrowError::Cancelled) } else { Ok(()) };
     let seed = vol.index_of_ras(click).ok_or(GrowError::OutsideVolume(click.x(), click.y(), click.z()))?;
-    let sp = vol.spacing_mm(); // i, j, k
-    let sp_kji = [sp[2], sp[1], sp[0]];
+    let sp_kji = vol.spacing().kji();
     // At least ~0.8 voxel of smoothing along every axis, so noise is reduced on coarse grids too.
     let sm = gaussian_smooth(&vol.data, sp_kji.map(|s| (p.smooth_sigma_mm / s).max(0.8)));
     let shape = [sm.shape()[0], sm.shape()[1], sm.shape()[2]];
@@ -262,7 +207,7 @@ pub fn grow_with_floor(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, c
             }
         });
         cand[seed.as_kji()] = true;
-        region = component_containing(&cand, seed);
+        region = component_containing(cand.view(), seed);
         let inside: Vec<f64> = sm.iter().zip(region.iter()).filter(|(_, r)| **r).map(|(v, _)| *v as f64).collect();
         let (m, sd) = stats(&inside);
         (mean, std) = (m, sd.min(std_cap));
@@ -272,7 +217,7 @@ pub fn grow_with_floor(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, c
     let rad = sp_kji.map(|s| (p.opening_radius_mm / s).round() as usize);
     let opened = if rad.iter().any(|&r| r > 0) {
         let er = morph(&region, rad, true);
-        let part = if er[seed.as_kji()] { component_containing(&er, seed) } else { nearest_component(&er, seed).unwrap_or(er) };
+        let part = if er[seed.as_kji()] { component_containing(er.view(), seed) } else { nearest_component(&er, seed).unwrap_or(er) };
         let dil = morph(&part, rad, false);
         Zip::from(&mut region.view_mut()).and(&dil).par_for_each(|r, &d| *r = *r && d);
         region
@@ -312,81 +257,18 @@ pub fn grow_with_floor(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, c
             }
         });
     }
-    Ok(fill_holes(&component_containing(&region, seed)))
+    Ok(fill_holes(component_containing(region.view(), seed).view()))
 }
 
-/// The deepest interior point of a mask (largest distance to the outside, in mm, by an exact
-/// Euclidean distance transform), in RAS: where a user would click. `None` for an empty mask.
+/// The deepest interior point of a mask (largest distance to the outside, in mm, by the exact
+/// Euclidean distance transform of [`crate::shape::sdf`]), in RAS: where a user would click.
+/// `None` for an empty mask. A mask that fills the grid has no outside to measure to (every
+/// distance is `+∞`); its last voxel in `[k, j, i]` order is returned, as before.
 pub fn deepest_point(mask: &Array3<bool>, grid: &impl OnGrid) -> Option<RasMm> {
-    let sp = grid.spacing_mm();
-    let dist = crate::baseline::edt_inside(mask, [sp[2], sp[1], sp[0]]);
+    let dist = crate::shape::sdf::edt(mask.mapv(|m| !m).view(), grid.spacing());
     let best = dist.indexed_iter().filter(|(_, d)| **d > 0.0).max_by(|a, b| a.1.total_cmp(b.1))?;
     let (k, j, i) = best.0;
     Some(grid.ras_of(ArrayIdx { k, j, i }))
-}
-
-/// Squared-free exact Euclidean distance (mm) from each inside voxel to the nearest outside
-/// voxel centre (0 outside); separable lower-envelope algorithm over the three axes.
-pub fn edt_inside(mask: &Array3<bool>, spacing_kji: [f64; 3]) -> Array3<f64> {
-    const BIG: f64 = 1e30;
-    let mut d2 = mask.mapv(|m| if m { BIG } else { 0.0 });
-    for (ax, &sp) in spacing_kji.iter().enumerate() {
-        Zip::from(d2.lanes_mut(Axis(ax))).par_for_each(|mut lane| {
-            let f: Vec<f64> = lane.iter().copied().collect();
-            let out = envelope_1d(&f, sp);
-            for (o, v) in lane.iter_mut().zip(out) {
-                *o = v;
-            }
-        });
-    }
-    d2.mapv(f64::sqrt)
-}
-
-/// 1D squared distance transform of sampled function `f` with sample spacing `sp`
-/// (Felzenszwalb & Huttenlocher's lower envelope of parabolas).
-fn envelope_1d(f: &[f64], sp: f64) -> Vec<f64> {
-    let n = f.len();
-    let mut out = vec![0.0; n];
-    let mut v = vec![0usize; n];
-    let mut z = vec![0f64; n + 1];
-    let mut k = 0usize;
-    let pos = |q: usize| q as f64 * sp;
-    let finite: Vec<usize> = (0..n).filter(|&q| f[q] < 1e29).collect();
-    if finite.is_empty() {
-        return f.to_vec();
-    }
-    v[0] = finite[0];
-    z[0] = f64::NEG_INFINITY;
-    z[1] = f64::INFINITY;
-    for &q in &finite[1..] {
-        loop {
-            let p = v[k];
-            let s = ((f[q] + pos(q) * pos(q)) - (f[p] + pos(p) * pos(p))) / (2.0 * (pos(q) - pos(p)));
-            if s <= z[k] && k > 0 {
-                k -= 1;
-                continue;
-            }
-            if s <= z[k] {
-                v[0] = q;
-                z[1] = f64::INFINITY;
-                break;
-            }
-            k += 1;
-            v[k] = q;
-            z[k] = s;
-            z[k + 1] = f64::INFINITY;
-            break;
-        }
-    }
-    let mut kk = 0;
-    for (q, o) in out.iter_mut().enumerate() {
-        while z[kk + 1] < pos(q) {
-            kk += 1;
-        }
-        let p = v[kk];
-        *o = (pos(q) - pos(p)).powi(2) + f[p];
-    }
-    out
 }
 
 /// The component of `mask` nearest to `seed` (when erosion removed the seed voxel itself).
@@ -400,7 +282,7 @@ fn nearest_component(mask: &Array3<bool>, seed: ArrayIdx) -> Option<Array3<bool>
             (d, k, j, i)
         })
         .min()?;
-    Some(component_containing(mask, ArrayIdx { k: best.1, j: best.2, i: best.3 }))
+    Some(component_containing(mask.view(), ArrayIdx { k: best.1, j: best.2, i: best.3 }))
 }
 
 #[cfg(test)]
@@ -476,24 +358,35 @@ mod tests {
         assert!(c.iter().all(|v| (v - 7.0).abs() < 1e-4));
     }
 
+    /// On a grid with three different spacings (a swapped axis order would show), the
+    /// deepest point is a voxel whose brute-force distance to the outside is the largest.
     #[test]
-    fn edt_matches_brute_force() {
+    fn deepest_point_matches_brute_force_on_an_anisotropic_grid() {
         let mut r = crate::data::phantom::Rng::new(9);
-        let m = Array3::from_shape_fn([6, 7, 8], |_| r.uniform() < 0.7);
-        let sp = [2.5, 0.7, 1.1];
-        let d = edt_inside(&m, sp);
-        for ((k, j, i), &inside) in m.indexed_iter() {
-            let mut best = if inside { f64::INFINITY } else { 0.0 };
-            if inside {
-                for ((k2, j2, i2), &o) in m.indexed_iter() {
-                    if !o {
-                        let dd = ((k as f64 - k2 as f64) * sp[0]).powi(2) + ((j as f64 - j2 as f64) * sp[1]).powi(2) + ((i as f64 - i2 as f64) * sp[2]).powi(2);
-                        best = best.min(dd.sqrt());
-                    }
-                }
-            }
-            assert!((d[[k, j, i]] - best).abs() < 1e-9, "({k},{j},{i}): {} vs {best}", d[[k, j, i]]);
-        }
+        // A lumpy blob: voxels near the middle, thinned at random.
+        let m = Array3::from_shape_fn([9, 11, 13], |(k, j, i)| {
+            let d = ((k as f64 - 4.0) / 4.0).powi(2) + ((j as f64 - 5.0) / 5.0).powi(2) + ((i as f64 - 6.0) / 6.0).powi(2);
+            d < 1.0 && r.uniform() < 0.9
+        });
+        let aff = crate::geometry::RasFromVoxel::scale_translate([0.6, 1.3, 2.9], [-4.0, 7.0, 11.0]);
+        let labels = crate::volume::LabelMap::new(m.mapv(u16::from), aff).expect("valid affine");
+        let sp = [2.9, 1.3, 0.6]; // k, j, i
+        let depth = |(k, j, i): (usize, usize, usize)| {
+            m.indexed_iter()
+                .filter(|(_, x)| !**x)
+                .map(|((k2, j2, i2), _)| {
+                    ((k as f64 - k2 as f64) * sp[0]).powi(2) + ((j as f64 - j2 as f64) * sp[1]).powi(2) + ((i as f64 - i2 as f64) * sp[2]).powi(2)
+                })
+                .fold(f64::INFINITY, f64::min)
+                .sqrt()
+        };
+        let deepest = m.indexed_iter().filter(|(_, x)| **x).map(|(a, _)| depth(a)).fold(0.0, f64::max);
+        let p = deepest_point(&m, &labels).expect("non-empty");
+        let a = labels.index_of_ras(p).expect("on the grid");
+        assert!(m[a.as_kji()], "the point is inside");
+        let got = depth((a.k, a.j, a.i));
+        assert!((got - deepest).abs() < 1e-4, "depth {got} at {a:?}, the deepest is {deepest}");
+        assert!(deepest_point(&Array3::from_elem([3, 3, 3], false), &labels).is_none());
     }
 
     #[test]
@@ -514,13 +407,13 @@ mod tests {
             }
         }
         m[[3, 3, 3]] = false;
-        let f = fill_holes(&m);
+        let f = fill_holes(m.view());
         assert!(f[[3, 3, 3]] && !f[[0, 0, 0]]);
         let mut two = Array3::from_elem([3, 3, 7], false);
         two[[1, 1, 1]] = true;
         two[[1, 1, 2]] = true;
         two[[1, 1, 5]] = true;
-        let c = component_containing(&two, ArrayIdx { k: 1, j: 1, i: 1 });
+        let c = component_containing(two.view(), ArrayIdx { k: 1, j: 1, i: 1 });
         assert_eq!(c.iter().filter(|x| **x).count(), 2);
     }
 }

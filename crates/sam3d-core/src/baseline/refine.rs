@@ -17,7 +17,8 @@
 //! Without pruning it only adds voxels. The work is on the mask's box grown by the band (and
 //! the smoothing's reach), never on the whole scan.
 
-use super::{component_containing, fill_holes, gaussian_smooth, morph, neighbours};
+use super::{gaussian_smooth, morph};
+use crate::shape::flood::{component_containing, fill_holes, grow_through, largest_component};
 use crate::geometry::ArrayIdx;
 use crate::shape::GridComponent;
 use crate::volume::{OnGrid, Volume};
@@ -100,8 +101,8 @@ pub fn refine_component(vol: &Volume, comp: &GridComponent, p: &RefineParams, fl
     if comp.voxel_count == 0 || !comp.fits([vol.data.shape()[0], vol.data.shape()[1], vol.data.shape()[2]]) {
         return comp.clone();
     }
-    let sp = vol.spacing_mm(); // [si, sj, sk]
-    let sp_kji = [sp[2], sp[1], sp[0]];
+    let sp = vol.spacing();
+    let sp_kji = sp.kji();
     let shape = vol.data.shape();
     let sigma_vox = sp_kji.map(|s| (p.smooth_sigma_mm / s).max(0.8));
     let band_vox = sp_kji.map(|s| (p.band_mm / s).ceil() as usize);
@@ -162,11 +163,11 @@ pub fn refine_component(vol: &Volume, comp: &GridComponent, p: &RefineParams, fl
         let mut keep = model.clone();
         Zip::from(&mut keep).and(&inner).for_each(|m, &v| *m = *m && (v as f64) >= plo && (v as f64) <= phi);
         let part = match click.filter(|c| keep[c.as_kji()]) {
-            Some(c) => component_containing(&keep, c),
-            None => largest_component(&keep),
+            Some(c) => component_containing(keep.view(), c),
+            None => largest_component(keep.view()),
         };
         if part.iter().any(|x| *x) {
-            model = fill_holes(&part);
+            model = fill_holes(part.view());
         }
     }
 
@@ -177,73 +178,16 @@ pub fn refine_component(vol: &Volume, comp: &GridComponent, p: &RefineParams, fl
     Zip::from(&mut added).and(&model).and(&inner).and(&d2).par_for_each(|a, &m, &v, &d| {
         *a = !m && d <= band2 && (v as f64) >= vlo && (v as f64) <= vhi;
     });
-    let kept = with_connected(&model, &added);
+    let kept = grow_through(model.view(), added.view());
     let Some((blo, bhi)) = crate::shape::sdf::bounding_box(kept.view()) else { return comp.clone() };
     let mask = kept.slice(s![blo[0]..=bhi[0], blo[1]..=bhi[1], blo[2]..=bhi[2]]).to_owned();
     let voxel_count = mask.iter().filter(|m| **m).count();
     GridComponent { origin_kji: [lo[0] + blo[0], lo[1] + blo[1], lo[2] + blo[2]], mask, voxel_count }
 }
 
-/// The largest 6-connected component of `mask` (empty when `mask` is); one labelling pass.
-fn largest_component(mask: &Array3<bool>) -> Array3<bool> {
-    let d = mask.dim();
-    let shape = [d.0, d.1, d.2];
-    let mut label = Array3::<u32>::zeros(mask.raw_dim());
-    let (mut next, mut best, mut best_size) = (0u32, 0u32, 0usize);
-    let mut stack = Vec::new();
-    for ((k, j, i), &m) in mask.indexed_iter() {
-        if !m || label[[k, j, i]] != 0 {
-            continue;
-        }
-        next += 1;
-        label[[k, j, i]] = next;
-        stack.push(ArrayIdx { k, j, i });
-        let mut size = 0;
-        while let Some(a) = stack.pop() {
-            size += 1;
-            for b in neighbours(a, shape) {
-                if mask[b.as_kji()] && label[b.as_kji()] == 0 {
-                    label[b.as_kji()] = next;
-                    stack.push(b);
-                }
-            }
-        }
-        if size > best_size {
-            (best, best_size) = (next, size);
-        }
-    }
-    label.mapv(|l| best != 0 && l == best)
-}
-
-/// `mask` (connected) plus the voxels of `added` 6-connected to it through `added`: the
-/// component of `mask ∪ added` that holds `mask`, found by a fill over `added` alone.
-fn with_connected(mask: &Array3<bool>, added: &Array3<bool>) -> Array3<bool> {
-    let d = mask.dim();
-    let shape = [d.0, d.1, d.2];
-    let mut out = mask.clone();
-    // Start from the added voxels that touch the mask.
-    let mut stack: Vec<ArrayIdx> = added
-        .indexed_iter()
-        .filter(|(_, a)| **a)
-        .map(|((k, j, i), _)| ArrayIdx { k, j, i })
-        .filter(|&a| neighbours(a, shape).any(|b| mask[b.as_kji()]))
-        .collect();
-    stack.iter().for_each(|a| out[a.as_kji()] = true);
-    while let Some(a) = stack.pop() {
-        for b in neighbours(a, shape) {
-            if added[b.as_kji()] && !out[b.as_kji()] {
-                out[b.as_kji()] = true;
-                stack.push(b);
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::baseline::component_containing;
     use crate::data::phantom::{PhantomSpec, Rng, generate};
     use crate::geometry::RasFromVoxel;
     use crate::volume::Modality;
@@ -318,7 +262,7 @@ mod tests {
     fn restores_an_eroded_phantom_organ() {
         let case = generate(&PhantomSpec::small(Modality::Ct), 4);
         let vol = &case.volume;
-        let sp = vol.spacing_mm();
+        let sp = vol.spacing();
         for label in [1u16, 5] {
             let gt = case.labels.mask(label);
             let mut eroded = gt.clone();
@@ -326,7 +270,7 @@ mod tests {
                 eroded = morph(&eroded, [1, 1, 1], true);
             }
             let seed = eroded.indexed_iter().find(|(_, m)| **m).map(|((k, j, i), _)| ArrayIdx { k, j, i }).expect("non-empty");
-            let eroded = component_containing(&eroded, seed);
+            let eroded = component_containing(eroded.view(), seed);
             let p = RefineParams::default();
             let got = full(&refine_component(vol, &as_component(&eroded), &p, intensity_floor(vol), Some(seed)), vol);
             let (before, after) = (dice(&eroded, &gt), dice(&got, &gt));
@@ -379,7 +323,7 @@ mod tests {
     #[test]
     fn pruning_drops_a_neighbours_cap_and_keeps_the_organs_vessels() {
         let (vol, organ, neighbour, vessel, click) = touching_organs();
-        let sp = vol.spacing_mm();
+        let sp = vol.spacing();
         let from_organ = crate::shape::sdf::edt(organ.view(), sp);
         let depth = crate::shape::sdf::edt(organ.mapv(|o| !o).view(), sp);
         let cap = &neighbour & &from_organ.mapv(|d| d <= 6.0);
@@ -411,7 +355,7 @@ mod tests {
         assert!(count(&neighbour) > 2 * count(&organ));
         let p = RefineParams { prune_multiplier: Some(3.0), stats_radius_mm: Some(6.0), ..Default::default() };
         let near = full(&refine_component(&vol, &as_component(&model), &p, 5.0, Some(click)), &vol);
-        let from_organ = crate::shape::sdf::edt(organ.view(), vol.spacing_mm());
+        let from_organ = crate::shape::sdf::edt(organ.view(), vol.spacing());
         // Past 3 mm no blend of the organ's surroundings (air, the neighbour) looks like it.
         let outside = count(&(&near & &from_organ.mapv(|d| d > 3.0)));
         assert_eq!(outside, 0, "{outside} voxels kept beyond the organ's blurred edge");
@@ -430,13 +374,13 @@ mod tests {
         for _ in 0..5 {
             let noise = Array3::from_shape_fn((9, 11, 13), |_| rng.uniform());
             let seed = ArrayIdx { k: 4, j: 5, i: 6 };
-            let mask = component_containing(&noise.mapv(|x| x < 0.5), seed);
+            let mask = component_containing(noise.mapv(|x| x < 0.5).view(), seed);
             let mut mask = mask;
             mask[seed.as_kji()] = true;
-            let mask = component_containing(&mask, seed);
+            let mask = component_containing(mask.view(), seed);
             let added = Array3::from_shape_fn((9, 11, 13), |_| rng.uniform() < 0.45) & mask.mapv(|m| !m);
             let union = &mask | &added;
-            assert_eq!(with_connected(&mask, &added), component_containing(&union, seed));
+            assert_eq!(grow_through(mask.view(), added.view()), component_containing(union.view(), seed));
         }
     }
 

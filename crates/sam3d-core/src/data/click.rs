@@ -120,7 +120,7 @@ impl PreparedVolume {
         let normaliser = match modality {
             Modality::Ct => Normaliser::CtWindow { lo: ct_window_hu[0], hi: ct_window_hu[1] },
             _ => {
-                let (mean, std) = mean_std(volume.data.as_slice_memory_order().unwrap_or(&[]), None);
+                let (mean, std) = mean_std(&crate::volume::c_order(&volume.data), None);
                 Normaliser::ZScore { mean: mean as f32, std: if std > 1e-12 { std as f32 } else { 1.0 } }
             }
         };
@@ -347,7 +347,7 @@ pub fn sdf_to_source_mask(
     ras_from_voxel: &RasFromVoxel,
     click: RasMm,
 ) -> SourceMask {
-    let voxel_ml = ras_from_voxel.determinant().abs() / 1000.0;
+    let voxel_ml = ras_from_voxel.voxel_ml();
     let empty = || SourceMask { data: Array3::zeros(shape.array_shape()), voxel_count: 0, volume_ml: 0.0 };
     let (Ok(grid_from_ras), Ok(voxel_from_ras)) = (ras_from_grid.try_inverse(), ras_from_voxel.try_inverse()) else {
         return empty();
@@ -379,8 +379,8 @@ pub fn sdf_to_source_mask(
     let (k0, k1) = (clamp(lo[2].floor(), n[2]), clamp(hi[2].ceil(), n[2]));
     let (ci, cj, ck) = (i1 - i0 + 1, j1 - j0 + 1, k1 - k0 + 1);
     let mut crop = Array3::<u8>::zeros((ck, cj, ci));
-    let sdf = sdf.as_standard_layout().into_owned();
-    let sampler = SdfSampler::new(&sdf);
+    let flat = crate::volume::c_order(&sdf);
+    let sampler = SdfSampler::new(&flat, g);
     let m = *grid_from_voxel.matrix();
     let step = [m[(0, 0)], m[(1, 0)], m[(2, 0)]];
     let (lo_g, hi_g) = (-0.5, g as f64 - 0.5);
@@ -422,7 +422,7 @@ pub fn sdf_to_source_mask(
     });
     let origin = [k0, j0, i0];
     let voxel_count = match seed_voxel(&crop, origin, shape, &voxel_from_ras, ras_from_voxel, click) {
-        Some(seed) => mark_component(&mut crop, seed),
+        Some(seed) => crate::shape::flood::flood(&mut crop, [seed], 1, 2).map_or(0, |f| f.count),
         None => 0,
     };
     let mut data = Array3::<u16>::zeros(shape.array_shape());
@@ -444,9 +444,8 @@ struct SdfSampler<'a> {
 }
 
 impl<'a> SdfSampler<'a> {
-    fn new(sdf: &'a Array3<f32>) -> Self {
-        let g = sdf.shape()[0];
-        let flat = sdf.as_slice().unwrap_or(&[]);
+    /// `flat`: the `g³` cube's values in C order.
+    fn new(flat: &'a [f32], g: usize) -> Self {
         let c = g.saturating_sub(1);
         let mut cell = vec![2u8; c * c * c];
         for z in 0..c {
@@ -522,52 +521,6 @@ fn seed_voxel(crop: &Array3<u8>, origin: [usize; 3], shape: GridShape, voxel_fro
     best.map(|b| b.0)
 }
 
-/// Marks the 6-connected component of `seed` (a `[k, j, i]` index of a set voxel) with 2, in
-/// place; returns its voxel count.
-fn mark_component(data: &mut Array3<u8>, seed: [usize; 3]) -> usize {
-    let sh = data.shape();
-    let (nk, nj, ni) = (sh[0], sh[1], sh[2]);
-    let Some(flat) = data.as_slice_mut() else { return 0 };
-    let (row, slab) = (ni, ni * nj);
-    let start = seed[0] * slab + seed[1] * row + seed[2];
-    if flat[start] == 0 {
-        return 0;
-    }
-    flat[start] = 2;
-    let mut stack = vec![start];
-    let mut count = 0usize;
-    while let Some(at) = stack.pop() {
-        count += 1;
-        let (k, rem) = (at / slab, at % slab);
-        let (j, i) = (rem / row, rem % row);
-        let mut visit = |q: usize| {
-            if flat[q] == 1 {
-                flat[q] = 2;
-                stack.push(q);
-            }
-        };
-        if i > 0 {
-            visit(at - 1);
-        }
-        if i + 1 < ni {
-            visit(at + 1);
-        }
-        if j > 0 {
-            visit(at - row);
-        }
-        if j + 1 < nj {
-            visit(at + row);
-        }
-        if k > 0 {
-            visit(at - slab);
-        }
-        if k + 1 < nk {
-            visit(at + slab);
-        }
-    }
-    count
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,6 +563,7 @@ mod tests {
         d[[2, 2, 1]] = 1;
         d[[2, 2, 2]] = 1;
         d[[2, 2, 6]] = 1;
+        let mark_component = |d: &mut Array3<u8>, seed| crate::shape::flood::flood(d, [seed], 1, 2).map_or(0, |f| f.count);
         assert_eq!(mark_component(&mut d, [2, 2, 6]), 1);
         assert_eq!(d.iter().filter(|&&x| x == 2).count(), 1);
         assert_eq!(d[[2, 2, 6]], 2);

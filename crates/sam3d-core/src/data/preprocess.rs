@@ -5,7 +5,8 @@
 //! `slice_idx`) chosen by the slice-sampling method.
 
 use crate::data::phantom::Rng;
-use crate::volume::{Interp, LabelMap, OnGrid, Volume, VolumeError, resample_to_spacing};
+use crate::geometry::SpacingIjk;
+use crate::volume::{Interp, LabelMap, OnGrid, ResampleError, Volume, VolumeError, resample_to_spacing};
 use ndarray::{Array3, Array4, Axis};
 use safetensors::{Dtype, tensor::TensorView};
 use std::collections::HashMap;
@@ -17,6 +18,8 @@ pub enum DataError {
     File { path: PathBuf, problem: String },
     #[error("{0}")]
     Volume(#[from] VolumeError),
+    #[error("{}: {source}", path.display())]
+    Resample { path: PathBuf, source: ResampleError },
 }
 
 fn ferr(path: &Path, problem: impl Into<String>) -> DataError {
@@ -167,13 +170,14 @@ pub fn preprocess_case(pair: &CasePair, spacing_mm: f64, max_classes: Option<usi
     let vol = crate::volume::open(&pair.image)?;
     let lab = crate::volume::open_labels(&pair.labels)?;
     lab.check_matches(&vol, &pair.labels)?;
-    let volume = resample_to_spacing(&vol, [spacing_mm; 3], Interp::Linear);
+    let volume = resample_to_spacing(&vol, SpacingIjk::isotropic(spacing_mm), Interp::Linear)
+        .map_err(|source| DataError::Resample { path: pair.image.clone(), source })?;
     let labels = crate::volume::resample::resample_labels_to_grid(&lab, volume.shape(), &volume.ras_from_voxel);
     let mut classes: Vec<u16> = labels.counts().into_iter().map(|(l, _)| l).filter(|&l| l != 0).collect();
     if let Some(n) = max_classes {
         classes.truncate(n);
     }
-    let sdf = crate::shape::sdf::sdf_classes(labels.data.view(), &classes, labels.spacing_mm());
+    let sdf = crate::shape::sdf::sdf_classes(labels.data.view(), &classes, labels.spacing());
     Ok(CachedCase { volume, labels, classes, sdf })
 }
 
@@ -305,10 +309,11 @@ pub fn point_at_depth_on_slice(mask: &Array3<bool>, axis: usize, idx: usize, gri
     let (h, w) = sl.dim();
     let mut outside = Array3::from_elem((1, h + 2, w + 2), true);
     outside.slice_mut(ndarray::s![0, 1..=h, 1..=w]).zip_mut_with(&sl, |o, &m| *o = !m);
-    let sp = grid.spacing_mm(); // [si, sj, sk]; the slice's in-plane axes in array order
+    // The slice's in-plane axes in array order: the padded `[1, h, w]` array's axes 1 and 2.
+    let sp_kji = grid.spacing().kji();
     let in_plane: Vec<usize> = (0..3).filter(|&a| a != axis).collect();
-    let sp_of = |a: usize| sp[2 - a];
-    let d = crate::shape::sdf::edt(outside.view(), [sp_of(in_plane[1]), sp_of(in_plane[0]), sp_of(axis)]);
+    let slice_spacing = SpacingIjk([sp_kji[in_plane[1]], sp_kji[in_plane[0]], sp_kji[axis]]);
+    let d = crate::shape::sdf::edt(outside.view(), slice_spacing);
     let inner = d.slice(ndarray::s![0, 1..=h, 1..=w]);
     let inside = || inner.indexed_iter().filter(|(p, v): &((usize, usize), &f32)| sl[*p] && v.is_finite());
     let deepest = inside().map(|(_, v)| *v).fold(f32::NEG_INFINITY, f32::max);
@@ -402,5 +407,20 @@ mod tests {
             assert!(mask[[1, v.y().round() as usize, v.x().round() as usize]], "fraction {fraction}: outside the disc");
             assert!((v.z() - 1.0).abs() < 1e-9);
         }
+    }
+
+    /// A spacing that would make a grid past the limit is an error naming the image, not an
+    /// allocation that aborts.
+    #[test]
+    fn a_spacing_too_fine_for_memory_is_an_error_naming_the_image() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let aff = crate::geometry::RasFromVoxel::scale_translate([1.0, 1.0, 2.0], [0.0; 3]);
+        let pair = CasePair { name: "tiny".into(), image: dir.path().join("tiny.nii.gz"), labels: dir.path().join("tiny_labels.nii.gz") };
+        Volume::new(Array3::zeros((4, 5, 6)), aff).expect("valid").save(&pair.image, None).expect("written");
+        LabelMap::new(Array3::ones((4, 5, 6)), aff).expect("valid").save(&pair.labels).expect("written");
+        let e = preprocess_case(&pair, 1e-4, None).expect_err("too fine");
+        let msg = e.to_string();
+        assert!(msg.contains("tiny.nii.gz") && msg.contains("0.0001") && msg.contains("voxels"), "{msg}");
+        assert!(preprocess_case(&pair, 1.0, None).is_ok_and(|c| c.volume.shape() == crate::geometry::GridShape::new(6, 5, 8)));
     }
 }

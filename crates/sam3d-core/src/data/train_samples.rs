@@ -83,7 +83,7 @@ impl TrainCase {
         };
         let classes: Vec<u16> =
             labels.counts().into_iter().map(|(l, _)| l).filter(|&l| l != 0 && (only.is_empty() || only.contains(&l))).collect();
-        let sdf4 = crate::shape::sdf::sdf_classes(labels.data.view(), &classes, labels.spacing_mm());
+        let sdf4 = crate::shape::sdf::sdf_classes(labels.data.view(), &classes, labels.spacing());
         Self::with_sdf(name, volume, labels, modality, classes, sdf4)
     }
 

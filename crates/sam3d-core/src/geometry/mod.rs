@@ -13,9 +13,11 @@
 //! of its spaces ([`Affine3<Ras, Voxel>`] = `RasFromVoxel`), so that mixing them does not compile.
 //! Transforms compose like the maths: `ras_from_slice = ras_from_voxel * voxel_from_slice`.
 
+mod dicom;
 mod orientation;
 mod view;
 
+pub use dicom::{DicomPlane, LpsFromVoxel, ras_from_lps_affine};
 pub use orientation::{AxCodes, Orientation, axcodes, io_orientation, reorient_to_canonical_affine};
 pub use view::{DisplayConvention, PixelWalk, SliceGeometry, ViewPlane};
 
@@ -327,8 +329,50 @@ impl<A, B> Mul<Point3<B>> for Affine3<A, B> {
     }
 }
 
+/// Voxel spacing in millimetres, in voxel-axis order `[si, sj, sk]`: the order of
+/// [`GridShape::ijk`] and of a [`RasFromVoxel`]'s columns. Arrays are `[k, j, i]`, so code that
+/// walks array axes takes [`SpacingIjk::kji`]; the name says the order so the two cannot be
+/// mixed up silently.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpacingIjk(pub [f64; 3]);
+
+impl SpacingIjk {
+    /// The same spacing along every axis.
+    pub const fn isotropic(mm: f64) -> Self {
+        Self([mm; 3])
+    }
+    /// The spacing of a grid: the column norms of its affine (a sheared affine's columns are
+    /// still the voxel steps, so this is the distance between neighbouring centres).
+    pub fn of(ras_from_voxel: &RasFromVoxel) -> Self {
+        Self(ras_from_voxel.column_norms())
+    }
+    /// `[si, sj, sk]`.
+    pub fn ijk(self) -> [f64; 3] {
+        self.0
+    }
+    /// `[sk, sj, si]`: entry `a` goes with array axis `a` of a `[k, j, i]` array.
+    pub fn kji(self) -> [f64; 3] {
+        [self.0[2], self.0[1], self.0[0]]
+    }
+}
+
+impl RasFromVoxel {
+    /// Volume of one voxel in millilitres: `|det|` of the linear part (mm³) / 1000. The
+    /// determinant, not the product of the spacings: on a sheared affine the voxel is a
+    /// parallelepiped smaller than the box of its edge lengths.
+    pub fn voxel_ml(&self) -> f64 {
+        self.determinant().abs() / 1000.0
+    }
+}
+
 /// RAS ↔ LPS flip as a transform (its own inverse).
 pub fn lps_from_ras() -> Affine3<Lps, Ras> {
+    Affine3::scale_translate([-1.0, -1.0, 1.0], [0.0; 3])
+}
+
+/// LPS → RAS (negate x and y): how a file whose world is LPS (NRRD's `left-posterior-superior`,
+/// MetaImage, DICOM) gets its `RasFromVoxel`: `ras_from_lps() * lps_from_voxel`.
+pub fn ras_from_lps() -> Affine3<Ras, Lps> {
     Affine3::scale_translate([-1.0, -1.0, 1.0], [0.0; 3])
 }
 
@@ -372,10 +416,28 @@ mod tests {
         assert!(g.array_index(VoxelIjk::new(f64::NAN, 0.0, 0.0)).is_none());
     }
 
+    /// A sheared voxel: spacing from the column norms, volume from the determinant; the
+    /// product of the spacings would overstate it.
+    #[test]
+    fn spacing_and_voxel_volume_of_a_sheared_affine() {
+        // Columns (2, 0, 0), (1, 1, 0), (0, 0, 3): |j| = √2, det = 6 mm³.
+        let lin = Matrix3::new(2.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 3.0);
+        let a = RasFromVoxel::from_parts(lin, Vector3::new(5.0, -7.0, 1.0));
+        let sp = SpacingIjk::of(&a);
+        assert!((sp.ijk()[1] - 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(sp.kji(), [3.0, sp.ijk()[1], 2.0]);
+        assert!((a.voxel_ml() - 0.006).abs() < 1e-15, "{}", a.voxel_ml());
+        let product: f64 = sp.ijk().iter().product();
+        assert!(product / 1000.0 > a.voxel_ml() * 1.4, "the spacing product is not the voxel's volume");
+        let flipped = RasFromVoxel::scale_translate([-0.5, 0.5, 2.0], [0.0; 3]);
+        assert!((flipped.voxel_ml() - 0.0005).abs() < 1e-15, "a flip does not make it negative");
+    }
+
     #[test]
     fn lps_ras() {
         let p = RasMm::new(1.0, -2.0, 3.0);
         assert_eq!(p.to_lps().to_array(), [-1.0, 2.0, 3.0]);
         assert_eq!(lps_from_ras().apply(p).to_array(), p.to_lps().to_array());
+        assert_eq!(ras_from_lps().apply(p.to_lps()).to_array(), p.to_array());
     }
 }

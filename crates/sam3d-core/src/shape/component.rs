@@ -13,8 +13,10 @@
 //! 2. the cells with a negative corner that are connected to the click's cell — with the
 //!    reach of one source voxel step, measured in cells — hold the whole voxel component, so
 //!    only the source voxels inside their bounding box are sampled;
-//! 3. a scanline flood fill keeps the component, and its bounding box becomes the crop.
+//! 3. a scanline flood fill ([`super::flood`]) keeps the component, and its bounding box
+//!    becomes the crop.
 
+use super::flood::{Filled, flood};
 use crate::geometry::{Affine3, Grid, GridShape, Point3, RasFromGrid, RasFromVoxel, RasMm, Voxel, VoxelIjk};
 use ndarray::{Array3, ArrayView3, Axis, s};
 use rayon::prelude::*;
@@ -185,7 +187,7 @@ pub fn sdf_component_on_grid(
         Some([k, j, i]) => [k - k0, j - j0, i - i0],
         None => nearest_set(&crop, [k0, j0, i0], ras_from_voxel, click)?,
     };
-    let (count, lo, hi) = fill(&mut crop, seed)?;
+    let Filled { count, lo, hi } = flood(&mut crop, [seed], 1, 2)?;
     let mask = crop.slice(s![lo[0]..=hi[0], lo[1]..=hi[1], lo[2]..=hi[2]]).mapv(|v| v == 2);
     Some(GridComponent { origin_kji: [k0 + lo[0], j0 + lo[1], i0 + lo[2]], mask, voxel_count: count })
 }
@@ -521,53 +523,6 @@ fn nearest_set(crop: &Array3<u8>, origin: [usize; 3], ras_from_voxel: &RasFromVo
         .map(|b| b.1)
 }
 
-/// Marks the 6-connected component of `seed` (a set voxel, `[k, j, i]`) with 2 by scanline
-/// flood fill; returns its voxel count and bounding box (inclusive, `[k, j, i]`).
-fn fill(crop: &mut Array3<u8>, seed: [usize; 3]) -> Option<(usize, [usize; 3], [usize; 3])> {
-    let (nk, nj, ni) = crop.dim();
-    let flat = crop.as_slice_mut()?;
-    let at = |k: usize, j: usize, i: usize| (k * nj + j) * ni + i;
-    if flat[at(seed[0], seed[1], seed[2])] != 1 {
-        return None;
-    }
-    let mut stack = vec![seed];
-    let (mut lo, mut hi) = (seed, seed);
-    let mut count = 0usize;
-    while let Some([k, j, i]) = stack.pop() {
-        let row = at(k, j, 0);
-        if flat[row + i] != 1 {
-            continue;
-        }
-        let (mut l, mut r) = (i, i);
-        while l > 0 && flat[row + l - 1] == 1 {
-            l -= 1;
-        }
-        while r + 1 < ni && flat[row + r + 1] == 1 {
-            r += 1;
-        }
-        flat[row + l..=row + r].fill(2);
-        count += r - l + 1;
-        lo = [lo[0].min(k), lo[1].min(j), lo[2].min(l)];
-        hi = [hi[0].max(k), hi[1].max(j), hi[2].max(r)];
-        let neighbours = [(k, j.wrapping_sub(1)), (k, j + 1), (k.wrapping_sub(1), j), (k + 1, j)];
-        for (kk, jj) in neighbours {
-            if kk >= nk || jj >= nj {
-                continue;
-            }
-            let nrow = at(kk, jj, 0);
-            let mut prev = false;
-            for x in l..=r {
-                let set = flat[nrow + x] == 1;
-                if set && !prev {
-                    stack.push([kk, jj, x]);
-                }
-                prev = set;
-            }
-        }
-    }
-    Some((count, lo, hi))
-}
-
 #[cfg(test)]
 mod tests {
 
@@ -609,25 +564,5 @@ mod tests {
         let full = c.to_mask([4, 3, 6]);
         assert_eq!(full, c.to_labels(shape, 1).mapv(|l| l == 1));
         assert_eq!(full.iter().filter(|&&m| m).count(), c.voxel_count);
-    }
-
-    #[test]
-    fn scanline_fill_is_6_connected() {
-        let mut d = Array3::<u8>::zeros((3, 4, 6));
-        // An L in one slice, a diagonal-only neighbour, and a blob one slice up.
-        for i in 0..4 {
-            d[[1, 1, i]] = 1;
-        }
-        d[[1, 2, 3]] = 1;
-        d[[1, 3, 4]] = 1; // touches (1, 2, 3) only diagonally
-        d[[2, 2, 3]] = 1;
-        d[[2, 2, 4]] = 1;
-        d[[0, 0, 5]] = 1;
-        let (n, lo, hi) = fill(&mut d, [1, 1, 0]).expect("seed set");
-        assert_eq!(n, 7);
-        assert_eq!((lo, hi), ([1, 1, 0], [2, 2, 4]));
-        assert_eq!(d[[1, 3, 4]], 1);
-        assert_eq!(d[[0, 0, 5]], 1);
-        assert!(fill(&mut d, [0, 0, 0]).is_none());
     }
 }

@@ -31,6 +31,7 @@
 
 use super::ShapeError;
 use super::sdf::squared_edt;
+use crate::geometry::SpacingIjk;
 use super::surfel_table::SURFEL_NORMALS;
 use crate::volume::{LabelMap, OnGrid};
 use ndarray::{Array3, ArrayView3, Axis, s};
@@ -175,8 +176,8 @@ pub fn surface_distances(pred: ArrayView3<bool>, gt: ArrayView3<bool>, spacing_m
     let border = |c: &Array3<u8>| c.mapv(|x| x != 0 && x != 255);
     let (border_p, border_g) = (border(&codes_p), border(&codes_g));
     let (dist_to_p, dist_to_g) = rayon::join(
-        || border_p.iter().any(|&b| b).then(|| squared_edt(border_p.view(), spacing_mm)),
-        || border_g.iter().any(|&b| b).then(|| squared_edt(border_g.view(), spacing_mm)),
+        || border_p.iter().any(|&b| b).then(|| squared_edt(border_p.view(), SpacingIjk(spacing_mm))),
+        || border_g.iter().any(|&b| b).then(|| squared_edt(border_g.view(), SpacingIjk(spacing_mm))),
     );
     let collect = |codes: &Array3<u8>, dist: &Option<Array3<f32>>| -> Vec<(f64, f64)> {
         let mut v: Vec<(f64, f64)> = codes

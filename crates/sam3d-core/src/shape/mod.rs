@@ -4,17 +4,21 @@
 //! | module | what |
 //! |---|---|
 //! | [`sdf`] | exact Euclidean distance transforms and signed distance fields (mm), per class |
+//! | [`flood`] | the one flood fill: 6-connected scanline fill from seeds, component of a seed, labelling, largest component, hole filling |
 //! | [`component`] | an SDF on its own grid → the connected inside region through a point on a source voxel grid (work ∝ the region's box) |
 //! | [`mesh`] | watertight marching-cubes meshes in RAS mm; area, volume, edge checks, Taubin smoothing, decimation |
 //! | [`export`] | binary STL, OBJ, binary PLY in RAS or LPS, written atomically; our own binary PLY read back exactly |
 //! | [`metrics`] | Dice, IoU, HD95, Hausdorff, ASSD, Chamfer with spacing (`surface-distance` definitions) |
 //!
-//! Arrays are `[k, j, i]` like every volume; spacings are `[si, sj, sk]` like
-//! [`OnGrid::spacing_mm`](crate::volume::OnGrid::spacing_mm).
+//! Arrays are `[k, j, i]` like every volume; spacings are a
+//! [`SpacingIjk`](crate::geometry::SpacingIjk) (`[si, sj, sk]`, what
+//! [`OnGrid::spacing`](crate::volume::OnGrid::spacing) gives) for distance transforms, plain
+//! `[si, sj, sk]` arrays in [`metrics`].
 
 pub mod click_mesh;
 pub mod component;
 pub mod export;
+pub mod flood;
 mod march;
 pub mod mesh;
 pub mod metrics;

@@ -9,38 +9,40 @@
 //! gets `−`(distance to the nearest outside voxel centre). So the boundary voxels on either side
 //! are at ±(one spacing), never 0; the zero level lies between them.
 //!
-//! Arrays are `[k, j, i]` (DESIGN.md); spacings are given as `[si, sj, sk]` (the order of
-//! `OnGrid::spacing_mm`), so `spacing[0]` goes with array axis 2 and `spacing[2]` with axis 0.
+//! Arrays are `[k, j, i]` (DESIGN.md); spacings are a [`SpacingIjk`] (voxel-axis order, what
+//! [`OnGrid::spacing`] gives), so `si` goes with array axis 2 and `sk` with axis 0. This is the
+//! project's one exact EDT: the baseline's deepest point and the refinement's band use it too.
 //!
 //! An empty mask has no inside voxel to measure to: every voxel is `+∞`. A full mask is `−∞`.
 
+use crate::geometry::SpacingIjk;
 use crate::volume::{LabelMap, OnGrid, Volume};
 use ndarray::{Array3, Array4, ArrayView3, ArrayViewMut2, Axis, Zip, s};
 use rayon::prelude::*;
 
 /// Squared Euclidean distance (mm²) from every voxel centre to the nearest voxel where
-/// `feature` is true; `+∞` when there is none. `spacing_mm` is `[si, sj, sk]`.
-pub fn squared_edt(feature: ArrayView3<bool>, spacing_mm: [f64; 3]) -> Array3<f32> {
+/// `feature` is true; `+∞` when there is none.
+pub fn squared_edt(feature: ArrayView3<bool>, spacing: SpacingIjk) -> Array3<f32> {
     let mut d = Array3::<f32>::zeros(feature.raw_dim());
-    scan_i(feature, &mut d, spacing_mm[0], true);
-    envelope_passes(&mut d, spacing_mm);
+    scan_i(feature, &mut d, spacing.ijk()[0], true);
+    envelope_passes(&mut d, spacing);
     d
 }
 
 /// Euclidean distance (mm) from every voxel centre to the nearest voxel where `feature` is
 /// true (`+∞` when there is none). Equals `scipy.ndimage.distance_transform_edt(~feature, s)`.
-pub fn edt(feature: ArrayView3<bool>, spacing_mm: [f64; 3]) -> Array3<f32> {
-    let mut d = squared_edt(feature, spacing_mm);
+pub fn edt(feature: ArrayView3<bool>, spacing: SpacingIjk) -> Array3<f32> {
+    let mut d = squared_edt(feature, spacing);
     d.par_mapv_inplace(f32::sqrt);
     d
 }
 
 /// Signed distance (mm) of a mask: `+`distance to the nearest inside voxel centre for outside
 /// voxels, `−`distance to the nearest outside voxel centre for inside voxels (see the module
-/// doc). `mask` is `[k, j, i]`, `spacing_mm` is `[si, sj, sk]`.
-pub fn sdf(mask: ArrayView3<bool>, spacing_mm: [f64; 3]) -> Array3<f32> {
+/// doc). `mask` is `[k, j, i]`.
+pub fn sdf(mask: ArrayView3<bool>, spacing: SpacingIjk) -> Array3<f32> {
     // Outside part: squared distance to the nearest inside voxel, over the whole grid.
-    let mut out = squared_edt(mask, spacing_mm);
+    let mut out = squared_edt(mask, spacing);
     // Inside part: only needed inside the mask, and the nearest outside voxel of any inside voxel
     // lies within the mask's bounding box grown by one (or the box is the whole grid and the
     // grid has no outside voxel beyond it), so work on that crop only.
@@ -50,8 +52,8 @@ pub fn sdf(mask: ArrayView3<bool>, spacing_mm: [f64; 3]) -> Array3<f32> {
         let hi2 = [(hi[0] + 2).min(sh[0]), (hi[1] + 2).min(sh[1]), (hi[2] + 2).min(sh[2])];
         let crop = mask.slice(s![lo2[0]..hi2[0], lo2[1]..hi2[1], lo2[2]..hi2[2]]);
         let mut inside = Array3::<f32>::zeros(crop.raw_dim());
-        scan_i(crop, &mut inside, spacing_mm[0], false);
-        envelope_passes(&mut inside, spacing_mm);
+        scan_i(crop, &mut inside, spacing.ijk()[0], false);
+        envelope_passes(&mut inside, spacing);
         let mut region = out.slice_mut(s![lo2[0]..hi2[0], lo2[1]..hi2[1], lo2[2]..hi2[2]]);
         Zip::from(&mut region).and(&crop).and(&inside).par_for_each(|o, &m, &d| {
             if m {
@@ -71,19 +73,19 @@ pub fn sdf_of_labels(labels: &LabelMap, label: Option<u16>) -> Volume {
         Some(l) => labels.mask(l),
         None => labels.data.mapv(|v| v != 0),
     };
-    let data = sdf(mask.view(), labels.spacing_mm());
+    let data = sdf(mask.view(), labels.spacing());
     Volume { data, ras_from_voxel: labels.ras_from_voxel, meta: Default::default() }
 }
 
 /// Per-class signed distance fields for a list of labels, shape `(C, nk, nj, ni)` with channel
 /// `c` the SDF of `labels == classes[c]`. The classes are computed concurrently (each one is
 /// itself parallel over lines, rayon balances both levels).
-pub fn sdf_classes(labels: ArrayView3<u16>, classes: &[u16], spacing_mm: [f64; 3]) -> Array4<f32> {
+pub fn sdf_classes(labels: ArrayView3<u16>, classes: &[u16], spacing: SpacingIjk) -> Array4<f32> {
     let sh = labels.shape();
     let mut out = Array4::<f32>::zeros((classes.len(), sh[0], sh[1], sh[2]));
     out.axis_iter_mut(Axis(0)).into_par_iter().zip(classes.par_iter()).for_each(|(mut ch, &c)| {
         let mask = labels.mapv(|v| v == c);
-        ch.assign(&sdf(mask.view(), spacing_mm));
+        ch.assign(&sdf(mask.view(), spacing));
     });
     out
 }
@@ -171,9 +173,9 @@ fn scan_row(m: &[bool], out: &mut [f32], si: f64, target: bool) {
 }
 
 /// Passes 2 and 3: lower envelopes along `j` (spacing `sj`) and `k` (spacing `sk`).
-fn envelope_passes(d: &mut Array3<f32>, spacing_mm: [f64; 3]) {
+fn envelope_passes(d: &mut Array3<f32>, spacing: SpacingIjk) {
     let (nk, nj) = (d.shape()[0], d.shape()[1]);
-    let (sj, sk) = (spacing_mm[1], spacing_mm[2]);
+    let [sk, sj, _] = spacing.kji();
     // Along j: one [j, i] plane per k.
     if nj > 1 {
         d.axis_iter_mut(Axis(0)).into_par_iter().for_each_init(
@@ -333,8 +335,38 @@ mod tests {
     #[test]
     fn empty_and_full_masks() {
         let m = Array3::from_elem((3, 4, 5), false);
-        assert!(sdf(m.view(), [1.0, 2.0, 3.0]).iter().all(|x| *x == f32::INFINITY));
+        assert!(sdf(m.view(), SpacingIjk([1.0, 2.0, 3.0])).iter().all(|x| *x == f32::INFINITY));
         let m = Array3::from_elem((3, 4, 5), true);
-        assert!(sdf(m.view(), [1.0, 2.0, 3.0]).iter().all(|x| *x == f32::NEG_INFINITY));
+        assert!(sdf(m.view(), SpacingIjk([1.0, 2.0, 3.0])).iter().all(|x| *x == f32::NEG_INFINITY));
+    }
+
+    /// Squared distance (mm²) from `[k, j, i]` to the nearest voxel where `feature` is true, by
+    /// trying every voxel.
+    fn brute_squared(feature: &Array3<bool>, at: (usize, usize, usize), sp: SpacingIjk) -> f64 {
+        let [sk, sj, si] = sp.kji();
+        let (k, j, i) = at;
+        feature
+            .indexed_iter()
+            .filter(|(_, f)| **f)
+            .map(|((k2, j2, i2), _)| {
+                ((k as f64 - k2 as f64) * sk).powi(2) + ((j as f64 - j2 as f64) * sj).powi(2) + ((i as f64 - i2 as f64) * si).powi(2)
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// On a grid with three different spacings (so a swapped axis order shows), the distance
+    /// from inside voxels to the outside equals brute force: the baseline's former
+    /// `edt_inside` check, now against the one EDT.
+    #[test]
+    fn edt_matches_brute_force() {
+        let mut r = crate::data::phantom::Rng::new(9);
+        let m = Array3::from_shape_fn([6, 7, 8], |_| r.uniform() < 0.7);
+        let sp = SpacingIjk([1.1, 0.7, 2.5]);
+        let d = edt(m.mapv(|x| !x).view(), sp);
+        for (at, &inside) in m.indexed_iter() {
+            let want = if inside { brute_squared(&m.mapv(|x| !x), at, sp).sqrt() } else { 0.0 };
+            let got = d[[at.0, at.1, at.2]] as f64;
+            assert!((got - want).abs() <= 1e-6 * want.max(1.0), "{at:?}: {got} vs {want}");
+        }
     }
 }

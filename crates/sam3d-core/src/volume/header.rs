@@ -442,6 +442,8 @@ pub enum AffineSource {
     Sform,
     Qform,
     Pixdim,
+    /// A DICOM series: ImageOrientationPatient, PixelSpacing and the slices' positions.
+    Dicom,
 }
 
 impl AffineSource {
@@ -450,6 +452,7 @@ impl AffineSource {
             AffineSource::Sform => "sform",
             AffineSource::Qform => "qform",
             AffineSource::Pixdim => "pixdim",
+            AffineSource::Dicom => "DICOM positions",
         }
     }
 }

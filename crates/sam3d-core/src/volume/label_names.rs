@@ -1,5 +1,6 @@
-//! Label names: the `.tsv` that goes with a label map (`id<TAB>name[<TAB>r g b]`), as the
-//! viewer shows them and `eval` reports them.
+//! Label names: the `.tsv` that goes with a label map (`id<TAB>name[<TAB>r g b]`), or the
+//! segment names and colours inside a Slicer `.seg.nrrd`, as the viewer shows them and `eval`
+//! reports them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,15 +48,20 @@ pub fn parse_label_tsv(text: &str, path: &Path) -> Result<LabelNames, LabelTsvEr
 pub fn tsv_beside(label_path: &Path) -> Option<PathBuf> {
     let name = label_path.file_name()?.to_string_lossy().to_string();
     let stem = name.strip_suffix(".gz").unwrap_or(&name);
-    let stem = stem.strip_suffix(".nii").unwrap_or(stem);
+    let stem = [".nii", ".seg.nrrd", ".nrrd", ".nhdr", ".mha", ".mhd"].iter().find_map(|s| stem.strip_suffix(s)).unwrap_or(stem);
     let dir = label_path.parent().unwrap_or(Path::new("."));
     [dir.join(format!("{stem}.tsv")), dir.join("labels.tsv")].into_iter().find(|p| p.is_file())
 }
 
-/// The names that go with the label map at `label_path` ([`tsv_beside`]) and the file they came
-/// from: `Ok(None)` when there is no such file; an unreadable or malformed one is an error
-/// naming it.
+/// The names that go with the label map at `label_path` and the file they came from: a Slicer
+/// segmentation's own segment names and colours (the file itself), else [`tsv_beside`];
+/// `Ok(None)` when there are none; an unreadable or malformed file is an error naming it.
 pub fn names_beside(label_path: &Path) -> Result<Option<(LabelNames, PathBuf)>, String> {
+    if super::detect(label_path).is_ok_and(|f| f == super::Format::Nrrd)
+        && let Some(names) = super::nrrd::seg::segment_names(label_path).map_err(|e| e.to_string())?
+    {
+        return Ok(Some((names, label_path.to_path_buf())));
+    }
     let Some(tsv) = tsv_beside(label_path) else { return Ok(None) };
     let text = std::fs::read_to_string(&tsv).map_err(|e| format!("{}: {e}", tsv.display()))?;
     let names = parse_label_tsv(&text, &tsv).map_err(|e| e.to_string())?;
@@ -87,6 +93,8 @@ mod tests {
         assert_eq!(tsv_beside(&lab), Some(dir.path().join("labels.tsv")));
         std::fs::write(dir.path().join("seg.tsv"), "1\ta\n").expect("write");
         assert_eq!(tsv_beside(&lab), Some(dir.path().join("seg.tsv")));
+        assert_eq!(tsv_beside(&dir.path().join("seg.seg.nrrd")), Some(dir.path().join("seg.tsv")));
+        assert_eq!(tsv_beside(&dir.path().join("seg.mha")), Some(dir.path().join("seg.tsv")));
     }
 
     #[test]

@@ -1,23 +1,32 @@
 //! Volumes and label maps on a voxel grid with a `ras_from_voxel` affine; [`open`] (the one
-//! place a path becomes a volume), NIfTI I/O, resampling and intensity handling.
+//! place a path becomes a volume) and [`save_volume`] / [`save_labels`] (the one place one
+//! becomes a file); NIfTI, NRRD and MetaImage read and written, DICOM series read (`dicom`);
+//! resampling and intensity handling.
 //!
 //! Voxels are held in NIfTI's on-disk order as a C-order array of shape `[k, j, i]` (same bytes,
 //! no transpose). [`GridShape::array_index`] is the one voxel → array conversion.
 
+pub mod dicom;
 pub mod header;
 pub mod intensity;
 pub mod label_names;
+pub mod metaimage;
 pub mod nifti;
+pub mod nrrd;
 mod open;
+mod rawdata;
 pub mod resample;
+mod save;
 
 pub use header::{AffineSource, DataType, NiftiHeader, NiftiVersion};
 pub use nifti::{NiftiInfo, WriteOptions, atomic_write, read_info, write_nifti};
 pub use open::{Format, detect, open, open_labels};
-pub use resample::{Interp, resample_labels_to_grid, resample_to_grid, resample_to_spacing, grid_for_spacing};
+pub use resample::{Interp, MAX_GRID_VOXELS, ResampleError, grid_for_spacing, resample_labels_to_grid, resample_to_grid, resample_to_spacing};
+pub use save::{OutputFormat, save_labels, save_volume};
 
-use crate::geometry::{ArrayIdx, GridShape, RasFromVoxel, RasMm, VoxelFromRas, VoxelIjk};
-use ndarray::{Array3, Zip};
+use crate::geometry::{ArrayIdx, GridShape, RasFromVoxel, RasMm, SpacingIjk, VoxelFromRas, VoxelIjk};
+use ndarray::{Array3, ArrayBase, Data, Ix3, Zip};
+use std::borrow::Cow;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -65,6 +74,8 @@ pub struct VolumeMeta {
     pub dtype: Option<DataType>,
     pub affine_source: Option<AffineSource>,
     pub description: String,
+    /// The display window (centre, width) the source suggests (DICOM WindowCenter/Width).
+    pub window: Option<(f64, f64)>,
 }
 
 impl VolumeMeta {
@@ -74,6 +85,7 @@ impl VolumeMeta {
             dtype: Some(info.dtype),
             affine_source: Some(info.affine_source),
             description: info.header.descrip.clone(),
+            window: None,
         }
     }
 }
@@ -111,6 +123,15 @@ pub trait OnGrid {
     fn ras_from_voxel(&self) -> &RasFromVoxel;
     fn spacing_mm(&self) -> [f64; 3] {
         self.ras_from_voxel().column_norms()
+    }
+    /// The voxel spacing with its axis order in its type ([`SpacingIjk`]).
+    fn spacing(&self) -> SpacingIjk {
+        SpacingIjk::of(self.ras_from_voxel())
+    }
+    /// Volume of one voxel in millilitres (`|det|` of the affine / 1000, right on sheared
+    /// grids too): the one way a voxel count becomes millilitres.
+    fn voxel_ml(&self) -> f64 {
+        self.ras_from_voxel().voxel_ml()
     }
     fn voxel_from_ras(&self) -> VoxelFromRas {
         // Volumes are only built from invertible affines (checked on read and construction).
@@ -185,21 +206,23 @@ impl Volume {
         Volume { data, ras_from_voxel, meta: self.meta.clone() }
     }
 
-    /// A computed volume; fails for a singular affine or mismatched sizes.
+    /// A computed volume; fails for a singular affine. The data is put in standard (C-order)
+    /// layout, copied if it is not (a transposed or strided array), so code reading it as one
+    /// C-order slice sees every voxel in `[k, j, i]` order.
     pub fn new(data: Array3<f32>, ras_from_voxel: RasFromVoxel) -> Result<Self, VolumeError> {
         ras_from_voxel.try_inverse().map_err(|e| VolumeError::new("<volume>", e.to_string()))?;
-        Ok(Volume { data, ras_from_voxel, meta: VolumeMeta::default() })
+        Ok(Volume { data: standard_layout(data), ras_from_voxel, meta: VolumeMeta::default() })
     }
 
-    /// Writes as NIfTI in the given datatype (default: the source's, else float32).
+    /// Writes in the format `path` names (NIfTI, NRRD, MetaImage: [`save_volume`]) in the
+    /// given datatype (default: the source's, else float32).
     pub fn save(&self, path: &Path, dtype: Option<DataType>) -> Result<(), VolumeError> {
-        let opts = WriteOptions { dtype: dtype.or(self.meta.dtype).unwrap_or(DataType::Float32), ..Default::default() };
-        write_nifti(path, self.data.view(), &self.ras_from_voxel, &opts)
+        save_volume(path, self, dtype)
     }
 
     /// Min, max and mean over all finite voxels, in parallel.
     pub fn stats(&self) -> Stats {
-        stats_of(self.data.as_slice_memory_order().unwrap_or(&[]))
+        stats_of(&c_order(&self.data))
     }
 
     /// Intensity at a continuous voxel position, trilinear; `None` outside the grid.
@@ -288,9 +311,11 @@ impl LabelMap {
         LabelMap { data, ras_from_voxel, meta: self.meta.clone() }
     }
 
+    /// A computed label map; fails for a singular affine. The data is put in standard layout
+    /// as in [`Volume::new`].
     pub fn new(data: Array3<u16>, ras_from_voxel: RasFromVoxel) -> Result<Self, VolumeError> {
         ras_from_voxel.try_inverse().map_err(|e| VolumeError::new("<labels>", e.to_string()))?;
-        Ok(LabelMap { data, ras_from_voxel, meta: VolumeMeta::default() })
+        Ok(LabelMap { data: standard_layout(data), ras_from_voxel, meta: VolumeMeta::default() })
     }
 
     /// An empty label map on a volume's grid.
@@ -298,11 +323,10 @@ impl LabelMap {
         LabelMap { data: Array3::zeros(v.shape().array_shape()), ras_from_voxel: *v.ras_from_voxel(), meta: VolumeMeta::default() }
     }
 
-    /// Writes as NIfTI (uint8 when every label fits, else uint16), atomically.
+    /// Writes in the format `path` names ([`save_labels`], no label table: a `.seg.nrrd` gets
+    /// generated segment names), uint8 when every label fits, else uint16, atomically.
     pub fn save(&self, path: &Path) -> Result<(), VolumeError> {
-        let max = self.data.iter().copied().max().unwrap_or(0);
-        let dtype = if max <= 255 { DataType::Uint8 } else { DataType::Uint16 };
-        write_nifti(path, self.data.view(), &self.ras_from_voxel, &WriteOptions { dtype, ..Default::default() })
+        save_labels(path, self, None)
     }
 
     /// Checks that this label map lies on a volume's grid; the error names both grids.
@@ -335,6 +359,22 @@ impl LabelMap {
         let mut m = Array3::from_elem(self.data.raw_dim(), false);
         Zip::from(&mut m).and(&self.data).par_for_each(|m, &l| *m = l == label);
         m
+    }
+}
+
+/// `data` in standard (C-order) layout: itself when it is, a C-order copy when not.
+fn standard_layout<T: Clone>(data: Array3<T>) -> Array3<T> {
+    if data.is_standard_layout() { data } else { data.as_standard_layout().into_owned() }
+}
+
+/// Every element of `a` in C (`[k, j, i]`) order as one slice: borrowed when `a` is in
+/// standard layout, copied otherwise. `data` fields are public, so code that reads voxels as a
+/// slice takes them through here rather than trusting `as_slice` (whose `None` on another
+/// layout once read as an empty volume).
+pub fn c_order<T: Clone, S: Data<Elem = T>>(a: &ArrayBase<S, Ix3>) -> Cow<'_, [T]> {
+    match a.as_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(a.iter().cloned().collect()),
     }
 }
 

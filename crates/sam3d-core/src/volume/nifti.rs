@@ -377,7 +377,7 @@ macro_rules! decode_as {
     }};
 }
 
-fn decode_chunk<T: Sample>(
+pub(super) fn decode_chunk<T: Sample>(
     raw: &[u8],
     dt: DataType,
     be: bool,
@@ -479,7 +479,7 @@ pub fn build_header(shape: GridShape, ras_from_voxel: &RasFromVoxel, opts: &Writ
     h
 }
 
-fn encode_into(data: &[impl WriteSample], dt: DataType, out: &mut Vec<u8>) {
+pub(super) fn encode_into(data: &[impl WriteSample], dt: DataType, out: &mut Vec<u8>) {
     let (lo, hi) = dt.range();
     macro_rules! enc {
         ($ty:ty, $round:expr) => {{

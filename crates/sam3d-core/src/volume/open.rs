@@ -4,7 +4,7 @@
 //! the engine and every command go through [`open`] and [`open_labels`]; a new format is a new
 //! reader file and one more arm in [`detect`].
 
-use super::{LabelMap, Volume, VolumeError, VolumeMeta, read_info};
+use super::{LabelMap, Volume, VolumeError, VolumeMeta, dicom, read_info};
 use std::io::Read;
 use std::path::Path;
 
@@ -13,13 +13,20 @@ use std::path::Path;
 pub enum Format {
     /// NIfTI-1 or NIfTI-2, `.nii` or gzipped `.nii.gz`.
     Nifti,
+    /// A DICOM series: a folder (walked recursively) or one Part 10 file of the series.
+    Dicom,
+    /// NRRD, `.nrrd` or a detached `.nhdr` (Slicer's `.seg.nrrd` segmentations too).
+    Nrrd,
+    /// MetaImage, `.mha` or `.mhd` + its data file.
+    MetaImage,
 }
 
 /// Which reader `path` needs, or why none does (naming the path).
 pub fn detect(path: &Path) -> Result<Format, VolumeError> {
     let meta = std::fs::metadata(path).map_err(|e| VolumeError::new(path, format!("cannot open: {e}")))?;
     if meta.is_dir() {
-        return Err(VolumeError::new(path, "is a folder, not a volume file (this build reads NIfTI: .nii, .nii.gz)"));
+        // A folder is a DICOM series (or several): the DICOM reader says if it holds none.
+        return Ok(Format::Dicom);
     }
     let mut head = [0u8; 132];
     let n = std::fs::File::open(path)
@@ -27,11 +34,23 @@ pub fn detect(path: &Path) -> Result<Format, VolumeError> {
         .map_err(|e| VolumeError::new(path, format!("cannot read: {e}")))?;
     let head = &head[..n];
     if n == 132 && &head[128..132] == b"DICM" {
-        return Err(VolumeError::new(path, "is a DICOM file; this build reads NIfTI (.nii, .nii.gz)"));
+        return Ok(Format::Dicom);
+    }
+    if head.starts_with(b"NRRD000") || has_suffix(path, &[".nrrd", ".nhdr"]) {
+        return Ok(Format::Nrrd);
+    }
+    if head.starts_with(b"ObjectType") || head.starts_with(b"NDims") || has_suffix(path, &[".mha", ".mhd"]) {
+        return Ok(Format::MetaImage);
     }
     // Everything else goes to the NIfTI reader, which checks the header itself (sizeof_hdr,
     // magic, gzip) and says what is wrong.
     Ok(Format::Nifti)
+}
+
+/// Does the file name end in one of `suffixes` (lower case, ASCII case ignored)?
+fn has_suffix(path: &Path, suffixes: &[&str]) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    suffixes.iter().any(|s| name.ends_with(s))
 }
 
 fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -45,25 +64,33 @@ fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Reads a volume (any supported datatype, scaling applied) in whatever format `path` is.
+/// Reads a volume (any supported datatype, scaling applied) in whatever format `path` is. A
+/// folder holding several DICOM image series is refused with their list: pick one with
+/// [`dicom::open_series`].
 pub fn open(path: &Path) -> Result<Volume, VolumeError> {
     match detect(path)? {
+        Format::Dicom => dicom::open_series(path, &dicom::SeriesChoice::Only),
         Format::Nifti => {
             let info = read_info(path)?;
             let data = info.read_data::<f32>()?;
             Ok(Volume { data, ras_from_voxel: info.ras_from_voxel, meta: VolumeMeta::from_info(&info) })
         }
+        Format::Nrrd => super::nrrd::read_volume(path),
+        Format::MetaImage => super::metaimage::read_volume(path),
     }
 }
 
 /// Reads a label map: every value must be a whole number in 0..=65535.
 pub fn open_labels(path: &Path) -> Result<LabelMap, VolumeError> {
     match detect(path)? {
+        Format::Dicom => Err(VolumeError::new(path, "is DICOM: label maps are read from NIfTI (DICOM SEG is not read yet)")),
         Format::Nifti => {
             let info = read_info(path)?;
             let data = info.read_data::<u16>()?;
             Ok(LabelMap { data, ras_from_voxel: info.ras_from_voxel, meta: VolumeMeta::from_info(&info) })
         }
+        Format::Nrrd => super::nrrd::read_labels(path),
+        Format::MetaImage => super::metaimage::read_labels(path),
     }
 }
 
@@ -72,17 +99,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_folder_and_a_dicom_file_are_named_and_refused_before_any_reader_runs() {
+    fn folders_and_dicom_files_go_to_the_dicom_reader_which_names_the_problem() {
         let dir = tempfile::tempdir().expect("tmp");
-        let e = open(dir.path()).expect_err("a folder").to_string();
-        assert!(e.starts_with(&dir.path().display().to_string()) && e.contains("is a folder"), "{e}");
+        assert_eq!(detect(dir.path()).expect("folder"), Format::Dicom);
+        let e = open(dir.path()).expect_err("an empty folder").to_string();
+        assert!(e.starts_with(&dir.path().display().to_string()) && e.contains("no DICOM files"), "{e}");
         let dcm = dir.path().join("x.dcm");
         let mut bytes = vec![0u8; 128];
         bytes.extend_from_slice(b"DICM");
         bytes.extend_from_slice(&[0u8; 64]);
         std::fs::write(&dcm, bytes).expect("write");
-        let e = open_labels(&dcm).expect_err("DICOM").to_string();
+        assert_eq!(detect(&dcm).expect("dicom"), Format::Dicom);
+        let e = open_labels(&dcm).expect_err("DICOM labels").to_string();
         assert!(e.contains("x.dcm") && e.contains("DICOM"), "{e}");
+        let e = open(&dcm).expect_err("a broken DICOM file").to_string();
+        assert!(e.contains("x.dcm") && e.contains("not a readable DICOM file"), "{e}");
         let e = open(&dir.path().join("missing.nii")).expect_err("missing").to_string();
         assert!(e.contains("missing.nii") && e.contains("cannot open"), "{e}");
     }

@@ -2,8 +2,8 @@
 //! over output slices. The mapping is one affine, `src_voxel_from_dst_voxel =
 //! voxel_from_ras(src) * ras_from_voxel(dst)`, stepped incrementally along each output row.
 
-use super::{LabelMap, OnGrid, Volume, VolumeMeta};
-use crate::geometry::{Affine3, GridShape, RasFromVoxel, Voxel};
+use super::{LabelMap, OnGrid, Volume, VolumeMeta, c_order};
+use crate::geometry::{Affine3, GridShape, RasFromVoxel, SpacingIjk, Voxel};
 use ndarray::Array3;
 use rayon::prelude::*;
 
@@ -26,18 +26,41 @@ impl std::str::FromStr for Interp {
     }
 }
 
-/// The grid with isotropic (or per-axis) `spacing_mm` covering the same physical extent as
+/// The most voxels a grid derived from a requested spacing may have: 2³¹ (8 GiB as float32).
+/// A spacing typed in the wrong unit (µm for mm) asks for petabytes; it must be an error, not an
+/// allocation that aborts the process.
+pub const MAX_GRID_VOXELS: u64 = 1 << 31;
+
+/// Why a grid cannot be made for a requested spacing.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ResampleError {
+    #[error("spacing {:?} mm: each spacing must be a positive, finite number of millimetres", .spacing.ijk())]
+    BadSpacing { spacing: SpacingIjk },
+    #[error(
+        "spacing {:?} mm would make a {:.0}×{:.0}×{:.0} grid ({voxels:.3e} voxels); the limit is {MAX_GRID_VOXELS} voxels ({} GiB as float32)",
+        .spacing.ijk(), .size_ijk[0], .size_ijk[1], .size_ijk[2], (MAX_GRID_VOXELS * 4) >> 30
+    )]
+    TooLarge { spacing: SpacingIjk, size_ijk: [f64; 3], voxels: f64 },
+}
+
+/// The grid with isotropic (or per-axis) `spacing` covering the same physical extent as
 /// `shape`/`ras_from_voxel`: same axis directions, `n' = max(1, round(n·s/s'))` voxels per axis,
 /// centred on the same point (so the voxel-edge extent is kept to within half a new voxel).
-pub fn grid_for_spacing(shape: GridShape, ras_from_voxel: &RasFromVoxel, spacing_mm: [f64; 3]) -> (GridShape, RasFromVoxel) {
+/// Errors for a spacing that is not positive and finite, and for a grid of more than
+/// [`MAX_GRID_VOXELS`] voxels (checked before anything is allocated).
+pub fn grid_for_spacing(shape: GridShape, ras_from_voxel: &RasFromVoxel, spacing: SpacingIjk) -> Result<(GridShape, RasFromVoxel), ResampleError> {
+    let sp = spacing.ijk();
+    if sp.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(ResampleError::BadSpacing { spacing });
+    }
     let old_sp = ras_from_voxel.column_norms();
-    let lin = ras_from_voxel.linear();
     let n_old = shape.ijk();
-    let mut n_new = [1usize; 3];
+    let size_ijk: [f64; 3] = std::array::from_fn(|a| (n_old[a] as f64 * old_sp[a] / sp[a]).round().max(1.0));
+    let n_new = checked_grid_size(size_ijk).ok_or(ResampleError::TooLarge { spacing, size_ijk, voxels: size_ijk.iter().product() })?;
+    let lin = ras_from_voxel.linear();
     let mut new_lin = lin;
     for a in 0..3 {
-        n_new[a] = ((n_old[a] as f64 * old_sp[a] / spacing_mm[a]).round() as usize).max(1);
-        new_lin.set_column(a, &(lin.column(a) / old_sp[a] * spacing_mm[a]));
+        new_lin.set_column(a, &(lin.column(a) / old_sp[a] * sp[a]));
     }
     // Keep the centre of the grid where it was.
     let centre_old = ras_from_voxel.apply(crate::geometry::VoxelIjk::new(
@@ -51,21 +74,44 @@ pub fn grid_for_spacing(shape: GridShape, ras_from_voxel: &RasFromVoxel, spacing
         (n_new[2] as f64 - 1.0) / 2.0,
     );
     let t = centre_old.v - new_lin * half_new;
-    (GridShape::new(n_new[0], n_new[1], n_new[2]), RasFromVoxel::from_parts(new_lin, t))
+    Ok((GridShape::new(n_new[0], n_new[1], n_new[2]), RasFromVoxel::from_parts(new_lin, t)))
+}
+
+/// Voxel counts per axis (whole numbers ≥ 1, as floats that may be huge or infinite) as a grid
+/// size, when the grid has at most [`MAX_GRID_VOXELS`] voxels; the product is overflow-checked.
+fn checked_grid_size(size_ijk: [f64; 3]) -> Option<[usize; 3]> {
+    let limit = MAX_GRID_VOXELS as f64;
+    if size_ijk.iter().any(|&n| n.is_nan() || n > limit) {
+        return None;
+    }
+    let n = size_ijk.map(|n| n as u64);
+    let total = n.iter().try_fold(1u64, |acc, &x| acc.checked_mul(x))?;
+    (total <= MAX_GRID_VOXELS).then(|| n.map(|x| x as usize))
 }
 
 /// Trilinear value at a continuous voxel position. Positions within half a voxel outside the
-/// outermost centres take the edge value; further out: `None`.
+/// outermost centres take the edge value; further out: `None`. Any memory layout (a
+/// non-standard one is read by index, more slowly).
 #[inline]
 pub fn trilinear_at(data: &Array3<f32>, x: f64, y: f64, z: f64) -> Option<f32> {
     let s = data.shape();
     let (nk, nj, ni) = (s[0], s[1], s[2]);
-    let slice = data.as_slice()?;
-    sample_lin(slice, ni, nj, nk, x, y, z)
+    match data.as_slice() {
+        Some(d) => sample_lin(d, ni, nj, nk, x, y, z),
+        None => sample_lin_by(|i, j, k| data[[k, j, i]], ni, nj, nk, x, y, z),
+    }
 }
 
+/// Trilinear sample of a C-order `[nk, nj, ni]` slice.
 #[inline(always)]
 fn sample_lin(d: &[f32], ni: usize, nj: usize, nk: usize, x: f64, y: f64, z: f64) -> Option<f32> {
+    let (row, sl) = (ni, ni * nj);
+    sample_lin_by(|i, j, k| d[k * sl + j * row + i], ni, nj, nk, x, y, z)
+}
+
+/// Trilinear sample with the voxel `(i, j, k)` read by `at`.
+#[inline(always)]
+fn sample_lin_by(at: impl Fn(usize, usize, usize) -> f32, ni: usize, nj: usize, nk: usize, x: f64, y: f64, z: f64) -> Option<f32> {
     if !(x >= -0.5 && y >= -0.5 && z >= -0.5 && x <= ni as f64 - 0.5 && y <= nj as f64 - 0.5 && z <= nk as f64 - 0.5) {
         return None;
     }
@@ -74,9 +120,6 @@ fn sample_lin(d: &[f32], ni: usize, nj: usize, nk: usize, x: f64, y: f64, z: f64
     let (x0, y0, z0) = (x.floor() as usize, y.floor() as usize, z.floor() as usize);
     let (x1, y1, z1) = ((x0 + 1).min(ni - 1), (y0 + 1).min(nj - 1), (z0 + 1).min(nk - 1));
     let (fx, fy, fz) = ((x - x0 as f64) as f32, (y - y0 as f64) as f32, (z - z0 as f64) as f32);
-    let row = ni;
-    let sl = ni * nj;
-    let at = |i: usize, j: usize, k: usize| d[k * sl + j * row + i];
     let c00 = at(x0, y0, z0) + (at(x1, y0, z0) - at(x0, y0, z0)) * fx;
     let c10 = at(x0, y1, z0) + (at(x1, y1, z0) - at(x0, y1, z0)) * fx;
     let c01 = at(x0, y0, z1) + (at(x1, y0, z1) - at(x0, y0, z1)) * fx;
@@ -181,7 +224,8 @@ pub fn resample_to_grid(src: &Volume, shape: GridShape, ras_from_voxel: &RasFrom
     let mut out = Array3::<f32>::zeros(shape.array_shape());
     let s = src.shape();
     let (ni, nj, nk) = (s.ni, s.nj, s.nk);
-    let d = src.data.as_slice().unwrap_or(&[]);
+    let d = c_order(&src.data);
+    let d = &*d;
     match interp {
         Interp::Linear if is_axis_aligned(m.matrix()) => resample_axis_aligned(d, s, &mut out, m.matrix(), fill),
         Interp::Linear => for_each_dst(&mut out, &m, |x, y, z| sample_lin(d, ni, nj, nk, x, y, z).unwrap_or(fill)),
@@ -198,18 +242,20 @@ pub fn resample_labels_to_grid(src: &LabelMap, shape: GridShape, ras_from_voxel:
     let mut out = Array3::<u16>::zeros(shape.array_shape());
     let s = src.shape();
     let (ni, nj) = (s.ni, s.nj);
-    let d = src.data.as_slice().unwrap_or(&[]);
+    let d = c_order(&src.data);
+    let d = &*d;
     for_each_dst(&mut out, &m, |x, y, z| {
         s.array_index(crate::geometry::VoxelIjk::new(x, y, z)).map(|a| d[(a.k * nj + a.j) * ni + a.i]).unwrap_or(0)
     });
     LabelMap { data: out, ras_from_voxel: *ras_from_voxel, meta: VolumeMeta { dtype: src.meta.dtype, ..Default::default() } }
 }
 
-/// Resamples a volume to the given spacing over the same physical extent.
-pub fn resample_to_spacing(src: &Volume, spacing_mm: [f64; 3], interp: Interp) -> Volume {
-    let (shape, aff) = grid_for_spacing(src.shape(), &src.ras_from_voxel, spacing_mm);
+/// Resamples a volume to the given spacing over the same physical extent; errors as
+/// [`grid_for_spacing`] (before any output is allocated).
+pub fn resample_to_spacing(src: &Volume, spacing: SpacingIjk, interp: Interp) -> Result<Volume, ResampleError> {
+    let (shape, aff) = grid_for_spacing(src.shape(), &src.ras_from_voxel, spacing)?;
     let fill = src.stats().min as f32;
-    resample_to_grid(src, shape, &aff, interp, if fill.is_finite() { fill } else { 0.0 })
+    Ok(resample_to_grid(src, shape, &aff, interp, if fill.is_finite() { fill } else { 0.0 }))
 }
 
 #[cfg(test)]
@@ -226,7 +272,7 @@ mod tests {
         let data = Array3::from_shape_fn(shape.array_shape(), |(k, j, i)| f(aff.apply(VoxelIjk::new(i as f64, j as f64, k as f64))));
         let v = Volume::new(data, aff).expect("valid");
         for sp in [0.7, 1.0, 1.9] {
-            let r = resample_to_spacing(&v, [sp; 3], Interp::Linear);
+            let r = resample_to_spacing(&v, SpacingIjk::isotropic(sp), Interp::Linear).expect("a small grid");
             let s = r.shape();
             for (i, j, k) in [(1, 1, 1), (s.ni / 2, s.nj / 3, s.nk / 2), (s.ni - 2, s.nj - 2, s.nk - 2)] {
                 let p = r.ras_from_voxel.apply(VoxelIjk::new(i as f64, j as f64, k as f64));
@@ -246,7 +292,7 @@ mod tests {
         let shape = GridShape::new(23, 17, 9);
         let data = Array3::from_shape_fn(shape.array_shape(), |(k, j, i)| ((i * 7 + j * 13 + k * 29) % 31) as f32 - 9.0);
         let v = Volume::new(data, aff).expect("valid");
-        let (gs, ga) = grid_for_spacing(shape, &aff, [1.1, 0.45, 0.8]);
+        let (gs, ga) = grid_for_spacing(shape, &aff, SpacingIjk([1.1, 0.45, 0.8])).expect("a small grid");
         // Shift the target a little so some voxels fall outside the source (fill).
         let ga = RasFromVoxel::from_parts(ga.linear(), ga.translation() + nalgebra::Vector3::new(2.0, 0.3, 0.0));
         let fast = resample_to_grid(&v, gs, &ga, Interp::Linear, -77.0);
@@ -263,11 +309,81 @@ mod tests {
     #[test]
     fn extent_is_kept() {
         let aff = RasFromVoxel::scale_translate([0.75, 0.75, 1.5], [0.0; 3]);
-        let (s, a) = grid_for_spacing(GridShape::new(512, 512, 224), &aff, [1.0; 3]);
+        let (s, a) = grid_for_spacing(GridShape::new(512, 512, 224), &aff, SpacingIjk::isotropic(1.0)).expect("a CT-sized grid");
         assert_eq!(s, GridShape::new(384, 384, 336));
         assert!((a.column_norms()[2] - 1.0).abs() < 1e-12);
         let c_old = aff.apply(VoxelIjk::new(255.5, 255.5, 111.5));
         let c_new = a.apply(VoxelIjk::new(191.5, 191.5, 167.5));
         assert!(c_old.distance(&c_new) < 1e-9);
+    }
+
+    /// `--spacing 1e-3` on a CT (mm meant, µm typed): an error naming the spacing, the grid
+    /// and the limit, before any allocation (it used to abort allocating 149 PB).
+    #[test]
+    fn a_spacing_that_makes_a_huge_grid_is_an_error() {
+        let aff = RasFromVoxel::scale_translate([0.75, 0.75, 1.5], [0.0; 3]);
+        let shape = GridShape::new(512, 512, 224);
+        let e = grid_for_spacing(shape, &aff, SpacingIjk::isotropic(1e-3)).expect_err("too large");
+        let ResampleError::TooLarge { size_ijk, .. } = &e else { panic!("{e}") };
+        assert_eq!(*size_ijk, [384_000.0, 384_000.0, 336_000.0]);
+        let msg = e.to_string();
+        for part in ["0.001", "384000×384000×336000", "2147483648 voxels", "8 GiB"] {
+            assert!(msg.contains(part), "{part:?} not in {msg:?}");
+        }
+        // Just under and just over the limit; an axis alone past it; overflow of the product.
+        let cube = GridShape::new(1024, 1024, 2048);
+        assert!(grid_for_spacing(cube, &RasFromVoxel::identity(), SpacingIjk::isotropic(1.0)).is_ok());
+        assert!(grid_for_spacing(GridShape::new(1025, 1024, 2048), &RasFromVoxel::identity(), SpacingIjk::isotropic(1.0)).is_err());
+        assert!(grid_for_spacing(GridShape::new(1, 1, 1), &RasFromVoxel::identity(), SpacingIjk([1e-300, 1.0, 1.0])).is_err());
+        assert_eq!(checked_grid_size([4e9, 4e9, 1.0]), None);
+        let v = Volume::new(Array3::zeros((224, 512, 512)), aff).expect("valid");
+        assert!(matches!(resample_to_spacing(&v, SpacingIjk::isotropic(1e-3), Interp::Linear), Err(ResampleError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_spacing_that_is_not_positive_and_finite_is_an_error() {
+        let aff = RasFromVoxel::identity();
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let e = grid_for_spacing(GridShape::new(4, 4, 4), &aff, SpacingIjk([1.0, bad, 1.0])).expect_err("bad spacing");
+            assert!(e.to_string().contains("positive, finite"), "{e}");
+        }
+    }
+
+    /// Voxels held in another memory layout (Fortran order, a strided slice of a wider array)
+    /// give the same statistics, samples and resampling as the C-order array, whether the
+    /// volume is built by `new` (which stores C order) or by hand: nothing reads them as empty.
+    #[test]
+    fn other_memory_layouts_give_the_same_stats_and_resampling() {
+        let aff = RasFromVoxel::scale_translate([0.9, 1.1, 1.7], [1.0, -2.0, 3.0]);
+        let c = Array3::from_shape_fn((6, 7, 8), |(k, j, i)| (k * 56 + j * 8 + i) as f32 * 0.5 - 20.0);
+        let fortran = c.t().as_standard_layout().into_owned().reversed_axes();
+        assert!(!fortran.is_standard_layout() && fortran == c);
+        let wide = Array3::from_shape_fn((6, 7, 16), |(k, j, i)| if i % 2 == 0 { c[[k, j, i / 2]] } else { f32::NAN });
+        let strided = wide.slice_move(ndarray::s![.., .., ..;2]);
+        assert!(strided.as_slice_memory_order().is_none() && strided == c);
+        let want = Volume::new(c.clone(), aff).expect("valid");
+        let spacing = SpacingIjk([1.3, 0.8, 1.0]);
+        let probe = VoxelIjk::new(3.3, 2.6, 4.1);
+        for data in [fortran, strided] {
+            let by_hand = Volume { data: data.clone(), ras_from_voxel: aff, meta: VolumeMeta::default() };
+            let built = Volume::new(data, aff).expect("valid");
+            assert!(built.data.is_standard_layout() && built.data == c);
+            for v in [&by_hand, &built] {
+                assert_eq!(v.stats(), want.stats());
+                assert_eq!(v.stats().min, -20.0);
+                assert_eq!(v.sample_trilinear(probe), want.sample_trilinear(probe));
+                for interp in [Interp::Linear, Interp::Nearest] {
+                    let got = resample_to_spacing(v, spacing, interp).expect("small");
+                    assert_eq!(got.data, resample_to_spacing(&want, spacing, interp).expect("small").data, "{interp:?}");
+                }
+            }
+        }
+        // Labels too.
+        let lc = c.mapv(|x| (x.abs() as u16) % 5);
+        let lab_f = LabelMap { data: lc.t().as_standard_layout().into_owned().reversed_axes(), ras_from_voxel: aff, meta: VolumeMeta::default() };
+        let (gs, ga) = grid_for_spacing(lab_f.shape(), &aff, spacing).expect("small");
+        let lab_c = LabelMap::new(lab_f.data.clone(), aff).expect("valid");
+        assert!(lab_c.data.is_standard_layout() && lab_c.data == lc);
+        assert_eq!(resample_labels_to_grid(&lab_f, gs, &ga).data, resample_labels_to_grid(&lab_c, gs, &ga).data);
     }
 }

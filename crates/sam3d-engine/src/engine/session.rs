@@ -302,7 +302,7 @@ impl Session {
             None => Array3::zeros(vol.shape().array_shape()),
         };
         let voxel_count = component.as_ref().map_or(0, |c| c.voxel_count);
-        let volume_ml = voxel_count as f64 * vol.ras_from_voxel.determinant().abs() / 1000.0;
+        let volume_ml = voxel_count as f64 * vol.voxel_ml();
         let mask = LabelMap { data, ras_from_voxel: vol.ras_from_voxel, meta: Default::default() };
         timings.postprocess_secs += t.elapsed().as_secs_f64();
         check(hooks)?;
@@ -507,12 +507,12 @@ pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasF
     let (lo, hi) = (-0.5, n as f64 - 0.5);
     let centre = (n as f64 - 1.0) / 2.0;
     let quarter = n as f64 / 4.0;
-    let voxel_ml = vol.ras_from_voxel.determinant().abs() / 1000.0;
+    let voxel_ml = vol.voxel_ml();
     // Depth of each component voxel (mm to the nearest voxel outside it), on its box padded by one.
     let d = comp.mask.dim();
     let mut padded = Array3::from_elem((d.0 + 2, d.1 + 2, d.2 + 2), true);
     padded.slice_mut(ndarray::s![1..d.0 + 1, 1..d.1 + 1, 1..d.2 + 1]).assign(&comp.mask.mapv(|m| !m));
-    let depth = crate::shape::sdf::edt(padded.view(), vol.spacing_mm());
+    let depth = crate::shape::sdf::edt(padded.view(), vol.spacing());
     // Per face (axis x/y/z of the grid, low/high side): voxels near it, and the deepest voxel
     // in the outer quarter on that side.
     let mut touch = [[0usize; 2]; 3];
