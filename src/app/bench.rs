@@ -44,7 +44,7 @@ fn stats(mut ms: Vec<f64>) -> (f64, f64) {
 
 /// Renders every slice index of each plane in turn (as scrolling does), `rounds` times.
 pub fn bench_slice(volume: &Path, labels: Option<&Path>, rounds: usize) -> Result<SliceBenchReport> {
-    let vol = load_volume(volume).map_err(anyhow::Error::msg)?;
+    let vol = load_volume(volume, None).map_err(anyhow::Error::msg)?;
     let lab = match labels {
         Some(p) => Some(load_labels(p, &vol).map_err(anyhow::Error::msg)?),
         None => None,

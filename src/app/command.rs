@@ -31,6 +31,7 @@ impl ViewCell {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DialogKind {
     OpenVolume,
+    OpenDicomFolder,
     OpenLabels,
     SaveLabels,
     LoadWeights,
@@ -50,9 +51,12 @@ pub enum FileKind {
 pub enum AppCommand {
     /// Open a volume (and optionally a label map on its grid) on the loader thread.
     OpenVolume { path: PathBuf, labels: Option<PathBuf> },
+    /// Open one DICOM series of a folder that holds several (the series picker's answer).
+    OpenSeries { path: PathBuf, labels: Option<PathBuf>, series: crate::volume::dicom::SeriesChoice },
     /// Open a label map for the current volume on the loader thread (its grid is checked).
     OpenLabels(PathBuf),
-    /// Write the current label map to a NIfTI file on the volume's grid (atomic write).
+    /// Write the current label map on the volume's grid (atomic write), in the format the name
+    /// asks: NIfTI or NRRD or MetaImage (names in a `.tsv` beside it), or a Slicer `.seg.nrrd`.
     SaveLabels(PathBuf),
     /// Show a native file dialog on its own thread; its answer comes back as another command.
     ShowDialog(DialogKind),

@@ -82,6 +82,11 @@ pub fn default_colour(id: u16, name: Option<&str>) -> [u8; 3] {
 }
 
 impl LabelTable {
+    /// Names and colours by id, as a names file holds them (what a saved label map carries).
+    pub fn names(&self) -> LabelNames {
+        self.entries.iter().filter(|(id, _)| **id != 0).map(|(id, e)| (*id, (e.name.clone(), Some(e.colour)))).collect()
+    }
+
     /// The table for the labels present in a map (`counts`: id → voxels), named from `names`.
     pub fn new(counts: &[(u16, usize)], names: Option<(&LabelNames, PathBuf)>) -> Self {
         let mut entries = BTreeMap::new();

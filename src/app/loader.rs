@@ -5,6 +5,8 @@
 use super::labels::LabelTable;
 use crate::geometry::RasFromVoxel;
 use crate::volume::intensity::{Window, auto_window};
+use crate::volume::dicom::{SeriesChoice, SeriesInfo, SeriesKind};
+use crate::volume::label_names::LabelNames;
 use crate::volume::{LabelMap, Modality, OnGrid, Stats, Volume};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use std::path::PathBuf;
@@ -13,12 +15,14 @@ use std::sync::Arc;
 /// Work for the loader thread.
 #[derive(Debug)]
 pub enum LoadRequest {
-    /// Read a volume, then (optionally) a label map that must lie on its grid.
-    Volume { path: PathBuf, labels: Option<PathBuf>, generation: u64 },
+    /// Read a volume, then (optionally) a label map that must lie on its grid. `series`: the
+    /// DICOM series to read when the path holds several (`None`: ask, if it does).
+    Volume { path: PathBuf, labels: Option<PathBuf>, generation: u64, series: Option<SeriesChoice> },
     /// Read a label map and check it against the current volume.
     Labels { path: PathBuf, volume: Arc<Volume>, generation: u64 },
-    /// Write a label map as NIfTI (atomically) with the volume's `ras_from_voxel`.
-    SaveLabels { path: PathBuf, labels: Arc<LabelMap>, ras_from_voxel: RasFromVoxel },
+    /// Write a label map (atomically) with the volume's `ras_from_voxel`, in the format the name
+    /// asks (NIfTI, NRRD, Slicer `.seg.nrrd`, MetaImage), with its names and colours.
+    SaveLabels { path: PathBuf, labels: Arc<LabelMap>, ras_from_voxel: RasFromVoxel, names: LabelNames },
 }
 
 /// A volume ready to show, with everything the UI needs precomputed.
@@ -53,6 +57,12 @@ pub enum LoadEvent {
     Volume(Box<LoadedVolume>),
     Labels(Box<LoadedLabels>),
     Saved(PathBuf),
+    /// The folder holds several DICOM series: the user picks one (then `Volume` again with it).
+    ChooseSeries { path: PathBuf, labels: Option<PathBuf>, generation: u64, series: Vec<SeriesInfo> },
+    /// What the engine process should read for this volume: a copy of it as read (or, when the
+    /// copy could not be written, the source itself). Not sent for an uncompressed NIfTI,
+    /// which the engine reads as it is.
+    EngineCopy { generation: u64, path: PathBuf },
     /// A job failed; `message` names the file and the problem.
     Failed { message: String },
     /// The loader is idle again.
@@ -89,6 +99,18 @@ impl Histogram {
 pub struct Loader {
     requests: Sender<LoadRequest>,
     pub events: Receiver<LoadEvent>,
+    /// Where this loader writes the engine's copies of volumes (removed with the loader).
+    copy_dir: PathBuf,
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.copy_dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            log::warn!("{}: could not remove the engine's copies: {e}", self.copy_dir.display());
+        }
+    }
 }
 
 impl std::fmt::Debug for Loader {
@@ -103,6 +125,10 @@ impl Loader {
     pub fn spawn(wake: impl Fn() + Send + 'static) -> std::io::Result<Self> {
         let (req_tx, req_rx) = bounded::<LoadRequest>(8);
         let (ev_tx, ev_rx) = bounded::<LoadEvent>(64);
+        static LOADERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = LOADERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let copy_dir = std::env::temp_dir().join(format!("sam3d-studio-{}-{n}", std::process::id()));
+        let dir = copy_dir.clone();
         std::thread::Builder::new().name("sam3d-loader".into()).spawn(move || {
             let send = |e: LoadEvent| {
                 // Blocks only if the UI has stopped draining (64 queued events).
@@ -111,7 +137,7 @@ impl Loader {
                 ok
             };
             for req in req_rx.iter() {
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(req, &send)));
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(req, &send, &dir)));
                 if let Err(panic) = result {
                     let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
                     send(LoadEvent::Failed { message: format!("internal error while loading: {msg}") });
@@ -121,7 +147,7 @@ impl Loader {
                 }
             }
         })?;
-        Ok(Self { requests: req_tx, events: ev_rx })
+        Ok(Self { requests: req_tx, events: ev_rx, copy_dir })
     }
 
     /// Queues a request; fails (with a message) only when 8 requests are already waiting.
@@ -134,14 +160,27 @@ impl Loader {
     }
 }
 
-fn handle(req: LoadRequest, send: &dyn Fn(LoadEvent) -> bool) {
+fn handle(req: LoadRequest, send: &dyn Fn(LoadEvent) -> bool, copy_dir: &std::path::Path) {
     let progress = |what: String, fraction: f32| {
         send(LoadEvent::Progress { what, fraction });
     };
     match req {
-        LoadRequest::Volume { path, labels, generation } => {
+        LoadRequest::Volume { path, labels, generation, series } => {
             progress(format!("reading {}", file_name(&path)), 0.05);
-            let volume = match load_volume(&path) {
+            if series.is_none() && crate::volume::detect(&path).is_ok_and(|f| f == crate::volume::Format::Dicom) {
+                match crate::volume::dicom::list_series(&path) {
+                    Ok(list) if list.iter().filter(|s| s.kind == SeriesKind::Image && s.problem.is_none()).count() > 1 => {
+                        send(LoadEvent::ChooseSeries { path, labels, generation, series: list });
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        send(LoadEvent::Failed { message: e.to_string() });
+                        return;
+                    }
+                }
+            }
+            let volume = match load_volume(&path, series.as_ref()) {
                 Ok(v) => v,
                 Err(message) => {
                     send(LoadEvent::Failed { message });
@@ -154,8 +193,11 @@ fn handle(req: LoadRequest, send: &dyn Fn(LoadEvent) -> bool) {
             let modality = volume.guess_modality();
             let histogram = Histogram::of(flat, &stats);
             let auto = auto_window(flat, &stats);
-            let initial_window = match modality {
-                Modality::Ct => crate::volume::intensity::Preset::Abdomen.window(),
+            // The window the scan suggests (DICOM WindowCenter/Width), else the abdomen preset for
+            // a CT, else the 1st to 99th percentile.
+            let initial_window = match (volume.meta.window, modality) {
+                (Some((level, width)), _) if level.is_finite() && width.is_finite() && width > 0.0 => Window { level: level as f32, width: width as f32 },
+                (_, Modality::Ct) => crate::volume::intensity::Preset::Abdomen.window(),
                 _ => auto,
             };
             let volume = Arc::new(volume);
@@ -173,17 +215,30 @@ fn handle(req: LoadRequest, send: &dyn Fn(LoadEvent) -> bool) {
                 progress(format!("reading {}", file_name(&lp)), 0.8);
                 load_labels_and_send(lp, &volume, generation, send);
             }
+            if needs_engine_copy(&path) {
+                progress("a copy for the model engine".into(), 0.95);
+                match write_engine_copy(&volume, generation, copy_dir) {
+                    Ok(copy) => {
+                        send(LoadEvent::EngineCopy { generation, path: copy });
+                    }
+                    Err(e) => {
+                        log::warn!("the engine will read {} itself: {e}", path.display());
+                        send(LoadEvent::EngineCopy { generation, path: path.clone() });
+                    }
+                }
+            }
         }
         LoadRequest::Labels { path, volume, generation } => {
             progress(format!("reading {}", file_name(&path)), 0.1);
             load_labels_and_send(path, &volume, generation, send);
         }
-        LoadRequest::SaveLabels { path, labels, ras_from_voxel } => {
+        LoadRequest::SaveLabels { path, labels, ras_from_voxel, names } => {
             progress(format!("writing {}", file_name(&path)), 0.3);
             // The map was checked against the volume's grid on load; write it with exactly the
             // volume's affine so the file lines up bit-for-bit with the scan.
             let on_volume_grid = LabelMap { data: labels.data.clone(), ras_from_voxel, meta: Default::default() };
-            match on_volume_grid.save(&path) {
+            drop(labels); // the viewer's map is free for edits again
+            match crate::volume::save_labels(&path, &on_volume_grid, Some(&names)) {
                 Ok(()) => {
                     send(LoadEvent::Saved(path));
                 }
@@ -199,9 +254,28 @@ fn file_name(p: &std::path::Path) -> String {
     p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-/// Reads a volume and puts its voxels in standard (C) layout for fast slice access.
-pub fn load_volume(path: &std::path::Path) -> Result<Volume, String> {
-    let mut v = crate::volume::open(path).map_err(|e| e.to_string())?;
+/// Whether the engine process should get a copy of the volume as read instead of its source:
+/// everything but an uncompressed NIfTI, which it reads as fast as a copy (a `.nii.gz` would be
+/// inflated again, a DICOM series decoded again, and a folder of several series is ambiguous).
+pub fn needs_engine_copy(source: &std::path::Path) -> bool {
+    !(source.is_file() && source.extension().is_some_and(|e| e.eq_ignore_ascii_case("nii")))
+}
+
+/// Writes `volume` as an uncompressed float32 NIfTI in `dir` (earlier copies are removed: the
+/// engine holds one volume at a time).
+fn write_engine_copy(volume: &Volume, generation: u64, dir: &std::path::Path) -> Result<PathBuf, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(format!("volume-{generation}.nii"));
+    crate::volume::write_nifti(&path, volume.data.view(), &volume.ras_from_voxel, &crate::volume::WriteOptions { dtype: crate::volume::DataType::Float32, ..Default::default() })
+        .map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// Reads a volume (the DICOM `series` when given) and puts its voxels in standard (C) layout
+/// for fast slice access.
+pub fn load_volume(path: &std::path::Path, series: Option<&SeriesChoice>) -> Result<Volume, String> {
+    let mut v = crate::volume::open_with(path, series).map_err(|e| e.to_string())?;
     if v.shape().is_empty() {
         return Err(format!("{}: the volume has no voxels", path.display()));
     }

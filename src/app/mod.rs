@@ -18,6 +18,7 @@ pub mod labels;
 pub mod loader;
 mod panels;
 pub mod remote;
+pub mod series_picker;
 pub mod slice_image;
 mod slice_view;
 pub mod three_d;
@@ -117,6 +118,9 @@ pub struct Scene {
     pub overlay_rev: u64,
     /// Which load this scene came from.
     pub generation: u64,
+    /// What the engine process reads for this scan: the loader's uncompressed copy of the
+    /// volume as read (DICOM, NRRD, a `.nii.gz`), else the source itself.
+    pub engine_path: Option<PathBuf>,
 }
 
 /// A label map on the scene's grid.
@@ -223,6 +227,8 @@ pub struct Runtime {
     pub scan_adapter: Option<String>,
     /// The scene generation whose volume the engine has.
     remote_volume: Option<u64>,
+    /// A folder of several DICOM series waiting for the user's choice.
+    pub series_picker: Option<series_picker::SeriesPicker>,
     /// The scene generation last told it is MR without an adapter ([`MR_WITHOUT_ADAPTER`]).
     mr_noted: Option<u64>,
     /// The stage the engine reported for the running click.
@@ -330,6 +336,7 @@ impl Default for Runtime {
             model: None,
             adapter: None,
             remote_volume: None,
+            series_picker: None,
             mr_noted: None,
             scan_adapter: None,
             click_stage: None,
@@ -637,6 +644,7 @@ impl App {
                         labels: None,
                         overlay_rev: 0,
                         generation: v.generation,
+                        engine_path: None,
                         volume: v.volume,
                     });
                     for view in &mut self.rt.views {
@@ -668,6 +676,18 @@ impl App {
                     self.refresh_compare();
                 }
                 LoadEvent::Saved(p) => self.notice(format!("Saved label map to {}", p.display())),
+                LoadEvent::ChooseSeries { path, labels, generation, series } => {
+                    if generation == self.rt.generation {
+                        self.rt.progress = None;
+                        self.rt.series_picker = Some(series_picker::SeriesPicker { path, labels, series });
+                    }
+                }
+                // (A stale copy is left to the loader, which clears its folder at the next copy.)
+                LoadEvent::EngineCopy { generation, path } => {
+                    if let Some(s) = self.rt.scene.as_mut().filter(|s| s.generation == generation) {
+                        s.engine_path = Some(path);
+                    }
+                }
                 LoadEvent::Failed { message } => self.error(message),
                 LoadEvent::Idle => {
                     self.rt.pending_jobs = self.rt.pending_jobs.saturating_sub(1);
@@ -689,11 +709,10 @@ impl App {
 
     fn apply(&mut self, c: AppCommand, ctx: &egui::Context) {
         match c {
-            AppCommand::OpenVolume { path, labels } => {
-                self.rt.generation += 1;
-                let generation = self.rt.generation;
-                self.rt.progress = Some((format!("opening {}", path.display()), 0.0));
-                self.request(LoadRequest::Volume { path, labels, generation });
+            AppCommand::OpenVolume { path, labels } => self.open_volume(path, labels, None),
+            AppCommand::OpenSeries { path, labels, series } => {
+                self.rt.series_picker = None;
+                self.open_volume(path, labels, Some(series));
             }
             AppCommand::OpenLabels(path) => match &self.rt.scene {
                 Some(s) => {
@@ -702,8 +721,8 @@ impl App {
                 }
                 None => self.error(format!("{}: open a volume first; a label map is shown on a volume's grid", path.display())),
             },
-            AppCommand::SaveLabels(path) => match self.rt.scene.as_ref().and_then(|s| s.labels.as_ref().map(|l| (l.map.clone(), s.volume.ras_from_voxel))) {
-                Some((map, ras_from_voxel)) => self.request(LoadRequest::SaveLabels { path, labels: map, ras_from_voxel }),
+            AppCommand::SaveLabels(path) => match self.rt.scene.as_ref().and_then(|s| s.labels.as_ref().map(|l| (l.map.clone(), s.volume.ras_from_voxel, l.table.names()))) {
+                Some((map, ras_from_voxel, names)) => self.request(LoadRequest::SaveLabels { path, labels: map, ras_from_voxel, names }),
                 None => self.error("there is no label map to save".into()),
             },
             AppCommand::ShowDialog(kind) => self.show_dialog(kind, ctx),
@@ -1022,7 +1041,11 @@ impl App {
                     self.error(format!("3D from click: {NO_MODEL_HELP}"));
                     return;
                 }
-                let (generation, path) = (scene.generation, scene.path.clone());
+                if scene.engine_path.is_none() && loader::needs_engine_copy(&scene.path) {
+                    self.notice("The scan is still being handed to the model engine: click again in a moment".into());
+                    return;
+                }
+                let (generation, path) = (scene.generation, scene.engine_path.clone().unwrap_or_else(|| scene.path.clone()));
                 if self.rt.remote_volume != Some(generation) {
                     self.remote_send(&Request::SetVolume { path }, ctx);
                     self.rt.remote_volume = Some(generation);
@@ -1279,6 +1302,14 @@ impl App {
         }
     }
 
+    /// Opens a volume on the loader thread (`series`: the DICOM series of a folder of several).
+    fn open_volume(&mut self, path: PathBuf, labels: Option<PathBuf>, series: Option<crate::volume::dicom::SeriesChoice>) {
+        self.rt.generation += 1;
+        let generation = self.rt.generation;
+        self.rt.progress = Some((format!("opening {}", path.display()), 0.0));
+        self.request(LoadRequest::Volume { path, labels, generation, series });
+    }
+
     /// Native dialogs block their thread, so each runs on its own; the answer comes back as a
     /// command. With no desktop portal (a bare container) rfd returns nothing: say so.
     fn show_dialog(&mut self, kind: DialogKind, ctx: &egui::Context) {
@@ -1286,21 +1317,31 @@ impl App {
         let ctx = ctx.clone();
         let start_dir = self.rt.scene.as_ref().and_then(|s| s.path.parent().map(Path::to_path_buf));
         let spawned = std::thread::Builder::new().name("sam3d-file-dialog".into()).spawn(move || {
-            let mut d = rfd::FileDialog::new().add_filter("NIfTI", &["nii", "gz"]);
+            let volumes = ["nii", "gz", "nrrd", "nhdr", "mha", "mhd", "dcm"];
+            let mut d = rfd::FileDialog::new().add_filter("Volumes (NIfTI, NRRD, MetaImage, DICOM)", &volumes).add_filter("All files", &["*"]);
             if let Some(dir) = start_dir {
                 d = d.set_directory(dir);
             }
             let cmd = match kind {
                 DialogKind::OpenVolume => d.set_title("Open volume").pick_file().map(|path| AppCommand::OpenVolume { path, labels: None }),
                 DialogKind::OpenLabels => d.set_title("Open label map").pick_file().map(AppCommand::OpenLabels),
-                DialogKind::SaveLabels => d.set_title("Save label map").set_file_name("labels.nii.gz").save_file().map(AppCommand::SaveLabels),
+                DialogKind::OpenDicomFolder => d.set_title("Open DICOM folder").pick_folder().map(|path| AppCommand::OpenVolume { path, labels: None }),
+                DialogKind::SaveLabels => rfd::FileDialog::new()
+                    .add_filter("NIfTI (+ names in a .tsv)", &["nii.gz", "nii"])
+                    .add_filter("3D Slicer segmentation", &["seg.nrrd"])
+                    .add_filter("NRRD (+ names in a .tsv)", &["nrrd"])
+                    .add_filter("MetaImage (+ names in a .tsv)", &["mha"])
+                    .set_title("Save label map")
+                    .set_file_name("labels.nii.gz")
+                    .save_file()
+                    .map(AppCommand::SaveLabels),
                 DialogKind::LoadWeights => rfd::FileDialog::new().add_filter("weights", &["safetensors", "pt", "ot"]).set_title("Load SAM3D weights").pick_file().map(AppCommand::LoadWeights),
                 DialogKind::LoadAdapter => rfd::FileDialog::new().add_filter("adapter", &["safetensors", "pt", "ot"]).set_title("Load LoRA adapter").pick_file().map(AppCommand::LoadAdapter),
                 DialogKind::OpenReport => rfd::FileDialog::new().add_filter("eval report", &["csv"]).set_title("Open evaluation report").pick_file().map(AppCommand::OpenReport),
             };
             let cmd = cmd.unwrap_or_else(|| {
                 AppCommand::Notice(
-                    "No file chosen. If no dialog appeared, this desktop has no file-dialog service: drop a .nii/.nii.gz file on the window, or pass it on the command line.".into(),
+                    "No file chosen. If no dialog appeared, this desktop has no file-dialog service: drop the file or DICOM folder on the window, or pass it on the command line.".into(),
                 )
             });
             let _ = tx.send(cmd);
@@ -1312,7 +1353,7 @@ impl App {
     }
 
     /// Files dropped on the window: label maps (names containing "label", "seg" or "mask")
-    /// go over the current volume; anything else opens as a volume.
+    /// go over the current volume; anything else (a DICOM folder too) opens as a volume.
     fn handle_dropped_files(&mut self, ctx: &egui::Context) {
         let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
         for path in dropped {
@@ -1321,12 +1362,13 @@ impl App {
                 self.send(AppCommand::OpenReport(path));
                 continue;
             }
-            if !(name.ends_with(".nii") || name.ends_with(".nii.gz")) {
-                self.error(format!("{}: not a NIfTI file (.nii or .nii.gz) nor an eval report (.csv)", path.display()));
+            let readable = path.is_dir() || crate::volume::detect(&path).is_ok_and(|f| f != crate::volume::Format::Nifti) || name.ends_with(".nii") || name.ends_with(".nii.gz");
+            if !readable {
+                self.error(format!("{}: not a volume (NIfTI, NRRD, MetaImage, DICOM file or folder) nor an eval report (.csv)", path.display()));
                 continue;
             }
             let looks_like_labels = ["label", "seg", "mask"].iter().any(|k| name.contains(k));
-            if looks_like_labels && self.rt.scene.is_some() {
+            if looks_like_labels && !path.is_dir() && self.rt.scene.is_some() {
                 self.send(AppCommand::OpenLabels(path));
             } else {
                 self.send(AppCommand::OpenVolume { path, labels: None });
@@ -1429,6 +1471,7 @@ impl App {
         panels::drop_hint_ui(&ctx);
         self.finetune_ui(&ctx);
         self.cases_ui(&ctx);
+        self.series_picker_ui(&ctx);
         // Commands from this frame's widgets take effect now, not on the next input event.
         if !self.rt.commands.is_empty() {
             self.apply_commands(&ctx);
@@ -1437,6 +1480,16 @@ impl App {
     }
 
     /// The case browser (when open), and a report that has been read.
+    fn series_picker_ui(&mut self, ctx: &egui::Context) {
+        let Some(p) = &self.rt.series_picker else { return };
+        let (chosen, open) = series_picker::window_ui(ctx, p);
+        if let Some(c) = chosen {
+            self.send(c);
+        } else if !open {
+            self.rt.series_picker = None;
+        }
+    }
+
     fn cases_ui(&mut self, ctx: &egui::Context) {
         if let Some(Err(e)) = self.rt.cases.drain() {
             self.error(e);

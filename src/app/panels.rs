@@ -16,8 +16,11 @@ pub fn menu_ui(app: &mut App, ui: &mut egui::Ui) {
     let mut cmds = Vec::new();
     egui::MenuBar::new().ui(ui, |ui| {
         ui.menu_button("File", |ui| {
-            if ui.button("Open volume…        Ctrl+O").clicked() {
+            if ui.button("Open volume…        Ctrl+O").on_hover_text("NIfTI, NRRD, MetaImage, or one file of a DICOM series").clicked() {
                 cmds.push(AppCommand::ShowDialog(DialogKind::OpenVolume));
+            }
+            if ui.button("Open DICOM folder…").on_hover_text("A folder of DICOM files (searched recursively); a folder of several series asks which").clicked() {
+                cmds.push(AppCommand::ShowDialog(DialogKind::OpenDicomFolder));
             }
             let has_volume = app.rt.scene.is_some();
             if ui.add_enabled(has_volume, egui::Button::new("Open label map…   Ctrl+L")).clicked() {

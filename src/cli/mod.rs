@@ -5,7 +5,8 @@ mod shape_cmds;
 
 use crate::data::phantom::PhantomSpec;
 use crate::geometry::{SpacingIjk, axcodes};
-use crate::volume::{DataType, Interp, OnGrid, read_info, resample_to_spacing};
+use crate::volume::dicom::SeriesChoice;
+use crate::volume::{DataType, Format, Interp, OnGrid, read_info, resample_to_spacing};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -49,15 +50,23 @@ pub fn parse_at(at: Option<&[f64]>) -> Result<Option<crate::geometry::RasMm>> {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Shape, spacing, affine (RAS), orientation, datatype and intensity range of a NIfTI file.
+    /// Shape, spacing, affine (RAS), orientation, datatype and intensity range of a volume
+    /// (NIfTI, NRRD, MetaImage, a DICOM folder or file); a folder of several DICOM series is
+    /// listed (patient, date, series, description, modality, size, spacing, orientation).
     Info {
         file: PathBuf,
+        /// The DICOM series to describe: its SeriesNumber, SeriesInstanceUID or #index in the listing.
+        #[arg(long, value_name = "N|UID|#INDEX")]
+        series: Option<SeriesChoice>,
         #[arg(long)]
         json: bool,
     },
     /// Resample to isotropic spacing over the same physical extent.
     Resample {
         input: PathBuf,
+        /// The DICOM series to read when INPUT holds several.
+        #[arg(long, value_name = "N|UID|#INDEX")]
+        series: Option<SeriesChoice>,
         output: PathBuf,
         /// Target spacing in mm (one value: isotropic; or three: i,j,k).
         #[arg(long, value_delimiter = ',')]
@@ -193,8 +202,8 @@ pub fn forward_to_engine() -> Result<()> {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Some(Command::Info { file, json }) => info(&file, json),
-        Some(Command::Resample { input, output, spacing, interp }) => resample(&input, &output, &spacing, interp),
+        Some(Command::Info { file, series, json }) => info(&file, series.as_ref(), json),
+        Some(Command::Resample { input, series, output, spacing, interp }) => resample(&input, series.as_ref(), &output, &spacing, interp),
         Some(Command::BenchSlice { volume, labels, rounds, json }) => {
             let r = crate::app::bench::bench_slice(&volume, labels.as_deref(), rounds)?;
             if json {
@@ -260,7 +269,108 @@ struct InfoJson {
     nan_count: usize,
 }
 
-fn info(path: &Path, json: bool) -> Result<()> {
+fn info(path: &Path, series: Option<&SeriesChoice>, json: bool) -> Result<()> {
+    match crate::volume::detect(path)? {
+        Format::Nifti if series.is_none() => nifti_info(path, json),
+        Format::Dicom => dicom_info(path, series, json),
+        format => volume_info(path, &format!("{format:?}"), &crate::volume::open_with(path, series)?, None, json),
+    }
+}
+
+/// What `info --json` prints for any volume that is not a NIfTI file.
+#[derive(serde::Serialize)]
+struct VolumeInfoJson {
+    file: String,
+    format: String,
+    shape: [usize; 3],
+    spacing: [f64; 3],
+    affine: [[f64; 4]; 4],
+    axcodes: String,
+    dtype: Option<String>,
+    /// The display window the file suggests (centre, width).
+    window: Option<(f64, f64)>,
+    min: f64,
+    max: f64,
+    mean: f64,
+    nan_count: usize,
+    /// The DICOM series read.
+    series: Option<crate::volume::dicom::SeriesInfo>,
+}
+
+fn volume_info(path: &Path, format: &str, v: &crate::volume::Volume, series: Option<crate::volume::dicom::SeriesInfo>, json: bool) -> Result<()> {
+    let st = v.stats();
+    let out = VolumeInfoJson {
+        file: path.display().to_string(),
+        format: format.to_string(),
+        shape: v.shape().ijk(),
+        spacing: v.spacing_mm(),
+        affine: v.ras_from_voxel.rows(),
+        axcodes: axcodes(&v.ras_from_voxel).iter().collect(),
+        dtype: v.meta.dtype.map(|d| d.name().to_string()),
+        window: v.meta.window,
+        min: st.min,
+        max: st.max,
+        mean: st.mean,
+        nan_count: st.nan_count,
+        series,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&out)?);
+        return Ok(());
+    }
+    println!("file      {}", out.file);
+    println!("format    {}{}", out.format, out.dtype.as_deref().map(|d| format!(", {d}")).unwrap_or_default());
+    if let Some(s) = &out.series {
+        println!("series    {}", s.label());
+        println!("patient   {} ({}), study date {}, {}", s.patient_name, s.patient_id, s.study_date, s.modality);
+        for w in &s.warnings {
+            println!("warning   {w}");
+        }
+    }
+    println!("shape     {} voxels (i×j×k)", v.shape());
+    println!("spacing   {:.4} × {:.4} × {:.4} mm", out.spacing[0], out.spacing[1], out.spacing[2]);
+    println!("axcodes   {}", out.axcodes);
+    for r in &out.affine {
+        println!("          [{:>10.4} {:>10.4} {:>10.4} {:>10.4}]", r[0], r[1], r[2], r[3]);
+    }
+    if let Some((c, w)) = out.window {
+        println!("window    centre {c} width {w}");
+    }
+    println!("range     min {:.4}  max {:.4}  mean {:.4}{}", st.min, st.max, st.mean, if st.nan_count > 0 { format!("  ({} NaN voxels)", st.nan_count) } else { String::new() });
+    Ok(())
+}
+
+/// A DICOM folder or file: the series it holds, or the one chosen (or the only one) described.
+fn dicom_info(path: &Path, series: Option<&SeriesChoice>, json: bool) -> Result<()> {
+    use crate::volume::dicom::{self, SeriesKind};
+    let list = dicom::list_series(path)?;
+    let openable = list.iter().filter(|s| s.kind == SeriesKind::Image && s.problem.is_none()).count();
+    if series.is_none() && (openable != 1 || (path.is_dir() && list.len() > 1 && json)) {
+        if json {
+            println!("{}", serde_json::json!({ "file": path.display().to_string(), "format": "Dicom", "series": list }));
+        } else {
+            println!("{}: {} series ({openable} image series that can be opened)", path.display(), list.len());
+            for s in &list {
+                println!("  {s}");
+            }
+            if openable > 1 {
+                println!("open one with --series NUMBER, --series UID or --series '#INDEX'");
+            }
+        }
+        return Ok(());
+    }
+    let choice = series.cloned().unwrap_or_default();
+    let v = dicom::open_series(path, &choice)?;
+    let chosen = match &choice {
+        SeriesChoice::Index(i) => list.iter().find(|s| s.index == *i),
+        SeriesChoice::Number(n) => list.iter().find(|s| s.series_number == Some(*n) && s.kind == SeriesKind::Image),
+        SeriesChoice::Uid(u) => list.iter().find(|s| &s.series_uid == u && s.kind == SeriesKind::Image),
+        SeriesChoice::Only => list.iter().find(|s| s.kind == SeriesKind::Image && s.problem.is_none()),
+    };
+    volume_info(path, "Dicom", &v, chosen.cloned(), json)
+}
+
+fn nifti_info(path: &Path, json: bool) -> Result<()> {
     let info = read_info(path)?;
     let st = info.stream_stats()?;
     let codes: String = axcodes(&info.ras_from_voxel).iter().collect();
@@ -300,14 +410,14 @@ fn info(path: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn resample(input: &Path, output: &Path, spacing: &[f64], interp: Interp) -> Result<()> {
+fn resample(input: &Path, series: Option<&SeriesChoice>, output: &Path, spacing: &[f64], interp: Interp) -> Result<()> {
     let sp = match spacing {
         [s] => [*s; 3],
         [a, b, c] => [*a, *b, *c],
         _ => bail!("--spacing takes one value (isotropic) or three (i,j,k), got {}", spacing.len()),
     };
     let t0 = std::time::Instant::now();
-    let vol = crate::volume::open(input)?;
+    let vol = crate::volume::open_with(input, series)?;
     log::info!("read {:.3} s", t0.elapsed().as_secs_f64());
     let t1 = std::time::Instant::now();
     let out = resample_to_spacing(&vol, SpacingIjk(sp), interp).with_context(|| format!("{}: cannot resample", input.display()))?;

@@ -12,8 +12,12 @@ use std::path::PathBuf;
 /// Arguments of `infer`.
 #[derive(clap::Args, Debug)]
 pub struct InferArgs {
-    /// Input volume (NIfTI).
+    /// Input volume: NIfTI, NRRD, MetaImage, or a DICOM folder or file.
     pub volume: PathBuf,
+    /// The DICOM series to read when VOLUME holds several: SeriesNumber, SeriesInstanceUID or
+    /// #index in `sam3d-studio info`'s listing.
+    #[arg(long, value_name = "N|UID|#INDEX")]
+    pub series: Option<crate::volume::dicom::SeriesChoice>,
     /// Click position in RAS millimetres: X,Y,Z.
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true, required = true)]
     pub click_ras: Vec<f64>,

@@ -8,7 +8,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`geometry`] | typed points and transforms (RAS mm, voxel ijk, array index, slice, screen), orientation codes, canonical reorientation, view planes |
-//! | [`volume`] | `Volume` / `LabelMap`, [`volume::open`] (the one place a path becomes a volume), NIfTI-1/2 read and write, DICOM series in ([`volume::dicom`]: listing, choosing a series), resampling, intensity normalisation and window/level, the label-names `.tsv` beside a label map |
+//! | [`volume`] | `Volume` / `LabelMap`; [`volume::open`] / [`volume::open_with`] (the one place a path becomes a volume: NIfTI-1/2, NRRD and `.nhdr`, Slicer `.seg.nrrd`, MetaImage, DICOM series with [`volume::dicom`]'s listing and series choice) and [`volume::save_labels`] / [`volume::save_volume`] (the one place one becomes a file: NIfTI, NRRD, `.seg.nrrd`, MetaImage); resampling, intensity normalisation and window/level, label names (a `.tsv` beside a label map, or a segmentation's own) |
 //! | [`shape`] | signed distance fields, connected components and flood fills, marching-cubes meshes (whole masks, or a crop on coarser blocks) and their export, the component of a model's SDF on a source grid, segmentation metrics |
 //! | [`data`] | synthetic phantoms; click preprocessing (slice, pointmap, output cube, context and guide cubes) and SDF → source-grid mask; training samples with augmentation; the dataset preprocessing cache; plain ndarray |
 //! | [`baseline`] | classical one-click 3D segmentation (region growing), the image refinement of the model's masks, region growing joined to the model's shape |

@@ -107,7 +107,7 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
     if let Some(n) = a.threads {
         tch::set_num_threads(n);
     }
-    let volume = Arc::new(crate::volume::open(&a.volume)?);
+    let volume = Arc::new(crate::volume::open_with(&a.volume, a.series.as_ref())?);
     // Fail on a click outside the volume before loading any weights.
     let voxel_from_ras = volume.voxel_from_ras();
     if !volume.shape().contains(voxel_from_ras.apply(click)) {

@@ -80,6 +80,16 @@ pub fn open(path: &Path) -> Result<Volume, VolumeError> {
     }
 }
 
+/// [`open`], with the DICOM series to read when `path` holds several (`--series`); `None` is
+/// [`open`] itself. A series choice for a file that is not DICOM is refused, naming the format.
+pub fn open_with(path: &Path, series: Option<&dicom::SeriesChoice>) -> Result<Volume, VolumeError> {
+    match (series, detect(path)?) {
+        (None, _) => open(path),
+        (Some(choice), Format::Dicom) => dicom::open_series(path, choice),
+        (Some(choice), other) => Err(VolumeError::new(path, format!("{choice} picks a DICOM series, but this is {other:?}, which holds one volume"))),
+    }
+}
+
 /// Reads a label map: every value must be a whole number in 0..=65535.
 pub fn open_labels(path: &Path) -> Result<LabelMap, VolumeError> {
     match detect(path)? {
@@ -114,7 +124,18 @@ mod tests {
         assert!(e.contains("x.dcm") && e.contains("DICOM"), "{e}");
         let e = open(&dcm).expect_err("a broken DICOM file").to_string();
         assert!(e.contains("x.dcm") && e.contains("not a readable DICOM file"), "{e}");
-        let e = open(&dir.path().join("missing.nii")).expect_err("missing").to_string();
+        let e = open_with(&dir.path().join("missing.nii"), None).expect_err("missing").to_string();
         assert!(e.contains("missing.nii") && e.contains("cannot open"), "{e}");
+    }
+
+    #[test]
+    fn a_series_choice_is_only_for_dicom() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("v.nii");
+        let v = Volume::new(ndarray::Array3::zeros((2, 2, 2)), crate::geometry::RasFromVoxel::identity()).expect("volume");
+        v.save(&p, None).expect("save");
+        assert!(open_with(&p, None).is_ok());
+        let e = open_with(&p, Some(&dicom::SeriesChoice::Number(3))).expect_err("not DICOM").to_string();
+        assert!(e.contains("v.nii") && e.contains("--series 3") && e.contains("Nifti"), "{e}");
     }
 }

@@ -50,16 +50,47 @@ pub fn save_volume(path: &Path, v: &Volume, dtype: Option<DataType>) -> Result<(
 
 /// Writes a label map (uint8 when every label fits, else uint16) in the format the name asks.
 /// A `.seg.nrrd` carries `names` (names and colours; labels without an entry get generated
-/// ones) so that 3D Slicer shows them; the other formats hold only the label values.
+/// ones) so that 3D Slicer shows them; the other formats hold only the label values, so with
+/// `names` they get `<stem>.tsv` beside them (`id<TAB>name<TAB>r g b`, what
+/// [`super::label_names::names_beside`] reads back).
 pub fn save_labels(path: &Path, l: &LabelMap, names: Option<&LabelNames>) -> Result<(), VolumeError> {
     let max = l.data.iter().copied().max().unwrap_or(0);
     let dtype = if max <= 255 { DataType::Uint8 } else { DataType::Uint16 };
-    match OutputFormat::of(path)? {
-        OutputFormat::Nifti => write_nifti(path, l.data.view(), &l.ras_from_voxel, &WriteOptions { dtype, ..Default::default() }),
-        OutputFormat::Nrrd => nrrd::write_labels(path, l),
-        OutputFormat::SegNrrd => nrrd::seg::write_segmentation(path, l, names.unwrap_or(&LabelNames::new())),
-        OutputFormat::MetaImage => metaimage::write_metaimage(path, l.data.view(), &l.ras_from_voxel, dtype, true),
+    let format = OutputFormat::of(path)?;
+    match format {
+        OutputFormat::Nifti => write_nifti(path, l.data.view(), &l.ras_from_voxel, &WriteOptions { dtype, ..Default::default() })?,
+        OutputFormat::Nrrd => nrrd::write_labels(path, l)?,
+        OutputFormat::SegNrrd => return nrrd::seg::write_segmentation(path, l, names.unwrap_or(&LabelNames::new())),
+        OutputFormat::MetaImage => metaimage::write_metaimage(path, l.data.view(), &l.ras_from_voxel, dtype, true)?,
     }
+    match names.filter(|n| !n.is_empty()) {
+        Some(n) => {
+            let tsv = tsv_path(path);
+            super::atomic_write(&tsv, |w| std::io::Write::write_all(w, label_tsv(n).as_bytes()))
+        }
+        None => Ok(()),
+    }
+}
+
+/// `<stem>.tsv` beside a label map (`labels.nii.gz` → `labels.tsv`).
+pub fn tsv_path(label_path: &Path) -> std::path::PathBuf {
+    let name = label_path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let stem = name.strip_suffix(".gz").unwrap_or(&name);
+    let stem = [".nii", ".seg.nrrd", ".nrrd", ".mha"].iter().find_map(|s| stem.strip_suffix(s)).unwrap_or(stem);
+    label_path.with_file_name(format!("{stem}.tsv"))
+}
+
+/// The `.tsv` text of a names table: `id<TAB>name[<TAB>r g b]` per label.
+pub fn label_tsv(names: &LabelNames) -> String {
+    let mut out = String::from("# id\tname\tr g b\n");
+    for (id, (name, colour)) in names {
+        let name: String = name.chars().map(|c| if c == '\t' || c == '\n' { ' ' } else { c }).collect();
+        match colour {
+            Some([r, g, b]) => out.push_str(&format!("{id}\t{name}\t{r} {g} {b}\n")),
+            None => out.push_str(&format!("{id}\t{name}\n")),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -85,5 +116,21 @@ mod tests {
         assert!(e.contains("a.png") && e.contains(".seg.nrrd"), "{e}");
         let v = Volume::new(l.data.mapv(|x| x as f32), aff).expect("grid");
         assert!(v.save(&dir.path().join("v.seg.nrrd"), None).expect_err("not a segmentation").to_string().contains("save a volume as .nrrd"));
+    }
+
+    #[test]
+    fn a_plain_label_map_gets_its_names_beside_it_and_they_read_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let l = LabelMap::new(Array3::from_shape_fn((2, 3, 4), |(k, _, _)| k as u16 + 1), RasFromVoxel::identity()).expect("grid");
+        let mut names = LabelNames::new();
+        names.insert(1, ("liver\tleft".into(), Some([200, 10, 30])));
+        names.insert(2, ("spleen".into(), None));
+        let p = dir.path().join("edited.nii.gz");
+        save_labels(&p, &l, Some(&names)).expect("save");
+        assert_eq!(tsv_path(&p), dir.path().join("edited.tsv"));
+        let (back, from) = crate::volume::label_names::names_beside(&p).expect("readable").expect("names");
+        assert_eq!(from, dir.path().join("edited.tsv"));
+        assert_eq!(back.get(&1), Some(&("liver left".to_string(), Some([200, 10, 30]))));
+        assert_eq!(back.get(&2), Some(&("spleen".to_string(), None)));
     }
 }

@@ -1,0 +1,97 @@
+//! The viewer and the field's formats: a folder of several DICOM series asks which to open
+//! (localisers listed, not openable), the chosen series opens on its own grid, the model
+//! engine gets a copy of the volume as read (it never decodes the series again), and a label
+//! map saves as a 3D Slicer `.seg.nrrd` with its names and colours, or as NIfTI with a `.tsv`.
+
+use egui_kittest::Harness;
+use sam3d_studio::app::series_picker::openable;
+use sam3d_studio::app::{App, AppCommand, Startup};
+use sam3d_studio::volume::{LabelMap, OnGrid};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn dicom_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/sam3d-core/tests/data/dicom").join(name)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, to.join(p.file_name().expect("name"))).expect("copy");
+    }
+}
+
+fn harness() -> Harness<'static, App> {
+    Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| {
+        App::new(cc, Startup { device: Some("CPU".into()), ..Default::default() })
+    })
+}
+
+fn wait_for_loader(h: &mut Harness<'static, App>) {
+    let t0 = Instant::now();
+    h.step();
+    while h.state().is_busy() || h.state().is_meshing() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "loader did not finish");
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+    h.run();
+}
+
+#[test]
+fn a_folder_of_several_series_asks_which_and_the_choice_opens_for_the_viewer_and_the_engine() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let study = dir.path().join("study");
+    copy_dir(&dicom_fixture("axial"), &study.join("ax"));
+    copy_dir(&dicom_fixture("coronal"), &study.join("cor"));
+    copy_dir(&dicom_fixture("localizer"), &study.join("scout"));
+    let want = sam3d_studio::volume::dicom::open_series(&dicom_fixture("axial"), &Default::default()).expect("the axial series alone");
+
+    let mut h = harness();
+    h.state_mut().send(AppCommand::OpenVolume { path: study.clone(), labels: None });
+    wait_for_loader(&mut h);
+    assert!(h.state().rt.scene.is_none(), "nothing is opened before the user chooses");
+    let picker = h.state().rt.series_picker.clone().expect("the series picker");
+    assert_eq!(picker.series.iter().filter(|s| openable(s)).count(), 2, "{:#?}", picker.series);
+    assert!(picker.series.iter().any(|s| !openable(s)), "the localiser is listed, not openable");
+    h.get_by_label("Choose a DICOM series");
+
+    // Choose the axial series (series 3 of the fixtures; the coronal one is series 8).
+    let axial = picker.series.iter().find(|s| openable(s) && s.series_number == Some(3)).expect("axial listed");
+    let cmd = picker.open(axial.index);
+    h.state_mut().send(cmd);
+    wait_for_loader(&mut h);
+    assert!(h.state().rt.series_picker.is_none());
+    let scene = h.state().rt.scene.as_ref().expect("the chosen series is open");
+    assert_eq!(scene.volume.shape(), want.shape());
+    assert!(scene.volume.ras_from_voxel.max_abs_diff(&want.ras_from_voxel) < 1e-9);
+    assert_eq!(scene.volume.data, want.data);
+    // The engine reads a copy of what the viewer decoded, not the folder again.
+    let copy = scene.engine_path.clone().expect("a copy for the engine");
+    assert!(copy.starts_with(std::env::temp_dir()) && copy.extension().is_some_and(|e| e == "nii"), "{}", copy.display());
+    let back = sam3d_studio::volume::open(&copy).expect("the copy reads");
+    assert_eq!((back.data, back.ras_from_voxel), (want.data.clone(), want.ras_from_voxel));
+
+    // A label map on the series' grid, saved as a Slicer segmentation and as NIfTI + .tsv.
+    let labels_path = dir.path().join("labels.nii.gz");
+    let mut map = LabelMap::empty_like(&want);
+    map.data.slice_mut(ndarray::s![1..3, 2..6, 2..5]).fill(4);
+    map.save(&labels_path).expect("labels");
+    std::fs::write(dir.path().join("labels.tsv"), "4\ttumour\t10 200 30\n").expect("tsv");
+    h.state_mut().send(AppCommand::OpenLabels(labels_path));
+    wait_for_loader(&mut h);
+    for name in ["out.seg.nrrd", "out.nii.gz"] {
+        let out = dir.path().join(name);
+        h.state_mut().send(AppCommand::SaveLabels(out.clone()));
+        wait_for_loader(&mut h);
+        let saved = sam3d_studio::volume::open_labels(&out).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(saved.data, map.data, "{name}");
+        assert!(saved.ras_from_voxel.max_abs_diff(&want.ras_from_voxel) < 1e-6, "{name}");
+        let (names, _) = sam3d_studio::volume::label_names::names_beside(&out).expect("readable").expect("names kept");
+        assert_eq!(names.get(&4), Some(&("tumour".to_string(), Some([10, 200, 30]))), "{name}");
+    }
+    // The engine's copies go with the viewer.
+    drop(h);
+    assert!(!copy.exists(), "the copy outlived the viewer");
+}
