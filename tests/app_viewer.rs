@@ -348,8 +348,8 @@ fn dropped_files_open_as_volume_then_labels() {
     h.step();
     wait_for_loader(&mut h);
     assert!(h.state().scene().is_some_and(|s| s.labels.is_some()), "{:?}", h.state().messages());
-    // Not NIfTI: a message, nothing else.
+    // Not a volume: a message, nothing else.
     h.input_mut().dropped_files.push(std::sync::Arc::new(Dropped(PathBuf::from("/tmp/notes.txt"))));
     h.run();
-    assert!(h.state().messages().iter().any(|m| m.is_error && m.text.contains("notes.txt: not a NIfTI file")));
+    assert!(h.state().messages().iter().any(|m| m.is_error && m.text.contains("notes.txt: not a volume")));
 }

@@ -470,7 +470,7 @@ pub fn empty_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
             } else {
                 ui.label(RichText::new("No volume open").size(20.0));
                 ui.add_space(6.0);
-                ui.label("File > Open volume… (Ctrl+O), or drop a .nii / .nii.gz file on this window.");
+                ui.label("File > Open volume… (Ctrl+O) or Open DICOM folder…, or drop a file or a DICOM folder on this window (NIfTI, NRRD, MetaImage, DICOM).");
                 ui.add_space(6.0);
                 if ui.button("Open volume…").clicked() {
                     cmds.push(AppCommand::ShowDialog(DialogKind::OpenVolume));
@@ -641,5 +641,5 @@ pub fn drop_hint_ui(ctx: &egui::Context) {
     let screen = ctx.content_rect();
     let painter = ctx.layer_painter(egui::LayerId::new(egui::Order::Foreground, egui::Id::unique("drop_hint")));
     painter.rect_filled(screen, 0.0, Color32::from_black_alpha(170));
-    painter.text(screen.center(), Align2::CENTER_CENTER, "Drop a .nii / .nii.gz file to open it", FontId::proportional(22.0), Color32::WHITE);
+    painter.text(screen.center(), Align2::CENTER_CENTER, "Drop a volume or a DICOM folder to open it", FontId::proportional(22.0), Color32::WHITE);
 }

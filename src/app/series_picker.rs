@@ -33,7 +33,7 @@ pub fn openable(s: &SeriesInfo) -> bool {
 pub fn window_ui(ctx: &egui::Context, p: &SeriesPicker) -> (Option<AppCommand>, bool) {
     let mut chosen = None;
     let mut open = true;
-    egui::Window::new("Choose a DICOM series").id(egui::Id::new("series_picker")).collapsible(false).resizable(true).default_width(760.0).open(&mut open).show(ctx, |ui| {
+    egui::Window::new("Choose a DICOM series").collapsible(false).resizable(true).default_width(760.0).anchor(egui::Align2::CENTER_TOP, [0.0, 80.0]).open(&mut open).show(ctx, |ui| {
         let images = p.series.iter().filter(|s| openable(s)).count();
         ui.label(format!("{} holds {} series, {images} of them image series. Open one:", p.path.display(), p.series.len()));
         if let Some(s) = p.series.first() {

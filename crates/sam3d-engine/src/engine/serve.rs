@@ -139,3 +139,26 @@ pub fn serve(opts: EngineOptions) -> std::io::Result<()> {
     let _ = std::fs::remove_dir_all(&out_dir);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_and_oversized_request_lines_are_reported_and_reading_goes_on() {
+        let mut input = Vec::new();
+        input.extend_from_slice(b"{\"cmd\":\"cancel\",\"job\":1}\n");
+        input.extend_from_slice(b"not json\n");
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 10));
+        input.extend_from_slice(b"\n\xff\xfe\n\n{\"cmd\":\"shutdown\"}\n");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        read_requests(std::io::Cursor::new(input), tx);
+        let got: Vec<Result<Request, String>> = rx.try_iter().collect();
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert_eq!(got[0], Ok(Request::Cancel { job: 1 }));
+        assert!(got[1].as_ref().is_err_and(|e| e.contains("not json")), "{:?}", got[1]);
+        assert!(got[2].as_ref().is_err_and(|e| e.contains("longer than")), "{:?}", got[2]);
+        assert!(got[3].as_ref().is_err_and(|e| e.contains("UTF-8")), "{:?}", got[3]);
+        assert_eq!(got[4], Ok(Request::Shutdown));
+    }
+}
