@@ -1,6 +1,7 @@
 //! Command-line subcommands (README, "Command line"). Each prints a one-line reason on stderr
 //! and exits non-zero on failure; `--json` prints exactly one JSON object on stdout.
 
+mod convert_cmd;
 mod shape_cmds;
 
 use crate::data::phantom::PhantomSpec;
@@ -74,6 +75,9 @@ pub enum Command {
         #[arg(long, default_value = "linear")]
         interp: Interp,
     },
+    /// Any volume or label map into any writable format, chosen by OUTPUT's name (.nii,
+    /// .nii.gz, .nrrd, .seg.nrrd, .mha), atomically; label names and colours kept.
+    Convert(convert_cmd::ConvertArgs),
     /// Time the viewer's slice path: extraction + window/level + label overlay, and texture upload.
     BenchSlice {
         volume: PathBuf,
@@ -221,6 +225,7 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             data_cmds::phantom(&outdir, cases, seed, &spec)
         }
+        Some(Command::Convert(a)) => convert_cmd::convert(&a),
         Some(Command::Sdf { labels, output, label }) => shape_cmds::sdf(&labels, &output, label),
         Some(Command::Mesh { labels, output, label, lps, smooth, decimate }) => {
             shape_cmds::mesh(&labels, &output, label, lps, smooth, decimate)
