@@ -1,6 +1,8 @@
 //! Volumes and label maps on a voxel grid with a `ras_from_voxel` affine; [`open`] (the one
 //! place a path becomes a volume) and [`save_volume`] / [`save_labels`] (the one place one
-//! becomes a file); NIfTI, NRRD and MetaImage read and written, DICOM series read (`dicom`);
+//! becomes a file); NIfTI, NRRD and MetaImage read and written, DICOM series read (`dicom`),
+//! RT structure sets rasterised onto their series (`dicom::open_rtstruct_labels`) and label
+//! maps written as DICOM SEG against their source series ([`save_labels_dicom_seg`]);
 //! resampling and intensity handling.
 //!
 //! Voxels are held in NIfTI's on-disk order as a C-order array of shape `[k, j, i]` (same bytes,
@@ -22,7 +24,7 @@ pub use header::{AffineSource, DataType, NiftiHeader, NiftiVersion};
 pub use nifti::{NiftiInfo, WriteOptions, atomic_write, read_info, write_nifti};
 pub use open::{Format, detect, open, open_labels, open_with};
 pub use resample::{Interp, MAX_GRID_VOXELS, ResampleError, grid_for_spacing, resample_labels_to_grid, resample_to_grid, resample_to_spacing};
-pub use save::{OutputFormat, save_labels, save_volume};
+pub use save::{OutputFormat, save_labels, save_labels_dicom_seg, save_volume};
 
 use crate::geometry::{ArrayIdx, GridShape, RasFromVoxel, RasMm, SpacingIjk, VoxelFromRas, VoxelIjk};
 use ndarray::{Array3, ArrayBase, Data, Ix3, Zip};

@@ -1,8 +1,13 @@
 //! The one place a volume or a label map becomes a file: the format is the one the output
 //! name asks for, and every writer goes through a temporary file and a rename.
+//!
+//! A `.dcm` output is a DICOM Segmentation, which must reference the series it was drawn on:
+//! [`save_labels_dicom_seg`] takes that series (the path it was opened from and the series
+//! choice it was opened with); [`save_labels`], which has no source, refuses `.dcm`.
 
 use super::label_names::LabelNames;
 use super::nifti::{WriteOptions, write_nifti};
+use super::dicom::{SegSummary, SeriesChoice, source_series, write_dicom_seg};
 use super::{DataType, LabelMap, Volume, VolumeError, metaimage, nrrd};
 use std::path::Path;
 
@@ -17,6 +22,9 @@ pub enum OutputFormat {
     SegNrrd,
     /// `.mha` (zlib, LPS)
     MetaImage,
+    /// `.dcm`: a DICOM Segmentation (label maps only, with their source series:
+    /// [`save_labels_dicom_seg`])
+    DicomSeg,
 }
 
 impl OutputFormat {
@@ -31,8 +39,10 @@ impl OutputFormat {
             Ok(OutputFormat::Nrrd)
         } else if name.ends_with(".mha") {
             Ok(OutputFormat::MetaImage)
+        } else if name.ends_with(".dcm") {
+            Ok(OutputFormat::DicomSeg)
         } else {
-            Err(VolumeError::new(path, "output must end in .nii, .nii.gz, .nrrd, .seg.nrrd (label maps) or .mha"))
+            Err(VolumeError::new(path, "output must end in .nii, .nii.gz, .nrrd, .seg.nrrd (label maps), .mha or .dcm (a DICOM SEG of a DICOM series' labels)"))
         }
     }
 }
@@ -45,6 +55,7 @@ pub fn save_volume(path: &Path, v: &Volume, dtype: Option<DataType>) -> Result<(
         OutputFormat::Nrrd => nrrd::write_volume(path, v, Some(dtype)),
         OutputFormat::SegNrrd => Err(VolumeError::new(path, "a .seg.nrrd holds a segmentation; save a volume as .nrrd")),
         OutputFormat::MetaImage => metaimage::write_metaimage(path, v.data.view(), &v.ras_from_voxel, dtype, true),
+        OutputFormat::DicomSeg => Err(VolumeError::new(path, "volumes are not written as DICOM; save as .nii.gz, .nrrd or .mha")),
     }
 }
 
@@ -62,6 +73,7 @@ pub fn save_labels(path: &Path, l: &LabelMap, names: Option<&LabelNames>) -> Res
         OutputFormat::Nrrd => nrrd::write_labels(path, l)?,
         OutputFormat::SegNrrd => return nrrd::seg::write_segmentation(path, l, names.unwrap_or(&LabelNames::new())),
         OutputFormat::MetaImage => metaimage::write_metaimage(path, l.data.view(), &l.ras_from_voxel, dtype, true)?,
+        OutputFormat::DicomSeg => return Err(seg_needs_source(path)),
     }
     match names.filter(|n| !n.is_empty()) {
         Some(n) => {
@@ -70,6 +82,26 @@ pub fn save_labels(path: &Path, l: &LabelMap, names: Option<&LabelNames>) -> Res
         }
         None => Ok(()),
     }
+}
+
+fn seg_needs_source(path: &Path) -> VolumeError {
+    VolumeError::new(
+        path,
+        "a DICOM SEG (.dcm) references the DICOM series it was drawn on, and this label map has none: \
+         save it with its source series (save_labels_dicom_seg), or as .nii.gz, .nrrd, .seg.nrrd or .mha",
+    )
+}
+
+/// Writes a label map as a DICOM SEG (`path` must end in `.dcm`) referencing its source
+/// series: the series under `source` (a folder or one of its files) that `series` picks, as
+/// [`super::open_with`] opened it. The label map must lie on that series' grid; one segment
+/// per label present, named and coloured from `names`.
+pub fn save_labels_dicom_seg(path: &Path, l: &LabelMap, names: &LabelNames, source: &Path, series: &SeriesChoice) -> Result<SegSummary, VolumeError> {
+    if OutputFormat::of(path)? != OutputFormat::DicomSeg {
+        return Err(VolumeError::new(path, "a DICOM SEG is written to a name ending in .dcm"));
+    }
+    let src = source_series(source, series)?;
+    write_dicom_seg(path, l, names, &src)
 }
 
 /// `<stem>.tsv` beside a label map (`labels.nii.gz` → `labels.tsv`).
@@ -116,6 +148,9 @@ mod tests {
         assert!(e.contains("a.png") && e.contains(".seg.nrrd"), "{e}");
         let v = Volume::new(l.data.mapv(|x| x as f32), aff).expect("grid");
         assert!(v.save(&dir.path().join("v.seg.nrrd"), None).expect_err("not a segmentation").to_string().contains("save a volume as .nrrd"));
+        let e = l.save(&dir.path().join("a.dcm")).expect_err("no source series").to_string();
+        assert!(e.contains("a.dcm") && e.contains("source series"), "{e}");
+        assert!(!dir.path().join("a.dcm").exists());
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //! | `stack.rs` | sort along the normal, spacing checks, gantry tilt, the affine (through `geometry::DicomPlane`) |
 //! | `pixels.rs` | decode (rayon, per file and per frame) and rescale to `f32` |
 //!
+//! RT structure sets and segmentations (`rtstruct.rs`, `rasterise.rs`, `seg_write.rs`,
+//! `source.rs`): [`read_rtstruct`] reads a structure set's contours, [`rasterise`] draws them on
+//! a grid (the referenced series', found by [`open_rtstruct_labels`]), and [`write_dicom_seg`]
+//! writes a label map as a DICOM Segmentation that references its source series
+//! ([`source_series`]: the series' UIDs per slice, without decoding its pixels).
+//!
 //! Several series in one folder: [`list_series`] lists them (the CLI's `info`, the viewer's
 //! series picker) and [`open_series`] opens the one a [`SeriesChoice`] (the CLI's `--series`)
 //! names. Opening a folder without a choice opens its only image series (localisers, secondary
@@ -21,10 +27,21 @@
 mod header;
 mod pixels;
 mod scan;
+mod rasterise;
+mod rtstruct;
+mod seg_values;
+mod seg_write;
 mod series;
+mod source;
 mod stack;
+mod uid;
 
 pub use pixels::MAX_VOXELS;
+pub use rasterise::{RtLabels, open_rtstruct_labels, rasterise, rasterise_roi};
+pub use rtstruct::{Contour, Roi, RtStruct, read_rtstruct};
+pub use seg_write::{SegSummary, write_dicom_seg};
+pub use source::{SourceSeries, SourceSlice, source_series};
+pub use uid::new_uid;
 pub use stack::{MISSING_GAP_RATIO, SAME_POSITION_MM, TILT_REFUSE_DEG, TILT_WARN_DEG, UNEVEN_REFUSE, UNEVEN_WARN};
 
 use super::{AffineSource, DataType, Volume, VolumeError, VolumeMeta};
@@ -73,6 +90,8 @@ pub struct SeriesInfo {
     pub description: String,
     pub modality: String,
     pub series_uid: String,
+    /// FrameOfReferenceUID: what an RT structure set without a series reference is matched by.
+    pub frame_of_reference_uid: String,
     pub kind: SeriesKind,
     pub sop_class: String,
     /// Image size: columns (i) × rows (j) × slices/frames (k); 0 for non-image objects.

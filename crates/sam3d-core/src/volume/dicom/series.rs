@@ -143,6 +143,7 @@ pub(crate) fn info(scan: &Scan, part: &Part, index: usize) -> SeriesInfo {
         description: h.description.clone(),
         modality: h.modality.clone(),
         series_uid: part.series_uid.clone(),
+        frame_of_reference_uid: h.frame_of_reference.clone(),
         kind: part.kind,
         sop_class: h.sop_class.clone(),
         files: part.file_count(),
