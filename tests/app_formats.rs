@@ -98,3 +98,36 @@ fn a_folder_of_several_series_asks_which_and_the_choice_opens_for_the_viewer_and
     drop(h);
     assert!(!copy.exists(), "the copy outlived the viewer");
 }
+
+/// An RTSTRUCT opened over its DICOM series in the viewer becomes the label map with the ROI
+/// names and colours; saved as a DICOM SEG it references that series and reads back (with the
+/// core's reader of the series grid) as the same labels.
+#[test]
+fn an_rtstruct_opens_over_its_series_and_saves_as_a_dicom_seg() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/sam3d-core/tests/data/rtstruct/axial");
+    let want = sam3d_studio::volume::dicom::open_rtstruct_labels(&data.join("rtstruct.dcm"), &data.join("ct")).expect("core rasterisation");
+    let mut h = harness();
+    h.state_mut().send(AppCommand::OpenVolume { path: data.join("ct"), labels: None });
+    wait_for_loader(&mut h);
+    assert!(h.state().rt.scene.as_ref().is_some_and(|s| s.dicom_series.is_some()));
+    h.state_mut().send(AppCommand::OpenStructures(data.join("rtstruct.dcm")));
+    wait_for_loader(&mut h);
+    let scene = h.state().rt.scene.as_ref().expect("scene");
+    let layer = scene.labels.as_ref().expect("the structures as a label map");
+    assert_eq!(layer.map.data, want.labels.data);
+    assert_eq!(layer.table.entries.get(&1).map(|e| (e.name.as_str(), e.colour)), Some(("Ring", [220, 40, 40])));
+    assert!(h.state().messages().iter().any(|m| m.text.contains("Between")), "the contour left out is reported: {:?}", h.state().messages().iter().map(|m| &m.text).collect::<Vec<_>>());
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let seg = dir.path().join("structures.dcm");
+    h.state_mut().send(AppCommand::SaveLabels(seg.clone()));
+    wait_for_loader(&mut h);
+    assert!(h.state().messages().iter().any(|m| m.text.starts_with("Saved label map")), "{:?}", h.state().messages().iter().map(|m| &m.text).collect::<Vec<_>>());
+    let obj = dicom_object::open_file(&seg).expect("a DICOM file");
+    let modality = obj.element_by_name("Modality").expect("modality").to_str().expect("text").to_string();
+    assert_eq!(modality.trim(), "SEG");
+    let referenced = obj.element_by_name("ReferencedSeriesSequence").expect("references its series");
+    let uid = referenced.items().and_then(|i| i.first()).and_then(|i| i.element_by_name("SeriesInstanceUID").ok()).and_then(|e| e.to_str().ok()).expect("series UID");
+    let ct_uid = sam3d_studio::volume::dicom::list_series(&data.join("ct")).expect("series")[0].series_uid.clone();
+    assert_eq!(uid.trim_end_matches('\0').trim(), ct_uid);
+}

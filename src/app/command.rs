@@ -32,6 +32,7 @@ impl ViewCell {
 pub enum DialogKind {
     OpenVolume,
     OpenDicomFolder,
+    OpenStructures,
     OpenLabels,
     SaveLabels,
     LoadWeights,
@@ -53,6 +54,9 @@ pub enum AppCommand {
     OpenVolume { path: PathBuf, labels: Option<PathBuf> },
     /// Open one DICOM series of a folder that holds several (the series picker's answer).
     OpenSeries { path: PathBuf, labels: Option<PathBuf>, series: crate::volume::dicom::SeriesChoice },
+    /// Draw a DICOM RTSTRUCT's structures on the current DICOM series as a label map (names and
+    /// colours from the structure set).
+    OpenStructures(PathBuf),
     /// Open a label map for the current volume on the loader thread (its grid is checked).
     OpenLabels(PathBuf),
     /// Write the current label map on the volume's grid (atomic write), in the format the name

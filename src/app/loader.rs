@@ -18,11 +18,15 @@ pub enum LoadRequest {
     /// Read a volume, then (optionally) a label map that must lie on its grid. `series`: the
     /// DICOM series to read when the path holds several (`None`: ask, if it does).
     Volume { path: PathBuf, labels: Option<PathBuf>, generation: u64, series: Option<SeriesChoice> },
+    /// Draw a DICOM RTSTRUCT's contours on the series in `series_folder` (the current volume's)
+    /// and check the label map against the current volume.
+    Structures { path: PathBuf, series_folder: PathBuf, volume: Arc<Volume>, generation: u64 },
     /// Read a label map and check it against the current volume.
     Labels { path: PathBuf, volume: Arc<Volume>, generation: u64 },
     /// Write a label map (atomically) with the volume's `ras_from_voxel`, in the format the name
-    /// asks (NIfTI, NRRD, Slicer `.seg.nrrd`, MetaImage), with its names and colours.
-    SaveLabels { path: PathBuf, labels: Arc<LabelMap>, ras_from_voxel: RasFromVoxel, names: LabelNames },
+    /// asks (NIfTI, NRRD, Slicer `.seg.nrrd`, MetaImage; a DICOM SEG `.dcm` referencing
+    /// `source`, the DICOM series the volume was read from), with its names and colours.
+    SaveLabels { path: PathBuf, labels: Arc<LabelMap>, ras_from_voxel: RasFromVoxel, names: LabelNames, source: Option<(PathBuf, SeriesChoice)> },
 }
 
 /// A volume ready to show, with everything the UI needs precomputed.
@@ -38,6 +42,8 @@ pub struct LoadedVolume {
     /// 1st to 99th percentile (computed here so the UI thread never scans the volume).
     pub auto_window: Window,
     pub generation: u64,
+    /// The DICOM series read (for a DICOM source): what a DICOM SEG references.
+    pub series: Option<SeriesChoice>,
 }
 
 /// A label map checked against the volume, with its names.
@@ -63,6 +69,8 @@ pub enum LoadEvent {
     /// copy could not be written, the source itself). Not sent for an uncompressed NIfTI,
     /// which the engine reads as it is.
     EngineCopy { generation: u64, path: PathBuf },
+    /// Things the user should know about a file that still opened (an RTSTRUCT contour left out).
+    Warnings(Vec<String>),
     /// A job failed; `message` names the file and the problem.
     Failed { message: String },
     /// The loader is idle again.
@@ -210,6 +218,7 @@ fn handle(req: LoadRequest, send: &dyn Fn(LoadEvent) -> bool, copy_dir: &std::pa
                 initial_window,
                 auto_window: auto,
                 generation,
+                series: crate::volume::detect(&path).is_ok_and(|f| f == crate::volume::Format::Dicom).then(|| series.clone().unwrap_or_default()),
             })));
             if let Some(lp) = labels {
                 progress(format!("reading {}", file_name(&lp)), 0.8);
@@ -228,17 +237,42 @@ fn handle(req: LoadRequest, send: &dyn Fn(LoadEvent) -> bool, copy_dir: &std::pa
                 }
             }
         }
+        LoadRequest::Structures { path, series_folder, volume, generation } => {
+            progress(format!("drawing the contours of {}", file_name(&path)), 0.1);
+            let r = crate::volume::dicom::open_rtstruct_labels(&path, &series_folder).map_err(|e| e.to_string()).and_then(|r| {
+                r.labels.check_matches(volume.as_ref(), &path).map_err(|e| e.to_string())?;
+                Ok(r)
+            });
+            match r {
+                Ok(r) => {
+                    if !r.warnings.is_empty() {
+                        send(LoadEvent::Warnings(r.warnings.clone()));
+                    }
+                    let table = LabelTable::new(&r.labels.counts(), Some((&r.names, path.clone())));
+                    send(LoadEvent::Labels(Box::new(LoadedLabels { path, labels: Arc::new(r.labels), table, generation })));
+                }
+                Err(message) => {
+                    send(LoadEvent::Failed { message });
+                }
+            }
+        }
         LoadRequest::Labels { path, volume, generation } => {
             progress(format!("reading {}", file_name(&path)), 0.1);
             load_labels_and_send(path, &volume, generation, send);
         }
-        LoadRequest::SaveLabels { path, labels, ras_from_voxel, names } => {
+        LoadRequest::SaveLabels { path, labels, ras_from_voxel, names, source } => {
             progress(format!("writing {}", file_name(&path)), 0.3);
             // The map was checked against the volume's grid on load; write it with exactly the
             // volume's affine so the file lines up bit-for-bit with the scan.
             let on_volume_grid = LabelMap { data: labels.data.clone(), ras_from_voxel, meta: Default::default() };
             drop(labels); // the viewer's map is free for edits again
-            match crate::volume::save_labels(&path, &on_volume_grid, Some(&names)) {
+            let saved = match (crate::volume::OutputFormat::of(&path), source) {
+                (Ok(crate::volume::OutputFormat::DicomSeg), Some((series, choice))) => {
+                    crate::volume::save_labels_dicom_seg(&path, &on_volume_grid, &names, &series, &choice).map(|_| ())
+                }
+                _ => crate::volume::save_labels(&path, &on_volume_grid, Some(&names)),
+            };
+            match saved {
                 Ok(()) => {
                     send(LoadEvent::Saved(path));
                 }

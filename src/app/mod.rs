@@ -118,6 +118,9 @@ pub struct Scene {
     pub overlay_rev: u64,
     /// Which load this scene came from.
     pub generation: u64,
+    /// The DICOM series this scan was read from (`None`: not DICOM): what an RTSTRUCT is drawn
+    /// on and a DICOM SEG references.
+    pub dicom_series: Option<crate::volume::dicom::SeriesChoice>,
     /// What the engine process reads for this scan: the loader's uncompressed copy of the
     /// volume as read (DICOM, NRRD, a `.nii.gz`), else the source itself.
     pub engine_path: Option<PathBuf>,
@@ -645,6 +648,7 @@ impl App {
                         overlay_rev: 0,
                         generation: v.generation,
                         engine_path: None,
+                        dicom_series: v.series,
                         volume: v.volume,
                     });
                     for view in &mut self.rt.views {
@@ -676,6 +680,12 @@ impl App {
                     self.refresh_compare();
                 }
                 LoadEvent::Saved(p) => self.notice(format!("Saved label map to {}", p.display())),
+                LoadEvent::Warnings(ws) => {
+                    for w in ws {
+                        log::warn!("{w}");
+                        self.notice(w);
+                    }
+                }
                 LoadEvent::ChooseSeries { path, labels, generation, series } => {
                     if generation == self.rt.generation {
                         self.rt.progress = None;
@@ -714,6 +724,14 @@ impl App {
                 self.rt.series_picker = None;
                 self.open_volume(path, labels, Some(series));
             }
+            AppCommand::OpenStructures(path) => match self.rt.scene.as_ref().filter(|s| s.dicom_series.is_some()) {
+                Some(s) => {
+                    let folder = if s.path.is_dir() { s.path.clone() } else { s.path.parent().map(Path::to_path_buf).unwrap_or_default() };
+                    let (volume, generation) = (s.volume.clone(), s.generation);
+                    self.request(LoadRequest::Structures { path, series_folder: folder, volume, generation });
+                }
+                None => self.error(format!("{}: an RTSTRUCT is drawn on the DICOM series it references: open that series first", path.display())),
+            },
             AppCommand::OpenLabels(path) => match &self.rt.scene {
                 Some(s) => {
                     let (volume, generation) = (s.volume.clone(), s.generation);
@@ -721,8 +739,11 @@ impl App {
                 }
                 None => self.error(format!("{}: open a volume first; a label map is shown on a volume's grid", path.display())),
             },
-            AppCommand::SaveLabels(path) => match self.rt.scene.as_ref().and_then(|s| s.labels.as_ref().map(|l| (l.map.clone(), s.volume.ras_from_voxel, l.table.names()))) {
-                Some((map, ras_from_voxel, names)) => self.request(LoadRequest::SaveLabels { path, labels: map, ras_from_voxel, names }),
+            AppCommand::SaveLabels(path) => match self.rt.scene.as_ref().and_then(|s| {
+                let source = s.dicom_series.clone().map(|c| (s.path.clone(), c));
+                s.labels.as_ref().map(|l| (l.map.clone(), s.volume.ras_from_voxel, l.table.names(), source))
+            }) {
+                Some((map, ras_from_voxel, names, source)) => self.request(LoadRequest::SaveLabels { path, labels: map, ras_from_voxel, names, source }),
                 None => self.error("there is no label map to save".into()),
             },
             AppCommand::ShowDialog(kind) => self.show_dialog(kind, ctx),
@@ -1326,11 +1347,13 @@ impl App {
                 DialogKind::OpenVolume => d.set_title("Open volume").pick_file().map(|path| AppCommand::OpenVolume { path, labels: None }),
                 DialogKind::OpenLabels => d.set_title("Open label map").pick_file().map(AppCommand::OpenLabels),
                 DialogKind::OpenDicomFolder => d.set_title("Open DICOM folder").pick_folder().map(|path| AppCommand::OpenVolume { path, labels: None }),
+                DialogKind::OpenStructures => rfd::FileDialog::new().add_filter("DICOM RTSTRUCT", &["dcm"]).add_filter("All files", &["*"]).set_title("Open RTSTRUCT").pick_file().map(AppCommand::OpenStructures),
                 DialogKind::SaveLabels => rfd::FileDialog::new()
                     .add_filter("NIfTI (+ names in a .tsv)", &["nii.gz", "nii"])
                     .add_filter("3D Slicer segmentation", &["seg.nrrd"])
                     .add_filter("NRRD (+ names in a .tsv)", &["nrrd"])
                     .add_filter("MetaImage (+ names in a .tsv)", &["mha"])
+                    .add_filter("DICOM SEG (scans read from DICOM)", &["dcm"])
                     .set_title("Save label map")
                     .set_file_name("labels.nii.gz")
                     .save_file()

@@ -26,6 +26,10 @@ pub fn menu_ui(app: &mut App, ui: &mut egui::Ui) {
             if ui.add_enabled(has_volume, egui::Button::new("Open label map…   Ctrl+L")).clicked() {
                 cmds.push(AppCommand::ShowDialog(DialogKind::OpenLabels));
             }
+            let dicom = app.rt.scene.as_ref().is_some_and(|s| s.dicom_series.is_some());
+            if ui.add_enabled(dicom, egui::Button::new("Open RTSTRUCT…")).on_hover_text("A DICOM structure set drawn on the open DICOM series, its ROI names and colours kept").clicked() {
+                cmds.push(AppCommand::ShowDialog(DialogKind::OpenStructures));
+            }
             let has_labels = app.rt.scene.as_ref().is_some_and(|s| s.labels.is_some());
             if ui.add_enabled(has_labels, egui::Button::new("Save label map…    Ctrl+S")).clicked() {
                 cmds.push(AppCommand::ShowDialog(DialogKind::SaveLabels));
