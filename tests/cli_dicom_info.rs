@@ -2,6 +2,7 @@
 //! `--series` describes one, by number or by listing index, with the same geometry as the
 //! reader gives; `--series` on a NIfTI file is refused by name.
 
+use sam3d_studio::volume::OnGrid;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -33,7 +34,7 @@ fn a_study_folder_is_listed_and_one_series_described() {
     let (ok, out, err) = info(&[s]);
     assert!(ok, "{err}");
     assert!(out.contains("3 series (2 image series that can be opened)"), "{out}");
-    assert!(out.contains("series 3") && out.contains("series 8") && out.contains("[localizer]"), "{out}");
+    assert!(out.contains("series 3") && out.contains("series 8") && out.contains("[localiser]"), "{out}");
     let (ok, out, err) = info(&[s, "--json"]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");

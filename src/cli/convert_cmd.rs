@@ -6,7 +6,7 @@
 //! was drawn on (IN with `--structures`, else `--reference`).
 
 use crate::volume::dicom::SeriesChoice;
-use crate::volume::{OutputFormat, label_names};
+use crate::volume::{OnGrid, OutputFormat, label_names};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
