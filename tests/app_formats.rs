@@ -3,25 +3,17 @@
 //! engine gets a copy of the volume as read (it never decodes the series again), and a label
 //! map saves as a 3D Slicer `.seg.nrrd` with its names and colours, or as NIfTI with a `.tsv`.
 
+#[path = "common/dicom.rs"]
+mod dicom;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use sam3d_studio::app::series_picker::openable;
 use sam3d_studio::app::{App, AppCommand, Startup};
 use sam3d_studio::volume::{LabelMap, OnGrid};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn dicom_fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/sam3d-core/tests/data/dicom").join(name)
-}
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir") {
-        let p = e.expect("entry").path();
-        std::fs::copy(&p, to.join(p.file_name().expect("name"))).expect("copy");
-    }
-}
 
 fn harness() -> Harness<'static, App> {
     Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| {
@@ -44,10 +36,10 @@ fn wait_for_loader(h: &mut Harness<'static, App>) {
 fn a_folder_of_several_series_asks_which_and_the_choice_opens_for_the_viewer_and_the_engine() {
     let dir = tempfile::tempdir().expect("tmp");
     let study = dir.path().join("study");
-    copy_dir(&dicom_fixture("axial"), &study.join("ax"));
-    copy_dir(&dicom_fixture("coronal"), &study.join("cor"));
-    copy_dir(&dicom_fixture("localizer"), &study.join("scout"));
-    let want = sam3d_studio::volume::dicom::open_series(&dicom_fixture("axial"), &Default::default()).expect("the axial series alone");
+    dicom::copy_dir(&dicom::fixture("axial"), &study.join("ax"));
+    dicom::copy_dir(&dicom::fixture("coronal"), &study.join("cor"));
+    dicom::copy_dir(&dicom::fixture("localizer"), &study.join("scout"));
+    let want = sam3d_studio::volume::dicom::open_series(&dicom::fixture("axial"), &Default::default()).expect("the axial series alone");
 
     let mut h = harness();
     h.state_mut().send(AppCommand::OpenVolume { path: study.clone(), labels: None });

@@ -2,8 +2,10 @@
 //! `--series` describes one, by number or by listing index, with the same geometry as the
 //! reader gives; `--series` on a NIfTI file is refused by name.
 
+#[path = "common/dicom.rs"]
+mod dicom;
 use sam3d_studio::volume::OnGrid;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn info(args: &[&str]) -> (bool, String, String) {
@@ -11,25 +13,15 @@ fn info(args: &[&str]) -> (bool, String, String) {
     (o.status.success(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
 }
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/sam3d-core/tests/data/dicom").join(name)
-}
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("dir") {
-        let p = e.expect("entry").path();
-        std::fs::copy(&p, to.join(p.file_name().expect("name"))).expect("copy");
-    }
-}
 
 #[test]
 fn a_study_folder_is_listed_and_one_series_described() {
     let dir = tempfile::tempdir().expect("tmp");
     let study = dir.path().join("study");
-    copy_dir(&fixture("axial"), &study.join("a"));
-    copy_dir(&fixture("coronal"), &study.join("c"));
-    copy_dir(&fixture("localizer"), &study.join("l"));
+    dicom::copy_dir(&dicom::fixture("axial"), &study.join("a"));
+    dicom::copy_dir(&dicom::fixture("coronal"), &study.join("c"));
+    dicom::copy_dir(&dicom::fixture("localizer"), &study.join("l"));
     let s = study.to_str().expect("utf-8");
     let (ok, out, err) = info(&[s]);
     assert!(ok, "{err}");
@@ -40,7 +32,7 @@ fn a_study_folder_is_listed_and_one_series_described() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["series"].as_array().map(Vec::len), Some(3));
 
-    let want = sam3d_studio::volume::open(&fixture("axial")).expect("axial");
+    let want = sam3d_studio::volume::open(&dicom::fixture("axial")).expect("axial");
     let mut described = 0;
     for pick in ["3", "#1", "#2", "#3"] {
         // Every listed image object opens by its index, the localiser too (it is marked, not hidden).

@@ -12,6 +12,7 @@ use crate::geometry::{GridShape, RasFromVoxel};
 use ndarray::{Array3, ArrayView3};
 use rayon::prelude::*;
 use std::fs::File;
+use super::rawdata::read_full;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -93,19 +94,6 @@ fn open_stream(path: &Path) -> Result<(Box<dyn Read + Send>, bool), VolumeError>
     }
 }
 
-/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
 
 fn skip(r: &mut impl Read, mut n: u64) -> std::io::Result<u64> {
     let mut buf = [0u8; 8192];
@@ -522,14 +510,8 @@ pub fn write_nifti<T: WriteSample>(
         return Err(err(path, format!("grid {shape} is too large for NIfTI-1 (32767 per axis)")));
     }
     let header = build_header(shape, ras_from_voxel, opts, "sam3d-studio");
-    let owned;
-    let flat: &[T] = match data.as_slice() {
-        Some(s) => s,
-        None => {
-            owned = data.iter().copied().collect::<Vec<T>>();
-            &owned
-        }
-    };
+    let flat = super::c_order(&data);
+    let flat: &[T] = &flat;
     let gz = name.ends_with(".gz");
     atomic_write(path, |f| {
         if gz {

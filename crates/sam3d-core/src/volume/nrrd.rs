@@ -411,14 +411,8 @@ pub fn write_nrrd<T: WriteSample>(
     }
     let shape = GridShape::from_array_shape(data.shape());
     let header = header_text(shape, ras_from_voxel, opts, key_values);
-    let owned;
-    let flat: &[T] = match data.as_slice() {
-        Some(s) => s,
-        None => {
-            owned = data.iter().copied().collect::<Vec<T>>();
-            &owned
-        }
-    };
+    let flat = super::c_order(&data);
+    let flat: &[T] = &flat;
     atomic_write(path, |f| {
         f.write_all(header.as_bytes())?;
         let mut raw = Vec::new();

@@ -5,7 +5,6 @@
 //! reader file and one more arm in [`detect`].
 
 use super::{LabelMap, Volume, VolumeError, VolumeMeta, dicom, read_info};
-use std::io::Read;
 use std::path::Path;
 
 /// A format this build reads.
@@ -30,7 +29,7 @@ pub fn detect(path: &Path) -> Result<Format, VolumeError> {
     }
     let mut head = [0u8; 132];
     let n = std::fs::File::open(path)
-        .and_then(|mut f| read_up_to(&mut f, &mut head))
+        .and_then(|mut f| super::rawdata::read_full(&mut f, &mut head))
         .map_err(|e| VolumeError::new(path, format!("cannot read: {e}")))?;
     let head = &head[..n];
     if n == 132 && &head[128..132] == b"DICM" {
@@ -51,17 +50,6 @@ pub fn detect(path: &Path) -> Result<Format, VolumeError> {
 fn has_suffix(path: &Path, suffixes: &[&str]) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     suffixes.iter().any(|s| name.ends_with(s))
-}
-
-fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 /// Reads a volume (any supported datatype, scaling applied) in whatever format `path` is. A
