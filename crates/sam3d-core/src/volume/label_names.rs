@@ -139,7 +139,7 @@ pub fn parse_label_table(text: &str, path: &Path) -> Result<(LabelNames, TableFo
 /// 6. else an `id name` list.
 pub fn sniff(text: &str, path: &Path) -> TableFormat {
     let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty());
-    if lines.next().is_some_and(|l| slicer_csv::is_header(l)) {
+    if lines.next().is_some_and(slicer_csv::is_header) {
         return TableFormat::SlicerCsv;
     }
     for c in text.lines().take(200).map(str::trim).filter(|l| l.starts_with('#')) {
