@@ -76,7 +76,8 @@ fn decode_file(h: &FileHeader, fmt: &PixelFormat, slabs: Vec<(&Frame, ArrayViewM
     let obj = OpenFileOptions::new().open_file(&h.path).map_err(|e| format!("cannot read: {e}"))?;
     let multi = h.number_of_frames > 1;
     slabs.into_par_iter().try_for_each(|(frame, mut slab)| {
-        let decoded = if multi { obj.decode_pixel_data_frame(frame.number) } else { obj.decode_pixel_data() };
+        let decoded = guarded_decode(|| if multi { obj.decode_pixel_data_frame(frame.number) } else { obj.decode_pixel_data() })
+            .map_err(|p| format!("cannot decode frame {}: the decoder failed on corrupt data ({p})", frame.number))?;
         let px = decoded.map_err(|e| format!("cannot decode frame {}: {}", frame.number, with_causes(&e)))?;
         if px.rows() as usize != fmt.rows || px.columns() as usize != fmt.cols || px.samples_per_pixel() != 1 {
             return Err(format!(
@@ -91,6 +92,16 @@ fn decode_file(h: &FileHeader, fmt: &PixelFormat, slabs: Vec<(&Frame, ArrayViewM
         }
         let out = slab.as_slice_mut().ok_or("internal: a slice of the volume is not contiguous")?;
         to_f32(px.data(), fmt, frame.slope, frame.intercept, out).map_err(|e| format!("frame {}: {e}", frame.number))
+    })
+}
+
+/// Runs a codec of the DICOM crates, turning a panic inside it into an error. Their RLE decoder
+/// indexes past its buffer on some corrupt segments (found by fuzzing, `tests/fuzz_readers.rs`),
+/// and the codecs are not ours to fix: a corrupt file must be an error naming it, not a crash
+/// of the viewer's loader.
+fn guarded_decode<T>(decode: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).map_err(|p| {
+        p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panic".into())
     })
 }
 
