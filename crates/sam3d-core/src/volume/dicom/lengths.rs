@@ -92,13 +92,19 @@ impl Walk {
         if !self.read(&mut vr)? || !self.read(&mut b2)? {
             return Err(format!("ends inside the header of element ({:04X},{:04X})", tag.0, tag.1));
         }
-        if matches!(&vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV") {
-            if !self.read(&mut b4)? {
-                return Err(format!("ends inside the header of element ({:04X},{:04X})", tag.0, tag.1));
-            }
-            return Ok(Some((tag, Some(vr), self.u32(b4))));
+        // The VRs with a 2-byte length (PS3.5 7.1.2); every other one, an unknown one too (the
+        // parser reads it as UN), has 2 reserved bytes and a 4-byte length.
+        let short = matches!(
+            &vr,
+            b"AE" | b"AS" | b"AT" | b"CS" | b"DA" | b"DS" | b"DT" | b"FL" | b"FD" | b"IS" | b"LO" | b"LT" | b"PN" | b"SH" | b"SL" | b"SS" | b"ST" | b"TM" | b"UI" | b"UL" | b"US"
+        );
+        if short {
+            return Ok(Some((tag, Some(vr), self.u16(b2) as u32)));
         }
-        Ok(Some((tag, Some(vr), self.u16(b2) as u32)))
+        if !self.read(&mut b4)? {
+            return Err(format!("ends inside the header of element ({:04X},{:04X})", tag.0, tag.1));
+        }
+        Ok(Some((tag, Some(vr), self.u32(b4))))
     }
     /// Walks elements until the stream ends (or, inside encapsulated pixel data, until its
     /// sequence delimiter), checking each defined length.
