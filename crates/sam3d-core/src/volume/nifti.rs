@@ -179,10 +179,12 @@ fn read_info_from(path: &Path, r: &mut impl Read, gz: bool) -> Result<NiftiInfo,
     if !dgz && data_offset > have {
         return Err(err(path, format!("vox_offset {data_offset} is past the end of the file ({have} bytes)")));
     }
-    if dgz && need > have.saturating_mul(MAX_GZIP_RATIO) + (1 << 20) {
+    // The offset counts too: a corrupt vox_offset of 2^35 in a NIfTI-2 `.nii.gz` once sized
+    // the whole-file inflate buffer (found by fuzzing).
+    if dgz && data_offset.saturating_add(need) > have.saturating_mul(MAX_GZIP_RATIO) + (1 << 20) {
         return Err(err(
             path,
-            format!("header claims {need} bytes of voxel data, impossible for a {have}-byte gzip file (corrupt dimensions)"),
+            format!("header claims {need} bytes of voxel data from offset {data_offset}, impossible for a {have}-byte gzip file (corrupt dimensions or vox_offset)"),
         ));
     }
     Ok(info)
@@ -312,7 +314,7 @@ impl NiftiInfo {
         }
         let expected = self.data_offset.checked_add(self.frame_bytes())?;
         let comp = std::fs::read(&self.path).ok()?;
-        if comp.len() < 18 {
+        if comp.len() < 18 || expected > (comp.len() as u64).saturating_mul(MAX_GZIP_RATIO) + (1 << 20) {
             return None;
         }
         let tail: [u8; 4] = comp[comp.len() - 4..].try_into().ok()?;

@@ -101,6 +101,8 @@ pub(crate) fn read_header(path: &Path) -> Result<Option<FileHeader>, String> {
     if !has_dicm_magic(path) {
         return Ok(None);
     }
+    // Before the parser trusts a length field with an allocation.
+    super::lengths::check_lengths(path).map_err(|e| format!("not a readable DICOM file: {e}"))?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)

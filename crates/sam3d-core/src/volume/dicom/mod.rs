@@ -5,6 +5,7 @@
 //! | file | concern |
 //! |---|---|
 //! | `scan.rs` | find DICOM files (Part 10 `DICM` magic), read their headers in parallel |
+//! | `lengths.rs` | every element length checked against the bytes left, before the parser sizes a buffer from it |
 //! | `header.rs` | one file's series identity, pixel format, per-frame plane/position/rescale (enhanced functional groups resolved) |
 //! | `series.rs` | group frames into series by SeriesInstanceUID, split by frame of reference, size and orientation; the listing |
 //! | `stack.rs` | sort along the normal, spacing checks, gantry tilt, the affine (through `geometry::DicomPlane`) |
@@ -25,6 +26,7 @@
 //! series (number, description, UID): never a panic or a silently wrong volume.
 
 mod header;
+mod lengths;
 mod pixels;
 mod scan;
 mod rasterise;

@@ -74,9 +74,13 @@ pub(crate) fn decode_stack(files: &[FileHeader], sorted: &[&Frame], fmt: &PixelF
 fn decode_file(h: &FileHeader, fmt: &PixelFormat, slabs: Vec<(&Frame, ArrayViewMut2<f32>)>) -> Result<(), String> {
     check_transfer_syntax(&h.transfer_syntax)?;
     let obj = OpenFileOptions::new().open_file(&h.path).map_err(|e| format!("cannot read: {e}"))?;
+    if h.transfer_syntax == dicom_dictionary_std::uids::RLE_LOSSLESS {
+        check_rle_fragments(&obj)?;
+    }
     let multi = h.number_of_frames > 1;
     slabs.into_par_iter().try_for_each(|(frame, mut slab)| {
-        let decoded = if multi { obj.decode_pixel_data_frame(frame.number) } else { obj.decode_pixel_data() };
+        let decoded = guarded_decode(|| if multi { obj.decode_pixel_data_frame(frame.number) } else { obj.decode_pixel_data() })
+            .map_err(|p| format!("cannot decode frame {}: the decoder failed on corrupt data ({p})", frame.number))?;
         let px = decoded.map_err(|e| format!("cannot decode frame {}: {}", frame.number, with_causes(&e)))?;
         if px.rows() as usize != fmt.rows || px.columns() as usize != fmt.cols || px.samples_per_pixel() != 1 {
             return Err(format!(
@@ -91,6 +95,35 @@ fn decode_file(h: &FileHeader, fmt: &PixelFormat, slabs: Vec<(&Frame, ArrayViewM
         }
         let out = slab.as_slice_mut().ok_or("internal: a slice of the volume is not contiguous")?;
         to_f32(px.data(), fmt, frame.slope, frame.intercept, out).map_err(|e| format!("frame {}: {e}", frame.number))
+    })
+}
+
+/// Checks each RLE fragment's 64-byte header (PS3.5 G.5: 1–15 segments, offsets inside the
+/// fragment) before the RLE decoder trusts it: it allocates the segment count it reads (a
+/// corrupt count asked for 16 GiB, found by fuzzing) and indexes by the offsets.
+fn check_rle_fragments(obj: &dicom_object::DefaultDicomObject) -> Result<(), String> {
+    let Ok(px) = obj.element(dicom_dictionary_std::tags::PIXEL_DATA) else { return Ok(()) };
+    for (i, f) in px.value().fragments().unwrap_or(&[]).iter().enumerate() {
+        let word = |k: usize| f.get(4 * k..4 * k + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        let n = word(0).filter(|&n| (1..=15).contains(&n) && f.len() >= 64);
+        let Some(n) = n else {
+            return Err(format!("RLE fragment {}: its header does not hold 1 to 15 segments in 64 bytes (corrupt)", i + 1));
+        };
+        let offsets: Vec<usize> = (1..=n).filter_map(word).collect();
+        if offsets.iter().any(|&o| o < 64 || o >= f.len()) || offsets.windows(2).any(|w| w[0] > w[1]) {
+            return Err(format!("RLE fragment {}: segment offsets {offsets:?} do not lie in its {} bytes in order (corrupt)", i + 1, f.len()));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a codec of the DICOM crates, turning a panic inside it into an error. Their RLE decoder
+/// indexes past its buffer on some corrupt segments (found by fuzzing, `tests/fuzz_readers.rs`),
+/// and the codecs are not ours to fix: a corrupt file must be an error naming it, not a crash
+/// of the viewer's loader.
+fn guarded_decode<T>(decode: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).map_err(|p| {
+        p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panic".into())
     })
 }
 

@@ -149,9 +149,10 @@ pub fn parse_vectors(v: &str) -> Result<Vec<Option<Vec<f64>>>, String> {
                 .collect::<Result<Vec<_>, _>>()?;
             out.push(Some(nums));
             rest = r[close + 1..].trim_start();
-        } else if rest.len() >= 4 && rest[..4].eq_ignore_ascii_case("none") {
+        } else if let Some(after) = rest.get(..4).filter(|w| w.eq_ignore_ascii_case("none")).and_then(|_| rest.get(4..)) {
+            // `get`, not `[..4]`: byte 4 may fall inside a character of a corrupt header.
             out.push(None);
-            rest = rest[4..].trim_start();
+            rest = after.trim_start();
         } else {
             return Err(format!("'{}' is not a list of (x,y,z) vectors", clip(v)));
         }
@@ -205,6 +206,12 @@ mod tests {
         assert!(bad.to_string().contains("not a NRRD file"), "{bad}");
         let twice: Vec<String> = ["NRRD0004", "type: short", "TYPE: float"].iter().map(|s| s.to_string()).collect();
         assert!(NrrdHeader::parse(Path::new("x.nrrd"), &twice, None).expect_err("dup").to_string().contains("twice"));
+    }
+
+    #[test]
+    fn a_multibyte_character_where_none_would_end_is_an_error() {
+        assert!(parse_vectors("no\u{e9}e (1,0,0)").is_err());
+        assert!(parse_vectors("\u{fffd}\u{fffd}").is_err());
     }
 
     #[test]
