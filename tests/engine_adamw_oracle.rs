@@ -38,7 +38,7 @@ fn adamw_matches_pytorch_step_by_step() {
             let g = tensor(&s[key]);
             let mut grad = opt.params[i].grad();
             if grad.defined() {
-                let _ = grad.copy_(&g);
+                grad.copy_(&g);
             } else {
                 // The first step: make the gradient by a backward pass of p · g.
                 (&opt.params[i] * &g).sum(Kind::Double).backward();
