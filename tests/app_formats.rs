@@ -5,13 +5,14 @@
 
 #[path = "common/dicom.rs"]
 mod dicom;
+#[path = "common/viewer.rs"]
+mod viewer;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use sam3d_studio::app::series_picker::openable;
 use sam3d_studio::app::{App, AppCommand, Startup};
 use sam3d_studio::volume::{LabelMap, OnGrid};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 
 
@@ -21,16 +22,7 @@ fn harness() -> Harness<'static, App> {
     })
 }
 
-fn wait_for_loader(h: &mut Harness<'static, App>) {
-    let t0 = Instant::now();
-    h.step();
-    while h.state().is_busy() || h.state().is_meshing() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "loader did not finish");
-        std::thread::sleep(Duration::from_millis(5));
-        h.step();
-    }
-    h.run();
-}
+use viewer::wait_for_loader;
 
 #[test]
 fn a_folder_of_several_series_asks_which_and_the_choice_opens_for_the_viewer_and_the_engine() {

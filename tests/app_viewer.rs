@@ -4,6 +4,8 @@
 
 #[path = "common/snapshot.rs"]
 mod snapshot;
+#[path = "common/viewer.rs"]
+mod viewer;
 use egui::{Event, Modifiers, MouseWheelSource, MouseWheelUnit, PointerButton, Pos2, TouchPhase, vec2};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -11,7 +13,6 @@ use sam3d_studio::app::{App, AppCommand, Startup, ViewCell};
 use sam3d_studio::geometry::{RasFromVoxel, ViewPlane};
 use sam3d_studio::volume::LabelMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 /// The demo CT's affine: diagonal 3 mm, this origin (nibabel, see tests/data/ct_abdomen).
 const ORIGIN: [f64; 3] = [-177.956_329_345_703_12, 11.319_000_244_140_625, 94.301_757_812_5];
@@ -32,18 +33,7 @@ fn harness(startup: Startup) -> Harness<'static, App> {
     h
 }
 
-/// Steps frames until the loader thread (and the 3D view's mesher) has finished everything it
-/// was asked to do.
-fn wait_for_loader(h: &mut Harness<'static, App>) {
-    let t0 = Instant::now();
-    h.step();
-    while h.state().is_busy() || h.state().is_meshing() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "loader did not finish");
-        std::thread::sleep(Duration::from_millis(5));
-        h.step();
-    }
-    h.run();
-}
+use viewer::wait_for_loader;
 
 fn click(h: &mut Harness<'static, App>, pos: Pos2) {
     h.hover_at(pos);

@@ -18,7 +18,9 @@ for spec in "sam3d-core:tch|egui|eframe|wgpu|torch-sys" "sam3d-studio:tch|torch-
     echo "error: $pkg depends on one of $banned (cargo tree -p $pkg -e normal -i …)" >&2; exit 1
   fi
 done
-if ldd target/release/sam3d-studio | grep -q torch; then
-  echo "error: target/release/sam3d-studio links libtorch" >&2; exit 1
+gui="${CARGO_TARGET_DIR:-target}/release/sam3d-studio"
+[ -x "$gui" ] || { echo "error: $gui was not built" >&2; exit 1; }
+if ldd "$gui" | grep -q torch; then
+  echo "error: $gui links libtorch" >&2; exit 1
 fi
 cargo test --release --locked --workspace "$@"

@@ -18,6 +18,7 @@
 //! | [`train_config`] | the training config (TOML) the engine trains from and the fine-tuning panel writes |
 //! | [`progress`] | progress of long work: a terminal bar with ETA, and the lines a child job writes for the viewer |
 //! | [`assets`] | where the shipped weights, adapter and demo data are found |
+//! | [`utc`] | the calendar date and time of a moment (run folder names, DICOM dates) |
 
 pub mod assets;
 pub mod baseline;
@@ -29,4 +30,5 @@ pub mod progress;
 pub mod protocol;
 pub mod shape;
 pub mod train_config;
+pub mod utc;
 pub mod volume;
