@@ -165,10 +165,10 @@ fn result_transfer_liver_sized() {
             assert_eq!(r.bbox_kji, Some((comp.origin_kji, std::array::from_fn(|a| comp.origin_kji[a] + c.shape_kji[a] - 1))));
             let (mut whole, mut boxed) = (labels.clone(), labels.clone());
             let t = Instant::now();
-            let e1 = sam3d_studio::app::edit::apply_mask(&mut whole, &r.mask, 99, None);
+            let e1 = sam3d_studio::app::edit::apply_mask(&mut whole, &r.mask, 99, None, sam3d_studio::app::edit::Overwrite::All);
             accept_grid.push(t.elapsed().as_secs_f64());
             let t = Instant::now();
-            let e2 = sam3d_studio::app::edit::apply_mask(&mut boxed, &r.mask, 99, r.bbox_kji);
+            let e2 = sam3d_studio::app::edit::apply_mask(&mut boxed, &r.mask, 99, r.bbox_kji, sam3d_studio::app::edit::Overwrite::All);
             accept_box.push(t.elapsed().as_secs_f64());
             assert_eq!((e1.indices.len(), e2.indices.len()), (comp.voxel_count, comp.voxel_count));
             let t = Instant::now();

@@ -7,94 +7,11 @@
 //! not shared and otherwise keeps it, in order, until the readers let go
 //! ([`LabelEdits::flush`], each frame).
 
+pub use crate::label_edit::{Edit, Overwrite, apply_mask, redo_edit, undo_edit};
 use crate::volume::LabelMap;
 use ndarray::Array3;
 use std::collections::VecDeque;
 use std::sync::Arc;
-
-/// One accepted result, enough to undo and redo it.
-#[derive(Clone, Debug)]
-pub struct Edit {
-    /// The label written.
-    pub label: u16,
-    /// Flat (C-order) indices of the voxels that changed, and their previous labels.
-    pub indices: Vec<usize>,
-    pub previous: Vec<u16>,
-}
-
-impl Edit {
-    /// The labels whose voxels this edit touches (the written one first).
-    pub fn touched_labels(&self) -> Vec<u16> {
-        let mut v: Vec<u16> = std::iter::once(self.label).chain(self.previous.iter().copied()).filter(|&l| l != 0).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    }
-}
-
-/// Writes `label` wherever `mask` is set; returns the edit (only voxels that changed, in
-/// increasing index order). `bbox_kji` (first and last voxel, `[k, j, i]`) is a box that holds
-/// every voxel of `mask`: only it is walked (a kidney's box on a 512 × 512 × 224 CT instead of
-/// the 59 M voxels); `None`: the whole grid.
-pub fn apply_mask(map: &mut LabelMap, mask: &Array3<bool>, label: u16, bbox_kji: Option<([usize; 3], [usize; 3])>) -> Edit {
-    let mut indices = Vec::new();
-    let mut previous = Vec::new();
-    if map.data.shape() == mask.shape() {
-        if !map.data.is_standard_layout() {
-            map.data = map.data.as_standard_layout().into_owned();
-        }
-        let s = mask.shape();
-        let whole = ([0; 3], [s[0].saturating_sub(1), s[1].saturating_sub(1), s[2].saturating_sub(1)]);
-        let (lo, hi) = bbox_kji.filter(|(lo, hi)| (0..3).all(|a| lo[a] <= hi[a] && hi[a] < s[a])).unwrap_or(whole);
-        if let (Some(data), Some(m), false) = (map.data.as_slice_mut(), mask.as_slice(), mask.is_empty()) {
-            for k in lo[0]..=hi[0] {
-                for j in lo[1]..=hi[1] {
-                    let row = (k * s[1] + j) * s[2];
-                    for n in row + lo[2]..=row + hi[2] {
-                        if m[n] && data[n] != label {
-                            indices.push(n);
-                            previous.push(data[n]);
-                            data[n] = label;
-                        }
-                    }
-                }
-            }
-        } else {
-            // An empty or non-contiguous mask (never produced here): walk both arrays.
-            for (n, (d, &inside)) in map.data.iter_mut().zip(mask.iter()).enumerate() {
-                if inside && *d != label {
-                    indices.push(n);
-                    previous.push(*d);
-                    *d = label;
-                }
-            }
-        }
-    }
-    Edit { label, indices, previous }
-}
-
-/// Puts back the previous labels of an edit.
-pub fn undo_edit(map: &mut LabelMap, e: &Edit) {
-    if let Some(data) = map.data.as_slice_mut() {
-        for (&n, &old) in e.indices.iter().zip(&e.previous) {
-            if let Some(d) = data.get_mut(n) {
-                *d = old;
-            }
-        }
-    }
-}
-
-/// Writes an edit's label again.
-pub fn redo_edit(map: &mut LabelMap, e: &Edit) {
-    if let Some(data) = map.data.as_slice_mut() {
-        for &n in &e.indices {
-            if let Some(d) = data.get_mut(n) {
-                *d = e.label;
-            }
-        }
-    }
-}
-
 
 /// The undo and redo stacks, holding at most [`History::cap_bytes`] of edits: the oldest undo
 /// steps go first when a new edit would pass it.
@@ -114,13 +31,6 @@ pub const HISTORY_CAP_BYTES: usize = 256 << 20;
 impl Default for History {
     fn default() -> Self {
         Self::with_cap(HISTORY_CAP_BYTES)
-    }
-}
-
-impl Edit {
-    /// Memory the edit holds.
-    pub fn bytes(&self) -> usize {
-        self.indices.len() * std::mem::size_of::<usize>() + self.previous.len() * std::mem::size_of::<u16>() + std::mem::size_of::<Self>()
     }
 }
 
@@ -189,7 +99,7 @@ impl History {
 #[derive(Debug)]
 pub enum EditOp {
     /// Write `label` wherever `mask` is set (`bbox_kji`: a box holding the mask).
-    Paint { mask: Arc<Array3<bool>>, label: u16, bbox_kji: Option<([usize; 3], [usize; 3])> },
+    Paint { mask: Arc<Array3<bool>>, label: u16, bbox_kji: Option<([usize; 3], [usize; 3])>, rule: Overwrite },
     Undo,
     Redo,
 }
@@ -229,8 +139,8 @@ impl LabelEdits {
         let Some(m) = Arc::get_mut(map) else { return done };
         while let Some(op) = self.waiting.pop_front() {
             match op {
-                EditOp::Paint { mask, label, bbox_kji } => {
-                    let edit = apply_mask(m, &mask, label, bbox_kji);
+                EditOp::Paint { mask, label, bbox_kji, rule } => {
+                    let edit = apply_mask(m, &mask, label, bbox_kji, rule);
                     self.history.record(edit.clone());
                     done.push(Applied { edit, undone: false });
                 }
@@ -264,27 +174,6 @@ mod tests {
     use super::*;
     use crate::geometry::RasFromVoxel;
 
-    #[test]
-    fn accept_undo_redo_round_trip() {
-        let data = Array3::from_shape_fn((3, 4, 5), |(k, j, i)| ((k + j + i) % 3) as u16);
-        let mut map = LabelMap::new(data.clone(), RasFromVoxel::identity()).expect("grid");
-        let mask = Array3::from_shape_fn((3, 4, 5), |(k, _, i)| k == 1 && i < 3);
-        let e = apply_mask(&mut map, &mask, 2, None);
-        // The same edit walking only the mask's box (the way an accepted click does).
-        let mut boxed = LabelMap::new(data.clone(), RasFromVoxel::identity()).expect("grid");
-        let b = apply_mask(&mut boxed, &mask, 2, crate::shape::sdf::bounding_box(mask.view()));
-        assert_eq!((&b.indices, &b.previous, &boxed.data), (&e.indices, &e.previous, &map.data));
-        // 12 voxels in the mask; those already 2 are not recorded.
-        let already = mask.iter().zip(data.iter()).filter(|&(&m, &d)| m && d == 2).count();
-        assert_eq!(e.indices.len(), 12 - already);
-        assert!(mask.iter().zip(map.data.iter()).all(|(&m, &d)| !m || d == 2));
-        undo_edit(&mut map, &e);
-        assert_eq!(map.data, data);
-        redo_edit(&mut map, &e);
-        assert!(mask.iter().zip(map.data.iter()).all(|(&m, &d)| !m || d == 2));
-        assert_eq!(e.touched_labels(), vec![1, 2]);
-    }
-
     fn edit_of(n: usize) -> Edit {
         Edit { label: 1, indices: (0..n).collect(), previous: vec![0; n] }
     }
@@ -317,7 +206,7 @@ mod tests {
         let reader = map.clone(); // the mesher, say
         let mut edits = LabelEdits::default();
         let mask = Arc::new(Array3::from_shape_fn((4, 4, 4), |(k, _, _)| k == 1));
-        assert!(edits.run(&mut map, EditOp::Paint { mask, label: 3, bbox_kji: None }).is_empty(), "applied while shared");
+        assert!(edits.run(&mut map, EditOp::Paint { mask, label: 3, bbox_kji: None, rule: Overwrite::All }).is_empty(), "applied while shared");
         assert!(edits.run(&mut map, EditOp::Undo).is_empty());
         assert_eq!(edits.waiting(), 2);
         assert!(Arc::ptr_eq(&map, &reader), "no copy was made");

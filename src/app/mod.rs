@@ -394,6 +394,9 @@ pub struct App {
     pub mr_adapter: bool,
     /// The fine-tuning panel's settings.
     pub finetune: finetune::FineTuneSettings,
+    /// Which labels Accept and the brush may replace (ITK-SNAP's "paint over"; default: only
+    /// background, so a reference label is never overwritten by accident).
+    pub overwrite: edit::Overwrite,
     #[serde(skip)]
     pub rt: Runtime,
 }
@@ -420,6 +423,7 @@ impl Default for App {
             join_growing: true,
             mr_adapter: true,
             finetune: finetune::FineTuneSettings::default(),
+            overwrite: edit::Overwrite::default(),
             rt: Runtime::default(),
         }
     }
@@ -1266,11 +1270,17 @@ impl App {
             let map = crate::volume::LabelMap::empty_like(scene.volume.as_ref());
             LabelLayer { path: scene.path.with_file_name("labels.nii.gz"), map: Arc::new(map), table: LabelTable::default(), lut: vec![[0; 4]] }
         });
-        let op = edit::EditOp::Paint { mask: c.mask.clone(), label, bbox_kji: c.bbox_kji };
+        let rule = self.overwrite;
+        let op = edit::EditOp::Paint { mask: c.mask.clone(), label, bbox_kji: c.bbox_kji, rule };
         let done = self.rt.click.edits.run(&mut layer.map, op);
         let written = done.last().filter(|a| !a.undone && a.edit.label == label).map(|a| a.edit.indices.len());
         self.after_edits(done);
         match written {
+            Some(n) if n < c.voxels => self.notice(format!(
+                "Accepted: {n} voxels written as label {label}; {} voxels of other labels kept (paint over: {}). Ctrl+Z undoes.",
+                c.voxels - n,
+                rule.describe()
+            )),
             Some(n) => self.notice(format!("Accepted: {n} voxels ({:.1} ml) written as label {label}. Ctrl+Z undoes.", c.ml)),
             None => self.notice(format!("Accepted ({:.1} ml as label {label}): written as soon as the label map is free (it is being read or saved)", c.ml)),
         }
