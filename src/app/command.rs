@@ -27,7 +27,7 @@ impl ViewCell {
     }
 }
 
-/// Which native file dialog to show.
+/// Which file dialog to show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DialogKind {
     OpenVolume,
@@ -104,6 +104,12 @@ pub enum AppCommand {
     Notice(String),
     /// Remove one message from the message area.
     DismissMessage(usize),
+    /// The system has no file dialog: open this one in the window.
+    InAppDialog(DialogKind),
+    /// Dismisses every message shown.
+    DismissAllMessages,
+    /// Opens View > Messages (the session's log).
+    ShowMessageLog,
     /// Forget the recent-files list.
     ClearRecent,
     /// Arm or disarm the "3D from click" tool (armed: a plain click runs it).

@@ -13,9 +13,11 @@ pub mod click3d;
 pub mod edit;
 pub mod cases;
 mod command;
+pub mod file_dialog;
 pub mod finetune;
 pub mod labels;
 pub mod loader;
+pub mod messages;
 mod panels;
 pub mod remote;
 pub mod series_picker;
@@ -27,6 +29,7 @@ pub mod tools;
 pub use command::{AppCommand, DialogKind, FileKind, ViewCell};
 pub use click3d::ClickMethod;
 pub use edit::Edit;
+pub use messages::Message;
 pub use slice_image::OverlayMode;
 
 use crate::geometry::{DisplayConvention, RasMm, SliceGeometry, ViewPlane, VoxelFromRas, VoxelIjk};
@@ -181,12 +184,6 @@ fn plane_idx(p: ViewPlane) -> usize {
     }
 }
 
-/// A message shown in the window.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Message {
-    pub text: String,
-    pub is_error: bool,
-}
 
 /// Runtime-only state (never persisted).
 pub struct Runtime {
@@ -200,7 +197,17 @@ pub struct Runtime {
     /// Loader jobs sent and not yet finished.
     pending_jobs: usize,
     pub progress: Option<(String, f32)>,
-    pub messages: Vec<Message>,
+    pub messages: messages::MessageLog,
+    /// Which file dialog to use (the system's until it proves missing).
+    pub dialog_backend: file_dialog::Backend,
+    /// The in-app file dialog, while open.
+    pub in_app_dialog: Option<file_dialog::InAppDialog>,
+    /// The probe the status bar showed this pass (see `views_ui`).
+    pub hover_shown: Option<Probe>,
+    /// View > Messages is open.
+    pub show_message_log: bool,
+    /// When the window started (the message log's clock).
+    pub started: std::time::Instant,
     views: [SliceViewState; 3],
     /// The view the keyboard acts on (the hovered one, else the last one used).
     pub active_view: ViewPlane,
@@ -322,7 +329,12 @@ impl Default for Runtime {
             generation: 0,
             pending_jobs: 0,
             progress: None,
-            messages: Vec::new(),
+            messages: messages::MessageLog::default(),
+            dialog_backend: file_dialog::Backend::from_env(),
+            in_app_dialog: None,
+            hover_shown: None,
+            show_message_log: false,
+            started: std::time::Instant::now(),
             views: Default::default(),
             active_view: ViewPlane::Axial,
             hover: None,
@@ -463,7 +475,6 @@ fn adjust_counts(table: &mut LabelTable, e: &Edit, forward: bool) {
         change(old, !forward, k);
     }
 }
-const MAX_MESSAGES: usize = 4;
 
 impl App {
     /// Restores settings, styles the context, starts the loader and queues `startup`'s files.
@@ -565,26 +576,23 @@ impl App {
         self.rt.scene.as_ref()
     }
 
+    /// Every message of the session, oldest first (shown, dismissed or timed out).
     pub fn messages(&self) -> &[Message] {
-        &self.rt.messages
+        self.rt.messages.all()
     }
 
     fn error(&mut self, text: String) {
         log::error!("{text}");
-        self.push_message(Message { text, is_error: true });
+        self.push_message(Message::new(text, true));
     }
 
     fn notice(&mut self, text: String) {
         log::info!("{text}");
-        self.push_message(Message { text, is_error: false });
+        self.push_message(Message::new(text, false));
     }
 
     fn push_message(&mut self, m: Message) {
-        self.rt.messages.retain(|x| x.text != m.text);
         self.rt.messages.push(m);
-        if self.rt.messages.len() > MAX_MESSAGES {
-            self.rt.messages.remove(0);
-        }
     }
 
     fn add_recent(&mut self, path: &Path, kind: FileKind) {
@@ -751,6 +759,12 @@ impl App {
                 None => self.error("there is no label map to save".into()),
             },
             AppCommand::ShowDialog(kind) => self.show_dialog(kind, ctx),
+            AppCommand::InAppDialog(kind) => {
+                // The system has no file dialog: use the in-app one from now on.
+                self.rt.dialog_backend = file_dialog::Backend::InApp;
+                let start_dir = self.rt.scene.as_ref().and_then(|s| s.path.parent().map(Path::to_path_buf));
+                self.rt.in_app_dialog = Some(file_dialog::InAppDialog::new(kind, start_dir));
+            }
             AppCommand::SetCrosshair(p) => {
                 if let Some(s) = &mut self.rt.scene
                     && p.is_finite()
@@ -823,11 +837,9 @@ impl App {
             AppCommand::SetSmooth(b) => self.smooth = b,
             AppCommand::ToggleSidePanel => self.show_side_panel = !self.show_side_panel,
             AppCommand::Notice(t) => self.notice(t),
-            AppCommand::DismissMessage(i) => {
-                if i < self.rt.messages.len() {
-                    self.rt.messages.remove(i);
-                }
-            }
+            AppCommand::DismissMessage(i) => self.rt.messages.dismiss(i),
+            AppCommand::DismissAllMessages => self.rt.messages.dismiss_all(),
+            AppCommand::ShowMessageLog => self.rt.show_message_log = true,
             AppCommand::ClearRecent => self.recent.clear(),
             AppCommand::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
             AppCommand::SetClickTool(on) => self.rt.click.armed = on,
@@ -1344,44 +1356,24 @@ impl App {
     /// Native dialogs block their thread, so each runs on its own; the answer comes back as a
     /// command. With no desktop portal (a bare container) rfd returns nothing: say so.
     fn show_dialog(&mut self, kind: DialogKind, ctx: &egui::Context) {
-        let tx = self.rt.dialog_tx.clone();
-        let ctx = ctx.clone();
         let start_dir = self.rt.scene.as_ref().and_then(|s| s.path.parent().map(Path::to_path_buf));
-        let spawned = std::thread::Builder::new().name("sam3d-file-dialog".into()).spawn(move || {
-            let volumes = ["nii", "gz", "nrrd", "nhdr", "mha", "mhd", "dcm"];
-            let mut d = rfd::FileDialog::new().add_filter("Volumes (NIfTI, NRRD, MetaImage, DICOM)", &volumes).add_filter("All files", &["*"]);
-            if let Some(dir) = start_dir {
-                d = d.set_directory(dir);
-            }
-            let cmd = match kind {
-                DialogKind::OpenVolume => d.set_title("Open volume").pick_file().map(|path| AppCommand::OpenVolume { path, labels: None }),
-                DialogKind::OpenLabels => d.set_title("Open label map").pick_file().map(AppCommand::OpenLabels),
-                DialogKind::OpenDicomFolder => d.set_title("Open DICOM folder").pick_folder().map(|path| AppCommand::OpenVolume { path, labels: None }),
-                DialogKind::OpenStructures => rfd::FileDialog::new().add_filter("DICOM RTSTRUCT", &["dcm"]).add_filter("All files", &["*"]).set_title("Open RTSTRUCT").pick_file().map(AppCommand::OpenStructures),
-                DialogKind::SaveLabels => rfd::FileDialog::new()
-                    .add_filter("NIfTI (+ names in a .tsv)", &["nii.gz", "nii"])
-                    .add_filter("3D Slicer segmentation", &["seg.nrrd"])
-                    .add_filter("NRRD (+ names in a .tsv)", &["nrrd"])
-                    .add_filter("MetaImage (+ names in a .tsv)", &["mha"])
-                    .add_filter("DICOM SEG (scans read from DICOM)", &["dcm"])
-                    .set_title("Save label map")
-                    .set_file_name("labels.nii.gz")
-                    .save_file()
-                    .map(AppCommand::SaveLabels),
-                DialogKind::LoadWeights => rfd::FileDialog::new().add_filter("weights", &["safetensors", "pt", "ot"]).set_title("Load SAM3D weights").pick_file().map(AppCommand::LoadWeights),
-                DialogKind::LoadAdapter => rfd::FileDialog::new().add_filter("adapter", &["safetensors", "pt", "ot"]).set_title("Load LoRA adapter").pick_file().map(AppCommand::LoadAdapter),
-                DialogKind::OpenReport => rfd::FileDialog::new().add_filter("eval report", &["csv"]).set_title("Open evaluation report").pick_file().map(AppCommand::OpenReport),
-            };
-            let cmd = cmd.unwrap_or_else(|| {
-                AppCommand::Notice(
-                    "No file chosen. If no dialog appeared, this desktop has no file-dialog service: drop the file or DICOM folder on the window, or pass it on the command line.".into(),
-                )
-            });
-            let _ = tx.send(cmd);
-            ctx.request_repaint();
-        });
-        if let Err(e) = spawned {
+        if self.rt.dialog_backend == file_dialog::Backend::InApp {
+            self.rt.in_app_dialog = Some(file_dialog::InAppDialog::new(kind, start_dir));
+            return;
+        }
+        if let Err(e) = file_dialog::spawn_system(kind, start_dir, self.rt.dialog_backend, self.rt.dialog_tx.clone(), ctx.clone()) {
             self.error(format!("could not open a file dialog: {e}"));
+        }
+    }
+
+    /// The in-app file dialog, while open.
+    fn in_app_dialog_ui(&mut self, ctx: &egui::Context) {
+        let Some(d) = &mut self.rt.in_app_dialog else { return };
+        if let Some(done) = d.show(ctx) {
+            self.rt.in_app_dialog = None;
+            if let Some(c) = done {
+                self.send(c);
+            }
         }
     }
 
@@ -1505,6 +1497,8 @@ impl App {
         self.finetune_ui(&ctx);
         self.cases_ui(&ctx);
         self.series_picker_ui(&ctx);
+        messages::log_window_ui(self, &ctx);
+        self.in_app_dialog_ui(&ctx);
         // Commands from this frame's widgets take effect now, not on the next input event.
         if !self.rt.commands.is_empty() {
             self.apply_commands(&ctx);
@@ -1556,7 +1550,7 @@ impl App {
     /// The fine-tuning window (when open) and its jobs' news.
     fn finetune_ui(&mut self, ctx: &egui::Context) {
         for (text, is_error) in self.rt.finetune.drain() {
-            self.push_message(Message { text, is_error });
+            self.push_message(Message::new(text, is_error));
         }
         if !self.rt.finetune.open {
             return;
@@ -1652,9 +1646,9 @@ impl App {
     fn views_ui(&mut self, ui: &mut egui::Ui) {
         let full = ui.available_rect_before_wrap();
         ui.painter().rect_filled(full, 0.0, egui::Color32::from_gray(12));
-        panels::messages_ui(self, ui, full);
         if self.rt.scene.is_none() {
             panels::empty_ui(self, ui, full);
+            messages::toasts_ui(self, ui, full);
             return;
         }
         let gap = 2.0;
@@ -1691,6 +1685,13 @@ impl App {
             Some(p) => self.rt.active_view = p,
             None => self.rt.hover = None,
         }
+        // The status bar was drawn before the views: when the point under the pointer changed,
+        // this pass is drawn again (without input) so the probe is never one move behind.
+        if self.rt.hover != self.rt.hover_shown {
+            ui.ctx().request_discard("the status bar's probe follows the pointer");
+        }
+        // Over the views, under any window.
+        messages::toasts_ui(self, ui, full);
     }
 }
 

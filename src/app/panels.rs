@@ -1,7 +1,6 @@
 //! The menu bar, side panel (volume, window/level with histogram, labels), status bar,
 //! message area and the toolbar ("3D from click").
 
-use super::slice_view::TITLE_H;
 use super::{App, AppCommand, ClickMethod, DialogKind, FileKind, OverlayMode, ViewCell};
 use crate::geometry::{DisplayConvention, axcodes};
 use crate::volume::intensity::{Preset, Window};
@@ -102,6 +101,10 @@ pub fn menu_ui(app: &mut App, ui: &mut egui::Ui) {
             if ui.button("Reset views                R").clicked() {
                 cmds.push(AppCommand::ResetViews);
             }
+            ui.separator();
+            if ui.button("Messages…").on_hover_text("Every note and error of this session").clicked() {
+                cmds.push(AppCommand::ShowMessageLog);
+            }
         });
         ui.menu_button("Model", |ui| {
             if ui.button("Load weights…").clicked() {
@@ -174,10 +177,21 @@ const SHORTCUTS: &[(&str, &str)] = &[
     ("] / [", "next / previous click of the case browser"),
 ];
 
+/// "label 3 · liver", "label 0 · background", or "label 5" when the label has no name of its
+/// own (a default "label 5" name is not repeated).
+pub fn probe_label_text(id: u16, name: Option<&str>) -> String {
+    let name = name.map(str::trim).filter(|n| !n.is_empty() && *n != format!("label {id}")).or((id == 0).then_some("background"));
+    match name {
+        Some(n) => format!("label {id} · {n}"),
+        None => format!("label {id}"),
+    }
+}
+
 pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
     let (mut cancel, mut open_finetune) = (false, false);
     ui.horizontal(|ui| {
         let mono = |s: String| RichText::new(s).monospace().size(12.0);
+        app.rt.hover_shown = app.rt.hover.clone();
         match (&app.rt.hover, &app.rt.scene) {
             (Some(p), Some(scene)) => {
                 ui.label(mono(format!("RAS ({:7.1}, {:7.1}, {:7.1}) mm", p.ras.x(), p.ras.y(), p.ras.z())));
@@ -191,8 +205,7 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
                     }
                     if let Some(id) = p.label {
                         ui.separator();
-                        let name = p.label_name.as_deref().unwrap_or(if id == 0 { "background" } else { "" });
-                        ui.label(mono(format!("label {id} {name}")));
+                        ui.label(mono(probe_label_text(id, p.label_name.as_deref())));
                     }
                 } else {
                     ui.label(mono("outside the volume".into()));
@@ -430,35 +443,6 @@ fn histogram_ui(ui: &mut egui::Ui, h: &super::loader::Histogram, w: Window) {
     ui.painter().text(pos2(rect.right(), under), Align2::RIGHT_CENTER, fmt_value(h.hi), f.clone(), grey);
     ui.painter().text(pos2(rect.center().x, under), Align2::CENTER_CENTER, format!("window {} to {}", fmt_value(w.low()), fmt_value(w.high())), f, Color32::from_rgb(110, 170, 255));
     ui.add_space(12.0);
-}
-
-/// Errors and notices over the top of the views, each with a close button.
-pub fn messages_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
-    if app.rt.messages.is_empty() {
-        return;
-    }
-    let mut cmds = Vec::new();
-    let width = (full.width() - 40.0).min(900.0);
-    let area = egui::Area::new(ui.scope_id().with("messages")).order(egui::Order::Foreground).fixed_pos(pos2(full.center().x - width / 2.0, full.top() + TITLE_H + 8.0));
-    area.show(ui.ctx(), |ui| {
-        ui.set_width(width);
-        for (n, m) in app.rt.messages.iter().enumerate() {
-            let (fill, stroke) = if m.is_error { (Color32::from_rgb(70, 22, 22), Color32::from_rgb(200, 80, 80)) } else { (Color32::from_rgb(24, 44, 66), Color32::from_rgb(90, 140, 200)) };
-            egui::Frame::new().fill(fill).stroke(Stroke::new(1.0, stroke)).corner_radius(4).inner_margin(egui::Margin::symmetric(10, 6)).show(ui, |ui| {
-                ui.horizontal(|ui| {
-                    ui.label(RichText::new(if m.is_error { "Error" } else { "Note" }).strong().color(stroke));
-                    ui.add(egui::Label::new(RichText::new(&m.text).color(Color32::from_gray(230))).wrap());
-                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
-                        if ui.small_button("Dismiss").clicked() {
-                            cmds.push(AppCommand::DismissMessage(n));
-                        }
-                    });
-                });
-            });
-            ui.add_space(4.0);
-        }
-    });
-    app.rt.commands.extend(cmds);
 }
 
 /// The central area when no volume is open.

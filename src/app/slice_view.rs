@@ -270,7 +270,8 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
     } else if pan_drag {
         cmds.push(AppCommand::Pan { plane, delta: resp.drag_delta() });
     } else if (resp.clicked_by(egui::PointerButton::Primary) || resp.dragged_by(egui::PointerButton::Primary))
-        && let Some(at) = resp.interact_pointer_pos().and_then(|p| ras_of_screen(&g, &sfs, index, p))
+        && let Some(p) = resp.interact_pointer_pos().filter(|&p| !app.rt.messages.guards(p))
+        && let Some(at) = ras_of_screen(&g, &sfs, index, p)
     {
         // The active tool decides what the gesture means (super::tools).
         let tool = Tool::active(app.rt.click.armed, ui.input(|i| i.modifiers.shift));
