@@ -130,6 +130,15 @@ pub enum AppCommand {
     ClickAt(RasMm),
     /// Label written on Accept (`None`: a new label id).
     SetClickTarget(Option<u16>),
+    /// Opens the name prompt for a label.
+    PromptLabelName(u16),
+    RenameLabel { id: u16, name: String },
+    /// Erases a label's voxels and takes its row away (undoable).
+    DeleteLabel(u16),
+    /// Adds an empty label and makes it the active one.
+    NewLabel,
+    /// Which labels Accept and the brush may replace.
+    SetOverwrite(crate::label_edit::Overwrite),
     /// Write the candidate into the label map (undoable).
     AcceptCandidate,
     /// Drop the candidate.

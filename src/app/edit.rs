@@ -100,8 +100,30 @@ impl History {
 pub enum EditOp {
     /// Write `label` wherever `mask` is set (`bbox_kji`: a box holding the mask).
     Paint { mask: Arc<Array3<bool>>, label: u16, bbox_kji: Option<([usize; 3], [usize; 3])>, rule: Overwrite },
+    /// Write `to` wherever the map holds `from` (deleting a label: `to` = 0).
+    Replace { from: u16, to: u16 },
     Undo,
     Redo,
+}
+
+/// Writes `to` over every voxel holding `from`.
+pub fn replace_label(map: &mut LabelMap, from: u16, to: u16) -> Edit {
+    let mut indices = Vec::new();
+    if from != to {
+        if !map.data.is_standard_layout() {
+            map.data = map.data.as_standard_layout().into_owned();
+        }
+        if let Some(data) = map.data.as_slice_mut() {
+            for (n, d) in data.iter_mut().enumerate() {
+                if *d == from {
+                    indices.push(n);
+                    *d = to;
+                }
+            }
+        }
+    }
+    let previous = vec![from; indices.len()];
+    Edit { label: to, indices, previous }
 }
 
 /// What an operation did, for the label table, the overlay and the meshes.
@@ -143,6 +165,13 @@ impl LabelEdits {
                     let edit = apply_mask(m, &mask, label, bbox_kji, rule);
                     self.history.record(edit.clone());
                     done.push(Applied { edit, undone: false });
+                }
+                EditOp::Replace { from, to } => {
+                    let edit = replace_label(m, from, to);
+                    if !edit.indices.is_empty() {
+                        self.history.record(edit.clone());
+                        done.push(Applied { edit, undone: false });
+                    }
                 }
                 EditOp::Undo => {
                     if let Some(edit) = self.history.take_undo() {

@@ -21,6 +21,8 @@ pub struct LabelTable {
     pub entries: BTreeMap<u16, LabelEntry>,
     /// Where the names came from (a `.tsv`), if anywhere.
     pub names_from: Option<PathBuf>,
+    /// Rows taken away by an undo, kept for a redo (name and colour).
+    pub retired: BTreeMap<u16, LabelEntry>,
 }
 
 use crate::volume::label_names::LabelNames;
@@ -96,7 +98,7 @@ impl LabelTable {
             let colour = known.and_then(|(_, c)| *c).unwrap_or_else(|| default_colour(id, known.map(|(n, _)| n.as_str())));
             entries.insert(id, LabelEntry { name, colour, visible: true, voxels });
         }
-        Self { entries, names_from: names.map(|(_, p)| p) }
+        Self { entries, names_from: names.map(|(_, p)| p), retired: BTreeMap::new() }
     }
 
     pub fn name_of(&self, id: u16) -> Option<&str> {

@@ -48,6 +48,8 @@ pub struct MessageLog {
     guard: Option<(Rect, Instant)>,
     /// Time spent hovering the toasts pauses their clocks: added to each note's age limit.
     hovered_since: Option<Instant>,
+    /// Height of the toasts last pass (they are laid out from the bottom).
+    height: f32,
 }
 
 impl MessageLog {
@@ -126,29 +128,36 @@ pub fn toasts_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
     let width = (full.width() * 0.5 - 24.0).clamp(240.0, 520.0);
     let right_bottom = full.right_bottom() + vec2(-12.0, -26.0);
     let mut cmds = Vec::new();
-    // Laid out from the bottom up, newest at the bottom: measure in a throwaway child first.
-    let mut ui_box = ui.new_child(egui::UiBuilder::new().max_rect(Rect::from_min_max(pos2(right_bottom.x - width, full.top()), right_bottom)).layout(egui::Layout::bottom_up(egui::Align::Max)));
-    ui_box.set_width(width);
+    // Laid out top-down from where last pass's height puts the bottom in the corner (a changed
+    // height draws the pass again).
+    let top = (right_bottom.y - log.height).max(full.top() + 4.0);
+    let mut ui_box = ui.new_child(egui::UiBuilder::new().max_rect(Rect::from_min_max(pos2(right_bottom.x - width, top), pos2(right_bottom.x, full.bottom()))).layout(egui::Layout::top_down(egui::Align::Max)));
     let hidden = log.hidden();
-    for &n in shown.iter().rev() {
+    if hidden > 0 && ui_box.small_button(format!("{hidden} more…")).on_hover_text("Dismiss the shown messages to see the earlier ones (View > Messages lists them all)").clicked() {
+        cmds.push(AppCommand::DismissAllMessages);
+    }
+    for &n in &shown {
         let m = &log.all[n];
         let (fill, stroke) = if m.is_error { (Color32::from_rgb(70, 22, 22), Color32::from_rgb(200, 80, 80)) } else { (Color32::from_rgb(24, 44, 66), Color32::from_rgb(90, 140, 200)) };
         egui::Frame::new().fill(fill).stroke(Stroke::new(1.0, stroke)).corner_radius(4).inner_margin(egui::Margin::symmetric(10, 6)).show(&mut ui_box, |ui| {
             ui.set_width(width - 20.0);
             ui.horizontal_top(|ui| {
                 ui.label(RichText::new(if m.is_error { "Error" } else { "Note" }).strong().color(stroke));
-                if ui.small_button("✕").on_hover_text("Dismiss").clicked() {
-                    cmds.push(AppCommand::DismissMessage(n));
-                }
                 ui.add(egui::Label::new(RichText::new(&m.text).color(Color32::from_gray(230))).wrap());
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
+                    if ui.small_button("✕").on_hover_text("Dismiss").clicked() {
+                        cmds.push(AppCommand::DismissMessage(n));
+                    }
+                });
             });
         });
         ui_box.add_space(4.0);
     }
-    if hidden > 0 && ui_box.small_button(format!("{hidden} more…")).on_hover_text("Dismiss the shown messages to see the earlier ones (View > Messages lists them all)").clicked() {
-        cmds.push(AppCommand::DismissAllMessages);
-    }
     let used = ui_box.min_rect();
+    if (used.height() - log.height).abs() > 0.5 {
+        log.height = used.height();
+        ui.ctx().request_discard("the toasts' height changed");
+    }
     // The toasts take the pointer: clicks on them never reach the slice view under them.
     let resp = ui.interact(used, ui.scope_id().with("toasts"), egui::Sense::click_and_drag());
     let hovered = resp.contains_pointer();

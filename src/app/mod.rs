@@ -15,6 +15,7 @@ pub mod cases;
 mod command;
 pub mod file_dialog;
 pub mod finetune;
+pub mod label_list;
 pub mod labels;
 pub mod loader;
 pub mod messages;
@@ -24,6 +25,7 @@ pub mod series_picker;
 pub mod slice_image;
 mod slice_view;
 pub mod three_d;
+pub mod unsaved;
 pub mod tools;
 
 pub use command::{AppCommand, DialogKind, FileKind, ViewCell};
@@ -198,6 +200,16 @@ pub struct Runtime {
     pending_jobs: usize,
     pub progress: Option<(String, f32)>,
     pub messages: messages::MessageLog,
+    /// The label-name prompt, while open.
+    pub name_prompt: Option<label_list::NamePrompt>,
+    /// Unsaved-label questions, the autosave and its restore offer.
+    pub unsaved: unsaved::Unsaved,
+    /// Changes to the label map or its names (edits, undos, renames), counted.
+    pub labels_rev: u64,
+    /// `labels_rev` when the labels were last opened or saved (unsaved changes: they differ).
+    pub saved_rev: u64,
+    /// `labels_rev` of the save in flight.
+    pub saving_rev: Option<u64>,
     /// Which file dialog to use (the system's until it proves missing).
     pub dialog_backend: file_dialog::Backend,
     /// The in-app file dialog, while open.
@@ -330,6 +342,11 @@ impl Default for Runtime {
             pending_jobs: 0,
             progress: None,
             messages: messages::MessageLog::default(),
+            name_prompt: None,
+            unsaved: unsaved::Unsaved::default(),
+            labels_rev: 0,
+            saved_rev: 0,
+            saving_rev: None,
             dialog_backend: file_dialog::Backend::from_env(),
             in_app_dialog: None,
             hover_shown: None,
@@ -458,22 +475,28 @@ fn adjust_counts(table: &mut LabelTable, e: &Edit, forward: bool) {
     for &p in &e.previous {
         *by_old.entry(p).or_default() += 1;
     }
-    let mut change = |id: u16, add: bool, k: usize| {
-        if id == 0 {
-            return;
-        }
-        let entry = table.entries.entry(id).or_insert_with(|| labels::LabelEntry {
-            name: format!("label {id}"),
-            colour: labels::default_colour(id, None),
-            visible: true,
-            voxels: 0,
-        });
-        entry.voxels = if add { entry.voxels + k } else { entry.voxels.saturating_sub(k) };
-    };
-    change(e.label, forward, n);
-    for (old, k) in by_old {
-        change(old, !forward, k);
+    change_count(table, e.label, forward, n);
+    // Undoing the edit that brought a label in takes its row away (a redo brings it back with
+    // its name and colour); a label emptied by a forward edit (an erase) keeps its row.
+    if !forward && table.entries.get(&e.label).is_some_and(|x| x.voxels == 0) && let Some(x) = table.entries.remove(&e.label) {
+        table.retired.insert(e.label, x);
     }
+    for (old, k) in by_old {
+        change_count(table, old, !forward, k);
+    }
+}
+
+/// Adds `k` voxels to label `id`'s count (`add`) or takes them away.
+fn change_count(table: &mut LabelTable, id: u16, add: bool, k: usize) {
+    if id == 0 || (!add && !table.entries.contains_key(&id)) {
+        // Background has no row; a deleted label's row is already gone.
+        return;
+    }
+    let retired = table.retired.remove(&id);
+    let entry = table.entries.entry(id).or_insert_with(|| {
+        retired.unwrap_or_else(|| labels::LabelEntry { name: format!("label {id}"), colour: labels::default_colour(id, None), visible: true, voxels: 0 })
+    });
+    entry.voxels = if add { entry.voxels + k } else { entry.voxels.saturating_sub(k) };
 }
 
 impl App {
@@ -676,6 +699,8 @@ impl App {
                     click.target = None;
                     self.mesh_view.set_meshes(Vec::new());
                     self.mesh_view.reset_camera();
+                    self.rt.saved_rev = self.rt.labels_rev;
+                    self.check_autosave();
                 }
                 LoadEvent::Labels(l) => {
                     let Some(scene) = self.rt.scene.as_mut().filter(|s| s.generation == l.generation) else { continue };
@@ -688,10 +713,21 @@ impl App {
                     self.rt.map_generation += 1;
                     self.rt.click.edits.clear();
                     self.rt.click.target = None;
+                    // Freshly opened labels are saved ones, unless they are a restored autosave.
+                    self.rt.labels_rev += 1;
+                    if !std::mem::take(&mut self.rt.unsaved.restoring) {
+                        self.rt.saved_rev = self.rt.labels_rev;
+                    }
                     self.request_meshes(None);
                     self.refresh_compare();
                 }
-                LoadEvent::Saved(p) => self.notice(format!("Saved label map to {}", p.display())),
+                LoadEvent::Saved(p) => {
+                    if let Some(rev) = self.rt.saving_rev.take() {
+                        self.rt.saved_rev = rev;
+                    }
+                    self.notice(format!("Saved label map to {}", p.display()));
+                    self.after_save();
+                }
                 LoadEvent::Warnings(ws) => {
                     for w in ws {
                         log::warn!("{w}");
@@ -744,6 +780,7 @@ impl App {
                 }
                 None => self.error(format!("{}: an RTSTRUCT is drawn on the DICOM series it references: open that series first", path.display())),
             },
+            AppCommand::OpenLabels(path) if !self.rt.unsaved.restoring && !self.may_proceed(unsaved::Pending::OpenLabels(path.clone())) => {}
             AppCommand::OpenLabels(path) => match &self.rt.scene {
                 Some(s) => {
                     let (volume, generation) = (s.volume.clone(), s.generation);
@@ -755,7 +792,10 @@ impl App {
                 let source = s.dicom_series.clone().map(|c| (s.path.clone(), c));
                 s.labels.as_ref().map(|l| (l.map.clone(), s.volume.ras_from_voxel, l.table.names(), source))
             }) {
-                Some((map, ras_from_voxel, names, source)) => self.request(LoadRequest::SaveLabels { path, labels: map, ras_from_voxel, names, source }),
+                Some((map, ras_from_voxel, names, source)) => {
+                    self.rt.saving_rev = Some(self.rt.labels_rev);
+                    self.request(LoadRequest::SaveLabels { path, labels: map, ras_from_voxel, names, source });
+                }
                 None => self.error("there is no label map to save".into()),
             },
             AppCommand::ShowDialog(kind) => self.show_dialog(kind, ctx),
@@ -827,11 +867,14 @@ impl App {
                 }
             }),
             AppCommand::SetAllLabelsVisible(visible) => self.edit_labels(|t| t.entries.values_mut().for_each(|e| e.visible = visible)),
-            AppCommand::SetLabelColour { id, colour } => self.edit_labels(|t| {
-                if let Some(e) = t.entries.get_mut(&id) {
-                    e.colour = colour;
-                }
-            }),
+            AppCommand::SetLabelColour { id, colour } => {
+                self.edit_labels(|t| {
+                    if let Some(e) = t.entries.get_mut(&id) {
+                        e.colour = colour;
+                    }
+                });
+                self.rt.labels_rev += 1;
+            }
             AppCommand::SetOverlayOpacity(o) => self.overlay_opacity = o.clamp(0.0, 1.0),
             AppCommand::SetOverlayMode(m) => self.overlay_mode = m,
             AppCommand::SetSmooth(b) => self.smooth = b,
@@ -851,6 +894,21 @@ impl App {
             AppCommand::SetMrAdapter(on) => self.mr_adapter = on,
             AppCommand::ClickAt(ras) => self.start_click(ras, ctx),
             AppCommand::SetClickTarget(t) => self.rt.click.target = t.filter(|&id| id != 0),
+            AppCommand::PromptLabelName(id) => {
+                let name = self.rt.scene.as_ref().and_then(|s| s.labels.as_ref()).and_then(|l| l.table.name_of(id)).unwrap_or_default().to_string();
+                self.rt.name_prompt = Some(label_list::NamePrompt::new(id, &name));
+            }
+            AppCommand::RenameLabel { id, name } => {
+                self.edit_labels(|t| {
+                    if let Some(e) = t.entries.get_mut(&id) {
+                        e.name = name;
+                    }
+                });
+                self.rt.labels_rev += 1;
+            }
+            AppCommand::DeleteLabel(id) => self.delete_label(id),
+            AppCommand::NewLabel => self.new_label(),
+            AppCommand::SetOverwrite(rule) => self.overwrite = rule,
             AppCommand::AcceptCandidate => self.accept_candidate(),
             AppCommand::CancelClick => self.cancel_click(ctx),
             AppCommand::RejectCandidate => {
@@ -1175,7 +1233,7 @@ impl App {
             };
             match ev {
                 R::Ready { device, protocol } => {
-                    self.rt.device = device;
+                    self.rt.device = device_name(&device);
                     if protocol != PROTOCOL_VERSION {
                         self.error(format!(
                             "sam3d-studio-engine speaks protocol version {protocol}, this app version {PROTOCOL_VERSION}: install both programs from one build"
@@ -1277,6 +1335,7 @@ impl App {
     fn accept_candidate(&mut self) {
         let Some(c) = self.rt.click.candidate.take() else { return };
         let label = self.rt.click.target.unwrap_or_else(|| self.next_label_id());
+        let is_new = !self.rt.scene.as_ref().and_then(|s| s.labels.as_ref()).is_some_and(|l| l.table.entries.contains_key(&label));
         let Some(scene) = &mut self.rt.scene else { return };
         let layer = scene.labels.get_or_insert_with(|| {
             let map = crate::volume::LabelMap::empty_like(scene.volume.as_ref());
@@ -1296,6 +1355,41 @@ impl App {
             Some(n) => self.notice(format!("Accepted: {n} voxels ({:.1} ml) written as label {label}. Ctrl+Z undoes.", c.ml)),
             None => self.notice(format!("Accepted ({:.1} ml as label {label}): written as soon as the label map is free (it is being read or saved)", c.ml)),
         }
+        if is_new {
+            // A new result gets a name now (Keep as is: "label N"; the list renames it later).
+            self.rt.name_prompt = Some(label_list::NamePrompt::new(label, &format!("label {label}")));
+        }
+    }
+
+    /// Erases a label (undoable) and takes its row away.
+    fn delete_label(&mut self, id: u16) {
+        let Some(layer) = self.rt.scene.as_mut().and_then(|s| s.labels.as_mut()) else { return };
+        let done = self.rt.click.edits.run(&mut layer.map, edit::EditOp::Replace { from: id, to: 0 });
+        self.after_edits(done);
+        self.edit_labels(|t| {
+            if let Some(e) = t.entries.remove(&id) {
+                t.retired.insert(id, e);
+            }
+        });
+        if self.rt.click.target == Some(id) {
+            self.rt.click.target = None;
+        }
+        self.notice(format!("Label {id} deleted. Ctrl+Z brings it back."));
+    }
+
+    /// Adds an empty label (the next free id) and makes it the active one.
+    fn new_label(&mut self) {
+        let id = self.next_label_id();
+        let Some(scene) = &mut self.rt.scene else { return };
+        let layer = scene.labels.get_or_insert_with(|| {
+            let map = crate::volume::LabelMap::empty_like(scene.volume.as_ref());
+            LabelLayer { path: scene.path.with_file_name("labels.nii.gz"), map: Arc::new(map), table: LabelTable::default(), lut: vec![[0; 4]] }
+        });
+        layer.table.entries.insert(id, labels::LabelEntry { name: format!("label {id}"), colour: labels::default_colour(id, None), visible: true, voxels: 0 });
+        layer.lut = layer.table.lut();
+        self.rt.click.target = Some(id);
+        self.rt.name_prompt = Some(label_list::NamePrompt::new(id, &format!("label {id}")));
+        self.rt.labels_rev += 1;
     }
 
     fn undo_redo(&mut self, undo: bool) {
@@ -1320,6 +1414,7 @@ impl App {
         if done.is_empty() {
             return;
         }
+        self.rt.labels_rev += 1;
         let mut touched = Vec::new();
         for a in &done {
             if let Some(layer) = self.rt.scene.as_mut().and_then(|s| s.labels.as_mut()) {
@@ -1347,6 +1442,9 @@ impl App {
 
     /// Opens a volume on the loader thread (`series`: the DICOM series of a folder of several).
     fn open_volume(&mut self, path: PathBuf, labels: Option<PathBuf>, series: Option<crate::volume::dicom::SeriesChoice>) {
+        if !self.may_proceed(unsaved::Pending::OpenVolume { path: path.clone(), labels: labels.clone(), series: series.clone() }) {
+            return;
+        }
         self.rt.generation += 1;
         let generation = self.rt.generation;
         self.rt.progress = Some((format!("opening {}", path.display()), 0.0));
@@ -1475,7 +1573,12 @@ impl App {
         self.drain_events();
         self.handle_dropped_files(&ctx);
         self.handle_keys(&ctx);
+        self.guard_close(&ctx);
+        if let Some(p) = self.rt.unsaved.resume_next.take() {
+            self.resume(p, &ctx);
+        }
         self.apply_commands(&ctx);
+        self.autosave_tick(&ctx);
         self.run_pending_at(&ctx);
         if std::mem::take(&mut self.rt.title_dirty)
             && let Some(s) = &self.rt.scene
@@ -1498,6 +1601,8 @@ impl App {
         self.cases_ui(&ctx);
         self.series_picker_ui(&ctx);
         messages::log_window_ui(self, &ctx);
+        label_list::name_prompt_ui(self, &ctx);
+        unsaved::unsaved_ui(self, &ctx);
         self.in_app_dialog_ui(&ctx);
         // Commands from this frame's widgets take effect now, not on the next input event.
         if !self.rt.commands.is_empty() {
@@ -1758,6 +1863,19 @@ fn spawn_device_probe(ctx: egui::Context) -> Option<Receiver<String>> {
 }
 
 /// "CUDA (2 GPU)" or "CPU" from the engine's `--device-info` JSON.
+/// One spelling of a compute device, whoever reported it: the engine says `Cpu` or `Cuda(0)`
+/// (libtorch's names), the device probe `CPU` or `CUDA (2 GPU)`.
+pub fn device_name(s: &str) -> String {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("cpu") {
+        return "CPU".into();
+    }
+    if let Some(n) = t.strip_prefix("Cuda(").and_then(|r| r.strip_suffix(')')) {
+        return format!("CUDA {n}");
+    }
+    t.to_string()
+}
+
 pub fn device_from_info(json: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap_or_default();
     match (v.get("cuda").and_then(|c| c.as_bool()), v.get("cuda_devices").and_then(|n| n.as_u64())) {
@@ -1770,7 +1888,15 @@ pub fn device_from_info(json: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::device_from_info;
+    use super::{device_from_info, device_name};
+
+    #[test]
+    fn one_spelling_per_device() {
+        assert_eq!(device_name("Cpu"), "CPU");
+        assert_eq!(device_name("CPU"), "CPU");
+        assert_eq!(device_name("Cuda(1)"), "CUDA 1");
+        assert_eq!(device_name("CUDA (2 GPU)"), "CUDA (2 GPU)");
+    }
 
     #[test]
     fn device_text() {

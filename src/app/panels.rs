@@ -220,7 +220,7 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             }
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            ui.label(RichText::new(format!("Compute: {}", app.rt.device)).size(12.0)).on_hover_text("Device the model will run on");
+            ui.label(RichText::new(format!("Compute: {}", super::device_name(&app.rt.device))).size(12.0)).on_hover_text("Device the model will run on");
             ui.separator();
             match &app.rt.model {
                 Some(m) => {
@@ -247,34 +247,34 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
                 }
                 let f = if run.total() > 0 { run.done as f32 / run.total() as f32 } else { 0.0 };
                 ui.add(egui::ProgressBar::new(f).desired_width(80.0).desired_height(12.0));
-                ui.label(RichText::new(format!("Fine-tuning: {}", run.summary())).size(12.0));
+                ui.add(egui::Label::new(RichText::new(format!("Fine-tuning: {}", run.summary())).size(12.0)).truncate());
             }
             if let Some((stage, f)) = &app.rt.click_stage {
                 ui.separator();
                 ui.add(egui::ProgressBar::new(*f).desired_width(80.0).desired_height(12.0));
-                ui.label(RichText::new(format!("model: {stage}")).size(12.0));
+                ui.add(egui::Label::new(RichText::new(format!("model: {stage}")).size(12.0)).truncate());
             }
             if let Some((job, _, t0)) = &app.rt.click.running {
                 ui.separator();
                 if ui.small_button("Cancel").on_hover_text("Stop this 3D-from-click job (Esc)").clicked() {
                     cancel = true;
                 }
-                ui.label(RichText::new(format!("3D from click #{job}: {} … {:.1} s", app.click_method.name(), t0.elapsed().as_secs_f32())).size(12.0));
+                ui.add(egui::Label::new(RichText::new(format!("3D from click #{job}: {} … {:.1} s", app.click_method.name(), t0.elapsed().as_secs_f32())).size(12.0)).truncate());
                 ui.spinner();
                 ui.ctx().request_repaint_after(std::time::Duration::from_millis(250));
             } else if let Some(status) = &app.rt.click.last_status {
                 ui.separator();
-                ui.label(RichText::new(format!("3D from click: {status}")).size(12.0));
+                ui.add(egui::Label::new(RichText::new(format!("3D from click: {status}")).size(12.0)).truncate());
             }
             if let Some((what, f)) = &app.rt.mesh_progress {
                 ui.separator();
                 ui.add(egui::ProgressBar::new(*f).desired_width(100.0).desired_height(12.0));
-                ui.label(RichText::new(what).size(12.0));
+                ui.add(egui::Label::new(RichText::new(what).size(12.0)).truncate());
             }
             if let Some((what, f)) = &app.rt.progress {
                 ui.separator();
                 ui.add(egui::ProgressBar::new(*f).desired_width(140.0).desired_height(12.0).show_percentage());
-                ui.label(RichText::new(what).size(12.0));
+                ui.add(egui::Label::new(RichText::new(what).size(12.0)).truncate());
                 ui.spinner();
             }
         });
@@ -289,6 +289,15 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
 
 fn fmt_value(v: f32) -> String {
     if v.fract() == 0.0 && v.abs() < 1e7 { format!("{v:.0}") } else { format!("{v:.3}") }
+}
+
+/// A window bound on a scale `span` wide: whole numbers for CT-like ranges (HU), a few decimals
+/// only for small intensity ranges (some MR and PET scans).
+pub fn fmt_window_value(v: f32, span: f32) -> String {
+    let decimals = if span >= 100.0 { 0 } else if span >= 10.0 { 1 } else if span >= 1.0 { 2 } else { 3 };
+    let s = format!("{v:.decimals$}");
+    // No "-0".
+    if s.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') { s.trim_start_matches('-').to_string() } else { s }
 }
 
 pub fn side_panel_ui(app: &mut App, ui: &mut egui::Ui) {
@@ -346,9 +355,9 @@ pub fn side_panel_ui(app: &mut App, ui: &mut egui::Ui) {
             let speed = (range / 1000.0).max(0.1);
             ui.horizontal(|ui| {
                 let l = ui.label("Level");
-                let a = ui.add(egui::DragValue::new(&mut w.level).speed(speed).max_decimals(1)).labelled_by(l.id);
+                let a = ui.add(egui::DragValue::new(&mut w.level).speed(speed).max_decimals(if range >= 100.0 { 0 } else { 2 })).labelled_by(l.id);
                 let l2 = ui.label("Width");
-                let b = ui.add(egui::DragValue::new(&mut w.width).speed(speed).range(1e-3..=f32::MAX).max_decimals(1)).labelled_by(l2.id);
+                let b = ui.add(egui::DragValue::new(&mut w.width).speed(speed).range(1e-3..=f32::MAX).max_decimals(if range >= 100.0 { 0 } else { 2 })).labelled_by(l2.id);
                 if a.changed() || b.changed() {
                     cmds.push(AppCommand::SetWindow(w));
                 }
@@ -390,21 +399,7 @@ pub fn side_panel_ui(app: &mut App, ui: &mut egui::Ui) {
                 }
             });
             ui.separator();
-            let voxel_ml = scene.volume.voxel_ml();
-            egui::Grid::new("labels_list").num_columns(3).spacing([6.0, 2.0]).striped(true).show(ui, |ui| {
-                for (&id, e) in &layer.table.entries {
-                    let mut colour = e.colour;
-                    if ui.color_edit_button_srgb(&mut colour).on_hover_text(format!("Colour of {}", e.name)).changed() {
-                        cmds.push(AppCommand::SetLabelColour { id, colour });
-                    }
-                    let mut visible = e.visible;
-                    if ui.checkbox(&mut visible, format!("{id}  {}", e.name)).changed() {
-                        cmds.push(AppCommand::SetLabelVisible { id, visible });
-                    }
-                    ui.label(RichText::new(format!("{:.0} ml", e.voxels as f64 * voxel_ml)).weak().size(11.0));
-                    ui.end_row();
-                }
-            });
+            super::label_list::list_ui(app, ui, &mut cmds);
         });
     });
     app.rt.commands.extend(cmds);
@@ -441,7 +436,7 @@ fn histogram_ui(ui: &mut egui::Ui, h: &super::loader::Histogram, w: Window) {
     let grey = Color32::from_gray(140);
     ui.painter().text(pos2(rect.left(), under), Align2::LEFT_CENTER, fmt_value(h.lo), f.clone(), grey);
     ui.painter().text(pos2(rect.right(), under), Align2::RIGHT_CENTER, fmt_value(h.hi), f.clone(), grey);
-    ui.painter().text(pos2(rect.center().x, under), Align2::CENTER_CENTER, format!("window {} to {}", fmt_value(w.low()), fmt_value(w.high())), f, Color32::from_rgb(110, 170, 255));
+    ui.painter().text(pos2(rect.center().x, under), Align2::CENTER_CENTER, format!("window {} to {}", fmt_window_value(w.low(), h.hi - h.lo), fmt_window_value(w.high(), h.hi - h.lo)), f, Color32::from_rgb(110, 170, 255));
     ui.add_space(12.0);
 }
 

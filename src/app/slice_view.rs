@@ -238,7 +238,7 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
     if let Some(p) = pointer.filter(|_| hovered) {
         out.hovered = true;
         out.probe = ras_of_screen(&g, &sfs, index, p).map(|ras| scene.probe(ras));
-        for (unit, delta, mods) in wheel {
+        for (unit, delta, mods) in once_per_notch(wheel) {
             let dy = delta.y;
             if mods.command || mods.ctrl {
                 let per = match unit {
@@ -307,4 +307,46 @@ fn slice_position_text(scene: &super::Scene, g: &SliceGeometry, index: usize) ->
 fn shadow_text(p: &egui::Painter, pos: Pos2, align: Align2, text: &str, font: FontId, colour: Color32) {
     p.text(pos + vec2(1.0, 1.0), align, text, font.clone(), Color32::from_black_alpha(200));
     p.text(pos, align, text, font, colour);
+}
+
+/// A wheel event of one pass: unit, delta, modifiers.
+type WheelEvent = (egui::MouseWheelUnit, Vec2, egui::Modifiers);
+
+/// The wheel events of one pass with X11's doubled notches counted once. Through XTEST (remote
+/// desktops such as xrdp and x2go, xdotool) the X server reports each notch twice, as a wheel
+/// button and as scroll-valuator motion, and winit turns both into a one-line event in the same
+/// pass: without this the slice moved two per notch. A run of identical whole-line events counts
+/// half (rounded up); a real wheel turned fast enough to give two notches in one 16 ms pass loses
+/// one of them, which is the lesser harm.
+fn once_per_notch(events: Vec<WheelEvent>) -> Vec<WheelEvent> {
+    let mut out: Vec<WheelEvent> = Vec::with_capacity(events.len());
+    let mut run = 0usize;
+    for e in events {
+        let whole_line = e.0 == egui::MouseWheelUnit::Line && (e.1.y.abs() == 1.0 || e.1.x.abs() == 1.0);
+        let same = whole_line && out.last().is_some_and(|l| l.0 == e.0 && l.1 == e.1 && l.2 == e.2);
+        run = if same { run + 1 } else { 1 };
+        // Of each pair in a run, the second is the double.
+        if !(same && run % 2 == 0) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_doubled_wheel_notch_counts_once() {
+        let line = |dy: f32| (egui::MouseWheelUnit::Line, vec2(0.0, dy), egui::Modifiers::NONE);
+        let px = |dy: f32| (egui::MouseWheelUnit::Point, vec2(0.0, dy), egui::Modifiers::NONE);
+        let steps = |ev: Vec<WheelEvent>| once_per_notch(ev).iter().map(|e| e.1.y).sum::<f32>();
+        assert_eq!(steps(vec![line(1.0), line(1.0)]), 1.0, "one notch through XTEST");
+        assert_eq!(steps(vec![line(1.0), line(1.0), line(1.0), line(1.0)]), 2.0, "two notches");
+        assert_eq!(steps(vec![line(1.0)]), 1.0);
+        assert_eq!(steps(vec![line(1.0), line(-1.0)]), 0.0, "up then down are both kept");
+        assert_eq!(steps(vec![line(3.0), line(3.0)]), 6.0, "several lines at once are not doubles");
+        assert_eq!(steps(vec![px(10.0), px(10.0)]), 20.0, "trackpad points are never merged");
+    }
 }
