@@ -17,8 +17,11 @@ pub struct NamePrompt {
 }
 
 impl NamePrompt {
+    /// The prompt for label `id`, holding its current name unless that is the default
+    /// "label N" (then empty, so typing gives the name instead of adding to it).
     pub fn new(id: u16, current: &str) -> Self {
-        NamePrompt { id, text: current.to_string(), focus: true }
+        let text = if current == format!("label {id}") { String::new() } else { current.to_string() };
+        NamePrompt { id, text, focus: true }
     }
 }
 
@@ -93,7 +96,7 @@ pub fn name_prompt_ui(app: &mut App, ctx: &egui::Context) {
     let mut close = false;
     egui::Window::new("Label name").collapsible(false).resizable(false).anchor(egui::Align2::CENTER_TOP, [0.0, 90.0]).show(ctx, |ui| {
         ui.label(format!("Name of label {}:", p.id));
-        let r = ui.add(egui::TextEdit::singleline(&mut p.text).desired_width(260.0).hint_text("e.g. liver, tumour 1"));
+        let r = ui.add(egui::TextEdit::singleline(&mut p.text).desired_width(260.0).hint_text(format!("label {} (e.g. liver, tumour 1)", p.id)));
         if p.focus {
             r.request_focus();
             p.focus = false;

@@ -131,7 +131,7 @@ pub fn toasts_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
     // Laid out top-down from where last pass's height puts the bottom in the corner (a changed
     // height draws the pass again).
     let top = (right_bottom.y - log.height).max(full.top() + 4.0);
-    let mut ui_box = ui.new_child(egui::UiBuilder::new().max_rect(Rect::from_min_max(pos2(right_bottom.x - width, top), pos2(right_bottom.x, full.bottom()))).layout(egui::Layout::top_down(egui::Align::Max)));
+    let mut ui_box = ui.new_child(egui::UiBuilder::new().max_rect(Rect::from_min_max(pos2(right_bottom.x - width, top), pos2(right_bottom.x, full.bottom()))).layout(egui::Layout::top_down(egui::Align::Min)));
     let hidden = log.hidden();
     if hidden > 0 && ui_box.small_button(format!("{hidden} more…")).on_hover_text("Dismiss the shown messages to see the earlier ones (View > Messages lists them all)").clicked() {
         cmds.push(AppCommand::DismissAllMessages);
@@ -141,9 +141,11 @@ pub fn toasts_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
         let (fill, stroke) = if m.is_error { (Color32::from_rgb(70, 22, 22), Color32::from_rgb(200, 80, 80)) } else { (Color32::from_rgb(24, 44, 66), Color32::from_rgb(90, 140, 200)) };
         egui::Frame::new().fill(fill).stroke(Stroke::new(1.0, stroke)).corner_radius(4).inner_margin(egui::Margin::symmetric(10, 6)).show(&mut ui_box, |ui| {
             ui.set_width(width - 20.0);
-            ui.horizontal_top(|ui| {
+            ui.with_layout(egui::Layout::left_to_right(egui::Align::Min), |ui| {
                 ui.label(RichText::new(if m.is_error { "Error" } else { "Note" }).strong().color(stroke));
-                ui.add(egui::Label::new(RichText::new(&m.text).color(Color32::from_gray(230))).wrap());
+                ui.allocate_ui(vec2(ui.available_width() - 24.0, 0.0), |ui| {
+                    ui.add(egui::Label::new(RichText::new(&m.text).color(Color32::from_gray(230))).wrap());
+                });
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
                     if ui.small_button("✕").on_hover_text("Dismiss").clicked() {
                         cmds.push(AppCommand::DismissMessage(n));

@@ -804,6 +804,7 @@ impl App {
                 self.rt.dialog_backend = file_dialog::Backend::InApp;
                 let start_dir = self.rt.scene.as_ref().and_then(|s| s.path.parent().map(Path::to_path_buf));
                 self.rt.in_app_dialog = Some(file_dialog::InAppDialog::new(kind, start_dir));
+                ctx.request_repaint();
             }
             AppCommand::SetCrosshair(p) => {
                 if let Some(s) = &mut self.rt.scene

@@ -142,6 +142,7 @@ impl App {
             Pending::Quit => {
                 self.rt.unsaved.may_close = true;
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                ctx.request_repaint();
             }
             Pending::OpenVolume { path, labels, series } => self.open_volume(path, labels, series),
             Pending::OpenLabels(path) => self.apply(AppCommand::OpenLabels(path), ctx),
