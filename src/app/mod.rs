@@ -1588,6 +1588,8 @@ impl App {
             ctx.send_viewport_cmd(egui::ViewportCommand::Title(format!("{name} — sam3d-studio")));
         }
 
+        // A result in the 3D view: the other surfaces faint, the camera on it.
+        self.mesh_view.set_focus(self.rt.click.candidate.as_ref().map(|c| (three_d::CANDIDATE_ID, c.job)));
         egui::Panel::top("menu").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::menu_ui(self, ui));
         egui::Panel::top("toolbar").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::toolbar_ui(self, ui));
         egui::Panel::bottom("status").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::status_ui(self, ui));

@@ -160,6 +160,9 @@ impl Default for MeshViewOptions {
     }
 }
 
+/// Opacity of the other meshes while a label is in focus ([`MeshViewState::set_focus`]).
+pub const FOCUS_CONTEXT_OPACITY: f32 = 0.2;
+
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
 fn next_key() -> u64 {
@@ -186,6 +189,13 @@ pub struct MeshViewState {
     /// Fit the camera to the scene at the next frame (needs the viewport's aspect).
     #[serde(skip)]
     fit_pending: bool,
+    /// The label in focus (a new result) and which one it is (a key that changes with each
+    /// result): the other meshes are drawn faint so they never hide it.
+    #[serde(skip)]
+    focus: Option<(u16, u64)>,
+    /// Fit the camera to this label once its mesh is loaded.
+    #[serde(skip)]
+    fit_label: Option<u16>,
     /// Identifies this view's GPU data; unique per state, never persisted.
     #[serde(skip, default = "next_key")]
     view_key: u64,
@@ -202,6 +212,8 @@ impl Default for MeshViewState {
             crosshair: None,
             slice_planes: Vec::new(),
             fit_pending: true,
+            focus: None,
+            fit_label: None,
             view_key: next_key(),
         }
     }
@@ -296,6 +308,29 @@ impl MeshViewState {
         self.slice_planes = planes;
     }
 
+    /// Puts a label in focus (`None`: none): the other meshes are drawn at
+    /// [`FOCUS_CONTEXT_OPACITY`] so they never hide it, and the camera is fitted to it (with
+    /// its surroundings) each time `key` changes, once its mesh is loaded.
+    pub fn set_focus(&mut self, focus: Option<(u16, u64)>) {
+        if focus.is_some() && focus != self.focus {
+            self.fit_label = focus.map(|f| f.0);
+        }
+        if focus.is_none() {
+            self.fit_label = None;
+        }
+        self.focus = focus;
+    }
+
+    /// The label in focus.
+    pub fn focus(&self) -> Option<u16> {
+        self.focus.map(|f| f.0)
+    }
+
+    /// Bounds of one label's mesh, when loaded.
+    pub fn label_bounds(&self, label: u16) -> Option<BoundsRas> {
+        self.labels.iter().zip(&self.prepared.part_bounds).filter(|(i, _)| i.label == label).find_map(|(_, b)| *b)
+    }
+
     /// Fits the camera to the scene at the next frame, keeping the viewing direction.
     pub fn reset_camera(&mut self) {
         self.fit_pending = true;
@@ -360,6 +395,12 @@ impl MeshViewState {
             }
             let mut color = srgba_to_linear(info.color);
             color[3] *= opacity;
+            if let Some(f) = self.focus()
+                && f != info.label
+                && self.labels.iter().any(|i| i.label == f)
+            {
+                color[3] *= FOCUS_CONTEXT_OPACITY;
+            }
             if color[3] < 0.004 {
                 continue;
             }
@@ -441,6 +482,15 @@ pub fn mesh_view_ui(ui: &mut egui::Ui, state: &mut MeshViewState) -> egui::Respo
         state.camera.fit(&bounds, f64::from(rect.width() / rect.height().max(1.0)));
         state.fit_pending = false;
     }
+    if let Some(label) = state.fit_label
+        && let Some(b) = state.label_bounds(label)
+    {
+        // The result with some of its surroundings: its box grown by half its size each way.
+        let grow = b.radius() * 0.5;
+        let around = BoundsRas { min: b.min.map(|x| x - grow), max: b.max.map(|x| x + grow) };
+        state.camera.fit(&around, f64::from(rect.width() / rect.height().max(1.0)));
+        state.fit_label = None;
+    }
     if ui.is_rect_visible(rect) {
         ui.painter().add(egui_wgpu::Callback::new_paint_callback(rect, state.frame(size_px)));
         overlay_ui(ui, rect, state);
@@ -512,5 +562,43 @@ fn overlay_ui(ui: &mut egui::Ui, rect: Rect, state: &mut MeshViewState) {
         );
         let pos = rect.left_bottom() + Vec2::new(8.0, -6.0 - galley.size().y);
         painter.galley(pos, galley, text_color);
+    }
+}
+
+#[cfg(test)]
+mod focus_tests {
+    use super::*;
+    use crate::geometry::RasFromVoxel;
+    use ndarray::Array3;
+
+    fn cube_mesh(offset: usize) -> crate::shape::Mesh {
+        let mask = Array3::from_shape_fn((12, 12, 24), |(k, j, i)| (2..6).contains(&k) && (2..6).contains(&j) && (offset..offset + 4).contains(&i));
+        crate::shape::mesh::mesh_from_mask(mask.view(), &RasFromVoxel::identity())
+    }
+
+    #[test]
+    fn a_result_in_focus_is_never_hidden_and_the_camera_comes_to_it() {
+        let mut v = MeshViewState::new();
+        v.set_meshes(vec![
+            LabelMesh { label: 1, name: "reference".into(), color: [200, 100, 100, 255], mesh: cube_mesh(2) },
+            LabelMesh { label: 9, name: "result".into(), color: [60, 220, 230, 255], mesh: cube_mesh(16) },
+        ]);
+        let alpha = |v: &MeshViewState, label: u16| {
+            let part = v.labels().iter().position(|l| l.label == label).expect("part");
+            v.frame([64, 64]).draws.iter().find(|d| d.part == part).map(|d| d.instance.color[3]).expect("drawn")
+        };
+        assert_eq!((alpha(&v, 1), alpha(&v, 9)), (1.0, 1.0));
+        v.set_focus(Some((9, 1)));
+        assert!((alpha(&v, 1) - FOCUS_CONTEXT_OPACITY).abs() < 1e-6 && alpha(&v, 9) == 1.0);
+        assert_eq!(v.fit_label, Some(9), "the camera is fitted to the new result");
+        v.fit_label = None;
+        v.set_focus(Some((9, 1)));
+        assert_eq!(v.fit_label, None, "the same result again: the camera stays where the user put it");
+        v.set_focus(Some((9, 2)));
+        assert_eq!(v.fit_label, Some(9), "a newer result: fitted again");
+        v.set_focus(None);
+        assert_eq!(alpha(&v, 1), 1.0);
+        let b = v.label_bounds(9).expect("bounds");
+        assert!(b.min[0] > 14.0 && b.max[0] < 21.0, "{b:?}");
     }
 }
