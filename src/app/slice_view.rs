@@ -10,7 +10,7 @@ use super::slice_image::{Overlay, SliceScratch, render_slice};
 use super::{App, AppCommand, Probe, ViewCell, plane_idx};
 use crate::geometry::{RasMm, ScreenFromSlice, ScreenPx, SliceGeometry, SliceMm, ViewPlane};
 use crate::volume::intensity::Window;
-use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Vec2, pos2, vec2};
+use egui::{Align2, Color32, FontId, Pos2, Rect, RichText, Sense, Stroke, Vec2, pos2, vec2};
 
 /// Per-view state that survives between frames.
 pub struct SliceViewState {
@@ -97,6 +97,8 @@ pub fn plane_colour(p: ViewPlane) -> Color32 {
 }
 
 pub const TITLE_H: f32 = 20.0;
+/// Obliquity from which a view shows its "oblique" badge (a degree: below, scanner rounding).
+pub const OBLIQUE_SHOWN_FROM_DEG: f64 = 1.0;
 
 /// The RAS point under a screen position on the slice a view shows.
 pub fn ras_of_screen(g: &SliceGeometry, screen_from_slice: &ScreenFromSlice, index: usize, pos: Pos2) -> Option<RasMm> {
@@ -131,6 +133,17 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
         FontId::proportional(12.5),
         Color32::from_gray(215),
     );
+    // A voxel-aligned view of an oblique scan says so (as ITK-SNAP does): its letters are the
+    // nearest anatomical directions, not exact ones.
+    let oblique = g.obliquity_deg();
+    if oblique >= OBLIQUE_SHOWN_FROM_DEG {
+        let r = Rect::from_min_size(pos2(title.max.x - 150.0, title.min.y + 1.0), vec2(84.0, TITLE_H - 2.0));
+        let badge = ui.put(r, egui::Label::new(RichText::new(format!("oblique {oblique:.0}°")).color(Color32::from_rgb(240, 190, 80)).size(12.0)).selectable(false));
+        badge.on_hover_text(format!(
+            "This scan's voxel grid is {oblique:.1}° off the anatomical axes: the view shows the grid's slices, and its letters ({}) name the nearest anatomical directions. Positions, clicks and saved labels are exact.",
+            g.edge_letters().iter().map(char::to_string).collect::<Vec<_>>().join(" ")
+        ));
+    }
     let btn_rect = Rect::from_min_size(pos2(title.max.x - 62.0, title.min.y + 1.0), vec2(60.0, TITLE_H - 2.0));
     let btn = ui.put(btn_rect, egui::Button::new(if maximised { "Restore" } else { "Maximise" }).small().frame(false));
     if btn.on_hover_text("Maximise or restore this view (double-click the view, or F)").clicked() {

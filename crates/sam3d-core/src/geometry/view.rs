@@ -132,6 +132,23 @@ impl SliceGeometry {
         }
     }
 
+    /// How far this voxel-aligned view is from the true anatomical plane its letters name, in
+    /// degrees: the largest angle between a shown voxel axis (across, up, and the normal of the
+    /// two) and the world axis it stands for. 0 for a scan acquired straight; a tilted gantry or
+    /// an oblique MR gives more, and the view's letters are then only the nearest directions.
+    pub fn obliquity_deg(&self) -> f64 {
+        let m = self.ras_from_voxel.linear();
+        let col = |a: usize| m.column(a).into_owned();
+        let (u, v) = (col(self.u_axis), col(self.v_axis));
+        let n = u.cross(&v);
+        let ((wu, _), (wv, _)) = self.plane.screen_axes(DisplayConvention::Radiological);
+        let angle = |d: nalgebra::Vector3<f64>, world: usize| {
+            let len = d.norm();
+            if len > 0.0 && len.is_finite() { (d[world].abs() / len).clamp(0.0, 1.0).acos().to_degrees() } else { 0.0 }
+        };
+        angle(u, wu).max(angle(v, wv)).max(angle(n, self.plane.normal_world_axis()))
+    }
+
     /// Continuous voxel position of a slice-frame point.
     pub fn voxel_from_slice(&self) -> Affine3<Voxel, Slice> {
         let mut m = Matrix4::zeros();
@@ -277,6 +294,23 @@ mod tests {
         assert_eq!(geom(lps, ViewPlane::Axial).edge_letters(), ['R', 'L', 'A', 'P']);
         let g = geom(lps, ViewPlane::Axial);
         assert!(!g.u_flip && g.v_flip, "LPS i already runs towards L; j runs towards P");
+    }
+
+    #[test]
+    fn obliquity_is_the_tilt_of_the_scan_and_zero_when_straight() {
+        let straight = Matrix3::from_diagonal(&Vector3::new(0.7, 0.7, 2.5));
+        for p in ViewPlane::ALL {
+            assert!(geom(straight, p).obliquity_deg() < 1e-9);
+            let lps = Matrix3::from_diagonal(&Vector3::new(-1.0, -1.0, 3.0));
+            assert!(geom(lps, p).obliquity_deg() < 1e-9, "flips are not obliquity");
+        }
+        // A gantry tilted 15 degrees about the R axis: axial and sagittal views are 15 degrees off;
+        // so is the coronal view (its up axis leans), by the same angle.
+        let t = 15f64.to_radians();
+        let tilt = Matrix3::new(1.0, 0.0, 0.0, 0.0, t.cos(), -t.sin(), 0.0, t.sin(), t.cos()) * Matrix3::from_diagonal(&Vector3::new(0.8, 0.8, 3.0));
+        for p in ViewPlane::ALL {
+            assert!((geom(tilt, p).obliquity_deg() - 15.0).abs() < 1e-6, "{p:?}: {}", geom(tilt, p).obliquity_deg());
+        }
     }
 
     #[test]
