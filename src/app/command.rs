@@ -114,6 +114,21 @@ pub enum AppCommand {
     ClearRecent,
     /// Arm or disarm the "3D from click" tool (armed: a plain click runs it).
     SetClickTool(bool),
+    /// The tool of the slice views' left button.
+    SetTool(super::tools::Tool),
+    SetBrush(super::tools::brush::BrushSettings),
+    /// Grows (positive) or shrinks the brush by wheel notches.
+    ResizeBrush(f32),
+    /// A brush segment ending at `at` (`first`: a new stroke starts there).
+    BrushAt { plane: ViewPlane, at: RasMm, first: bool },
+    /// Fill the closed region of the slice under `at`.
+    FillAt { plane: ViewPlane, at: RasMm },
+    /// Keep only the piece of the label under `at`.
+    KeepIslandAt(RasMm),
+    /// Erase the pieces of the active label (all labels when none) smaller than this.
+    RemoveSmallIslands { min_ml: f64 },
+    /// Fill the enclosed holes of the active label.
+    FillHoles,
     /// How "3D from click" segments.
     SetClickMethod(super::ClickMethod),
     /// Refine the model's masks by the image (from the next click on).

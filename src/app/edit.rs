@@ -8,7 +8,8 @@
 //! ([`LabelEdits::flush`], each frame).
 
 pub use crate::label_edit::{Edit, Overwrite, apply_mask, redo_edit, undo_edit};
-use crate::volume::LabelMap;
+use crate::label_edit::ops::EditRequest;
+use crate::volume::{LabelMap, Volume};
 use ndarray::Array3;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -71,6 +72,23 @@ impl History {
             }
         }
     }
+    /// Adds `e` to the last undo step (the next segment of one brush drag); a new step when
+    /// there is none or it wrote another label.
+    pub fn extend_last(&mut self, e: Edit) {
+        match self.undo.back_mut() {
+            Some(last) if last.label == e.label => {
+                for r in self.redo.drain(..) {
+                    self.bytes -= r.bytes();
+                }
+                self.bytes -= last.bytes();
+                last.indices.extend(e.indices);
+                last.previous.extend(e.previous);
+                self.bytes += last.bytes();
+            }
+            _ => self.record(e),
+        }
+    }
+
     /// The step to undo (the caller puts its previous labels back, then [`Self::undone`]).
     pub fn take_undo(&mut self) -> Option<Edit> {
         let e = self.undo.pop_back()?;
@@ -102,6 +120,14 @@ pub enum EditOp {
     Paint { mask: Arc<Array3<bool>>, label: u16, bbox_kji: Option<([usize; 3], [usize; 3])>, rule: Overwrite },
     /// Write `to` wherever the map holds `from` (deleting a label: `to` = 0).
     Replace { from: u16, to: u16 },
+    /// An edit tool's operation (a brush segment, a fill, an island), run where the map is
+    /// owned. `volume`: the intensities, for threshold paint. `merge`: part of the previous
+    /// step (the segments of one drag are one undo step).
+    Request { req: EditRequest, volume: Option<Arc<Volume>>, merge: bool },
+    /// An edit computed on another thread from a snapshot of the map (islands, hole fills that
+    /// walk the whole volume): its label is written at its voxels, their labels now recorded
+    /// for undo.
+    Computed(Edit),
     Undo,
     Redo,
 }
@@ -126,6 +152,24 @@ pub fn replace_label(map: &mut LabelMap, from: u16, to: u16) -> Edit {
     Edit { label: to, indices, previous }
 }
 
+/// Writes an edit computed from a snapshot: its label at its voxels, recording the labels they
+/// hold now (another edit may have come between the snapshot and now).
+pub fn write_computed(map: &mut LabelMap, e: Edit) -> Edit {
+    let mut out = Edit { label: e.label, indices: Vec::with_capacity(e.indices.len()), previous: Vec::with_capacity(e.indices.len()) };
+    if let Some(data) = map.data.as_slice_mut() {
+        for n in e.indices {
+            if let Some(d) = data.get_mut(n)
+                && *d != e.label
+            {
+                out.indices.push(n);
+                out.previous.push(*d);
+                *d = e.label;
+            }
+        }
+    }
+    out
+}
+
 /// What an operation did, for the label table, the overlay and the meshes.
 #[derive(Debug)]
 pub struct Applied {
@@ -139,6 +183,9 @@ pub struct Applied {
 pub struct LabelEdits {
     pub history: History,
     waiting: VecDeque<EditOp>,
+    /// Operations that could not run (a fill of an open region, a click outside the volume),
+    /// for the app to say.
+    pub errors: Vec<String>,
 }
 
 impl LabelEdits {
@@ -173,6 +220,25 @@ impl LabelEdits {
                         done.push(Applied { edit, undone: false });
                     }
                 }
+                EditOp::Request { req, volume, merge } => match req.apply(m, volume.as_deref().map(|v| v.data.view())) {
+                    Ok(edit) if edit.indices.is_empty() => {}
+                    Ok(edit) => {
+                        if merge {
+                            self.history.extend_last(edit.clone());
+                        } else {
+                            self.history.record(edit.clone());
+                        }
+                        done.push(Applied { edit, undone: false });
+                    }
+                    Err(e) => self.errors.push(format!("{}: {e}", req.describe())),
+                },
+                EditOp::Computed(e) => {
+                    let edit = write_computed(m, e);
+                    if !edit.indices.is_empty() {
+                        self.history.record(edit.clone());
+                        done.push(Applied { edit, undone: false });
+                    }
+                }
                 EditOp::Undo => {
                     if let Some(edit) = self.history.take_undo() {
                         undo_edit(m, &edit);
@@ -195,6 +261,7 @@ impl LabelEdits {
     pub fn clear(&mut self) {
         self.history.clear();
         self.waiting.clear();
+        self.errors.clear();
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod click3d;
 pub mod edit;
+mod editing;
 pub mod cases;
 mod command;
 pub mod file_dialog;
@@ -202,6 +203,12 @@ pub struct Runtime {
     pub messages: messages::MessageLog,
     /// The label-name prompt, while open.
     pub name_prompt: Option<label_list::NamePrompt>,
+    /// The tool the slice views' left button uses.
+    pub tool: tools::Tool,
+    /// Where the last brush segment ended (the next one starts there).
+    pub brush_last: Option<RasMm>,
+    /// A whole-volume edit running on its own thread.
+    pub edit_job: Option<editing::EditJob>,
     /// Unsaved-label questions, the autosave and its restore offer.
     pub unsaved: unsaved::Unsaved,
     /// Changes to the label map or its names (edits, undos, renames), counted.
@@ -273,8 +280,6 @@ pub struct Runtime {
 
 /// State of the "3D from click" tool.
 pub struct ClickTool {
-    /// Armed: a plain left click runs the tool (Shift+click always does).
-    pub armed: bool,
     /// The job running: id, click, start time.
     pub running: Option<(u64, RasMm, std::time::Instant)>,
     next_job: u64,
@@ -309,7 +314,6 @@ impl Default for ClickTool {
     fn default() -> Self {
         let (tx, rx) = click3d::channel();
         Self {
-            armed: false,
             running: None,
             next_job: 0,
             grow_cancel_upto: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -343,6 +347,9 @@ impl Default for Runtime {
             progress: None,
             messages: messages::MessageLog::default(),
             name_prompt: None,
+            tool: tools::Tool::default(),
+            brush_last: None,
+            edit_job: None,
             unsaved: unsaved::Unsaved::default(),
             labels_rev: 0,
             saved_rev: 0,
@@ -426,6 +433,8 @@ pub struct App {
     /// Which labels Accept and the brush may replace (ITK-SNAP's "paint over"; default: only
     /// background, so a reference label is never overwritten by accident).
     pub overwrite: edit::Overwrite,
+    /// The brush of the paint and erase tools.
+    pub brush: tools::brush::BrushSettings,
     #[serde(skip)]
     pub rt: Runtime,
 }
@@ -453,6 +462,7 @@ impl Default for App {
             mr_adapter: true,
             finetune: finetune::FineTuneSettings::default(),
             overwrite: edit::Overwrite::default(),
+            brush: tools::brush::BrushSettings::default(),
             rt: Runtime::default(),
         }
     }
@@ -503,6 +513,7 @@ impl App {
     /// Restores settings, styles the context, starts the loader and queues `startup`'s files.
     pub fn new(cc: &eframe::CreationContext<'_>, startup: Startup) -> Self {
         let mut app: App = cc.storage.and_then(|s| eframe::get_value(s, eframe::APP_KEY)).unwrap_or_default();
+        app.rt.unsaved.dir = unsaved::autosave_dir(cc.storage.is_some());
         app.maximised = None;
         style(&cc.egui_ctx);
         let ctx = cc.egui_ctx.clone();
@@ -885,8 +896,23 @@ impl App {
             AppCommand::DismissAllMessages => self.rt.messages.dismiss_all(),
             AppCommand::ShowMessageLog => self.rt.show_message_log = true,
             AppCommand::ClearRecent => self.recent.clear(),
-            AppCommand::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
-            AppCommand::SetClickTool(on) => self.rt.click.armed = on,
+            AppCommand::Quit => {
+                if self.may_proceed(unsaved::Pending::Quit) {
+                    self.resume(unsaved::Pending::Quit, ctx);
+                }
+            }
+            AppCommand::SetClickTool(on) => self.rt.tool = if on { tools::Tool::ClickTo3d } else { tools::Tool::Crosshair },
+            AppCommand::SetTool(t) => {
+                self.rt.tool = t;
+                self.rt.brush_last = None;
+            }
+            AppCommand::SetBrush(b) => self.brush = b,
+            AppCommand::ResizeBrush(notches) => self.brush.resize(notches),
+            AppCommand::BrushAt { plane, at, first } => self.brush_at(plane, at, first),
+            AppCommand::FillAt { plane, at } => self.fill_at(plane, at),
+            AppCommand::KeepIslandAt(at) => self.keep_island_at(at),
+            AppCommand::RemoveSmallIslands { min_ml } => self.remove_small_islands(min_ml),
+            AppCommand::FillHoles => self.fill_holes(),
             AppCommand::SetClickMethod(m) => self.click_method = m,
             AppCommand::SetRefineMasks(on) => self.refine_masks = on,
             AppCommand::SetExtendMasks(on) => self.extend_masks = on,
@@ -1337,12 +1363,11 @@ impl App {
         let Some(c) = self.rt.click.candidate.take() else { return };
         let label = self.rt.click.target.unwrap_or_else(|| self.next_label_id());
         let is_new = !self.rt.scene.as_ref().and_then(|s| s.labels.as_ref()).is_some_and(|l| l.table.entries.contains_key(&label));
-        let Some(scene) = &mut self.rt.scene else { return };
-        let layer = scene.labels.get_or_insert_with(|| {
-            let map = crate::volume::LabelMap::empty_like(scene.volume.as_ref());
-            LabelLayer { path: scene.path.with_file_name("labels.nii.gz"), map: Arc::new(map), table: LabelTable::default(), lut: vec![[0; 4]] }
-        });
         let rule = self.overwrite;
+        if self.label_layer().is_none() {
+            return;
+        }
+        let Some(layer) = self.rt.scene.as_mut().and_then(|s| s.labels.as_mut()) else { return };
         let op = edit::EditOp::Paint { mask: c.mask.clone(), label, bbox_kji: c.bbox_kji, rule };
         let done = self.rt.click.edits.run(&mut layer.map, op);
         let written = done.last().filter(|a| !a.undone && a.edit.label == label).map(|a| a.edit.indices.len());
@@ -1381,11 +1406,7 @@ impl App {
     /// Adds an empty label (the next free id) and makes it the active one.
     fn new_label(&mut self) {
         let id = self.next_label_id();
-        let Some(scene) = &mut self.rt.scene else { return };
-        let layer = scene.labels.get_or_insert_with(|| {
-            let map = crate::volume::LabelMap::empty_like(scene.volume.as_ref());
-            LabelLayer { path: scene.path.with_file_name("labels.nii.gz"), map: Arc::new(map), table: LabelTable::default(), lut: vec![[0; 4]] }
-        });
+        let Some(layer) = self.label_layer() else { return };
         layer.table.entries.insert(id, labels::LabelEntry { name: format!("label {id}"), colour: labels::default_colour(id, None), visible: true, voxels: 0 });
         layer.lut = layer.table.lut();
         self.rt.click.target = Some(id);
@@ -1408,6 +1429,7 @@ impl App {
         }
         let done = self.rt.click.edits.flush(&mut layer.map);
         self.after_edits(done);
+        self.report_edit_errors();
     }
 
     /// The label table, overlay, meshes and comparison follow edits just applied.
@@ -1527,6 +1549,11 @@ impl App {
             if cmd {
                 return;
             }
+            for (k, t) in [Key::C, Key::T, Key::B, Key::E, Key::G, Key::K].into_iter().zip(tools::Tool::ALL) {
+                if i.key_pressed(k) && !i.modifiers.shift && !i.modifiers.alt {
+                    out.push(AppCommand::SetTool(t));
+                }
+            }
             for (k, p) in [Key::Num1, Key::Num2, Key::Num3, Key::Num4].iter().zip(Preset::ALL) {
                 if i.key_pressed(*k) {
                     out.push(AppCommand::ApplyPreset(p));
@@ -1579,6 +1606,7 @@ impl App {
             self.resume(p, &ctx);
         }
         self.apply_commands(&ctx);
+        self.drain_edit_job();
         self.autosave_tick(&ctx);
         self.run_pending_at(&ctx);
         if std::mem::take(&mut self.rt.title_dirty)

@@ -2,6 +2,8 @@
 //! message area and the toolbar ("3D from click").
 
 use super::{App, AppCommand, ClickMethod, DialogKind, FileKind, OverlayMode, ViewCell};
+use super::tools::Tool;
+use crate::label_edit::Overwrite;
 use crate::geometry::{DisplayConvention, axcodes};
 use crate::volume::intensity::{Preset, Window};
 use crate::volume::{Modality, OnGrid};
@@ -171,9 +173,11 @@ const SHORTCUTS: &[(&str, &str)] = &[
     ("R", "reset zoom and pan"),
     ("F, double-click", "maximise / restore the view"),
     ("Esc", "cancel a running 3D-from-click job, else back to the 2 x 2 grid"),
-    ("Shift+click", "3D from click (a plain click too, when the tool is armed)"),
+    ("Shift+click", "3D from click (with any tool)"),
+    ("C T B E G K", "tools: navigate, 3D from click, paint (brush), erase, fill, keep island"),
+    ("Shift+wheel", "brush size (paint, erase)"),
     ("Enter / Delete", "accept / reject the 3D-from-click result"),
-    ("Ctrl+Z, Ctrl+Y", "undo / redo an accepted result"),
+    ("Ctrl+Z, Ctrl+Y", "undo / redo an accepted result or an edit"),
     ("] / [", "next / previous click of the case browser"),
 ];
 
@@ -265,6 +269,12 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             } else if let Some(status) = &app.rt.click.last_status {
                 ui.separator();
                 ui.add(egui::Label::new(RichText::new(format!("3D from click: {status}")).size(12.0)).truncate());
+            }
+            if let Some(job) = &app.rt.edit_job {
+                ui.separator();
+                ui.add(egui::Label::new(RichText::new(format!("{} … {:.1} s", job.what, job.started.elapsed().as_secs_f32())).size(12.0)).truncate());
+                ui.spinner();
+                ui.ctx().request_repaint_after(std::time::Duration::from_millis(200));
             }
             if let Some((what, f)) = &app.rt.mesh_progress {
                 ui.separator();
@@ -469,13 +479,25 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
     let mut cmds = Vec::new();
     let has_volume = app.rt.scene.is_some();
     ui.horizontal_wrapped(|ui| {
-        let mut armed = app.rt.click.armed;
-        let t = ui
-            .add_enabled(has_volume, egui::Button::selectable(armed, "3D from click"))
-            .on_hover_text("Armed: a left click in a slice view segments the structure under it in 3D. Shift+click works at any time.");
-        if t.clicked() {
-            armed = !armed;
-            cmds.push(AppCommand::SetClickTool(armed));
+        for t in Tool::ALL {
+            let b = ui.add_enabled(has_volume, egui::Button::selectable(app.rt.tool == t, t.name())).on_hover_text(format!("{} ({})", t.help(), t.key()));
+            if b.clicked() {
+                cmds.push(AppCommand::SetTool(if app.rt.tool == t && t != Tool::Crosshair { Tool::Crosshair } else { t }));
+            }
+        }
+        ui.separator();
+        if matches!(app.rt.tool, Tool::Paint | Tool::Erase) {
+            super::tools::brush::options_ui(&app.brush, app.rt.tool, ui, &mut cmds);
+            ui.separator();
+        }
+        if app.rt.tool == Tool::KeepIsland {
+            if ui.button("Remove small islands").on_hover_text("Erase the pieces smaller than 1 ml of the active label (of every label when none is active); on its own thread, undoable").clicked() {
+                cmds.push(AppCommand::RemoveSmallIslands { min_ml: 1.0 });
+            }
+            if ui.button("Fill holes").on_hover_text("Fill the cavities enclosed by the active label; undoable").clicked() {
+                cmds.push(AppCommand::FillHoles);
+            }
+            ui.separator();
         }
         let method = app.click_method;
         let method_label = ui.label("by");
@@ -543,6 +565,29 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
             None => format!("new label {next}"),
             Some(id) => names.iter().find(|n| n.0 == id).map_or_else(|| format!("label {id}"), |n| n.1.clone()),
         };
+        let rule = app.overwrite;
+        let over = ui.label("over");
+        egui::ComboBox::from_id_salt("overwrite").selected_text(match rule {
+            Overwrite::All => "all labels".to_string(),
+            Overwrite::Background => "background".to_string(),
+            Overwrite::Label(l) => format!("label {l}"),
+        })
+        .show_ui(ui, |ui| {
+            if ui.selectable_label(rule == Overwrite::Background, "background only").on_hover_text("Accept and the brush write only where there is no label: a reference is never overwritten").clicked() {
+                cmds.push(AppCommand::SetOverwrite(Overwrite::Background));
+            }
+            if ui.selectable_label(rule == Overwrite::All, "all labels").on_hover_text("Accept and the brush write over every label").clicked() {
+                cmds.push(AppCommand::SetOverwrite(Overwrite::All));
+            }
+            for (id, name) in &names {
+                if ui.selectable_label(rule == Overwrite::Label(*id), format!("background and {name}")).clicked() {
+                    cmds.push(AppCommand::SetOverwrite(Overwrite::Label(*id)));
+                }
+            }
+        })
+        .response
+        .labelled_by(over.id)
+        .on_hover_text("Paint over: which labels Accept and the brush may replace (as ITK-SNAP's \"paint over\")");
         let as_label = ui.label("as");
         egui::ComboBox::from_id_salt("click_target").selected_text(shown).show_ui(ui, |ui| {
             if ui.selectable_label(target.is_none(), format!("new label {next}")).clicked() {

@@ -251,9 +251,27 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
     if let Some(p) = pointer.filter(|_| hovered) {
         out.hovered = true;
         out.probe = ras_of_screen(&g, &sfs, index, p).map(|ras| scene.probe(ras));
+        if matches!(app.rt.tool, Tool::Paint | Tool::Erase) {
+            // The brush's footprint on this slice under the pointer.
+            let px_per_mm = sfs.apply_vector(nalgebra::Vector3::new(1.0, 0.0, 0.0)).norm() as f32;
+            let r = (app.brush.radius_mm as f32 * px_per_mm).max(1.5);
+            let colour = if app.rt.tool == Tool::Erase { Color32::from_rgb(255, 140, 120) } else { Color32::from_rgb(120, 230, 255) };
+            painter.circle_stroke(p, r, Stroke::new(1.2, colour));
+            ui.ctx().set_cursor_icon(egui::CursorIcon::None);
+        }
+        let brush_tool = matches!(app.rt.tool, Tool::Paint | Tool::Erase);
         for (unit, delta, mods) in once_per_notch(wheel) {
             let dy = delta.y;
-            if mods.command || mods.ctrl {
+            if mods.shift && brush_tool {
+                // Shift+wheel sizes the brush (some systems turn Shift+wheel into a sideways
+                // scroll: either direction counts).
+                let d = if dy != 0.0 { dy } else { delta.x };
+                let notches = match unit {
+                    egui::MouseWheelUnit::Line | egui::MouseWheelUnit::Page => d.signum(),
+                    egui::MouseWheelUnit::Point => d / 40.0,
+                };
+                cmds.push(AppCommand::ResizeBrush(notches));
+            } else if mods.command || mods.ctrl {
                 let per = match unit {
                     egui::MouseWheelUnit::Point => 0.004,
                     egui::MouseWheelUnit::Line => 0.15,
@@ -287,8 +305,12 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
         && let Some(at) = ras_of_screen(&g, &sfs, index, p)
     {
         // The active tool decides what the gesture means (super::tools).
-        let tool = Tool::active(app.rt.click.armed, ui.input(|i| i.modifiers.shift));
-        let gesture = if resp.clicked_by(egui::PointerButton::Primary) { Gesture::Click { plane, at } } else { Gesture::Drag { plane, at } };
+        let tool = Tool::active(app.rt.tool, ui.input(|i| i.modifiers.shift));
+        let gesture = if resp.clicked_by(egui::PointerButton::Primary) {
+            Gesture::Click { plane, at }
+        } else {
+            Gesture::Drag { plane, at, first: resp.drag_started_by(egui::PointerButton::Primary) }
+        };
         cmds.extend(tools::commands(tool, gesture));
     }
     if resp.dragged_by(egui::PointerButton::Secondary) {

@@ -60,14 +60,18 @@ pub struct Unsaved {
     pub restoring: bool,
     /// What runs next frame (it waited for a save that has finished).
     pub resume_next: Option<Pending>,
+    /// The autosave folder ([`autosave_dir`]); `None`: no autosave (the app keeps no settings,
+    /// as under test).
+    pub dir: Option<PathBuf>,
 }
 
-/// The autosave folder.
-pub fn autosave_dir() -> Option<PathBuf> {
+/// The autosave folder: `SAM3D_AUTOSAVE_DIR`, else `autosave` beside the app's settings when
+/// it keeps settings (`has_storage`), else none.
+pub fn autosave_dir(has_storage: bool) -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("SAM3D_AUTOSAVE_DIR") {
         return Some(PathBuf::from(d));
     }
-    eframe::storage_dir("sam3d-studio").map(|d| d.join("autosave"))
+    has_storage.then(|| eframe::storage_dir("sam3d-studio").map(|d| d.join("autosave"))).flatten()
 }
 
 /// The autosave file of a volume: named by a stable hash (FNV-1a) of its canonical path.
@@ -152,7 +156,7 @@ impl App {
     /// After a save finished: the action that waited for it, and no autosave any more.
     pub(super) fn after_save(&mut self) {
         if !self.unsaved_labels()
-            && let (Some(dir), Some(s)) = (autosave_dir(), &self.rt.scene)
+            && let (Some(dir), Some(s)) = (&self.rt.unsaved.dir, &self.rt.scene)
         {
             remove_autosave(&dir, &s.path);
         }
@@ -175,8 +179,8 @@ impl App {
 
     /// The user does not want the changes: no autosave to offer next time.
     fn forget_autosave(&self) {
-        if let (Some(dir), Some(s)) = (autosave_dir(), &self.rt.scene) {
-            remove_autosave(&dir, &s.path);
+        if let (Some(dir), Some(s)) = (&self.rt.unsaved.dir, &self.rt.scene) {
+            remove_autosave(dir, &s.path);
         }
     }
 
@@ -194,7 +198,7 @@ impl App {
             ctx.request_repaint_after(AUTOSAVE_EVERY);
             return;
         }
-        let (Some(dir), Some(scene)) = (autosave_dir(), &self.rt.scene) else { return };
+        let (Some(dir), Some(scene)) = (self.rt.unsaved.dir.clone(), &self.rt.scene) else { return };
         let Some(layer) = &scene.labels else { return };
         self.rt.unsaved.last_autosave = Some((Instant::now(), rev));
         let (map, names, volume): (Arc<LabelMap>, LabelNames, PathBuf) = (layer.map.clone(), layer.table.names(), scene.path.clone());
@@ -211,8 +215,8 @@ impl App {
 
     /// Once a volume is open: offer the autosave an earlier session left for it.
     pub(super) fn check_autosave(&mut self) {
-        let (Some(dir), Some(s)) = (autosave_dir(), &self.rt.scene) else { return };
-        self.rt.unsaved.offer = find_autosave(&dir, &s.path);
+        let (Some(dir), Some(s)) = (&self.rt.unsaved.dir, &self.rt.scene) else { return };
+        self.rt.unsaved.offer = find_autosave(dir, &s.path);
         self.rt.unsaved.last_autosave = None;
     }
 }

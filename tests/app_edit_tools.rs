@@ -1,0 +1,247 @@
+//! The correction tools and the never-lose-a-label rules, driven through egui_kittest on the
+//! demo CT (3 mm isotropic, RAS): paint and erase strokes, the overwrite rule keeping a
+//! reference label under an accepted result, delete / undo, the unsaved-labels question on
+//! quit, the autosave and its restore offer, and the status-bar probe of the current pointer.
+
+#[path = "common/viewer.rs"]
+mod viewer;
+use egui::{Event, Modifiers, PointerButton, Pos2, vec2};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use sam3d_studio::app::tools::Tool;
+use sam3d_studio::app::{App, AppCommand, ClickMethod, Startup};
+use sam3d_studio::geometry::{RasMm, ViewPlane};
+use sam3d_studio::label_edit::Overwrite;
+use std::path::PathBuf;
+use viewer::wait_for_loader;
+
+const ORIGIN: [f64; 3] = [-177.956_329_345_703_12, 11.319_000_244_140_625, 94.301_757_812_5];
+const SPACING: f64 = 3.0;
+/// The liver's label in the demo label map.
+const LIVER: u16 = 5;
+
+fn demo() -> (PathBuf, PathBuf) {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    (d.join("ct.nii.gz"), d.join("labels.nii.gz"))
+}
+
+fn harness() -> Harness<'static, App> {
+    let (ct, labels) = demo();
+    let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| {
+        App::new(cc, Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()), ..Default::default() })
+    });
+    wait_for_loader(&mut h);
+    h
+}
+
+fn ras_of_voxel(i: f64, j: f64, k: f64) -> RasMm {
+    RasMm::new(ORIGIN[0] + i * SPACING, ORIGIN[1] + j * SPACING, ORIGIN[2] + k * SPACING)
+}
+
+fn labels(h: &Harness<'static, App>) -> ndarray::Array3<u16> {
+    h.state().scene().and_then(|s| s.labels.as_ref()).map(|l| l.map.data.clone()).expect("a label map")
+}
+
+fn count(a: &ndarray::Array3<u16>, label: u16) -> usize {
+    a.iter().filter(|&&v| v == label).count()
+}
+
+/// A voxel `[k, j, i]` of `label` whose 5 × 5 × 5 neighbourhood is all `label` (the one
+/// nearest the label's centroid).
+fn interior_voxel(a: &ndarray::Array3<u16>, label: u16) -> [usize; 3] {
+    let pts: Vec<[usize; 3]> = a.indexed_iter().filter(|(_, v)| **v == label).map(|((k, j, i), _)| [k, j, i]).collect();
+    let c = [0, 1, 2].map(|d| pts.iter().map(|p| p[d] as f64).sum::<f64>() / pts.len() as f64);
+    let inside = |p: &[usize; 3]| {
+        (0..5).all(|dk| (0..5).all(|dj| (0..5).all(|di| a.get([(p[0] + dk).wrapping_sub(2), (p[1] + dj).wrapping_sub(2), (p[2] + di).wrapping_sub(2)]) == Some(&label))))
+    };
+    let d2 = |p: &[usize; 3]| (0..3).map(|d| (p[d] as f64 - c[d]).powi(2)).sum::<f64>();
+    *pts.iter().filter(|p| inside(p)).min_by(|x, y| d2(x).total_cmp(&d2(y))).expect("an interior voxel")
+}
+
+fn drag(h: &mut Harness<'static, App>, from: Pos2, to: Pos2) {
+    h.hover_at(from);
+    h.step();
+    h.event(Event::PointerButton { pos: from, button: PointerButton::Primary, pressed: true, modifiers: Modifiers::NONE });
+    h.step();
+    for n in 1..=8 {
+        h.hover_at(from + (to - from) * (n as f32 / 8.0));
+        h.step();
+    }
+    h.event(Event::PointerButton { pos: to, button: PointerButton::Primary, pressed: false, modifiers: Modifiers::NONE });
+    h.run();
+}
+
+fn view_rect(h: &Harness<'static, App>, plane: ViewPlane) -> egui::Rect {
+    let n = ViewPlane::ALL.iter().position(|p| *p == plane).expect("plane");
+    h.state().rt.view_rects[n].expect("view drawn")
+}
+
+#[test]
+fn a_paint_stroke_writes_one_slice_keeps_reference_labels_and_undoes_in_one_step() {
+    let mut h = harness();
+    let before = labels(&h);
+    h.state_mut().send(AppCommand::SetTool(Tool::Paint));
+    let mut b = h.state().brush;
+    b.radius_mm = 6.0;
+    b.sphere = false;
+    h.state_mut().send(AppCommand::SetBrush(b));
+    h.run();
+    let r = view_rect(&h, ViewPlane::Axial);
+    let k = h.state().scene().expect("scene").slice_index(ViewPlane::Axial);
+    // A drag across the middle of the axial view (body, fat and organs).
+    drag(&mut h, r.center() + vec2(-60.0, 10.0), r.center() + vec2(60.0, 10.0));
+    let after = labels(&h);
+    let new = h.state().rt.click.target.expect("painting made a new label active");
+    assert!(before.iter().all(|&v| v != new), "a new id");
+    let painted: Vec<[usize; 3]> = after.indexed_iter().filter(|(_, v)| **v == new).map(|((a, b, c), _)| [a, b, c]).collect();
+    assert!(painted.len() > 50, "{} voxels painted", painted.len());
+    assert!(painted.iter().all(|p| p[0] == k), "a 2D brush paints only the slice shown");
+    // Only background changed (the default rule), and no reference voxel lost.
+    for ((idx, &a), &b0) in after.indexed_iter().zip(before.iter()) {
+        assert!(a == b0 || (b0 == 0 && a == new), "voxel {idx:?}: {b0} became {a}");
+    }
+    // The stroke's voxels lie within the brush radius of the dragged segment (3 mm voxels).
+    // One Ctrl+Z takes the whole drag away.
+    h.state_mut().send(AppCommand::Undo);
+    h.run();
+    assert_eq!(labels(&h), before, "one drag is one undo step");
+    h.state_mut().send(AppCommand::Redo);
+    h.run();
+    assert_eq!(count(&labels(&h), new), painted.len());
+
+    // The eraser with that label active takes only it away.
+    h.state_mut().send(AppCommand::SetTool(Tool::Erase));
+    h.run();
+    drag(&mut h, r.center() + vec2(-70.0, 10.0), r.center() + vec2(70.0, 10.0));
+    let erased = labels(&h);
+    assert_eq!(count(&erased, new), 0);
+    for (&a, &b0) in erased.iter().zip(before.iter()) {
+        assert_eq!(a, b0, "erasing the active label leaves the references");
+    }
+}
+
+#[test]
+fn accept_keeps_the_reference_label_under_the_result_unless_told_otherwise() {
+    let mut h = harness();
+    let before = labels(&h);
+    let liver0 = count(&before, LIVER);
+    h.state_mut().send(AppCommand::SetClickMethod(ClickMethod::RegionGrowing));
+    // A click deep in the liver.
+    let [k, j, i] = interior_voxel(&before, LIVER);
+    let at = ras_of_voxel(i as f64, j as f64, k as f64);
+    h.state_mut().send(AppCommand::ClickAt(at));
+    let t0 = std::time::Instant::now();
+    while h.state().rt.click.candidate.is_none() {
+        assert!(t0.elapsed().as_secs() < 60, "{:?}", h.state().messages());
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let cand = h.state().rt.click.candidate.as_ref().expect("result").voxels;
+    h.state_mut().send(AppCommand::AcceptCandidate);
+    h.run();
+    let after = labels(&h);
+    assert_eq!(count(&after, LIVER), liver0, "paint over background only: the liver label is intact");
+    let new = after.iter().copied().filter(|v| !before.iter().any(|b| b == v)).max().expect("a new label");
+    assert!(count(&after, new) < cand, "the result's voxels on the liver were not written");
+    assert!(h.state().messages().iter().any(|m| m.text.contains("kept")), "{:?}", h.state().messages());
+    // The prompt for the new label's name is up; naming it shows in the list.
+    assert_eq!(h.state().rt.name_prompt.as_ref().map(|p| p.id), Some(new));
+    h.state_mut().rt.name_prompt = None;
+    h.state_mut().send(AppCommand::RenameLabel { id: new, name: "liver (grown)".into() });
+    h.run();
+    h.get_by_label_contains("liver (grown)");
+
+    // Undo; then the same with "all labels": the liver loses voxels.
+    h.state_mut().send(AppCommand::Undo);
+    h.run();
+    assert_eq!(labels(&h), before);
+    assert!(!h.state().scene().and_then(|s| s.labels.as_ref()).expect("labels").table.entries.contains_key(&new), "undo leaves no empty row");
+    h.state_mut().send(AppCommand::SetOverwrite(Overwrite::All));
+    h.state_mut().send(AppCommand::ClickAt(at));
+    let t0 = std::time::Instant::now();
+    while h.state().rt.click.candidate.is_none() {
+        assert!(t0.elapsed().as_secs() < 60);
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    h.state_mut().send(AppCommand::AcceptCandidate);
+    h.run();
+    assert!(count(&labels(&h), LIVER) < liver0, "paint over all labels replaces them");
+}
+
+#[test]
+fn a_deleted_label_comes_back_with_undo_and_quitting_asks_to_save() {
+    let mut h = harness();
+    let before = labels(&h);
+    h.state_mut().send(AppCommand::DeleteLabel(LIVER));
+    h.run();
+    assert_eq!(count(&labels(&h), LIVER), 0);
+    let table = |h: &Harness<'static, App>| h.state().scene().and_then(|s| s.labels.as_ref()).expect("labels").table.clone();
+    assert!(!table(&h).entries.contains_key(&LIVER), "the row is gone");
+    assert!(h.state().unsaved_labels());
+    h.state_mut().send(AppCommand::Undo);
+    h.run();
+    assert_eq!(labels(&h), before);
+    assert_eq!(table(&h).name_of(LIVER), Some("liver"), "back with its name");
+
+    // Quitting with changed labels asks first; Cancel keeps the window.
+    h.state_mut().send(AppCommand::Quit);
+    h.run();
+    h.get_by_label("Save the changed labels?");
+    h.get_by_label("Cancel").click();
+    h.run();
+    assert!(h.state().rt.unsaved.asking.is_none() && !h.state().rt.unsaved.may_close);
+    // Don't save: the window may close.
+    h.state_mut().send(AppCommand::Quit);
+    h.run();
+    h.get_by_label("Don't save").click();
+    h.run();
+    assert!(h.state().rt.unsaved.may_close);
+}
+
+#[test]
+fn the_autosave_is_offered_again_and_restores_the_labels() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut h = harness();
+    h.state_mut().rt.unsaved.dir = Some(dir.path().to_path_buf());
+    h.state_mut().send(AppCommand::DeleteLabel(LIVER));
+    h.run();
+    let changed = labels(&h);
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(dir.path()).map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".seg.nrrd")).count()).unwrap_or(0) == 0 {
+        assert!(t0.elapsed().as_secs() < 30, "no autosave written");
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(h); // a crash: nothing saved
+
+    let mut h = Harness::builder().with_size([1280.0, 800.0]).wgpu().build_eframe({
+        let (ct, labels) = demo();
+        let d = dir.path().to_path_buf();
+        move |cc| {
+            let mut app = App::new(cc, Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()), ..Default::default() });
+            app.rt.unsaved.dir = Some(d);
+            app
+        }
+    });
+    wait_for_loader(&mut h);
+    h.get_by_label("Restore unsaved labels?");
+    h.get_by_label("Restore").click();
+    wait_for_loader(&mut h);
+    assert_eq!(labels(&h), changed, "the restored labels are the changed ones");
+    assert!(h.state().unsaved_labels(), "restored labels still need saving");
+}
+
+#[test]
+fn the_probe_shows_the_voxel_under_the_pointer_now() {
+    let mut h = harness();
+    let r = view_rect(&h, ViewPlane::Axial);
+    for p in [r.center() + vec2(-40.0, 20.0), r.center() + vec2(35.0, -25.0)] {
+        h.hover_at(p);
+        h.step(); // one frame only: the status bar must already show this point
+        let probe = h.state().rt.hover.clone().expect("hovering");
+        let ijk = [probe.voxel.x().round() as usize, probe.voxel.y().round() as usize, probe.voxel.z().round() as usize];
+        h.get_by_label_contains(&format!("voxel ({}, {}, {})", ijk[0], ijk[1], ijk[2]));
+    }
+}
