@@ -14,14 +14,17 @@
 //! |---|---|
 //! | [`ops`] | the plain-data vocabulary ([`Brush`], [`Paint`], [`Stroke`], [`EditRequest`]) a viewer thread sends to a worker, and the cursor's voxel estimate |
 //! | [`brush`] | paint and erase with a disc (one slice of a view) or a sphere, sized in millimetres, along a stroke; optional intensity range |
+//! | [`fill`] | fill a closed region of one slice from a click; fill the cavities enclosed by a label |
 //!
 //! Each returns an [`Edit`] or an [`EditError`] (a click outside the volume, a region that is
 //! not closed, a rule that protects the label, …) and changes nothing when it fails.
 
 pub mod brush;
+pub mod fill;
 pub mod ops;
 
 pub use brush::{footprint, stamp, stroke};
+pub use fill::{fill_holes_of_label, fill_region_in_slice};
 pub use ops::{Brush, BrushShape, EditRequest, IntensityRange, Paint, Stroke, normal_voxel_axis};
 
 use crate::geometry::{ArrayIdx, GridShape};

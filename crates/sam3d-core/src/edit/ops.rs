@@ -5,8 +5,8 @@
 //! Sizes are in millimetres and distances are physical (through the grid's affine), so a
 //! 5 mm brush is 5 mm on an anisotropic CT as on an isotropic MR.
 
-use super::{Edit, EditError, Overwrite, brush};
-use crate::geometry::{DisplayConvention, GridShape, RasFromVoxel, RasMm, SliceGeometry, ViewPlane};
+use super::{Edit, EditError, Overwrite, brush, fill};
+use crate::geometry::{ArrayIdx, DisplayConvention, GridShape, RasFromVoxel, RasMm, SliceGeometry, ViewPlane};
 use crate::volume::LabelMap;
 use ndarray::ArrayView3;
 
@@ -162,6 +162,10 @@ pub struct Stroke {
 pub enum EditRequest {
     /// A brush stroke ([`brush::stroke`]).
     Stroke(Stroke),
+    /// Fill the closed region of one slice around a voxel ([`fill::fill_region_in_slice`]).
+    FillRegion { at: ArrayIdx, plane: ViewPlane, label: u16, rule: Overwrite },
+    /// Fill the cavities enclosed by a label ([`fill::fill_holes_of_label`]).
+    FillHoles { label: u16, rule: Overwrite },
 }
 
 impl EditRequest {
@@ -170,6 +174,8 @@ impl EditRequest {
     pub fn apply(&self, map: &mut LabelMap, intensities: Option<ArrayView3<'_, f32>>) -> Result<Edit, EditError> {
         match self {
             EditRequest::Stroke(s) => brush::stroke(map, s.from, s.to, &s.brush, &s.paint, intensities),
+            EditRequest::FillRegion { at, plane, label, rule } => fill::fill_region_in_slice(map, *at, *plane, *label, *rule),
+            EditRequest::FillHoles { label, rule } => fill::fill_holes_of_label(map, *label, *rule),
         }
     }
 
@@ -181,6 +187,8 @@ impl EditRequest {
                 let range = s.paint.range.map(|r| format!(" within [{}, {}]", r.lo, r.hi)).unwrap_or_default();
                 format!("paint label {} ({}){range}", s.paint.label, s.brush.describe())
             }
+            EditRequest::FillRegion { label, plane, .. } => format!("fill a region of the {} slice with label {label}", plane.name()),
+            EditRequest::FillHoles { label, .. } => format!("fill the holes of label {label}"),
         }
     }
 }
@@ -189,7 +197,6 @@ impl EditRequest {
 mod tests {
     use super::*;
     use crate::edit::undo_edit;
-    use crate::geometry::ArrayIdx;
     use crate::volume::OnGrid;
     use nalgebra::{Matrix3, Vector3};
     use ndarray::Array3;
@@ -229,6 +236,8 @@ mod tests {
         assert!(r.describe().contains("label 1") && r.describe().contains("1 mm sphere"), "{}", r.describe());
         undo_edit(&mut map, &e);
         assert_eq!(map.data, data);
+        let f = EditRequest::FillRegion { at: ArrayIdx { k: 0, j: 0, i: 0 }, plane: ViewPlane::Axial, label: 1, rule: Overwrite::All };
+        assert!(matches!(f.apply(&mut map, None), Err(EditError::NotClosed { .. })));
     }
 
     /// Appending the next segment of a drag makes one undo step of the whole drag.
