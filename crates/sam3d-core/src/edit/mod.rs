@@ -15,16 +15,19 @@
 //! | [`ops`] | the plain-data vocabulary ([`Brush`], [`Paint`], [`Stroke`], [`EditRequest`]) a viewer thread sends to a worker, and the cursor's voxel estimate |
 //! | [`brush`] | paint and erase with a disc (one slice of a view) or a sphere, sized in millimetres, along a stroke; optional intensity range |
 //! | [`fill`] | fill a closed region of one slice from a click; fill the cavities enclosed by a label |
+//! | [`islands`] | remove a label's small islands; keep only the island under a click, or the largest (6-connected, as Slicer's Islands effect) |
 //!
 //! Each returns an [`Edit`] or an [`EditError`] (a click outside the volume, a region that is
 //! not closed, a rule that protects the label, …) and changes nothing when it fails.
 
 pub mod brush;
 pub mod fill;
+pub mod islands;
 pub mod ops;
 
 pub use brush::{footprint, stamp, stroke};
 pub use fill::{fill_holes_of_label, fill_region_in_slice};
+pub use islands::{IslandSize, keep_component_at, keep_largest_component, remove_small_islands};
 pub use ops::{Brush, BrushShape, EditRequest, IntensityRange, Paint, Stroke, normal_voxel_axis};
 
 use crate::geometry::{ArrayIdx, GridShape};
@@ -232,6 +235,11 @@ pub(crate) struct Recorder<'a> {
 impl<'a> Recorder<'a> {
     pub(crate) fn new(data: &'a mut [u16], label: u16, rule: Overwrite) -> Self {
         Recorder { data, edit: Edit::empty(label), rule }
+    }
+
+    /// The map's voxels as they are now (C order).
+    pub(crate) fn data(&self) -> &[u16] {
+        self.data
     }
 
     /// Writes the label at flat index `n` if the rule allows; returns whether it changed.
