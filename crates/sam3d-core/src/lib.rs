@@ -11,7 +11,7 @@
 //! | [`volume`] | `Volume` / `LabelMap`; [`volume::open`] / [`volume::open_with`] (the one place a path becomes a volume: NIfTI-1/2, NRRD and `.nhdr`, Slicer `.seg.nrrd`, MetaImage, DICOM series with [`volume::dicom`]'s listing and series choice) and [`volume::save_labels`] / [`volume::save_volume`] (the one place one becomes a file: NIfTI, NRRD, `.seg.nrrd`, MetaImage); resampling, intensity normalisation and window/level, label names (a `.tsv` beside a label map, or a segmentation's own) |
 //! | [`shape`] | signed distance fields, connected components and flood fills, marching-cubes meshes (whole masks, or a crop on coarser blocks) and their export, the component of a model's SDF on a source grid, segmentation metrics |
 //! | [`data`] | synthetic phantoms; click preprocessing (slice, pointmap, output cube, context and guide cubes) and SDF → source-grid mask; training samples with augmentation; the dataset preprocessing cache; plain ndarray |
-//! | [`edit`] | edits of a label map (what changed, to undo and redo) and the overwrite rule every edit follows |
+//! | [`edit`] | edits of a label map (what changed, to undo and redo), the overwrite rule every edit follows, and the edit tools: brush strokes (disc or sphere in mm, threshold paint), 2D region and 3D hole fills, islands |
 //! | [`baseline`] | classical one-click 3D segmentation (region growing), the image refinement of the model's masks, region growing joined to the model's shape |
 //! | [`options`] | the pipeline options of one click (refine, extend, planes, views, join, MR adapter): one value for `infer`, `eval`, the viewer and the engine |
 //! | [`protocol`] | the JSON-lines protocol between a client (the viewer) and `sam3d-studio-engine serve` |

@@ -7,7 +7,30 @@
 //! [`Edit`] holding the flat indices that changed and their previous labels. The undo history
 //! and the scheduling of edits around threads that read the map live in the viewer
 //! (`app::edit`).
+//!
+//! The operations, one file per family (issue 21, "Edit tools"):
+//!
+//! | module | what |
+//! |---|---|
+//! | [`ops`] | the plain-data vocabulary ([`Brush`], [`Paint`], [`Stroke`], [`EditRequest`]) a viewer thread sends to a worker, and the cursor's voxel estimate |
+//! | [`brush`] | paint and erase with a disc (one slice of a view) or a sphere, sized in millimetres, along a stroke; optional intensity range |
+//! | [`fill`] | fill a closed region of one slice from a click; fill the cavities enclosed by a label |
+//! | [`islands`] | remove a label's small islands; keep only the island under a click, or the largest (6-connected, as Slicer's Islands effect) |
+//!
+//! Each returns an [`Edit`] or an [`EditError`] (a click outside the volume, a region that is
+//! not closed, a rule that protects the label, …) and changes nothing when it fails.
 
+pub mod brush;
+pub mod fill;
+pub mod islands;
+pub mod ops;
+
+pub use brush::{footprint, stamp, stroke};
+pub use fill::{fill_holes_of_label, fill_region_in_slice};
+pub use islands::{IslandSize, keep_component_at, keep_largest_component, remove_small_islands};
+pub use ops::{Brush, BrushShape, EditRequest, IntensityRange, Paint, Stroke, normal_voxel_axis};
+
+use crate::geometry::{ArrayIdx, GridShape};
 use crate::volume::LabelMap;
 use ndarray::Array3;
 
@@ -133,12 +156,119 @@ pub fn redo_edit(map: &mut LabelMap, e: &Edit) {
 
 
 impl Edit {
+    /// An edit that changed nothing.
+    pub fn empty(label: u16) -> Self {
+        Edit { label, indices: Vec::new(), previous: Vec::new() }
+    }
+
+    /// Whether the edit changed no voxel.
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    /// Appends an edit made right after this one with the same label (the next segment of a
+    /// brush drag), so that a whole drag is one undo step. Within such a pair no voxel is
+    /// recorded twice: the first edit left it holding the label, which the second cannot
+    /// "change" again. Gives `later` back when its label differs.
+    pub fn append(&mut self, later: Edit) -> Result<(), Edit> {
+        if later.label != self.label {
+            return Err(later);
+        }
+        self.indices.extend(later.indices);
+        self.previous.extend(later.previous);
+        Ok(())
+    }
+
     /// Memory the edit holds.
     pub fn bytes(&self) -> usize {
         self.indices.len() * std::mem::size_of::<usize>() + self.previous.len() * std::mem::size_of::<u16>() + std::mem::size_of::<Self>()
     }
 }
 
+/// Why an edit operation changed nothing. Every message says what was asked and what is wrong
+/// with it, for the viewer's status line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EditError {
+    /// A clicked voxel outside the label map's grid.
+    #[error("the {what} voxel (i {}, j {}, k {}) is outside the label map ({shape} voxels)", at.i, at.j, at.k)]
+    OutsideGrid { what: &'static str, at: ArrayIdx, shape: GridShape },
+    /// A parameter that is not a number, negative, or out of order.
+    #[error("invalid {what}: {problem}")]
+    Invalid { what: &'static str, problem: String },
+    /// The intensities given for a threshold paint are on another grid.
+    #[error("the volume's grid ({volume} voxels) does not match the label map's ({labels} voxels)")]
+    GridMismatch { labels: GridShape, volume: GridShape },
+    /// A threshold paint without the volume's intensities.
+    #[error("painting within an intensity range needs the volume's intensities, and none were given")]
+    NoIntensities,
+    /// A 2D fill whose region reaches the slice's edge.
+    #[error("the region of label {label} around the click reaches the edge of the {plane} slice, so it is not closed: nothing was filled ({count} voxels would have been)")]
+    NotClosed { label: u16, plane: &'static str, count: usize },
+    /// The overwrite rule forbids the only change the operation would make.
+    #[error("the overwrite rule ({rule}) keeps label {label}; {hint}")]
+    Protected { label: u16, rule: String, hint: &'static str },
+    /// An operation on "the label under the click" clicked on background.
+    #[error("there is no label under the click (voxel i {}, j {}, k {} is background)", at.i, at.j, at.k)]
+    Background { at: ArrayIdx },
+}
+
+/// The label map's voxels as one C-order slice, put in standard layout first when they are not
+/// (the `data` field is public), with the grid's `[nk, nj, ni]`.
+pub(crate) fn flat_mut(map: &mut LabelMap) -> (&mut [u16], [usize; 3]) {
+    if !map.data.is_standard_layout() {
+        map.data = map.data.as_standard_layout().into_owned();
+    }
+    let (nk, nj, ni) = map.data.dim();
+    let data = map.data.as_slice_mut().unwrap_or_default();
+    (data, [nk, nj, ni])
+}
+
+/// Writes one label into voxels of a flat C-order map, as the overwrite rule allows, and
+/// records what changed. A voxel offered twice is recorded once: after the first write it holds
+/// the label, which the rule never lets the label replace.
+pub(crate) struct Recorder<'a> {
+    data: &'a mut [u16],
+    edit: Edit,
+    rule: Overwrite,
+}
+
+impl<'a> Recorder<'a> {
+    pub(crate) fn new(data: &'a mut [u16], label: u16, rule: Overwrite) -> Self {
+        Recorder { data, edit: Edit::empty(label), rule }
+    }
+
+    /// The map's voxels as they are now (C order).
+    pub(crate) fn data(&self) -> &[u16] {
+        self.data
+    }
+
+    /// Writes the label at flat index `n` if the rule allows; returns whether it changed.
+    #[inline]
+    pub(crate) fn put(&mut self, n: usize) -> bool {
+        let label = self.edit.label;
+        match self.data.get_mut(n) {
+            Some(d) if self.rule.allows(*d, label) => {
+                self.edit.indices.push(n);
+                self.edit.previous.push(*d);
+                *d = label;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The edit, its voxels in increasing index order (as [`apply_mask`] gives them).
+    pub(crate) fn finish(self) -> Edit {
+        let Edit { label, indices, previous } = self.edit;
+        if indices.windows(2).all(|w| w[0] < w[1]) {
+            return Edit { label, indices, previous };
+        }
+        let mut pairs: Vec<(usize, u16)> = indices.into_iter().zip(previous).collect();
+        pairs.sort_unstable_by_key(|p| p.0);
+        let (indices, previous) = pairs.into_iter().unzip();
+        Edit { label, indices, previous }
+    }
+}
 
 #[cfg(test)]
 mod tests {
