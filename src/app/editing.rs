@@ -115,7 +115,7 @@ impl App {
     pub(super) fn remove_small_islands(&mut self, min_ml: f64) {
         let label = self.rt.click.target;
         let rule = label.map_or(Overwrite::All, Overwrite::Label);
-        self.spawn_edit(EditRequest::RemoveSmallIslands { label, min: IslandSize::Millilitres(min_ml), rule });
+        self.spawn_edit(EditRequest::RemoveSmallIslands { label, min: IslandSize::Mm3(min_ml * 1000.0), rule });
     }
 
     /// Fills the enclosed cavities of the active label.
@@ -154,11 +154,10 @@ impl App {
     /// A finished whole-volume edit goes into the map (each frame).
     pub(super) fn drain_edit_job(&mut self) {
         let Some(job) = &self.rt.edit_job else { return };
-        let Ok(result) = job.rx.try_recv() else {
-            if job.rx.is_empty() && job.rx.is_disconnected() {
-                self.rt.edit_job = None;
-            }
-            return;
+        let result = match job.rx.try_recv() {
+            Ok(r) => r,
+            Err(crossbeam_channel::TryRecvError::Empty) => return,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Err("the edit thread stopped without an answer".into()),
         };
         let (what, generation) = (job.what.clone(), job.map_generation);
         self.rt.edit_job = None;
