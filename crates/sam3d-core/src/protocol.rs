@@ -11,7 +11,8 @@
 //! `object` is the [`ObjectRef`] `{id, after}` of the object it refines — the engine keeps the
 //! object's candidate, so only the new prompt is sent; `after` is how many of the object's
 //! prompts the client holds (fewer than the engine: undone, and the engine goes back). Without
-//! `object` the prompt starts a new object (keyed by the job id). `options` is the prompt's
+//! `object` the prompt starts a new object whose id is the job's; the client counts its
+//! prompts (the `result` reply is unchanged). `options` is the prompt's
 //! [`PipelineOptions`], every field optional. A version-3 request (a click, no prompt fields)
 //! reads as a positive click starting a new object, as before.
 //!
@@ -27,8 +28,6 @@
 //!   [`crate::shape::export::ply_bytes`], RAS mm, read back by [`crate::shape::read_ply`]), or
 //!   `null`.
 //! - `adapter` is the LoRA adapter the click ran with, or `null` for the base weights alone.
-//! - `object` is the object's [`ObjectRef`] with this prompt counted (`after` = its prompts so
-//!   far); absent from version-3 engines.
 //!
 //! Both files live in a temporary folder of the engine process; the client removes them once
 //! read (or dropped), and the engine removes the folder when it stops. End of stdin (or
@@ -238,9 +237,6 @@ pub enum Reply {
         ml: f64,
         #[serde(default)]
         adapter: Option<PathBuf>,
-        /// The object with this prompt counted (absent from version-3 engines).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        object: Option<ObjectRef>,
     },
     Cancelled { job: u64 },
     Failed { job: Option<u64>, message: String },
@@ -349,16 +345,12 @@ mod tests {
                 voxel_count: 120,
                 ml: 1.25,
                 adapter: None,
-                object: Some(ObjectRef { id: 3, after: 2 }),
             },
             Reply::Failed { job: None, message: "x".into() },
         ];
         for r in replies {
             assert_eq!(from_line::<Reply>(&to_line(&r)).expect("reads"), r);
         }
-        // A version-3 result has no object.
-        let v3 = r#"{"event":"result","job":1,"crop":null,"mesh_path":null,"timings":{"preprocess_secs":0,"mask2d_secs":0,"shape_secs":0,"postprocess_secs":0,"mesh_secs":null,"total_secs":0,"extension_passes":0,"join":null},"voxel_count":0,"ml":0}"#;
-        assert!(matches!(from_line::<Reply>(v3).expect("v3"), Reply::Result { object: None, .. }));
         // Version 1's `ready` had no protocol field.
         assert_eq!(from_line::<Reply>(r#"{"event":"ready","device":"cpu"}"#).expect("v1"), Reply::Ready { device: "cpu".into(), protocol: 1 });
     }
