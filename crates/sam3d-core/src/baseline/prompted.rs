@@ -14,9 +14,11 @@
 //!    from the positive points' neighbourhoods ([`POSITIVE_KEEP_RADIUS_MM`]) and the negative
 //!    points' ([`NEGATIVE_RADIUS_MM`]). Two fronts meet on the ridge of least depth between
 //!    them: the neck through which region growing or the model leaked into a neighbour, or the
-//!    plane where two touching organs meet. What the negative fronts take goes, so a neighbour
-//!    is removed whole without a model pass at the negative point, and no voxel near a positive
-//!    point is ever removed;
+//!    plane where two touching organs meet. What the negative fronts take goes — but never a
+//!    voxel nearer a positive point than every negative one (a positive point shallower than the
+//!    way to a deep negative one would otherwise lose its own core) — so a neighbour is removed
+//!    whole without a model pass at the negative point, and no voxel near a positive point is
+//!    ever removed;
 //! 3. only the **6-connected parts holding a positive point** are kept.
 //!
 //! A negative point is kept in the object's prompts, so later positive points never grow into
@@ -80,7 +82,15 @@ pub fn constrain(comp: &GridComponent, prompts: &PromptSet, grid: &impl OnGrid) 
     let has_keep = keep.iter().any(|x| *x);
     if cut.iter().any(|x| *x) {
         m = if has_keep {
-            split_by_depth(&m, &keep, &cut, grid)
+            // What the negative fronts won goes, except voxels nearer a positive point than
+            // every negative one: a positive point shallower than the way between them must not
+            // lose the core around it.
+            let won = split_by_depth(&m, &keep, &cut, grid);
+            let nearest = |p: RasMm, q: &[RasMm]| q.iter().map(|q| q.distance(&p)).fold(f64::INFINITY, f64::min);
+            Zip::indexed(&m).and(&won).par_map_collect(|idx, &v, &w| {
+                let p = ras(idx);
+                v && (w || nearest(p, &prompts.positive) < nearest(p, &prompts.negative))
+            })
         } else {
             // Nothing to keep a front from: the parts the negative points touch go.
             let mut g = m.mapv(u8::from);
