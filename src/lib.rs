@@ -20,7 +20,7 @@
 //! crate does not depend on: the compiler keeps libtorch out of the viewer and the command line
 //! (ARCHITECTURE.md).
 
-pub use sam3d_core::{assets, baseline, commands, data, edit as label_edit, geometry, options, progress, protocol, shape, train_config, utc, volume};
+pub use sam3d_core::{assets, baseline, commands, data, edit as label_edit, geometry, options, progress, prompts, protocol, shape, train_config, utc, volume};
 
 pub mod app;
 pub mod cli;

@@ -40,6 +40,7 @@ fn a_report_opens_worst_first_and_a_click_opens_its_case() {
         baseline: true,
         pipeline: sam3d_studio::options::PipelineOptions { refine: false, extend: false, join: false, ..Default::default() },
         click_depth: 1.0,
+        clicks: 1,
     };
     let (rows, summary) = evaluate(&opts, &|_| {}, &|| {}).expect("eval");
     let report = tmp.path().join("REPORT.csv");

@@ -75,7 +75,7 @@ fn click_to_mask_small_preset_two_threads() {
                 }
                 let plane = ViewPlane::ALL[rep % 3];
                 let t = Instant::now();
-                let r = session.infer(&InferRequest { click, plane, mask2d: None }, &mut NoHooks).expect("infer");
+                let r = session.infer(&InferRequest::click(click, plane), &mut NoHooks).expect("infer");
                 wall.push(t.elapsed().as_secs_f64());
                 if rep == 0 {
                     continue; // warm-up

@@ -7,6 +7,7 @@ use sam3d_engine::engine::{Command, Engine, EngineOptions, Event, InferRequest, 
 use sam3d_studio::baseline::join::JoinOutcome;
 use sam3d_studio::options::PlaneFusion;
 use sam3d_studio::geometry::{RasFromVoxel, RasMm, ViewPlane, VoxelIjk};
+use sam3d_studio::prompts::Prompt;
 use sam3d_engine::model::{Config, Model};
 use sam3d_studio::volume::{OnGrid, Volume};
 use std::path::{Path, PathBuf};
@@ -59,7 +60,7 @@ fn session_gives_a_mask_on_the_source_grid_with_timings() {
     s.set_volume(vol.clone(), None).expect("volume");
     assert_eq!(s.prepared().map(|p| p.modality), Some(sam3d_studio::volume::Modality::Ct));
     for plane in ViewPlane::ALL {
-        let r = s.infer(&InferRequest { click: RasMm::new(1.0, -2.0, 3.0), plane, mask2d: None }, &mut NoHooks).expect("infer");
+        let r = s.infer(&InferRequest::click(RasMm::new(1.0, -2.0, 3.0), plane), &mut NoHooks).expect("infer");
         assert_eq!(r.mask.shape(), vol.shape());
         assert!(r.mask.ras_from_voxel.max_abs_diff(&vol.ras_from_voxel) == 0.0);
         assert_eq!(r.voxel_count, r.mask.data.iter().filter(|&&x| x == 1).count());
@@ -83,7 +84,7 @@ fn session_gives_a_mask_on_the_source_grid_with_timings() {
     }
     // A user-drawn 2D mask of the wrong size is refused with a message, not a panic.
     let bad = ndarray::Array2::from_elem((8, 8), true);
-    let e = s.infer(&InferRequest { click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: Some(bad) }, &mut NoHooks);
+    let e = s.infer(&InferRequest { mask2d: Some(bad), ..InferRequest::click(RasMm::new(0.0, 0.0, 0.0), ViewPlane::Axial) }, &mut NoHooks);
     assert!(e.expect_err("size").to_string().contains("8×8"));
 }
 
@@ -115,7 +116,7 @@ fn worker_survives_failures_panics_and_cancels() {
 
     // Inference before any weights: a failure that says how to get weights.
     let job = engine.next_job();
-    engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: None, options: Default::default() }).expect("send");
+    engine.send(Command::Infer { job, prompt: Prompt::positive(RasMm::new(0.0, 0.0, 0.0)), plane: ViewPlane::Axial, mask2d: None, options: Default::default(), object: None }).expect("send");
     let ev = wait_for(&engine, |e| matches!(e, Event::Failed { .. }));
     assert!(matches!(ev.last(), Some(Event::Failed { job: Some(j), message }) if *j == job && message.contains("train")), "{ev:?}");
 
@@ -138,14 +139,14 @@ fn worker_survives_failures_panics_and_cancels() {
 
     // A click outside the volume fails with the reason.
     let job = engine.next_job();
-    engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 500.0), plane: ViewPlane::Axial, mask2d: None, options: Default::default() }).expect("send");
+    engine.send(Command::Infer { job, prompt: Prompt::positive(RasMm::new(0.0, 0.0, 500.0)), plane: ViewPlane::Axial, mask2d: None, options: Default::default(), object: None }).expect("send");
     let ev = wait_for(&engine, |e| matches!(e, Event::Failed { .. } | Event::Result { .. }));
     assert!(matches!(ev.last(), Some(Event::Failed { message, .. }) if message.contains("outside the volume")), "{ev:?}");
 
     // A cancelled job.
     let job = engine.next_job();
     engine.cancel(job);
-    engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: None, options: Default::default() }).expect("send");
+    engine.send(Command::Infer { job, prompt: Prompt::positive(RasMm::new(0.0, 0.0, 0.0)), plane: ViewPlane::Axial, mask2d: None, options: Default::default(), object: None }).expect("send");
     let ev = wait_for(&engine, |e| matches!(e, Event::Cancelled { .. } | Event::Result { .. }));
     assert!(matches!(ev.last(), Some(Event::Cancelled { job: j }) if *j == job), "{ev:?}");
 
@@ -154,7 +155,7 @@ fn worker_survives_failures_panics_and_cancels() {
     // first) as a Result; the two waiting ones never run; no Failed.
     let jobs: Vec<u64> = (0..3).map(|_| engine.next_job()).collect();
     for &job in &jobs {
-        engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: None, options: Default::default() }).expect("send");
+        engine.send(Command::Infer { job, prompt: Prompt::positive(RasMm::new(0.0, 0.0, 0.0)), plane: ViewPlane::Axial, mask2d: None, options: Default::default(), object: None }).expect("send");
     }
     engine.cancel(jobs[2]);
     let mut ended = Vec::new();
@@ -178,7 +179,7 @@ fn worker_survives_failures_panics_and_cancels() {
 
     // And then a normal click: progress, the 2D preview first, then the result.
     let job = engine.next_job();
-    engine.send(Command::Infer { job, click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Coronal, mask2d: None, options: Default::default() }).expect("send");
+    engine.send(Command::Infer { job, prompt: Prompt::positive(RasMm::new(0.0, 0.0, 0.0)), plane: ViewPlane::Coronal, mask2d: None, options: Default::default(), object: None }).expect("send");
     let ev = wait_for(&engine, |e| matches!(e, Event::Result { .. } | Event::Failed { .. }));
     let preview_at = ev.iter().position(|e| matches!(e, Event::MaskPreview { .. })).expect("a 2D preview");
     let result_at = ev.iter().position(|e| matches!(e, Event::Result { .. })).expect("a result");
@@ -284,7 +285,7 @@ fn session_with_volume_context() {
     let mut s = Session::new();
     s.set_model(m).expect("model");
     s.set_volume(vol.clone(), Some(sam3d_studio::volume::Modality::Ct)).expect("volume");
-    let r = s.infer(&InferRequest { click: RasMm::new(0.0, 0.0, 0.0), plane: ViewPlane::Axial, mask2d: None }, &mut NoHooks).expect("infer");
+    let r = s.infer(&InferRequest::click(RasMm::new(0.0, 0.0, 0.0), ViewPlane::Axial), &mut NoHooks).expect("infer");
     assert_eq!(r.mask.shape(), vol.shape());
 }
 
@@ -313,7 +314,7 @@ fn session_cancel_stops_between_stages() {
     let mut s = Session::new();
     s.load_weights(&f.weights, Device::Cpu).expect("weights");
     s.set_volume(Arc::new(ct_volume()), None).expect("volume");
-    let req = InferRequest { click: RasMm::new(1.0, -2.0, 3.0), plane: ViewPlane::Axial, mask2d: None };
+    let req = InferRequest::click(RasMm::new(1.0, -2.0, 3.0), ViewPlane::Axial);
     for at in [Stage::Preprocess, Stage::Mask2d, Stage::Shape, Stage::Postprocess] {
         let mut hooks = CancelAt { at, reached: false, stages: Vec::new() };
         let e = s.infer(&req, &mut hooks).expect_err("cancelled");
@@ -460,7 +461,7 @@ fn shipped_weights_segment_the_held_out_organs() {
         let gt = labels.mask(organ);
         let sp = labels.spacing_mm();
         for (plane, click) in eval_clicks(&labels, organ) {
-            let req = InferRequest { click, plane, mask2d: None };
+            let req = InferRequest::click(click, plane);
             set_pipeline(&mut s, |o| o.refine = true);
             set_pipeline(&mut s, |o| o.extend = true);
             set_pipeline(&mut s, |o| o.planes = PlaneFusion::Median);
@@ -524,7 +525,7 @@ fn shipped_weights_segment_the_held_out_organs() {
     set_pipeline(&mut s, |o| o.extend = true);
     set_pipeline(&mut s, |o| o.planes = PlaneFusion::Median);
     set_pipeline(&mut s, |o| o.join = true);
-    let req = InferRequest { click, plane, mask2d: None };
+    let req = InferRequest::click(click, plane);
     let plain = s.infer(&req, &mut NoHooks).expect("infer").mask.data.mapv(|v| v != 0);
     set_pipeline(&mut s, |o| o.views = 2);
     let viewed = s.infer(&req, &mut NoHooks).expect("infer with views").mask.data.mapv(|v| v != 0);
@@ -593,7 +594,7 @@ fn the_mr_adapter_goes_on_for_mr_scans_only() {
     let mr_adapter = f.dir.join("mr.safetensors");
     adapter::tuned_adapter(&f.weights, &mr_adapter, 21);
     let vol = Arc::new(sam3d_studio::volume::open(&f.volume_path).expect("load"));
-    let req = InferRequest { click: RasMm::new(1.0, -2.0, 3.0), plane: ViewPlane::Axial, mask2d: None };
+    let req = InferRequest::click(RasMm::new(1.0, -2.0, 3.0), ViewPlane::Axial);
     let mut s = Session::new();
     set_pipeline(&mut s, |o| o.join = false);
     set_pipeline(&mut s, |o| o.refine = false);
@@ -683,7 +684,7 @@ fn shipped_mr_adapter_segments_the_real_mr() {
     for organ in [1u16, 2, 3, 5] {
         let gt = labels.mask(organ);
         for (plane, click) in eval_clicks(&labels, organ) {
-            let req = InferRequest { click, plane, mask2d: None };
+            let req = InferRequest::click(click, plane);
             let r = s.infer(&req, &mut NoHooks).expect("infer");
             assert_eq!(r.adapter.as_deref(), Some(adapter.as_path()));
             let m = mask_metrics(organ, r.mask.data.mapv(|v| v != 0).view(), gt.view(), labels.spacing_mm());
@@ -695,7 +696,7 @@ fn shipped_mr_adapter_segments_the_real_mr() {
     s.set_mr_adapter(None).expect("off");
     for organ in [1u16, 2, 3, 5] {
         let (plane, click) = eval_clicks(&labels, organ)[0];
-        let r = s.infer(&InferRequest { click, plane, mask2d: None }, &mut NoHooks).expect("infer");
+        let r = s.infer(&InferRequest::click(click, plane), &mut NoHooks).expect("infer");
         assert_eq!(r.adapter, None);
         base_dice.push(mask_metrics(organ, r.mask.data.mapv(|v| v != 0).view(), labels.mask(organ).view(), labels.spacing_mm()).dice);
     }

@@ -3,7 +3,8 @@
 //! `sam3d-studio-engine` (which runs them). Both read the same structs, so the two never
 //! disagree about a flag.
 
-use crate::geometry::ViewPlane;
+use crate::geometry::{RasMm, ViewPlane};
+use crate::prompts::{BoxPrompt, Prompt};
 use crate::baseline::refine::RefineParams;
 use crate::options::PipelineOptions;
 use crate::volume::Modality;
@@ -18,9 +19,19 @@ pub struct InferArgs {
     /// #index in `sam3d-studio info`'s listing.
     #[arg(long, value_name = "N|UID|#INDEX")]
     pub series: Option<crate::volume::dicom::SeriesChoice>,
-    /// Click position in RAS millimetres: X,Y,Z.
-    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, required = true)]
-    pub click_ras: Vec<f64>,
+    /// A positive click in RAS millimetres: X,Y,Z. Repeat it to add what the first missed:
+    /// each further click is a prompt of its own, in order.
+    #[arg(long, value_name = "X,Y,Z", value_parser = parse_ras, allow_hyphen_values = true, required_unless_present = "box_ras")]
+    pub click_ras: Vec<RasMm>,
+    /// A negative click in RAS millimetres: X,Y,Z, removing what is under it (repeatable;
+    /// applied after the positive clicks, in order).
+    #[arg(long, value_name = "X,Y,Z", value_parser = parse_ras, allow_hyphen_values = true)]
+    pub negative_ras: Vec<RasMm>,
+    /// A box bounding the object, two opposite corners in RAS mm: X0,Y0,Z0,X1,Y1,Z1 (equal
+    /// values on one axis: a box drawn on one slice, open along that axis). Without a click its
+    /// centre is the first click.
+    #[arg(long, value_name = "X0,Y0,Z0,X1,Y1,Z1", value_parser = parse_box, allow_hyphen_values = true)]
+    pub box_ras: Option<BoxPrompt>,
     /// View plane the click was made on.
     #[arg(long, default_value = "axial")]
     pub plane: ViewPlane,
@@ -50,6 +61,53 @@ pub struct InferArgs {
     pub json: bool,
     #[command(flatten)]
     pub pipeline: PipelineOptions,
+}
+
+impl InferArgs {
+    /// The prompts in the order they are applied: the box with the first click (or alone),
+    /// then the further clicks, then the negative clicks.
+    pub fn prompts(&self) -> Vec<Prompt> {
+        let mut out = Vec::new();
+        let mut clicks = self.click_ras.iter();
+        match (clicks.next(), self.box_ras) {
+            (Some(&c), b) => out.push(Prompt { bbox: b, ..Prompt::positive(c) }),
+            (None, Some(b)) => out.push(Prompt::boxed(b)),
+            (None, None) => {}
+        }
+        out.extend(clicks.map(|&c| Prompt::positive(c)));
+        out.extend(self.negative_ras.iter().map(|&c| Prompt::negative(c)));
+        out
+    }
+
+    /// Every prompt point with the flag it came from, to check against the volume.
+    pub fn points(&self) -> Vec<(&'static str, RasMm)> {
+        let mut out: Vec<(&'static str, RasMm)> = self.click_ras.iter().map(|&c| ("--click-ras", c)).collect();
+        out.extend(self.negative_ras.iter().map(|&c| ("--negative-ras", c)));
+        if let Some(b) = &self.box_ras {
+            out.push(("--box-ras (its centre)", b.centre()));
+        }
+        out
+    }
+}
+
+/// `X,Y,Z`: three finite numbers (RAS mm).
+pub fn parse_ras(s: &str) -> Result<RasMm, String> {
+    let v = parse_numbers(s, 3, "X,Y,Z")?;
+    Ok(RasMm::new(v[0], v[1], v[2]))
+}
+
+/// `X0,Y0,Z0,X1,Y1,Z1`: a box's two opposite corners (RAS mm).
+pub fn parse_box(s: &str) -> Result<BoxPrompt, String> {
+    let v = parse_numbers(s, 6, "X0,Y0,Z0,X1,Y1,Z1")?;
+    BoxPrompt::from_corners([v[0], v[1], v[2], v[3], v[4], v[5]])
+}
+
+fn parse_numbers(s: &str, n: usize, form: &str) -> Result<Vec<f64>, String> {
+    let v: Vec<f64> = s.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|e| format!("`{s}`: {e} (give {form} in RAS mm)"))?;
+    if v.len() != n || !v.iter().all(|x| x.is_finite()) {
+        return Err(format!("`{s}`: give {n} finite numbers {form} in RAS mm"));
+    }
+    Ok(v)
 }
 
 /// Arguments of `train`.
@@ -102,6 +160,12 @@ pub struct EvalArgs {
     pub mask2d: String,
     #[command(flatten)]
     pub pipeline: PipelineOptions,
+    /// Prompts per structure and plane: the first click as above, then up to N − 1 simulated
+    /// corrections, each at the deepest point of the largest error region against the reference
+    /// (positive in a missed region, negative in a false one); the report gives the Dice after
+    /// each.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub clicks: u16,
     /// Where each click lies on its structure's central slice: this fraction of the deepest
     /// point's in-plane depth (1: the deepest point, as a careful user clicks; 0.5: halfway to
     /// the border; smaller: nearer the border).
@@ -169,6 +233,38 @@ impl EvalArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn infer_takes_repeated_clicks_negative_clicks_and_a_box() {
+        use clap::Parser;
+        #[derive(Parser, Debug)]
+        struct I {
+            #[command(flatten)]
+            a: InferArgs,
+        }
+        let parse = |extra: &[&str]| {
+            let mut v = vec!["x", "ct.nii.gz", "--out-mask", "m.nii.gz"];
+            v.extend_from_slice(extra);
+            I::try_parse_from(v).map(|i| i.a)
+        };
+        let a = parse(&["--click-ras", "1,-2,3", "--negative-ras=-4,5,6", "--click-ras", "7,8,-9.5", "--box-ras", "-10,-10,-10,20,20,20"]).expect("parses");
+        let p = a.prompts();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[0].point.map(|q| q.at.to_array()), Some([1.0, -2.0, 3.0]));
+        assert!(p[0].bbox.is_some() && p[1].bbox.is_none());
+        assert_eq!(p[1], Prompt::positive(RasMm::new(7.0, 8.0, -9.5)));
+        assert_eq!(p[2], Prompt::negative(RasMm::new(-4.0, 5.0, 6.0)));
+        assert_eq!(a.points().iter().map(|(f, _)| *f).collect::<Vec<_>>(), ["--click-ras", "--click-ras", "--negative-ras", "--box-ras (its centre)"]);
+        // A box alone is enough; nothing at all is not.
+        let b = parse(&["--box-ras", "0,0,5,10,10,5"]).expect("a 2D box");
+        assert_eq!(b.prompts(), vec![Prompt::boxed(BoxPrompt::from_corners([0.0, 0.0, 5.0, 10.0, 10.0, 5.0]).expect("box"))]);
+        assert!(parse(&[]).is_err());
+        // Two numbers, or seven, are refused with the value quoted.
+        let e = parse(&["--click-ras", "1,2"]).expect_err("two numbers").to_string();
+        assert!(e.contains("`1,2`") && e.contains("X,Y,Z"), "{e}");
+        assert!(parse(&["--click-ras", "1,2,3", "--box-ras", "1,2,3,4,5,6,7"]).is_err());
+        assert!(parse(&["--click-ras", "1,2,nan"]).is_err());
+    }
 
     #[test]
     fn refinement_options_take_a_number_or_off() {

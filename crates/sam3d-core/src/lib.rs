@@ -13,6 +13,7 @@
 //! | [`data`] | synthetic phantoms; click preprocessing (slice, pointmap, output cube, context and guide cubes) and SDF → source-grid mask; training samples with augmentation; the dataset preprocessing cache; plain ndarray |
 //! | [`edit`] | edits of a label map (what changed, to undo and redo), the overwrite rule every edit follows, and the edit tools: brush strokes (disc or sphere in mm, threshold paint), 2D region and 3D hole fills, islands |
 //! | [`baseline`] | classical one-click 3D segmentation (region growing), the image refinement of the model's masks, region growing joined to the model's shape |
+//! | [`prompts`] | refinement prompts (positive and negative points, a box, the object they refine) and the simulated user's next correction |
 //! | [`options`] | the pipeline options of one click (refine, extend, planes, views, join, MR adapter): one value for `infer`, `eval`, the viewer and the engine |
 //! | [`protocol`] | the JSON-lines protocol between a client (the viewer) and `sam3d-studio-engine serve` |
 //! | [`commands`] | the arguments of the model commands (`infer`, `train`, `eval`), parsed by the front binary and run by the engine |
@@ -29,6 +30,7 @@ pub mod edit;
 pub mod geometry;
 pub mod options;
 pub mod progress;
+pub mod prompts;
 pub mod protocol;
 pub mod shape;
 pub mod train_config;

@@ -2,10 +2,19 @@
 //! per line each way, on the engine's stdin (requests) and stdout (replies). The engine and the
 //! client both use these types, so they cannot drift apart.
 //!
-//! Version [`PROTOCOL_VERSION`] (3). Requests ([`Request`]): `load_weights{path}`,
-//! `load_adapter{path}`, `set_volume{path}`, `infer{job,click,plane,options}` (click in RAS mm;
-//! `options` is the click's [`PipelineOptions`], every field optional), `cancel{job}`,
-//! `shutdown`.
+//! Version [`PROTOCOL_VERSION`] (4). Requests ([`Request`]): `load_weights{path}`,
+//! `load_adapter{path}`, `set_volume{path}`,
+//! `infer{job,click,plane,options,negative,box,object}`, `cancel{job}`, `shutdown`. An `infer`
+//! is one prompt ([`crate::prompts`]): `click` is its point in RAS mm (`null` for a box alone),
+//! `negative` (default `false`) makes the point remove instead of add, `box` is a
+//! [`BoxPrompt`] (`{a, b, open}`: two RAS corners, `open` the plane a 2D box was drawn on),
+//! `object` is the [`ObjectRef`] `{id, after}` of the object it refines — the engine keeps the
+//! object's candidate, so only the new prompt is sent; `after` is how many of the object's
+//! prompts the client holds (fewer than the engine: undone, and the engine goes back). Without
+//! `object` the prompt starts a new object whose id is the job's; the client counts its
+//! prompts (the `result` reply is unchanged). `options` is the prompt's
+//! [`PipelineOptions`], every field optional. A version-3 request (a click, no prompt fields)
+//! reads as a positive click starting a new object, as before.
 //!
 //! Replies ([`Reply`]): `ready{device,protocol}`, `model_loaded{info}`, `adapter_loaded{info}`,
 //! `volume_ready{secs}`, `progress{job,stage,fraction}`, `cancelled{job}`, `failed{job,message}`,
@@ -27,16 +36,18 @@
 //! ends the session.
 //!
 //! History: version 1 sent the full-size mask as a `.nii`; version 2 sent the crop, and the
-//! pipeline options as five `set_*` requests before each click; version 3 sends them with it.
+//! pipeline options as five `set_*` requests before each click; version 3 sends them with it;
+//! version 4 adds refinement prompts (negative points, boxes, the object a prompt refines).
 
 use crate::baseline::join::JoinOutcome;
 use crate::geometry::{RasMm, ViewPlane};
 use crate::options::PipelineOptions;
+use crate::prompts::{BoxPrompt, ObjectRef, PointPrompt, Polarity, Prompt};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The protocol version of this build (sent in `ready`).
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A request line (client → engine).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,24 +56,65 @@ pub enum Request {
     LoadWeights { path: PathBuf },
     LoadAdapter { path: PathBuf },
     SetVolume { path: PathBuf },
-    /// One click, with the pipeline it runs through.
+    /// One prompt (a click, by default positive and starting a new object), with the pipeline
+    /// it runs through.
     Infer {
         job: u64,
-        click: [f64; 3],
+        /// The prompt's point (RAS mm); `None`: a box alone.
+        #[serde(default)]
+        click: Option<[f64; 3]>,
         plane: ViewPlane,
         #[serde(default)]
         options: PipelineOptions,
+        /// The point removes what is under it.
+        #[serde(default, skip_serializing_if = "is_false")]
+        negative: bool,
+        /// A box bounding the object from this prompt on.
+        #[serde(default, rename = "box", skip_serializing_if = "Option::is_none")]
+        bbox: Option<BoxPrompt>,
+        /// The object this prompt refines; `None`: a new one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        object: Option<ObjectRef>,
     },
     /// Cancel this job and every earlier one.
     Cancel { job: u64 },
     Shutdown,
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl Request {
-    /// A click request.
+    /// A click request: a positive click starting a new object.
     pub fn infer(job: u64, click: RasMm, plane: ViewPlane, options: PipelineOptions) -> Self {
-        Request::Infer { job, click: click.to_array(), plane, options }
+        Request::Infer { job, click: Some(click.to_array()), plane, options, negative: false, bbox: None, object: None }
     }
+
+    /// A prompt request: `prompt` refining `object` (`None`: starting a new object).
+    pub fn prompt(job: u64, prompt: &Prompt, plane: ViewPlane, options: PipelineOptions, object: Option<ObjectRef>) -> Self {
+        Request::Infer {
+            job,
+            click: prompt.point.map(|p| p.at.to_array()),
+            plane,
+            options,
+            negative: prompt.point.is_some_and(|p| p.polarity == Polarity::Negative),
+            bbox: prompt.bbox,
+            object,
+        }
+    }
+}
+
+/// The prompt an `infer` request's fields make, checked: an error (naming the field) when it
+/// has neither point nor box, a negative without a point, or a non-finite value.
+pub fn infer_prompt(click: Option<[f64; 3]>, negative: bool, bbox: Option<BoxPrompt>) -> Result<Prompt, String> {
+    if negative && click.is_none() {
+        return Err("infer: `negative` needs a `click`".into());
+    }
+    let point = click.map(|c| PointPrompt { at: RasMm::new(c[0], c[1], c[2]), polarity: if negative { Polarity::Negative } else { Polarity::Positive } });
+    let p = Prompt { point, bbox };
+    p.check().map_err(|e| format!("infer: {e}"))?;
+    Ok(p)
 }
 
 /// What a client shows about the loaded model (plain data).
@@ -233,11 +285,47 @@ mod tests {
         assert_eq!(back, r);
         // A client may leave the options out: the shipped pipeline.
         let bare: Request = from_line(r#"{"cmd":"infer","job":1,"click":[0,0,0],"plane":"Axial"}"#).expect("reads");
-        assert_eq!(bare, Request::Infer { job: 1, click: [0.0; 3], plane: ViewPlane::Axial, options: PipelineOptions::default() });
+        assert_eq!(bare, Request::infer(1, RasMm::new(0.0, 0.0, 0.0), ViewPlane::Axial, PipelineOptions::default()));
+        // A version-3 click with its options: a positive click starting a new object.
+        let v3: Request = from_line(r#"{"cmd":"infer","job":2,"click":[1,2,3],"plane":"Coronal","options":{"join":false}}"#).expect("reads");
+        let Request::Infer { click, negative, bbox, object, options, .. } = v3 else { panic!("an infer") };
+        assert_eq!((click, negative, bbox, object, options.join), (Some([1.0, 2.0, 3.0]), false, None, None, false));
+        assert_eq!(infer_prompt(click, negative, bbox).expect("a prompt"), crate::prompts::Prompt::positive(RasMm::new(1.0, 2.0, 3.0)));
+        // A positive click keeps the version-3 line (no new fields written).
+        assert_eq!(to_line(&Request::infer(1, RasMm::new(0.0, 0.0, 0.0), ViewPlane::Axial, PipelineOptions::default())).matches("negative").count(), 0);
         // Version 2's separate setters are gone: refused with the line quoted.
         let e = from_line::<Request>(r#"{"cmd":"set_refine","on":false}"#).expect_err("gone");
         assert!(e.contains("set_refine"), "{e}");
         assert!(from_line::<Request>(&"x".repeat(MAX_LINE_BYTES + 1)).expect_err("too long").contains("bytes"));
+    }
+
+    #[test]
+    fn refinement_prompts_read_back_and_bad_ones_are_refused() {
+        use crate::prompts::{BoxPrompt, ObjectRef, Prompt};
+        let obj = Some(ObjectRef { id: 9, after: 2 });
+        let bx = BoxPrompt::from_corners([-10.0, 5.0, 30.0, 20.0, 40.0, 30.0]).expect("2D box");
+        let prompts = [
+            Prompt::negative(RasMm::new(4.0, -5.5, 6.0)),
+            Prompt::boxed(bx),
+            Prompt { point: Some(crate::prompts::PointPrompt { at: RasMm::new(1.0, 2.0, 3.0), polarity: Polarity::Positive }), bbox: Some(bx) },
+        ];
+        for p in prompts {
+            let r = Request::prompt(12, &p, ViewPlane::Sagittal, PipelineOptions::default(), obj);
+            let line = to_line(&r);
+            let back: Request = from_line(&line).expect("reads");
+            assert_eq!(back, r, "{line}");
+            let Request::Infer { click, negative, bbox, object, .. } = back else { panic!("an infer") };
+            assert_eq!(infer_prompt(click, negative, bbox).expect("a prompt"), p);
+            assert_eq!(object, obj);
+        }
+        // The wire form, as a client in another language writes it.
+        let r: Request = from_line(r#"{"cmd":"infer","job":3,"click":null,"plane":"Axial","box":{"a":[0,0,0],"b":[10,10,0],"open":"Axial"},"object":{"id":1,"after":1}}"#).expect("reads");
+        let Request::Infer { click, negative, bbox, .. } = r else { panic!("an infer") };
+        assert_eq!(infer_prompt(click, negative, bbox).expect("a box").bbox.and_then(|b| b.open), Some(ViewPlane::Axial));
+        assert!(infer_prompt(None, false, None).expect_err("empty").contains("point or a box"));
+        assert!(infer_prompt(None, true, None).expect_err("negative without a point").contains("negative"));
+        assert!(from_line::<Request>(r#"{"cmd":"infer","job":3,"click":[0,0,0],"plane":"Axial","object":{"id":1}}"#).is_err(), "an object without its step");
+        assert!(from_line::<Request>(r#"{"cmd":"infer","job":3,"click":[0,0,0],"plane":"Axial","negativ":true}"#).expect_err("a typo").contains("negativ"));
     }
 
     #[test]

@@ -30,10 +30,22 @@ struct InferJson {
     class: usize,
     voxel_count: usize,
     volume_ml: f64,
+    /// The last prompt's timings.
     timings: crate::engine::Timings,
+    /// Each prompt in the order applied, with the candidate after it.
+    prompts: Vec<PromptJson>,
     load_secs: f64,
     /// Triangles in the written mesh (when `--out-mesh`).
     mesh_triangles: Option<usize>,
+}
+
+/// One prompt of `infer` and the candidate after it.
+#[derive(serde::Serialize)]
+struct PromptJson {
+    prompt: String,
+    voxel_count: usize,
+    volume_ml: f64,
+    secs: f64,
 }
 
 /// The engine's command line: the model commands, as the front binary forwards them, and
@@ -89,10 +101,11 @@ pub fn main() -> ExitCode {
 /// Inference in this process (links libtorch).
 pub fn run_infer(a: &InferArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
-    let click = match a.click_ras.as_slice() {
-        [x, y, z] if [x, y, z].iter().all(|v| v.is_finite()) => RasMm::new(*x, *y, *z),
-        other => bail!("--click-ras takes three finite numbers X,Y,Z in RAS mm, got {other:?}"),
-    };
+    let prompts = a.prompts();
+    if prompts.is_empty() {
+        bail!("infer needs a prompt: --click-ras X,Y,Z or --box-ras X0,Y0,Z0,X1,Y1,Z1");
+    }
+    let click = prompts[0].point.map(|p| p.at).or(prompts[0].bbox.map(|b| b.centre())).unwrap_or(RasMm::new(0.0, 0.0, 0.0));
     if let Some(m) = &a.out_mesh {
         crate::shape::MeshFormat::from_path(m)?;
         check_writable(m)?;
@@ -108,21 +121,23 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         tch::set_num_threads(n);
     }
     let volume = Arc::new(crate::volume::open_with(&a.volume, a.series.as_ref())?);
-    // Fail on a click outside the volume before loading any weights.
+    // Fail on a point outside the volume before loading any weights.
     let voxel_from_ras = volume.voxel_from_ras();
-    if !volume.shape().contains(voxel_from_ras.apply(click)) {
-        let v = voxel_from_ras.apply(click);
-        bail!(
-            "{}: click at RAS ({:.1}, {:.1}, {:.1}) mm is outside the volume (voxel ({:.1}, {:.1}, {:.1}) of a {} grid)",
-            a.volume.display(),
-            click.x(),
-            click.y(),
-            click.z(),
-            v.x(),
-            v.y(),
-            v.z(),
-            volume.shape()
-        );
+    for (flag, p) in a.points() {
+        if !volume.shape().contains(voxel_from_ras.apply(p)) {
+            let v = voxel_from_ras.apply(p);
+            bail!(
+                "{}: {flag} at RAS ({:.1}, {:.1}, {:.1}) mm is outside the volume (voxel ({:.1}, {:.1}, {:.1}) of a {} grid)",
+                a.volume.display(),
+                p.x(),
+                p.y(),
+                p.z(),
+                v.x(),
+                v.y(),
+                v.z(),
+                volume.shape()
+            );
+        }
     }
     let model = Model::from_checkpoint(&weights, device)?;
     let mut session = Session::new();
@@ -139,9 +154,19 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         eprintln!("warning: the MR adapter was not used: {e}");
     }
     let load_secs = t0.elapsed().as_secs_f64();
-    let result = session
-        .infer(&InferRequest { click, plane: a.plane, mask2d: None }, &mut NoHooks)
-        .with_context(|| format!("{}: inference failed", a.volume.display()))?;
+    let mut object = None;
+    let mut steps = Vec::new();
+    let mut last = None;
+    for (n, prompt) in prompts.iter().enumerate() {
+        let req = InferRequest { prompt: prompt.clone(), plane: a.plane, mask2d: None, object };
+        let r = session
+            .infer(&req, &mut NoHooks)
+            .with_context(|| format!("{}: inference failed at prompt {} ({})", a.volume.display(), n + 1, prompt.describe()))?;
+        object = Some(r.object);
+        steps.push(PromptJson { prompt: prompt.describe(), voxel_count: r.voxel_count, volume_ml: r.volume_ml, secs: r.timings.total_secs });
+        last = Some(r);
+    }
+    let Some(result) = last else { bail!("infer needs a prompt") };
     result.mask.save(&a.out_mask)?;
     let mut mesh_triangles = None;
     if let Some(path) = &a.out_mesh {
@@ -166,6 +191,7 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         voxel_count: result.voxel_count,
         volume_ml: result.volume_ml,
         timings: result.timings.clone(),
+        prompts: steps,
         load_secs,
         mesh_triangles,
     };
@@ -173,6 +199,11 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&out)?);
     } else {
         let t = &result.timings;
+        if out.prompts.len() > 1 {
+            for (n, p) in out.prompts.iter().enumerate() {
+                println!("prompt {:<2} {}: {} voxels, {:.2} ml, {:.3} s", n + 1, p.prompt, p.voxel_count, p.volume_ml, p.secs);
+            }
+        }
         println!("mask      {} ({} voxels, {:.2} ml)", out.out_mask, out.voxel_count, out.volume_ml);
         println!(
             "timings   preprocess {:.3} s, 2D mask {:.3} s, 3D shape {:.3} s, postprocess {:.3} s, total {:.3} s (+ {:.2} s loading)",
@@ -259,6 +290,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         pipeline: a.pipeline_options().map_err(anyhow::Error::msg)?,
         mr_adapter: if !a.pipeline.mr_adapter || a.adapter.is_some() { None } else { default_mr_adapter_path() },
         click_depth: a.click_depth,
+        clicks: a.clicks as usize,
     };
     let bar = std::cell::RefCell::new(None::<Progress>);
     let (rows, summary) =
@@ -281,6 +313,15 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
             s.mean_hd95_mm.map(|v| format!("{v:.1}")).unwrap_or("–".into()),
             s.mean_dice_2d.map(|v| format!(", 2D Dice on the clicked slice {v:.3}")).unwrap_or_default()
         );
+        if s.mean_dice_by_prompt.len() > 1 {
+            let by: Vec<String> = s.mean_dice_by_prompt.iter().enumerate().map(|(k, d)| format!("{}: {d:.3}", k + 1)).collect();
+            println!(
+                "{:<11} mean Dice after each prompt: {}{}",
+                "",
+                by.join(", "),
+                s.mean_prompt_secs.map(|t| format!(" ({:.0} ms per correction)", t * 1000.0)).unwrap_or_default()
+            );
+        }
         if s.by_label.len() > 1 && s.by_label.len() <= 60 {
             print!("{}", crate::engine::eval::label_table(s));
         }

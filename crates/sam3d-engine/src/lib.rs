@@ -13,7 +13,7 @@
 //! The core modules are re-exported, so `crate::volume` and `sam3d_engine::volume` name the
 //! same thing as `sam3d_core::volume`.
 
-pub use sam3d_core::{assets, baseline, commands, data, geometry, options, progress, protocol, shape, train_config, volume};
+pub use sam3d_core::{assets, baseline, commands, data, geometry, options, progress, prompts, protocol, shape, train_config, volume};
 
 pub mod cli;
 pub mod engine;

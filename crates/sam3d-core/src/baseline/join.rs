@@ -29,7 +29,8 @@
 //! are grown at their own resolution. The checks run on the coarse region; only a region that
 //! is joined is taken back to the scan's grid.
 
-use super::{GrowError, GrowParams, grow_with_floor, morph};
+use super::{GrowError, GrowParams, grow_within, morph};
+use crate::prompts::PromptSet;
 use crate::shape::flood::component_containing;
 use crate::geometry::{RasFromVoxel, RasMm, VoxelIjk};
 use crate::shape::GridComponent;
@@ -81,6 +82,22 @@ pub fn join_region_growing(
     near_mm: Option<f64>,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(GridComponent, JoinOutcome), GrowError> {
+    join_region_growing_within(vol, model, click, p, floor, near_mm, &PromptSet::default(), cancelled)
+}
+
+/// [`join_region_growing`] whose growing never takes a voxel `prompts` blocks (near a negative
+/// point, outside the box: [`crate::prompts::PromptSet::blocks`]).
+#[allow(clippy::too_many_arguments)]
+pub fn join_region_growing_within(
+    vol: &Volume,
+    model: &GridComponent,
+    click: RasMm,
+    p: &GrowParams,
+    floor: f64,
+    near_mm: Option<f64>,
+    prompts: &PromptSet,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<(GridComponent, JoinOutcome), GrowError> {
     let keep = |o| Ok((model.clone(), o));
     let shape = vol.shape().array_shape();
     if model.voxel_count == 0 || !model.fits(shape) {
@@ -119,7 +136,7 @@ pub fn join_region_growing(
     };
     // The coarse region: voxel `c` stands for the box's voxels `c·f … (c+1)·f − 1` (fewer at the
     // box's far faces).
-    let coarse_region = match grow_with_floor(&sub, click, p, floor, cancelled) {
+    let coarse_region = match grow_within(&sub, click, p, floor, prompts, cancelled) {
         Ok(r) => r,
         Err(GrowError::Cancelled) => return Err(GrowError::Cancelled),
         Err(_) => return keep(JoinOutcome::NoRegion),

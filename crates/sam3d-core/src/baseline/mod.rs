@@ -8,9 +8,11 @@
 //! two agree.
 
 pub mod join;
+pub mod prompted;
 pub mod refine;
 
 use crate::geometry::{ArrayIdx, RasMm};
+use crate::prompts::PromptSet;
 use crate::shape::flood::{component_containing, fill_holes};
 use crate::volume::{OnGrid, Volume};
 use ndarray::{Array3, Zip};
@@ -157,6 +159,12 @@ pub fn grow_from_click_until(vol: &Volume, click: RasMm, p: &GrowParams, cancell
 /// [`grow_from_click_until`] with the smallest intensity spread given (`floor`, see
 /// [`refine::intensity_floor`]): growing on a crop of a scan must use the whole scan's.
 pub fn grow_with_floor(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, cancelled: &dyn Fn() -> bool) -> Result<Array3<bool>, GrowError> {
+    grow_within(vol, click, p, floor, &PromptSet::default(), cancelled)
+}
+
+/// [`grow_with_floor`] that never takes a voxel `prompts` blocks ([`PromptSet::blocks`]: near
+/// a negative point, outside the box), so the region cannot grow into or through them.
+pub fn grow_within(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, prompts: &PromptSet, cancelled: &dyn Fn() -> bool) -> Result<Array3<bool>, GrowError> {
     let check = || if cancelled() { Err(GrowError::Cancelled) } else { Ok(()) };
     let seed = vol.index_of_ras(click).ok_or(GrowError::OutsideVolume(click.x(), click.y(), click.z()))?;
     let sp_kji = vol.spacing().kji();
@@ -193,13 +201,15 @@ pub fn grow_with_floor(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, c
     let click_v = click.v;
     let ras = *vol.ras_from_voxel.matrix();
     let mut region = Array3::from_elem(sm.raw_dim(), false);
+    let blocked = prompted::blocked_mask(vol, [0, 0, 0], [shape[0], shape[1], shape[2]], prompts);
+    let open = |idx: (usize, usize, usize)| blocked.as_ref().is_none_or(|b| !b[idx]);
     for _ in 0..=p.iterations {
         check()?;
         let (lo, hi) = (mean - p.multiplier * std.max(floor), mean + p.multiplier * std.max(floor));
         let mut cand = Array3::from_elem(sm.raw_dim(), false);
         Zip::indexed(&mut cand).and(&sm).par_for_each(|(k, j, i), c, &v| {
             let v = v as f64;
-            if v >= lo && v <= hi {
+            if v >= lo && v <= hi && open((k, j, i)) {
                 let x = ras[(0, 0)] * i as f64 + ras[(0, 1)] * j as f64 + ras[(0, 2)] * k as f64 + ras[(0, 3)] - click_v.x;
                 let y = ras[(1, 0)] * i as f64 + ras[(1, 1)] * j as f64 + ras[(1, 2)] * k as f64 + ras[(1, 3)] - click_v.y;
                 let z = ras[(2, 0)] * i as f64 + ras[(2, 1)] * j as f64 + ras[(2, 2)] * k as f64 + ras[(2, 3)] - click_v.z;
@@ -249,7 +259,8 @@ pub fn grow_with_floor(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, c
         let raw_std = (rs2 / rn as f64 - rm * rm).max(0.0).sqrt();
         let t = (rm + sh) / 2.0;
         let brighter = rm > sh;
-        Zip::from(&mut region).and(&grown).and(&vol.data).par_for_each(|r, &g, &v| {
+        Zip::indexed(&mut region).and(&grown).and(&vol.data).par_for_each(|idx, r, &g, &v| {
+            let g = g && open(idx);
             let v = v as f64;
             let band = 3.0 * raw_std.max(floor);
             if g && !*r && ((brighter && v >= t && v <= rm + band) || (!brighter && v <= t && v >= rm - band)) {
@@ -257,7 +268,14 @@ pub fn grow_with_floor(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, c
             }
         });
     }
-    Ok(fill_holes(component_containing(region.view(), seed).view()))
+    let mut filled = fill_holes(component_containing(region.view(), seed).view());
+    // A blocked ball the region closed round stays out.
+    if let Some(b) = &blocked {
+        Zip::from(&mut filled).and(b).par_for_each(|f, &b| *f = *f && !b);
+        filled[seed.as_kji()] = true;
+        filled = component_containing(filled.view(), seed);
+    }
+    Ok(filled)
 }
 
 /// The deepest interior point of a mask (largest distance to the outside, in mm, by the exact

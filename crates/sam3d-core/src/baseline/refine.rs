@@ -20,6 +20,7 @@
 use super::{gaussian_smooth, morph};
 use crate::shape::flood::{component_containing, fill_holes, grow_through, largest_component};
 use crate::geometry::ArrayIdx;
+use crate::prompts::PromptSet;
 use crate::shape::GridComponent;
 use crate::volume::{OnGrid, Volume};
 use ndarray::{Array3, Zip, s};
@@ -98,6 +99,12 @@ pub fn robust_stats(v: &mut Vec<f32>) -> Option<(f64, f64)> {
 /// statistics and pruning keeps the largest part). `floor` is [`intensity_floor`] of `vol`
 /// (computed once per volume by the caller).
 pub fn refine_component(vol: &Volume, comp: &GridComponent, p: &RefineParams, floor: f64, click: Option<ArrayIdx>) -> GridComponent {
+    refine_component_within(vol, comp, p, floor, click, &PromptSet::default())
+}
+
+/// [`refine_component`] that never adds a voxel `prompts` blocks (near a negative point,
+/// outside the box: [`crate::prompts::PromptSet::blocks`]).
+pub fn refine_component_within(vol: &Volume, comp: &GridComponent, p: &RefineParams, floor: f64, click: Option<ArrayIdx>, prompts: &PromptSet) -> GridComponent {
     if comp.voxel_count == 0 || !comp.fits([vol.data.shape()[0], vol.data.shape()[1], vol.data.shape()[2]]) {
         return comp.clone();
     }
@@ -178,6 +185,9 @@ pub fn refine_component(vol: &Volume, comp: &GridComponent, p: &RefineParams, fl
     Zip::from(&mut added).and(&model).and(&inner).and(&d2).par_for_each(|a, &m, &v, &d| {
         *a = !m && d <= band2 && (v as f64) >= vlo && (v as f64) <= vhi;
     });
+    if let Some(blocked) = super::prompted::blocked_mask(vol, lo, n, prompts) {
+        Zip::from(&mut added).and(&blocked).par_for_each(|a, &b| *a = *a && !b);
+    }
     let kept = grow_through(model.view(), added.view());
     let Some((blo, bhi)) = crate::shape::sdf::bounding_box(kept.view()) else { return comp.clone() };
     let mask = kept.slice(s![blo[0]..=bhi[0], blo[1]..=bhi[1], blo[2]..=bhi[2]]).to_owned();

@@ -8,7 +8,9 @@
 //! mean per plane, and per label (named from the `.tsv` beside the label maps) its mean, worst,
 //! mean per plane, HD95 and predicted / reference volume.
 
-use crate::baseline::{GrowParams, grow_from_click};
+use crate::baseline::GrowParams;
+use crate::baseline::prompted::PromptedGrowing;
+use crate::prompts::{Polarity, Prompt, next_correction};
 use crate::data::preprocess::{axis_of_plane, find_pairs, point_at_depth_on_slice, slices_with};
 use crate::engine::{InferRequest, NoHooks, Session};
 use crate::options::{PipelineOptions, PlaneFusion};
@@ -18,7 +20,7 @@ use crate::baseline::refine::RefineParams;
 use crate::model::Model;
 use crate::shape::metrics::{LabelMetrics, mask_metrics};
 use crate::volume::{LabelMap, OnGrid};
-use ndarray::Array2;
+use ndarray::{Array2, Array3};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +40,11 @@ pub struct EvalRow {
     /// clicked slice (model rows only).
     pub dice_2d: Option<f64>,
     pub secs: f64,
+    /// Dice after 1, 2, … prompts (`eval --clicks N`: the first click, then the simulated
+    /// corrections; a prediction that matches the reference keeps its Dice).
+    pub dice_by_prompt: Vec<f64>,
+    /// Mean seconds of the prompts after the first (`None` with one prompt).
+    pub prompt_secs: Option<f64>,
 }
 
 /// Mean and worst of one method.
@@ -56,6 +63,10 @@ pub struct MethodSummary {
     /// Over the model's rows: Dice of the 2D mask on the clicked slice.
     pub mean_dice_2d: Option<f64>,
     pub mean_secs: f64,
+    /// Mean Dice after 1, 2, … N prompts (`eval --clicks N`).
+    pub mean_dice_by_prompt: Vec<f64>,
+    /// Mean seconds of a prompt after the first (`None` with one prompt).
+    pub mean_prompt_secs: Option<f64>,
     /// Mean Dice of the clicks made on each plane (`axial`, `coronal`, `sagittal`).
     pub dice_by_plane: BTreeMap<String, f64>,
     /// Per label, in label order: where the method does well and where it fails.
@@ -80,6 +91,8 @@ pub struct LabelSummary {
     pub volume_ratio: f64,
     /// Model rows: mean Dice of the 2D mask on the clicked slice.
     pub mean_dice_2d: Option<f64>,
+    /// Mean Dice after 1, 2, … N prompts.
+    pub mean_dice_by_prompt: Vec<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -105,6 +118,9 @@ pub struct EvalSummary {
     pub mr_adapter: Option<String>,
     /// The clicks' depth as a fraction of the deepest point's (`--click-depth`; 1: deepest).
     pub click_depth: f64,
+    /// Prompts per structure and plane (`--clicks`): the first click, then simulated
+    /// corrections ([`crate::prompts::next_correction`]).
+    pub clicks: usize,
     pub cases: usize,
     /// The first names file found beside the cases' label maps; later cases' files only add
     /// ids it lacks.
@@ -139,6 +155,9 @@ pub struct EvalOptions {
     /// Where on its central slice each click lies: this fraction of the deepest point's
     /// in-plane depth (1: the deepest point; smaller: off-centre, nearer the border).
     pub click_depth: f64,
+    /// Prompts per structure and plane: the first click, then `clicks − 1` simulated
+    /// corrections (at least 1).
+    pub clicks: usize,
 }
 
 
@@ -216,13 +235,21 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
             s.set_volume(vol.clone(), None)?;
         }
         let sp = lab.spacing_mm();
+        let floor = crate::baseline::refine::intensity_floor(vol);
         for (label, cl) in clicks {
             let gt = lab.mask(*label);
             for &(plane, click) in cl {
                 if opts.baseline || session.is_none() {
                     let t = std::time::Instant::now();
-                    let grown = grow_from_click(vol, click, &opts.grow).map_err(|e| anyhow::anyhow!("{}: {e}", pair_name(name)))?;
+                    let grid = lab.shape().array_shape();
+                    let as_mask = |c: Option<&crate::shape::GridComponent>| c.map_or_else(|| ndarray::Array3::from_elem((grid[0], grid[1], grid[2]), false), |c| c.to_mask(grid));
+                    let mut growing = PromptedGrowing::default();
+                    let grow = |g: &mut PromptedGrowing, p: &Prompt| {
+                        g.add(vol, p, &opts.grow, floor, &|| false).map(as_mask).map_err(|e| anyhow::anyhow!("{}: {e}", pair_name(name)))
+                    };
+                    let grown = grow(&mut growing, &Prompt::positive(click))?;
                     let secs = t.elapsed().as_secs_f64();
+                    let (dice_by_prompt, prompt_secs) = corrections(&grown, &gt, lab, opts.clicks, |p| grow(&mut growing, p))?;
                     rows.push(EvalRow {
                         case: name.clone(),
                         label: *label,
@@ -232,6 +259,8 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
                         metrics: mask_metrics(*label, grown.view(), gt.view(), sp),
                         dice_2d: None,
                         secs,
+                        dice_by_prompt,
+                        prompt_secs,
                     });
                 }
                 if let Some(s) = session.as_mut() {
@@ -241,10 +270,16 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
                         reference(&slice_ras_from_pixel(click, plane, &p), p.image_size)
                     });
                     let t = std::time::Instant::now();
-                    let r = s.infer(&InferRequest { click, plane, mask2d }, &mut NoHooks)?;
+                    let r = s.infer(&InferRequest { mask2d, ..InferRequest::click(click, plane) }, &mut NoHooks)?;
                     let secs = t.elapsed().as_secs_f64();
                     let pred = r.mask.data.mapv(|v| v != 0);
                     let want2d = reference(&r.ras_from_pixel, r.mask2d.nrows());
+                    let mut object = Some(r.object);
+                    let (dice_by_prompt, prompt_secs) = corrections(&pred, &gt, lab, opts.clicks, |p| {
+                        let next = s.infer(&InferRequest { prompt: p.clone(), plane, mask2d: None, object }, &mut NoHooks)?;
+                        object = Some(next.object);
+                        Ok(next.mask.data.mapv(|v| v != 0))
+                    })?;
                     rows.push(EvalRow {
                         case: name.clone(),
                         label: *label,
@@ -254,6 +289,8 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
                         metrics: mask_metrics(*label, pred.view(), gt.view(), sp),
                         dice_2d: Some(dice_2d(&r.mask2d, &want2d)),
                         secs,
+                        dice_by_prompt,
+                        prompt_secs,
                     });
                 }
                 on_click();
@@ -273,11 +310,67 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         views: opts.pipeline.views as usize,
         join: opts.pipeline.join,
         click_depth: opts.click_depth,
+        clicks: opts.clicks.max(1),
         cases: loaded.len(),
         label_names: names_from.map(|p| p.display().to_string()),
         methods: summarise(&rows, &names),
     };
     Ok((rows, summary))
+}
+
+/// The simulated-correction protocol after a first prediction `first`: up to `clicks − 1`
+/// prompts, each at [`next_correction`] of the current prediction against `truth` (positive in
+/// the largest missed region, negative in the largest false one), run by `prompt`, which
+/// returns the prediction after it on `labels`' grid. Returns the Dice after each prompt (the
+/// first's included; once the prediction matches the reference it keeps its Dice) and the mean
+/// seconds of the prompts after the first.
+pub fn corrections(
+    first: &Array3<bool>,
+    truth: &Array3<bool>,
+    labels: &LabelMap,
+    clicks: usize,
+    mut prompt: impl FnMut(&Prompt) -> anyhow::Result<Array3<bool>>,
+) -> anyhow::Result<(Vec<f64>, Option<f64>)> {
+    let mut dice = vec![mask_dice(first, truth)];
+    let mut pred = first.clone();
+    let mut secs = Vec::new();
+    for _ in 1..clicks.max(1) {
+        let Some(c) = next_correction(pred.view(), truth.view(), labels.spacing()) else {
+            dice.push(dice[dice.len() - 1]);
+            continue;
+        };
+        let at = labels.ras_of(c.at);
+        let p = match c.polarity {
+            Polarity::Positive => Prompt::positive(at),
+            Polarity::Negative => Prompt::negative(at),
+        };
+        let t = std::time::Instant::now();
+        pred = prompt(&p)?;
+        secs.push(t.elapsed().as_secs_f64());
+        dice.push(mask_dice(&pred, truth));
+    }
+    Ok((dice, (!secs.is_empty()).then(|| secs.iter().sum::<f64>() / secs.len() as f64)))
+}
+
+/// Dice of two masks on one grid (1 when both are empty).
+pub fn mask_dice(a: &Array3<bool>, b: &Array3<bool>) -> f64 {
+    let (mut inter, mut sum) = (0usize, 0usize);
+    ndarray::Zip::from(a).and(b).for_each(|&x, &y| {
+        inter += (x && y) as usize;
+        sum += x as usize + y as usize;
+    });
+    if sum == 0 { 1.0 } else { 2.0 * inter as f64 / sum as f64 }
+}
+
+/// Mean of the rows' Dice after each prompt count (rows with fewer prompts stop counting).
+fn mean_by_prompt(rows: &[&EvalRow]) -> Vec<f64> {
+    let n = rows.iter().map(|r| r.dice_by_prompt.len()).max().unwrap_or(0);
+    (0..n)
+        .map(|k| {
+            let d: Vec<f64> = rows.iter().filter_map(|r| r.dice_by_prompt.get(k).copied()).collect();
+            d.iter().sum::<f64>() / d.len().max(1) as f64
+        })
+        .collect()
 }
 
 /// The reference label on the model's `n×n` slice (nearest voxel of each pixel's centre).
@@ -335,6 +428,7 @@ pub fn summarise(rows: &[EvalRow], names: &BTreeMap<u16, String>) -> BTreeMap<St
                     worst_dice_at: worst.map(row_at).unwrap_or_default(),
                     volume_ratio: lr.iter().map(|r| r.metrics.pred_voxels as f64 / r.metrics.gt_voxels.max(1) as f64).sum::<f64>() / k,
                     mean_dice_2d: mean_opt(lr.iter().map(|r| r.dice_2d)),
+                    mean_dice_by_prompt: mean_by_prompt(&lr),
                 }
             })
             .collect();
@@ -351,6 +445,8 @@ pub fn summarise(rows: &[EvalRow], names: &BTreeMap<u16, String>) -> BTreeMap<St
                 worst_hd95_mm: rs.iter().filter_map(|r| r.metrics.hd95_mm).max_by(f64::total_cmp),
                 mean_dice_2d: mean_opt(rs.iter().map(|r| r.dice_2d)),
                 mean_secs: rs.iter().map(|r| r.secs).sum::<f64>() / n,
+                mean_dice_by_prompt: mean_by_prompt(&rs),
+                mean_prompt_secs: mean_opt(rs.iter().map(|r| r.prompt_secs)),
                 dice_by_plane: dice_by_plane(&rs),
                 by_label,
             },
@@ -415,13 +511,23 @@ pub fn plane_name(p: ViewPlane) -> &'static str {
 /// The CSV header.
 pub const CSV_HEADER: &str = "case,label,plane,method,click_r,click_a,click_s,dice,iou,hd95_mm,assd_mm,pred_voxels,gt_voxels,secs,dice_2d";
 
-/// The report as CSV text (empty cells where a distance is undefined).
+/// The report as CSV text (empty cells where a distance is undefined). With more than one
+/// prompt per row (`eval --clicks N`), the columns `dice_after_1` … `dice_after_N` follow
+/// [`CSV_HEADER`]'s (the metrics columns are the first click's).
 pub fn to_csv(rows: &[EvalRow]) -> String {
     let o = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_default();
-    let mut s = format!("{CSV_HEADER}\n");
+    let prompts = rows.iter().map(|r| r.dice_by_prompt.len()).max().unwrap_or(0);
+    let mut s = CSV_HEADER.to_string();
+    if prompts > 1 {
+        for k in 1..=prompts {
+            s += &format!(",dice_after_{k}");
+        }
+    }
+    s += "\n";
     for r in rows {
+        let after: String = if prompts > 1 { (0..prompts).map(|k| format!(",{}", r.dice_by_prompt.get(k).map(|d| format!("{d:.5}")).unwrap_or_default())).collect() } else { String::new() };
         s += &format!(
-            "{},{},{},{},{:.2},{:.2},{:.2},{:.5},{:.5},{},{},{},{},{:.3},{}\n",
+            "{},{},{},{},{:.2},{:.2},{:.2},{:.5},{:.5},{},{},{},{},{:.3},{}{after}\n",
             r.case,
             r.label,
             plane_name(r.plane),

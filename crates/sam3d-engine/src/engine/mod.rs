@@ -14,7 +14,8 @@ pub mod train;
 pub use session::{EngineError, Hooks, InferRequest, InferResult, NO_WEIGHTS_HELP, NoHooks, Session, Stage, Timings};
 
 use crate::data::click::RasFromPixel;
-use crate::geometry::{RasMm, ViewPlane};
+use crate::geometry::ViewPlane;
+use crate::prompts::{ObjectRef, Prompt};
 use crate::model::{Model, ModelInfo};
 use crate::options::PipelineOptions;
 use crate::volume::{Modality, Volume};
@@ -45,8 +46,10 @@ pub enum Command {
     /// Read a volume file (any format [`crate::volume::open`] reads) and set it, on the worker,
     /// in order with the clicks: the client's loop stays free for cancels and progress.
     OpenVolume { volume_id: u64, path: PathBuf },
-    /// One click. `job` ids should increase (see [`Engine::next_job`]).
-    Infer { job: u64, click: RasMm, plane: ViewPlane, mask2d: Option<Array2<bool>>, options: PipelineOptions },
+    /// One prompt (a click, a negative click, a box) for a new object or the one the session
+    /// holds (`object`; `None`: a new object keyed by `job`). `job` ids should increase (see
+    /// [`Engine::next_job`]).
+    Infer { job: u64, prompt: Prompt, plane: ViewPlane, mask2d: Option<Array2<bool>>, options: PipelineOptions, object: Option<ObjectRef> },
     /// Cancel this job and every earlier one (handled by [`Engine::send`] at once).
     Cancel { job: u64 },
     /// Stop the worker.
@@ -256,7 +259,7 @@ impl Worker {
                     Err(message) => self.emit(Event::Failed { job: None, message }),
                 }
             }
-            Command::Infer { job, click, plane, mask2d, options } => {
+            Command::Infer { job, prompt, plane, mask2d, options, object } => {
                 if job <= self.cancel_upto.load(Ordering::SeqCst) {
                     self.emit(Event::Cancelled { job });
                     return;
@@ -265,7 +268,7 @@ impl Worker {
                     self.emit(Event::Failed { job: Some(job), message: e.to_string() });
                     return;
                 }
-                let req = InferRequest { click, plane, mask2d };
+                let req = InferRequest { prompt, plane, mask2d, object: Some(object.unwrap_or(ObjectRef { id: job, after: 0 })) };
                 let mut hooks = WorkerHooks { job, events: &self.events, repaint: &*self.repaint, cancel_upto: &self.cancel_upto };
                 match self.session.infer(&req, &mut hooks) {
                     Ok(result) => self.emit(Event::Result { job, result: Box::new(result) }),

@@ -5,8 +5,7 @@
 //! to pass cancels on at once.
 
 use super::{Command, Engine, EngineOptions, Event};
-use crate::geometry::RasMm;
-use crate::protocol::{CropFile, MAX_LINE_BYTES, PROTOCOL_VERSION, Reply, Request, from_line, to_line};
+use crate::protocol::{CropFile, MAX_LINE_BYTES, PROTOCOL_VERSION, Reply, Request, from_line, infer_prompt, to_line};
 use crate::shape::{MeshObject, MeshSpace};
 use std::io::{BufRead, Write};
 
@@ -110,7 +109,13 @@ pub fn serve(opts: EngineOptions) -> std::io::Result<()> {
                         volume_id += 1;
                         Command::OpenVolume { volume_id, path }
                     }
-                    Request::Infer { job, click, plane, options } => Command::Infer { job, click: RasMm::new(click[0], click[1], click[2]), plane, mask2d: None, options },
+                    Request::Infer { job, click, plane, options, negative, bbox, object } => match infer_prompt(click, negative, bbox) {
+                        Ok(prompt) => Command::Infer { job, prompt, plane, mask2d: None, options, object },
+                        Err(message) => {
+                            write_line(&mut out, &Reply::Failed { job: Some(job), message })?;
+                            continue;
+                        }
+                    },
                     Request::Cancel { job } => Command::Cancel { job },
                     Request::Shutdown => break Ok(()),
                 };

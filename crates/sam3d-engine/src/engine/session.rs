@@ -2,8 +2,10 @@
 //! worker thread ([`super::Engine`]) and the command line both drive it.
 
 use crate::baseline::GrowParams;
-use crate::baseline::join::join_region_growing;
-use crate::baseline::refine::{RefineParams, intensity_floor, refine_component};
+use crate::baseline::join::join_region_growing_within;
+use crate::baseline::prompted::ObjectState;
+use crate::baseline::refine::{RefineParams, intensity_floor, refine_component_within};
+use crate::prompts::{ObjectRef, Prompt, PromptSet};
 use crate::data::click::{self, ClickError, ClickSample, PreparedVolume, RasFromPixel};
 use crate::geometry::{ArrayIdx, Point3, RasFromGrid, RasMm, ViewPlane};
 use crate::model::{Model, ModelError, ModelInfo};
@@ -45,18 +47,31 @@ pub enum EngineError {
 
 pub use crate::protocol::{Stage, Timings};
 
-/// One click.
+/// One prompt: a click (positive or negative) and/or a box, starting an object or refining the
+/// one the session holds ([`crate::prompts`], [`Session::infer`]).
 #[derive(Clone, Debug)]
 pub struct InferRequest {
-    pub click: RasMm,
+    pub prompt: Prompt,
+    /// The view plane the prompt was made on (a positive point's pass cuts its slice there).
     pub plane: ViewPlane,
     /// A 2D mask the user drew on the click's slice image (`[S, S]`); `None`: the model's 2D head.
     pub mask2d: Option<Array2<bool>>,
+    /// The object the prompt refines (its id and how many of its prompts came before);
+    /// `None`: a new object.
+    pub object: Option<ObjectRef>,
+}
+
+impl InferRequest {
+    /// A positive click starting a new object (the one-click pipeline).
+    pub fn click(click: RasMm, plane: ViewPlane) -> Self {
+        InferRequest { prompt: Prompt::positive(click), plane, mask2d: None, object: None }
+    }
 }
 
 /// The result of one click (plain data: it crosses threads).
 #[derive(Clone, Debug)]
 pub struct InferResult {
+    /// The prompt's point (a box's centre for a box alone).
     pub click: RasMm,
     pub plane: ViewPlane,
     /// 1 inside, on the source volume's grid (same shape and affine).
@@ -76,6 +91,10 @@ pub struct InferResult {
     /// The LoRA adapter the model ran with (loaded by hand, or the MR adapter a session puts on
     /// for an MR scan, [`Session::set_mr_adapter`]); `None`: the base weights alone.
     pub adapter: Option<PathBuf>,
+    /// The object with this prompt counted (`after`: its prompts so far).
+    pub object: ObjectRef,
+    /// The object's prompts so far.
+    pub prompts: PromptSet,
     pub timings: Timings,
 }
 
@@ -111,6 +130,25 @@ pub struct Session {
     adapter_by_hand: bool,
     /// Why the MR adapter could not be put on (it does not fit the loaded weights, say).
     mr_adapter_error: Option<String>,
+    /// The object being refined: its candidate after each of its prompts (cleared with the
+    /// volume).
+    object: Option<HeldObject>,
+}
+
+/// An object the session keeps between prompts.
+#[derive(Debug)]
+struct HeldObject {
+    id: u64,
+    /// After each prompt: the object, and the 2D mask, slice and SDF channel of its latest pass.
+    steps: Vec<(ObjectState, Option<PassView>)>,
+}
+
+/// What a result shows of a pass: its 2D mask, that slice's pixel → RAS, its SDF channel.
+#[derive(Clone, Debug)]
+struct PassView {
+    mask2d: Array2<bool>,
+    ras_from_pixel: RasFromPixel,
+    class: usize,
 }
 
 impl Default for Session {
@@ -137,6 +175,7 @@ impl Session {
             mr_adapter: None,
             adapter_by_hand: false,
             mr_adapter_error: None,
+            object: None,
         }
     }
 
@@ -227,6 +266,7 @@ impl Session {
         self.modality = modality;
         self.prepared = None;
         self.refine_floor = None;
+        self.object = None;
         self.prepare()?;
         self.apply_mr_adapter()?;
         Ok(self.prepared.as_ref().map(|p| p.modality).unwrap_or_default())
@@ -250,53 +290,57 @@ impl Session {
         self.prepared.as_ref()
     }
 
-    /// Click → 2D mask → 3D SDF → mask on the source grid (→ mesh).
+    /// One prompt → the object's candidate on the source grid (→ mesh). A positive click runs
+    /// the pipeline ([`run_click`]: 2D mask → 3D SDF → component → refinement → continuation →
+    /// join) from its point, never growing near a negative point or out of the box, and joins
+    /// what it found to the object's; then the candidate is cut to the prompts
+    /// ([`crate::baseline::prompted`]). The first positive click of an object is the one-click
+    /// pipeline exactly. `req.object` names the object and the step it follows (an error when
+    /// the session does not hold it); `None` starts a new one.
     pub fn infer(&mut self, req: &InferRequest, hooks: &mut dyn Hooks) -> Result<InferResult, EngineError> {
         let t_all = Instant::now();
+        req.prompt.check().map_err(EngineError::BadRequest)?;
         let model = self.model.as_ref().ok_or(EngineError::NoModel)?;
         let pv = self.prepared.as_ref().ok_or(EngineError::NoVolume)?;
         let _guard = tch::no_grad_guard();
         let mut timings = Timings::default();
         let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
 
-        let floor = *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume));
-        let refine = self.options.refine().map(|p| (p, floor));
-        let fusion = (self.options.planes, (self.options.views as usize).min(TEST_VIEWS.len()));
-        let first = shape_at(model, pv, refine, fusion, req.click, req.plane, req.mask2d.as_ref(), true, &mut timings, hooks)?;
-        let vol = &pv.volume;
-        let mut component = first.component.clone();
-
-        // An organ wider than the output cube: clicks deeper in the organ toward each face it
-        // reaches, their shapes joined to this one (see [`extension_clicks`]).
-        if self.options.extend
-            && let Some(c) = &first.component
-        {
-            let extra = extension_clicks(c, &first.sample.ras_from_grid, first.sample.grid, vol);
-            for (click, idx) in extra {
-                check(hooks)?;
-                let pass = shape_at(model, pv, refine, fusion, click, req.plane, None, false, &mut timings, hooks)?;
-                if let (Some(u), Some(p)) = (&component, &pass.component)
-                    && p.contains(idx)
-                    && masks_agree(c, (&first.sample.ras_from_grid, first.sample.grid), p, (&pass.sample.ras_from_grid, pass.sample.grid), vol)
-                {
-                    component = Some(u.union(p));
-                    timings.extension_passes += 1;
-                }
+        // The object at the step the client holds.
+        let (id, after) = match req.object {
+            Some(o) => (o.id, o.after),
+            None => (self.object.as_ref().map_or(1, |o| o.id.wrapping_add(1)), 0),
+        };
+        let base = match (&self.object, after) {
+            (_, 0) => None,
+            (Some(o), n) if o.id == id && o.steps.len() >= n => Some(&o.steps[n - 1]),
+            (Some(o), n) if o.id == id => {
+                return Err(EngineError::BadRequest(format!("object {id}: the engine holds {} of its prompts, the request follows {n}", o.steps.len())));
             }
-        }
-        // Region growing from the click, joined where it agrees with the model's shape.
-        if self.options.join
-            && let Some(c) = &component
-        {
-            hooks.progress(Stage::Postprocess);
-            let t = Instant::now();
-            let cancelled = || hooks.cancelled();
-            let (joined, outcome) = join_region_growing(vol, c, req.click, &GrowParams::default(), floor, self.options.join_near(), &cancelled).map_err(|_| EngineError::Cancelled)?;
-            component = Some(joined);
-            timings.join = Some(outcome);
-            timings.postprocess_secs += t.elapsed().as_secs_f64();
-        }
+            _ => return Err(EngineError::BadRequest(format!("object {id} is not held by the engine (a new volume or another object came since): start a new object"))),
+        };
+        let (base_state, base_view) = base.map(|(s, v)| (s.clone(), v.clone())).unwrap_or_default();
+
+        let floor = *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume));
+        let refine = (self.options.refine(), floor);
+        let fusion = (self.options.planes, (self.options.views as usize).min(TEST_VIEWS.len()));
+        let vol = pv.volume.clone();
+        let options = &self.options;
+        let mut view = None;
+        let state = base_state.apply(&req.prompt, vol.as_ref(), |at, prompts| {
+            let (first, component) = run_click(model, pv, options, refine, fusion, at, req.plane, req.mask2d.as_ref(), prompts, &mut timings, hooks)?;
+            view = Some(PassView { mask2d: first.mask2d, ras_from_pixel: first.sample.ras_from_pixel, class: first.class });
+            Ok::<_, EngineError>(component)
+        })?;
+        check(hooks)?;
+        let click = req.prompt.point.map(|p| p.at).or(req.prompt.bbox.map(|b| b.centre())).unwrap_or(RasMm::new(0.0, 0.0, 0.0));
+        let view = view.or(base_view).unwrap_or_else(|| {
+            // No pass yet (a negative point first): an empty mask on the prompt's slice.
+            let p = model.click_params();
+            PassView { mask2d: Array2::from_elem((p.image_size, p.image_size), false), ras_from_pixel: click::slice_ras_from_pixel(click, req.plane, &p), class: 0 }
+        });
         let t = Instant::now();
+        let component = state.candidate.clone();
         let data = match &component {
             Some(c) => c.to_labels(vol.shape(), 1),
             None => Array3::zeros(vol.shape().array_shape()),
@@ -311,22 +355,97 @@ impl Session {
         let t = Instant::now();
         let mesh = component.as_ref().and_then(|c| crate::shape::click_mesh::mesh_of_component(c, vol.shape(), &vol.ras_from_voxel));
         timings.mesh_secs = Some(t.elapsed().as_secs_f64());
+        let prompts = state.prompts.clone();
+        let held = match self.object.take() {
+            Some(mut o) if o.id == id => {
+                o.steps.truncate(after);
+                o
+            }
+            _ => HeldObject { id, steps: Vec::new() },
+        };
+        let mut held = held;
+        held.steps.push((state, Some(view.clone())));
+        let object = ObjectRef { id, after: held.steps.len() };
+        self.object = Some(held);
         timings.total_secs = t_all.elapsed().as_secs_f64();
         Ok(InferResult {
-            click: req.click,
+            click,
             plane: req.plane,
             mask,
-            mask2d: first.mask2d,
-            ras_from_pixel: first.sample.ras_from_pixel,
-            class: first.class,
+            mask2d: view.mask2d,
+            ras_from_pixel: view.ras_from_pixel,
+            class: view.class,
             voxel_count,
             volume_ml,
             mesh,
             component,
             adapter: self.model.as_ref().and_then(|m| m.adapter_path().map(Path::to_path_buf)),
+            object,
+            prompts,
             timings,
         })
     }
+}
+
+/// The pipeline from one positive point: the model's pass at it (2D mask → 3D SDF → the
+/// component through it → refinement by the image), passes continuing an organ wider than the
+/// output cube ([`extension_clicks`]) and region growing joined where it agrees
+/// ([`join_region_growing_within`]). None of its non-learned steps takes a voxel `prompts`
+/// blocks (near a negative point, outside the box), and no continuation click lies there.
+/// Returns the point's own pass and the joined component.
+#[allow(clippy::too_many_arguments)]
+fn run_click(
+    model: &Model,
+    pv: &PreparedVolume,
+    options: &PipelineOptions,
+    (refine, floor): (Option<&RefineParams>, f64),
+    fusion: (PlaneFusion, usize),
+    click: RasMm,
+    plane: ViewPlane,
+    drawn: Option<&Array2<bool>>,
+    prompts: &PromptSet,
+    timings: &mut Timings,
+    hooks: &mut dyn Hooks,
+) -> Result<(Pass, Option<crate::shape::GridComponent>), EngineError> {
+    let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
+    let refine = refine.map(|p| (p, floor));
+    let first = shape_at(model, pv, refine, fusion, click, plane, drawn, true, prompts, timings, hooks)?;
+    let vol = &pv.volume;
+    let mut component = first.component.clone();
+
+    // An organ wider than the output cube: clicks deeper in the organ toward each face it
+    // reaches, their shapes joined to this one (see [`extension_clicks`]).
+    if options.extend
+        && let Some(c) = &first.component
+    {
+        let extra = extension_clicks(c, &first.sample.ras_from_grid, first.sample.grid, vol);
+        for (click, idx) in extra.into_iter().filter(|(c, _)| !prompts.blocks(*c)) {
+            check(hooks)?;
+            let pass = shape_at(model, pv, refine, fusion, click, plane, None, false, prompts, timings, hooks)?;
+            if let (Some(u), Some(p)) = (&component, &pass.component)
+                && p.contains(idx)
+                && masks_agree(c, (&first.sample.ras_from_grid, first.sample.grid), p, (&pass.sample.ras_from_grid, pass.sample.grid), vol)
+            {
+                component = Some(u.union(p));
+                timings.extension_passes += 1;
+            }
+        }
+    }
+    // Region growing from the click, joined where it agrees with the model's shape.
+    if options.join
+        && let Some(c) = &component
+    {
+        hooks.progress(Stage::Postprocess);
+        let t = Instant::now();
+        let cancelled = || hooks.cancelled();
+        let (joined, outcome) =
+            join_region_growing_within(vol, c, click, &GrowParams::default(), floor, options.join_near(), prompts, &cancelled)
+                .map_err(|_| EngineError::Cancelled)?;
+        component = Some(joined);
+        timings.join = Some(outcome);
+        timings.postprocess_secs += t.elapsed().as_secs_f64();
+    }
+    Ok((first, component))
 }
 
 /// One pass of the model at one click: the click's sample, its 2D mask, the SDF channel and the
@@ -351,6 +470,7 @@ fn shape_at(
     plane: ViewPlane,
     drawn: Option<&Array2<bool>>,
     first: bool,
+    prompts: &PromptSet,
     timings: &mut Timings,
     hooks: &mut dyn Hooks,
 ) -> Result<Pass, EngineError> {
@@ -439,7 +559,7 @@ fn shape_at(
     let mut component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, click);
     if let (Some((p, floor)), Some(c)) = (refine, &component) {
         let idx = vol.ras_from_voxel.try_inverse().ok().and_then(|v| vol.shape().array_index(v.apply(click)));
-        component = Some(refine_component(vol, c, p, floor, idx));
+        component = Some(refine_component_within(vol, c, p, floor, idx, prompts));
     }
     timings.postprocess_secs += t.elapsed().as_secs_f64();
     Ok(Pass { sample, mask2d, class, component })

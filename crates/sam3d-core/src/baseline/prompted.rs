@@ -1,0 +1,352 @@
+//! The non-learned side of refinement prompts ([`crate::prompts`]): where the prompts forbid
+//! the object ([`blocked_mask`]), the candidate cut to fit them ([`constrain`]), and the steps
+//! of an object ([`ObjectState::apply`]) that the engine's session runs with the model and
+//! [`PromptedGrowing`] with region growing alone.
+//!
+//! A step: a positive point segments the structure under it (the model's pipeline, or region
+//! growing; either never grows into a negative point's neighbourhood or out of the box) and
+//! joins it to what the object's earlier positive points found (union). Then the union is cut to
+//! the prompts:
+//!
+//! 1. **the box** clips it (voxel centres outside go);
+//! 2. **negative points** split it where it narrows: a marker-controlled watershed on the
+//!    depth of the union (each voxel's distance to its border, exact EDT), flooded deepest first
+//!    from the positive points' neighbourhoods ([`POSITIVE_KEEP_RADIUS_MM`]) and the negative
+//!    points' ([`NEGATIVE_RADIUS_MM`]). Two fronts meet on the ridge of least depth between
+//!    them: the neck through which region growing or the model leaked into a neighbour, or the
+//!    plane where two touching organs meet. What the negative fronts take goes — but never a
+//!    voxel nearer a positive point than every negative one (a positive point shallower than the
+//!    way to a deep negative one would otherwise lose its own core) — so a neighbour is removed
+//!    whole without a model pass at the negative point, and no voxel near a positive point is
+//!    ever removed;
+//! 3. only the **6-connected parts holding a positive point** are kept.
+//!
+//! A negative point is kept in the object's prompts, so later positive points never grow into
+//! its neighbourhood either.
+
+use super::{GrowError, GrowParams, grow_within};
+use crate::geometry::{RasMm, VoxelIjk};
+use crate::prompts::{NEGATIVE_RADIUS_MM, POSITIVE_KEEP_RADIUS_MM, Polarity, Prompt, PromptSet};
+use crate::shape::GridComponent;
+use crate::shape::flood::{flood, largest_component};
+use crate::volume::{OnGrid, Volume};
+use ndarray::{Array3, Zip, s};
+use std::collections::BinaryHeap;
+
+/// The voxels of the box `lo .. lo + n` (`[k, j, i]`) of `grid` that `prompts` blocks
+/// ([`PromptSet::blocks`]); `None` when nothing is blocked (no negative point, no box).
+pub fn blocked_mask(grid: &impl OnGrid, lo: [usize; 3], n: [usize; 3], prompts: &PromptSet) -> Option<Array3<bool>> {
+    if !prompts.restricts() {
+        return None;
+    }
+    let rfv = *grid.ras_from_voxel();
+    let mut out = Array3::from_elem((n[0], n[1], n[2]), false);
+    Zip::indexed(&mut out).par_for_each(|(k, j, i), b| *b = prompts.blocks(rfv.apply(VoxelIjk::new((lo[2] + i) as f64, (lo[1] + j) as f64, (lo[0] + k) as f64))));
+    Some(out)
+}
+
+/// `mask` (`[k, j, i]`) as a component of a grid whose array index of `mask[[0, 0, 0]]` is
+/// `origin`, cropped to its bounding box; `None` when empty.
+pub fn crop_component(mask: &Array3<bool>, origin: [usize; 3]) -> Option<GridComponent> {
+    let (lo, hi) = crate::shape::sdf::bounding_box(mask.view())?;
+    let m = mask.slice(s![lo[0]..=hi[0], lo[1]..=hi[1], lo[2]..=hi[2]]).to_owned();
+    let voxel_count = m.iter().filter(|x| **x).count();
+    Some(GridComponent { origin_kji: std::array::from_fn(|a| origin[a] + lo[a]), mask: m, voxel_count })
+}
+
+/// `comp` (a crop of `grid`) cut to `prompts` (module doc: clipped to the box, split from the
+/// negative points, the parts holding a positive point kept; the largest part when none holds
+/// one). `None` when nothing is left.
+pub fn constrain(comp: &GridComponent, prompts: &PromptSet, grid: &impl OnGrid) -> Option<GridComponent> {
+    if comp.voxel_count == 0 {
+        return None;
+    }
+    let o = comp.origin_kji;
+    let rfv = *grid.ras_from_voxel();
+    let ras = |(k, j, i): (usize, usize, usize)| rfv.apply(VoxelIjk::new((o[2] + i) as f64, (o[1] + j) as f64, (o[0] + k) as f64));
+    let mut m = comp.mask.clone();
+    if let Some(b) = &prompts.bbox {
+        Zip::indexed(&mut m).par_for_each(|idx, v| *v = *v && b.contains(ras(idx)));
+    }
+    // Markers: near a positive point (and its own voxel), near a negative one.
+    let near = |p: RasMm, q: &[RasMm], r: f64| q.iter().any(|q| q.distance(&p) <= r);
+    let mut keep = Zip::indexed(&m).par_map_collect(|idx, &v| v && near(ras(idx), &prompts.positive, POSITIVE_KEEP_RADIUS_MM));
+    for p in &prompts.positive {
+        if let Some(a) = local_index(grid, o, m.dim(), *p)
+            && m[a]
+        {
+            keep[a] = true;
+        }
+    }
+    let cut = Zip::indexed(&m).and(&keep).par_map_collect(|idx, &v, &kp| v && !kp && near(ras(idx), &prompts.negative, NEGATIVE_RADIUS_MM));
+    let has_keep = keep.iter().any(|x| *x);
+    if cut.iter().any(|x| *x) {
+        m = if has_keep {
+            // What the negative fronts won goes, except voxels nearer a positive point than
+            // every negative one: a positive point shallower than the way between them must not
+            // lose the core around it.
+            let won = split_by_depth(&m, &keep, &cut, grid);
+            let nearest = |p: RasMm, q: &[RasMm]| q.iter().map(|q| q.distance(&p)).fold(f64::INFINITY, f64::min);
+            Zip::indexed(&m).and(&won).par_map_collect(|idx, &v, &w| {
+                let p = ras(idx);
+                v && (w || nearest(p, &prompts.positive) < nearest(p, &prompts.negative))
+            })
+        } else {
+            // Nothing to keep a front from: the parts the negative points touch go.
+            let mut g = m.mapv(u8::from);
+            flood(&mut g, cut.indexed_iter().filter(|(_, c)| **c).map(|((k, j, i), _)| [k, j, i]), 1, 2);
+            g.mapv(|v| v == 1)
+        };
+    }
+    let kept = if has_keep {
+        let mut g = m.mapv(u8::from);
+        flood(&mut g, keep.indexed_iter().filter(|(idx, kp)| **kp && m[*idx]).map(|((k, j, i), _)| [k, j, i]), 1, 2);
+        g.mapv(|v| v == 2)
+    } else {
+        largest_component(m.view())
+    };
+    crop_component(&kept, o)
+}
+
+/// The array index, in a crop at `origin` of shape `dim`, of the voxel holding `p`.
+fn local_index(grid: &impl OnGrid, origin: [usize; 3], dim: (usize, usize, usize), p: RasMm) -> Option<[usize; 3]> {
+    let a = grid.index_of_ras(p)?;
+    let l = [a.k.checked_sub(origin[0])?, a.j.checked_sub(origin[1])?, a.i.checked_sub(origin[2])?];
+    (l[0] < dim.0 && l[1] < dim.1 && l[2] < dim.2).then_some(l)
+}
+
+/// The part of `mask` the positive markers `keep` win in a marker-controlled watershed against
+/// the negative markers `cut` (module doc, step 2): both flood `mask` in order of decreasing
+/// level, each voxel taken by the front that reaches it first. A front's level is the least
+/// depth on its way from its marker (the markers themselves are at +∞), so it never rises
+/// again once the front has passed a shallower voxel: each voxel goes to the marker with the
+/// widest way to it. A neighbour behind a neck goes to a negative marker in it that lies deeper
+/// than the neck; one nearer the neighbour's border than the neck is wide loses it (a user
+/// clicks in the middle of what should go, as the simulated user does).
+pub fn split_by_depth(mask: &Array3<bool>, keep: &Array3<bool>, cut: &Array3<bool>, grid: &impl OnGrid) -> Array3<bool> {
+    let d = mask.dim();
+    let mut outside = Array3::from_elem((d.0 + 2, d.1 + 2, d.2 + 2), true);
+    outside.slice_mut(s![1..d.0 + 1, 1..d.1 + 1, 1..d.2 + 1]).assign(&mask.mapv(|m| !m));
+    let depth = crate::shape::sdf::edt(outside.view(), grid.spacing());
+    let depth_at = |(k, j, i): (usize, usize, usize)| depth[[k + 1, j + 1, i + 1]];
+    // 0: not reached, 1: kept, 2: cut.
+    let mut owner = Array3::<u8>::zeros(d);
+    // (level as ordered bits, −arrival order, voxel): the deepest level first, then first come.
+    let mut heap: BinaryHeap<(u32, std::cmp::Reverse<u64>, (usize, usize, usize))> = BinaryHeap::new();
+    let mut order = 0u64;
+    for (idx, _) in mask.indexed_iter().filter(|(idx, m)| **m && (keep[*idx] || cut[*idx])) {
+        owner[idx] = if keep[idx] { 1 } else { 2 };
+        heap.push((f32::INFINITY.to_bits(), std::cmp::Reverse(order), idx));
+        order += 1;
+    }
+    while let Some((level, _, (k, j, i))) = heap.pop() {
+        let who = owner[[k, j, i]];
+        let level = f32::from_bits(level);
+        let steps = [(-1isize, 0isize, 0isize), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1)];
+        for (dk, dj, di) in steps {
+            let (nk, nj, ni) = (k as isize + dk, j as isize + dj, i as isize + di);
+            if nk < 0 || nj < 0 || ni < 0 || nk as usize >= d.0 || nj as usize >= d.1 || ni as usize >= d.2 {
+                continue;
+            }
+            let nb = (nk as usize, nj as usize, ni as usize);
+            if mask[nb] && owner[nb] == 0 {
+                owner[nb] = who;
+                heap.push((depth_at(nb).min(level).max(0.0).to_bits(), std::cmp::Reverse(order), nb));
+                order += 1;
+            }
+        }
+    }
+    owner.mapv(|w| w == 1)
+}
+
+/// An object after some prompts: the prompts, what its positive points found (the union of
+/// their passes, before the cut) and the candidate (the union cut to the prompts).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObjectState {
+    pub prompts: PromptSet,
+    pub found: Option<GridComponent>,
+    pub candidate: Option<GridComponent>,
+}
+
+impl ObjectState {
+    /// The object after one more prompt (module doc). Its box comes first; then a positive
+    /// point — or, when there is no point and nothing was found yet, the box's centre — is
+    /// segmented by `segment(point, prompts)` (the prompts as they are with it) and joined;
+    /// a negative point only cuts. Then the candidate is cut from the union.
+    pub fn apply<E>(
+        &self,
+        prompt: &Prompt,
+        grid: &impl OnGrid,
+        segment: impl FnOnce(RasMm, &PromptSet) -> Result<Option<GridComponent>, E>,
+    ) -> Result<ObjectState, E> {
+        let mut prompts = self.prompts.clone();
+        if let Some(b) = prompt.bbox {
+            prompts.bbox = Some(b);
+        }
+        let seed = match (prompt.point, prompt.bbox) {
+            (Some(p), _) if p.polarity == Polarity::Positive => Some(p.at),
+            (Some(p), _) => {
+                prompts.negative.push(p.at);
+                None
+            }
+            (None, Some(b)) if self.found.is_none() => Some(b.centre()),
+            (None, _) => None,
+        };
+        let mut found = self.found.clone();
+        if let Some(at) = seed {
+            prompts.positive.push(at);
+            if let Some(c) = segment(at, &prompts)? {
+                found = Some(match found {
+                    Some(f) => f.union(&c),
+                    None => c,
+                });
+            }
+        }
+        let candidate = found.as_ref().and_then(|f| constrain(f, &prompts, grid));
+        Ok(ObjectState { prompts, found, candidate })
+    }
+}
+
+/// Region growing driven by prompts (the method that needs no weights): each positive point
+/// grows with [`grow_within`] (never into a negative point's neighbourhood or out of the box),
+/// and the object follows [`ObjectState::apply`]. `floor`: [`super::refine::intensity_floor`].
+#[derive(Clone, Debug, Default)]
+pub struct PromptedGrowing {
+    pub state: ObjectState,
+}
+
+impl PromptedGrowing {
+    /// Applies one prompt; returns the candidate.
+    pub fn add(&mut self, vol: &Volume, prompt: &Prompt, p: &GrowParams, floor: f64, cancelled: &dyn Fn() -> bool) -> Result<Option<&GridComponent>, GrowError> {
+        self.state = self.state.apply(prompt, vol, |at, prompts| {
+            let grown = grow_within(vol, at, p, floor, prompts, cancelled)?;
+            Ok::<_, GrowError>(crop_component(&grown, [0, 0, 0]))
+        })?;
+        Ok(self.state.candidate.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{ArrayIdx, RasFromVoxel};
+    use crate::prompts::BoxPrompt;
+
+    /// A 2 mm grid of `n`³ voxels: `inside` at 100, the background textured around 0.
+    fn scan(inside: impl Fn(f64, f64, f64) -> bool, n: usize) -> Volume {
+        let data = Array3::from_shape_fn((n, n, n), |(k, j, i)| {
+            let (x, y, z) = (i as f64 * 2.0, j as f64 * 2.0, k as f64 * 2.0);
+            if inside(x, y, z) { 100.0 } else { ((i * 7 + j * 13 + k * 29) % 11) as f32 - 5.0 }
+        });
+        Volume::new(data, RasFromVoxel::scale_translate([2.0; 3], [0.0; 3])).expect("volume")
+    }
+
+    fn ball(c: [f64; 3], r: f64) -> impl Fn(f64, f64, f64) -> bool + Copy {
+        move |x, y, z| (x - c[0]).powi(2) + (y - c[1]).powi(2) + (z - c[2]).powi(2) <= r * r
+    }
+
+    fn truth(vol: &Volume, f: impl Fn(f64, f64, f64) -> bool) -> Array3<bool> {
+        Array3::from_shape_fn(vol.data.raw_dim(), |(k, j, i)| f(i as f64 * 2.0, j as f64 * 2.0, k as f64 * 2.0))
+    }
+
+    fn dice(c: Option<&GridComponent>, t: &Array3<bool>) -> f64 {
+        let d = t.dim();
+        let m = c.map(|c| c.to_mask([d.0, d.1, d.2])).unwrap_or_else(|| Array3::from_elem(d, false));
+        let both = m.iter().zip(t.iter()).filter(|(a, b)| **a && **b).count();
+        2.0 * both as f64 / (m.iter().filter(|x| **x).count() + t.iter().filter(|x| **x).count()).max(1) as f64
+    }
+
+    fn pt(p: [f64; 3]) -> RasMm {
+        RasMm::new(p[0], p[1], p[2])
+    }
+
+    /// Two overlapping balls of one intensity (they meet on a disc of radius 10 mm at x = 52.6):
+    /// growing from the first leaks into the second; a negative click in the second cuts it back
+    /// where they meet.
+    #[test]
+    fn a_negative_click_cuts_a_leak_into_a_touching_neighbour_at_the_neck() {
+        let (a, b) = (ball([40.0, 64.0, 64.0], 16.0), ball([70.0, 64.0, 64.0], 20.0));
+        let vol = scan(move |x, y, z| a(x, y, z) || b(x, y, z), 64);
+        let first = truth(&vol, a);
+        let floor = super::super::refine::intensity_floor(&vol);
+        let mut g = PromptedGrowing::default();
+        let p = GrowParams::default();
+        let one = g.add(&vol, &Prompt::positive(pt([40.0, 64.0, 64.0])), &p, floor, &|| false).expect("grows").cloned();
+        let d1 = dice(one.as_ref(), &first);
+        assert!(d1 < 0.6, "growing was expected to leak: Dice {d1:.3}");
+        let two = g.add(&vol, &Prompt::negative(pt([72.0, 64.0, 64.0])), &p, floor, &|| false).expect("cuts").cloned();
+        let d2 = dice(two.as_ref(), &first);
+        assert!(d2 > 0.9 && d2 > d1 + 0.3, "Dice {d1:.3} → {d2:.3}");
+        // Nothing of the second ball beyond the neck stays, and the first click's voxel does.
+        let two = two.expect("kept");
+        let past = two.voxels().filter(|v| (v.i as f64) * 2.0 > 56.0).count();
+        assert_eq!(past, 0, "voxels of the second ball 4 mm past the disc where they meet were kept");
+        assert!(two.contains(ArrayIdx { k: 32, j: 32, i: 20 }));
+        // A further positive click on the second ball brings it back, but never the negative
+        // point's neighbourhood.
+        let three = g.add(&vol, &Prompt::positive(pt([84.0, 64.0, 64.0])), &p, floor, &|| false).expect("adds").cloned().expect("kept");
+        let near_negative = three.voxels().filter(|v| vol.ras_of(*v).distance(&pt([72.0, 64.0, 64.0])) <= NEGATIVE_RADIUS_MM).count();
+        assert_eq!(near_negative, 0, "voxels near the negative point");
+    }
+
+    /// A positive click on a missed, separate blob adds it; a box then clips the candidate.
+    #[test]
+    fn a_positive_click_adds_a_missed_blob_and_a_box_clips() {
+        let (a, b) = (ball([30.0, 40.0, 64.0], 12.0), ball([90.0, 80.0, 64.0], 12.0));
+        let vol = scan(move |x, y, z| a(x, y, z) || b(x, y, z), 64);
+        let both = truth(&vol, move |x, y, z| a(x, y, z) || b(x, y, z));
+        let floor = super::super::refine::intensity_floor(&vol);
+        let p = GrowParams::default();
+        let mut g = PromptedGrowing::default();
+        let one = g.add(&vol, &Prompt::positive(pt([30.0, 40.0, 64.0])), &p, floor, &|| false).expect("grows").cloned();
+        let two = g.add(&vol, &Prompt::positive(pt([90.0, 80.0, 64.0])), &p, floor, &|| false).expect("grows").cloned();
+        let (d1, d2) = (dice(one.as_ref(), &both), dice(two.as_ref(), &both));
+        assert!(d2 > 0.8 && d2 > d1 + 0.25, "Dice {d1:.3} → {d2:.3}");
+        let two = two.expect("found");
+        assert!(one.expect("found").voxels().all(|v| two.contains(v)), "the first blob stays");
+        // A box over both blobs' lower halves (z ≤ 64): the upper halves go, the rest stays.
+        let bx = BoxPrompt::from_corners([10.0, 20.0, 40.0, 110.0, 100.0, 64.0]).expect("box");
+        let three = g.add(&vol, &Prompt::boxed(bx), &p, floor, &|| false).expect("clips").cloned().expect("kept");
+        assert!(three.voxels().all(|v| bx.contains(vol.ras_of(v))));
+        assert_eq!(three.voxel_count, two.voxels().filter(|v| bx.contains(vol.ras_of(*v))).count());
+        assert!(three.voxel_count < two.voxel_count * 2 / 3);
+    }
+
+    /// A box alone starts an object at its centre and bounds it: growing in a slab that fills
+    /// the scan stops at the box.
+    #[test]
+    fn a_box_alone_segments_from_its_centre_within_it() {
+        let vol = scan(|_, _, z| (40.0..90.0).contains(&z), 48);
+        let floor = super::super::refine::intensity_floor(&vol);
+        let bx = BoxPrompt::from_corners([20.0, 20.0, 50.0, 60.0, 50.0, 80.0]).expect("box");
+        let mut g = PromptedGrowing::default();
+        let c = g.add(&vol, &Prompt::boxed(bx), &GrowParams::default(), floor, &|| false).expect("grows").cloned().expect("found");
+        assert_eq!(g.state.prompts.positive, vec![bx.centre()]);
+        assert!(c.voxels().all(|v| bx.contains(vol.ras_of(v))));
+        // The box's voxels in the slab: x 20..60 (21 voxels), y 20..50 (16), z 50..80 (16).
+        assert!(c.voxel_count as f64 > 0.9 * (21 * 16 * 16) as f64, "{}", c.voxel_count);
+    }
+
+    /// The watershed gives the neck to neither side's deep basin: on a dumbbell (two 6-voxel
+    /// balls joined by a 1-voxel bar) each marker takes its own ball.
+    #[test]
+    fn split_by_depth_meets_at_the_neck() {
+        let vol = Volume::new(Array3::zeros((16, 16, 40)), RasFromVoxel::identity()).expect("grid");
+        let f = |k: usize, j: usize, i: usize, c: f64| ((k as f64 - 8.0).powi(2) + (j as f64 - 8.0).powi(2) + (i as f64 - c).powi(2)).sqrt() <= 6.0;
+        let mask = Array3::from_shape_fn((16, 16, 40), |(k, j, i)| f(k, j, i, 8.0) || f(k, j, i, 31.0) || (k == 8 && j == 8 && (8..=31).contains(&i)));
+        let mut keep = Array3::from_elem(mask.dim(), false);
+        let mut cut = keep.clone();
+        // The positive marker off-centre, near the bar; the negative one at the far ball's edge.
+        keep[[8, 8, 12]] = true;
+        cut[[8, 8, 36]] = true;
+        let kept = split_by_depth(&mask, &keep, &cut, &vol);
+        for ((k, j, i), m) in mask.indexed_iter() {
+            if *m && f(k, j, i, 8.0) {
+                assert!(kept[[k, j, i]], "first ball voxel {k},{j},{i} lost");
+            }
+            if *m && f(k, j, i, 31.0) {
+                assert!(!kept[[k, j, i]], "second ball voxel {k},{j},{i} kept");
+            }
+        }
+    }
+}

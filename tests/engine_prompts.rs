@@ -1,0 +1,83 @@
+//! Refinement prompts through an engine session (tiny random model): a negative click only
+//! removes, and never leaves a voxel near itself; a box clips; a prompt names the step it
+//! follows, so an undone prompt is redone from the step before; a stale object is refused.
+
+use nalgebra::{Matrix3, Vector3};
+use ndarray::Array3;
+use sam3d_engine::engine::{EngineError, InferRequest, InferResult, NoHooks, Session};
+use sam3d_engine::model::{Config, Model};
+use sam3d_studio::geometry::{RasFromVoxel, RasMm, ViewPlane, VoxelIjk};
+use sam3d_studio::prompts::{BoxPrompt, NEGATIVE_RADIUS_MM, ObjectRef, Prompt};
+use sam3d_studio::volume::{OnGrid, Volume};
+use std::sync::Arc;
+use tch::Device;
+
+/// Two overlapping balls of one intensity on a 2 mm grid: A (radius 14 mm) at x = −15 and B
+/// (radius 18 mm) at x = +15.
+fn two_balls() -> Volume {
+    let a = RasFromVoxel::from_parts(Matrix3::from_diagonal(&Vector3::new(2.0, 2.0, 2.0)), Vector3::new(-50.0, -40.0, -40.0));
+    let mut data = Array3::from_shape_fn((41, 41, 51), |(k, j, i)| {
+        let p = a.apply(VoxelIjk::new(i as f64, j as f64, k as f64));
+        let inside = p.distance(&RasMm::new(-15.0, 0.0, 0.0)) <= 14.0 || p.distance(&RasMm::new(15.0, 0.0, 0.0)) <= 18.0;
+        if inside { 60.0 } else { -100.0 + ((i * 7 + j * 13 + k * 29) % 11) as f32 }
+    });
+    data[[0, 0, 0]] = -1000.0;
+    data[[0, 0, 1]] = 1000.0;
+    Volume::new(data, a).expect("volume")
+}
+
+fn session(vol: &Arc<Volume>) -> Session {
+    tch::manual_seed(11);
+    let mut s = Session::new();
+    s.set_model(Model::new(Config::tiny(), Device::Cpu)).expect("model");
+    s.set_volume(vol.clone(), None).expect("volume");
+    s
+}
+
+fn run(s: &mut Session, prompt: Prompt, object: Option<ObjectRef>) -> Result<InferResult, EngineError> {
+    s.infer(&InferRequest { prompt, plane: ViewPlane::Axial, mask2d: None, object }, &mut NoHooks)
+}
+
+fn voxels(r: &InferResult) -> Vec<[usize; 3]> {
+    r.mask.data.indexed_iter().filter(|(_, v)| **v != 0).map(|((k, j, i), _)| [k, j, i]).collect()
+}
+
+#[test]
+fn prompts_refine_the_object_the_session_holds() {
+    let vol = Arc::new(two_balls());
+    let mut s = session(&vol);
+    let (a, b) = (RasMm::new(-15.0, 0.0, 0.0), RasMm::new(15.0, 0.0, 0.0));
+    let r1 = run(&mut s, Prompt::positive(a), None).expect("first click");
+    assert_eq!(r1.object.after, 1);
+    assert!(r1.voxel_count > 0, "the first click found nothing: the test needs a candidate");
+    // A negative click: only removes, keeps nothing near itself.
+    let r2 = run(&mut s, Prompt::negative(b), Some(r1.object)).expect("negative");
+    assert_eq!(r2.object, ObjectRef { id: r1.object.id, after: 2 });
+    assert_eq!((r2.prompts.positive.len(), r2.prompts.negative.len()), (1, 1));
+    assert!(voxels(&r2).iter().all(|&[k, j, i]| r1.mask.data[[k, j, i]] != 0), "a negative click added voxels");
+    let near = voxels(&r2).iter().filter(|&&[k, j, i]| vol.ras_of(sam3d_studio::geometry::ArrayIdx { k, j, i }).distance(&b) <= NEGATIVE_RADIUS_MM).count();
+    assert_eq!(near, 0, "voxels near the negative click");
+    let at_a = vol.index_of_ras(a).expect("inside");
+    assert_eq!(r2.mask.data[at_a.as_kji()], r1.mask.data[at_a.as_kji()], "the positive click's voxel");
+    // A box over x ≤ 0 clips.
+    let bx = BoxPrompt::from_corners([-50.0, -40.0, -40.0, 0.0, 40.0, 40.0]).expect("box");
+    let r3 = run(&mut s, Prompt::boxed(bx), Some(r2.object)).expect("box");
+    assert!(voxels(&r3).iter().all(|&[k, j, i]| bx.contains(vol.ras_of(sam3d_studio::geometry::ArrayIdx { k, j, i }))));
+    assert!(voxels(&r3).iter().all(|&[k, j, i]| r2.mask.data[[k, j, i]] != 0));
+    // Undo the box and the negative click, and give the negative click again: the same step 2.
+    let again = run(&mut s, Prompt::negative(b), Some(ObjectRef { id: r1.object.id, after: 1 })).expect("redo");
+    assert_eq!(again.object.after, 2);
+    assert_eq!(again.mask.data, r2.mask.data);
+    // Steps the engine does not hold, and another object, are refused by name.
+    let e = run(&mut s, Prompt::negative(b), Some(ObjectRef { id: r1.object.id, after: 5 })).expect_err("too far");
+    assert!(e.to_string().contains("holds 2 of its prompts"), "{e}");
+    let e = run(&mut s, Prompt::negative(b), Some(ObjectRef { id: 99, after: 1 })).expect_err("another object");
+    assert!(e.to_string().contains("object 99"), "{e}");
+    // A new volume forgets the object.
+    s.set_volume(vol.clone(), None).expect("volume");
+    assert!(run(&mut s, Prompt::negative(b), Some(again.object)).is_err());
+    // A new object from a box alone: its centre is the click, the result stays in the box.
+    let r = run(&mut s, Prompt::boxed(bx), None).expect("box alone");
+    assert_eq!(r.prompts.positive, vec![bx.centre()]);
+    assert!(voxels(&r).iter().all(|&[k, j, i]| bx.contains(vol.ras_of(sam3d_studio::geometry::ArrayIdx { k, j, i }))));
+}
