@@ -147,7 +147,7 @@ pub fn toasts_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
                     ui.add(egui::Label::new(RichText::new(&m.text).color(Color32::from_gray(230))).wrap());
                 });
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
-                    if ui.small_button("✕").on_hover_text("Dismiss").clicked() {
+                    if ui.small_button("×").on_hover_text("Dismiss").clicked() {
                         cmds.push(AppCommand::DismissMessage(n));
                     }
                 });
