@@ -143,6 +143,9 @@ pub enum AppCommand {
     SetMrAdapter(bool),
     /// Run "3D from click" at a RAS point (on a background thread).
     ClickAt(RasMm),
+    /// A click of the 3D tool: refines the model's result on screen (`negative`: Ctrl+click,
+    /// removes what is under it), or starts a new one.
+    PromptAt { at: RasMm, negative: bool },
     /// Label written on Accept (`None`: a new label id).
     SetClickTarget(Option<u16>),
     /// Opens the name prompt for a label.

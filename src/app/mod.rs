@@ -287,6 +287,11 @@ pub struct ClickTool {
     pub candidate: Option<Candidate>,
     /// Label to write on Accept (`None`: a new label id).
     pub target: Option<u16>,
+    /// The engine's object the model candidate is (its first job, and the prompts it holds):
+    /// a further click refines it, a Ctrl+click removes from it.
+    pub object: Option<crate::prompts::ObjectRef>,
+    /// The object the running model job will produce.
+    pub sent_object: Option<crate::prompts::ObjectRef>,
     /// Accepted results: the undo history and the edits waiting for the map's readers.
     pub edits: edit::LabelEdits,
     /// How the last job ended when it did not give a candidate ("cancelled"); cleared by the next job.
@@ -319,6 +324,8 @@ impl Default for ClickTool {
             grow_cancel_upto: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             candidate: None,
             target: None,
+            object: None,
+            sent_object: None,
             edits: edit::LabelEdits::default(),
             last_status: None,
             dropped_results: 0,
@@ -577,7 +584,7 @@ impl App {
         self.send(AppCommand::SetCrosshair(at));
         if let Some(plane) = click {
             self.rt.active_view = plane;
-            self.start_click(at, ctx);
+            self.start_click(at, None, ctx);
         }
     }
 
@@ -919,7 +926,8 @@ impl App {
             AppCommand::SetFusePlanes(on) => self.fuse_planes = on,
             AppCommand::SetJoinGrowing(on) => self.join_growing = on,
             AppCommand::SetMrAdapter(on) => self.mr_adapter = on,
-            AppCommand::ClickAt(ras) => self.start_click(ras, ctx),
+            AppCommand::ClickAt(ras) => self.start_click(ras, None, ctx),
+            AppCommand::PromptAt { at, negative } => self.prompt_at(at, negative, ctx),
             AppCommand::SetClickTarget(t) => self.rt.click.target = t.filter(|&id| id != 0),
             AppCommand::PromptLabelName(id) => {
                 let name = self.rt.scene.as_ref().and_then(|s| s.labels.as_ref()).and_then(|l| l.table.name_of(id)).unwrap_or_default().to_string();
@@ -1038,6 +1046,8 @@ impl App {
                         self.error("3D from click: nothing was segmented at that point".into());
                         continue;
                     }
+                    // A model result is an engine object that further clicks refine.
+                    self.rt.click.object = if c.method == ClickMethod::Model { self.rt.click.sent_object.take() } else { None };
                     self.rt.click.candidate = Some(*c);
                     self.bump_overlay();
                     self.request_meshes(Some(Vec::new()));
@@ -1130,7 +1140,23 @@ impl App {
         Some(job)
     }
 
-    fn start_click(&mut self, ras: RasMm, ctx: &egui::Context) {
+    /// A click of the 3D tool: it refines the model's result on screen (`negative`: removes
+    /// what is under it), or starts a new result when there is none to refine.
+    fn prompt_at(&mut self, at: RasMm, negative: bool, ctx: &egui::Context) {
+        let refinable = self.click_method == ClickMethod::Model && self.rt.click.candidate.as_ref().is_some_and(|c| c.method == ClickMethod::Model);
+        match (self.rt.click.object.filter(|_| refinable), negative) {
+            (Some(object), _) => {
+                let p = if negative { crate::prompts::Prompt::negative(at) } else { crate::prompts::Prompt::positive(at) };
+                self.start_click(at, Some((p, object)), ctx);
+            }
+            (None, true) => self.notice("Ctrl+click removes what is under it from the SAM3D model's result: click the structure first (3D from click by SAM3D model), then Ctrl+click what should not be there".into()),
+            (None, false) => self.start_click(at, None, ctx),
+        }
+    }
+
+    /// Runs 3D from click at `ras`: a new result, or (`refine`) one more prompt on the model's
+    /// object.
+    fn start_click(&mut self, ras: RasMm, refine: Option<(crate::prompts::Prompt, crate::prompts::ObjectRef)>, ctx: &egui::Context) {
         let Some(scene) = &self.rt.scene else {
             self.error("3D from click: open a volume first".into());
             return;
@@ -1176,7 +1202,14 @@ impl App {
                 self.rt.click.next_job += 1;
                 let job = self.rt.click.next_job;
                 // The pipeline goes with every click: a restarted engine needs no other state.
-                let req = Request::infer(job, ras, self.rt.active_view, self.pipeline_options());
+                let (req, sent) = match &refine {
+                    Some((p, object)) => (
+                        Request::prompt(job, p, self.rt.active_view, self.pipeline_options(), Some(*object)),
+                        crate::prompts::ObjectRef { id: object.id, after: object.after + 1 },
+                    ),
+                    None => (Request::infer(job, ras, self.rt.active_view, self.pipeline_options()), crate::prompts::ObjectRef { id: job, after: 1 }),
+                };
+                self.rt.click.sent_object = Some(sent);
                 if self.remote_send(&req, ctx) {
                     self.rt.click.running = Some((job, ras, std::time::Instant::now()));
                     self.rt.click.remote_job = Some(job);
@@ -1618,6 +1651,10 @@ impl App {
 
         // A result in the 3D view: the other surfaces faint, the camera on it.
         self.mesh_view.set_focus(self.rt.click.candidate.as_ref().map(|c| (three_d::CANDIDATE_ID, c.job)));
+        if self.rt.click.candidate.is_none() && self.rt.click.running.is_none() {
+            // Accepted or rejected: the next click starts a new object.
+            self.rt.click.object = None;
+        }
         egui::Panel::top("menu").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::menu_ui(self, ui));
         egui::Panel::top("toolbar").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::toolbar_ui(self, ui));
         egui::Panel::bottom("status").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::status_ui(self, ui));

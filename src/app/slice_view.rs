@@ -307,7 +307,7 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
         // The active tool decides what the gesture means (super::tools).
         let tool = Tool::active(app.rt.tool, ui.input(|i| i.modifiers.shift));
         let gesture = if resp.clicked_by(egui::PointerButton::Primary) {
-            Gesture::Click { plane, at }
+            if ui.input(|i| i.modifiers.command) { Gesture::CtrlClick { plane, at } } else { Gesture::Click { plane, at } }
         } else {
             Gesture::Drag { plane, at, first: resp.drag_started_by(egui::PointerButton::Primary) }
         };

@@ -66,7 +66,7 @@ impl Tool {
     pub fn help(self) -> &'static str {
         match self {
             Tool::Crosshair => "Click or drag moves the crosshair; all views follow.",
-            Tool::ClickTo3d => "A click segments the structure under it in 3D (Shift+click works with any tool).",
+            Tool::ClickTo3d => "A click segments the structure under it in 3D (Shift+click works with any tool). With the SAM3D model's result on screen, another click adds what was missed and Ctrl+click removes what should not be there.",
             Tool::Paint => "Paint the active label (a new one when none is active) with the brush; drag for a stroke. Shift+wheel: brush size.",
             Tool::Erase => "Erase with the brush: the active label only when one is active, else every label. Shift+wheel: brush size.",
             Tool::Fill => "Fill the closed region of this slice under the click with the active label (a region open to the slice's edge is refused).",
@@ -84,6 +84,8 @@ impl Tool {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Gesture {
     Click { plane: ViewPlane, at: RasMm },
+    /// A click with Ctrl (Cmd on a Mac) held.
+    CtrlClick { plane: ViewPlane, at: RasMm },
     /// A drag; `first` on its first frame.
     Drag { plane: ViewPlane, at: RasMm, first: bool },
 }
@@ -91,7 +93,9 @@ pub enum Gesture {
 /// What `tool` does with `g`.
 pub fn commands(tool: Tool, g: Gesture) -> Vec<AppCommand> {
     match (tool, g) {
-        (Tool::ClickTo3d, Gesture::Click { at, .. }) => vec![AppCommand::SetCrosshair(at), AppCommand::ClickAt(at)],
+        (Tool::ClickTo3d, Gesture::Click { at, .. }) => vec![AppCommand::SetCrosshair(at), AppCommand::PromptAt { at, negative: false }],
+        (Tool::ClickTo3d, Gesture::CtrlClick { at, .. }) => vec![AppCommand::PromptAt { at, negative: true }],
+        (_, Gesture::CtrlClick { plane, at }) => commands(tool, Gesture::Click { plane, at }),
         (Tool::Paint | Tool::Erase, Gesture::Click { plane, at }) => vec![AppCommand::BrushAt { plane, at, first: true }],
         (Tool::Paint | Tool::Erase, Gesture::Drag { plane, at, first }) => vec![AppCommand::BrushAt { plane, at, first }],
         (Tool::Fill, Gesture::Click { plane, at }) => vec![AppCommand::FillAt { plane, at }],
@@ -110,7 +114,7 @@ mod tests {
         let at = RasMm::new(1.0, 2.0, 3.0);
         let click = Gesture::Click { plane: ViewPlane::Axial, at };
         let drag = Gesture::Drag { plane: ViewPlane::Axial, at, first: false };
-        let runs = |cmds: &[AppCommand]| cmds.iter().any(|c| matches!(c, AppCommand::ClickAt(p) if *p == at));
+        let runs = |cmds: &[AppCommand]| cmds.iter().any(|c| matches!(c, AppCommand::PromptAt { at: p, negative: false } if *p == at));
         assert!(!runs(&commands(Tool::active(Tool::Crosshair, false), click)));
         assert!(runs(&commands(Tool::active(Tool::ClickTo3d, false), click)));
         assert!(runs(&commands(Tool::active(Tool::Crosshair, true), click)));
@@ -126,10 +130,12 @@ mod tests {
         let at = RasMm::new(1.0, 2.0, 3.0);
         for t in Tool::ALL.into_iter().filter(|t| t.edits()) {
             for g in [Gesture::Click { plane: ViewPlane::Coronal, at }, Gesture::Drag { plane: ViewPlane::Coronal, at, first: true }] {
-                assert!(commands(t, g).iter().all(|c| !matches!(c, AppCommand::SetCrosshair(_) | AppCommand::ClickAt(_))), "{t:?} {g:?}");
+                assert!(commands(t, g).iter().all(|c| !matches!(c, AppCommand::SetCrosshair(_) | AppCommand::ClickAt(_) | AppCommand::PromptAt { .. })), "{t:?} {g:?}");
             }
         }
         assert!(matches!(commands(Tool::Paint, Gesture::Drag { plane: ViewPlane::Axial, at, first: true })[..], [AppCommand::BrushAt { first: true, .. }]));
         assert!(matches!(commands(Tool::Fill, Gesture::Click { plane: ViewPlane::Sagittal, at })[..], [AppCommand::FillAt { plane: ViewPlane::Sagittal, .. }]));
+        // Ctrl+click with the 3D tool removes from the result, and never moves the crosshair.
+        assert!(matches!(commands(Tool::ClickTo3d, Gesture::CtrlClick { plane: ViewPlane::Axial, at })[..], [AppCommand::PromptAt { negative: true, .. }]));
     }
 }
