@@ -147,14 +147,23 @@ fn shift_click_on_the_liver_accept_and_undo() {
     wait_idle(&mut h);
     let app = h.state();
     assert!(app.rt.click.candidate.is_none());
+    assert_eq!(app.rt.name_prompt.as_ref().map(|p| p.id), Some(new_id), "the new label is offered a name");
     let layer = app.scene().expect("scene").labels.as_ref().expect("labels");
-    assert_eq!(layer.map.data[[k, j, i]], new_id);
-    let changed = mask.iter().filter(|&&m| m).count();
+    // Paint over background only (the default): the liver under the result is kept, the
+    // result is written where there was no label.
+    assert_eq!(layer.map.data[[k, j, i]], LIVER, "the reference label under the click is kept");
+    let changed = mask.iter().zip(before.iter()).filter(|&(&m, &b)| m && b == 0).count();
+    assert!(changed > 0);
     assert_eq!(layer.map.data.iter().filter(|&&l| l == new_id).count(), changed);
+    assert!(mask.iter().zip(before.iter()).zip(layer.map.data.iter()).all(|((&m, &b), &a)| if m && b == 0 { a == new_id } else { a == b }));
     assert_eq!(layer.table.entries[&new_id].voxels, changed);
     assert!(app.mesh_view.labels().iter().any(|l| l.label == new_id && l.triangles > 100));
     assert!(!app.mesh_view.labels().iter().any(|l| l.label == CANDIDATE_ID));
 
+    // Escape keeps the default name (the prompt has the keyboard until then).
+    h.key_press(Key::Escape);
+    h.run();
+    assert!(h.state().rt.name_prompt.is_none());
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
     wait_idle(&mut h);
     let layer = h.state().scene().expect("scene").labels.as_ref().expect("labels");
@@ -164,7 +173,8 @@ fn shift_click_on_the_liver_accept_and_undo() {
 
     h.key_press_modifiers(Modifiers::COMMAND, Key::Y);
     wait_idle(&mut h);
-    assert_eq!(h.state().scene().expect("scene").labels.as_ref().expect("labels").map.data[[k, j, i]], new_id, "redo");
+    let redone = &h.state().scene().expect("scene").labels.as_ref().expect("labels").map.data;
+    assert_eq!(redone.iter().filter(|&&l| l == new_id).count(), changed, "redo");
 }
 
 #[test]
