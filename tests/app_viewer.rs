@@ -185,7 +185,8 @@ fn label_grid_mismatch_is_an_error_and_the_app_lives_on() {
     // Dismiss the message with its button.
     h.get_by_label("Dismiss").click();
     h.run();
-    assert!(h.state().messages().is_empty());
+    assert!(h.state().rt.messages.shown().is_empty(), "dismissed");
+    assert_eq!(h.state().messages().len(), 1, "and still in View > Messages");
 
     // A file that is not there: an error naming it, nothing else changes.
     h.state_mut().send(AppCommand::OpenVolume { path: dir.path().join("missing.nii.gz"), labels: None });

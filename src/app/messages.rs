@@ -131,6 +131,10 @@ pub fn toasts_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
     // Laid out top-down from where last pass's height puts the bottom in the corner (a changed
     // height draws the pass again).
     let top = (right_bottom.y - log.height).max(full.top() + 4.0);
+    // The toasts take the pointer: clicks on them never reach the slice view under them. Made
+    // before their buttons, which sit on top of it and get their clicks.
+    let area = Rect::from_min_max(pos2(right_bottom.x - width, top), right_bottom);
+    let _ = ui.interact(area, ui.scope_id().with("toasts"), egui::Sense::click_and_drag());
     let mut ui_box = ui.new_child(egui::UiBuilder::new().max_rect(Rect::from_min_max(pos2(right_bottom.x - width, top), pos2(right_bottom.x, full.bottom()))).layout(egui::Layout::top_down(egui::Align::Min)));
     let hidden = log.hidden();
     if hidden > 0 && ui_box.small_button(format!("{hidden} more…")).on_hover_text("Dismiss the shown messages to see the earlier ones (View > Messages lists them all)").clicked() {
@@ -147,7 +151,9 @@ pub fn toasts_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
                     ui.add(egui::Label::new(RichText::new(&m.text).color(Color32::from_gray(230))).wrap());
                 });
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
-                    if ui.small_button("×").on_hover_text("Dismiss").clicked() {
+                    let b = ui.small_button("×").on_hover_text("Dismiss");
+                    b.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Button, true, "Dismiss"));
+                    if b.clicked() {
                         cmds.push(AppCommand::DismissMessage(n));
                     }
                 });
@@ -160,9 +166,7 @@ pub fn toasts_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
         log.height = used.height();
         ui.ctx().request_discard("the toasts' height changed");
     }
-    // The toasts take the pointer: clicks on them never reach the slice view under them.
-    let resp = ui.interact(used, ui.scope_id().with("toasts"), egui::Sense::click_and_drag());
-    let hovered = resp.contains_pointer();
+    let hovered = ui.rect_contains_pointer(used);
     match (hovered, log.hovered_since) {
         (true, None) => log.hovered_since = Some(now),
         (false, Some(t0)) => {
