@@ -152,7 +152,7 @@ pub fn toasts_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
                 });
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
                     let b = ui.small_button("×").on_hover_text("Dismiss");
-                    b.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Button, true, "Dismiss"));
+                    b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, "Dismiss"));
                     if b.clicked() {
                         cmds.push(AppCommand::DismissMessage(n));
                     }
