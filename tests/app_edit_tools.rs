@@ -261,3 +261,38 @@ fn the_probe_shows_the_voxel_under_the_pointer_now() {
         h.get_by_label_contains(&format!("voxel ({}, {}, {})", ijk[0], ijk[1], ijk[2]));
     }
 }
+
+#[test]
+fn export_surfaces_writes_the_active_label_in_lps() {
+    let mut h = harness();
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("liver.ply");
+    // Nothing active yet: a message saying what to do, no file.
+    h.state_mut().send(AppCommand::ExportSurfaces(out.clone()));
+    h.run();
+    assert!(h.state().messages().iter().any(|m| m.is_error && m.text.contains("choose the label")), "{:?}", h.state().messages());
+    assert!(!out.exists());
+    h.state_mut().send(AppCommand::SetClickTarget(Some(LIVER)));
+    h.state_mut().send(AppCommand::ExportSurfaces(out.clone()));
+    let t0 = std::time::Instant::now();
+    while h.state().rt.export.running.is_some() || t0.elapsed().as_millis() < 50 {
+        assert!(t0.elapsed().as_secs() < 60, "export did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        h.step();
+    }
+    assert!(h.state().messages().iter().any(|m| !m.is_error && m.text.contains("liver.ply")), "{:?}", h.state().messages());
+    let mesh = sam3d_studio::shape::read_ply(&out).expect("a PLY");
+    assert!(mesh.triangles.len() > 1000);
+    // LPS (the default): x is −R, y is −A. The liver's voxels bound the surface within a voxel.
+    let l = labels(&h);
+    let (mut lo, mut hi) = ([f64::MAX; 2], [f64::MIN; 2]);
+    for ((_, j, i), _) in l.indexed_iter().filter(|(_, v)| **v == LIVER) {
+        let (r, a) = (ORIGIN[0] + i as f64 * SPACING, ORIGIN[1] + j as f64 * SPACING);
+        lo = [lo[0].min(r), lo[1].min(a)];
+        hi = [hi[0].max(r), hi[1].max(a)];
+    }
+    for v in &mesh.vertices {
+        let (r, a) = (-f64::from(v[0]), -f64::from(v[1]));
+        assert!(r >= lo[0] - SPACING && r <= hi[0] + SPACING && a >= lo[1] - SPACING && a <= hi[1] + SPACING, "vertex {v:?} outside the liver's box");
+    }
+}

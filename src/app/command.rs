@@ -38,6 +38,7 @@ pub enum DialogKind {
     LoadWeights,
     LoadAdapter,
     OpenReport,
+    ExportSurfaces,
 }
 
 /// What a recent-files entry is.
@@ -148,6 +149,10 @@ pub enum AppCommand {
     PromptAt { at: RasMm, negative: bool },
     /// Label written on Accept (`None`: a new label id).
     SetClickTarget(Option<u16>),
+    /// Opens File → Export surfaces….
+    ShowExport,
+    /// Writes label surfaces to this file (STL, OBJ or PLY).
+    ExportSurfaces(PathBuf),
     /// Opens the name prompt for a label.
     PromptLabelName(u16),
     RenameLabel { id: u16, name: String },

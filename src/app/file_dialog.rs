@@ -37,6 +37,8 @@ impl Backend {
 
 /// The default file name a save dialog proposes.
 const DEFAULT_SAVE_NAME: &str = "labels.nii.gz";
+/// The default file name of an export of surfaces.
+const DEFAULT_SURFACE_NAME: &str = "surfaces.stl";
 
 /// The command a chosen path becomes.
 pub fn command_for(kind: DialogKind, path: PathBuf) -> AppCommand {
@@ -48,6 +50,7 @@ pub fn command_for(kind: DialogKind, path: PathBuf) -> AppCommand {
         DialogKind::LoadWeights => AppCommand::LoadWeights(path),
         DialogKind::LoadAdapter => AppCommand::LoadAdapter(path),
         DialogKind::OpenReport => AppCommand::OpenReport(path),
+        DialogKind::ExportSurfaces => AppCommand::ExportSurfaces(path),
     }
 }
 
@@ -61,6 +64,7 @@ fn title(kind: DialogKind) -> &'static str {
         DialogKind::LoadWeights => "Load SAM3D weights",
         DialogKind::LoadAdapter => "Load LoRA adapter",
         DialogKind::OpenReport => "Open evaluation report",
+        DialogKind::ExportSurfaces => "Export surfaces",
     }
 }
 
@@ -73,6 +77,7 @@ fn extensions(kind: DialogKind) -> &'static [&'static str] {
         DialogKind::SaveLabels => &["nii", "gz", "nrrd", "mha", "dcm"],
         DialogKind::LoadWeights | DialogKind::LoadAdapter => &["safetensors", "pt", "ot"],
         DialogKind::OpenReport => &["csv"],
+        DialogKind::ExportSurfaces => &["stl", "obj", "ply"],
     }
 }
 
@@ -113,9 +118,12 @@ pub fn spawn_system(kind: DialogKind, start_dir: Option<PathBuf>, backend: Backe
             d = d.set_directory(dir);
         }
         let t0 = Instant::now();
+        if kind == DialogKind::ExportSurfaces {
+            d = d.set_file_name(DEFAULT_SURFACE_NAME);
+        }
         let picked = match kind {
             DialogKind::OpenDicomFolder => d.pick_folder(),
-            DialogKind::SaveLabels => d.save_file(),
+            DialogKind::SaveLabels | DialogKind::ExportSurfaces => d.save_file(),
             _ => d.pick_file(),
         };
         let cmd = match picked {
@@ -146,6 +154,7 @@ impl InAppDialog {
         let mut dialog = match kind {
             DialogKind::OpenDicomFolder => egui_file::FileDialog::select_folder(),
             DialogKind::SaveLabels => egui_file::FileDialog::save_file().default_filename(DEFAULT_SAVE_NAME),
+            DialogKind::ExportSurfaces => egui_file::FileDialog::save_file().default_filename(DEFAULT_SURFACE_NAME),
             _ => egui_file::FileDialog::open_file(),
         };
         dialog = dialog.title(title(kind)).show_files_filter(Box::new(move |p: &Path| lists(kind, p))).default_size([640.0, 420.0]);

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod click3d;
 pub mod edit;
 mod editing;
+pub mod export;
 pub mod cases;
 mod command;
 pub mod file_dialog;
@@ -209,6 +210,8 @@ pub struct Runtime {
     pub brush_last: Option<RasMm>,
     /// A whole-volume edit running on its own thread.
     pub edit_job: Option<editing::EditJob>,
+    /// File → Export surfaces: the window and a write in flight.
+    pub export: export::ExportState,
     /// Unsaved-label questions, the autosave and its restore offer.
     pub unsaved: unsaved::Unsaved,
     /// Changes to the label map or its names (edits, undos, renames), counted.
@@ -357,6 +360,7 @@ impl Default for Runtime {
             tool: tools::Tool::default(),
             brush_last: None,
             edit_job: None,
+            export: export::ExportState::default(),
             unsaved: unsaved::Unsaved::default(),
             labels_rev: 0,
             saved_rev: 0,
@@ -442,6 +446,8 @@ pub struct App {
     pub overwrite: edit::Overwrite,
     /// The brush of the paint and erase tools.
     pub brush: tools::brush::BrushSettings,
+    /// File → Export surfaces' settings.
+    pub export: export::ExportSettings,
     #[serde(skip)]
     pub rt: Runtime,
 }
@@ -470,6 +476,7 @@ impl Default for App {
             finetune: finetune::FineTuneSettings::default(),
             overwrite: edit::Overwrite::default(),
             brush: tools::brush::BrushSettings::default(),
+            export: export::ExportSettings::default(),
             rt: Runtime::default(),
         }
     }
@@ -944,6 +951,8 @@ impl App {
             AppCommand::DeleteLabel(id) => self.delete_label(id),
             AppCommand::NewLabel => self.new_label(),
             AppCommand::SetOverwrite(rule) => self.overwrite = rule,
+            AppCommand::ShowExport => self.rt.export.open = true,
+            AppCommand::ExportSurfaces(path) => self.export_surfaces(path),
             AppCommand::AcceptCandidate => self.accept_candidate(),
             AppCommand::CancelClick => self.cancel_click(ctx),
             AppCommand::RejectCandidate => {
@@ -1640,6 +1649,7 @@ impl App {
         }
         self.apply_commands(&ctx);
         self.drain_edit_job();
+        self.drain_export();
         self.autosave_tick(&ctx);
         self.run_pending_at(&ctx);
         if std::mem::take(&mut self.rt.title_dirty)
@@ -1670,6 +1680,7 @@ impl App {
         self.series_picker_ui(&ctx);
         messages::log_window_ui(self, &ctx);
         label_list::name_prompt_ui(self, &ctx);
+        export::window_ui(self, &ctx);
         unsaved::unsaved_ui(self, &ctx);
         self.in_app_dialog_ui(&ctx);
         // Commands from this frame's widgets take effect now, not on the next input event.

@@ -35,6 +35,9 @@ pub fn menu_ui(app: &mut App, ui: &mut egui::Ui) {
             if ui.add_enabled(has_labels, egui::Button::new("Save label map…    Ctrl+S")).clicked() {
                 cmds.push(AppCommand::ShowDialog(DialogKind::SaveLabels));
             }
+            if ui.add_enabled(has_labels, egui::Button::new("Export surfaces…")).on_hover_text("Label surfaces as STL, OBJ or PLY (RAS or LPS, smoothed)").clicked() {
+                cmds.push(AppCommand::ShowExport);
+            }
             ui.separator();
             if ui.button("Open evaluation report…").on_hover_text("The REPORT.csv of `sam3d-studio eval`: its clicks worst first, each one click from a look").clicked() {
                 cmds.push(AppCommand::ShowDialog(DialogKind::OpenReport));

@@ -1,6 +1,6 @@
 //! `sdf`, `mesh` and `metrics` subcommands (README, "Command line").
 
-use crate::shape::{self, Mesh, MeshFormat, MeshObject, MeshSpace};
+use crate::shape::{self, MeshSpace};
 use crate::volume::{OnGrid, Volume};
 use anyhow::{Result, bail};
 use std::path::Path;
@@ -37,10 +37,6 @@ pub fn mesh(
     smooth: usize,
     decimate: Option<f64>,
 ) -> Result<()> {
-    MeshFormat::from_path(out)?;
-    if let Some(r) = decimate.filter(|r| !(*r > 0.0 && *r <= 1.0)) {
-        bail!("--decimate takes the fraction of triangles to keep, in (0, 1]; got {r}");
-    }
     let labels = crate::volume::open_labels(labels_path)?;
     let ids: Vec<u16> = match label {
         Some(l) => vec![l],
@@ -49,29 +45,14 @@ pub fn mesh(
     if ids.is_empty() {
         bail!("{}: no non-zero label to mesh", labels_path.display());
     }
-    let finish = |mut m: Mesh| {
-        if smooth > 0 {
-            m.taubin_smooth(smooth);
-        }
-        if let Some(r) = decimate {
-            m.decimate(r);
-        }
-        m
+    let export = shape::export::SurfaceExport {
+        labels: ids.iter().map(|&l| (l, format!("label_{l}"))).collect(),
+        smooth,
+        decimate,
+        space: if lps { MeshSpace::Lps } else { MeshSpace::Ras },
     };
-    let meshes: Vec<(u16, String, Mesh)> = if ids.len() == 1 {
-        vec![(ids[0], format!("label_{}", ids[0]), finish(shape::mesh_of_label(&labels, ids[0])))]
-    } else {
-        use rayon::prelude::*;
-        ids.par_iter().map(|&l| (l, format!("label_{l}"), finish(shape::mesh_of_label(&labels, l)))).collect()
-    };
-    if let Some(l) = label.filter(|_| meshes[0].2.is_empty()) {
-        bail!("{}: label {l} is absent", labels_path.display());
-    }
-    let objects: Vec<MeshObject> = meshes.iter().map(|(l, n, m)| MeshObject { label: *l, name: n, mesh: m }).collect();
-    let space = if lps { MeshSpace::Lps } else { MeshSpace::Ras };
-    shape::write_mesh(out, &objects, space)?;
-    let tris: usize = meshes.iter().map(|m| m.2.triangles.len()).sum();
-    log::info!("{} label(s), {tris} triangles → {}", meshes.len(), out.display());
+    let tris = shape::export::export_label_surfaces(&labels, out, &export).map_err(|e| anyhow::anyhow!("{e} (from {})", labels_path.display()))?;
+    log::info!("{} label(s), {tris} triangles → {}", ids.len(), out.display());
     Ok(())
 }
 

@@ -65,6 +65,52 @@ pub fn write_mesh(path: &Path, objects: &[MeshObject], space: MeshSpace) -> Resu
     atomic_write(path, |f| f.write_all(&bytes)).map_err(|e| ShapeError::new(path, e.problem))
 }
 
+/// How label surfaces are exported: which labels (id and the object name written), smoothing
+/// (Taubin iterations), the fraction of triangles kept, and the coordinates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SurfaceExport {
+    pub labels: Vec<(u16, String)>,
+    pub smooth: usize,
+    /// `None`: every triangle; `Some(f)`: about that fraction, in (0, 1].
+    pub decimate: Option<f64>,
+    pub space: MeshSpace,
+}
+
+/// Meshes the chosen labels of `map` (in parallel), smooths and decimates them as asked and
+/// writes them to `path` (format by extension, written atomically): the one path from a label
+/// map to a surface file, for `sam3d-studio mesh` and the viewer's File → Export surfaces.
+/// Returns the triangles written. A label with no voxel is an error naming it.
+pub fn export_label_surfaces(map: &crate::volume::LabelMap, path: &Path, e: &SurfaceExport) -> Result<usize, ShapeError> {
+    use rayon::prelude::*;
+    MeshFormat::from_path(path)?;
+    if let Some(r) = e.decimate.filter(|r| !(*r > 0.0 && *r <= 1.0)) {
+        return Err(ShapeError::new(path, format!("the fraction of triangles to keep must lie in (0, 1]; got {r}")));
+    }
+    if e.labels.is_empty() {
+        return Err(ShapeError::new(path, "no label to export"));
+    }
+    let meshes: Vec<Mesh> = e
+        .labels
+        .par_iter()
+        .map(|(l, _)| {
+            let mut m = super::mesh_of_label(map, *l);
+            if e.smooth > 0 {
+                m.taubin_smooth(e.smooth);
+            }
+            if let Some(r) = e.decimate {
+                m.decimate(r);
+            }
+            m
+        })
+        .collect();
+    if let Some(((l, name), _)) = e.labels.iter().zip(&meshes).find(|(_, m)| m.is_empty()) {
+        return Err(ShapeError::new(path, format!("label {l} ({name}) has no voxels to make a surface of")));
+    }
+    let objects: Vec<MeshObject> = e.labels.iter().zip(&meshes).map(|((l, n), m)| MeshObject { label: *l, name: n, mesh: m }).collect();
+    write_mesh(path, &objects, e.space)?;
+    Ok(meshes.iter().map(|m| m.triangles.len()).sum())
+}
+
 /// Binary STL with all objects merged.
 pub fn stl_bytes(objects: &[MeshObject], space: MeshSpace) -> Vec<u8> {
     let n: usize = objects.iter().map(|o| o.mesh.triangles.len()).sum();

@@ -25,7 +25,7 @@ pub mod metrics;
 pub mod sdf;
 mod surfel_table;
 
-pub use export::{MeshFormat, MeshObject, MeshSpace, read_ply, write_mesh};
+pub use export::{MeshFormat, MeshObject, MeshSpace, SurfaceExport, export_label_surfaces, read_ply, write_mesh};
 pub use component::{GridComponent, sdf_component_on_grid};
 pub use mesh::{EdgeReport, Inside, mesh_from_field, mesh_from_mask, mesh_of_label, mesh_of_labels, mesh_of_mask_blocks};
 pub use metrics::{LabelMetrics, SurfaceDistances, compare_label_maps, label_metrics, mask_metrics, surface_distances};
