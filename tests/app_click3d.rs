@@ -359,7 +359,8 @@ fn cancel_button_cancels_a_model_job_in_the_engine() {
     h.state_mut().send(AppCommand::SetClickMethod(sam3d_studio::app::ClickMethod::Model));
     let c = h.state().scene().expect("scene").crosshair;
     h.state_mut().send(AppCommand::ClickAt(c));
-    h.step();
+    // The first model click on a scan waits for the engine's copy of it, then runs.
+    step_until(&mut h, "the job sent to the engine", |app| app.rt.click.running.is_some());
     let first = h.state().rt.click.running.expect("a job").0;
     h.get_all_by_label("Cancel").next().expect("a Cancel button").click();
     h.step();

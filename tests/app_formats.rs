@@ -52,7 +52,12 @@ fn a_folder_of_several_series_asks_which_and_the_choice_opens_for_the_viewer_and
     assert_eq!(scene.volume.shape(), want.shape());
     assert!(scene.volume.ras_from_voxel.max_abs_diff(&want.ras_from_voxel) < 1e-9);
     assert_eq!(scene.volume.data, want.data);
-    // The engine reads a copy of what the viewer decoded, not the folder again.
+    // No copy for the engine until the model is used (a first model click asks for it)...
+    assert!(scene.engine_path.is_none(), "nothing written at open");
+    h.state_mut().request_engine_copy();
+    wait_for_loader(&mut h);
+    let scene = h.state().rt.scene.as_ref().expect("open");
+    // ...then the engine reads a copy of what the viewer decoded, not the folder again.
     let copy = scene.engine_path.clone().expect("a copy for the engine");
     assert!(copy.starts_with(std::env::temp_dir()) && copy.extension().is_some_and(|e| e == "nii"), "{}", copy.display());
     let back = sam3d_studio::volume::open(&copy).expect("the copy reads");

@@ -21,6 +21,9 @@ pub enum LoadRequest {
     /// Draw a DICOM RTSTRUCT's contours on the series in `series_folder` (the current volume's)
     /// and check the label map against the current volume.
     Structures { path: PathBuf, series_folder: PathBuf, volume: Arc<Volume>, generation: u64 },
+    /// Write the uncompressed copy of `volume` (read from `path`) that the model engine reads
+    /// ([`needs_engine_copy`]): asked for on the first model click on a scan, not at every open.
+    EngineCopy { path: PathBuf, volume: Arc<Volume>, generation: u64 },
     /// Read a label map and check it against the current volume.
     Labels { path: PathBuf, volume: Arc<Volume>, generation: u64 },
     /// Write a label map (atomically) with the volume's `ras_from_voxel`, in the format the name
@@ -224,16 +227,16 @@ fn handle(req: LoadRequest, send: &dyn Fn(LoadEvent) -> bool, copy_dir: &std::pa
                 progress(format!("reading {}", file_name(&lp)), 0.8);
                 load_labels_and_send(lp, &volume, generation, send);
             }
-            if needs_engine_copy(&path) {
-                progress("a copy for the model engine".into(), 0.95);
-                match write_engine_copy(&volume, generation, copy_dir) {
-                    Ok(copy) => {
-                        send(LoadEvent::EngineCopy { generation, path: copy });
-                    }
-                    Err(e) => {
-                        log::warn!("the engine will read {} itself: {e}", path.display());
-                        send(LoadEvent::EngineCopy { generation, path: path.clone() });
-                    }
+        }
+        LoadRequest::EngineCopy { path, volume, generation } => {
+            progress("handing the scan to the model engine".into(), 0.5);
+            match write_engine_copy(&volume, generation, copy_dir) {
+                Ok(copy) => {
+                    send(LoadEvent::EngineCopy { generation, path: copy });
+                }
+                Err(e) => {
+                    log::warn!("the engine will read {} itself: {e}", path.display());
+                    send(LoadEvent::EngineCopy { generation, path });
                 }
             }
         }

@@ -295,6 +295,8 @@ pub struct ClickTool {
     pub object: Option<crate::prompts::ObjectRef>,
     /// The object the running model job will produce.
     pub sent_object: Option<crate::prompts::ObjectRef>,
+    /// A model click waiting for the engine's copy of the scan (the first on a scan).
+    pub after_copy: Option<(RasMm, Option<(crate::prompts::Prompt, crate::prompts::ObjectRef)>)>,
     /// Accepted results: the undo history and the edits waiting for the map's readers.
     pub edits: edit::LabelEdits,
     /// How the last job ended when it did not give a candidate ("cancelled"); cleared by the next job.
@@ -329,6 +331,7 @@ impl Default for ClickTool {
             target: None,
             object: None,
             sent_object: None,
+            after_copy: None,
             edits: edit::LabelEdits::default(),
             last_status: None,
             dropped_results: 0,
@@ -611,8 +614,9 @@ impl App {
     }
 
     /// Is a "3D from click" job running?
+    /// A 3D-from-click job runs, or waits for the engine's copy of the scan.
     pub fn is_clicking(&self) -> bool {
-        self.rt.click.running.is_some()
+        self.rt.click.running.is_some() || self.rt.click.after_copy.is_some()
     }
 
     /// Is the candidate still being measured against the label under its click?
@@ -722,6 +726,8 @@ impl App {
                     click.candidate = None;
                     click.edits.clear();
                     click.target = None;
+                    click.after_copy = None;
+                    click.object = None;
                     self.mesh_view.set_meshes(Vec::new());
                     self.mesh_view.reset_camera();
                     self.rt.saved_rev = self.rt.labels_rev;
@@ -1129,6 +1135,11 @@ impl App {
     /// Cancels the running click job: no candidate will come from it, the next click works.
     /// A model job is cancelled in the engine too; region growing stops at its next pass.
     fn cancel_click(&mut self, _ctx: &egui::Context) {
+        if self.rt.click.after_copy.take().is_some() && self.rt.click.running.is_none() {
+            self.rt.click.last_status = Some("cancelled".into());
+            self.notice("3D from click cancelled".into());
+            return;
+        }
         let Some(job) = self.stop_running_job() else { return };
         self.rt.click.last_status = Some("cancelled".into());
         self.notice(format!("3D from click #{job} cancelled"));
@@ -1147,6 +1158,15 @@ impl App {
             log::warn!("could not cancel job {job} in the engine: {e}");
         }
         Some(job)
+    }
+
+    /// Asks the loader for the model engine's copy of the open scan (`Scene::engine_path` is
+    /// set when it is written).
+    pub fn request_engine_copy(&mut self) {
+        if let Some(s) = &self.rt.scene {
+            let (path, volume, generation) = (s.path.clone(), s.volume.clone(), s.generation);
+            self.request(LoadRequest::EngineCopy { path, volume, generation });
+        }
     }
 
     /// A click of the 3D tool: it refines the model's result on screen (`negative`: removes
@@ -1199,7 +1219,14 @@ impl App {
                     return;
                 }
                 if scene.engine_path.is_none() && loader::needs_engine_copy(&scene.path) {
-                    self.notice("The scan is still being handed to the model engine: click again in a moment".into());
+                    // The engine reads an uncompressed copy of the scan as the viewer read it,
+                    // written on the first model click (not at every open): this click waits
+                    // for it and runs once it is there.
+                    if self.rt.click.after_copy.is_none() {
+                        self.request_engine_copy();
+                    }
+                    self.rt.click.after_copy = Some((ras, refine));
+                    self.rt.click.last_status = Some("handing the scan to the model engine…".into());
                     return;
                 }
                 let (generation, path) = (scene.generation, scene.engine_path.clone().unwrap_or_else(|| scene.path.clone()));
@@ -1644,6 +1671,11 @@ impl App {
         self.handle_dropped_files(&ctx);
         self.handle_keys(&ctx);
         self.guard_close(&ctx);
+        if self.rt.scene.as_ref().is_some_and(|s| s.engine_path.is_some())
+            && let Some((ras, refine)) = self.rt.click.after_copy.take()
+        {
+            self.start_click(ras, refine, &ctx);
+        }
         if let Some(p) = self.rt.unsaved.resume_next.take() {
             self.resume(p, &ctx);
         }
