@@ -296,3 +296,55 @@ fn export_surfaces_writes_the_active_label_in_lps() {
         assert!(r >= lo[0] - SPACING && r <= hi[0] + SPACING && a >= lo[1] - SPACING && a <= hi[1] + SPACING, "vertex {v:?} outside the liver's box");
     }
 }
+
+fn wait_candidate(h: &mut Harness<'static, App>, job_after: u64) -> sam3d_studio::app::click3d::Candidate {
+    let t0 = std::time::Instant::now();
+    loop {
+        h.step();
+        if let Some(c) = h.state().rt.click.candidate.as_ref().filter(|c| c.job > job_after)
+            && !h.state().is_clicking()
+        {
+            return c.clone();
+        }
+        assert!(t0.elapsed().as_secs() < 60, "no result: {:?}", h.state().messages());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn region_growing_takes_a_negative_click_and_a_box() {
+    let mut h = harness();
+    let l = labels(&h);
+    h.state_mut().send(AppCommand::SetClickMethod(ClickMethod::RegionGrowing));
+    h.state_mut().send(AppCommand::SetTool(Tool::ClickTo3d));
+    let [k, j, i] = interior_voxel(&l, LIVER);
+    let at = ras_of_voxel(i as f64, j as f64, k as f64);
+    h.state_mut().send(AppCommand::PromptAt { at, negative: false });
+    let first = wait_candidate(&mut h, 0);
+    assert!(first.mask[[k, j, i]]);
+    // The result's voxel farthest from the click (region growing leaks on this CT): a negative
+    // click there takes that part away and keeps the clicked one.
+    let far = first.mask.indexed_iter().filter(|(_, m)| **m).map(|((a, b, c), _)| [a, b, c]).max_by_key(|p| (0..3).map(|d| (p[d] as i64 - [k, j, i][d] as i64).pow(2)).sum::<i64>()).expect("voxels");
+    let far_ras = ras_of_voxel(far[2] as f64, far[1] as f64, far[0] as f64);
+    assert!(far_ras.distance(&at) > 30.0, "the result reaches {:.0} mm from the click", far_ras.distance(&at));
+    h.state_mut().send(AppCommand::PromptAt { at: far_ras, negative: true });
+    let cut = wait_candidate(&mut h, first.job);
+    assert!(!cut.mask[[far[0], far[1], far[2]]], "the negative click's voxel is gone");
+    assert!(cut.mask[[k, j, i]], "the positive click's voxel stays");
+    assert!(cut.voxels < first.voxels, "{} → {}", first.voxels, cut.voxels);
+    // Nothing new appears: a negative click only removes.
+    assert!(cut.mask.iter().zip(first.mask.iter()).all(|(&c, &f)| !c || f));
+
+    // Reject; a box around the liver's part of the axial slice starts a new result inside it.
+    h.state_mut().send(AppCommand::RejectCandidate);
+    h.run();
+    let (lo, hi) = (ras_of_voxel(i as f64 - 8.0, j as f64 - 8.0, k as f64), ras_of_voxel(i as f64 + 8.0, j as f64 + 8.0, k as f64));
+    h.state_mut().send(AppCommand::BoxDrag { plane: ViewPlane::Axial, at: lo, first: true });
+    h.state_mut().send(AppCommand::BoxDrag { plane: ViewPlane::Axial, at: hi, first: false });
+    h.state_mut().send(AppCommand::BoxDone);
+    let boxed = wait_candidate(&mut h, cut.job);
+    assert!(boxed.voxels > 0 && boxed.mask[[k, j, i]], "the box's centre is the liver voxel");
+    for ((_, jj, ii), _) in boxed.mask.indexed_iter().filter(|(_, m)| **m) {
+        assert!((i - 8..=i + 8).contains(&ii) && (j - 8..=j + 8).contains(&jj), "voxel ({ii}, {jj}) outside the box");
+    }
+}

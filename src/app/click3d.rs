@@ -107,6 +107,9 @@ pub enum ClickEvent {
     Compared { job: u64, comparison: Comparison },
     /// The measuring failed (an internal error): no figures for job `job`.
     CompareFailed { job: u64 },
+    /// Region growing's object after job `job`'s prompt (sent just before its `Done`), for the
+    /// next prompt to refine.
+    GrowState { job: u64, state: Box<crate::baseline::prompted::PromptedGrowing> },
 }
 
 /// Starts region growing from `click` on a `sam3d-click` thread; the answer comes on `tx`.
@@ -140,6 +143,64 @@ pub fn spawn_region_growing(
                     ClickEvent::Done(Box::new(Candidate {
                         job,
                         click,
+                        mask: Arc::new(mask),
+                        mesh: None,
+                        voxels,
+                        ml,
+                        method: ClickMethod::RegionGrowing,
+                        millis: t0.elapsed().as_secs_f64() * 1000.0,
+                        passes: 1,
+                        joined: false,
+                        bbox_kji,
+                        adapter: None,
+                        compared: None,
+                    }))
+                }
+                Ok(Err(e)) => ClickEvent::Failed { job, message: format!("3D from click: {e}") },
+                Err(_) => ClickEvent::Failed { job, message: "3D from click: region growing failed (internal error)".into() },
+            };
+            let _ = tx.send(ev);
+            wake();
+        })
+        .map(|_| ())
+        .map_err(|e| format!("could not start the 3D-from-click thread: {e}"))
+}
+
+/// Applies `prompt` to region growing's object `state` (a positive point grows and joins, a
+/// negative one cuts, a box bounds: [`crate::baseline::prompted::PromptedGrowing`]) on a
+/// `sam3d-click` thread; the new state, then the candidate, come on `tx`.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_prompted_growing(
+    job: u64,
+    volume: Arc<Volume>,
+    mut state: crate::baseline::prompted::PromptedGrowing,
+    prompt: crate::prompts::Prompt,
+    at: RasMm,
+    tx: Sender<ClickEvent>,
+    cancel_upto: Arc<std::sync::atomic::AtomicU64>,
+    wake: impl Fn() + Send + 'static,
+) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("sam3d-click".into())
+        .spawn(move || {
+            let t0 = std::time::Instant::now();
+            let cancelled = || cancel_upto.load(std::sync::atomic::Ordering::SeqCst) >= job;
+            let floor = crate::baseline::refine::intensity_floor(&volume);
+            let shape = volume.shape().array_shape();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                state.add(&volume, &prompt, &GrowParams::default(), floor, &cancelled).map(|c| c.map(|c| c.to_mask(shape)))
+            }));
+            let ev = match result {
+                Ok(Err(GrowError::Cancelled)) => ClickEvent::Stopped { job },
+                Ok(Ok(mask)) => {
+                    let mask = mask.unwrap_or_else(|| Array3::from_elem((shape[0], shape[1], shape[2]), false));
+                    let _ = tx.send(ClickEvent::GrowState { job, state: Box::new(state) });
+                    let voxels = mask.iter().filter(|&&m| m).count();
+                    let bbox_kji = crate::shape::sdf::bounding_box(mask.view());
+                    let ml = voxels as f64 * volume.voxel_ml();
+                    ClickEvent::Done(Box::new(Candidate {
+                        job,
+                        click: at,
                         mask: Arc::new(mask),
                         mesh: None,
                         voxels,

@@ -147,6 +147,10 @@ pub enum AppCommand {
     /// A click of the 3D tool: refines the model's result on screen (`negative`: Ctrl+click,
     /// removes what is under it), or starts a new one.
     PromptAt { at: RasMm, negative: bool },
+    /// A box dragged with the 3D tool on a slice (`first`: it starts at `at`).
+    BoxDrag { plane: ViewPlane, at: RasMm, first: bool },
+    /// The box drag ended: the box bounds the result (or starts one).
+    BoxDone,
     /// Label written on Accept (`None`: a new label id).
     SetClickTarget(Option<u16>),
     /// Opens File → Export surfaces….

@@ -20,6 +20,7 @@ pub mod finetune;
 pub mod label_list;
 pub mod labels;
 pub mod loader;
+mod prompting;
 pub mod messages;
 mod panels;
 pub mod remote;
@@ -296,7 +297,13 @@ pub struct ClickTool {
     /// The object the running model job will produce.
     pub sent_object: Option<crate::prompts::ObjectRef>,
     /// A model click waiting for the engine's copy of the scan (the first on a scan).
-    pub after_copy: Option<(RasMm, Option<(crate::prompts::Prompt, crate::prompts::ObjectRef)>)>,
+    pub after_copy: Option<(RasMm, Option<prompting::PromptRequest>)>,
+    /// Region growing's object (its prompts and shape) while its result is on screen.
+    pub grow_object: Option<crate::baseline::prompted::PromptedGrowing>,
+    /// The object job `.0` left, received before its result.
+    pending_grow: Option<(u64, crate::baseline::prompted::PromptedGrowing)>,
+    /// A box being dragged with the 3D tool: its plane and corners.
+    pub box_drag: Option<(ViewPlane, RasMm, RasMm)>,
     /// Accepted results: the undo history and the edits waiting for the map's readers.
     pub edits: edit::LabelEdits,
     /// How the last job ended when it did not give a candidate ("cancelled"); cleared by the next job.
@@ -332,6 +339,9 @@ impl Default for ClickTool {
             object: None,
             sent_object: None,
             after_copy: None,
+            grow_object: None,
+            pending_grow: None,
+            box_drag: None,
             edits: edit::LabelEdits::default(),
             last_status: None,
             dropped_results: 0,
@@ -728,6 +738,8 @@ impl App {
                     click.target = None;
                     click.after_copy = None;
                     click.object = None;
+                    click.grow_object = None;
+                    click.box_drag = None;
                     self.mesh_view.set_meshes(Vec::new());
                     self.mesh_view.reset_camera();
                     self.rt.saved_rev = self.rt.labels_rev;
@@ -941,6 +953,8 @@ impl App {
             AppCommand::SetMrAdapter(on) => self.mr_adapter = on,
             AppCommand::ClickAt(ras) => self.start_click(ras, None, ctx),
             AppCommand::PromptAt { at, negative } => self.prompt_at(at, negative, ctx),
+            AppCommand::BoxDrag { plane, at, first } => self.box_drag(plane, at, first),
+            AppCommand::BoxDone => self.box_done(ctx),
             AppCommand::SetClickTarget(t) => self.rt.click.target = t.filter(|&id| id != 0),
             AppCommand::PromptLabelName(id) => {
                 let name = self.rt.scene.as_ref().and_then(|s| s.labels.as_ref()).and_then(|l| l.table.name_of(id)).unwrap_or_default().to_string();
@@ -1061,13 +1075,19 @@ impl App {
                         self.error("3D from click: nothing was segmented at that point".into());
                         continue;
                     }
-                    // A model result is an engine object that further clicks refine.
+                    // A result is an object that further prompts refine: the engine's, or
+                    // region growing's (kept here).
                     self.rt.click.object = if c.method == ClickMethod::Model { self.rt.click.sent_object.take() } else { None };
+                    self.rt.click.grow_object = match c.method {
+                        ClickMethod::RegionGrowing => Some(prompting::grow_object_of(self.rt.click.pending_grow.take().filter(|p| p.0 == c.job).map(|p| p.1), &c)),
+                        ClickMethod::Model => None,
+                    };
                     self.rt.click.candidate = Some(*c);
                     self.bump_overlay();
                     self.request_meshes(Some(Vec::new()));
                     self.start_compare();
                 }
+                ClickEvent::GrowState { job, state } => self.rt.click.pending_grow = Some((job, *state)),
                 ClickEvent::Compared { job, comparison } => {
                     // Only the comparison asked for last counts (the map may have changed since).
                     if self.rt.click.comparing != Some(job) {
@@ -1169,23 +1189,9 @@ impl App {
         }
     }
 
-    /// A click of the 3D tool: it refines the model's result on screen (`negative`: removes
-    /// what is under it), or starts a new result when there is none to refine.
-    fn prompt_at(&mut self, at: RasMm, negative: bool, ctx: &egui::Context) {
-        let refinable = self.click_method == ClickMethod::Model && self.rt.click.candidate.as_ref().is_some_and(|c| c.method == ClickMethod::Model);
-        match (self.rt.click.object.filter(|_| refinable), negative) {
-            (Some(object), _) => {
-                let p = if negative { crate::prompts::Prompt::negative(at) } else { crate::prompts::Prompt::positive(at) };
-                self.start_click(at, Some((p, object)), ctx);
-            }
-            (None, true) => self.notice("Ctrl+click removes what is under it from the SAM3D model's result: click the structure first (3D from click by SAM3D model), then Ctrl+click what should not be there".into()),
-            (None, false) => self.start_click(at, None, ctx),
-        }
-    }
-
-    /// Runs 3D from click at `ras`: a new result, or (`refine`) one more prompt on the model's
-    /// object.
-    fn start_click(&mut self, ras: RasMm, refine: Option<(crate::prompts::Prompt, crate::prompts::ObjectRef)>, ctx: &egui::Context) {
+    /// Runs 3D from click at `ras`: a plain click (a new result), or a prompt (`prompting`),
+    /// refining the result on screen or starting one (a box alone).
+    fn start_click(&mut self, ras: RasMm, prompt: Option<prompting::PromptRequest>, ctx: &egui::Context) {
         let Some(scene) = &self.rt.scene else {
             self.error("3D from click: open a volume first".into());
             return;
@@ -1204,7 +1210,15 @@ impl App {
                 let ctx = ctx.clone();
                 let gate = self.rt.click.test_gate.clone();
                 let cancel = self.rt.click.grow_cancel_upto.clone();
-                match click3d::spawn_region_growing(job, volume, ras, self.rt.click.tx.clone(), gate, cancel, move || ctx.request_repaint()) {
+                let spawned = match prompt {
+                    // A prompt: region growing's object refined (or a new one, for a box alone).
+                    Some(pr) => {
+                        let state = if pr.refine { self.rt.click.grow_object.clone().unwrap_or_default() } else { Default::default() };
+                        click3d::spawn_prompted_growing(job, volume, state, pr.prompt, ras, self.rt.click.tx.clone(), cancel, move || ctx.request_repaint())
+                    }
+                    None => click3d::spawn_region_growing(job, volume, ras, self.rt.click.tx.clone(), gate, cancel, move || ctx.request_repaint()),
+                };
+                match spawned {
                     Ok(()) => {
                         self.rt.click.running = Some((job, ras, std::time::Instant::now()));
                         self.rt.click.remote_job = None;
@@ -1225,7 +1239,7 @@ impl App {
                     if self.rt.click.after_copy.is_none() {
                         self.request_engine_copy();
                     }
-                    self.rt.click.after_copy = Some((ras, refine));
+                    self.rt.click.after_copy = Some((ras, prompt));
                     self.rt.click.last_status = Some("handing the scan to the model engine…".into());
                     return;
                 }
@@ -1238,12 +1252,14 @@ impl App {
                 self.rt.click.next_job += 1;
                 let job = self.rt.click.next_job;
                 // The pipeline goes with every click: a restarted engine needs no other state.
-                let (req, sent) = match &refine {
-                    Some((p, object)) => (
-                        Request::prompt(job, p, self.rt.active_view, self.pipeline_options(), Some(*object)),
+                let object = prompt.as_ref().filter(|p| p.refine).and(self.rt.click.object);
+                let (req, sent) = match (&prompt, object) {
+                    (Some(p), Some(object)) => (
+                        Request::prompt(job, &p.prompt, self.rt.active_view, self.pipeline_options(), Some(object)),
                         crate::prompts::ObjectRef { id: object.id, after: object.after + 1 },
                     ),
-                    None => (Request::infer(job, ras, self.rt.active_view, self.pipeline_options()), crate::prompts::ObjectRef { id: job, after: 1 }),
+                    (Some(p), None) => (Request::prompt(job, &p.prompt, self.rt.active_view, self.pipeline_options(), None), crate::prompts::ObjectRef { id: job, after: 1 }),
+                    (None, _) => (Request::infer(job, ras, self.rt.active_view, self.pipeline_options()), crate::prompts::ObjectRef { id: job, after: 1 }),
                 };
                 self.rt.click.sent_object = Some(sent);
                 if self.remote_send(&req, ctx) {
@@ -1696,6 +1712,7 @@ impl App {
         if self.rt.click.candidate.is_none() && self.rt.click.running.is_none() {
             // Accepted or rejected: the next click starts a new object.
             self.rt.click.object = None;
+            self.rt.click.grow_object = None;
         }
         egui::Panel::top("menu").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::menu_ui(self, ui));
         egui::Panel::top("toolbar").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::toolbar_ui(self, ui));

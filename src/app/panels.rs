@@ -177,6 +177,7 @@ const SHORTCUTS: &[(&str, &str)] = &[
     ("F, double-click", "maximise / restore the view"),
     ("Esc", "cancel a running 3D-from-click job, else back to the 2 x 2 grid"),
     ("Shift+click", "3D from click (with any tool)"),
+    ("Click / Ctrl+click / drag", "3D tool, a result on screen: add to it / remove from it / a box bounding it"),
     ("C T B E G K", "tools: navigate, 3D from click, paint (brush), erase, fill, keep island"),
     ("Shift+wheel", "brush size (paint, erase)"),
     ("Enter / Delete", "accept / reject the 3D-from-click result"),

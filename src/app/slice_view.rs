@@ -235,6 +235,15 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
     let zoom_text = format!("{:.0} %", view.zoom * 100.0);
     shadow_text(&painter, rect.right_bottom() + vec2(-m, -m), Align2::RIGHT_BOTTOM, &zoom_text, FontId::proportional(11.0), Color32::from_gray(170));
 
+    // A box being dragged with the 3D tool on this view.
+    if let (Some((p, a, b)), Some(sfr)) = (app.rt.click.box_drag, slice_from_ras)
+        && p == plane
+    {
+        let (a, b) = (sfs.apply(sfr.apply(a)), sfs.apply(sfr.apply(b)));
+        let r = Rect::from_two_pos(pos2(a.x() as f32, a.y() as f32), pos2(b.x() as f32, b.y() as f32));
+        painter.rect_stroke(r, 0.0, Stroke::new(1.5, Color32::from_rgb(60, 220, 230)), egui::StrokeKind::Middle);
+    }
+
     // Mouse.
     let (space, wheel, pointer) = ui.input(|i| {
         let wheel: Vec<(egui::MouseWheelUnit, Vec2, egui::Modifiers)> = i
@@ -300,6 +309,9 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
         cmds.push(AppCommand::ToggleMaximise(ViewCell::Slice(plane)));
     } else if pan_drag {
         cmds.push(AppCommand::Pan { plane, delta: resp.drag_delta() });
+    } else if resp.drag_stopped_by(egui::PointerButton::Primary) {
+        let tool = Tool::active(app.rt.tool, ui.input(|i| i.modifiers.shift));
+        cmds.extend(tools::commands(tool, Gesture::DragEnd { plane }));
     } else if (resp.clicked_by(egui::PointerButton::Primary) || resp.dragged_by(egui::PointerButton::Primary))
         && let Some(p) = resp.interact_pointer_pos().filter(|&p| !app.rt.messages.guards(p))
         && let Some(at) = ras_of_screen(&g, &sfs, index, p)

@@ -66,7 +66,7 @@ impl Tool {
     pub fn help(self) -> &'static str {
         match self {
             Tool::Crosshair => "Click or drag moves the crosshair; all views follow.",
-            Tool::ClickTo3d => "A click segments the structure under it in 3D (Shift+click works with any tool). With the SAM3D model's result on screen, another click adds what was missed and Ctrl+click removes what should not be there.",
+            Tool::ClickTo3d => "A click segments the structure under it in 3D (Shift+click works with any tool). With a result on screen, another click adds what was missed, Ctrl+click removes what should not be there, and a box dragged on a slice bounds it (with no result, the box starts one).",
             Tool::Paint => "Paint the active label (a new one when none is active) with the brush; drag for a stroke. Shift+wheel: brush size.",
             Tool::Erase => "Erase with the brush: the active label only when one is active, else every label. Shift+wheel: brush size.",
             Tool::Fill => "Fill the closed region of this slice under the click with the active label (a region open to the slice's edge is refused).",
@@ -88,6 +88,8 @@ pub enum Gesture {
     CtrlClick { plane: ViewPlane, at: RasMm },
     /// A drag; `first` on its first frame.
     Drag { plane: ViewPlane, at: RasMm, first: bool },
+    /// The button was let go after a drag.
+    DragEnd { plane: ViewPlane },
 }
 
 /// What `tool` does with `g`.
@@ -95,13 +97,17 @@ pub fn commands(tool: Tool, g: Gesture) -> Vec<AppCommand> {
     match (tool, g) {
         (Tool::ClickTo3d, Gesture::Click { at, .. }) => vec![AppCommand::SetCrosshair(at), AppCommand::PromptAt { at, negative: false }],
         (Tool::ClickTo3d, Gesture::CtrlClick { at, .. }) => vec![AppCommand::PromptAt { at, negative: true }],
+        // A drag of the 3D tool draws a box that bounds the object.
+        (Tool::ClickTo3d, Gesture::Drag { plane, at, first }) => vec![AppCommand::BoxDrag { plane, at, first }],
+        (Tool::ClickTo3d, Gesture::DragEnd { .. }) => vec![AppCommand::BoxDone],
+        (_, Gesture::DragEnd { .. }) => Vec::new(),
         (_, Gesture::CtrlClick { plane, at }) => commands(tool, Gesture::Click { plane, at }),
         (Tool::Paint | Tool::Erase, Gesture::Click { plane, at }) => vec![AppCommand::BrushAt { plane, at, first: true }],
         (Tool::Paint | Tool::Erase, Gesture::Drag { plane, at, first }) => vec![AppCommand::BrushAt { plane, at, first }],
         (Tool::Fill, Gesture::Click { plane, at }) => vec![AppCommand::FillAt { plane, at }],
         (Tool::KeepIsland, Gesture::Click { at, .. }) => vec![AppCommand::KeepIslandAt(at)],
         (Tool::Fill | Tool::KeepIsland, Gesture::Drag { .. }) => Vec::new(),
-        (Tool::Crosshair | Tool::ClickTo3d, Gesture::Click { at, .. } | Gesture::Drag { at, .. }) => vec![AppCommand::SetCrosshair(at)],
+        (Tool::Crosshair, Gesture::Click { at, .. } | Gesture::Drag { at, .. }) => vec![AppCommand::SetCrosshair(at)],
     }
 }
 
@@ -120,9 +126,11 @@ mod tests {
         assert!(runs(&commands(Tool::active(Tool::Crosshair, true), click)));
         assert!(runs(&commands(Tool::active(Tool::Paint, true), click)), "Shift+click is 3D from click with any tool");
         assert!(!runs(&commands(Tool::active(Tool::ClickTo3d, true), drag)));
-        for t in [Tool::Crosshair, Tool::ClickTo3d] {
-            assert!(commands(t, drag).iter().any(|c| matches!(c, AppCommand::SetCrosshair(p) if *p == at)));
-        }
+        assert!(commands(Tool::Crosshair, drag).iter().any(|c| matches!(c, AppCommand::SetCrosshair(p) if *p == at)));
+        // The 3D tool's drag draws a box, ended by letting go.
+        assert!(matches!(commands(Tool::ClickTo3d, drag)[..], [AppCommand::BoxDrag { first: false, .. }]));
+        assert!(matches!(commands(Tool::ClickTo3d, Gesture::DragEnd { plane: ViewPlane::Axial })[..], [AppCommand::BoxDone]));
+        assert!(commands(Tool::Paint, Gesture::DragEnd { plane: ViewPlane::Axial }).is_empty());
     }
 
     #[test]
