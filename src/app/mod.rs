@@ -1262,6 +1262,9 @@ impl App {
                     (None, _) => (Request::infer(job, ras, self.rt.active_view, self.pipeline_options()), crate::prompts::ObjectRef { id: job, after: 1 }),
                 };
                 self.rt.click.sent_object = Some(sent);
+                if let Some(p) = &prompt {
+                    log::info!("3D from click #{job}: {} ({})", p.prompt.describe(), if p.refine { "refining the result" } else { "a new result" });
+                }
                 if self.remote_send(&req, ctx) {
                     self.rt.click.running = Some((job, ras, std::time::Instant::now()));
                     self.rt.click.remote_job = Some(job);

@@ -321,7 +321,10 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
         let gesture = if resp.clicked_by(egui::PointerButton::Primary) {
             if ui.input(|i| i.modifiers.command) { Gesture::CtrlClick { plane, at } } else { Gesture::Click { plane, at } }
         } else {
-            Gesture::Drag { plane, at, first: resp.drag_started_by(egui::PointerButton::Primary) }
+            let first = resp.drag_started_by(egui::PointerButton::Primary);
+            // A drag starts where the button went down, not where it passed the drag threshold.
+            let at = if first { ui.input(|i| i.pointer.press_origin()).and_then(|o| ras_of_screen(&g, &sfs, index, o)).unwrap_or(at) } else { at };
+            Gesture::Drag { plane, at, first }
         };
         cmds.extend(tools::commands(tool, gesture));
     }
