@@ -3,7 +3,7 @@
 
 use crate::baseline::GrowParams;
 use crate::baseline::join::join_region_growing_within;
-use crate::baseline::prompted::ObjectState;
+use crate::baseline::prompted::{ObjectState, Pass as ObjectPass};
 use crate::baseline::refine::{RefineParams, intensity_floor, refine_component_within};
 use crate::prompts::{ObjectRef, Prompt, PromptSet};
 use crate::data::click::{self, ClickError, ClickSample, PreparedVolume, RasFromPixel};
@@ -327,10 +327,18 @@ impl Session {
         let vol = pv.volume.clone();
         let options = &self.options;
         let mut view = None;
-        let state = base_state.apply(&req.prompt, vol.as_ref(), |at, prompts| {
-            let (first, component) = run_click(model, pv, options, refine, fusion, at, req.plane, req.mask2d.as_ref(), prompts, &mut timings, hooks)?;
-            view = Some(PassView { mask2d: first.mask2d, ras_from_pixel: first.sample.ras_from_pixel, class: first.class });
-            Ok::<_, EngineError>(component)
+        let state = base_state.apply(&req.prompt, vol.as_ref(), |at, prompts, pass| match pass {
+            ObjectPass::Object => {
+                let (first, component) = run_click(model, pv, options, refine, fusion, at, req.plane, req.mask2d.as_ref(), prompts, &mut timings, hooks)?;
+                view = Some(PassView { mask2d: first.mask2d, ras_from_pixel: first.sample.ras_from_pixel, class: first.class });
+                Ok::<_, EngineError>(component)
+            }
+            // The structure under a negative point: the model's one pass there, refined by the
+            // image (no continuation or join: only its part on the object matters).
+            ObjectPass::Wrong => {
+                let refine = refine.0.map(|p| (p, refine.1));
+                Ok(shape_at(model, pv, refine, fusion, at, req.plane, None, false, prompts, &mut timings, hooks)?.component)
+            }
         })?;
         check(hooks)?;
         let click = req.prompt.point.map(|p| p.at).or(req.prompt.bbox.map(|b| b.centre())).unwrap_or(RasMm::new(0.0, 0.0, 0.0));
