@@ -472,4 +472,88 @@ mod tests {
             }
         }
     }
+
+    /// A component of the `n`³ 2 mm grid of `vol` from a predicate on RAS mm.
+    fn comp(vol: &Volume, f: impl Fn(f64, f64, f64) -> bool) -> GridComponent {
+        crop_component(&truth(vol, f), [0, 0, 0]).expect("not empty")
+    }
+
+    /// A ball (radius 8 mm) with a bar (2 mm thick) running 60 mm from it: from the ball's
+    /// centre (10 mm deep) a correction reaches 3 × 10 = 30 mm, so the ball and the bar's near
+    /// part stay and its far part goes; a point off the region changes nothing.
+    #[test]
+    fn local_part_keeps_what_lies_within_three_depths_of_the_point() {
+        let vol = scan(|_, _, _| false, 48);
+        let b = ball([30.0, 30.0, 30.0], 8.0);
+        let region = truth(&vol, move |x, y, z| b(x, y, z) || ((30.0..=90.0).contains(&x) && (y - 30.0).abs() <= 2.0 && (z - 30.0).abs() <= 2.0));
+        let part = local_part(&region, [0, 0, 0], pt([30.0, 30.0, 30.0]), &vol).expect("the point is in the region");
+        let xs: Vec<f64> = part.voxels().map(|v| vol.ras_of(v).x()).collect();
+        assert!(truth(&vol, b).indexed_iter().filter(|(_, m)| **m).all(|((k, j, i), _)| part.contains(ArrayIdx { k, j, i })), "the ball is kept");
+        assert!(xs.iter().any(|x| (54.0..=60.0).contains(x)), "the bar's near part is kept");
+        assert!(xs.iter().all(|x| *x <= 60.0), "the bar is kept beyond the reach: {:?}", xs.iter().cloned().fold(0.0, f64::max));
+        assert!(local_part(&region, [0, 0, 0], pt([60.0, 60.0, 60.0]), &vol).is_none());
+    }
+
+    /// A later positive point whose pass found the missed ball and ran on along a sheet into
+    /// a neighbour: the object takes the ball, not the sheet's far part (the whole pass was
+    /// joined before).
+    #[test]
+    fn a_positive_correction_adds_only_around_its_point() {
+        let vol = scan(|_, _, _| false, 48);
+        let (a, b) = (ball([30.0, 48.0, 48.0], 10.0), ball([60.0, 48.0, 48.0], 8.0));
+        let sheet = |x: f64, y: f64, z: f64| (56.0..=64.0).contains(&x) && (48.0..=94.0).contains(&y) && (46.0..=50.0).contains(&z);
+        let one = ObjectState::default().apply(&Prompt::positive(pt([30.0, 48.0, 48.0])), &vol, |_, _, _| Ok::<_, ()>(Some(comp(&vol, a)))).expect("first");
+        let two = one
+            .apply(&Prompt::positive(pt([60.0, 48.0, 48.0])), &vol, |_, _, pass| {
+                assert_eq!(pass, Pass::Object);
+                Ok::<_, ()>(Some(comp(&vol, move |x, y, z| b(x, y, z) || sheet(x, y, z))))
+            })
+            .expect("second");
+        let c = two.candidate.expect("candidate");
+        for f in [a, b] {
+            let want = truth(&vol, f);
+            assert!(want.indexed_iter().filter(|(_, m)| **m).all(|((k, j, i), _)| c.contains(ArrayIdx { k, j, i })), "a ball was lost");
+        }
+        let far = c.voxels().filter(|v| vol.ras_of(*v).y() > 80.0).count();
+        assert_eq!(far, 0, "the sheet 32 mm or more from the point was joined");
+    }
+
+    /// Two boxes touching along a whole face (no neck for the depth split): a negative point in
+    /// the second, whose own pass finds that box, removes all of it; the first stays. Without
+    /// that pass the split alone leaves some of it.
+    #[test]
+    fn a_negative_point_removes_the_structure_under_it_across_a_broad_contact() {
+        let vol = scan(|_, _, _| false, 48);
+        let first = |x: f64, y: f64, z: f64| (20.0..=60.0).contains(&x) && (30.0..=66.0).contains(&y) && (30.0..=66.0).contains(&z);
+        let second = |x: f64, y: f64, z: f64| x > 60.0 && x <= 80.0 && (30.0..=66.0).contains(&y) && (30.0..=66.0).contains(&z);
+        let start = ObjectState::default()
+            .apply(&Prompt::positive(pt([40.0, 48.0, 48.0])), &vol, |_, _, _| Ok::<_, ()>(Some(comp(&vol, move |x, y, z| first(x, y, z) || second(x, y, z)))))
+            .expect("first");
+        let negative = Prompt::negative(pt([70.0, 48.0, 48.0]));
+        let cut = start
+            .apply(&negative, &vol, |at, prompts, pass| {
+                assert_eq!((pass, at), (Pass::Wrong, pt([70.0, 48.0, 48.0])));
+                // Its pass is told to keep off the object's positive point.
+                assert_eq!((prompts.negative.clone(), prompts.positive.len()), (vec![pt([40.0, 48.0, 48.0])], 0));
+                Ok::<_, ()>(Some(comp(&vol, second)))
+            })
+            .expect("cut");
+        let c = cut.candidate.as_ref().expect("candidate");
+        let second_n = truth(&vol, second).iter().filter(|m| **m).count();
+        let left = c.voxels().filter(|v| second(vol.ras_of(*v).x(), vol.ras_of(*v).y(), vol.ras_of(*v).z())).count();
+        assert_eq!(left, 0, "{left} of the second box's {second_n} voxels stay");
+        assert!(truth(&vol, first).indexed_iter().filter(|(_, m)| **m).all(|((k, j, i), _)| c.contains(ArrayIdx { k, j, i })), "the first box lost voxels");
+        let split_only = start.apply(&negative, &vol, |_, _, _| Ok::<_, ()>(None)).expect("split");
+        let kept = split_only.candidate.expect("candidate").voxels().filter(|v| vol.ras_of(*v).x() > 61.0).count();
+        assert!(kept > 0, "the depth split alone was expected to keep part of the broadly touching box");
+        // A pass at the negative point that takes the positive point (it ran into the object)
+        // removes nothing: only the split acts.
+        let into = start.apply(&negative, &vol, |_, _, _| Ok::<_, ()>(Some(comp(&vol, move |x, y, z| first(x, y, z) || second(x, y, z))))).expect("into");
+        assert!(into.excluded.is_empty());
+        assert_eq!(into.candidate, split_only_candidate(&start, &negative, &vol));
+    }
+
+    fn split_only_candidate(start: &ObjectState, p: &Prompt, vol: &Volume) -> Option<GridComponent> {
+        start.apply(p, vol, |_, _, _| Ok::<_, ()>(None)).expect("split").candidate
+    }
 }
