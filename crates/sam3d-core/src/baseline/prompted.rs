@@ -5,8 +5,16 @@
 //!
 //! A step: a positive point segments the structure under it (the model's pipeline, or region
 //! growing; either never grows into a negative point's neighbourhood or out of the box) and
-//! joins it to what the object's earlier positive points found (union). Then the union is cut to
-//! the prompts:
+//! joins it to what the object's earlier positive points found (union). The first positive
+//! point joins its whole pass; a later one (a correction) only the part of its pass around it
+//! ([`local_part`]: what the pass adds to the candidate, connected to the point, within
+//! [`LOCAL_REACH`] times the point's depth in it), since a whole pass from a point near the
+//! object's border often runs on into a neighbour. A negative point on an object segments the
+//! structure under it too (the model's one pass there, or region growing, kept off the object's
+//! positive points): when that is another structure ([`wrong_structure`]), its part on the
+//! object around the point, where nearer the negative point than every positive one, is
+//! excluded from the object (also from later passes). Then the union less the excluded parts is
+//! cut to the prompts:
 //!
 //! 1. **the box** clips it (voxel centres outside go);
 //! 2. **negative points** split it where it narrows: a marker-controlled watershed on the
@@ -17,8 +25,8 @@
 //!    plane where two touching organs meet. What the negative fronts take goes — but never a
 //!    voxel nearer a positive point than every negative one (a positive point shallower than the
 //!    way to a deep negative one would otherwise lose its own core) — so a neighbour is removed
-//!    whole without a model pass at the negative point, and no voxel near a positive point is
-//!    ever removed;
+//!    whole when it lies behind a neck (a broad contact is what the excluded structure above
+//!    handles), and no voxel near a positive point is ever removed;
 //! 3. only the **6-connected parts holding a positive point** are kept.
 //!
 //! A negative point is kept in the object's prompts, so later positive points never grow into

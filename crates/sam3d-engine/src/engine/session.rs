@@ -293,7 +293,9 @@ impl Session {
     /// One prompt → the object's candidate on the source grid (→ mesh). A positive click runs
     /// the pipeline ([`run_click`]: 2D mask → 3D SDF → component → refinement → continuation →
     /// join) from its point, never growing near a negative point or out of the box, and joins
-    /// what it found to the object's; then the candidate is cut to the prompts
+    /// what it found to the object's (a correction: only the part around its point); a negative
+    /// click runs the model's one pass at its point and excludes that structure's part around it
+    /// when it is another structure; then the candidate is cut to the prompts
     /// ([`crate::baseline::prompted`]). The first positive click of an object is the one-click
     /// pipeline exactly. `req.object` names the object and the step it follows (an error when
     /// the session does not hold it); `None` starts a new one.
