@@ -5,8 +5,16 @@
 //!
 //! A step: a positive point segments the structure under it (the model's pipeline, or region
 //! growing; either never grows into a negative point's neighbourhood or out of the box) and
-//! joins it to what the object's earlier positive points found (union). Then the union is cut to
-//! the prompts:
+//! joins it to what the object's earlier positive points found (union). The first positive
+//! point joins its whole pass; a later one (a correction) only the part of its pass around it
+//! ([`local_part`]: what the pass adds to the candidate, connected to the point, within
+//! [`LOCAL_REACH`] times the point's depth in it), since a whole pass from a point near the
+//! object's border often runs on into a neighbour. A negative point on an object segments the
+//! structure under it too (the model's one pass there, or region growing, kept off the object's
+//! positive points): when that is another structure ([`wrong_structure`]), its part on the
+//! object around the point, where nearer the negative point than every positive one, is
+//! excluded from the object (also from later passes). Then the union less the excluded parts is
+//! cut to the prompts:
 //!
 //! 1. **the box** clips it (voxel centres outside go);
 //! 2. **negative points** split it where it narrows: a marker-controlled watershed on the
@@ -17,8 +25,8 @@
 //!    plane where two touching organs meet. What the negative fronts take goes — but never a
 //!    voxel nearer a positive point than every negative one (a positive point shallower than the
 //!    way to a deep negative one would otherwise lose its own core) — so a neighbour is removed
-//!    whole without a model pass at the negative point, and no voxel near a positive point is
-//!    ever removed;
+//!    whole when it lies behind a neck (a broad contact is what the excluded structure above
+//!    handles), and no voxel near a positive point is ever removed;
 //! 3. only the **6-connected parts holding a positive point** are kept.
 //!
 //! A negative point is kept in the object's prompts, so later positive points never grow into
@@ -160,33 +168,125 @@ pub fn split_by_depth(mask: &Array3<bool>, keep: &Array3<bool>, cut: &Array3<boo
 }
 
 /// An object after some prompts: the prompts, what its positive points found (the union of
-/// their passes, before the cut) and the candidate (the union cut to the prompts).
+/// their passes, before the cut), the wrong structures its negative points named (see
+/// [`wrong_structure`]) and the candidate (the union less those, cut to the prompts).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObjectState {
     pub prompts: PromptSet,
     pub found: Option<GridComponent>,
+    /// The shapes segmented at negative points that were taken as other structures: never
+    /// part of the candidate (but near a positive point, [`PromptSet::keeps`]) until a
+    /// positive point lands in one, which drops it.
+    pub excluded: Vec<GridComponent>,
     pub candidate: Option<GridComponent>,
+}
+
+/// The most of the object a wrong structure (the shape segmented at a negative point) may
+/// cover and still be removed: more, and the pass at the negative point more likely ran into
+/// the object itself than found a neighbour, so only the depth split acts.
+pub const WRONG_MAX_SHARE: f64 = 0.5;
+
+/// Whether `wrong`, the shape segmented at a negative point, is another structure than the
+/// object `found` (module doc): it must take a voxel of `found`, none within
+/// [`POSITIVE_KEEP_RADIUS_MM`] of a positive point (nor a positive point's own voxel), and at
+/// most [`WRONG_MAX_SHARE`] of `found`.
+pub fn wrong_structure(found: &GridComponent, wrong: &GridComponent, prompts: &PromptSet, grid: &impl OnGrid) -> bool {
+    let shared = wrong.voxels().filter(|v| found.contains(*v)).count();
+    let on_positive = prompts.positive.iter().any(|p| grid.index_of_ras(*p).is_some_and(|a| wrong.contains(a)));
+    shared > 0
+        && !on_positive
+        && (shared as f64) <= WRONG_MAX_SHARE * found.voxel_count as f64
+        && !wrong.voxels().any(|v| prompts.keeps(grid.ras_of(v)))
+}
+
+/// `comp` without the voxels of `others` (but those `prompts` keeps near a positive point);
+/// `None` when nothing is left.
+pub fn without(comp: &GridComponent, others: &[GridComponent], prompts: &PromptSet, grid: &impl OnGrid) -> Option<GridComponent> {
+    if others.is_empty() {
+        return Some(comp.clone());
+    }
+    let o = comp.origin_kji;
+    let rfv = *grid.ras_from_voxel();
+    let mut m = comp.mask.clone();
+    Zip::indexed(&mut m).par_for_each(|(k, j, i), v| {
+        let a = crate::geometry::ArrayIdx { k: o[0] + k, j: o[1] + j, i: o[2] + i };
+        if *v && others.iter().any(|w| w.contains(a)) && !prompts.keeps(rfv.apply(VoxelIjk::new(a.i as f64, a.j as f64, a.k as f64))) {
+            *v = false;
+        }
+    });
+    crop_component(&m, o)
+}
+
+/// How far from a correcting point its change may reach: this many times the point's depth in
+/// the region it changes (a user clicks in the middle of what is missing or wrong, as the
+/// simulated user does, so a region of that depth reaches about that far; farther, a pass has
+/// more likely run into a neighbour).
+pub const LOCAL_REACH: f64 = 3.0;
+/// The least reach of a correction (mm): a shallow region still changes around its point.
+pub const LOCAL_MIN_REACH_MM: f64 = 10.0;
+
+/// The part of `region` (a crop of `grid` at `origin`) a correction at `at` changes: its
+/// 6-connected part holding `at`'s voxel, within [`LOCAL_REACH`] × `at`'s depth in it (mm to
+/// the nearest voxel outside, exact EDT), at least [`LOCAL_MIN_REACH_MM`], of `at`. `None`
+/// when `at` is not in `region`.
+pub fn local_part(region: &Array3<bool>, origin: [usize; 3], at: RasMm, grid: &impl OnGrid) -> Option<GridComponent> {
+    let a = local_index(grid, origin, region.dim(), at).filter(|a| region[*a])?;
+    let part = crate::shape::flood::component_containing(region.view(), crate::geometry::ArrayIdx { k: a[0], j: a[1], i: a[2] });
+    let d = part.dim();
+    let mut outside = Array3::from_elem((d.0 + 2, d.1 + 2, d.2 + 2), true);
+    outside.slice_mut(s![1..d.0 + 1, 1..d.1 + 1, 1..d.2 + 1]).assign(&part.mapv(|m| !m));
+    let depth = crate::shape::sdf::edt(outside.view(), grid.spacing())[[a[0] + 1, a[1] + 1, a[2] + 1]] as f64;
+    let reach = (LOCAL_REACH * depth).max(LOCAL_MIN_REACH_MM);
+    let rfv = *grid.ras_from_voxel();
+    let near = Zip::indexed(&part).par_map_collect(|(k, j, i), &m| {
+        m && rfv.apply(VoxelIjk::new((origin[2] + i) as f64, (origin[1] + j) as f64, (origin[0] + k) as f64)).distance(&at) <= reach
+    });
+    // What the reach cut off from the point stays off.
+    let local = crate::shape::flood::component_containing(near.view(), crate::geometry::ArrayIdx { k: a[0], j: a[1], i: a[2] });
+    crop_component(&local, origin)
+}
+
+/// `comp`'s voxels that `other` lacks (`other` `None`: all), as a mask over `comp`'s crop.
+fn minus(comp: &GridComponent, other: Option<&GridComponent>) -> Array3<bool> {
+    let o = comp.origin_kji;
+    Zip::indexed(&comp.mask).par_map_collect(|(k, j, i), &m| m && !other.is_some_and(|c| c.contains(crate::geometry::ArrayIdx { k: o[0] + k, j: o[1] + j, i: o[2] + i })))
+}
+
+/// Which kind of shape an [`ObjectState::apply`] step asks its segmenter for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// The object's, at a positive point (or a box's centre).
+    Object,
+    /// The structure under a negative point, to remove it ([`wrong_structure`]); its prompts
+    /// hold the object's positive points as negative ones, so it never grows onto them.
+    Wrong,
 }
 
 impl ObjectState {
     /// The object after one more prompt (module doc). Its box comes first; then a positive
     /// point — or, when there is no point and nothing was found yet, the box's centre — is
-    /// segmented by `segment(point, prompts)` (the prompts as they are with it) and joined;
-    /// a negative point only cuts. Then the candidate is cut from the union.
+    /// segmented by `segment(point, prompts, Pass::Object)` (the prompts as they are with it)
+    /// and joined. A negative point on an object found so far segments the structure under it
+    /// (`segment(point, prompts, Pass::Wrong)`) and, when that is another structure
+    /// ([`wrong_structure`]), excludes it; then it cuts. Then the candidate is cut from the
+    /// union less the excluded structures.
     pub fn apply<E>(
         &self,
         prompt: &Prompt,
         grid: &impl OnGrid,
-        segment: impl FnOnce(RasMm, &PromptSet) -> Result<Option<GridComponent>, E>,
+        mut segment: impl FnMut(RasMm, &PromptSet, Pass) -> Result<Option<GridComponent>, E>,
     ) -> Result<ObjectState, E> {
         let mut prompts = self.prompts.clone();
+        let mut excluded = self.excluded.clone();
         if let Some(b) = prompt.bbox {
             prompts.bbox = Some(b);
         }
+        let mut negative = None;
         let seed = match (prompt.point, prompt.bbox) {
             (Some(p), _) if p.polarity == Polarity::Positive => Some(p.at),
             (Some(p), _) => {
                 prompts.negative.push(p.at);
+                negative = Some(p.at);
                 None
             }
             (None, Some(b)) if self.found.is_none() => Some(b.centre()),
@@ -195,15 +295,46 @@ impl ObjectState {
         let mut found = self.found.clone();
         if let Some(at) = seed {
             prompts.positive.push(at);
-            if let Some(c) = segment(at, &prompts)? {
-                found = Some(match found {
-                    Some(f) => f.union(&c),
-                    None => c,
+            // A positive point on an excluded structure says it was not another one after all.
+            if let Some(a) = grid.index_of_ras(at) {
+                excluded.retain(|w| !w.contains(a));
+            }
+            if let Some(c) = segment(at, &prompts, Pass::Object)? {
+                found = Some(match (found, &self.candidate) {
+                    // A correction: only what the pass adds around the point, not the whole
+                    // pass (which may have run into a neighbour far from it).
+                    (Some(f), Some(cur)) => match local_part(&minus(&c, Some(cur)), c.origin_kji, at, grid) {
+                        Some(add) => f.union(&add),
+                        None => f,
+                    },
+                    (Some(f), None) => f.union(&c),
+                    (None, _) => c,
                 });
             }
         }
-        let candidate = found.as_ref().and_then(|f| constrain(f, &prompts, grid));
-        Ok(ObjectState { prompts, found, candidate })
+        if let (Some(at), Some(f)) = (negative, &found) {
+            let against = PromptSet { positive: Vec::new(), negative: prompts.positive.clone(), bbox: None };
+            if let Some(w) = segment(at, &against, Pass::Wrong)?
+                && let Some(cur) = without(f, &excluded, &prompts, grid)
+                && wrong_structure(&cur, &w, &prompts, grid)
+            {
+                // Only its part on the object around the point, and never nearer a positive
+                // point than the negative one.
+                let on_object = Zip::from(&minus(&w, None)).and(&minus(&w, Some(&cur))).map_collect(|&a, &b| a && !b);
+                if let Some(part) = local_part(&on_object, w.origin_kji, at, grid) {
+                    let rfv = *grid.ras_from_voxel();
+                    let o = part.origin_kji;
+                    let nearest = |p: RasMm, q: &[RasMm]| q.iter().map(|q| q.distance(&p)).fold(f64::INFINITY, f64::min);
+                    let m = Zip::indexed(&part.mask).par_map_collect(|(k, j, i), &v| {
+                        let p = rfv.apply(VoxelIjk::new((o[2] + i) as f64, (o[1] + j) as f64, (o[0] + k) as f64));
+                        v && p.distance(&at) < nearest(p, &prompts.positive)
+                    });
+                    excluded.extend(crop_component(&m, o));
+                }
+            }
+        }
+        let candidate = found.as_ref().and_then(|f| without(f, &excluded, &prompts, grid)).and_then(|f| constrain(&f, &prompts, grid));
+        Ok(ObjectState { prompts, found, excluded, candidate })
     }
 }
 
@@ -218,7 +349,7 @@ pub struct PromptedGrowing {
 impl PromptedGrowing {
     /// Applies one prompt; returns the candidate.
     pub fn add(&mut self, vol: &Volume, prompt: &Prompt, p: &GrowParams, floor: f64, cancelled: &dyn Fn() -> bool) -> Result<Option<&GridComponent>, GrowError> {
-        self.state = self.state.apply(prompt, vol, |at, prompts| {
+        self.state = self.state.apply(prompt, vol, |at, prompts, _| {
             let grown = grow_within(vol, at, p, floor, prompts, cancelled)?;
             Ok::<_, GrowError>(crop_component(&grown, [0, 0, 0]))
         })?;
@@ -348,5 +479,89 @@ mod tests {
                 assert!(!kept[[k, j, i]], "second ball voxel {k},{j},{i} kept");
             }
         }
+    }
+
+    /// A component of the `n`³ 2 mm grid of `vol` from a predicate on RAS mm.
+    fn comp(vol: &Volume, f: impl Fn(f64, f64, f64) -> bool) -> GridComponent {
+        crop_component(&truth(vol, f), [0, 0, 0]).expect("not empty")
+    }
+
+    /// A ball (radius 8 mm) with a bar (2 mm thick) running 60 mm from it: from the ball's
+    /// centre (10 mm deep) a correction reaches 3 × 10 = 30 mm, so the ball and the bar's near
+    /// part stay and its far part goes; a point off the region changes nothing.
+    #[test]
+    fn local_part_keeps_what_lies_within_three_depths_of_the_point() {
+        let vol = scan(|_, _, _| false, 48);
+        let b = ball([30.0, 30.0, 30.0], 8.0);
+        let region = truth(&vol, move |x, y, z| b(x, y, z) || ((30.0..=90.0).contains(&x) && (y - 30.0).abs() <= 2.0 && (z - 30.0).abs() <= 2.0));
+        let part = local_part(&region, [0, 0, 0], pt([30.0, 30.0, 30.0]), &vol).expect("the point is in the region");
+        let xs: Vec<f64> = part.voxels().map(|v| vol.ras_of(v).x()).collect();
+        assert!(truth(&vol, b).indexed_iter().filter(|(_, m)| **m).all(|((k, j, i), _)| part.contains(ArrayIdx { k, j, i })), "the ball is kept");
+        assert!(xs.iter().any(|x| (54.0..=60.0).contains(x)), "the bar's near part is kept");
+        assert!(xs.iter().all(|x| *x <= 60.0), "the bar is kept beyond the reach: {:?}", xs.iter().cloned().fold(0.0, f64::max));
+        assert!(local_part(&region, [0, 0, 0], pt([60.0, 60.0, 60.0]), &vol).is_none());
+    }
+
+    /// A later positive point whose pass found the missed ball and ran on along a sheet into
+    /// a neighbour: the object takes the ball, not the sheet's far part (the whole pass was
+    /// joined before).
+    #[test]
+    fn a_positive_correction_adds_only_around_its_point() {
+        let vol = scan(|_, _, _| false, 48);
+        let (a, b) = (ball([30.0, 48.0, 48.0], 10.0), ball([60.0, 48.0, 48.0], 8.0));
+        let sheet = |x: f64, y: f64, z: f64| (56.0..=64.0).contains(&x) && (48.0..=94.0).contains(&y) && (46.0..=50.0).contains(&z);
+        let one = ObjectState::default().apply(&Prompt::positive(pt([30.0, 48.0, 48.0])), &vol, |_, _, _| Ok::<_, ()>(Some(comp(&vol, a)))).expect("first");
+        let two = one
+            .apply(&Prompt::positive(pt([60.0, 48.0, 48.0])), &vol, |_, _, pass| {
+                assert_eq!(pass, Pass::Object);
+                Ok::<_, ()>(Some(comp(&vol, move |x, y, z| b(x, y, z) || sheet(x, y, z))))
+            })
+            .expect("second");
+        let c = two.candidate.expect("candidate");
+        for f in [a, b] {
+            let want = truth(&vol, f);
+            assert!(want.indexed_iter().filter(|(_, m)| **m).all(|((k, j, i), _)| c.contains(ArrayIdx { k, j, i })), "a ball was lost");
+        }
+        let far = c.voxels().filter(|v| vol.ras_of(*v).y() > 80.0).count();
+        assert_eq!(far, 0, "the sheet 32 mm or more from the point was joined");
+    }
+
+    /// Two boxes touching along a whole face (no neck for the depth split): a negative point in
+    /// the second, whose own pass finds that box, removes all of it; the first stays. Without
+    /// that pass the split alone leaves some of it.
+    #[test]
+    fn a_negative_point_removes_the_structure_under_it_across_a_broad_contact() {
+        let vol = scan(|_, _, _| false, 48);
+        let first = |x: f64, y: f64, z: f64| (20.0..=60.0).contains(&x) && (30.0..=66.0).contains(&y) && (30.0..=66.0).contains(&z);
+        let second = |x: f64, y: f64, z: f64| x > 60.0 && x <= 80.0 && (30.0..=66.0).contains(&y) && (30.0..=66.0).contains(&z);
+        let start = ObjectState::default()
+            .apply(&Prompt::positive(pt([40.0, 48.0, 48.0])), &vol, |_, _, _| Ok::<_, ()>(Some(comp(&vol, move |x, y, z| first(x, y, z) || second(x, y, z)))))
+            .expect("first");
+        let negative = Prompt::negative(pt([70.0, 48.0, 48.0]));
+        let cut = start
+            .apply(&negative, &vol, |at, prompts, pass| {
+                assert_eq!((pass, at), (Pass::Wrong, pt([70.0, 48.0, 48.0])));
+                // Its pass is told to keep off the object's positive point.
+                assert_eq!((prompts.negative.clone(), prompts.positive.len()), (vec![pt([40.0, 48.0, 48.0])], 0));
+                Ok::<_, ()>(Some(comp(&vol, second)))
+            })
+            .expect("cut");
+        let c = cut.candidate.as_ref().expect("candidate");
+        let second_n = truth(&vol, second).iter().filter(|m| **m).count();
+        let left = c.voxels().filter(|v| second(vol.ras_of(*v).x(), vol.ras_of(*v).y(), vol.ras_of(*v).z())).count();
+        assert_eq!(left, 0, "{left} of the second box's {second_n} voxels stay");
+        assert!(truth(&vol, first).indexed_iter().filter(|(_, m)| **m).all(|((k, j, i), _)| c.contains(ArrayIdx { k, j, i })), "the first box lost voxels");
+        let split_only = start.apply(&negative, &vol, |_, _, _| Ok::<_, ()>(None)).expect("split");
+        let kept = split_only.candidate.expect("candidate").voxels().filter(|v| vol.ras_of(*v).x() > 61.0).count();
+        assert!(kept > 0, "the depth split alone was expected to keep part of the broadly touching box");
+        // A pass at the negative point that takes the positive point (it ran into the object)
+        // removes nothing: only the split acts.
+        let into = start.apply(&negative, &vol, |_, _, _| Ok::<_, ()>(Some(comp(&vol, move |x, y, z| first(x, y, z) || second(x, y, z))))).expect("into");
+        assert!(into.excluded.is_empty());
+        assert_eq!(into.candidate, split_only_candidate(&start, &negative, &vol));
+    }
+
+    fn split_only_candidate(start: &ObjectState, p: &Prompt, vol: &Volume) -> Option<GridComponent> {
+        start.apply(p, vol, |_, _, _| Ok::<_, ()>(None)).expect("split").candidate
     }
 }

@@ -348,6 +348,16 @@ pub fn corrections(
         pred = prompt(&p)?;
         secs.push(t.elapsed().as_secs_f64());
         dice.push(mask_dice(&pred, truth));
+        log::debug!(
+            "correction {}: {} at {:?} in a region of {} voxels ({:.1} mm deep): Dice {:.3} → {:.3}",
+            dice.len() - 1,
+            c.polarity.name(),
+            c.at,
+            c.region_voxels,
+            c.depth_mm,
+            dice[dice.len() - 2],
+            dice[dice.len() - 1]
+        );
     }
     Ok((dice, (!secs.is_empty()).then(|| secs.iter().sum::<f64>() / secs.len() as f64)))
 }

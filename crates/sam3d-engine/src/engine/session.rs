@@ -3,7 +3,7 @@
 
 use crate::baseline::GrowParams;
 use crate::baseline::join::join_region_growing_within;
-use crate::baseline::prompted::ObjectState;
+use crate::baseline::prompted::{ObjectState, Pass as ObjectPass};
 use crate::baseline::refine::{RefineParams, intensity_floor, refine_component_within};
 use crate::prompts::{ObjectRef, Prompt, PromptSet};
 use crate::data::click::{self, ClickError, ClickSample, PreparedVolume, RasFromPixel};
@@ -293,7 +293,9 @@ impl Session {
     /// One prompt → the object's candidate on the source grid (→ mesh). A positive click runs
     /// the pipeline ([`run_click`]: 2D mask → 3D SDF → component → refinement → continuation →
     /// join) from its point, never growing near a negative point or out of the box, and joins
-    /// what it found to the object's; then the candidate is cut to the prompts
+    /// what it found to the object's (a correction: only the part around its point); a negative
+    /// click runs the model's one pass at its point and excludes that structure's part around it
+    /// when it is another structure; then the candidate is cut to the prompts
     /// ([`crate::baseline::prompted`]). The first positive click of an object is the one-click
     /// pipeline exactly. `req.object` names the object and the step it follows (an error when
     /// the session does not hold it); `None` starts a new one.
@@ -327,10 +329,18 @@ impl Session {
         let vol = pv.volume.clone();
         let options = &self.options;
         let mut view = None;
-        let state = base_state.apply(&req.prompt, vol.as_ref(), |at, prompts| {
-            let (first, component) = run_click(model, pv, options, refine, fusion, at, req.plane, req.mask2d.as_ref(), prompts, &mut timings, hooks)?;
-            view = Some(PassView { mask2d: first.mask2d, ras_from_pixel: first.sample.ras_from_pixel, class: first.class });
-            Ok::<_, EngineError>(component)
+        let state = base_state.apply(&req.prompt, vol.as_ref(), |at, prompts, pass| match pass {
+            ObjectPass::Object => {
+                let (first, component) = run_click(model, pv, options, refine, fusion, at, req.plane, req.mask2d.as_ref(), prompts, &mut timings, hooks)?;
+                view = Some(PassView { mask2d: first.mask2d, ras_from_pixel: first.sample.ras_from_pixel, class: first.class });
+                Ok::<_, EngineError>(component)
+            }
+            // The structure under a negative point: the model's one pass there, refined by the
+            // image (no continuation or join: only its part on the object matters).
+            ObjectPass::Wrong => {
+                let refine = refine.0.map(|p| (p, refine.1));
+                Ok(shape_at(model, pv, refine, fusion, at, req.plane, None, false, prompts, &mut timings, hooks)?.component)
+            }
         })?;
         check(hooks)?;
         let click = req.prompt.point.map(|p| p.at).or(req.prompt.bbox.map(|b| b.centre())).unwrap_or(RasMm::new(0.0, 0.0, 0.0));
