@@ -29,7 +29,7 @@ pub fn grow_object_of(sent: Option<PromptedGrowing>, c: &Candidate) -> PromptedG
         let comp = crop_component(&c.mask, [0, 0, 0]);
         let mut prompts = PromptSet::default();
         prompts.positive.push(c.click);
-        PromptedGrowing { state: ObjectState { prompts, found: comp.clone(), candidate: comp } }
+        PromptedGrowing { state: ObjectState { prompts, found: comp.clone(), candidate: comp, ..Default::default() } }
     })
 }
 
