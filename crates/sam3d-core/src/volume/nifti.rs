@@ -1,8 +1,11 @@
 //! NIfTI-1/NIfTI-2 reading and writing (`.nii`, `.nii.gz`, and `.hdr`/`.img` pairs on read).
 //!
-//! Reading streams the data (gzip or not) straight into the output array in on-disk order
-//! (`[k, j, i]`), converting and scaling as it goes, so peak memory is the output plus small
-//! buffers. Every size is checked against the file before anything large is allocated.
+//! Reading keeps on-disk order (`[k, j, i]`), converting and scaling each sample. A
+//! single-member gzip file whose trailer gives the expected size (what most tools write) is
+//! inflated whole by libdeflate and converted (or summarised, for `info`) in parallel chunks;
+//! every other file is streamed through a decoder 1 MB at a time, so peak memory is the output
+//! plus small buffers. Both give the same values. Every size is checked against the file
+//! before anything large is allocated.
 //! Writing goes to a temporary file beside the target, then renames it; `.gz` output is
 //! compressed in parallel as a multi-member gzip stream (readable by every gzip reader).
 
