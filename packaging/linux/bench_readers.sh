@@ -52,7 +52,8 @@ import sys, json
 import SimpleITK as sitk
 r = sitk.ImageSeriesReader()
 r.SetFileNames(r.GetGDCMSeriesFileNames(sys.argv[1]))
-a = sitk.GetArrayViewFromImage(r.Execute())
+im = r.Execute()
+a = sitk.GetArrayViewFromImage(im)
 print(json.dumps(dict(shape=a.shape, min=float(a.min()), max=float(a.max()), mean=float(a.mean()))))
 PY
       echo "== dicom (vs SimpleITK ImageSeriesReader)"
