@@ -245,6 +245,11 @@ impl Volume {
 }
 
 /// Running min/max/mean over chunks of values (NaNs counted apart).
+///
+/// The sum is kept as in one sequential pass: each run of 1024 values (counted from the start
+/// of the chunk given to [`add`](Self::add)) is summed in `f32` in order, and those block sums
+/// are added to an `f64` in order. Chunks summarised in parallel ([`ChunkStats::of`]) and
+/// absorbed in order give exactly the same statistics as one thread adding them in turn.
 #[derive(Clone, Debug)]
 pub struct StatsAccumulator {
     min: f32,
@@ -260,33 +265,84 @@ impl Default for StatsAccumulator {
     }
 }
 
-impl StatsAccumulator {
-    pub fn add(&mut self, c: &[f32]) {
-        let (mut lo, mut hi) = (self.min, self.max);
-        for block in c.chunks(1024) {
+/// The values per block summed in `f32` before the block's sum joins the `f64` total.
+const STATS_BLOCK: usize = 1024;
+
+/// The statistics of one chunk of values, with its blocks' sums still apart (see
+/// [`StatsAccumulator`]): what a worker thread computes for [`StatsAccumulator::absorb`].
+#[derive(Clone, Debug)]
+pub(crate) struct ChunkStats {
+    min: f32,
+    max: f32,
+    nan: usize,
+    len: usize,
+    block_sums: Vec<f32>,
+}
+
+impl ChunkStats {
+    /// Min, max, NaN count and the in-order `f32` sum of each block of `c`. Eight blocks are
+    /// summed side by side (eight independent chains of additions, each in its block's order),
+    /// which gives the same sums as one block after another, several times faster.
+    pub(crate) fn of(c: &[f32]) -> ChunkStats {
+        const LANES: usize = 8;
+        let mut block_sums = Vec::with_capacity(c.len().div_ceil(STATS_BLOCK));
+        let (mut lo, mut hi) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES]);
+        let mut nan = [0usize; LANES];
+        let mut groups = c.chunks_exact(STATS_BLOCK * LANES);
+        for g in &mut groups {
+            let rows: [&[f32; STATS_BLOCK]; LANES] =
+                std::array::from_fn(|l| g[l * STATS_BLOCK..(l + 1) * STATS_BLOCK].try_into().expect("a whole block"));
+            let mut part = [0f32; LANES];
+            for t in 0..STATS_BLOCK {
+                for l in 0..LANES {
+                    let x = rows[l][t];
+                    let is_nan = x.is_nan();
+                    // A NaN adds +0.0, which leaves a sum started at +0.0 unchanged.
+                    part[l] += if is_nan { 0.0 } else { x };
+                    lo[l] = lo[l].min(x);
+                    hi[l] = hi[l].max(x);
+                    nan[l] += is_nan as usize;
+                }
+            }
+            block_sums.extend_from_slice(&part);
+        }
+        for block in groups.remainder().chunks(STATS_BLOCK) {
             let mut part = 0f32;
             for &x in block {
-                if x.is_nan() {
-                    self.nan += 1;
-                    continue;
-                }
-                lo = lo.min(x);
-                hi = hi.max(x);
-                part += x;
-                self.n += 1;
+                let is_nan = x.is_nan();
+                part += if is_nan { 0.0 } else { x };
+                lo[0] = lo[0].min(x);
+                hi[0] = hi[0].max(x);
+                nan[0] += is_nan as usize;
             }
-            self.sum += part as f64;
+            block_sums.push(part);
         }
-        (self.min, self.max) = (lo, hi);
+        ChunkStats {
+            min: lo.iter().copied().fold(f32::INFINITY, f32::min),
+            max: hi.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            nan: nan.iter().sum(),
+            len: c.len(),
+            block_sums,
+        }
     }
-    fn merge(mut self, o: Self) -> Self {
-        self.min = self.min.min(o.min);
-        self.max = self.max.max(o.max);
-        self.sum += o.sum;
-        self.n += o.n;
-        self.nan += o.nan;
-        self
+}
+
+impl StatsAccumulator {
+    pub fn add(&mut self, c: &[f32]) {
+        self.absorb(&ChunkStats::of(c));
     }
+
+    /// Adds a chunk summarised by [`ChunkStats::of`]; chunks must come in their order.
+    pub(crate) fn absorb(&mut self, c: &ChunkStats) {
+        self.min = self.min.min(c.min);
+        self.max = self.max.max(c.max);
+        for &p in &c.block_sums {
+            self.sum += p as f64;
+        }
+        self.n += c.len - c.nan;
+        self.nan += c.nan;
+    }
+
     pub fn finish(&self) -> Stats {
         if self.n == 0 {
             return Stats { min: f64::NAN, max: f64::NAN, mean: f64::NAN, nan_count: self.nan };
@@ -295,15 +351,14 @@ impl StatsAccumulator {
     }
 }
 
+/// Statistics of `flat`, in parallel; the same as one [`StatsAccumulator::add`] of it.
 pub(crate) fn stats_of(flat: &[f32]) -> Stats {
-    flat.par_chunks(1 << 16)
-        .map(|c| {
-            let mut a = StatsAccumulator::default();
-            a.add(c);
-            a
-        })
-        .reduce(StatsAccumulator::default, StatsAccumulator::merge)
-        .finish()
+    let parts: Vec<ChunkStats> = flat.par_chunks(STATS_BLOCK * 64).map(ChunkStats::of).collect();
+    let mut acc = StatsAccumulator::default();
+    for p in &parts {
+        acc.absorb(p);
+    }
+    acc.finish()
 }
 
 impl LabelMap {
