@@ -3,7 +3,7 @@
 # (warm-up, several runs) so that the load of a shared machine falls on both sides alike:
 #   load      `sam3d-studio info --json` of a 512×512×224 int16 CT (.nii.gz) vs nibabel
 #   resample  `sam3d-studio resample --spacing 1` of it vs SimpleITK (linear)
-#             (both through the shared peers bench, /work/shared/tools/peers/bench.sh)
+#             (both through the shared peers bench, ../shared/tools/peers/bench.sh)
 #   dicom     `sam3d-studio info --json` of a 512×512×300 JPEG 2000 lossless CT series vs
 #             SimpleITK's ImageSeriesReader (GDCM), file names from GetGDCMSeriesFileNames
 # Speed-ups are peer time / our time (medians). Targets: load ≥ 3×, resample ≥ 2×, dicom ≥ 1×.
@@ -11,7 +11,7 @@
 # usage: packaging/linux/bench_readers.sh [BIN] [load] [resample] [dicom]   (default: all three)
 #   BIN          default ${CARGO_TARGET_DIR:-target}/dist/sam3d-studio, built with
 #                `cargo build --profile dist --locked -p sam3d-studio` (what installers ship)
-#   PEERS_DIR    the shared peers (default /work/shared/tools/peers); load and resample are
+#   PEERS_DIR    the shared peers (default ../shared/tools/peers beside the checkout); load and resample are
 #                skipped when it is missing. Its setup.sh makes the venv and the CT once.
 #   PEERS_VENV   Python with SimpleITK (default /tmp/peers); dicom also needs pydicom and
 #                python-gdcm there to write the series once (pip install pydicom python-gdcm)
@@ -26,7 +26,7 @@ if [ $# -gt 0 ] && [ -x "$1" ] && [ -f "$1" ]; then bin=$(realpath "$1"); shift;
 ops=("$@"); [ ${#ops[@]} -gt 0 ] || ops=(load resample dicom)
 [ -x "$bin" ] || { echo "error: $bin is not built (cargo build --profile dist --locked -p sam3d-studio)" >&2; exit 1; }
 command -v hyperfine >/dev/null || { echo "error: hyperfine is missing (apt-get install hyperfine)" >&2; exit 1; }
-peers=${PEERS_DIR:-/work/shared/tools/peers}
+peers=${PEERS_DIR:-$root/../shared/tools/peers}
 venv=${PEERS_VENV:-/tmp/peers}; py=$venv/bin/python
 export RUNS=${RUNS:-5}
 echo "binary: $bin"
