@@ -134,36 +134,41 @@ pub fn spawn_region_growing(
             let t0 = std::time::Instant::now();
             let cancelled = || cancel_upto.load(std::sync::atomic::Ordering::SeqCst) >= job;
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grow_from_click_until(&volume, click, &GrowParams::default(), &cancelled)));
-            let ev = match result {
-                Ok(Err(GrowError::Cancelled)) => ClickEvent::Stopped { job },
-                Ok(Ok(mask)) => {
-                    let voxels = mask.iter().filter(|&&m| m).count();
-                    let bbox_kji = crate::shape::sdf::bounding_box(mask.view());
-                    let ml = voxels as f64 * volume.voxel_ml();
-                    ClickEvent::Done(Box::new(Candidate {
-                        job,
-                        click,
-                        mask: Arc::new(mask),
-                        mesh: None,
-                        voxels,
-                        ml,
-                        method: ClickMethod::RegionGrowing,
-                        millis: t0.elapsed().as_secs_f64() * 1000.0,
-                        passes: 1,
-                        joined: false,
-                        bbox_kji,
-                        adapter: None,
-                        compared: None,
-                    }))
-                }
-                Ok(Err(e)) => ClickEvent::Failed { job, message: format!("3D from click: {e}") },
-                Err(_) => ClickEvent::Failed { job, message: "3D from click: region growing failed (internal error)".into() },
-            };
+            let ev = growing_event(job, click, result, &volume, t0);
             let _ = tx.send(ev);
             wake();
         })
         .map(|_| ())
         .map_err(|e| format!("could not start the 3D-from-click thread: {e}"))
+}
+
+/// The event a region-growing job ends with: its result as a candidate, its stop, or its error.
+fn growing_event(job: u64, click: RasMm, result: std::thread::Result<Result<Array3<bool>, GrowError>>, volume: &Volume, t0: std::time::Instant) -> ClickEvent {
+    match result {
+        Ok(Err(GrowError::Cancelled)) => ClickEvent::Stopped { job },
+        Ok(Ok(mask)) => {
+            let voxels = mask.iter().filter(|&&m| m).count();
+            let bbox_kji = crate::shape::sdf::bounding_box(mask.view());
+            let ml = voxels as f64 * volume.voxel_ml();
+            ClickEvent::Done(Box::new(Candidate {
+                job,
+                click,
+                mask: Arc::new(mask),
+                mesh: None,
+                voxels,
+                ml,
+                method: ClickMethod::RegionGrowing,
+                millis: t0.elapsed().as_secs_f64() * 1000.0,
+                passes: 1,
+                joined: false,
+                bbox_kji,
+                adapter: None,
+                compared: None,
+            }))
+        }
+        Ok(Err(e)) => ClickEvent::Failed { job, message: format!("3D from click: {e}") },
+        Err(_) => ClickEvent::Failed { job, message: "3D from click: region growing failed (internal error)".into() },
+    }
 }
 
 /// Applies `prompt` to region growing's object `state` (a positive point grows and joins, a
@@ -190,33 +195,11 @@ pub fn spawn_prompted_growing(
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 state.add(&volume, &prompt, &GrowParams::default(), floor, &cancelled).map(|c| c.map(|c| c.to_mask(shape)))
             }));
-            let ev = match result {
-                Ok(Err(GrowError::Cancelled)) => ClickEvent::Stopped { job },
-                Ok(Ok(mask)) => {
-                    let mask = mask.unwrap_or_else(|| Array3::from_elem((shape[0], shape[1], shape[2]), false));
-                    let _ = tx.send(ClickEvent::GrowState { job, state: Box::new(state) });
-                    let voxels = mask.iter().filter(|&&m| m).count();
-                    let bbox_kji = crate::shape::sdf::bounding_box(mask.view());
-                    let ml = voxels as f64 * volume.voxel_ml();
-                    ClickEvent::Done(Box::new(Candidate {
-                        job,
-                        click: at,
-                        mask: Arc::new(mask),
-                        mesh: None,
-                        voxels,
-                        ml,
-                        method: ClickMethod::RegionGrowing,
-                        millis: t0.elapsed().as_secs_f64() * 1000.0,
-                        passes: 1,
-                        joined: false,
-                        bbox_kji,
-                        adapter: None,
-                        compared: None,
-                    }))
-                }
-                Ok(Err(e)) => ClickEvent::Failed { job, message: format!("3D from click: {e}") },
-                Err(_) => ClickEvent::Failed { job, message: "3D from click: region growing failed (internal error)".into() },
-            };
+            if matches!(result, Ok(Ok(_))) {
+                let _ = tx.send(ClickEvent::GrowState { job, state: Box::new(state) });
+            }
+            let result = result.map(|r| r.map(|m| m.unwrap_or_else(|| Array3::from_elem((shape[0], shape[1], shape[2]), false))));
+            let ev = growing_event(job, at, result, &volume, t0);
             let _ = tx.send(ev);
             wake();
         })
