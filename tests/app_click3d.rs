@@ -4,6 +4,8 @@
 //! it into the label map, Ctrl+Z restores the old labels; a running job is cancelled with Esc
 //! or the Cancel button (region growing and the model).
 
+#[path = "common/viewer.rs"]
+mod viewer;
 use egui::{Event, Key, Modifiers, PointerButton, Pos2};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -13,13 +15,10 @@ use sam3d_studio::geometry::{RasMm, SliceMm, ViewPlane, VoxelIjk};
 use sam3d_studio::volume::{LabelMap, OnGrid};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use viewer::demo;
 
 const LIVER: u16 = 5;
 
-fn demo() -> (PathBuf, PathBuf) {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
-    (d.join("ct.nii.gz"), d.join("labels.nii.gz"))
-}
 
 fn harness() -> Harness<'static, App> {
     let (ct, labels) = demo();

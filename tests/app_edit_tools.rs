@@ -12,18 +12,13 @@ use sam3d_studio::app::tools::Tool;
 use sam3d_studio::app::{App, AppCommand, ClickMethod, Startup};
 use sam3d_studio::geometry::{RasMm, ViewPlane};
 use sam3d_studio::label_edit::Overwrite;
-use std::path::PathBuf;
-use viewer::wait_for_loader;
+use viewer::{demo, wait_for_loader};
 
 const ORIGIN: [f64; 3] = [-177.956_329_345_703_12, 11.319_000_244_140_625, 94.301_757_812_5];
 const SPACING: f64 = 3.0;
 /// The liver's label in the demo label map.
 const LIVER: u16 = 5;
 
-fn demo() -> (PathBuf, PathBuf) {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
-    (d.join("ct.nii.gz"), d.join("labels.nii.gz"))
-}
 
 fn harness() -> Harness<'static, App> {
     let (ct, labels) = demo();

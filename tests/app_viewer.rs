@@ -19,10 +19,6 @@ const ORIGIN: [f64; 3] = [-177.956_329_345_703_12, 11.319_000_244_140_625, 94.30
 const SHAPE: [usize; 3] = [122, 101, 112];
 const SPACING: f64 = 3.0;
 
-fn demo() -> (PathBuf, PathBuf) {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
-    (d.join("ct.nii.gz"), d.join("labels.nii.gz"))
-}
 
 fn harness(startup: Startup) -> Harness<'static, App> {
     let mut h = Harness::builder().with_size([1280.0, 800.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| {
@@ -33,7 +29,7 @@ fn harness(startup: Startup) -> Harness<'static, App> {
     h
 }
 
-use viewer::wait_for_loader;
+use viewer::{demo, wait_for_loader};
 
 fn click(h: &mut Harness<'static, App>, pos: Pos2) {
     h.hover_at(pos);

@@ -75,17 +75,17 @@ impl History {
     /// Adds `e` to the last undo step (the next segment of one brush drag); a new step when
     /// there is none or it wrote another label.
     pub fn extend_last(&mut self, e: Edit) {
-        match self.undo.back_mut() {
-            Some(last) if last.label == e.label => {
+        let Some(last) = self.undo.back_mut() else { return self.record(e) };
+        let before = last.bytes();
+        match last.append(e) {
+            Ok(()) => {
+                let after = last.bytes();
+                self.bytes = self.bytes - before + after;
                 for r in self.redo.drain(..) {
                     self.bytes -= r.bytes();
                 }
-                self.bytes -= last.bytes();
-                last.indices.extend(e.indices);
-                last.previous.extend(e.previous);
-                self.bytes += last.bytes();
             }
-            _ => self.record(e),
+            Err(e) => self.record(e),
         }
     }
 

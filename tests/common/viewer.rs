@@ -19,3 +19,9 @@ pub fn wait_for_loader(h: &mut Harness<'static, App>) {
     }
     h.run();
 }
+
+/// The demo CT and its label map (assets/demo).
+pub fn demo() -> (std::path::PathBuf, std::path::PathBuf) {
+    let d = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    (d.join("ct.nii.gz"), d.join("labels.nii.gz"))
+}
