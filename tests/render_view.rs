@@ -362,7 +362,7 @@ fn big_mesh_is_uploaded_once_while_orbiting() {
 }
 
 /// Renders the test scene with egui's render target in `format`.
-fn render_scene(format: egui_wgpu::wgpu::TextureFormat) -> (u32, u32, Vec<u8>) {
+fn render_scene(format: wgpu::TextureFormat) -> (u32, u32, Vec<u8>) {
     let base = snapshot::test_render_state();
     let renderer = egui_wgpu::Renderer::new(&base.device, format, egui_wgpu::RendererOptions::PREDICTABLE);
     let render_state = egui_wgpu::RenderState {
@@ -395,7 +395,7 @@ fn render_scene(format: egui_wgpu::wgpu::TextureFormat) -> (u32, u32, Vec<u8>) {
 fn srgb_and_plain_targets_look_the_same() {
     // egui's usual target is a plain 8-bit format (the composite shader encodes sRGB itself);
     // some surfaces only offer sRGB formats (the hardware encodes). Same picture either way.
-    use egui_wgpu::wgpu::TextureFormat;
+    use wgpu::TextureFormat;
     let (w, h, plain) = render_scene(TextureFormat::Rgba8Unorm);
     let (w2, h2, srgb) = render_scene(TextureFormat::Rgba8UnormSrgb);
     assert_eq!((w, h), (w2, h2));

@@ -10,7 +10,6 @@ use crate::geometry::{DisplayConvention, SliceGeometry, ViewPlane};
 use crate::volume::OnGrid;
 use crate::volume::intensity::Preset;
 use anyhow::Result;
-use egui_wgpu::wgpu;
 use std::path::Path;
 use std::time::Instant;
 

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use egui_wgpu::wgpu;
 use egui_wgpu::{CallbackResources, CallbackTrait, ScreenDescriptor};
 
 use super::mesh_data::{GpuVertex, InstanceData, MeshPart, PreparedMeshes, marker_geometry};
