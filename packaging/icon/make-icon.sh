@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Draws sam3d-studio's icon: a dark tile, an axial CT slice (grey body outline, spine), one organ
-# picked out in orange, and the crosshair of the click. Writes, into OUT (default: this folder's
-# build/ — not checked in):
+# picked out in orange, and the crosshair of the click. Writes, into OUT_DIR:
 #   sam3d-studio.svg                 scalable (desktop entry, hicolor/scalable)
 #   sam3d-studio-SIZE.png            16 … 256 px (hicolor/SIZExSIZE/apps)
 #   sam3d-studio.ico                 the Windows installer and shortcut icon
 # The SVG is written as text and the PNGs are drawn with ImageMagick's own primitives from the
 # same numbers (this ImageMagick has no SVG reader), so both show the same picture.
 set -euo pipefail
-out=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/build}
+out=${1:?usage: make-icon.sh OUT_DIR}
 mkdir -p "$out"
 
 # Geometry on a 256 × 256 canvas.

@@ -9,7 +9,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-out=${CARGO_TARGET_DIR:-$root/target}/installers
+out=${INSTALLERS_DIR:-${CARGO_TARGET_DIR:-$root/target}/installers}
 version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$root/Cargo.toml")
 name=sam3d-studio-$version-linux-x86_64
 work=$out/tarball-root

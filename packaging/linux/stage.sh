@@ -18,7 +18,10 @@
 # it is unpacked, and through the /usr/bin symbolic links too.
 #
 # Environment: CARGO_TARGET_DIR (default: the checkout's target/), SAM3D_SKIP_BUILD=1 to reuse
-# binaries already built with the settings below.
+# binaries already built with the settings below, SAM3D_PACKAGE_CUDA=1 for the CUDA variant
+# (README "Install": the engine linked with libtorch_cuda, whose closure brings cuBLAS, cuDNN…
+# from the wheel's nvidia/ folders, plus the libraries libtorch and cuDNN open at run time;
+# about 3 GB more; written, not built or run on this project's CPU machines).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -29,7 +32,8 @@ cd "$root"
 source packaging/linux/env.sh >/dev/null
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 # The CPU engine (no libtorch_cuda) with an rpath relative to itself (crates/sam3d-engine/build.rs).
-export SAM3D_ENGINE_CUDA=0
+cuda=${SAM3D_PACKAGE_CUDA:-0}
+export SAM3D_ENGINE_CUDA=$cuda
 export SAM3D_ENGINE_RPATH='$ORIGIN/../lib/sam3d-studio'
 if [ "${SAM3D_SKIP_BUILD:-0}" != 1 ]; then
   log "cargo build --profile dist (CPU engine, rpath $SAM3D_ENGINE_RPATH) into $target_dir"
@@ -38,8 +42,11 @@ fi
 bin_dir=$target_dir/dist
 readelf -d "$bin_dir/sam3d-studio-engine" | grep -q 'R.*PATH.*\$ORIGIN/../lib/sam3d-studio' \
   || { log "$bin_dir/sam3d-studio-engine lacks the installed rpath (rebuild without SAM3D_SKIP_BUILD)"; exit 1; }
-if readelf -d "$bin_dir/sam3d-studio-engine" | grep -q 'NEEDED.*cuda'; then
-  log "$bin_dir/sam3d-studio-engine links CUDA libraries; the CPU package must not"; exit 1
+if [ "$cuda" = 0 ] && readelf -d "$bin_dir/sam3d-studio-engine" | grep -q 'NEEDED.*torch_cuda'; then
+  log "$bin_dir/sam3d-studio-engine links libtorch_cuda; the CPU package must not"; exit 1
+fi
+if [ "$cuda" = 1 ] && ! readelf -d "$bin_dir/sam3d-studio-engine" | grep -q 'NEEDED.*torch_cuda'; then
+  log "$bin_dir/sam3d-studio-engine does not link libtorch_cuda; the CUDA package must"; exit 1
 fi
 
 rm -rf "$stage"
@@ -57,6 +64,15 @@ find_wheel_lib() {
   for d in "${wheel_libs[@]}"; do [ -f "$d/$1" ] && { echo "$d/$1"; return; }; done
 }
 todo=("$stage/bin/sam3d-studio-engine")
+if [ "$cuda" = 1 ]; then
+  # Opened with dlopen, so in no DT_NEEDED: cuDNN 9's sub-libraries, NVRTC and libtorch's shim.
+  for f in "$LIBTORCH"/../nvidia/cudnn/lib/libcudnn*.so* "$LIBTORCH"/../nvidia/*/lib/libnvrtc*.so* \
+           "$LIBTORCH/lib/libcaffe2_nvrtc.so"; do
+    [ -f "$f" ] || continue
+    install -m 644 "$f" "$stage/lib/sam3d-studio/"
+    todo+=("$stage/lib/sam3d-studio/$(basename "$f")")
+  done
+fi
 while [ ${#todo[@]} -gt 0 ]; do
   elf=${todo[0]}; todo=("${todo[@]:1}")
   for need in $(readelf -d "$elf" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
@@ -73,7 +89,7 @@ log "libraries: $(cd "$stage/lib/sam3d-studio" && ls | tr '\n' ' ')"
 cp -r assets "$stage/share/sam3d-studio/assets"
 install -m 644 packaging/linux/sam3d-studio.desktop "$stage/share/applications/"
 install -m 644 packaging/linux/sam3d-studio-mime.xml "$stage/share/mime/packages/sam3d-studio.xml"
-icons=$target_dir/installers/icon
+icons=${INSTALLERS_DIR:-$target_dir/installers}/icon
 bash packaging/icon/make-icon.sh "$icons" >/dev/null
 for s in 16 32 48 64 128 256; do
   install -D -m 644 "$icons/sam3d-studio-$s.png" "$stage/share/icons/hicolor/${s}x${s}/apps/sam3d-studio.png"

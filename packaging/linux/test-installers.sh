@@ -17,7 +17,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-out=${CARGO_TARGET_DIR:-$root/target}/installers
+out=${INSTALLERS_DIR:-${CARGO_TARGET_DIR:-$root/target}/installers}
 test_dir=$out/test
 kinds=("$@"); [ ${#kinds[@]} -gt 0 ] || kinds=(deb tarball)
 mkdir -p "$test_dir"

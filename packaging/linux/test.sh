@@ -23,4 +23,7 @@ gui="${CARGO_TARGET_DIR:-target}/release/sam3d-studio"
 if ldd "$gui" | grep -q torch; then
   echo "error: $gui links libtorch" >&2; exit 1
 fi
+# The installer scripts are run by hand (packaging/build-installers.sh, test-installers.sh,
+# test-wine.sh: an hour and more); here only their syntax is checked.
+for script in packaging/*.sh packaging/*/*.sh; do bash -n "$script"; done
 cargo test --release --locked --workspace "$@"

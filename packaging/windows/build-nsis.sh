@@ -15,7 +15,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
-out=$target_dir/installers
+out=${INSTALLERS_DIR:-$target_dir/installers}
 profile=${WIN_PROFILE:-release}
 triple=x86_64-pc-windows-gnu
 version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$root/Cargo.toml")

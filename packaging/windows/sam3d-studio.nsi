@@ -9,7 +9,8 @@
 ;                                   .nii.gz cannot be told from other .gz files); folders get
 ;                                   "Open in sam3d-studio" (a DICOM folder)
 ;   Apps & features                 the uninstall entry
-; The uninstaller removes all of it (a file type's default only where it still is ours).
+; The uninstaller removes all of it (a file type's default only where it still is ours), and the
+; uninstalling user's window layout; autosaved labels and fine-tuning runs stay (user data).
 ;
 ; makensis -DVERSION=0.1.0 -DSRC_DIR=staged\folder -DOUT_FILE=setup.exe -DICON=sam3d-studio.ico
 ; (packaging/windows/build-nsis.sh stages the folder and runs it.)
@@ -142,6 +143,8 @@ Section "Uninstall"
   DeleteRegKey /ifempty HKLM "${CLASSES}\.gz\OpenWithProgids"
   DeleteRegKey /ifempty HKLM "${CLASSES}\.gz"
   DeleteRegKey HKLM "${CLASSES}\Directory\shell\${APP}"
+  DeleteRegKey /ifempty HKLM "${CLASSES}\Directory\shell"
+  DeleteRegKey /ifempty HKLM "${CLASSES}\Directory"
   DeleteRegKey HKLM "${CLASSES}\Applications\${APP}.exe"
   DeleteRegKey HKLM "${CLASSES}\${PROGID}"
   DeleteRegKey HKLM "${UNINST_KEY}"
@@ -152,4 +155,13 @@ Section "Uninstall"
   !include "${SRC_DIR}.uninstall.nsh"
   Delete "$INSTDIR\Uninstall ${APP}.exe"
   RMDir "$INSTDIR"
+
+  ; The uninstalling user's window layout (eframe's app.ron); their autosaved labels
+  ; (data\autosave) and fine-tuning runs (%LOCALAPPDATA%) are their work and stay, and with
+  ; them the folders that hold them.
+  SetShellVarContext current
+  Delete "$APPDATA\${APP}\data\app.ron"
+  RMDir "$APPDATA\${APP}\data"
+  RMDir "$APPDATA\${APP}"
+  SetShellVarContext all
 SectionEnd
