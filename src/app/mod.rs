@@ -41,6 +41,7 @@ use crate::geometry::{DisplayConvention, RasMm, SliceGeometry, ViewPlane, VoxelF
 use crate::render::MeshViewState;
 use crate::baseline::join::JoinOutcome;
 use crate::options::{PipelineOptions, PlaneFusion};
+use crate::assets::engine_binary;
 use crate::protocol::{ClientEvent, PROTOCOL_VERSION, Reply as R, Request};
 use click3d::{Candidate, ClickEvent};
 use three_d::{MeshEvent, MeshRequest, Mesher};
@@ -1955,15 +1956,6 @@ fn style(ctx: &egui::Context) {
 }
 
 const ENGINE_MISSING: &str = "sam3d-studio-engine was not found beside this program; the model cannot run";
-
-/// The `sam3d-studio-engine` binary (the process that owns libtorch): beside this executable,
-/// or one folder up (test binaries live in `target/<profile>/deps`).
-fn engine_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let name = format!("sam3d-studio-engine{}", std::env::consts::EXE_SUFFIX);
-    let dir = exe.parent()?;
-    [Some(dir.join(&name)), dir.parent().map(|d| d.join(&name))].into_iter().flatten().find(|p| p.is_file())
-}
 
 /// Asks the engine process which device the model will use ("CUDA (n GPU)" or "CPU"), on a
 /// named thread: the GUI itself never loads libtorch (its start-up costs ~0.7 s).

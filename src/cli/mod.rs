@@ -169,16 +169,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Path of the engine binary: beside this executable (installed layout and `target/…`).
+/// Path of the engine binary: beside this executable (installed layouts and `target/…`;
+/// `assets::engine_binary`).
 pub fn engine_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot locate the running executable")?;
-    let dir = exe.parent().context("executable has no directory")?;
-    let name = format!("sam3d-studio-engine{}", std::env::consts::EXE_SUFFIX);
-    // Test binaries live in target/<profile>/deps; the engine one level up.
-    [dir.join(&name), dir.join("..").join(&name)]
-        .into_iter()
-        .find(|p| p.exists())
-        .with_context(|| format!("{name} not found beside {} (it ships with sam3d-studio; rebuild or reinstall)", exe.display()))
+    crate::assets::engine_binary().with_context(|| {
+        let exe = std::env::current_exe().map(|e| e.display().to_string()).unwrap_or_else(|_| "this program".into());
+        format!("sam3d-studio-engine not found beside {exe} (it ships with sam3d-studio; rebuild or reinstall)")
+    })
 }
 
 /// Runs this invocation's arguments in the engine process, passing stdio through. The model
