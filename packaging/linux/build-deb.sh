@@ -64,7 +64,7 @@ Version: $version
 Architecture: amd64
 Maintainer: sam3d-studio <sam3d-studio@localhost>
 Installed-Size: $(du -sk --exclude=DEBIAN "$work" | cut -f1)
-Depends: libc6 (>= 2.34), libgcc-s1, libstdc++6, libx11-6, libx11-xcb1, libxcursor1, libxrandr2, libxi6, libxkbcommon-x11-0, libvulkan1, mesa-vulkan-drivers | vulkan-icd, libegl1, libgl1
+Depends: libc6 (>= 2.34), libgcc-s1, libstdc++6 (>= 9), libx11-6, libx11-xcb1, libxcursor1, libxrandr2, libxi6, libxkbcommon-x11-0, libvulkan1, mesa-vulkan-drivers | vulkan-icd, libegl1, libgl1
 Recommends: libwayland-client0, libwayland-cursor0, libwayland-egl1, xdg-desktop-portal
 Section: science
 Priority: optional${variant_fields}

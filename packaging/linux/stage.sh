@@ -62,6 +62,7 @@ wheel_libs=("$LIBTORCH/lib" "$LIBTORCH"/../nvidia/*/lib)
 find_wheel_lib() {
   local d
   for d in "${wheel_libs[@]}"; do [ -f "$d/$1" ] && { echo "$d/$1"; return; }; done
+  return 0
 }
 todo=("$stage/bin/sam3d-studio-engine")
 if [ "$cuda" = 1 ]; then

@@ -76,20 +76,22 @@ check() { # ROOT BIN ASSETS LIBDIR KIND: the run-time checks, inside ROOT
 
   log "$kind: ldd"
   local elf bad=0
+  local allowed="=> ($libdir/|$bin/\.\./lib/sam3d-studio/|/lib/x86_64-linux-gnu/|/usr/lib/x86_64-linux-gnu/)|linux-vdso|^\s*/lib64/ld-linux"
   for elf in "$bin/sam3d-studio" "$bin/sam3d-studio-engine" "$libdir"/*.so*; do
     echo "--- ldd $elf"
     in_root "$r" ldd "$elf" | tee "$test_dir/ldd.tmp"
-    # Every library inside the package, or the system's own folders.
-    if grep -v -E "=> ($libdir/|/lib/x86_64-linux-gnu/|/usr/lib/x86_64-linux-gnu/)|linux-vdso|^\s*/lib64/ld-linux" "$test_dir/ldd.tmp" | grep -q .; then
+    # Every library inside the package (through the rpath: BIN/../lib/sam3d-studio), or the
+    # system's own folders.
+    if grep -v -E "$allowed" "$test_dir/ldd.tmp" | grep -q .; then
       log "$kind: $elf resolves something outside the package and the system:"
-      grep -v -E "=> ($libdir/|/lib/x86_64-linux-gnu/|/usr/lib/x86_64-linux-gnu/)|linux-vdso|^\s*/lib64/ld-linux" "$test_dir/ldd.tmp" >&2
+      grep -v -E "$allowed" "$test_dir/ldd.tmp" >&2
       bad=1
     fi
   done
   rm -f "$test_dir/ldd.tmp"
   [ $bad -eq 0 ] || return 1
   log "$kind: the system libraries the engine's closure uses:"
-  in_root "$r" ldd "$bin/sam3d-studio-engine" "$libdir"/*.so* | grep -o '=> /[^ ]*' | grep -v "$libdir" | sort -u | sed 's/^=> /  /' >&2
+  in_root "$r" ldd "$bin/sam3d-studio-engine" "$libdir"/*.so* | grep -o '=> /[^ ]*' | grep -v 'lib/sam3d-studio/' | sort -u | sed 's/^=> /  /' >&2
 
   log "$kind: info and infer on the demo CT (offline)"
   offline "$r" "$bin/sam3d-studio" info "$assets/demo/ct.nii.gz"
@@ -169,6 +171,13 @@ for kind in "${kinds[@]}"; do
     log "$kind: passed"
   fi
   cleanup
-  [ "${KEEP_ROOTS:-0}" = 1 ] || rm -rf "$test_dir/root-$kind"
+  if [ "${KEEP_ROOTS:-0}" != 1 ]; then
+    # Never delete through a mount still in place (the root's /dev, /sys, /proc are the host's).
+    if grep -q " $test_dir/root-$kind/" /proc/mounts; then
+      log "$kind: mounts left under $test_dir/root-$kind; not deleting it"; status=1
+    else
+      rm -rf --one-file-system "$test_dir/root-$kind"
+    fi
+  fi
 done
 exit $status
