@@ -69,15 +69,21 @@ offline() { unshare -n chroot "$1" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOM
 check() { # ROOT BIN ASSETS LIBDIR KIND: the run-time checks, inside ROOT
   local r=$1 bin=$2 assets=$3 libdir=$4 kind=$5
   log "$kind: nothing of a build machine in the root"
-  for tool in rustc cargo python3 pip; do
+  for tool in rustc cargo pip pip3; do
     if in_root "$r" sh -c "command -v $tool" >/dev/null; then log "$kind: $tool is in the test root"; return 1; fi
   done
+  # python3 itself comes with mesa-vulkan-drivers (a Depends: its overlay script); no PyTorch.
+  if in_root "$r" sh -c 'command -v python3 && python3 -c "import torch"' >/dev/null 2>&1; then
+    log "$kind: PyTorch is importable in the test root"; return 1
+  fi
   [ ! -e "$r/root/.cache/sam3d-studio" ] || { log "$kind: a libtorch cache is in the test root"; return 1; }
 
   log "$kind: ldd"
   local elf bad=0
   local allowed="=> ($libdir/|$bin/\.\./lib/sam3d-studio/|/lib/x86_64-linux-gnu/|/usr/lib/x86_64-linux-gnu/)|linux-vdso|^\s*/lib64/ld-linux"
-  for elf in "$bin/sam3d-studio" "$bin/sam3d-studio-engine" "$libdir"/*.so*; do
+  local libs  # the package's libraries, as paths inside the root
+  libs=$(cd "$r$libdir" && printf "$libdir/%s\n" *.so*)
+  for elf in "$bin/sam3d-studio" "$bin/sam3d-studio-engine" $libs; do
     echo "--- ldd $elf"
     in_root "$r" ldd "$elf" | tee "$test_dir/ldd.tmp"
     # Every library inside the package (through the rpath: BIN/../lib/sam3d-studio), or the
@@ -91,7 +97,7 @@ check() { # ROOT BIN ASSETS LIBDIR KIND: the run-time checks, inside ROOT
   rm -f "$test_dir/ldd.tmp"
   [ $bad -eq 0 ] || return 1
   log "$kind: the system libraries the engine's closure uses:"
-  in_root "$r" ldd "$bin/sam3d-studio-engine" "$libdir"/*.so* | grep -o '=> /[^ ]*' | grep -v 'lib/sam3d-studio/' | sort -u | sed 's/^=> /  /' >&2
+  in_root "$r" ldd "$bin/sam3d-studio-engine" $libs | grep -o '=> /[^ ]*' | grep -v 'lib/sam3d-studio/' | sort -u | sed 's/^=> /  /' >&2
 
   log "$kind: info and infer on the demo CT (offline)"
   offline "$r" "$bin/sam3d-studio" info "$assets/demo/ct.nii.gz"
@@ -165,12 +171,17 @@ test_tarball() {
 
 status=0
 for kind in "${kinds[@]}"; do
-  if ! "test_$kind" > >(tee "$test_dir/$kind.log") 2> >(tee -a "$test_dir/$kind.log" >&2); then
+  # A subshell with errexit on (an `if` around the call would turn it off inside), which
+  # unmounts its root however it ends.
+  set +e
+  ( trap cleanup EXIT; set -e; "test_$kind" ) > >(tee "$test_dir/$kind.log") 2> >(tee -a "$test_dir/$kind.log" >&2)
+  rc=$?
+  set -e
+  if [ $rc -ne 0 ]; then
     log "$kind: FAILED (log: $test_dir/$kind.log)"; status=1
   else
     log "$kind: passed"
   fi
-  cleanup
   if [ "${KEEP_ROOTS:-0}" != 1 ]; then
     # Never delete through a mount still in place (the root's /dev, /sys, /proc are the host's).
     if grep -q " $test_dir/root-$kind/" /proc/mounts; then
