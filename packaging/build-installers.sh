@@ -11,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export INSTALLERS_DIR=${INSTALLERS_DIR:-${CARGO_TARGET_DIR:-$root/target}/installers}
 mkdir -p "$INSTALLERS_DIR"
-time_it() { local t0=$SECONDS; "$@"; echo "[build-installers] $(basename "$1" .sh) took $((SECONDS - t0)) s" >&2; }
+time_it() { local t0=$SECONDS; "$@"; echo "[build-installers] $(basename "${@: -1}" .sh) took $((SECONDS - t0)) s" >&2; }
 time_it bash "$root/packaging/linux/build-deb.sh"
 SAM3D_SKIP_BUILD=1 time_it bash "$root/packaging/linux/build-tarball.sh"
 CARGO_TARGET_DIR=${WIN_CARGO_TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}} time_it bash "$root/packaging/windows/build-nsis.sh"

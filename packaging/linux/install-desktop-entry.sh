@@ -16,4 +16,5 @@ else
 fi
 command -v update-mime-database >/dev/null && update-mime-database "$data/mime" || true
 command -v update-desktop-database >/dev/null && update-desktop-database "$data/applications" || true
-echo "sam3d-studio's menu entry and file types ${1:+removed from}${1:-installed in} $data"
+if [ "${1:-}" = --remove ]; then done_what="removed from"; else done_what="installed in"; fi
+echo "sam3d-studio's menu entry and file types $done_what $data"
