@@ -444,34 +444,34 @@ mod tests {
         let data = ramp(385);
         for codec in [Codec::Zstd, Codec::Lz4] {
             for shuffle in [false, true] {
-                let packed = pack(&data, &shape, PackOptions { codec, shuffle, ..Default::default() }).unwrap();
-                let a = unpack(&packed, 1 << 20).unwrap();
+                let packed = pack(&data, &shape, PackOptions { codec, shuffle, ..Default::default() }).expect("ok");
+                let a = unpack(&packed, 1 << 20).expect("ok");
                 assert_eq!((a.dtype, a.shape.as_slice()), (Dtype::F32, &shape[..]));
                 assert_eq!(a.to_f32(), data);
             }
         }
         let labels: Vec<u8> = (0..385).map(|v| (v % 3 == 0) as u8).collect();
-        let a = unpack(&pack(&labels, &[5, 7, 11], PackOptions::default()).unwrap(), 1 << 20).unwrap();
+        let a = unpack(&pack(&labels, &[5, 7, 11], PackOptions::default()).expect("ok"), 1 << 20).expect("ok");
         assert_eq!(a.to_mask(), labels.iter().map(|&v| v != 0).collect::<Vec<_>>());
         let ints: Vec<i16> = vec![-1024, 0, 3071, -1];
-        let a = unpack(&pack(&ints, &[4], PackOptions::default()).unwrap(), 64).unwrap();
+        let a = unpack(&pack(&ints, &[4], PackOptions::default()).expect("ok"), 64).expect("ok");
         assert_eq!(a.to_f32(), vec![-1024.0, 0.0, 3071.0, -1.0]);
     }
 
     #[test]
     fn all_zero_and_empty_arrays() {
         let zeros = vec![0u8; 100_000];
-        let packed = pack(&zeros, &[100, 1000], PackOptions::default()).unwrap();
+        let packed = pack(&zeros, &[100, 1000], PackOptions::default()).expect("ok");
         assert!(packed.len() < 200, "{} bytes for zeros", packed.len());
-        assert_eq!(unpack(&packed, 1 << 20).unwrap().bytes, zeros);
+        assert_eq!(unpack(&packed, 1 << 20).expect("ok").bytes, zeros);
         let empty: Vec<u8> = Vec::new();
-        let a = unpack(&pack(&empty, &[0, 4], PackOptions::default()).unwrap(), 16).unwrap();
+        let a = unpack(&pack(&empty, &[0, 4], PackOptions::default()).expect("ok"), 16).expect("ok");
         assert_eq!((a.shape, a.bytes.len()), (vec![0, 4], 0));
     }
 
     #[test]
     fn header_fields_are_checked() {
-        let good = pack(&ramp(24), &[2, 3, 4], PackOptions::default()).unwrap();
+        let good = pack(&ramp(24), &[2, 3, 4], PackOptions::default()).expect("ok");
         let mut bad = good.clone();
         bad[0] = b'X';
         assert!(matches!(unpack(&bad, 1 << 20), Err(NniaError::Magic(_))));
@@ -506,7 +506,7 @@ mod tests {
 
     #[test]
     fn every_truncation_and_chunk_corruption_is_an_error_not_a_crash() {
-        let good = pack(&ramp(4000), &[10, 20, 20], PackOptions { shuffle: true, ..Default::default() }).unwrap();
+        let good = pack(&ramp(4000), &[10, 20, 20], PackOptions { shuffle: true, ..Default::default() }).expect("ok");
         for n in 0..good.len() {
             assert!(unpack(&good[..n], 1 << 20).is_err(), "truncated at {n}");
         }
@@ -530,7 +530,7 @@ mod tests {
 
     #[test]
     fn chunk_headers_must_agree_with_the_blosc2_frame() {
-        let good = pack(&[1u8, 2, 3, 4, 5, 6, 7, 8], &[8], PackOptions::default()).unwrap();
+        let good = pack(&[1u8, 2, 3, 4, 5, 6, 7, 8], &[8], PackOptions::default()).expect("ok");
         let chunk_at = 8 + "uint8".len() + 8 + 4;
         // ulen says 16 with a shape of 16: the blosc2 header (8 bytes) disagrees.
         let mut bad = good.clone();
@@ -545,15 +545,15 @@ mod tests {
     /// Arrays the real client packed (`tests/data/nnia/README.md`).
     #[test]
     fn reads_what_the_python_client_packs() {
-        let a = unpack(include_bytes!("../../tests/data/nnia/py_f32.nnia"), 1 << 20).unwrap();
+        let a = unpack(include_bytes!("../../tests/data/nnia/py_f32.nnia"), 1 << 20).expect("ok");
         assert_eq!((a.dtype, a.shape.clone()), (Dtype::F32, vec![2, 3, 4]));
         assert_eq!(a.to_f32(), (0..24).map(|v| v as f32 * 1.5).collect::<Vec<_>>());
-        let a = unpack(include_bytes!("../../tests/data/nnia/py_u8.nnia"), 1 << 20).unwrap();
+        let a = unpack(include_bytes!("../../tests/data/nnia/py_u8.nnia"), 1 << 20).expect("ok");
         assert_eq!((a.dtype, a.shape.clone()), (Dtype::U8, vec![5, 6, 7]));
         let on: Vec<usize> = a.to_mask().iter().enumerate().filter(|(_, v)| **v).map(|(n, _)| n).collect();
         let want: Vec<usize> = (1..3).flat_map(|k| (2..4).flat_map(move |j| (3..6).map(move |i| (k * 6 + j) * 7 + i))).collect();
         assert_eq!(on, want);
-        let a = unpack(include_bytes!("../../tests/data/nnia/py_i16.nnia"), 1 << 20).unwrap();
+        let a = unpack(include_bytes!("../../tests/data/nnia/py_i16.nnia"), 1 << 20).expect("ok");
         assert_eq!((a.dtype, a.shape.clone(), a.to_f32()), (Dtype::I16, vec![2, 2], vec![-1024.0, 0.0, 3071.0, 5.0]));
     }
 
