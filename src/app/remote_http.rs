@@ -233,7 +233,7 @@ impl Conn {
         let server = self.info.as_ref().and_then(|c| c.server.clone()).unwrap_or_default();
         ModelInfo {
             preset: if server.preset.is_empty() { "remote".into() } else { server.preset },
-            weights: (!server.weights.is_empty()).then(|| PathBuf::from(format!("{} on {}", server.weights, self.link.base))),
+            weights: (!server.weights.is_empty()).then(|| PathBuf::from(server.weights)),
             weights_sha256: None,
             adapter: None,
             adapter_rank: None,
