@@ -10,6 +10,7 @@
 //! | `series.rs` | group frames into series by SeriesInstanceUID, split by frame of reference, size and orientation; the listing |
 //! | `stack.rs` | sort along the normal, spacing checks, gantry tilt, the affine (through `geometry::DicomPlane`) |
 //! | `pixels.rs` | decode (rayon, per file and per frame) and rescale to `f32` |
+//! | `j2k.rs` | a JPEG 2000 frame's SIZ header checked against Rows, Columns, samples and bits before decoding |
 //!
 //! RT structure sets and segmentations (`rtstruct.rs`, `rasterise.rs`, `seg_write.rs`,
 //! `source.rs`): [`read_rtstruct`] reads a structure set's contours, [`rasterise`] draws them on
@@ -26,6 +27,7 @@
 //! series (number, description, UID): never a panic or a silently wrong volume.
 
 mod header;
+mod j2k;
 mod lengths;
 mod pixels;
 mod scan;

@@ -78,7 +78,11 @@ fn decode_file(h: &FileHeader, fmt: &PixelFormat, slabs: Vec<(&Frame, ArrayViewM
         check_rle_fragments(&obj)?;
     }
     let multi = h.number_of_frames > 1;
+    let j2k = super::j2k::is_j2k(&h.transfer_syntax);
     slabs.into_par_iter().try_for_each(|(frame, mut slab)| {
+        if j2k {
+            check_j2k_frame(&obj, if multi { frame.number } else { 0 }, fmt)?;
+        }
         let decoded = guarded_decode(|| if multi { obj.decode_pixel_data_frame(frame.number) } else { obj.decode_pixel_data() })
             .map_err(|p| format!("cannot decode frame {}: the decoder failed on corrupt data ({p})", frame.number))?;
         let px = decoded.map_err(|e| format!("cannot decode frame {}: {}", frame.number, with_causes(&e)))?;
@@ -115,6 +119,14 @@ fn check_rle_fragments(obj: &dicom_object::DefaultDicomObject) -> Result<(), Str
         }
     }
     Ok(())
+}
+
+/// Checks a JPEG 2000 frame's SIZ against the header (`j2k.rs`) on the very bytes the decoder
+/// would be given.
+fn check_j2k_frame(obj: &dicom_object::DefaultDicomObject, index: u32, fmt: &PixelFormat) -> Result<(), String> {
+    use dicom_encoding::adapters::PixelDataObject;
+    let data = obj.frame_pixel_data(index).ok_or_else(|| format!("JPEG 2000 frame {index}: no such frame in the pixel data"))?;
+    super::j2k::check_frame(&data, fmt).map_err(|e| format!("JPEG 2000 frame {index}: {e}"))
 }
 
 /// Runs a codec of the DICOM crates, turning a panic inside it into an error. Their RLE decoder
