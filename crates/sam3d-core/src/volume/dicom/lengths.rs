@@ -129,7 +129,7 @@ impl Walk {
                     Some(v) => value_width(&v),
                     None => implicit_value_width(tag),
                 };
-                if len as u64 % width != 0 {
+                if !(len as u64).is_multiple_of(width) {
                     let vr = vr.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_else(|| "(implicit VR)".into());
                     return Err(format!(
                         "element ({:04X},{:04X}) {vr} claims {len} bytes at offset {}, not a whole number of {width}-byte values (corrupt length)",
