@@ -7,7 +7,8 @@
 //! The walk follows the file's encoding: the meta group in explicit VR little endian, the data
 //! set as its transfer syntax says (implicit / explicit VR, either byte order; a deflated data
 //! set is inflated as it is walked, with at most [`DEFLATE_RATIO`] times the compressed bytes
-//! left as its budget). It descends into sequences and items, and steps over the fragments of
+//! left as its budget). It descends into sequences and items (every element of undefined
+//! length but PixelData is one, as the parser reads it), and steps over the fragments of
 //! encapsulated pixel data. It checks lengths only: anything else is left to the parser.
 //!
 //! A length must also be a whole number of values for a binary VR (a multiple of 4 for SL, UL,
@@ -148,8 +149,12 @@ impl Walk {
                 (_, Some(vr)) if &vr == b"SQ" => true,
                 // Implicit VR: a sequence is known by its tag, as the parser knows it.
                 (_, None) if is_sequence_tag(tag) => true,
+                // Only PixelData of undefined length holds fragments; the parser reads any other
+                // element of undefined length (OB, OW, UN…) as a sequence of data sets, and so
+                // must this walk, or the two part ways (a flipped bit making PixelData
+                // (7FE0,0050) had the parser read a fragment's bytes as a 438 MB element).
                 (_, _) if len == UNDEFINED => {
-                    if tag == PIXEL_DATA || matches!(vr, Some(v) if &v == b"OB" || &v == b"OW") {
+                    if tag == PIXEL_DATA {
                         fragments_depth += 1;
                     }
                     true
