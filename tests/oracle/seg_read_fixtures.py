@@ -13,6 +13,7 @@ rows) × 0.65 (between columns), 2.5 mm between slices. Its segments:
 Writes crates/sam3d-core/tests/data/seg_read/:
   hd_binary.dcm       highdicom, BINARY
   hd_fractional.dcm   highdicom, FRACTIONAL (soft masks: a pixel counts when ≥ 0.5)
+  hd_fractional_rle.dcm  the same, RLE Lossless (encapsulated frames)
   hd_shuffled.dcm     hd_binary with its frames in a shuffled order (per-frame groups and bits)
   pds_multiclass.dcm  pydicom-seg's MultiClassWriter from the label map (when it imports)
   bad/*.dcm           hd_binary broken one way each: too_few_frames (NumberOfFrames one
@@ -257,8 +258,11 @@ def main():
     save(seg, os.path.join(OUT, "hd_binary.dcm"))
     frac = hd_seg(src, soft, hd.seg.SegmentationTypeValues.FRACTIONAL, "fractional", max_fractional_value=255)
     save(frac, os.path.join(OUT, "hd_fractional.dcm"))
+    rle = hd_seg(src, soft, hd.seg.SegmentationTypeValues.FRACTIONAL, "fractional_rle", max_fractional_value=255,
+                 transfer_syntax_uid=pydicom.uid.RLELossless)
+    save(rle, os.path.join(OUT, "hd_fractional_rle.dcm"))
     save(shuffled(pydicom.dcmread(os.path.join(OUT, "hd_binary.dcm"))), os.path.join(OUT, "hd_shuffled.dcm"))
-    for name in ["hd_binary", "hd_fractional", "hd_shuffled"]:
+    for name in ["hd_binary", "hd_fractional", "hd_fractional_rle", "hd_shuffled"]:
         ds = pydicom.dcmread(os.path.join(OUT, f"{name}.dcm"))
         expected[name] = normalised_volume(ds, [s[0] for s in SEGMENTS])
     # The series' own grid, for the record: the SEG's planes run from slice 1 to 6.

@@ -1,5 +1,5 @@
 //! The DICOM SEG reader against highdicom and pydicom-seg: SEG files they wrote (BINARY,
-//! FRACTIONAL, frames shuffled; an oblique grid with non-unit spacing, four segments of which
+//! FRACTIONAL native and RLE, frames shuffled; an oblique grid with non-unit spacing, four segments of which
 //! one is empty and two overlap, a slice without frames), read here and compared with what
 //! those libraries read from the same files (`tests/data/seg_read/expected.json`, written by
 //! `tests/oracle/seg_read_fixtures.py`: the test needs no Python). Then our writer's SEG read
@@ -46,7 +46,7 @@ fn affine_diff(labels: &LabelMap, want: &Value) -> f64 {
 #[test]
 fn highdicom_segs_read_as_highdicom_reads_them() {
     let e = expected();
-    for case in ["hd_binary", "hd_fractional", "hd_shuffled"] {
+    for case in ["hd_binary", "hd_fractional", "hd_fractional_rle", "hd_shuffled"] {
         let facts = &e[case];
         let path = data().join(format!("{case}.dcm"));
         let seg = read_dicom_seg(&path).unwrap_or_else(|err| panic!("{case}: {err}"));
