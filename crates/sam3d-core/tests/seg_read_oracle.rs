@@ -7,7 +7,7 @@
 
 use ndarray::Array3;
 use sam3d_core::geometry::VoxelIjk;
-use sam3d_core::volume::dicom::{SeriesChoice, open_rtstruct_labels, read_dicom_seg};
+use sam3d_core::volume::dicom::{SeriesChoice, open_rtstruct_labels, place_on_grid, read_dicom_seg};
 use sam3d_core::volume::label_names::names_beside;
 use sam3d_core::volume::{LabelMap, open_labels, save_labels_dicom_seg};
 use serde_json::Value;
@@ -84,6 +84,14 @@ fn highdicom_segs_read_as_highdicom_reads_them() {
     let a = read_dicom_seg(&data().join("hd_binary.dcm")).expect("binary");
     let b = read_dicom_seg(&data().join("hd_shuffled.dcm")).expect("shuffled");
     assert_eq!(a.labels.data, b.labels.data);
+    // On the source series' grid (7 slices; the SEG's planes are its slices 1 to 6).
+    let rows = e["source_ras_affine"].as_array().expect("affine");
+    let m = nalgebra::Matrix3::from_fn(|r, c| f(&rows[r][c]));
+    let t = nalgebra::Vector3::from_fn(|r, _| f(&rows[r][3]));
+    let source = LabelMap { data: Array3::zeros((7, 10, 12)), ras_from_voxel: sam3d_core::geometry::RasFromVoxel::from_parts(m, t), meta: Default::default() };
+    let placed = place_on_grid(&a.labels, &source, Path::new("hd_binary.dcm")).expect("on the source grid");
+    assert_eq!(placed.data.slice(ndarray::s![1.., .., ..]), a.labels.data);
+    assert!(placed.data.slice(ndarray::s![0, .., ..]).iter().all(|&l| l == 0));
     // The FRACTIONAL file's soft ring: 0.6 counts, 0.3 does not (highdicom's values ≥ 0.5).
     let frac = read_dicom_seg(&data().join("hd_fractional.dcm")).expect("fractional");
     assert!(frac.labels.data.iter().filter(|&&l| l == 1).count() > a.labels.data.iter().filter(|&&l| l == 1).count());
@@ -107,9 +115,9 @@ fn a_pydicom_seg_file_reads_as_pydicom_seg_reads_it() {
     assert_eq!(names, want_names);
 }
 
-/// Our writer's SEG, read by our reader: the label map back on the slices the SEG holds (the
-/// writer keeps only frames with a segment), the same affine but for the origin, which is the
-/// first such slice of the source, and nothing lost outside them.
+/// Our writer's SEG, read by our reader: a label map on the run of source slices the SEG holds
+/// (the writer keeps only frames with a segment), which `place_on_grid` puts back on the
+/// source's grid equal to the input.
 #[test]
 fn our_writer_then_our_reader_gives_back_the_label_map() {
     let rt = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rtstruct");
@@ -120,17 +128,18 @@ fn our_writer_then_our_reader_gives_back_the_label_map() {
         let path = dir.path().join(format!("{case}.dcm"));
         save_labels_dicom_seg(&path, &input.labels, &input.names, &series, &SeriesChoice::Only).expect("write");
         let back = read_dicom_seg(&path).unwrap_or_else(|err| panic!("{case}: {err}"));
-        // Where the SEG's first slice sits in the input grid: a whole slice index, (0, 0, k0).
-        let origin = back.labels.ras_from_voxel.apply(VoxelIjk::new(0.0, 0.0, 0.0));
-        let at = input.labels.ras_from_voxel.try_inverse().expect("invertible").apply(origin).to_array();
-        let k0 = at[2].round();
-        assert!(at[0].abs() < 1e-6 && at[1].abs() < 1e-6 && (at[2] - k0).abs() < 1e-6, "{case}: SEG origin at input voxel {at:?}");
+        // The SEG holds only the slices with a segment: its grid is a run of the source's.
+        assert!(back.labels.data.shape()[0] <= input.labels.data.shape()[0], "{case}");
         let (a, b) = (input.labels.ras_from_voxel.linear(), back.labels.ras_from_voxel.linear());
         assert!((a - b).abs().max() < 1e-6, "{case}: axes differ:\n{a}\n{b}");
-        let (k0, n) = (k0 as usize, back.labels.data.shape()[0]);
-        let mut rebuilt = Array3::<u16>::zeros(input.labels.data.dim());
-        rebuilt.slice_mut(ndarray::s![k0..k0 + n, .., ..]).assign(&back.labels.data);
-        assert_eq!(rebuilt, input.labels.data, "{case}: the label map comes back");
+        let placed = place_on_grid(&back.labels, &input.labels, &path).unwrap_or_else(|err| panic!("{case}: {err}"));
+        assert_eq!(placed.data, input.labels.data, "{case}: the label map comes back");
+        // Half a voxel off, the SEG is not on this grid: refused by name.
+        let mut moved = input.labels.clone();
+        let half = moved.ras_from_voxel.apply(VoxelIjk::new(0.5, 0.0, 0.0)).v - moved.ras_from_voxel.apply(VoxelIjk::new(0.0, 0.0, 0.0)).v;
+        moved.ras_from_voxel = sam3d_core::geometry::RasFromVoxel::from_parts(moved.ras_from_voxel.linear(), moved.ras_from_voxel.apply(VoxelIjk::new(0.0, 0.0, 0.0)).v + half);
+        let e = place_on_grid(&back.labels, &moved, &path).expect_err("half a voxel off").to_string();
+        assert!(e.contains(&format!("{case}.dcm")) && e.contains("does not lie on the volume's voxels"), "{case}: {e}");
         // Names of the labels present come back (the writer numbers segments in label order,
         // and labels 1–4 are the first four ROIs).
         for (label, (name, colour)) in &back.names {

@@ -31,9 +31,9 @@ use super::header::{self, Frame, PixelFormat, int, string};
 use super::seg_values::rgb_of_cielab;
 use super::stack::short;
 use super::{MAX_VOXELS, SAME_POSITION_MM, VolumeError, is_dicom_file};
-use crate::geometry::{DicomPlane, LpsMm};
+use crate::geometry::{DicomPlane, LpsMm, VoxelIjk};
 use crate::volume::label_names::LabelNames;
-use crate::volume::{AffineSource, DataType, LabelMap, VolumeMeta};
+use crate::volume::{AffineSource, DataType, LabelMap, OnGrid, VolumeMeta};
 use dicom_core::Tag;
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::mem::InMemDicomObject;
@@ -171,6 +171,50 @@ pub fn read_dicom_seg(path: &Path) -> Result<SegLabels, VolumeError> {
         frame_of_reference_uid: head.frame_of_reference,
         warnings,
     })
+}
+
+/// A SEG's label map (on its own grid: the slices its frames fill) put on the grid of the
+/// volume it was drawn on, voxel for voxel, as the viewer and `convert` need it: the two grids
+/// must share their axes (within [`OFF_GRID`] of a voxel over the SEG's extent) and the SEG's
+/// voxels must be whole voxels of the volume's grid; a labelled voxel outside the volume is
+/// refused. Errors name `path`.
+pub fn place_on_grid(labels: &LabelMap, grid: &impl OnGrid, path: &Path) -> Result<LabelMap, VolumeError> {
+    let fail = |e: String| VolumeError::new(path, e);
+    let voxel_from_ras = grid.voxel_from_ras();
+    // The SEG's voxel (i, j, k) in the volume's voxel coordinates: must be a whole shift.
+    let map = |i: f64, j: f64, k: f64| voxel_from_ras.apply(labels.ras_from_voxel.apply(VoxelIjk::new(i, j, k))).to_array();
+    let o = map(0.0, 0.0, 0.0);
+    let shift = o.map(f64::round);
+    let [nk, nj, ni] = [labels.data.shape()[0], labels.data.shape()[1], labels.data.shape()[2]];
+    let far = map(ni as f64 - 1.0, nj as f64 - 1.0, nk as f64 - 1.0);
+    let want = [shift[0] + ni as f64 - 1.0, shift[1] + nj as f64 - 1.0, shift[2] + nk as f64 - 1.0];
+    let off = (0..3).map(|a| (o[a] - shift[a]).abs().max((far[a] - want[a]).abs())).fold(0.0, f64::max);
+    if !(off <= OFF_GRID) {
+        return Err(fail(format!(
+            "its grid does not lie on the volume's voxels (its first voxel falls at volume voxel ({:.3}, {:.3}, {:.3}), {off:.3} voxels off): not drawn on this volume",
+            o[0], o[1], o[2]
+        )));
+    }
+    let shape = grid.shape();
+    let mut out = LabelMap::empty_like(grid);
+    out.meta = labels.meta.clone();
+    let dims = out.data.dim();
+    let mut outside = 0usize;
+    for ((k, j, i), &l) in labels.data.indexed_iter() {
+        if l == 0 {
+            continue;
+        }
+        let (vi, vj, vk) = (shift[0] + i as f64, shift[1] + j as f64, shift[2] + k as f64);
+        if vi < 0.0 || vj < 0.0 || vk < 0.0 || vk as usize >= dims.0 || vj as usize >= dims.1 || vi as usize >= dims.2 {
+            outside += 1;
+            continue;
+        }
+        out.data[[vk as usize, vj as usize, vi as usize]] = l;
+    }
+    if outside > 0 {
+        return Err(fail(format!("{outside} labelled voxels lie outside the volume's {shape} grid: not drawn on this volume")));
+    }
+    Ok(out)
 }
 
 /// Opens the file after its lengths are checked; `header_only` stops before the pixel data.
