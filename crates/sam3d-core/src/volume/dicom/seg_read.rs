@@ -189,7 +189,7 @@ pub fn place_on_grid(labels: &LabelMap, grid: &impl OnGrid, path: &Path) -> Resu
     let far = map(ni as f64 - 1.0, nj as f64 - 1.0, nk as f64 - 1.0);
     let want = [shift[0] + ni as f64 - 1.0, shift[1] + nj as f64 - 1.0, shift[2] + nk as f64 - 1.0];
     let off = (0..3).map(|a| (o[a] - shift[a]).abs().max((far[a] - want[a]).abs())).fold(0.0, f64::max);
-    if !(off <= OFF_GRID) {
+    if off.is_nan() || off > OFF_GRID {
         return Err(fail(format!(
             "its grid does not lie on the volume's voxels (its first voxel falls at volume voxel ({:.3}, {:.3}, {:.3}), {off:.3} voxels off): not drawn on this volume",
             o[0], o[1], o[2]
@@ -346,7 +346,7 @@ fn seg_grid(obj: &InMemDicomObject, frames: &[Frame], fmt: &PixelFormat) -> Resu
             return Err(format!("its frames span more than {most:.0} slices of {} × {} ({} mm at {step_len:.4} mm a slice): more voxels than this reader allocates", fmt.cols, fmt.rows, along[f] - base));
         }
         let off = (p.v - (p0 + step * k)).norm();
-        if !(off <= OFF_GRID * step_len + 1e-3) {
+        if off.is_nan() || off > OFF_GRID * step_len + 1e-3 {
             return Err(format!(
                 "frame {} at ({:.3}, {:.3}, {:.3}) LPS is {off:.3} mm off the grid the other frames make (slice {k}, step {step_len:.4} mm)",
                 f + 1,
