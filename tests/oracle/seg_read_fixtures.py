@@ -19,7 +19,8 @@ Writes crates/sam3d-core/tests/data/seg_read/:
   bad/*.dcm           hd_binary broken one way each: too_few_frames (NumberOfFrames one
                       more than the frames), bad_segment (a frame names segment 9),
                       off_grid (a frame moved 3 mm in its plane), other_orientation (a frame
-                      with another ImageOrientationPatient), short_pixels (PixelData cut)
+                      with another ImageOrientationPatient), short_pixels (PixelData cut),
+                      far_apart (a frame 20000 slices away: a 12 MB grid from a 8 KB file)
   expected.json       per file: highdicom's reading (get_volume, segments combined, later
                       segment winning), normalised to the Rust reader's conventions: the
                       label map [k, j, i] with k along the normal `row × column` ascending,
@@ -296,7 +297,12 @@ def main():
     def short_pixels(ds):
         ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2 // 2 * 2]
 
-    for f in [too_few_frames, bad_segment, off_grid, other_orientation, short_pixels]:
+    def far_apart(ds):
+        pos = ds.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0]
+        normal = np.cross(iop[:3], iop[3:])
+        pos.ImagePositionPatient = [float(x) + 20000 * STEP * float(n) for x, n in zip(pos.ImagePositionPatient, normal)]
+
+    for f in [too_few_frames, bad_segment, off_grid, other_orientation, short_pixels, far_apart]:
         broken(f.__name__, f)
 
     with open(os.path.join(OUT, "expected.json"), "w") as f:

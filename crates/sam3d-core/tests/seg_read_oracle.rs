@@ -156,6 +156,7 @@ fn broken_segs_are_refused_naming_the_file_and_the_problem() {
         ("off_grid", "frame 2 at ("),
         ("other_orientation", "frame 4 has orientation [1.0, 0.0, 0.0]"),
         ("short_pixels", "PixelData holds 52 bytes, 7 frames of 12 × 10 need 105"),
+        ("far_apart", "its frames span more than 4096 slices of 12 × 10"),
     ];
     for (name, want) in cases {
         let path = data().join("bad").join(format!("{name}.dcm"));

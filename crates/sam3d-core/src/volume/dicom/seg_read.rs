@@ -24,7 +24,8 @@
 //! Refused with an error naming the file: not a Segmentation, no SegmentSequence, a frame
 //! that references an undefined segment, a frame without a position or off the others' grid
 //! (another orientation, spacing, or in-plane place), pixel data shorter than its frames, a
-//! grid larger than [`super::MAX_VOXELS`]. Nothing is allocated from a header field before
+//! grid larger than [`super::MAX_VOXELS`] or spanning more than [`MAX_SLICES`] slices (more
+//! than its frames). Nothing is allocated from a header field before
 //! it is checked against the file (`lengths.rs`, `header.rs`) or against that limit.
 
 use super::header::{self, Frame, PixelFormat, int, string};
@@ -44,6 +45,9 @@ use std::path::Path;
 
 /// A frame position this far (as a fraction of the slice step) from its slice is off the grid.
 pub const OFF_GRID: f64 = 0.01;
+/// The most slices a SEG's grid may span when it has fewer frames (a whole-body CT at 0.5 mm
+/// has about 4000).
+pub const MAX_SLICES: usize = 4096;
 
 /// One segment as the file defines it.
 #[derive(Clone, Debug, PartialEq)]
@@ -339,7 +343,9 @@ fn seg_grid(obj: &InMemDicomObject, frames: &[Frame], fmt: &PixelFormat) -> Resu
     let base = along[planes[0]];
     let mut slice_of_frame = vec![0usize; frames.len()];
     let mut slices = 1usize;
-    let most = MAX_VOXELS as f64 / (fmt.rows * fmt.cols).max(1) as f64;
+    // Slices without frames are zeros the file does not pay for: a few frames far apart must
+    // not ask for gigabytes. As many slices as the longest series, or as frames, at most.
+    let most = (MAX_VOXELS as f64 / (fmt.rows * fmt.cols).max(1) as f64).min(MAX_SLICES.max(frames.len()) as f64);
     for (f, p) in positions.iter().enumerate() {
         let k = ((along[f] - base) / step_len).round();
         if !(0.0..most).contains(&k) {
