@@ -371,8 +371,8 @@ fn seg_grid(obj: &InMemDicomObject, frames: &[Frame], fmt: &PixelFormat) -> Resu
 enum FramePixels<'a> {
     /// Native (or deflated) pixel data: bits packed across frames, or bytes.
     Native { bytes: std::borrow::Cow<'a, [u8]>, bits: bool, pixels: usize },
-    /// Encapsulated: decoded one frame at a time.
-    Encapsulated { obj: &'a DefaultDicomObject, pixels: usize },
+    /// Encapsulated: decoded one frame at a time (a JPEG 2000 frame's header checked first).
+    Encapsulated { obj: &'a DefaultDicomObject, pixels: usize, j2k: Option<PixelFormat> },
 }
 
 impl<'a> FramePixels<'a> {
@@ -381,7 +381,12 @@ impl<'a> FramePixels<'a> {
         let element = obj.get(tags::PIXEL_DATA).ok_or("has no PixelData")?;
         if element.value().fragments().is_some() {
             super::pixels::check_transfer_syntax(transfer_syntax)?;
-            return Ok(FramePixels::Encapsulated { obj, pixels });
+            // The same guards as for image series: RLE headers, JPEG 2000 SIZ against the header.
+            if transfer_syntax == uids::RLE_LOSSLESS {
+                super::pixels::check_rle_fragments(obj)?;
+            }
+            let j2k = super::j2k::is_j2k(transfer_syntax).then(|| fmt.clone());
+            return Ok(FramePixels::Encapsulated { obj, pixels, j2k });
         }
         let bytes = element.to_bytes().map_err(|e| format!("PixelData cannot be read as bytes: {e}"))?;
         let bits = fmt.bits_allocated == 1;
@@ -401,10 +406,13 @@ impl<'a> FramePixels<'a> {
                 Ok((start..start + pixels).map(|b| (bytes[b / 8] >> (b % 8)) & 1).collect())
             }
             FramePixels::Native { bytes, bits: false, pixels } => Ok(bytes[f * pixels..(f + 1) * pixels].to_vec()),
-            FramePixels::Encapsulated { obj, pixels } => {
+            FramePixels::Encapsulated { obj, pixels, j2k } => {
                 use dicom_pixeldata::PixelDecoder;
-                let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data_frame(f as u32)))
-                    .map_err(|_| "the decoder failed on corrupt data".to_string())?
+                if let Some(fmt) = j2k {
+                    super::pixels::check_j2k_frame(obj, f as u32, fmt)?;
+                }
+                let decoded = super::pixels::guarded_decode(|| obj.decode_pixel_data_frame(f as u32))
+                    .map_err(|p| format!("the decoder failed on corrupt data ({p})"))?
                     .map_err(|e| format!("cannot decode: {e}"))?;
                 let data = decoded.data();
                 if data.len() == *pixels {
