@@ -11,7 +11,7 @@
 //! | [`data`] | synthetic phantoms (CT-like / MR-like, labelled, odd affines); click preprocessing (slice, pointmap, output cube, the context cube and the decoder's guide cube) and SDF → source-grid mask; training samples with augmentation (drawn per data directory weight, held-out labels removed); dataset preprocessing cache, which training also reads; plain ndarray |
 //! | [`baseline`] | classical one-click 3D segmentation (smoothed confidence-connected region growing), no weights; the image refinement of the model's masks (`baseline::refine`); region growing joined to the model's shape where the two agree, or its part near the shape where it leaks (`baseline::join`) |
 //! | [`render`] | the 3D view: wgpu mesh renderer inside egui (offscreen, MSAA, depth), orbit camera, shaders from `shaders/` |
-//! | [`app`] | the eframe viewer: linked slice views and their tool seam (`app::tools`), window/level, label overlay, loader thread (which hands the engine a copy of the volume as read), the DICOM series picker, label edits with a capped undo history (`app::edit`), commands, 3D view (mesher thread), "3D from click" (region growing, or the model via the engine process) with each result measured against the label under the click, start-up `--at`/`--click`, the case browser (an `eval` report's clicks worst first; opening one opens its case and runs its click there), the fine-tuning panel (a LoRA run on the open scan in an engine process of its own, its loss plotted, stopped and resumed, then compared with the base weights on the held-out labels) |
+//! | [`app`] | the eframe viewer: linked slice views and their tool seam (`app::tools`), window/level, label overlay, loader thread (which hands the engine a copy of the volume as read), the DICOM series picker, label edits with a capped undo history (`app::edit`), commands, 3D view (mesher thread), "3D from click" (region growing, or the model via the engine process) with each result measured against the label under the click, start-up `--at`/`--click`, a remote engine over HTTP (`app::remote_http`, Model → Connect to engine…: the model on another machine through nnInteractive's protocol), the case browser (an `eval` report's clicks worst first; opening one opens its case and runs its click there), the fine-tuning panel (a LoRA run on the open scan in an engine process of its own, its loss plotted, stopped and resumed, then compared with the base weights on the held-out labels) |
 //! | [`cli`] | the command-line subcommands (`main.rs` only hands over) |
 //!
 //! The first five modules, and the vocabulary the viewer and the engine share (`options`,
@@ -20,7 +20,7 @@
 //! crate does not depend on: the compiler keeps libtorch out of the viewer and the command line
 //! (ARCHITECTURE.md).
 
-pub use sam3d_core::{assets, baseline, commands, data, edit as label_edit, geometry, options, progress, prompts, protocol, shape, train_config, utc, volume};
+pub use sam3d_core::{assets, baseline, commands, data, edit as label_edit, geometry, nninteractive, options, progress, prompts, protocol, shape, train_config, utc, volume};
 
 pub mod app;
 pub mod cli;

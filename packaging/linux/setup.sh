@@ -14,7 +14,7 @@ log() { echo "[setup] $*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
 pkgs=(xvfb xauth mesa-vulkan-drivers libvulkan1 libxkbcommon-x11-0 libx11-xcb1 libxcursor1
-      libxrandr2 libxi6 libgl1 libegl1 imagemagick pkg-config)
+      libxrandr2 libxi6 libgl1 libegl1 imagemagick pkg-config cmake)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -42,6 +42,24 @@ if [ ! -f "$torch_dir/.complete" ]; then
 fi
 [ -f "$torch_dir/torch/lib/libtorch_cpu.so" ] || { log "libtorch not found in $torch_dir/torch/lib"; exit 1; }
 
+# --- nninteractive-client (tests only: the real client of `serve-http`) ----------------------
+# What 3D Slicer's nnInteractive extension installs; the HTTP server's integration test drives
+# the server with it. Installed once into the cache (with its numpy, httpx, blosc2), never used
+# by the product.
+NNI_VERSION=2.6.0
+nni_dir=$cache/nninteractive-client-$NNI_VERSION
+if [ ! -f "$nni_dir/.complete" ]; then
+  log "installing nninteractive-client==$NNI_VERSION into $nni_dir (once, for the tests)"
+  rm -rf "$nni_dir.partial"
+  mkdir -p "$cache"
+  python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
+      --target "$nni_dir.partial" "nninteractive-client==$NNI_VERSION"
+  rm -rf "$nni_dir"
+  mv "$nni_dir.partial" "$nni_dir"
+  touch "$nni_dir/.complete"
+fi
+
 cat <<ENV
 export LIBTORCH='$torch_dir/torch'
+export SAM3D_NNI_CLIENT='$nni_dir'
 ENV

@@ -178,6 +178,10 @@ pub enum AppCommand {
     OpenReport(PathBuf),
     /// Open row N of the case browser's report: its scan and labels, and "3D from click" at its click.
     OpenCaseRow(usize),
+    /// Show Model → Connect to engine….
+    ShowConnect,
+    /// Run the model on a remote engine from now on (`None`: on this computer).
+    ConnectEngine(Option<super::remote_http::RemoteSettings>),
     /// Show the fine-tuning panel (a fresh run folder for the open scan unless a run is going on).
     OpenFineTune,
     /// Load a LoRA adapter onto the loaded weights.

@@ -325,6 +325,11 @@ pub fn load_volume(path: &std::path::Path, series: Option<&SeriesChoice>) -> Res
 /// Reads a label map, checks it lies on `volume`'s grid and reads its names (`.tsv` beside it).
 pub fn load_labels(path: &std::path::Path, volume: &Volume) -> Result<(LabelMap, LabelTable), String> {
     let mut labels = crate::volume::open_labels(path).map_err(|e| e.to_string())?;
+    if path.is_file() && crate::volume::dicom::is_dicom_seg(path) {
+        // A SEG usually holds only the slices with something on them: put it back on the
+        // scan's grid (refused when it does not sit on the scan's voxels).
+        labels = crate::volume::dicom::place_on_grid(&labels, volume, path).map_err(|e| e.to_string())?;
+    }
     labels.check_matches(volume, path).map_err(|e| e.to_string())?;
     if !labels.data.is_standard_layout() {
         labels.data = labels.data.as_standard_layout().into_owned();

@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod click3d;
+pub mod connect;
 pub mod edit;
 mod editing;
 pub mod export;
@@ -24,6 +25,7 @@ mod prompting;
 pub mod messages;
 mod panels;
 pub mod remote;
+pub mod remote_http;
 pub mod series_picker;
 pub mod slice_image;
 mod slice_view;
@@ -251,8 +253,11 @@ pub struct Runtime {
     /// Bumped for each newly loaded label map (the mesher's cache key).
     map_generation: u64,
     pub click: ClickTool,
-    /// The `sam3d-studio-engine serve` process, started when weights are first loaded.
+    /// The engine: the `sam3d-studio-engine serve` process, started when weights are first
+    /// loaded, or a remote engine ([`App::remote_engine`]).
     remote: Option<remote::RemoteEngine>,
+    /// Model → Connect to engine…, when open.
+    pub connect: Option<connect::ConnectDialog>,
     /// The loaded model and adapter, as the engine reported them.
     pub model: Option<String>,
     pub adapter: Option<String>,
@@ -397,6 +402,7 @@ impl Default for Runtime {
             map_generation: 0,
             click: ClickTool::default(),
             remote: None,
+            connect: None,
             model: None,
             adapter: None,
             remote_volume: None,
@@ -462,6 +468,8 @@ pub struct App {
     pub brush: tools::brush::BrushSettings,
     /// File → Export surfaces' settings.
     pub export: export::ExportSettings,
+    /// A remote engine to run the model on (empty address: the engine on this computer).
+    pub remote_engine: remote_http::RemoteSettings,
     #[serde(skip)]
     pub rt: Runtime,
 }
@@ -491,6 +499,7 @@ impl Default for App {
             overwrite: edit::Overwrite::default(),
             brush: tools::brush::BrushSettings::default(),
             export: export::ExportSettings::default(),
+            remote_engine: remote_http::RemoteSettings::default(),
             rt: Runtime::default(),
         }
     }
@@ -558,6 +567,11 @@ impl App {
             Ok(m) => app.rt.mesher = Some(m),
             Err(e) => app.error(format!("could not start the mesher thread: {e}")),
         }
+        // A remote engine named at start (scripts, a site's shortcut) wins over the saved one.
+        if let Ok(url) = std::env::var("SAM3D_ENGINE_URL") {
+            app.remote_engine.url = url;
+        }
+        app.remote_engine.key = std::env::var("SAM3D_ENGINE_KEY").ok().filter(|k| !k.is_empty());
         app.rt.click.wake = Some(cc.egui_ctx.clone());
         app.rt.finetune.wake = Some(cc.egui_ctx.clone());
         // The weights-free method until weights are loaded (the start-up ones switch to the model).
@@ -568,6 +582,7 @@ impl App {
             app.send(AppCommand::LoadWeights(w));
         }
         match startup.device {
+            _ if !app.remote_engine.url.is_empty() => app.rt.device = format!("remote {} (not connected yet)", app.remote_engine.url),
             Some(d) => app.rt.device = d,
             None => {
                 app.rt.device = "checking…".into();
@@ -995,6 +1010,8 @@ impl App {
                 }
             }
             AppCommand::OpenFineTune => self.open_finetune(),
+            AppCommand::ShowConnect => self.rt.connect = Some(connect::ConnectDialog::new(&self.remote_engine)),
+            AppCommand::ConnectEngine(settings) => self.connect_engine(settings, ctx),
             AppCommand::OpenReport(path) => {
                 if let Err(e) = self.rt.cases.load(path, ctx.clone()) {
                     self.error(e);
@@ -1292,12 +1309,16 @@ impl App {
     /// shown) when that is impossible.
     fn remote_send(&mut self, req: &Request, ctx: &egui::Context) -> bool {
         if self.rt.remote.is_none() {
-            let Some(bin) = engine_binary() else {
+            let ctx = ctx.clone();
+            let started = if !self.remote_engine.url.is_empty() {
+                remote::RemoteEngine::connect(&self.remote_engine, move || ctx.request_repaint())
+            } else if let Some(bin) = engine_binary() {
+                remote::RemoteEngine::spawn(&bin, move || ctx.request_repaint())
+            } else {
                 self.error(ENGINE_MISSING.into());
                 return false;
             };
-            let ctx = ctx.clone();
-            match remote::RemoteEngine::spawn(&bin, move || ctx.request_repaint()) {
+            match started {
                 Ok(r) => {
                     self.rt.remote = Some(r);
                     self.rt.remote_volume = None;
@@ -1733,6 +1754,7 @@ impl App {
         self.series_picker_ui(&ctx);
         messages::log_window_ui(self, &ctx);
         label_list::name_prompt_ui(self, &ctx);
+        connect::window_ui(self, &ctx);
         export::window_ui(self, &ctx);
         unsaved::unsaved_ui(self, &ctx);
         self.in_app_dialog_ui(&ctx);

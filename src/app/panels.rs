@@ -115,6 +115,9 @@ pub fn menu_ui(app: &mut App, ui: &mut egui::Ui) {
             if ui.button("Load weights…").clicked() {
                 cmds.push(AppCommand::ShowDialog(DialogKind::LoadWeights));
             }
+            if ui.button("Connect to engine…").on_hover_text("Run the model on another machine (sam3d-studio-engine serve-http)").clicked() {
+                cmds.push(AppCommand::ShowConnect);
+            }
             let has_model = app.rt.model.is_some();
             if ui.add_enabled(has_model, egui::Button::new("Load adapter…")).clicked() {
                 cmds.push(AppCommand::ShowDialog(DialogKind::LoadAdapter));
@@ -228,7 +231,7 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             }
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            ui.label(RichText::new(format!("Compute: {}", super::device_name(&app.rt.device))).size(12.0)).on_hover_text("Device the model will run on");
+            ui.label(RichText::new(format!("Compute: {}", super::device_name(&app.rt.device))).size(12.0)).on_hover_text("Where the model runs (Model → Connect to engine… to change)");
             ui.separator();
             match &app.rt.model {
                 Some(m) => {

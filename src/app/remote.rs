@@ -1,7 +1,8 @@
-//! The client side of `sam3d-studio-engine serve`: the model runs in that process (it owns
-//! libtorch; this binary never links it). Requests go as [`Request`] lines on its stdin; a named
-//! reader thread reads its stdout into [`ClientEvent`]s on a bounded channel and wakes the UI.
-//! Both sides use the types of [`crate::protocol`]; a line the reader cannot read is handed on
+//! The client side of the engine: `sam3d-studio-engine serve` in a child process (it owns
+//! libtorch; this binary never links it), or a remote engine over HTTP
+//! ([`super::remote_http`]). Either way requests are [`Request`]s and answers [`ClientEvent`]s
+//! on a bounded channel that wakes the UI. For the child process, requests go as lines on its
+//! stdin and a named reader thread reads its stdout; a line the reader cannot read is handed on
 //! as [`ClientEvent::Unreadable`] and reading goes on.
 
 use crate::protocol::{ClientEvent, CropFile, Reply, Request, from_line, to_line};
@@ -12,11 +13,15 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-/// The running engine process.
+/// The running engine: a child process or a remote one.
 pub struct RemoteEngine {
-    child: Child,
-    stdin: Option<ChildStdin>,
+    link: Link,
     pub events: Receiver<ClientEvent>,
+}
+
+enum Link {
+    Process { child: Child, stdin: Option<ChildStdin> },
+    Http { tx: Option<crossbeam_channel::Sender<Request>>, cancel_upto: std::sync::Arc<std::sync::atomic::AtomicU64>, url: String },
 }
 
 impl RemoteEngine {
@@ -42,28 +47,69 @@ impl RemoteEngine {
                 wake();
             })
             .map_err(|e| format!("could not start the engine reader thread: {e}"))?;
-        Ok(Self { child, stdin, events: rx })
+        Ok(Self { link: Link::Process { child, stdin }, events: rx })
     }
 
-    /// Sends one request line.
+    /// Connects to a remote engine (claims a session there; the first event is `Ready` or
+    /// `Exited` with why it failed).
+    pub fn connect(settings: &super::remote_http::RemoteSettings, wake: impl Fn() + Send + 'static) -> Result<Self, String> {
+        let url = settings.checked_url()?;
+        let (tx, events, cancel_upto) = super::remote_http::connect(settings, wake)?;
+        Ok(Self { link: Link::Http { tx: Some(tx), cancel_upto, url }, events })
+    }
+
+    /// The remote engine's address (`None`: a local process).
+    pub fn remote_url(&self) -> Option<&str> {
+        match &self.link {
+            Link::Http { url, .. } => Some(url),
+            Link::Process { .. } => None,
+        }
+    }
+
+    /// Sends one request.
     pub fn send(&mut self, req: &Request) -> Result<(), String> {
-        let stdin = self.stdin.as_mut().ok_or("the engine is not running")?;
-        writeln!(stdin, "{}", to_line(req)).and_then(|_| stdin.flush()).map_err(|e| format!("the engine stopped accepting requests: {e}"))
+        match &mut self.link {
+            Link::Process { stdin, .. } => {
+                let stdin = stdin.as_mut().ok_or("the engine is not running")?;
+                writeln!(stdin, "{}", to_line(req)).and_then(|_| stdin.flush()).map_err(|e| format!("the engine stopped accepting requests: {e}"))
+            }
+            Link::Http { tx, cancel_upto, .. } => {
+                if let Request::Cancel { job } = req {
+                    // Known at once: a reply that comes later for it is dropped.
+                    cancel_upto.fetch_max(*job, std::sync::atomic::Ordering::SeqCst);
+                }
+                let tx = tx.as_ref().ok_or("the remote engine is disconnected")?;
+                tx.try_send(req.clone()).map_err(|e| match e {
+                    crossbeam_channel::TrySendError::Full(_) => "the remote engine is busy (too many requests waiting); try again".to_string(),
+                    crossbeam_channel::TrySendError::Disconnected(_) => "the connection to the remote engine has ended".to_string(),
+                })
+            }
+        }
     }
 }
 
 impl Drop for RemoteEngine {
     fn drop(&mut self) {
-        // End of input stops the engine; kill it if it does not stop on its own.
-        self.stdin = None;
-        for _ in 0..20 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
+        match &mut self.link {
+            Link::Process { child, stdin } => {
+                // End of input stops the engine; kill it if it does not stop on its own.
+                *stdin = None;
+                for _ in 0..20 {
+                    if matches!(child.try_wait(), Ok(Some(_))) {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            Link::Http { tx, .. } => {
+                // The connection thread releases the session and ends.
+                if let Some(tx) = tx.take() {
+                    let _ = tx.try_send(Request::Shutdown);
+                }
+            }
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

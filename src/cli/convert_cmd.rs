@@ -1,7 +1,7 @@
 //! `convert IN OUT`: any volume or label map this build reads into any format it writes, chosen
 //! by OUT's name (`.nii`, `.nii.gz`, `.nrrd`, `.seg.nrrd`, `.mha`, and `.dcm` for a DICOM SEG),
 //! written atomically. A label map keeps its names and colours: a `.seg.nrrd` and a DICOM SEG
-//! carry them, the other formats get a `.tsv` beside them. `--structures RT.dcm` turns a DICOM
+//! carry them (in and out), the other formats get a `.tsv` beside them. `--structures RT.dcm` turns a DICOM
 //! RTSTRUCT's contours into a label map on the series IN; a DICOM SEG references the series it
 //! was drawn on (IN with `--structures`, else `--reference`).
 
@@ -22,7 +22,7 @@ pub struct ConvertArgs {
     #[arg(long, value_name = "N|UID|#INDEX")]
     pub series: Option<SeriesChoice>,
     /// Read INPUT as a label map (whole numbers 0–65535, names kept). Implied when OUTPUT is a
-    /// `.seg.nrrd` or a `.dcm` (DICOM SEG), or INPUT is a `.seg.nrrd`.
+    /// `.seg.nrrd` or a `.dcm` (DICOM SEG), or INPUT is a `.seg.nrrd` or a DICOM SEG file.
     #[arg(long)]
     pub labels: bool,
     /// A DICOM RTSTRUCT whose contours become the label map, on the grid of the series INPUT
@@ -53,13 +53,23 @@ pub fn convert(a: &ConvertArgs) -> Result<()> {
         let names = label_names::names_beside(&a.input).map_err(anyhow::Error::msg)?.map(|(n, _)| n).unwrap_or_default();
         return write_seg(a, &labels, &names, reference);
     }
-    let as_labels = a.labels || out_format == OutputFormat::SegNrrd || input_name.ends_with(".seg.nrrd");
+    let seg_input = a.input.is_file() && crate::volume::dicom::is_dicom_seg(&a.input);
+    let as_labels = a.labels || seg_input || out_format == OutputFormat::SegNrrd || input_name.ends_with(".seg.nrrd");
     if as_labels {
         if a.series.is_some() {
-            bail!("--series picks a DICOM image series (of INPUT, or of --reference for a DICOM SEG); label maps are read from NIfTI, NRRD, .seg.nrrd or MetaImage");
+            bail!("--series picks a DICOM image series (of INPUT, or of --reference for a DICOM SEG); label maps are read from NIfTI, NRRD, .seg.nrrd, MetaImage or a DICOM SEG file");
         }
-        let labels = crate::volume::open_labels(&a.input)?;
-        let names = label_names::names_beside(&a.input).map_err(anyhow::Error::msg)?.map(|(n, _)| n);
+        let (labels, names) = if seg_input {
+            // The SEG's own grid, names and colours; its overlaps and empty segments said.
+            let seg = crate::volume::dicom::read_dicom_seg(&a.input)?;
+            for w in &seg.warnings {
+                eprintln!("warning: {w}");
+            }
+            (seg.labels, Some(seg.names))
+        } else {
+            let names = label_names::names_beside(&a.input).map_err(anyhow::Error::msg)?.map(|(n, _)| n);
+            (crate::volume::open_labels(&a.input)?, names)
+        };
         crate::volume::save_labels(&a.output, &labels, names.as_ref()).with_context(|| format!("writing {}", a.output.display()))?;
         let n = labels.counts().iter().filter(|(l, _)| *l != 0).count();
         println!("{} → {} ({n} labels{})", a.input.display(), a.output.display(), if names.is_some() { ", names kept" } else { "" });

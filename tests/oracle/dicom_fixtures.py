@@ -445,6 +445,9 @@ PYDICOM_FILES = [
     "CT_small.dcm", "MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm",
     "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "JPEG2000.dcm", "JPEG-lossy.dcm",
     "image_dfl.dcm", "test-SR.dcm", "MR_small_jpeg_ls_lossless.dcm",
+    # JPEG 2000 whose codestream holds 16 bits where BitsStored says 14 (the SIZ check in
+    # src/volume/dicom/j2k.rs must let it pass).
+    "693_J2KI.dcm",
 ]
 
 
@@ -458,35 +461,40 @@ def pydicom_files():
     if os.path.exists(lic):
         shutil.copy(lic, f"{dst}/LICENSE-pydicom.txt")
     for name in PYDICOM_FILES:
-        # One folder each: several are the same series (same UID, same position) re-encoded.
-        os.makedirs(f"{dst}/{name[:-4]}")
-        shutil.copy(os.path.join(src, name), f"{dst}/{name[:-4]}/{name}")
-        ds = pydicom.dcmread(f"{dst}/{name[:-4]}/{name}")
-        facts = {"transfer_syntax": str(ds.file_meta.TransferSyntaxUID)}
-        if "PixelData" not in ds:
-            facts["non_image"] = True
-        else:
-            try:
-                s, _ = sitk_facts(f"{dst}/{name[:-4]}/{name}")
-                facts.update(s)
-            except RuntimeError as e:
-                facts["sitk_error"] = str(e)[:200]
-            try:
-                arr = ds.pixel_array.astype(np.float64)
-                slope = float(getattr(ds, "RescaleSlope", 1.0))
-                icpt = float(getattr(ds, "RescaleIntercept", 0.0))
-                arr = arr * slope + icpt
-                if arr.ndim == 2:
-                    arr = arr[None]
-                facts["pydicom_shape"] = list(arr.shape)
-                facts["pydicom_voxels"] = [[k, j, i, float(arr[k, j, i])] for k, j, i in
-                                           [(0, 0, 0), (0, arr.shape[1] // 2, arr.shape[2] // 3),
-                                            tuple(s - 1 for s in arr.shape)]]
-            except Exception as e:  # noqa: BLE001 - recorded as a fact
-                facts["pydicom_error"] = str(e)[:200]
-            if "ImagePositionPatient" in ds:
-                facts["ipp_ras"] = [lps_to_ras([float(x) for x in ds.ImagePositionPatient])]
-        EXPECTED[f"pydicom/{name[:-4]}/{name}"] = facts
+        pydicom_file(src, dst, name)
+
+
+def pydicom_file(src, dst, name):
+    """Copies one of pydicom's test files and records its facts."""
+    # One folder each: several are the same series (same UID, same position) re-encoded.
+    os.makedirs(f"{dst}/{name[:-4]}", exist_ok=True)
+    shutil.copy(os.path.join(src, name), f"{dst}/{name[:-4]}/{name}")
+    ds = pydicom.dcmread(f"{dst}/{name[:-4]}/{name}")
+    facts = {"transfer_syntax": str(ds.file_meta.TransferSyntaxUID)}
+    if "PixelData" not in ds:
+        facts["non_image"] = True
+    else:
+        try:
+            s, _ = sitk_facts(f"{dst}/{name[:-4]}/{name}")
+            facts.update(s)
+        except RuntimeError as e:
+            facts["sitk_error"] = str(e)[:200]
+        try:
+            arr = ds.pixel_array.astype(np.float64)
+            slope = float(getattr(ds, "RescaleSlope", 1.0))
+            icpt = float(getattr(ds, "RescaleIntercept", 0.0))
+            arr = arr * slope + icpt
+            if arr.ndim == 2:
+                arr = arr[None]
+            facts["pydicom_shape"] = list(arr.shape)
+            facts["pydicom_voxels"] = [[k, j, i, float(arr[k, j, i])] for k, j, i in
+                                       [(0, 0, 0), (0, arr.shape[1] // 2, arr.shape[2] // 3),
+                                        tuple(s - 1 for s in arr.shape)]]
+        except Exception as e:  # noqa: BLE001 - recorded as a fact
+            facts["pydicom_error"] = str(e)[:200]
+        if "ImagePositionPatient" in ds:
+            facts["ipp_ras"] = [lps_to_ras([float(x) for x in ds.ImagePositionPatient])]
+    EXPECTED[f"pydicom/{name[:-4]}/{name}"] = facts
 
 
 def bench_series(folder, n=300, size=512):
@@ -525,5 +533,14 @@ if __name__ == "__main__":
     import sys
     if len(sys.argv) == 3 and sys.argv[1] == "--bench":
         bench_series(sys.argv[2])
+    elif len(sys.argv) >= 3 and sys.argv[1] == "--pydicom":
+        # Adds pydicom test files to the committed fixtures, leaving the rest as it is.
+        with open(f"{OUT}/expected.json") as f:
+            EXPECTED.update(json.load(f))
+        for name in sys.argv[2:]:
+            pydicom_file(os.path.join(os.path.dirname(pydicom.data.__file__), "test_files"), f"{OUT}/pydicom", name)
+        with open(f"{OUT}/expected.json", "w") as f:
+            json.dump(EXPECTED, f, indent=1, sort_keys=True)
+            f.write("\n")
     else:
         main()

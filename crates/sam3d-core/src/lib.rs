@@ -15,6 +15,7 @@
 //! | [`baseline`] | classical one-click 3D segmentation (region growing), the image refinement of the model's masks, region growing joined to the model's shape |
 //! | [`prompts`] | refinement prompts (positive and negative points, a box, the object they refine) and the simulated user's next correction |
 //! | [`options`] | the pipeline options of one click (refine, extend, planes, views, join, MR adapter): one value for `infer`, `eval`, the viewer and the engine |
+//! | [`nninteractive`] | nnInteractive's remote protocol (packed blosc2 arrays, the HTTP API's paths and bodies), spoken by the engine's HTTP server and the viewer's remote engine |
 //! | [`protocol`] | the JSON-lines protocol between a client (the viewer) and `sam3d-studio-engine serve` |
 //! | [`commands`] | the arguments of the model commands (`infer`, `train`, `eval`), parsed by the front binary and run by the engine |
 //! | [`train_config`] | the training config (TOML) the engine trains from and the fine-tuning panel writes |
@@ -28,6 +29,7 @@ pub mod commands;
 pub mod data;
 pub mod edit;
 pub mod geometry;
+pub mod nninteractive;
 pub mod options;
 pub mod progress;
 pub mod prompts;

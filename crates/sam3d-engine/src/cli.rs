@@ -67,6 +67,45 @@ pub enum EngineCommand {
     Eval(EvalArgs),
     /// The engine behind the JSON-lines protocol on stdin/stdout, for the viewer.
     Serve,
+    /// The engine behind nnInteractive's remote protocol over HTTP: 3D Slicer's nnInteractive
+    /// extension, any nninteractive-client, and the viewer's remote engine use it.
+    ServeHttp(ServeHttpArgs),
+}
+
+/// `serve-http`'s options.
+#[derive(clap::Args, Debug)]
+pub struct ServeHttpArgs {
+    /// Address to listen on (loopback unless told otherwise; port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:1527")]
+    pub bind: std::net::SocketAddr,
+    /// A file whose first line is the key clients must send (Authorization: Bearer KEY).
+    #[arg(long)]
+    pub api_key_file: Option<std::path::PathBuf>,
+    /// Most clients served at once; one more is told 503 (at capacity).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_sessions: u32,
+    /// Seconds without a real request before a session is dropped.
+    #[arg(long, default_value_t = 600.0)]
+    pub idle_timeout: f64,
+    /// Seconds without any request (heartbeats included) before a session is dropped.
+    #[arg(long, default_value_t = 60.0)]
+    pub liveness_timeout: f64,
+    /// Model checkpoint (.safetensors); default: the shipped weights.
+    #[arg(long)]
+    pub weights: Option<std::path::PathBuf>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// libtorch threads (default: libtorch's).
+    #[arg(long)]
+    pub threads: Option<i32>,
+    /// The largest request body in MiB (a compressed image).
+    #[arg(long, default_value_t = 1024)]
+    pub max_body_mb: usize,
+    /// The largest image or segmentation once unpacked, in MiB (default: a quarter of the
+    /// memory, at most 8 GiB).
+    #[arg(long)]
+    pub max_array_mb: Option<usize>,
 }
 
 /// The engine binary: `--device-info`, or a command; errors as one line on stderr.
@@ -86,6 +125,7 @@ pub fn main() -> ExitCode {
         EngineCommand::Infer(a) => run_infer(a),
         EngineCommand::Train(a) => run_train(a),
         EngineCommand::Eval(a) => run_eval(a),
+        EngineCommand::ServeHttp(a) => run_serve_http(a),
         EngineCommand::Serve => crate::engine::serve::serve(crate::engine::EngineOptions { mr_adapter: default_mr_adapter_path(), ..Default::default() })
             .context("sam3d-studio-engine serve"),
     };
@@ -214,6 +254,58 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `serve-http`: loads the model, then serves until SIGINT/SIGTERM. Prints
+/// `listening on http://ADDR` once bound (on stdout, flushed: tests and scripts wait for it).
+pub fn run_serve_http(a: &ServeHttpArgs) -> Result<()> {
+    use crate::engine::http::{HttpOptions, serve_http, worker::ModelWorker};
+    let secs = |v: f64, flag: &str| {
+        if v.is_finite() && v > 0.0 { Ok(std::time::Duration::from_secs_f64(v)) } else { Err(anyhow::anyhow!("{flag} must be a positive number of seconds, got {v}")) }
+    };
+    let api_key = match &a.api_key_file {
+        None => None,
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("{}: could not read the API key file", f.display()))?;
+            let key = text.lines().next().unwrap_or("").trim().to_string();
+            if key.len() < 16 {
+                bail!("{}: the API key must be one line of at least 16 characters", f.display());
+            }
+            Some(key)
+        }
+    };
+    if !a.bind.ip().is_loopback() && api_key.is_none() {
+        eprintln!("warning: serving on {} without --api-key-file: anyone who reaches this address can use the model", a.bind);
+    }
+    let options = HttpOptions {
+        bind: a.bind,
+        api_key,
+        max_sessions: a.max_sessions as usize,
+        idle_timeout: secs(a.idle_timeout, "--idle-timeout")?,
+        liveness_timeout: secs(a.liveness_timeout, "--liveness-timeout")?,
+        max_body_bytes: a.max_body_mb.saturating_mul(1 << 20),
+        // Reap within a quarter of the shorter timeout (every 15 s at the defaults).
+        sweep_interval: std::time::Duration::from_secs_f64((a.idle_timeout.min(a.liveness_timeout) / 4.0).clamp(0.1, 15.0)),
+        max_array_bytes: a.max_array_mb.map_or_else(crate::engine::http::default_max_array_bytes, |m| m.saturating_mul(1 << 20)),
+        ..HttpOptions::default()
+    };
+    let weights = match (&a.weights, default_weights_path()) {
+        (Some(w), _) => w.clone(),
+        (None, Some(d)) => d,
+        (None, None) => bail!("{NO_WEIGHTS_HELP}"),
+    };
+    let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    if let Some(n) = a.threads {
+        tch::set_num_threads(n);
+    }
+    let worker = ModelWorker::spawn(weights, device, crate::options::PipelineOptions::default(), default_mr_adapter_path())?;
+    let info = worker.info().clone();
+    serve_http(options, worker, |addr| {
+        use std::io::Write;
+        eprintln!("model {} on {}", info.describe(), info.device);
+        println!("listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+    })
 }
 
 /// The output's directory must exist (checked before the work, so nothing is half-done).

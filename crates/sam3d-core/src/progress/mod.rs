@@ -50,3 +50,17 @@ mod tests {
         assert_eq!(fmt_secs(-3.0), "0m00s");
     }
 }
+
+/// Makes a closed standard output (the command piped into `head`, say) end the program quietly
+/// with status 141, as a shell reports SIGPIPE, instead of a panic and a backtrace: Rust ignores
+/// SIGPIPE, so `println!` to a closed pipe panics. Call first in `main`.
+pub fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied()).unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
+}

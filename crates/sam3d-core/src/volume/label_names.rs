@@ -1,5 +1,5 @@
 //! Label names: the table that goes with a label map, in whichever format people have it, or
-//! the segment names and colours inside a Slicer `.seg.nrrd`, as the viewer shows them and
+//! the segment names and colours inside a Slicer `.seg.nrrd` or a DICOM SEG, as the viewer shows them and
 //! `eval` reports them.
 //!
 //! | format | file | lines |
@@ -237,13 +237,16 @@ pub fn table_beside(label_path: &Path) -> Option<PathBuf> {
 }
 
 /// The names that go with the label map at `label_path` and the file they came from: a Slicer
-/// segmentation's own segment names and colours (the file itself), else the table
+/// segmentation's or a DICOM SEG's own segment names and colours (the file itself), else the table
 /// [`table_beside`] finds, in any format [`read_label_table`] reads; `Ok(None)` when there are
 /// none; an unreadable or malformed file is an error naming it (and the line).
 pub fn names_beside(label_path: &Path) -> Result<Option<(LabelNames, PathBuf)>, String> {
-    if super::detect(label_path).is_ok_and(|f| f == super::Format::Nrrd)
-        && let Some(names) = super::nrrd::seg::segment_names(label_path).map_err(|e| e.to_string())?
-    {
+    let own = match super::detect(label_path) {
+        Ok(super::Format::Nrrd) => super::nrrd::seg::segment_names(label_path).map_err(|e| e.to_string())?,
+        Ok(super::Format::Dicom) if label_path.is_file() => super::dicom::seg_segment_names(label_path).map_err(|e| e.to_string())?,
+        _ => None,
+    };
+    if let Some(names) = own {
         return Ok(Some((names, label_path.to_path_buf())));
     }
     let Some(table) = table_beside(label_path) else { return Ok(None) };

@@ -81,7 +81,7 @@ pub fn open_with(path: &Path, series: Option<&dicom::SeriesChoice>) -> Result<Vo
 /// Reads a label map: every value must be a whole number in 0..=65535.
 pub fn open_labels(path: &Path) -> Result<LabelMap, VolumeError> {
     match detect(path)? {
-        Format::Dicom => Err(VolumeError::new(path, "is DICOM: label maps are read from NIfTI (DICOM SEG is not read yet)")),
+        Format::Dicom => open_dicom_labels(path),
         Format::Nifti => {
             let info = read_info(path)?;
             let data = info.read_data::<u16>()?;
@@ -90,6 +90,23 @@ pub fn open_labels(path: &Path) -> Result<LabelMap, VolumeError> {
         Format::Nrrd => super::nrrd::read_labels(path),
         Format::MetaImage => super::metaimage::read_labels(path),
     }
+}
+
+/// A DICOM file as a label map: a Segmentation, on its own grid (its warnings, overlaps
+/// and empty segments, are logged; [`dicom::read_dicom_seg`] returns them). Anything else
+/// DICOM is refused, naming what to do instead.
+fn open_dicom_labels(path: &Path) -> Result<LabelMap, VolumeError> {
+    if path.is_dir() || !dicom::is_dicom_seg(path) {
+        return Err(VolumeError::new(
+            path,
+            "is DICOM but not a Segmentation: label maps are read from DICOM SEG, NIfTI, NRRD or MetaImage (an RTSTRUCT is drawn on its series with --structures)",
+        ));
+    }
+    let seg = dicom::read_dicom_seg(path)?;
+    for w in &seg.warnings {
+        log::warn!("{w}");
+    }
+    Ok(seg.labels)
 }
 
 #[cfg(test)]
@@ -109,7 +126,7 @@ mod tests {
         std::fs::write(&dcm, bytes).expect("write");
         assert_eq!(detect(&dcm).expect("dicom"), Format::Dicom);
         let e = open_labels(&dcm).expect_err("DICOM labels").to_string();
-        assert!(e.contains("x.dcm") && e.contains("DICOM"), "{e}");
+        assert!(e.contains("x.dcm") && e.contains("not a Segmentation"), "{e}");
         let e = open(&dcm).expect_err("a broken DICOM file").to_string();
         assert!(e.contains("x.dcm") && e.contains("not a readable DICOM file"), "{e}");
         let e = open_with(&dir.path().join("missing.nii"), None).expect_err("missing").to_string();

@@ -49,7 +49,9 @@ impl Reader {
             Reader::Dicom => {
                 let ok = volume::open(path).is_ok();
                 let _ = dicom::list_series(path.parent().unwrap_or(Path::new(".")));
-                ok
+                // A DICOM SEG opens as labels (the others are refused by name).
+                let seg = volume::open_labels(path).is_ok();
+                ok || seg
             }
             Reader::Nrrd | Reader::MetaImage => {
                 let ok = volume::open(path).is_ok();
@@ -162,7 +164,12 @@ pub fn seeds(reader: Reader) -> Vec<Seed> {
             v
         }
         Reader::LabelTable => by_suffix(&data.join("label_tables"), &|_| true),
-        Reader::Dicom => dicom_seeds(&data.join("dicom")),
+        Reader::Dicom => {
+            let mut v = dicom_seeds(&data.join("dicom"));
+            // DICOM SEGs (highdicom's, pydicom-seg's), each on its own.
+            v.extend(by_suffix(&data.join("seg_read"), &|n| n.ends_with(".dcm")));
+            v
+        }
     }
 }
 

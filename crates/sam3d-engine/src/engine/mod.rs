@@ -6,6 +6,7 @@
 //! the worker carries on. Cancellation is a shared atomic the worker checks between stages.
 
 pub mod eval;
+pub mod http;
 pub mod serve;
 pub mod session;
 pub mod shape_model;

@@ -135,6 +135,17 @@ pub struct Session {
     object: Option<HeldObject>,
 }
 
+/// What a [`Session`] holds of one volume (its preparation, the object being refined), to be
+/// swapped out and back in by [`Session::swap_volume`]. The default holds no volume.
+#[derive(Debug, Default)]
+pub struct VolumeState {
+    volume: Option<Arc<Volume>>,
+    modality: Option<Modality>,
+    prepared: Option<PreparedVolume>,
+    refine_floor: Option<f64>,
+    object: Option<HeldObject>,
+}
+
 /// An object the session keeps between prompts.
 #[derive(Debug)]
 struct HeldObject {
@@ -283,6 +294,34 @@ impl Session {
             self.prepared = Some(PreparedVolume::new(vol.clone(), self.modality, window)?);
         }
         Ok(())
+    }
+
+    /// Puts `state` in (re-prepared if the model's CT window changed, the MR adapter put on or
+    /// taken off for its modality) and returns what the session held: one model serving many
+    /// volumes (the HTTP server's clients) keeps a [`VolumeState`] for each and swaps it in.
+    pub fn swap_volume(&mut self, state: VolumeState) -> Result<VolumeState, EngineError> {
+        let old = VolumeState {
+            volume: std::mem::replace(&mut self.volume, state.volume),
+            modality: std::mem::replace(&mut self.modality, state.modality),
+            prepared: std::mem::replace(&mut self.prepared, state.prepared),
+            refine_floor: std::mem::replace(&mut self.refine_floor, state.refine_floor),
+            object: std::mem::replace(&mut self.object, state.object),
+        };
+        self.prepare()?;
+        self.apply_mr_adapter()?;
+        Ok(old)
+    }
+
+    /// Starts a new object from a segmentation the client already has (nnInteractive's initial
+    /// label): later prompts refine it as they refine a model's result. `None`: an empty object.
+    pub fn start_object(&mut self, component: Option<crate::shape::GridComponent>) -> Result<ObjectRef, EngineError> {
+        if self.prepared.is_none() {
+            return Err(EngineError::NoVolume);
+        }
+        let id = self.object.as_ref().map_or(1, |o| o.id.wrapping_add(1));
+        let state = ObjectState { found: component.clone(), candidate: component, ..Default::default() };
+        self.object = Some(HeldObject { id, steps: vec![(state, None)] });
+        Ok(ObjectRef { id, after: 1 })
     }
 
     /// The prepared volume (after [`Session::set_volume`]).

@@ -26,8 +26,10 @@ pub(crate) struct PixelFormat {
 
 impl PixelFormat {
     /// Bytes of one native (uncompressed) frame.
+    /// Bytes of one native frame; 1-bit frames (DICOM SEG) are packed, eight pixels a byte.
     pub fn frame_bytes(&self) -> u64 {
-        self.rows as u64 * self.cols as u64 * self.samples_per_pixel as u64 * (self.bits_allocated as u64).div_ceil(8)
+        let samples = self.rows as u64 * self.cols as u64 * self.samples_per_pixel as u64;
+        if self.bits_allocated == 1 { samples.div_ceil(8) } else { samples * (self.bits_allocated as u64).div_ceil(8) }
     }
 }
 
@@ -119,7 +121,7 @@ pub(crate) fn has_dicm_magic(path: &Path) -> bool {
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head[128..132] == b"DICM"
 }
 
-fn header_of(obj: &DefaultDicomObject, path: &Path, file_len: u64) -> Result<FileHeader, String> {
+pub(crate) fn header_of(obj: &DefaultDicomObject, path: &Path, file_len: u64) -> Result<FileHeader, String> {
     let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
     let mut h = FileHeader {
         path: path.to_path_buf(),
@@ -241,7 +243,7 @@ fn frames(obj: &InMemDicomObject, nframes: u32, slice_step: Option<f64>) -> Resu
 }
 
 /// The first item of functional group `seq` for frame `f`: per-frame, else shared.
-fn functional(obj: &InMemDicomObject, f: u32, seq: Tag) -> Option<&InMemDicomObject> {
+pub(crate) fn functional(obj: &InMemDicomObject, f: u32, seq: Tag) -> Option<&InMemDicomObject> {
     fn in_group(group: &InMemDicomObject, seq: Tag) -> Option<&InMemDicomObject> {
         group.get(seq).and_then(|e| e.items()).and_then(|i| i.first())
     }
@@ -286,7 +288,7 @@ fn window(obj: &InMemDicomObject) -> Option<(f64, f64)> {
     (c.is_finite() && w.is_finite() && w > 0.0).then_some((c, w))
 }
 
-fn string(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+pub(crate) fn string(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     let s = obj.get(tag)?.to_str().ok()?;
     let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace());
     (!s.is_empty()).then(|| s.to_string())
@@ -296,7 +298,7 @@ fn strings(obj: &InMemDicomObject, tag: Tag) -> Vec<String> {
     obj.get(tag).and_then(|e| e.to_multi_str().ok()).map(|v| v.iter().map(|s| s.trim().to_string()).collect()).unwrap_or_default()
 }
 
-fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
+pub(crate) fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
     obj.get(tag)?.to_int::<i64>().ok()
 }
 

@@ -7,8 +7,15 @@
 //! The walk follows the file's encoding: the meta group in explicit VR little endian, the data
 //! set as its transfer syntax says (implicit / explicit VR, either byte order; a deflated data
 //! set is inflated as it is walked, with at most [`DEFLATE_RATIO`] times the compressed bytes
-//! left as its budget). It descends into sequences and items, and steps over the fragments of
+//! left as its budget). It descends into sequences and items (every element of undefined
+//! length but PixelData is one, as the parser reads it), and steps over the fragments of
 //! encapsulated pixel data. It checks lengths only: anything else is left to the parser.
+//!
+//! A length must also be a whole number of values for a binary VR (a multiple of 4 for SL, UL,
+//! FL, AT…): the parser reads `length / width` values but counts `length` bytes, so a value
+//! of 255 bytes for an SL element leaves it 3 bytes out of step with the file, reading text as
+//! tags and lengths from there on (a mutated pydicom `JPEG2000.dcm` then asked for 256 MiB;
+//! found by fuzzing).
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
@@ -118,6 +125,19 @@ impl Walk {
                     tag.0, tag.1, self.pos
                 ));
             }
+            if len != UNDEFINED && tag.0 != 0xFFFE {
+                let width = match vr {
+                    Some(v) => value_width(&v),
+                    None => implicit_value_width(tag),
+                };
+                if !(len as u64).is_multiple_of(width) {
+                    let vr = vr.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_else(|| "(implicit VR)".into());
+                    return Err(format!(
+                        "element ({:04X},{:04X}) {vr} claims {len} bytes at offset {}, not a whole number of {width}-byte values (corrupt length)",
+                        tag.0, tag.1, self.pos
+                    ));
+                }
+            }
             let container = match (tag, vr) {
                 (_, _) if tag.0 == 0xFFFE => {
                     // Items hold elements, except the fragments of encapsulated pixel data.
@@ -129,8 +149,12 @@ impl Walk {
                 (_, Some(vr)) if &vr == b"SQ" => true,
                 // Implicit VR: a sequence is known by its tag, as the parser knows it.
                 (_, None) if is_sequence_tag(tag) => true,
+                // Only PixelData of undefined length holds fragments; the parser reads any other
+                // element of undefined length (OB, OW, UN…) as a sequence of data sets, and so
+                // must this walk, or the two part ways (a flipped bit making PixelData
+                // (7FE0,0050) had the parser read a fragment's bytes as a 438 MB element).
                 (_, _) if len == UNDEFINED => {
-                    if tag == PIXEL_DATA || matches!(vr, Some(v) if &v == b"OB" || &v == b"OW") {
+                    if tag == PIXEL_DATA {
                         fragments_depth += 1;
                     }
                     true
@@ -142,6 +166,29 @@ impl Walk {
             }
         }
         Ok(())
+    }
+}
+
+/// The size of one value of a binary VR (1 for text and bytes): a defined length must be a
+/// multiple of it for the parser to stay in step with the file.
+fn value_width(vr: &[u8; 2]) -> u64 {
+    match vr {
+        b"US" | b"SS" | b"OW" => 2,
+        b"UL" | b"SL" | b"FL" | b"AT" | b"OF" | b"OL" => 4,
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => 8,
+        _ => 1,
+    }
+}
+
+/// [`value_width`] of the VR the standard dictionary gives a tag (1 when it has none, or
+/// several that differ in width): what the parser reads an implicit-VR element as.
+fn implicit_value_width(tag: (u16, u16)) -> u64 {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    let vr = dicom_dictionary_std::StandardDataDictionary.by_tag(dicom_core::Tag(tag.0, tag.1)).map(|e| e.vr());
+    match vr {
+        Some(VirtualVr::Exact(v)) => value_width(&v.to_bytes()),
+        Some(VirtualVr::Xs) => 2,
+        _ => 1,
     }
 }
 
@@ -238,5 +285,26 @@ mod tests {
         std::fs::write(&p, &bad).expect("write");
         let e = check_lengths(&p).expect_err("corrupt length");
         assert!(e.contains("claims 65535 bytes"), "{e}");
+    }
+
+    /// Rows (0028,0010) given a 3-byte value: explicit VR by its VR bytes, implicit VR by the
+    /// dictionary's US; the parser would read one value and lose a byte's step.
+    #[test]
+    fn a_length_that_is_not_whole_values_is_named() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dicom");
+        let dir = tempfile::tempdir().expect("tmp");
+        // (folder, the element's header bytes, where its length starts, how the VR is named)
+        let cases = [("axial", &b"\x28\x00\x10\x00US\x02\x00"[..], 6, "US"), ("implicit", &b"\x28\x00\x10\x00\x02\x00\x00\x00"[..], 4, "(implicit VR)")];
+        for (folder, head, len_at, what) in cases {
+            let mut bytes = std::fs::read(root.join(folder).join("img003.dcm")).expect("fixture");
+            let at = bytes.windows(head.len()).position(|w| w == head).unwrap_or_else(|| panic!("{folder}: Rows"));
+            bytes[at + len_at] = 3;
+            let p = dir.path().join(format!("{folder}.dcm"));
+            std::fs::write(&p, &bytes).expect("write");
+            let e = check_lengths(&p).expect_err("3 bytes of US");
+            assert!(e.contains("(0028,0010)") && e.contains(what) && e.contains("claims 3 bytes") && e.contains("2-byte values"), "{folder}: {e}");
+        }
+        let e = check_lengths(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz_regressions/dicom-sl-length-not-multiple-of-4/input.dcm")).expect_err("fuzz input");
+        assert!(e.contains("(0009,1026) SL claims 255 bytes"), "{e}");
     }
 }

@@ -10,12 +10,15 @@
 //! | `series.rs` | group frames into series by SeriesInstanceUID, split by frame of reference, size and orientation; the listing |
 //! | `stack.rs` | sort along the normal, spacing checks, gantry tilt, the affine (through `geometry::DicomPlane`) |
 //! | `pixels.rs` | decode (rayon, per file and per frame) and rescale to `f32` |
+//! | `j2k.rs` | a JPEG 2000 frame's SIZ header checked against Rows, Columns, samples and bits before decoding |
 //!
 //! RT structure sets and segmentations (`rtstruct.rs`, `rasterise.rs`, `seg_write.rs`,
-//! `source.rs`): [`read_rtstruct`] reads a structure set's contours, [`rasterise`] draws them on
-//! a grid (the referenced series', found by [`open_rtstruct_labels`]), and [`write_dicom_seg`]
-//! writes a label map as a DICOM Segmentation that references its source series
-//! ([`source_series`]: the series' UIDs per slice, without decoding its pixels).
+//! `seg_read.rs`, `source.rs`): [`read_rtstruct`] reads a structure set's contours,
+//! [`rasterise`] draws them on a grid (the referenced series', found by
+//! [`open_rtstruct_labels`]), [`write_dicom_seg`] writes a label map as a DICOM Segmentation
+//! that references its source series ([`source_series`]: the series' UIDs per slice, without
+//! decoding its pixels), and [`read_dicom_seg`] reads one back as a label map on its own grid
+//! (names, colours, overlap warnings), which [`place_on_grid`] puts on its volume's grid.
 //!
 //! Several series in one folder: [`list_series`] lists them (the CLI's `info`, the viewer's
 //! series picker) and [`open_series`] opens the one a [`SeriesChoice`] (the CLI's `--series`)
@@ -26,11 +29,13 @@
 //! series (number, description, UID): never a panic or a silently wrong volume.
 
 mod header;
+mod j2k;
 mod lengths;
 mod pixels;
 mod scan;
 mod rasterise;
 mod rtstruct;
+mod seg_read;
 mod seg_values;
 mod seg_write;
 mod series;
@@ -41,6 +46,7 @@ mod uid;
 pub use pixels::MAX_VOXELS;
 pub use rasterise::{RtLabels, open_rtstruct_labels, rasterise, rasterise_roi};
 pub use rtstruct::{Contour, Roi, RtStruct, read_rtstruct};
+pub use seg_read::{OFF_GRID, SegLabels, SegSegment, is_dicom_seg, place_on_grid, read_dicom_seg, seg_segment_names};
 pub use seg_write::{SegSummary, write_dicom_seg};
 pub use source::{SourceSeries, SourceSlice, source_series};
 pub use uid::new_uid;

@@ -78,7 +78,11 @@ fn decode_file(h: &FileHeader, fmt: &PixelFormat, slabs: Vec<(&Frame, ArrayViewM
         check_rle_fragments(&obj)?;
     }
     let multi = h.number_of_frames > 1;
+    let j2k = super::j2k::is_j2k(&h.transfer_syntax);
     slabs.into_par_iter().try_for_each(|(frame, mut slab)| {
+        if j2k {
+            check_j2k_frame(&obj, if multi { frame.number } else { 0 }, fmt)?;
+        }
         let decoded = guarded_decode(|| if multi { obj.decode_pixel_data_frame(frame.number) } else { obj.decode_pixel_data() })
             .map_err(|p| format!("cannot decode frame {}: the decoder failed on corrupt data ({p})", frame.number))?;
         let px = decoded.map_err(|e| format!("cannot decode frame {}: {}", frame.number, with_causes(&e)))?;
@@ -101,7 +105,7 @@ fn decode_file(h: &FileHeader, fmt: &PixelFormat, slabs: Vec<(&Frame, ArrayViewM
 /// Checks each RLE fragment's 64-byte header (PS3.5 G.5: 1–15 segments, offsets inside the
 /// fragment) before the RLE decoder trusts it: it allocates the segment count it reads (a
 /// corrupt count asked for 16 GiB, found by fuzzing) and indexes by the offsets.
-fn check_rle_fragments(obj: &dicom_object::DefaultDicomObject) -> Result<(), String> {
+pub(crate) fn check_rle_fragments(obj: &dicom_object::DefaultDicomObject) -> Result<(), String> {
     let Ok(px) = obj.element(dicom_dictionary_std::tags::PIXEL_DATA) else { return Ok(()) };
     for (i, f) in px.value().fragments().unwrap_or(&[]).iter().enumerate() {
         let word = |k: usize| f.get(4 * k..4 * k + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
@@ -117,11 +121,19 @@ fn check_rle_fragments(obj: &dicom_object::DefaultDicomObject) -> Result<(), Str
     Ok(())
 }
 
+/// Checks a JPEG 2000 frame's SIZ against the header (`j2k.rs`) on the very bytes the decoder
+/// would be given.
+pub(crate) fn check_j2k_frame(obj: &dicom_object::DefaultDicomObject, index: u32, fmt: &PixelFormat) -> Result<(), String> {
+    use dicom_encoding::adapters::PixelDataObject;
+    let data = obj.frame_pixel_data(index).ok_or_else(|| format!("JPEG 2000 frame {index}: no such frame in the pixel data"))?;
+    super::j2k::check_frame(&data, fmt).map_err(|e| format!("JPEG 2000 frame {index}: {e}"))
+}
+
 /// Runs a codec of the DICOM crates, turning a panic inside it into an error. Their RLE decoder
 /// indexes past its buffer on some corrupt segments (found by fuzzing, `tests/fuzz_readers.rs`),
 /// and the codecs are not ours to fix: a corrupt file must be an error naming it, not a crash
 /// of the viewer's loader.
-fn guarded_decode<T>(decode: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn guarded_decode<T>(decode: impl FnOnce() -> T) -> Result<T, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).map_err(|p| {
         p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panic".into())
     })

@@ -46,6 +46,26 @@ pub(crate) fn cielab_value(rgb: [u8; 3]) -> [u16; 3] {
     [scale(l, 0.0, 100.0), scale(a, -128.0, 255.0), scale(bb, -128.0, 255.0)]
 }
 
+/// RecommendedDisplayCIELabValue back to an sRGB colour (0–255): the inverse of
+/// [`cielab_value`] (D65 white), out-of-gamut values clamped.
+pub(crate) fn rgb_of_cielab(value: [u16; 3]) -> [u8; 3] {
+    let unscale = |v: u16, lo: f64, span: f64| v as f64 * span / 65535.0 + lo;
+    let (l, a, b) = (unscale(value[0], 0.0, 100.0), unscale(value[1], -128.0, 255.0), unscale(value[2], -128.0, 255.0));
+    let fy = (l + 16.0) / 116.0;
+    let (fx, fz) = (fy + a / 500.0, fy - b / 200.0);
+    let finv = |t: f64| if t > 6.0 / 29.0 { t * t * t } else { (t - 4.0 / 29.0) * 108.0 / 841.0 };
+    let (x, y, z) = (finv(fx) * 0.95047, finv(fy), finv(fz) * 1.08883);
+    let r = 3.2404542 * x - 1.5371385 * y - 0.4985314 * z;
+    let g = -0.9692660 * x + 1.8760108 * y + 0.0415560 * z;
+    let bl = 0.0556434 * x - 0.2040259 * y + 1.0572252 * z;
+    let gamma = |c: f64| {
+        let c = c.clamp(0.0, 1.0);
+        let s = if c <= 0.0031308 { 12.92 * c } else { 1.055 * c.powf(1.0 / 2.4) - 0.055 };
+        (s * 255.0).round().clamp(0.0, 255.0) as u8
+    };
+    [gamma(r), gamma(g), gamma(bl)]
+}
+
 /// The current UTC date and time as DA (`YYYYMMDD`) and TM (`HHMMSS`).
 pub(crate) fn now_da_tm() -> (String, String) {
     let ([y, m, d], [hh, mm, ss]) = crate::utc::utc_parts(std::time::SystemTime::now());
@@ -85,6 +105,13 @@ mod tests {
         assert_eq!(cielab_value([0, 255, 0]), [57498, 10747, 54274]);
         assert_eq!(cielab_value([0, 0, 0]), [0, 32896, 32896]);
         assert_eq!(cielab_value([255, 165, 0]), [49107, 39048, 53188]);
+    }
+
+    #[test]
+    fn cielab_turns_back_into_the_same_rgb() {
+        for rgb in [[255, 255, 255], [0, 0, 0], [0, 255, 0], [255, 165, 0], [128, 174, 128], [241, 214, 145], [12, 200, 255], [1, 2, 3]] {
+            assert_eq!(rgb_of_cielab(cielab_value(rgb)), rgb, "{rgb:?}");
+        }
     }
 
     #[test]
