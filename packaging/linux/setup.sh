@@ -29,17 +29,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# --- libtorch (from the PyTorch wheel) ------------------------------------------------------
-if [ ! -f "$torch_dir/.complete" ]; then
-  log "installing torch==$TORCH_VERSION into $torch_dir (once; about 5 GB)"
-  rm -rf "$torch_dir.partial"
+# pip_once DIR SPEC WHAT: installs SPEC with pip into DIR once (a .partial folder renamed when
+# complete, so an interrupted install starts over).
+pip_once() {
+  local dir=$1 spec=$2 what=$3
+  [ -f "$dir/.complete" ] && return 0
+  log "installing $spec into $dir ($what)"
+  rm -rf "$dir.partial"
   mkdir -p "$cache"
-  python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
-      --target "$torch_dir.partial" "torch==$TORCH_VERSION"
-  rm -rf "$torch_dir"
-  mv "$torch_dir.partial" "$torch_dir"
-  touch "$torch_dir/.complete"
-fi
+  python3 -m pip install -q --disable-pip-version-check --no-warn-script-location --target "$dir.partial" "$spec"
+  rm -rf "$dir"
+  mv "$dir.partial" "$dir"
+  touch "$dir/.complete"
+}
+
+# --- libtorch (from the PyTorch wheel) ------------------------------------------------------
+pip_once "$torch_dir" "torch==$TORCH_VERSION" "once; about 5 GB"
 [ -f "$torch_dir/torch/lib/libtorch_cpu.so" ] || { log "libtorch not found in $torch_dir/torch/lib"; exit 1; }
 
 # --- nninteractive-client (tests only: the real client of `serve-http`) ----------------------
@@ -48,16 +53,7 @@ fi
 # by the product.
 NNI_VERSION=2.6.0
 nni_dir=$cache/nninteractive-client-$NNI_VERSION
-if [ ! -f "$nni_dir/.complete" ]; then
-  log "installing nninteractive-client==$NNI_VERSION into $nni_dir (once, for the tests)"
-  rm -rf "$nni_dir.partial"
-  mkdir -p "$cache"
-  python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
-      --target "$nni_dir.partial" "nninteractive-client==$NNI_VERSION"
-  rm -rf "$nni_dir"
-  mv "$nni_dir.partial" "$nni_dir"
-  touch "$nni_dir/.complete"
-fi
+pip_once "$nni_dir" "nninteractive-client==$NNI_VERSION" "once, for the tests"
 
 cat <<ENV
 export LIBTORCH='$torch_dir/torch'

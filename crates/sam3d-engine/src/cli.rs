@@ -151,15 +151,7 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         check_writable(m)?;
     }
     check_writable(&a.out_mask)?;
-    let weights = match (&a.weights, default_weights_path()) {
-        (Some(w), _) => w.clone(),
-        (None, Some(d)) => d,
-        (None, None) => bail!("{NO_WEIGHTS_HELP}"),
-    };
-    let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
-    if let Some(n) = a.threads {
-        tch::set_num_threads(n);
-    }
+    let (weights, device) = weights_and_device(a.weights.as_ref(), &a.device, a.threads)?;
     let volume = Arc::new(crate::volume::open_with(&a.volume, a.series.as_ref())?);
     // Fail on a point outside the volume before loading any weights.
     let voxel_from_ras = volume.voxel_from_ras();
@@ -289,15 +281,7 @@ pub fn run_serve_http(a: &ServeHttpArgs) -> Result<()> {
         max_array_bytes: a.max_array_mb.map_or_else(crate::engine::http::default_max_array_bytes, |m| m.saturating_mul(1 << 20)),
         ..HttpOptions::default()
     };
-    let weights = match (&a.weights, default_weights_path()) {
-        (Some(w), _) => w.clone(),
-        (None, Some(d)) => d,
-        (None, None) => bail!("{NO_WEIGHTS_HELP}"),
-    };
-    let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
-    if let Some(n) = a.threads {
-        tch::set_num_threads(n);
-    }
+    let (weights, device) = weights_and_device(a.weights.as_ref(), &a.device, a.threads)?;
     let worker = ModelWorker::spawn(weights, device, crate::options::PipelineOptions::default(), default_mr_adapter_path())?;
     let info = worker.info().clone();
     serve_http(options, worker, |addr| {
@@ -306,6 +290,20 @@ pub fn run_serve_http(a: &ServeHttpArgs) -> Result<()> {
         println!("listening on http://{addr}");
         let _ = std::io::stdout().flush();
     })
+}
+
+/// The weights to load (given, else the shipped ones), the device, and libtorch's threads set.
+fn weights_and_device(weights: Option<&std::path::PathBuf>, device: &str, threads: Option<i32>) -> Result<(std::path::PathBuf, tch::Device)> {
+    let weights = match (weights, default_weights_path()) {
+        (Some(w), _) => w.clone(),
+        (None, Some(d)) => d,
+        (None, None) => bail!("{NO_WEIGHTS_HELP}"),
+    };
+    let device = parse_device(device).map_err(anyhow::Error::msg)?;
+    if let Some(n) = threads {
+        tch::set_num_threads(n);
+    }
+    Ok((weights, device))
 }
 
 /// The output's directory must exist (checked before the work, so nothing is half-done).
