@@ -576,7 +576,11 @@ impl App {
         app.rt.finetune.wake = Some(cc.egui_ctx.clone());
         // The weights-free method until weights are loaded (the start-up ones switch to the model).
         app.click_method = ClickMethod::RegionGrowing;
-        if let Some(w) = startup.weights {
+        let no_engine = app.remote_engine.url.is_empty() && engine_binary().is_none();
+        if no_engine && startup.weights.is_some() {
+            // The viewer alone (the Windows package): say how to get the model, once, as a note.
+            app.notice(NO_LOCAL_ENGINE.into());
+        } else if let Some(w) = startup.weights {
             log::info!("loading the default model {}", w.display());
             app.rt.startup_weights = Some(w.file_name().map_or_else(|| w.display().to_string(), |n| n.to_string_lossy().into_owned()));
             app.send(AppCommand::LoadWeights(w));
@@ -1976,6 +1980,8 @@ fn style(ctx: &egui::Context) {
         s.visuals.extreme_bg_color = egui::Color32::from_gray(18);
     });
 }
+
+const NO_LOCAL_ENGINE: &str = "The model's engine is not installed on this computer: \"3D from click\" uses region growing. Model → Connect to engine… runs the model on another machine.";
 
 const ENGINE_MISSING: &str = "sam3d-studio-engine was not found beside this program; the model cannot run";
 
