@@ -30,6 +30,20 @@ pub fn fmt_secs(s: f64) -> String {
     if s >= 3600 { format!("{}h{:02}m", s / 3600, (s % 3600) / 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
 }
 
+/// Makes a closed standard output (the command piped into `head`, say) end the program quietly
+/// with status 141, as a shell reports SIGPIPE, instead of a panic and a backtrace: Rust ignores
+/// SIGPIPE, so `println!` to a closed pipe panics. Call first in `main`.
+pub fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied()).unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,16 +65,3 @@ mod tests {
     }
 }
 
-/// Makes a closed standard output (the command piped into `head`, say) end the program quietly
-/// with status 141, as a shell reports SIGPIPE, instead of a panic and a backtrace: Rust ignores
-/// SIGPIPE, so `println!` to a closed pipe panics. Call first in `main`.
-pub fn exit_quietly_on_broken_pipe() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let msg = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied()).unwrap_or("");
-        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
-            std::process::exit(141);
-        }
-        default(info)
-    }));
-}
