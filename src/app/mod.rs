@@ -1993,7 +1993,7 @@ fn spawn_device_probe(ctx: egui::Context) -> Option<Receiver<String>> {
         .name("sam3d-device-probe".into())
         .spawn(move || {
             let answer = match engine_binary() {
-                None => "unknown (sam3d-studio-engine not found)".to_string(),
+                None => "no engine here (Model → Connect to engine…)".to_string(),
                 Some(bin) => match std::process::Command::new(&bin).arg("--device-info").output() {
                     Ok(out) if out.status.success() => device_from_info(&String::from_utf8_lossy(&out.stdout)),
                     Ok(out) => {
