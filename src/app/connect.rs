@@ -134,12 +134,7 @@ impl App {
     /// the new one is asked for its model at once, so the status bar says where it runs.
     pub(super) fn connect_engine(&mut self, settings: Option<RemoteSettings>, ctx: &egui::Context) {
         self.cancel_click(ctx);
-        self.rt.remote = None;
-        self.rt.remote_volume = None;
-        self.rt.model = None;
-        self.rt.weights_path = None;
-        self.rt.adapter = None;
-        self.rt.scan_adapter = None;
+        self.drop_engine();
         match settings {
             Some(s) => {
                 if let Err(e) = s.checked_url() {

@@ -1344,6 +1344,18 @@ impl App {
         }
     }
 
+    /// Lets the engine go with what it had loaded (it stopped, or another one takes over); the
+    /// next model request starts or connects one anew.
+    fn drop_engine(&mut self) {
+        self.rt.remote = None;
+        self.rt.remote_volume = None;
+        self.rt.model = None;
+        self.rt.weights_path = None;
+        self.rt.adapter = None;
+        self.rt.scan_adapter = None;
+        self.rt.startup_weights = None;
+    }
+
     fn drain_remote(&mut self) {
         let events: Vec<ClientEvent> = match &self.rt.remote {
             Some(r) => r.events.try_iter().take(64).collect(),
@@ -1360,12 +1372,7 @@ impl App {
                 }
                 ClientEvent::Exited(why) => {
                     self.error(format!("The model engine stopped: {why}"));
-                    self.rt.remote = None;
-                    self.rt.model = None;
-                    self.rt.weights_path = None;
-                    self.rt.adapter = None;
-                    self.rt.scan_adapter = None;
-                    self.rt.startup_weights = None;
+                    self.drop_engine();
                     if self.click_method == ClickMethod::Model {
                         self.rt.click.running = None;
                     }

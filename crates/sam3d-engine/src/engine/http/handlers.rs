@@ -369,9 +369,9 @@ fn run_prompts(st: &AppState, lease: &Lease, state: &mut LeaseState, prompts: Ve
     prediction_reply(state.buffer.as_ref(), bbox, true, Some(voxels), Some(secs))
 }
 
-/// Adds a prompt: runs it (with any queued before it) or queues it.
+/// Adds a prompt: runs it (with any queued before it) or queues it. The caller has checked the
+/// key.
 async fn add_prompt(st: Arc<AppState>, headers: HeaderMap, run: bool, make: impl FnOnce(&LeaseState) -> Result<(Prompt, ViewPlane), ApiError> + Send + 'static) -> Result<Response, ApiError> {
-    authorize(&st, &headers)?;
     let lease = lease_of(&st, &headers, true)?;
     blocking(move || {
         let mut state = lease.lock();
