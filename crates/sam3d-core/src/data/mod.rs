@@ -5,4 +5,5 @@
 pub mod click;
 pub mod phantom;
 pub mod preprocess;
+pub mod sam_med3d;
 pub mod train_samples;
