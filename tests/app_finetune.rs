@@ -166,13 +166,15 @@ fn a_stopped_run_resumes_from_its_checkpoint() {
         app.finetune.rank = 2;
         app.finetune_action(PanelAction::Start);
     }
-    // Past the first checkpoint (every 15 steps here), then Stop.
-    wait_until(&mut h, 180, "the run passes its first checkpoint", |a| a.rt.finetune.run.as_ref().is_some_and(|r| r.done >= 20 || r.state != RunState::Training && r.state != RunState::Preparing));
+    // Stop before the first periodic checkpoint (every 15 steps here): the run writes one where
+    // it stops.
+    wait_until(&mut h, 180, "the run trains a few steps", |a| a.rt.finetune.run.as_ref().is_some_and(|r| r.done >= 3 || r.state != RunState::Training && r.state != RunState::Preparing));
     h.state_mut().finetune_action(PanelAction::Stop);
     wait_until(&mut h, 30, "the run stops", |a| !a.rt.finetune.is_active());
     let stopped_at = h.state().rt.finetune.run.as_ref().expect("run").done;
     assert_eq!(run_state(h.state()), Some(RunState::Stopped), "{:?}", h.state().messages());
-    assert!(stopped_at < 150, "stopped at {stopped_at}");
+    assert!(stopped_at < 15, "stopped at {stopped_at}, past the first periodic checkpoint");
+    assert!(!run_dir.join(sam3d_studio::train_config::STOP_REQUEST_FILE).exists(), "the run removed its stop request");
     assert!(run_dir.join("state.safetensors").is_file(), "a checkpoint was written before the stop");
     // The panel offers Resume.
     h.run();

@@ -275,6 +275,23 @@ fn infer_command_fails_cleanly() {
     assert!(out.exists());
 }
 
+/// `eval --out DIR/REPORT.csv` with DIR missing makes DIR before the first click (it used to
+/// run every click and then fail to write); an existing folder given as the report is refused
+/// at once.
+#[test]
+fn eval_makes_the_report_folder_first() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    sam3d_engine::engine::train::write_phantoms(&data, 1, 5, sam3d_studio::volume::Modality::Ct).expect("phantoms");
+    let out = tmp.path().join("runs/today/report.csv");
+    let o = run(&["eval", "--data", s(&data), "--baseline-only", "--labels", "1", "--out", s(&out)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.is_file() && out.with_extension("json").is_file());
+    let o = run(&["eval", "--data", s(&data), "--baseline-only", "--out", s(&data)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("is a folder"), "{err}");
+}
+
 #[test]
 fn session_with_volume_context() {
     let mut f = Config::tiny().into_file();

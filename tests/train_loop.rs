@@ -102,6 +102,34 @@ fn stop_and_resume_matches_an_uninterrupted_run() {
     m.load_adapter(&tmp.path().join("b/adapter.safetensors")).expect("the resumed run's adapter fits its model file");
 }
 
+/// A stop request (the panel's Stop) lands between periodic checkpoints: the run writes one at
+/// the step it stops on, and resuming from it trains exactly the remaining steps.
+#[test]
+fn a_stop_request_checkpoints_where_it_stops() {
+    let _guard = lock();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = data_dir(tmp.path());
+    let mut full = config(&data, "steps = 6\ncurriculum_step = 2", "");
+    full.train.checkpoint_every = 100;
+    let a = train(&full, &tmp.path().join("a"), false, &|_, _| {}).expect("uninterrupted");
+    let out = tmp.path().join("b");
+    let request = out.join(sam3d_studio::train_config::STOP_REQUEST_FILE);
+    let b1 = train(&full, &out, false, &|step, _| {
+        if step == 2 {
+            std::fs::write(&request, b"stop").expect("request");
+        }
+    })
+    .expect("stopped run");
+    assert_eq!((b1.stopped_at, b1.last_step), (Some(3), 3), "stops after the step that sees the request");
+    assert!(!request.exists(), "the request is removed");
+    let b2 = train(&full, &out, true, &|_, _| {}).expect("resumed");
+    assert_eq!((b2.first_step, b2.last_step, b2.stopped_at), (4, 6, None));
+    for (x, y) in a.losses[3..].iter().zip(&b2.losses) {
+        assert_eq!(x.0, y.0);
+        assert!((x.1 - y.1).abs() <= 1e-4 * x.1.abs().max(1.0), "step {}: {} uninterrupted vs {} resumed", x.0, x.1, y.1);
+    }
+}
+
 /// A LoRA run from a base checkpoint, stopped and resumed: its adapter names that base (not the
 /// run's model file, which holds the trained heads) and carries the heads, so the base and the
 /// adapter file alone rebuild the fine-tuned model.

@@ -23,7 +23,7 @@
 
 use super::labels::LabelTable;
 use crate::progress::{fmt_secs, parse_progress_line};
-use crate::train_config::TrainConfig;
+use crate::train_config::{STOP_REQUEST_FILE, TrainConfig};
 use crate::volume::LabelMap;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use egui::{Color32, RichText};
@@ -381,6 +381,10 @@ impl Run {
 /// What a job stopped by the user ends with.
 const STOPPED: &str = "stopped";
 
+/// How long a training run asked to stop has to write its checkpoint and exit before it is
+/// killed.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A child process the UI can stop.
 type ChildSlot = Arc<Mutex<JobChild>>;
 
@@ -478,9 +482,36 @@ impl FineTune {
         Ok(())
     }
 
-    /// Stops the running job (training or Compare): its process is killed.
+    /// Stops the running job. Training is asked to stop ([`STOP_REQUEST_FILE`]): it writes a
+    /// checkpoint after its current step and exits, so Resume goes on from there; it is killed
+    /// if it has not exited within [`STOP_GRACE`] (still preparing its data, say). Compare is
+    /// killed at once.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        let training = self.run.as_ref().filter(|r| matches!(r.state, RunState::Training | RunState::Preparing)).map(|r| r.plan.dir.clone());
+        if let Some(dir) = training
+            && std::fs::write(dir.join(STOP_REQUEST_FILE), b"stop\n").is_ok()
+        {
+            if let Ok(mut c) = self.child.lock() {
+                c.stopped = true;
+            }
+            let slot = self.child.clone();
+            let _ = std::thread::Builder::new().name("sam3d-finetune-stop".into()).spawn(move || {
+                let t0 = std::time::Instant::now();
+                while t0.elapsed() < STOP_GRACE {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    if slot.lock().map_or(true, |c| c.child.is_none()) {
+                        return;
+                    }
+                }
+                if let Ok(mut c) = slot.lock()
+                    && let Some(child) = c.child.as_mut()
+                {
+                    let _ = child.kill();
+                }
+            });
+            return;
+        }
         if let Ok(mut c) = self.child.lock() {
             c.stopped = true;
             if let Some(child) = c.child.as_mut() {

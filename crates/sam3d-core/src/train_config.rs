@@ -2,6 +2,10 @@
 //! panel writes, checked once with errors that name the field (`train.lr: …`). The engine
 //! trains from it ([`TrainConfig`]); the viewer writes and checks it without the engine.
 
+/// A file of this name in a run's folder asks the running `train` to stop after its current
+/// step, writing a checkpoint there first (the fine-tuning panel's Stop); `train` removes it.
+pub const STOP_REQUEST_FILE: &str = "stop.request";
+
 use crate::data::train_samples::AugmentParams;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -315,6 +315,20 @@ fn check_writable(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Creates the folder an output goes in (a report's `runs/today/`, say), naming the output
+/// when that fails; a path that exists as a folder is refused.
+fn ensure_output_dir(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        bail!("{}: is a folder; give a file name (REPORT.csv)", path.display());
+    }
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create its folder {}", path.display(), dir.display()))?;
+    }
+    Ok(())
+}
+
 /// `train`, in the engine process.
 pub fn run_train(a: &TrainArgs) -> Result<()> {
     let cfg = crate::engine::train::TrainConfig::load(&a.config)?;
@@ -332,6 +346,9 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
     })
     .with_context(|| format!("training into {}", a.out.display()))?;
     bar.finish();
+    if let Some(step) = s.stopped_at {
+        println!("{}: stopped on request at step {step} of {total}, checkpoint written there; --resume goes on from it", a.out.display());
+    }
     if s.losses.is_empty() {
         println!("{}: already at step {} of {}; nothing to train", a.out.display(), s.last_step, total);
         return Ok(());
@@ -351,6 +368,8 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
 
 /// `eval`, in the engine process.
 pub fn run_eval(a: &EvalArgs) -> Result<()> {
+    // The report's folder before any click runs (a report is written after all of them).
+    ensure_output_dir(&a.out)?;
     let weights = if a.baseline_only {
         None
     } else {

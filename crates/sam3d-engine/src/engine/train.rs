@@ -69,7 +69,7 @@ fn ferr(path: &Path, problem: impl Into<String>) -> TrainError {
 // ---------------------------------------------------------------------------------------------
 // Configuration (the file format is sam3d_core::train_config's)
 
-pub use crate::train_config::{DataSection, DebugSection, Holdout, LoraSection, LossSection, ModelSection, PhantomGen, TrainConfig, TrainConfigError, TrainSection};
+pub use crate::train_config::{DataSection, DebugSection, Holdout, LoraSection, LossSection, ModelSection, PhantomGen, STOP_REQUEST_FILE, TrainConfig, TrainConfigError, TrainSection};
 
 impl From<TrainConfigError> for TrainError {
     fn from(e: TrainConfigError) -> Self {
@@ -424,6 +424,8 @@ pub struct TrainSummary {
     pub samples_per_sec: f64,
     pub secs: f64,
     pub last_validation: Option<Validation>,
+    /// The step a stop request ended the run at (its checkpoint written there).
+    pub stopped_at: Option<u64>,
 }
 
 /// Validation on held-out clicks (deepest point of each class, three planes, no augmentation).
@@ -661,6 +663,9 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
     let mut samples = 0u64;
     let mut result = Ok(());
     let last = cfg.debug.stop_after.unwrap_or(total).min(total);
+    let mut stopped_at = None;
+    // A request left from an earlier run must not stop this one.
+    let _ = std::fs::remove_file(out.join(STOP_REQUEST_FILE));
     for step in start + 1..=last {
         let ts = Instant::now();
         tch::manual_seed((t.seed.wrapping_mul(1_000_003).wrapping_add(step)) as i64);
@@ -743,12 +748,20 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
             }
             last_val = Some(v);
         }
-        let do_ckpt = (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == last;
+        // A stop request (the fine-tuning panel's Stop) ends the run here, with a checkpoint
+        // at this step so that `--resume` goes on from it.
+        let stop = stop_requested(out);
+        let do_ckpt = (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == last || stop;
         if do_ckpt {
             save_state(out, &opt, step, cfg, &model)?;
             save_outputs(out, &mut model)?;
         }
         progress(step, total);
+        if stop {
+            let _ = std::fs::remove_file(out.join(STOP_REQUEST_FILE));
+            stopped_at = Some(step);
+            break;
+        }
     }
     drop(rx);
     let _ = producer.join();
@@ -761,7 +774,13 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
         samples_per_sec: samples as f64 / secs.max(1e-9),
         secs,
         last_validation: last_val,
+        stopped_at,
     })
+}
+
+/// Whether a stop was asked for (the file [`STOP_REQUEST_FILE`] in the run's folder).
+fn stop_requested(out: &Path) -> bool {
+    out.join(STOP_REQUEST_FILE).exists()
 }
 
 #[cfg(test)]
