@@ -61,7 +61,7 @@ fn title(kind: DialogKind) -> &'static str {
         DialogKind::OpenStructures => "Open RTSTRUCT",
         DialogKind::OpenLabels => "Open label map",
         DialogKind::SaveLabels => "Save label map",
-        DialogKind::LoadWeights => "Load SAM3D weights",
+        DialogKind::LoadWeights => "Load weights (SAM3D .safetensors or SAM-Med3D .pth)",
         DialogKind::LoadAdapter => "Load LoRA adapter",
         DialogKind::OpenReport => "Open evaluation report",
         DialogKind::ExportSurfaces => "Export surfaces",
@@ -75,7 +75,9 @@ fn extensions(kind: DialogKind) -> &'static [&'static str] {
         DialogKind::OpenDicomFolder => &[],
         DialogKind::OpenStructures => &["dcm"],
         DialogKind::SaveLabels => &["nii", "gz", "nrrd", "mha", "dcm"],
-        DialogKind::LoadWeights | DialogKind::LoadAdapter => &["safetensors", "pt", "ot"],
+        // The project's weights (safetensors) or a published SAM-Med3D checkpoint (torch.save).
+        DialogKind::LoadWeights => &["safetensors", "pth", "pt", "ckpt"],
+        DialogKind::LoadAdapter => &["safetensors"],
         DialogKind::OpenReport => &["csv"],
         DialogKind::ExportSurfaces => &["stl", "obj", "ply"],
     }
@@ -193,6 +195,8 @@ mod tests {
         assert!(lists(DialogKind::OpenVolume, Path::new("IM0001")), "DICOM files without an extension");
         assert!(!lists(DialogKind::OpenVolume, Path::new("notes.txt")));
         assert!(lists(DialogKind::LoadWeights, Path::new("model.safetensors")));
+        assert!(lists(DialogKind::LoadWeights, Path::new("sam_med3d_turbo.pth")));
+        assert!(!lists(DialogKind::LoadAdapter, Path::new("sam_med3d_turbo.pth")), "adapters are the project's own");
         assert!(!lists(DialogKind::OpenReport, Path::new("model.safetensors")));
         assert!(matches!(command_for(DialogKind::SaveLabels, "a.seg.nrrd".into()), AppCommand::SaveLabels(p) if p == Path::new("a.seg.nrrd")));
         assert!(matches!(command_for(DialogKind::OpenDicomFolder, "d".into()), AppCommand::OpenVolume { labels: None, .. }));

@@ -23,7 +23,7 @@
 
 use super::labels::LabelTable;
 use crate::progress::{fmt_secs, parse_progress_line};
-use crate::train_config::{STOP_REQUEST_FILE, TrainConfig};
+use crate::train_config::{PREPARE_PROGRESS, STOP_REQUEST_FILE, TrainConfig};
 use crate::volume::LabelMap;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use egui::{Color32, RichText};
@@ -292,6 +292,8 @@ pub fn compare_rows(base: &serde_json::Value, adapter: &serde_json::Value) -> Re
 /// What the job threads tell the UI.
 #[derive(Debug)]
 pub enum JobEvent {
+    /// Training is preparing its data: `done` of `total` (cases loaded, validation clicks).
+    Preparing { done: u64, total: u64 },
     /// Training: `done` steps (of the plan's).
     Progress { done: u64 },
     /// A step's loss from `log.jsonl`.
@@ -337,6 +339,10 @@ pub struct Run {
     /// When the first step of this (resumed) stretch arrived, and its step: the rate and ETA
     /// count from there, past the data loading.
     first: Option<(Instant, u64)>,
+    /// When this stretch started (the preparation's elapsed time counts from here).
+    started: Instant,
+    /// The data preparation's progress (`prepare` lines: done of total), before the first step.
+    preparing: Option<(u64, u64)>,
     pub compare: Option<CompareState>,
     /// The labels Compare measures.
     pub compare_labels: Vec<u16>,
@@ -366,7 +372,13 @@ impl Run {
     /// One line for the status bar and the panel: "step 37 / 100 · 2.4 steps/s · ETA 0m26s".
     pub fn summary(&self) -> String {
         match &self.state {
-            RunState::Preparing => "preparing the data…".into(),
+            RunState::Preparing => {
+                let secs = fmt_secs(self.started.elapsed().as_secs_f64());
+                match self.preparing {
+                    Some((done, total)) => format!("preparing the data… {done} / {total} · {secs}"),
+                    None => format!("preparing the data… loading the scan · {secs}"),
+                }
+            }
             RunState::Training => match self.eta() {
                 Some((rate, eta)) => format!("step {} / {} · {:.2} samples/s · ETA {}", self.done, self.total(), rate * self.plan.settings.batch as f64, fmt_secs(eta)),
                 None => format!("step {} / {} · loading…", self.done, self.total()),
@@ -478,7 +490,7 @@ impl FineTune {
             })
             .map_err(|e| format!("could not start the fine-tuning thread: {e}"))?;
         let state = if resume { RunState::Training } else { RunState::Preparing };
-        self.run = Some(Run { plan, state, done, losses, validations, first: None, compare: None, compare_labels: Vec::new() });
+        self.run = Some(Run { plan, state, done, losses, validations, first: None, started: Instant::now(), preparing: None, compare: None, compare_labels: Vec::new() });
         Ok(())
     }
 
@@ -557,6 +569,7 @@ impl FineTune {
         let Some(run) = self.run.as_mut() else { return messages };
         for ev in events {
             match ev {
+                JobEvent::Preparing { done, total } => run.preparing = Some((done, total)),
                 JobEvent::Progress { done } => {
                     if run.state == RunState::Preparing {
                         run.state = RunState::Training;
@@ -610,7 +623,7 @@ impl FineTune {
 
 /// Runs `cmd` as the job's child (stderr read line by line: progress lines to `on_progress`,
 /// the rest kept for the error message); returns its exit status and the last lines it wrote.
-fn run_child(mut cmd: Command, slot: &ChildSlot, mut on_progress: impl FnMut(u64, u64)) -> Result<(ExitStatus, String), String> {
+fn run_child(mut cmd: Command, slot: &ChildSlot, mut on_progress: impl FnMut(&str, u64, u64)) -> Result<(ExitStatus, String), String> {
     cmd.env(crate::progress::PROGRESS_ENV, "lines").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let stderr = {
         let mut s = slot.lock().map_err(|_| "the job's process slot is poisoned".to_string())?;
@@ -626,7 +639,7 @@ fn run_child(mut cmd: Command, slot: &ChildSlot, mut on_progress: impl FnMut(u64
     if let Some(err) = stderr {
         for line in BufReader::new(err).lines().map_while(Result::ok) {
             match parse_progress_line(&line) {
-                Some((_, done, total)) => on_progress(done, total),
+                Some((what, done, total)) => on_progress(what, done, total),
                 None if !line.trim().is_empty() => {
                     tail.push(line);
                     if tail.len() > 6 {
@@ -685,9 +698,10 @@ fn train_job(plan: &RunPlan, engine: &Path, resume: bool, child: &ChildSlot, tx:
     if resume {
         cmd.arg("--resume");
     }
-    let (status, tail) = run_child(cmd, child, |done, _total| {
+    let (status, tail) = run_child(cmd, child, |what, done, total| {
         read_log(&log, &mut offset, tx);
-        let _ = tx.send(JobEvent::Progress { done });
+        // `prepare`: the data loading before the first step (`train`'s own bar is `train`).
+        let _ = tx.send(if what == PREPARE_PROGRESS { JobEvent::Preparing { done, total } } else { JobEvent::Progress { done } });
         if let Some(w) = wake {
             w.request_repaint();
         }
@@ -715,7 +729,7 @@ fn compare_job(
         if let Some(a) = adapter {
             cmd.arg("--adapter").arg(a);
         }
-        let (status, tail) = run_child(cmd, child, |done, total| {
+        let (status, tail) = run_child(cmd, child, |_, done, total| {
             let _ = tx.send(JobEvent::CompareProgress { which, done, total });
             if let Some(w) = wake {
                 w.request_repaint();
@@ -1049,7 +1063,7 @@ mod tests {
         let mut cmd = Command::new("sleep");
         cmd.arg("30");
         let t = std::time::Instant::now();
-        let e = run_child(cmd, &slot, |_, _| {}).expect_err("never started");
+        let e = run_child(cmd, &slot, |_, _, _| {}).expect_err("never started");
         assert!(e.contains("stopped"), "{e}");
         assert!(t.elapsed().as_secs() < 5 && slot.lock().expect("slot").child.is_none());
     }

@@ -41,7 +41,8 @@ pub struct InferArgs {
     /// Output mesh (STL, OBJ or PLY by extension; RAS mm).
     #[arg(long)]
     pub out_mesh: Option<PathBuf>,
-    /// Model checkpoint (.safetensors); default: the shipped weights in assets/models/.
+    /// Model checkpoint: the project's (.safetensors; default: the shipped weights in
+    /// assets/models/) or a published SAM-Med3D one (torch.save .pth, e.g. sam_med3d_turbo.pth).
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// LoRA adapter (.safetensors) for those weights.

@@ -6,6 +6,10 @@
 /// step, writing a checkpoint there first (the fine-tuning panel's Stop); `train` removes it.
 pub const STOP_REQUEST_FILE: &str = "stop.request";
 
+/// The name of `train`'s progress before its first step (loading the cases, making the
+/// validation clicks), beside the steps' own `train`.
+pub const PREPARE_PROGRESS: &str = "prepare";
+
 use crate::data::train_samples::AugmentParams;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

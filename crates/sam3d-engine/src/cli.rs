@@ -8,7 +8,7 @@ use crate::commands::{EvalArgs, InferArgs, TrainArgs};
 use crate::engine::{InferRequest, NO_WEIGHTS_HELP, NoHooks, Session};
 use crate::progress::Progress;
 use crate::geometry::{RasMm, ViewPlane};
-use crate::model::{Model, parse_device};
+use crate::model::parse_device;
 use crate::volume::{Modality, OnGrid};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -90,7 +90,8 @@ pub struct ServeHttpArgs {
     /// Seconds without any request (heartbeats included) before a session is dropped.
     #[arg(long, default_value_t = 60.0)]
     pub liveness_timeout: f64,
-    /// Model checkpoint (.safetensors); default: the shipped weights.
+    /// Model checkpoint: the project's (.safetensors; default: the shipped weights) or a
+    /// published SAM-Med3D one (torch.save .pth).
     #[arg(long)]
     pub weights: Option<std::path::PathBuf>,
     /// auto, cpu, cuda or cuda:N.
@@ -171,10 +172,10 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
             );
         }
     }
-    let model = Model::from_checkpoint(&weights, device)?;
     let mut session = Session::new();
     session.set_options(a.pipeline.clone())?;
-    let info = session.set_model(model)?;
+    // The project's model or a SAM-Med3D checkpoint, chosen by the file.
+    let info = session.load_weights(&weights, device)?;
     if let Some(ad) = &a.adapter {
         session.load_adapter(ad)?;
     }

@@ -69,7 +69,7 @@ fn ferr(path: &Path, problem: impl Into<String>) -> TrainError {
 // ---------------------------------------------------------------------------------------------
 // Configuration (the file format is sam3d_core::train_config's)
 
-pub use crate::train_config::{DataSection, DebugSection, Holdout, LoraSection, LossSection, ModelSection, PhantomGen, STOP_REQUEST_FILE, TrainConfig, TrainConfigError, TrainSection};
+pub use crate::train_config::{DataSection, DebugSection, Holdout, LoraSection, LossSection, ModelSection, PhantomGen, PREPARE_PROGRESS, STOP_REQUEST_FILE, TrainConfig, TrainConfigError, TrainSection};
 
 impl From<TrainConfigError> for TrainError {
     fn from(e: TrainConfigError) -> Self {
@@ -549,9 +549,15 @@ fn save_outputs(out: &Path, model: &mut Model) -> Result<(), TrainError> {
 
 /// Validation samples: each class's deepest point, three planes, no augmentation.
 pub fn validation_samples(cases: &[TrainCase], p: &ClickParams) -> Vec<TrainSample> {
+    validation_samples_with(cases, p, &|| {})
+}
+
+/// [`validation_samples`], calling `each_class` after each class of each case.
+pub fn validation_samples_with(cases: &[TrainCase], p: &ClickParams, each_class: &dyn Fn()) -> Vec<TrainSample> {
     let mut out = Vec::new();
     for case in cases {
         for c in 0..case.classes.len() {
+            each_class();
             let Some(click) = case.deepest_click(c) else { continue };
             for plane in [ViewPlane::Axial, ViewPlane::Coronal, ViewPlane::Sagittal] {
                 if let Ok(s) = make_sample(case, c, click, plane, &Similarity::identity(click), (1.0, 0.0), p) {
@@ -633,7 +639,12 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
         let _ = std::fs::remove_file(&log_path);
         0
     };
-    let val_samples = validation_samples(if val_cases.is_empty() { &cases } else { &val_cases }, &p);
+    // The validation clicks take a while on a large scan: say so (`prepare`, one count for the
+    // cases loaded, one per class).
+    let val_from = if val_cases.is_empty() { &cases } else { &val_cases };
+    let prep = crate::progress::Progress::new(PREPARE_PROGRESS, 1 + val_from.iter().map(|c| c.classes.len() as u64).sum::<u64>());
+    prep.inc(1);
+    let val_samples = validation_samples_with(val_from, &p, &|| prep.inc(1));
     let t = &cfg.train;
     let total = t.steps;
     let accum = t.accum as u64;

@@ -6,7 +6,7 @@
 
 use crate::engine::session::VolumeState;
 use crate::engine::{EngineError, InferRequest, NoHooks, Session};
-use crate::model::{Model, ModelInfo};
+use crate::model::ModelInfo;
 use crate::options::PipelineOptions;
 use crate::prompts::ObjectRef;
 use crate::shape::GridComponent;
@@ -85,8 +85,7 @@ impl ModelWorker {
             let mut session = Session::new();
             let loaded = (|| {
                 session.set_options(options)?;
-                let model = Model::from_checkpoint(&weights, device)?;
-                let info = session.set_model(model)?;
+                let info = session.load_weights(&weights, device)?;
                 session.set_mr_adapter(mr_adapter)?;
                 Ok::<_, crate::engine::EngineError>(info)
             })();
