@@ -1,5 +1,6 @@
 //! tch: the SAM3D network ([`net`]), LoRA adapters ([`lora`]), configs ([`config`]),
-//! checkpoint I/O ([`checkpoint`]) and ndarray ↔ tensor conversion ([`convert`]).
+//! checkpoint I/O ([`checkpoint`]; PyTorch `.pth` files read without Python: [`torchfile`]) and
+//! ndarray ↔ tensor conversion ([`convert`]).
 //!
 //! [`Model`] owns the base `VarStore` and the network, and optionally a LoRA adapter in its own
 //! `VarStore`. Weights carry their config in the checkpoint's metadata, so
@@ -12,6 +13,7 @@ pub mod convert;
 pub mod layers;
 pub mod lora;
 pub mod net;
+pub mod torchfile;
 
 pub use checkpoint::Mismatch;
 pub use config::{Config, ConfigError, ConfigFile};
