@@ -17,6 +17,9 @@ compare against in `expected.json`:
   cuda.pth          saved with the storages' location tag replaced (torch.serialization's
                     location_tag patched to return "cuda:1" / "mps"), which is exactly what a
                     save from a GPU writes; torch.load here needs map_location="cpu" for it
+  big_endian.pth    as a big-endian machine writes it (byteorder "big", elements byte-swapped)
+  bad_view.pth, bad_storage.pth
+                    data.pkl edited: a size past its storage; a storage size unlike its record
   hostile.pth, hostile_eval.pth
                     a dict holding an object whose __reduce__ returns os.system (builtins.eval)
   legacy.pth        _use_new_zipfile_serialization=False (the pre-1.6 format)
@@ -184,12 +187,16 @@ def to_2d(sd):
     return out
 
 
-def pooled(sd):
+def pooled(sd, keep_metadata=False):
     """The same names and shapes, every tensor a view of one shared storage (torch.save then
     writes one storage: the files stay small, and many tensors sharing a storage are read)."""
     g = torch.Generator().manual_seed(SEED)
     pool = torch.randn(max(t.numel() for t in sd.values()), generator=g)
-    return collections.OrderedDict((k, pool[:t.numel()].view(t.shape)) for k, t in sd.items())
+    out = collections.OrderedDict((k, pool[:t.numel()].view(t.shape)) for k, t in sd.items())
+    if keep_metadata:
+        # state_dict()'s `_metadata` attribute: pickled as the OrderedDict's state (BUILD).
+        out._metadata = sd._metadata
+    return out
 
 
 def shapes(sd):
@@ -197,7 +204,7 @@ def shapes(sd):
 
 
 def key_sets(out_dir, expected):
-    teacher = pooled(tiny_sam_med3d(12).state_dict())
+    teacher = pooled(tiny_sam_med3d(12).state_dict(), keep_metadata=True)
     torch.save({"model_state_dict": teacher, "epoch": 1}, os.path.join(out_dir, "tiny_sam_med3d.pth"))
     student = pooled(tiny_sam_med3d(6).state_dict())
     torch.save({"model_state_dict": student}, os.path.join(out_dir, "student6.pth"))
@@ -280,6 +287,30 @@ def bad_views(out_dir, expected):
             expected[name] = {"torch_says": str(e).splitlines()[0]}
 
 
+def big_endian(out_dir, expected):
+    """As saved on a big-endian machine: byteorder record "big", every element's bytes
+    reversed (one dtype here, float32). torch.load byte-swaps it back."""
+    import zipfile
+    g = torch.Generator().manual_seed(SEED + 3)
+    sd = collections.OrderedDict(w=torch.randn(2, 3, generator=g), b=torch.randn(3, generator=g))
+    src = os.path.join(out_dir, "_tmp_be.pth")
+    torch.save({"model_state_dict": sd}, src)
+    dst = os.path.join(out_dir, "big_endian.pth")
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("/byteorder"):
+                data = b"big"
+            elif "/data/" in info.filename:
+                data = np.frombuffer(data, dtype="<f4").astype(">f4").tobytes()
+            zout.writestr(info.filename, data)
+    os.remove(src)
+    back = torch.load(dst)
+    if not all(torch.equal(back["model_state_dict"][k], sd[k]) for k in sd):
+        raise SystemExit("big_endian.pth: torch.load does not read the values back")
+    expected["big_endian.pth"] = {"tensors": facts(back["model_state_dict"])}
+
+
 def legacy(out_dir, expected):
     torch.save({"model_state_dict": {"w": torch.zeros(2)}}, os.path.join(out_dir, "legacy.pth"),
                _use_new_zipfile_serialization=False)
@@ -310,7 +341,8 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.out_dir, exist_ok=True)
     expected = collections.OrderedDict()
-    for make in (distributed, dataparallel, key_sets, cuda, hostile, bad_views, legacy, torchscript):
+    for make in (distributed, dataparallel, key_sets, cuda, hostile, bad_views, big_endian, legacy,
+                 torchscript):
         make(a.out_dir, expected)
     from medim.models.sam_med3d import build_sam3D_vit_b_ori
     torch.manual_seed(SEED)

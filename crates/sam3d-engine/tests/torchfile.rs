@@ -170,6 +170,14 @@ fn cuda_and_mps_storages_are_read_on_the_cpu() {
 }
 
 #[test]
+fn big_endian_files_are_swapped() {
+    let e = expected();
+    let f = TorchFile::open(&data("big_endian.pth")).expect("opens");
+    assert!(f.big_endian);
+    assert_tensors_match(&f.state_dict().expect("weights"), e["big_endian.pth"]["tensors"].as_object().expect("tensors"));
+}
+
+#[test]
 fn key_sets_say_what_the_file_looks_like() {
     let e = expected();
     let teacher = shapes(&e["tiny_sam_med3d.pth"]["shapes"]);
