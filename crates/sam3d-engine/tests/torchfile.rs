@@ -209,6 +209,21 @@ fn key_sets_say_what_the_file_looks_like() {
     assert!(m.missing.iter().any(|n| n == "image_encoder.blocks.11.attn.qkv.weight"));
     assert!(text.starts_with(&format!("{}: this checkpoint does not fit the model", data("student6.pth").display())), "{text}");
 
+    // The one-call form returns the model layer's error.
+    match torchfile::open_checked(&data("student6.pth"), &teacher) {
+        Err(ModelError::Mismatch(m)) => assert!(m.missing.iter().any(|n| n == "image_encoder.blocks.6.norm1.weight")),
+        other => panic!("student6 through open_checked: {other:?}"),
+    }
+    let sd = torchfile::open_checked(&data("tiny_sam_med3d.pth"), &teacher).expect("teacher fits");
+    // Variables of a model with the teacher's names and shapes give the same expected list.
+    let vars: std::collections::HashMap<String, tch::Tensor> =
+        teacher.iter().map(|(n, s)| (n.clone(), tch::Tensor::zeros(s.as_slice(), (Kind::Float, Device::Cpu)))).collect();
+    torchfile::check(&sd, &torchfile::expected_from_vars(&vars)).expect("fits its variables");
+    sd.copy_into(&vars).expect("copies");
+    let w = sd.get("mask_decoder.iou_token.weight").expect("iou token").to_f64_vec().expect("read");
+    let got: Vec<f32> = Vec::<f32>::try_from(&vars["mask_decoder.iou_token.weight"].reshape([-1])).expect("values");
+    assert_eq!(got, w.iter().map(|&x| x as f32).collect::<Vec<_>>());
+
     // A 2-D SAM: 2-D kernels, no rel_pos_d.
     let sd = TorchFile::open(&data("sam2d.pth")).expect("opens").state_dict().expect("weights");
     let m = torchfile::check(&sd, &teacher).expect_err("2-D");

@@ -414,6 +414,22 @@ pub fn check(state: &StateDict, expected: &[(String, Vec<i64>)]) -> Result<(), M
     r
 }
 
+/// Names and shapes of a set of variables (a `VarStore`'s), as [`check`] takes them.
+pub fn expected_from_vars(vars: &HashMap<String, Tensor>) -> Vec<(String, Vec<i64>)> {
+    let mut v: Vec<(String, Vec<i64>)> = vars.iter().map(|(n, t)| (n.clone(), t.size())).collect();
+    v.sort();
+    v
+}
+
+/// Opens a checkpoint, finds its weights and checks their names and shapes against
+/// `expected`: the weights, or the error to show (a [`ModelError::Mismatch`] listing every
+/// difference and what the file looks like).
+pub fn open_checked(path: &Path, expected: &[(String, Vec<i64>)]) -> Result<StateDict, ModelError> {
+    let sd = TorchFile::open(path)?.state_dict()?;
+    check(&sd, expected).map_err(|m| ModelError::Mismatch(Box::new(m)))?;
+    Ok(sd)
+}
+
 /// What a checkpoint holds, for the user to see.
 #[derive(Debug, Clone)]
 pub struct Summary {

@@ -148,6 +148,9 @@ const MAX_TREE_VALUES: usize = 1 << 21;
 const MAX_TREE_BYTES: usize = 1 << 28;
 /// Nesting of containers.
 const MAX_DEPTH: usize = 256;
+/// Items copied by calls (an `OrderedDict(pairs)` of a list copies it; the same list can be
+/// passed many times).
+const MAX_COPIED: usize = 1 << 24;
 
 /// What an allowlisted global is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -260,13 +263,14 @@ struct Vm<'a, 'b> {
     marks: Vec<usize>,
     memo: HashMap<u32, V>,
     nodes: Vec<Node>,
+    copied: usize,
     persistent_load: &'b mut PersistentLoad<'b>,
 }
 
 /// Runs the pickle in `data`; `persistent_load` resolves storages.
 pub fn load(data: &[u8], persistent_load: &mut PersistentLoad<'_>) -> Result<Value, String> {
     // Lifetimes: the closure only lives for this call.
-    let mut vm = Vm { data, pos: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), nodes: Vec::new(), persistent_load };
+    let mut vm = Vm { data, pos: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), nodes: Vec::new(), copied: 0, persistent_load };
     let top = vm.run()?;
     let mut budget = Budget { values: 0, bytes: 0 };
     vm.tree(&top, 0, &mut budget, &mut Vec::new())
@@ -736,8 +740,26 @@ impl Vm<'_, '_> {
         }
     }
 
-    /// Items of a tuple or list node.
-    fn items(&self, v: &V) -> Result<Vec<V>, String> {
+    /// Counts `n` items copied, against [`MAX_COPIED`].
+    fn charge(&mut self, n: usize) -> Result<(), String> {
+        self.copied += n;
+        if self.copied > MAX_COPIED {
+            return Err(self.err(format!("calls copy more than {MAX_COPIED} items (a list passed again and again); not loaded")));
+        }
+        Ok(())
+    }
+
+    /// Items of a tuple or list node (a copy, charged).
+    fn items(&mut self, v: &V) -> Result<Vec<V>, String> {
+        let n = match v {
+            V::Node(i) => match self.nodes.get(*i) {
+                Some(Node::Tuple(t)) | Some(Node::List(t)) | Some(Node::Set(t)) => t.len(),
+                Some(Node::Dict(d)) => d.len(),
+                _ => 0,
+            },
+            _ => 0,
+        };
+        self.charge(n)?;
         match v {
             V::Node(i) => match self.nodes.get(*i) {
                 Some(Node::Tuple(t)) | Some(Node::List(t)) => Ok(t.clone()),
@@ -747,9 +769,13 @@ impl Vm<'_, '_> {
         }
     }
 
-    fn small_tree(&self, v: &V) -> Result<Value, String> {
-        let mut budget = Budget { values: MAX_TREE_VALUES - (1 << 16), bytes: MAX_TREE_BYTES - (1 << 24) };
-        self.tree(v, 0, &mut budget, &mut Vec::new())
+    /// The tree of a call's argument (at most 65536 values, charged as copies).
+    fn small_tree(&mut self, v: &V) -> Result<Value, String> {
+        let start = MAX_TREE_VALUES - (1 << 16);
+        let mut budget = Budget { values: start, bytes: MAX_TREE_BYTES - (1 << 24) };
+        let t = self.tree(v, 0, &mut budget, &mut Vec::new());
+        self.charge(budget.values - start)?;
+        t
     }
 
     /// A call of an allowlisted global with `args` (REDUCE / NEWOBJ), interpreted.
@@ -789,6 +815,10 @@ impl Vm<'_, '_> {
                     V::Global(n, _) => return Err(refusal(n)),
                     _ => return Err(self.err("_rebuild_from_type_v2 of something not a class")),
                 }
+                // Only the plain rebuild functions (no nesting, so no unbounded recursion).
+                if !matches!(func, V::Global(_, RebuildTensor | RebuildTensorV2 | RebuildTensorV3 | RebuildParameter | RebuildParameterWithState)) {
+                    return Err(self.err("_rebuild_from_type_v2 of something other than a tensor rebuild function"));
+                }
                 let t = self.call(func.clone(), fargs.clone())?;
                 self.build(&t, state.clone())?;
                 Ok(t)
@@ -798,7 +828,11 @@ impl Vm<'_, '_> {
                 if let Some(a) = args.first() {
                     match a {
                         V::Node(i) => match self.nodes.get(*i) {
-                            Some(Node::Dict(d)) => items.extend(d.iter().cloned()),
+                            Some(Node::Dict(d)) => {
+                                let d = d.clone();
+                                self.charge(d.len())?;
+                                items.extend(d)
+                            }
                             Some(Node::List(l)) | Some(Node::Tuple(l)) => {
                                 for p in l.clone() {
                                     match self.items(&p)?.as_slice() {
@@ -1121,6 +1155,30 @@ mod tests {
         assert!(e.contains("truncated") || e.contains("too large"), "{e}");
         let e = run(b"\x80\x02X\xff\xff\xff\xffab").unwrap_err();
         assert!(e.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn repeated_copies_are_bounded() {
+        // l = [(1, 2)] * 65536 (shared pairs), then OrderedDict(l) 300 times: 2·10^7 items.
+        let mut p = b"\x80\x02K\x01K\x02\x86q\x00]q\x01(".to_vec();
+        for _ in 0..65536 {
+            p.extend_from_slice(b"h\x00");
+        }
+        p.extend_from_slice(b"e");
+        for _ in 0..300 {
+            p.extend_from_slice(b"ccollections\nOrderedDict\nh\x01\x85R0");
+        }
+        p.push(b'.');
+        let e = run(&p).unwrap_err();
+        assert!(e.contains("calls copy more than"), "{e}");
+    }
+
+    #[test]
+    fn nested_rebuild_from_type_is_refused() {
+        // _rebuild_from_type_v2(_rebuild_from_type_v2, torch.Tensor, (…), {})
+        let p = b"\x80\x02ctorch._tensor\n_rebuild_from_type_v2\nq\x00(h\x00ctorch\nTensor\n)}tR.";
+        let e = run(p).unwrap_err();
+        assert!(e.contains("other than a tensor rebuild function"), "{e}");
     }
 
     #[test]
