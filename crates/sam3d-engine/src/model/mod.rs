@@ -1,4 +1,4 @@
-//! tch: the SAM3D network ([`net`]), LoRA adapters ([`lora`]), configs ([`config`]),
+//! tch: the SAM3D network ([`net`]), SAM-Med3D for published checkpoints ([`sam_med3d`]), LoRA adapters ([`lora`]), configs ([`config`]),
 //! checkpoint I/O ([`checkpoint`]) and ndarray ↔ tensor conversion ([`convert`]).
 //!
 //! [`Model`] owns the base `VarStore` and the network, and optionally a LoRA adapter in its own
@@ -12,6 +12,7 @@ pub mod convert;
 pub mod layers;
 pub mod lora;
 pub mod net;
+pub mod sam_med3d;
 
 pub use checkpoint::Mismatch;
 pub use config::{Config, ConfigError, ConfigFile};
@@ -49,6 +50,9 @@ pub enum ModelError {
     Mismatch(Box<Mismatch>),
     #[error("LoRA: {0}")]
     Lora(String),
+    /// An input tensor of the wrong shape (what was expected and what came).
+    #[error("{0}")]
+    Shape(String),
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
 }
