@@ -1,5 +1,6 @@
-//! tch: the SAM3D network ([`net`]), LoRA adapters ([`lora`]), configs ([`config`]),
-//! checkpoint I/O ([`checkpoint`]) and ndarray ↔ tensor conversion ([`convert`]).
+//! tch: the SAM3D network ([`net`]), SAM-Med3D for published checkpoints ([`sam_med3d`]), LoRA
+//! adapters ([`lora`]), configs ([`config`]), checkpoint I/O ([`checkpoint`]; PyTorch `.pth`
+//! files read without Python: [`torchfile`]) and ndarray ↔ tensor conversion ([`convert`]).
 //!
 //! [`Model`] owns the base `VarStore` and the network, and optionally a LoRA adapter in its own
 //! `VarStore`. Weights carry their config in the checkpoint's metadata, so
@@ -12,6 +13,8 @@ pub mod convert;
 pub mod layers;
 pub mod lora;
 pub mod net;
+pub mod sam_med3d;
+pub mod torchfile;
 
 pub use checkpoint::Mismatch;
 pub use config::{Config, ConfigError, ConfigFile};
@@ -49,6 +52,9 @@ pub enum ModelError {
     Mismatch(Box<Mismatch>),
     #[error("LoRA: {0}")]
     Lora(String),
+    /// An input tensor of the wrong shape (what was expected and what came).
+    #[error("{0}")]
+    Shape(String),
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
 }
