@@ -192,9 +192,14 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         Some(w) => {
             let mut s = Session::new();
             s.set_options(opts.pipeline.clone())?;
-            let mut m = Model::from_checkpoint(w, opts.device)?;
-            m.set_use_context(opts.context);
-            s.set_model(m)?;
+            if super::sam_med3d::is_torch_checkpoint(w) {
+                // A published SAM-Med3D checkpoint: its own preprocessing, no context switch.
+                s.load_weights(w, opts.device)?;
+            } else {
+                let mut m = Model::from_checkpoint(w, opts.device)?;
+                m.set_use_context(opts.context);
+                s.set_model(m)?;
+            }
             if let Some(a) = &opts.adapter {
                 s.load_adapter(a)?;
             }

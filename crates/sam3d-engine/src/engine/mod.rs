@@ -7,6 +7,7 @@
 
 pub mod eval;
 pub mod http;
+pub mod sam_med3d;
 pub mod serve;
 pub mod session;
 pub mod shape_model;

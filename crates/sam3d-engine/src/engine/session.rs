@@ -9,6 +9,8 @@ use crate::prompts::{ObjectRef, Prompt, PromptSet};
 use crate::data::click::{self, ClickError, ClickSample, PreparedVolume, RasFromPixel};
 use crate::geometry::{ArrayIdx, Point3, RasFromGrid, RasMm, ViewPlane};
 use crate::model::{Model, ModelError, ModelInfo};
+use super::sam_med3d::{Foundation, FoundationStep, is_torch_checkpoint};
+use std::collections::BTreeMap;
 use crate::options::{PipelineOptions, PlaneFusion};
 use crate::shape::Mesh;
 use crate::volume::{LabelMap, Modality, OnGrid, Volume};
@@ -115,6 +117,9 @@ impl Hooks for NoHooks {}
 /// ([`crate::baseline::refine`], default parameters) unless [`Session::set_options`] turns it off.
 pub struct Session {
     model: Option<Model>,
+    /// A published SAM-Med3D checkpoint, used instead of `model` when loaded
+    /// ([`Session::load_weights`] with a `torch.save` file).
+    foundation: Option<Foundation>,
     volume: Option<Arc<Volume>>,
     modality: Option<Modality>,
     prepared: Option<PreparedVolume>,
@@ -152,6 +157,8 @@ struct HeldObject {
     id: u64,
     /// After each prompt: the object, and the 2D mask, slice and SDF channel of its latest pass.
     steps: Vec<(ObjectState, Option<PassView>)>,
+    /// With SAM-Med3D: what step `n` (0-based) left for the next (its cube and logits).
+    foundation: BTreeMap<usize, FoundationStep>,
 }
 
 /// What a result shows of a pass: its 2D mask, that slice's pixel → RAS, its SDF channel.
@@ -170,7 +177,7 @@ impl Default for Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Session(model: {}, volume: {})", self.model.is_some(), self.volume.is_some())
+        write!(f, "Session(model: {}, SAM-Med3D: {}, volume: {})", self.model.is_some(), self.foundation.is_some(), self.volume.is_some())
     }
 }
 
@@ -178,6 +185,7 @@ impl Session {
     pub fn new() -> Self {
         Session {
             model: None,
+            foundation: None,
             volume: None,
             modality: None,
             prepared: None,
@@ -250,20 +258,50 @@ impl Session {
     pub fn set_model(&mut self, model: Model) -> Result<ModelInfo, EngineError> {
         self.adapter_by_hand = model.lora_config().is_some();
         self.model = Some(model);
+        self.foundation = None;
+        self.object = None;
         self.prepare()?;
         self.apply_mr_adapter()?;
         self.model.as_ref().map(Model::info).ok_or(EngineError::NoModel)
     }
 
-    /// Loads a checkpoint (architecture from its metadata). On error the previous model stays.
+    /// Loads a checkpoint, chosen by the file: the project's own (safetensors, architecture
+    /// from its metadata) or a published SAM-Med3D one (`torch.save`, `.pth`; see
+    /// [`super::sam_med3d`]). On error the previous model stays.
     pub fn load_weights(&mut self, path: &Path, device: Device) -> Result<ModelInfo, EngineError> {
+        if is_torch_checkpoint(path) {
+            let f = Foundation::from_file(path, device)?;
+            let info = f.info();
+            self.foundation = Some(f);
+            self.model = None;
+            self.adapter_by_hand = false;
+            self.mr_adapter_error = None;
+            self.object = None;
+            return Ok(info);
+        }
         let m = Model::from_checkpoint(path, device)?;
         self.set_model(m)
+    }
+
+    /// SAM-Med3D's low-resolution logits of the held object's latest step (`[1, 1, s, s, s]`,
+    /// the cube's `[R, A, S]` axes), for checks against the reference; `None` with the project's
+    /// model or without an object.
+    pub fn foundation_logits(&self) -> Option<tch::Tensor> {
+        let o = self.object.as_ref()?;
+        o.foundation.get(&(o.steps.len().checked_sub(1)?)).map(|f| f.low_res.shallow_clone())
+    }
+
+    /// What the loaded model is (either family).
+    pub fn model_info(&self) -> Option<ModelInfo> {
+        self.foundation.as_ref().map(Foundation::info).or_else(|| self.model.as_ref().map(Model::info))
     }
 
     /// Loads a LoRA adapter onto the current model, by hand: it stays whatever the scan's
     /// modality. On error the previous adapter stays.
     pub fn load_adapter(&mut self, path: &Path) -> Result<ModelInfo, EngineError> {
+        if self.foundation.is_some() {
+            return Err(EngineError::BadRequest(format!("{}: LoRA adapters are for the project's own model; SAM-Med3D adapters are not supported yet", path.display())));
+        }
         let m = self.model.as_mut().ok_or(EngineError::NoModel)?;
         m.load_adapter(path)?;
         self.adapter_by_hand = true;
@@ -320,7 +358,7 @@ impl Session {
         }
         let id = self.object.as_ref().map_or(1, |o| o.id.wrapping_add(1));
         let state = ObjectState { found: component.clone(), candidate: component, ..Default::default() };
-        self.object = Some(HeldObject { id, steps: vec![(state, None)] });
+        self.object = Some(HeldObject { id, steps: vec![(state, None)], foundation: BTreeMap::new() });
         Ok(ObjectRef { id, after: 1 })
     }
 
@@ -341,26 +379,20 @@ impl Session {
     pub fn infer(&mut self, req: &InferRequest, hooks: &mut dyn Hooks) -> Result<InferResult, EngineError> {
         let t_all = Instant::now();
         req.prompt.check().map_err(EngineError::BadRequest)?;
+        if self.foundation.is_some() {
+            return self.infer_foundation(req, hooks, t_all);
+        }
         let model = self.model.as_ref().ok_or(EngineError::NoModel)?;
         let pv = self.prepared.as_ref().ok_or(EngineError::NoVolume)?;
         let _guard = tch::no_grad_guard();
         let mut timings = Timings::default();
         let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
 
-        // The object at the step the client holds.
-        let (id, after) = match req.object {
-            Some(o) => (o.id, o.after),
-            None => (self.object.as_ref().map_or(1, |o| o.id.wrapping_add(1)), 0),
+        let (id, after) = self.object_step(req)?;
+        let (base_state, base_view) = match after {
+            0 => Default::default(),
+            n => self.object.as_ref().map(|o| o.steps[n - 1].clone()).unwrap_or_default(),
         };
-        let base = match (&self.object, after) {
-            (_, 0) => None,
-            (Some(o), n) if o.id == id && o.steps.len() >= n => Some(&o.steps[n - 1]),
-            (Some(o), n) if o.id == id => {
-                return Err(EngineError::BadRequest(format!("object {id}: the engine holds {} of its prompts, the request follows {n}", o.steps.len())));
-            }
-            _ => return Err(EngineError::BadRequest(format!("object {id} is not held by the engine (a new volume or another object came since): start a new object"))),
-        };
-        let (base_state, base_view) = base.map(|(s, v)| (s.clone(), v.clone())).unwrap_or_default();
 
         let floor = *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume));
         let refine = (self.options.refine(), floor);
@@ -382,12 +414,71 @@ impl Session {
             }
         })?;
         check(hooks)?;
-        let click = req.prompt.point.map(|p| p.at).or(req.prompt.bbox.map(|b| b.centre())).unwrap_or(RasMm::new(0.0, 0.0, 0.0));
+        let click = prompt_point(&req.prompt);
         let view = view.or(base_view).unwrap_or_else(|| {
             // No pass yet (a negative point first): an empty mask on the prompt's slice.
             let p = model.click_params();
             PassView { mask2d: Array2::from_elem((p.image_size, p.image_size), false), ras_from_pixel: click::slice_ras_from_pixel(click, req.plane, &p), class: 0 }
         });
+        self.finish(req, (id, after), state, view, None, timings, hooks, t_all)
+    }
+
+    /// The object a request refines and the step it follows (`(id, 0)`: a new object), checked
+    /// against what the session holds.
+    fn object_step(&self, req: &InferRequest) -> Result<(u64, usize), EngineError> {
+        let (id, after) = match req.object {
+            Some(o) => (o.id, o.after),
+            None => (self.object.as_ref().map_or(1, |o| o.id.wrapping_add(1)), 0),
+        };
+        match (&self.object, after) {
+            (_, 0) => Ok((id, 0)),
+            (Some(o), n) if o.id == id && o.steps.len() >= n => Ok((id, n)),
+            (Some(o), n) if o.id == id => Err(EngineError::BadRequest(format!("object {id}: the engine holds {} of its prompts, the request follows {n}", o.steps.len()))),
+            _ => Err(EngineError::BadRequest(format!("object {id} is not held by the engine (a new volume or another object came since): start a new object"))),
+        }
+    }
+
+    /// A prompt with SAM-Med3D ([`super::sam_med3d`]): the object's cube, its points and the
+    /// previous logits through the decoder; no region growing, refinement or join.
+    fn infer_foundation(&mut self, req: &InferRequest, hooks: &mut dyn Hooks, t_all: Instant) -> Result<InferResult, EngineError> {
+        let vol = self.volume.clone().ok_or(EngineError::NoVolume)?;
+        let _guard = tch::no_grad_guard();
+        let mut timings = Timings::default();
+        let (id, after) = self.object_step(req)?;
+        let held = self.object.as_ref().filter(|_| after > 0);
+        let base_state = held.map(|o| o.steps[after - 1].0.clone()).unwrap_or_default();
+        let base_step = held.and_then(|o| o.foundation.get(&(after - 1)));
+        let mut state = base_state.clone();
+        state.prompts.add(&req.prompt);
+        let at = prompt_point(&req.prompt);
+        let f = self.foundation.as_mut().ok_or(EngineError::NoModel)?;
+        let (candidate, mask2d, ras_from_pixel, step) = f.prompt(&vol, &state.prompts, at, req.plane, base_step, base_state.candidate.as_ref(), &mut timings, hooks)?;
+        state.found = candidate.clone();
+        state.candidate = candidate;
+        if hooks.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let view = PassView { mask2d, ras_from_pixel, class: 0 };
+        self.finish(req, (id, after), state, view, step, timings, hooks, t_all)
+    }
+
+    /// A prompt's result from the object's new state: the label map and mesh, the object kept
+    /// for the next prompt.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &mut self,
+        req: &InferRequest,
+        (id, after): (u64, usize),
+        state: ObjectState,
+        view: PassView,
+        foundation: Option<FoundationStep>,
+        mut timings: Timings,
+        hooks: &mut dyn Hooks,
+        t_all: Instant,
+    ) -> Result<InferResult, EngineError> {
+        let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
+        let vol = self.volume.clone().ok_or(EngineError::NoVolume)?;
+        let click = prompt_point(&req.prompt);
         let t = Instant::now();
         let component = state.candidate.clone();
         let data = match &component {
@@ -408,11 +499,15 @@ impl Session {
         let held = match self.object.take() {
             Some(mut o) if o.id == id => {
                 o.steps.truncate(after);
+                o.foundation.retain(|&n, _| n < after);
                 o
             }
-            _ => HeldObject { id, steps: Vec::new() },
+            _ => HeldObject { id, steps: Vec::new(), foundation: BTreeMap::new() },
         };
         let mut held = held;
+        if let Some(f) = foundation {
+            held.foundation.insert(held.steps.len(), f);
+        }
         held.steps.push((state, Some(view.clone())));
         let object = ObjectRef { id, after: held.steps.len() };
         self.object = Some(held);
@@ -434,6 +529,11 @@ impl Session {
             timings,
         })
     }
+}
+
+/// Where a prompt is: its point, or its box's centre.
+fn prompt_point(p: &Prompt) -> RasMm {
+    p.point.map(|p| p.at).or(p.bbox.map(|b| b.centre())).unwrap_or(RasMm::new(0.0, 0.0, 0.0))
 }
 
 /// The pipeline from one positive point: the model's pass at it (2D mask → 3D SDF → the

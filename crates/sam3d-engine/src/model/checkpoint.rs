@@ -30,6 +30,20 @@ impl Mismatch {
     }
 }
 
+/// How many names of each kind a [`Mismatch`] message lists (a checkpoint of another
+/// architecture differs in hundreds; the notes say what it is).
+pub const LISTED_NAMES: usize = 8;
+
+/// The first [`LISTED_NAMES`] items, then how many more.
+fn first_few(items: impl ExactSizeIterator<Item = String>) -> String {
+    let n = items.len();
+    let mut shown: Vec<String> = items.take(LISTED_NAMES).collect();
+    if n > LISTED_NAMES {
+        shown.push(format!("… and {} more", n - LISTED_NAMES));
+    }
+    shown.join(", ")
+}
+
 fn shape_str(s: &[usize]) -> String {
     format!("[{}]", s.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "))
 }
@@ -41,15 +55,14 @@ impl fmt::Display for Mismatch {
             write!(f, "; {n}")?;
         }
         if !self.missing.is_empty() {
-            write!(f, "; {} missing: {}", self.missing.len(), self.missing.join(", "))?;
+            write!(f, "; {} missing: {}", self.missing.len(), first_few(self.missing.iter().cloned()))?;
         }
         if !self.unexpected.is_empty() {
-            write!(f, "; {} unexpected: {}", self.unexpected.len(), self.unexpected.join(", "))?;
+            write!(f, "; {} unexpected: {}", self.unexpected.len(), first_few(self.unexpected.iter().cloned()))?;
         }
         if !self.misshaped.is_empty() {
-            let list: Vec<String> =
-                self.misshaped.iter().map(|(n, file, model)| format!("{n} (file {}, model {})", shape_str(file), shape_str(model))).collect();
-            write!(f, "; {} mis-shaped: {}", self.misshaped.len(), list.join(", "))?;
+            let list = self.misshaped.iter().map(|(n, file, model)| format!("{n} (file {}, model {})", shape_str(file), shape_str(model)));
+            write!(f, "; {} mis-shaped: {}", self.misshaped.len(), first_few(list))?;
         }
         Ok(())
     }
