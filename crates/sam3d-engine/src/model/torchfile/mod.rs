@@ -404,12 +404,13 @@ impl StateDict {
 /// Checks the weights' names and shapes against what a network expects (name → shape), before
 /// any tensor is used. The error lists every missing, unexpected and mis-shaped name, with
 /// notes saying what the file looks like.
+#[allow(clippy::result_large_err)] // the model layer's `Mismatch`, returned once per load
 pub fn check(state: &StateDict, expected: &[(String, Vec<i64>)]) -> Result<(), Mismatch> {
     let mut r = describe::compare(&state.path, &state.shapes(), expected);
-    if let Err(m) = &mut r {
-        if state.stripped_module_prefix {
-            m.notes.push("the names' `module.` prefix (an nn.DataParallel save) was removed".into());
-        }
+    if let Err(m) = &mut r
+        && state.stripped_module_prefix
+    {
+        m.notes.push("the names' `module.` prefix (an nn.DataParallel save) was removed".into());
     }
     r
 }
