@@ -19,7 +19,13 @@ bin=${3:-$(cd "$(dirname "$0")/../.." && pwd)/target/release/sam3d-studio}
 disp=:$((100 + RANDOM % 100))
 work=$(mktemp -d)
 Xvfb "$disp" -screen 0 1600x1000x24 >/dev/null 2>&1 & xp=$!
-trap 'kill $ap 2>/dev/null; sleep 1; kill -9 $ap 2>/dev/null; kill $xp 2>/dev/null; rm -rf "$work"' EXIT
+stop() {
+    set +e
+    kill "$ap" 2>/dev/null; sleep 1; kill -9 "$ap" 2>/dev/null
+    kill "$xp" 2>/dev/null; rm -rf "$work"
+}
+ap=
+trap stop EXIT
 sleep 1
 export DISPLAY=$disp WGPU_BACKEND=${WGPU_BACKEND:-vulkan}
 HOME=$work XDG_DATA_HOME=$work/data XDG_CONFIG_HOME=$work/config SAM3D_AUTOSAVE_DIR=$work/autosave \
