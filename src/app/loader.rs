@@ -298,15 +298,35 @@ pub fn needs_engine_copy(source: &std::path::Path) -> bool {
     !(source.is_file() && source.extension().is_some_and(|e| e.eq_ignore_ascii_case("nii")))
 }
 
-/// Writes `volume` as an uncompressed float32 NIfTI in `dir` (earlier copies are removed: the
-/// engine holds one volume at a time).
+/// Writes `volume` as an uncompressed NIfTI in `dir` (earlier copies are removed: the engine
+/// holds one volume at a time), in [`engine_copy_dtype`].
 fn write_engine_copy(volume: &Volume, generation: u64, dir: &std::path::Path) -> Result<PathBuf, String> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join(format!("volume-{generation}.nii"));
-    crate::volume::write_nifti(&path, volume.data.view(), &volume.ras_from_voxel, &crate::volume::WriteOptions { dtype: crate::volume::DataType::Float32, ..Default::default() })
+    crate::volume::write_nifti(&path, volume.data.view(), &volume.ras_from_voxel, &crate::volume::WriteOptions { dtype: engine_copy_dtype(volume), ..Default::default() })
         .map_err(|e| e.to_string())?;
     Ok(path)
+}
+
+/// The datatype of the engine's copy: the scan's stored integer type (int16 for most CTs: half
+/// the bytes of float32, in the temporary folder and in the engine's read) when every voxel
+/// fits it exactly, else float32 — the engine reads the same values either way.
+pub fn engine_copy_dtype(volume: &Volume) -> crate::volume::DataType {
+    use crate::volume::DataType as D;
+    let (lo, hi) = match volume.meta.dtype {
+        Some(D::Uint8) => (0.0, 255.0),
+        Some(D::Int8) => (-128.0, 127.0),
+        Some(D::Int16) => (-32768.0, 32767.0),
+        Some(D::Uint16) => (0.0, 65535.0),
+        _ => return D::Float32,
+    };
+    let exact = |x: &f32| x.fract() == 0.0 && (lo..=hi).contains(x);
+    let fits = match volume.data.as_slice() {
+        Some(s) => { use rayon::prelude::*; s.par_iter().all(exact) }
+        None => volume.data.iter().all(exact),
+    };
+    if fits { volume.meta.dtype.unwrap_or(D::Float32) } else { D::Float32 }
 }
 
 /// Reads a volume (the DICOM `series` when given) and puts its voxels in standard (C) layout
@@ -351,5 +371,32 @@ fn load_labels_and_send(path: PathBuf, volume: &Volume, generation: u64, send: &
         Err(message) => {
             send(LoadEvent::Failed { message });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::RasFromVoxel;
+    use crate::volume::DataType;
+
+    #[test]
+    fn the_engines_copy_keeps_a_stored_integer_type_only_when_every_voxel_fits_it_exactly() {
+        let mut v = Volume::new(ndarray::Array3::from_shape_fn((3, 4, 5), |(k, j, i)| (k * 100 + j * 10 + i) as f32 - 1024.0), RasFromVoxel::identity()).expect("volume");
+        assert_eq!(engine_copy_dtype(&v), DataType::Float32, "a computed volume");
+        v.meta.dtype = Some(DataType::Int16);
+        assert_eq!(engine_copy_dtype(&v), DataType::Int16);
+        let dir = std::env::temp_dir().join(format!("sam3d-engine-copy-test-{}", std::process::id()));
+        let path = write_engine_copy(&v, 7, &dir).expect("written");
+        let back = crate::volume::open(&path).expect("read");
+        assert_eq!(back.meta.dtype, Some(DataType::Int16));
+        assert_eq!(back.data, v.data, "the engine reads the same values");
+        let _ = std::fs::remove_dir_all(&dir);
+        v.data[[1, 1, 1]] = 0.5; // scaled data: not an integer
+        assert_eq!(engine_copy_dtype(&v), DataType::Float32);
+        v.data[[1, 1, 1]] = 40000.0; // past int16
+        assert_eq!(engine_copy_dtype(&v), DataType::Float32);
+        v.meta.dtype = Some(DataType::Uint16);
+        assert_eq!(engine_copy_dtype(&v), DataType::Float32, "negative values do not fit uint16");
     }
 }

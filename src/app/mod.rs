@@ -925,12 +925,19 @@ impl App {
                     s.rebuild_geoms(c);
                 }
             }
-            AppCommand::SetLabelVisible { id, visible } => self.edit_labels(|t| {
-                if let Some(e) = t.entries.get_mut(&id) {
-                    e.visible = visible;
-                }
-            }),
-            AppCommand::SetAllLabelsVisible(visible) => self.edit_labels(|t| t.entries.values_mut().for_each(|e| e.visible = visible)),
+            AppCommand::SetLabelVisible { id, visible } => {
+                self.edit_labels(|t| {
+                    if let Some(e) = t.entries.get_mut(&id) {
+                        e.visible = visible;
+                    }
+                });
+                // A shown label's surface is built now, a hidden one's dropped.
+                self.request_meshes(Some(Vec::new()));
+            }
+            AppCommand::SetAllLabelsVisible(visible) => {
+                self.edit_labels(|t| t.entries.values_mut().for_each(|e| e.visible = visible));
+                self.request_meshes(Some(Vec::new()));
+            }
             AppCommand::SetLabelColour { id, colour } => {
                 self.edit_labels(|t| {
                     if let Some(e) = t.entries.get_mut(&id) {
@@ -1037,14 +1044,15 @@ impl App {
     }
 
     /// Asks the mesher for the 3D view's meshes: `recompute` the given labels (`None`: all),
-    /// reuse the rest, add the candidate if there is one.
+    /// reuse the rest, add the candidate if there is one. Only shown labels have surfaces: a
+    /// hidden label's is dropped, and built again when it is shown.
     fn request_meshes(&mut self, recompute: Option<Vec<u16>>) {
         let Some(scene) = &self.rt.scene else { return };
         let labels = scene.labels.as_ref().map_or_else(Vec::new, |l| {
             l.table
                 .entries
                 .iter()
-                .filter(|(id, e)| **id != 0 && e.voxels > 0)
+                .filter(|(id, e)| **id != 0 && e.voxels > 0 && e.visible)
                 .map(|(id, e)| (*id, e.name.clone(), [e.colour[0], e.colour[1], e.colour[2], 255]))
                 .collect()
         });

@@ -7,7 +7,7 @@
 use super::slice_view::TITLE_H;
 use super::{App, AppCommand, ViewCell};
 use crate::geometry::{RasFromVoxel, ViewPlane};
-use crate::render::{self, BoundsRas, LabelMesh, PreparedLabelMeshes, SlicePlane};
+use crate::render::{self, BoundsRas, LabelInfo, PackedMesh, PreparedLabelMeshes, SlicePlane};
 use crate::shape::{Mesh, mesh_of_label};
 use crate::volume::{LabelMap, OnGrid};
 use crossbeam_channel::{Receiver, bounded};
@@ -100,9 +100,11 @@ impl Mesher {
         let (ev_tx, ev_rx) = bounded::<MeshEvent>(64);
         let waiting = slot.clone();
         std::thread::Builder::new().name("sam3d-mesher".into()).spawn(move || {
-            let mut cache: BTreeMap<u16, Mesh> = BTreeMap::new();
+            // Each shown label's surface, packed for the GPU and shared with the 3D view (held
+            // once); a label that is hidden or gone is dropped at the next request.
+            let mut cache: BTreeMap<u16, Arc<PackedMesh>> = BTreeMap::new();
             let mut cache_generation = None;
-            let mut candidate_cache: Option<(Arc<Array3<bool>>, Mesh)> = None;
+            let mut candidate_cache: Option<(Arc<Array3<bool>>, Arc<PackedMesh>)> = None;
             while let Some(mut req) = next_request(&waiting) {
                 if cache_generation != Some(req.map_generation) {
                     cache.clear();
@@ -114,41 +116,42 @@ impl Mesher {
                     wake();
                     ok
                 };
-                let todo: Vec<u16> = match &req.recompute {
-                    None => req.labels.iter().map(|l| l.0).collect(),
-                    Some(ids) => ids.iter().copied().filter(|id| req.labels.iter().any(|l| l.0 == *id) || cache.contains_key(id)).collect(),
-                };
+                cache.retain(|id, _| req.labels.iter().any(|l| l.0 == *id));
+                let todo = labels_to_mesh(&req, &cache);
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     if let Some(map) = &req.map {
                         for (n, id) in todo.iter().enumerate() {
                             let name = req.labels.iter().find(|l| l.0 == *id).map_or_else(|| format!("label {id}"), |l| l.1.clone());
                             send(MeshEvent::Progress { what: format!("3D: surface of {name} ({}/{})", n + 1, todo.len()), fraction: n as f32 / todo.len().max(1) as f32 });
-                            cache.insert(*id, smoothed(mesh_of_label(map, *id)));
+                            cache.insert(*id, Arc::new(PackedMesh::new(&label_surface(map, *id))));
                         }
                     }
                     let candidate = match (&req.candidate, &candidate_cache) {
-                        (Some(CandidateShape { mesh: Some(m), .. }), _) => Some(Mesh::clone(m)),
+                        (Some(CandidateShape { mesh: Some(m), .. }), _) => Some(Arc::new(PackedMesh::new(m))),
                         (Some(c), Some((old, mesh))) if Arc::ptr_eq(&c.mask, old) => Some(mesh.clone()),
                         (Some(c), _) => {
                             send(MeshEvent::Progress { what: "3D: surface of the click result".into(), fraction: 0.9 });
-                            let m = crate::shape::click_mesh::mesh_of_grid_mask(c.mask.view(), &req.grid);
+                            let m = Arc::new(PackedMesh::new(&crate::shape::click_mesh::mesh_of_grid_mask(c.mask.view(), &req.grid)));
                             candidate_cache = Some((c.mask.clone(), m.clone()));
                             Some(m)
                         }
                         (None, _) => None,
                     };
-                    let mut meshes: Vec<LabelMesh> = req
+                    if req.candidate.is_none() {
+                        candidate_cache = None;
+                    }
+                    let mut meshes: Vec<(LabelInfo, Arc<PackedMesh>)> = req
                         .labels
                         .iter()
                         .filter_map(|(id, name, color)| {
-                            let mesh = cache.get(id).filter(|m| !m.triangles.is_empty())?.clone();
-                            Some(LabelMesh { label: *id, name: name.clone(), color: *color, mesh })
+                            let mesh = cache.get(id).filter(|m| !m.indices.is_empty())?.clone();
+                            Some((LabelInfo { label: *id, name: name.clone(), color: *color, triangles: 0 }, mesh))
                         })
                         .collect();
-                    if let Some(mesh) = candidate.filter(|m| !m.triangles.is_empty()) {
-                        meshes.push(LabelMesh { label: CANDIDATE_ID, name: "3D from click".into(), color: CANDIDATE_COLOUR, mesh });
+                    if let Some(mesh) = candidate.filter(|m| !m.indices.is_empty()) {
+                        meshes.push((LabelInfo { label: CANDIDATE_ID, name: "3D from click".into(), color: CANDIDATE_COLOUR, triangles: 0 }, mesh));
                     }
-                    PreparedLabelMeshes::new(meshes)
+                    PreparedLabelMeshes::from_packed(meshes)
                 }));
                 match result {
                     Ok(prepared) => {
@@ -189,6 +192,17 @@ impl Mesher {
     }
 }
 
+/// The labels a request needs meshed: those it asks to recompute, and every label it shows
+/// whose surface is not in `cache` (a label shown again after it was hidden). In the order of
+/// the request's labels.
+pub fn labels_to_mesh(req: &MeshRequest, cache: &BTreeMap<u16, Arc<PackedMesh>>) -> Vec<u16> {
+    req.labels
+        .iter()
+        .map(|l| l.0)
+        .filter(|id| !cache.contains_key(id) || req.recompute.as_ref().is_none_or(|r| r.contains(id)))
+        .collect()
+}
+
 /// Waits for the next request; `None` once the handle is dropped.
 fn next_request(slot: &Slot) -> Option<MeshRequest> {
     let mut w = slot.waiting.lock().ok()?;
@@ -206,6 +220,24 @@ fn next_request(slot: &Slot) -> Option<MeshRequest> {
 fn smoothed(mut m: Mesh) -> Mesh {
     m.taubin_smooth(SMOOTH_ITERATIONS);
     m
+}
+
+/// Grids up to this many voxels (256³) have their label surfaces meshed voxel by voxel; bigger
+/// ones on blocks of about [`crate::shape::click_mesh::MESH_BLOCK_MM`], as "3D from click"
+/// results are shown: a 512 × 512 × 224 CT's 61 organs at 0.6 mm in plane come to about a
+/// third of the triangles (and of the memory they take, on the CPU and the GPU).
+pub const VOXEL_SURFACE_MAX_VOXELS: usize = 1 << 24;
+
+/// The surface of one label as the 3D view shows it (Taubin-smoothed, RAS mm): voxel by voxel,
+/// or on blocks for a big grid ([`VOXEL_SURFACE_MAX_VOXELS`]).
+pub fn label_surface(map: &LabelMap, id: u16) -> Mesh {
+    let blocks = crate::shape::click_mesh::mesh_blocks(&map.ras_from_voxel);
+    if map.shape().len() <= VOXEL_SURFACE_MAX_VOXELS || blocks == [1, 1, 1] {
+        return smoothed(mesh_of_label(map, id));
+    }
+    let Some((lo, hi)) = crate::shape::sdf::bounding_box_by(map.data.view(), |&l| l == id) else { return Mesh::default() };
+    let crop = map.data.slice(ndarray::s![lo[0]..=hi[0], lo[1]..=hi[1], lo[2]..=hi[2]]).mapv(|l| l == id);
+    crate::shape::mesh_of_mask_blocks(crop.view(), lo, map.shape(), &map.ras_from_voxel, blocks, SMOOTH_ITERATIONS)
 }
 
 /// The RAS box spanned by a grid's voxel centres (for the slice planes in the 3D view).
@@ -289,6 +321,87 @@ mod tests {
         assert_eq!((m.map_generation, m.recompute), (3, Some(vec![1, 2, 5])));
         assert_eq!(merge_requests(req(3, None), req(3, Some(vec![1]))).recompute, None, "the older asked for every label");
         assert_eq!(merge_requests(req(3, Some(vec![2])), req(4, Some(vec![1]))).recompute, Some(vec![1]), "another map");
+    }
+
+    fn last_surfaces(mesher: &Mesher) -> Box<PreparedLabelMeshes> {
+        let mut last = None;
+        while let Ok(ev) = mesher.events.recv_timeout(std::time::Duration::from_secs(20)) {
+            if let MeshEvent::Done(p) = ev {
+                last = Some(p);
+                if mesher.requests_empty() {
+                    break;
+                }
+            }
+        }
+        last.expect("surfaces")
+    }
+
+    #[test]
+    fn a_hidden_labels_surface_is_freed_and_built_again_the_same_when_shown() {
+        let mut map = LabelMap::new(ndarray::Array3::zeros((14, 14, 14)), RasFromVoxel::identity()).expect("map");
+        map.data.slice_mut(ndarray::s![2..6, 2..6, 2..7]).fill(1);
+        map.data.slice_mut(ndarray::s![8..12, 7..12, 8..11]).fill(2);
+        let map = Arc::new(map);
+        let mesher = Mesher::spawn(|| {}).expect("mesher");
+        let both = vec![(1, "a".to_string(), [255; 4]), (2, "b".to_string(), [255; 4])];
+        let request = |labels: Vec<(u16, String, [u8; 4])>, recompute| MeshRequest { map_generation: 1, map: Some(map.clone()), recompute, labels, candidate: None, grid: RasFromVoxel::identity() };
+        mesher.request(request(both.clone(), None)).expect("sent");
+        let first = last_surfaces(&mesher);
+        assert_eq!(first.labels().iter().map(|l| l.label).collect::<Vec<_>>(), vec![1, 2]);
+        let b_first = first.packed()[1].clone();
+        assert_eq!(*b_first, PackedMesh::new(&label_surface(&map, 2)), "the surface the 3D view gets is the label's");
+        let b_weak = Arc::downgrade(&b_first);
+        drop((first, b_first));
+
+        // Label 2 hidden: only label 1 is asked for; 2's surface is freed (nobody holds it).
+        mesher.request(request(both[..1].to_vec(), Some(Vec::new()))).expect("sent");
+        let hidden = last_surfaces(&mesher);
+        assert_eq!(hidden.labels().iter().map(|l| l.label).collect::<Vec<_>>(), vec![1]);
+        assert!(b_weak.upgrade().is_none(), "the hidden label's surface is dropped");
+
+        // Shown again: built again, the same surface exactly.
+        mesher.request(request(both.clone(), Some(Vec::new()))).expect("sent");
+        let shown = last_surfaces(&mesher);
+        assert_eq!(shown.labels().iter().map(|l| l.label).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(*shown.packed()[1], PackedMesh::new(&label_surface(&map, 2)));
+        assert!(Arc::ptr_eq(&shown.packed()[0], &hidden.packed()[0]), "the shown label kept its surface (not rebuilt)");
+    }
+
+    #[test]
+    fn only_missing_or_asked_labels_are_meshed() {
+        let labels = vec![(1, "a".to_string(), [255; 4]), (2, "b".to_string(), [255; 4]), (3, "c".to_string(), [255; 4])];
+        let mut cache = BTreeMap::new();
+        cache.insert(1, Arc::new(PackedMesh::default()));
+        cache.insert(2, Arc::new(PackedMesh::default()));
+        let mut r = req(1, Some(vec![2]));
+        r.labels = labels;
+        assert_eq!(labels_to_mesh(&r, &cache), vec![2, 3], "2 was asked for, 3 is not built yet");
+        r.recompute = None;
+        assert_eq!(labels_to_mesh(&r, &cache), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn big_grids_are_meshed_on_blocks_and_small_ones_voxel_by_voxel() {
+        // 0.6 × 0.6 × 1.5 mm: blocks of 3 × 3 × 1 voxels past the size limit.
+        let a = RasFromVoxel::from_matrix(nalgebra::Matrix4::from_diagonal(&nalgebra::Vector4::new(0.6, 0.6, 1.5, 1.0))).expect("affine");
+        let ball = |n: usize, nk: usize| {
+            let mut m = LabelMap::new(ndarray::Array3::zeros((nk, n, n)), a).expect("map");
+            let c = [nk as f64 / 2.0, n as f64 / 2.0, n as f64 / 2.0];
+            m.data.indexed_iter_mut().for_each(|((k, j, i), v)| {
+                let d = (((k as f64 - c[0]) * 1.5).powi(2) + ((j as f64 - c[1]) * 0.6).powi(2) + ((i as f64 - c[2]) * 0.6).powi(2)).sqrt();
+                *v = u16::from(d < 12.0);
+            });
+            m
+        };
+        let small = ball(64, 24);
+        assert_eq!(label_surface(&small, 1), smoothed(mesh_of_label(&small, 1)), "a small grid: as before");
+        let big = ball(1024, 17);
+        assert!(big.shape().len() > VOXEL_SURFACE_MAX_VOXELS);
+        let coarse = label_surface(&big, 1);
+        let fine = smoothed(mesh_of_label(&big, 1));
+        assert!(coarse.triangles.len() * 4 < fine.triangles.len(), "{} vs {} triangles", coarse.triangles.len(), fine.triangles.len());
+        let (vc, vf) = (coarse.volume_mm3().abs(), fine.volume_mm3().abs());
+        assert!((vc - vf).abs() < 0.1 * vf, "the same shape: {vc:.0} vs {vf:.0} mm³");
     }
 
     #[test]

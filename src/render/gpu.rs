@@ -416,6 +416,26 @@ impl RenderResources {
     }
 }
 
+/// A buffer of `size` bytes (padded to wgpu's copy alignment) filled, while it is mapped at
+/// creation, with `parts` one after another (their lengths add up to `size`).
+fn create_buffer_filled<'a>(device: &wgpu::Device, label: &str, size: usize, usage: wgpu::BufferUsages, parts: impl Iterator<Item = &'a [u8]>) -> wgpu::Buffer {
+    let align = wgpu::COPY_BUFFER_ALIGNMENT as usize;
+    let padded = size.div_ceil(align).max(1) * align;
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: padded as u64, usage, mapped_at_creation: true });
+    match buffer.slice(..).get_mapped_range_mut() {
+        Ok(mut view) => {
+            let mut at = 0;
+            for bytes in parts {
+                view.slice(at..at + bytes.len()).copy_from_slice(bytes);
+                at += bytes.len();
+            }
+        }
+        Err(e) => log::error!("{label}: could not map the new buffer: {e:?}"),
+    }
+    buffer.unmap();
+    buffer
+}
+
 fn create_buffer_with(device: &wgpu::Device, label: &str, contents: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
     use wgpu::util::DeviceExt;
     device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
@@ -502,20 +522,12 @@ impl CallbackTrait for MeshViewCallback {
         // Mesh data: once per generation.
         if view.meshes.as_ref().is_none_or(|m| m.generation != self.meshes.generation) {
             let buffers = (!self.meshes.is_empty()).then(|| {
-                (
-                    create_buffer_with(
-                        device,
-                        "render/mesh vertices",
-                        bytemuck::cast_slice(&self.meshes.vertices),
-                        wgpu::BufferUsages::VERTEX,
-                    ),
-                    create_buffer_with(
-                        device,
-                        "render/mesh indices",
-                        bytemuck::cast_slice(&self.meshes.indices),
-                        wgpu::BufferUsages::INDEX,
-                    ),
-                )
+                // Each mesh is written straight into the mapped buffer: no packed CPU copy of
+                // all meshes is ever made.
+                let m = &self.meshes;
+                let vertices = create_buffer_filled(device, "render/mesh vertices", m.vertex_count * std::mem::size_of::<GpuVertex>(), wgpu::BufferUsages::VERTEX, m.meshes.iter().map(|p| bytemuck::cast_slice(&p.vertices)));
+                let indices = create_buffer_filled(device, "render/mesh indices", m.index_count * 4, wgpu::BufferUsages::INDEX, m.meshes.iter().map(|p| bytemuck::cast_slice(&p.indices)));
+                (vertices, indices)
             });
             res.mesh_uploads += u64::from(buffers.is_some());
             view.meshes = Some(MeshBuffers { generation: self.meshes.generation, buffers });

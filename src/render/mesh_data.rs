@@ -44,14 +44,61 @@ impl MeshPart {
     }
 }
 
-/// Everything needed to upload a set of label meshes, built once per [`super::MeshViewState::set_meshes`].
+/// One mesh packed for the GPU: vertices with their normals and the triangles' indices (local
+/// to this mesh). Built once per mesh and shared (`Arc`) by whoever keeps it (the mesher's
+/// cache) and every [`PreparedMeshes`] that draws it, so a mesh is held once on the CPU.
+#[derive(Debug, Default, PartialEq)]
+pub struct PackedMesh {
+    pub vertices: Vec<GpuVertex>,
+    pub indices: Vec<u32>,
+    /// `None` when it has no finite vertex.
+    pub bounds: Option<BoundsRas>,
+    /// Triangles dropped because an index was out of range.
+    pub dropped_triangles: usize,
+}
+
+impl PackedMesh {
+    /// Packs `mesh` with per-vertex normals. Triangles referring to a missing vertex are dropped
+    /// (and counted), never a panic.
+    pub fn new(mesh: &Mesh) -> Self {
+        let n = mesh.vertices.len();
+        let in_range = |t: &&[u32; 3]| t.iter().all(|&i| (i as usize) < n);
+        let cleaned;
+        let mut dropped_triangles = 0;
+        let mesh = if mesh.triangles.iter().all(|t| in_range(&t)) {
+            mesh
+        } else {
+            let triangles: Vec<[u32; 3]> = mesh.triangles.iter().filter(in_range).copied().collect();
+            dropped_triangles = mesh.triangles.len() - triangles.len();
+            cleaned = Mesh { vertices: mesh.vertices.clone(), triangles };
+            &cleaned
+        };
+        let normals = mesh.vertex_normals();
+        let vertices = mesh.vertices.iter().zip(&normals).map(|(&position, &normal)| GpuVertex { position, normal }).collect();
+        let indices = mesh.triangles.iter().flatten().copied().collect();
+        PackedMesh { vertices, indices, bounds: BoundsRas::from_points(&mesh.vertices), dropped_triangles }
+    }
+
+    pub fn triangle_count(&self) -> usize {
+        self.indices.len() / 3
+    }
+
+    /// Bytes of vertex and index data held.
+    pub fn bytes(&self) -> usize {
+        self.vertices.capacity() * std::mem::size_of::<GpuVertex>() + self.indices.capacity() * 4
+    }
+}
+
+/// Everything needed to upload a set of label meshes, built once per [`super::MeshViewState::set_meshes`]:
+/// the meshes themselves (shared, not copied) and where each lands in the one vertex and index
+/// buffer the GPU draws from.
 #[derive(Debug, Default)]
 pub struct PreparedMeshes {
     /// Unique per preparation; the GPU copy is refreshed when it changes.
     pub generation: u64,
-    pub vertices: Vec<GpuVertex>,
-    pub indices: Vec<u32>,
-    /// One per input mesh, same order.
+    /// The meshes, in order.
+    pub meshes: Vec<std::sync::Arc<PackedMesh>>,
+    /// One per input mesh, same order: its range in the packed buffers.
     pub parts: Vec<MeshPart>,
     /// Bounds of each mesh (`None` when it has no finite vertex).
     pub part_bounds: Vec<Option<BoundsRas>>,
@@ -59,52 +106,65 @@ pub struct PreparedMeshes {
     pub bounds: Option<BoundsRas>,
     /// Triangles dropped because an index was out of range.
     pub dropped_triangles: usize,
+    /// Vertices and indices of all meshes together.
+    pub vertex_count: usize,
+    pub index_count: usize,
 }
 
 impl PreparedMeshes {
     /// Packs `meshes` (in order) into one vertex and index array with per-vertex normals.
     /// Triangles referring to a missing vertex are dropped (and counted), never a panic.
     pub fn new<'a>(generation: u64, meshes: impl IntoIterator<Item = &'a Mesh>) -> Self {
+        Self::from_packed(generation, meshes.into_iter().map(|m| std::sync::Arc::new(PackedMesh::new(m))).collect())
+    }
+
+    /// The layout of already packed meshes (in order) in one vertex and index buffer.
+    pub fn from_packed(generation: u64, meshes: Vec<std::sync::Arc<PackedMesh>>) -> Self {
         let mut out = PreparedMeshes { generation, ..Default::default() };
-        for mesh in meshes {
-            let base_vertex = out.vertices.len();
-            let first_index = out.indices.len();
-            let n = mesh.vertices.len();
-            let in_range = |t: &&[u32; 3]| t.iter().all(|&i| (i as usize) < n);
-            let cleaned;
-            let mesh = if mesh.triangles.iter().all(|t| in_range(&t)) {
-                mesh
-            } else {
-                let triangles: Vec<[u32; 3]> = mesh.triangles.iter().filter(in_range).copied().collect();
-                out.dropped_triangles += mesh.triangles.len() - triangles.len();
-                cleaned = Mesh { vertices: mesh.vertices.clone(), triangles };
-                &cleaned
-            };
-            let normals = mesh.vertex_normals();
-            out.vertices
-                .extend(mesh.vertices.iter().zip(&normals).map(|(&position, &normal)| GpuVertex { position, normal }));
-            out.indices.extend(mesh.triangles.iter().flatten());
-            let bounds = BoundsRas::from_points(&mesh.vertices);
-            out.bounds = match (out.bounds, bounds) {
+        for mesh in &meshes {
+            out.bounds = match (out.bounds, mesh.bounds) {
                 (Some(a), Some(b)) => Some(a.union(&b)),
                 (a, b) => a.or(b),
             };
-            out.part_bounds.push(bounds);
+            out.part_bounds.push(mesh.bounds);
+            out.dropped_triangles += mesh.dropped_triangles;
             out.parts.push(MeshPart {
-                first_index: u32::try_from(first_index).unwrap_or(u32::MAX),
-                index_count: u32::try_from(out.indices.len() - first_index).unwrap_or(0),
-                base_vertex: i32::try_from(base_vertex).unwrap_or(i32::MAX),
+                first_index: u32::try_from(out.index_count).unwrap_or(u32::MAX),
+                index_count: u32::try_from(mesh.indices.len()).unwrap_or(0),
+                base_vertex: i32::try_from(out.vertex_count).unwrap_or(i32::MAX),
             });
+            out.vertex_count += mesh.vertices.len();
+            out.index_count += mesh.indices.len();
         }
+        out.meshes = meshes;
         out
     }
 
     pub fn is_empty(&self) -> bool {
-        self.indices.is_empty()
+        self.index_count == 0
     }
 
     pub fn triangle_count(&self) -> usize {
-        self.indices.len() / 3
+        self.index_count / 3
+    }
+
+    /// Every vertex, in buffer order, written into `out` (`vertex_count` of them).
+    pub fn write_vertices(&self, out: &mut [GpuVertex]) {
+        let mut at = 0;
+        for m in &self.meshes {
+            out[at..at + m.vertices.len()].copy_from_slice(&m.vertices);
+            at += m.vertices.len();
+        }
+    }
+
+    /// Every index, in buffer order (local to its mesh, which `base_vertex` offsets), written
+    /// into `out` (`index_count` of them).
+    pub fn write_indices(&self, out: &mut [u32]) {
+        let mut at = 0;
+        for m in &self.meshes {
+            out[at..at + m.indices.len()].copy_from_slice(&m.indices);
+            at += m.indices.len();
+        }
     }
 }
 
@@ -201,7 +261,7 @@ mod tests {
     fn normals_point_outward() {
         let mesh = tetra();
         let p = PreparedMeshes::new(1, [&mesh]);
-        let normals: Vec<[f32; 3]> = p.vertices.iter().map(|v| v.normal).collect();
+        let normals: Vec<[f32; 3]> = p.meshes[0].vertices.iter().map(|v| v.normal).collect();
         let centre = [0.25f32; 3];
         for (p, n) in mesh.vertices.iter().zip(&normals) {
             let out: f32 = (0..3).map(|k| (p[k] - centre[k]) * n[k]).sum();
@@ -222,7 +282,13 @@ mod tests {
         b.triangles.push([0, 1, 99]); // out of range: dropped
         let p = PreparedMeshes::new(7, [&a, &b]);
         assert_eq!(p.generation, 7);
-        assert_eq!(p.vertices.len(), 8);
+        assert_eq!(p.vertex_count, 8);
+        let mut vertices = vec![GpuVertex::default(); p.vertex_count];
+        p.write_vertices(&mut vertices);
+        assert_eq!(vertices[4].position, [10.0, 0.0, 0.0], "the second mesh follows the first");
+        let mut indices = vec![0; p.index_count];
+        p.write_indices(&mut indices);
+        assert_eq!(&indices[12..15], &[0, 2, 1], "indices stay local to their mesh (base_vertex offsets them)");
         assert_eq!(p.dropped_triangles, 1);
         assert_eq!(p.triangle_count(), 8);
         assert_eq!(p.parts[0], MeshPart { first_index: 0, index_count: 12, base_vertex: 0 });

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use camera::{BoundsRas, CameraBasis, FOV_Y_DEG, OrbitCamera, ViewPreset};
 pub use gpu::{MAX_SLICE_PLANES, MSAA_SAMPLES, init, is_initialised};
-pub use mesh_data::GpuVertex;
+pub use mesh_data::{GpuVertex, PackedMesh};
 
 use crate::geometry::{RasMm, ViewPlane};
 use crate::shape::Mesh;
@@ -82,6 +82,20 @@ impl PreparedLabelMeshes {
         Self { labels, prepared: Arc::new(prepared) }
     }
 
+    /// Surfaces already packed (the mesher's cache shares them: a mesh is held once), with
+    /// each label's id, name and colour, in order.
+    pub fn from_packed(meshes: Vec<(LabelInfo, Arc<PackedMesh>)>) -> Self {
+        let (mut labels, packed): (Vec<LabelInfo>, Vec<Arc<PackedMesh>>) = meshes.into_iter().unzip();
+        for (info, m) in labels.iter_mut().zip(&packed) {
+            info.triangles = m.triangle_count();
+        }
+        let prepared = PreparedMeshes::from_packed(next_key(), packed);
+        if prepared.dropped_triangles > 0 {
+            log::warn!("3D view: dropped {} triangles with out-of-range vertex indices", prepared.dropped_triangles);
+        }
+        Self { labels, prepared: Arc::new(prepared) }
+    }
+
     /// The labels these surfaces show, in order.
     pub fn labels(&self) -> &[LabelInfo] {
         &self.labels
@@ -89,6 +103,11 @@ impl PreparedLabelMeshes {
 
     pub fn triangle_count(&self) -> usize {
         self.prepared.triangle_count()
+    }
+
+    /// The packed surface of each label, in the order of [`Self::labels`].
+    pub fn packed(&self) -> &[Arc<PackedMesh>] {
+        &self.prepared.meshes
     }
 }
 
@@ -263,6 +282,11 @@ impl MeshViewState {
     /// Total triangles loaded.
     pub fn triangle_count(&self) -> usize {
         self.prepared.triangle_count()
+    }
+
+    /// The packed surface of each loaded label, in the order of [`Self::labels`].
+    pub fn packed_meshes(&self) -> &[Arc<PackedMesh>] {
+        &self.prepared.meshes
     }
 
     /// Bounds of all loaded meshes.

@@ -88,6 +88,7 @@ pub fn describe(shapes: &[(String, Vec<i64>)]) -> String {
 /// Compares names and shapes: `Ok` when `found` has exactly the `expected` names with the same
 /// shapes; otherwise every missing, unexpected and mis-shaped name, with notes saying what the
 /// file looks like and what the model expects. `path` names the file in the message.
+#[allow(clippy::result_large_err)] // the model layer's `Mismatch`, returned once per load
 pub fn compare(path: &std::path::Path, found: &[(String, Vec<i64>)], expected: &[(String, Vec<i64>)]) -> Result<(), Mismatch> {
     let have: HashMap<&str, &Vec<i64>> = found.iter().map(|(n, s)| (n.as_str(), s)).collect();
     let want: HashMap<&str, &Vec<i64>> = expected.iter().map(|(n, s)| (n.as_str(), s)).collect();
@@ -142,7 +143,7 @@ mod tests {
     fn compare_lists_everything() {
         let want = set(&[("a", &[2, 3]), ("b", &[4]), ("c", &[1])]);
         let found = set(&[("a", &[3, 2]), ("c", &[1]), ("d", &[5])]);
-        let m = compare(std::path::Path::new("x.pth"), &found, &want).unwrap_err();
+        let m = compare(std::path::Path::new("x.pth"), &found, &want).expect_err("mismatch");
         assert_eq!(m.missing, vec!["b"]);
         assert_eq!(m.unexpected, vec!["d"]);
         assert_eq!(m.misshaped, vec![("a".to_string(), vec![3, 2], vec![2, 3])]);

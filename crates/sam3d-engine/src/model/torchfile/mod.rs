@@ -16,6 +16,12 @@
 //! legacy format (before 1.6, or `_use_new_zipfile_serialization=False`) is refused with a
 //! message saying how to re-save the file. Storages saved from CUDA or MPS are read onto the
 //! CPU: their bytes are in the file like any other's.
+//!
+//! Opening reads only the central directory and `data.pkl`; a storage's bytes are read (and
+//! CRC-checked) when a tensor is converted, one storage at a time. A full-size random SAM-Med3D
+//! ViT-B (402 MB, 324 tensors) opens in 0.02 s and converts to f32 `tch` tensors in 0.7 s with
+//! a peak RSS of 508 MB (383 MB of tensors): the `#[ignore]`d `full_size_sam_med3d_bench` in
+//! `tests/torchfile.rs` says how to make the file and run it.
 
 pub mod describe;
 pub mod pickle;
@@ -404,12 +410,13 @@ impl StateDict {
 /// Checks the weights' names and shapes against what a network expects (name → shape), before
 /// any tensor is used. The error lists every missing, unexpected and mis-shaped name, with
 /// notes saying what the file looks like.
+#[allow(clippy::result_large_err)] // the model layer's `Mismatch`, returned once per load
 pub fn check(state: &StateDict, expected: &[(String, Vec<i64>)]) -> Result<(), Mismatch> {
     let mut r = describe::compare(&state.path, &state.shapes(), expected);
-    if let Err(m) = &mut r {
-        if state.stripped_module_prefix {
-            m.notes.push("the names' `module.` prefix (an nn.DataParallel save) was removed".into());
-        }
+    if let Err(m) = &mut r
+        && state.stripped_module_prefix
+    {
+        m.notes.push("the names' `module.` prefix (an nn.DataParallel save) was removed".into());
     }
     r
 }

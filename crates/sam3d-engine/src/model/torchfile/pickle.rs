@@ -207,10 +207,10 @@ fn known_global(full: &str) -> Option<Known> {
                 if name.ends_with("Storage") && !name.contains('.') {
                     return Some(StorageType(DType::from_storage_type(name)));
                 }
-                if let Some(d) = full.strip_prefix("torch.storage.") {
-                    if d == "UntypedStorage" || d == "TypedStorage" {
-                        return Some(StorageType(DType::from_storage_type(d)));
-                    }
+                if let Some(d) = full.strip_prefix("torch.storage.")
+                    && (d == "UntypedStorage" || d == "TypedStorage")
+                {
+                    return Some(StorageType(DType::from_storage_type(d)));
                 }
                 if DType::from_torch_name(name).is_some()
                     || matches!(name, "complex64" | "complex128" | "cfloat" | "cdouble" | "uint16" | "uint32" | "uint64")
@@ -798,10 +798,10 @@ impl Vm<'_, '_> {
                 let mut t = (**t).clone();
                 t.parameter = true;
                 t.requires_grad = matches!(grad, V::Bool(true));
-                if known == RebuildParameterWithState {
-                    if let Some(s) = args.get(3) {
-                        self.build(&V::Tensor(Rc::new(t.clone())), s.clone())?;
-                    }
+                if known == RebuildParameterWithState
+                    && let Some(s) = args.get(3)
+                {
+                    self.build(&V::Tensor(Rc::new(t.clone())), s.clone())?;
                 }
                 Ok(V::Tensor(Rc::new(t)))
             }
@@ -994,7 +994,7 @@ pub fn refusal(full: &str) -> String {
 }
 
 fn pairs(items: Vec<V>) -> Option<Vec<(V, V)>> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return None;
     }
     let mut out = Vec::with_capacity(items.len() / 2);
@@ -1089,8 +1089,8 @@ mod tests {
     fn scalars_and_containers() {
         // Python: pickle.dumps({'a': [1, -2, 3.5, None, True], 'b': (b'xy', 'é')}, protocol=2)
         let data = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01]q\x02(K\x01J\xfe\xff\xff\xffG@\x0c\x00\x00\x00\x00\x00\x00N\x88eX\x01\x00\x00\x00bq\x03c_codecs\nencode\nq\x04X\x02\x00\x00\x00xyq\x05X\x06\x00\x00\x00latin1q\x06\x86q\x07Rq\x08X\x02\x00\x00\x00\xc3\xa9q\t\x86q\nu.";
-        let v = run(data).unwrap();
-        let a = v.get("a").unwrap();
+        let v = run(data).expect("reads");
+        let a = v.get("a").expect("reads");
         match a {
             Value::List(items) => {
                 assert_eq!(items[0].as_int(), Some(1));
@@ -1101,7 +1101,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match v.get("b").unwrap() {
+        match v.get("b").expect("reads") {
             Value::Tuple(t) => {
                 assert!(matches!(&t[0], Value::Bytes(b) if b == b"xy"));
                 assert_eq!(t[1].as_str(), Some("é"));
@@ -1112,11 +1112,11 @@ mod tests {
 
     #[test]
     fn refuses_unknown_globals() {
-        let e = run(b"\x80\x02cposix\nsystem\nX\x04\x00\x00\x00echo\x85R.").unwrap_err();
+        let e = run(b"\x80\x02cposix\nsystem\nX\x04\x00\x00\x00echo\x85R.").expect_err("refused");
         assert!(e.contains("`posix.system`") && e.contains("never needs"), "{e}");
-        let e = run(b"\x80\x02c__builtin__\neval\n.").unwrap_err();
+        let e = run(b"\x80\x02c__builtin__\neval\n.").expect_err("refused");
         assert!(e.contains("`builtins.eval`"), "{e}");
-        let e = run(b"\x80\x04\x8c\nsubprocess\x8c\x05Popen\x93.").unwrap_err();
+        let e = run(b"\x80\x04\x8c\nsubprocess\x8c\x05Popen\x93.").expect_err("refused");
         assert!(e.contains("`subprocess.Popen`"), "{e}");
     }
 
@@ -1128,32 +1128,28 @@ mod tests {
             p.extend_from_slice(&[b'h', i, b'h', i, 0x86, b'q', i + 1]);
         }
         p.push(b'.');
-        let e = run(&p).unwrap_err();
+        let e = run(&p).expect_err("refused");
         assert!(e.contains("expands to more than"), "{e}");
     }
 
     #[test]
     fn cycles_and_depth_are_refused() {
         // l = []; l.append(l)
-        let e = run(b"\x80\x02]q\x00h\x00a.").unwrap_err();
+        let e = run(b"\x80\x02]q\x00h\x00a.").expect_err("refused");
         assert!(e.contains("cycle"), "{e}");
         let mut p = b"\x80\x02".to_vec();
-        for _ in 0..1000 {
-            p.push(b']');
-        }
-        for _ in 0..999 {
-            p.push(b'a');
-        }
+        p.extend(std::iter::repeat_n(b']', 1000));
+        p.extend(std::iter::repeat_n(b'a', 999));
         p.push(b'.');
-        let e = run(&p).unwrap_err();
+        let e = run(&p).expect_err("refused");
         assert!(e.contains("nested"), "{e}");
     }
 
     #[test]
     fn huge_lengths_do_not_allocate() {
-        let e = run(b"\x80\x04\x8d\xff\xff\xff\xff\xff\xff\xff\x7f").unwrap_err();
+        let e = run(b"\x80\x04\x8d\xff\xff\xff\xff\xff\xff\xff\x7f").expect_err("refused");
         assert!(e.contains("truncated") || e.contains("too large"), "{e}");
-        let e = run(b"\x80\x02X\xff\xff\xff\xffab").unwrap_err();
+        let e = run(b"\x80\x02X\xff\xff\xff\xffab").expect_err("refused");
         assert!(e.contains("truncated"), "{e}");
     }
 
@@ -1169,7 +1165,7 @@ mod tests {
             p.extend_from_slice(b"ccollections\nOrderedDict\nh\x01\x85R0");
         }
         p.push(b'.');
-        let e = run(&p).unwrap_err();
+        let e = run(&p).expect_err("refused");
         assert!(e.contains("calls copy more than"), "{e}");
     }
 
@@ -1177,14 +1173,14 @@ mod tests {
     fn nested_rebuild_from_type_is_refused() {
         // _rebuild_from_type_v2(_rebuild_from_type_v2, torch.Tensor, (…), {})
         let p = b"\x80\x02ctorch._tensor\n_rebuild_from_type_v2\nq\x00(h\x00ctorch\nTensor\n)}tR.";
-        let e = run(p).unwrap_err();
+        let e = run(p).expect_err("refused");
         assert!(e.contains("other than a tensor rebuild function"), "{e}");
     }
 
     #[test]
     fn big_ints() {
         // LONG1 of 9 bytes, and of -1.
-        let v = run(b"\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01\x8a\x01\xff\x86.").unwrap();
+        let v = run(b"\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01\x8a\x01\xff\x86.").expect("reads");
         match v {
             Value::Tuple(t) => {
                 assert!(matches!(&t[0], Value::BigInt(b) if b.len() == 9));

@@ -197,10 +197,10 @@ impl TensorRef {
             metadata = rest.get(3);
         }
         // Conjugate / negative bits: a lazily negated or conjugated view; not in state dicts.
-        if let Some(Value::Dict(items)) = metadata {
-            if items.iter().any(|(_, v)| matches!(v, Value::Bool(true))) {
-                return Err(format!("{func}: a tensor with its conjugate or negative bit set (not a plain weight)"));
-            }
+        if let Some(Value::Dict(items)) = metadata
+            && items.iter().any(|(_, v)| matches!(v, Value::Bool(true)))
+        {
+            return Err(format!("{func}: a tensor with its conjugate or negative bit set (not a plain weight)"));
         }
         let t = TensorRef { dtype, shape, strides, offset, requires_grad, parameter: false, storage: storage.clone() };
         t.validate()?;
