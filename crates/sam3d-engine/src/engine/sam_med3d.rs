@@ -21,7 +21,7 @@ use crate::model::sam_med3d::{SamMed3d, SamMed3dConfig};
 use crate::model::torchfile::{self, Family, TorchFile};
 use crate::model::{ModelError, ModelInfo};
 use crate::prompts::PromptSet;
-use crate::protocol::{Stage, Timings};
+use crate::protocol::{SAM_MED3D_PRESET, Stage, Timings};
 use crate::shape::GridComponent;
 use crate::volume::{OnGrid, Volume};
 use ndarray::{Array2, Array3};
@@ -98,6 +98,7 @@ impl Foundation {
         let vars = vs.variables();
         torchfile::check(&state, &torchfile::expected_from_vars(&vars)).map_err(|m| ModelError::Mismatch(Box::new(m)))?;
         state.copy_into(&vars)?;
+        log::info!("{}: SAM-Med3D, {}", path.display(), cfg.describe());
         Ok(Foundation { vs, net, path: path.to_path_buf(), about: cfg.describe(), cache: None })
     }
 
@@ -107,8 +108,14 @@ impl Foundation {
 
     pub fn info(&self) -> ModelInfo {
         let parameters = self.vs.variables().values().map(|t| t.numel()).sum();
+        let c = &self.net.config;
+        let preset = if *c == SamMed3dConfig::vit_b() {
+            format!("{SAM_MED3D_PRESET} ViT-B")
+        } else {
+            format!("{SAM_MED3D_PRESET} (encoder width {}, {} blocks)", c.encoder_width, c.encoder_depth)
+        };
         ModelInfo {
-            preset: self.about.clone(),
+            preset,
             weights: Some(self.path.clone()),
             weights_sha256: None,
             adapter: None,
