@@ -23,7 +23,7 @@
 
 use super::labels::LabelTable;
 use crate::progress::{fmt_secs, parse_progress_line};
-use crate::train_config::{PREPARE_PROGRESS, STOP_REQUEST_FILE, TrainConfig};
+use crate::train_config::{PREPARE_PROGRESS, SAM_MED3D_CPU_SECS_PER_SAMPLE, STOP_REQUEST_FILE, TrainConfig, is_torch_checkpoint_name};
 use crate::volume::LabelMap;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use egui::{Color32, RichText};
@@ -123,6 +123,11 @@ impl RunPlan {
         case_name(&self.volume)
     }
 
+    /// The base is a published SAM-Med3D checkpoint (a `.pth`), not the project's model.
+    pub fn is_sam_med3d(&self) -> bool {
+        is_torch_checkpoint_name(&self.weights)
+    }
+
     /// The training config (TOML), checked by [`TrainConfig`]; relative to nothing (absolute
     /// paths), so it runs from anywhere.
     pub fn config_toml(&self) -> Result<String, String> {
@@ -146,8 +151,23 @@ impl RunPlan {
             data.push(("holdout", Value::Array(vec![table(vec![("case", Value::String(self.case())), ("classes", classes)])])));
         }
         let steps = s.steps as i64;
+        let sam_med3d = self.is_sam_med3d();
+        let mut model = vec![("base_checkpoint", path(&self.weights)), ("device", Value::String("auto".into()))];
+        let mut lora = vec![
+            ("enabled", Value::Boolean(true)),
+            ("rank", Value::Integer(s.rank as i64)),
+            ("alpha", Value::Float(2.0 * s.rank as f64)),
+            ("dropout", Value::Float(0.0)),
+        ];
+        if sam_med3d {
+            // A published checkpoint: its family, and the engine's default targets for it (the
+            // encoder's and decoder's attention and MLP linears).
+            model.push(("family", Value::String("sam_med3d".into())));
+        } else {
+            lora.push(("targets", Value::Array(["to_qkv", "to_q", "to_kv", "to_out", "mlp.0", "mlp.2"].iter().map(|t| Value::String((*t).into())).collect())));
+        }
         let doc = table(vec![
-            ("model", table(vec![("base_checkpoint", path(&self.weights)), ("device", Value::String("auto".into()))])),
+            ("model", table(model)),
             ("data", table(data)),
             (
                 "train",
@@ -171,16 +191,7 @@ impl RunPlan {
                 ]),
             ),
             ("loss", table(vec![("chamfer", Value::Float(0.5))])),
-            (
-                "lora",
-                table(vec![
-                    ("enabled", Value::Boolean(true)),
-                    ("rank", Value::Integer(s.rank as i64)),
-                    ("alpha", Value::Float(2.0 * s.rank as f64)),
-                    ("dropout", Value::Float(0.0)),
-                    ("targets", Value::Array(["to_qkv", "to_q", "to_kv", "to_out", "mlp.0", "mlp.2"].iter().map(|t| Value::String((*t).into())).collect())),
-                ]),
-            ),
+            ("lora", table(lora)),
             (
                 "augment",
                 table(vec![
@@ -761,6 +772,19 @@ pub enum PanelAction {
     UseAdapter(PathBuf),
 }
 
+/// What a SAM-Med3D run costs on a CPU, said before Start: the steps × batch samples at the
+/// measured cost of one.
+pub fn sam_med3d_cost_note(settings: &FineTuneSettings) -> String {
+    let samples = settings.steps as f64 * settings.batch as f64;
+    format!(
+        "SAM-Med3D is large: on a CPU each sample costs about {:.0} s (the ViT-B encoder's forward and backward, measured on two cores), so {} steps × batch {} ≈ {}. A GPU engine is far faster; a few dozen steps are a fair first run here.",
+        SAM_MED3D_CPU_SECS_PER_SAMPLE,
+        settings.steps,
+        settings.batch,
+        fmt_secs(samples * SAM_MED3D_CPU_SECS_PER_SAMPLE)
+    )
+}
+
 /// What the panel needs to know of the viewer.
 pub struct PanelContext<'a> {
     pub volume: Option<&'a Path>,
@@ -867,6 +891,9 @@ fn panel_ui(ui: &mut egui::Ui, ft: &mut FineTune, settings: &mut FineTuneSetting
             ui.add(egui::TextEdit::singleline(&mut ft.dir_text).desired_width(f32::INFINITY)).labelled_by(l.id);
         });
     });
+    if let Some(note) = pc.weights.filter(|w| is_torch_checkpoint_name(w)).map(|_| sam_med3d_cost_note(settings)) {
+        ui.label(RichText::new(note).color(ui.visuals().warn_fg_color));
+    }
     let can_start = !busy && pc.weights.is_some() && pc.volume.is_some() && pc.labels.is_some() && !ft.dir_text.trim().is_empty();
     ui.horizontal(|ui| {
         if ui.add_enabled(can_start, egui::Button::new("Start")).on_hover_text("Train a LoRA adapter on this scan's labels (a new run in the folder above)").clicked() {
@@ -1051,6 +1078,31 @@ mod tests {
         assert_eq!(rows, vec![CompareRow { label: 1, name: Some("spleen".into()), base_dice: 0.7, adapter_dice: 0.9, base_hd95_mm: Some(4.5), adapter_hd95_mm: Some(4.5) }]);
         let e = compare_rows(&serde_json::json!({"methods": {"baseline": {}}}), &adapter).expect_err("no model rows");
         assert!(e.contains("no model rows"), "{e}");
+    }
+
+    #[test]
+    fn a_sam_med3d_base_gets_its_family_and_a_cost_note() {
+        let labels = Arc::new(LabelMap::new(ndarray::Array3::zeros((2, 2, 2)), crate::geometry::RasFromVoxel::identity()).expect("map"));
+        let plan = |weights: &str| RunPlan {
+            dir: "/tmp/run".into(),
+            weights: weights.into(),
+            volume: "/tmp/ct.nii.gz".into(),
+            labels: labels.clone(),
+            names: BTreeMap::new(),
+            held_out: vec![],
+            mr: false,
+            settings: FineTuneSettings { steps: 30, batch: 2, ..Default::default() },
+        };
+        let text = plan("/w/sam_med3d_turbo.pth").config_toml().expect("config");
+        let cfg = TrainConfig::from_toml_str(&text, "config.toml", Path::new("/tmp")).expect("the engine's config checks take it");
+        assert_eq!(cfg.model.family.as_deref(), Some("sam_med3d"));
+        assert!(cfg.lora.as_ref().is_some_and(|l| l.enabled && l.config.targets.is_empty()), "the engine's SAM-Med3D targets");
+        let own = TrainConfig::from_toml_str(&plan("/w/default.safetensors").config_toml().expect("config"), "config.toml", Path::new("/tmp")).expect("own");
+        assert_eq!(own.model.family, None);
+        assert!(own.lora.as_ref().is_some_and(|l| l.config.targets.contains(&"to_qkv".to_string())));
+        // 30 steps × 2 samples × 37 s = 37 minutes.
+        let note = sam_med3d_cost_note(&FineTuneSettings { steps: 30, batch: 2, ..Default::default() });
+        assert!(note.contains("37 s") && note.contains("37m00s"), "{note}");
     }
 
     #[test]

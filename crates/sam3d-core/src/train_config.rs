@@ -6,6 +6,19 @@
 /// step, writing a checkpoint there first (the fine-tuning panel's Stop); `train` removes it.
 pub const STOP_REQUEST_FILE: &str = "stop.request";
 
+/// Whether a weights file is named as a PyTorch checkpoint (`.pth`, `.pt`, `.ckpt`): a published
+/// SAM-Med3D one, fine-tuned with `model.family = "sam_med3d"` (the engine also looks at the
+/// file's first bytes).
+pub fn is_torch_checkpoint_name(path: &Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    matches!(ext.as_str(), "pth" | "pt" | "ckpt")
+}
+
+/// What one SAM-Med3D ViT-B training sample costs on a CPU (s: the encoder's forward and
+/// backward at 128³, measured on two cores), for the estimate the fine-tuning panel shows
+/// before Start.
+pub const SAM_MED3D_CPU_SECS_PER_SAMPLE: f64 = 37.0;
+
 /// The name of `train`'s progress before its first step (loading the cases, making the
 /// validation clicks), beside the steps' own `train`.
 pub const PREPARE_PROGRESS: &str = "prepare";
