@@ -19,6 +19,7 @@
 
 pub mod decoder;
 pub mod encoder;
+pub mod lora;
 pub mod prompt;
 
 use super::ModelError;
