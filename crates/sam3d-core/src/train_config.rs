@@ -328,11 +328,18 @@ impl TrainConfig {
         if self.data.dirs.is_empty() {
             return bad("data.dirs", "give at least one directory".into());
         }
-        if self.model.preset.is_none() && self.model.config.is_none() && self.model.base_checkpoint.is_none() {
-            return bad("model", "give preset, config or base_checkpoint".into());
-        }
-        if self.model.init_checkpoint.is_some() && self.model.base_checkpoint.is_some() {
-            return bad("model.init_checkpoint", "give init_checkpoint (warm start of a guided model) or base_checkpoint, not both".into());
+        if self.model.family()? == ModelFamily::SamMed3d {
+            self.check_sam_med3d()?;
+        } else {
+            if self.sam_med3d.is_some() {
+                return bad("sam_med3d", "this section is for model.family = \"sam_med3d\"".into());
+            }
+            if self.model.preset.is_none() && self.model.config.is_none() && self.model.base_checkpoint.is_none() {
+                return bad("model", "give preset, config or base_checkpoint".into());
+            }
+            if self.model.init_checkpoint.is_some() && self.model.base_checkpoint.is_some() {
+                return bad("model.init_checkpoint", "give init_checkpoint (warm start of a guided model) or base_checkpoint, not both".into());
+            }
         }
         if !self.data.dir_weights.is_empty() && self.data.dir_weights.len() != self.data.dirs.len() {
             return bad("data.dir_weights", format!("{} weights for {} directories", self.data.dir_weights.len(), self.data.dirs.len()));
@@ -342,11 +349,6 @@ impl TrainConfig {
         }
         if self.data.dir_weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             return bad("data.dir_weights", "weights must be finite and non-negative".into());
-        }
-        if self.model.family()? == ModelFamily::SamMed3d {
-            self.check_sam_med3d()?;
-        } else if self.sam_med3d.is_some() {
-            return bad("sam_med3d", "this section is for model.family = \"sam_med3d\"".into());
         }
         for (f, v) in [("train.context_dropout", t.context_dropout), ("train.pred_mask_frac", t.pred_mask_frac)] {
             if !(0.0..=1.0).contains(&v) {
