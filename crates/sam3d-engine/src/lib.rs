@@ -6,8 +6,8 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`model`] | tch: the SAM3D network (optionally with the image-guided shape decoder), LoRA adapters (files that carry their trained heads), model configs (`configs/*.toml`), safetensors checkpoints, PyTorch `.pth` checkpoints read without Python (`model::torchfile`: zip archive, a pickle reader that never calls anything, key/shape checks) |
-//! | [`engine`] | inference sessions (volume cached, many clicks; the three planes through a click fused, optionally with test views; organs wider than the output cube continued by more passes), behind the [`engine::shape_model::ShapeModel`] seam; the background worker thread, the `serve` loop of [`sam3d_core::protocol`], the HTTP server of nnInteractive's remote protocol ([`engine::http`], `serve-http`), the training loop and one-click evaluation |
+//! | [`model`] | tch: the SAM3D network (optionally with the image-guided shape decoder), LoRA adapters (files that carry their trained heads; SAM-Med3D's in `model::sam_med3d::lora`, naming their base `.pth`), model configs (`configs/*.toml`), safetensors checkpoints, PyTorch `.pth` checkpoints read without Python (`model::torchfile`: zip archive, a pickle reader that never calls anything, key/shape checks) |
+//! | [`engine`] | inference sessions (volume cached, many clicks; the three planes through a click fused, optionally with test views; organs wider than the output cube continued by more passes), behind the [`engine::shape_model::ShapeModel`] seam; the background worker thread, the `serve` loop of [`sam3d_core::protocol`], the HTTP server of nnInteractive's remote protocol ([`engine::http`], `serve-http`), the training loops (the project's model in `engine::train`, SAM-Med3D LoRA in `engine::train_sam_med3d`) and one-click evaluation |
 //! | [`cli`] | the model commands (`infer`, `train`, `eval`), `serve` and `serve-http`, as `sam3d-studio-engine` runs them |
 //!
 //! The core modules are re-exported, so `crate::volume` and `sam3d_engine::volume` name the

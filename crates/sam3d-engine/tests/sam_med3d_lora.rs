@@ -292,3 +292,38 @@ clicks = 2
     let log = std::fs::read_to_string(out.join("log.jsonl")).expect("log");
     assert_eq!(log.lines().count(), 3);
 }
+
+/// What a training sample costs at full size (the published ViT-B, random weights, rank-8
+/// adapters on the default targets, one 128³ cube, one decoder pass): the encoder forward
+/// without gradients, then (with `SAM_MED3D_BENCH_BACKWARD=1`, several GB) forward and backward.
+/// Run: `SAM_MED3D_BENCH_BACKWARD=1 cargo test --release --workspace --test sam_med3d_lora --
+/// --ignored --nocapture full_size` (threads: `SAM_MED3D_BENCH_THREADS`, default 2).
+#[test]
+#[ignore]
+fn full_size_lora_step_bench() {
+    use sam3d_engine::model::sam_med3d::{SamMed3d, SamMed3dConfig, lora as sam_lora};
+    let threads: i32 = std::env::var("SAM_MED3D_BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    tch::set_num_threads(threads);
+    let mut vs = tch::nn::VarStore::new(Device::Cpu);
+    let mut net = SamMed3d::new(&vs.root(), &SamMed3dConfig::vit_b());
+    let l = sam_lora::attach(&mut net, &mut vs, &LoraConfig { rank: 8, alpha: 16.0, dropout: 0.0, targets: Vec::new() }).expect("attach");
+    let (image, pts, lab) = input();
+    let t = std::time::Instant::now();
+    {
+        let _g = tch::no_grad_guard();
+        let emb = net.image_embedding(&image).expect("embedding");
+        let _ = net.decode(&emb, Some((&pts, &lab)), None).expect("decode");
+    }
+    eprintln!("ViT-B 128³, {threads} thread(s): encoder + decoder forward without gradients {:.1} s", t.elapsed().as_secs_f64());
+    if std::env::var("SAM_MED3D_BENCH_BACKWARD").as_deref() == Ok("1") {
+        let t = std::time::Instant::now();
+        let emb = net.image_embedding_t(&image, true).expect("embedding");
+        let (low, _) = net.decode_t(&emb, Some((&pts, &lab)), None, true).expect("decode");
+        let up = net.upsample(&low, [128, 128, 128]);
+        let loss = up.sigmoid().mean(Kind::Float);
+        let tf = t.elapsed().as_secs_f64();
+        loss.backward();
+        let g: f64 = l.vs.variables().values().map(|v| v.grad().abs().sum(Kind::Double).double_value(&[])).sum();
+        eprintln!("ViT-B 128³, {threads} thread(s), LoRA rank 8 on {} linears: forward with gradients {tf:.1} s, forward + backward {:.1} s (|grad| {g:.3e})", l.targets.len(), t.elapsed().as_secs_f64());
+    }
+}
