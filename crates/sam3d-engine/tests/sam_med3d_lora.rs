@@ -102,7 +102,7 @@ fn a_fresh_adapter_changes_no_logit_and_freezes_the_base() {
     assert_eq!(adapter_vars.len(), 2 * n);
     assert!(adapter_vars.values().all(|t| t.requires_grad()), "the adapters train");
 
-    let e = f.attach_lora(&LoraConfig { targets: vec!["to_qkv".into()], ..lora(4) }).unwrap_err().to_string();
+    let e = f.attach_lora(&LoraConfig { targets: vec!["to_qkv".into()], ..lora(4) }).expect_err("refused").to_string();
     assert!(e.contains("to_qkv") && e.contains("match no linear") && e.contains("image_encoder.blocks.0.attn.qkv"), "{e}");
 }
 
@@ -173,7 +173,7 @@ fn training_steps_lower_the_loss_keep_the_base_and_the_adapter_reloads_exactly()
     tensors.insert(bad_name.clone(), Tensor::zeros([2, 7], (Kind::Float, Device::Cpu)));
     let bad = tmp.path().join("bad.safetensors");
     checkpoint::write(&bad, &tensors, st.metadata.clone()).expect("write");
-    let e = g.load_adapter(&bad).unwrap_err().to_string();
+    let e = g.load_adapter(&bad).expect_err("refused").to_string();
     assert!(e.contains("bad.safetensors") && e.contains("mis-shaped") && e.contains(&bad_name), "{e}");
     assert_eq!(max_abs(&logits(&g, &x), &a), 0.0, "a refused file leaves the adapter as it was");
 }
@@ -189,14 +189,14 @@ fn an_adapter_is_refused_on_another_base_and_the_session_reports_it() {
 
     let other = other_base(tmp.path());
     let mut g = Foundation::from_file(&other, Device::Cpu).expect("the same weights in another file load");
-    let e = g.load_adapter(&path).unwrap_err().to_string();
+    let e = g.load_adapter(&path).expect_err("refused").to_string();
     assert!(e.contains("mine.safetensors") && e.contains("narrow12.pth") && e.contains("other.pth"), "{e}");
     assert!(g.lora().is_none());
 
     // Through the session: a project adapter is refused, this one is used and reported.
     let mut s = Session::new();
     s.load_weights(&other, Device::Cpu).expect("base");
-    assert!(s.load_adapter(&path).unwrap_err().to_string().contains("other.pth"));
+    assert!(s.load_adapter(&path).expect_err("refused").to_string().contains("other.pth"));
     s.load_weights(&narrow12(), Device::Cpu).expect("base");
     let info = s.load_adapter(&path).expect("the adapter fits narrow12");
     assert_eq!(info.adapter.as_deref(), Some(path.as_path()));
@@ -216,17 +216,17 @@ fn sam_med3d_train_configs_are_checked_by_field() {
         let text = format!("[model]\nfamily = \"sam_med3d\"\nbase_checkpoint = \"{}\"\n[data]\ndirs = [\"d\"]\n{extra}", base.display());
         TrainConfig::from_toml_str(&text, "c.toml", Path::new("."))
     };
-    let e = cfg("").unwrap_err();
+    let e = cfg("").expect_err("refused");
     assert_eq!(e.field, "lora.enabled", "{e}");
-    let e = cfg("[lora]\nenabled = true\nrank = 0\nalpha = 8.0\n").unwrap_err();
+    let e = cfg("[lora]\nenabled = true\nrank = 0\nalpha = 8.0\n").expect_err("refused");
     assert_eq!(e.field, "lora.rank", "{e}");
     let ok = cfg("[lora]\nenabled = true\nrank = 4\nalpha = 8.0\n[sam_med3d]\nclicks = 2\n").expect("valid");
     assert!(ok.lora.as_ref().is_some_and(|l| l.config.targets.is_empty()), "no targets: the SAM-Med3D defaults");
-    let e = cfg("[lora]\nenabled = true\nrank = 4\nalpha = 8.0\n[sam_med3d]\nclicks = 0\n").unwrap_err();
+    let e = cfg("[lora]\nenabled = true\nrank = 4\nalpha = 8.0\n[sam_med3d]\nclicks = 0\n").expect_err("refused");
     assert_eq!(e.field, "sam_med3d.clicks", "{e}");
-    let e = TrainConfig::from_toml_str("[model]\nfamily = \"sam4d\"\npreset = \"tiny\"\n[data]\ndirs = [\"d\"]\n", "c.toml", Path::new(".")).unwrap_err();
+    let e = TrainConfig::from_toml_str("[model]\nfamily = \"sam4d\"\npreset = \"tiny\"\n[data]\ndirs = [\"d\"]\n", "c.toml", Path::new(".")).expect_err("refused");
     assert_eq!(e.field, "model.family", "{e}");
-    let e = TrainConfig::from_toml_str("[model]\nfamily = \"sam_med3d\"\n[data]\ndirs = [\"d\"]\n", "c.toml", Path::new(".")).unwrap_err();
+    let e = TrainConfig::from_toml_str("[model]\nfamily = \"sam_med3d\"\n[data]\ndirs = [\"d\"]\n", "c.toml", Path::new(".")).expect_err("refused");
     assert_eq!(e.field, "model.base_checkpoint", "{e}");
     // The project's configs are unchanged.
     let old = TrainConfig::from_toml_str("[model]\npreset = \"tiny\"\n[data]\ndirs = [\"d\"]\n[lora]\nenabled = true\nrank = 4\nalpha = 8.0\ntargets = [\"to_qkv\"]\n", "c.toml", Path::new(".")).expect("old config");
