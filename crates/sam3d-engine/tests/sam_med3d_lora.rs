@@ -236,7 +236,8 @@ fn sam_med3d_train_configs_are_checked_by_field() {
 #[test]
 fn train_runs_end_to_end_from_a_config_file_and_resumes() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let write_config = |steps: u64| {
+    // `stop_after`: the run stops there with a checkpoint, as an interrupted one would.
+    let write_config = |stop_after: Option<u64>| {
         let text = format!(
             r#"[model]
 family = "sam_med3d"
@@ -245,7 +246,7 @@ base_checkpoint = "{}"
 dirs = ["data"]
 phantoms = {{ cases = 1, seed = 2 }}
 [train]
-steps = {steps}
+steps = 3
 batch = 1
 lr = 5e-3
 warmup = 0
@@ -257,8 +258,9 @@ rank = 4
 alpha = 8.0
 [sam_med3d]
 clicks = 2
-"#,
-            narrow12().display()
+{}"#,
+            narrow12().display(),
+            stop_after.map(|s| format!("[debug]\nstop_after = {s}\n")).unwrap_or_default()
         );
         let p = tmp.path().join("run.toml");
         std::fs::write(&p, text).expect("config");
@@ -272,7 +274,7 @@ clicks = 2
         assert!(o.status.success(), "train failed:\n{so}\n{se}");
         (so, se)
     };
-    let config = write_config(2);
+    let config = write_config(Some(2));
     let (so, se) = run(&["train", "--config", config.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")]);
     eprintln!("{so}\n{se}");
     assert!(so.contains("steps 1–2: loss"), "{so}");
@@ -285,12 +287,20 @@ clicks = 2
     let mut f = Foundation::from_file(&narrow12(), Device::Cpu).expect("narrow12");
     f.load_adapter(&adapter).expect("the trained adapter fits its base");
 
-    // --resume with more steps goes on at step 3.
-    let config = write_config(3);
+    // --resume goes on at step 3.
+    let config = write_config(None);
     let (so, _) = run(&["train", "--config", config.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8"), "--resume"]);
     assert!(so.contains("steps 3–3"), "{so}");
     let log = std::fs::read_to_string(out.join("log.jsonl")).expect("log");
     assert_eq!(log.lines().count(), 3);
+
+    // The same three steps uninterrupted: the same adapter, bit for bit.
+    let straight = tmp.path().join("straight");
+    run(&["train", "--config", config.to_str().expect("utf-8"), "--out", straight.to_str().expect("utf-8")]);
+    let (a, b) = (StFile::read(&adapter).expect("resumed"), StFile::read(&straight.join("adapter.safetensors")).expect("straight"));
+    for name in a.shapes().keys() {
+        assert_eq!(max_abs(&a.tensor(name).expect("a"), &b.tensor(name).expect("b")), 0.0, "{name}: resumed and uninterrupted runs differ");
+    }
 }
 
 /// What a training sample costs at full size (the published ViT-B, random weights, rank-8
