@@ -35,7 +35,8 @@ pub enum EngineError {
     NoVolume,
     #[error("{0}")]
     Click(#[from] ClickError),
-    #[error("{0}")]
+    /// Transparent, so that `{e:#}` does not print the model's message twice.
+    #[error(transparent)]
     Model(#[from] ModelError),
     #[error("{0}")]
     BadRequest(String),
