@@ -12,6 +12,11 @@
 //! through `geometry` ([`crate::shape::component::sdf_component_on_grid`]); the parts holding a
 //! positive point are kept and cut to the prompts ([`crate::baseline::prompted::constrain`]:
 //! clipped to a box, split from negative points).
+//!
+//! A LoRA adapter ([`crate::model::sam_med3d::lora`]) can be attached, saved and loaded here
+//! ([`Foundation::attach_lora`], [`Foundation::save_adapter`], [`Foundation::load_adapter`]):
+//! its file names this checkpoint by file name and SHA-256 (hashed once, when an adapter first
+//! needs it), and the cached embedding is dropped whenever the adapter changes.
 
 use crate::data::click::{ClickParams, RasFromPixel, slice_ras_from_pixel};
 use crate::data::sam_med3d::{Crop, SPACING_MM, crop};
