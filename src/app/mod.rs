@@ -260,6 +260,9 @@ pub struct Runtime {
     pub connect: Option<connect::ConnectDialog>,
     /// The loaded model and adapter, as the engine reported them.
     pub model: Option<String>,
+    /// The loaded model is a SAM-Med3D checkpoint (its own preprocessing: the project
+    /// network's pipeline options do not apply).
+    pub model_is_sam_med3d: bool,
     pub adapter: Option<String>,
     /// The adapter the engine put on by itself for this scan (the shipped MR adapter on an MR),
     /// as its last result named it.
@@ -404,6 +407,7 @@ impl Default for Runtime {
             remote: None,
             connect: None,
             model: None,
+            model_is_sam_med3d: false,
             adapter: None,
             remote_volume: None,
             series_picker: None,
@@ -1358,6 +1362,7 @@ impl App {
         self.rt.remote = None;
         self.rt.remote_volume = None;
         self.rt.model = None;
+        self.rt.model_is_sam_med3d = false;
         self.rt.weights_path = None;
         self.rt.adapter = None;
         self.rt.scan_adapter = None;
@@ -1399,6 +1404,7 @@ impl App {
                 R::ModelLoaded { info } => {
                     let d = info.describe();
                     self.rt.model = Some(d.clone());
+                    self.rt.model_is_sam_med3d = info.is_sam_med3d();
                     self.rt.weights_path = info.weights.clone();
                     self.rt.adapter = info.describe_adapter();
                     if self.rt.startup_weights.take().is_some() {

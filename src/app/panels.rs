@@ -508,19 +508,22 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
         }
         let method = app.click_method;
         let method_label = ui.label("by");
-        egui::ComboBox::from_id_salt("click_method").selected_text(method.name()).show_ui(ui, |ui| {
+        let sam_med3d = app.rt.model_is_sam_med3d;
+        let name = |m: ClickMethod| if m == ClickMethod::Model && sam_med3d { "SAM-Med3D" } else { m.name() };
+        egui::ComboBox::from_id_salt("click_method").selected_text(name(method)).show_ui(ui, |ui| {
             if ui.selectable_label(method == ClickMethod::RegionGrowing, ClickMethod::RegionGrowing.name()).clicked() {
                 cmds.push(AppCommand::SetClickMethod(ClickMethod::RegionGrowing));
             }
             let has_model = app.rt.model.is_some();
-            let b = ui.add_enabled(has_model, egui::Button::selectable(method == ClickMethod::Model, ClickMethod::Model.name()));
+            let b = ui.add_enabled(has_model, egui::Button::selectable(method == ClickMethod::Model, name(ClickMethod::Model)));
             if b.on_disabled_hover_text(format!("Disabled: {}", super::NO_MODEL_HELP)).clicked() {
                 cmds.push(AppCommand::SetClickMethod(ClickMethod::Model));
             }
         })
         .response
         .labelled_by(method_label.id);
-        if method == ClickMethod::Model {
+        // (SAM-Med3D runs as published: its cube, its decoder, no refinement or growing.)
+        if method == ClickMethod::Model && !sam_med3d {
             let mut refine = app.refine_masks;
             let r = ui.checkbox(&mut refine, "Refine by image").on_hover_text(
                 "Grow the model's mask by up to 8 mm into voxels whose intensity matches the organ's (the model's 3D output is coarse and errs small). Off: the model's mask as it is.",

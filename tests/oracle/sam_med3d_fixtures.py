@@ -28,9 +28,15 @@ Regenerate (from the repository root):
 
 With `--full-checkpoint PATH` it also writes a FULL-SIZE (vit_b, the published builder
 `build_sam3D_vit_b_ori`) random-weight checkpoint with torch.save in the distributed layout
-({'model_state_dict', 'optimizer_state_dict', 'args', 'epoch'}), PATH with `.safetensors` next
-to it, and `PATH.bench.json` with PyTorch's encoder and decoder times on the same crop
-(2 threads). Those files are large (~400 MB) and never committed.
+({'model_state_dict', 'optimizer_state_dict', 'args', 'epoch'}) to PATH, the same state dict as
+`PATH.safetensors`, the reference's outputs on the fixture image and the "points" prompts as
+`PATH.outputs.safetensors`, and `PATH.bench.json` with PyTorch's encoder and per-prompt
+decoder times (`--threads`, default 2) and peak memory. Those files are large (~800 MB in all)
+and never committed. The Rust side is the ignored test `sam_med3d_full_size` in
+crates/sam3d-engine/tests/sam_med3d_parity.rs:
+
+    SAM_MED3D_FULL=/tmp/sam_med3d_random.pth cargo test --release --workspace \
+        --test sam_med3d_parity -- --ignored --nocapture sam_med3d_full_size
 """
 
 import argparse
@@ -230,6 +236,12 @@ def fixtures():
     print(f"wrote {OUT} ({total / 1e6:.2f} MB)")
 
 
+def peak_rss_mb():
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def full_checkpoint(path, threads):
     torch.manual_seed(0)
     model = ref.build_sam3D_vit_b_ori()
@@ -259,7 +271,8 @@ def full_checkpoint(path, threads):
             upsample(low, (128, 128, 128))
         dec_secs = (time.perf_counter() - t0) / n
     bench = {"threads": threads, "encoder_secs": enc_secs, "decoder_secs": dec_secs, "torch": torch.__version__,
-             "low_res_sum": low.double().sum().item(), "iou": iou.flatten().tolist(), "embedding_sum": emb.double().sum().item()}
+             "case": "points", "peak_rss_mb": peak_rss_mb()}
+    write_safetensors(path + ".outputs.safetensors", {"embedding": emb.numpy(), "low_res": low.numpy(), "iou": iou.numpy()}, {"case": "points"})
     with open(path + ".bench.json", "w") as f:
         json.dump(bench, f, indent=1)
     print(json.dumps(bench))

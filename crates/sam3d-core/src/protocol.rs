@@ -130,7 +130,16 @@ pub struct ModelInfo {
     pub device: String,
 }
 
+/// How a SAM-Med3D checkpoint's [`ModelInfo::preset`] starts (the engine names the family there).
+pub const SAM_MED3D_PRESET: &str = "SAM-Med3D";
+
 impl ModelInfo {
+    /// Whether the model is a published SAM-Med3D checkpoint rather than the project's own
+    /// network (the viewer hides the own network's pipeline options then).
+    pub fn is_sam_med3d(&self) -> bool {
+        self.preset.starts_with(SAM_MED3D_PRESET)
+    }
+
     /// `tiny (default.safetensors)`: the preset and the weights' file name.
     pub fn describe(&self) -> String {
         match self.weights.as_deref().and_then(Path::file_name) {

@@ -49,7 +49,7 @@ fn a_click_and_a_correction_match_the_reference_pipeline() {
     let (bytes, meta) = expected();
     let mut s = Session::new();
     let info = s.load_weights(&data("sam_med3d_session/narrow12.pth"), Device::Cpu).expect("the .pth loads");
-    assert!(info.describe().contains("narrow12.pth") && info.preset.contains("depth 12"), "{}", info.describe());
+    assert!(info.describe().contains("narrow12.pth") && info.is_sam_med3d() && info.preset.contains("12 blocks"), "{}", info.describe());
     let vol = Arc::new(sam3d_engine::volume::open(&data("sam_med3d_session/scan.nii.gz")).expect("scan"));
     s.set_volume(vol.clone(), None).expect("volume");
 

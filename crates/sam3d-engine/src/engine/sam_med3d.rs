@@ -28,7 +28,7 @@ use crate::model::sam_med3d::{SamMed3d, SamMed3dConfig};
 use crate::model::torchfile::{self, Family, TorchFile};
 use crate::model::{ModelError, ModelInfo};
 use crate::prompts::PromptSet;
-use crate::protocol::{Stage, Timings};
+use crate::protocol::{SAM_MED3D_PRESET, Stage, Timings};
 use crate::shape::GridComponent;
 use crate::volume::{OnGrid, Volume};
 use ndarray::{Array2, Array3};
@@ -109,6 +109,7 @@ impl Foundation {
         let vars = vs.variables();
         torchfile::check(&state, &torchfile::expected_from_vars(&vars)).map_err(|m| ModelError::Mismatch(Box::new(m)))?;
         state.copy_into(&vars)?;
+        log::info!("{}: SAM-Med3D, {}", path.display(), cfg.describe());
         Ok(Foundation { vs, net, path: path.to_path_buf(), about: cfg.describe(), cache: None, lora: None, sha256: None })
     }
 
@@ -118,8 +119,14 @@ impl Foundation {
 
     pub fn info(&self) -> ModelInfo {
         let parameters = self.vs.variables().values().map(|t| t.numel()).sum();
+        let c = &self.net.config;
+        let preset = if *c == SamMed3dConfig::vit_b() {
+            format!("{SAM_MED3D_PRESET} ViT-B")
+        } else {
+            format!("{SAM_MED3D_PRESET} (encoder width {}, {} blocks)", c.encoder_width, c.encoder_depth)
+        };
         ModelInfo {
-            preset: self.about.clone(),
+            preset,
             weights: Some(self.path.clone()),
             weights_sha256: self.sha256.clone(),
             adapter: self.lora.as_ref().and_then(|l| l.path.clone()),

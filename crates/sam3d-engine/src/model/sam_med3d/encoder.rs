@@ -29,6 +29,9 @@ pub fn rel_pos_table(q: i64, k: i64, table: &Tensor) -> Tensor {
     resized.index_select(0, &idx).reshape([q, k, -1])
 }
 
+/// Attention scores computed at once, at most (floats): 64 MB.
+const ATTN_CHUNK_FLOATS: i64 = 16 << 20;
+
 /// Multi-head attention over a `[B, D, H, W, C]` block of tokens with decomposed relative
 /// positions (medim's `Attention`): `qkv`, `(q·scale)·kᵀ + rel_d + rel_h + rel_w`, softmax, `proj`.
 #[derive(Debug)]
@@ -64,9 +67,22 @@ impl Attention {
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let hd = q.size()[2];
         let scale = (hd as f64).powf(-0.5);
-        let attn = (&q * scale).matmul(&k.transpose(-2, -1));
-        let attn = self.add_rel_pos(attn, &q, [d, h, w]);
-        let o = attn.softmax(-1, Kind::Float).matmul(&v);
+        // The same arithmetic as the reference, a few heads at a time: each head's scores are
+        // computed independently, and a 14³ window's are 2744² floats (30 MB) per head, so
+        // chunks keep the working set small and avoid faulting in fresh pages for every step.
+        let bh = b * self.heads;
+        let chunk = (ATTN_CHUNK_FLOATS / (n * n)).clamp(1, bh);
+        let mut outs = Vec::with_capacity(((bh + chunk - 1) / chunk) as usize);
+        let mut start = 0;
+        while start < bh {
+            let len = chunk.min(bh - start);
+            let (q, k, v) = (q.narrow(0, start, len), k.narrow(0, start, len), v.narrow(0, start, len));
+            let attn = (&q * scale).matmul(&k.transpose(-2, -1));
+            let attn = self.add_rel_pos(attn, &q, [d, h, w]);
+            outs.push(attn.softmax(-1, Kind::Float).matmul(&v));
+            start += len;
+        }
+        let o = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 0) };
         let o = o.view([b, self.heads, d, h, w, -1]).permute([0, 2, 3, 4, 1, 5]).reshape([b, d, h, w, -1]);
         self.proj.forward_t(&o, train)
     }
@@ -91,10 +107,11 @@ impl Attention {
         // (`x → k`: the table's key index). The published weights were trained with this, so
         // the port reproduces the broadcasting exactly (it needs the cubic extents it always
         // has: d = h = w).
-        let a = attn.view([bh, d, h, w, d, h, w].as_slice())
-            + rel_d.unsqueeze(4).unsqueeze(4) // [B, qd, qh, qw, 1, 1, kd]
-            + rel_h.unsqueeze(3).unsqueeze(5) // [B, qd, qh, 1, qw, 1, kh]
-            + rel_w.unsqueeze(3).unsqueeze(3); // [B, qd, qh, 1, 1, qw, kw]
+        // In place, in the reference's order ((attn + rel_d) + rel_h) + rel_w.
+        let mut a = attn.view([bh, d, h, w, d, h, w].as_slice());
+        let _ = a.g_add_(&rel_d.unsqueeze(4).unsqueeze(4)); // [B, qd, qh, qw, 1, 1, kd]
+        let _ = a.g_add_(&rel_h.unsqueeze(3).unsqueeze(5)); // [B, qd, qh, 1, qw, 1, kh]
+        let _ = a.g_add_(&rel_w.unsqueeze(3).unsqueeze(3)); // [B, qd, qh, 1, 1, qw, kw]
         a.view([bh, d * h * w, d * h * w])
     }
 }

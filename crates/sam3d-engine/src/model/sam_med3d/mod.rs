@@ -10,6 +10,12 @@
 //! - [`decoder`]: the two-way-transformer mask decoder (`mask_decoder.*`) giving low-resolution
 //!   logits (a quarter of the input size: 32³ for 128³) and the IoU prediction.
 //!
+//! Two quirks of the reference are reproduced on purpose, because the published weights were
+//! trained with them: its decomposed relative positions broadcast the d/h/w terms onto other
+//! axes than their names say (see [`encoder::Attention`]), and its dense positional encoding
+//! pairs a point's first coordinate with the grid's second axis (see [`prompt`]). Neither
+//! changes the point convention of [`SamMed3d::decode`]: (d, h, w) tensor indices.
+//!
 //! Variable names are exactly the reference's state-dict keys, so a checkpoint's
 //! `model_state_dict` copies in name by name. Encode once ([`SamMed3d::image_embedding`]), then
 //! decode many prompts ([`SamMed3d::decode`]) on the cached embedding.
@@ -624,6 +630,32 @@ mod tests {
         let e = SamMed3dConfig::from_shapes(&bad).unwrap_err();
         assert!(e.contains("expected 5 dimensions"), "{e}");
         assert!(SamMed3dConfig::from_shapes(&BTreeMap::new()).unwrap_err().contains("not a SAM-Med3D"));
+    }
+
+    #[test]
+    fn sam_med3d_linears_are_named_for_lora() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut net = SamMed3d::new(&vs.root(), &SamMed3dConfig::reduced());
+        let mut names = Vec::new();
+        net.visit_linears(&mut |l| names.push(l.name.clone()));
+        for n in [
+            "image_encoder.blocks.0.attn.qkv",
+            "image_encoder.blocks.5.attn.proj",
+            "image_encoder.blocks.2.mlp.lin1",
+            "mask_decoder.transformer.layers.0.self_attn.q_proj",
+            "mask_decoder.transformer.layers.1.cross_attn_image_to_token.out_proj",
+            "mask_decoder.transformer.layers.1.mlp.lin2",
+            "mask_decoder.transformer.final_attn_token_to_image.v_proj",
+            "mask_decoder.output_hypernetworks_mlps.3.layers.2",
+            "mask_decoder.iou_prediction_head.layers.0",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+        }
+        // 6 blocks × 4 + 2 layers × 14 + final 4 + 4 hypernetworks × 3 + IoU head 3.
+        assert_eq!(names.len(), 6 * 4 + 2 * 14 + 4 + 4 * 3 + 3);
+        // Every linear's weight is a store variable under its name.
+        let vars = vs.variables();
+        assert!(names.iter().all(|n| vars.contains_key(&format!("{n}.weight"))));
     }
 
     #[test]
