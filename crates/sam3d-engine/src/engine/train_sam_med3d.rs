@@ -48,8 +48,8 @@ use tch::{Device, Kind, Reduction, Tensor};
 /// gives this machine's real figure).
 /// Measured by the `#[ignore]`d `full_size_lora_step_bench` in `tests/sam_med3d_lora.rs` (random
 /// ViT-B, rank-8 adapters on the default targets, one cube, one pass): forward without
-/// gradients 32 s, forward and backward 57 s, peak RSS 5.1 GB, on 2 shared cores.
-pub const FULL_SIZE_CPU_NOTE: &str = "on a CPU this is slow at full size: the published ViT-B runs its image encoder forward and backward over a 128³ cube for every sample (8 of its 12 blocks attend over a 14³-token padded window); measured on 2 cores: about 1 min and 5 GB of memory per sample, so 100 steps of batch × accum = 4 take about 7 hours; a CUDA GPU (model.device = \"cuda\") takes seconds";
+/// gradients 10 s, forward and backward 37 s, peak RSS 4.5 GB, on 2 shared cores.
+pub const FULL_SIZE_CPU_NOTE: &str = "on a CPU this is slow at full size: the published ViT-B runs its image encoder forward and backward over a 128³ cube for every sample (8 of its 12 blocks attend over a 14³-token padded window); measured on 2 cores: about 40 s and 4.5 GB of memory per sample, so 100 steps of batch × accum = 4 take about 4.5 hours; a CUDA GPU (model.device = \"cuda\") takes seconds";
 
 /// One training cube.
 pub struct CubeSample {
