@@ -39,6 +39,10 @@ pub struct TrainConfigError {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
+    /// Which network: `sam3d` (the project's own; the default when absent) or `sam_med3d` (a
+    /// published SAM-Med3D checkpoint given as `base_checkpoint`, fine-tuned with LoRA only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
     /// `tiny`, `small` or `base` (or give `config`).
     #[serde(default)]
     pub preset: Option<String>,
@@ -258,6 +262,44 @@ pub struct TrainConfig {
     pub augment: AugmentParams,
     #[serde(default)]
     pub debug: DebugSection,
+    /// SAM-Med3D fine-tuning (`model.family = "sam_med3d"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sam_med3d: Option<SamMed3dSection>,
+}
+
+/// The model families a training config can name (`model.family`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelFamily {
+    /// The project's own SAM3D network.
+    Sam3d,
+    /// A published SAM-Med3D checkpoint (`.pth`).
+    SamMed3d,
+}
+
+impl ModelSection {
+    /// The family named by `model.family` (`sam3d` when absent).
+    pub fn family(&self) -> Result<ModelFamily, TrainConfigError> {
+        match self.family.as_deref() {
+            None | Some("sam3d") => Ok(ModelFamily::Sam3d),
+            Some("sam_med3d") => Ok(ModelFamily::SamMed3d),
+            Some(other) => Err(TrainConfigError { field: "model.family".into(), problem: format!("'{other}': expected sam3d or sam_med3d") }),
+        }
+    }
+}
+
+/// How SAM-Med3D samples are made (`[sam_med3d]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamMed3dSection {
+    /// Decoder passes per sample: the first positive click, then `clicks − 1` simulated
+    /// corrections (a click in the larger error region, the previous logits as mask prompt).
+    pub clicks: usize,
+}
+
+impl Default for SamMed3dSection {
+    fn default() -> Self {
+        SamMed3dSection { clicks: 3 }
+    }
 }
 
 impl TrainConfig {
@@ -299,11 +341,18 @@ impl TrainConfig {
         if self.data.dirs.is_empty() {
             return bad("data.dirs", "give at least one directory".into());
         }
-        if self.model.preset.is_none() && self.model.config.is_none() && self.model.base_checkpoint.is_none() {
-            return bad("model", "give preset, config or base_checkpoint".into());
-        }
-        if self.model.init_checkpoint.is_some() && self.model.base_checkpoint.is_some() {
-            return bad("model.init_checkpoint", "give init_checkpoint (warm start of a guided model) or base_checkpoint, not both".into());
+        if self.model.family()? == ModelFamily::SamMed3d {
+            self.check_sam_med3d()?;
+        } else {
+            if self.sam_med3d.is_some() {
+                return bad("sam_med3d", "this section is for model.family = \"sam_med3d\"".into());
+            }
+            if self.model.preset.is_none() && self.model.config.is_none() && self.model.base_checkpoint.is_none() {
+                return bad("model", "give preset, config or base_checkpoint".into());
+            }
+            if self.model.init_checkpoint.is_some() && self.model.base_checkpoint.is_some() {
+                return bad("model.init_checkpoint", "give init_checkpoint (warm start of a guided model) or base_checkpoint, not both".into());
+            }
         }
         if !self.data.dir_weights.is_empty() && self.data.dir_weights.len() != self.data.dirs.len() {
             return bad("data.dir_weights", format!("{} weights for {} directories", self.data.dir_weights.len(), self.data.dirs.len()));
@@ -318,6 +367,36 @@ impl TrainConfig {
             if !(0.0..=1.0).contains(&v) {
                 return bad(f, format!("must be between 0 and 1, got {v}"));
             }
+        }
+        Ok(())
+    }
+
+    /// What SAM-Med3D fine-tuning needs: a `.pth` base, LoRA on, none of the project model's
+    /// own keys.
+    fn check_sam_med3d(&self) -> Result<(), TrainConfigError> {
+        let bad = |f: &str, p: &str| Err(TrainConfigError { field: f.into(), problem: p.into() });
+        let m = &self.model;
+        if m.base_checkpoint.is_none() {
+            return bad("model.base_checkpoint", "model.family = \"sam_med3d\" fine-tunes a published checkpoint: give its .pth file");
+        }
+        if m.preset.is_some() || m.config.is_some() || m.init_checkpoint.is_some() {
+            return bad("model", "preset, config and init_checkpoint are for the project's own model; SAM-Med3D's architecture comes from base_checkpoint");
+        }
+        let Some(l) = self.lora.as_ref().filter(|l| l.enabled) else {
+            return bad("lora.enabled", "SAM-Med3D is fine-tuned with LoRA only (the base stays frozen): add [lora] with enabled = true, rank and alpha");
+        };
+        // No targets: the engine's SAM-Med3D defaults.
+        let mut c = l.config.clone();
+        if c.targets.is_empty() {
+            c.targets.push("default".into());
+        }
+        // The message names its field (`lora.rank: …`).
+        c.check().map_err(|p| match p.split_once(": ") {
+            Some((field, problem)) => TrainConfigError { field: field.into(), problem: problem.into() },
+            None => TrainConfigError { field: "lora".into(), problem: p.clone() },
+        })?;
+        if self.sam_med3d.as_ref().is_some_and(|s| s.clicks == 0) {
+            return bad("sam_med3d.clicks", "must be at least 1 (the first click)");
         }
         Ok(())
     }
@@ -336,7 +415,9 @@ pub struct LoraConfig {
     pub dropout: f64,
     /// Name patterns, as PEFT's `target_modules`: a pattern matches a linear whose dotted name
     /// equals it or ends with `.pattern` (`to_qkv` matches `encoder.blocks.0.attn.to_qkv`);
-    /// `*` matches any run of characters (`generator.*.to_q`).
+    /// `*` matches any run of characters (`generator.*.to_q`). SAM-Med3D takes its default
+    /// targets when none are given; the project's model needs them.
+    #[serde(default)]
     pub targets: Vec<String>,
 }
 

@@ -339,12 +339,16 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
     let total = cfg.train.steps;
     let bar = Progress::new("train", total);
     let started = std::cell::Cell::new(false);
-    let s = crate::engine::train::train(&cfg, &a.out, a.resume, &|step, _| {
+    let on_step = |step: u64, _: u64| {
         if !started.replace(true) {
             bar.inc(step.saturating_sub(1));
         }
         bar.inc(1);
-    })
+    };
+    let s = match cfg.model.family()? {
+        crate::train_config::ModelFamily::SamMed3d => crate::engine::train_sam_med3d::train(&cfg, &a.out, a.resume, &on_step),
+        crate::train_config::ModelFamily::Sam3d => crate::engine::train::train(&cfg, &a.out, a.resume, &on_step),
+    }
     .with_context(|| format!("training into {}", a.out.display()))?;
     bar.finish();
     if let Some(step) = s.stopped_at {

@@ -12,11 +12,18 @@
 //! through `geometry` ([`crate::shape::component::sdf_component_on_grid`]); the parts holding a
 //! positive point are kept and cut to the prompts ([`crate::baseline::prompted::constrain`]:
 //! clipped to a box, split from negative points).
+//!
+//! A LoRA adapter ([`crate::model::sam_med3d::lora`]) can be attached, saved and loaded here
+//! ([`Foundation::attach_lora`], [`Foundation::save_adapter`], [`Foundation::load_adapter`]):
+//! its file names this checkpoint by file name and SHA-256 (hashed once, when an adapter first
+//! needs it), and the cached embedding is dropped whenever the adapter changes.
 
 use crate::data::click::{ClickParams, RasFromPixel, slice_ras_from_pixel};
 use crate::data::sam_med3d::{Crop, SPACING_MM, crop};
 use crate::engine::session::{EngineError, Hooks};
 use crate::geometry::{Point3, RasMm, ViewPlane};
+use crate::model::lora::LoraConfig;
+use crate::model::sam_med3d::lora::{self as sam_lora, BaseId, SamLora};
 use crate::model::sam_med3d::{SamMed3d, SamMed3dConfig};
 use crate::model::torchfile::{self, Family, TorchFile};
 use crate::model::{ModelError, ModelInfo};
@@ -53,6 +60,10 @@ pub struct Foundation {
     /// What the file holds, in a few words (`SAM-Med3D ViT-B …`).
     about: String,
     cache: Option<Embedded>,
+    /// The LoRA adapter on the network ([`crate::model::sam_med3d::lora`]).
+    lora: Option<SamLora>,
+    /// SHA-256 of the checkpoint's bytes, computed when an adapter first needs it.
+    sha256: Option<String>,
 }
 
 impl std::fmt::Debug for Foundation {
@@ -99,7 +110,7 @@ impl Foundation {
         torchfile::check(&state, &torchfile::expected_from_vars(&vars)).map_err(|m| ModelError::Mismatch(Box::new(m)))?;
         state.copy_into(&vars)?;
         log::info!("{}: SAM-Med3D, {}", path.display(), cfg.describe());
-        Ok(Foundation { vs, net, path: path.to_path_buf(), about: cfg.describe(), cache: None })
+        Ok(Foundation { vs, net, path: path.to_path_buf(), about: cfg.describe(), cache: None, lora: None, sha256: None })
     }
 
     pub fn config(&self) -> &SamMed3dConfig {
@@ -117,13 +128,99 @@ impl Foundation {
         ModelInfo {
             preset,
             weights: Some(self.path.clone()),
-            weights_sha256: None,
-            adapter: None,
-            adapter_rank: None,
+            weights_sha256: self.sha256.clone(),
+            adapter: self.lora.as_ref().and_then(|l| l.path.clone()),
+            adapter_rank: self.lora.as_ref().map(|l| l.config.rank),
             adapter_merged: false,
             parameters,
             device: format!("{:?}", self.vs.device()),
         }
+    }
+
+    /// The checkpoint file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The network (for training: [`crate::engine::train_sam_med3d`]).
+    pub fn net(&self) -> &SamMed3d {
+        &self.net
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The base weights (frozen while an adapter is attached).
+    pub fn base_vs(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// What an adapter of this base names: the file name, the SHA-256 of its bytes (computed
+    /// once, on first use) and the architecture.
+    pub fn base_id(&mut self) -> Result<BaseId, ModelError> {
+        let sha256 = match &self.sha256 {
+            Some(s) => s.clone(),
+            None => {
+                let s = sam_lora::file_sha256(&self.path)?;
+                self.sha256 = Some(s.clone());
+                s
+            }
+        };
+        let file_name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| self.path.display().to_string());
+        Ok(BaseId { file_name, sha256, config: self.net.config.clone() })
+    }
+
+    /// Attaches fresh LoRA adapters (B = 0: the outputs do not change) to the linears matching
+    /// `cfg.targets` (empty: [`sam_lora::default_targets`]) and freezes the base. Returns the
+    /// number of adapted linears.
+    pub fn attach_lora(&mut self, cfg: &LoraConfig) -> Result<usize, ModelError> {
+        let l = sam_lora::attach(&mut self.net, &mut self.vs, cfg)?;
+        let n = l.targets.len();
+        self.lora = Some(l);
+        self.cache = None;
+        Ok(n)
+    }
+
+    /// Removes the adapter (the base's own outputs again).
+    pub fn detach_lora(&mut self) {
+        sam_lora::detach(&mut self.net, &mut self.vs);
+        self.lora = None;
+        self.cache = None;
+    }
+
+    /// The attached adapter.
+    pub fn lora(&self) -> Option<&SamLora> {
+        self.lora.as_ref()
+    }
+
+    /// The attached adapter's file (loaded from or last saved to).
+    pub fn adapter_path(&self) -> Option<&Path> {
+        self.lora.as_ref().and_then(|l| l.path.as_deref())
+    }
+
+    /// Saves the attached adapter (atomically), naming this checkpoint as its base.
+    pub fn save_adapter(&mut self, path: &Path) -> Result<(), ModelError> {
+        if self.lora.is_none() {
+            return Err(ModelError::Lora(format!("{}: no adapter attached to {} to save", path.display(), self.path.display())));
+        }
+        let base = self.base_id()?;
+        if let Some(l) = self.lora.as_mut() {
+            sam_lora::save(l, &base, path)?;
+            l.path = Some(path.to_path_buf());
+        }
+        Ok(())
+    }
+
+    /// Loads an adapter file made for this checkpoint. Refused, with nothing changed, when it
+    /// names another base, another architecture, or its tensors do not fit.
+    pub fn load_adapter(&mut self, path: &Path) -> Result<usize, ModelError> {
+        let base = self.base_id()?;
+        let l = sam_lora::load(path, &mut self.net, &mut self.vs, &base)?;
+        let n = l.targets.len();
+        self.lora = Some(l);
+        self.cache = None;
+        Ok(n)
     }
 
     /// The cube's input side and cell (the published model: 128 cells of 1.5 mm).

@@ -35,7 +35,8 @@ pub enum EngineError {
     NoVolume,
     #[error("{0}")]
     Click(#[from] ClickError),
-    #[error("{0}")]
+    /// Transparent, so that `{e:#}` does not print the model's message twice.
+    #[error(transparent)]
     Model(#[from] ModelError),
     #[error("{0}")]
     BadRequest(String),
@@ -299,8 +300,11 @@ impl Session {
     /// Loads a LoRA adapter onto the current model, by hand: it stays whatever the scan's
     /// modality. On error the previous adapter stays.
     pub fn load_adapter(&mut self, path: &Path) -> Result<ModelInfo, EngineError> {
-        if self.foundation.is_some() {
-            return Err(EngineError::BadRequest(format!("{}: LoRA adapters are for the project's own model; SAM-Med3D adapters are not supported yet", path.display())));
+        if let Some(f) = self.foundation.as_mut() {
+            // A SAM-Med3D adapter (`model::sam_med3d::lora`): it must name this checkpoint.
+            f.load_adapter(path)?;
+            self.adapter_by_hand = true;
+            return Ok(f.info());
         }
         let m = self.model.as_mut().ok_or(EngineError::NoModel)?;
         m.load_adapter(path)?;
@@ -523,7 +527,10 @@ impl Session {
             volume_ml,
             mesh,
             component,
-            adapter: self.model.as_ref().and_then(|m| m.adapter_path().map(Path::to_path_buf)),
+            adapter: match &self.foundation {
+                Some(f) => f.adapter_path().map(Path::to_path_buf),
+                None => self.model.as_ref().and_then(|m| m.adapter_path().map(Path::to_path_buf)),
+            },
             object,
             prompts,
             timings,

@@ -1,5 +1,5 @@
-//! tch: the SAM3D network ([`net`]), SAM-Med3D for published checkpoints ([`sam_med3d`]), LoRA
-//! adapters ([`lora`]), configs ([`config`]), checkpoint I/O ([`checkpoint`]; PyTorch `.pth`
+//! tch: the SAM3D network ([`net`]), SAM-Med3D for published checkpoints ([`sam_med3d`], its LoRA
+//! in [`sam_med3d::lora`]), LoRA adapters ([`lora`]), configs ([`config`]), checkpoint I/O ([`checkpoint`]; PyTorch `.pth`
 //! files read without Python: [`torchfile`]) and ndarray ↔ tensor conversion ([`convert`]).
 //!
 //! [`Model`] owns the base `VarStore` and the network, and optionally a LoRA adapter in its own

@@ -25,6 +25,7 @@
 
 pub mod decoder;
 pub mod encoder;
+pub mod lora;
 pub mod prompt;
 
 use super::ModelError;
