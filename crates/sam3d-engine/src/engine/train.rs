@@ -599,13 +599,13 @@ fn validate(model: &Model, samples: &[TrainSample], device: Device, drop_context
     Validation { clicks: n, context: !drop_context, dice_2d: d2 / k, dice_3d_grid: d3 / k, dice_3d_grid_pred2d: d3p / k }
 }
 
-fn append_log(path: &Path, v: &serde_json::Value) -> Result<(), TrainError> {
+pub(crate) fn append_log(path: &Path, v: &serde_json::Value) -> Result<(), TrainError> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| ferr(path, format!("cannot open: {e}")))?;
     writeln!(f, "{v}").map_err(|e| ferr(path, format!("cannot write: {e}")))
 }
 
 /// Keeps only the log lines of steps ≤ `step` (a resumed run rewrites what followed).
-fn truncate_log(path: &Path, step: u64) -> Result<(), TrainError> {
+pub(crate) fn truncate_log(path: &Path, step: u64) -> Result<(), TrainError> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
     let kept: String = text
         .lines()

@@ -27,7 +27,7 @@
 //!   adapters sit in every block). For the published ViT-B that dominates everything; see
 //!   [`FULL_SIZE_CPU_NOTE`]. The log's `secs` is what a step really took.
 
-use super::train::{AdamW, TrainError, TrainSummary, lr_at, load_cases};
+use super::train::{AdamW, TrainError, TrainSummary, append_log, load_cases, lr_at, truncate_log};
 use crate::data::phantom::Rng;
 use crate::data::sam_med3d::{SPACING_MM, crop};
 use crate::data::train_samples::{TrainCase, sample_seed};
@@ -39,7 +39,6 @@ use crate::train_config::{PREPARE_PROGRESS, STOP_REQUEST_FILE, TrainConfig};
 use crate::volume::OnGrid;
 use crate::volume::resample::resample_labels_to_grid;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -243,23 +242,6 @@ fn load_state(out: &Path, opt: &mut AdamW, base_sha256: &str) -> Result<u64, Tra
         opt.v[i] = f.tensor(&format!("adam_v/{n}"))?.to_device(dev);
     }
     Ok(step)
-}
-
-fn append_log(path: &Path, v: &serde_json::Value) -> Result<(), TrainError> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| ferr(path, format!("cannot open: {e}")))?;
-    writeln!(f, "{v}").map_err(|e| ferr(path, format!("cannot write: {e}")))
-}
-
-/// Keeps the log lines of steps ≤ `step` (a resumed run rewrites what followed).
-fn truncate_log(path: &Path, step: u64) -> Result<(), TrainError> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v.get("step").and_then(|s| s.as_u64())).is_some_and(|s| s <= step))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    crate::volume::atomic_write(path, |w| w.write_all(kept.as_bytes()))?;
-    Ok(())
 }
 
 /// Runs (or resumes) SAM-Med3D LoRA fine-tuning into `out`. `progress`: after each step with
