@@ -675,8 +675,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
     let mut result = Ok(());
     let last = cfg.debug.stop_after.unwrap_or(total).min(total);
     let mut stopped_at = None;
-    // A request left from an earlier run must not stop this one.
-    let _ = std::fs::remove_file(out.join(STOP_REQUEST_FILE));
+    let stop_request = StopRequest::fresh(out);
     for step in start + 1..=last {
         let ts = Instant::now();
         tch::manual_seed((t.seed.wrapping_mul(1_000_003).wrapping_add(step)) as i64);
@@ -761,7 +760,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
         }
         // A stop request (the fine-tuning panel's Stop) ends the run here, with a checkpoint
         // at this step so that `--resume` goes on from it.
-        let stop = stop_requested(out);
+        let stop = stop_request.asked();
         let do_ckpt = (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == last || stop;
         if do_ckpt {
             save_state(out, &opt, step, cfg, &model)?;
@@ -769,7 +768,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
         }
         progress(step, total);
         if stop {
-            let _ = std::fs::remove_file(out.join(STOP_REQUEST_FILE));
+            stop_request.clear();
             stopped_at = Some(step);
             break;
         }
@@ -777,21 +776,43 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
     drop(rx);
     let _ = producer.join();
     result?;
-    let secs = t0.elapsed().as_secs_f64();
-    Ok(TrainSummary {
-        first_step: start + 1,
-        last_step: losses.last().map(|l| l.0).unwrap_or(start),
-        losses,
-        samples_per_sec: samples as f64 / secs.max(1e-9),
-        secs,
-        last_validation: last_val,
-        stopped_at,
-    })
+    Ok(TrainSummary::of_run(start, losses, samples, t0, last_val, stopped_at))
 }
 
-/// Whether a stop was asked for (the file [`STOP_REQUEST_FILE`] in the run's folder).
-fn stop_requested(out: &Path) -> bool {
-    out.join(STOP_REQUEST_FILE).exists()
+/// The stop request of a run's folder (the file [`STOP_REQUEST_FILE`], the fine-tuning panel's
+/// Stop): both training loops check it after each step.
+pub(crate) struct StopRequest(PathBuf);
+
+impl StopRequest {
+    /// For a run starting in `out`: a request left from an earlier run is removed, so it cannot
+    /// stop this one.
+    pub(crate) fn fresh(out: &Path) -> Self {
+        let r = StopRequest(out.join(STOP_REQUEST_FILE));
+        r.clear();
+        r
+    }
+    pub(crate) fn asked(&self) -> bool {
+        self.0.exists()
+    }
+    pub(crate) fn clear(&self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl TrainSummary {
+    /// The summary of steps `start + 1 ..` whose losses are `losses`, begun at `t0`.
+    pub(crate) fn of_run(start: u64, losses: Vec<(u64, f64)>, samples: u64, t0: Instant, last_validation: Option<Validation>, stopped_at: Option<u64>) -> Self {
+        let secs = t0.elapsed().as_secs_f64();
+        TrainSummary {
+            first_step: start + 1,
+            last_step: losses.last().map(|l| l.0).unwrap_or(start),
+            losses,
+            samples_per_sec: samples as f64 / secs.max(1e-9),
+            secs,
+            last_validation,
+            stopped_at,
+        }
+    }
 }
 
 #[cfg(test)]

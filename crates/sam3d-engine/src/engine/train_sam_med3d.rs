@@ -21,13 +21,13 @@
 //!   SHA-256, see [`crate::model::sam_med3d::lora`]), `state.safetensors` (adapter tensors, AdamW
 //!   moments, step; `--resume` continues from it exactly), `log.jsonl` (one line per step:
 //!   step, loss, lr, secs, grad_norm, the Dice of the first and last pass), all written
-//!   atomically except the appended log. [`STOP_REQUEST_FILE`] stops after the current step
+//!   atomically except the appended log. [`crate::train_config::STOP_REQUEST_FILE`] stops after the current step
 //!   with a checkpoint. There is no held-out validation in this loop yet.
 //! - **Cost**: every sample runs the image encoder forward *and* backward at 128³ (the
 //!   adapters sit in every block). For the published ViT-B that dominates everything; see
 //!   [`FULL_SIZE_CPU_NOTE`]. The log's `secs` is what a step really took.
 
-use super::train::{AdamW, TrainError, TrainSummary, append_log, load_cases, lr_at, truncate_log};
+use super::train::{AdamW, StopRequest, TrainError, TrainSummary, append_log, load_cases, lr_at, truncate_log};
 use crate::data::phantom::Rng;
 use crate::data::sam_med3d::{SPACING_MM, crop};
 use crate::data::train_samples::{TrainCase, sample_seed};
@@ -35,7 +35,7 @@ use crate::engine::sam_med3d::Foundation;
 use crate::geometry::{GridShape, VoxelIjk};
 use crate::model::checkpoint::{self, StFile};
 use crate::model::sam_med3d::lora::with_default_targets;
-use crate::train_config::{PREPARE_PROGRESS, STOP_REQUEST_FILE, TrainConfig};
+use crate::train_config::{PREPARE_PROGRESS, TrainConfig};
 use crate::volume::OnGrid;
 use crate::volume::resample::resample_labels_to_grid;
 use std::collections::HashMap;
@@ -305,7 +305,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
     let mut losses = Vec::new();
     let mut samples = 0u64;
     let mut stopped_at = None;
-    let _ = std::fs::remove_file(out.join(STOP_REQUEST_FILE));
+    let stop_request = StopRequest::fresh(out);
     for step in start + 1..=last {
         let ts = Instant::now();
         tch::manual_seed((t.seed.wrapping_mul(1_000_003).wrapping_add(step)) as i64);
@@ -353,26 +353,17 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, progress: &dyn Fn(u64,
                 secs * (last - step) as f64 / 60.0
             );
         }
-        let stop = out.join(STOP_REQUEST_FILE).exists();
+        let stop = stop_request.asked();
         if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == last || stop {
             save_state(out, &opt, step, cfg, &base_sha)?;
             f.save_adapter(&out.join("adapter.safetensors"))?;
         }
         progress(step, total);
         if stop {
-            let _ = std::fs::remove_file(out.join(STOP_REQUEST_FILE));
+            stop_request.clear();
             stopped_at = Some(step);
             break;
         }
     }
-    let secs = t0.elapsed().as_secs_f64();
-    Ok(TrainSummary {
-        first_step: start + 1,
-        last_step: losses.last().map(|l| l.0).unwrap_or(start),
-        losses,
-        samples_per_sec: samples as f64 / secs.max(1e-9),
-        secs,
-        last_validation: None,
-        stopped_at,
-    })
+    Ok(TrainSummary::of_run(start, losses, samples, t0, None, stopped_at))
 }
