@@ -342,4 +342,25 @@ fn region_growing_takes_a_negative_click_and_a_box() {
     for ((_, jj, ii), _) in boxed.mask.indexed_iter().filter(|(_, m)| **m) {
         assert!((i - 8..=i + 8).contains(&ii) && (j - 8..=j + 8).contains(&jj), "voxel ({ii}, {jj}) outside the box");
     }
+    let axial_box = h.state().rt.click.object_box.expect("the result holds its box");
+    assert_eq!(axial_box.open, Some(ViewPlane::Axial), "drawn on one slice: open along S");
+    assert!(boxed.mask.indexed_iter().any(|((kk, _, _), m)| *m && kk.abs_diff(k) > 3), "the 2D box leaves the liver's height open");
+
+    // A second box, on the coronal view, closes the first into a 3D box: R from it, A from the
+    // axial box, S from it. The refined result lies inside the 3D box.
+    let (lo, hi) = (ras_of_voxel(i as f64 - 8.0, j as f64, k as f64 - 3.0), ras_of_voxel(i as f64 + 8.0, j as f64, k as f64 + 3.0));
+    h.state_mut().send(AppCommand::BoxDrag { plane: ViewPlane::Coronal, at: lo, first: true });
+    h.state_mut().send(AppCommand::BoxDrag { plane: ViewPlane::Coronal, at: hi, first: false });
+    h.state_mut().send(AppCommand::BoxDone);
+    let closed = wait_candidate(&mut h, boxed.job);
+    let bx = h.state().rt.click.object_box.expect("a box");
+    assert_eq!(bx.open, None, "two views make a 3D box");
+    assert!(closed.voxels > 0 && closed.mask[[k, j, i]]);
+    for ((kk, jj, ii), _) in closed.mask.indexed_iter().filter(|(_, m)| **m) {
+        assert!(
+            (i - 8..=i + 8).contains(&ii) && (j - 8..=j + 8).contains(&jj) && (k - 3..=k + 3).contains(&kk),
+            "voxel ({ii}, {jj}, {kk}) outside the 3D box"
+        );
+    }
+    assert!(closed.voxels < boxed.voxels, "{} → {}", boxed.voxels, closed.voxels);
 }

@@ -313,6 +313,10 @@ pub struct ClickTool {
     pending_grow: Option<(u64, crate::baseline::prompted::PromptedGrowing)>,
     /// A box being dragged with the 3D tool: its plane and corners.
     pub box_drag: Option<(ViewPlane, RasMm, RasMm)>,
+    /// The box the object on screen holds (its prompts' box; drawn where it crosses each view).
+    pub object_box: Option<crate::prompts::BoxPrompt>,
+    /// The box the object will hold after the running job ([`prompting::box_after`]).
+    sent_box: Option<crate::prompts::BoxPrompt>,
     /// Accepted results: the undo history and the edits waiting for the map's readers.
     pub edits: edit::LabelEdits,
     /// How the last job ended when it did not give a candidate ("cancelled"); cleared by the next job.
@@ -351,6 +355,8 @@ impl Default for ClickTool {
             grow_object: None,
             pending_grow: None,
             box_drag: None,
+            object_box: None,
+            sent_box: None,
             edits: edit::LabelEdits::default(),
             last_status: None,
             dropped_results: 0,
@@ -764,6 +770,7 @@ impl App {
                     click.object = None;
                     click.grow_object = None;
                     click.box_drag = None;
+                    click.object_box = None;
                     self.mesh_view.set_meshes(Vec::new());
                     self.mesh_view.reset_camera();
                     self.rt.saved_rev = self.rt.labels_rev;
@@ -1116,6 +1123,7 @@ impl App {
                         ClickMethod::RegionGrowing => Some(prompting::grow_object_of(self.rt.click.pending_grow.take().filter(|p| p.0 == c.job).map(|p| p.1), &c)),
                         ClickMethod::Model => None,
                     };
+                    self.rt.click.object_box = self.rt.click.sent_box.take();
                     self.rt.click.candidate = Some(*c);
                     self.bump_overlay();
                     self.request_meshes(Some(Vec::new()));
@@ -1234,6 +1242,7 @@ impl App {
             self.error("3D from click: the click is outside the volume".into());
             return;
         }
+        self.rt.click.sent_box = prompting::box_after(self.rt.click.object_box, prompt.as_ref());
         match self.click_method {
             ClickMethod::RegionGrowing => {
                 let volume = scene.volume.clone();
@@ -1763,6 +1772,7 @@ impl App {
             // Accepted or rejected: the next click starts a new object.
             self.rt.click.object = None;
             self.rt.click.grow_object = None;
+            self.rt.click.object_box = None;
         }
         egui::Panel::top("menu").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::menu_ui(self, ui));
         egui::Panel::top("toolbar").frame(panels::bar_frame(ui.style())).show(ui, |ui| panels::toolbar_ui(self, ui));

@@ -244,6 +244,24 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
         painter.rect_stroke(r, 0.0, Stroke::new(1.5, Color32::from_rgb(60, 220, 230)), egui::StrokeKind::Middle);
     }
 
+    // The box the result on screen holds, where it crosses this slice (a 2D box drawn on
+    // another view is a band across this one; a 3D box from two views, a closed rectangle).
+    if let (Some(bx), Some(sfr), true) = (app.rt.click.object_box, slice_from_ras, app.rt.click.candidate.is_some()) {
+        let w = g.w_of_index(index);
+        let bounds = super::prompting::ras_bounds(&*scene.volume);
+        if let Some(poly) = super::prompting::box_on_slice(&bx, bounds, |p| sfr.apply(p).to_array(), w) {
+            let pts: Vec<Pos2> = poly
+                .iter()
+                .map(|&[u, v]| {
+                    let s = sfs.apply(SliceMm::new(u, v, w));
+                    pos2(s.x() as f32, s.y() as f32)
+                })
+                .collect();
+            let colour = Color32::from_rgb(60, 220, 230).gamma_multiply(if bx.open.is_some() { 0.55 } else { 0.9 });
+            painter.add(egui::Shape::closed_line(pts, Stroke::new(1.2, colour)));
+        }
+    }
+
     // Mouse.
     let (space, wheel, pointer) = ui.input(|i| {
         let wheel: Vec<(egui::MouseWheelUnit, Vec2, egui::Modifiers)> = i

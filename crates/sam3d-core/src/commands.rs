@@ -60,6 +60,11 @@ pub struct InferArgs {
     /// Print one JSON object (timings per stage, voxel count, volume in ml).
     #[arg(long)]
     pub json: bool,
+    /// A benchmark: run the prompts this many times in the same session (a new object each
+    /// time, the scan and weights loaded once, as in the viewer) and report each stage's median
+    /// over the runs after the first (the first warms libtorch up; with one run, that run).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
     #[command(flatten)]
     pub pipeline: PipelineOptions,
 }

@@ -111,6 +111,20 @@ impl BoxPrompt {
         RasMm::new((self.a[0] + self.b[0]) / 2.0, (self.a[1] + self.b[1]) / 2.0, (self.a[2] + self.b[2]) / 2.0)
     }
 
+    /// This box redrawn by `later`: the axes `later` bounds take its extent, the axis it leaves
+    /// open keeps this box's (a 2D box drawn on a second view closes a 2D box drawn on the first:
+    /// a 3D box from two slices). A box redrawn on the same view, or a closed one, replaces it.
+    pub fn redrawn_by(&self, later: &BoxPrompt) -> BoxPrompt {
+        let Some(ax) = later.open_axis() else { return *later };
+        if Some(ax) == self.open_axis() {
+            return *later;
+        }
+        let (mut a, mut b) = (later.a, later.b);
+        a[ax] = self.a[ax];
+        b[ax] = self.b[ax];
+        BoxPrompt { a, b, open: None }
+    }
+
     /// The corners as `[X0, Y0, Z0, X1, Y1, Z1]`.
     pub fn corners(&self) -> [f64; 6] {
         [self.a[0], self.a[1], self.a[2], self.b[0], self.b[1], self.b[2]]
@@ -161,7 +175,8 @@ impl Prompt {
     }
 }
 
-/// The prompts of an object so far. A later box replaces an earlier one.
+/// The prompts of an object so far. A later box redraws an earlier one
+/// ([`BoxPrompt::redrawn_by`]: two 2D boxes on different views make a 3D box).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PromptSet {
     pub positive: Vec<RasMm>,
@@ -173,7 +188,7 @@ impl PromptSet {
     /// Adds one prompt (its box first, then its point).
     pub fn add(&mut self, p: &Prompt) {
         if let Some(b) = p.bbox {
-            self.bbox = Some(b);
+            self.add_box(b);
         }
         if let Some(pt) = p.point {
             match pt.polarity {
@@ -181,6 +196,11 @@ impl PromptSet {
                 Polarity::Negative => self.negative.push(pt.at),
             }
         }
+    }
+
+    /// Adds a box: it redraws the one held ([`BoxPrompt::redrawn_by`]).
+    pub fn add_box(&mut self, b: BoxPrompt) {
+        self.bbox = Some(self.bbox.map_or(b, |held| held.redrawn_by(&b)));
     }
 
     /// Whether anything restricts where the object may lie (a negative point or a box).
@@ -280,6 +300,40 @@ mod tests {
         assert!(BoxPrompt::from_corners([f64::NAN, 1.0, 3.0, 2.0, 5.0, 4.0]).is_err());
         // A 3D box read from a client must have extent along every axis.
         assert!(BoxPrompt { a: [0.0; 3], b: [1.0, 1.0, 0.0], open: None }.check().is_err());
+    }
+
+    #[test]
+    fn a_second_2d_box_on_another_view_closes_the_first_into_a_3d_box() {
+        // Axial: R −10..10, A −5..5, drawn at S = 3 (open along S).
+        let axial = BoxPrompt::from_corners([-10.0, -5.0, 3.0, 10.0, 5.0, 3.0]).unwrap();
+        // Coronal: R −20..0, S 0..40, drawn at A = 7 (open along A).
+        let coronal = BoxPrompt::from_corners([-20.0, 7.0, 0.0, 0.0, 7.0, 40.0]).unwrap();
+        let mut set = PromptSet::default();
+        set.add(&Prompt::boxed(axial));
+        set.add(&Prompt::boxed(coronal));
+        let b = set.bbox.expect("a box");
+        assert_eq!(b.open, None, "closed");
+        // R from the later box, A from the axial one, S from the coronal one.
+        assert_eq!(b.corners(), [-20.0, -5.0, 0.0, 0.0, 5.0, 40.0]);
+        assert!(b.check().is_ok());
+        assert!(b.contains(RasMm::new(-5.0, 0.0, 20.0)));
+        assert!(!b.contains(RasMm::new(-5.0, 0.0, 41.0)), "S is bounded now");
+        assert!(!b.contains(RasMm::new(-5.0, 6.0, 20.0)), "A keeps the axial box's extent");
+        assert!(!b.contains(RasMm::new(5.0, 0.0, 20.0)), "R is the coronal box's");
+        // A new axial box redraws R and A and keeps the 3D box's S.
+        set.add(&Prompt::boxed(BoxPrompt::from_corners([-4.0, -2.0, 9.0, 4.0, 2.0, 9.0]).unwrap()));
+        assert_eq!(set.bbox.unwrap().corners(), [-4.0, -2.0, 0.0, 4.0, 2.0, 40.0]);
+        assert_eq!(set.bbox.unwrap().open, None);
+        // Redrawn on the same view, a 2D box replaces the 2D box.
+        let mut same = PromptSet::default();
+        same.add(&Prompt::boxed(axial));
+        let again = BoxPrompt::from_corners([0.0, 0.0, 8.0, 6.0, 6.0, 8.0]).unwrap();
+        same.add(&Prompt::boxed(again));
+        assert_eq!(same.bbox, Some(again));
+        // A closed box replaces whatever was held.
+        let closed = BoxPrompt::from_corners([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]).unwrap();
+        set.add(&Prompt::boxed(closed));
+        assert_eq!(set.bbox, Some(closed));
     }
 
     #[test]

@@ -37,6 +37,54 @@ struct InferJson {
     load_secs: f64,
     /// Triangles in the written mesh (when `--out-mesh`).
     mesh_triangles: Option<usize>,
+    /// With `--repeat N`: every run's last-prompt timings, and each stage's median over the
+    /// warm runs (all but the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repeat: Option<RepeatJson>,
+}
+
+/// `infer --repeat N`: the runs' timings and their medians.
+#[derive(serde::Serialize)]
+struct RepeatJson {
+    runs: Vec<crate::engine::Timings>,
+    median: StageMedians,
+}
+
+/// Each stage's median (seconds) over the warm runs of `infer --repeat`.
+#[derive(serde::Serialize, Debug, PartialEq)]
+struct StageMedians {
+    preprocess_secs: f64,
+    mask2d_secs: f64,
+    shape_secs: f64,
+    postprocess_secs: f64,
+    mesh_secs: Option<f64>,
+    total_secs: f64,
+    warm_runs: usize,
+}
+
+impl StageMedians {
+    /// Over `runs` after the first (the first, alone, when there is one).
+    fn of(runs: &[crate::engine::Timings]) -> StageMedians {
+        let warm = if runs.len() > 1 { &runs[1..] } else { runs };
+        let median = |f: &dyn Fn(&crate::engine::Timings) -> f64| {
+            let mut v: Vec<f64> = warm.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            match v.len() {
+                0 => f64::NAN,
+                n if n % 2 == 1 => v[n / 2],
+                n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+            }
+        };
+        StageMedians {
+            preprocess_secs: median(&|t| t.preprocess_secs),
+            mask2d_secs: median(&|t| t.mask2d_secs),
+            shape_secs: median(&|t| t.shape_secs),
+            postprocess_secs: median(&|t| t.postprocess_secs),
+            mesh_secs: warm.iter().all(|t| t.mesh_secs.is_some()).then(|| median(&|t| t.mesh_secs.unwrap_or(0.0))),
+            total_secs: median(&|t| t.total_secs),
+            warm_runs: warm.len(),
+        }
+    }
 }
 
 /// One prompt of `infer` and the candidate after it.
@@ -187,19 +235,40 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         eprintln!("warning: the MR adapter was not used: {e}");
     }
     let load_secs = t0.elapsed().as_secs_f64();
-    let mut object = None;
+    let mut runs = Vec::new();
     let mut steps = Vec::new();
     let mut last = None;
-    for (n, prompt) in prompts.iter().enumerate() {
-        let req = InferRequest { prompt: prompt.clone(), plane: a.plane, mask2d: None, object };
-        let r = session
-            .infer(&req, &mut NoHooks)
-            .with_context(|| format!("{}: inference failed at prompt {} ({})", a.volume.display(), n + 1, prompt.describe()))?;
-        object = Some(r.object);
-        steps.push(PromptJson { prompt: prompt.describe(), voxel_count: r.voxel_count, volume_ml: r.volume_ml, secs: r.timings.total_secs });
-        last = Some(r);
+    for run in 0..a.repeat {
+        let mut object = None;
+        steps.clear();
+        for (n, prompt) in prompts.iter().enumerate() {
+            let req = InferRequest { prompt: prompt.clone(), plane: a.plane, mask2d: None, object };
+            let r = session
+                .infer(&req, &mut NoHooks)
+                .with_context(|| format!("{}: inference failed at prompt {} ({})", a.volume.display(), n + 1, prompt.describe()))?;
+            object = Some(r.object);
+            steps.push(PromptJson { prompt: prompt.describe(), voxel_count: r.voxel_count, volume_ml: r.volume_ml, secs: r.timings.total_secs });
+            last = Some(r);
+        }
+        if let Some(r) = &last {
+            runs.push(r.timings.clone());
+            if a.repeat > 1 && !a.json {
+                let t = &r.timings;
+                eprintln!(
+                    "run {:>3}/{}: preprocess {:.3} s, 2D mask {:.3} s, 3D shape {:.3} s, postprocess {:.3} s, total {:.3} s",
+                    run + 1,
+                    a.repeat,
+                    t.preprocess_secs,
+                    t.mask2d_secs,
+                    t.shape_secs,
+                    t.postprocess_secs,
+                    t.total_secs
+                );
+            }
+        }
     }
     let Some(result) = last else { bail!("infer needs a prompt") };
+    let repeat = (a.repeat > 1).then(|| RepeatJson { median: StageMedians::of(&runs), runs });
     result.mask.save(&a.out_mask)?;
     let mut mesh_triangles = None;
     if let Some(path) = &a.out_mesh {
@@ -227,6 +296,7 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         prompts: steps,
         load_secs,
         mesh_triangles,
+        repeat,
     };
     if a.json {
         println!("{}", serde_json::to_string(&out)?);
@@ -244,6 +314,13 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         );
         if let Some(j) = t.join {
             println!("grow      region growing from the click: {}", serde_json::to_string(&j)?.trim_matches('"').replace('_', " "));
+        }
+        if let Some(r) = &out.repeat {
+            let m = &r.median;
+            println!(
+                "median    of {} warm runs: preprocess {:.3} s, 2D mask {:.3} s, 3D shape {:.3} s, postprocess {:.3} s, total {:.3} s",
+                m.warm_runs, m.preprocess_secs, m.mask2d_secs, m.shape_secs, m.postprocess_secs, m.total_secs
+            );
         }
     }
     Ok(())
@@ -469,3 +546,23 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeat_medians_leave_the_cold_run_out() {
+        let t = |shape: f64, post: f64| crate::engine::Timings { shape_secs: shape, postprocess_secs: post, total_secs: shape + post, ..Default::default() };
+        // The first (cold) run is 10 s and must not count; the warm ones are 1, 3, 2, 4 s.
+        let runs = [t(10.0, 5.0), t(1.0, 0.5), t(3.0, 0.1), t(2.0, 0.2), t(4.0, 0.3)];
+        let m = StageMedians::of(&runs);
+        assert_eq!(m.warm_runs, 4);
+        assert_eq!(m.shape_secs, 2.5);
+        assert_eq!(m.postprocess_secs, 0.25);
+        assert_eq!(m.total_secs, (2.2 + 3.1) / 2.0);
+        assert_eq!(m.mesh_secs, None, "no run made a mesh");
+        // One run: that run.
+        assert_eq!(StageMedians::of(&runs[..1]).shape_secs, 10.0);
+    }
+}

@@ -117,6 +117,7 @@ pub fn join_region_growing_within(
     // The box averaged down by whole voxels to about JOIN_GROW_MM (module doc).
     let f = sp_kji.map(|s| (JOIN_GROW_MM / s).round().max(1.0) as usize);
     let nc: [usize; 3] = std::array::from_fn(|a| n[a].div_ceil(f[a]));
+    let t0 = std::time::Instant::now();
     let crop = vol.data.slice(s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]);
     let coarse = if f == [1, 1, 1] {
         crop.to_owned()
@@ -136,11 +137,13 @@ pub fn join_region_growing_within(
     };
     // The coarse region: voxel `c` stands for the box's voxels `c·f … (c+1)·f − 1` (fewer at the
     // box's far faces).
+    let t_coarse = t0.elapsed().as_secs_f64();
     let coarse_region = match grow_within(&sub, click, p, floor, prompts, cancelled) {
         Ok(r) => r,
         Err(GrowError::Cancelled) => return Err(GrowError::Cancelled),
         Err(_) => return keep(JoinOutcome::NoRegion),
     };
+    let t_grow = t0.elapsed().as_secs_f64();
     let block = |a: usize, c: usize| ((c + 1) * f[a]).min(n[a]) - c * f[a];
     let count = |r: &Array3<bool>| -> usize { r.indexed_iter().filter(|(_, r)| **r).map(|((k, j, i), _)| block(0, k) * block(1, j) * block(2, i)).sum() };
     let check = |r: &Array3<bool>, grown: usize| -> Option<JoinOutcome> {
@@ -195,7 +198,22 @@ pub fn join_region_growing_within(
     };
     let mask = region.slice(s![blo[0]..=bhi[0], blo[1]..=bhi[1], blo[2]..=bhi[2]]).to_owned();
     let grown = GridComponent { origin_kji: [lo[0] + blo[0], lo[1] + blo[1], lo[2] + blo[2]], mask, voxel_count: grown };
-    Ok((model.union(&grown), joined))
+    let t_checks = t0.elapsed().as_secs_f64();
+    let union = model.union(&grown);
+    log::debug!(
+        "join on a {}×{}×{} box ({}×{}×{} coarse): averaging {:.3} s, growing {:.3} s, checks {:.3} s, union {:.3} s",
+        n[0],
+        n[1],
+        n[2],
+        nc[0],
+        nc[1],
+        nc[2],
+        t_coarse,
+        t_grow - t_coarse,
+        t_checks - t_grow,
+        t0.elapsed().as_secs_f64() - t_checks
+    );
+    Ok((union, joined))
 }
 
 #[cfg(test)]

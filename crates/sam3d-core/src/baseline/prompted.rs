@@ -279,7 +279,7 @@ impl ObjectState {
         let mut prompts = self.prompts.clone();
         let mut excluded = self.excluded.clone();
         if let Some(b) = prompt.bbox {
-            prompts.bbox = Some(b);
+            prompts.add_box(b);
         }
         let mut negative = None;
         let seed = match (prompt.point, prompt.bbox) {

@@ -127,8 +127,10 @@ pub fn refine_component_within(vol: &Volume, comp: &GridComponent, p: &RefinePar
         olo[a] = lo[a].saturating_sub(reach[a]);
         ohi[a] = (hi[a] + reach[a]).min(shape[a]);
     }
+    let t0 = std::time::Instant::now();
     let outer = vol.data.slice(s![olo[0]..ohi[0], olo[1]..ohi[1], olo[2]..ohi[2]]).to_owned();
     let smoothed = gaussian_smooth(&outer, sigma_vox);
+    let t_smooth = t0.elapsed().as_secs_f64();
     let inner = smoothed.slice(s![lo[0] - olo[0]..hi[0] - olo[0], lo[1] - olo[1]..hi[1] - olo[1], lo[2] - olo[2]..hi[2] - olo[2]]);
     let n = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
     let off = [comp.origin_kji[0] - lo[0], comp.origin_kji[1] - lo[1], comp.origin_kji[2] - lo[2]];
@@ -178,7 +180,9 @@ pub fn refine_component_within(vol: &Volume, comp: &GridComponent, p: &RefinePar
         }
     }
 
+    let t_stats = t0.elapsed().as_secs_f64();
     let d2 = crate::shape::sdf::squared_edt(model.view(), sp);
+    let t_edt = t0.elapsed().as_secs_f64();
     let band2 = (p.band_mm * p.band_mm) as f32;
     // Candidates: outside the mask, within the band, of the organ's intensity.
     let mut added = Array3::from_elem(model.raw_dim(), false);
@@ -192,6 +196,16 @@ pub fn refine_component_within(vol: &Volume, comp: &GridComponent, p: &RefinePar
     let Some((blo, bhi)) = crate::shape::sdf::bounding_box(kept.view()) else { return comp.clone() };
     let mask = kept.slice(s![blo[0]..=bhi[0], blo[1]..=bhi[1], blo[2]..=bhi[2]]).to_owned();
     let voxel_count = mask.iter().filter(|m| **m).count();
+    log::debug!(
+        "refinement on a {}×{}×{} box: smoothing {:.3} s, statistics {:.3} s, distances {:.3} s, growing {:.3} s",
+        n[0],
+        n[1],
+        n[2],
+        t_smooth,
+        t_stats - t_smooth,
+        t_edt - t_stats,
+        t0.elapsed().as_secs_f64() - t_edt
+    );
     GridComponent { origin_kji: [lo[0] + blo[0], lo[1] + blo[1], lo[2] + blo[2]], mask, voxel_count }
 }
 

@@ -574,10 +574,13 @@ fn run_click(
     if options.extend
         && let Some(c) = &first.component
     {
+        let t = Instant::now();
         let extra = extension_clicks(c, &first.sample.ras_from_grid, first.sample.grid, vol);
+        log::debug!("extension clicks: {} in {:.3} s", extra.len(), t.elapsed().as_secs_f64());
         for (click, idx) in extra.into_iter().filter(|(c, _)| !prompts.blocks(*c)) {
             check(hooks)?;
             let pass = shape_at(model, pv, refine, fusion, click, plane, None, false, prompts, timings, hooks)?;
+            let t = Instant::now();
             if let (Some(u), Some(p)) = (&component, &pass.component)
                 && p.contains(idx)
                 && masks_agree(c, (&first.sample.ras_from_grid, first.sample.grid), p, (&pass.sample.ras_from_grid, pass.sample.grid), vol)
@@ -585,6 +588,7 @@ fn run_click(
                 component = Some(u.union(p));
                 timings.extension_passes += 1;
             }
+            log::debug!("extension at {click:?}: agreement and union {:.3} s", t.elapsed().as_secs_f64());
         }
     }
     // Region growing from the click, joined where it agrees with the model's shape.
@@ -599,6 +603,7 @@ fn run_click(
                 .map_err(|_| EngineError::Cancelled)?;
         component = Some(joined);
         timings.join = Some(outcome);
+        log::debug!("join: {outcome:?} in {:.3} s", t.elapsed().as_secs_f64());
         timings.postprocess_secs += t.elapsed().as_secs_f64();
     }
     Ok((first, component))
@@ -713,10 +718,17 @@ fn shape_at(
     let t = Instant::now();
     let vol = &pv.volume;
     let mut component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, click);
+    let on_grid = t.elapsed().as_secs_f64();
     if let (Some((p, floor)), Some(c)) = (refine, &component) {
         let idx = vol.ras_from_voxel.try_inverse().ok().and_then(|v| vol.shape().array_index(v.apply(click)));
         component = Some(refine_component_within(vol, c, p, floor, idx, prompts));
     }
+    log::debug!(
+        "pass at {click:?}: shape on the scan's grid {:.3} s ({} voxels), refinement {:.3} s",
+        on_grid,
+        component.as_ref().map_or(0, |c| c.voxel_count),
+        t.elapsed().as_secs_f64() - on_grid
+    );
     timings.postprocess_secs += t.elapsed().as_secs_f64();
     Ok(Pass { sample, mask2d, class, component })
 }
