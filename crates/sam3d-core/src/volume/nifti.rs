@@ -16,7 +16,7 @@ use ndarray::{Array3, ArrayView3};
 use rayon::prelude::*;
 use std::fs::File;
 use super::rawdata::read_full;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Largest plausible gzip expansion (deflate's maximum ratio is about 1032:1).
@@ -40,7 +40,7 @@ pub struct NiftiInfo {
 }
 
 /// A decoded sample type: how raw file values (after scaling, as f64) become `Self`.
-pub trait Sample: Copy + Default + Send + Sync + 'static {
+pub trait Sample: bytemuck::Pod + Default + Send + Sync + 'static {
     /// Converts; returns `None` for a value the type cannot hold.
     fn from_f64(x: f64) -> Option<Self>;
     const KIND: &'static str;
@@ -225,11 +225,10 @@ impl NiftiInfo {
     /// Reads the voxels of the (single) 3D frame as `T`, applying scaling. A gzip file inflated
     /// whole is converted in parallel chunks; the values are the same as streamed.
     pub fn read_data<T: Sample>(&self) -> Result<Array3<T>, VolumeError> {
-        let out = match self.whole_data()? {
-            Some(whole) => {
-                let raw = &whole[self.data_offset as usize..];
-                let mut out = vec![T::default(); self.shape.len()];
-                if let Some(x) = decode_par(raw, self.dtype, self.header.big_endian, self.scaling, &mut out) {
+        self.check_3d()?;
+        let out = match self.inflate_in_place::<T>() {
+            Some((out, bad)) => {
+                if let Some(x) = bad {
                     return Err(err(&self.path, format!("value {x} cannot be a {}", T::KIND)));
                 }
                 out
@@ -361,30 +360,130 @@ impl NiftiInfo {
 }
 
 impl NiftiInfo {
+    /// The lengths of a single-member gzip NIfTI file that holds exactly the header, extensions
+    /// and one frame of data, as its gzip trailer says: `(compressed, inflated)`. `None` for
+    /// anything else (uncompressed, multi-member, 4D, or a trailer that disagrees).
+    fn whole_gzip_lengths(&self) -> Option<(usize, usize)> {
+        if !(self.gzipped && self.header.single_file && self.frames == 1) {
+            return None;
+        }
+        let expected = self.data_offset.checked_add(self.frame_bytes())?;
+        let mut f = File::open(&self.path).ok()?;
+        let comp_len = f.metadata().ok()?.len();
+        if comp_len < 18 || expected > comp_len.saturating_mul(MAX_GZIP_RATIO) + (1 << 20) {
+            return None;
+        }
+        f.seek(SeekFrom::End(-4)).ok()?;
+        let mut tail = [0u8; 4];
+        f.read_exact(&mut tail).ok()?;
+        if u32::from_le_bytes(tail) as u64 != expected & 0xffff_ffff {
+            return None;
+        }
+        Some((usize::try_from(comp_len).ok()?, usize::try_from(expected).ok()?))
+    }
+
     /// Inflates a single-member gzip NIfTI file in one call when its gzip trailer says it holds
     /// exactly the header, extensions and one frame of data — libdeflate is about twice as fast
     /// as streaming zlib. Anything else (multi-member streams, corrupt or truncated files)
     /// returns `None`, and the streaming reader handles it and reports any problem.
     fn inflate_whole(&self) -> Option<Vec<u8>> {
-        if !(self.gzipped && self.header.single_file && self.frames == 1) {
-            return None;
-        }
-        let expected = self.data_offset.checked_add(self.frame_bytes())?;
+        let (comp_len, expected) = self.whole_gzip_lengths()?;
         let comp = std::fs::read(&self.path).ok()?;
-        if comp.len() < 18 || expected > (comp.len() as u64).saturating_mul(MAX_GZIP_RATIO) + (1 << 20) {
+        if comp.len() != comp_len {
             return None;
         }
-        let tail: [u8; 4] = comp[comp.len() - 4..].try_into().ok()?;
-        if u32::from_le_bytes(tail) as u64 != expected & 0xffff_ffff {
-            return None;
-        }
-        let mut out = vec![0u8; usize::try_from(expected).ok()?];
+        let mut out = vec![0u8; expected];
         let mut d = libdeflater::Decompressor::new();
         match d.gzip_decompress(&comp, &mut out) {
-            Ok(n) if n as u64 == expected => Some(out),
+            Ok(n) if n == expected => Some(out),
             _ => None,
         }
     }
+
+    /// [`inflate_whole`](Self::inflate_whole) and the conversion to `T` in one buffer, which
+    /// becomes the array: the compressed file is read into its front, inflated behind it, and
+    /// the samples are converted toward the front, in parallel waves that never overtake unread
+    /// samples ([`convert_in_place`]). Peak memory is the larger of the array and the compressed
+    /// plus inflated bytes; for int16 read as float32 it is the array. Returns the samples and
+    /// the first value (in file order) `T` cannot hold; `None` as for `inflate_whole`.
+    fn inflate_in_place<T: Sample>(&self) -> Option<(Vec<T>, Option<f64>)> {
+        let (comp_len, expected) = self.whole_gzip_lengths()?;
+        let n = self.shape.len();
+        let (bpp, size) = (self.dtype.size_bytes(), std::mem::size_of::<T>());
+        let off = usize::try_from(self.data_offset).ok()?;
+        // Where the samples start once inflated: behind the compressed bytes and the header,
+        // and at least as far along as widening every sample needs.
+        let start = (comp_len + off).max(n.checked_mul(size.saturating_sub(bpp))?);
+        let total = start.checked_add(expected - off)?.max(n.checked_mul(size)?);
+        let mut buf = vec![T::default(); total.div_ceil(size)];
+        {
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
+            let (front, back) = bytes.split_at_mut(start - off);
+            File::open(&self.path).ok()?.read_exact(&mut front[..comp_len]).ok()?;
+            let mut d = libdeflater::Decompressor::new();
+            match d.gzip_decompress(&front[..comp_len], &mut back[..expected]) {
+                Ok(got) if got == expected => {}
+                _ => return None,
+            }
+        }
+        let bad = convert_in_place::<T>(bytemuck::cast_slice_mut(&mut buf), start, n, self.dtype, self.header.big_endian, self.scaling);
+        buf.truncate(n);
+        buf.shrink_to_fit();
+        Some((buf, bad))
+    }
+}
+
+/// Converts the `n` samples stored at `bytes[start..]` into `T`s at the front of `bytes` (sample
+/// `i` to `bytes[i·size_of::<T>()..]`). Needs `start ≥ n·(size_of::<T>() − stored size)`, so that
+/// writing sample `i` never reaches a sample not yet read. Samples that keep their size are
+/// converted where they lie, in parallel chunks; widened ones in parallel waves (the samples
+/// whose output lies wholly before the first unread byte: half the rest, for int16 → float32);
+/// narrowed ones after moving to the front, in waves that grow. Returns the first value (in file
+/// order) `T` cannot hold; the values are those of [`decode_slice`] over the whole data.
+fn convert_in_place<T: Sample>(bytes: &mut [u8], mut start: usize, n: usize, dt: DataType, be: bool, scale: Option<(f64, f64)>) -> Option<f64> {
+    let (bpp, size) = (dt.size_bytes(), std::mem::size_of::<T>());
+    let per = (CHUNK_BYTES / bpp).max(1);
+    if size <= bpp && start > 0 {
+        bytes.copy_within(start..start + n * bpp, 0);
+        start = 0;
+    }
+    if size == bpp {
+        let bads: Vec<Option<f64>> = bytes[..n * bpp]
+            .par_chunks_mut(per * bpp)
+            .map(|c| {
+                let mut conv = vec![T::default(); c.len() / bpp];
+                let bad = decode_slice(c, dt, be, scale, &mut conv);
+                c.copy_from_slice(bytemuck::cast_slice(&conv));
+                bad
+            })
+            .collect();
+        return bads.into_iter().flatten().next();
+    }
+    let mut first_bad = None;
+    let mut conv: Vec<T> = Vec::new();
+    let mut s = 0;
+    while s < n {
+        // Samples s..e can all be written before the first unread byte, start + bpp·s.
+        let e = ((start + bpp * s) / size).min(n);
+        let bad = if e >= s + 2 * per {
+            let (front, unread) = bytes.split_at_mut(start + bpp * s);
+            let out: &mut [T] = bytemuck::cast_slice_mut(&mut front[size * s..size * e]);
+            let bad = decode_par(&unread[..bpp * (e - s)], dt, be, scale, out);
+            s = e;
+            bad
+        } else {
+            // One chunk through a buffer: its output ends at or before the next unread sample.
+            let e = (s + per).min(n);
+            conv.clear();
+            conv.resize(e - s, T::default());
+            let bad = decode_slice(&bytes[start + bpp * s..start + bpp * e], dt, be, scale, &mut conv);
+            bytes[size * s..size * e].copy_from_slice(bytemuck::cast_slice(&conv));
+            s = e;
+            bad
+        };
+        first_bad = first_bad.or(bad);
+    }
+    first_bad
 }
 
 macro_rules! decode_as {
@@ -757,6 +856,90 @@ mod tests {
         let mut labels = vec![0u16; n];
         let first_bad = vals.iter().position(|&v| v < 0).expect("negatives");
         assert_eq!(decode_par(&raw, DataType::Int16, false, None, &mut labels), Some(vals[first_bad] as f64));
+    }
+
+    /// Raw samples of `dt` (each from an `i64` pattern), in either byte order.
+    fn raw_of(dt: DataType, be: bool, n: usize) -> Vec<u8> {
+        let v = |i: usize| ((i * 7919) % 3001) as i64 - 1000;
+        macro_rules! put {
+            ($ty:ty) => {
+                (0..n).flat_map(|i| { let x = v(i) as $ty; if be { x.to_be_bytes().to_vec() } else { x.to_le_bytes().to_vec() } }).collect()
+            };
+        }
+        match dt {
+            DataType::Uint8 => put!(u8),
+            DataType::Int8 => put!(i8),
+            DataType::Int16 => put!(i16),
+            DataType::Uint16 => put!(u16),
+            DataType::Int32 => put!(i32),
+            DataType::Uint32 => put!(u32),
+            DataType::Int64 => put!(i64),
+            DataType::Uint64 => put!(u64),
+            DataType::Float32 => put!(f32),
+            DataType::Float64 => put!(f64),
+        }
+    }
+
+    /// Converting in place (widening, same size, narrowing; parallel waves and single chunks)
+    /// gives what one pass of `decode_slice` gives, and the same first bad value.
+    fn in_place_equals_one_pass<T: Sample + PartialEq + std::fmt::Debug>() {
+        let dts = [DataType::Uint8, DataType::Int8, DataType::Int16, DataType::Uint16, DataType::Int32, DataType::Float32, DataType::Float64, DataType::Int64];
+        for dt in dts {
+            let bpp = dt.size_bytes();
+            let size = std::mem::size_of::<T>();
+            // Small odd sizes, and one with several parallel waves.
+            for n in [1usize, 7, 1001, 5 * (CHUNK_BYTES / bpp) + 13] {
+                for be in [false, true] {
+                    for scale in [None, Some((0.5, -3.25))] {
+                        let raw = raw_of(dt, be, n);
+                        let mut want = vec![T::default(); n];
+                        let want_bad = decode_slice(&raw, dt, be, scale, &mut want);
+                        // Behind a gap such as the compressed file and header leave.
+                        for gap in [0usize, 352] {
+                            let start = (n * size.saturating_sub(bpp)).max(gap);
+                            let total = (start + n * bpp).max(n * size);
+                            let mut buf = vec![T::default(); total.div_ceil(size)];
+                            bytemuck::cast_slice_mut::<T, u8>(&mut buf)[start..start + n * bpp].copy_from_slice(&raw);
+                            let bad = convert_in_place::<T>(bytemuck::cast_slice_mut(&mut buf), start, n, dt, be, scale);
+                            assert_eq!(bad, want_bad, "{dt:?} n {n} be {be} {scale:?} gap {gap}");
+                            assert!(buf[..n] == want[..], "{dt:?} n {n} be {be} {scale:?} gap {gap}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn converting_in_place_equals_one_pass() {
+        in_place_equals_one_pass::<f32>();
+        in_place_equals_one_pass::<u16>();
+    }
+
+    /// A single-member gzip file of each stored type reads (through the in-place path) as the
+    /// streamed reader reads its uncompressed twin, for odd grid sizes.
+    #[test]
+    fn whole_gzip_read_in_place_equals_streamed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let aff = RasFromVoxel::scale_translate([0.7, 0.8, 2.0], [1.0, 2.0, 3.0]);
+        for (dtype, shape) in [
+            (DataType::Int16, GridShape::new(131, 67, 129)),
+            (DataType::Uint8, GridShape::new(33, 17, 9)),
+            (DataType::Float32, GridShape::new(101, 103, 37)),
+            (DataType::Uint16, GridShape::new(5, 3, 1)),
+        ] {
+            let data = Array3::from_shape_fn(shape.array_shape(), |(k, j, i)| ((i * 31 + j * 17 + k * 7) % 250) as f32);
+            let opts = WriteOptions { dtype, ..Default::default() };
+            let plain = dir.path().join("v.nii");
+            write_nifti(&plain, data.view(), &aff, &opts).expect("write");
+            let single = dir.path().join("single.nii.gz");
+            std::fs::write(&single, gzip_bytes(&std::fs::read(&plain).expect("read"), 6).expect("gzip")).expect("write");
+            let (streamed, whole) = (read_info(&plain).expect("info"), read_info(&single).expect("info"));
+            assert!(whole.inflate_in_place::<f32>().is_some(), "{dtype:?}: read in place");
+            assert_eq!(whole.read_data::<f32>().expect("read"), streamed.read_data::<f32>().expect("read"), "{dtype:?}");
+            assert_eq!(whole.read_data::<u16>().expect("read"), streamed.read_data::<u16>().expect("read"), "{dtype:?}");
+            assert_eq!(whole.read_data::<f32>().expect("read"), data, "{dtype:?}");
+        }
     }
 
     /// A single-member gzip file (what nibabel and most tools write) is inflated whole and
