@@ -588,23 +588,33 @@ impl Default for WriteOptions {
     }
 }
 
-/// A value that can be written to a NIfTI file.
+/// A value that can be written to a NIfTI file; each is exactly an `f32` too.
 pub trait WriteSample: Copy + Send + Sync {
     fn to_f64(self) -> f64;
+    fn to_f32(self) -> f32;
 }
 impl WriteSample for f32 {
     fn to_f64(self) -> f64 {
         self as f64
+    }
+    fn to_f32(self) -> f32 {
+        self
     }
 }
 impl WriteSample for u16 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
 }
 impl WriteSample for u8 {
     fn to_f64(self) -> f64 {
         self as f64
+    }
+    fn to_f32(self) -> f32 {
+        self as f32
     }
 }
 
@@ -651,6 +661,8 @@ pub fn build_header(shape: GridShape, ras_from_voxel: &RasFromVoxel, opts: &Writ
     h
 }
 
+/// Appends `data` as little-endian `dt` samples: integers rounded half away from zero and
+/// clamped to the type's range (NaN → 0), floats as they are.
 pub(super) fn encode_into(data: &[impl WriteSample], dt: DataType, out: &mut Vec<u8>) {
     let (lo, hi) = dt.range();
     macro_rules! enc {
@@ -664,18 +676,54 @@ pub(super) fn encode_into(data: &[impl WriteSample], dt: DataType, out: &mut Vec
             }
         }};
     }
+    // Types whose range lies inside i32's: rounded in f32 without a libm call (the samples are
+    // exact f32s, so this is the f64 path's value; `encode_matches_the_f64_rounding`).
+    macro_rules! enc_small {
+        ($ty:ty) => {{
+            const W: usize = std::mem::size_of::<$ty>();
+            let start = out.len();
+            out.resize(start + data.len() * W, 0);
+            let (lo, hi) = (lo as i32, hi as i32);
+            for (o, v) in out[start..].chunks_exact_mut(W).zip(data) {
+                o.copy_from_slice(&(round_clamp_i32(v.to_f32(), lo, hi) as $ty).to_le_bytes());
+            }
+        }};
+    }
     match dt {
-        DataType::Uint8 => enc!(u8, true),
-        DataType::Int8 => enc!(i8, true),
-        DataType::Int16 => enc!(i16, true),
-        DataType::Uint16 => enc!(u16, true),
-        DataType::Int32 => enc!(i32, true),
+        DataType::Uint8 => enc_small!(u8),
+        DataType::Int8 => enc_small!(i8),
+        DataType::Int16 => enc_small!(i16),
+        DataType::Uint16 => enc_small!(u16),
+        DataType::Int32 => enc_small!(i32),
         DataType::Uint32 => enc!(u32, true),
         DataType::Int64 => enc!(i64, true),
         DataType::Uint64 => enc!(u64, true),
-        DataType::Float32 => enc!(f32, false),
+        DataType::Float32 => {
+            let start = out.len();
+            out.resize(start + data.len() * 4, 0);
+            for (o, v) in out[start..].chunks_exact_mut(4).zip(data) {
+                o.copy_from_slice(&v.to_f32().to_le_bytes());
+            }
+        }
         DataType::Float64 => enc!(f64, false),
     }
+}
+
+/// `x` rounded half away from zero and clamped to `lo..=hi` (which holds 0), NaN → 0: the value
+/// of `(x as f64).round().clamp(lo, hi)`. `x as i32` truncates (saturating), `x − trunc(x)` is
+/// exact in f32, and a saturated truncation stays past the clamp.
+#[inline(always)]
+fn round_clamp_i32(x: f32, lo: i32, hi: i32) -> i32 {
+    let t = x as i32;
+    let frac = x - t as f32;
+    let r = if frac >= 0.5 {
+        t.saturating_add(1)
+    } else if frac <= -0.5 {
+        t.saturating_sub(1)
+    } else {
+        t
+    };
+    r.clamp(lo, hi)
 }
 
 /// Writes `data` (C-order `[k, j, i]`) as NIfTI-1 to `path` (`.nii` or `.nii.gz`), atomically.
@@ -856,6 +904,39 @@ mod tests {
         let mut labels = vec![0u16; n];
         let first_bad = vals.iter().position(|&v| v < 0).expect("negatives");
         assert_eq!(decode_par(&raw, DataType::Int16, false, None, &mut labels), Some(vals[first_bad] as f64));
+    }
+
+    #[test]
+    fn encode_matches_the_f64_rounding() {
+        let mut xs: Vec<f32> = vec![
+            0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999997, -0.49999997, 0.50000006, 127.5, -128.5, 255.5, 256.0,
+            32767.5, -32768.5, 32766.5, 65535.5, -1.0, 8388607.5, 8388608.0, 16777217.0, 2147483520.0, -2147483648.0,
+            2147483648.0, 3e9, -3e9, 1e30, -1e30, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE, f32::MAX, f32::MIN,
+        ];
+        xs.extend(noisy(20_000, 3));
+        xs.extend(noisy(20_000, 4).iter().map(|x| x * 1000.0));
+        xs.extend((0..2000).map(|i| i as f32 * 0.25 - 250.0));
+        for dt in [DataType::Uint8, DataType::Int8, DataType::Int16, DataType::Uint16, DataType::Int32, DataType::Float32] {
+            let (lo, hi) = dt.range();
+            let mut want = Vec::new();
+            for &v in &xs {
+                let x = v as f64;
+                let r = x.round().clamp(lo, hi);
+                let r = if r.is_nan() { 0.0 } else { r };
+                match dt {
+                    DataType::Uint8 => want.extend_from_slice(&(r as u8).to_le_bytes()),
+                    DataType::Int8 => want.extend_from_slice(&(r as i8).to_le_bytes()),
+                    DataType::Int16 => want.extend_from_slice(&(r as i16).to_le_bytes()),
+                    DataType::Uint16 => want.extend_from_slice(&(r as u16).to_le_bytes()),
+                    DataType::Int32 => want.extend_from_slice(&(r as i32).to_le_bytes()),
+                    _ => want.extend_from_slice(&v.to_le_bytes()),
+                }
+            }
+            let mut got = vec![9u8; 3];
+            encode_into(&xs, dt, &mut got);
+            assert_eq!(&got[..3], &[9, 9, 9], "{dt:?}: appends");
+            assert!(got[3..] == want[..], "{dt:?}");
+        }
     }
 
     /// Raw samples of `dt` (each from an `i64` pattern), in either byte order.
