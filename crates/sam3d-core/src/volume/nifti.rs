@@ -744,37 +744,76 @@ pub fn write_nifti<T: WriteSample>(
     let header = build_header(shape, ras_from_voxel, opts, "sam3d-studio");
     let flat = super::c_order(&data);
     let flat: &[T] = &flat;
+    let per = ((4 << 20) / opts.dtype.size_bytes()).max(1);
     let gz = name.ends_with(".gz");
     atomic_write(path, |f| {
-        if gz {
-            // Parallel multi-member gzip: header member, then one member per chunk.
-            let per = (4 << 20) / opts.dtype.size_bytes();
-            let mut members: Vec<Vec<u8>> = Vec::new();
-            members.push(gzip_bytes(&header, opts.gzip_level)?);
-            let chunks: Vec<std::io::Result<Vec<u8>>> = flat
-                .par_chunks(per.max(1))
-                .map(|c| {
-                    let mut raw = Vec::new();
-                    encode_into(c, opts.dtype, &mut raw);
-                    gzip_bytes(&raw, opts.gzip_level)
-                })
-                .collect();
-            for c in chunks {
-                members.push(c?);
-            }
-            for m in &members {
-                f.write_all(m)?;
-            }
-        } else {
-            f.write_all(&header)?;
-            for c in flat.chunks(1 << 20) {
-                let mut raw = Vec::new();
-                encode_into(c, opts.dtype, &mut raw);
-                f.write_all(&raw)?;
-            }
-        }
-        Ok(())
+        write_parts(f, &header, gz.then_some(opts.gzip_level), flat.len().div_ceil(per), |c, raw| {
+            encode_into(&flat[c * per..((c + 1) * per).min(flat.len())], opts.dtype, raw)
+        })
     })
+}
+
+/// Writes a grid's voxels as NIfTI-1 (`.nii` or `.nii.gz`), atomically, as [`write_nifti`] does,
+/// asking `fill_slices(k0, out)` for runs of whole slices (C order, from slice `k0`), in
+/// parallel: each run is encoded (and compressed) as soon as it is computed, so the grid is
+/// never whole in memory as `T`. The bytes are those of `write_nifti` of the filled grid, but
+/// for where gzip members begin (about 4 MB of whole slices each).
+pub fn write_nifti_by_slices<T: WriteSample + Default>(
+    path: &Path,
+    shape: GridShape,
+    ras_from_voxel: &RasFromVoxel,
+    opts: &WriteOptions,
+    fill_slices: impl Fn(usize, &mut [T]) + Sync,
+) -> Result<(), VolumeError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    if !(name.ends_with(".nii") || name.ends_with(".nii.gz")) {
+        return Err(err(path, "output must end in .nii or .nii.gz"));
+    }
+    if shape.ijk().iter().any(|&n| n > i16::MAX as usize) {
+        return Err(err(path, format!("grid {shape} is too large for NIfTI-1 (32767 per axis)")));
+    }
+    let header = build_header(shape, ras_from_voxel, opts, "sam3d-studio");
+    let slice = (shape.ni * shape.nj).max(1);
+    let slices_per = ((4 << 20) / opts.dtype.size_bytes() / slice).max(1);
+    let gz = name.ends_with(".gz");
+    atomic_write(path, |f| {
+        write_parts(f, &header, gz.then_some(opts.gzip_level), shape.nk.div_ceil(slices_per), |c, raw| {
+            let k0 = c * slices_per;
+            let mut buf = vec![T::default(); (slices_per.min(shape.nk - k0)) * slice];
+            fill_slices(k0, &mut buf);
+            encode_into(&buf, opts.dtype, raw)
+        })
+    })
+}
+
+/// Writes `header`, then parts `0..n` in order, `part(c, raw)` appending part `c`'s bytes to an
+/// empty `raw`. Parts are made in parallel. With `gzip` (a level), the header and each part
+/// become one gzip member each (a multi-member gzip stream, which every gzip reader reads as
+/// one), all compressed before any is written; uncompressed parts are made a window of a few
+/// per thread at a time, so memory stays a few parts per thread.
+fn write_parts(f: &mut impl Write, header: &[u8], gzip: Option<u32>, n: usize, part: impl Fn(usize, &mut Vec<u8>) + Sync) -> std::io::Result<()> {
+    match gzip {
+        Some(level) => f.write_all(&gzip_bytes(header, level)?)?,
+        None => f.write_all(header)?,
+    }
+    let window = if gzip.is_some() { n.max(1) } else { 4 * rayon::current_num_threads().max(1) };
+    for first in (0..n).step_by(window) {
+        let made: Vec<std::io::Result<Vec<u8>>> = (first..(first + window).min(n))
+            .into_par_iter()
+            .map(|c| {
+                let mut raw = Vec::new();
+                part(c, &mut raw);
+                match gzip {
+                    Some(level) => gzip_bytes(&raw, level),
+                    None => Ok(raw),
+                }
+            })
+            .collect();
+        for m in made {
+            f.write_all(&m?)?;
+        }
+    }
+    Ok(())
 }
 
 /// One gzip member of `raw` (libdeflate: at level 1 it is faster than zlib's level 1 and its
@@ -937,6 +976,44 @@ mod tests {
             assert_eq!(&got[..3], &[9, 9, 9], "{dt:?}: appends");
             assert!(got[3..] == want[..], "{dt:?}");
         }
+    }
+
+    /// The whole inflated stream of a (possibly multi-member) gzip file.
+    fn gunzip(p: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(File::open(p).expect("open")).read_to_end(&mut out).expect("gunzip");
+        out
+    }
+
+    /// Writing slab by slab gives the bytes `write_nifti` gives of the whole array (inflated),
+    /// as a multi-member gzip stream the reader reads back; `.nii` too.
+    #[test]
+    fn writing_by_slices_equals_writing_the_array() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let aff = RasFromVoxel::scale_translate([0.7, -0.8, 2.0], [1.0, 2.0, 3.0]);
+        // 131×97 int16 slices: 5 MB of f32, so several slices per member and a short last one.
+        for (dtype, shape) in [(DataType::Int16, GridShape::new(131, 97, 331)), (DataType::Float32, GridShape::new(7, 5, 3)), (DataType::Uint8, GridShape::new(1, 1, 1))] {
+            let data = Array3::from_shape_fn(shape.array_shape(), |(k, j, i)| ((i * 31 + j * 17 + k * 7) % 3000) as f32 * 0.37 - 500.0);
+            let flat = data.as_slice().expect("C order");
+            let opts = WriteOptions { dtype, ..Default::default() };
+            for ext in ["nii.gz", "nii"] {
+                let (a, b) = (dir.path().join(format!("a.{ext}")), dir.path().join(format!("b.{ext}")));
+                write_nifti(&a, data.view(), &aff, &opts).expect("write");
+                let slice = shape.ni * shape.nj;
+                write_nifti_by_slices(&b, shape, &aff, &opts, |k0, out: &mut [f32]| out.copy_from_slice(&flat[k0 * slice..k0 * slice + out.len()])).expect("write");
+                if ext == "nii.gz" {
+                    assert_eq!(gunzip(&a), gunzip(&b), "{dtype:?}");
+                    let members = std::fs::read(&b).expect("read").windows(3).filter(|w| w == &[0x1f, 0x8b, 8]).count();
+                    assert!(shape.nk < 100 || members > 2, "{dtype:?}: {members} members");
+                } else {
+                    assert_eq!(std::fs::read(&a).expect("read"), std::fs::read(&b).expect("read"), "{dtype:?}");
+                }
+                let back = read_info(&b).expect("info").read_data::<f32>().expect("read");
+                assert_eq!(back, read_info(&a).expect("info").read_data::<f32>().expect("read"), "{dtype:?} {ext}");
+            }
+        }
+        let e = write_nifti_by_slices(&dir.path().join("x.nrrd"), GridShape::new(1, 1, 1), &aff, &WriteOptions::default(), |_, _: &mut [f32]| {}).expect_err("not NIfTI");
+        assert!(e.to_string().contains("x.nrrd"), "{e}");
     }
 
     /// Raw samples of `dt` (each from an `i64` pattern), in either byte order.
