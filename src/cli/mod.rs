@@ -7,7 +7,7 @@ mod shape_cmds;
 use crate::data::phantom::PhantomSpec;
 use crate::geometry::{SpacingIjk, axcodes};
 use crate::volume::dicom::SeriesChoice;
-use crate::volume::{DataType, Format, Interp, OnGrid, read_info, resample_to_spacing};
+use crate::volume::{DataType, Format, Interp, OnGrid, SlabResampler, read_info, save_volume_by_slices};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -422,16 +422,15 @@ fn resample(input: &Path, series: Option<&SeriesChoice>, output: &Path, spacing:
     let vol = crate::volume::open_with(input, series)?;
     log::info!("read {:.3} s", t0.elapsed().as_secs_f64());
     let t1 = std::time::Instant::now();
-    let out = resample_to_spacing(&vol, SpacingIjk(sp), interp).with_context(|| format!("{}: cannot resample", input.display()))?;
-    log::info!("resample {:.3} s", t1.elapsed().as_secs_f64());
-    let t2 = std::time::Instant::now();
+    let r = SlabResampler::to_spacing(&vol, SpacingIjk(sp), interp).with_context(|| format!("{}: cannot resample", input.display()))?;
     let dtype = match interp {
         Interp::Nearest => vol.meta.dtype,
-        Interp::Linear => vol.meta.dtype.filter(|d| *d != DataType::Uint8 && *d != DataType::Int8).or(Some(DataType::Float32)),
+        Interp::Linear => vol.meta.dtype.filter(|d| *d != DataType::Uint8 && *d != DataType::Int8),
     };
-    out.save(output, dtype)?;
-    log::info!("write {:.3} s", t2.elapsed().as_secs_f64());
-    log::info!("resampled {} → {} ({})", vol.shape(), out.shape(), output.display());
+    // Each slab of output slices is resampled and compressed together, in parallel.
+    save_volume_by_slices(output, r.shape(), r.ras_from_voxel(), dtype.unwrap_or(DataType::Float32), |k0, out| r.fill_slices(k0, out))?;
+    log::info!("resample and write {:.3} s", t1.elapsed().as_secs_f64());
+    log::info!("resampled {} → {} ({})", vol.shape(), r.shape(), output.display());
     Ok(())
 }
 

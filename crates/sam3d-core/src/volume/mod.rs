@@ -21,10 +21,10 @@ pub mod resample;
 mod save;
 
 pub use header::{AffineSource, DataType, NiftiHeader, NiftiVersion};
-pub use nifti::{NiftiInfo, WriteOptions, atomic_write, read_info, write_nifti};
+pub use nifti::{NiftiInfo, WriteOptions, atomic_write, read_info, write_nifti, write_nifti_by_slices};
 pub use open::{Format, detect, open, open_labels, open_with};
-pub use resample::{Interp, MAX_GRID_VOXELS, ResampleError, grid_for_spacing, resample_labels_to_grid, resample_to_grid, resample_to_spacing};
-pub use save::{OutputFormat, save_labels, save_labels_dicom_seg, save_volume};
+pub use resample::{Interp, MAX_GRID_VOXELS, ResampleError, grid_for_spacing, resample_labels_to_grid, resample_to_grid, resample_to_spacing, SlabResampler};
+pub use save::{OutputFormat, save_labels, save_labels_dicom_seg, save_volume, save_volume_by_slices};
 
 use crate::geometry::{ArrayIdx, GridShape, RasFromVoxel, RasMm, SpacingIjk, VoxelFromRas, VoxelIjk};
 use ndarray::{Array3, ArrayBase, Data, Ix3, Zip};

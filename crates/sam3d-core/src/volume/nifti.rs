@@ -16,7 +16,7 @@ use ndarray::{Array3, ArrayView3};
 use rayon::prelude::*;
 use std::fs::File;
 use super::rawdata::read_full;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Largest plausible gzip expansion (deflate's maximum ratio is about 1032:1).
@@ -40,7 +40,7 @@ pub struct NiftiInfo {
 }
 
 /// A decoded sample type: how raw file values (after scaling, as f64) become `Self`.
-pub trait Sample: Copy + Default + Send + Sync + 'static {
+pub trait Sample: bytemuck::Pod + Default + Send + Sync + 'static {
     /// Converts; returns `None` for a value the type cannot hold.
     fn from_f64(x: f64) -> Option<Self>;
     const KIND: &'static str;
@@ -225,11 +225,10 @@ impl NiftiInfo {
     /// Reads the voxels of the (single) 3D frame as `T`, applying scaling. A gzip file inflated
     /// whole is converted in parallel chunks; the values are the same as streamed.
     pub fn read_data<T: Sample>(&self) -> Result<Array3<T>, VolumeError> {
-        let out = match self.whole_data()? {
-            Some(whole) => {
-                let raw = &whole[self.data_offset as usize..];
-                let mut out = vec![T::default(); self.shape.len()];
-                if let Some(x) = decode_par(raw, self.dtype, self.header.big_endian, self.scaling, &mut out) {
+        self.check_3d()?;
+        let out = match self.inflate_in_place::<T>() {
+            Some((out, bad)) => {
+                if let Some(x) = bad {
                     return Err(err(&self.path, format!("value {x} cannot be a {}", T::KIND)));
                 }
                 out
@@ -361,30 +360,130 @@ impl NiftiInfo {
 }
 
 impl NiftiInfo {
+    /// The lengths of a single-member gzip NIfTI file that holds exactly the header, extensions
+    /// and one frame of data, as its gzip trailer says: `(compressed, inflated)`. `None` for
+    /// anything else (uncompressed, multi-member, 4D, or a trailer that disagrees).
+    fn whole_gzip_lengths(&self) -> Option<(usize, usize)> {
+        if !(self.gzipped && self.header.single_file && self.frames == 1) {
+            return None;
+        }
+        let expected = self.data_offset.checked_add(self.frame_bytes())?;
+        let mut f = File::open(&self.path).ok()?;
+        let comp_len = f.metadata().ok()?.len();
+        if comp_len < 18 || expected > comp_len.saturating_mul(MAX_GZIP_RATIO) + (1 << 20) {
+            return None;
+        }
+        f.seek(SeekFrom::End(-4)).ok()?;
+        let mut tail = [0u8; 4];
+        f.read_exact(&mut tail).ok()?;
+        if u32::from_le_bytes(tail) as u64 != expected & 0xffff_ffff {
+            return None;
+        }
+        Some((usize::try_from(comp_len).ok()?, usize::try_from(expected).ok()?))
+    }
+
     /// Inflates a single-member gzip NIfTI file in one call when its gzip trailer says it holds
     /// exactly the header, extensions and one frame of data — libdeflate is about twice as fast
     /// as streaming zlib. Anything else (multi-member streams, corrupt or truncated files)
     /// returns `None`, and the streaming reader handles it and reports any problem.
     fn inflate_whole(&self) -> Option<Vec<u8>> {
-        if !(self.gzipped && self.header.single_file && self.frames == 1) {
-            return None;
-        }
-        let expected = self.data_offset.checked_add(self.frame_bytes())?;
+        let (comp_len, expected) = self.whole_gzip_lengths()?;
         let comp = std::fs::read(&self.path).ok()?;
-        if comp.len() < 18 || expected > (comp.len() as u64).saturating_mul(MAX_GZIP_RATIO) + (1 << 20) {
+        if comp.len() != comp_len {
             return None;
         }
-        let tail: [u8; 4] = comp[comp.len() - 4..].try_into().ok()?;
-        if u32::from_le_bytes(tail) as u64 != expected & 0xffff_ffff {
-            return None;
-        }
-        let mut out = vec![0u8; usize::try_from(expected).ok()?];
+        let mut out = vec![0u8; expected];
         let mut d = libdeflater::Decompressor::new();
         match d.gzip_decompress(&comp, &mut out) {
-            Ok(n) if n as u64 == expected => Some(out),
+            Ok(n) if n == expected => Some(out),
             _ => None,
         }
     }
+
+    /// [`inflate_whole`](Self::inflate_whole) and the conversion to `T` in one buffer, which
+    /// becomes the array: the compressed file is read into its front, inflated behind it, and
+    /// the samples are converted toward the front, in parallel waves that never overtake unread
+    /// samples ([`convert_in_place`]). Peak memory is the larger of the array and the compressed
+    /// plus inflated bytes; for int16 read as float32 it is the array. Returns the samples and
+    /// the first value (in file order) `T` cannot hold; `None` as for `inflate_whole`.
+    fn inflate_in_place<T: Sample>(&self) -> Option<(Vec<T>, Option<f64>)> {
+        let (comp_len, expected) = self.whole_gzip_lengths()?;
+        let n = self.shape.len();
+        let (bpp, size) = (self.dtype.size_bytes(), std::mem::size_of::<T>());
+        let off = usize::try_from(self.data_offset).ok()?;
+        // Where the samples start once inflated: behind the compressed bytes and the header,
+        // and at least as far along as widening every sample needs.
+        let start = (comp_len + off).max(n.checked_mul(size.saturating_sub(bpp))?);
+        let total = start.checked_add(expected - off)?.max(n.checked_mul(size)?);
+        let mut buf = vec![T::default(); total.div_ceil(size)];
+        {
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
+            let (front, back) = bytes.split_at_mut(start - off);
+            File::open(&self.path).ok()?.read_exact(&mut front[..comp_len]).ok()?;
+            let mut d = libdeflater::Decompressor::new();
+            match d.gzip_decompress(&front[..comp_len], &mut back[..expected]) {
+                Ok(got) if got == expected => {}
+                _ => return None,
+            }
+        }
+        let bad = convert_in_place::<T>(bytemuck::cast_slice_mut(&mut buf), start, n, self.dtype, self.header.big_endian, self.scaling);
+        buf.truncate(n);
+        buf.shrink_to_fit();
+        Some((buf, bad))
+    }
+}
+
+/// Converts the `n` samples stored at `bytes[start..]` into `T`s at the front of `bytes` (sample
+/// `i` to `bytes[i·size_of::<T>()..]`). Needs `start ≥ n·(size_of::<T>() − stored size)`, so that
+/// writing sample `i` never reaches a sample not yet read. Samples that keep their size are
+/// converted where they lie, in parallel chunks; widened ones in parallel waves (the samples
+/// whose output lies wholly before the first unread byte: half the rest, for int16 → float32);
+/// narrowed ones after moving to the front, in waves that grow. Returns the first value (in file
+/// order) `T` cannot hold; the values are those of [`decode_slice`] over the whole data.
+fn convert_in_place<T: Sample>(bytes: &mut [u8], mut start: usize, n: usize, dt: DataType, be: bool, scale: Option<(f64, f64)>) -> Option<f64> {
+    let (bpp, size) = (dt.size_bytes(), std::mem::size_of::<T>());
+    let per = (CHUNK_BYTES / bpp).max(1);
+    if size <= bpp && start > 0 {
+        bytes.copy_within(start..start + n * bpp, 0);
+        start = 0;
+    }
+    if size == bpp {
+        let bads: Vec<Option<f64>> = bytes[..n * bpp]
+            .par_chunks_mut(per * bpp)
+            .map(|c| {
+                let mut conv = vec![T::default(); c.len() / bpp];
+                let bad = decode_slice(c, dt, be, scale, &mut conv);
+                c.copy_from_slice(bytemuck::cast_slice(&conv));
+                bad
+            })
+            .collect();
+        return bads.into_iter().flatten().next();
+    }
+    let mut first_bad = None;
+    let mut conv: Vec<T> = Vec::new();
+    let mut s = 0;
+    while s < n {
+        // Samples s..e can all be written before the first unread byte, start + bpp·s.
+        let e = ((start + bpp * s) / size).min(n);
+        let bad = if e >= s + 2 * per {
+            let (front, unread) = bytes.split_at_mut(start + bpp * s);
+            let out: &mut [T] = bytemuck::cast_slice_mut(&mut front[size * s..size * e]);
+            let bad = decode_par(&unread[..bpp * (e - s)], dt, be, scale, out);
+            s = e;
+            bad
+        } else {
+            // One chunk through a buffer: its output ends at or before the next unread sample.
+            let e = (s + per).min(n);
+            conv.clear();
+            conv.resize(e - s, T::default());
+            let bad = decode_slice(&bytes[start + bpp * s..start + bpp * e], dt, be, scale, &mut conv);
+            bytes[size * s..size * e].copy_from_slice(bytemuck::cast_slice(&conv));
+            s = e;
+            bad
+        };
+        first_bad = first_bad.or(bad);
+    }
+    first_bad
 }
 
 macro_rules! decode_as {
@@ -489,23 +588,33 @@ impl Default for WriteOptions {
     }
 }
 
-/// A value that can be written to a NIfTI file.
+/// A value that can be written to a NIfTI file; each is exactly an `f32` too.
 pub trait WriteSample: Copy + Send + Sync {
     fn to_f64(self) -> f64;
+    fn to_f32(self) -> f32;
 }
 impl WriteSample for f32 {
     fn to_f64(self) -> f64 {
         self as f64
+    }
+    fn to_f32(self) -> f32 {
+        self
     }
 }
 impl WriteSample for u16 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
 }
 impl WriteSample for u8 {
     fn to_f64(self) -> f64 {
         self as f64
+    }
+    fn to_f32(self) -> f32 {
+        self as f32
     }
 }
 
@@ -552,6 +661,8 @@ pub fn build_header(shape: GridShape, ras_from_voxel: &RasFromVoxel, opts: &Writ
     h
 }
 
+/// Appends `data` as little-endian `dt` samples: integers rounded half away from zero and
+/// clamped to the type's range (NaN → 0), floats as they are.
 pub(super) fn encode_into(data: &[impl WriteSample], dt: DataType, out: &mut Vec<u8>) {
     let (lo, hi) = dt.range();
     macro_rules! enc {
@@ -565,18 +676,54 @@ pub(super) fn encode_into(data: &[impl WriteSample], dt: DataType, out: &mut Vec
             }
         }};
     }
+    // Types whose range lies inside i32's: rounded in f32 without a libm call (the samples are
+    // exact f32s, so this is the f64 path's value; `encode_matches_the_f64_rounding`).
+    macro_rules! enc_small {
+        ($ty:ty) => {{
+            const W: usize = std::mem::size_of::<$ty>();
+            let start = out.len();
+            out.resize(start + data.len() * W, 0);
+            let (lo, hi) = (lo as i32, hi as i32);
+            for (o, v) in out[start..].chunks_exact_mut(W).zip(data) {
+                o.copy_from_slice(&(round_clamp_i32(v.to_f32(), lo, hi) as $ty).to_le_bytes());
+            }
+        }};
+    }
     match dt {
-        DataType::Uint8 => enc!(u8, true),
-        DataType::Int8 => enc!(i8, true),
-        DataType::Int16 => enc!(i16, true),
-        DataType::Uint16 => enc!(u16, true),
-        DataType::Int32 => enc!(i32, true),
+        DataType::Uint8 => enc_small!(u8),
+        DataType::Int8 => enc_small!(i8),
+        DataType::Int16 => enc_small!(i16),
+        DataType::Uint16 => enc_small!(u16),
+        DataType::Int32 => enc_small!(i32),
         DataType::Uint32 => enc!(u32, true),
         DataType::Int64 => enc!(i64, true),
         DataType::Uint64 => enc!(u64, true),
-        DataType::Float32 => enc!(f32, false),
+        DataType::Float32 => {
+            let start = out.len();
+            out.resize(start + data.len() * 4, 0);
+            for (o, v) in out[start..].chunks_exact_mut(4).zip(data) {
+                o.copy_from_slice(&v.to_f32().to_le_bytes());
+            }
+        }
         DataType::Float64 => enc!(f64, false),
     }
+}
+
+/// `x` rounded half away from zero and clamped to `lo..=hi` (which holds 0), NaN → 0: the value
+/// of `(x as f64).round().clamp(lo, hi)`. `x as i32` truncates (saturating), `x − trunc(x)` is
+/// exact in f32, and a saturated truncation stays past the clamp.
+#[inline(always)]
+fn round_clamp_i32(x: f32, lo: i32, hi: i32) -> i32 {
+    let t = x as i32;
+    let frac = x - t as f32;
+    let r = if frac >= 0.5 {
+        t.saturating_add(1)
+    } else if frac <= -0.5 {
+        t.saturating_sub(1)
+    } else {
+        t
+    };
+    r.clamp(lo, hi)
 }
 
 /// Writes `data` (C-order `[k, j, i]`) as NIfTI-1 to `path` (`.nii` or `.nii.gz`), atomically.
@@ -597,37 +744,76 @@ pub fn write_nifti<T: WriteSample>(
     let header = build_header(shape, ras_from_voxel, opts, "sam3d-studio");
     let flat = super::c_order(&data);
     let flat: &[T] = &flat;
+    let per = ((4 << 20) / opts.dtype.size_bytes()).max(1);
     let gz = name.ends_with(".gz");
     atomic_write(path, |f| {
-        if gz {
-            // Parallel multi-member gzip: header member, then one member per chunk.
-            let per = (4 << 20) / opts.dtype.size_bytes();
-            let mut members: Vec<Vec<u8>> = Vec::new();
-            members.push(gzip_bytes(&header, opts.gzip_level)?);
-            let chunks: Vec<std::io::Result<Vec<u8>>> = flat
-                .par_chunks(per.max(1))
-                .map(|c| {
-                    let mut raw = Vec::new();
-                    encode_into(c, opts.dtype, &mut raw);
-                    gzip_bytes(&raw, opts.gzip_level)
-                })
-                .collect();
-            for c in chunks {
-                members.push(c?);
-            }
-            for m in &members {
-                f.write_all(m)?;
-            }
-        } else {
-            f.write_all(&header)?;
-            for c in flat.chunks(1 << 20) {
-                let mut raw = Vec::new();
-                encode_into(c, opts.dtype, &mut raw);
-                f.write_all(&raw)?;
-            }
-        }
-        Ok(())
+        write_parts(f, &header, gz.then_some(opts.gzip_level), flat.len().div_ceil(per), |c, raw| {
+            encode_into(&flat[c * per..((c + 1) * per).min(flat.len())], opts.dtype, raw)
+        })
     })
+}
+
+/// Writes a grid's voxels as NIfTI-1 (`.nii` or `.nii.gz`), atomically, as [`write_nifti`] does,
+/// asking `fill_slices(k0, out)` for runs of whole slices (C order, from slice `k0`), in
+/// parallel: each run is encoded (and compressed) as soon as it is computed, so the grid is
+/// never whole in memory as `T`. The bytes are those of `write_nifti` of the filled grid, but
+/// for where gzip members begin (about 4 MB of whole slices each).
+pub fn write_nifti_by_slices<T: WriteSample + Default>(
+    path: &Path,
+    shape: GridShape,
+    ras_from_voxel: &RasFromVoxel,
+    opts: &WriteOptions,
+    fill_slices: impl Fn(usize, &mut [T]) + Sync,
+) -> Result<(), VolumeError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    if !(name.ends_with(".nii") || name.ends_with(".nii.gz")) {
+        return Err(err(path, "output must end in .nii or .nii.gz"));
+    }
+    if shape.ijk().iter().any(|&n| n > i16::MAX as usize) {
+        return Err(err(path, format!("grid {shape} is too large for NIfTI-1 (32767 per axis)")));
+    }
+    let header = build_header(shape, ras_from_voxel, opts, "sam3d-studio");
+    let slice = (shape.ni * shape.nj).max(1);
+    let slices_per = ((4 << 20) / opts.dtype.size_bytes() / slice).max(1);
+    let gz = name.ends_with(".gz");
+    atomic_write(path, |f| {
+        write_parts(f, &header, gz.then_some(opts.gzip_level), shape.nk.div_ceil(slices_per), |c, raw| {
+            let k0 = c * slices_per;
+            let mut buf = vec![T::default(); (slices_per.min(shape.nk - k0)) * slice];
+            fill_slices(k0, &mut buf);
+            encode_into(&buf, opts.dtype, raw)
+        })
+    })
+}
+
+/// Writes `header`, then parts `0..n` in order, `part(c, raw)` appending part `c`'s bytes to an
+/// empty `raw`. Parts are made in parallel. With `gzip` (a level), the header and each part
+/// become one gzip member each (a multi-member gzip stream, which every gzip reader reads as
+/// one), all compressed before any is written; uncompressed parts are made a window of a few
+/// per thread at a time, so memory stays a few parts per thread.
+fn write_parts(f: &mut impl Write, header: &[u8], gzip: Option<u32>, n: usize, part: impl Fn(usize, &mut Vec<u8>) + Sync) -> std::io::Result<()> {
+    match gzip {
+        Some(level) => f.write_all(&gzip_bytes(header, level)?)?,
+        None => f.write_all(header)?,
+    }
+    let window = if gzip.is_some() { n.max(1) } else { 4 * rayon::current_num_threads().max(1) };
+    for first in (0..n).step_by(window) {
+        let made: Vec<std::io::Result<Vec<u8>>> = (first..(first + window).min(n))
+            .into_par_iter()
+            .map(|c| {
+                let mut raw = Vec::new();
+                part(c, &mut raw);
+                match gzip {
+                    Some(level) => gzip_bytes(&raw, level),
+                    None => Ok(raw),
+                }
+            })
+            .collect();
+        for m in made {
+            f.write_all(&m?)?;
+        }
+    }
+    Ok(())
 }
 
 /// One gzip member of `raw` (libdeflate: at level 1 it is faster than zlib's level 1 and its
@@ -757,6 +943,161 @@ mod tests {
         let mut labels = vec![0u16; n];
         let first_bad = vals.iter().position(|&v| v < 0).expect("negatives");
         assert_eq!(decode_par(&raw, DataType::Int16, false, None, &mut labels), Some(vals[first_bad] as f64));
+    }
+
+    #[test]
+    fn encode_matches_the_f64_rounding() {
+        let mut xs: Vec<f32> = vec![
+            0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999997, -0.49999997, 0.50000006, 127.5, -128.5, 255.5, 256.0,
+            32767.5, -32768.5, 32766.5, 65535.5, -1.0, 8388607.5, 8388608.0, 16777217.0, 2147483520.0, -2147483648.0,
+            2147483648.0, 3e9, -3e9, 1e30, -1e30, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE, f32::MAX, f32::MIN,
+        ];
+        xs.extend(noisy(20_000, 3));
+        xs.extend(noisy(20_000, 4).iter().map(|x| x * 1000.0));
+        xs.extend((0..2000).map(|i| i as f32 * 0.25 - 250.0));
+        for dt in [DataType::Uint8, DataType::Int8, DataType::Int16, DataType::Uint16, DataType::Int32, DataType::Float32] {
+            let (lo, hi) = dt.range();
+            let mut want = Vec::new();
+            for &v in &xs {
+                let x = v as f64;
+                let r = x.round().clamp(lo, hi);
+                let r = if r.is_nan() { 0.0 } else { r };
+                match dt {
+                    DataType::Uint8 => want.extend_from_slice(&(r as u8).to_le_bytes()),
+                    DataType::Int8 => want.extend_from_slice(&(r as i8).to_le_bytes()),
+                    DataType::Int16 => want.extend_from_slice(&(r as i16).to_le_bytes()),
+                    DataType::Uint16 => want.extend_from_slice(&(r as u16).to_le_bytes()),
+                    DataType::Int32 => want.extend_from_slice(&(r as i32).to_le_bytes()),
+                    _ => want.extend_from_slice(&v.to_le_bytes()),
+                }
+            }
+            let mut got = vec![9u8; 3];
+            encode_into(&xs, dt, &mut got);
+            assert_eq!(&got[..3], &[9, 9, 9], "{dt:?}: appends");
+            assert!(got[3..] == want[..], "{dt:?}");
+        }
+    }
+
+    /// The whole inflated stream of a (possibly multi-member) gzip file.
+    fn gunzip(p: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(File::open(p).expect("open")).read_to_end(&mut out).expect("gunzip");
+        out
+    }
+
+    /// Writing slab by slab gives the bytes `write_nifti` gives of the whole array (inflated),
+    /// as a multi-member gzip stream the reader reads back; `.nii` too.
+    #[test]
+    fn writing_by_slices_equals_writing_the_array() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let aff = RasFromVoxel::scale_translate([0.7, -0.8, 2.0], [1.0, 2.0, 3.0]);
+        // 131×97 int16 slices: 5 MB of f32, so several slices per member and a short last one.
+        for (dtype, shape) in [(DataType::Int16, GridShape::new(131, 97, 331)), (DataType::Float32, GridShape::new(7, 5, 3)), (DataType::Uint8, GridShape::new(1, 1, 1))] {
+            let data = Array3::from_shape_fn(shape.array_shape(), |(k, j, i)| ((i * 31 + j * 17 + k * 7) % 3000) as f32 * 0.37 - 500.0);
+            let flat = data.as_slice().expect("C order");
+            let opts = WriteOptions { dtype, ..Default::default() };
+            for ext in ["nii.gz", "nii"] {
+                let (a, b) = (dir.path().join(format!("a.{ext}")), dir.path().join(format!("b.{ext}")));
+                write_nifti(&a, data.view(), &aff, &opts).expect("write");
+                let slice = shape.ni * shape.nj;
+                write_nifti_by_slices(&b, shape, &aff, &opts, |k0, out: &mut [f32]| out.copy_from_slice(&flat[k0 * slice..k0 * slice + out.len()])).expect("write");
+                if ext == "nii.gz" {
+                    assert_eq!(gunzip(&a), gunzip(&b), "{dtype:?}");
+                    let members = std::fs::read(&b).expect("read").windows(3).filter(|w| w == &[0x1f, 0x8b, 8]).count();
+                    assert!(shape.nk < 100 || members > 2, "{dtype:?}: {members} members");
+                } else {
+                    assert_eq!(std::fs::read(&a).expect("read"), std::fs::read(&b).expect("read"), "{dtype:?}");
+                }
+                let back = read_info(&b).expect("info").read_data::<f32>().expect("read");
+                assert_eq!(back, read_info(&a).expect("info").read_data::<f32>().expect("read"), "{dtype:?} {ext}");
+            }
+        }
+        let e = write_nifti_by_slices(&dir.path().join("x.nrrd"), GridShape::new(1, 1, 1), &aff, &WriteOptions::default(), |_, _: &mut [f32]| {}).expect_err("not NIfTI");
+        assert!(e.to_string().contains("x.nrrd"), "{e}");
+    }
+
+    /// Raw samples of `dt` (each from an `i64` pattern), in either byte order.
+    fn raw_of(dt: DataType, be: bool, n: usize) -> Vec<u8> {
+        let v = |i: usize| ((i * 7919) % 3001) as i64 - 1000;
+        macro_rules! put {
+            ($ty:ty) => {
+                (0..n).flat_map(|i| { let x = v(i) as $ty; if be { x.to_be_bytes().to_vec() } else { x.to_le_bytes().to_vec() } }).collect()
+            };
+        }
+        match dt {
+            DataType::Uint8 => put!(u8),
+            DataType::Int8 => put!(i8),
+            DataType::Int16 => put!(i16),
+            DataType::Uint16 => put!(u16),
+            DataType::Int32 => put!(i32),
+            DataType::Uint32 => put!(u32),
+            DataType::Int64 => put!(i64),
+            DataType::Uint64 => put!(u64),
+            DataType::Float32 => put!(f32),
+            DataType::Float64 => put!(f64),
+        }
+    }
+
+    /// Converting in place (widening, same size, narrowing; parallel waves and single chunks)
+    /// gives what one pass of `decode_slice` gives, and the same first bad value.
+    fn in_place_equals_one_pass<T: Sample + PartialEq + std::fmt::Debug>() {
+        let dts = [DataType::Uint8, DataType::Int8, DataType::Int16, DataType::Uint16, DataType::Int32, DataType::Float32, DataType::Float64, DataType::Int64];
+        for dt in dts {
+            let bpp = dt.size_bytes();
+            let size = std::mem::size_of::<T>();
+            // Small odd sizes, and one with several parallel waves.
+            for n in [1usize, 7, 1001, 5 * (CHUNK_BYTES / bpp) + 13] {
+                for be in [false, true] {
+                    for scale in [None, Some((0.5, -3.25))] {
+                        let raw = raw_of(dt, be, n);
+                        let mut want = vec![T::default(); n];
+                        let want_bad = decode_slice(&raw, dt, be, scale, &mut want);
+                        // Behind a gap such as the compressed file and header leave.
+                        for gap in [0usize, 352] {
+                            let start = (n * size.saturating_sub(bpp)).max(gap);
+                            let total = (start + n * bpp).max(n * size);
+                            let mut buf = vec![T::default(); total.div_ceil(size)];
+                            bytemuck::cast_slice_mut::<T, u8>(&mut buf)[start..start + n * bpp].copy_from_slice(&raw);
+                            let bad = convert_in_place::<T>(bytemuck::cast_slice_mut(&mut buf), start, n, dt, be, scale);
+                            assert_eq!(bad, want_bad, "{dt:?} n {n} be {be} {scale:?} gap {gap}");
+                            assert!(buf[..n] == want[..], "{dt:?} n {n} be {be} {scale:?} gap {gap}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn converting_in_place_equals_one_pass() {
+        in_place_equals_one_pass::<f32>();
+        in_place_equals_one_pass::<u16>();
+    }
+
+    /// A single-member gzip file of each stored type reads (through the in-place path) as the
+    /// streamed reader reads its uncompressed twin, for odd grid sizes.
+    #[test]
+    fn whole_gzip_read_in_place_equals_streamed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let aff = RasFromVoxel::scale_translate([0.7, 0.8, 2.0], [1.0, 2.0, 3.0]);
+        for (dtype, shape) in [
+            (DataType::Int16, GridShape::new(131, 67, 129)),
+            (DataType::Uint8, GridShape::new(33, 17, 9)),
+            (DataType::Float32, GridShape::new(101, 103, 37)),
+            (DataType::Uint16, GridShape::new(5, 3, 1)),
+        ] {
+            let data = Array3::from_shape_fn(shape.array_shape(), |(k, j, i)| ((i * 31 + j * 17 + k * 7) % 250) as f32);
+            let opts = WriteOptions { dtype, ..Default::default() };
+            let plain = dir.path().join("v.nii");
+            write_nifti(&plain, data.view(), &aff, &opts).expect("write");
+            let single = dir.path().join("single.nii.gz");
+            std::fs::write(&single, gzip_bytes(&std::fs::read(&plain).expect("read"), 6).expect("gzip")).expect("write");
+            let (streamed, whole) = (read_info(&plain).expect("info"), read_info(&single).expect("info"));
+            assert!(whole.inflate_in_place::<f32>().is_some(), "{dtype:?}: read in place");
+            assert_eq!(whole.read_data::<f32>().expect("read"), streamed.read_data::<f32>().expect("read"), "{dtype:?}");
+            assert_eq!(whole.read_data::<u16>().expect("read"), streamed.read_data::<u16>().expect("read"), "{dtype:?}");
+            assert_eq!(whole.read_data::<f32>().expect("read"), data, "{dtype:?}");
+        }
     }
 
     /// A single-member gzip file (what nibabel and most tools write) is inflated whole and

@@ -144,24 +144,28 @@ fn for_each_dst<T: Send>(
     let (nj, ni) = (s[1], s[2]);
     let mm = *m.matrix();
     let Some(flat) = out.as_slice_mut() else { return };
-    flat.par_chunks_mut(ni * nj).enumerate().for_each(|(k, slab)| {
-        for j in 0..nj {
-            let (jf, kf) = (j as f64, k as f64);
-            let bx = mm[(0, 1)] * jf + mm[(0, 2)] * kf + mm[(0, 3)];
-            let by = mm[(1, 1)] * jf + mm[(1, 2)] * kf + mm[(1, 3)];
-            let bz = mm[(2, 1)] * jf + mm[(2, 2)] * kf + mm[(2, 3)];
-            let row = &mut slab[j * ni..(j + 1) * ni];
-            for (i, o) in row.iter_mut().enumerate() {
-                let fi = i as f64;
-                *o = f(bx + mm[(0, 0)] * fi, by + mm[(1, 0)] * fi, bz + mm[(2, 0)] * fi);
-            }
+    flat.par_chunks_mut(ni * nj).enumerate().for_each(|(k, slab)| dst_slice(&mm, k, ni, nj, slab, &f));
+}
+
+/// Output slice `k` (`nj` rows of `ni`) of [`for_each_dst`].
+#[inline(always)]
+fn dst_slice<T>(mm: &nalgebra::Matrix4<f64>, k: usize, ni: usize, nj: usize, slab: &mut [T], f: &impl Fn(f64, f64, f64) -> T) {
+    for j in 0..nj {
+        let (jf, kf) = (j as f64, k as f64);
+        let bx = mm[(0, 1)] * jf + mm[(0, 2)] * kf + mm[(0, 3)];
+        let by = mm[(1, 1)] * jf + mm[(1, 2)] * kf + mm[(1, 3)];
+        let bz = mm[(2, 1)] * jf + mm[(2, 2)] * kf + mm[(2, 3)];
+        let row = &mut slab[j * ni..(j + 1) * ni];
+        for (i, o) in row.iter_mut().enumerate() {
+            let fi = i as f64;
+            *o = f(bx + mm[(0, 0)] * fi, by + mm[(1, 0)] * fi, bz + mm[(2, 0)] * fi);
         }
-    });
+    }
 }
 
 /// One output axis of an axis-aligned mapping: for each output index, the two source indices
 /// and the weight of the second (or `None` outside the source).
-fn axis_table(scale: f64, offset: f64, n_out: usize, n_src: usize) -> Vec<Option<(usize, usize, f32)>> {
+fn axis_table(scale: f64, offset: f64, n_out: usize, n_src: usize) -> Vec<AxisStep> {
     (0..n_out)
         .map(|o| {
             let c = scale * o as f64 + offset;
@@ -176,42 +180,119 @@ fn axis_table(scale: f64, offset: f64, n_out: usize, n_src: usize) -> Vec<Option
         .collect()
 }
 
-/// Trilinear resampling when the source-from-target mapping has no rotation (only per-axis
-/// scale and shift — the case of `resample_to_spacing`): per-axis index/weight tables make the
-/// inner loop a handful of loads and lerps.
-fn resample_axis_aligned(d: &[f32], src: GridShape, out: &mut Array3<f32>, m: &nalgebra::Matrix4<f64>, fill: f32) {
-    let s = out.shape().to_vec();
-    let (nk, nj, ni) = (s[0], s[1], s[2]);
-    let tx = axis_table(m[(0, 0)], m[(0, 3)], ni, src.ni);
-    let ty = axis_table(m[(1, 1)], m[(1, 3)], nj, src.nj);
-    let tz = axis_table(m[(2, 2)], m[(2, 3)], nk, src.nk);
+/// One output slice of trilinear resampling when the source-from-target mapping has no
+/// rotation (only per-axis scale and shift — the case of `resample_to_spacing`): per-axis
+/// index/weight tables (`tx`, `ty` and the slice's `z`) make the inner loop a handful of loads
+/// and lerps.
+fn axis_aligned_slice(d: &[f32], src: GridShape, tx: &[AxisStep], ty: &[AxisStep], z: AxisStep, slab: &mut [f32], fill: f32) {
+    let ni = tx.len();
     let (row, sl) = (src.ni, src.ni * src.nj);
-    let Some(flat) = out.as_slice_mut() else { return };
-    flat.par_chunks_mut(ni * nj).zip(tz.par_iter()).for_each(|(slab, z)| {
-        for (j, y) in ty.iter().enumerate() {
-            let out_row = &mut slab[j * ni..(j + 1) * ni];
-            let (Some((z0, z1, fz)), Some((y0, y1, fy))) = (*z, *y) else {
-                out_row.fill(fill);
-                continue;
+    for (j, y) in ty.iter().enumerate() {
+        let out_row = &mut slab[j * ni..(j + 1) * ni];
+        let (Some((z0, z1, fz)), Some((y0, y1, fy))) = (z, *y) else {
+            out_row.fill(fill);
+            continue;
+        };
+        let r00 = &d[z0 * sl + y0 * row..][..row];
+        let r10 = &d[z0 * sl + y1 * row..][..row];
+        let r01 = &d[z1 * sl + y0 * row..][..row];
+        let r11 = &d[z1 * sl + y1 * row..][..row];
+        for (o, x) in out_row.iter_mut().zip(tx.iter()) {
+            *o = match *x {
+                None => fill,
+                Some((x0, x1, fx)) => {
+                    let l = |r: &[f32]| r[x0] + (r[x1] - r[x0]) * fx;
+                    let (a, b, c, e) = (l(r00), l(r10), l(r01), l(r11));
+                    let p = a + (b - a) * fy;
+                    let q = c + (e - c) * fy;
+                    p + (q - p) * fz
+                }
             };
-            let r00 = &d[z0 * sl + y0 * row..][..row];
-            let r10 = &d[z0 * sl + y1 * row..][..row];
-            let r01 = &d[z1 * sl + y0 * row..][..row];
-            let r11 = &d[z1 * sl + y1 * row..][..row];
-            for (o, x) in out_row.iter_mut().zip(tx.iter()) {
-                *o = match *x {
-                    None => fill,
-                    Some((x0, x1, fx)) => {
-                        let l = |r: &[f32]| r[x0] + (r[x1] - r[x0]) * fx;
-                        let (a, b, c, e) = (l(r00), l(r10), l(r01), l(r11));
-                        let p = a + (b - a) * fy;
-                        let q = c + (e - c) * fy;
-                        p + (q - p) * fz
-                    }
-                };
+        }
+    }
+}
+
+/// Where one output index falls on a source axis: the two source indices and the weight of the
+/// second, or `None` outside the source.
+type AxisStep = Option<(usize, usize, f32)>;
+
+/// A volume resampled onto a grid, computed a run of whole output slices at a time: what
+/// [`resample_to_grid`] fills (in parallel over slices), and what a writer can compress slab by
+/// slab, in parallel, without the whole output in memory (`save::save_volume_by_slices`).
+#[derive(Debug)]
+pub struct SlabResampler<'a> {
+    d: std::borrow::Cow<'a, [f32]>,
+    src: GridShape,
+    shape: GridShape,
+    ras_from_voxel: RasFromVoxel,
+    m: nalgebra::Matrix4<f64>,
+    interp: Interp,
+    fill: f32,
+    /// The per-axis tables (i, j, k) when the mapping is linear and axis-aligned.
+    tables: Option<[Vec<AxisStep>; 3]>,
+    dtype: Option<super::DataType>,
+}
+
+impl<'a> SlabResampler<'a> {
+    /// `src` onto `shape`/`ras_from_voxel`; outside the source: `fill`.
+    pub fn new(src: &'a Volume, shape: GridShape, ras_from_voxel: &RasFromVoxel, interp: Interp, fill: f32) -> Self {
+        let m = *src_from_dst(&src.ras_from_voxel, ras_from_voxel).matrix();
+        let s = src.shape();
+        let tables = (interp == Interp::Linear && is_axis_aligned(&m)).then(|| {
+            [
+                axis_table(m[(0, 0)], m[(0, 3)], shape.ni, s.ni),
+                axis_table(m[(1, 1)], m[(1, 3)], shape.nj, s.nj),
+                axis_table(m[(2, 2)], m[(2, 3)], shape.nk, s.nk),
+            ]
+        });
+        SlabResampler { d: c_order(&src.data), src: s, shape, ras_from_voxel: *ras_from_voxel, m, interp, fill, tables, dtype: src.meta.dtype }
+    }
+
+    /// `src` at `spacing` over the same physical extent, outside filled with its minimum (as
+    /// [`resample_to_spacing`]); errors as [`grid_for_spacing`], before anything is allocated.
+    pub fn to_spacing(src: &'a Volume, spacing: SpacingIjk, interp: Interp) -> Result<Self, ResampleError> {
+        let (shape, aff) = grid_for_spacing(src.shape(), &src.ras_from_voxel, spacing)?;
+        let fill = src.stats().min as f32;
+        Ok(Self::new(src, shape, &aff, interp, if fill.is_finite() { fill } else { 0.0 }))
+    }
+
+    /// The output grid.
+    pub fn shape(&self) -> GridShape {
+        self.shape
+    }
+
+    /// The output grid's affine.
+    pub fn ras_from_voxel(&self) -> &RasFromVoxel {
+        &self.ras_from_voxel
+    }
+
+    /// Fills `out` (whole output slices, C order) with the slices from `k0` on.
+    pub fn fill_slices(&self, k0: usize, out: &mut [f32]) {
+        let (ni, nj, nk) = (self.shape.ni, self.shape.nj, self.shape.nk);
+        let (sni, snj, snk) = (self.src.ni, self.src.nj, self.src.nk);
+        let d = &*self.d;
+        for (dk, slab) in out.chunks_mut(ni * nj).enumerate() {
+            let k = k0 + dk;
+            debug_assert!(k < nk && slab.len() == ni * nj);
+            match (&self.tables, self.interp) {
+                (Some([tx, ty, tz]), _) => axis_aligned_slice(d, self.src, tx, ty, tz[k], slab, self.fill),
+                (None, Interp::Linear) => dst_slice(&self.m, k, ni, nj, slab, &|x, y, z| sample_lin(d, sni, snj, snk, x, y, z).unwrap_or(self.fill)),
+                (None, Interp::Nearest) => dst_slice(&self.m, k, ni, nj, slab, &|x, y, z| {
+                    self.src.array_index(crate::geometry::VoxelIjk::new(x, y, z)).map(|a| d[(a.k * snj + a.j) * sni + a.i]).unwrap_or(self.fill)
+                }),
             }
         }
-    });
+    }
+
+    /// The whole resampled volume, its slices computed in parallel.
+    pub fn volume(&self) -> Volume {
+        let mut out = Array3::<f32>::zeros(self.shape.array_shape());
+        let per = self.shape.ni * self.shape.nj;
+        if let Some(flat) = out.as_slice_mut() {
+            flat.par_chunks_mut(per.max(1)).enumerate().for_each(|(k, slab)| self.fill_slices(k, slab));
+        }
+        Volume { data: out, ras_from_voxel: self.ras_from_voxel, meta: VolumeMeta { dtype: self.dtype, ..Default::default() } }
+    }
 }
 
 fn is_axis_aligned(m: &nalgebra::Matrix4<f64>) -> bool {
@@ -220,20 +301,7 @@ fn is_axis_aligned(m: &nalgebra::Matrix4<f64>) -> bool {
 
 /// Resamples intensities onto a target grid; outside the source: `fill`.
 pub fn resample_to_grid(src: &Volume, shape: GridShape, ras_from_voxel: &RasFromVoxel, interp: Interp, fill: f32) -> Volume {
-    let m = src_from_dst(&src.ras_from_voxel, ras_from_voxel);
-    let mut out = Array3::<f32>::zeros(shape.array_shape());
-    let s = src.shape();
-    let (ni, nj, nk) = (s.ni, s.nj, s.nk);
-    let d = c_order(&src.data);
-    let d = &*d;
-    match interp {
-        Interp::Linear if is_axis_aligned(m.matrix()) => resample_axis_aligned(d, s, &mut out, m.matrix(), fill),
-        Interp::Linear => for_each_dst(&mut out, &m, |x, y, z| sample_lin(d, ni, nj, nk, x, y, z).unwrap_or(fill)),
-        Interp::Nearest => for_each_dst(&mut out, &m, |x, y, z| {
-            s.array_index(crate::geometry::VoxelIjk::new(x, y, z)).map(|a| d[(a.k * nj + a.j) * ni + a.i]).unwrap_or(fill)
-        }),
-    }
-    Volume { data: out, ras_from_voxel: *ras_from_voxel, meta: VolumeMeta { dtype: src.meta.dtype, ..Default::default() } }
+    SlabResampler::new(src, shape, ras_from_voxel, interp, fill).volume()
 }
 
 /// Resamples a label map (nearest neighbour) onto a target grid; outside: background.
@@ -253,9 +321,7 @@ pub fn resample_labels_to_grid(src: &LabelMap, shape: GridShape, ras_from_voxel:
 /// Resamples a volume to the given spacing over the same physical extent; errors as
 /// [`grid_for_spacing`] (before any output is allocated).
 pub fn resample_to_spacing(src: &Volume, spacing: SpacingIjk, interp: Interp) -> Result<Volume, ResampleError> {
-    let (shape, aff) = grid_for_spacing(src.shape(), &src.ras_from_voxel, spacing)?;
-    let fill = src.stats().min as f32;
-    Ok(resample_to_grid(src, shape, &aff, interp, if fill.is_finite() { fill } else { 0.0 }))
+    Ok(SlabResampler::to_spacing(src, spacing, interp)?.volume())
 }
 
 #[cfg(test)]
@@ -282,6 +348,31 @@ mod tests {
                     let got = r.data[[k, j, i]];
                     assert!((got - f(p)).abs() < 1e-3, "spacing {sp}: {got} vs {}", f(p));
                 }
+            }
+        }
+    }
+
+    /// Any run of slices from any start is what the whole resampling holds there, on the
+    /// axis-aligned, general (oblique) and nearest paths.
+    #[test]
+    fn slab_runs_equal_the_whole_resampling() {
+        let aff = RasFromVoxel::scale_translate([0.7, -0.6, 1.5], [3.0, 4.0, -5.0]);
+        let shape = GridShape::new(23, 17, 9);
+        let data = Array3::from_shape_fn(shape.array_shape(), |(k, j, i)| ((i * 7 + j * 13 + k * 29) % 31) as f32 - 9.0);
+        let v = Volume::new(data, aff).expect("valid");
+        let (gs, ga) = grid_for_spacing(shape, &aff, SpacingIjk([1.1, 0.45, 0.8])).expect("a small grid");
+        let rot = nalgebra::Rotation3::from_euler_angles(0.1, -0.2, 0.3).into_inner();
+        let oblique = RasFromVoxel::from_parts(rot * ga.linear(), ga.translation());
+        for (grid, interp) in [(ga, Interp::Linear), (oblique, Interp::Linear), (oblique, Interp::Nearest)] {
+            let r = SlabResampler::new(&v, gs, &grid, interp, -77.0);
+            let whole = r.volume();
+            assert_eq!(whole.data, resample_to_grid(&v, gs, &grid, interp, -77.0).data);
+            let flat = whole.data.as_slice().expect("C order");
+            let sl = gs.ni * gs.nj;
+            for (k0, n) in [(0, 1), (0, gs.nk), (3, 4), (gs.nk - 1, 1)] {
+                let mut out = vec![0f32; n * sl];
+                r.fill_slices(k0, &mut out);
+                assert!(out[..] == flat[k0 * sl..(k0 + n) * sl], "{interp:?} k0 {k0} n {n}");
             }
         }
     }

@@ -6,7 +6,8 @@
 //! choice it was opened with); [`save_labels`], which has no source, refuses `.dcm`.
 
 use super::label_names::LabelNames;
-use super::nifti::{WriteOptions, write_nifti};
+use super::nifti::{WriteOptions, write_nifti, write_nifti_by_slices};
+use crate::geometry::{GridShape, RasFromVoxel};
 use super::dicom::{SegSummary, SeriesChoice, source_series, write_dicom_seg};
 use super::{DataType, LabelMap, Volume, VolumeError, metaimage, nrrd};
 use std::path::Path;
@@ -57,6 +58,31 @@ pub fn save_volume(path: &Path, v: &Volume, dtype: Option<DataType>) -> Result<(
         OutputFormat::MetaImage => metaimage::write_metaimage(path, v.data.view(), &v.ras_from_voxel, dtype, true),
         OutputFormat::DicomSeg => Err(VolumeError::new(path, "volumes are not written as DICOM; save as .nii.gz, .nrrd or .mha")),
     }
+}
+
+/// Writes a volume computed a run of whole slices at a time, `fill_slices(k0, out)` filling
+/// `out` (C order) from slice `k0` (called in parallel), in `dtype`, in the format the name
+/// asks. NIfTI is written as the slices come ([`write_nifti_by_slices`](super::nifti::write_nifti_by_slices):
+/// each run is compressed while others are computed, and the volume is never whole in memory
+/// as float32); the other formats get the whole volume first. The voxels are those
+/// [`save_volume`] writes of the filled volume.
+pub fn save_volume_by_slices(
+    path: &Path,
+    shape: GridShape,
+    ras_from_voxel: &RasFromVoxel,
+    dtype: DataType,
+    fill_slices: impl Fn(usize, &mut [f32]) + Sync,
+) -> Result<(), VolumeError> {
+    if OutputFormat::of(path)? == OutputFormat::Nifti {
+        return write_nifti_by_slices(path, shape, ras_from_voxel, &WriteOptions { dtype, ..Default::default() }, fill_slices);
+    }
+    let mut data = ndarray::Array3::<f32>::zeros(shape.array_shape());
+    if let Some(flat) = data.as_slice_mut() {
+        use rayon::prelude::*;
+        flat.par_chunks_mut((shape.ni * shape.nj).max(1)).enumerate().for_each(|(k, s)| fill_slices(k, s));
+    }
+    let v = Volume { data, ras_from_voxel: *ras_from_voxel, meta: Default::default() };
+    save_volume(path, &v, Some(dtype))
 }
 
 /// Writes a label map (uint8 when every label fits, else uint16) in the format the name asks.
