@@ -65,7 +65,7 @@ pub struct LoadedCase {
 impl CasePair {
     /// Reads the case (see the module notes); errors begin with the case's name.
     pub fn load(&self) -> Result<LoadedCase, DataError> {
-        let case = |source: VolumeError| DataError::Case { case: self.name.clone(), source };
+        let case = |error: VolumeError| DataError::Case { case: self.name.clone(), error };
         let series = self.referenced_series().map_err(case)?;
         let volume = crate::volume::open_with(&self.image, series.as_ref()).map_err(|e| case(self.several_series(e)))?;
         let on = crate::volume::open_labels_on(&self.labels, &volume, &self.image).map_err(case)?;

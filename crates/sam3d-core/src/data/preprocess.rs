@@ -20,9 +20,10 @@ pub enum DataError {
     Volume(#[from] VolumeError),
     #[error("{}: {source}", path.display())]
     Resample { path: PathBuf, source: ResampleError },
-    /// Reading a case's scan or labels failed.
-    #[error("case {case}: {source}")]
-    Case { case: String, source: VolumeError },
+    /// Reading a case's scan or labels failed (`error` says where; not a `source`, so that a
+    /// chain of causes does not print it twice).
+    #[error("case {case}: {error}")]
+    Case { case: String, error: VolumeError },
 }
 
 fn ferr(path: &Path, problem: impl Into<String>) -> DataError {
