@@ -10,7 +10,8 @@
 //!   `log.jsonl` (loss per step, validation) and sends them to the UI, which draws the loss
 //!   curve and the progress bar with its ETA.
 //! - **What a run is**: a folder (by default under the user's data directory) holding
-//!   `data/<scan>.nii.gz` (a link to the scan, or a copy where links are refused),
+//!   `data/<scan>.nii.gz` (a link to the scan, or a copy where links are refused; a DICOM
+//!   scan's folder is linked as `data/<scan>/`, an NRRD or MetaImage file keeps its ending),
 //!   `data/<scan>_labels.nii.gz` and `labels.tsv` (the label map and names as the viewer has
 //!   them), `config.toml` (the training config, checked by [`TrainConfig`] before it is
 //!   written), and what `train` writes: `adapter.safetensors`, `model.safetensors`, the resume
@@ -219,10 +220,18 @@ impl RunPlan {
         let data = self.data_dir();
         std::fs::create_dir_all(&data).map_err(|e| format!("{}: cannot create the folder: {e}", data.display()))?;
         let case = self.case();
-        let ext = if self.volume.to_string_lossy().ends_with(".nii") { "nii" } else { "nii.gz" };
-        let image = data.join(format!("{case}.{ext}"));
-        let _ = std::fs::remove_file(&image);
         let source = self.volume.canonicalize().map_err(|e| format!("{}: {e}", self.volume.display()))?;
+        // A DICOM scan is its folder, linked as `data/<case>/` (a case beside
+        // `<case>_labels.nii.gz`); a file keeps the ending its format is known by.
+        let (source, image) = if crate::volume::detect(&source).is_ok_and(|f| f == crate::volume::Format::Dicom) {
+            let folder = if source.is_dir() { source.clone() } else { source.parent().map(Path::to_path_buf).unwrap_or_default() };
+            (folder, data.join(&case))
+        } else {
+            let name = self.volume.to_string_lossy().to_ascii_lowercase();
+            let ext = [".nii", ".nrrd", ".mha"].into_iter().find(|e| name.ends_with(e)).unwrap_or(".nii.gz");
+            (source, data.join(format!("{case}{ext}")))
+        };
+        let _ = std::fs::remove_file(&image);
         if link(&source, &image).is_err() {
             std::fs::copy(&source, &image).map_err(|e| format!("{}: cannot copy the scan to {}: {e}", source.display(), image.display()))?;
         }

@@ -342,24 +342,18 @@ pub fn load_volume(path: &std::path::Path, series: Option<&SeriesChoice>) -> Res
     Ok(v)
 }
 
-/// Reads a label map, checks it lies on `volume`'s grid and reads its names (`.tsv` beside it).
+/// Reads labels onto `volume`'s grid with their names ([`crate::volume::open_labels_on`]: a
+/// label map that lies on it, with a names table beside it; a DICOM SEG put back on the
+/// scan's grid; an RTSTRUCT drawn on the series the volume was read from).
 pub fn load_labels(path: &std::path::Path, volume: &Volume) -> Result<(LabelMap, LabelTable), String> {
-    let mut labels = crate::volume::open_labels(path).map_err(|e| e.to_string())?;
-    if path.is_file() && crate::volume::dicom::is_dicom_seg(path) {
-        // A SEG usually holds only the slices with something on them: put it back on the
-        // scan's grid (refused when it does not sit on the scan's voxels).
-        labels = crate::volume::dicom::place_on_grid(&labels, volume, path).map_err(|e| e.to_string())?;
-    }
-    labels.check_matches(volume, path).map_err(|e| e.to_string())?;
+    let image = volume.meta.source.clone().unwrap_or_else(|| path.parent().map(std::path::Path::to_path_buf).unwrap_or_default());
+    let on = crate::volume::open_labels_on(path, volume, &image).map_err(|e| e.to_string())?;
+    let mut labels = on.labels;
     if !labels.data.is_standard_layout() {
         labels.data = labels.data.as_standard_layout().into_owned();
     }
     let counts = labels.counts();
-    let names = crate::volume::label_names::names_beside(path).unwrap_or_else(|e| {
-        log::warn!("label names not used: {e}");
-        None
-    });
-    let table = LabelTable::new(&counts, names.as_ref().map(|(n, p)| (n, p.clone())));
+    let table = LabelTable::new(&counts, on.names.as_ref().map(|(n, p)| (n, p.clone())));
     Ok((labels, table))
 }
 

@@ -55,7 +55,7 @@ pub fn window_ui(ctx: &egui::Context, p: &SeriesPicker) -> (Option<AppCommand>, 
                     ui.label(s.series_number.map_or_else(|| "–".to_string(), |n| n.to_string()));
                     ui.label(&s.description);
                     ui.label(&s.modality);
-                    ui.label(if s.kind == SeriesKind::NonImage { "–".to_string() } else { format!("{}×{}×{}", s.cols, s.rows, s.slices) });
+                    ui.label(if !s.kind.is_scan() { "–".to_string() } else { format!("{}×{}×{}", s.cols, s.rows, s.slices) });
                     ui.label(s.spacing.map_or_else(|| "–".to_string(), |sp| format!("{:.2} × {:.2} × {:.2}", sp[0], sp[1], sp[2])));
                     ui.label(s.axcodes.clone().unwrap_or_else(|| "–".into()));
                     let note = match (&s.problem, s.kind) {

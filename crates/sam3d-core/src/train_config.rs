@@ -99,7 +99,8 @@ fn default_modality() -> String {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
-    /// Directories of volume/label pairs (`X.nii.gz` + `X_labels.nii.gz`, or imagesTr/labelsTr).
+    /// Data folders: volume/label pairs (`X.nii.gz` + `X_labels.nii.gz`, imagesTr/labelsTr) or
+    /// case folders (a DICOM series with its SEG or RTSTRUCT); the rules are `data::cases`'.
     pub dirs: Vec<PathBuf>,
     #[serde(default)]
     pub phantoms: Option<PhantomGen>,

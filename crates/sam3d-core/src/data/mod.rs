@@ -1,7 +1,10 @@
 //! Data for the model, as plain ndarray (no tch): synthetic phantoms ([`phantom`]), the click
 //! preprocessing shared by inference and training ([`click`]), training samples made on the fly
-//! with augmentation ([`train_samples`]) and dataset preprocessing into a cache ([`preprocess`]).
+//! with augmentation ([`train_samples`]), a data folder's cases and their reading ([`cases`]:
+//! NIfTI, NRRD, MetaImage or DICOM scans with label maps, DICOM SEGs or RT structure sets) and
+//! dataset preprocessing into a cache ([`preprocess`]).
 
+pub mod cases;
 pub mod click;
 pub mod phantom;
 pub mod preprocess;

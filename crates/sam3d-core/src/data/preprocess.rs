@@ -1,4 +1,4 @@
-//! Dataset discovery and preprocessing (no tch): pairs volumes with label maps, resamples to
+//! Dataset preprocessing (no tch; the cases are found by [`super::cases`]): resamples to
 //! isotropic spacing, computes per-class SDFs and writes a cache: one `.safetensors` per case
 //! (`image` f32 `[D,H,W]`, `labels` u16 `[D,H,W]`, `sdf` f32 `[C,D,H,W]`, the affine and the
 //! classes in its metadata) and `index.json` listing the samples (`case`, `class`, `axis`,
@@ -20,72 +20,17 @@ pub enum DataError {
     Volume(#[from] VolumeError),
     #[error("{}: {source}", path.display())]
     Resample { path: PathBuf, source: ResampleError },
+    /// Reading a case's scan or labels failed (`error` says where; not a `source`, so that a
+    /// chain of causes does not print it twice).
+    #[error("case {case}: {error}")]
+    Case { case: String, error: VolumeError },
 }
 
 fn ferr(path: &Path, problem: impl Into<String>) -> DataError {
     DataError::File { path: path.to_path_buf(), problem: problem.into() }
 }
 
-/// A volume and its label map.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CasePair {
-    pub name: String,
-    pub image: PathBuf,
-    pub labels: PathBuf,
-}
-
-fn nifti_stem(p: &Path) -> Option<String> {
-    let n = p.file_name()?.to_str()?;
-    n.strip_suffix(".nii.gz").or_else(|| n.strip_suffix(".nii")).map(str::to_string)
-}
-
-/// Pairs in `dir`: `imagesTr/X.nii.gz` with `labelsTr/X.nii.gz` (nnU-Net's `X_0000` channel
-/// suffix accepted), or `X.nii.gz` with `X_labels.nii.gz`. Sorted by name.
-pub fn find_pairs(dir: &Path) -> Result<Vec<CasePair>, DataError> {
-    let list = |d: &Path| -> Result<Vec<PathBuf>, DataError> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
-            .map_err(|e| ferr(d, format!("cannot read directory: {e}")))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| nifti_stem(p).is_some())
-            .collect();
-        v.sort();
-        Ok(v)
-    };
-    let mut out = Vec::new();
-    let (images, labels) = (dir.join("imagesTr"), dir.join("labelsTr"));
-    if images.is_dir() && labels.is_dir() {
-        let labs = list(&labels)?;
-        for img in list(&images)? {
-            let stem = nifti_stem(&img).unwrap_or_default();
-            let base = stem.strip_suffix("_0000").unwrap_or(&stem).to_string();
-            if let Some(l) = labs.iter().find(|l| nifti_stem(l).as_deref() == Some(base.as_str())) {
-                out.push(CasePair { name: base, image: img, labels: l.clone() });
-            }
-        }
-    } else {
-        let files = list(dir)?;
-        for img in &files {
-            let stem = nifti_stem(img).unwrap_or_default();
-            if stem.ends_with("_labels") {
-                continue;
-            }
-            if let Some(l) = files.iter().find(|l| nifti_stem(l).as_deref() == Some(&format!("{stem}_labels"))) {
-                out.push(CasePair { name: stem, image: img.clone(), labels: l.clone() });
-            }
-        }
-        // A single volume beside `labels.nii(.gz)` (the demo layout), named after the directory.
-        let lab = files.iter().find(|f| nifti_stem(f).as_deref() == Some("labels"));
-        let others: Vec<&PathBuf> = files.iter().filter(|f| nifti_stem(f).is_some_and(|s| s != "labels" && !s.ends_with("_labels"))).collect();
-        if let (true, Some(l), [img]) = (out.is_empty(), lab, others.as_slice()) {
-            let name = dir.canonicalize().ok().and_then(|d| d.file_name().and_then(|n| n.to_str()).map(str::to_string)).unwrap_or_else(|| "case".into());
-            out.push(CasePair { name, image: (*img).clone(), labels: l.clone() });
-        }
-    }
-    if out.is_empty() {
-        return Err(ferr(dir, "no volume/label pairs (expected imagesTr/ + labelsTr/, X.nii.gz with X_labels.nii.gz, or one volume beside labels.nii.gz)"));
-    }
-    Ok(out)
-}
+pub use super::cases::{CasePair, LoadedCase, find_pairs};
 
 /// How slices become samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -167,9 +112,7 @@ pub struct CachedCase {
 /// Resamples one pair isotropically and computes its per-class SDF. `max_classes`: keep the
 /// first N labels (ascending ids).
 pub fn preprocess_case(pair: &CasePair, spacing_mm: f64, max_classes: Option<usize>) -> Result<CachedCase, DataError> {
-    let vol = crate::volume::open(&pair.image)?;
-    let lab = crate::volume::open_labels(&pair.labels)?;
-    lab.check_matches(&vol, &pair.labels)?;
+    let super::cases::LoadedCase { volume: vol, labels: lab, .. } = pair.load()?;
     let volume = resample_to_spacing(&vol, SpacingIjk::isotropic(spacing_mm), Interp::Linear)
         .map_err(|source| DataError::Resample { path: pair.image.clone(), source })?;
     let labels = crate::volume::resample::resample_labels_to_grid(&lab, volume.shape(), &volume.ras_from_voxel);

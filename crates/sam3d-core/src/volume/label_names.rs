@@ -237,13 +237,21 @@ pub fn table_beside(label_path: &Path) -> Option<PathBuf> {
 }
 
 /// The names that go with the label map at `label_path` and the file they came from: a Slicer
-/// segmentation's or a DICOM SEG's own segment names and colours (the file itself), else the table
+/// segmentation's or a DICOM SEG's own segment names and colours, or an RT structure set's ROI
+/// names and colours (the file itself), else the table
 /// [`table_beside`] finds, in any format [`read_label_table`] reads; `Ok(None)` when there are
 /// none; an unreadable or malformed file is an error naming it (and the line).
 pub fn names_beside(label_path: &Path) -> Result<Option<(LabelNames, PathBuf)>, String> {
     let own = match super::detect(label_path) {
         Ok(super::Format::Nrrd) => super::nrrd::seg::segment_names(label_path).map_err(|e| e.to_string())?,
-        Ok(super::Format::Dicom) if label_path.is_file() => super::dicom::seg_segment_names(label_path).map_err(|e| e.to_string())?,
+        Ok(super::Format::Dicom) if label_path.is_file() => match super::dicom::label_object_kind(label_path) {
+            // An RT structure set's ROIs take labels 1, 2, … in file order, as they are drawn.
+            Some(super::dicom::LabelObject::RtStruct) => {
+                let rt = super::dicom::read_rtstruct(label_path).map_err(|e| e.to_string())?;
+                Some(rt.rois.iter().enumerate().map(|(k, r)| ((k + 1) as u16, (r.name.clone(), r.colour))).collect())
+            }
+            _ => super::dicom::seg_segment_names(label_path).map_err(|e| e.to_string())?,
+        },
         _ => None,
     };
     if let Some(names) = own {

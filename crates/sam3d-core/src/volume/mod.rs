@@ -22,7 +22,7 @@ mod save;
 
 pub use header::{AffineSource, DataType, NiftiHeader, NiftiVersion};
 pub use nifti::{NiftiInfo, WriteOptions, atomic_write, read_info, write_nifti, write_nifti_by_slices};
-pub use open::{Format, detect, open, open_labels, open_with};
+pub use open::{Format, LabelsOnGrid, detect, open, open_labels, open_labels_on, open_with};
 pub use resample::{Interp, MAX_GRID_VOXELS, ResampleError, grid_for_spacing, resample_labels_to_grid, resample_to_grid, resample_to_spacing, SlabResampler};
 pub use save::{OutputFormat, save_labels, save_labels_dicom_seg, save_volume, save_volume_by_slices};
 

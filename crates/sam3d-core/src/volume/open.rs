@@ -109,6 +109,68 @@ fn open_dicom_labels(path: &Path) -> Result<LabelMap, VolumeError> {
     Ok(seg.labels)
 }
 
+/// A label map on a volume's grid, with the names it came with.
+#[derive(Clone, Debug)]
+pub struct LabelsOnGrid {
+    pub labels: LabelMap,
+    /// The names: a segmentation's or structure set's own, else a table beside the label map
+    /// ([`super::label_names::names_beside`]); with the file they came from.
+    pub names: Option<(super::label_names::LabelNames, std::path::PathBuf)>,
+    /// What reading them warned about (overlaps, empty segments, contours left out), each
+    /// naming the file; also logged.
+    pub warnings: Vec<String>,
+}
+
+/// Reads the labels at `labels` onto the grid of `volume`, which was read from `image`:
+/// - a label map file (NIfTI, NRRD, `.seg.nrrd`, MetaImage) must lie on the volume's grid;
+/// - a DICOM SEG is put on it voxel for voxel ([`dicom::place_on_grid`]: it usually holds
+///   only the slices with something on them);
+/// - an RT structure set is drawn on the series it references among the DICOM files of
+///   `image` (the folder, or a file's folder: [`dicom::open_rtstruct_labels`]), which must be
+///   the volume's grid.
+///
+/// Errors name the labels' file and the problem. A names table that cannot be read is a
+/// warning, not an error.
+pub fn open_labels_on(labels: &Path, volume: &Volume, image: &Path) -> Result<LabelsOnGrid, VolumeError> {
+    let dicom_kind = match detect(labels)? {
+        Format::Dicom if labels.is_file() => Some(dicom::label_object_kind(labels).ok_or_else(|| {
+            VolumeError::new(labels, "is DICOM but neither a Segmentation nor an RT structure set: no labels in it")
+        })?),
+        Format::Dicom => return Err(VolumeError::new(labels, "is a folder: labels are one file (a label map, a DICOM SEG or an RTSTRUCT)")),
+        _ => None,
+    };
+    let (map, names, warnings) = match dicom_kind {
+        Some(dicom::LabelObject::Seg) => {
+            let seg = dicom::read_dicom_seg(labels)?;
+            let placed = dicom::place_on_grid(&seg.labels, volume, labels)?;
+            (placed, Some((seg.names, labels.to_path_buf())), seg.warnings)
+        }
+        Some(dicom::LabelObject::RtStruct) => {
+            let folder = if image.is_dir() { image.to_path_buf() } else { image.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf() };
+            let rt = dicom::open_rtstruct_labels(labels, &folder)?;
+            (rt.labels, Some((rt.names, labels.to_path_buf())), rt.warnings)
+        }
+        None => {
+            let map = open_labels(labels)?;
+            let (names, warnings) = match super::label_names::names_beside(labels) {
+                Ok(n) => (n, Vec::new()),
+                Err(e) => (None, vec![format!("label names not used: {e}")]),
+            };
+            for w in &warnings {
+                log::warn!("{w}");
+            }
+            (map, names, warnings)
+        }
+    };
+    if dicom_kind == Some(dicom::LabelObject::Seg) {
+        for w in &warnings {
+            log::warn!("{w}");
+        }
+    }
+    map.check_matches(volume, labels)?;
+    Ok(LabelsOnGrid { labels: map, names, warnings })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,8 +166,10 @@ pub fn seeds(reader: Reader) -> Vec<Seed> {
         Reader::LabelTable => by_suffix(&data.join("label_tables"), &|_| true),
         Reader::Dicom => {
             let mut v = dicom_seeds(&data.join("dicom"));
-            // DICOM SEGs (highdicom's, pydicom-seg's), each on its own.
+            // DICOM SEGs (highdicom's, pydicom-seg's), each on its own; LABELMAP ones too (8 bits
+            // native and RLE, 16 bits).
             v.extend(by_suffix(&data.join("seg_read"), &|n| n.ends_with(".dcm")));
+            v.extend(by_suffix(&data.join("seg_labelmap"), &|n| n == "hd_labelmap8.dcm" || n == "hd_labelmap8_rle.dcm" || n == "hd_labelmap_palette.dcm"));
             v
         }
     }

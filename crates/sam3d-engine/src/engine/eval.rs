@@ -213,19 +213,14 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
     let mut names: BTreeMap<u16, String> = BTreeMap::new();
     let mut names_from = None;
     for pair in &pairs {
-        let vol = crate::volume::open(&pair.image)?;
-        let lab = crate::volume::open_labels(&pair.labels)?;
-        lab.check_matches(&vol, &pair.labels)?;
-        // Names are for the reader of the report: a bad names file costs them, not the run.
-        match crate::volume::label_names::names_beside(&pair.labels) {
-            Ok(Some((n, from))) => {
-                for (id, (name, _)) in n {
-                    names.entry(id).or_insert(name);
-                }
-                names_from.get_or_insert(from);
+        // The scan and its labels on its grid (a label map, a DICOM SEG or an RTSTRUCT), with
+        // their names (a bad names file costs the report's reader them, not the run).
+        let crate::data::preprocess::LoadedCase { volume: vol, labels: lab, names: case_names, .. } = pair.load()?;
+        if let Some((n, from)) = case_names {
+            for (id, (name, _)) in n {
+                names.entry(id).or_insert(name);
             }
-            Ok(None) => {}
-            Err(e) => log::warn!("label names not used: {e}"),
+            names_from.get_or_insert(from);
         }
         let labels: Vec<u16> =
             lab.counts().into_iter().map(|(l, _)| l).filter(|&l| l != 0 && (opts.labels.is_empty() || opts.labels.contains(&l))).collect();

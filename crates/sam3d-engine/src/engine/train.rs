@@ -116,10 +116,8 @@ pub fn load_cases(cfg: &TrainConfig) -> Result<(Vec<TrainCase>, Vec<TrainCase>),
             continue;
         }
         for pair in find_pairs(dir)? {
-            let vol = crate::volume::open(&pair.image)?;
-            let lab = crate::volume::open_labels(&pair.labels)?;
-            lab.check_matches(&vol, &pair.labels)?;
-            all.push((TrainCase::new(&pair.name, Arc::new(vol), lab, None, &cfg.data.classes), d));
+            let case = pair.load()?;
+            all.push((TrainCase::new(&pair.name, Arc::new(case.volume), case.labels, None, &cfg.data.classes), d));
         }
     }
     for (case, _) in all.iter_mut() {

@@ -23,7 +23,9 @@
 //! Several series in one folder: [`list_series`] lists them (the CLI's `info`, the viewer's
 //! series picker) and [`open_series`] opens the one a [`SeriesChoice`] (the CLI's `--series`)
 //! names. Opening a folder without a choice opens its only image series (localisers, secondary
-//! captures and non-image objects aside) and otherwise refuses with the list.
+//! captures, segmentations and non-image objects aside) and otherwise refuses with the list.
+//! [`label_objects`] finds the segmentations and structure sets under a folder (a data
+//! folder's case folder holds its labels so).
 //!
 //! Problems are refused or warned about (`log::warn!`) with a message naming the path and the
 //! series (number, description, UID): never a panic or a silently wrong volume.
@@ -46,7 +48,7 @@ mod uid;
 pub use pixels::MAX_VOXELS;
 pub use rasterise::{RtLabels, open_rtstruct_labels, rasterise, rasterise_roi};
 pub use rtstruct::{Contour, Roi, RtStruct, read_rtstruct};
-pub use seg_read::{OFF_GRID, SegLabels, SegSegment, is_dicom_seg, place_on_grid, read_dicom_seg, seg_segment_names};
+pub use seg_read::{OFF_GRID, SegLabels, SegSegment, is_dicom_seg, is_seg_sop_class, place_on_grid, read_dicom_seg, seg_referenced_series, seg_segment_names};
 pub use seg_write::{SegSummary, write_dicom_seg};
 pub use source::{SourceSeries, SourceSlice, source_series};
 pub use uid::new_uid;
@@ -72,6 +74,9 @@ pub enum SeriesKind {
     /// No pixels (structured reports, RT plans and structures, presentation states): listed,
     /// never opened.
     NonImage,
+    /// A DICOM Segmentation (BINARY, FRACTIONAL or LABELMAP): a label map, not a scan. Listed,
+    /// never opened as a volume; `volume::open_labels` reads it.
+    Segmentation,
 }
 
 impl SeriesKind {
@@ -81,7 +86,14 @@ impl SeriesKind {
             SeriesKind::Localizer => "localiser",
             SeriesKind::SecondaryCapture => "secondary capture",
             SeriesKind::NonImage => "non-image",
+            SeriesKind::Segmentation => "segmentation",
         }
+    }
+
+    /// Slices of a scan (an image series, a localiser or a secondary capture): what can be
+    /// opened as a volume. Non-image objects and segmentations are not.
+    pub fn is_scan(&self) -> bool {
+        matches!(self, SeriesKind::Image | SeriesKind::Localizer | SeriesKind::SecondaryCapture)
     }
 }
 
@@ -134,8 +146,8 @@ impl fmt::Display for SeriesInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let number = self.series_number.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
         write!(f, "#{:<3} series {number:<5} \"{}\"  {}", self.index, self.description, self.modality)?;
-        if self.kind == SeriesKind::NonImage {
-            write!(f, "  non-image ({} file{})", self.files, if self.files == 1 { "" } else { "s" })?;
+        if !self.kind.is_scan() {
+            write!(f, "  {} ({} file{})", self.kind.name(), self.files, if self.files == 1 { "" } else { "s" })?;
         } else {
             write!(f, "  {}×{}×{}", self.cols, self.rows, self.slices)?;
             if let Some(s) = self.spacing {
@@ -207,6 +219,50 @@ pub fn is_dicom_file(path: &Path) -> bool {
     header::has_dicm_magic(path)
 }
 
+/// A DICOM object that holds labels for a series rather than a scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelObject {
+    /// A DICOM Segmentation (BINARY, FRACTIONAL or LABELMAP): [`read_dicom_seg`].
+    Seg,
+    /// An RT structure set: [`open_rtstruct_labels`] draws it on its series.
+    RtStruct,
+}
+
+impl LabelObject {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LabelObject::Seg => "DICOM SEG",
+            LabelObject::RtStruct => "RTSTRUCT",
+        }
+    }
+}
+
+/// The segmentations and RT structure sets under `folder` (walked recursively), by path, and
+/// how many other DICOM files it holds: what a data folder's case folder holds its labels in.
+/// Reads headers only.
+pub fn label_objects(folder: &Path) -> Result<(Vec<(std::path::PathBuf, LabelObject)>, usize), VolumeError> {
+    let scan = scan::scan(folder, true).map_err(|e| VolumeError::new(folder, format!("cannot read the folder: {e}")))?;
+    let labels: Vec<(std::path::PathBuf, LabelObject)> = scan.files.iter().filter_map(|h| Some((h.path.clone(), label_object_of(h)?))).collect();
+    let others = scan.files.len() - labels.len();
+    Ok((labels, others))
+}
+
+fn label_object_of(h: &header::FileHeader) -> Option<LabelObject> {
+    if is_seg_sop_class(&h.sop_class) {
+        Some(LabelObject::Seg)
+    } else if h.sop_class == dicom_dictionary_std::uids::RT_STRUCTURE_SET_STORAGE || h.modality == "RTSTRUCT" {
+        Some(LabelObject::RtStruct)
+    } else {
+        None
+    }
+}
+
+/// Which labels object a DICOM file is, from its header (`None`: neither a SEG nor an RT
+/// structure set, or not readable as DICOM).
+pub fn label_object_kind(path: &Path) -> Option<LabelObject> {
+    label_object_of(&header::read_header(path).ok()??)
+}
+
 /// The series under `path` (a folder, walked recursively, or the folder of a file), in the
 /// order `#index` counts them; unreadable DICOM files are logged and skipped.
 pub fn list_series(path: &Path) -> Result<Vec<SeriesInfo>, VolumeError> {
@@ -253,6 +309,9 @@ fn own_series(file: &Path, scan: &Scan, parts: &[Part], infos: &[SeriesInfo]) ->
     let me = canon(file);
     let fi = scan.files.iter().position(|h| canon(&h.path) == me).ok_or_else(|| VolumeError::new(file, "not found among its folder's DICOM files"))?;
     let i = parts.iter().position(|p| p.frames.iter().any(|f| f.0 == fi)).ok_or_else(|| VolumeError::new(file, "belongs to no series"))?;
+    if infos[i].kind == SeriesKind::Segmentation {
+        return Err(VolumeError::new(file, "is a DICOM Segmentation, a label map: open it as labels (--labels), on the series it was drawn on"));
+    }
     if infos[i].kind == SeriesKind::NonImage {
         return Err(VolumeError::new(file, format!("is a non-image object ({}): nothing to show", infos[i].sop_class)));
     }
@@ -271,8 +330,8 @@ fn choose(path: &Path, infos: &[SeriesInfo], choice: &SeriesChoice) -> Result<us
     let mut candidates: Vec<&SeriesInfo> = match choice {
         SeriesChoice::Index(i) => {
             let s = infos.get(i.wrapping_sub(1)).ok_or_else(|| listing(format!("there is no {choice}; the series are")))?;
-            if s.kind == SeriesKind::NonImage {
-                return Err(VolumeError::new(path, format!("{} is a non-image object ({}): nothing to open", s.label(), s.sop_class)));
+            if !s.kind.is_scan() {
+                return Err(VolumeError::new(path, format!("{} is a {} object ({}): nothing to open as a volume", s.label(), s.kind.name(), s.sop_class)));
             }
             return Ok(s.index - 1);
         }
@@ -283,11 +342,12 @@ fn choose(path: &Path, infos: &[SeriesInfo], choice: &SeriesChoice) -> Result<us
     if candidates.is_empty() {
         return Err(listing(format!("no series matches {choice}; the series are")));
     }
-    // Localisers and secondary captures only when nothing else matches; non-image never.
+    // Localisers and secondary captures only when nothing else matches; non-image objects and
+    // segmentations never.
     if candidates.iter().any(|s| s.kind == SeriesKind::Image) {
         candidates.retain(|s| s.kind == SeriesKind::Image);
     } else {
-        candidates.retain(|s| s.kind != SeriesKind::NonImage);
+        candidates.retain(|s| s.kind.is_scan());
     }
     if candidates.is_empty() {
         return Err(listing("holds no image series, only".to_string()));

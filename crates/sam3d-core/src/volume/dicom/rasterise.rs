@@ -16,7 +16,7 @@
 
 use super::rtstruct::{Roi, RtStruct};
 use super::stack::short;
-use super::{SeriesChoice, SeriesKind, SourceSeries, VolumeError, list_series, source_series};
+use super::{SeriesChoice, SourceSeries, VolumeError, list_series, source_series};
 use crate::geometry::{GridShape, RasFromVoxel};
 use crate::volume::label_names::LabelNames;
 use crate::volume::{LabelMap, OnGrid, VolumeMeta};
@@ -170,7 +170,7 @@ impl OnGrid for SourceSeries {
 pub fn open_rtstruct_labels(rtstruct: &Path, series_folder: &Path) -> Result<RtLabels, VolumeError> {
     let rt = super::read_rtstruct(rtstruct)?;
     let infos = list_series(series_folder)?;
-    let images: Vec<_> = infos.iter().filter(|s| s.kind != SeriesKind::NonImage).collect();
+    let images: Vec<_> = infos.iter().filter(|s| s.kind.is_scan()).collect();
     let found = images.iter().map(|s| format!("{} (frame of reference {})", s.label(), s.frame_of_reference_uid)).collect::<Vec<_>>().join("; ");
     let uid = match (&rt.referenced_series_uid, &rt.frame_of_reference_uid) {
         (Some(uid), _) => {

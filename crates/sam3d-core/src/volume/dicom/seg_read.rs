@@ -1,5 +1,6 @@
-//! A DICOM Segmentation (PS3.3 A.51) in, as one label map on its own grid with the segments'
-//! names and colours: what `volume::open_labels` gives for a SEG file.
+//! A DICOM Segmentation (PS3.3 A.51; BINARY, FRACTIONAL or LABELMAP) in, as one label map on
+//! its own grid with the segments' names and colours: what `volume::open_labels` gives for a
+//! SEG file.
 //!
 //! - **Segments.** Label value = SegmentNumber; the name is SegmentLabel (`segment N` when
 //!   empty), the colour RecommendedDisplayCIELabValue turned back into sRGB. A segment without
@@ -11,6 +12,15 @@
 //!   frame boundaries; FRACTIONAL frames are 8 bits, a pixel counting as in the segment when
 //!   its value is at least half MaximumFractionalValue. Encapsulated pixel data is decoded
 //!   frame by frame by the DICOM crates.
+//! - **LABELMAP** (Supplement 243, the Label Map Segmentation SOP class): a frame is a plane
+//!   of label values, 8 or 16 bits, belonging to no one segment: a pixel's value is the
+//!   SegmentNumber it shows, 0 the background (which the SegmentSequence may describe as
+//!   segment 0, as highdicom writes it: not a label). A value that no segment of the
+//!   SegmentSequence has is refused (naming the frame, the value and the segments defined):
+//!   the file contradicts itself, and no reading of it is safe. Colours come from
+//!   RecommendedDisplayCIELabValue, or, for segments without one, from the palette colour LUT
+//!   (PALETTE COLOR) at the segment's value. Segments without a voxel are named in one
+//!   warning.
 //! - **Grid.** Every frame must share one orientation and pixel spacing. Their positions,
 //!   sorted along the normal `row × column` (ascending, as the series reader sorts), must lie
 //!   on one stack of slices: the step is SpacingBetweenSlices when the gaps are whole
@@ -22,8 +32,9 @@
 //!   later segment takes the voxel, and a warning counts the voxels it took.
 //!
 //! Refused with an error naming the file: not a Segmentation, no SegmentSequence, a frame
-//! that references an undefined segment, a frame without a position or off the others' grid
-//! (another orientation, spacing, or in-plane place), pixel data shorter than its frames, a
+//! that references an undefined segment (or a LABELMAP value that no segment has), a frame
+//! without a position or off the others' grid (another orientation, spacing, or in-plane
+//! place), pixel data shorter than its frames, a
 //! grid larger than [`super::MAX_VOXELS`] or spanning more than [`MAX_SLICES`] slices (more
 //! than its frames). Nothing is allocated from a header field before
 //! it is checked against the file (`lengths.rs`, `header.rs`) or against that limit.
@@ -62,6 +73,12 @@ pub struct SegSegment {
     pub voxels: usize,
 }
 
+/// The SOP classes of a DICOM Segmentation: BINARY and FRACTIONAL segmentations, and
+/// LABELMAP ones (Supplement 243).
+pub fn is_seg_sop_class(class: &str) -> bool {
+    class == uids::SEGMENTATION_STORAGE || class == uids::LABEL_MAP_SEGMENTATION_STORAGE
+}
+
 /// A DICOM SEG read as a label map.
 #[derive(Clone, Debug)]
 pub struct SegLabels {
@@ -71,7 +88,7 @@ pub struct SegLabels {
     pub names: LabelNames,
     /// In SegmentNumber order.
     pub segments: Vec<SegSegment>,
-    /// "BINARY" or "FRACTIONAL".
+    /// "BINARY", "FRACTIONAL" or "LABELMAP".
     pub segmentation_type: String,
     /// The series the segmentation was drawn on (ReferencedSeriesSequence), when named.
     pub referenced_series_uid: Option<String>,
@@ -84,18 +101,29 @@ pub struct SegLabels {
 /// only as far as the SOP class: a broken SEG is still a SEG, for its reader to say what is
 /// wrong.
 pub fn is_dicom_seg(path: &Path) -> bool {
-    open_object(path, true).is_ok_and(|obj| sop_class(&obj) == uids::SEGMENTATION_STORAGE)
+    open_object(path, true).is_ok_and(|obj| is_seg_sop_class(&sop_class(&obj)))
 }
 
 /// The segment names and colours of a DICOM SEG, from its header alone (`Ok(None)` for a
 /// DICOM file that is not a Segmentation).
 pub fn seg_segment_names(path: &Path) -> Result<Option<LabelNames>, VolumeError> {
     let obj = open_object(path, true)?;
-    if sop_class(&obj) != uids::SEGMENTATION_STORAGE {
+    if !is_seg_sop_class(&sop_class(&obj)) {
         return Ok(None);
     }
-    let segments = read_segments(&obj).map_err(|e| VolumeError::new(path, e))?;
+    let mut segments = read_segments(&obj).map_err(|e| VolumeError::new(path, e))?;
+    palette_colours(&obj, &mut segments);
     Ok(Some(segments.iter().map(|s| (s.number, (s.name.clone(), s.colour))).collect()))
+}
+
+/// The series a DICOM SEG was drawn on (its ReferencedSeriesSequence), from its header alone
+/// (`Ok(None)` when it names none or the file is not a Segmentation).
+pub fn seg_referenced_series(path: &Path) -> Result<Option<String>, VolumeError> {
+    let obj = open_object(path, true)?;
+    if !is_seg_sop_class(&sop_class(&obj)) {
+        return Ok(None);
+    }
+    Ok(items(&obj, tags::REFERENCED_SERIES_SEQUENCE).iter().find_map(|s| string(s, tags::SERIES_INSTANCE_UID)))
 }
 
 /// Reads a DICOM SEG as a label map (see the module notes for the rules).
@@ -103,7 +131,7 @@ pub fn read_dicom_seg(path: &Path) -> Result<SegLabels, VolumeError> {
     let fail = |e: String| VolumeError::new(path, e);
     let obj = open_object(path, false)?;
     let class = sop_class(&obj);
-    if class != uids::SEGMENTATION_STORAGE {
+    if !is_seg_sop_class(&class) {
         return Err(fail(format!("is not a DICOM Segmentation (SOP class {class})")));
     }
     let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
@@ -116,29 +144,64 @@ pub fn read_dicom_seg(path: &Path) -> Result<SegLabels, VolumeError> {
             let m = int(&obj, tags::MAXIMUM_FRACTIONAL_VALUE).filter(|m| (1..=255).contains(m));
             Some(m.ok_or_else(|| fail("FRACTIONAL without a MaximumFractionalValue of 1 to 255".into()))? as u32)
         }
-        "BINARY" | "FRACTIONAL" => return Err(fail(format!("{kind} with BitsAllocated {} (BINARY is 1 bit, FRACTIONAL 8)", fmt.bits_allocated))),
-        other => return Err(fail(format!("SegmentationType '{other}' is not read (BINARY and FRACTIONAL are)"))),
+        "LABELMAP" if matches!(fmt.bits_allocated, 8 | 16) => None,
+        "BINARY" | "FRACTIONAL" | "LABELMAP" => {
+            return Err(fail(format!("{kind} with BitsAllocated {} (BINARY is 1 bit, FRACTIONAL 8, LABELMAP 8 or 16)", fmt.bits_allocated)));
+        }
+        other => return Err(fail(format!("SegmentationType '{other}' is not read (BINARY, FRACTIONAL and LABELMAP are)"))),
     };
     if fmt.samples_per_pixel != 1 {
         return Err(fail(format!("SamplesPerPixel is {}, a segmentation has 1", fmt.samples_per_pixel)));
     }
     let mut segments = read_segments(&obj).map_err(fail)?;
-    let frame_segments = frame_segments(&obj, head.number_of_frames, &segments).map_err(fail)?;
     let grid = seg_grid(&obj, &head.frames, &fmt).map_err(fail)?;
-
     let pixels = FramePixels::new(&obj, &head.transfer_syntax, &fmt, head.number_of_frames).map_err(fail)?;
     let mut data = Array3::<u16>::zeros((grid.slices, fmt.rows, fmt.cols));
     let file = short(path);
     let mut warnings = Vec::new();
+    if kind == "LABELMAP" {
+        palette_colours(&obj, &mut segments);
+        read_label_frames(&pixels, &grid, &mut segments, &mut data, &file, &mut warnings).map_err(fail)?;
+    } else {
+        let frame_segments = frame_segments(&obj, head.number_of_frames, &segments).map_err(fail)?;
+        read_segment_frames(&pixels, &grid, &frame_segments, max_fraction, &mut segments, &mut data, &file, &mut warnings).map_err(fail)?;
+    }
+    let description = string(&obj, tags::SERIES_DESCRIPTION).or_else(|| string(&obj, tags::CONTENT_LABEL)).unwrap_or_default();
+    let meta = VolumeMeta { source: Some(path.to_path_buf()), dtype: Some(DataType::Uint16), affine_source: Some(AffineSource::Dicom), description, window: None };
+    let referenced_series_uid = items(&obj, tags::REFERENCED_SERIES_SEQUENCE).iter().find_map(|s| string(s, tags::SERIES_INSTANCE_UID));
+    Ok(SegLabels {
+        labels: LabelMap { data, ras_from_voxel: grid.ras_from_voxel, meta },
+        names: segments.iter().map(|s| (s.number, (s.name.clone(), s.colour))).collect(),
+        segments,
+        segmentation_type: kind,
+        referenced_series_uid,
+        frame_of_reference_uid: head.frame_of_reference,
+        warnings,
+    })
+}
+
+/// BINARY and FRACTIONAL frames: each belongs to the segment it names (`frame_segments`);
+/// segments are painted in ascending number, later ones taking overlapping voxels (counted in
+/// a warning). `max_fraction`: FRACTIONAL's MaximumFractionalValue (a pixel is in at half of it).
+fn read_segment_frames(
+    pixels: &FramePixels,
+    grid: &SegGrid,
+    frame_segments: &[u16],
+    max_fraction: Option<u32>,
+    segments: &mut [SegSegment],
+    data: &mut Array3<u16>,
+    file: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
     let mut order: Vec<usize> = (0..frame_segments.len()).collect();
     order.sort_by_key(|&f| (frame_segments[f], grid.slice_of_frame[f]));
     for seg in segments.iter_mut() {
         let mut taken = 0usize;
         for &f in order.iter().filter(|&&f| frame_segments[f] == seg.number) {
             seg.frames += 1;
-            let values = pixels.frame(f).map_err(|e| fail(format!("frame {}: {e}", f + 1)))?;
+            let values = pixels.frame(f).map_err(|e| format!("frame {}: {e}", f + 1))?;
             let mut slab = data.index_axis_mut(ndarray::Axis(0), grid.slice_of_frame[f]);
-            let out = slab.as_slice_mut().ok_or_else(|| fail("internal: a slice of the label map is not contiguous".into()))?;
+            let out = slab.as_slice_mut().ok_or("internal: a slice of the label map is not contiguous")?;
             for (l, &v) in out.iter_mut().zip(values.iter()) {
                 let inside = match max_fraction {
                     None => v != 0,
@@ -163,18 +226,93 @@ pub fn read_dicom_seg(path: &Path) -> Result<SegLabels, VolumeError> {
             ));
         }
     }
-    let description = string(&obj, tags::SERIES_DESCRIPTION).or_else(|| string(&obj, tags::CONTENT_LABEL)).unwrap_or_default();
-    let meta = VolumeMeta { source: Some(path.to_path_buf()), dtype: Some(DataType::Uint16), affine_source: Some(AffineSource::Dicom), description, window: None };
-    let referenced_series_uid = items(&obj, tags::REFERENCED_SERIES_SEQUENCE).iter().find_map(|s| string(s, tags::SERIES_INSTANCE_UID));
-    Ok(SegLabels {
-        labels: LabelMap { data, ras_from_voxel: grid.ras_from_voxel, meta },
-        names: segments.iter().map(|s| (s.number, (s.name.clone(), s.colour))).collect(),
-        segments,
-        segmentation_type: kind,
-        referenced_series_uid,
-        frame_of_reference_uid: head.frame_of_reference,
-        warnings,
-    })
+    Ok(())
+}
+
+/// LABELMAP frames: each pixel's value is the segment it shows (0: none). A value no segment
+/// has is an error naming the frame; two frames on one plane (which the standard does not
+/// allow) are read in file order, the later one's segments taking the plane's voxels, with a
+/// warning; segments without a voxel are named in one warning.
+fn read_label_frames(pixels: &FramePixels, grid: &SegGrid, segments: &mut [SegSegment], data: &mut Array3<u16>, file: &str, warnings: &mut Vec<String>) -> Result<(), String> {
+    // Segment number → its index in `segments` (numbers are unique, 1–65535).
+    let top = segments.iter().map(|s| s.number as usize).max().unwrap_or(0);
+    let mut index_of = vec![usize::MAX; top + 1];
+    segments.iter().enumerate().for_each(|(i, s)| index_of[s.number as usize] = i);
+    let defined = {
+        let n: Vec<String> = segments.iter().take(12).map(|s| s.number.to_string()).collect();
+        if segments.len() > 12 { format!("{}, … ({} segments)", n.join(", "), segments.len()) } else { n.join(", ") }
+    };
+    let mut filled = vec![None::<usize>; grid.slices];
+    let mut in_frame = vec![false; segments.len()];
+    for f in 0..grid.slice_of_frame.len() {
+        let k = grid.slice_of_frame[f];
+        if let Some(earlier) = filled[k] {
+            warnings.push(format!("{file}: frames {} and {} lie on one plane (slice {k}); the later one's labels take its voxels", earlier + 1, f + 1));
+        }
+        filled[k] = Some(f);
+        let values = pixels.frame(f).map_err(|e| format!("frame {}: {e}", f + 1))?;
+        let mut slab = data.index_axis_mut(ndarray::Axis(0), k);
+        let out = slab.as_slice_mut().ok_or("internal: a slice of the label map is not contiguous")?;
+        in_frame.iter_mut().for_each(|x| *x = false);
+        for (l, &v) in out.iter_mut().zip(values.iter()) {
+            if v == 0 {
+                continue;
+            }
+            let i = index_of.get(v as usize).copied().unwrap_or(usize::MAX);
+            if i == usize::MAX {
+                return Err(format!("frame {} holds the value {v}, which no segment of the SegmentSequence has ({defined}): a LABELMAP's values are its segment numbers", f + 1));
+            }
+            *l = v;
+            segments[i].voxels += 1;
+            in_frame[i] = true;
+        }
+        segments.iter_mut().zip(&in_frame).filter(|(_, x)| **x).for_each(|(s, _)| s.frames += 1);
+    }
+    let empty: Vec<String> = segments.iter().filter(|s| s.voxels == 0).map(|s| format!("{} \"{}\"", s.number, s.name)).collect();
+    if !empty.is_empty() {
+        let shown = if empty.len() > 8 { format!("{}, … ({} in all)", empty[..8].join(", "), empty.len()) } else { empty.join(", ") };
+        warnings.push(format!("{file}: no voxel has the value of segment{} {shown}; {} stay empty", if empty.len() == 1 { "" } else { "s" }, if empty.len() == 1 { "its label" } else { "their labels" }));
+    }
+    Ok(())
+}
+
+/// Colours for the segments without a RecommendedDisplayCIELabValue from the palette colour
+/// LUT (PALETTE COLOR), at the segment's value: values below the first mapped one take the
+/// first entry, above the last the last (PS3.3 C.7.6.3.1.5). A LUT that cannot be read (absent,
+/// segmented, or shorter than its descriptor) gives no colour.
+fn palette_colours(obj: &InMemDicomObject, segments: &mut [SegSegment]) {
+    if segments.iter().all(|s| s.colour.is_some()) {
+        return;
+    }
+    let channel = |desc: Tag, data: Tag| -> Option<(i64, Vec<u8>)> {
+        let d = obj.get(desc)?.to_multi_int::<i64>().ok()?;
+        let [n, first, bits] = <[i64; 3]>::try_from(d.as_slice()).ok()?;
+        let n = if n == 0 { 65536 } else { n as usize };
+        let bytes = obj.get(data)?.to_bytes().ok()?;
+        let entries: Vec<u8> = match bits {
+            8 => bytes.get(..n)?.to_vec(),
+            16 => bytes.get(..2 * n)?.chunks_exact(2).map(|b| (u16::from_ne_bytes([b[0], b[1]]) >> 8) as u8).collect(),
+            _ => return None,
+        };
+        Some((first, entries))
+    };
+    let Some(luts) = [
+        (tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA),
+        (tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA),
+        (tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA),
+    ]
+    .map(|(d, t)| channel(d, t))
+    .into_iter()
+    .collect::<Option<Vec<_>>>() else {
+        return;
+    };
+    let at = |(first, entries): &(i64, Vec<u8>), v: u16| -> u8 { entries[((v as i64 - first).max(0) as usize).min(entries.len() - 1)] };
+    if luts.iter().any(|l| l.1.is_empty()) {
+        return;
+    }
+    for s in segments.iter_mut().filter(|s| s.colour.is_none()) {
+        s.colour = Some([at(&luts[0], s.number), at(&luts[1], s.number), at(&luts[2], s.number)]);
+    }
 }
 
 /// A SEG's label map (on its own grid: the slices its frames fill) put on the grid of the
@@ -238,9 +376,14 @@ fn sop_class(obj: &DefaultDicomObject) -> String {
 /// The SegmentSequence, sorted by SegmentNumber; numbers must be 1–65535 and unique.
 fn read_segments(obj: &InMemDicomObject) -> Result<Vec<SegSegment>, String> {
     let list = obj.get(tags::SEGMENT_SEQUENCE).and_then(|e| e.items()).ok_or("has no SegmentSequence")?;
+    // A LABELMAP may describe its background, value 0, as segment 0: not a label.
+    let labelmap = string(obj, tags::SEGMENTATION_TYPE).as_deref() == Some("LABELMAP");
     let mut out: Vec<SegSegment> = Vec::with_capacity(list.len());
     for (n, item) in list.iter().enumerate() {
         let number = int(item, tags::SEGMENT_NUMBER).ok_or_else(|| format!("SegmentSequence item {} has no SegmentNumber", n + 1))?;
+        if labelmap && number == 0 {
+            continue;
+        }
         let number = u16::try_from(number).ok().filter(|&x| x > 0).ok_or_else(|| format!("SegmentNumber {number} is not 1 to 65535"))?;
         if out.iter().any(|s| s.number == number) {
             return Err(format!("SegmentNumber {number} is defined twice"));
@@ -367,17 +510,43 @@ fn seg_grid(obj: &InMemDicomObject, frames: &[Frame], fmt: &PixelFormat) -> Resu
     Ok(SegGrid { slices, slice_of_frame, ras_from_voxel: plane.ras_from_voxel(LpsMm::from_vec(p0), step) })
 }
 
-/// The stored values of each frame, one byte a pixel.
+/// The stored values of each frame (bits, bytes or 16-bit words).
 enum FramePixels<'a> {
-    /// Native (or deflated) pixel data: bits packed across frames, or bytes.
-    Native { bytes: std::borrow::Cow<'a, [u8]>, bits: bool, pixels: usize },
+    /// Native (or deflated) pixel data: bits packed across frames, bytes, or 16-bit words in
+    /// the machine's byte order (as the DICOM crates hold them).
+    Native { bytes: std::borrow::Cow<'a, [u8]>, width: Width, pixels: usize },
     /// Encapsulated: decoded one frame at a time (a JPEG 2000 frame's header checked first).
-    Encapsulated { obj: &'a DefaultDicomObject, pixels: usize, j2k: Option<PixelFormat> },
+    Encapsulated { obj: &'a DefaultDicomObject, pixels: usize, width: Width, j2k: Option<PixelFormat> },
+}
+
+/// How many bits a stored value takes.
+#[derive(Clone, Copy, PartialEq)]
+enum Width {
+    Bit,
+    Byte,
+    Word,
+}
+
+impl Width {
+    /// Bytes `n` values take.
+    fn bytes(self, n: u64) -> u64 {
+        match self {
+            Width::Bit => n.div_ceil(8),
+            Width::Byte => n,
+            Width::Word => 2 * n,
+        }
+    }
 }
 
 impl<'a> FramePixels<'a> {
     fn new(obj: &'a DefaultDicomObject, transfer_syntax: &str, fmt: &PixelFormat, nframes: u32) -> Result<Self, String> {
         let pixels = fmt.rows * fmt.cols;
+        let width = match fmt.bits_allocated {
+            1 => Width::Bit,
+            8 => Width::Byte,
+            16 => Width::Word,
+            b => return Err(format!("BitsAllocated {b} is not read in a segmentation")),
+        };
         let element = obj.get(tags::PIXEL_DATA).ok_or("has no PixelData")?;
         if element.value().fragments().is_some() {
             super::pixels::check_transfer_syntax(transfer_syntax)?;
@@ -386,27 +555,27 @@ impl<'a> FramePixels<'a> {
                 super::pixels::check_rle_fragments(obj)?;
             }
             let j2k = super::j2k::is_j2k(transfer_syntax).then(|| fmt.clone());
-            return Ok(FramePixels::Encapsulated { obj, pixels, j2k });
+            return Ok(FramePixels::Encapsulated { obj, pixels, width, j2k });
         }
         let bytes = element.to_bytes().map_err(|e| format!("PixelData cannot be read as bytes: {e}"))?;
-        let bits = fmt.bits_allocated == 1;
-        let total = nframes as u64 * pixels as u64;
-        let need = if bits { total.div_ceil(8) } else { total };
+        let need = width.bytes(nframes as u64 * pixels as u64);
         if (bytes.len() as u64) < need {
             return Err(format!("PixelData holds {} bytes, {nframes} frames of {} × {} need {need}", bytes.len(), fmt.cols, fmt.rows));
         }
-        Ok(FramePixels::Native { bytes, bits, pixels })
+        Ok(FramePixels::Native { bytes, width, pixels })
     }
 
     /// Frame `f` (0-based): `pixels` values in row order.
-    fn frame(&self, f: usize) -> Result<Vec<u8>, String> {
+    fn frame(&self, f: usize) -> Result<Vec<u16>, String> {
+        let words = |b: &[u8]| -> Vec<u16> { b.chunks_exact(2).map(|w| u16::from_ne_bytes([w[0], w[1]])).collect() };
         match self {
-            FramePixels::Native { bytes, bits: true, pixels } => {
+            FramePixels::Native { bytes, width: Width::Bit, pixels } => {
                 let start = f * pixels;
-                Ok((start..start + pixels).map(|b| (bytes[b / 8] >> (b % 8)) & 1).collect())
+                Ok((start..start + pixels).map(|b| ((bytes[b / 8] >> (b % 8)) & 1) as u16).collect())
             }
-            FramePixels::Native { bytes, bits: false, pixels } => Ok(bytes[f * pixels..(f + 1) * pixels].to_vec()),
-            FramePixels::Encapsulated { obj, pixels, j2k } => {
+            FramePixels::Native { bytes, width: Width::Byte, pixels } => Ok(bytes[f * pixels..(f + 1) * pixels].iter().map(|&v| v as u16).collect()),
+            FramePixels::Native { bytes, width: Width::Word, pixels } => Ok(words(&bytes[2 * f * pixels..2 * (f + 1) * pixels])),
+            FramePixels::Encapsulated { obj, pixels, width, j2k } => {
                 use dicom_pixeldata::PixelDecoder;
                 if let Some(fmt) = j2k {
                     super::pixels::check_j2k_frame(obj, f as u32, fmt)?;
@@ -415,12 +584,15 @@ impl<'a> FramePixels<'a> {
                     .map_err(|p| format!("the decoder failed on corrupt data ({p})"))?
                     .map_err(|e| format!("cannot decode: {e}"))?;
                 let data = decoded.data();
-                if data.len() == *pixels {
-                    Ok(data.to_vec())
-                } else if data.len() == pixels.div_ceil(8) {
-                    Ok((0..*pixels).map(|b| (data[b / 8] >> (b % 8)) & 1).collect())
+                let n = data.len() as u64;
+                if *width == Width::Word && n == 2 * *pixels as u64 {
+                    Ok(words(data))
+                } else if *width != Width::Word && n == *pixels as u64 {
+                    Ok(data.iter().map(|&v| v as u16).collect())
+                } else if *width != Width::Word && n == (*pixels as u64).div_ceil(8) {
+                    Ok((0..*pixels).map(|b| ((data[b / 8] >> (b % 8)) & 1) as u16).collect())
                 } else {
-                    Err(format!("decoded to {} bytes, {pixels} pixels expected", data.len()))
+                    Err(format!("decoded to {} bytes, {pixels} pixels of {} expected", data.len(), if *width == Width::Word { "16 bits" } else { "8 bits or 1" }))
                 }
             }
         }

@@ -2,7 +2,8 @@
 //! reference, image size, orientation (and localiser flag). A SeriesInstanceUID that splits
 //! into several parts mixes orientations or sizes: it is listed part by part and refused as a
 //! whole. Objects without pixels (reports, plans, structure sets, presentation states) form a
-//! non-image part of their series, listed and never opened.
+//! non-image part of their series, and segmentations a segmentation part: listed, never opened
+//! as a volume.
 
 use super::header::{FileHeader, Frame};
 use super::scan::Scan;
@@ -54,7 +55,9 @@ fn same_plane(a: &Option<DicomPlane>, b: &Option<DicomPlane>) -> bool {
 }
 
 fn kind_of(h: &FileHeader) -> SeriesKind {
-    if h.pixels.is_none() {
+    if super::is_seg_sop_class(&h.sop_class) {
+        SeriesKind::Segmentation
+    } else if h.pixels.is_none() {
         SeriesKind::NonImage
     } else if h.is_localizer() {
         SeriesKind::Localizer
@@ -70,7 +73,7 @@ pub(crate) fn group(scan: &Scan) -> Vec<Part> {
     let mut parts: Vec<Part> = Vec::new();
     for (fi, h) in scan.files.iter().enumerate() {
         let kind = kind_of(h);
-        if kind == SeriesKind::NonImage {
+        if !kind.is_scan() {
             match parts.iter_mut().find(|p| p.kind == kind && p.series_uid == h.series_uid) {
                 Some(p) => p.frames.push((fi, usize::MAX)),
                 None => parts.push(Part { series_uid: h.series_uid.clone(), frames: vec![(fi, usize::MAX)], kind, part: (1, 1) }),
@@ -95,14 +98,14 @@ pub(crate) fn group(scan: &Scan) -> Vec<Part> {
     }
     parts.sort_by(|a, b| {
         let (ha, hb) = (a.first_file(scan), b.first_file(scan));
-        (ha.series_number.unwrap_or(i64::MAX), &a.series_uid, a.kind == SeriesKind::NonImage)
-            .cmp(&(hb.series_number.unwrap_or(i64::MAX), &b.series_uid, b.kind == SeriesKind::NonImage))
+        (ha.series_number.unwrap_or(i64::MAX), &a.series_uid, !a.kind.is_scan())
+            .cmp(&(hb.series_number.unwrap_or(i64::MAX), &b.series_uid, !b.kind.is_scan()))
     });
     // Number the parts of each image series that split (non-image parts are not counted).
-    let image_parts = |uid: &str, parts: &[Part]| parts.iter().filter(|p| p.series_uid == uid && p.kind != SeriesKind::NonImage).count();
+    let image_parts = |uid: &str, parts: &[Part]| parts.iter().filter(|p| p.series_uid == uid && p.kind.is_scan()).count();
     let mut seen: Vec<(String, usize)> = Vec::new();
     for i in 0..parts.len() {
-        if parts[i].kind == SeriesKind::NonImage {
+        if !parts[i].kind.is_scan() {
             continue;
         }
         let total = image_parts(&parts[i].series_uid, &parts);
@@ -150,7 +153,7 @@ pub(crate) fn info(scan: &Scan, part: &Part, index: usize) -> SeriesInfo {
         part: part.part,
         ..SeriesInfo::default()
     };
-    if part.kind == SeriesKind::NonImage {
+    if !part.kind.is_scan() {
         return s;
     }
     if let Some(px) = &h.pixels {
