@@ -13,33 +13,15 @@ use sam3d_core::volume::{LabelMap, open, open_labels};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+mod seg_facts;
+use seg_facts::{affine_diff, labels_of};
+
 fn data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/seg_labelmap")
+    seg_facts::data("seg_labelmap")
 }
 
 fn expected() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(data().join("expected.json")).expect("expected.json")).expect("json")
-}
-
-fn f(v: &Value) -> f64 {
-    v.as_f64().expect("number")
-}
-
-/// The label map `[k, j, i]` a case's voxel list describes.
-fn labels_of(voxels: &Value, shape: &Value) -> Array3<u16> {
-    let s: Vec<usize> = shape.as_array().expect("shape").iter().map(|x| x.as_u64().expect("n") as usize).collect();
-    let mut out = Array3::zeros((s[0], s[1], s[2]));
-    for v in voxels.as_array().expect("voxels") {
-        let v: Vec<u64> = v.as_array().expect("voxel").iter().map(|x| x.as_u64().expect("n")).collect();
-        out[[v[0] as usize, v[1] as usize, v[2] as usize]] = v[3] as u16;
-    }
-    out
-}
-
-fn affine_diff(labels: &LabelMap, want: &Value) -> f64 {
-    let rows = want.as_array().expect("affine");
-    let m = labels.ras_from_voxel.matrix();
-    (0..3).flat_map(|r| (0..4).map(move |c| (r, c))).map(|(r, c)| (m[(r, c)] - f(&rows[r][c])).abs()).fold(0.0, f64::max)
+    seg_facts::expected("seg_labelmap")
 }
 
 #[test]
