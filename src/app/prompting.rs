@@ -8,7 +8,7 @@
 use super::click3d::{Candidate, ClickMethod};
 use super::App;
 use crate::baseline::prompted::{ObjectState, PromptedGrowing, crop_component};
-use crate::geometry::{RasMm, ViewPlane, VoxelIjk};
+use crate::geometry::{RasMm, ViewPlane};
 use crate::prompts::{BoxPrompt, Prompt, PromptSet};
 use crate::volume::OnGrid;
 
@@ -56,27 +56,10 @@ pub fn box_after(held: Option<BoxPrompt>, req: Option<&PromptRequest>) -> Option
     }
 }
 
-/// The scan's extent in RAS (mm; the voxel grid's outer corners): where a box's open axis ends
-/// when it is drawn.
-pub fn ras_bounds(grid: &impl OnGrid) -> ([f64; 3], [f64; 3]) {
-    let [ni, nj, nk] = grid.shape().ijk();
-    let rfv = grid.ras_from_voxel();
-    let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
-    for c in 0..8 {
-        let pick = |bit: usize, n: usize| if c >> bit & 1 == 0 { -0.5 } else { n as f64 - 0.5 };
-        let p = rfv.apply(VoxelIjk::new(pick(0, ni), pick(1, nj), pick(2, nk))).to_array();
-        for a in 0..3 {
-            lo[a] = lo[a].min(p[a]);
-            hi[a] = hi[a].max(p[a]);
-        }
-    }
-    (lo, hi)
-}
-
 /// Where the object's box crosses a slice: the polygon (in-plane slice mm `[u, v]`, in order
 /// around it) of the box cut by the plane `w` (slice mm along the view's normal), `None` when
 /// the plane misses the box. `to_slice` maps RAS to the view's slice frame; an open axis spans
-/// `bounds` (the scan's RAS extent, [`ras_bounds`]). Exact on oblique views: the 12 edges of the
+/// `bounds` (the scan's RAS extent, [`OnGrid::ras_extent`]). Exact on oblique views: the 12 edges of the
 /// box are cut by the plane.
 pub fn box_on_slice(bx: &BoxPrompt, bounds: ([f64; 3], [f64; 3]), to_slice: impl Fn(RasMm) -> [f64; 3], w: f64) -> Option<Vec<[f64; 2]>> {
     let ext: [(f64, f64); 3] = std::array::from_fn(|a| {

@@ -9,6 +9,7 @@ use super::tools::{self, Gesture, Tool};
 use super::slice_image::{Overlay, SliceScratch, render_slice};
 use super::{App, AppCommand, Probe, ViewCell, plane_idx};
 use crate::geometry::{RasMm, ScreenFromSlice, ScreenPx, SliceGeometry, SliceMm, ViewPlane};
+use crate::volume::OnGrid;
 use crate::volume::intensity::Window;
 use egui::{Align2, Color32, FontId, Pos2, Rect, RichText, Sense, Stroke, Vec2, pos2, vec2};
 
@@ -248,7 +249,7 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
     // another view is a band across this one; a 3D box from two views, a closed rectangle).
     if let (Some(bx), Some(sfr), true) = (app.rt.click.object_box, slice_from_ras, app.rt.click.candidate.is_some()) {
         let w = g.w_of_index(index);
-        let bounds = super::prompting::ras_bounds(&*scene.volume);
+        let bounds = scene.volume.ras_extent();
         if let Some(poly) = super::prompting::box_on_slice(&bx, bounds, |p| sfr.apply(p).to_array(), w) {
             let pts: Vec<Pos2> = poly
                 .iter()

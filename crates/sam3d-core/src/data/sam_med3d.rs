@@ -15,7 +15,7 @@
 //! this crate's `[k, j, i]` arrays: [`Crop::image`] is kept `[k, j, i]` and the engine
 //! transposes once.
 
-use crate::geometry::{Grid, GridShape, Point3, RasFromGrid, RasMm, VoxelIjk};
+use crate::geometry::{Grid, GridShape, Point3, RasFromGrid, RasMm};
 use crate::volume::resample::{Interp, resample_to_grid};
 use crate::volume::{OnGrid, Volume};
 use nalgebra::{Matrix3, Vector3};
@@ -74,7 +74,7 @@ impl Crop {
 /// its voxel centres in RAS), or centred on the scan along an axis where the scan is shorter.
 /// Returns the cube's grid → RAS and the shift applied (mm).
 pub fn place(volume: &Volume, centre: RasMm, side: usize, spacing: f64) -> (RasFromGrid, [f64; 3]) {
-    let (lo, hi) = ras_extent(volume);
+    let (lo, hi) = volume.ras_extent();
     let span = (side as f64 - 1.0) * spacing;
     let mut origin = [0.0; 3];
     let mut shift = [0.0; 3];
@@ -90,37 +90,6 @@ pub fn place(volume: &Volume, centre: RasMm, side: usize, spacing: f64) -> (RasF
     }
     let lin = Matrix3::from_diagonal_element(spacing);
     (RasFromGrid::from_parts(lin, Vector3::from(origin)), shift)
-}
-
-/// The box of the scan's voxel centres in RAS (its eight corners mapped): `(min, max)`.
-pub fn ras_extent(volume: &Volume) -> ([f64; 3], [f64; 3]) {
-    let [ni, nj, nk] = volume.shape().ijk();
-    let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
-    for c in 0..8 {
-        let v = VoxelIjk::new(
-            if c & 1 == 0 {
-                0.0
-            } else {
-                ni.saturating_sub(1) as f64
-            },
-            if c & 2 == 0 {
-                0.0
-            } else {
-                nj.saturating_sub(1) as f64
-            },
-            if c & 4 == 0 {
-                0.0
-            } else {
-                nk.saturating_sub(1) as f64
-            },
-        );
-        let p = volume.ras_from_voxel.apply(v).to_array();
-        for d in 0..3 {
-            lo[d] = lo[d].min(p[d]);
-            hi[d] = hi[d].max(p[d]);
-        }
-    }
-    (lo, hi)
 }
 
 /// The cube for a prompt at `centre`: placed by [`place`], sampled trilinearly (0 outside the
@@ -194,7 +163,7 @@ pub fn zscore_foreground(a: &mut Array3<f32>) -> (f64, f64, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::RasFromVoxel;
+    use crate::geometry::{RasFromVoxel, VoxelIjk};
     use crate::volume::VolumeMeta;
 
     fn volume(
@@ -228,7 +197,7 @@ mod tests {
     fn the_cube_is_canonical_ras_at_its_spacing_and_centred_on_the_prompt() {
         // 250 × 300 × 100 voxels: 199 × 239 × 297 mm, larger than the 190.5 mm cube on every axis.
         let v = volume([100, 300, 250], lps_scan(), |_| 0.0);
-        let (lo, hi) = ras_extent(&v);
+        let (lo, hi) = v.ras_extent();
         let centre = RasMm::new(
             (lo[0] + hi[0]) / 2.0,
             (lo[1] + hi[1]) / 2.0,
@@ -248,7 +217,7 @@ mod tests {
     #[test]
     fn near_a_border_the_cube_moves_inside_and_keeps_its_size() {
         let v = volume([100, 300, 250], lps_scan(), |_| 0.0);
-        let (lo, hi) = ras_extent(&v);
+        let (lo, hi) = v.ras_extent();
         // A prompt 5 mm inside the right edge and 5 mm above the bottom.
         let p = RasMm::new(hi[0] - 5.0, (lo[1] + hi[1]) / 2.0, lo[2] + 5.0);
         let (g, shift) = place(&v, p, SIDE, SPACING_MM);
@@ -282,7 +251,7 @@ mod tests {
     fn a_scan_shorter_than_the_cube_is_centred_in_it() {
         // 40 slices of 3 mm = 117 mm along S.
         let v = volume([40, 300, 250], lps_scan(), |_| 0.0);
-        let (lo, hi) = ras_extent(&v);
+        let (lo, hi) = v.ras_extent();
         let (g, _) = place(&v, RasMm::new(0.0, 0.0, lo[2]), SIDE, SPACING_MM);
         let z0 = g.apply(Point3::new(0.0, 0.0, 0.0)).z();
         let z1 = g.apply(Point3::new(0.0, 0.0, 127.0)).z();
@@ -298,7 +267,7 @@ mod tests {
         // Undo the z-score and compare each cell with the field at its RAS position.
         let (mean, std, n) = c.foreground;
         assert!(n > 0 && std > 0.0);
-        let (lo, hi) = ras_extent(&v);
+        let (lo, hi) = v.ras_extent();
         let mut inside = 0;
         for ((k, j, i), &z) in c.image.indexed_iter() {
             let p = c

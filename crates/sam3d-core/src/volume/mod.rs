@@ -139,6 +139,21 @@ pub trait OnGrid {
         // Volumes are only built from invertible affines (checked on read and construction).
         self.ras_from_voxel().try_inverse().unwrap_or_else(|_| VoxelFromRas::identity())
     }
+    /// The box of the voxel centres in RAS (the grid's eight corner voxels mapped): `(min, max)`.
+    fn ras_extent(&self) -> ([f64; 3], [f64; 3]) {
+        let [ni, nj, nk] = self.shape().ijk();
+        let last = |n: usize| n.saturating_sub(1) as f64;
+        let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
+        for c in 0..8 {
+            let pick = |bit: usize, n: usize| if c >> bit & 1 == 0 { 0.0 } else { last(n) };
+            let p = self.ras_from_voxel().apply(VoxelIjk::new(pick(0, ni), pick(1, nj), pick(2, nk))).to_array();
+            for d in 0..3 {
+                lo[d] = lo[d].min(p[d]);
+                hi[d] = hi[d].max(p[d]);
+            }
+        }
+        (lo, hi)
+    }
     /// RAS position of a voxel centre.
     fn ras_of(&self, a: ArrayIdx) -> RasMm {
         self.ras_from_voxel().apply(self.shape().voxel_of(a))
