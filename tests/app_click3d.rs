@@ -234,7 +234,7 @@ fn model_click_through_the_engine_process() {
     // Random weights segment something or nothing; either way the job ends and says which.
     match &app.rt.click.candidate {
         Some(cand) => {
-            assert_eq!(cand.mask.shape(), app.scene().expect("scene").volume.data.shape());
+            assert_eq!(cand.mask.shape(), &app.scene().expect("scene").volume.array_shape()[..]);
             assert_eq!(cand.voxels, cand.mask.iter().filter(|&&m| m).count());
             assert_eq!(cand.method, sam3d_studio::app::ClickMethod::Model);
             // The 3D view shows the engine's surface of the result, not a new one made here.

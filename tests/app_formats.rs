@@ -50,8 +50,10 @@ fn a_folder_of_several_series_asks_which_and_the_choice_opens_for_the_viewer_and
     assert!(h.state().rt.series_picker.is_none());
     let scene = h.state().rt.scene.as_ref().expect("the chosen series is open");
     assert_eq!(scene.volume.shape(), want.shape());
-    assert!(scene.volume.ras_from_voxel.max_abs_diff(&want.ras_from_voxel) < 1e-9);
-    assert_eq!(scene.volume.data, want.data);
+    assert!(scene.volume.ras_from_voxel().max_abs_diff(&want.ras_from_voxel) < 1e-9);
+    // Held as int16 (whole Hounsfield units in range): the same values as the float32 reading.
+    assert_eq!(scene.volume.dtype(), sam3d_studio::volume::DataType::Int16);
+    assert_eq!(scene.volume.to_f32().data, want.data);
     // No copy for the engine until the model is used (a first model click asks for it)...
     assert!(scene.engine_path.is_none(), "nothing written at open");
     h.state_mut().request_engine_copy();

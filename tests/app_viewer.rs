@@ -70,7 +70,7 @@ fn demo_loads_with_labels_and_names() {
     let app = h.state();
     assert!(app.messages().is_empty(), "{:?}", app.messages());
     let scene = app.scene().expect("demo open");
-    assert_eq!(scene.volume.data.shape(), &[SHAPE[2], SHAPE[1], SHAPE[0]]);
+    assert_eq!(scene.volume.array_shape(), [SHAPE[2], SHAPE[1], SHAPE[0]]);
     let l = scene.labels.as_ref().expect("labels open");
     assert_eq!(l.table.name_of(5), Some("liver"));
     assert_eq!(l.table.name_of(1), Some("spleen"));

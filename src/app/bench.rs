@@ -55,7 +55,7 @@ pub fn bench_slice(volume: &Path, labels: Option<&Path>, rounds: usize) -> Resul
     let mut pixels = Vec::new();
     let mut axial_size = [0, 0];
     for plane in ViewPlane::ALL {
-        let g = SliceGeometry::new(plane, &vol.ras_from_voxel, vol.shape(), DisplayConvention::Radiological);
+        let g = SliceGeometry::new(plane, vol.ras_from_voxel(), vol.shape(), DisplayConvention::Radiological);
         let modes: Vec<Option<OverlayMode>> = if lab.is_some() { vec![None, Some(OverlayMode::Fill), Some(OverlayMode::Outline)] } else { vec![None] };
         for mode in modes {
             let mut ms = Vec::new();
@@ -66,7 +66,7 @@ pub fn bench_slice(volume: &Path, labels: Option<&Path>, rounds: usize) -> Resul
                         _ => None,
                     };
                     let t0 = Instant::now();
-                    let size = render_slice(&vol, &g, n, window, overlay, &mut scratch, &mut pixels);
+                    let size = crate::volume::with_stored!(&vol, v => render_slice(v, &g, n, window, overlay, &mut scratch, &mut pixels));
                     ms.push(t0.elapsed().as_secs_f64() * 1e3);
                     std::hint::black_box(&pixels);
                     if plane == ViewPlane::Axial {

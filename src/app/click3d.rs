@@ -5,7 +5,7 @@
 
 use crate::baseline::{GrowError, GrowParams, grow_from_click_until};
 use crate::geometry::{PixelWalk, RasMm};
-use crate::volume::{OnGrid, Volume};
+use crate::volume::{OnGrid, StoredVolume};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use egui::Color32;
 use ndarray::Array3;
@@ -118,7 +118,7 @@ pub enum ClickEvent {
 /// so ([`ClickEvent::Stopped`]).
 pub fn spawn_region_growing(
     job: u64,
-    volume: Arc<Volume>,
+    volume: Arc<StoredVolume>,
     click: RasMm,
     tx: Sender<ClickEvent>,
     gate: Option<Receiver<()>>,
@@ -133,8 +133,8 @@ pub fn spawn_region_growing(
             }
             let t0 = std::time::Instant::now();
             let cancelled = || cancel_upto.load(std::sync::atomic::Ordering::SeqCst) >= job;
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grow_from_click_until(&volume, click, &GrowParams::default(), &cancelled)));
-            let ev = growing_event(job, click, result, &volume, t0);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::volume::with_stored!(volume.as_ref(), v => grow_from_click_until(v, click, &GrowParams::default(), &cancelled))));
+            let ev = growing_event(job, click, result, volume.as_ref(), t0);
             let _ = tx.send(ev);
             wake();
         })
@@ -143,7 +143,7 @@ pub fn spawn_region_growing(
 }
 
 /// The event a region-growing job ends with: its result as a candidate, its stop, or its error.
-fn growing_event(job: u64, click: RasMm, result: std::thread::Result<Result<Array3<bool>, GrowError>>, volume: &Volume, t0: std::time::Instant) -> ClickEvent {
+fn growing_event(job: u64, click: RasMm, result: std::thread::Result<Result<Array3<bool>, GrowError>>, volume: &impl OnGrid, t0: std::time::Instant) -> ClickEvent {
     match result {
         Ok(Err(GrowError::Cancelled)) => ClickEvent::Stopped { job },
         Ok(Ok(mask)) => {
@@ -177,7 +177,7 @@ fn growing_event(job: u64, click: RasMm, result: std::thread::Result<Result<Arra
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_prompted_growing(
     job: u64,
-    volume: Arc<Volume>,
+    volume: Arc<StoredVolume>,
     mut state: crate::baseline::prompted::PromptedGrowing,
     prompt: crate::prompts::Prompt,
     at: RasMm,
@@ -190,16 +190,16 @@ pub fn spawn_prompted_growing(
         .spawn(move || {
             let t0 = std::time::Instant::now();
             let cancelled = || cancel_upto.load(std::sync::atomic::Ordering::SeqCst) >= job;
-            let floor = crate::baseline::refine::intensity_floor(&volume);
+            let floor = crate::volume::with_stored!(volume.as_ref(), v => crate::baseline::refine::intensity_floor(v));
             let shape = volume.shape().array_shape();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                state.add(&volume, &prompt, &GrowParams::default(), floor, &cancelled).map(|c| c.map(|c| c.to_mask(shape)))
+                crate::volume::with_stored!(volume.as_ref(), v => state.add(v, &prompt, &GrowParams::default(), floor, &cancelled).map(|c| c.map(|c| c.to_mask(shape))))
             }));
             if matches!(result, Ok(Ok(_))) {
                 let _ = tx.send(ClickEvent::GrowState { job, state: Box::new(state) });
             }
             let result = result.map(|r| r.map(|m| m.unwrap_or_else(|| Array3::from_elem((shape[0], shape[1], shape[2]), false))));
-            let ev = growing_event(job, at, result, &volume, t0);
+            let ev = growing_event(job, at, result, volume.as_ref(), t0);
             let _ = tx.send(ev);
             wake();
         })

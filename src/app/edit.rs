@@ -9,7 +9,7 @@
 
 pub use crate::label_edit::{Edit, Overwrite, apply_mask, redo_edit, undo_edit};
 use crate::label_edit::ops::EditRequest;
-use crate::volume::{LabelMap, Volume};
+use crate::volume::{LabelMap, StoredVolume};
 use ndarray::Array3;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -123,7 +123,7 @@ pub enum EditOp {
     /// An edit tool's operation (a brush segment, a fill, an island), run where the map is
     /// owned. `volume`: the intensities, for threshold paint. `merge`: part of the previous
     /// step (the segments of one drag are one undo step).
-    Request { req: EditRequest, volume: Option<Arc<Volume>>, merge: bool },
+    Request { req: EditRequest, volume: Option<Arc<StoredVolume>>, merge: bool },
     /// An edit computed on another thread from a snapshot of the map (islands, hole fills that
     /// walk the whole volume): its label is written at its voxels, their labels now recorded
     /// for undo.
@@ -220,7 +220,7 @@ impl LabelEdits {
                         done.push(Applied { edit, undone: false });
                     }
                 }
-                EditOp::Request { req, volume, merge } => match req.apply(m, volume.as_deref().map(|v| v.data.view())) {
+                EditOp::Request { req, volume, merge } => match req.apply(m, volume.as_deref()) {
                     Ok(edit) if edit.indices.is_empty() => {}
                     Ok(edit) => {
                         if merge {

@@ -7,7 +7,7 @@ use crate::geometry::RasFromVoxel;
 use crate::volume::intensity::{Window, auto_window};
 use crate::volume::dicom::{SeriesChoice, SeriesInfo, SeriesKind};
 use crate::volume::label_names::LabelNames;
-use crate::volume::{LabelMap, Modality, OnGrid, Stats, Volume};
+use crate::volume::{LabelMap, Modality, OnGrid, Stats, StoredVolume, Voxel};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,12 +20,12 @@ pub enum LoadRequest {
     Volume { path: PathBuf, labels: Option<PathBuf>, generation: u64, series: Option<SeriesChoice> },
     /// Draw a DICOM RTSTRUCT's contours on the series in `series_folder` (the current volume's)
     /// and check the label map against the current volume.
-    Structures { path: PathBuf, series_folder: PathBuf, volume: Arc<Volume>, generation: u64 },
+    Structures { path: PathBuf, series_folder: PathBuf, volume: Arc<StoredVolume>, generation: u64 },
     /// Write the uncompressed copy of `volume` (read from `path`) that the model engine reads
     /// ([`needs_engine_copy`]): asked for on the first model click on a scan, not at every open.
-    EngineCopy { path: PathBuf, volume: Arc<Volume>, generation: u64 },
+    EngineCopy { path: PathBuf, volume: Arc<StoredVolume>, generation: u64 },
     /// Read a label map and check it against the current volume.
-    Labels { path: PathBuf, volume: Arc<Volume>, generation: u64 },
+    Labels { path: PathBuf, volume: Arc<StoredVolume>, generation: u64 },
     /// Write a label map (atomically) with the volume's `ras_from_voxel`, in the format the name
     /// asks (NIfTI, NRRD, Slicer `.seg.nrrd`, MetaImage; a DICOM SEG `.dcm` referencing
     /// `source`, the DICOM series the volume was read from), with its names and colours.
@@ -36,7 +36,8 @@ pub enum LoadRequest {
 #[derive(Debug)]
 pub struct LoadedVolume {
     pub path: PathBuf,
-    pub volume: Arc<Volume>,
+    /// Held in the narrowest type that holds its values exactly ([`StoredVolume`]).
+    pub volume: Arc<StoredVolume>,
     pub stats: Stats,
     pub modality: Modality,
     pub histogram: Histogram,
@@ -91,12 +92,12 @@ pub struct Histogram {
 impl Histogram {
     pub const BINS: usize = 256;
 
-    pub fn of(values: &[f32], stats: &Stats) -> Self {
+    pub fn of<T: Voxel>(values: &[T], stats: &Stats) -> Self {
         let (lo, hi) = (stats.min as f32, stats.max as f32);
         let mut counts = vec![0u32; Self::BINS];
         if hi > lo {
             let scale = Self::BINS as f32 / (hi - lo);
-            for &x in values {
+            for x in values.iter().map(|x| x.to_f32()) {
                 if x.is_finite() {
                     counts[(((x - lo) * scale) as usize).min(Self::BINS - 1)] += 1;
                 }
@@ -199,14 +200,15 @@ fn handle(req: LoadRequest, send: &dyn Fn(LoadEvent) -> bool, copy_dir: &std::pa
                 }
             };
             progress("statistics and histogram".into(), 0.6);
-            let flat = volume.data.as_slice().unwrap_or(&[]);
             let stats = volume.stats();
             let modality = volume.guess_modality();
-            let histogram = Histogram::of(flat, &stats);
-            let auto = auto_window(flat, &stats);
+            let (histogram, auto) = crate::volume::with_stored!(&volume, v => {
+                let flat = v.data.as_slice().unwrap_or(&[]);
+                (Histogram::of(flat, &stats), auto_window(flat, &stats))
+            });
             // The window the scan suggests (DICOM WindowCenter/Width), else the abdomen preset for
             // a CT, else the 1st to 99th percentile.
-            let initial_window = match (volume.meta.window, modality) {
+            let initial_window = match (volume.meta().window, modality) {
                 (Some((level, width)), _) if level.is_finite() && width.is_finite() && width > 0.0 => Window { level: level as f32, width: width as f32 },
                 (_, Modality::Ct) => crate::volume::intensity::Preset::Abdomen.window(),
                 _ => auto,
@@ -299,54 +301,39 @@ pub fn needs_engine_copy(source: &std::path::Path) -> bool {
 }
 
 /// Writes `volume` as an uncompressed NIfTI in `dir` (earlier copies are removed: the engine
-/// holds one volume at a time), in [`engine_copy_dtype`].
-fn write_engine_copy(volume: &Volume, generation: u64, dir: &std::path::Path) -> Result<PathBuf, String> {
+/// holds one volume at a time), in the type the viewer holds it in (int16 for most CTs: half
+/// the bytes of float32, in the temporary folder and in the engine's read); the engine reads
+/// the same values as float32.
+fn write_engine_copy(volume: &StoredVolume, generation: u64, dir: &std::path::Path) -> Result<PathBuf, String> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join(format!("volume-{generation}.nii"));
-    crate::volume::write_nifti(&path, volume.data.view(), &volume.ras_from_voxel, &crate::volume::WriteOptions { dtype: engine_copy_dtype(volume), ..Default::default() })
-        .map_err(|e| e.to_string())?;
+    let options = crate::volume::WriteOptions { dtype: volume.dtype(), ..Default::default() };
+    crate::volume::with_stored!(volume, v => crate::volume::write_nifti(&path, v.data.view(), &v.ras_from_voxel, &options)).map_err(|e| e.to_string())?;
     Ok(path)
 }
 
-/// The datatype of the engine's copy: the scan's stored integer type (int16 for most CTs: half
-/// the bytes of float32, in the temporary folder and in the engine's read) when every voxel
-/// fits it exactly, else float32 — the engine reads the same values either way.
-pub fn engine_copy_dtype(volume: &Volume) -> crate::volume::DataType {
-    use crate::volume::DataType as D;
-    let (lo, hi) = match volume.meta.dtype {
-        Some(D::Uint8) => (0.0, 255.0),
-        Some(D::Int8) => (-128.0, 127.0),
-        Some(D::Int16) => (-32768.0, 32767.0),
-        Some(D::Uint16) => (0.0, 65535.0),
-        _ => return D::Float32,
-    };
-    let exact = |x: &f32| x.fract() == 0.0 && (lo..=hi).contains(x);
-    let fits = match volume.data.as_slice() {
-        Some(s) => { use rayon::prelude::*; s.par_iter().all(exact) }
-        None => volume.data.iter().all(exact),
-    };
-    if fits { volume.meta.dtype.unwrap_or(D::Float32) } else { D::Float32 }
-}
-
-/// Reads a volume (the DICOM `series` when given) and puts its voxels in standard (C) layout
-/// for fast slice access.
-pub fn load_volume(path: &std::path::Path, series: Option<&SeriesChoice>) -> Result<Volume, String> {
-    let mut v = crate::volume::open_with(path, series).map_err(|e| e.to_string())?;
-    if v.shape().is_empty() {
+/// Reads a volume (the DICOM `series` when given), held in the narrowest type that holds its
+/// values exactly ([`StoredVolume::open`]), with its voxels in standard (C) layout for fast
+/// slice access.
+pub fn load_volume(path: &std::path::Path, series: Option<&SeriesChoice>) -> Result<StoredVolume, String> {
+    let mut held = StoredVolume::open(path, series).map_err(|e| e.to_string())?;
+    if held.shape().is_empty() {
         return Err(format!("{}: the volume has no voxels", path.display()));
     }
-    if !v.data.is_standard_layout() {
-        v.data = v.data.as_standard_layout().into_owned();
-    }
-    Ok(v)
+    crate::volume::with_stored!(&mut held, v => {
+        if !v.data.is_standard_layout() {
+            v.data = v.data.as_standard_layout().into_owned();
+        }
+    });
+    Ok(held)
 }
 
 /// Reads labels onto `volume`'s grid with their names ([`crate::volume::open_labels_on`]: a
 /// label map that lies on it, with a names table beside it; a DICOM SEG put back on the
 /// scan's grid; an RTSTRUCT drawn on the series the volume was read from).
-pub fn load_labels(path: &std::path::Path, volume: &Volume) -> Result<(LabelMap, LabelTable), String> {
-    let image = volume.meta.source.clone().unwrap_or_else(|| path.parent().map(std::path::Path::to_path_buf).unwrap_or_default());
+pub fn load_labels(path: &std::path::Path, volume: &StoredVolume) -> Result<(LabelMap, LabelTable), String> {
+    let image = volume.meta().source.clone().unwrap_or_else(|| path.parent().map(std::path::Path::to_path_buf).unwrap_or_default());
     let on = crate::volume::open_labels_on(path, volume, &image).map_err(|e| e.to_string())?;
     let mut labels = on.labels;
     if !labels.data.is_standard_layout() {
@@ -357,7 +344,7 @@ pub fn load_labels(path: &std::path::Path, volume: &Volume) -> Result<(LabelMap,
     Ok((labels, table))
 }
 
-fn load_labels_and_send(path: PathBuf, volume: &Volume, generation: u64, send: &dyn Fn(LoadEvent) -> bool) {
+fn load_labels_and_send(path: PathBuf, volume: &StoredVolume, generation: u64, send: &dyn Fn(LoadEvent) -> bool) {
     match load_labels(&path, volume) {
         Ok((labels, table)) => {
             send(LoadEvent::Labels(Box::new(LoadedLabels { path, labels: Arc::new(labels), table, generation })));
@@ -372,25 +359,24 @@ fn load_labels_and_send(path: PathBuf, volume: &Volume, generation: u64, send: &
 mod tests {
     use super::*;
     use crate::geometry::RasFromVoxel;
-    use crate::volume::DataType;
+    use crate::volume::{DataType, Volume};
 
     #[test]
-    fn the_engines_copy_keeps_a_stored_integer_type_only_when_every_voxel_fits_it_exactly() {
-        let mut v = Volume::new(ndarray::Array3::from_shape_fn((3, 4, 5), |(k, j, i)| (k * 100 + j * 10 + i) as f32 - 1024.0), RasFromVoxel::identity()).expect("volume");
-        assert_eq!(engine_copy_dtype(&v), DataType::Float32, "a computed volume");
-        v.meta.dtype = Some(DataType::Int16);
-        assert_eq!(engine_copy_dtype(&v), DataType::Int16);
+    fn the_engines_copy_is_written_in_the_type_the_viewer_holds_and_reads_back_the_same_values() {
         let dir = std::env::temp_dir().join(format!("sam3d-engine-copy-test-{}", std::process::id()));
-        let path = write_engine_copy(&v, 7, &dir).expect("written");
-        let back = crate::volume::open(&path).expect("read");
-        assert_eq!(back.meta.dtype, Some(DataType::Int16));
-        assert_eq!(back.data, v.data, "the engine reads the same values");
+        let mut v = Volume::new(ndarray::Array3::from_shape_fn((3, 4, 5), |(k, j, i)| (k * 100 + j * 10 + i) as f32 - 1024.0), RasFromVoxel::scale_translate([0.75, 0.75, 2.0], [5.0, -3.0, 40.0])).expect("volume");
+        for (value, dtype) in [(None, DataType::Int16), (Some(0.5), DataType::Float32), (Some(40000.0), DataType::Float32)] {
+            if let Some(x) = value {
+                v.data[[1, 1, 1]] = x; // not a whole number; then past int16 with negatives
+            }
+            let held = StoredVolume::from_volume(v.clone());
+            assert_eq!(held.dtype(), dtype);
+            let path = write_engine_copy(&held, 7, &dir).expect("written");
+            let back = crate::volume::open(&path).expect("read");
+            assert_eq!(back.meta.dtype, Some(dtype));
+            assert_eq!(back.data, v.data, "the engine reads the same values");
+            assert_eq!(back.ras_from_voxel, v.ras_from_voxel);
+        }
         let _ = std::fs::remove_dir_all(&dir);
-        v.data[[1, 1, 1]] = 0.5; // scaled data: not an integer
-        assert_eq!(engine_copy_dtype(&v), DataType::Float32);
-        v.data[[1, 1, 1]] = 40000.0; // past int16
-        assert_eq!(engine_copy_dtype(&v), DataType::Float32);
-        v.meta.dtype = Some(DataType::Uint16);
-        assert_eq!(engine_copy_dtype(&v), DataType::Float32, "negative values do not fit uint16");
     }
 }

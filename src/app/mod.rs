@@ -21,6 +21,7 @@ pub mod finetune;
 pub mod label_list;
 pub mod labels;
 pub mod loader;
+mod malloc;
 mod prompting;
 pub mod messages;
 mod panels;
@@ -48,7 +49,7 @@ use crate::protocol::{ClientEvent, PROTOCOL_VERSION, Reply as R, Request};
 use click3d::{Candidate, ClickEvent};
 use three_d::{MeshEvent, MeshRequest, Mesher};
 use crate::volume::intensity::{Preset, Window};
-use crate::volume::{LabelMap, Modality, OnGrid, Stats, Volume};
+use crate::volume::{LabelMap, Modality, OnGrid, Stats, StoredVolume};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use labels::LabelTable;
 use loader::{Histogram, LoadEvent, LoadRequest, Loader};
@@ -62,6 +63,7 @@ use std::sync::Arc;
 /// `at`: a point to put the crosshair on once the volume is open, and the plane to run "3D from
 /// click" there on when given. `report`: an `eval` report to open in the case browser.
 pub fn run(file: Option<PathBuf>, labels: Option<PathBuf>, weights: Option<PathBuf>, at: Option<(RasMm, Option<ViewPlane>)>, report: Option<PathBuf>) -> anyhow::Result<()> {
+    malloc::return_big_buffers_to_the_system();
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Wgpu,
         viewport: egui::ViewportBuilder::default()
@@ -112,7 +114,7 @@ pub struct RecentFile {
 /// A volume on screen, with everything derived from it.
 pub struct Scene {
     pub path: PathBuf,
-    pub volume: Arc<Volume>,
+    pub volume: Arc<StoredVolume>,
     pub stats: Stats,
     pub modality: Modality,
     pub histogram: Histogram,
@@ -158,7 +160,7 @@ impl Scene {
         self.geom(plane).slice_index_of(self.crosshair_voxel())
     }
     fn rebuild_geoms(&mut self, conv: DisplayConvention) {
-        let a = self.volume.ras_from_voxel;
+        let a = *self.volume.ras_from_voxel();
         let shape = self.volume.shape();
         self.geoms = ViewPlane::ALL.map(|p| SliceGeometry::new(p, &a, shape, conv));
     }
@@ -166,7 +168,7 @@ impl Scene {
     pub fn probe(&self, ras: RasMm) -> Probe {
         let voxel = self.voxel_from_ras.apply(ras);
         let idx = self.volume.shape().array_index(voxel);
-        let intensity = idx.map(|a| self.volume.data[a.as_kji()]);
+        let intensity = idx.and_then(|a| self.volume.value(a));
         let label = idx.and_then(|a| self.labels.as_ref().map(|l| l.map.data[a.as_kji()]));
         let label_name = label.and_then(|id| self.labels.as_ref().and_then(|l| l.table.name_of(id).map(str::to_string)));
         Probe { ras, voxel, inside: idx.is_some(), intensity, label, label_name }
@@ -730,7 +732,7 @@ impl App {
                         continue;
                     }
                     self.add_recent(&v.path, FileKind::Volume);
-                    let a = v.volume.ras_from_voxel;
+                    let a = *v.volume.ras_from_voxel();
                     let shape = v.volume.shape();
                     let centre = VoxelIjk::new(
                         ((shape.ni - 1) / 2) as f64,
@@ -864,7 +866,7 @@ impl App {
             },
             AppCommand::SaveLabels(path) => match self.rt.scene.as_ref().and_then(|s| {
                 let source = s.dicom_series.clone().map(|c| (s.path.clone(), c));
-                s.labels.as_ref().map(|l| (l.map.clone(), s.volume.ras_from_voxel, l.table.names(), source))
+                s.labels.as_ref().map(|l| (l.map.clone(), *s.volume.ras_from_voxel(), l.table.names(), source))
             }) {
                 Some((map, ras_from_voxel, names, source)) => {
                     self.rt.saving_rev = Some(self.rt.labels_rev);
@@ -893,7 +895,7 @@ impl App {
                     let mut v = s.crosshair_voxel();
                     let n = s.slice_index(plane) as i64 + (steps * g.index_step_sign()) as i64;
                     v.v[g.n_axis] = n.clamp(0, g.extent[2] as i64 - 1) as f64;
-                    s.crosshair = s.volume.ras_from_voxel.apply(v);
+                    s.crosshair = s.volume.ras_from_voxel().apply(v);
                 }
             }
             AppCommand::Zoom { plane, factor, about } => {
@@ -1073,7 +1075,7 @@ impl App {
             recompute,
             labels,
             candidate: self.rt.click.candidate.as_ref().map(|c| three_d::CandidateShape { mask: c.mask.clone(), mesh: c.mesh.clone() }),
-            grid: scene.volume.ras_from_voxel,
+            grid: *scene.volume.ras_from_voxel(),
         };
         let sent = match &self.rt.mesher {
             Some(m) => m.request(req),
@@ -1432,7 +1434,7 @@ impl App {
                 R::Progress { .. } | R::Cancelled { .. } => {}
                 R::Result { job, crop, mesh_path, voxel_count, ml, timings, adapter } if Some(job) == running => {
                     let Some((mr, generation, sh)) =
-                        self.rt.scene.as_ref().map(|s| (s.modality == crate::volume::Modality::Mr, s.generation, s.volume.data.shape().to_vec()))
+                        self.rt.scene.as_ref().map(|s| (s.modality == crate::volume::Modality::Mr, s.generation, s.volume.array_shape().to_vec()))
                     else {
                         remote::remove_result_files(crop.as_ref(), mesh_path.as_deref());
                         continue;

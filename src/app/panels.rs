@@ -340,7 +340,7 @@ pub fn side_panel_ui(app: &mut App, ui: &mut egui::Ui) {
                 let sp = v.spacing_mm();
                 row(ui, "voxels", format!("{} (i × j × k)", v.shape()));
                 row(ui, "spacing", format!("{:.3} × {:.3} × {:.3} mm", sp[0], sp[1], sp[2]));
-                row(ui, "orientation", axcodes(&v.ras_from_voxel).iter().collect::<String>());
+                row(ui, "orientation", axcodes(v.ras_from_voxel()).iter().collect::<String>());
                 let modality = match scene.modality {
                     Modality::Ct => "CT (HU)",
                     Modality::Mr => "MR / other",
@@ -348,8 +348,12 @@ pub fn side_panel_ui(app: &mut App, ui: &mut egui::Ui) {
                 };
                 row(ui, "modality", modality.into());
                 row(ui, "range", format!("{} to {}", fmt_value(scene.stats.min as f32), fmt_value(scene.stats.max as f32)));
-                if let Some(d) = v.meta.dtype {
-                    row(ui, "datatype", d.name().into());
+                // The file's type, and the one the viewer holds the voxels in when narrower
+                // (a float32 file of whole numbers is held as int16).
+                match v.meta().dtype {
+                    Some(d) if d == v.dtype() => row(ui, "datatype", d.name().into()),
+                    Some(d) => row(ui, "datatype", format!("{} · held as {}", d.name(), v.dtype().name())),
+                    None => row(ui, "datatype", format!("held as {}", v.dtype().name())),
                 }
             });
         });

@@ -41,8 +41,8 @@ pub struct SliceScratch {
 
 /// Renders slice `n` of `geom`'s plane: `size = [extent_u, extent_v]` pixels, row 0 at the top
 /// (largest v), exactly [`SliceGeometry::voxel_of_pixel`]'s layout. `pixels` is overwritten.
-pub fn render_slice(
-    volume: &Volume,
+pub fn render_slice<T: crate::volume::Voxel>(
+    volume: &Volume<T>,
     geom: &SliceGeometry,
     n: usize,
     window: Window,
@@ -67,7 +67,7 @@ pub fn render_slice(
 
     let low = window.low();
     let inv_w = 1.0 / window.width.max(1e-6);
-    let grey = |x: f32| Color32::from_gray((((x - low) * inv_w).clamp(0.0, 1.0) * 255.0 + 0.5) as u8);
+    let grey = |x: T| Color32::from_gray((((x.to_f32() - low) * inv_w).clamp(0.0, 1.0) * 255.0 + 0.5) as u8);
     let label_data = overlay.filter(|ov| ov.labels.shape() == shape).map(|ov| ov.labels.data.as_slice());
     let labels = &mut scratch.labels;
     labels.clear();

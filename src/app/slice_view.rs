@@ -178,9 +178,9 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
         let t0 = std::time::Instant::now();
         let overlay = labels.map(|l| Overlay { labels: &l.map, lut: &l.lut, opacity: app.overlay_opacity, mode: app.overlay_mode });
         let mut pixels = Vec::with_capacity(g.extent[0] * g.extent[1]);
-        let size = render_slice(&scene.volume, &g, index, scene.window, overlay, &mut view.scratch, &mut pixels);
+        let size = crate::volume::with_stored!(scene.volume.as_ref(), v => render_slice(v, &g, index, scene.window, overlay, &mut view.scratch, &mut pixels));
         if let Some(c) = &app.rt.click.candidate
-            && c.mask.shape() == scene.volume.data.shape()
+            && c.mask.shape() == scene.volume.array_shape()
         {
             super::click3d::tint_candidate(&mut pixels, size, &g.pixel_walk(index), &c.mask);
         }
@@ -366,7 +366,7 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
 fn slice_position_text(scene: &super::Scene, g: &SliceGeometry, index: usize) -> String {
     let mut v = scene.crosshair_voxel();
     v.v[g.n_axis] = index as f64;
-    let ras = scene.volume.ras_from_voxel.apply(v);
+    let ras = scene.volume.ras_from_voxel().apply(v);
     let axis = g.plane.normal_world_axis();
     let x = ras.v[axis];
     let (pos, neg) = [('R', 'L'), ('A', 'P'), ('S', 'I')][axis];

@@ -14,7 +14,7 @@ pub mod refine;
 use crate::geometry::{ArrayIdx, RasMm};
 use crate::prompts::PromptSet;
 use crate::shape::flood::{component_containing, fill_holes};
-use crate::volume::{OnGrid, Volume};
+use crate::volume::{OnGrid, Volume, Voxel};
 use ndarray::{Array3, Zip};
 use rayon::prelude::*;
 
@@ -53,8 +53,8 @@ pub enum GrowError {
 /// Separable Gaussian smoothing with per-axis sigma in voxels (`[k, j, i]` array order); edges
 /// repeat the border value. Every pass runs along contiguous rows (whole planes for `k`, rows
 /// for `j`), parallel over `k` planes.
-pub fn gaussian_smooth(data: &Array3<f32>, sigma_vox_kji: [f64; 3]) -> Array3<f32> {
-    let mut cur = data.as_standard_layout().into_owned();
+pub fn gaussian_smooth<T: Voxel>(data: &Array3<T>, sigma_vox_kji: [f64; 3]) -> Array3<f32> {
+    let mut cur = data.as_standard_layout().mapv(crate::volume::nifti::WriteSample::to_f32);
     for (ax, &sigma) in sigma_vox_kji.iter().enumerate() {
         if sigma < 0.2 {
             continue;
@@ -177,25 +177,25 @@ fn morph(mask: &Array3<bool>, radius_vox_kji: [usize; 3], erode: bool) -> Array3
 }
 
 /// Segments the structure under `click` (RAS mm). Returns a mask on the volume's grid.
-pub fn grow_from_click(vol: &Volume, click: RasMm, p: &GrowParams) -> Result<Array3<bool>, GrowError> {
+pub fn grow_from_click<T: Voxel>(vol: &Volume<T>, click: RasMm, p: &GrowParams) -> Result<Array3<bool>, GrowError> {
     grow_from_click_until(vol, click, p, &|| false)
 }
 
 /// [`grow_from_click`] that asks `cancelled` between its passes (after the smoothing, each
 /// growing pass, the opening) and stops with [`GrowError::Cancelled`] when it says so.
-pub fn grow_from_click_until(vol: &Volume, click: RasMm, p: &GrowParams, cancelled: &dyn Fn() -> bool) -> Result<Array3<bool>, GrowError> {
+pub fn grow_from_click_until<T: Voxel>(vol: &Volume<T>, click: RasMm, p: &GrowParams, cancelled: &dyn Fn() -> bool) -> Result<Array3<bool>, GrowError> {
     grow_with_floor(vol, click, p, refine::intensity_floor(vol), cancelled)
 }
 
 /// [`grow_from_click_until`] with the smallest intensity spread given (`floor`, see
 /// [`refine::intensity_floor`]): growing on a crop of a scan must use the whole scan's.
-pub fn grow_with_floor(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, cancelled: &dyn Fn() -> bool) -> Result<Array3<bool>, GrowError> {
+pub fn grow_with_floor<T: Voxel>(vol: &Volume<T>, click: RasMm, p: &GrowParams, floor: f64, cancelled: &dyn Fn() -> bool) -> Result<Array3<bool>, GrowError> {
     grow_within(vol, click, p, floor, &PromptSet::default(), cancelled)
 }
 
 /// [`grow_with_floor`] that never takes a voxel `prompts` blocks ([`PromptSet::blocks`]: near
 /// a negative point, outside the box), so the region cannot grow into or through them.
-pub fn grow_within(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, prompts: &PromptSet, cancelled: &dyn Fn() -> bool) -> Result<Array3<bool>, GrowError> {
+pub fn grow_within<T: Voxel>(vol: &Volume<T>, click: RasMm, p: &GrowParams, floor: f64, prompts: &PromptSet, cancelled: &dyn Fn() -> bool) -> Result<Array3<bool>, GrowError> {
     let check = || if cancelled() { Err(GrowError::Cancelled) } else { Ok(()) };
     let seed = vol.index_of_ras(click).ok_or(GrowError::OutsideVolume(click.x(), click.y(), click.z()))?;
     let sp_kji = vol.spacing().kji();
@@ -278,12 +278,13 @@ pub fn grow_within(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, promp
         let grown = morph(&region, [1, 1, 1], false);
         let (mut rs, mut rs2, mut rn, mut ss, mut sn) = (0f64, 0f64, 0usize, 0f64, 0usize);
         for ((r, g), v) in region.iter().zip(grown.iter()).zip(vol.data.iter()) {
+            let v = v.to_f32() as f64;
             if *r {
-                rs += *v as f64;
-                rs2 += (*v as f64).powi(2);
+                rs += v;
+                rs2 += v.powi(2);
                 rn += 1;
             } else if *g {
-                ss += *v as f64;
+                ss += v;
                 sn += 1;
             }
         }
@@ -296,7 +297,7 @@ pub fn grow_within(vol: &Volume, click: RasMm, p: &GrowParams, floor: f64, promp
         let brighter = rm > sh;
         Zip::indexed(&mut region).and(&grown).and(&vol.data).par_for_each(|idx, r, &g, &v| {
             let g = g && open(idx);
-            let v = v as f64;
+            let v = v.to_f32() as f64;
             let band = 3.0 * raw_std.max(floor);
             if g && !*r && ((brighter && v >= t && v <= rm + band) || (!brighter && v <= t && v >= rm - band)) {
                 *r = true;

@@ -348,7 +348,7 @@ pub struct PromptedGrowing {
 
 impl PromptedGrowing {
     /// Applies one prompt; returns the candidate.
-    pub fn add(&mut self, vol: &Volume, prompt: &Prompt, p: &GrowParams, floor: f64, cancelled: &dyn Fn() -> bool) -> Result<Option<&GridComponent>, GrowError> {
+    pub fn add<T: crate::volume::Voxel>(&mut self, vol: &Volume<T>, prompt: &Prompt, p: &GrowParams, floor: f64, cancelled: &dyn Fn() -> bool) -> Result<Option<&GridComponent>, GrowError> {
         self.state = self.state.apply(prompt, vol, |at, prompts, _| {
             let grown = grow_within(vol, at, p, floor, prompts, cancelled)?;
             Ok::<_, GrowError>(crop_component(&grown, [0, 0, 0]))

@@ -72,7 +72,7 @@ impl RefineParams {
 
 /// The smallest robust spread the intensity test uses for `vol`: a perfectly flat organ must
 /// still take its partial-volume edge (0.3 % of the intensity range, as region growing uses).
-pub fn intensity_floor(vol: &Volume) -> f64 {
+pub fn intensity_floor<T: crate::volume::Voxel>(vol: &Volume<T>) -> f64 {
     let st = vol.stats();
     if st.max.is_finite() && st.min.is_finite() { ((st.max - st.min) * 0.003).max(1e-3) } else { 1e-3 }
 }

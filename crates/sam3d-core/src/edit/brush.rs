@@ -27,10 +27,9 @@
 
 use super::ops::in_plane_axes;
 use super::{Brush, BrushShape, Edit, EditError, Paint, Recorder, flat_mut, normal_voxel_axis};
-use crate::geometry::{GridShape, RasMm};
-use crate::volume::{LabelMap, OnGrid};
+use crate::geometry::{ArrayIdx, GridShape, RasMm};
+use crate::volume::{LabelMap, OnGrid, StoredVolume};
 use nalgebra::{Matrix3, Vector3};
-use ndarray::ArrayView3;
 
 /// Paints `paint.label` over the voxels the brush covers along the segment `from` → `to`, as
 /// `paint.rule` allows and, with `paint.range`, only where `intensities` (the volume's data, on
@@ -41,7 +40,7 @@ pub fn stroke(
     to: RasMm,
     brush: &Brush,
     paint: &Paint,
-    intensities: Option<ArrayView3<'_, f32>>,
+    intensities: Option<&StoredVolume>,
 ) -> Result<Edit, EditError> {
     let shape = map.shape();
     let gate = Gate::new(paint, intensities, shape)?;
@@ -59,7 +58,7 @@ pub fn stroke(
 }
 
 /// One stamp of the brush at `at`: a stroke of length 0.
-pub fn stamp(map: &mut LabelMap, at: RasMm, brush: &Brush, paint: &Paint, intensities: Option<ArrayView3<'_, f32>>) -> Result<Edit, EditError> {
+pub fn stamp(map: &mut LabelMap, at: RasMm, brush: &Brush, paint: &Paint, intensities: Option<&StoredVolume>) -> Result<Edit, EditError> {
     stroke(map, at, at, brush, paint, intensities)
 }
 
@@ -77,15 +76,15 @@ pub fn footprint(map: &LabelMap, from: RasMm, to: RasMm, brush: &Brush) -> Resul
 
 /// The threshold of a threshold paint: which voxels the intensities admit.
 struct Gate<'v> {
-    range: Option<(super::IntensityRange, ArrayView3<'v, f32>)>,
+    range: Option<(super::IntensityRange, &'v StoredVolume)>,
 }
 
 impl<'v> Gate<'v> {
-    fn new(paint: &Paint, intensities: Option<ArrayView3<'v, f32>>, shape: GridShape) -> Result<Self, EditError> {
+    fn new(paint: &Paint, intensities: Option<&'v StoredVolume>, shape: GridShape) -> Result<Self, EditError> {
         if let Some(v) = &intensities
-            && v.shape() != shape.array_shape()
+            && v.shape() != shape
         {
-            return Err(EditError::GridMismatch { labels: shape, volume: GridShape::from_array_shape(v.shape()) });
+            return Err(EditError::GridMismatch { labels: shape, volume: v.shape() });
         }
         match (paint.range, intensities) {
             (None, _) => Ok(Gate { range: None }),
@@ -101,7 +100,7 @@ impl<'v> Gate<'v> {
     fn admits(&self, kji: [usize; 3]) -> bool {
         match &self.range {
             None => true,
-            Some((r, v)) => v.get(kji).is_some_and(|&x| r.contains(x)),
+            Some((r, v)) => v.value(ArrayIdx { k: kji[0], j: kji[1], i: kji[2] }).is_some_and(|x| r.contains(x)),
         }
     }
 }
@@ -541,15 +540,25 @@ mod tests {
         let brush = Brush::disc(ViewPlane::Axial, 4.0);
         let paint = Paint::new(3, Overwrite::Background).within(IntensityRange::new(30.0, 59.0));
         let area = footprint(&map, c, c, &brush).expect("disc");
-        let e = stroke(&mut map, c, c, &brush, &paint, Some(vol.view())).expect("threshold");
+        let held = |data: Array3<f32>| StoredVolume::from_volume(crate::volume::Volume::new(data, RasFromVoxel::identity()).expect("volume"));
+        let vol = held(vol);
+        assert_eq!(vol.dtype(), crate::volume::DataType::Float32, "a NaN keeps it float32");
+        let e = stroke(&mut map, c, c, &brush, &paint, Some(&vol)).expect("threshold");
         let want: Vec<usize> = area.iter().copied().filter(|&n| (3..=5).contains(&(n % 10))).filter(|&n| n != 44).collect();
         assert_eq!(e.indices, want);
         assert!(!want.is_empty() && want.len() < area.len());
-        let wrong = Array3::<f32>::zeros((1, 10, 11));
-        assert!(matches!(stroke(&mut map, c, c, &brush, &paint, Some(wrong.view())), Err(EditError::GridMismatch { .. })));
+        // The same intensities held as integers (no NaN: voxel 44 at 44) paint the same voxels.
+        let whole = held(Array3::from_shape_fn((1, 10, 10), |(_, j, i)| (i * 10 + j) as f32 - 100.0));
+        assert_eq!(whole.dtype(), crate::volume::DataType::Int16);
+        let shifted = Paint::new(3, Overwrite::Background).within(IntensityRange::new(-70.0, -41.0));
+        let mut fresh = grid((1, 10, 10), RasFromVoxel::identity());
+        let e = stroke(&mut fresh, c, c, &brush, &shifted, Some(&whole)).expect("threshold");
+        assert_eq!(e.indices, area.iter().copied().filter(|&n| (3..=5).contains(&(n % 10))).collect::<Vec<_>>());
+        let wrong = held(Array3::<f32>::zeros((1, 10, 11)));
+        assert!(matches!(stroke(&mut map, c, c, &brush, &paint, Some(&wrong)), Err(EditError::GridMismatch { .. })));
         assert_eq!(stroke(&mut map, c, c, &brush, &paint, None).expect_err("no intensities"), EditError::NoIntensities);
         let upside = Paint::new(3, Overwrite::All).within(IntensityRange::new(5.0, 1.0));
-        assert!(matches!(stroke(&mut map, c, c, &brush, &upside, Some(vol.view())), Err(EditError::Invalid { .. })));
+        assert!(matches!(stroke(&mut map, c, c, &brush, &upside, Some(&vol)), Err(EditError::Invalid { .. })));
     }
 
     /// Points outside the volume never panic: the part of the brush inside is painted, nothing

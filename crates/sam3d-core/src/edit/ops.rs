@@ -8,7 +8,6 @@
 use super::{Edit, EditError, Overwrite, brush, fill, islands};
 use crate::geometry::{ArrayIdx, DisplayConvention, GridShape, RasFromVoxel, RasMm, SliceGeometry, ViewPlane};
 use crate::volume::LabelMap;
-use ndarray::ArrayView3;
 
 /// The shape of a brush stamp.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -177,7 +176,7 @@ pub enum EditRequest {
 impl EditRequest {
     /// Runs the operation on `map`. `intensities` (the volume's data, on the map's grid) is
     /// needed only by a stroke with an intensity range.
-    pub fn apply(&self, map: &mut LabelMap, intensities: Option<ArrayView3<'_, f32>>) -> Result<Edit, EditError> {
+    pub fn apply(&self, map: &mut LabelMap, intensities: Option<&crate::volume::StoredVolume>) -> Result<Edit, EditError> {
         match self {
             EditRequest::Stroke(s) => brush::stroke(map, s.from, s.to, &s.brush, &s.paint, intensities),
             EditRequest::FillRegion { at, plane, label, rule } => fill::fill_region_in_slice(map, *at, *plane, *label, *rule),
@@ -325,13 +324,13 @@ mod tests {
             let idx = [(r.uniform() * 224.0) as usize % 224, (r.uniform() * 512.0) as usize % 512, (r.uniform() * 512.0) as usize % 512];
             data[idx] = 1 + u16::from(r.uniform() < 0.5);
         }
-        let vol = Array3::from_shape_fn((224, 512, 512), |(k, j, i)| ((k + j + i) % 400) as f32 - 200.0);
+        let vol = crate::volume::StoredVolume::from_volume(crate::volume::Volume::new(Array3::from_shape_fn((224, 512, 512), |(k, j, i)| ((k + j + i) % 400) as f32 - 200.0), a).expect("volume"));
         let mut map = LabelMap::new(data, a).expect("grid");
         let c = map.ras_of(ArrayIdx { k: 100, j: 200, i: 200 });
         let far = map.ras_of(ArrayIdx { k: 180, j: 480, i: 480 });
         let time = |what: &str, req: EditRequest, map: &mut LabelMap| {
             let t = Instant::now();
-            let e = req.apply(map, Some(vol.view()));
+            let e = req.apply(map, Some(&vol));
             let ms = t.elapsed().as_secs_f64() * 1e3;
             match e {
                 Ok(e) => eprintln!("{what:<44} {ms:8.2} ms  {:>9} voxels", e.indices.len()),

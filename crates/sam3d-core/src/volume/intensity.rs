@@ -63,7 +63,7 @@ impl Preset {
 
 /// Value at quantile `q` (0..=1) of the finite values, by a 4096-bin histogram between min and
 /// max refined within the bin (good to a fraction of a bin; fast on large volumes).
-pub fn percentile(values: &[f32], stats: &Stats, q: f64) -> f32 {
+pub fn percentile<T: super::Voxel>(values: &[T], stats: &Stats, q: f64) -> f32 {
     let (lo, hi) = (stats.min as f32, stats.max as f32);
     // Also true when either bound is NaN.
     if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
@@ -73,7 +73,7 @@ pub fn percentile(values: &[f32], stats: &Stats, q: f64) -> f32 {
     let scale = BINS as f32 / (hi - lo);
     let mut hist = vec![0usize; BINS];
     let mut n = 0usize;
-    for &x in values {
+    for x in values.iter().map(|x| x.to_f32()) {
         if x.is_finite() {
             let b = (((x - lo) * scale) as usize).min(BINS - 1);
             hist[b] += 1;
@@ -93,7 +93,7 @@ pub fn percentile(values: &[f32], stats: &Stats, q: f64) -> f32 {
 }
 
 /// MR auto-window: from the 1st to the 99th percentile.
-pub fn auto_window(values: &[f32], stats: &Stats) -> Window {
+pub fn auto_window<T: super::Voxel>(values: &[T], stats: &Stats) -> Window {
     let a = percentile(values, stats, 0.01);
     let b = percentile(values, stats, 0.99);
     Window { level: (a + b) / 2.0, width: (b - a).max(1e-3) }

@@ -19,11 +19,14 @@ mod open;
 mod rawdata;
 pub mod resample;
 mod save;
+mod stored;
 
 pub use header::{AffineSource, DataType, NiftiHeader, NiftiVersion};
 pub use nifti::{NiftiInfo, WriteOptions, atomic_write, read_info, write_nifti, write_nifti_by_slices};
 pub use open::{Format, LabelsOnGrid, detect, open, open_labels, open_labels_on, open_with};
 pub use resample::{Interp, MAX_GRID_VOXELS, ResampleError, grid_for_spacing, resample_labels_to_grid, resample_to_grid, resample_to_spacing, SlabResampler};
+pub use crate::with_stored;
+pub use stored::{StoredVolume, Voxel};
 pub use save::{OutputFormat, save_labels, save_labels_dicom_seg, save_volume, save_volume_by_slices};
 
 use crate::geometry::{ArrayIdx, GridShape, RasFromVoxel, RasMm, SpacingIjk, VoxelFromRas, VoxelIjk};
@@ -103,9 +106,9 @@ pub struct Stats {
 
 /// A scalar volume: intensities (after NIfTI scaling) on a grid.
 #[derive(Clone, Debug)]
-pub struct Volume {
+pub struct Volume<T = f32> {
     /// `[k, j, i]`.
-    pub data: Array3<f32>,
+    pub data: Array3<T>,
     pub ras_from_voxel: RasFromVoxel,
     pub meta: VolumeMeta,
 }
@@ -176,7 +179,7 @@ fn corners(s: GridShape) -> [VoxelIjk; 4] {
     [VoxelIjk::new(0.0, 0.0, 0.0), VoxelIjk::new(a, 0.0, 0.0), VoxelIjk::new(0.0, b, 0.0), VoxelIjk::new(0.0, 0.0, c)]
 }
 
-impl OnGrid for Volume {
+impl<T> OnGrid for Volume<T> {
     fn shape(&self) -> GridShape {
         GridShape::from_array_shape(self.data.shape())
     }
@@ -237,11 +240,6 @@ impl Volume {
         save_volume(path, self, dtype)
     }
 
-    /// Min, max and mean over all finite voxels, in parallel.
-    pub fn stats(&self) -> Stats {
-        stats_of(&c_order(&self.data))
-    }
-
     /// Intensity at a continuous voxel position, trilinear; `None` outside the grid.
     pub fn sample_trilinear(&self, p: VoxelIjk) -> Option<f32> {
         resample::trilinear_at(&self.data, p.v.x, p.v.y, p.v.z)
@@ -252,11 +250,6 @@ impl Volume {
         self.sample_trilinear(self.voxel_from_ras().apply(p))
     }
 
-    /// Guesses CT (Hounsfield range) vs MR from the intensities.
-    pub fn guess_modality(&self) -> Modality {
-        let s = self.stats();
-        if s.min <= -500.0 && s.max >= 300.0 && s.min >= -3100.0 { Modality::Ct } else { Modality::Mr }
-    }
 }
 
 /// Running min/max/mean over chunks of values (NaNs counted apart).
@@ -367,8 +360,8 @@ impl StatsAccumulator {
 }
 
 /// Statistics of `flat`, in parallel; the same as one [`StatsAccumulator::add`] of it.
-pub(crate) fn stats_of(flat: &[f32]) -> Stats {
-    let parts: Vec<ChunkStats> = flat.par_chunks(STATS_BLOCK * 64).map(ChunkStats::of).collect();
+pub(crate) fn stats_of<T: Voxel>(flat: &[T]) -> Stats {
+    let parts: Vec<ChunkStats> = flat.par_chunks(STATS_BLOCK * 64).map(|c| ChunkStats::of(&stored::f32_values(c))).collect();
     let mut acc = StatsAccumulator::default();
     for p in &parts {
         acc.absorb(p);

@@ -62,6 +62,21 @@ impl Sample for u16 {
     const KIND: &'static str = "label (whole numbers 0..65535)";
 }
 
+/// The integer types a scan is held in ([`super::StoredVolume`]): only exact values.
+macro_rules! exact_sample {
+    ($t:ty) => {
+        impl Sample for $t {
+            #[inline(always)]
+            fn from_f64(x: f64) -> Option<Self> {
+                ((<$t>::MIN as f64..=<$t>::MAX as f64).contains(&x) && x.fract() == 0.0).then_some(x as $t)
+            }
+            const KIND: &'static str = concat!("whole number in the range of ", stringify!($t));
+        }
+    };
+}
+exact_sample!(i16);
+exact_sample!(u8);
+
 fn err(path: &Path, problem: impl Into<String>) -> VolumeError {
     VolumeError::new(path, problem)
 }
@@ -602,6 +617,14 @@ impl WriteSample for f32 {
     }
 }
 impl WriteSample for u16 {
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+}
+impl WriteSample for i16 {
     fn to_f64(self) -> f64 {
         self as f64
     }

@@ -4,7 +4,7 @@
 //! the engine and every command go through [`open`] and [`open_labels`]; a new format is a new
 //! reader file and one more arm in [`detect`].
 
-use super::{LabelMap, Volume, VolumeError, VolumeMeta, dicom, read_info};
+use super::{LabelMap, OnGrid, Volume, VolumeError, VolumeMeta, dicom, read_info};
 use std::path::Path;
 
 /// A format this build reads.
@@ -131,7 +131,7 @@ pub struct LabelsOnGrid {
 ///
 /// Errors name the labels' file and the problem. A names table that cannot be read is a
 /// warning, not an error.
-pub fn open_labels_on(labels: &Path, volume: &Volume, image: &Path) -> Result<LabelsOnGrid, VolumeError> {
+pub fn open_labels_on(labels: &Path, volume: &impl OnGrid, image: &Path) -> Result<LabelsOnGrid, VolumeError> {
     let dicom_kind = match detect(labels)? {
         Format::Dicom if labels.is_file() => Some(dicom::label_object_kind(labels).ok_or_else(|| {
             VolumeError::new(labels, "is DICOM but neither a Segmentation nor an RT structure set: no labels in it")
