@@ -116,11 +116,14 @@ fn shift_click_on_the_liver_accept_and_undo() {
     // The new label is one more than the largest id.
     let new_id = h.state().next_label_id();
     assert!(new_id > *labels.data.iter().max().expect("voxels"));
+    let axial_rect = h.state().rt.view_rects[0];
     shift_click(&mut h, pos);
     assert!(h.state().is_clicking() || h.state().rt.click.candidate.is_some(), "Shift+click started no job");
     wait_idle(&mut h);
     step_until(&mut h, "the comparison with the label under the click", |a| !a.is_comparing());
     let app = h.state();
+    // The result's summary never wraps the toolbar: the views stay where the pointer was.
+    assert_eq!(app.rt.view_rects[0], axial_rect, "the axial view moved when the result came");
     assert!(app.messages().iter().all(|m| !m.is_error), "{:?}", app.messages());
     let c = app.rt.click.candidate.as_ref().expect("a candidate");
     assert!(c.mask[[k, j, i]], "the clicked voxel is in the result");

@@ -232,6 +232,8 @@ pub struct Runtime {
     pub in_app_dialog: Option<file_dialog::InAppDialog>,
     /// The probe the status bar showed this pass (see `views_ui`).
     pub hover_shown: Option<Probe>,
+    /// The toolbar had no room for the candidate's summary this pass: the status bar shows it.
+    pub summary_in_status: bool,
     /// View > Messages is open.
     pub show_message_log: bool,
     /// When the window started (the message log's clock).
@@ -398,6 +400,7 @@ impl Default for Runtime {
             dialog_backend: file_dialog::Backend::from_env(),
             in_app_dialog: None,
             hover_shown: None,
+            summary_in_status: false,
             show_message_log: false,
             started: std::time::Instant::now(),
             views: Default::default(),

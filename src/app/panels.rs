@@ -277,6 +277,11 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
                 ui.separator();
                 ui.add(egui::Label::new(RichText::new(format!("3D from click: {status}")).size(12.0)).truncate());
             }
+            if let Some(c) = app.rt.click.candidate.as_ref().filter(|_| app.rt.summary_in_status && app.rt.click.running.is_none()) {
+                ui.separator();
+                let dice = c.compared.as_ref().map_or_else(String::new, |cmp| format!(" · {}", cmp.summary()));
+                ui.add(egui::Label::new(RichText::new(format!("result: {} voxels · {:.1} ml · {:.0} ms{dice}", c.voxels, c.ml, c.millis)).size(12.0)).truncate());
+            }
             if let Some(job) = &app.rt.edit_job {
                 ui.separator();
                 ui.add(egui::Label::new(RichText::new(format!("{} … {:.1} s", job.what, job.started.elapsed().as_secs_f32())).size(12.0)).truncate());
@@ -629,40 +634,6 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
         if ui.add_enabled(has_candidate, egui::Button::new("Reject")).on_hover_text("Drop the result (Delete)").clicked() {
             cmds.push(AppCommand::RejectCandidate);
         }
-        if let Some(c) = &app.rt.click.candidate {
-            let passes = if c.passes > 1 { format!(" · {} passes", c.passes) } else { String::new() };
-            let joined = if c.joined { " · + growing" } else { "" };
-            let adapter = c.adapter.as_ref().map_or_else(String::new, |a| format!(" · {a}"));
-            let text = RichText::new(format!("{} voxels · {:.1} ml · {:.0} ms{passes}{joined}{adapter}", c.voxels, c.ml, c.millis)).color(Color32::from_rgb(60, 220, 230)).size(12.0);
-            let label = ui.label(text);
-            let mut hover = Vec::new();
-            if c.passes > 1 {
-                hover.push(format!(
-                    "The organ reached the faces of the model's output cube: {} more clicks toward them continued it (infer --no-extend: one pass).",
-                    c.passes - 1
-                ));
-            }
-            if let Some(a) = &c.adapter {
-                hover.push(format!("The model ran with the LoRA adapter {a} (the shipped MR adapter is put on by itself for MR scans; infer --no-mr-adapter: the base weights)."));
-            }
-            if c.joined {
-                hover.push("Region growing from the click agreed with the model's shape and was joined to it, or, where growing leaked, its part within 4 mm of the shape (infer --no-join: the model's shape alone).".to_string());
-            }
-            if !hover.is_empty() {
-                label.on_hover_text(hover.join("\n"));
-            }
-            if let Some(cmp) = &c.compared {
-                // Green from Dice 0.8 up (the one-click goal), amber from 0.5, red below.
-                let colour = match cmp.metrics.dice {
-                    d if d >= 0.8 => Color32::from_rgb(110, 210, 120),
-                    d if d >= 0.5 => Color32::from_rgb(235, 190, 80),
-                    _ => Color32::from_rgb(240, 110, 100),
-                };
-                ui.label(RichText::new(cmp.summary()).color(colour).size(12.0)).on_hover_text(cmp.details());
-            } else if app.rt.click.comparing == Some(c.job) {
-                ui.spinner().on_hover_text("Measuring the result against the label under the click…");
-            }
-        }
         ui.separator();
         if ui.add_enabled(app.rt.click.edits.history.can_undo(), egui::Button::new("Undo")).on_hover_text("Ctrl+Z").clicked() {
             cmds.push(AppCommand::Undo);
@@ -670,8 +641,60 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
         if ui.add_enabled(app.rt.click.edits.history.can_redo(), egui::Button::new("Redo")).on_hover_text("Ctrl+Y").clicked() {
             cmds.push(AppCommand::Redo);
         }
+        app.rt.summary_in_status = !candidate_summary_ui(app, ui);
     });
     app.rt.commands.extend(cmds);
+}
+
+/// The candidate's size, time and comparison with the label under the click, at the end of the
+/// toolbar: each part only if it fits on the toolbar's row, so a result never wraps the toolbar
+/// and moves the slice views under the pointer. Returns false when the summary did not fit
+/// (the status bar shows it then).
+fn candidate_summary_ui(app: &App, ui: &mut egui::Ui) -> bool {
+    if let Some(c) = &app.rt.click.candidate {
+        let passes = if c.passes > 1 { format!(" · {} passes", c.passes) } else { String::new() };
+        let joined = if c.joined { " · + growing" } else { "" };
+        let adapter = c.adapter.as_ref().map_or_else(String::new, |a| format!(" · {a}"));
+        let text = RichText::new(format!("{} voxels · {:.1} ml · {:.0} ms{passes}{joined}{adapter}", c.voxels, c.ml, c.millis)).color(Color32::from_rgb(60, 220, 230)).size(12.0);
+        let Some(text) = fitting(ui, text) else { return false };
+        let label = ui.label(text);
+        let mut hover = Vec::new();
+        if c.passes > 1 {
+            hover.push(format!(
+                "The organ reached the faces of the model's output cube: {} more clicks toward them continued it (infer --no-extend: one pass).",
+                c.passes - 1
+            ));
+        }
+        if let Some(a) = &c.adapter {
+            hover.push(format!("The model ran with the LoRA adapter {a} (the shipped MR adapter is put on by itself for MR scans; infer --no-mr-adapter: the base weights)."));
+        }
+        if c.joined {
+            hover.push("Region growing from the click agreed with the model's shape and was joined to it, or, where growing leaked, its part within 4 mm of the shape (infer --no-join: the model's shape alone).".to_string());
+        }
+        if !hover.is_empty() {
+            label.on_hover_text(hover.join("\n"));
+        }
+        if let Some(cmp) = &c.compared {
+            // Green from Dice 0.8 up (the one-click goal), amber from 0.5, red below.
+            let colour = match cmp.metrics.dice {
+                d if d >= 0.8 => Color32::from_rgb(110, 210, 120),
+                d if d >= 0.5 => Color32::from_rgb(235, 190, 80),
+                _ => Color32::from_rgb(240, 110, 100),
+            };
+            if let Some(chip) = fitting(ui, RichText::new(cmp.summary()).color(colour).size(12.0)) {
+                ui.label(chip).on_hover_text(cmp.details());
+            }
+        } else if app.rt.click.comparing == Some(c.job) {
+            ui.spinner().on_hover_text("Measuring the result against the label under the click…");
+        }
+    }
+    true
+}
+
+/// `text` laid out on one line, if it fits in what is left of the row.
+fn fitting(ui: &egui::Ui, text: RichText) -> Option<std::sync::Arc<egui::Galley>> {
+    let galley = egui::WidgetText::from(text).into_galley(ui, Some(egui::TextWrapMode::Extend), f32::INFINITY, egui::TextStyle::Body);
+    (galley.size().x + ui.spacing().item_spacing.x <= ui.available_size_before_wrap().x).then_some(galley)
 }
 
 /// While files are dragged over the window.
