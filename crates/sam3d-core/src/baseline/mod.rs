@@ -122,9 +122,10 @@ fn smooth_axis(src: &Array3<f32>, ax: usize, w: &[f32]) -> Array3<f32> {
 /// past the array's faces count as outside the mask.
 ///
 /// The ellipsoid is a run of offsets along `i` for each `(dk, dj)`, so each output row is the
-/// AND (erosion) or OR (dilation) of a sliding-window count over a few input rows (each row's
-/// running count taken once; a run of one voxel reads the row itself): the cost per voxel does
-/// not grow with the radius along `i`, and rows run in parallel, planes apart.
+/// AND (erosion) or OR (dilation) of a few input rows each eroded or dilated along `i` by its
+/// run's half-width (a sliding-window count, taken once per half-width for the whole mask): the
+/// cost per voxel does not grow with the radius along `i`, and rows run in parallel, planes
+/// apart.
 fn morph(mask: &Array3<bool>, radius_vox_kji: [usize; 3], erode: bool) -> Array3<bool> {
     let [rk, rj, ri] = radius_vox_kji.map(|r| r as isize);
     let f = |d: isize, r: isize| if r == 0 { 0.0 } else { (d as f64 / r as f64).powi(2) };
@@ -145,17 +146,37 @@ fn morph(mask: &Array3<bool>, radius_vox_kji: [usize; 3], erode: bool) -> Array3
     }
     let src = mask.as_standard_layout();
     let Some(s) = src.as_slice() else { unreachable!("standard layout") };
-    // Each row's running count of mask voxels (`ni + 1` entries a row), once for all the runs
-    // wider than a voxel that read it; a run of one voxel reads the row itself.
-    let mut prefix = Vec::new();
-    if runs.iter().any(|r| r.2 > 0) {
-        prefix = vec![0u32; nk * nj * (ni + 1)];
-        prefix.par_chunks_mut(ni + 1).zip(s.par_chunks(ni)).for_each(|(p, row)| {
-            for (i, &v) in row.iter().enumerate() {
-                p[i + 1] = p[i] + u32::from(v);
-            }
-        });
-    }
+    // The mask's rows eroded or dilated along `i` by each half-width the runs have, once (a
+    // sliding-window count): every run is then a plain AND or OR of such a row.
+    let mut widths: Vec<usize> = runs.iter().map(|r| r.2).filter(|&w| w > 0).collect();
+    widths.sort_unstable();
+    widths.dedup();
+    let along: Vec<Vec<bool>> = widths
+        .iter()
+        .map(|&w| {
+            let mut a = vec![false; s.len()];
+            a.par_chunks_mut(ni).zip(s.par_chunks(ni)).for_each_init(
+                || vec![0u32; ni + 1],
+                |prefix, (o, row)| {
+                    for (i, &v) in row.iter().enumerate() {
+                        prefix[i + 1] = prefix[i] + u32::from(v);
+                    }
+                    for (i, o) in o.iter_mut().enumerate() {
+                        let (lo, hi) = (i.saturating_sub(w), (i + w).min(ni - 1));
+                        let count = prefix[hi + 1] - prefix[lo];
+                        *o = if erode { i >= w && i + w < ni && count as usize == 2 * w + 1 } else { count > 0 };
+                    }
+                },
+            );
+            a
+        })
+        .collect();
+    let rows_by = |w: usize| -> &[bool] {
+        match widths.binary_search(&w) {
+            Ok(n) => &along[n],
+            Err(_) => s,
+        }
+    };
     let mut out = vec![erode; nk * nj * ni];
     out.par_chunks_mut(nj * ni).enumerate().for_each(|(k, plane)| {
         for (j, o) in plane.chunks_mut(ni).enumerate() {
@@ -168,25 +189,11 @@ fn morph(mask: &Array3<bool>, radius_vox_kji: [usize; 3], erode: bool) -> Array3
                     }
                     continue;
                 }
-                let r = a as usize * nj + b as usize;
-                if w == 0 {
-                    let row = &s[r * ni..][..ni];
-                    if erode {
-                        o.iter_mut().zip(row).for_each(|(o, &v)| *o &= v);
-                    } else {
-                        o.iter_mut().zip(row).for_each(|(o, &v)| *o |= v);
-                    }
-                    continue;
-                }
-                let prefix = &prefix[r * (ni + 1)..][..ni + 1];
-                for (i, o) in o.iter_mut().enumerate() {
-                    let (lo, hi) = (i.saturating_sub(w), (i + w).min(ni - 1));
-                    let count = prefix[hi + 1] - prefix[lo];
-                    if erode {
-                        *o = *o && i >= w && i + w < ni && count as usize == 2 * w + 1;
-                    } else {
-                        *o = *o || count > 0;
-                    }
+                let row = &rows_by(w)[(a as usize * nj + b as usize) * ni..][..ni];
+                if erode {
+                    o.iter_mut().zip(row).for_each(|(o, &v)| *o &= v);
+                } else {
+                    o.iter_mut().zip(row).for_each(|(o, &v)| *o |= v);
                 }
             }
         }
