@@ -129,14 +129,14 @@ pub fn refine_component_within(vol: &Volume, comp: &GridComponent, p: &RefinePar
         ohi[a] = (hi[a] + reach[a]).min(shape[a]);
     }
     let t0 = std::time::Instant::now();
-    let outer = vol.data.slice(s![olo[0]..ohi[0], olo[1]..ohi[1], olo[2]..ohi[2]]).to_owned();
+    let outer = Zip::from(vol.data.slice(s![olo[0]..ohi[0], olo[1]..ohi[1], olo[2]..ohi[2]])).par_map_collect(|&v| v);
     let smoothed = gaussian_smooth(&outer, sigma_vox);
     let t_smooth = t0.elapsed().as_secs_f64();
     let inner = smoothed.slice(s![lo[0] - olo[0]..hi[0] - olo[0], lo[1] - olo[1]..hi[1] - olo[1], lo[2] - olo[2]..hi[2] - olo[2]]);
     let n = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
     let off = [comp.origin_kji[0] - lo[0], comp.origin_kji[1] - lo[1], comp.origin_kji[2] - lo[2]];
     let mut model = Array3::from_elem((n[0], n[1], n[2]), false);
-    model.slice_mut(s![off[0]..off[0] + dims[0], off[1]..off[1] + dims[1], off[2]..off[2] + dims[2]]).assign(&comp.mask);
+    Zip::from(model.slice_mut(s![off[0]..off[0] + dims[0], off[1]..off[1] + dims[1], off[2]..off[2] + dims[2]])).and(&comp.mask).par_for_each(|o, &m| *o = m);
 
     // The click in the working box.
     let click = click

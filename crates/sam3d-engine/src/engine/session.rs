@@ -837,7 +837,7 @@ pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasF
     // one: only when a face is reached.
     let d = comp.mask.dim();
     let mut padded = Array3::from_elem((d.0 + 2, d.1 + 2, d.2 + 2), true);
-    padded.slice_mut(ndarray::s![1..d.0 + 1, 1..d.1 + 1, 1..d.2 + 1]).assign(&comp.mask.mapv(|m| !m));
+    ndarray::Zip::from(padded.slice_mut(ndarray::s![1..d.0 + 1, 1..d.1 + 1, 1..d.2 + 1])).and(&comp.mask).par_for_each(|p, &m| *p = !m);
     let depth = crate::shape::sdf::edt(padded.view(), vol.spacing());
     // The deepest voxel in the outer quarter of each reached face: the first in [k, j, i]
     // order among equals (each plane's first, then the planes in order).
