@@ -54,15 +54,7 @@ pub enum GrowError {
 /// repeat the border value. Every pass runs along contiguous rows (whole planes for `k`, rows
 /// for `j`), parallel over `k` planes.
 pub fn gaussian_smooth(data: &Array3<f32>, sigma_vox_kji: [f64; 3]) -> Array3<f32> {
-    // The first pass reads `data` itself when it is in standard layout (no copy of the input).
-    let copy;
-    let data = if data.is_standard_layout() {
-        data
-    } else {
-        copy = data.as_standard_layout().into_owned();
-        &copy
-    };
-    let mut cur: Option<Array3<f32>> = None;
+    let mut cur = data.as_standard_layout().into_owned();
     for (ax, &sigma) in sigma_vox_kji.iter().enumerate() {
         if sigma < 0.2 {
             continue;
@@ -71,9 +63,9 @@ pub fn gaussian_smooth(data: &Array3<f32>, sigma_vox_kji: [f64; 3]) -> Array3<f3
         let mut w: Vec<f32> = (-r..=r).map(|x| (-(x * x) as f64 / (2.0 * sigma * sigma)).exp() as f32).collect();
         let s: f32 = w.iter().sum();
         w.iter_mut().for_each(|x| *x /= s);
-        cur = Some(smooth_axis(cur.as_ref().unwrap_or(data), ax, &w));
+        cur = smooth_axis(&cur, ax, &w);
     }
-    cur.unwrap_or_else(|| data.clone())
+    cur
 }
 
 /// One pass of [`gaussian_smooth`]: `w` (odd length, centred) along array axis `ax`.
