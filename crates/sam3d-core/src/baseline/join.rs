@@ -27,7 +27,9 @@
 //! scan's grid by repeating each coarse voxel: growing walks the whole box several times, and on
 //! a 512 × 512 × 224 CT at full resolution it cost seconds per click. Scans coarser than 1 mm
 //! are grown at their own resolution. The checks run on the coarse region; only a region that
-//! is joined is taken back to the scan's grid.
+//! is joined is taken back to the scan's grid, and only over its own box. The averaging, the
+//! checks and the way back are parallel over planes (the averaging sums each block in the order
+//! a serial sum would, so the coarse scan is the same to the bit).
 
 use super::{GrowError, GrowParams, grow_within, morph};
 use crate::prompts::PromptSet;
@@ -35,7 +37,8 @@ use crate::shape::flood::component_containing;
 use crate::geometry::{RasFromVoxel, RasMm, VoxelIjk};
 use crate::shape::GridComponent;
 use crate::volume::{OnGrid, Volume};
-use ndarray::{Array3, s};
+use ndarray::{Array3, ArrayView3, Axis, Zip, s};
+use rayon::prelude::*;
 
 /// How far past the model's box region growing may run (mm); past it, it has leaked.
 pub const JOIN_MARGIN_MM: f64 = 40.0;
@@ -119,14 +122,7 @@ pub fn join_region_growing_within(
     let nc: [usize; 3] = std::array::from_fn(|a| n[a].div_ceil(f[a]));
     let t0 = std::time::Instant::now();
     let crop = vol.data.slice(s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]);
-    let coarse = if f == [1, 1, 1] {
-        crop.to_owned()
-    } else {
-        Array3::from_shape_fn((nc[0], nc[1], nc[2]), |(k, j, i)| {
-            let b = crop.slice(s![k * f[0]..((k + 1) * f[0]).min(n[0]), j * f[1]..((j + 1) * f[1]).min(n[1]), i * f[2]..((i + 1) * f[2]).min(n[2])]);
-            b.iter().sum::<f32>() / b.len() as f32
-        })
-    };
+    let coarse = if f == [1, 1, 1] { crop.to_owned() } else { block_means(crop, f) };
     // A coarse voxel sits at the centre of its block.
     let centre = |a: usize| lo[a] as f64 + (f[a] as f64 - 1.0) / 2.0;
     let origin = vol.ras_from_voxel.apply(VoxelIjk::new(centre(2), centre(1), centre(0)));
@@ -144,13 +140,12 @@ pub fn join_region_growing_within(
         Err(_) => return keep(JoinOutcome::NoRegion),
     };
     let t_grow = t0.elapsed().as_secs_f64();
-    let block = |a: usize, c: usize| ((c + 1) * f[a]).min(n[a]) - c * f[a];
-    let count = |r: &Array3<bool>| -> usize { r.indexed_iter().filter(|(_, r)| **r).map(|((k, j, i), _)| block(0, k) * block(1, j) * block(2, i)).sum() };
+    let count = |r: &Array3<bool>| -> usize { fine_count(r, f, n) };
     let check = |r: &Array3<bool>, grown: usize| -> Option<JoinOutcome> {
         if grown as f64 > JOIN_MAX_RATIO * model.voxel_count as f64 {
             return Some(JoinOutcome::TooLarge);
         }
-        let shared = model.voxels().filter(|v| r[[(v.k - lo[0]) / f[0], (v.j - lo[1]) / f[1], (v.i - lo[2]) / f[2]]]).count();
+        let shared = shared_count(model, r, lo, f);
         ((shared as f64) < JOIN_MIN_SHARE * model.voxel_count as f64).then_some(JoinOutcome::Disagrees)
     };
     // A face of the box that is not a face of the scan must stay clear of the region (the box's
@@ -173,13 +168,10 @@ pub fn join_region_growing_within(
         let Some(near_mm) = near_mm.filter(|d| *d > 0.0) else { return keep(outcome) };
         // The region's part near the shape: within `near_mm` of it (the shape's coarse
         // voxels grown by that ball, rounded to whole coarse voxels), connected to the click.
-        let mut m = Array3::from_elem((nc[0], nc[1], nc[2]), false);
-        for v in model.voxels() {
-            m[[(v.k - lo[0]) / f[0], (v.j - lo[1]) / f[1], (v.i - lo[2]) / f[2]]] = true;
-        }
+        let m = coarse_marks(model, lo, f, nc);
         let r = std::array::from_fn(|a| (near_mm / (sp_kji[a] * f[a] as f64)).round() as usize);
         let near = morph(&m, r, false);
-        let part = Array3::from_shape_fn(coarse_region.raw_dim(), |ix| coarse_region[ix] && near[ix]);
+        let part = Zip::from(&coarse_region).and(&near).par_map_collect(|&c, &n| c && n);
         let Some(seed) = sub.shape().array_index(sub.voxel_from_ras().apply(click)).filter(|c| part[[c.k, c.j, c.i]]) else {
             return keep(outcome);
         };
@@ -191,12 +183,15 @@ pub fn join_region_growing_within(
         coarse_region = part;
         joined = JoinOutcome::JoinedNear;
     }
-    let region = if f == [1, 1, 1] { coarse_region } else { Array3::from_shape_fn((n[0], n[1], n[2]), |(k, j, i)| coarse_region[[k / f[0], j / f[1], i / f[2]]]) };
-    // As a component: the region's bounding box (the box is what crosses to the app).
-    let Some((blo, bhi)) = crate::shape::sdf::bounding_box(region.view()) else {
+    // As a component: the region's bounding box (the box is what crosses to the app), taken on
+    // the coarse grid and only that box brought back to the scan's (every coarse voxel stands
+    // for at least one fine one, so the fine region's box is its coarse box's blocks).
+    let Some((clo, chi)) = crate::shape::sdf::bounding_box(coarse_region.view()) else {
         return keep(JoinOutcome::NoRegion);
     };
-    let mask = region.slice(s![blo[0]..=bhi[0], blo[1]..=bhi[1], blo[2]..=bhi[2]]).to_owned();
+    let blo: [usize; 3] = std::array::from_fn(|a| clo[a] * f[a]);
+    let bhi: [usize; 3] = std::array::from_fn(|a| ((chi[a] + 1) * f[a]).min(n[a]) - 1);
+    let mask = upsample_box(&coarse_region, f, blo, bhi);
     let grown = GridComponent { origin_kji: [lo[0] + blo[0], lo[1] + blo[1], lo[2] + blo[2]], mask, voxel_count: grown };
     let t_checks = t0.elapsed().as_secs_f64();
     let union = model.union(&grown);
@@ -214,6 +209,111 @@ pub fn join_region_growing_within(
         t0.elapsed().as_secs_f64() - t_checks
     );
     Ok((union, joined))
+}
+
+/// The means of `crop`'s blocks of `f` voxels (`[k, j, i]`; fewer at the far faces), each the
+/// sum of its voxels in `[k, j, i]` order divided by their number, as `Iterator::sum` over the
+/// block gives it: parallel over the coarse planes, each row of `crop` read once, in order.
+fn block_means(crop: ArrayView3<f32>, f: [usize; 3]) -> Array3<f32> {
+    let (n0, n1, n2) = crop.dim();
+    let nc = [n0.div_ceil(f[0]), n1.div_ceil(f[1]), n2.div_ceil(f[2])];
+    let mut out = Array3::<f32>::zeros((nc[0], nc[1], nc[2]));
+    out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(ck, mut plane)| {
+        let ks = ck * f[0]..((ck + 1) * f[0]).min(n0);
+        let nk = ks.len();
+        let mut row = vec![0f32; n2];
+        for (cj, mut orow) in plane.outer_iter_mut().enumerate() {
+            let js = cj * f[1]..((cj + 1) * f[1]).min(n1);
+            let nj = js.len();
+            // `Iterator::sum` of floats starts from −0.0.
+            orow.fill(-0.0);
+            for k in ks.clone() {
+                for j in js.clone() {
+                    let src = crop.slice(s![k, j, ..]);
+                    let src = match src.as_slice() {
+                        Some(x) => x,
+                        None => {
+                            row.iter_mut().zip(src.iter()).for_each(|(r, v)| *r = *v);
+                            &row[..]
+                        }
+                    };
+                    for (o, b) in orow.iter_mut().zip(src.chunks(f[2])) {
+                        for v in b {
+                            *o += *v;
+                        }
+                    }
+                }
+            }
+            for (ci, o) in orow.iter_mut().enumerate() {
+                let ni = ((ci + 1) * f[2]).min(n2) - ci * f[2];
+                *o /= (nk * nj * ni) as f32;
+            }
+        }
+    });
+    out
+}
+
+/// The fine voxels (a box of `n`) that the coarse voxels of `r` (blocks of `f`) stand for.
+fn fine_count(r: &Array3<bool>, f: [usize; 3], n: [usize; 3]) -> usize {
+    let block = |a: usize, c: usize| ((c + 1) * f[a]).min(n[a]) - c * f[a];
+    r.axis_iter(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .map(|(k, plane)| plane.indexed_iter().filter(|(_, r)| **r).map(|((j, i), _)| block(1, j) * block(2, i)).sum::<usize>() * block(0, k))
+        .sum()
+}
+
+/// How many of `model`'s voxels lie in a coarse voxel of `r` (blocks of `f` from `lo` on the
+/// scan's grid).
+fn shared_count(model: &GridComponent, r: &Array3<bool>, lo: [usize; 3], f: [usize; 3]) -> usize {
+    let o = model.origin_kji;
+    model
+        .mask
+        .axis_iter(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .map(|(k, plane)| {
+            let ck = (o[0] + k - lo[0]) / f[0];
+            plane.indexed_iter().filter(|&((j, i), m)| *m && r[[ck, (o[1] + j - lo[1]) / f[1], (o[2] + i - lo[2]) / f[2]]]).count()
+        })
+        .sum()
+}
+
+/// The coarse voxels (`nc` blocks of `f` from `lo` on the scan's grid) holding a voxel of
+/// `model`; parallel over the coarse planes.
+fn coarse_marks(model: &GridComponent, lo: [usize; 3], f: [usize; 3], nc: [usize; 3]) -> Array3<bool> {
+    let o = model.origin_kji;
+    let (mk, _, _) = model.mask.dim();
+    let mut m = Array3::from_elem((nc[0], nc[1], nc[2]), false);
+    m.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(ck, mut plane)| {
+        // The model's planes k with (o + k − lo) / f = ck.
+        let first = (lo[0] + ck * f[0]).max(o[0]);
+        let end = (lo[0] + (ck + 1) * f[0]).min(o[0] + mk);
+        for k in first..end {
+            for ((j, i), v) in model.mask.index_axis(Axis(0), k - o[0]).indexed_iter() {
+                if *v {
+                    plane[[(o[1] + j - lo[1]) / f[1], (o[2] + i - lo[2]) / f[2]]] = true;
+                }
+            }
+        }
+    });
+    m
+}
+
+/// The fine voxels `blo..=bhi` (of a box whose voxel `c` of `coarse` stands for `c·f … (c+1)·f − 1`)
+/// of the coarse region, each repeating its coarse voxel; parallel over planes.
+fn upsample_box(coarse: &Array3<bool>, f: [usize; 3], blo: [usize; 3], bhi: [usize; 3]) -> Array3<bool> {
+    let mut mask = Array3::from_elem((bhi[0] - blo[0] + 1, bhi[1] - blo[1] + 1, bhi[2] - blo[2] + 1), false);
+    mask.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(k, mut plane)| {
+        let cplane = coarse.index_axis(Axis(0), (blo[0] + k) / f[0]);
+        for (j, mut row) in plane.outer_iter_mut().enumerate() {
+            let crow = cplane.index_axis(Axis(0), (blo[1] + j) / f[1]);
+            for (i, o) in row.iter_mut().enumerate() {
+                *o = crow[(blo[2] + i) / f[2]];
+            }
+        }
+    });
+    mask
 }
 
 #[cfg(test)]
@@ -372,5 +472,53 @@ mod tests {
         let (out, outcome) = join(&vol, &model, [-500.0, 0.0, 0.0]);
         assert_eq!(outcome, JoinOutcome::NoRegion);
         assert_eq!(out, model);
+    }
+
+    /// The parallel, row-wise block means equal the per-block sums of the serial definition bit
+    /// for bit, on blocks cut short by the box's far faces and on a crop whose rows are not the
+    /// array's; the counts, marks and the fine box agree with their voxel-by-voxel definitions.
+    #[test]
+    fn the_parallel_coarse_grid_equals_the_voxel_by_voxel_definition() {
+        let mut rng = crate::data::phantom::Rng::new(11);
+        let mut nontrivial = 0;
+        for (dims, f) in [((7, 20, 17), [1, 3, 2]), ((9, 9, 9), [2, 2, 2]), ((5, 31, 12), [1, 1, 3]), ((4, 6, 5), [3, 4, 5])] {
+            let data = Array3::from_shape_fn(dims, |_| (rng.uniform() * 2000.0 - 1000.0) as f32);
+            for crop in [data.view(), data.slice(s![1.., ..;2, 1..])] {
+                let n = [crop.dim().0, crop.dim().1, crop.dim().2];
+                let nc: [usize; 3] = std::array::from_fn(|a| n[a].div_ceil(f[a]));
+                let want = Array3::from_shape_fn((nc[0], nc[1], nc[2]), |(k, j, i)| {
+                    let b = crop.slice(s![k * f[0]..((k + 1) * f[0]).min(n[0]), j * f[1]..((j + 1) * f[1]).min(n[1]), i * f[2]..((i + 1) * f[2]).min(n[2])]);
+                    b.iter().sum::<f32>() / b.len() as f32
+                });
+                let got = block_means(crop, f);
+                assert_eq!(got.dim(), want.dim());
+                assert!(got.iter().zip(want.iter()).all(|(a, b)| a.to_bits() == b.to_bits()), "{dims:?} by {f:?}");
+                // A region on the coarse grid: its fine voxels, counted and brought back.
+                let r = Array3::from_shape_fn(got.raw_dim(), |_| rng.uniform() < 0.3);
+                let fine = Array3::from_shape_fn((n[0], n[1], n[2]), |(k, j, i)| r[[k / f[0], j / f[1], i / f[2]]]);
+                assert_eq!(fine_count(&r, f, n), fine.iter().filter(|x| **x).count());
+                if let Some((blo, bhi)) = crate::shape::sdf::bounding_box(fine.view()) {
+                    let (clo, chi) = crate::shape::sdf::bounding_box(r.view()).expect("non-empty");
+                    assert_eq!(blo, std::array::from_fn(|a| clo[a] * f[a]));
+                    assert_eq!(bhi, std::array::from_fn(|a| ((chi[a] + 1) * f[a]).min(n[a]) - 1));
+                    assert_eq!(upsample_box(&r, f, blo, bhi), fine.slice(s![blo[0]..=bhi[0], blo[1]..=bhi[1], blo[2]..=bhi[2]]));
+                }
+                // A model's component inside the box (which starts at `lo` on the scan's grid).
+                let lo = [3, 5, 2];
+                let o = [lo[0] + 1, lo[1] + 2, lo[2]];
+                let md = (n[0] - 1, n[1] - 2, n[2] - 1);
+                let mask = Array3::from_shape_fn(md, |_| rng.uniform() < 0.4);
+                let model = GridComponent { origin_kji: o, voxel_count: mask.iter().filter(|x| **x).count(), mask };
+                let shared = model.voxels().filter(|v| r[[(v.k - lo[0]) / f[0], (v.j - lo[1]) / f[1], (v.i - lo[2]) / f[2]]]).count();
+                assert_eq!(shared_count(&model, &r, lo, f), shared);
+                let mut marks = Array3::from_elem((nc[0], nc[1], nc[2]), false);
+                for v in model.voxels() {
+                    marks[[(v.k - lo[0]) / f[0], (v.j - lo[1]) / f[1], (v.i - lo[2]) / f[2]]] = true;
+                }
+                assert_eq!(coarse_marks(&model, lo, f, nc), marks);
+                nontrivial += usize::from(shared > 0 && shared < model.voxel_count);
+            }
+        }
+        assert!(nontrivial >= 6, "only {nontrivial} cases shared some but not all of the model");
     }
 }

@@ -122,8 +122,10 @@ fn smooth_axis(src: &Array3<f32>, ax: usize, w: &[f32]) -> Array3<f32> {
 /// past the array's faces count as outside the mask.
 ///
 /// The ellipsoid is a run of offsets along `i` for each `(dk, dj)`, so each output row is the
-/// AND (erosion) or OR (dilation) of a sliding-window count over a few input rows: the cost
-/// per voxel does not grow with the radius along `i`, and rows run in parallel, planes apart.
+/// AND (erosion) or OR (dilation) of a few input rows each eroded or dilated along `i` by its
+/// run's half-width (a sliding-window count, taken once per half-width for the whole mask): the
+/// cost per voxel does not grow with the radius along `i`, and rows run in parallel, planes
+/// apart.
 fn morph(mask: &Array3<bool>, radius_vox_kji: [usize; 3], erode: bool) -> Array3<bool> {
     let [rk, rj, ri] = radius_vox_kji.map(|r| r as isize);
     let f = |d: isize, r: isize| if r == 0 { 0.0 } else { (d as f64 / r as f64).powi(2) };
@@ -144,9 +146,39 @@ fn morph(mask: &Array3<bool>, radius_vox_kji: [usize; 3], erode: bool) -> Array3
     }
     let src = mask.as_standard_layout();
     let Some(s) = src.as_slice() else { unreachable!("standard layout") };
+    // The mask's rows eroded or dilated along `i` by each half-width the runs have, once (a
+    // sliding-window count): every run is then a plain AND or OR of such a row.
+    let mut widths: Vec<usize> = runs.iter().map(|r| r.2).filter(|&w| w > 0).collect();
+    widths.sort_unstable();
+    widths.dedup();
+    let along: Vec<Vec<bool>> = widths
+        .iter()
+        .map(|&w| {
+            let mut a = vec![false; s.len()];
+            a.par_chunks_mut(ni).zip(s.par_chunks(ni)).for_each_init(
+                || vec![0u32; ni + 1],
+                |prefix, (o, row)| {
+                    for (i, &v) in row.iter().enumerate() {
+                        prefix[i + 1] = prefix[i] + u32::from(v);
+                    }
+                    for (i, o) in o.iter_mut().enumerate() {
+                        let (lo, hi) = (i.saturating_sub(w), (i + w).min(ni - 1));
+                        let count = prefix[hi + 1] - prefix[lo];
+                        *o = if erode { i >= w && i + w < ni && count as usize == 2 * w + 1 } else { count > 0 };
+                    }
+                },
+            );
+            a
+        })
+        .collect();
+    let rows_by = |w: usize| -> &[bool] {
+        match widths.binary_search(&w) {
+            Ok(n) => &along[n],
+            Err(_) => s,
+        }
+    };
     let mut out = vec![erode; nk * nj * ni];
     out.par_chunks_mut(nj * ni).enumerate().for_each(|(k, plane)| {
-        let mut prefix = vec![0u32; ni + 1];
         for (j, o) in plane.chunks_mut(ni).enumerate() {
             for &(dk, dj, w) in &runs {
                 let (a, b) = (k as isize + dk, j as isize + dj);
@@ -157,18 +189,11 @@ fn morph(mask: &Array3<bool>, radius_vox_kji: [usize; 3], erode: bool) -> Array3
                     }
                     continue;
                 }
-                let row = &s[(a as usize * nj + b as usize) * ni..][..ni];
-                for (i, &v) in row.iter().enumerate() {
-                    prefix[i + 1] = prefix[i] + u32::from(v);
-                }
-                for (i, o) in o.iter_mut().enumerate() {
-                    let (lo, hi) = (i.saturating_sub(w), (i + w).min(ni - 1));
-                    let count = prefix[hi + 1] - prefix[lo];
-                    if erode {
-                        *o = *o && i >= w && i + w < ni && count as usize == 2 * w + 1;
-                    } else {
-                        *o = *o || count > 0;
-                    }
+                let row = &rows_by(w)[(a as usize * nj + b as usize) * ni..][..ni];
+                if erode {
+                    o.iter_mut().zip(row).for_each(|(o, &v)| *o &= v);
+                } else {
+                    o.iter_mut().zip(row).for_each(|(o, &v)| *o |= v);
                 }
             }
         }

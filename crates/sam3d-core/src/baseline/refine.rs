@@ -23,7 +23,8 @@ use crate::geometry::ArrayIdx;
 use crate::prompts::PromptSet;
 use crate::shape::GridComponent;
 use crate::volume::{OnGrid, Volume};
-use ndarray::{Array3, Zip, s};
+use ndarray::{Array3, Axis, Zip, s};
+use rayon::prelude::*;
 
 /// Parameters; the defaults were chosen on the demo CT's training-side organs (never on the
 /// organs held out of training) by `packaging/train_default.sh`'s sweep, see
@@ -128,14 +129,14 @@ pub fn refine_component_within(vol: &Volume, comp: &GridComponent, p: &RefinePar
         ohi[a] = (hi[a] + reach[a]).min(shape[a]);
     }
     let t0 = std::time::Instant::now();
-    let outer = vol.data.slice(s![olo[0]..ohi[0], olo[1]..ohi[1], olo[2]..ohi[2]]).to_owned();
+    let outer = Zip::from(vol.data.slice(s![olo[0]..ohi[0], olo[1]..ohi[1], olo[2]..ohi[2]])).par_map_collect(|&v| v);
     let smoothed = gaussian_smooth(&outer, sigma_vox);
     let t_smooth = t0.elapsed().as_secs_f64();
     let inner = smoothed.slice(s![lo[0] - olo[0]..hi[0] - olo[0], lo[1] - olo[1]..hi[1] - olo[1], lo[2] - olo[2]..hi[2] - olo[2]]);
     let n = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
     let off = [comp.origin_kji[0] - lo[0], comp.origin_kji[1] - lo[1], comp.origin_kji[2] - lo[2]];
     let mut model = Array3::from_elem((n[0], n[1], n[2]), false);
-    model.slice_mut(s![off[0]..off[0] + dims[0], off[1]..off[1] + dims[1], off[2]..off[2] + dims[2]]).assign(&comp.mask);
+    Zip::from(model.slice_mut(s![off[0]..off[0] + dims[0], off[1]..off[1] + dims[1], off[2]..off[2] + dims[2]])).and(&comp.mask).par_for_each(|o, &m| *o = m);
 
     // The click in the working box.
     let click = click
@@ -145,13 +146,22 @@ pub fn refine_component_within(vol: &Volume, comp: &GridComponent, p: &RefinePar
     // Intensity statistics under the interior (the mask eroded by one voxel, 6-neighbourhood),
     // near the click when asked and possible.
     let interior = morph(&model, [1, 1, 1], true);
-    let pick = |m: &Array3<bool>| -> Vec<f32> { inner.iter().zip(m.iter()).filter(|(_, m)| **m).map(|(v, _)| *v).collect() };
+    // The values under a mask, gathered plane by plane in parallel (their order does not matter
+    // to the median and the deviation).
+    let pick = |m: &Array3<bool>| -> Vec<f32> {
+        inner
+            .axis_iter(Axis(0))
+            .into_par_iter()
+            .zip(m.axis_iter(Axis(0)))
+            .flat_map_iter(|(v, m)| v.into_iter().zip(m).filter(|(_, m)| **m).map(|(v, _)| *v).collect::<Vec<f32>>())
+            .collect()
+    };
     let mut vals = Vec::new();
     if let (Some(r), Some(c)) = (p.stats_radius_mm, click) {
         let r2 = r * r;
-        let near = Array3::from_shape_fn(model.raw_dim(), |(k, j, i)| {
+        let near = Zip::indexed(&interior).par_map_collect(|(k, j, i), &inside| {
             let d = [(k as f64 - c.k as f64) * sp_kji[0], (j as f64 - c.j as f64) * sp_kji[1], (i as f64 - c.i as f64) * sp_kji[2]];
-            interior[[k, j, i]] && d[0] * d[0] + d[1] * d[1] + d[2] * d[2] <= r2
+            inside && d[0] * d[0] + d[1] * d[1] + d[2] * d[2] <= r2
         });
         vals = pick(&near);
     }
@@ -170,7 +180,7 @@ pub fn refine_component_within(vol: &Volume, comp: &GridComponent, p: &RefinePar
     if let Some(kp) = p.prune_multiplier {
         let (plo, phi) = (mu - kp * sd, mu + kp * sd);
         let mut keep = model.clone();
-        Zip::from(&mut keep).and(&inner).for_each(|m, &v| *m = *m && (v as f64) >= plo && (v as f64) <= phi);
+        Zip::from(&mut keep).and(&inner).par_for_each(|m, &v| *m = *m && (v as f64) >= plo && (v as f64) <= phi);
         let part = match click.filter(|c| keep[c.as_kji()]) {
             Some(c) => component_containing(keep.view(), c),
             None => largest_component(keep.view()),
@@ -195,7 +205,7 @@ pub fn refine_component_within(vol: &Volume, comp: &GridComponent, p: &RefinePar
     let kept = grow_through(model.view(), added.view());
     let Some((blo, bhi)) = crate::shape::sdf::bounding_box(kept.view()) else { return comp.clone() };
     let mask = kept.slice(s![blo[0]..=bhi[0], blo[1]..=bhi[1], blo[2]..=bhi[2]]).to_owned();
-    let voxel_count = mask.iter().filter(|m| **m).count();
+    let voxel_count = mask.axis_iter(Axis(0)).into_par_iter().map(|p| p.iter().filter(|m| **m).count()).sum();
     log::debug!(
         "refinement on a {}×{}×{} box: smoothing {:.3} s, statistics {:.3} s, distances {:.3} s, growing {:.3} s",
         n[0],

@@ -72,9 +72,9 @@ impl GridComponent {
         for c in [self, other] {
             let [k, j, i] = std::array::from_fn(|a| c.origin_kji[a] - lo[a]);
             let d = c.mask.dim();
-            ndarray::Zip::from(mask.slice_mut(s![k..k + d.0, j..j + d.1, i..i + d.2])).and(&c.mask).for_each(|o, &m| *o |= m);
+            ndarray::Zip::from(mask.slice_mut(s![k..k + d.0, j..j + d.1, i..i + d.2])).and(&c.mask).par_for_each(|o, &m| *o |= m);
         }
-        let voxel_count = mask.iter().filter(|m| **m).count();
+        let voxel_count = mask.axis_iter(Axis(0)).into_par_iter().map(|p| p.iter().filter(|m| **m).count()).sum();
         GridComponent { origin_kji: lo, mask, voxel_count }
     }
 
@@ -188,7 +188,7 @@ pub fn sdf_component_on_grid(
         None => nearest_set(&crop, [k0, j0, i0], ras_from_voxel, click)?,
     };
     let Filled { count, lo, hi } = flood(&mut crop, [seed], 1, 2)?;
-    let mask = crop.slice(s![lo[0]..=hi[0], lo[1]..=hi[1], lo[2]..=hi[2]]).mapv(|v| v == 2);
+    let mask = ndarray::Zip::from(crop.slice(s![lo[0]..=hi[0], lo[1]..=hi[1], lo[2]..=hi[2]])).par_map_collect(|&v| v == 2);
     Some(GridComponent { origin_kji: [k0 + lo[0], j0 + lo[1], i0 + lo[2]], mask, voxel_count: count })
 }
 

@@ -107,7 +107,7 @@ fn marks(mask: ArrayView3<bool>) -> Array3<u8> {
 pub fn component_containing(mask: ArrayView3<bool>, seed: ArrayIdx) -> Array3<bool> {
     let mut g = marks(mask);
     flood(&mut g, [seed.as_kji()], 1, 2);
-    g.mapv(|v| v == 2)
+    Zip::from(&g).par_map_collect(|&v| v == 2)
 }
 
 /// `mask` with its cavities filled: every false voxel not 6-connected through false voxels to
@@ -124,7 +124,7 @@ pub fn fill_holes(mask: ArrayView3<bool>) -> Array3<bool> {
     let faces_j = [0, nj - 1].into_iter().flat_map(|j| (0..nk).flat_map(move |k| (0..ni).map(move |i| [k, j, i])));
     let faces_i = [0, ni - 1].into_iter().flat_map(|i| (0..nk).flat_map(move |k| (0..nj).map(move |j| [k, j, i])));
     flood(&mut g, faces_k.chain(faces_j).chain(faces_i), 1, 2);
-    g.mapv(|v| v != 2)
+    Zip::from(&g).par_map_collect(|&v| v != 2)
 }
 
 /// The 6-connected components of `mask`, labelled `1, 2, …` in the order their first voxel
@@ -171,7 +171,7 @@ pub fn grow_through(mask: ArrayView3<bool>, added: ArrayView3<bool>) -> Array3<b
     Zip::from(&mut g).and(mask).and(added).par_for_each(|g, &m, &a| *g = u8::from(m || a));
     let seeds = mask.indexed_iter().filter(|(_, m)| **m).map(|((k, j, i), _)| [k, j, i]);
     flood(&mut g, seeds, 1, 2);
-    g.mapv(|v| v == 2)
+    Zip::from(&g).par_map_collect(|&v| v == 2)
 }
 
 #[cfg(test)]
@@ -247,7 +247,7 @@ mod tests {
         let mut g = marks(m.view());
         let f = flood(&mut g, seeds.iter().copied(), 1, 2).expect("seeds are set");
         let union = seeds.iter().fold(Array3::from_elem(m.raw_dim(), false), |u, &s| &u | &bfs(&m, s));
-        assert_eq!(g.mapv(|v| v == 2), union);
+        assert_eq!(Zip::from(&g).par_map_collect(|&v| v == 2), union);
         assert_eq!(f.count, union.iter().filter(|x| **x).count());
     }
 

@@ -15,6 +15,7 @@ use crate::options::{PipelineOptions, PlaneFusion};
 use crate::shape::Mesh;
 use crate::volume::{LabelMap, Modality, OnGrid, Volume};
 use ndarray::{Array2, Array3};
+use rayon::prelude::*;
 use super::shape_model::ShapeModel;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -784,6 +785,8 @@ pub const EXTEND_MIN_ML: f64 = 1.0;
 /// within [`EXTEND_MARGIN_MM`], the deepest voxel of `comp` (farthest from its boundary) in
 /// the cube's outer quarter on that side, as RAS and as its array index. Most touching face
 /// first. The model at such a click sees a cube shifted toward that face by up to half a cube.
+/// The voxels are walked in parallel, plane by plane, and the depths (a distance transform of
+/// the component's box) are computed only when some face is reached.
 pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasFromGrid, n: usize, vol: &Volume) -> Vec<(RasMm, ArrayIdx)> {
     let Some(grid_at) = cube_coords(ras_from_grid, vol) else { return Vec::new() };
     let cell_mm = {
@@ -796,36 +799,75 @@ pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasF
     let centre = (n as f64 - 1.0) / 2.0;
     let quarter = n as f64 / 4.0;
     let voxel_ml = vol.voxel_ml();
-    // Depth of each component voxel (mm to the nearest voxel outside it), on its box padded by one.
-    let d = comp.mask.dim();
-    let mut padded = Array3::from_elem((d.0 + 2, d.1 + 2, d.2 + 2), true);
-    padded.slice_mut(ndarray::s![1..d.0 + 1, 1..d.1 + 1, 1..d.2 + 1]).assign(&comp.mask.mapv(|m| !m));
-    let depth = crate::shape::sdf::edt(padded.view(), vol.spacing());
-    // Per face (axis x/y/z of the grid, low/high side): voxels near it, and the deepest voxel
-    // in the outer quarter on that side.
-    let mut touch = [[0usize; 2]; 3];
-    // (depth, voxel) of the deepest voxel so far, per face.
-    type Deepest = Option<(f32, ArrayIdx)>;
-    let mut best: [[Deepest; 2]; 3] = [[None; 2]; 3];
     let [k0, j0, i0] = comp.origin_kji;
-    for v in comp.voxels() {
-        let g = grid_at(v);
-        let dep = depth[[v.k - k0 + 1, v.j - j0 + 1, v.i - i0 + 1]];
-        for a in 0..3 {
-            for (side, near, outer) in [(0, g[a] - lo <= margin, centre - g[a] >= quarter), (1, hi - g[a] <= margin, g[a] - centre >= quarter)] {
-                if near {
-                    touch[a][side] += 1;
-                }
-                if outer && best[a][side].is_none_or(|(b, _)| dep > b) {
-                    best[a][side] = Some((dep, v));
-                }
+    // Per face (axis x/y/z of the grid, low/high side): whether a voxel at grid coordinates `g`
+    // is near it, and whether it lies in the outer quarter on that side.
+    let near = |g: [f64; 3], a: usize, side: usize| if side == 0 { g[a] - lo <= margin } else { hi - g[a] <= margin };
+    let outer = |g: [f64; 3], a: usize, side: usize| if side == 0 { centre - g[a] >= quarter } else { g[a] - centre >= quarter };
+    // The component's voxels of plane `k` (of its box), each with its grid coordinates.
+    let plane_voxels = |k: usize, f: &mut dyn FnMut(ArrayIdx, [f64; 3])| {
+        for ((j, i), m) in comp.mask.index_axis(ndarray::Axis(0), k).indexed_iter() {
+            if *m {
+                let v = ArrayIdx { k: k0 + k, j: j0 + j, i: i0 + i };
+                f(v, grid_at(v));
             }
         }
+    };
+    // Voxels near each face, counted plane by plane in parallel.
+    type Faces<T> = [[T; 2]; 3];
+    let touch: Faces<usize> = (0..comp.mask.dim().0)
+        .into_par_iter()
+        .map(|k| {
+            let mut t = [[0usize; 2]; 3];
+            plane_voxels(k, &mut |_, g| {
+                for (a, t) in t.iter_mut().enumerate() {
+                    for (side, t) in t.iter_mut().enumerate() {
+                        *t += usize::from(near(g, a, side));
+                    }
+                }
+            });
+            t
+        })
+        .reduce(|| [[0; 2]; 3], |x, y| std::array::from_fn(|a| std::array::from_fn(|s| x[a][s] + y[a][s])));
+    let reached: Faces<bool> = std::array::from_fn(|a| std::array::from_fn(|side| touch[a][side] as f64 * voxel_ml >= EXTEND_MIN_ML));
+    if !reached.iter().flatten().any(|r| *r) {
+        return Vec::new();
     }
+    // Depth of each component voxel (mm to the nearest voxel outside it), on its box padded by
+    // one: only when a face is reached.
+    let d = comp.mask.dim();
+    let mut padded = Array3::from_elem((d.0 + 2, d.1 + 2, d.2 + 2), true);
+    ndarray::Zip::from(padded.slice_mut(ndarray::s![1..d.0 + 1, 1..d.1 + 1, 1..d.2 + 1])).and(&comp.mask).par_for_each(|p, &m| *p = !m);
+    let depth = crate::shape::sdf::edt(padded.view(), vol.spacing());
+    // The deepest voxel in the outer quarter of each reached face: the first in [k, j, i]
+    // order among equals (each plane's first, then the planes in order).
+    type Deepest = Option<(f32, ArrayIdx)>;
+    let deeper = |b: Deepest, c: Deepest| match (b, c) {
+        (Some((x, _)), Some((y, _))) if y > x => c,
+        (None, _) => c,
+        _ => b,
+    };
+    let best: Faces<Deepest> = (0..d.0)
+        .into_par_iter()
+        .map(|k| {
+            let mut best: Faces<Deepest> = [[None; 2]; 3];
+            plane_voxels(k, &mut |v, g| {
+                let dep = depth[[v.k - k0 + 1, v.j - j0 + 1, v.i - i0 + 1]];
+                for a in 0..3 {
+                    for side in 0..2 {
+                        if reached[a][side] && outer(g, a, side) && best[a][side].is_none_or(|(b, _)| dep > b) {
+                            best[a][side] = Some((dep, v));
+                        }
+                    }
+                }
+            });
+            best
+        })
+        .reduce(|| [[None; 2]; 3], |x, y| std::array::from_fn(|a| std::array::from_fn(|s| deeper(x[a][s], y[a][s]))));
     let mut faces: Vec<(usize, ArrayIdx)> = Vec::new();
     for a in 0..3 {
         for side in 0..2 {
-            if touch[a][side] as f64 * voxel_ml >= EXTEND_MIN_ML
+            if reached[a][side]
                 && let Some((_, v)) = best[a][side]
             {
                 faces.push((touch[a][side], v));
@@ -868,14 +910,27 @@ pub fn masks_agree(
         move |v: ArrayIdx| grid_at.as_ref().is_some_and(|at| at(v).iter().all(|&g| (-0.5..=hi).contains(&g)))
     };
     let (in_a, in_b) = (in_cube(ca), in_cube(cb));
-    let (mut a_in_b, mut both) = (0usize, 0usize);
-    for v in a.voxels() {
-        if in_b(v) {
-            a_in_b += 1;
-            both += usize::from(b.contains(v));
-        }
-    }
-    let b_in_a = b.voxels().filter(|&v| in_a(v)).count();
+    // Counted plane by plane in parallel.
+    let count = |c: &crate::shape::GridComponent, f: &(dyn Fn(ArrayIdx) -> [usize; 2] + Sync)| -> [usize; 2] {
+        let [k0, j0, i0] = c.origin_kji;
+        c.mask
+            .axis_iter(ndarray::Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .map(|(k, plane)| {
+                let mut n = [0usize; 2];
+                for ((j, i), m) in plane.indexed_iter() {
+                    if *m {
+                        let x = f(ArrayIdx { k: k0 + k, j: j0 + j, i: i0 + i });
+                        n = [n[0] + x[0], n[1] + x[1]];
+                    }
+                }
+                n
+            })
+            .reduce(|| [0, 0], |x, y| [x[0] + y[0], x[1] + y[1]])
+    };
+    let [a_in_b, both] = count(a, &|v| if in_b(v) { [1, usize::from(b.contains(v))] } else { [0, 0] });
+    let [b_in_a, _] = count(b, &|v| [usize::from(in_a(v)), 0]);
     let share = |n: usize| if n == 0 { 0.0 } else { both as f64 / n as f64 };
     share(a_in_b) >= EXTEND_MIN_AGREEMENT && share(b_in_a) >= EXTEND_MIN_AGREEMENT
 }
@@ -1045,6 +1100,85 @@ mod tests {
         // Well inside the cube: none. A thread reaching the face (under 1 ml there): none.
         assert!(extension_clicks(&bar([40, 60], 35, 10), &rfg, 16, &vol).is_empty());
         assert!(extension_clicks(&bar([40, 100], 35, 1), &rfg, 16, &vol).is_empty());
+    }
+
+    /// [`extension_clicks`] as it was written first: one serial walk over the voxels, the depth
+    /// always computed.
+    fn extension_clicks_serial(comp: &GridComponent, ras_from_grid: &RasFromGrid, n: usize, vol: &Volume) -> Vec<(RasMm, ArrayIdx)> {
+        let Some(grid_at) = cube_coords(ras_from_grid, vol) else { return Vec::new() };
+        let cell_mm = ras_from_grid.apply(Point3::new(0.0, 0.0, 0.0)).distance(&ras_from_grid.apply(Point3::new(1.0, 0.0, 0.0)));
+        let margin = EXTEND_MARGIN_MM / cell_mm;
+        let (lo, hi) = (-0.5, n as f64 - 0.5);
+        let centre = (n as f64 - 1.0) / 2.0;
+        let quarter = n as f64 / 4.0;
+        let d = comp.mask.dim();
+        let mut padded = Array3::from_elem((d.0 + 2, d.1 + 2, d.2 + 2), true);
+        padded.slice_mut(ndarray::s![1..d.0 + 1, 1..d.1 + 1, 1..d.2 + 1]).assign(&comp.mask.mapv(|m| !m));
+        let depth = crate::shape::sdf::edt(padded.view(), vol.spacing());
+        let mut touch = [[0usize; 2]; 3];
+        let mut best: [[Option<(f32, ArrayIdx)>; 2]; 3] = [[None; 2]; 3];
+        let [k0, j0, i0] = comp.origin_kji;
+        for v in comp.voxels() {
+            let g = grid_at(v);
+            let dep = depth[[v.k - k0 + 1, v.j - j0 + 1, v.i - i0 + 1]];
+            for a in 0..3 {
+                for (side, near, outer) in [(0, g[a] - lo <= margin, centre - g[a] >= quarter), (1, hi - g[a] <= margin, g[a] - centre >= quarter)] {
+                    if near {
+                        touch[a][side] += 1;
+                    }
+                    if outer && best[a][side].is_none_or(|(b, _)| dep > b) {
+                        best[a][side] = Some((dep, v));
+                    }
+                }
+            }
+        }
+        let mut faces = Vec::new();
+        for a in 0..3 {
+            for side in 0..2 {
+                if touch[a][side] as f64 * vol.voxel_ml() >= EXTEND_MIN_ML
+                    && let Some((_, v)) = best[a][side]
+                {
+                    faces.push((touch[a][side], v));
+                }
+            }
+        }
+        faces.sort_by_key(|f| std::cmp::Reverse(f.0));
+        faces.into_iter().map(|(_, v)| (vol.ras_from_voxel.apply(Point3::new(v.i as f64, v.j as f64, v.k as f64)), v)).collect()
+    }
+
+    /// The parallel continuation clicks and agreement equal the serial walk's, on ragged
+    /// organs of many equally deep voxels (a bar's axis: the first in `[k, j, i]` order wins)
+    /// reaching none, one or several faces of the cube.
+    #[test]
+    fn parallel_extension_clicks_and_agreement_equal_the_serial_walk() {
+        let (vol, rfg) = grid_and_cube();
+        let shifted = RasFromGrid::scale_translate([4.0; 3], [82.0 - 4.0 * 7.5, 35.0 - 4.0 * 7.5, 35.0 - 4.0 * 7.5]);
+        let mut rng = crate::data::phantom::Rng::new(21);
+        let (mut clicks_seen, mut agreed) = (0, 0);
+        for (x, c, r) in [([40, 100], 35, 10), ([10, 110], 30, 8), ([45, 60], 35, 6), ([5, 70], 40, 12), ([20, 119], 35, 20)] {
+            for keep in [1.0, 0.97, 0.8] {
+                let mut comp = bar(x, c, r);
+                comp.mask.mapv_inplace(|m| m && rng.uniform() < keep);
+                comp.voxel_count = comp.mask.iter().filter(|m| **m).count();
+                let want = extension_clicks_serial(&comp, &rfg, 16, &vol);
+                assert_eq!(extension_clicks(&comp, &rfg, 16, &vol), want, "bar {x:?} {c} {r}, kept {keep}");
+                clicks_seen += want.len();
+                // Agreement with another ragged bar in the shifted cube, against the serial count.
+                let mut other = bar([x[0] + 10, 119], c + 3, r);
+                other.mask.mapv_inplace(|m| m && rng.uniform() < keep);
+                other.voxel_count = other.mask.iter().filter(|m| **m).count();
+                let in_cube = |g: &RasFromGrid, v: ArrayIdx| cube_coords(g, &vol).is_some_and(|at| at(v).iter().all(|&x| (-0.5..=15.5).contains(&x)));
+                let a_in_b = comp.voxels().filter(|&v| in_cube(&shifted, v)).count();
+                let both = comp.voxels().filter(|&v| in_cube(&shifted, v) && other.contains(v)).count();
+                let b_in_a = other.voxels().filter(|&v| in_cube(&rfg, v)).count();
+                let share = |n: usize| if n == 0 { 0.0 } else { both as f64 / n as f64 };
+                let serial = share(a_in_b) >= EXTEND_MIN_AGREEMENT && share(b_in_a) >= EXTEND_MIN_AGREEMENT;
+                assert_eq!(masks_agree(&comp, (&rfg, 16), &other, (&shifted, 16), &vol), serial);
+                agreed += usize::from(serial);
+            }
+        }
+        assert!(clicks_seen >= 10, "{clicks_seen} clicks in all");
+        assert!(agreed > 0 && agreed < 15, "{agreed} of 15 pairs agreed");
     }
 
     #[test]
