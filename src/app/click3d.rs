@@ -61,6 +61,13 @@ pub struct Candidate {
     pub compared: Option<Comparison>,
 }
 
+impl Candidate {
+    /// Its size and time, one line (the toolbar's and the status bar's).
+    pub fn size_and_time(&self) -> String {
+        format!("{} voxels · {:.1} ml · {:.0} ms", self.voxels, self.ml, self.millis)
+    }
+}
+
 /// A candidate measured against the label the user clicked in the loaded label map (a reference
 /// segmentation, or an earlier accepted result): how far the one-click result is from it.
 #[derive(Clone, Debug)]

@@ -201,7 +201,7 @@ fn handle(req: LoadRequest, send: &dyn Fn(LoadEvent) -> bool, copy_dir: &std::pa
             };
             progress("statistics and histogram".into(), 0.6);
             let stats = volume.stats();
-            let modality = volume.guess_modality();
+            let modality = stats.guess_modality();
             let (histogram, auto) = crate::volume::with_stored!(&volume, v => {
                 let flat = v.data.as_slice().unwrap_or(&[]);
                 (Histogram::of(flat, &stats), auto_window(flat, &stats))

@@ -280,7 +280,7 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             if let Some(c) = app.rt.click.candidate.as_ref().filter(|_| app.rt.summary_in_status && app.rt.click.running.is_none()) {
                 ui.separator();
                 let dice = c.compared.as_ref().map_or_else(String::new, |cmp| format!(" · {}", cmp.summary()));
-                ui.add(egui::Label::new(RichText::new(format!("result: {} voxels · {:.1} ml · {:.0} ms{dice}", c.voxels, c.ml, c.millis)).size(12.0)).truncate());
+                ui.add(egui::Label::new(RichText::new(format!("result: {}{dice}", c.size_and_time())).size(12.0)).truncate());
             }
             if let Some(job) = &app.rt.edit_job {
                 ui.separator();
@@ -655,7 +655,7 @@ fn candidate_summary_ui(app: &App, ui: &mut egui::Ui) -> bool {
         let passes = if c.passes > 1 { format!(" · {} passes", c.passes) } else { String::new() };
         let joined = if c.joined { " · + growing" } else { "" };
         let adapter = c.adapter.as_ref().map_or_else(String::new, |a| format!(" · {a}"));
-        let text = RichText::new(format!("{} voxels · {:.1} ml · {:.0} ms{passes}{joined}{adapter}", c.voxels, c.ml, c.millis)).color(Color32::from_rgb(60, 220, 230)).size(12.0);
+        let text = RichText::new(format!("{}{passes}{joined}{adapter}", c.size_and_time())).color(Color32::from_rgb(60, 220, 230)).size(12.0);
         let Some(text) = fitting(ui, text) else { return false };
         let label = ui.label(text);
         let mut hover = Vec::new();

@@ -104,6 +104,13 @@ pub struct Stats {
     pub nan_count: usize,
 }
 
+impl Stats {
+    /// CT (a Hounsfield range: air below −500, bone above 300, nothing below −3100) or else MR.
+    pub fn guess_modality(&self) -> Modality {
+        if self.min <= -500.0 && self.max >= 300.0 && self.min >= -3100.0 { Modality::Ct } else { Modality::Mr }
+    }
+}
+
 /// A scalar volume: intensities (after NIfTI scaling) on a grid.
 #[derive(Clone, Debug)]
 pub struct Volume<T = f32> {

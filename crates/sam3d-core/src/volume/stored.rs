@@ -59,10 +59,9 @@ impl<T: Voxel> Volume<T> {
         super::stats_of(&super::c_order(&self.data))
     }
 
-    /// Guesses CT (Hounsfield range) vs MR from the intensities.
+    /// Guesses CT (Hounsfield range) vs MR from the intensities ([`Stats::guess_modality`]).
     pub fn guess_modality(&self) -> super::Modality {
-        let s = self.stats();
-        if s.min <= -500.0 && s.max >= 300.0 && s.min >= -3100.0 { super::Modality::Ct } else { super::Modality::Mr }
+        self.stats().guess_modality()
     }
 
     /// The intensity of one voxel (`None` outside the grid).
@@ -189,11 +188,6 @@ impl StoredVolume {
         self.shape().array_shape()
     }
 
-    /// The bytes the voxels take.
-    pub fn bytes(&self) -> usize {
-        self.shape().len() * self.dtype().size_bytes()
-    }
-
     /// The intensity of one voxel, as the float32 volume holds it (`None` outside the grid).
     pub fn value(&self, a: ArrayIdx) -> Option<f32> {
         crate::with_stored!(self, v => v.value(a))
@@ -204,7 +198,7 @@ impl StoredVolume {
     }
 
     pub fn guess_modality(&self) -> super::Modality {
-        crate::with_stored!(self, v => v.guess_modality())
+        self.stats().guess_modality()
     }
 
     /// The scan as float32 (a copy).
