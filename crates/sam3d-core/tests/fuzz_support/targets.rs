@@ -42,6 +42,8 @@ impl Reader {
         match self {
             Reader::Nifti => {
                 let ok = volume::open(path).is_ok();
+                // The viewer's reading: integers straight into their narrow type.
+                let _ = volume::StoredVolume::open(path, None);
                 let _ = volume::open_labels(path);
                 let _ = volume::read_info(path).map(|i| i.stream_stats());
                 ok
@@ -55,6 +57,7 @@ impl Reader {
             }
             Reader::Nrrd | Reader::MetaImage => {
                 let ok = volume::open(path).is_ok();
+                let _ = volume::StoredVolume::open(path, None);
                 let _ = volume::open_labels(path);
                 ok
             }
