@@ -1,6 +1,8 @@
 //! Refinement prompts through an engine session (tiny random model): a negative click only
 //! removes, and never leaves a voxel near itself; a box clips; a prompt names the step it
 //! follows, so an undone prompt is redone from the step before; a stale object is refused.
+//! These are the rules without the learned corrector; with one, a point's result is the
+//! corrector's, brought back onto the scan exactly where its cube lies.
 
 use nalgebra::{Matrix3, Vector3};
 use ndarray::Array3;
@@ -28,7 +30,7 @@ fn two_balls() -> Volume {
 
 fn session(vol: &Arc<Volume>) -> Session {
     tch::manual_seed(11);
-    let mut s = Session::new();
+    let mut s = Session::new().with_corrector(None);
     s.set_model(Model::new(Config::tiny(), Device::Cpu)).expect("model");
     s.set_volume(vol.clone(), None).expect("volume");
     s
@@ -80,4 +82,57 @@ fn prompts_refine_the_object_the_session_holds() {
     let r = run(&mut s, Prompt::boxed(bx), None).expect("box alone");
     assert_eq!(r.prompts.positive, vec![bx.centre()]);
     assert!(voxels(&r).iter().all(|&[k, j, i]| bx.contains(vol.ras_of(sam3d_studio::geometry::ArrayIdx { k, j, i }))));
+}
+
+/// A corrector that returns the candidate it is given (its head zeroed: only the prior on the
+/// previous candidate speaks), saved where a session can load it.
+fn identity_corrector(dir: &std::path::Path) -> std::path::PathBuf {
+    use sam3d_engine::model::corrector::{Corrector, CorrectorConfig};
+    let net = Corrector::new(CorrectorConfig { base: 4, levels: 2, cells: 32 }, Device::Cpu).expect("corrector");
+    tch::no_grad(|| {
+        for (name, mut t) in net.vs.variables() {
+            if name.starts_with("head.") {
+                let _ = t.zero_();
+            }
+        }
+    });
+    let path = dir.join("identity.safetensors");
+    net.save(&path, Default::default()).expect("save");
+    path
+}
+
+#[test]
+fn the_corrector_s_cube_lies_where_the_candidate_lies() {
+    let vol = Arc::new(two_balls());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = session(&vol);
+    s.set_corrector(Some(identity_corrector(dir.path())));
+    assert!(s.has_corrector(), "{:?}", s.corrector_error());
+    let (a, b) = (RasMm::new(-15.0, 0.0, 0.0), RasMm::new(15.0, 0.0, 0.0));
+    let r1 = run(&mut s, Prompt::positive(a), None).expect("first click");
+    assert!(r1.voxel_count > 50, "the first click found {} voxels: the test needs a candidate", r1.voxel_count);
+    // A negative point far from the candidate: the identity corrector gives the candidate back
+    // through its 32³ cube, so any shift or flip of the cube would show as lost voxels.
+    let far = RasMm::new(15.0, 30.0, 30.0);
+    let r2 = run(&mut s, Prompt::negative(far), Some(r1.object)).expect("negative");
+    let (v1, v2) = (voxels(&r1), voxels(&r2));
+    let both = v2.iter().filter(|&&[k, j, i]| r1.mask.data[[k, j, i]] != 0).count();
+    let dice = 2.0 * both as f64 / (v1.len() + v2.len()) as f64;
+    assert!(dice > 0.9, "the corrected candidate moved: Dice {dice:.3} against the one given ({} → {} voxels)", v1.len(), v2.len());
+    // A negative point on the candidate still clears its neighbourhood (the prompts' rule).
+    let r3 = run(&mut s, Prompt::negative(b), Some(r2.object)).expect("negative on it");
+    let near = voxels(&r3).iter().filter(|&&[k, j, i]| vol.ras_of(sam3d_studio::geometry::ArrayIdx { k, j, i }).distance(&b) <= NEGATIVE_RADIUS_MM).count();
+    assert_eq!(near, 0, "voxels near the negative click");
+    // Off in the options: the rules alone, as before.
+    let mut o = s.options().clone();
+    o.corrector = false;
+    s.set_options(o).expect("options");
+    let again = run(&mut s, Prompt::negative(far), Some(ObjectRef { id: r1.object.id, after: 1 })).expect("without");
+    assert!(voxels(&again).iter().all(|&[k, j, i]| r1.mask.data[[k, j, i]] != 0));
+    // A file that is not a corrector: the session says why and has none.
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, b"not a checkpoint").expect("write");
+    s.set_corrector(Some(bad));
+    assert!(!s.has_corrector());
+    assert!(s.corrector_error().is_some_and(|e| e.contains("bad.safetensors")), "{:?}", s.corrector_error());
 }

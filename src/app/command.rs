@@ -142,6 +142,8 @@ pub enum AppCommand {
     SetJoinGrowing(bool),
     /// Let the engine put its MR adapter on for MR scans.
     SetMrAdapter(bool),
+    /// Correct a result's points with the learned corrector.
+    SetLearnedCorrections(bool),
     /// Run "3D from click" at a RAS point (on a background thread).
     ClickAt(RasMm),
     /// A click of the 3D tool: refines the model's result on screen (`negative`: Ctrl+click,

@@ -267,6 +267,8 @@ pub struct Runtime {
     /// The loaded model is a SAM-Med3D checkpoint (its own preprocessing: the project
     /// network's pipeline options do not apply).
     pub model_is_sam_med3d: bool,
+    /// The engine has a corrector for points on a result.
+    pub has_corrector: bool,
     pub adapter: Option<String>,
     /// The adapter the engine put on by itself for this scan (the shipped MR adapter on an MR),
     /// as its last result named it.
@@ -419,6 +421,7 @@ impl Default for Runtime {
             connect: None,
             model: None,
             model_is_sam_med3d: false,
+            has_corrector: false,
             adapter: None,
             remote_volume: None,
             series_picker: None,
@@ -474,6 +477,10 @@ pub struct App {
     /// Let the engine put the shipped MR adapter on for MR scans.
     #[serde(default = "yes")]
     pub mr_adapter: bool,
+    /// Correct a result's points with the learned corrector (off: the model's pass at the
+    /// point and the rules of `baseline::prompted`).
+    #[serde(default = "yes")]
+    pub learned_corrections: bool,
     /// The fine-tuning panel's settings.
     pub finetune: finetune::FineTuneSettings,
     /// Which labels Accept and the brush may replace (ITK-SNAP's "paint over"; default: only
@@ -510,6 +517,7 @@ impl Default for App {
             fuse_planes: true,
             join_growing: true,
             mr_adapter: true,
+            learned_corrections: true,
             finetune: finetune::FineTuneSettings::default(),
             overwrite: edit::Overwrite::default(),
             brush: tools::brush::BrushSettings::default(),
@@ -994,6 +1002,7 @@ impl App {
             AppCommand::SetFusePlanes(on) => self.fuse_planes = on,
             AppCommand::SetJoinGrowing(on) => self.join_growing = on,
             AppCommand::SetMrAdapter(on) => self.mr_adapter = on,
+            AppCommand::SetLearnedCorrections(on) => self.learned_corrections = on,
             AppCommand::ClickAt(ras) => self.start_click(ras, None, ctx),
             AppCommand::PromptAt { at, negative } => self.prompt_at(at, negative, ctx),
             AppCommand::BoxDrag { plane, at, first } => self.box_drag(plane, at, first),
@@ -1331,6 +1340,7 @@ impl App {
             planes: if self.fuse_planes { PlaneFusion::Median } else { PlaneFusion::Own },
             join: self.join_growing,
             mr_adapter: self.mr_adapter,
+            corrector: self.learned_corrections,
             ..PipelineOptions::default()
         }
     }
@@ -1377,6 +1387,7 @@ impl App {
         self.rt.remote_volume = None;
         self.rt.model = None;
         self.rt.model_is_sam_med3d = false;
+        self.rt.has_corrector = false;
         self.rt.weights_path = None;
         self.rt.adapter = None;
         self.rt.scan_adapter = None;
@@ -1419,6 +1430,7 @@ impl App {
                     let d = info.describe();
                     self.rt.model = Some(d.clone());
                     self.rt.model_is_sam_med3d = info.is_sam_med3d();
+                    self.rt.has_corrector = info.corrector.is_some();
                     self.rt.weights_path = info.weights.clone();
                     self.rt.adapter = info.describe_adapter();
                     if self.rt.startup_weights.take().is_some() {

@@ -240,6 +240,8 @@ impl Conn {
             adapter_merged: false,
             parameters: 0,
             device: self.where_it_runs(),
+            // The server corrects as its own options say; the viewer's box does not reach it.
+            corrector: None,
         }
     }
 

@@ -144,6 +144,8 @@ pub enum Command {
     Preprocess(train_cmds::PreprocessArgs),
     /// Train or fine-tune (LoRA) the model from a TOML config.
     Train(crate::commands::TrainArgs),
+    /// Train the corrector (the learned step of refinement prompts) with simulated corrections.
+    TrainCorrector(crate::commands::TrainCorrectorArgs),
     /// One-click evaluation (model and region-growing baseline) → CSV + summary JSON.
     Eval(crate::commands::EvalArgs),
 }
@@ -228,7 +230,7 @@ pub fn run(cli: Cli) -> Result<()> {
             shape_cmds::mesh(&labels, &output, label, lps, smooth, decimate)
         }
         Some(Command::Metrics { pred, gt, json }) => shape_cmds::metrics(&pred, &gt, json),
-        Some(Command::Infer(_) | Command::Train(_) | Command::Eval(_)) => forward_to_engine(),
+        Some(Command::Infer(_) | Command::Train(_) | Command::TrainCorrector(_) | Command::Eval(_)) => forward_to_engine(),
         Some(Command::Preprocess(a)) => train_cmds::preprocess(&a),
         None => {
             let (file, labels) = match cli.file {

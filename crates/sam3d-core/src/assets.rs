@@ -16,6 +16,8 @@ pub const DEFAULT_WEIGHTS_ENV: &str = "SAM3D_DEFAULT_WEIGHTS";
 
 /// Environment variable that overrides where the shipped MR adapter is looked for (empty: none).
 pub const MR_ADAPTER_ENV: &str = "SAM3D_MR_ADAPTER";
+/// Overrides where the corrector is looked for (empty: none).
+pub const CORRECTOR_ENV: &str = "SAM3D_CORRECTOR";
 
 /// The source tree's `assets/` folder (the workspace root's).
 pub fn source_assets() -> PathBuf {
@@ -33,6 +35,12 @@ pub fn default_weights_path() -> Option<PathBuf> {
 /// empty: none). A session puts it on for MR scans while no adapter was loaded by hand.
 pub fn default_mr_adapter_path() -> Option<PathBuf> {
     overridden(MR_ADAPTER_ENV).unwrap_or_else(|| shipped("models/mr.safetensors"))
+}
+
+/// The shipped corrector (the learned step of refinement prompts, `train-corrector`), if this
+/// build has it (`SAM3D_CORRECTOR` overrides the lookup; empty: none). Every session loads it.
+pub fn default_corrector_path() -> Option<PathBuf> {
+    overridden(CORRECTOR_ENV).unwrap_or_else(|| shipped("models/corrector.safetensors"))
 }
 
 /// The demo CT shipped in `assets/demo/`.

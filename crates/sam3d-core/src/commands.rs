@@ -130,6 +130,51 @@ pub struct TrainArgs {
     pub resume: bool,
 }
 
+/// `train-corrector`'s options (see `engine::train_corrector`).
+#[derive(clap::Args, Debug)]
+pub struct TrainCorrectorArgs {
+    /// A folder of volume/label pairs (repeatable).
+    #[arg(long)]
+    pub data: Vec<PathBuf>,
+    /// Labels of the `--data` folders never used as targets (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub holdout: Vec<u16>,
+    /// CT-like and as many MR-like phantoms made in memory.
+    #[arg(long, default_value_t = 4)]
+    pub phantoms: usize,
+    /// Share of samples from the `--data` folders (the rest from the phantoms).
+    #[arg(long, default_value_t = 0.6)]
+    pub real_share: f64,
+    /// Smallest structure (voxels) trained on.
+    #[arg(long, default_value_t = 200)]
+    pub min_voxels: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub steps: u64,
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 50)]
+    pub warmup: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Cells along each side of the cube.
+    #[arg(long, default_value_t = 48)]
+    pub cells: usize,
+    /// Channels at full resolution.
+    #[arg(long, default_value_t = 8)]
+    pub base: i64,
+    /// Levels below full resolution.
+    #[arg(long, default_value_t = 3)]
+    pub levels: usize,
+    /// Start from this corrector checkpoint (its size wins over --cells/--base/--levels).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Output folder (corrector.safetensors, log.jsonl).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
 /// Arguments of `eval`.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {

@@ -95,6 +95,11 @@ pub struct PipelineOptions {
     /// (assets/models/mr.safetensors) on the model when the scan is MR and no adapter was given.
     #[arg(long = "no-mr-adapter", action = ArgAction::SetFalse)]
     pub mr_adapter: bool,
+    /// Refinement prompts without the learned corrector (assets/models/corrector.safetensors):
+    /// each positive or negative point then goes through the model's pass at the point and the
+    /// rules of `baseline::prompted` alone.
+    #[arg(long = "no-corrector", action = ArgAction::SetFalse)]
+    pub corrector: bool,
 }
 
 impl Default for PipelineOptions {
@@ -108,6 +113,7 @@ impl Default for PipelineOptions {
             join: true,
             join_near_mm: JOIN_NEAR_MM,
             mr_adapter: true,
+            corrector: true,
         }
     }
 }

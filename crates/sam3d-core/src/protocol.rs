@@ -128,6 +128,9 @@ pub struct ModelInfo {
     pub adapter_merged: bool,
     pub parameters: usize,
     pub device: String,
+    /// The corrector the engine corrects points with (`None`: none; an older engine).
+    #[serde(default)]
+    pub corrector: Option<PathBuf>,
 }
 
 /// How a SAM-Med3D checkpoint's [`ModelInfo::preset`] starts (the engine names the family there).
@@ -198,6 +201,8 @@ pub struct Timings {
     pub mask2d_secs: f64,
     /// The 3D stage (with plane fusion, also the other planes' slices and 2D masks).
     pub shape_secs: f64,
+    /// The refinement, the continuation's click search and its agreement and union, the
+    /// join, a correction's learned step, and the cut to the prompts.
     pub postprocess_secs: f64,
     /// `None` when no mesh was made.
     pub mesh_secs: Option<f64>,

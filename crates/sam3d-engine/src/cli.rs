@@ -4,7 +4,7 @@
 //! `sam3d-studio-engine`, whose `main` is [`main`] here.
 
 use crate::assets::{default_mr_adapter_path, default_weights_path};
-use crate::commands::{EvalArgs, InferArgs, TrainArgs};
+use crate::commands::{EvalArgs, InferArgs, TrainArgs, TrainCorrectorArgs};
 use crate::engine::{InferRequest, NO_WEIGHTS_HELP, NoHooks, Session};
 use crate::progress::Progress;
 use crate::geometry::{RasMm, ViewPlane};
@@ -111,6 +111,8 @@ pub enum EngineCommand {
     Infer(InferArgs),
     /// Train or fine-tune (LoRA) the model from a TOML config.
     Train(TrainArgs),
+    /// Train the corrector (the learned step of refinement prompts) with simulated corrections.
+    TrainCorrector(TrainCorrectorArgs),
     /// One-click evaluation (model and region-growing baseline) → CSV + summary JSON.
     Eval(EvalArgs),
     /// The engine behind the JSON-lines protocol on stdin/stdout, for the viewer.
@@ -173,6 +175,7 @@ pub fn main() -> ExitCode {
     let r = match &cli.command {
         EngineCommand::Infer(a) => run_infer(a),
         EngineCommand::Train(a) => run_train(a),
+        EngineCommand::TrainCorrector(a) => run_train_corrector(a),
         EngineCommand::Eval(a) => run_eval(a),
         EngineCommand::ServeHttp(a) => run_serve_http(a),
         EngineCommand::Serve => crate::engine::serve::serve(crate::engine::EngineOptions { mr_adapter: default_mr_adapter_path(), ..Default::default() })
@@ -404,6 +407,50 @@ fn ensure_output_dir(path: &Path) -> Result<()> {
     {
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create its folder {}", path.display(), dir.display()))?;
     }
+    Ok(())
+}
+
+/// `train-corrector`, in the engine process.
+pub fn run_train_corrector(a: &TrainCorrectorArgs) -> Result<()> {
+    use crate::engine::train_corrector::{CorrectorTrainOptions, train_corrector};
+    if !(0.0..=1.0).contains(&a.real_share) {
+        bail!("--real-share {}: a share between 0 and 1", a.real_share);
+    }
+    for d in &a.data {
+        if !d.is_dir() {
+            bail!("--data {}: not a folder", d.display());
+        }
+    }
+    let o = CorrectorTrainOptions {
+        data: a.data.clone(),
+        holdout: a.holdout.clone(),
+        phantoms: a.phantoms,
+        real_share: a.real_share,
+        min_voxels: a.min_voxels,
+        steps: a.steps,
+        batch: a.batch,
+        lr: a.lr,
+        warmup: a.warmup,
+        seed: a.seed,
+        config: crate::model::corrector::CorrectorConfig { base: a.base, levels: a.levels, cells: a.cells },
+        init: a.init.clone(),
+    };
+    let bar = Progress::new("train-corrector", a.steps);
+    let s = train_corrector(&o, &a.out, &|_, _, _| bar.inc(1)).with_context(|| format!("training the corrector into {}", a.out.display()))?;
+    bar.finish();
+    println!(
+        "{}: {} steps ({} samples, {:.1} samples/s, {:.0} s){}; loss {:.4} → {:.4}; Dice on the cube {:.3} (the candidates it was given: {:.3})",
+        s.weights.display(),
+        s.steps,
+        s.samples,
+        s.samples_per_sec,
+        s.secs,
+        if s.stopped { ", stopped on request" } else { "" },
+        s.first_loss,
+        s.last_loss,
+        s.last_dice,
+        s.last_previous_dice
+    );
     Ok(())
 }
 

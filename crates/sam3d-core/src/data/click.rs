@@ -239,7 +239,7 @@ pub fn prepare_click(pv: &PreparedVolume, click: RasMm, plane: ViewPlane, p: &Cl
 }
 
 /// Normalised intensities at the cell centres of a `cells³` cube (`[k, j, i]`).
-fn sample_cube(pv: &PreparedVolume, ras_from_cell: &RasFromGrid, cells: usize) -> Array3<f32> {
+pub(crate) fn sample_cube(pv: &PreparedVolume, ras_from_cell: &RasFromGrid, cells: usize) -> Array3<f32> {
     let c = cells;
     let flat: Vec<f32> = (0..c * c * c)
         .into_par_iter()

@@ -6,6 +6,7 @@
 
 pub mod cases;
 pub mod click;
+pub mod correction;
 pub mod phantom;
 pub mod preprocess;
 pub mod sam_med3d;

@@ -111,6 +111,11 @@ impl TrainCase {
         TrainCase { name: name.into(), volume, labels, modality, classes, sdf, interior, listed_clicks, weight: 1.0, class_weight_power: 0.0, prepared }
     }
 
+    /// The volume prepared for sampling (`None` when it could not be: a singular affine).
+    pub fn prepared(&self) -> Option<&PreparedVolume> {
+        self.prepared.as_ref()
+    }
+
     /// Keeps only the classes for which `keep` holds (with their SDFs, interiors and clicks).
     pub fn retain_classes(&mut self, keep: impl Fn(u16, usize) -> bool) {
         let idx: Vec<usize> = (0..self.classes.len()).filter(|&c| keep(self.classes[c], self.interior[c].len())).collect();

@@ -12,6 +12,7 @@ pub mod serve;
 pub mod session;
 pub mod shape_model;
 pub mod train;
+pub mod train_corrector;
 pub mod train_sam_med3d;
 
 pub use session::{EngineError, Hooks, InferRequest, InferResult, NO_WEIGHTS_HELP, NoHooks, Session, Stage, Timings};

@@ -134,6 +134,7 @@ impl Foundation {
             adapter_merged: false,
             parameters,
             device: format!("{:?}", self.vs.device()),
+            corrector: None,
         }
     }
 

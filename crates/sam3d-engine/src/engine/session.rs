@@ -8,6 +8,7 @@ use crate::baseline::refine::{RefineParams, intensity_floor, refine_component_wi
 use crate::prompts::{ObjectRef, Prompt, PromptSet};
 use crate::data::click::{self, ClickError, ClickSample, PreparedVolume, RasFromPixel};
 use crate::geometry::{ArrayIdx, Point3, RasFromGrid, RasMm, ViewPlane};
+use crate::model::corrector::Corrector;
 use crate::model::{Model, ModelError, ModelInfo};
 use super::sam_med3d::{Foundation, FoundationStep, is_torch_checkpoint};
 use std::collections::BTreeMap;
@@ -137,6 +138,13 @@ pub struct Session {
     adapter_by_hand: bool,
     /// Why the MR adapter could not be put on (it does not fit the loaded weights, say).
     mr_adapter_error: Option<String>,
+    /// The learned step of point corrections ([`crate::model::corrector`]; the shipped one is
+    /// loaded by [`Session::new`]), used while [`PipelineOptions::corrector`] is on.
+    corrector: Option<Corrector>,
+    /// Why the corrector could not be loaded.
+    corrector_error: Option<String>,
+    /// Where the corrector was loaded from.
+    corrector_path: Option<PathBuf>,
     /// The object being refined: its candidate after each of its prompts (cleared with the
     /// volume).
     object: Option<HeldObject>,
@@ -196,8 +204,43 @@ impl Session {
             mr_adapter: None,
             adapter_by_hand: false,
             mr_adapter_error: None,
+            corrector: None,
+            corrector_error: None,
+            corrector_path: None,
             object: None,
         }
+        .with_corrector(crate::assets::default_corrector_path())
+    }
+
+    /// The session with the corrector at `path` (`None`: without one). A file that cannot be
+    /// loaded leaves the session without one and [`Session::corrector_error`] says why.
+    pub fn with_corrector(mut self, path: Option<PathBuf>) -> Self {
+        self.set_corrector(path);
+        self
+    }
+
+    /// Loads the corrector at `path` (`None`: none; see [`Session::with_corrector`]).
+    pub fn set_corrector(&mut self, path: Option<PathBuf>) {
+        self.corrector_error = None;
+        self.corrector_path = path.clone();
+        self.corrector = match path.map(|p| Corrector::load(&p, Device::Cpu)) {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                self.corrector_error = Some(e.to_string());
+                None
+            }
+            None => None,
+        };
+    }
+
+    /// Whether a corrector is loaded.
+    pub fn has_corrector(&self) -> bool {
+        self.corrector.is_some()
+    }
+
+    /// Why the corrector could not be loaded.
+    pub fn corrector_error(&self) -> Option<&str> {
+        self.corrector_error.as_deref()
     }
 
     /// The LoRA adapter to put on the model while the scan is MR and no adapter was loaded by
@@ -295,7 +338,9 @@ impl Session {
 
     /// What the loaded model is (either family).
     pub fn model_info(&self) -> Option<ModelInfo> {
-        self.foundation.as_ref().map(Foundation::info).or_else(|| self.model.as_ref().map(Model::info))
+        self.foundation.as_ref().map(Foundation::info).or_else(|| {
+            self.model.as_ref().map(|m| ModelInfo { corrector: self.corrector.as_ref().and(self.corrector_path.clone()), ..m.info() })
+        })
     }
 
     /// Loads a LoRA adapter onto the current model, by hand: it stays whatever the scan's
@@ -399,6 +444,22 @@ impl Session {
             n => self.object.as_ref().map(|o| o.steps[n - 1].clone()).unwrap_or_default(),
         };
 
+        // A point on an object with a candidate: the corrector, when there is one.
+        let hybrid = std::env::var("SAM3D_CORRECTOR_MODE").is_ok_and(|v| v == "after-rules");
+        if let (Some(corrector), Some(prev), Some(_), None, true, false) =
+            (self.corrector.as_ref(), base_state.candidate.as_ref(), req.prompt.point, req.prompt.bbox, self.options.corrector, hybrid)
+        {
+            let t = Instant::now();
+            let state = corrected(corrector, pv, &base_state, prev, &req.prompt)?;
+            timings.postprocess_secs += t.elapsed().as_secs_f64();
+            check(hooks)?;
+            let click = prompt_point(&req.prompt);
+            let view = base_view.unwrap_or_else(|| {
+                let p = model.click_params();
+                PassView { mask2d: Array2::from_elem((p.image_size, p.image_size), false), ras_from_pixel: click::slice_ras_from_pixel(click, req.plane, &p), class: 0 }
+            });
+            return self.finish(req, (id, after), state, view, None, timings, hooks, t_all);
+        }
         let floor = *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume));
         let refine = (self.options.refine(), floor);
         let fusion = (self.options.planes, (self.options.views as usize).min(TEST_VIEWS.len()));
@@ -419,6 +480,16 @@ impl Session {
             }
         })?;
         check(hooks)?;
+        let state = match (self.corrector.as_ref(), state.candidate.as_ref(), req.prompt.point, req.prompt.bbox, hybrid && self.options.corrector && after > 0) {
+            (Some(corrector), Some(prev), Some(_), None, true) => {
+                let t = Instant::now();
+                let base = ObjectState { prompts: base_state.prompts.clone(), found: None, excluded: state.excluded.clone(), candidate: None };
+                let s2 = corrected(corrector, pv, &base, prev, &req.prompt)?;
+                timings.postprocess_secs += t.elapsed().as_secs_f64();
+                s2
+            }
+            _ => state,
+        };
         let click = prompt_point(&req.prompt);
         let view = view.or(base_view).unwrap_or_else(|| {
             // No pass yet (a negative point first): an empty mask on the prompt's slice.
@@ -540,6 +611,35 @@ impl Session {
 }
 
 /// Where a prompt is: its point, or its box's centre.
+/// The object after a point prompt, by the corrector: its cube around the previous candidate
+/// and every point ([`crate::data::correction`]), the network's logits brought back to the scan
+/// as the components through the positive points, then cut to the prompts as every candidate
+/// is ([`crate::baseline::prompted::constrain`]).
+fn corrected(corrector: &Corrector, pv: &PreparedVolume, base: &ObjectState, previous: &crate::shape::GridComponent, prompt: &Prompt) -> Result<ObjectState, EngineError> {
+    use crate::data::correction::{CorrectionCube, CubeParams, correction_input};
+    let mut prompts = base.prompts.clone();
+    prompts.add(prompt);
+    let vol = pv.volume.as_ref();
+    let points: Vec<RasMm> = prompts.positive.iter().chain(&prompts.negative).copied().collect();
+    let cube = CorrectionCube::around(previous, vol, &points, &CubeParams::new(corrector.config.cells));
+    let x = correction_input(pv, previous, &prompts, &cube);
+    let outside = corrector.predict(&x)?.mapv(|l| -l);
+    let mut found: Option<crate::shape::GridComponent> = None;
+    for p in &prompts.positive {
+        if found.as_ref().is_some_and(|f| vol.index_of_ras(*p).is_some_and(|a| f.contains(a))) {
+            continue;
+        }
+        if let Some(c) = crate::shape::component::sdf_component_on_grid(outside.view(), &cube.ras_from_grid, vol.shape(), vol.ras_from_voxel(), *p) {
+            found = Some(match found {
+                Some(f) => f.union(&c),
+                None => c,
+            });
+        }
+    }
+    let candidate = found.as_ref().and_then(|f| crate::baseline::prompted::constrain(f, &prompts, vol));
+    Ok(ObjectState { prompts, found, excluded: base.excluded.clone(), candidate })
+}
+
 fn prompt_point(p: &Prompt) -> RasMm {
     p.point.map(|p| p.at).or(p.bbox.map(|b| b.centre())).unwrap_or(RasMm::new(0.0, 0.0, 0.0))
 }
@@ -578,6 +678,9 @@ fn run_click(
         let t = Instant::now();
         let extra = extension_clicks(c, &first.sample.ras_from_grid, first.sample.grid, vol);
         log::debug!("extension clicks: {} in {:.3} s", extra.len(), t.elapsed().as_secs_f64());
+        // Finding the clicks, and each pass's agreement and union, are post-processing (the
+        // passes' own stages count where they belong).
+        timings.postprocess_secs += t.elapsed().as_secs_f64();
         for (click, idx) in extra.into_iter().filter(|(c, _)| !prompts.blocks(*c)) {
             check(hooks)?;
             let pass = shape_at(model, pv, refine, fusion, click, plane, None, false, prompts, timings, hooks)?;
@@ -590,6 +693,7 @@ fn run_click(
                 timings.extension_passes += 1;
             }
             log::debug!("extension at {click:?}: agreement and union {:.3} s", t.elapsed().as_secs_f64());
+            timings.postprocess_secs += t.elapsed().as_secs_f64();
         }
     }
     // Region growing from the click, joined where it agrees with the model's shape.

@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod convert;
+pub mod corrector;
 pub mod layers;
 pub mod lora;
 pub mod net;
@@ -239,6 +240,7 @@ impl Model {
             adapter_merged: self.lora.as_ref().is_some_and(|l| l.merged),
             parameters: self.vs.variables().values().map(|t| t.numel()).sum(),
             device: format!("{:?}", self.device()),
+            corrector: None,
         }
     }
 
