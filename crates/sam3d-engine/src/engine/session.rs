@@ -445,9 +445,8 @@ impl Session {
         };
 
         // A point on an object with a candidate: the corrector, when there is one.
-        let hybrid = std::env::var("SAM3D_CORRECTOR_MODE").is_ok_and(|v| v == "after-rules");
-        if let (Some(corrector), Some(prev), Some(_), None, true, false) =
-            (self.corrector.as_ref(), base_state.candidate.as_ref(), req.prompt.point, req.prompt.bbox, self.options.corrector, hybrid)
+        if let (Some(corrector), Some(prev), Some(_), None, true) =
+            (self.corrector.as_ref(), base_state.candidate.as_ref(), req.prompt.point, req.prompt.bbox, self.options.corrector)
         {
             let t = Instant::now();
             let state = corrected(corrector, pv, &base_state, prev, &req.prompt)?;
@@ -480,16 +479,6 @@ impl Session {
             }
         })?;
         check(hooks)?;
-        let state = match (self.corrector.as_ref(), state.candidate.as_ref(), req.prompt.point, req.prompt.bbox, hybrid && self.options.corrector && after > 0) {
-            (Some(corrector), Some(prev), Some(_), None, true) => {
-                let t = Instant::now();
-                let base = ObjectState { prompts: base_state.prompts.clone(), found: None, excluded: state.excluded.clone(), candidate: None };
-                let s2 = corrected(corrector, pv, &base, prev, &req.prompt)?;
-                timings.postprocess_secs += t.elapsed().as_secs_f64();
-                s2
-            }
-            _ => state,
-        };
         let click = prompt_point(&req.prompt);
         let view = view.or(base_view).unwrap_or_else(|| {
             // No pass yet (a negative point first): an empty mask on the prompt's slice.
