@@ -280,3 +280,15 @@ a5=runs/lora-mr-stage5/adapter.safetensors
 "$bin" eval "${mrall7[@]}" --weights "$w5" --adapter "$a5" --model-only --out runs/eval/s10/s5_mr7.csv
 "$bin" eval --data runs/eval-phantoms-mr --weights "$w5" --adapter "$a5" --model-only --out runs/eval/s10/s5_mrphantoms.csv
 echo "session 10's trials: runs/eval/s10/"
+
+# Session 18's trial, not shipped (the model card's "Session 18"): the corrector for refinement
+# prompts, trained with simulated corrections with the six evaluated organs held out, against the
+# rules (`--no-corrector`) on the demo CT and the real MR.
+mkdir -p runs/eval/s18
+"$bin" train-corrector --data assets/demo --holdout 1,2,3,5,6,7 --phantoms 4 --steps 2000 --batch 4 --seed 22 --out runs/corrector
+for d in demo mr; do
+    set6=(--data "assets/$d" --labels 1,2,3,5,6,7 --clicks 5 --model-only)
+    "$bin" eval "${set6[@]}" --no-corrector --out "runs/eval/s18/${d}_rules.csv"
+    SAM3D_CORRECTOR=runs/corrector/corrector.safetensors "$bin" eval "${set6[@]}" --out "runs/eval/s18/${d}_corrector.csv"
+done
+echo "session 18's corrector trial: runs/eval/s18/"

@@ -116,6 +116,9 @@ pub struct EvalSummary {
     pub join_near_mm: Option<f64>,
     /// The adapter put on for MR scans (`None`: none, `--no-mr-adapter` or an `--adapter`).
     pub mr_adapter: Option<String>,
+    /// The corrector the prompts after the first went through (`None`: none was loaded, or
+    /// `--no-corrector`: the rules of `baseline::prompted`).
+    pub corrector: Option<String>,
     /// The clicks' depth as a fraction of the deepest point's (`--click-depth`; 1: deepest).
     pub click_depth: f64,
     /// Prompts per structure and plane (`--clicks`): the first click, then simulated
@@ -204,6 +207,9 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
                 s.load_adapter(a)?;
             }
             s.set_mr_adapter(opts.mr_adapter.clone())?;
+            if let Some(e) = s.corrector_error().filter(|_| opts.pipeline.corrector) {
+                anyhow::bail!("the corrector: {e} (--no-corrector evaluates without it)");
+            }
             Some(s)
         }
         None => None,
@@ -302,6 +308,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         weights: opts.weights.as_ref().map(|p| p.display().to_string()),
         adapter: opts.adapter.as_ref().map(|p| p.display().to_string()),
         mr_adapter: opts.mr_adapter.as_ref().map(|p| p.display().to_string()),
+        corrector: session.as_ref().filter(|_| opts.pipeline.corrector).and_then(|s| s.corrector_path()).map(|p| p.display().to_string()),
         join_near_mm: opts.pipeline.join_near(),
         reference_mask2d: opts.reference_mask2d,
         refine: opts.pipeline.refine().cloned(),

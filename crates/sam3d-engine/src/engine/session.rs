@@ -226,6 +226,7 @@ impl Session {
         self.corrector = match path.map(|p| Corrector::load(&p, Device::Cpu)) {
             Some(Ok(c)) => Some(c),
             Some(Err(e)) => {
+                log::warn!("no corrector: {e}");
                 self.corrector_error = Some(e.to_string());
                 None
             }
@@ -236,6 +237,11 @@ impl Session {
     /// Whether a corrector is loaded.
     pub fn has_corrector(&self) -> bool {
         self.corrector.is_some()
+    }
+
+    /// Where the loaded corrector came from (`None`: none is loaded).
+    pub fn corrector_path(&self) -> Option<&Path> {
+        self.corrector.as_ref().and(self.corrector_path.as_deref())
     }
 
     /// Why the corrector could not be loaded.
