@@ -108,6 +108,8 @@ fn the_corrector_s_cube_lies_where_the_candidate_lies() {
     let mut s = session(&vol);
     s.set_corrector(Some(identity_corrector(dir.path())));
     assert!(s.has_corrector(), "{:?}", s.corrector_error());
+    // What a client is told (the viewer's "Learned corrections" box follows it).
+    assert!(s.model_info().expect("model").corrector.is_some_and(|p| p.ends_with("identity.safetensors")));
     let (a, b) = (RasMm::new(-15.0, 0.0, 0.0), RasMm::new(15.0, 0.0, 0.0));
     let r1 = run(&mut s, Prompt::positive(a), None).expect("first click");
     assert!(r1.voxel_count > 50, "the first click found {} voxels: the test needs a candidate", r1.voxel_count);
@@ -134,5 +136,6 @@ fn the_corrector_s_cube_lies_where_the_candidate_lies() {
     std::fs::write(&bad, b"not a checkpoint").expect("write");
     s.set_corrector(Some(bad));
     assert!(!s.has_corrector());
+    assert_eq!(s.model_info().expect("model").corrector, None);
     assert!(s.corrector_error().is_some_and(|e| e.contains("bad.safetensors")), "{:?}", s.corrector_error());
 }

@@ -149,6 +149,16 @@ pub fn menu_ui(app: &mut App, ui: &mut egui::Ui) {
                 cmds.push(AppCommand::OpenFineTune);
             }
             ui.separator();
+            let mut learned = app.learned_corrections;
+            let r = ui.add_enabled(app.rt.has_corrector, egui::Checkbox::new(&mut learned, "Learned corrections")).on_disabled_hover_text(
+                "The engine has no corrector (assets/models/corrector.safetensors, or SAM3D_CORRECTOR): points on a result go through the model's pass at the point and fixed rules.",
+            ).on_hover_text(
+                "With a result shown, each click (add) or Ctrl+click (remove) goes to the corrector, a network trained with simulated corrections that sees the scan, the result and every point so far, and returns the corrected result (assets/models/corrector.safetensors). Off: the model's pass at the point and fixed rules (add what the pass finds around it; cut the structure under a negative point).",
+            );
+            if r.changed() {
+                cmds.push(AppCommand::SetLearnedCorrections(learned));
+            }
+            ui.separator();
             ui.label(match &app.rt.model {
                 Some(m) => format!("Loaded: {m}"),
                 None => "No weights loaded: \"3D from click\" uses region growing.".into(),
@@ -560,15 +570,6 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
             );
             if r.changed() {
                 cmds.push(AppCommand::SetJoinGrowing(join));
-            }
-            let mut learned = app.learned_corrections;
-            let r = ui.add_enabled(app.rt.has_corrector, egui::Checkbox::new(&mut learned, "Learned corrections")).on_disabled_hover_text(
-                "The engine has no corrector (assets/models/corrector.safetensors, or SAM3D_CORRECTOR): points on a result go through the model's pass at the point and fixed rules.",
-            ).on_hover_text(
-                "With a result shown, each click (add) or Ctrl+click (remove) goes to the corrector, a network trained with simulated corrections that sees the scan, the result and every point so far, and returns the corrected result (assets/models/corrector.safetensors). Off: the model's pass at the point and fixed rules (add what the pass finds around it; cut the structure under a negative point).",
-            );
-            if r.changed() {
-                cmds.push(AppCommand::SetLearnedCorrections(learned));
             }
             if app.scene().is_some_and(|s| s.modality == crate::volume::Modality::Mr) {
                 let mut mr = app.mr_adapter;

@@ -313,7 +313,7 @@ impl Session {
         self.object = None;
         self.prepare()?;
         self.apply_mr_adapter()?;
-        self.model.as_ref().map(Model::info).ok_or(EngineError::NoModel)
+        self.model_info().ok_or(EngineError::NoModel)
     }
 
     /// Loads a checkpoint, chosen by the file: the project's own (safetensors, architecture
