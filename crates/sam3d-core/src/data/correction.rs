@@ -478,6 +478,30 @@ mod tests {
     }
 
     #[test]
+    fn a_candidate_on_an_oblique_anisotropic_grid_comes_back_through_the_cube() {
+        // A 25° tilted grid of 1.2 × 0.8 × 3 mm voxels with a flipped axis; a 20 mm ball on it.
+        let rot = *Rotation3::from_axis_angle(&Vector3::x_axis(), 25f64.to_radians()).matrix();
+        let lin = rot * Matrix3::from_diagonal(&Vector3::new(-1.2, 0.8, 3.0));
+        let rfv = crate::geometry::RasFromVoxel::from_parts(lin, Vector3::new(40.0, -30.0, -20.0));
+        let (ni, nj, nk) = (80usize, 90usize, 30usize);
+        let centre = rfv.apply(VoxelIjk::new(40.0, 45.0, 15.0));
+        let mask = Array3::from_shape_fn((nk, nj, ni), |(k, j, i)| rfv.apply(VoxelIjk::new(i as f64, j as f64, k as f64)).distance(&centre) < 20.0);
+        let labels = crate::volume::LabelMap::new(mask.mapv(u16::from), rfv).expect("labels");
+        let comp = GridComponent { origin_kji: [0, 0, 0], voxel_count: mask.iter().filter(|v| **v).count(), mask: mask.clone() };
+        let cube = CorrectionCube::around(&comp, &labels, &[centre], &CubeParams::new(48));
+        // The cube holds the ball's voxel box with its margin: that box, tilted 25° about R,
+        // spans 40 (cos 25° + sin 25°) ≈ 53 mm along A and S, × 1.4 over 48 cells.
+        let side = cube.cell_mm() * 48.0;
+        assert!((70.0..80.0).contains(&side), "side {side:.1} mm");
+        let prev = sample_component(&comp, &labels, &cube);
+        let outside = prev.mapv(|p| 0.5 - p);
+        let back = crate::shape::sdf_component_on_grid(outside.view(), &cube.ras_from_grid, labels.shape(), labels.ras_from_voxel(), centre).expect("a component");
+        let both = back.voxels().filter(|v| mask[[v.k, v.j, v.i]]).count();
+        let dice = 2.0 * both as f64 / (back.voxel_count + comp.voxel_count) as f64;
+        assert!(dice > 0.95, "Dice {dice:.3} ({} → {} voxels)", comp.voxel_count, back.voxel_count);
+    }
+
+    #[test]
     fn simulated_samples_ask_for_the_reference_after_a_protocol_click() {
         let case = case();
         let c = case.classes.iter().position(|&l| l == 1).expect("class 1");
