@@ -177,6 +177,14 @@ fn eval_with_clicks_reports_the_dice_after_each_prompt() {
         assert_eq!(s.mean_dice_by_prompt.len(), 3, "{m}");
         assert!((s.mean_dice_by_prompt[0] - s.mean_dice).abs() < 1e-9, "{m}");
         assert!(s.by_label.iter().all(|l| l.mean_dice_by_prompt.len() == 3));
+        // The rows that ended below their first click, named as the report names rows.
+        let below: Vec<String> = rows
+            .iter()
+            .filter(|r| r.method == *m && r.dice_by_prompt[2] < r.dice_by_prompt[0])
+            .map(|r| format!("{}/{}/{}", r.case, r.label, r.plane.name()))
+            .collect();
+        assert_eq!(s.below_first, below, "{m}");
+        println!("{m}: {} row(s) below their first click", below.len());
     }
     // (Whether the corrections help is measured, not asserted: on these phantoms the errors
     // left after one click are thin rims, where a click adds or removes little.)
@@ -187,7 +195,7 @@ fn eval_with_clicks_reports_the_dice_after_each_prompt() {
     assert!(header.starts_with(CSV_HEADER) && header.ends_with(",dice_after_1,dice_after_2,dice_after_3"), "{header}");
     assert!(csv.lines().skip(1).all(|l| l.split(',').count() == header.split(',').count()));
     let js = std::fs::read_to_string(report.with_extension("json")).expect("json");
-    assert!(js.contains("mean_dice_by_prompt"));
+    assert!(js.contains("mean_dice_by_prompt") && js.contains("below_first"));
     for (m, s) in &summary.methods {
         println!("{m}: Dice after 1, 2, 3 prompts {:?}", s.mean_dice_by_prompt);
     }

@@ -559,6 +559,9 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
                 by.join(", "),
                 s.mean_prompt_secs.map(|t| format!(" ({:.0} ms per correction)", t * 1000.0)).unwrap_or_default()
             );
+            if !s.below_first.is_empty() {
+                println!("{:<11} lower after the last prompt than after the first: {} of {} ({})", "", s.below_first.len(), s.rows, s.below_first.join(", "));
+            }
         }
         if s.by_label.len() > 1 && s.by_label.len() <= 60 {
             print!("{}", crate::engine::eval::label_table(s));

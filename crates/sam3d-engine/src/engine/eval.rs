@@ -65,6 +65,9 @@ pub struct MethodSummary {
     pub mean_secs: f64,
     /// Mean Dice after 1, 2, … N prompts (`eval --clicks N`).
     pub mean_dice_by_prompt: Vec<f64>,
+    /// `case/label/plane` of the rows whose Dice after the last prompt is lower than after the
+    /// first (`eval --clicks N`: corrections must never leave a structure worse than its click).
+    pub below_first: Vec<String>,
     /// Mean seconds of a prompt after the first (`None` with one prompt).
     pub mean_prompt_secs: Option<f64>,
     /// Mean Dice of the clicks made on each plane (`axial`, `coronal`, `sagittal`).
@@ -463,6 +466,11 @@ pub fn summarise(rows: &[EvalRow], names: &BTreeMap<u16, String>) -> BTreeMap<St
                 mean_dice_2d: mean_opt(rs.iter().map(|r| r.dice_2d)),
                 mean_secs: rs.iter().map(|r| r.secs).sum::<f64>() / n,
                 mean_dice_by_prompt: mean_by_prompt(&rs),
+                below_first: rs
+                    .iter()
+                    .filter(|r| matches!((r.dice_by_prompt.first(), r.dice_by_prompt.last()), (Some(a), Some(b)) if r.dice_by_prompt.len() > 1 && b < a))
+                    .map(|r| row_at(r))
+                    .collect(),
                 mean_prompt_secs: mean_opt(rs.iter().map(|r| r.prompt_secs)),
                 dice_by_plane: dice_by_plane(&rs),
                 by_label,
