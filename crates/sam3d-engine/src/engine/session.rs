@@ -139,12 +139,11 @@ pub struct Session {
     /// Why the MR adapter could not be put on (it does not fit the loaded weights, say).
     mr_adapter_error: Option<String>,
     /// The learned step of point corrections ([`crate::model::corrector`]; the shipped one is
-    /// loaded by [`Session::new`]), used while [`PipelineOptions::corrector`] is on.
-    corrector: Option<Corrector>,
+    /// loaded by [`Session::new`]) and the file it came from, used while
+    /// [`PipelineOptions::corrector`] is on.
+    corrector: Option<(Corrector, PathBuf)>,
     /// Why the corrector could not be loaded.
     corrector_error: Option<String>,
-    /// Where the corrector was loaded from.
-    corrector_path: Option<PathBuf>,
     /// The object being refined: its candidate after each of its prompts (cleared with the
     /// volume).
     object: Option<HeldObject>,
@@ -179,6 +178,14 @@ struct PassView {
     class: usize,
 }
 
+impl PassView {
+    /// No pass: an empty mask on the slice through `at`.
+    fn empty(model: &Model, at: RasMm, plane: ViewPlane) -> Self {
+        let p = model.click_params();
+        PassView { mask2d: Array2::from_elem((p.image_size, p.image_size), false), ras_from_pixel: click::slice_ras_from_pixel(at, plane, &p), class: 0 }
+    }
+}
+
 impl Default for Session {
     fn default() -> Self {
         Self::new()
@@ -206,7 +213,6 @@ impl Session {
             mr_adapter_error: None,
             corrector: None,
             corrector_error: None,
-            corrector_path: None,
             object: None,
         }
         .with_corrector(crate::assets::default_corrector_path())
@@ -222,10 +228,9 @@ impl Session {
     /// Loads the corrector at `path` (`None`: none; see [`Session::with_corrector`]).
     pub fn set_corrector(&mut self, path: Option<PathBuf>) {
         self.corrector_error = None;
-        self.corrector_path = path.clone();
-        self.corrector = match path.map(|p| Corrector::load(&p, Device::Cpu)) {
-            Some(Ok(c)) => Some(c),
-            Some(Err(e)) => {
+        self.corrector = match path.map(|p| (Corrector::load(&p, Device::Cpu), p)) {
+            Some((Ok(c), p)) => Some((c, p)),
+            Some((Err(e), _)) => {
                 log::warn!("no corrector: {e}");
                 self.corrector_error = Some(e.to_string());
                 None
@@ -241,7 +246,7 @@ impl Session {
 
     /// Where the loaded corrector came from (`None`: none is loaded).
     pub fn corrector_path(&self) -> Option<&Path> {
-        self.corrector.as_ref().and(self.corrector_path.as_deref())
+        self.corrector.as_ref().map(|(_, p)| p.as_path())
     }
 
     /// Why the corrector could not be loaded.
@@ -345,7 +350,7 @@ impl Session {
     /// What the loaded model is (either family).
     pub fn model_info(&self) -> Option<ModelInfo> {
         self.foundation.as_ref().map(Foundation::info).or_else(|| {
-            self.model.as_ref().map(|m| ModelInfo { corrector: self.corrector.as_ref().and(self.corrector_path.clone()), ..m.info() })
+            self.model.as_ref().map(|m| ModelInfo { corrector: self.corrector_path().map(Path::to_path_buf), ..m.info() })
         })
     }
 
@@ -452,17 +457,13 @@ impl Session {
 
         // A point on an object with a candidate: the corrector, when there is one.
         if let (Some(corrector), Some(prev), Some(_), None, true) =
-            (self.corrector.as_ref(), base_state.candidate.as_ref(), req.prompt.point, req.prompt.bbox, self.options.corrector)
+            (self.corrector.as_ref().map(|(c, _)| c), base_state.candidate.as_ref(), req.prompt.point, req.prompt.bbox, self.options.corrector)
         {
             let t = Instant::now();
             let state = corrected(corrector, pv, &base_state, prev, &req.prompt)?;
             timings.postprocess_secs += t.elapsed().as_secs_f64();
             check(hooks)?;
-            let click = prompt_point(&req.prompt);
-            let view = base_view.unwrap_or_else(|| {
-                let p = model.click_params();
-                PassView { mask2d: Array2::from_elem((p.image_size, p.image_size), false), ras_from_pixel: click::slice_ras_from_pixel(click, req.plane, &p), class: 0 }
-            });
+            let view = base_view.unwrap_or_else(|| PassView::empty(model, prompt_point(&req.prompt), req.plane));
             return self.finish(req, (id, after), state, view, None, timings, hooks, t_all);
         }
         let floor = *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume));
@@ -486,11 +487,8 @@ impl Session {
         })?;
         check(hooks)?;
         let click = prompt_point(&req.prompt);
-        let view = view.or(base_view).unwrap_or_else(|| {
-            // No pass yet (a negative point first): an empty mask on the prompt's slice.
-            let p = model.click_params();
-            PassView { mask2d: Array2::from_elem((p.image_size, p.image_size), false), ras_from_pixel: click::slice_ras_from_pixel(click, req.plane, &p), class: 0 }
-        });
+        // No pass yet (a negative point first): an empty mask on the prompt's slice.
+        let view = view.or(base_view).unwrap_or_else(|| PassView::empty(model, click, req.plane));
         self.finish(req, (id, after), state, view, None, timings, hooks, t_all)
     }
 
@@ -605,7 +603,6 @@ impl Session {
     }
 }
 
-/// Where a prompt is: its point, or its box's centre.
 /// The object after a point prompt, by the corrector: its cube around the previous candidate
 /// and every point ([`crate::data::correction`]), the network's logits brought back to the scan
 /// as the components through the positive points, then cut to the prompts as every candidate
@@ -635,6 +632,7 @@ fn corrected(corrector: &Corrector, pv: &PreparedVolume, base: &ObjectState, pre
     Ok(ObjectState { prompts, found, excluded: base.excluded.clone(), candidate })
 }
 
+/// Where a prompt is: its point, or its box's centre.
 fn prompt_point(p: &Prompt) -> RasMm {
     p.point.map(|p| p.at).or(p.bbox.map(|b| b.centre())).unwrap_or(RasMm::new(0.0, 0.0, 0.0))
 }
