@@ -10,6 +10,7 @@
 pub mod join;
 pub mod prompted;
 pub mod refine;
+pub mod smoothed;
 
 use crate::geometry::{ArrayIdx, RasMm};
 use crate::prompts::PromptSet;

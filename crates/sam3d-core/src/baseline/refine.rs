@@ -17,6 +17,7 @@
 //! Without pruning it only adds voxels. The work is on the mask's box grown by the band (and
 //! the smoothing's reach), never on the whole scan.
 
+use super::smoothed::SmoothedScan;
 use super::{gaussian_smooth, morph};
 use crate::shape::flood::{component_containing, fill_holes, grow_through, largest_component};
 use crate::geometry::ArrayIdx;
@@ -100,19 +101,29 @@ pub fn robust_stats(v: &mut Vec<f32>) -> Option<(f64, f64)> {
 /// statistics and pruning keeps the largest part). `floor` is [`intensity_floor`] of `vol`
 /// (computed once per volume by the caller).
 pub fn refine_component(vol: &Volume, comp: &GridComponent, p: &RefineParams, floor: f64, click: Option<ArrayIdx>) -> GridComponent {
-    refine_component_within(vol, comp, p, floor, click, &PromptSet::default())
+    refine_component_within(vol, comp, p, floor, click, &PromptSet::default(), None)
 }
 
 /// [`refine_component`] that never adds a voxel `prompts` blocks (near a negative point,
 /// outside the box: [`crate::prompts::PromptSet::blocks`]).
-pub fn refine_component_within(vol: &Volume, comp: &GridComponent, p: &RefineParams, floor: f64, click: Option<ArrayIdx>, prompts: &PromptSet) -> GridComponent {
+/// `smoothed`: the whole scan already smoothed ([`super::smoothed`]), read instead of smoothing
+/// the box when it was smoothed with this `p`'s Gaussian (the result is the same either way).
+pub fn refine_component_within(
+    vol: &Volume,
+    comp: &GridComponent,
+    p: &RefineParams,
+    floor: f64,
+    click: Option<ArrayIdx>,
+    prompts: &PromptSet,
+    smoothed: Option<&SmoothedScan>,
+) -> GridComponent {
     if comp.voxel_count == 0 || !comp.fits([vol.data.shape()[0], vol.data.shape()[1], vol.data.shape()[2]]) {
         return comp.clone();
     }
     let sp = vol.spacing();
     let sp_kji = sp.kji();
     let shape = vol.data.shape();
-    let sigma_vox = sp_kji.map(|s| (p.smooth_sigma_mm / s).max(0.8));
+    let sigma_vox = super::smoothed::sigma_vox(vol, p.smooth_sigma_mm);
     let band_vox = sp_kji.map(|s| (p.band_mm / s).ceil() as usize);
     let reach = sigma_vox.map(|s| (3.0 * s).ceil() as usize);
     let d = comp.mask.dim();
@@ -129,10 +140,16 @@ pub fn refine_component_within(vol: &Volume, comp: &GridComponent, p: &RefinePar
         ohi[a] = (hi[a] + reach[a]).min(shape[a]);
     }
     let t0 = std::time::Instant::now();
-    let outer = Zip::from(vol.data.slice(s![olo[0]..ohi[0], olo[1]..ohi[1], olo[2]..ohi[2]])).par_map_collect(|&v| v);
-    let smoothed = gaussian_smooth(&outer, sigma_vox);
+    let own;
+    let inner = match smoothed.and_then(|sm| sm.window(sigma_vox, lo, hi)) {
+        Some(w) => w,
+        None => {
+            let outer = Zip::from(vol.data.slice(s![olo[0]..ohi[0], olo[1]..ohi[1], olo[2]..ohi[2]])).par_map_collect(|&v| v);
+            own = gaussian_smooth(&outer, sigma_vox);
+            own.slice(s![lo[0] - olo[0]..hi[0] - olo[0], lo[1] - olo[1]..hi[1] - olo[1], lo[2] - olo[2]..hi[2] - olo[2]])
+        }
+    };
     let t_smooth = t0.elapsed().as_secs_f64();
-    let inner = smoothed.slice(s![lo[0] - olo[0]..hi[0] - olo[0], lo[1] - olo[1]..hi[1] - olo[1], lo[2] - olo[2]..hi[2] - olo[2]]);
     let n = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
     let off = [comp.origin_kji[0] - lo[0], comp.origin_kji[1] - lo[1], comp.origin_kji[2] - lo[2]];
     let mut model = Array3::from_elem((n[0], n[1], n[2]), false);

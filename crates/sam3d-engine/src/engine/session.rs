@@ -5,6 +5,7 @@ use crate::baseline::GrowParams;
 use crate::baseline::join::join_region_growing_within;
 use crate::baseline::prompted::{ObjectState, Pass as ObjectPass};
 use crate::baseline::refine::{RefineParams, intensity_floor, refine_component_within};
+use crate::baseline::smoothed::{BackgroundSmoothing, SmoothedScan};
 use crate::prompts::{ObjectRef, Prompt, PromptSet};
 use crate::data::click::{self, ClickError, ClickSample, PreparedVolume, RasFromPixel};
 use crate::geometry::{ArrayIdx, Point3, RasFromGrid, RasMm, ViewPlane};
@@ -130,6 +131,11 @@ pub struct Session {
     options: PipelineOptions,
     /// [`crate::baseline::refine::intensity_floor`] of the volume, once per volume.
     refine_floor: Option<f64>,
+    /// The volume smoothed whole for the refinement, made in the background when the volume is
+    /// set ([`crate::baseline::smoothed`]).
+    smoothed: Option<BackgroundSmoothing>,
+    /// Whether setting a volume starts [`Session::smoothed`] (off for one click and exit).
+    background_smoothing: bool,
     /// The adapter put on the model for MR scans while no adapter was loaded by hand
     /// ([`Session::set_mr_adapter`]).
     mr_adapter: Option<PathBuf>,
@@ -157,6 +163,7 @@ pub struct VolumeState {
     modality: Option<Modality>,
     prepared: Option<PreparedVolume>,
     refine_floor: Option<f64>,
+    smoothed: Option<BackgroundSmoothing>,
     object: Option<HeldObject>,
 }
 
@@ -208,6 +215,8 @@ impl Session {
             prepared: None,
             options: PipelineOptions::default(),
             refine_floor: None,
+            smoothed: None,
+            background_smoothing: true,
             mr_adapter: None,
             adapter_by_hand: false,
             mr_adapter_error: None,
@@ -300,6 +309,7 @@ impl Session {
         if mr_changed {
             self.apply_mr_adapter()?;
         }
+        self.start_smoothing();
         Ok(())
     }
     pub fn options(&self) -> &PipelineOptions {
@@ -376,6 +386,7 @@ impl Session {
         self.modality = modality;
         self.prepared = None;
         self.refine_floor = None;
+        self.smoothed = None;
         self.object = None;
         self.prepare()?;
         self.apply_mr_adapter()?;
@@ -392,7 +403,37 @@ impl Session {
         if stale {
             self.prepared = Some(PreparedVolume::new(vol.clone(), self.modality, window)?);
         }
+        self.start_smoothing();
         Ok(())
+    }
+
+    /// Starts smoothing the prepared volume whole with the refinement's Gaussian unless that is
+    /// done or under way ([`crate::baseline::smoothed`]).
+    fn start_smoothing(&mut self) {
+        let (Some(pv), Some(p), true) = (&self.prepared, self.options.refine(), self.background_smoothing) else { return };
+        if self.smoothed.as_ref().is_none_or(|s| s.sigma_mm() != p.smooth_sigma_mm) {
+            self.smoothed = BackgroundSmoothing::start(pv.volume.clone(), p.smooth_sigma_mm);
+        }
+    }
+
+    /// Whether setting a volume smooths it whole in the background for the refinements of the
+    /// clicks that follow (default: on). A one-shot click turns it off: the thread would compete
+    /// with the click it cannot help.
+    pub fn set_background_smoothing(&mut self, on: bool) {
+        self.background_smoothing = on;
+        if on {
+            self.start_smoothing();
+        } else {
+            self.smoothed = None;
+        }
+    }
+
+    /// Waits for the background smoothing of the volume (benchmarks that time warm clicks);
+    /// returns at once when there is none.
+    pub fn wait_for_smoothing(&self) {
+        if let Some(s) = &self.smoothed {
+            s.wait();
+        }
     }
 
     /// Puts `state` in (re-prepared if the model's CT window changed, the MR adapter put on or
@@ -404,6 +445,7 @@ impl Session {
             modality: std::mem::replace(&mut self.modality, state.modality),
             prepared: std::mem::replace(&mut self.prepared, state.prepared),
             refine_floor: std::mem::replace(&mut self.refine_floor, state.refine_floor),
+            smoothed: std::mem::replace(&mut self.smoothed, state.smoothed),
             object: std::mem::replace(&mut self.object, state.object),
         };
         self.prepare()?;
@@ -467,7 +509,7 @@ impl Session {
             return self.finish(req, (id, after), state, view, None, timings, hooks, t_all);
         }
         let floor = *self.refine_floor.get_or_insert_with(|| intensity_floor(&pv.volume));
-        let refine = (self.options.refine(), floor);
+        let refine = Refinement { params: self.options.refine(), floor, smoothed: self.smoothed.as_ref().and_then(BackgroundSmoothing::ready) };
         let fusion = (self.options.planes, (self.options.views as usize).min(TEST_VIEWS.len()));
         let vol = pv.volume.clone();
         let options = &self.options;
@@ -481,7 +523,6 @@ impl Session {
             // The structure under a negative point: the model's one pass there, refined by the
             // image (no continuation or join: only its part on the object matters).
             ObjectPass::Wrong => {
-                let refine = refine.0.map(|p| (p, refine.1));
                 Ok(shape_at(model, pv, refine, fusion, at, req.plane, None, false, prompts, &mut timings, hooks)?.component)
             }
         })?;
@@ -648,7 +689,7 @@ fn run_click(
     model: &Model,
     pv: &PreparedVolume,
     options: &PipelineOptions,
-    (refine, floor): (Option<&RefineParams>, f64),
+    refine: Refinement<'_>,
     fusion: (PlaneFusion, usize),
     click: RasMm,
     plane: ViewPlane,
@@ -658,7 +699,6 @@ fn run_click(
     hooks: &mut dyn Hooks,
 ) -> Result<(Pass, Option<crate::shape::GridComponent>), EngineError> {
     let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
-    let refine = refine.map(|p| (p, floor));
     let first = shape_at(model, pv, refine, fusion, click, plane, drawn, true, prompts, timings, hooks)?;
     let vol = &pv.volume;
     let mut component = first.component.clone();
@@ -697,7 +737,7 @@ fn run_click(
         let t = Instant::now();
         let cancelled = || hooks.cancelled();
         let (joined, outcome) =
-            join_region_growing_within(vol, c, click, &GrowParams::default(), floor, options.join_near(), prompts, &cancelled)
+            join_region_growing_within(vol, c, click, &GrowParams::default(), refine.floor, options.join_near(), prompts, &cancelled)
                 .map_err(|_| EngineError::Cancelled)?;
         component = Some(joined);
         timings.join = Some(outcome);
@@ -705,6 +745,16 @@ fn run_click(
         timings.postprocess_secs += t.elapsed().as_secs_f64();
     }
     Ok((first, component))
+}
+
+/// The image refinement a pass runs ([`crate::baseline::refine`]): its parameters (`None`: no
+/// refinement), the volume's intensity floor (region growing's too) and the volume smoothed
+/// whole when that is ready.
+#[derive(Clone, Copy)]
+struct Refinement<'a> {
+    params: Option<&'a RefineParams>,
+    floor: f64,
+    smoothed: Option<&'a SmoothedScan>,
 }
 
 /// One pass of the model at one click: the click's sample, its 2D mask, the SDF channel and the
@@ -723,7 +773,7 @@ struct Pass {
 fn shape_at(
     model: &dyn ShapeModel,
     pv: &PreparedVolume,
-    refine: Option<(&RefineParams, f64)>,
+    refine: Refinement<'_>,
     (fusion, views): (PlaneFusion, usize),
     click: RasMm,
     plane: ViewPlane,
@@ -817,9 +867,9 @@ fn shape_at(
     let vol = &pv.volume;
     let mut component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, click);
     let on_grid = t.elapsed().as_secs_f64();
-    if let (Some((p, floor)), Some(c)) = (refine, &component) {
+    if let (Some(p), Some(c)) = (refine.params, &component) {
         let idx = vol.ras_from_voxel.try_inverse().ok().and_then(|v| vol.shape().array_index(v.apply(click)));
-        component = Some(refine_component_within(vol, c, p, floor, idx, prompts));
+        component = Some(refine_component_within(vol, c, p, refine.floor, idx, prompts, refine.smoothed));
     }
     log::debug!(
         "pass at {click:?}: shape on the scan's grid {:.3} s ({} voxels), refinement {:.3} s",

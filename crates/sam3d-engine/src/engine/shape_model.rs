@@ -34,6 +34,7 @@ impl ShapeModel for Model {
     fn masks2d(&self, samples: &[&ClickSample]) -> Result<Vec<Array2<bool>>, EngineError> {
         let Some(first) = samples.first() else { return Ok(Vec::new()) };
         let s = first.image.nrows();
+        let _inference = tch::no_grad_guard();
         let device = self.device();
         let prior = click::click_prior_mask(s, self.config().input.prior_radius_px);
         let inputs: Vec<NetInputs> = samples.iter().map(|x| inputs_for(x, &prior, device)).collect();
@@ -54,6 +55,7 @@ impl ShapeModel for Model {
     /// The 3D stage in one batch; of a multi-class model's channels, the one most inside at the
     /// cube's centre.
     fn sdfs(&self, samples: &[&ClickSample], masks: &[&Array2<bool>]) -> Result<Vec<(usize, Array3<f32>)>, EngineError> {
+        let _inference = tch::no_grad_guard();
         let device = self.device();
         let inputs: Vec<NetInputs> = samples.iter().zip(masks).map(|(x, m)| inputs_for(x, m, device)).collect();
         let out = self.forward_t(&batch_inputs(inputs), false);
