@@ -523,7 +523,11 @@ impl Session {
             // The structure under a negative point: the model's one pass there, refined by the
             // image (no continuation or join: only its part on the object matters).
             ObjectPass::Wrong => {
-                Ok(shape_at(model, pv, refine, fusion, at, req.plane, None, false, prompts, &mut timings, hooks)?.component)
+                let pass = shape_at(model, pv, fusion, at, req.plane, None, false, &mut timings, hooks)?;
+                let t = Instant::now();
+                let component = refined(&pv.volume, pass.component, at, refine, prompts);
+                timings.postprocess_secs += t.elapsed().as_secs_f64();
+                Ok(component)
             }
         })?;
         check(hooks)?;
@@ -699,33 +703,38 @@ fn run_click(
     hooks: &mut dyn Hooks,
 ) -> Result<(Pass, Option<crate::shape::GridComponent>), EngineError> {
     let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
-    let first = shape_at(model, pv, refine, fusion, click, plane, drawn, true, prompts, timings, hooks)?;
+    let mut first = shape_at(model, pv, fusion, click, plane, drawn, true, timings, hooks)?;
     let vol = &pv.volume;
+    let t = Instant::now();
+    first.component = refined(vol, first.component.take(), click, refine, prompts);
+    timings.postprocess_secs += t.elapsed().as_secs_f64();
     let mut component = first.component.clone();
 
     // An organ wider than the output cube: clicks deeper in the organ toward each face it
-    // reaches, their shapes joined to this one (see [`extension_clicks`]).
+    // reaches, their shapes joined to this one (see [`extension_clicks`]). The refined shape
+    // decides which faces it reaches: the network's own stays short of them.
     if options.extend
         && let Some(c) = &first.component
     {
         let t = Instant::now();
-        let extra = extension_clicks(c, &first.sample.ras_from_grid, first.sample.grid, vol);
+        let extra = extension_clicks(c, &first.sdf, &first.sample.ras_from_grid, vol);
         log::debug!("extension clicks: {} in {:.3} s", extra.len(), t.elapsed().as_secs_f64());
-        // Finding the clicks, and each pass's agreement and union, are post-processing (the
-        // passes' own stages count where they belong).
+        // Finding the clicks, and each pass's refinement, agreement and union, are
+        // post-processing (the passes' own stages count where they belong).
         timings.postprocess_secs += t.elapsed().as_secs_f64();
-        for (click, idx) in extra.into_iter().filter(|(c, _)| !prompts.blocks(*c)) {
+        for (at, idx) in extra.into_iter().filter(|(c, _)| !prompts.blocks(*c)) {
             check(hooks)?;
-            let pass = shape_at(model, pv, refine, fusion, click, plane, None, false, prompts, timings, hooks)?;
+            let pass = shape_at(model, pv, fusion, at, plane, None, false, timings, hooks)?;
             let t = Instant::now();
-            if let (Some(u), Some(p)) = (&component, &pass.component)
+            let p = refined(vol, pass.component, at, refine, prompts);
+            if let (Some(u), Some(p)) = (&component, &p)
                 && p.contains(idx)
                 && masks_agree(c, (&first.sample.ras_from_grid, first.sample.grid), p, (&pass.sample.ras_from_grid, pass.sample.grid), vol)
             {
                 component = Some(u.union(p));
                 timings.extension_passes += 1;
             }
-            log::debug!("extension at {click:?}: agreement and union {:.3} s", t.elapsed().as_secs_f64());
+            log::debug!("extension at {at:?}: refinement, agreement and union {:.3} s", t.elapsed().as_secs_f64());
             timings.postprocess_secs += t.elapsed().as_secs_f64();
         }
     }
@@ -766,6 +775,8 @@ struct Pass {
     sample: ClickSample,
     mask2d: Array2<bool>,
     class: usize,
+    /// The SDF channel on the output cube (`[gk, gj, gi]`).
+    sdf: Array3<f32>,
     component: Option<crate::shape::GridComponent>,
 }
 
@@ -773,13 +784,11 @@ struct Pass {
 fn shape_at(
     model: &dyn ShapeModel,
     pv: &PreparedVolume,
-    refine: Refinement<'_>,
     (fusion, views): (PlaneFusion, usize),
     click: RasMm,
     plane: ViewPlane,
     drawn: Option<&Array2<bool>>,
     first: bool,
-    prompts: &PromptSet,
     timings: &mut Timings,
     hooks: &mut dyn Hooks,
 ) -> Result<Pass, EngineError> {
@@ -865,20 +874,21 @@ fn shape_at(
     }
     let t = Instant::now();
     let vol = &pv.volume;
-    let mut component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, click);
-    let on_grid = t.elapsed().as_secs_f64();
-    if let (Some(p), Some(c)) = (refine.params, &component) {
-        let idx = vol.ras_from_voxel.try_inverse().ok().and_then(|v| vol.shape().array_index(v.apply(click)));
-        component = Some(refine_component_within(vol, c, p, refine.floor, idx, prompts, refine.smoothed));
-    }
-    log::debug!(
-        "pass at {click:?}: shape on the scan's grid {:.3} s ({} voxels), refinement {:.3} s",
-        on_grid,
-        component.as_ref().map_or(0, |c| c.voxel_count),
-        t.elapsed().as_secs_f64() - on_grid
-    );
+    let component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, click);
+    log::debug!("pass at {click:?}: shape on the scan's grid {:.3} s ({} voxels)", t.elapsed().as_secs_f64(), component.as_ref().map_or(0, |c| c.voxel_count));
     timings.postprocess_secs += t.elapsed().as_secs_f64();
-    Ok(Pass { sample, mask2d, class, component })
+    Ok(Pass { sample, mask2d, class, sdf, component })
+}
+
+/// `component` (a pass at `click`) refined by the image when `refine` has parameters
+/// ([`refine_component_within`]); as it is otherwise. Logs its time.
+fn refined(vol: &Volume, component: Option<crate::shape::GridComponent>, click: RasMm, refine: Refinement<'_>, prompts: &PromptSet) -> Option<crate::shape::GridComponent> {
+    let (Some(p), Some(c)) = (refine.params, &component) else { return component };
+    let t = Instant::now();
+    let idx = vol.ras_from_voxel.try_inverse().ok().and_then(|v| vol.shape().array_index(v.apply(click)));
+    let out = refine_component_within(vol, c, p, refine.floor, idx, prompts, refine.smoothed);
+    log::debug!("pass at {click:?}: refinement {:.3} s ({} voxels)", t.elapsed().as_secs_f64(), out.voxel_count);
+    Some(out)
 }
 
 /// A test view: the scan's world moved by a small similarity about the click (a rotation of
@@ -929,12 +939,16 @@ pub const EXTEND_MIN_ML: f64 = 1.0;
 
 /// The clicks that continue an organ past the output cube: for each face of the cube (grid of
 /// `n` cells per side, `ras_from_grid`) that `comp` reaches with at least [`EXTEND_MIN_ML`]
-/// within [`EXTEND_MARGIN_MM`], the deepest voxel of `comp` (farthest from its boundary) in
-/// the cube's outer quarter on that side, as RAS and as its array index. Most touching face
-/// first. The model at such a click sees a cube shifted toward that face by up to half a cube.
-/// The voxels are walked in parallel, plane by plane, and the depths (a distance transform of
-/// the component's box) are computed only when some face is reached.
-pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasFromGrid, n: usize, vol: &Volume) -> Vec<(RasMm, ArrayIdx)> {
+/// within [`EXTEND_MARGIN_MM`], the deepest voxel of `comp` in the cube's outer quarter on that
+/// side, as RAS and as its array index. Most touching face first. The model at such a click
+/// sees a cube shifted toward that face by up to half a cube.
+///
+/// Depth is the pass's own SDF (`sdf`, `[gk, gj, gi]` on the cube, negative inside), read
+/// trilinearly at the voxel: the network's distance to the organ's surface, which it has on
+/// hand, where a distance transform of the component's box cost a tenth of a second on a
+/// liver. The voxels are walked in parallel, plane by plane.
+pub fn extension_clicks(comp: &crate::shape::GridComponent, sdf: &Array3<f32>, ras_from_grid: &RasFromGrid, vol: &Volume) -> Vec<(RasMm, ArrayIdx)> {
+    let n = sdf.dim().0;
     let Some(grid_at) = cube_coords(ras_from_grid, vol) else { return Vec::new() };
     let cell_mm = {
         let a = ras_from_grid.apply(Point3::new(0.0, 0.0, 0.0));
@@ -980,12 +994,7 @@ pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasF
     if !reached.iter().flatten().any(|r| *r) {
         return Vec::new();
     }
-    // Depth of each component voxel (mm to the nearest voxel outside it), on its box padded by
-    // one: only when a face is reached.
     let d = comp.mask.dim();
-    let mut padded = Array3::from_elem((d.0 + 2, d.1 + 2, d.2 + 2), true);
-    ndarray::Zip::from(padded.slice_mut(ndarray::s![1..d.0 + 1, 1..d.1 + 1, 1..d.2 + 1])).and(&comp.mask).par_for_each(|p, &m| *p = !m);
-    let depth = crate::shape::sdf::edt(padded.view(), vol.spacing());
     // The deepest voxel in the outer quarter of each reached face: the first in [k, j, i]
     // order among equals (each plane's first, then the planes in order).
     type Deepest = Option<(f32, ArrayIdx)>;
@@ -999,7 +1008,7 @@ pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasF
         .map(|k| {
             let mut best: Faces<Deepest> = [[None; 2]; 3];
             plane_voxels(k, &mut |v, g| {
-                let dep = depth[[v.k - k0 + 1, v.j - j0 + 1, v.i - i0 + 1]];
+                let dep = -cube_trilinear(sdf, g);
                 for a in 0..3 {
                     for side in 0..2 {
                         if reached[a][side] && outer(g, a, side) && best[a][side].is_none_or(|(b, _)| dep > b) {
@@ -1026,6 +1035,21 @@ pub fn extension_clicks(comp: &crate::shape::GridComponent, ras_from_grid: &RasF
         .into_iter()
         .map(|(_, v)| (vol.ras_from_voxel.apply(Point3::new(v.i as f64, v.j as f64, v.k as f64)), v))
         .collect()
+}
+
+/// `cube` (`[gk, gj, gi]`) at grid coordinates `g` (`[gi, gj, gk]`), trilinear, clamped to the
+/// cell centres.
+fn cube_trilinear(cube: &Array3<f32>, g: [f64; 3]) -> f32 {
+    let (nk, nj, ni) = cube.dim();
+    let axis = |x: f64, n: usize| {
+        let x = x.clamp(0.0, (n - 1) as f64);
+        let lo = (x.floor() as usize).min(n.saturating_sub(2));
+        (lo, (lo + 1).min(n - 1), (x - lo as f64) as f32)
+    };
+    let ((i0, i1, fi), (j0, j1, fj), (k0, k1, fk)) = (axis(g[0], ni), axis(g[1], nj), axis(g[2], nk));
+    let lerp = |a: f32, b: f32, t: f32| a + (b - a) * t;
+    let row = |k: usize, j: usize| lerp(cube[[k, j, i0]], cube[[k, j, i1]], fi);
+    lerp(lerp(row(k0, j0), row(k0, j1), fj), lerp(row(k1, j0), row(k1, j1), fj), fk)
 }
 
 /// A voxel of `vol`'s grid → its coordinates on the output cube's grid (`ras_from_grid`; cell
@@ -1136,6 +1160,18 @@ mod tests {
         let mask = Array3::from_elem((2 * r + 1, 2 * r + 1, x[1] - x[0] + 1), true);
         GridComponent { origin_kji: [c - r, c - r, x[0]], voxel_count: mask.len(), mask }
     }
+    /// The [`bar`]'s signed distance (a box's, mm; the grid's voxels are 1 mm) on the 16-cell
+    /// cube `ras_from_grid`, as the network's SDF channel (`[gk, gj, gi]`).
+    fn bar_sdf(ras_from_grid: &RasFromGrid, x: [usize; 2], c: usize, r: usize) -> Array3<f32> {
+        let centre = [(x[0] + x[1]) as f64 / 2.0, c as f64, c as f64];
+        let half = [(x[1] - x[0]) as f64 / 2.0 + 0.5, r as f64 + 0.5, r as f64 + 0.5];
+        Array3::from_shape_fn((16, 16, 16), |(k, j, i)| {
+            let p = ras_from_grid.apply(Point3::new(i as f64, j as f64, k as f64)).to_array();
+            let q: [f64; 3] = std::array::from_fn(|a| (p[a] - centre[a]).abs() - half[a]);
+            let out = q.iter().map(|v| v.max(0.0).powi(2)).sum::<f64>().sqrt();
+            (out + q[0].max(q[1]).max(q[2]).min(0.0)) as f32
+        })
+    }
 
     /// A linear field of RAS sampled on a cube: trilinear resampling reproduces it exactly.
     fn linear_field(ras_from_grid: &RasFromGrid, n: usize) -> Array3<f32> {
@@ -1233,41 +1269,41 @@ mod tests {
     fn extension_clicks_go_deep_toward_the_faces_an_organ_reaches() {
         let (vol, rfg) = grid_and_cube();
         // From the centre past the +x face (at 82): one click, in the outer quarter (x ≥ 66),
-        // on the bar's axis (deepest), inside the bar.
+        // on the bar's axis (deepest, to within the SDF's half cell of 2 mm), inside the bar.
         let through = bar([40, 100], 35, 10);
-        let clicks = extension_clicks(&through, &rfg, 16, &vol);
+        let clicks = extension_clicks(&through, &bar_sdf(&rfg, [40, 100], 35, 10), &rfg, &vol);
         assert_eq!(clicks.len(), 1, "{clicks:?}");
         let (ras, idx) = clicks[0];
-        assert!(ras.x() >= 66.0 && (ras.y() - 35.0).abs() < 1.0 && (ras.z() - 35.0).abs() < 1.0, "{ras:?}");
+        assert!(ras.x() >= 66.0 && (ras.y() - 35.0).abs() <= 2.0 && (ras.z() - 35.0).abs() <= 2.0, "{ras:?}");
+        // A bar off the cube's centre line: the click follows its axis, not the cube's.
+        let off = bar([40, 100], 25, 6);
+        let (ras, _) = extension_clicks(&off, &bar_sdf(&rfg, [40, 100], 25, 6), &rfg, &vol)[0];
+        assert!((ras.y() - 25.0).abs() <= 2.0 && (ras.z() - 25.0).abs() <= 2.0, "{ras:?}");
         assert!(through.contains(idx) && (idx.i as f64 - ras.x()).abs() < 1e-9);
         // Past both x faces: two clicks, one on each side.
-        let both = extension_clicks(&bar([10, 100], 35, 10), &rfg, 16, &vol);
+        let both = extension_clicks(&bar([10, 100], 35, 10), &bar_sdf(&rfg, [10, 100], 35, 10), &rfg, &vol);
         assert_eq!(both.len(), 2);
         assert!(both.iter().any(|(r, _)| r.x() <= 34.0) && both.iter().any(|(r, _)| r.x() >= 66.0), "{both:?}");
         // Well inside the cube: none. A thread reaching the face (under 1 ml there): none.
-        assert!(extension_clicks(&bar([40, 60], 35, 10), &rfg, 16, &vol).is_empty());
-        assert!(extension_clicks(&bar([40, 100], 35, 1), &rfg, 16, &vol).is_empty());
+        assert!(extension_clicks(&bar([40, 60], 35, 10), &bar_sdf(&rfg, [40, 60], 35, 10), &rfg, &vol).is_empty());
+        assert!(extension_clicks(&bar([40, 100], 35, 1), &bar_sdf(&rfg, [40, 100], 35, 1), &rfg, &vol).is_empty());
     }
 
     /// [`extension_clicks`] as it was written first: one serial walk over the voxels, the depth
     /// always computed.
-    fn extension_clicks_serial(comp: &GridComponent, ras_from_grid: &RasFromGrid, n: usize, vol: &Volume) -> Vec<(RasMm, ArrayIdx)> {
+    fn extension_clicks_serial(comp: &GridComponent, sdf: &Array3<f32>, ras_from_grid: &RasFromGrid, vol: &Volume) -> Vec<(RasMm, ArrayIdx)> {
+        let n = sdf.dim().0;
         let Some(grid_at) = cube_coords(ras_from_grid, vol) else { return Vec::new() };
         let cell_mm = ras_from_grid.apply(Point3::new(0.0, 0.0, 0.0)).distance(&ras_from_grid.apply(Point3::new(1.0, 0.0, 0.0)));
         let margin = EXTEND_MARGIN_MM / cell_mm;
         let (lo, hi) = (-0.5, n as f64 - 0.5);
         let centre = (n as f64 - 1.0) / 2.0;
         let quarter = n as f64 / 4.0;
-        let d = comp.mask.dim();
-        let mut padded = Array3::from_elem((d.0 + 2, d.1 + 2, d.2 + 2), true);
-        padded.slice_mut(ndarray::s![1..d.0 + 1, 1..d.1 + 1, 1..d.2 + 1]).assign(&comp.mask.mapv(|m| !m));
-        let depth = crate::shape::sdf::edt(padded.view(), vol.spacing());
         let mut touch = [[0usize; 2]; 3];
         let mut best: [[Option<(f32, ArrayIdx)>; 2]; 3] = [[None; 2]; 3];
-        let [k0, j0, i0] = comp.origin_kji;
         for v in comp.voxels() {
             let g = grid_at(v);
-            let dep = depth[[v.k - k0 + 1, v.j - j0 + 1, v.i - i0 + 1]];
+            let dep = -cube_trilinear(sdf, g);
             for a in 0..3 {
                 for (side, near, outer) in [(0, g[a] - lo <= margin, centre - g[a] >= quarter), (1, hi - g[a] <= margin, g[a] - centre >= quarter)] {
                     if near {
@@ -1307,8 +1343,9 @@ mod tests {
                 let mut comp = bar(x, c, r);
                 comp.mask.mapv_inplace(|m| m && rng.uniform() < keep);
                 comp.voxel_count = comp.mask.iter().filter(|m| **m).count();
-                let want = extension_clicks_serial(&comp, &rfg, 16, &vol);
-                assert_eq!(extension_clicks(&comp, &rfg, 16, &vol), want, "bar {x:?} {c} {r}, kept {keep}");
+                let sdf = bar_sdf(&rfg, x, c, r);
+                let want = extension_clicks_serial(&comp, &sdf, &rfg, &vol);
+                assert_eq!(extension_clicks(&comp, &sdf, &rfg, &vol), want, "bar {x:?} {c} {r}, kept {keep}");
                 clicks_seen += want.len();
                 // Agreement with another ragged bar in the shifted cube, against the serial count.
                 let mut other = bar([x[0] + 10, 119], c + 3, r);
