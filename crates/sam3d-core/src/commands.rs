@@ -63,6 +63,8 @@ pub struct InferArgs {
     /// A benchmark: run the prompts this many times in the same session (a new object each
     /// time, the scan and weights loaded once, as in the viewer) and report each stage's median
     /// over the runs after the first (the first warms libtorch up; with one run, that run).
+    /// With more than one run the scan is first smoothed whole for the refinement, as a
+    /// viewer's is by the time of its first click (`baseline::smoothed`).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repeat: u32,
     #[command(flatten)]
