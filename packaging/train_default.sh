@@ -292,3 +292,12 @@ for d in demo mr; do
     SAM3D_CORRECTOR=runs/corrector/corrector.safetensors "$bin" eval "${set6[@]}" --out "runs/eval/s18/${d}_corrector.csv"
 done
 echo "session 18's corrector trial: runs/eval/s18/"
+
+# Session 19 (the model card's "Session 19"): one click on the six organs of the demo CT and the
+# real MR, after the continuation's click took its depth from the pass's own SDF (the card
+# compares the same commands run by the previous commit's binary).
+mkdir -p runs/eval/s19
+for d in demo mr; do
+    "$bin" eval --data "assets/$d" --labels 1,2,3,5,6,7 --out "runs/eval/s19/${d}_one_click.csv"
+done
+echo "session 19's one-click check: runs/eval/s19/"
