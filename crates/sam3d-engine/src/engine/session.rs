@@ -428,6 +428,11 @@ impl Session {
         }
     }
 
+    /// Whether the volume's background smoothing is done, so refinements read it.
+    pub fn smoothing_ready(&self) -> bool {
+        self.smoothed.as_ref().is_some_and(|s| s.ready().is_some())
+    }
+
     /// Waits for the background smoothing of the volume (benchmarks that time warm clicks);
     /// returns at once when there is none.
     pub fn wait_for_smoothing(&self) {
