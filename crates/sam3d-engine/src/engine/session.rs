@@ -529,10 +529,7 @@ impl Session {
             // image (no continuation or join: only its part on the object matters).
             ObjectPass::Wrong => {
                 let pass = shape_at(model, pv, fusion, at, req.plane, None, false, &mut timings, hooks)?;
-                let t = Instant::now();
-                let component = refined(&pv.volume, pass.component, at, refine, prompts);
-                timings.postprocess_secs += t.elapsed().as_secs_f64();
-                Ok(component)
+                Ok(refined(&pv.volume, pass.component, at, refine, prompts, &mut timings))
             }
         })?;
         check(hooks)?;
@@ -710,9 +707,7 @@ fn run_click(
     let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
     let mut first = shape_at(model, pv, fusion, click, plane, drawn, true, timings, hooks)?;
     let vol = &pv.volume;
-    let t = Instant::now();
-    first.component = refined(vol, first.component.take(), click, refine, prompts);
-    timings.postprocess_secs += t.elapsed().as_secs_f64();
+    first.component = refined(vol, first.component.take(), click, refine, prompts, timings);
     let mut component = first.component.clone();
 
     // An organ wider than the output cube: clicks deeper in the organ toward each face it
@@ -724,14 +719,14 @@ fn run_click(
         let t = Instant::now();
         let extra = extension_clicks(c, &first.sdf, &first.sample.ras_from_grid, vol);
         log::debug!("extension clicks: {} in {:.3} s", extra.len(), t.elapsed().as_secs_f64());
-        // Finding the clicks, and each pass's refinement, agreement and union, are
+        // Finding the clicks, and each pass's refinement ([`refined`]), agreement and union, are
         // post-processing (the passes' own stages count where they belong).
         timings.postprocess_secs += t.elapsed().as_secs_f64();
         for (at, idx) in extra.into_iter().filter(|(c, _)| !prompts.blocks(*c)) {
             check(hooks)?;
             let pass = shape_at(model, pv, fusion, at, plane, None, false, timings, hooks)?;
+            let p = refined(vol, pass.component, at, refine, prompts, timings);
             let t = Instant::now();
-            let p = refined(vol, pass.component, at, refine, prompts);
             if let (Some(u), Some(p)) = (&component, &p)
                 && p.contains(idx)
                 && masks_agree(c, (&first.sample.ras_from_grid, first.sample.grid), p, (&pass.sample.ras_from_grid, pass.sample.grid), vol)
@@ -739,7 +734,7 @@ fn run_click(
                 component = Some(u.union(p));
                 timings.extension_passes += 1;
             }
-            log::debug!("extension at {at:?}: refinement, agreement and union {:.3} s", t.elapsed().as_secs_f64());
+            log::debug!("extension at {at:?}: agreement and union {:.3} s", t.elapsed().as_secs_f64());
             timings.postprocess_secs += t.elapsed().as_secs_f64();
         }
     }
@@ -772,8 +767,8 @@ struct Refinement<'a> {
 }
 
 /// One pass of the model at one click: the click's sample, its 2D mask, the SDF channel and the
-/// component holding the click on the source grid (refined when `refine` is given: parameters
-/// and the volume's intensity floor). Stage times are added to `timings`. `first`: the user's own
+/// component holding the click on the source grid, as the network gives it ([`refined`] refines
+/// it by the image). Stage times are added to `timings`. `first`: the user's own
 /// click, whose stages go to the hooks' progress and whose 2D mask to their preview; the
 /// continuation's passes report neither (the progress stays at post-processing meanwhile).
 struct Pass {
@@ -886,13 +881,20 @@ fn shape_at(
 }
 
 /// `component` (a pass at `click`) refined by the image when `refine` has parameters
-/// ([`refine_component_within`]); as it is otherwise. Logs its time.
-fn refined(vol: &Volume, component: Option<crate::shape::GridComponent>, click: RasMm, refine: Refinement<'_>, prompts: &PromptSet) -> Option<crate::shape::GridComponent> {
+/// ([`refine_component_within`]); as it is otherwise. Its time is post-processing.
+fn refined(
+    vol: &Volume,
+    component: Option<crate::shape::GridComponent>,
+    click: RasMm,
+    refine: Refinement<'_>,
+    prompts: &PromptSet,
+    timings: &mut Timings,
+) -> Option<crate::shape::GridComponent> {
     let (Some(p), Some(c)) = (refine.params, &component) else { return component };
     let t = Instant::now();
-    let idx = vol.ras_from_voxel.try_inverse().ok().and_then(|v| vol.shape().array_index(v.apply(click)));
-    let out = refine_component_within(vol, c, p, refine.floor, idx, prompts, refine.smoothed);
+    let out = refine_component_within(vol, c, p, refine.floor, vol.index_of_ras(click), prompts, refine.smoothed);
     log::debug!("pass at {click:?}: refinement {:.3} s ({} voxels)", t.elapsed().as_secs_f64(), out.voxel_count);
+    timings.postprocess_secs += t.elapsed().as_secs_f64();
     Some(out)
 }
 
