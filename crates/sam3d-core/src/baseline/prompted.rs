@@ -78,6 +78,22 @@ pub fn constrain(comp: &GridComponent, prompts: &PromptSet, grid: &impl OnGrid) 
     }
     // Markers: near a positive point (and its own voxel), near a negative one.
     let near = |p: RasMm, q: &[RasMm], r: f64| q.iter().any(|q| q.distance(&p) <= r);
+    if prompts.negative.is_empty() {
+        // Nothing to cut: only the parts holding a positive point are kept. Their markers are
+        // looked for around each point, not over the whole box (the same voxels).
+        let seeds = positive_markers(&m, o, &prompts.positive, grid);
+        if seeds.is_empty() {
+            return crop_component(&largest_component(m.view()), o);
+        }
+        let mut g = Zip::from(&m).par_map_collect(|&v| u8::from(v));
+        let reached = flood(&mut g, seeds, 1, 2);
+        let d = m.dim();
+        // Everything kept and the box already tight (what the caller's component mostly is).
+        if prompts.bbox.is_none() && reached.is_some_and(|r| r.count == comp.voxel_count && r.lo == [0, 0, 0] && r.hi == [d.0 - 1, d.1 - 1, d.2 - 1]) {
+            return Some(comp.clone());
+        }
+        return crop_component(&Zip::from(&g).par_map_collect(|&v| v == 2), o);
+    }
     let mut keep = Zip::indexed(&m).par_map_collect(|idx, &v| v && near(ras(idx), &prompts.positive, POSITIVE_KEEP_RADIUS_MM));
     for p in &prompts.positive {
         if let Some(a) = local_index(grid, o, m.dim(), *p)
@@ -114,6 +130,51 @@ pub fn constrain(comp: &GridComponent, prompts: &PromptSet, grid: &impl OnGrid) 
         largest_component(m.view())
     };
     crop_component(&kept, o)
+}
+
+/// The positive markers of [`constrain`] in `m` (a crop at `origin` of `grid`): its voxels
+/// within [`POSITIVE_KEEP_RADIUS_MM`] of a point of `positive`, and each point's own voxel when
+/// in `m`. Only each point's ball's box on the grid is visited (the ball maps to an ellipsoid of
+/// half-width `r·‖row a of the inverse‖` along array axis `a`).
+fn positive_markers(m: &Array3<bool>, origin: [usize; 3], positive: &[RasMm], grid: &impl OnGrid) -> Vec<[usize; 3]> {
+    let rfv = *grid.ras_from_voxel();
+    let vfr = grid.voxel_from_ras();
+    let inv = vfr.matrix();
+    let d = [m.dim().0, m.dim().1, m.dim().2];
+    let r = POSITIVE_KEEP_RADIUS_MM;
+    let mut out = Vec::new();
+    for p in positive {
+        if let Some(a) = local_index(grid, origin, m.dim(), *p)
+            && m[a]
+        {
+            out.push(a);
+        }
+        let v = vfr.apply(*p).v;
+        // [k, j, i] ← voxel (i, j, k) rows 2, 1, 0 of the inverse.
+        let range = |a: usize, row: usize, at: f64| {
+            let h = r * (inv[(row, 0)].powi(2) + inv[(row, 1)].powi(2) + inv[(row, 2)].powi(2)).sqrt();
+            let lo = ((at - h).floor() - 1.0 - origin[a] as f64).max(0.0);
+            let hi = ((at + h).ceil() + 1.0 - origin[a] as f64).min(d[a] as f64 - 1.0);
+            (lo as usize, hi as isize)
+        };
+        let (kr, jr, ir) = (range(0, 2, v.z), range(1, 1, v.y), range(2, 0, v.x));
+        if kr.1 < 0 || jr.1 < 0 || ir.1 < 0 {
+            continue;
+        }
+        for k in kr.0..=kr.1 as usize {
+            for j in jr.0..=jr.1 as usize {
+                for i in ir.0..=ir.1 as usize {
+                    if m[[k, j, i]] {
+                        let q = rfv.apply(VoxelIjk::new((origin[2] + i) as f64, (origin[1] + j) as f64, (origin[0] + k) as f64));
+                        if positive.iter().any(|x| x.distance(&q) <= r) {
+                            out.push([k, j, i]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The array index, in a crop at `origin` of shape `dim`, of the voxel holding `p`.
@@ -389,6 +450,92 @@ mod tests {
 
     fn pt(p: [f64; 3]) -> RasMm {
         RasMm::new(p[0], p[1], p[2])
+    }
+
+    /// Without a negative point, `constrain` keeps what a pass over the whole crop keeps: the
+    /// 6-connected parts holding a voxel within 2 mm of a positive point (or its own voxel),
+    /// the largest part when none does; on an oblique, anisotropic grid, with the crop away from
+    /// the grid's origin, points inside and outside the crop, and with a box.
+    #[test]
+    fn without_negative_points_the_parts_holding_a_positive_point_are_kept() {
+        use crate::shape::flood::component_containing;
+        let rot = nalgebra::Rotation3::from_euler_angles(0.3, -0.2, 0.5).into_inner();
+        let lin = rot * nalgebra::Matrix3::from_diagonal(&nalgebra::Vector3::new(0.7, 0.55, 1.6));
+        let rfv = RasFromVoxel::from_parts(lin, nalgebra::Vector3::new(-30.0, 12.0, 5.0));
+        let vol = Volume::new(Array3::<f32>::zeros((30, 40, 50)), rfv).expect("volume");
+        let origin = [4usize, 6, 9];
+        let mut rng = crate::data::phantom::Rng::new(4);
+        let ras = |a: [usize; 3]| rfv.apply(VoxelIjk::new((origin[2] + a[2]) as f64, (origin[1] + a[1]) as f64, (origin[0] + a[0]) as f64));
+        let mut kept_some = 0;
+        for trial in 0..12 {
+            // Blobs: a few boxes, so there are several parts.
+            let mut m = Array3::from_elem((20, 25, 30), false);
+            for _ in 0..4 {
+                let c = [rng.uniform() * 20.0, rng.uniform() * 25.0, rng.uniform() * 30.0];
+                let h = [2.0 + rng.uniform() * 4.0, 2.0 + rng.uniform() * 5.0, 2.0 + rng.uniform() * 6.0];
+                m.indexed_iter_mut().for_each(|((k, j, i), v)| *v |= (k as f64 - c[0]).abs() <= h[0] && (j as f64 - c[1]).abs() <= h[1] && (i as f64 - c[2]).abs() <= h[2]);
+            }
+            let Some(comp) = crop_component(&m, origin) else { continue };
+            // Points: in the mask, near its border (voxel centres a little off), or off the crop.
+            let on: Vec<[usize; 3]> = comp.mask.indexed_iter().filter(|(_, v)| **v).map(|((k, j, i), _)| [k, j, i]).collect();
+            let mut positive = Vec::new();
+            for _ in 0..(1 + trial % 3) {
+                let a = on[(rng.uniform() * on.len() as f64) as usize % on.len()];
+                let c = rfv.apply(VoxelIjk::new((comp.origin_kji[2] + a[2]) as f64, (comp.origin_kji[1] + a[1]) as f64, (comp.origin_kji[0] + a[0]) as f64));
+                let off = 1.9 * (trial % 2) as f64;
+                positive.push(RasMm::new(c.x() + off, c.y() - off * 0.5, c.z() + 0.3));
+            }
+            if trial == 5 {
+                positive = vec![RasMm::new(500.0, 0.0, 0.0)];
+            }
+            let mut prompts = PromptSet { positive: positive.clone(), negative: Vec::new(), bbox: None };
+            if trial == 7 {
+                let (a, b) = (ras([0, 0, 0]), ras([12, 14, 16]));
+                prompts.bbox = Some(BoxPrompt::from_corners([a.x(), a.y(), a.z(), b.x(), b.y(), b.z()]).expect("box"));
+            }
+            // The reference: the whole crop of `comp` visited.
+            let o = comp.origin_kji;
+            let rel = |a: [usize; 3]| rfv.apply(VoxelIjk::new((o[2] + a[2]) as f64, (o[1] + a[1]) as f64, (o[0] + a[0]) as f64));
+            let mut cm = comp.mask.clone();
+            if let Some(b) = &prompts.bbox {
+                cm.indexed_iter_mut().for_each(|((k, j, i), v)| *v = *v && b.contains(rel([k, j, i])));
+            }
+            let mut seeds: Vec<[usize; 3]> = cm.indexed_iter().filter(|((k, j, i), v)| **v && positive.iter().any(|p| p.distance(&rel([*k, *j, *i])) <= POSITIVE_KEEP_RADIUS_MM)).map(|((k, j, i), _)| [k, j, i]).collect();
+            seeds.extend(positive.iter().filter_map(|p| local_index(&vol, o, cm.dim(), *p)).filter(|a| cm[*a]));
+            let want = if seeds.is_empty() {
+                largest_component(cm.view())
+            } else {
+                seeds.iter().fold(Array3::from_elem(cm.raw_dim(), false), |acc, a| &acc | &component_containing(cm.view(), ArrayIdx { k: a[0], j: a[1], i: a[2] }))
+            };
+            let want = crop_component(&want, o);
+            let got = constrain(&comp, &prompts, &vol);
+            assert_eq!(got, want, "trial {trial}");
+            kept_some += usize::from(got.as_ref().is_some_and(|g| g.voxel_count < comp.voxel_count));
+        }
+        assert!(kept_some >= 3, "only {kept_some} trials dropped a part: the test needs several");
+
+        // A point off the mask whose only markers lie 1.2–2 mm from it, in the smaller of two
+        // parts: that part alone is kept (a nearer radius, or a box on the grid too tight for
+        // the oblique ball, would keep the larger part instead).
+        let mut m = Array3::from_elem((20, 25, 30), false);
+        m.slice_mut(s![2..8, 3..9, 4..10]).fill(true);
+        m.slice_mut(s![10..19, 12..24, 14..29]).fill(true);
+        let comp = crop_component(&m, origin).expect("two boxes");
+        let o = comp.origin_kji;
+        let rel = |a: [usize; 3]| rfv.apply(VoxelIjk::new((o[2] + a[2]) as f64, (o[1] + a[1]) as f64, (o[0] + a[0]) as f64));
+        let small: Vec<[usize; 3]> = comp.mask.indexed_iter().filter(|((k, _, _), v)| **v && *k < 9).map(|((k, j, i), _)| [k, j, i]).collect();
+        let dirs: Vec<nalgebra::Vector3<f64>> = (0..27).filter(|&n| n != 13).map(|n| nalgebra::Vector3::new((n % 3) as f64 - 1.0, (n / 3 % 3) as f64 - 1.0, (n / 9) as f64 - 1.0).normalize()).collect();
+        let found = small.iter().flat_map(|a| dirs.iter().map(move |u| (*a, *u))).find_map(|(a, u)| {
+            let c = rel(a);
+            let p = RasMm::new(c.x() + 1.8 * u.x, c.y() + 1.8 * u.y, c.z() + 1.8 * u.z);
+            let d: Vec<f64> = comp.mask.indexed_iter().filter(|(_, v)| **v).map(|((k, j, i), _)| p.distance(&rel([k, j, i]))).collect();
+            let near = d.iter().filter(|x| **x <= POSITIVE_KEEP_RADIUS_MM).count();
+            let own = local_index(&vol, o, comp.mask.dim(), p).is_some_and(|x| comp.mask[x]);
+            (near > 0 && !own && d.iter().all(|x| *x > 1.2)).then_some(p)
+        });
+        let p = found.expect("a point 1.2–2 mm off the small part");
+        let got = constrain(&comp, &PromptSet { positive: vec![p], negative: Vec::new(), bbox: None }, &vol).expect("kept");
+        assert_eq!(got.voxel_count, 6 * 6 * 6, "the small part alone");
     }
 
     /// Two overlapping balls of one intensity (they meet on a disc of radius 10 mm at x = 52.6):

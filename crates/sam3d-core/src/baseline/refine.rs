@@ -208,9 +208,10 @@ pub fn refine_component_within(
     }
 
     let t_stats = t0.elapsed().as_secs_f64();
-    let d2 = crate::shape::sdf::squared_edt(model.view(), sp);
-    let t_edt = t0.elapsed().as_secs_f64();
     let band2 = (p.band_mm * p.band_mm) as f32;
+    // Only whether a voxel lies within the band matters, not how far past it.
+    let d2 = crate::shape::sdf::squared_edt_within(model.view(), sp, band2);
+    let t_edt = t0.elapsed().as_secs_f64();
     // Candidates: outside the mask, within the band, of the organ's intensity.
     let mut added = Array3::from_elem(model.raw_dim(), false);
     Zip::from(&mut added).and(&model).and(&inner).and(&d2).par_for_each(|a, &m, &v, &d| {

@@ -24,8 +24,20 @@ use rayon::prelude::*;
 /// `feature` is true; `+∞` when there is none.
 pub fn squared_edt(feature: ArrayView3<bool>, spacing: SpacingIjk) -> Array3<f32> {
     let mut d = Array3::<f32>::zeros(feature.raw_dim());
-    scan_i(feature, &mut d, spacing.ijk()[0], true);
-    envelope_passes(&mut d, spacing);
+    scan_i(feature, &mut d, spacing.ijk()[0], true, f32::INFINITY);
+    envelope_passes(&mut d, spacing, f32::INFINITY);
+    d
+}
+
+/// [`squared_edt`] where it is at most `limit` (mm²), `+∞` elsewhere: for a test against a
+/// band (`d ≤ limit`) it gives the same answer for every voxel, at less cost. Each pass only
+/// adds to a distance, so a partial distance past `limit` can only end past it: it is dropped
+/// (`+∞`) between passes, and the columns of the later passes that are left with no finite
+/// value (everything farther than `limit` from the feature) are skipped.
+pub fn squared_edt_within(feature: ArrayView3<bool>, spacing: SpacingIjk, limit: f32) -> Array3<f32> {
+    let mut d = Array3::<f32>::zeros(feature.raw_dim());
+    scan_i(feature, &mut d, spacing.ijk()[0], true, limit);
+    envelope_passes(&mut d, spacing, limit);
     d
 }
 
@@ -52,8 +64,8 @@ pub fn sdf(mask: ArrayView3<bool>, spacing: SpacingIjk) -> Array3<f32> {
         let hi2 = [(hi[0] + 2).min(sh[0]), (hi[1] + 2).min(sh[1]), (hi[2] + 2).min(sh[2])];
         let crop = mask.slice(s![lo2[0]..hi2[0], lo2[1]..hi2[1], lo2[2]..hi2[2]]);
         let mut inside = Array3::<f32>::zeros(crop.raw_dim());
-        scan_i(crop, &mut inside, spacing.ijk()[0], false);
-        envelope_passes(&mut inside, spacing);
+        scan_i(crop, &mut inside, spacing.ijk()[0], false, f32::INFINITY);
+        envelope_passes(&mut inside, spacing, f32::INFINITY);
         let mut region = out.slice_mut(s![lo2[0]..hi2[0], lo2[1]..hi2[1], lo2[2]..hi2[2]]);
         Zip::from(&mut region).and(&crop).and(&inside).par_for_each(|o, &m, &d| {
             if m {
@@ -130,8 +142,8 @@ pub fn bounding_box_by<T: Sync>(a: ArrayView3<T>, select: impl Fn(&T) -> bool + 
 }
 
 /// Pass 1, along `i`: squared distance (mm²) to the nearest voxel of the same row whose mask
-/// value equals `target`, `+∞` when the row has none.
-fn scan_i(mask: ArrayView3<bool>, d: &mut Array3<f32>, si: f64, target: bool) {
+/// value equals `target`, `+∞` when the row has none or it is farther than `limit` (mm²).
+fn scan_i(mask: ArrayView3<bool>, d: &mut Array3<f32>, si: f64, target: bool, limit: f32) {
     Zip::from(d.rows_mut()).and(mask.rows()).par_for_each(|mut drow, mrow| {
         let owned;
         let m: &[bool] = match mrow.as_slice() {
@@ -142,10 +154,10 @@ fn scan_i(mask: ArrayView3<bool>, d: &mut Array3<f32>, si: f64, target: bool) {
             }
         };
         match drow.as_slice_mut() {
-            Some(out) => scan_row(m, out, si, target),
+            Some(out) => scan_row(m, out, si, target, limit),
             None => {
                 let mut out = vec![0f32; m.len()];
-                scan_row(m, &mut out, si, target);
+                scan_row(m, &mut out, si, target, limit);
                 for (dst, src) in drow.iter_mut().zip(out) {
                     *dst = src;
                 }
@@ -154,8 +166,8 @@ fn scan_i(mask: ArrayView3<bool>, d: &mut Array3<f32>, si: f64, target: bool) {
     });
 }
 
-/// One row of [`scan_i`]: forward and backward sweeps, then squared mm.
-fn scan_row(m: &[bool], out: &mut [f32], si: f64, target: bool) {
+/// One row of [`scan_i`]: forward and backward sweeps, then squared mm (`+∞` past `limit`).
+fn scan_row(m: &[bool], out: &mut [f32], si: f64, target: bool, limit: f32) {
     const FAR: f32 = f32::INFINITY;
     // Forward: voxels since the last feature at or before i.
     let mut run = FAR;
@@ -168,33 +180,35 @@ fn scan_row(m: &[bool], out: &mut [f32], si: f64, target: bool) {
     for (o, &x) in out.iter_mut().zip(m).rev() {
         run = if x == target { 0.0 } else { run + 1.0 };
         let v = o.min(run) as f64 * si;
-        *o = (v * v) as f32;
+        let v = (v * v) as f32;
+        *o = if v <= limit { v } else { FAR };
     }
 }
 
-/// Passes 2 and 3: lower envelopes along `j` (spacing `sj`) and `k` (spacing `sk`).
-fn envelope_passes(d: &mut Array3<f32>, spacing: SpacingIjk) {
+/// Passes 2 and 3: lower envelopes along `j` (spacing `sj`) and `k` (spacing `sk`); values
+/// past `limit` (mm²) become `+∞` (see [`squared_edt_within`]).
+fn envelope_passes(d: &mut Array3<f32>, spacing: SpacingIjk, limit: f32) {
     let (nk, nj) = (d.shape()[0], d.shape()[1]);
     let [sk, sj, _] = spacing.kji();
     // Along j: one [j, i] plane per k.
     if nj > 1 {
         d.axis_iter_mut(Axis(0)).into_par_iter().for_each_init(
             || Scratch::new(nj),
-            |sc, plane| envelope_columns(plane, sj, sc),
+            |sc, plane| envelope_columns(plane, sj, limit, sc),
         );
     }
     // Along k: one [k, i] plane per j.
     if nk > 1 {
         d.axis_iter_mut(Axis(1)).into_par_iter().for_each_init(
             || Scratch::new(nk),
-            |sc, plane| envelope_columns(plane, sk, sc),
+            |sc, plane| envelope_columns(plane, sk, limit, sc),
         );
     }
 }
 
 /// Runs the 1D transform down every column (axis 0) of a `[n, ni]` plane. Columns are
 /// transposed into a contiguous buffer row by row, so memory is read in order.
-fn envelope_columns(mut plane: ArrayViewMut2<f32>, w: f64, sc: &mut Scratch) {
+fn envelope_columns(mut plane: ArrayViewMut2<f32>, w: f64, limit: f32, sc: &mut Scratch) {
     let n = plane.shape()[0];
     let ni = plane.shape()[1];
     // Only columns holding a finite value change; sparse inputs (surfels) skip most of them.
@@ -223,7 +237,8 @@ fn envelope_columns(mut plane: ArrayViewMut2<f32>, w: f64, sc: &mut Scratch) {
     }
     for (r, mut row) in plane.rows_mut().into_iter().enumerate() {
         for (t, &c) in sc.cols.iter().enumerate() {
-            row[c] = sc.block[t * n + r];
+            let v = sc.block[t * n + r];
+            row[c] = if v <= limit { v } else { f32::INFINITY };
         }
     }
 }
@@ -352,6 +367,32 @@ mod tests {
                 ((k as f64 - k2 as f64) * sk).powi(2) + ((j as f64 - j2 as f64) * sj).powi(2) + ((i as f64 - i2 as f64) * si).powi(2)
             })
             .fold(f64::INFINITY, f64::min)
+    }
+
+    /// The bounded transform equals the whole one to the bit wherever that is within the limit
+    /// and is `+∞` everywhere else, on sparse and dense masks, three spacings and limits from
+    /// under one voxel to past the grid; and it does drop the far values.
+    #[test]
+    fn a_bounded_transform_is_exact_within_its_limit() {
+        let mut r = crate::data::phantom::Rng::new(21);
+        let sp = SpacingIjk([0.7, 0.6, 1.5]);
+        let mut dropped = 0;
+        for p in [0.002, 0.02, 0.3] {
+            let m = Array3::from_shape_fn([17, 23, 29], |_| r.uniform() < p);
+            let whole = squared_edt(m.view(), sp);
+            for limit in [0.25f32, 2.0, 9.0, 64.0, 1e4] {
+                let within = squared_edt_within(m.view(), sp, limit);
+                for ((at, &w), &b) in whole.indexed_iter().zip(within.iter()) {
+                    if w <= limit {
+                        assert_eq!(w.to_bits(), b.to_bits(), "p {p}, limit {limit}, {at:?}: {b} vs {w}");
+                    } else {
+                        assert_eq!(b, f32::INFINITY, "p {p}, limit {limit}, {at:?}: {b} past the limit ({w})");
+                        dropped += usize::from(w.is_finite());
+                    }
+                }
+            }
+        }
+        assert!(dropped > 1000, "only {dropped} finite distances were past a limit");
     }
 
     /// On a grid with three different spacings (so a swapped axis order shows), the distance
