@@ -18,7 +18,7 @@
 //! the smoothing's reach), never on the whole scan.
 
 use super::smoothed::SmoothedScan;
-use super::{gaussian_smooth, morph};
+use super::gaussian_smooth;
 use crate::shape::flood::{component_containing, fill_holes, grow_through, largest_component};
 use crate::geometry::ArrayIdx;
 use crate::prompts::PromptSet;
@@ -162,7 +162,7 @@ pub fn refine_component_within(
 
     // Intensity statistics under the interior (the mask eroded by one voxel, 6-neighbourhood),
     // near the click when asked and possible.
-    let interior = morph(&model, [1, 1, 1], true);
+    let interior = interior_of(&model);
     // The values under a mask, gathered plane by plane in parallel (their order does not matter
     // to the median and the deviation).
     let pick = |m: &Array3<bool>| -> Vec<f32> {
@@ -237,9 +237,35 @@ pub fn refine_component_within(
     GridComponent { origin_kji: [lo[0] + blo[0], lo[1] + blo[1], lo[2] + blo[2]], mask, voxel_count }
 }
 
+/// `mask` eroded by one voxel along each axis (the 6-neighbourhood; voxels past the array's
+/// faces count as outside): `morph` with a radius of one voxel, read row by row from the
+/// neighbouring rows, parallel over planes.
+fn interior_of(mask: &Array3<bool>) -> Array3<bool> {
+    let (nk, nj, ni) = mask.dim();
+    let mut out = Array3::from_elem((nk, nj, ni), false);
+    if nk < 3 || nj < 3 || ni < 3 {
+        return out;
+    }
+    out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(k, mut plane)| {
+        if k == 0 || k + 1 == nk {
+            return;
+        }
+        for j in 1..nj - 1 {
+            let row = |k: usize, j: usize| mask.slice(s![k, j, ..]);
+            let (c, n, sth, up, dn) = (row(k, j), row(k, j - 1), row(k, j + 1), row(k - 1, j), row(k + 1, j));
+            let mut o = plane.row_mut(j);
+            for i in 1..ni - 1 {
+                o[i] = c[i] && c[i - 1] && c[i + 1] && n[i] && sth[i] && up[i] && dn[i];
+            }
+        }
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::baseline::morph;
     use crate::data::phantom::{PhantomSpec, Rng, generate};
     use crate::geometry::RasFromVoxel;
     use crate::volume::Modality;
@@ -434,6 +460,22 @@ mod tests {
             let union = &mask | &added;
             assert_eq!(grow_through(mask.view(), added.view()), component_containing(union.view(), seed));
         }
+    }
+
+    /// The interior read from neighbouring rows is the erosion by a one-voxel ball, with
+    /// the mask touching the array's faces.
+    #[test]
+    fn the_interior_is_the_erosion_by_one_voxel() {
+        let mut rng = Rng::new(17);
+        for p in [0.5, 0.8, 0.97] {
+            let m = Array3::from_shape_fn((6, 9, 13), |_| rng.uniform() < p);
+            let want = morph(&m, [1, 1, 1], true);
+            assert!(want.iter().any(|x| *x) || p < 0.6);
+            assert_eq!(interior_of(&m), want, "p {p}");
+        }
+        let full = Array3::from_elem((3, 3, 3), true);
+        assert_eq!(interior_of(&full).iter().filter(|x| **x).count(), 1);
+        assert!(!interior_of(&Array3::from_elem((2, 5, 5), true)).iter().any(|x| *x));
     }
 
     #[test]

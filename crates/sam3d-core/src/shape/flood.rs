@@ -169,7 +169,17 @@ pub fn largest_component(mask: ArrayView3<bool>) -> Array3<bool> {
 pub fn grow_through(mask: ArrayView3<bool>, added: ArrayView3<bool>) -> Array3<bool> {
     let mut g = Array3::<u8>::zeros(mask.raw_dim());
     Zip::from(&mut g).and(mask).and(added).par_for_each(|g, &m, &a| *g = u8::from(m || a));
-    let seeds = mask.indexed_iter().filter(|(_, m)| **m).map(|((k, j, i), _)| [k, j, i]);
+    // One seed per run of `mask` along `i`: the fill takes a seed's whole run at once.
+    let mut seeds = Vec::new();
+    for ((k, j), row) in mask.rows().into_iter().enumerate().map(|(r, row)| ((r / mask.dim().1.max(1), r % mask.dim().1.max(1)), row)) {
+        let mut prev = false;
+        for (i, &m) in row.iter().enumerate() {
+            if m && !prev {
+                seeds.push([k, j, i]);
+            }
+            prev = m;
+        }
+    }
     flood(&mut g, seeds, 1, 2);
     Zip::from(&g).par_map_collect(|&v| v == 2)
 }
@@ -312,6 +322,18 @@ mod tests {
             let added = &noise(40 + n, [8, 8, 8], 0.4) & &mask.mapv(|m| !m);
             let union = &mask | &added;
             assert_eq!(grow_through(mask.view(), added.view()), bfs(&union, [4, 4, 4]));
+        }
+        // A mask of many parts (and runs that start at a row's first voxel): every part of the
+        // union that holds one of its voxels, on a non-cubic grid.
+        for n in 0..4 {
+            let mask = noise(60 + n, [7, 9, 11], 0.08);
+            let added = &noise(80 + n, [7, 9, 11], 0.2) & &mask.mapv(|m| !m);
+            let union = &mask | &added;
+            let (labels, _) = label_components(union.view());
+            let held: std::collections::HashSet<u32> = labels.iter().zip(mask.iter()).filter(|(_, m)| **m).map(|(l, _)| *l).collect();
+            let want = labels.mapv(|l| held.contains(&l) && l != 0);
+            assert!(held.len() > 5, "{} parts", held.len());
+            assert_eq!(grow_through(mask.view(), added.view()), want);
         }
     }
 }
