@@ -1015,11 +1015,15 @@ pub fn extension_clicks(comp: &crate::shape::GridComponent, sdf: &Array3<f32>, r
         .map(|k| {
             let mut best: Faces<Deepest> = [[None; 2]; 3];
             plane_voxels(k, &mut |v, g| {
-                let dep = -cube_trilinear(sdf, g);
+                // The depth is read only for voxels in a reached face's outer quarter.
+                let mut dep = None;
                 for a in 0..3 {
                     for side in 0..2 {
-                        if reached[a][side] && outer(g, a, side) && best[a][side].is_none_or(|(b, _)| dep > b) {
-                            best[a][side] = Some((dep, v));
+                        if reached[a][side] && outer(g, a, side) {
+                            let d = *dep.get_or_insert_with(|| -cube_trilinear(sdf, g));
+                            if best[a][side].is_none_or(|(b, _)| d > b) {
+                                best[a][side] = Some((d, v));
+                            }
                         }
                     }
                 }
