@@ -352,6 +352,42 @@ fn big_mesh_is_uploaded_once_while_orbiting() {
     let stats = render::gpu::stats(&render_state).expect("initialised");
     assert_eq!(stats.mesh_uploads, 1, "{stats:?}");
     assert!(stats.frames > frames, "{stats:?}");
+    // Every frame above moved the camera: each was drawn.
+    assert_eq!(stats.frames_reused, 0, "{stats:?}");
+    // A repaint with nothing changed shows the last picture without drawing it again; a moved
+    // camera draws again.
+    harness.step();
+    let still = harness.render().expect("rendered");
+    let reused = render::gpu::stats(&render_state).expect("initialised").frames_reused;
+    assert!(reused >= 1, "a repaint with nothing changed was drawn again");
+    harness.step();
+    let again = harness.render().expect("rendered");
+    assert!(render::gpu::stats(&render_state).expect("initialised").frames_reused > reused);
+    assert_eq!(still.as_raw(), again.as_raw(), "the reused frame differs from the last drawn one");
+    harness.state_mut().camera.orbit(0.3, 0.0);
+    harness.step();
+    let moved = harness.render().expect("rendered");
+    let after = render::gpu::stats(&render_state).expect("initialised");
+    assert_ne!(moved.as_raw(), again.as_raw(), "the moved camera's frame was not drawn");
+    assert!(after.frames > stats.frames + 2, "{after:?}");
+    // Held (a job running): a moved crosshair keeps the last picture; the camera still moves
+    // it; let go, the crosshair shows.
+    harness.state_mut().set_hold(true);
+    harness.state_mut().set_crosshair(RasMm::new(1.0, 2.0, 3.0));
+    harness.step();
+    let held = harness.render().expect("rendered");
+    assert_eq!(held.as_raw(), moved.as_raw(), "a held view drew the moved crosshair");
+    harness.state_mut().camera.orbit(0.2, 0.0);
+    harness.step();
+    let turned = harness.render().expect("rendered");
+    assert_ne!(turned.as_raw(), held.as_raw(), "a held view did not follow its camera");
+    harness.state_mut().set_hold(false);
+    harness.step();
+    let released = harness.render().expect("rendered");
+    harness.state_mut().clear_crosshair();
+    harness.step();
+    let without = harness.render().expect("rendered");
+    assert_ne!(released.as_raw(), without.as_raw(), "the crosshair did not show once the view was let go");
     // Reported, not asserted (software rasteriser on a shared CPU).
     eprintln!(
         "{} triangles: packing {set_meshes_ms:.1} ms once (worker thread), UI pass {:.2} ms/frame, lavapipe render+readback {:.1} ms/frame",

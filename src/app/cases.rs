@@ -278,7 +278,7 @@ pub fn window_ui(ctx: &egui::Context, b: &mut CaseBrowser) -> Option<usize> {
     egui::Window::new(title).id(egui::Id::unique("case_browser")).open(&mut open).default_width(620.0).default_height(520.0).resizable(true).show(ctx, |ui| {
         if b.is_loading() {
             ui.horizontal(|ui| {
-                ui.spinner();
+                super::spinner::spinner(ui);
                 ui.label("reading the report…");
             });
             return;

@@ -93,7 +93,7 @@ pub fn window_ui(app: &mut App, ctx: &egui::Context) {
         match (&d.test, &d.answer) {
             (Some(_), _) => {
                 ui.horizontal(|ui| {
-                    ui.spinner();
+                    super::spinner::spinner(ui);
                     ui.label("asking the server…");
                 });
             }

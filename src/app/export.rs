@@ -128,7 +128,7 @@ pub fn window_ui(app: &mut App, ctx: &egui::Context) {
             cmds.push(AppCommand::ShowDialog(DialogKind::ExportSurfaces));
         }
         if busy {
-            ui.spinner();
+            super::spinner::spinner(ui);
         }
     });
     app.export = s;

@@ -29,6 +29,7 @@ pub mod remote;
 pub mod remote_http;
 pub mod series_picker;
 pub mod slice_image;
+mod spinner;
 mod slice_view;
 pub mod three_d;
 pub mod unsaved;

@@ -211,6 +211,9 @@ pub fn probe_label_text(id: u16, name: Option<&str>) -> String {
 pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
     let (mut cancel, mut open_finetune) = (false, false);
     ui.horizontal(|ui| {
+        // A button's height always: a job's Cancel button appearing must not grow the bar and
+        // resize every view above it.
+        ui.set_min_height(ui.spacing().interact_size.y);
         let mono = |s: String| RichText::new(s).monospace().size(12.0);
         app.rt.hover_shown = app.rt.hover.clone();
         match (&app.rt.hover, &app.rt.scene) {
@@ -281,7 +284,7 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
                     cancel = true;
                 }
                 ui.add(egui::Label::new(RichText::new(format!("3D from click #{job}: {} … {:.1} s", app.click_method.name(), t0.elapsed().as_secs_f32())).size(12.0)).truncate());
-                ui.spinner();
+                super::spinner::spinner(ui);
                 ui.ctx().request_repaint_after(std::time::Duration::from_millis(250));
             } else if let Some(status) = &app.rt.click.last_status {
                 ui.separator();
@@ -295,7 +298,7 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             if let Some(job) = &app.rt.edit_job {
                 ui.separator();
                 ui.add(egui::Label::new(RichText::new(format!("{} … {:.1} s", job.what, job.started.elapsed().as_secs_f32())).size(12.0)).truncate());
-                ui.spinner();
+                super::spinner::spinner(ui);
                 ui.ctx().request_repaint_after(std::time::Duration::from_millis(200));
             }
             if let Some((what, f)) = &app.rt.mesh_progress {
@@ -307,7 +310,7 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
                 ui.separator();
                 ui.add(egui::ProgressBar::new(*f).desired_width(140.0).desired_height(12.0).show_percentage());
                 ui.add(egui::Label::new(RichText::new(what).size(12.0)).truncate());
-                ui.spinner();
+                super::spinner::spinner(ui);
             }
         });
     });
@@ -484,7 +487,7 @@ pub fn empty_ui(app: &mut App, ui: &mut egui::Ui, full: Rect) {
         ui.vertical_centered(|ui| {
             ui.add_space(full.height() * 0.3);
             if busy {
-                ui.spinner();
+                super::spinner::spinner(ui);
                 ui.label("Loading…");
             } else {
                 ui.label(RichText::new("No volume open").size(20.0));
@@ -631,7 +634,7 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
         .response
         .labelled_by(as_label.id);
         if app.rt.click.running.is_some() {
-            ui.spinner();
+            super::spinner::spinner(ui);
             if ui.button("Cancel").on_hover_text("Stop the running 3D-from-click job (Esc)").clicked() {
                 cmds.push(AppCommand::CancelClick);
             }
@@ -695,7 +698,7 @@ fn candidate_summary_ui(app: &App, ui: &mut egui::Ui) -> bool {
                 ui.label(chip).on_hover_text(cmp.details());
             }
         } else if app.rt.click.comparing == Some(c.job) {
-            ui.spinner().on_hover_text("Measuring the result against the label under the click…");
+            super::spinner::spinner(ui).on_hover_text("Measuring the result against the label under the click…");
         }
     }
     true

@@ -301,6 +301,8 @@ pub fn three_d_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect) {
     } else {
         app.mesh_view.clear_crosshair();
     }
+    // While a job runs, the 3D view redraws only for its own camera (see `set_hold`).
+    app.mesh_view.set_hold(app.rt.click.running.is_some() || app.rt.edit_job.is_some());
     ui.scope_builder(egui::UiBuilder::new().max_rect(rect), |ui| {
         render::mesh_view_ui(ui, &mut app.mesh_view);
     });

@@ -87,6 +87,9 @@ pub struct MeshViewCallback {
     pub draws: Vec<MeshDraw>,
     pub marker: Option<MarkerDraw>,
     pub planes: Vec<PlaneDraw>,
+    /// Keep the last picture while the camera's eye and the size are unchanged
+    /// (`MeshViewState::set_hold`).
+    pub hold: bool,
 }
 
 /// GPU objects shared by every 3D view, created once by [`init`].
@@ -110,6 +113,7 @@ pub struct RenderResources {
     views: HashMap<u64, ViewGpu>,
     prepares: u64,
     mesh_uploads: u64,
+    frames_reused: u64,
 }
 
 /// Per-view GPU data.
@@ -122,6 +126,10 @@ struct ViewGpu {
     planes: wgpu::Buffer,
     targets: Option<Targets>,
     meshes: Option<MeshBuffers>,
+    /// What the targets hold: the inputs of the last frame drawn into them ([`frame_inputs`]),
+    /// and of those the size and the camera's eye.
+    drawn: Option<Vec<u8>>,
+    drawn_view: Option<([u32; 2], [f32; 4])>,
 }
 
 struct Targets {
@@ -160,10 +168,12 @@ pub fn is_initialised(render_state: &egui_wgpu::RenderState) -> bool {
 /// Counters for tests and diagnostics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GpuStats {
-    /// Offscreen frames rendered (all views).
+    /// Offscreen frames asked for (all views), drawn or reused.
     pub frames: u64,
     /// Mesh sets uploaded to the GPU (all views).
     pub mesh_uploads: u64,
+    /// Frames not drawn because the view's last picture had the same inputs.
+    pub frames_reused: u64,
     /// Views holding GPU data.
     pub views: usize,
 }
@@ -172,7 +182,7 @@ pub struct GpuStats {
 pub fn stats(render_state: &egui_wgpu::RenderState) -> Option<GpuStats> {
     let renderer = render_state.renderer.read();
     let res = renderer.callback_resources.get::<RenderResources>()?;
-    Some(GpuStats { frames: res.prepares, mesh_uploads: res.mesh_uploads, views: res.views.len() })
+    Some(GpuStats { frames: res.prepares, mesh_uploads: res.mesh_uploads, frames_reused: res.frames_reused, views: res.views.len() })
 }
 
 fn vertex_layouts() -> [wgpu::VertexBufferLayout<'static>; 2] {
@@ -350,6 +360,7 @@ impl RenderResources {
             views: HashMap::new(),
             prepares: 0,
             mesh_uploads: 0,
+            frames_reused: 0,
         }
     }
 
@@ -368,6 +379,8 @@ impl RenderResources {
         let instance_capacity = 64;
         ViewGpu {
             last_used: self.prepares,
+            drawn: None,
+            drawn_view: None,
             camera_buffer,
             camera_group,
             instances: instance_buffer(device, instance_capacity),
@@ -482,6 +495,25 @@ impl MeshViewCallback {
     }
 }
 
+/// Everything a 3D view's frame is drawn from, as bytes: the meshes' generation, the target's
+/// size, the camera, each draw's mesh and blend, the instances (colours, transforms, the
+/// marker's), whether there is a marker and the slice planes' vertices. Two frames with the same
+/// inputs are the same picture.
+fn frame_inputs(cb: &MeshViewCallback, size_px: [u32; 2], instances: &[InstanceData], planes: &[GpuVertex]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + instances.len() * std::mem::size_of::<InstanceData>());
+    out.extend_from_slice(&cb.meshes.generation.to_le_bytes());
+    out.extend_from_slice(bytemuck::cast_slice(&size_px));
+    out.extend_from_slice(bytemuck::bytes_of(&cb.camera));
+    for d in &cb.draws {
+        out.extend_from_slice(&(d.part as u64).to_le_bytes());
+        out.push(d.blend as u8);
+    }
+    out.push(u8::from(cb.marker.is_some()));
+    out.extend_from_slice(bytemuck::cast_slice(instances));
+    out.extend_from_slice(bytemuck::cast_slice(planes));
+    out
+}
+
 impl CallbackTrait for MeshViewCallback {
     fn prepare(
         &self,
@@ -533,9 +565,23 @@ impl CallbackTrait for MeshViewCallback {
             view.meshes = Some(MeshBuffers { generation: self.meshes.generation, buffers });
         }
 
+        // A frame with the same inputs as the one the targets hold is not drawn again (a
+        // repaint for the status bar or a progress bar leaves the 3D view as it is; under a
+        // software renderer a frame of a CT's label surfaces costs the cores a click needs).
+        let instances = self.instances();
+        let plane_vertices: Vec<GpuVertex> =
+            self.planes.iter().take(MAX_SLICE_PLANES).flat_map(|p| p.vertices).collect();
+        let inputs = frame_inputs(self, size_px, &instances, &plane_vertices);
+        let seen_from = (size_px, self.camera.eye);
+        if view.targets.is_some() && (view.drawn.as_ref() == Some(&inputs) || (self.hold && view.drawn_view == Some(seen_from))) {
+            res.frames_reused += 1;
+            return Vec::new();
+        }
+        view.drawn = Some(inputs);
+        view.drawn_view = Some(seen_from);
+
         // Per-frame values.
         queue.write_buffer(&view.camera_buffer, 0, bytemuck::bytes_of(&self.camera));
-        let instances = self.instances();
         if instances.len() > view.instance_capacity {
             view.instance_capacity = instances.len().next_power_of_two();
             view.instances = instance_buffer(device, view.instance_capacity);
@@ -543,8 +589,6 @@ impl CallbackTrait for MeshViewCallback {
         if !instances.is_empty() {
             queue.write_buffer(&view.instances, 0, bytemuck::cast_slice(&instances));
         }
-        let plane_vertices: Vec<GpuVertex> =
-            self.planes.iter().take(MAX_SLICE_PLANES).flat_map(|p| p.vertices).collect();
         if !plane_vertices.is_empty() {
             queue.write_buffer(&view.planes, 0, bytemuck::cast_slice(&plane_vertices));
         }

@@ -218,6 +218,10 @@ pub struct MeshViewState {
     /// Identifies this view's GPU data; unique per state, never persisted.
     #[serde(skip, default = "next_key")]
     view_key: u64,
+    /// Keep showing the last picture while the camera and the view's size stay as they are
+    /// ([`MeshViewState::set_hold`]).
+    #[serde(skip)]
+    hold: bool,
 }
 
 impl Default for MeshViewState {
@@ -234,6 +238,7 @@ impl Default for MeshViewState {
             focus: None,
             fit_label: None,
             view_key: next_key(),
+            hold: false,
         }
     }
 }
@@ -320,6 +325,15 @@ impl MeshViewState {
 
     pub fn clear_crosshair(&mut self) {
         self.crosshair = None;
+    }
+
+    /// While `on`, the view keeps its last picture through changes of the marker, the planes
+    /// and the meshes, and draws again only when the camera moves or the view is resized. The
+    /// app holds it while a job runs on the cores the job needs: under a software renderer a
+    /// frame of a CT's label surfaces costs as much CPU as a good part of a click. Off, every
+    /// change shows at the next frame.
+    pub fn set_hold(&mut self, on: bool) {
+        self.hold = on;
     }
 
     pub fn crosshair(&self) -> Option<RasMm> {
@@ -480,6 +494,7 @@ impl MeshViewState {
             draws,
             marker,
             planes,
+            hold: self.hold,
         }
     }
 }
