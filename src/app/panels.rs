@@ -285,7 +285,7 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
                 }
                 ui.add(egui::Label::new(RichText::new(format!("3D from click #{job}: {} … {:.1} s", app.click_method.name(), t0.elapsed().as_secs_f32())).size(12.0)).truncate());
                 super::spinner::spinner(ui);
-                ui.ctx().request_repaint_after(std::time::Duration::from_millis(250));
+                ui.ctx().request_repaint_after(std::time::Duration::from_millis(500));
             } else if let Some(status) = &app.rt.click.last_status {
                 ui.separator();
                 ui.add(egui::Label::new(RichText::new(format!("3D from click: {status}")).size(12.0)).truncate());

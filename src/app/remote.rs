@@ -127,10 +127,15 @@ pub fn read_replies(out: impl BufRead, tx: &crossbeam_channel::Sender<ClientEven
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => ClientEvent::Unreadable(format!("the engine wrote a line that is not UTF-8 ({e})")),
             Err(e) => return format!("reading the engine's output: {e}"),
         };
+        // A job's progress waits for the window's next frame (its busy spinner asks for one a
+        // few times a second): under a software renderer each frame takes CPU from the job.
+        let urgent = !matches!(ev, ClientEvent::Reply(Reply::Progress { .. }));
         if tx.send(ev).is_err() {
             return "the app stopped listening".into();
         }
-        wake();
+        if urgent {
+            wake();
+        }
     }
     "the engine process ended".into()
 }
@@ -211,5 +216,20 @@ mod tests {
         assert_eq!(got[2], ClientEvent::Reply(Reply::Cancelled { job: 4 }));
         assert!(matches!(&got[3], ClientEvent::Unreadable(_)));
         assert_eq!(got[4], ClientEvent::Reply(Reply::VolumeReady { secs: 0.5 }));
+    }
+
+    /// A job's progress is handed on without waking the window; everything else wakes it.
+    #[test]
+    fn progress_waits_for_the_next_frame_and_the_rest_wakes_the_window() {
+        let out = "{\"event\":\"progress\",\"job\":2,\"stage\":\"shape\",\"fraction\":0.4}\n{\"event\":\"progress\",\"job\":2,\"stage\":\"postprocess\",\"fraction\":0.8}\n{\"event\":\"cancelled\",\"job\":2}\nnot json\n";
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let wakes = std::sync::atomic::AtomicUsize::new(0);
+        read_replies(std::io::Cursor::new(out.as_bytes().to_vec()), &tx, &|| {
+            wakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        let got: Vec<ClientEvent> = rx.try_iter().collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(matches!(got[1], ClientEvent::Reply(Reply::Progress { job: 2, .. })), "{:?}", got[1]);
+        assert_eq!(wakes.load(std::sync::atomic::Ordering::Relaxed), 2, "the cancel and the unreadable line wake it");
     }
 }

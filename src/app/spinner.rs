@@ -1,16 +1,17 @@
-//! The busy indicator of every running job: a spinner drawn four times a second.
+//! The busy indicator of every running job: a spinner drawn twice a second.
 //!
 //! egui's own spinner asks for a new frame on every frame it is visible. Under a software
 //! renderer (Mesa's lavapipe, what a machine without a GPU draws with) each frame of the window
 //! costs CPU time, so while a 3D-from-click job ran the window took cores from the engine doing
 //! the job. This one steps its arc at a fixed rate and asks for the next frame only when the
-//! arc moves. Under lavapipe a frame of the viewer costs about 60 ms of CPU (measured on the
-//! 512×512×224 CT with its 61 labels), so four steps a second take about a tenth of one core.
+//! arc moves. Under lavapipe a frame of the viewer costs 0.1–0.2 s of CPU (measured on the
+//! 512×512×224 CT with its 61 labels: most of it sampling the slice images), so even two steps
+//! a second take a fifth of one core.
 
 use std::time::Duration;
 
 /// Arc steps per second.
-const STEPS_PER_SEC: f64 = 4.0;
+const STEPS_PER_SEC: f64 = 2.0;
 
 /// A spinner the size of a line of text, stepping [`STEPS_PER_SEC`] times a second.
 pub fn spinner(ui: &mut egui::Ui) -> egui::Response {
