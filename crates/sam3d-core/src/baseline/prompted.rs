@@ -76,65 +76,52 @@ pub fn constrain(comp: &GridComponent, prompts: &PromptSet, grid: &impl OnGrid) 
     if let Some(b) = &prompts.bbox {
         Zip::indexed(&mut m).par_for_each(|idx, v| *v = *v && b.contains(ras(idx)));
     }
-    // Markers: near a positive point (and its own voxel), near a negative one.
-    let near = |p: RasMm, q: &[RasMm], r: f64| q.iter().any(|q| q.distance(&p) <= r);
-    if prompts.negative.is_empty() {
-        // Nothing to cut: only the parts holding a positive point are kept. Their markers are
-        // looked for around each point, not over the whole box (the same voxels).
-        let seeds = positive_markers(&m, o, &prompts.positive, grid);
-        if seeds.is_empty() {
-            return crop_component(&largest_component(m.view()), o);
+    // Markers: near a positive point (and its own voxel), found around each point; near a
+    // negative one.
+    let markers = positive_markers(&m, o, &prompts.positive, grid);
+    if !prompts.negative.is_empty() {
+        let near = |p: RasMm, q: &[RasMm], r: f64| q.iter().any(|q| q.distance(&p) <= r);
+        let mut keep = Array3::from_elem(m.raw_dim(), false);
+        for a in &markers {
+            keep[*a] = true;
         }
-        let mut g = Zip::from(&m).par_map_collect(|&v| u8::from(v));
-        let reached = flood(&mut g, seeds, 1, 2);
-        let d = m.dim();
-        // Everything kept and the box already tight (what the caller's component mostly is).
-        if prompts.bbox.is_none() && reached.is_some_and(|r| r.count == comp.voxel_count && r.lo == [0, 0, 0] && r.hi == [d.0 - 1, d.1 - 1, d.2 - 1]) {
-            return Some(comp.clone());
+        let cut = Zip::indexed(&m).and(&keep).par_map_collect(|idx, &v, &kp| v && !kp && near(ras(idx), &prompts.negative, NEGATIVE_RADIUS_MM));
+        if cut.iter().any(|x| *x) {
+            m = if !markers.is_empty() {
+                // What the negative fronts won goes, except voxels nearer a positive point than
+                // every negative one: a positive point shallower than the way between them must
+                // not lose the core around it.
+                let won = split_by_depth(&m, &keep, &cut, grid);
+                let nearest = |p: RasMm, q: &[RasMm]| q.iter().map(|q| q.distance(&p)).fold(f64::INFINITY, f64::min);
+                Zip::indexed(&m).and(&won).par_map_collect(|idx, &v, &w| {
+                    let p = ras(idx);
+                    v && (w || nearest(p, &prompts.positive) < nearest(p, &prompts.negative))
+                })
+            } else {
+                // Nothing to keep a front from: the parts the negative points touch go.
+                let mut g = m.mapv(u8::from);
+                flood(&mut g, cut.indexed_iter().filter(|(_, c)| **c).map(|((k, j, i), _)| [k, j, i]), 1, 2);
+                g.mapv(|v| v == 1)
+            };
         }
-        return crop_component(&Zip::from(&g).par_map_collect(|&v| v == 2), o);
     }
-    let mut keep = Zip::indexed(&m).par_map_collect(|idx, &v| v && near(ras(idx), &prompts.positive, POSITIVE_KEEP_RADIUS_MM));
-    for p in &prompts.positive {
-        if let Some(a) = local_index(grid, o, m.dim(), *p)
-            && m[a]
-        {
-            keep[a] = true;
-        }
+    if markers.is_empty() {
+        return crop_component(&largest_component(m.view()), o);
     }
-    let cut = Zip::indexed(&m).and(&keep).par_map_collect(|idx, &v, &kp| v && !kp && near(ras(idx), &prompts.negative, NEGATIVE_RADIUS_MM));
-    let has_keep = keep.iter().any(|x| *x);
-    if cut.iter().any(|x| *x) {
-        m = if has_keep {
-            // What the negative fronts won goes, except voxels nearer a positive point than
-            // every negative one: a positive point shallower than the way between them must not
-            // lose the core around it.
-            let won = split_by_depth(&m, &keep, &cut, grid);
-            let nearest = |p: RasMm, q: &[RasMm]| q.iter().map(|q| q.distance(&p)).fold(f64::INFINITY, f64::min);
-            Zip::indexed(&m).and(&won).par_map_collect(|idx, &v, &w| {
-                let p = ras(idx);
-                v && (w || nearest(p, &prompts.positive) < nearest(p, &prompts.negative))
-            })
-        } else {
-            // Nothing to keep a front from: the parts the negative points touch go.
-            let mut g = m.mapv(u8::from);
-            flood(&mut g, cut.indexed_iter().filter(|(_, c)| **c).map(|((k, j, i), _)| [k, j, i]), 1, 2);
-            g.mapv(|v| v == 1)
-        };
+    let mut g = Zip::from(&m).par_map_collect(|&v| u8::from(v));
+    let reached = flood(&mut g, markers.into_iter().filter(|a| m[*a]), 1, 2);
+    // Nothing clipped, cut or dropped, and the box already tight (what the caller's component
+    // mostly is): the component as it is.
+    let d = m.dim();
+    if reached.is_some_and(|r| r.count == comp.voxel_count && r.lo == [0, 0, 0] && r.hi == [d.0 - 1, d.1 - 1, d.2 - 1]) {
+        return Some(comp.clone());
     }
-    let kept = if has_keep {
-        let mut g = m.mapv(u8::from);
-        flood(&mut g, keep.indexed_iter().filter(|(idx, kp)| **kp && m[*idx]).map(|((k, j, i), _)| [k, j, i]), 1, 2);
-        g.mapv(|v| v == 2)
-    } else {
-        largest_component(m.view())
-    };
-    crop_component(&kept, o)
+    crop_component(&Zip::from(&g).par_map_collect(|&v| v == 2), o)
 }
 
 /// The positive markers of [`constrain`] in `m` (a crop at `origin` of `grid`): its voxels
 /// within [`POSITIVE_KEEP_RADIUS_MM`] of a point of `positive`, and each point's own voxel when
-/// in `m`. Only each point's ball's box on the grid is visited (the ball maps to an ellipsoid of
+/// in `m` (a voxel may come twice). Only each point's ball's box on the grid is visited (the ball maps to an ellipsoid of
 /// half-width `r·‖row a of the inverse‖` along array axis `a`).
 fn positive_markers(m: &Array3<bool>, origin: [usize; 3], positive: &[RasMm], grid: &impl OnGrid) -> Vec<[usize; 3]> {
     let rfv = *grid.ras_from_voxel();

@@ -171,13 +171,15 @@ pub fn grow_through(mask: ArrayView3<bool>, added: ArrayView3<bool>) -> Array3<b
     Zip::from(&mut g).and(mask).and(added).par_for_each(|g, &m, &a| *g = u8::from(m || a));
     // One seed per run of `mask` along `i`: the fill takes a seed's whole run at once.
     let mut seeds = Vec::new();
-    for ((k, j), row) in mask.rows().into_iter().enumerate().map(|(r, row)| ((r / mask.dim().1.max(1), r % mask.dim().1.max(1)), row)) {
-        let mut prev = false;
-        for (i, &m) in row.iter().enumerate() {
-            if m && !prev {
-                seeds.push([k, j, i]);
+    for (k, plane) in mask.outer_iter().enumerate() {
+        for (j, row) in plane.outer_iter().enumerate() {
+            let mut prev = false;
+            for (i, &m) in row.iter().enumerate() {
+                if m && !prev {
+                    seeds.push([k, j, i]);
+                }
+                prev = m;
             }
-            prev = m;
         }
     }
     flood(&mut g, seeds, 1, 2);
