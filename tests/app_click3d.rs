@@ -263,6 +263,34 @@ fn liver_click(h: &mut Harness<'static, App>) -> RasMm {
     labels.ras_from_voxel.apply(VoxelIjk::new(i as f64, j as f64, k as f64))
 }
 
+/// Starting a job moves no view, at any window width from 960 to 1440 points (every 60: an
+/// item added to the toolbar for the job, as its spinner and Cancel button were, is wider than
+/// that, so at one of these widths it would wrap the toolbar onto one more row, shrinking every
+/// view and making the 3D view draw its meshes again while the engine worked).
+#[test]
+fn a_running_job_moves_no_view_at_any_width() {
+    let mut h = harness();
+    let ras = liver_click(&mut h);
+    for width in (960..=1440).step_by(60) {
+        h.set_size(egui::vec2(width as f32, 900.0));
+        h.run();
+        let (release, gate) = crossbeam_channel::bounded::<()>(0);
+        h.state_mut().rt.click.test_gate = Some(gate);
+        let idle = h.state().rt.view_rects;
+        assert!(idle.iter().all(|r| r.is_some()), "{idle:?}");
+        h.state_mut().send(AppCommand::ClickAt(ras));
+        h.step();
+        h.step();
+        assert!(h.state().is_clicking());
+        assert_eq!(h.state().rt.view_rects, idle, "the views moved when the job started, at {width} points");
+        h.key_press(Key::Escape);
+        h.step();
+        h.state_mut().rt.click.test_gate = None;
+        release.send(()).expect("the job waits at the gate");
+        step_until(&mut h, "the cancelled job to stop", |app| !app.is_clicking());
+    }
+}
+
 /// Steps frames (the running job's spinner keeps asking for them) until `done`.
 fn step_until(h: &mut Harness<'static, App>, what: &str, done: impl Fn(&App) -> bool) {
     let t0 = Instant::now();
@@ -285,12 +313,15 @@ fn esc_cancels_a_running_click_job_and_the_next_click_works() {
     h.run();
     let (release, gate) = crossbeam_channel::bounded::<()>(0);
     h.state_mut().rt.click.test_gate = Some(gate);
+    let idle_rects = h.state().rt.view_rects;
     h.state_mut().send(AppCommand::ClickAt(ras));
     h.step();
     h.step();
     assert!(h.state().is_clicking(), "{:?}", h.state().messages().iter().map(|m| &m.text).collect::<Vec<_>>());
-    // While it runs: a Cancel button in the toolbar and in the status bar.
-    assert_eq!(h.get_all_by_label("Cancel").count(), 2);
+    // While it runs: a Cancel button in the status bar, and the views where they were (a
+    // toolbar or status bar growing for the job would move them and redraw the 3D view).
+    assert_eq!(h.state().rt.view_rects, idle_rects, "the views moved when the job started");
+    assert_eq!(h.get_all_by_label("Cancel").count(), 1);
 
     h.key_press(Key::Escape);
     h.step();

@@ -273,19 +273,20 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
                 ui.add(egui::ProgressBar::new(f).desired_width(80.0).desired_height(12.0));
                 ui.add(egui::Label::new(RichText::new(format!("Fine-tuning: {}", run.summary())).size(12.0)).truncate());
             }
-            if let Some((stage, f)) = &app.rt.click_stage {
-                ui.separator();
-                ui.add(egui::ProgressBar::new(*f).desired_width(80.0).desired_height(12.0));
-                ui.add(egui::Label::new(RichText::new(format!("model: {stage}")).size(12.0)).truncate());
-            }
             if let Some((job, _, t0)) = &app.rt.click.running {
+                // One item: the probe on the left keeps its room (the method is in the toolbar).
                 ui.separator();
                 if ui.small_button("Cancel").on_hover_text("Stop this 3D-from-click job (Esc)").clicked() {
                     cancel = true;
                 }
-                ui.add(egui::Label::new(RichText::new(format!("3D from click #{job}: {} … {:.1} s", app.click_method.name(), t0.elapsed().as_secs_f32())).size(12.0)).truncate());
-                super::spinner::spinner(ui);
-                ui.ctx().request_repaint_after(std::time::Duration::from_millis(500));
+                if let Some((_, f)) = &app.rt.click_stage {
+                    ui.add(egui::ProgressBar::new(*f).desired_width(60.0).desired_height(12.0));
+                }
+                let stage = app.rt.click_stage.as_ref().map_or(String::new(), |(s, _)| format!(" {s}"));
+                ui.add(egui::Label::new(RichText::new(format!("3D from click #{job}:{stage} …{}", elapsed_text(*t0))).size(12.0)).truncate())
+                    .on_hover_text(format!("{} (the engine's stage, when it reports one)", app.click_method.name()));
+                super::spinner::spinner_after(ui, *t0);
+                ui.ctx().request_repaint_after(super::spinner::repaint_after(*t0, std::time::Duration::from_millis(500)));
             } else if let Some(status) = &app.rt.click.last_status {
                 ui.separator();
                 ui.add(egui::Label::new(RichText::new(format!("3D from click: {status}")).size(12.0)).truncate());
@@ -297,9 +298,9 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             }
             if let Some(job) = &app.rt.edit_job {
                 ui.separator();
-                ui.add(egui::Label::new(RichText::new(format!("{} … {:.1} s", job.what, job.started.elapsed().as_secs_f32())).size(12.0)).truncate());
-                super::spinner::spinner(ui);
-                ui.ctx().request_repaint_after(std::time::Duration::from_millis(200));
+                ui.add(egui::Label::new(RichText::new(format!("{} …{}", job.what, elapsed_text(job.started))).size(12.0)).truncate());
+                super::spinner::spinner_after(ui, job.started);
+                ui.ctx().request_repaint_after(super::spinner::repaint_after(job.started, std::time::Duration::from_millis(200)));
             }
             if let Some((what, f)) = &app.rt.mesh_progress {
                 ui.separator();
@@ -320,6 +321,13 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
     if open_finetune {
         app.send(AppCommand::OpenFineTune);
     }
+}
+
+/// A running job's elapsed time for the status bar (" 2.3 s"), once its indicator moves
+/// ([`super::spinner::QUIET`]); nothing before, so the text does not ask for frames.
+fn elapsed_text(started: std::time::Instant) -> String {
+    let e = started.elapsed();
+    if e < super::spinner::QUIET { String::new() } else { format!(" {:.1} s", e.as_secs_f32()) }
 }
 
 fn fmt_value(v: f32) -> String {
@@ -633,12 +641,9 @@ pub fn toolbar_ui(app: &mut App, ui: &mut egui::Ui) {
         })
         .response
         .labelled_by(as_label.id);
-        if app.rt.click.running.is_some() {
-            super::spinner::spinner(ui);
-            if ui.button("Cancel").on_hover_text("Stop the running 3D-from-click job (Esc)").clicked() {
-                cmds.push(AppCommand::CancelClick);
-            }
-        }
+        // A running job shows in the status bar (with its Cancel button), not here: an item
+        // appearing in the toolbar wraps it onto another row at common widths, which moves
+        // every view and makes the 3D view draw its meshes again while the engine works.
         ui.separator();
         let has_candidate = app.rt.click.candidate.is_some();
         if ui.add_enabled(has_candidate, egui::Button::new("Accept")).on_hover_text("Write the result into the label map (Enter)").clicked() {
