@@ -340,3 +340,32 @@ fn dropped_files_open_as_volume_then_labels() {
     h.run();
     assert!(h.state().messages().iter().any(|m| m.is_error && m.text.contains("notes.txt: not a volume")));
 }
+
+/// At the window's smallest size (720 × 480), with the probe showing a voxel and its label:
+/// nothing in the status bar is drawn over another item (the model and compute texts shorten
+/// with an ellipsis instead of overlapping the probe).
+#[test]
+fn a_narrow_status_bar_overlaps_nothing() {
+    let (ct, labels) = demo();
+    let mut h = Harness::builder().with_size([720.0, 480.0]).with_step_dt(1.0 / 60.0).with_max_steps(120).wgpu().build_eframe(move |cc| {
+        App::new(cc, Startup { volume: Some(ct), labels: Some(labels), device: Some("CPU".into()), ..Default::default() })
+    });
+    wait_for_loader(&mut h);
+    let r = h.state().rt.view_rects[0].expect("the axial view");
+    h.hover_at(r.center());
+    h.run();
+    let probe = h.state().rt.hover.clone().expect("hovering the axial view");
+    assert!(probe.label.is_some(), "the probe shows a label");
+    let bar_top = h.get_by_label_contains("RAS (").rect().top();
+    let items: Vec<egui::Rect> = ["RAS (", "voxel (", "label ", "Model:", "Compute:"]
+        .iter()
+        .filter_map(|t| h.query_all_by_label_contains(t).map(|n| n.rect()).find(|r| (r.top() - bar_top).abs() < 8.0))
+        .collect();
+    assert!(items.len() >= 4, "{items:?}");
+    for (a, ra) in items.iter().enumerate() {
+        for rb in &items[a + 1..] {
+            let overlap = ra.intersect(*rb);
+            assert!(overlap.width() <= 0.5 || overlap.height() <= 0.5, "status bar items overlap: {ra:?} and {rb:?}");
+        }
+    }
+}

@@ -244,25 +244,11 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             }
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            ui.label(RichText::new(format!("Compute: {}", super::device_name(&app.rt.device))).size(12.0)).on_hover_text("Where the model runs (Model → Connect to engine… to change)");
-            ui.separator();
-            match &app.rt.model {
-                Some(m) => {
-                    let adapter = match (&app.rt.adapter, &app.rt.scan_adapter) {
-                        (Some(a), _) => format!("adapter {a}"),
-                        (None, Some(a)) => format!("adapter {a} (for this MR)"),
-                        (None, None) => "no adapter".to_string(),
-                    };
-                    ui.label(RichText::new(format!("Model: {m} · {adapter}")).size(12.0));
-                }
-                None => match &app.rt.startup_weights {
-                    Some(w) => {
-                        ui.label(RichText::new(format!("Model: loading {w}…")).size(12.0));
-                    }
-                    None => {
-                        ui.label(RichText::new("Model: none (region growing only)").size(12.0)).on_hover_text(super::NO_MODEL_HELP);
-                    }
-                },
+            // In a narrow window, a text with no room for more than its ellipsis is left out.
+            const LEAST: f32 = 40.0;
+            if ui.available_width() >= LEAST {
+                ui.add(egui::Label::new(RichText::new(format!("Compute: {}", super::device_name(&app.rt.device))).size(12.0)).truncate())
+                    .on_hover_text("Where the model runs (Model → Connect to engine… to change)");
             }
             if let Some(run) = app.rt.finetune.run.as_ref().filter(|r| r.is_active() && !app.rt.finetune.open) {
                 ui.separator();
@@ -312,6 +298,29 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
                 ui.add(egui::ProgressBar::new(*f).desired_width(140.0).desired_height(12.0).show_percentage());
                 ui.add(egui::Label::new(RichText::new(what).size(12.0)).truncate());
                 super::spinner::spinner(ui);
+            }
+            // The model last, so in a narrow window it is what an ellipsis shortens.
+            if ui.available_width() < LEAST {
+                return;
+            }
+            ui.separator();
+            let model = match (&app.rt.model, &app.rt.startup_weights) {
+                (Some(m), _) => {
+                    let adapter = match (&app.rt.adapter, &app.rt.scan_adapter) {
+                        (Some(a), _) => format!("adapter {a}"),
+                        (None, Some(a)) => format!("adapter {a} (for this MR)"),
+                        (None, None) => "no adapter".to_string(),
+                    };
+                    format!("Model: {m} · {adapter}")
+                }
+                (None, Some(w)) => format!("Model: loading {w}…"),
+                (None, None) => "Model: none (region growing only)".to_string(),
+            };
+            let r = ui.add(egui::Label::new(RichText::new(model.clone()).size(12.0)).truncate());
+            if app.rt.model.is_none() && app.rt.startup_weights.is_none() {
+                r.on_hover_text(super::NO_MODEL_HELP);
+            } else {
+                r.on_hover_text(model);
             }
         });
     });

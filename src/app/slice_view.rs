@@ -127,16 +127,12 @@ pub fn slice_view_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect, plane: ViewPl
     painter.rect_filled(Rect::from_min_size(title.min, vec2(4.0, TITLE_H)), 0.0, plane_colour(plane));
     let axis_name = ['i', 'j', 'k'][g.n_axis];
     let pos_text = slice_position_text(scene, &g, index);
-    painter.text(
-        title.left_center() + vec2(10.0, 0.0),
-        Align2::LEFT_CENTER,
-        format!("{}   {axis_name} {index} / {}   {pos_text}", ViewCell::Slice(plane).title(), g.extent[2].saturating_sub(1)),
-        FontId::proportional(12.5),
-        Color32::from_gray(215),
-    );
     // A voxel-aligned view of an oblique scan says so (as ITK-SNAP does): its letters are the
     // nearest anatomical directions, not exact ones.
     let oblique = g.obliquity_deg();
+    // The title ends with an ellipsis before the badge and the button (a narrow window).
+    let title_end = title.max.x - if oblique >= OBLIQUE_SHOWN_FROM_DEG { 156.0 } else { 68.0 };
+    paint_title(&painter, title, title_end, format!("{}   {axis_name} {index} / {}   {pos_text}", ViewCell::Slice(plane).title(), g.extent[2].saturating_sub(1)));
     if oblique >= OBLIQUE_SHOWN_FROM_DEG {
         let r = Rect::from_min_size(pos2(title.max.x - 150.0, title.min.y + 1.0), vec2(84.0, TITLE_H - 2.0));
         let badge = ui.put(r, egui::Label::new(RichText::new(format!("oblique {oblique:.0}°")).color(Color32::from_rgb(240, 190, 80)).size(12.0)).selectable(false));
@@ -400,6 +396,15 @@ fn once_per_notch(events: Vec<WheelEvent>) -> Vec<WheelEvent> {
         }
     }
     out
+}
+
+/// A view's title text in its title bar `title`, ending with an ellipsis before `end_x` (the
+/// bar's buttons) when the window is too narrow for it.
+pub(super) fn paint_title(painter: &egui::Painter, title: Rect, end_x: f32, text: String) {
+    let mut job = egui::text::LayoutJob::simple_singleline(text, FontId::proportional(12.5), Color32::from_gray(215));
+    job.wrap = egui::text::TextWrapping::truncate_at_width((end_x - title.min.x - 10.0).max(0.0));
+    let galley = painter.layout_job(job);
+    painter.galley(pos2(title.min.x + 10.0, title.center().y - galley.size().y / 2.0), galley, Color32::from_gray(215));
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::shape::{Mesh, mesh_of_label};
 use crate::volume::{LabelMap, OnGrid};
 use crossbeam_channel::{Receiver, bounded};
 use std::sync::{Condvar, Mutex};
-use egui::{Align2, Color32, FontId, Rect, pos2, vec2};
+use egui::{Color32, Rect, pos2, vec2};
 use ndarray::Array3;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -272,7 +272,7 @@ pub fn three_d_ui(app: &mut App, ui: &mut egui::Ui, cell: Rect) {
         Some((what, _)) => what.clone(),
         None => String::new(),
     };
-    p.text(title.left_center() + vec2(10.0, 0.0), Align2::LEFT_CENTER, format!("3D view   {status}"), FontId::proportional(12.5), Color32::from_gray(215));
+    super::slice_view::paint_title(&p, title, title.max.x - 176.0, format!("3D view   {status}"));
     let maximised = app.maximised == Some(ViewCell::ThreeD);
     let btn_rect = Rect::from_min_size(pos2(title.max.x - 62.0, title.min.y + 1.0), vec2(60.0, TITLE_H - 2.0));
     if ui.put(btn_rect, egui::Button::new(if maximised { "Restore" } else { "Maximise" }).small().frame(false)).clicked() {

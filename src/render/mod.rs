@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use egui::{Align2, Color32, FontId, PointerButton, Rect, Sense, UiBuilder, Vec2};
+use egui::{Color32, FontId, PointerButton, Rect, Sense, UiBuilder, Vec2};
 use serde::{Deserialize, Serialize};
 
 pub use camera::{BoundsRas, CameraBasis, FOV_Y_DEG, OrbitCamera, ViewPreset};
@@ -583,14 +583,19 @@ fn overlay_ui(ui: &mut egui::Ui, rect: Rect, state: &mut MeshViewState) {
         let text = egui::RichText::new("No meshes yet").size(16.0).color(text_color);
         ui.put(Rect::from_center_size(rect.center(), Vec2::new(rect.width(), 24.0)), egui::Label::new(text));
     } else {
+        // Right of the view buttons, with an ellipsis where the view is too narrow for it.
         let visible = state.labels.iter().filter(|l| state.is_label_visible(l.label)).count();
-        painter.text(
-            rect.right_top() + Vec2::new(-8.0, 8.0),
-            Align2::RIGHT_TOP,
+        let room = (rect.right() - 8.0) - (buttons.min_rect().right() + 2.0);
+        let mut job = egui::text::LayoutJob::simple_singleline(
             format!("{visible}/{} meshes · {} triangles", state.labels.len(), state.triangle_count()),
             FontId::proportional(11.0),
             text_color,
         );
+        job.wrap = egui::text::TextWrapping::truncate_at_width(room.max(0.0));
+        if room > 24.0 {
+            let galley = painter.layout_job(job);
+            painter.galley(rect.right_top() + Vec2::new(-8.0 - galley.size().x, 8.0), galley, text_color);
+        }
     }
     if state.options.show_help {
         let galley = painter.layout(
