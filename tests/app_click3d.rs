@@ -228,10 +228,22 @@ fn model_click_through_the_engine_process() {
     }
     assert!(h.state().rt.model.as_deref().is_some_and(|m| m.contains("tiny")), "{:?}", h.state().rt.model);
     h.state_mut().send(AppCommand::SetClickMethod(sam3d_studio::app::ClickMethod::Model));
+    // A scan only looked at is not handed to the engine...
+    for _ in 0..5 {
+        h.step();
+    }
+    assert!(!h.state().engine_holds_scan() && h.state().scene().expect("scene").engine_path.is_none());
+    // ...choosing "3D from click" hands it over (a copy of the .nii.gz, then set_volume), before
+    // any click, so the first click does not wait for it.
+    h.state_mut().send(AppCommand::SetTool(sam3d_studio::app::tools::Tool::ClickTo3d));
+    step_until(&mut h, "the scan handed to the engine", |app| app.engine_holds_scan());
+    assert!(h.state().scene().expect("scene").engine_path.is_some(), "the engine reads the viewer's copy");
+    assert!(!h.state().is_clicking());
     let c = h.state().scene().expect("scene").crosshair;
     h.state_mut().send(AppCommand::ClickAt(c));
     h.step();
     assert!(h.state().is_clicking());
+    assert_eq!(h.state().rt.click.last_status, None, "the click did not wait for a hand-over");
     wait_idle(&mut h);
     let app = h.state();
     // Random weights segment something or nothing; either way the job ends and says which.

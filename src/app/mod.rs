@@ -276,6 +276,8 @@ pub struct Runtime {
     pub scan_adapter: Option<String>,
     /// The scene generation whose volume the engine has.
     remote_volume: Option<u64>,
+    /// The scan generation whose engine copy was asked of the loader (asked once).
+    engine_copy_asked: Option<u64>,
     /// A folder of several DICOM series waiting for the user's choice.
     pub series_picker: Option<series_picker::SeriesPicker>,
     /// The scene generation last told it is MR without an adapter ([`MR_WITHOUT_ADAPTER`]).
@@ -425,6 +427,7 @@ impl Default for Runtime {
             has_corrector: false,
             adapter: None,
             remote_volume: None,
+            engine_copy_asked: None,
             series_picker: None,
             mr_noted: None,
             scan_adapter: None,
@@ -1242,7 +1245,44 @@ impl App {
     pub fn request_engine_copy(&mut self) {
         if let Some(s) = &self.rt.scene {
             let (path, volume, generation) = (s.path.clone(), s.volume.clone(), s.generation);
+            if self.rt.engine_copy_asked == Some(generation) {
+                return;
+            }
+            self.rt.engine_copy_asked = Some(generation);
             self.request(LoadRequest::EngineCopy { path, volume, generation });
+        }
+    }
+
+    /// Whether the engine has been handed the open scan (`set_volume` sent for it).
+    pub fn engine_holds_scan(&self) -> bool {
+        self.rt.scene.as_ref().is_some_and(|s| self.rt.remote_volume == Some(s.generation))
+    }
+
+    /// With the "3D from click" tool chosen and the model its method, hands the open scan to
+    /// the engine ahead of the first click (its copy, then `set_volume`, on which the engine
+    /// reads it and smooths it whole for the refinement), so the first click runs as fast as
+    /// the next ones: done at the first click instead, the hand-over made it take about twice
+    /// as long (2.3–2.6 s against 1.1–1.2 s for a liver on the 512 × 512 × 224 CT without a
+    /// GPU). Choosing the tool is the user's sign that a click follows; a scan merely looked
+    /// at costs nothing.
+    fn prepare_engine(&mut self, ctx: &egui::Context) {
+        if self.rt.tool != tools::Tool::ClickTo3d || self.click_method != ClickMethod::Model || self.rt.model.is_none() || self.rt.click.running.is_some() {
+            return;
+        }
+        let Some(scene) = &self.rt.scene else { return };
+        let generation = scene.generation;
+        if self.rt.remote_volume == Some(generation) {
+            return;
+        }
+        match &scene.engine_path {
+            None if loader::needs_engine_copy(&scene.path) => self.request_engine_copy(),
+            engine_path => {
+                let path = engine_path.clone().unwrap_or_else(|| scene.path.clone());
+                if self.remote_send(&Request::SetVolume { path }, ctx) {
+                    self.rt.remote_volume = Some(generation);
+                    self.rt.scan_adapter = None;
+                }
+            }
         }
     }
 
@@ -1816,6 +1856,7 @@ impl App {
             self.apply_commands(&ctx);
             ctx.request_repaint();
         }
+        self.prepare_engine(&ctx);
     }
 
     /// The case browser (when open), and a report that has been read.
