@@ -278,6 +278,9 @@ pub struct Runtime {
     remote_volume: Option<u64>,
     /// The scan generation whose engine copy was asked of the loader (asked once).
     engine_copy_asked: Option<u64>,
+    /// The scan generation `prepare_engine` sent `set_volume` for (tried once: a failure is
+    /// reported once, and the first click tries again).
+    engine_prepared: Option<u64>,
     /// A folder of several DICOM series waiting for the user's choice.
     pub series_picker: Option<series_picker::SeriesPicker>,
     /// The scene generation last told it is MR without an adapter ([`MR_WITHOUT_ADAPTER`]).
@@ -428,6 +431,7 @@ impl Default for Runtime {
             adapter: None,
             remote_volume: None,
             engine_copy_asked: None,
+            engine_prepared: None,
             series_picker: None,
             mr_noted: None,
             scan_adapter: None,
@@ -1271,13 +1275,14 @@ impl App {
         }
         let Some(scene) = &self.rt.scene else { return };
         let generation = scene.generation;
-        if self.rt.remote_volume == Some(generation) {
+        if self.rt.remote_volume == Some(generation) || self.rt.engine_prepared == Some(generation) {
             return;
         }
         match &scene.engine_path {
             None if loader::needs_engine_copy(&scene.path) => self.request_engine_copy(),
             engine_path => {
                 let path = engine_path.clone().unwrap_or_else(|| scene.path.clone());
+                self.rt.engine_prepared = Some(generation);
                 if self.remote_send(&Request::SetVolume { path }, ctx) {
                     self.rt.remote_volume = Some(generation);
                     self.rt.scan_adapter = None;
