@@ -54,7 +54,8 @@ fn a_folder_of_several_series_asks_which_and_the_choice_opens_for_the_viewer_and
     // Held as int16 (whole Hounsfield units in range): the same values as the float32 reading.
     assert_eq!(scene.volume.dtype(), sam3d_studio::volume::DataType::Int16);
     assert_eq!(scene.volume.to_f32().data, want.data);
-    // No copy for the engine until the model is used (a first model click asks for it)...
+    // No copy for the engine until the model is to be used (choosing 3D from click with the
+    // model, or a first model click, asks for it)...
     assert!(scene.engine_path.is_none(), "nothing written at open");
     h.state_mut().request_engine_copy();
     wait_for_loader(&mut h);

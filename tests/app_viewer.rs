@@ -343,7 +343,8 @@ fn dropped_files_open_as_volume_then_labels() {
 
 /// At the window's smallest size (720 × 480), with the probe showing a voxel and its label:
 /// nothing in the status bar is drawn over another item (the model and compute texts shorten
-/// with an ellipsis instead of overlapping the probe).
+/// with an ellipsis or are left out instead of overlapping the probe), idle and while a
+/// 3D-from-click job runs (its item shrinks to its Cancel button and spinner).
 #[test]
 fn a_narrow_status_bar_overlaps_nothing() {
     let (ct, labels) = demo();
@@ -356,16 +357,36 @@ fn a_narrow_status_bar_overlaps_nothing() {
     h.run();
     let probe = h.state().rt.hover.clone().expect("hovering the axial view");
     assert!(probe.label.is_some(), "the probe shows a label");
-    let bar_top = h.get_by_label_contains("RAS (").rect().top();
-    let items: Vec<egui::Rect> = ["RAS (", "voxel (", "label ", "Model:", "Compute:"]
-        .iter()
-        .filter_map(|t| h.query_all_by_label_contains(t).map(|n| n.rect()).find(|r| (r.top() - bar_top).abs() < 8.0))
-        .collect();
-    assert!(items.len() >= 4, "{items:?}");
-    for (a, ra) in items.iter().enumerate() {
-        for rb in &items[a + 1..] {
-            let overlap = ra.intersect(*rb);
-            assert!(overlap.width() <= 0.5 || overlap.height() <= 0.5, "status bar items overlap: {ra:?} and {rb:?}");
+    let check = |h: &Harness<'static, App>, least: usize| {
+        let bar_top = h.get_by_label_contains("RAS (").rect().top();
+        let items: Vec<egui::Rect> = ["RAS (", "voxel (", "label ", "Model:", "Compute:", "Cancel", "3D from click"]
+            .iter()
+            .filter_map(|t| h.query_all_by_label_contains(t).map(|n| n.rect()).find(|r| (r.top() - bar_top).abs() < 8.0))
+            .collect();
+        assert!(items.len() >= least, "{items:?}");
+        for (a, ra) in items.iter().enumerate() {
+            for rb in &items[a + 1..] {
+                let overlap = ra.intersect(*rb);
+                assert!(overlap.width() <= 0.5 || overlap.height() <= 0.5, "status bar items overlap: {ra:?} and {rb:?}");
+            }
         }
+    };
+    check(&h, 4);
+    // A job held at its gate: its Cancel button shows, and still nothing overlaps.
+    let (release, gate) = crossbeam_channel::bounded::<()>(0);
+    h.state_mut().rt.click.test_gate = Some(gate);
+    h.state_mut().send(AppCommand::ClickAt(probe.ras));
+    h.step();
+    h.step();
+    assert!(h.state().is_clicking());
+    check(&h, 4);
+    h.get_by_label("Cancel");
+    h.state_mut().rt.click.test_gate = None;
+    release.send(()).expect("the job waits at the gate");
+    let t0 = std::time::Instant::now();
+    while h.state().is_clicking() {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(60), "the job did not end");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        h.step();
     }
 }

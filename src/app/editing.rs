@@ -140,10 +140,15 @@ impl App {
         let snapshot = layer.map.clone();
         let (tx, rx) = bounded(1);
         let what = req.describe();
+        let wake = self.rt.click.wake.clone();
         let spawned = std::thread::Builder::new().name("sam3d-edit".into()).spawn(move || {
             let mut map = crate::volume::LabelMap::clone(&snapshot);
             drop(snapshot);
             let _ = tx.send(req.apply(&mut map, None).map_err(|e| e.to_string()));
+            // The status bar asks for no frame in a job's first second: the end shows now.
+            if let Some(w) = &wake {
+                w.request_repaint();
+            }
         });
         match spawned {
             Ok(_) => self.rt.edit_job = Some(EditJob { what, started: Instant::now(), map_generation: self.rt.map_generation, rx }),

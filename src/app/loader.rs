@@ -22,7 +22,8 @@ pub enum LoadRequest {
     /// and check the label map against the current volume.
     Structures { path: PathBuf, series_folder: PathBuf, volume: Arc<StoredVolume>, generation: u64 },
     /// Write the uncompressed copy of `volume` (read from `path`) that the model engine reads
-    /// ([`needs_engine_copy`]): asked for on the first model click on a scan, not at every open.
+    /// ([`needs_engine_copy`]): asked for when the 3D-from-click tool is chosen with the model
+    /// (or at the first model click on a scan), not at every open.
     EngineCopy { path: PathBuf, volume: Arc<StoredVolume>, generation: u64 },
     /// Read a label map and check it against the current volume.
     Labels { path: PathBuf, volume: Arc<StoredVolume>, generation: u64 },

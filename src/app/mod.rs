@@ -715,14 +715,21 @@ impl App {
         self.recent.truncate(MAX_RECENT);
     }
 
-    fn request(&mut self, r: LoadRequest) {
+    /// Hands `r` to the loader; false (and the error shown) when it could not take it.
+    fn request(&mut self, r: LoadRequest) -> bool {
         let sent = match &self.rt.loader {
             Some(l) => l.request(r),
             None => Err("the loader thread is not running".into()),
         };
         match sent {
-            Ok(()) => self.rt.pending_jobs += 1,
-            Err(e) => self.error(e),
+            Ok(()) => {
+                self.rt.pending_jobs += 1;
+                true
+            }
+            Err(e) => {
+                self.error(e);
+                false
+            }
         }
     }
 
@@ -1252,8 +1259,9 @@ impl App {
             if self.rt.engine_copy_asked == Some(generation) {
                 return;
             }
-            self.rt.engine_copy_asked = Some(generation);
-            self.request(LoadRequest::EngineCopy { path, volume, generation });
+            if self.request(LoadRequest::EngineCopy { path, volume, generation }) {
+                self.rt.engine_copy_asked = Some(generation);
+            }
         }
     }
 
@@ -1337,8 +1345,8 @@ impl App {
                 }
                 if scene.engine_path.is_none() && loader::needs_engine_copy(&scene.path) {
                     // The engine reads an uncompressed copy of the scan as the viewer read it,
-                    // written on the first model click (not at every open): this click waits
-                    // for it and runs once it is there.
+                    // asked for when the tool was chosen (`prepare_engine`) or now, not at every
+                    // open: this click waits for it and runs once it is there.
                     if self.rt.click.after_copy.is_none() {
                         self.request_engine_copy();
                     }
@@ -1431,6 +1439,7 @@ impl App {
     fn drop_engine(&mut self) {
         self.rt.remote = None;
         self.rt.remote_volume = None;
+        self.rt.engine_prepared = None;
         self.rt.model = None;
         self.rt.model_is_sam_med3d = false;
         self.rt.has_corrector = false;
@@ -1510,6 +1519,7 @@ impl App {
                         self.rt.scan_adapter.clone_from(&adapter);
                     }
                     let (grid_kji, tx, click) = ([sh[0], sh[1], sh[2]], self.rt.click.tx.clone(), self.rt.click.running.map(|r| r.1));
+                    let wake = self.rt.click.wake.clone();
                     let millis = timings.total_secs * 1000.0;
                     let passes = 1 + timings.extension_passes;
                     let joined = matches!(timings.join, Some(JoinOutcome::Joined | JoinOutcome::JoinedNear));
@@ -1534,6 +1544,11 @@ impl App {
                             Err(message) => ClickEvent::Failed { job, message: format!("Model: {message}") },
                         };
                         let _ = tx.send(ev);
+                        // The window may be waiting for nothing else (a job's indicator asks
+                        // for no frame in its first second).
+                        if let Some(w) = &wake {
+                            w.request_repaint();
+                        }
                     });
                     if let Err(e) = spawned {
                         self.rt.click.running = None;

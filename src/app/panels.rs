@@ -244,9 +244,12 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             }
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            // In a narrow window, a text with no room for more than its ellipsis is left out.
+            // In a narrow window, a text with no room for more than its ellipsis is left out,
+            // and a running job's item keeps only its Cancel button and spinner (then the
+            // compute text goes too).
             const LEAST: f32 = 40.0;
-            if ui.available_width() >= LEAST {
+            let tight = ui.available_width() < 280.0;
+            if ui.available_width() >= LEAST && !(tight && app.rt.click.running.is_some()) {
                 ui.add(egui::Label::new(RichText::new(format!("Compute: {}", super::device_name(&app.rt.device))).size(12.0)).truncate())
                     .on_hover_text("Where the model runs (Model → Connect to engine… to change)");
             }
@@ -260,18 +263,21 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
                 ui.add(egui::Label::new(RichText::new(format!("Fine-tuning: {}", run.summary())).size(12.0)).truncate());
             }
             if let Some((job, _, t0)) = &app.rt.click.running {
-                // One item: the probe on the left keeps its room (the method is in the toolbar).
+                // One item (the method is in the toolbar); where the probe leaves it little room,
+                // its Cancel button and spinner alone.
+                let compact = tight;
                 ui.separator();
                 if ui.small_button("Cancel").on_hover_text("Stop this 3D-from-click job (Esc)").clicked() {
                     cancel = true;
                 }
-                if let Some((_, f)) = &app.rt.click_stage {
-                    ui.add(egui::ProgressBar::new(*f).desired_width(60.0).desired_height(12.0));
+                if !compact {
+                    if let Some((_, f)) = &app.rt.click_stage {
+                        ui.add(egui::ProgressBar::new(*f).desired_width(60.0).desired_height(12.0));
+                    }
+                    let stage = app.rt.click_stage.as_ref().map_or(String::new(), |(s, _)| format!(" {s}"));
+                    ui.add(egui::Label::new(RichText::new(format!("3D from click #{job}:{stage} …{}", elapsed_text(*t0))).size(12.0)).truncate());
                 }
-                let stage = app.rt.click_stage.as_ref().map_or(String::new(), |(s, _)| format!(" {s}"));
-                ui.add(egui::Label::new(RichText::new(format!("3D from click #{job}:{stage} …{}", elapsed_text(*t0))).size(12.0)).truncate())
-                    .on_hover_text(format!("{} (the engine's stage, when it reports one)", app.click_method.name()));
-                super::spinner::spinner_after(ui, *t0);
+                super::spinner::spinner_after(ui, *t0).on_hover_text(format!("3D from click #{job} running ({})", app.click_method.name()));
                 ui.ctx().request_repaint_after(super::spinner::repaint_after(*t0, std::time::Duration::from_millis(500)));
             } else if let Some(status) = &app.rt.click.last_status {
                 ui.separator();
@@ -300,7 +306,7 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
                 super::spinner::spinner(ui);
             }
             // The model last, so in a narrow window it is what an ellipsis shortens.
-            if ui.available_width() < LEAST {
+            if ui.available_width() < LEAST + ui.spacing().item_spacing.x * 2.0 + 1.0 {
                 return;
             }
             ui.separator();

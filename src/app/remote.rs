@@ -127,8 +127,9 @@ pub fn read_replies(out: impl BufRead, tx: &crossbeam_channel::Sender<ClientEven
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => ClientEvent::Unreadable(format!("the engine wrote a line that is not UTF-8 ({e})")),
             Err(e) => return format!("reading the engine's output: {e}"),
         };
-        // A job's progress waits for the window's next frame (its busy spinner asks for one a
-        // few times a second): under a software renderer each frame takes CPU from the job.
+        // A job's progress waits for the window's next frame (its busy indicator asks for one
+        // twice a second after the job's first second, `spinner::QUIET`): under a software
+        // renderer each frame takes CPU from the job.
         let urgent = !matches!(ev, ClientEvent::Reply(Reply::Progress { .. }));
         if tx.send(ev).is_err() {
             return "the app stopped listening".into();
