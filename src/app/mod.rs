@@ -1291,11 +1291,17 @@ impl App {
             engine_path => {
                 let path = engine_path.clone().unwrap_or_else(|| scene.path.clone());
                 self.rt.engine_prepared = Some(generation);
-                if self.remote_send(&Request::SetVolume { path }, ctx) {
-                    self.rt.remote_volume = Some(generation);
-                    self.rt.scan_adapter = None;
-                }
+                self.send_volume(path, generation, ctx);
             }
+        }
+    }
+
+    /// Hands the engine the scan of `generation` read from `path` (`set_volume`); a new scan
+    /// has no adapter of its own yet.
+    fn send_volume(&mut self, path: PathBuf, generation: u64, ctx: &egui::Context) {
+        if self.remote_send(&Request::SetVolume { path }, ctx) {
+            self.rt.remote_volume = Some(generation);
+            self.rt.scan_adapter = None;
         }
     }
 
@@ -1356,9 +1362,7 @@ impl App {
                 }
                 let (generation, path) = (scene.generation, scene.engine_path.clone().unwrap_or_else(|| scene.path.clone()));
                 if self.rt.remote_volume != Some(generation) {
-                    self.remote_send(&Request::SetVolume { path }, ctx);
-                    self.rt.remote_volume = Some(generation);
-                    self.rt.scan_adapter = None;
+                    self.send_volume(path, generation, ctx);
                 }
                 self.rt.click.next_job += 1;
                 let job = self.rt.click.next_job;

@@ -265,12 +265,11 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             if let Some((job, _, t0)) = &app.rt.click.running {
                 // One item (the method is in the toolbar); where the probe leaves it little room,
                 // its Cancel button and spinner alone.
-                let compact = tight;
                 ui.separator();
                 if ui.small_button("Cancel").on_hover_text("Stop this 3D-from-click job (Esc)").clicked() {
                     cancel = true;
                 }
-                if !compact {
+                if !tight {
                     if let Some((_, f)) = &app.rt.click_stage {
                         ui.add(egui::ProgressBar::new(*f).desired_width(60.0).desired_height(12.0));
                     }

@@ -29,14 +29,21 @@ pub fn repaint_after(started: Instant, period: Duration) -> Duration {
 /// [`spinner`] for a job started at `started`: still, and asking for no frame, until
 /// [`QUIET`] has passed (then one frame at its end).
 pub fn spinner_after(ui: &mut egui::Ui, started: Instant) -> egui::Response {
-    let Some(still) = QUIET.checked_sub(started.elapsed()).filter(|d| !d.is_zero()) else {
-        return spinner(ui);
-    };
+    match QUIET.checked_sub(started.elapsed()).filter(|d| !d.is_zero()) {
+        Some(still) => draw(ui, |_| (0.0, still)),
+        None => spinner(ui),
+    }
+}
+
+/// A spinner the size of a line of text whose arc starts at the angle `at(time)` gives
+/// (radians), asking for the next frame after the delay it gives; nothing asked when hidden.
+fn draw(ui: &mut egui::Ui, at: impl FnOnce(f64) -> (f64, Duration)) -> egui::Response {
     let size = ui.style().spacing.interact_size.y;
     let (rect, response) = ui.allocate_exact_size(egui::vec2(size, size), egui::Sense::hover());
     if ui.is_rect_visible(rect) {
-        arc(ui, rect, 0.0);
-        ui.ctx().request_repaint_after(still);
+        let (start, next) = at(ui.input(|i| i.time));
+        arc(ui, rect, start);
+        ui.ctx().request_repaint_after(next);
     }
     response
 }
@@ -59,16 +66,10 @@ const STEPS_PER_SEC: f64 = 2.0;
 
 /// A spinner the size of a line of text, stepping [`STEPS_PER_SEC`] times a second.
 pub fn spinner(ui: &mut egui::Ui) -> egui::Response {
-    let size = ui.style().spacing.interact_size.y;
-    let (rect, response) = ui.allocate_exact_size(egui::vec2(size, size), egui::Sense::hover());
-    if ui.is_rect_visible(rect) {
-        let time = ui.input(|i| i.time);
+    draw(ui, |time| {
         let step = (time * STEPS_PER_SEC).floor();
-        arc(ui, rect, step / STEPS_PER_SEC * std::f64::consts::TAU);
-        let next = (step + 1.0) / STEPS_PER_SEC - time;
-        ui.ctx().request_repaint_after(Duration::from_secs_f64(next.max(0.01)));
-    }
-    response
+        (step / STEPS_PER_SEC * std::f64::consts::TAU, Duration::from_secs_f64(((step + 1.0) / STEPS_PER_SEC - time).max(0.01)))
+    })
 }
 
 #[cfg(test)]

@@ -586,13 +586,13 @@ fn overlay_ui(ui: &mut egui::Ui, rect: Rect, state: &mut MeshViewState) {
         // Right of the view buttons, with an ellipsis where the view is too narrow for it.
         let visible = state.labels.iter().filter(|l| state.is_label_visible(l.label)).count();
         let room = (rect.right() - 8.0) - (buttons.min_rect().right() + 2.0);
-        let mut job = egui::text::LayoutJob::simple_singleline(
-            format!("{visible}/{} meshes · {} triangles", state.labels.len(), state.triangle_count()),
-            FontId::proportional(11.0),
-            text_color,
-        );
-        job.wrap = egui::text::TextWrapping::truncate_at_width(room.max(0.0));
         if room > 24.0 {
+            let mut job = egui::text::LayoutJob::simple_singleline(
+                format!("{visible}/{} meshes · {} triangles", state.labels.len(), state.triangle_count()),
+                FontId::proportional(11.0),
+                text_color,
+            );
+            job.wrap = egui::text::TextWrapping::truncate_at_width(room);
             let galley = painter.layout_job(job);
             painter.galley(rect.right_top() + Vec2::new(-8.0 - galley.size().x, 8.0), galley, text_color);
         }
