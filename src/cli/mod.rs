@@ -105,6 +105,12 @@ pub enum Command {
         /// shipped model's training and evaluation phantoms.
         #[arg(long)]
         medium: bool,
+        /// What the cases hold: organs (seven abdominal organs, the shipped model's phantoms),
+        /// chest (lungs with airways and vessels, heart, aorta with its arch and branches,
+        /// thoracic vertebrae, lung nodules), abdomen (organs, aorta with its branches, IVC,
+        /// lumbar vertebrae, liver lesions) or head (skull, brain, a tumour).
+        #[arg(long, default_value = "organs")]
+        scene: crate::data::scenes::Scene,
     },
     /// Signed distance in mm (negative inside) of a label, as float NIfTI on the same grid.
     Sdf {
@@ -216,13 +222,13 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Some(Command::Phantom { outdir, cases, seed, modality, small, medium }) => {
+        Some(Command::Phantom { outdir, cases, seed, modality, small, medium, scene }) => {
             let spec = match (small, medium) {
                 (true, _) => PhantomSpec::small(modality),
                 (_, true) => PhantomSpec::medium(modality),
                 _ => PhantomSpec::realistic(modality),
             };
-            data_cmds::phantom(&outdir, cases, seed, &spec)
+            data_cmds::phantom(&outdir, cases, seed, &spec, scene)
         }
         Some(Command::Convert(a)) => convert_cmd::convert(&a),
         Some(Command::Sdf { labels, output, label }) => shape_cmds::sdf(&labels, &output, label),

@@ -570,6 +570,9 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         if s.by_label.len() > 1 && s.by_label.len() <= 60 {
             print!("{}", crate::engine::eval::label_table(s));
         }
+        if s.by_family.len() > 1 {
+            print!("{}", crate::engine::eval::family_table(s));
+        }
     }
     // The model's worst click, one command away from a look in the viewer (which runs the
     // shipped weights with its own toolbar settings, so other weights or options differ).

@@ -5,9 +5,12 @@
 //! dataset preprocessing into a cache ([`preprocess`]).
 
 pub mod cases;
+pub mod family;
 pub mod click;
 pub mod correction;
 pub mod phantom;
 pub mod preprocess;
 pub mod sam_med3d;
+pub mod scenes;
 pub mod train_samples;
+pub mod zoom;

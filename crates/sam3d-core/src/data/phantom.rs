@@ -49,7 +49,7 @@ impl Rng {
 
 /// Cheap per-voxel noise: a hash of (seed, voxel index) → standard normal. Lets voxels be
 /// filled in parallel yet deterministically.
-fn hashed_normal(seed: u64, idx: u64) -> f32 {
+pub(crate) fn hashed_normal(seed: u64, idx: u64) -> f32 {
     let mut r = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ idx.wrapping_mul(0x9E37_79B9));
     r.normal() as f32
 }
@@ -203,35 +203,9 @@ pub fn generate(spec: &PhantomSpec, seed: u64) -> PhantomCase {
         mr: 220.0,
     };
 
-    // Acquisition: slice normal along S (axial), A (coronal) or R (sagittal); in-plane axes
-    // may be flipped; an oblique tilt about a random axis.
-    let slice_normal = match rng.uniform() {
-        x if x < 0.6 => 2,
-        x if x < 0.85 => 1,
-        _ => 0,
-    };
-    let in_plane: Vec<usize> = (0..3).filter(|&a| a != slice_normal).collect();
-    let mut dirs = Matrix3::zeros();
-    let order = if rng.uniform() < 0.5 { [in_plane[0], in_plane[1]] } else { [in_plane[1], in_plane[0]] };
-    for (col, &w) in order.iter().enumerate() {
-        dirs[(w, col)] = if rng.uniform() < 0.5 { -1.0 } else { 1.0 };
-    }
-    dirs[(slice_normal, 2)] = if rng.uniform() < 0.3 { -1.0 } else { 1.0 };
-    let tilt_axis = Unit::new_normalize(Vector3::new(rng.normal(), rng.normal(), rng.normal()));
-    let tilt = *Rotation3::from_axis_angle(&tilt_axis, rng.range(0.0, spec.max_tilt_deg).to_radians()).matrix();
-    let ip = rng.range(spec.in_plane_mm.0, spec.in_plane_mm.1);
-    let sp = Vector3::new(ip, ip, rng.range(spec.slice_mm.0, spec.slice_mm.1));
-    let lin = tilt * dirs * Matrix3::from_diagonal(&sp);
     // Cover the body's bounding box (plus a margin) along each voxel axis.
     let half_box = Vector3::new(body.x + 10.0 * s, body.y + 10.0 * s, body.z);
-    let mut n = [0usize; 3];
-    for a in 0..3 {
-        let d = (tilt * dirs).column(a).into_owned();
-        let extent = 2.0 * (d.x.abs() * half_box.x + d.y.abs() * half_box.y + d.z.abs() * half_box.z);
-        n[a] = ((extent / sp[a]).ceil() as usize).max(4);
-    }
-    let centre_vox = Vector3::new((n[0] - 1) as f64 / 2.0, (n[1] - 1) as f64 / 2.0, (n[2] - 1) as f64 / 2.0);
-    let ras_from_voxel = RasFromVoxel::from_parts(lin, -(lin * centre_vox));
+    let Acquisition { ras_from_voxel, n, spacing: sp, slice_normal } = acquisition(&mut rng, spec, half_box);
 
     let bias = [rng.range(-0.25, 0.25), rng.range(-0.25, 0.25), rng.range(-0.2, 0.2), rng.range(-0.15, 0.15)];
     let noise_seed = rng.next_u64();
@@ -303,6 +277,46 @@ pub fn generate(spec: &PhantomSpec, seed: u64) -> PhantomCase {
         organs,
         slice_normal,
     }
+}
+
+/// A random acquisition of a box of half-extents `half_box` (RAS mm, centred at the origin):
+/// slices normal to S (axial), A (coronal) or R (sagittal), in-plane axes maybe swapped and
+/// flipped, an oblique tilt about a random axis, spacing from `spec`; the grid covers the box.
+pub(crate) struct Acquisition {
+    pub ras_from_voxel: RasFromVoxel,
+    /// Voxels along i, j, k.
+    pub n: [usize; 3],
+    pub spacing: Vector3<f64>,
+    /// Which world axis the slices are normal to (0 = sagittal, 1 = coronal, 2 = axial).
+    pub slice_normal: usize,
+}
+
+pub(crate) fn acquisition(rng: &mut Rng, spec: &PhantomSpec, half_box: Vector3<f64>) -> Acquisition {
+    let slice_normal = match rng.uniform() {
+        x if x < 0.6 => 2,
+        x if x < 0.85 => 1,
+        _ => 0,
+    };
+    let in_plane: Vec<usize> = (0..3).filter(|&a| a != slice_normal).collect();
+    let mut dirs = Matrix3::zeros();
+    let order = if rng.uniform() < 0.5 { [in_plane[0], in_plane[1]] } else { [in_plane[1], in_plane[0]] };
+    for (col, &w) in order.iter().enumerate() {
+        dirs[(w, col)] = if rng.uniform() < 0.5 { -1.0 } else { 1.0 };
+    }
+    dirs[(slice_normal, 2)] = if rng.uniform() < 0.3 { -1.0 } else { 1.0 };
+    let tilt_axis = Unit::new_normalize(Vector3::new(rng.normal(), rng.normal(), rng.normal()));
+    let tilt = *Rotation3::from_axis_angle(&tilt_axis, rng.range(0.0, spec.max_tilt_deg).to_radians()).matrix();
+    let ip = rng.range(spec.in_plane_mm.0, spec.in_plane_mm.1);
+    let sp = Vector3::new(ip, ip, rng.range(spec.slice_mm.0, spec.slice_mm.1));
+    let lin = tilt * dirs * Matrix3::from_diagonal(&sp);
+    let mut n = [0usize; 3];
+    for a in 0..3 {
+        let d = (tilt * dirs).column(a).into_owned();
+        let extent = 2.0 * (d.x.abs() * half_box.x + d.y.abs() * half_box.y + d.z.abs() * half_box.z);
+        n[a] = ((extent / sp[a]).ceil() as usize).max(4);
+    }
+    let centre_vox = Vector3::new((n[0] - 1) as f64 / 2.0, (n[1] - 1) as f64 / 2.0, (n[2] - 1) as f64 / 2.0);
+    Acquisition { ras_from_voxel: RasFromVoxel::from_parts(lin, -(lin * centre_vox)), n, spacing: sp, slice_normal }
 }
 
 /// RAS centroid of a label's voxels.

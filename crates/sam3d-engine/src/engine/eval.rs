@@ -11,6 +11,7 @@
 use crate::baseline::GrowParams;
 use crate::baseline::prompted::PromptedGrowing;
 use crate::prompts::{Polarity, Prompt, next_correction};
+use crate::data::family::{Family, lesion_size_class};
 use crate::data::preprocess::{axis_of_plane, find_pairs, point_at_depth_on_slice, slices_with};
 use crate::engine::{InferRequest, NoHooks, Session};
 use crate::options::{PipelineOptions, PlaneFusion};
@@ -45,6 +46,8 @@ pub struct EvalRow {
     pub dice_by_prompt: Vec<f64>,
     /// Mean seconds of the prompts after the first (`None` with one prompt).
     pub prompt_secs: Option<f64>,
+    /// The reference structure's volume (ml).
+    pub reference_ml: f64,
 }
 
 /// Mean and worst of one method.
@@ -74,6 +77,20 @@ pub struct MethodSummary {
     pub dice_by_plane: BTreeMap<String, f64>,
     /// Per label, in label order: where the method does well and where it fails.
     pub by_label: Vec<LabelSummary>,
+    /// Per structure family (organs, lesions, vessels, lungs, bone; named labels only), and the
+    /// lesions by size: what issue 22's model card reports.
+    pub by_family: Vec<FamilySummary>,
+}
+
+/// One structure family's clicks of one method ([`Family::of`] the label's name).
+#[derive(Clone, Debug, Serialize)]
+pub struct FamilySummary {
+    /// The family's name, or for lesions by size `lesions < 5 ml` etc.
+    pub family: String,
+    pub labels: usize,
+    pub clicks: usize,
+    pub mean_dice: f64,
+    pub mean_hd95_mm: Option<f64>,
 }
 
 /// One label's clicks of one method, over every case that has the label.
@@ -247,6 +264,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
         let floor = crate::baseline::refine::intensity_floor(vol);
         for (label, cl) in clicks {
             let gt = lab.mask(*label);
+            let reference_ml = gt.iter().filter(|&&g| g).count() as f64 * vol.voxel_ml();
             for &(plane, click) in cl {
                 if opts.baseline || session.is_none() {
                     let t = std::time::Instant::now();
@@ -270,6 +288,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
                         secs,
                         dice_by_prompt,
                         prompt_secs,
+                        reference_ml,
                     });
                 }
                 if let Some(s) = session.as_mut() {
@@ -300,6 +319,7 @@ pub fn evaluate(opts: &EvalOptions, total_hint: &dyn Fn(u64), on_click: &dyn Fn(
                         secs,
                         dice_by_prompt,
                         prompt_secs,
+                        reference_ml,
                     });
                 }
                 on_click();
@@ -473,9 +493,47 @@ pub fn summarise(rows: &[EvalRow], names: &BTreeMap<u16, String>) -> BTreeMap<St
                     .collect(),
                 mean_prompt_secs: mean_opt(rs.iter().map(|r| r.prompt_secs)),
                 dice_by_plane: dice_by_plane(&rs),
+                by_family: by_family(&rs, names),
                 by_label,
             },
         );
+    }
+    out
+}
+
+/// The rows of each family with at least one, then the lesions by size class (labels without a
+/// name are left out: their family is unknown).
+fn by_family(rows: &[&EvalRow], names: &BTreeMap<u16, String>) -> Vec<FamilySummary> {
+    let family = |r: &EvalRow| names.get(&r.label).map(|n| Family::of(n));
+    let summary = |name: String, rs: Vec<&EvalRow>| FamilySummary {
+        family: name,
+        labels: rs.iter().map(|r| (r.case.as_str(), r.label)).collect::<std::collections::BTreeSet<_>>().len(),
+        clicks: rs.len(),
+        mean_dice: rs.iter().map(|r| r.metrics.dice).sum::<f64>() / rs.len() as f64,
+        mean_hd95_mm: mean_opt(rs.iter().map(|r| r.metrics.hd95_mm)),
+    };
+    let mut out = Vec::new();
+    for f in Family::ALL {
+        let rs: Vec<&EvalRow> = rows.iter().copied().filter(|r| family(r) == Some(f)).collect();
+        if !rs.is_empty() {
+            out.push(summary(f.name().to_string(), rs));
+        }
+    }
+    for class in ["< 5 ml", "5-50 ml", ">= 50 ml"] {
+        let rs: Vec<&EvalRow> = rows.iter().copied().filter(|r| family(r) == Some(Family::Lesion) && lesion_size_class(r.reference_ml) == class).collect();
+        if !rs.is_empty() {
+            out.push(summary(format!("lesions {class}"), rs));
+        }
+    }
+    out
+}
+
+/// One method's families as a text table for the terminal.
+pub fn family_table(s: &MethodSummary) -> String {
+    let mut out = format!("  {:<28} {:>6} {:>6} {:>6} {:>8}\n", "family", "labels", "clicks", "Dice", "HD95 mm");
+    for f in &s.by_family {
+        let hd = f.mean_hd95_mm.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
+        out += &format!("  {:<28} {:>6} {:>6} {:>6.3} {:>8}\n", f.family, f.labels, f.clicks, f.mean_dice, hd);
     }
     out
 }
