@@ -100,6 +100,12 @@ pub struct PipelineOptions {
     /// rules of `baseline::prompted` alone.
     #[arg(long = "no-corrector", action = ArgAction::SetFalse)]
     pub corrector: bool,
+    /// Scale that follows the object (`data::zoom`): when the model's 2D mask on the clicked
+    /// slice is smaller than 24 mm in radius, the click's pass sees the scan magnified about the
+    /// click (up to 4x: 0.75 mm pixels, 1 mm cells), so a small lesion covers the slice as an
+    /// organ does. For weights trained at those scales (`augment.zoom_prob`).
+    #[arg(long)]
+    pub zoom: bool,
 }
 
 impl Default for PipelineOptions {
@@ -114,6 +120,7 @@ impl Default for PipelineOptions {
             join_near_mm: JOIN_NEAR_MM,
             mr_adapter: true,
             corrector: true,
+            zoom: false,
         }
     }
 }

@@ -33,17 +33,22 @@ pub struct AugmentParams {
     pub intensity_gain: f64,
     /// Offset from `[−offset, offset]` on the normalised intensities.
     pub intensity_offset: f64,
+    /// Share of the samples seen at the scale that follows the object ([`crate::data::zoom`]):
+    /// the world magnified about the click by the zoom of the reference's radius on the clicked
+    /// slice (times 0.85–1.15), as the engine's `--zoom` magnifies it by the model's own 2D
+    /// mask's. 0: every sample at its own scale.
+    pub zoom_prob: f64,
 }
 
 impl Default for AugmentParams {
     fn default() -> Self {
-        AugmentParams { rotate_deg: 10.0, scale: 0.1, intensity_gain: 0.1, intensity_offset: 0.05 }
+        AugmentParams { rotate_deg: 10.0, scale: 0.1, intensity_gain: 0.1, intensity_offset: 0.05, zoom_prob: 0.0 }
     }
 }
 
 impl AugmentParams {
     pub fn none() -> Self {
-        AugmentParams { rotate_deg: 0.0, scale: 0.0, intensity_gain: 0.0, intensity_offset: 0.0 }
+        AugmentParams { rotate_deg: 0.0, scale: 0.0, intensity_gain: 0.0, intensity_offset: 0.0, zoom_prob: 0.0 }
     }
 }
 
@@ -338,9 +343,15 @@ pub fn random_sample(cases: &[TrainCase], seed: u64, aug: &AugmentParams, p: &Cl
             (click, planes[rng.below(3)])
         }
     };
-    let t = Similarity::random(click, aug, &mut rng);
+    let mut t = Similarity::random(click, aug, &mut rng);
     let gain = 1.0 + rng.range(-aug.intensity_gain, aug.intensity_gain) as f32;
     let off = rng.range(-aug.intensity_offset, aug.intensity_offset) as f32;
+    // Drawn only when zooming is asked for, so runs without it keep their samples.
+    if aug.zoom_prob > 0.0 && rng.uniform() < aug.zoom_prob {
+        let r = crate::data::zoom::label_radius_on_slice_mm(&case.labels, case.classes[k], click, plane, p);
+        let z = crate::data::zoom::zoom_for_radius(r * rng.range(0.85, 1.15));
+        t.scale *= z;
+    }
     make_sample(case, k, click, plane, &t, (gain, off), p)
 }
 

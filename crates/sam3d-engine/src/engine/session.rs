@@ -528,7 +528,7 @@ impl Session {
             // The structure under a negative point: the model's one pass there, refined by the
             // image (no continuation or join: only its part on the object matters).
             ObjectPass::Wrong => {
-                let pass = shape_at(model, pv, fusion, at, req.plane, None, false, &mut timings, hooks)?;
+                let pass = shape_at(model, pv, fusion, at, req.plane, None, false, false, &mut timings, hooks)?;
                 Ok(refined(&pv.volume, pass.component, at, refine, prompts, &mut timings))
             }
         })?;
@@ -705,7 +705,7 @@ fn run_click(
     hooks: &mut dyn Hooks,
 ) -> Result<(Pass, Option<crate::shape::GridComponent>), EngineError> {
     let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
-    let mut first = shape_at(model, pv, fusion, click, plane, drawn, true, timings, hooks)?;
+    let mut first = shape_at(model, pv, fusion, click, plane, drawn, true, options.zoom, timings, hooks)?;
     let vol = &pv.volume;
     first.component = refined(vol, first.component.take(), click, refine, prompts, timings);
     let mut component = first.component.clone();
@@ -724,7 +724,7 @@ fn run_click(
         timings.postprocess_secs += t.elapsed().as_secs_f64();
         for (at, idx) in extra.into_iter().filter(|(c, _)| !prompts.blocks(*c)) {
             check(hooks)?;
-            let pass = shape_at(model, pv, fusion, at, plane, None, false, timings, hooks)?;
+            let pass = shape_at(model, pv, fusion, at, plane, None, false, false, timings, hooks)?;
             let p = refined(vol, pass.component, at, refine, prompts, timings);
             let t = Instant::now();
             if let (Some(u), Some(p)) = (&component, &p)
@@ -780,6 +780,10 @@ struct Pass {
     component: Option<crate::shape::GridComponent>,
 }
 
+/// One pass of the model at `click` (module doc of [`Pass`]). `zoom`: the scale follows the
+/// object ([`crate::data::zoom`]): when the 2D mask on the clicked slice is small, the pass
+/// runs again in the scan magnified about the click (its 2D mask too), and its maps and
+/// distances are brought back to the scan's own world before the component is taken.
 #[allow(clippy::too_many_arguments)]
 fn shape_at(
     model: &dyn ShapeModel,
@@ -789,6 +793,7 @@ fn shape_at(
     plane: ViewPlane,
     drawn: Option<&Array2<bool>>,
     first: bool,
+    zoom: bool,
     timings: &mut Timings,
     hooks: &mut dyn Hooks,
 ) -> Result<Pass, EngineError> {
@@ -799,7 +804,7 @@ fn shape_at(
         hooks.progress(Stage::Preprocess);
     }
     let t = Instant::now();
-    let sample = click::prepare_click(pv, click, plane, &params)?;
+    let mut sample = click::prepare_click(pv, click, plane, &params)?;
     timings.preprocess_secs += t.elapsed().as_secs_f64();
     check(hooks)?;
 
@@ -808,7 +813,7 @@ fn shape_at(
     }
     let t = Instant::now();
     let s = params.image_size;
-    let mask2d = match drawn {
+    let mut mask2d = match drawn {
         Some(m) if m.dim() == (s, s) => m.clone(),
         Some(m) => {
             return Err(EngineError::BadRequest(format!(
@@ -819,9 +824,27 @@ fn shape_at(
         }
         None => model.masks2d(&[&sample])?.remove(0),
     };
+    // The scale that follows the object: the scan magnified about the click (the click stays
+    // where it is), its slice and 2D mask again.
+    let mut magnified: Option<(PreparedVolume, crate::data::train_samples::Similarity)> = None;
+    if zoom && drawn.is_none() {
+        let z = crate::data::zoom::zoom_for_radius(crate::data::zoom::mask_radius_mm(&mask2d, params.spacing_mm));
+        if z > 1.0 {
+            let t = crate::data::train_samples::Similarity { scale: z, ..crate::data::train_samples::Similarity::identity(click) };
+            let pvz = pv.with_affine(&t.apply_affine(&pv.volume.ras_from_voxel))?;
+            sample = click::prepare_click(&pvz, click, plane, &params)?;
+            mask2d = model.masks2d(&[&sample])?.remove(0);
+            timings.zoom = Some(z);
+            magnified = Some((pvz, t));
+        }
+    }
+    let pv_seen = magnified.as_ref().map_or(pv, |m| &m.0);
+    // A map of the magnified world back to the scan's (identity when not magnified).
+    let back = magnified.as_ref().map(|m| m.1.inverse_affine());
     timings.mask2d_secs += t.elapsed().as_secs_f64();
     if first {
-        hooks.preview(&mask2d, &sample.ras_from_pixel);
+        let ras_from_pixel = back.map_or(sample.ras_from_pixel, |b| b * sample.ras_from_pixel);
+        hooks.preview(&mask2d, &ras_from_pixel);
     }
     check(hooks)?;
 
@@ -830,15 +853,16 @@ fn shape_at(
     }
     let t = Instant::now();
     let planes: Vec<ViewPlane> = if fusion != PlaneFusion::Own { ViewPlane::ALL.into_iter().filter(|&q| q != plane).collect() } else { Vec::new() };
-    let views = if drawn.is_none() { &TEST_VIEWS[..views] } else { &[] };
-    let (class, sdf) = if drawn.is_none() && (!planes.is_empty() || !views.is_empty()) {
+    // Test views move the scan's own world: not run on a magnified pass.
+    let views = if drawn.is_none() && magnified.is_none() { &TEST_VIEWS[..views] } else { &[] };
+    let (class, mut sdf) = if drawn.is_none() && (!planes.is_empty() || !views.is_empty()) {
         // The other planes through the click and the clicked plane's sample in each test view,
         // then each view's planes: their 2D masks, then all shapes in one batch (one forward of
         // n costs less than n of one on a CPU). Each extra sample keeps the grid → RAS map of
         // its cube in the scan's own world, for resampling onto the clicked cube.
         let mut others: Vec<(ClickSample, RasFromGrid, f32)> = Vec::new();
         for q in &planes {
-            let s = click::prepare_click(pv, click, *q, &params)?;
+            let s = click::prepare_click(pv_seen, click, *q, &params)?;
             let g = s.ras_from_grid;
             others.push((s, g, 1.0));
         }
@@ -868,6 +892,11 @@ fn shape_at(
     };
     timings.shape_secs += t.elapsed().as_secs_f64();
     check(hooks)?;
+    if let (Some(b), Some((_, m))) = (back, &magnified) {
+        sample.ras_from_grid = b * sample.ras_from_grid;
+        sample.ras_from_pixel = b * sample.ras_from_pixel;
+        sdf.mapv_inplace(|d| d / m.scale as f32);
+    }
 
     if first {
         hooks.progress(Stage::Postprocess);
@@ -1157,6 +1186,69 @@ mod tests {
 
     use crate::geometry::RasFromVoxel;
     use crate::shape::GridComponent;
+
+    /// A network that segments what is bright: its 2D mask is the slice's bright pixels
+    /// connected to the click, its signed distance the guide's (the scan at the cube's cells)
+    /// difference from the threshold, which is zero where the scan crosses it. Whatever world it is shown, it answers in that world, as a network does.
+    struct Bright;
+    impl ShapeModel for Bright {
+        fn click_params(&self) -> click::ClickParams {
+            click::ClickParams {
+                image_size: 32,
+                spacing_mm: 3.0,
+                cube_mm: 96.0,
+                grid: 24,
+                ct_window_hu: [-160.0, 240.0],
+                prior_radius_px: 1.0,
+                context: Some(click::ContextParams { size: 8, guide: true }),
+            }
+        }
+        fn masks2d(&self, samples: &[&ClickSample]) -> Result<Vec<Array2<bool>>, EngineError> {
+            Ok(samples.iter().map(|s| {
+                let c = s.image.nrows() / 2;
+                crate::engine::shape_model::component_2d(&s.image.mapv(|v| v > 0.65), [c, c])
+            }).collect())
+        }
+        fn sdfs(&self, samples: &[&ClickSample], _masks: &[&Array2<bool>]) -> Result<Vec<(usize, Array3<f32>)>, EngineError> {
+            Ok(samples.iter().map(|s| (0, s.guide.as_ref().expect("guide").mapv(|v| 0.65 - v))).collect())
+        }
+    }
+
+    /// A 0.9 ml ball (6 mm radius, 200 HU in water) on a 1 mm grid: seen as it is, the 4 mm
+    /// cells of the cube make it coarse; magnified (4x: 1 mm cells), the pass holds it to a
+    /// voxel, and its maps and distances come back to the scan's world (a pass whose magnified
+    /// map were taken for the scan's would be four times too large, or elsewhere).
+    #[test]
+    fn a_magnified_pass_comes_back_to_the_scan_where_and_as_large_as_the_object_is() {
+        let centre = nalgebra::Vector3::new(30.0, 26.0, 34.0);
+        let ras_from_voxel = RasFromVoxel::from_parts(nalgebra::Matrix3::from_diagonal(&nalgebra::Vector3::new(-1.0, 1.0, 1.0)), nalgebra::Vector3::new(63.0, 0.0, 0.0));
+        let mut data = Array3::<f32>::zeros((64, 64, 64));
+        for ((k, j, i), v) in data.indexed_iter_mut() {
+            let p = ras_from_voxel.apply(crate::geometry::VoxelIjk::new(i as f64, j as f64, k as f64));
+            if (p.v - centre).norm() <= 6.0 {
+                *v = 200.0;
+            }
+        }
+        let vol = Arc::new(Volume::new(data, ras_from_voxel).expect("volume"));
+        let truth = vol.data.mapv(|v| v > 100.0);
+        let pv = PreparedVolume::new(vol.clone(), Some(Modality::Ct), [-160.0, 240.0]).expect("prepared");
+        // Off the centre by 1.5 mm: the click is where a user puts it, not the ball's centre.
+        let click = RasMm::from_vec(centre + nalgebra::Vector3::new(1.0, -1.0, 0.5));
+        let dice = |zoom: bool| {
+            let mut timings = Timings::default();
+            let pass = shape_at(&Bright, &pv, (PlaneFusion::Median, 0), click, ViewPlane::Axial, None, true, zoom, &mut timings, &mut NoHooks).expect("pass");
+            let got = pass.component.expect("a component").to_mask(vol.shape().array_shape());
+            (crate::engine::eval::mask_dice(&got, &truth), timings.zoom, pass.sample.ras_from_pixel.apply(Point3::new(15.5, 15.5, 0.0)))
+        };
+        let (plain, z0, _) = dice(false);
+        let (zoomed, z, centre_px) = dice(true);
+        assert_eq!(z0, None);
+        assert_eq!(z, Some(crate::data::zoom::ZOOM_MAX), "a 6 mm ball is magnified the most");
+        assert!(zoomed > 0.9, "magnified: Dice {zoomed}, as it is {plain}");
+        assert!(zoomed > plain + 0.05, "magnified {zoomed} against as it is {plain}");
+        // The slice's centre pixel maps back onto the click in the scan's world.
+        assert!((centre_px.v - click.v).norm() < 1e-6, "{centre_px:?}");
+    }
 
     /// A 1 mm grid (RAS = voxel i, j, k), and an output cube of 16 cells of 4 mm (64 mm) centred
     /// on (50, 35, 35): it spans x 18…82, y and z 3…67.

@@ -90,7 +90,7 @@ fn batch_inputs(mut v: Vec<NetInputs>) -> NetInputs {
 }
 
 /// 4-connected component of `seed` in a 2D mask.
-fn component_2d(m: &Array2<bool>, seed: [usize; 2]) -> Array2<bool> {
+pub(crate) fn component_2d(m: &Array2<bool>, seed: [usize; 2]) -> Array2<bool> {
     let (h, w) = m.dim();
     let mut out = Array2::from_elem((h, w), false);
     if !m[seed] {
