@@ -129,6 +129,11 @@ pub struct DataSection {
     /// uniform draw shows the model few large organs.
     #[serde(default)]
     pub class_weight_power: f64,
+    /// `class_weight_power` per directory (parallel to `dirs`; empty: `class_weight_power` for
+    /// every one): a folder of phantoms with a few small lesions among large organs draws its
+    /// classes uniformly (0) while a real scan's draw favours its organs.
+    #[serde(default)]
+    pub dir_class_weight_power: Vec<f64>,
 }
 fn default_min_voxels() -> usize {
     27
@@ -361,10 +366,16 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.data.class_weight_power) {
             return bad("data.class_weight_power", format!("{} is outside [0, 1]", self.data.class_weight_power));
         }
+        if !self.data.dir_class_weight_power.is_empty() && self.data.dir_class_weight_power.len() != self.data.dirs.len() {
+            return bad("data.dir_class_weight_power", format!("{} powers for {} directories", self.data.dir_class_weight_power.len(), self.data.dirs.len()));
+        }
+        if let Some(w) = self.data.dir_class_weight_power.iter().find(|w| !(0.0..=1.0).contains(*w)) {
+            return bad("data.dir_class_weight_power", format!("{w} is outside [0, 1]"));
+        }
         if self.data.dir_weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             return bad("data.dir_weights", "weights must be finite and non-negative".into());
         }
-        for (f, v) in [("train.context_dropout", t.context_dropout), ("train.pred_mask_frac", t.pred_mask_frac)] {
+        for (f, v) in [("train.context_dropout", t.context_dropout), ("train.pred_mask_frac", t.pred_mask_frac), ("augment.zoom_prob", self.augment.zoom_prob)] {
             if !(0.0..=1.0).contains(&v) {
                 return bad(f, format!("must be between 0 and 1, got {v}"));
             }

@@ -126,7 +126,7 @@ pub fn load_cases(cfg: &TrainConfig) -> Result<(Vec<TrainCase>, Vec<TrainCase>),
         case.retain_classes(|l, n| !held.contains(&l) && (only.is_empty() || only.contains(&l)) && n >= cfg.data.min_voxels);
     }
     all.retain(|(c, _)| !c.classes.is_empty());
-    all.iter_mut().for_each(|(c, _)| c.class_weight_power = cfg.data.class_weight_power);
+    all.iter_mut().for_each(|(c, d)| c.class_weight_power = cfg.data.dir_class_weight_power.get(*d).copied().unwrap_or(cfg.data.class_weight_power));
     // Validation: the last `val_cases` cases of the first directory (when it has more).
     let first: Vec<usize> = (0..all.len()).filter(|&i| all[i].1 == 0).collect();
     let n_val = if first.len() > cfg.data.val_cases { cfg.data.val_cases } else { 0 };
