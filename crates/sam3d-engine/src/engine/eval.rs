@@ -640,3 +640,71 @@ pub fn write_report(out: &Path, rows: &[EvalRow], summary: &EvalSummary) -> anyh
     crate::volume::atomic_write(&js, |w| std::io::Write::write_all(w, text.as_bytes()))?;
     Ok(js)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(case: &str, label: u16, dice: f64, reference_ml: f64) -> EvalRow {
+        EvalRow {
+            case: case.into(),
+            label,
+            plane: ViewPlane::Axial,
+            method: "model".into(),
+            click: [0.0; 3],
+            metrics: LabelMetrics {
+                label,
+                dice,
+                iou: dice / (2.0 - dice),
+                hd95_mm: Some(10.0 * (1.0 - dice)),
+                hd_mm: None,
+                assd_mm: None,
+                chamfer_mm: None,
+                avg_gt_to_pred_mm: None,
+                avg_pred_to_gt_mm: None,
+                pred_voxels: 10,
+                gt_voxels: 10,
+            },
+            dice_2d: None,
+            secs: 0.1,
+            dice_by_prompt: vec![dice],
+            prompt_secs: None,
+            reference_ml,
+        }
+    }
+
+    /// Families pool their clicks over cases (a mean over clicks, not over labels), unnamed
+    /// labels stay out, and lesions split by their reference volume at 5 and 50 ml.
+    #[test]
+    fn families_pool_clicks_and_lesions_split_by_size() {
+        let names: BTreeMap<u16, String> =
+            [(5, "liver"), (1, "spleen"), (52, "aorta"), (140, "liver_lesion_1"), (130, "lung_nodule_1"), (30, "vertebrae_L2")].into_iter().map(|(k, v)| (k, v.to_string())).collect();
+        let rows = vec![
+            row("a", 5, 0.9, 1500.0),
+            row("a", 5, 0.8, 1500.0),
+            row("b", 1, 0.6, 200.0),
+            row("a", 52, 0.4, 90.0),
+            row("a", 140, 0.2, 2.0),
+            row("b", 140, 0.6, 20.0),
+            row("b", 130, 0.7, 120.0),
+            row("a", 30, 0.5, 60.0),
+            row("a", 99, 0.0, 10.0),
+        ];
+        let s = &summarise(&rows, &names)["model"];
+        let fam: BTreeMap<&str, (usize, usize, f64)> = s.by_family.iter().map(|f| (f.family.as_str(), (f.labels, f.clicks, f.mean_dice))).collect();
+        let close = |name: &str, labels: usize, clicks: usize, dice: f64| {
+            let (l, c, d) = fam[name];
+            assert_eq!((l, c), (labels, clicks), "{name}");
+            assert!((d - dice).abs() < 1e-12, "{name}: {d} against {dice}");
+        };
+        close("organs", 2, 3, (0.9 + 0.8 + 0.6) / 3.0);
+        close("vessels", 1, 1, 0.4);
+        close("bone", 1, 1, 0.5);
+        close("lesions", 3, 3, 0.5);
+        close("lesions < 5 ml", 1, 1, 0.2);
+        close("lesions 5-50 ml", 1, 1, 0.6);
+        close("lesions >= 50 ml", 1, 1, 0.7);
+        assert!(!fam.contains_key("other") && !fam.contains_key("lungs and airways"), "{fam:?}");
+        assert!(family_table(s).contains("lesions 5-50 ml"));
+    }
+}
