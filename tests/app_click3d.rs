@@ -478,6 +478,17 @@ fn startup_weights_are_loaded_and_the_model_method_selected() {
     h.get_by_label("Join growing").click();
     h.step();
     assert!(!h.state().join_growing && !h.state().fuse_planes);
+    // Small objects are seen magnified as the Model menu's "Zoom small objects" says (by default,
+    // as the pipeline's default), and the request carries it.
+    let zoom = sam3d_studio::options::PipelineOptions::default().zoom;
+    assert_eq!(h.state().zoom_small, zoom);
+    h.get_by_label("Model").click();
+    h.run_steps(3);
+    h.get_by_label("Zoom small objects").click();
+    h.step();
+    assert_eq!((h.state().zoom_small, h.state().pipeline_options().zoom), (!zoom, !zoom));
+    h.key_press(Key::Escape);
+    h.step();
     // The MR adapter's box is for MR scans only.
     assert!(h.query_by_label("MR adapter").is_none(), "a CT has no MR adapter box");
 }

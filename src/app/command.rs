@@ -140,6 +140,8 @@ pub enum AppCommand {
     SetFusePlanes(bool),
     /// Join region growing from the click where it agrees with the model's shape.
     SetJoinGrowing(bool),
+    /// See a small object's pass magnified about the click (the scale that follows the object).
+    SetZoomSmall(bool),
     /// Let the engine put its MR adapter on for MR scans.
     SetMrAdapter(bool),
     /// Correct a result's points with the learned corrector.

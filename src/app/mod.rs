@@ -482,6 +482,10 @@ pub struct App {
     /// ([`crate::baseline::join`]).
     #[serde(default = "yes")]
     pub join_growing: bool,
+    /// Run a small object's pass in the scan magnified about the click (the scale that follows
+    /// the object, `data::zoom`); its default is the pipeline's.
+    #[serde(default = "zoom_by_default")]
+    pub zoom_small: bool,
     /// Let the engine put the shipped MR adapter on for MR scans.
     #[serde(default = "yes")]
     pub mr_adapter: bool,
@@ -504,6 +508,9 @@ pub struct App {
     pub rt: Runtime,
 }
 
+fn zoom_by_default() -> bool {
+    PipelineOptions::default().zoom
+}
 fn yes() -> bool {
     true
 }
@@ -524,6 +531,7 @@ impl Default for App {
             extend_masks: true,
             fuse_planes: true,
             join_growing: true,
+            zoom_small: zoom_by_default(),
             mr_adapter: true,
             learned_corrections: true,
             finetune: finetune::FineTuneSettings::default(),
@@ -1016,6 +1024,7 @@ impl App {
             AppCommand::SetExtendMasks(on) => self.extend_masks = on,
             AppCommand::SetFusePlanes(on) => self.fuse_planes = on,
             AppCommand::SetJoinGrowing(on) => self.join_growing = on,
+            AppCommand::SetZoomSmall(on) => self.zoom_small = on,
             AppCommand::SetMrAdapter(on) => self.mr_adapter = on,
             AppCommand::SetLearnedCorrections(on) => self.learned_corrections = on,
             AppCommand::ClickAt(ras) => self.start_click(ras, None, ctx),
@@ -1391,12 +1400,13 @@ impl App {
     }
 
     /// The pipeline a model click runs through, from the toolbar's boxes.
-    fn pipeline_options(&self) -> PipelineOptions {
+    pub fn pipeline_options(&self) -> PipelineOptions {
         PipelineOptions {
             refine: self.refine_masks,
             extend: self.extend_masks,
             planes: if self.fuse_planes { PlaneFusion::Median } else { PlaneFusion::Own },
             join: self.join_growing,
+            zoom: self.zoom_small,
             mr_adapter: self.mr_adapter,
             corrector: self.learned_corrections,
             ..PipelineOptions::default()

@@ -158,6 +158,13 @@ pub fn menu_ui(app: &mut App, ui: &mut egui::Ui) {
             if r.changed() {
                 cmds.push(AppCommand::SetLearnedCorrections(learned));
             }
+            let mut zoom = app.zoom_small;
+            let r = ui.checkbox(&mut zoom, "Zoom small objects").on_hover_text(
+                "When the model's 2D outline on the clicked slice is small (under 24 mm in radius: a nodule, a lesion, a vessel's cross-section), run its pass again on the scan magnified about the click, up to 4× (0.75 mm pixels, 1 mm cells), as nnInteractive's AutoZoom does. Off: every object at the model's own 3 mm pixels and 4 mm cells.",
+            );
+            if r.changed() {
+                cmds.push(AppCommand::SetZoomSmall(zoom));
+            }
             ui.separator();
             ui.label(match &app.rt.model {
                 Some(m) => format!("Loaded: {m}"),
