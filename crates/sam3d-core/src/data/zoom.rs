@@ -30,6 +30,21 @@ pub fn zoom_for_radius(r_mm: f64) -> f64 {
     if z < ZOOM_MIN { 1.0 } else { z }
 }
 
+/// How near a face of the output cube (cells) the inside of a magnified pass may come.
+pub const FACE_CELLS: usize = 2;
+/// How many inside cells near the faces mean the object does not fit the magnified cube.
+pub const FACE_MIN_CELLS: usize = 8;
+
+/// Whether the inside of `sdf` (a pass's output cube, `[gk, gj, gi]`, negative inside) takes at
+/// least [`FACE_MIN_CELLS`] cells within [`FACE_CELLS`] of the cube's faces: a magnified object
+/// that does so does not fit the cube (a vessel along the slice's normal, a lesion leaking into
+/// its organ), and is seen at the scan's own scale instead.
+pub fn reaches_faces(sdf: &ndarray::Array3<f32>) -> bool {
+    let (a, b, c) = sdf.dim();
+    let near = |i: usize, n: usize| i < FACE_CELLS || i + FACE_CELLS >= n;
+    sdf.indexed_iter().filter(|((k, j, i), d)| **d < 0.0 && (near(*k, a) || near(*j, b) || near(*i, c))).take(FACE_MIN_CELLS).count() >= FACE_MIN_CELLS
+}
+
 /// The radius (mm) of the disc as large as `mask`'s pixels of `pixel_mm`.
 pub fn mask_radius_mm(mask: &Array2<bool>, pixel_mm: f64) -> f64 {
     let n = mask.iter().filter(|&&m| m).count() as f64;
@@ -65,6 +80,25 @@ mod tests {
         assert_eq!(zoom_for_radius(40.0), 1.0);
         assert_eq!(zoom_for_radius(0.0), 1.0);
         assert_eq!(zoom_for_radius(f64::NAN), 1.0);
+    }
+
+    #[test]
+    fn an_object_reaches_the_faces_when_its_inside_comes_near_them() {
+        let ball = |r: f32, at: [f32; 3]| Array3::from_shape_fn((24, 24, 24), |(k, j, i)| {
+            let d = ((k as f32 - at[0]).powi(2) + (j as f32 - at[1]).powi(2) + (i as f32 - at[2]).powi(2)).sqrt();
+            d - r
+        });
+        assert!(!reaches_faces(&ball(6.0, [11.5; 3])), "a ball in the middle fits");
+        assert!(reaches_faces(&ball(6.0, [11.5, 11.5, 4.0])), "moved to a face it does not");
+        // A tube along k through the whole cube.
+        let tube = Array3::from_shape_fn((24, 24, 24), |(_, j, i)| ((j as f32 - 11.5).powi(2) + (i as f32 - 11.5).powi(2)).sqrt() - 3.0);
+        assert!(reaches_faces(&tube));
+        // A few stray cells near a face are not enough.
+        let mut few = ball(4.0, [11.5; 3]);
+        for i in 0..3 {
+            few[[0, 0, i]] = -1.0;
+        }
+        assert!(!reaches_faces(&few));
     }
 
     /// A ball of radius 10 mm on an anisotropic, rotated grid: its cross-section through its

@@ -826,25 +826,23 @@ fn shape_at(
     };
     // The scale that follows the object: the scan magnified about the click (the click stays
     // where it is), its slice and 2D mask again.
-    let mut magnified: Option<(PreparedVolume, crate::data::train_samples::Similarity)> = None;
+    let mut magnified: Option<(PreparedVolume, crate::data::train_samples::Similarity, ClickSample, Array2<bool>)> = None;
     if zoom && drawn.is_none() {
         let z = crate::data::zoom::zoom_for_radius(crate::data::zoom::mask_radius_mm(&mask2d, params.spacing_mm));
         if z > 1.0 {
             let t = crate::data::train_samples::Similarity { scale: z, ..crate::data::train_samples::Similarity::identity(click) };
             let pvz = pv.with_affine(&t.apply_affine(&pv.volume.ras_from_voxel))?;
-            sample = click::prepare_click(&pvz, click, plane, &params)?;
-            mask2d = model.masks2d(&[&sample])?.remove(0);
-            timings.zoom = Some(z);
-            magnified = Some((pvz, t));
+            let zs = click::prepare_click(&pvz, click, plane, &params)?;
+            let zm = model.masks2d(&[&zs])?.remove(0);
+            magnified = Some((pvz, t, zs, zm));
         }
     }
-    let pv_seen = magnified.as_ref().map_or(pv, |m| &m.0);
-    // A map of the magnified world back to the scan's (identity when not magnified).
-    let back = magnified.as_ref().map(|m| m.1.inverse_affine());
     timings.mask2d_secs += t.elapsed().as_secs_f64();
     if first {
-        let ras_from_pixel = back.map_or(sample.ras_from_pixel, |b| b * sample.ras_from_pixel);
-        hooks.preview(&mask2d, &ras_from_pixel);
+        match &magnified {
+            Some((_, t, zs, zm)) => hooks.preview(zm, &(t.inverse_affine() * zs.ras_from_pixel)),
+            None => hooks.preview(&mask2d, &sample.ras_from_pixel),
+        }
     }
     check(hooks)?;
 
@@ -852,51 +850,32 @@ fn shape_at(
         hooks.progress(Stage::Shape);
     }
     let t = Instant::now();
-    let planes: Vec<ViewPlane> = if fusion != PlaneFusion::Own { ViewPlane::ALL.into_iter().filter(|&q| q != plane).collect() } else { Vec::new() };
-    // Test views move the scan's own world: not run on a magnified pass.
-    let views = if drawn.is_none() && magnified.is_none() { &TEST_VIEWS[..views] } else { &[] };
-    let (class, mut sdf) = if drawn.is_none() && (!planes.is_empty() || !views.is_empty()) {
-        // The other planes through the click and the clicked plane's sample in each test view,
-        // then each view's planes: their 2D masks, then all shapes in one batch (one forward of
-        // n costs less than n of one on a CPU). Each extra sample keeps the grid → RAS map of
-        // its cube in the scan's own world, for resampling onto the clicked cube.
-        let mut others: Vec<(ClickSample, RasFromGrid, f32)> = Vec::new();
-        for q in &planes {
-            let s = click::prepare_click(pv_seen, click, *q, &params)?;
-            let g = s.ras_from_grid;
-            others.push((s, g, 1.0));
-        }
-        for v in views {
-            for q in std::iter::once(plane).chain(planes.iter().copied()) {
-                let (s, g) = v.prepare_click(pv, click, q, &params)?;
-                others.push((s, g, v.scale as f32));
-            }
+    let stage = Stage3d { model, params: &params, fusion, click, plane };
+    // A magnified pass whose object reaches its cube's faces (a vessel running along the slice's
+    // normal, a lesion that leaks) does not fit it: the pass is seen as it is instead, as
+    // nnInteractive zooms out when its prediction meets the patch's border.
+    let mut seen = None;
+    if let Some((pvz, t, zs, zm)) = magnified {
+        let (class, mut sdf) = stage.run(&pvz, &zs, &zm, &[], hooks)?;
+        if !crate::data::zoom::reaches_faces(&sdf) {
+            sdf.mapv_inplace(|d| d / t.scale as f32);
+            let back = t.inverse_affine();
+            sample = ClickSample { ras_from_grid: back * zs.ras_from_grid, ras_from_pixel: back * zs.ras_from_pixel, ..zs };
+            mask2d = zm;
+            timings.zoom = Some(t.scale);
+            seen = Some((class, sdf));
         }
         check(hooks)?;
-        let other_refs: Vec<&ClickSample> = others.iter().map(|o| &o.0).collect();
-        let other_masks = model.masks2d(&other_refs)?;
-        check(hooks)?;
-        let mut all = vec![&sample];
-        all.extend(other_refs);
-        let mut masks = vec![&mask2d];
-        masks.extend(other_masks.iter());
-        let mut sdfs = model.sdfs(&all, &masks)?;
-        let (class, mut own) = sdfs.remove(0);
-        // A view's distances are in its moved world, `scale` times the scan's.
-        let resampled: Vec<Array3<f32>> =
-            sdfs.iter().zip(&others).map(|((_, o), (_, g, scale))| resample_cube(&o.mapv(|d| d / scale), g, &sample.ras_from_grid, &own)).collect();
-        fuse_sdfs(&mut own, &resampled, if fusion == PlaneFusion::Own { PlaneFusion::Median } else { fusion });
-        (class, own)
-    } else {
-        model.sdfs(&[&sample], &[&mask2d])?.remove(0)
+    }
+    let (class, sdf) = match seen {
+        Some(x) => x,
+        None => {
+            let views = if drawn.is_none() { &TEST_VIEWS[..views] } else { &[] };
+            if drawn.is_some() { stage.own(&sample, &mask2d)? } else { stage.run(pv, &sample, &mask2d, views, hooks)? }
+        }
     };
     timings.shape_secs += t.elapsed().as_secs_f64();
     check(hooks)?;
-    if let (Some(b), Some((_, m))) = (back, &magnified) {
-        sample.ras_from_grid = b * sample.ras_from_grid;
-        sample.ras_from_pixel = b * sample.ras_from_pixel;
-        sdf.mapv_inplace(|d| d / m.scale as f32);
-    }
 
     if first {
         hooks.progress(Stage::Postprocess);
@@ -907,6 +886,66 @@ fn shape_at(
     log::debug!("pass at {click:?}: shape on the scan's grid {:.3} s ({} voxels)", t.elapsed().as_secs_f64(), component.as_ref().map_or(0, |c| c.voxel_count));
     timings.postprocess_secs += t.elapsed().as_secs_f64();
     Ok(Pass { sample, mask2d, class, sdf, component })
+}
+
+/// A pass's 3D stage ([`shape_at`]): the clicked plane's shape, with the other planes through
+/// the click and the test views fused into it.
+struct Stage3d<'a> {
+    model: &'a dyn ShapeModel,
+    params: &'a click::ClickParams,
+    fusion: PlaneFusion,
+    click: RasMm,
+    plane: ViewPlane,
+}
+
+impl Stage3d<'_> {
+    /// The clicked plane's shape alone (a drawn 2D mask keeps the click to its plane).
+    fn own(&self, sample: &ClickSample, mask2d: &Array2<bool>) -> Result<(usize, Array3<f32>), EngineError> {
+        Ok(self.model.sdfs(&[sample], &[mask2d])?.remove(0))
+    }
+
+    /// The shape on `sample`'s cube as `pv_seen` shows the scan (the scan itself, or magnified
+    /// about the click): with the other planes' (their 2D masks from the model) and `views`'
+    /// fused per cell as the fusion says, all in one batch.
+    fn run(&self, pv_seen: &PreparedVolume, sample: &ClickSample, mask2d: &Array2<bool>, views: &[TestView], hooks: &dyn Hooks) -> Result<(usize, Array3<f32>), EngineError> {
+        let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
+        let (model, params, fusion, click, plane) = (self.model, self.params, self.fusion, self.click, self.plane);
+        let planes: Vec<ViewPlane> = if fusion != PlaneFusion::Own { ViewPlane::ALL.into_iter().filter(|&q| q != plane).collect() } else { Vec::new() };
+        if planes.is_empty() && views.is_empty() {
+            return self.own(sample, mask2d);
+        }
+        // The other planes through the click and the clicked plane's sample in each test view,
+        // then each view's planes: their 2D masks, then all shapes in one batch (one forward of
+        // n costs less than n of one on a CPU). Each extra sample keeps the grid → RAS map of
+        // its cube in the world `pv_seen` shows, for resampling onto the clicked cube.
+        let mut others: Vec<(ClickSample, RasFromGrid, f32)> = Vec::new();
+        for q in &planes {
+            let s = click::prepare_click(pv_seen, click, *q, params)?;
+            let g = s.ras_from_grid;
+            others.push((s, g, 1.0));
+        }
+        for v in views {
+            for q in std::iter::once(plane).chain(planes.iter().copied()) {
+                let (s, g) = v.prepare_click(pv_seen, click, q, params)?;
+                others.push((s, g, v.scale as f32));
+            }
+        }
+        check(hooks)?;
+        let other_refs: Vec<&ClickSample> = others.iter().map(|o| &o.0).collect();
+        let other_masks = model.masks2d(&other_refs)?;
+        check(hooks)?;
+        let mut all = vec![sample];
+        all.extend(other_refs);
+        let mut masks = vec![mask2d];
+        masks.extend(other_masks.iter());
+        let mut sdfs = model.sdfs(&all, &masks)?;
+        let (class, mut own) = sdfs.remove(0);
+        // A view's distances are in its moved world, `scale` times the scan's.
+        let resampled: Vec<Array3<f32>> =
+            sdfs.iter().zip(&others).map(|((_, o), (_, g, scale))| resample_cube(&o.mapv(|d| d / scale), g, &sample.ras_from_grid, &own)).collect();
+        fuse_sdfs(&mut own, &resampled, if fusion == PlaneFusion::Own { PlaneFusion::Median } else { fusion });
+        Ok((class, own))
+    }
 }
 
 /// `component` (a pass at `click`) refined by the image when `refine` has parameters
@@ -1248,6 +1287,34 @@ mod tests {
         assert!(zoomed > plain + 0.05, "magnified {zoomed} against as it is {plain}");
         // The slice's centre pixel maps back onto the click in the scan's world.
         assert!((centre_px.v - click.v).norm() < 1e-6, "{centre_px:?}");
+    }
+
+    /// A vessel along the axial slice's normal (a 6 mm-radius tube through the whole scan):
+    /// small on the clicked slice, so magnified, but reaching the magnified cube's faces, so
+    /// seen as it is, as a pass without the zoom sees it.
+    #[test]
+    fn a_magnified_pass_that_reaches_its_cubes_faces_is_seen_as_it_is() {
+        let mut data = Array3::<f32>::zeros((64, 64, 64));
+        for ((_, j, i), v) in data.indexed_iter_mut() {
+            if ((i as f64 - 30.0).powi(2) + (j as f64 - 33.0).powi(2)).sqrt() <= 6.0 {
+                *v = 200.0;
+            }
+        }
+        let vol = Arc::new(Volume::new(data, RasFromVoxel::identity()).expect("volume"));
+        let pv = PreparedVolume::new(vol.clone(), Some(Modality::Ct), [-160.0, 240.0]).expect("prepared");
+        let click = RasMm::new(30.0, 33.0, 31.0);
+        let pass = |zoom: bool| {
+            let mut timings = Timings::default();
+            let p = shape_at(&Bright, &pv, (PlaneFusion::Median, 0), click, ViewPlane::Axial, None, true, zoom, &mut timings, &mut NoHooks).expect("pass");
+            (p.component.expect("a component"), timings.zoom, timings.mask2d_secs > 0.0)
+        };
+        let (plain, none, _) = pass(false);
+        let (zoomed, z, _) = pass(true);
+        assert_eq!((none, z), (None, None), "the tube does not fit the magnified cube");
+        assert_eq!(zoomed.voxel_count, plain.voxel_count);
+        // It runs through the whole 64 mm scan, as the 96 mm cube sees it.
+        let k: std::collections::BTreeSet<usize> = zoomed.to_mask(vol.shape().array_shape()).indexed_iter().filter(|(_, m)| **m).map(|((k, _, _), _)| k).collect();
+        assert_eq!(k.len(), 64, "{k:?}");
     }
 
     /// A 1 mm grid (RAS = voxel i, j, k), and an output cube of 16 cells of 4 mm (64 mm) centred
