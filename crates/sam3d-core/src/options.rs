@@ -100,10 +100,10 @@ pub struct PipelineOptions {
     /// rules of `baseline::prompted` alone.
     #[arg(long = "no-corrector", action = ArgAction::SetFalse)]
     pub corrector: bool,
-    /// Scale that follows the object (`data::zoom`): when the model's 2D mask on the clicked
-    /// slice is smaller than 24 mm in radius, the click's pass sees the scan magnified about the
-    /// click (up to 4x: 0.75 mm pixels, 1 mm cells), so a small lesion covers the slice as an
-    /// organ does. For weights trained at those scales (`augment.zoom_prob`).
+    /// Scale that follows the object (`data::zoom`): when the click's shape is small (under
+    /// 24 mm in equivalent radius), its pass runs again in the scan magnified about the click (up
+    /// to 4x: 0.75 mm pixels, 1 mm cells) and replaces it, unless the magnified object reaches
+    /// its cube's faces. For weights trained at those scales (`augment.zoom_prob`).
     #[arg(long)]
     pub zoom: bool,
 }

@@ -1,11 +1,12 @@
 //! Scale that follows the object (issue 22; nnInteractive's AutoZoom does this with its patch):
 //! the model sees a 64-pixel slice at 3 mm and a 192 mm output cube at 4 mm cells, so a 1 ml
 //! nodule (6 mm across) covers two pixels and two cells. A small object is instead seen in the
-//! world magnified about the click by [`zoom_for_radius`] of its radius on the clicked slice:
-//! at the largest zoom, [`ZOOM_MAX`], the slice's pixels are 0.75 mm and the cube's cells 1 mm.
-//! The engine takes the radius from the model's own 2D mask on the clicked slice
-//! ([`mask_radius_mm`]); training takes it from the reference's ([`label_radius_on_slice_mm`]),
-//! so one set of weights learns every scale it will be asked at.
+//! world magnified about the click by [`zoom_for_radius`] of its radius: at the largest zoom,
+//! [`ZOOM_MAX`], the slice's pixels are 0.75 mm and the cube's cells 1 mm. The engine takes the
+//! radius from the click's own pass (the equivalent radius of its shape) and keeps the
+//! magnified pass only when its object stays clear of the cube's faces ([`reaches_faces`]);
+//! training magnifies a sample by the reference's radius on the clicked slice
+//! ([`label_radius_on_slice_mm`]), so one set of weights learns the scales it is asked at.
 
 use super::click::{ClickParams, slice_ras_from_pixel};
 use crate::geometry::{Point3, RasMm, ViewPlane};
@@ -30,8 +31,9 @@ pub fn zoom_for_radius(r_mm: f64) -> f64 {
     if z < ZOOM_MIN { 1.0 } else { z }
 }
 
-/// How near a face of the output cube (cells) the inside of a magnified pass may come.
-pub const FACE_CELLS: usize = 2;
+/// How near a face of the output cube (cells) the inside of a magnified pass may come (the
+/// network's inside stops two or three cells short of a face the object runs through).
+pub const FACE_CELLS: usize = 4;
 /// How many inside cells near the faces mean the object does not fit the magnified cube.
 pub const FACE_MIN_CELLS: usize = 8;
 

@@ -824,25 +824,9 @@ fn shape_at(
         }
         None => model.masks2d(&[&sample])?.remove(0),
     };
-    // The scale that follows the object: the scan magnified about the click (the click stays
-    // where it is), its slice and 2D mask again.
-    let mut magnified: Option<(PreparedVolume, crate::data::train_samples::Similarity, ClickSample, Array2<bool>)> = None;
-    if zoom && drawn.is_none() {
-        let z = crate::data::zoom::zoom_for_radius(crate::data::zoom::mask_radius_mm(&mask2d, params.spacing_mm));
-        if z > 1.0 {
-            let t = crate::data::train_samples::Similarity { scale: z, ..crate::data::train_samples::Similarity::identity(click) };
-            let pvz = pv.with_affine(&t.apply_affine(&pv.volume.ras_from_voxel))?;
-            let zs = click::prepare_click(&pvz, click, plane, &params)?;
-            let zm = model.masks2d(&[&zs])?.remove(0);
-            magnified = Some((pvz, t, zs, zm));
-        }
-    }
     timings.mask2d_secs += t.elapsed().as_secs_f64();
     if first {
-        match &magnified {
-            Some((_, t, zs, zm)) => hooks.preview(zm, &(t.inverse_affine() * zs.ras_from_pixel)),
-            None => hooks.preview(&mask2d, &sample.ras_from_pixel),
-        }
+        hooks.preview(&mask2d, &sample.ras_from_pixel);
     }
     check(hooks)?;
 
@@ -851,28 +835,10 @@ fn shape_at(
     }
     let t = Instant::now();
     let stage = Stage3d { model, params: &params, fusion, click, plane };
-    // A magnified pass whose object reaches its cube's faces (a vessel running along the slice's
-    // normal, a lesion that leaks) does not fit it: the pass is seen as it is instead, as
-    // nnInteractive zooms out when its prediction meets the patch's border.
-    let mut seen = None;
-    if let Some((pvz, t, zs, zm)) = magnified {
-        let (class, mut sdf) = stage.run(&pvz, &zs, &zm, &[], hooks)?;
-        if !crate::data::zoom::reaches_faces(&sdf) {
-            sdf.mapv_inplace(|d| d / t.scale as f32);
-            let back = t.inverse_affine();
-            sample = ClickSample { ras_from_grid: back * zs.ras_from_grid, ras_from_pixel: back * zs.ras_from_pixel, ..zs };
-            mask2d = zm;
-            timings.zoom = Some(t.scale);
-            seen = Some((class, sdf));
-        }
-        check(hooks)?;
-    }
-    let (class, sdf) = match seen {
-        Some(x) => x,
-        None => {
-            let views = if drawn.is_none() { &TEST_VIEWS[..views] } else { &[] };
-            if drawn.is_some() { stage.own(&sample, &mask2d)? } else { stage.run(pv, &sample, &mask2d, views, hooks)? }
-        }
+    let (mut class, mut sdf) = if drawn.is_some() {
+        stage.own(&sample, &mask2d)?
+    } else {
+        stage.run(pv, &sample, &mask2d, &TEST_VIEWS[..views], hooks)?
     };
     timings.shape_secs += t.elapsed().as_secs_f64();
     check(hooks)?;
@@ -882,9 +848,42 @@ fn shape_at(
     }
     let t = Instant::now();
     let vol = &pv.volume;
-    let component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, click);
+    let mut component = crate::shape::sdf_component_on_grid(sdf.view(), &sample.ras_from_grid, vol.shape(), &vol.ras_from_voxel, click);
     log::debug!("pass at {click:?}: shape on the scan's grid {:.3} s ({} voxels)", t.elapsed().as_secs_f64(), component.as_ref().map_or(0, |c| c.voxel_count));
     timings.postprocess_secs += t.elapsed().as_secs_f64();
+
+    // The scale that follows the object: a small shape is seen again in the scan magnified
+    // about the click (the click stays where it is) by the zoom of its equivalent radius, and
+    // that pass, brought back to the scan's world, replaces it — unless the magnified object
+    // reaches its cube's faces (it does not fit: a vessel, a leak), as nnInteractive zooms out
+    // when its prediction meets the patch's border.
+    let r_mm = component.as_ref().map_or(0.0, |c| (3.0 * c.voxel_count as f64 * vol.voxel_ml() * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt());
+    let z = crate::data::zoom::zoom_for_radius(r_mm);
+    if zoom && drawn.is_none() && z > 1.0 {
+        let t0 = Instant::now();
+        let t = crate::data::train_samples::Similarity { scale: z, ..crate::data::train_samples::Similarity::identity(click) };
+        let pvz = pv.with_affine(&t.apply_affine(&pv.volume.ras_from_voxel))?;
+        let zs = click::prepare_click(&pvz, click, plane, &params)?;
+        let zm = model.masks2d(&[&zs])?.remove(0);
+        let (zclass, mut zsdf) = stage.run(&pvz, &zs, &zm, &[], hooks)?;
+        timings.shape_secs += t0.elapsed().as_secs_f64();
+        check(hooks)?;
+        if !crate::data::zoom::reaches_faces(&zsdf) {
+            let t1 = Instant::now();
+            zsdf.mapv_inplace(|d| d / z as f32);
+            let back = t.inverse_affine();
+            let zs = ClickSample { ras_from_grid: back * zs.ras_from_grid, ras_from_pixel: back * zs.ras_from_pixel, ..zs };
+            let zc = crate::shape::sdf_component_on_grid(zsdf.view(), &zs.ras_from_grid, vol.shape(), &vol.ras_from_voxel, click);
+            log::debug!("pass at {click:?}: magnified {z:.2}x, {} voxels (as it is: {})", zc.as_ref().map_or(0, |c| c.voxel_count), component.as_ref().map_or(0, |c| c.voxel_count));
+            if zc.is_some() {
+                (sample, mask2d, class, sdf, component) = (zs, zm, zclass, zsdf, zc);
+                timings.zoom = Some(z);
+            }
+            timings.postprocess_secs += t1.elapsed().as_secs_f64();
+        } else {
+            log::debug!("pass at {click:?}: magnified {z:.2}x reaches its cube's faces: seen as it is");
+        }
+    }
     Ok(Pass { sample, mask2d, class, sdf, component })
 }
 
