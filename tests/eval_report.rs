@@ -27,6 +27,7 @@ fn eval_on_two_phantoms_writes_the_expected_rows() {
             let a = lab.index_of_ras(sam3d_studio::geometry::RasMm::new(r.click[0], r.click[1], r.click[2])).expect("click inside");
             assert_eq!(lab.data[[a.k, a.j, a.i]], r.label, "the click lies inside its organ");
             assert_eq!(r.metrics.gt_voxels, lab.data.iter().filter(|&&v| v == r.label).count());
+            assert!((r.reference_ml - r.metrics.gt_voxels as f64 * lab.voxel_ml()).abs() < 1e-9);
         }
     }
     assert_eq!(rows.len(), expected);
@@ -198,5 +199,36 @@ fn eval_with_clicks_reports_the_dice_after_each_prompt() {
     assert!(js.contains("mean_dice_by_prompt") && js.contains("below_first"));
     for (m, s) in &summary.methods {
         println!("{m}: Dice after 1, 2, 3 prompts {:?}", s.mean_dice_by_prompt);
+    }
+}
+
+/// A chest scene (`phantom --scene chest`): its structures fall in their families in the
+/// summary, each family's clicks those of its labels.
+#[test]
+fn eval_on_a_chest_scene_reports_its_families() {
+    use sam3d_studio::data::family::Family;
+    use sam3d_studio::data::scenes::{Scene, generate_scene, scene_labels_tsv};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let case = generate_scene(Scene::Chest, &sam3d_studio::data::phantom::PhantomSpec::medium(Modality::Ct), 7);
+    case.volume.save(&tmp.path().join("case_000.nii.gz"), None).expect("scan");
+    case.labels.save(&tmp.path().join("case_000_labels.nii.gz")).expect("labels");
+    std::fs::write(tmp.path().join("labels.tsv"), scene_labels_tsv()).expect("names");
+    // Two lungs, a vertebra, the aorta and the first nodule: a click each, on every plane.
+    let labels = vec![120, 121, 36, 52, 130];
+    let opts = EvalOptions { data: tmp.path().into(), weights: None, adapter: None, mr_adapter: None, device: Device::Cpu, grow: Default::default(), labels: labels.clone(), context: true, reference_mask2d: false, baseline: true, pipeline: PipelineOptions::default(), click_depth: 1.0, clicks: 1 };
+    let (rows, summary) = evaluate(&opts, &|_| {}, &|| {}).expect("eval");
+    let present: std::collections::BTreeSet<u16> = rows.iter().map(|r| r.label).collect();
+    assert!(present.contains(&120) && present.contains(&121) && present.contains(&36) && present.contains(&52), "{present:?}");
+    let fam = &summary.methods["baseline"].by_family;
+    let get = |name: &str| fam.iter().find(|f| f.family == name).unwrap_or_else(|| panic!("no {name} in {fam:?}"));
+    assert_eq!(get(Family::Lung.name()).clicks, 6);
+    assert_eq!((get(Family::Bone.name()).labels, get(Family::Bone.name()).clicks), (1, 3));
+    assert_eq!(get(Family::Vessel.name()).clicks, 3);
+    let lung: Vec<f64> = rows.iter().filter(|r| r.label >= 120 && r.label <= 121).map(|r| r.metrics.dice).collect();
+    assert!((get(Family::Lung.name()).mean_dice - lung.iter().sum::<f64>() / 6.0).abs() < 1e-12);
+    if present.contains(&130) {
+        let nodule = rows.iter().find(|r| r.label == 130).expect("nodule");
+        let class = sam3d_studio::data::family::lesion_size_class(nodule.reference_ml);
+        assert_eq!(get(&format!("lesions {class}")).clicks, 3);
     }
 }
