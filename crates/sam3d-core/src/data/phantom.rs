@@ -111,20 +111,7 @@ impl Organ {
     fn sdf(&self, p: &Vector3<f64>) -> f64 {
         let d = p - self.centre.v;
         match &self.shape {
-            OrganShape::Blob { rot, radii, modes } => {
-                let q = rot * d;
-                let s = Vector3::new(q.x / radii.x, q.y / radii.y, q.z / radii.z);
-                let rho = s.norm();
-                if rho < 1e-9 {
-                    return -radii.min();
-                }
-                let u = s / rho;
-                let theta = u.z.clamp(-1.0, 1.0).acos();
-                let phi = u.y.atan2(u.x);
-                let deform: f64 = modes.iter().map(|(a, k1, k2, ph)| a * (k1 * theta + k2 * phi + ph).sin()).sum();
-                let mean_r = (radii.x + radii.y + radii.z) / 3.0;
-                (rho - (1.0 + deform)) * mean_r
-            }
+            OrganShape::Blob { rot, radii, modes } => deformed_ellipsoid_sdf(&(rot * d), radii, modes),
             OrganShape::Tube { radius, z0, z1, bend } => {
                 let zc = d.z.clamp(*z0, *z1);
                 let off = bend * ((d.z - z0) / (z1 - z0).max(1.0) * std::f64::consts::PI).sin();
@@ -134,6 +121,23 @@ impl Organ {
             }
         }
     }
+}
+
+/// Approximate signed distance (mm, negative inside) of an ellipsoid of semi-axes `radii` whose
+/// radius is modulated by `modes` (amplitude, polar and azimuthal frequency, phase), at `q`: the
+/// point in the ellipsoid's own frame, relative to its centre.
+pub(crate) fn deformed_ellipsoid_sdf(q: &Vector3<f64>, radii: &Vector3<f64>, modes: &[(f64, f64, f64, f64)]) -> f64 {
+    let s = Vector3::new(q.x / radii.x, q.y / radii.y, q.z / radii.z);
+    let rho = s.norm();
+    if rho < 1e-9 {
+        return -radii.min();
+    }
+    let u = s / rho;
+    let theta = u.z.clamp(-1.0, 1.0).acos();
+    let phi = u.y.atan2(u.x);
+    let deform: f64 = modes.iter().map(|(a, k1, k2, ph)| a * (k1 * theta + k2 * phi + ph).sin()).sum();
+    let mean_r = (radii.x + radii.y + radii.z) / 3.0;
+    (rho - (1.0 + deform)) * mean_r
 }
 
 /// A generated case.

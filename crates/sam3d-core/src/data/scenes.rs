@@ -18,7 +18,7 @@
 //! each voxel centre, with the acquisitions of [`super::phantom`] (anisotropic, oblique, flipped)
 //! and its noise, partial-volume mixing and MR bias field. Deterministic per seed.
 
-use super::phantom::{Acquisition, PhantomCase, PhantomSpec, Rng, acquisition, hashed_normal};
+use super::phantom::{Acquisition, PhantomCase, PhantomSpec, Rng, acquisition, deformed_ellipsoid_sdf, hashed_normal};
 use crate::volume::{LabelMap, Modality, Volume, VolumeMeta};
 use nalgebra::{Matrix3, Rotation3, Unit, Vector3};
 use ndarray::{Array3, Zip};
@@ -132,17 +132,8 @@ impl Piece {
         match self {
             Piece::Blob { c, rot, radii, modes, spikes } => {
                 let q = rot * (p - c);
-                let s = V3::new(q.x / radii.x, q.y / radii.y, q.z / radii.z);
-                let rho = s.norm();
                 let mean_r = (radii.x + radii.y + radii.z) / 3.0;
-                if rho < 1e-9 {
-                    return -radii.min();
-                }
-                let u = s / rho;
-                let theta = u.z.clamp(-1.0, 1.0).acos();
-                let phi = u.y.atan2(u.x);
-                let deform: f64 = modes.iter().map(|(a, k1, k2, ph)| a * (k1 * theta + k2 * phi + ph).sin()).sum();
-                let mut d = (rho - (1.0 + deform)) * mean_r;
+                let mut d = deformed_ellipsoid_sdf(&q, radii, modes);
                 for (dir, len) in spikes {
                     // A cone from the centre along `dir`, as wide as the blob at its base and a
                     // point at `1 + len` mean radii.
