@@ -19,6 +19,7 @@
 //! and its noise, partial-volume mixing and MR bias field. Deterministic per seed.
 
 use super::phantom::{Acquisition, PhantomCase, PhantomSpec, Rng, acquisition, deformed_ellipsoid_sdf, hashed_normal};
+use super::zoom::ball_radius_mm;
 use crate::volume::{LabelMap, Modality, Volume, VolumeMeta};
 use nalgebra::{Matrix3, Rotation3, Unit, Vector3};
 use ndarray::{Array3, Zip};
@@ -277,7 +278,7 @@ fn organ(rng: &mut Rng, c: [f64; 3], r: [f64; 3], s: f64) -> Piece {
 /// A lesion of `ml` millilitres centred at `c`: round or lobulated, spiculated with probability
 /// `spiculated`; its tissue is chosen by the caller.
 fn lesion_piece(rng: &mut Rng, c: V3, ml: f64, spiculated: f64) -> Piece {
-    let r = (3.0 * ml * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt();
+    let r = ball_radius_mm(ml);
     let e = [rng.range(0.8, 1.2), rng.range(0.8, 1.2), rng.range(0.8, 1.2)];
     let g = (e[0] * e[1] * e[2]).cbrt();
     let radii = V3::new(r * e[0] / g, r * e[1] / g, r * e[2] / g);
@@ -372,7 +373,7 @@ fn spine(rng: &mut Rng, labels: &[u16], x: f64, y_front: f64, z_top: f64, w: f64
 fn lesion_tissue(rng: &mut Rng, ml: f64, host: (f32, f32), contrast: bool) -> Tissue {
     let hyper = rng.uniform() < 0.3;
     let (ct, mr) = if hyper { (host.0 + rng.range(40.0, 80.0) as f32, host.1 * rng.range(1.4, 1.8) as f32) } else { (host.0 - rng.range(35.0, 70.0) as f32, host.1 * rng.range(0.45, 0.7) as f32) };
-    let r = (3.0 * ml * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt();
+    let r = ball_radius_mm(ml);
     let rim = (contrast && rng.uniform() < 0.5).then(|| (rng.range(1.5, 3.5), host.0 + 60.0, host.1 * 1.7));
     let core = (r > 12.0 && rng.uniform() < 0.5).then(|| (r * rng.range(0.35, 0.6), host.0 - 60.0, host.1 * 0.35));
     Tissue { ct, mr, rim, core }
@@ -448,7 +449,7 @@ fn chest(rng: &mut Rng, s: f64) -> (Body, Vec<Part>) {
     let n = 1 + rng.below(3);
     for i in 0..n {
         let ml = lesion_ml(rng, 0.5, 300.0);
-        let r = (3.0 * ml * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt();
+        let r = ball_radius_mm(ml);
         let lung = if rng.uniform() < 0.5 { &lung_r } else { &lung_l };
         let after: Vec<Part> = parts.iter().filter(|p| p.label != lung.label && p.label != 0).cloned().collect();
         if let Some(c) = point_inside(rng, lung, &after, r * 0.7) {
@@ -498,7 +499,7 @@ fn abdomen(rng: &mut Rng, s: f64) -> (Body, Vec<Part>) {
     let n = 1 + rng.below(3);
     for i in 0..n {
         let ml = lesion_ml(rng, 0.5, 250.0);
-        let r = (3.0 * ml * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt();
+        let r = ball_radius_mm(ml);
         let after: Vec<Part> = parts.iter().filter(|p| p.label != 5).cloned().collect();
         if let Some(c) = point_inside(rng, &liver, &after, r * 0.8) {
             let t = lesion_tissue(rng, ml, (liver_hu, liver_mr), contrast);
@@ -523,7 +524,7 @@ fn head(rng: &mut Rng, s: f64) -> (Body, Vec<Part>) {
         parts.push(Part::new(0, vec![v], Tissue::plain(6.0, 120.0)));
     }
     let ml = lesion_ml(rng, 1.0, 120.0);
-    let r = (3.0 * ml * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt();
+    let r = ball_radius_mm(ml);
     let after: Vec<Part> = parts.iter().filter(|p| p.label != 90 && p.label != 91).cloned().collect();
     if let Some(c) = point_inside(rng, &brain, &after, r + 6.0) {
         let spread = rng.range(2.0, 5.0);

@@ -21,6 +21,11 @@ pub const ZOOM_MAX: f64 = 4.0;
 /// Zooms below this are not worth a second 2D pass: the object is seen as it is.
 pub const ZOOM_MIN: f64 = 1.25;
 
+/// The radius (mm) of a ball of `ml` millilitres: an object's equivalent radius.
+pub fn ball_radius_mm(ml: f64) -> f64 {
+    (3.0 * ml * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt()
+}
+
 /// The magnification for an object of radius `r_mm` on the clicked slice: `ZOOM_TARGET_MM / r`,
 /// within `1 ..= ZOOM_MAX`; 1 for an empty or unknown radius and when under [`ZOOM_MIN`].
 pub fn zoom_for_radius(r_mm: f64) -> f64 {

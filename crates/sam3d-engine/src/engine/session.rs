@@ -857,9 +857,11 @@ fn shape_at(
     // that pass, brought back to the scan's world, replaces it — unless the magnified object
     // reaches its cube's faces (it does not fit: a vessel, a leak), as nnInteractive zooms out
     // when its prediction meets the patch's border.
-    let r_mm = component.as_ref().map_or(0.0, |c| (3.0 * c.voxel_count as f64 * vol.voxel_ml() * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt());
-    let z = crate::data::zoom::zoom_for_radius(r_mm);
-    if zoom && drawn.is_none() && z > 1.0 {
+    let z = match &component {
+        Some(c) if zoom && drawn.is_none() => crate::data::zoom::zoom_for_radius(crate::data::zoom::ball_radius_mm(c.voxel_count as f64 * vol.voxel_ml())),
+        _ => 1.0,
+    };
+    if z > 1.0 {
         let t0 = Instant::now();
         let t = crate::data::train_samples::Similarity { scale: z, ..crate::data::train_samples::Similarity::identity(click) };
         let pvz = pv.with_affine(&t.apply_affine(&pv.volume.ras_from_voxel))?;
