@@ -483,8 +483,10 @@ pub struct App {
     #[serde(default = "yes")]
     pub join_growing: bool,
     /// Run a small object's pass in the scan magnified about the click (the scale that follows
-    /// the object, `data::zoom`); its default is the pipeline's.
-    #[serde(default = "zoom_by_default")]
+    /// the object, `data::zoom`); its default is the pipeline's. Saved under a name of its own
+    /// since session 23 made it the default: a `false` saved before then was the old default,
+    /// not a choice, and is not read back.
+    #[serde(default = "zoom_by_default", rename = "zoom_small_objects")]
     pub zoom_small: bool,
     /// Let the engine put the shipped MR adapter on for MR scans.
     #[serde(default = "yes")]
@@ -2164,6 +2166,7 @@ pub fn device_from_info(json: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::{device_from_info, device_name};
+    use eframe::Storage as _;
 
     #[test]
     fn one_spelling_per_device() {
@@ -2178,5 +2181,37 @@ mod tests {
         assert_eq!(device_from_info("{\"cuda\":true,\"cuda_devices\":2,\"cudnn\":true,\"threads\":8}\n"), "CUDA (2 GPU)");
         assert_eq!(device_from_info("{\"cuda\":false,\"cuda_devices\":0}"), "CPU");
         assert_eq!(device_from_info("garbage"), "unknown");
+    }
+
+    /// Settings kept in memory, as eframe's storage keeps them on disk.
+    #[derive(Default)]
+    struct Memory(std::collections::HashMap<String, String>);
+    impl eframe::Storage for Memory {
+        fn get_string(&self, key: &str) -> Option<String> {
+            self.0.get(key).cloned()
+        }
+        fn set_string(&mut self, key: &str, value: String) {
+            self.0.insert(key.to_owned(), value);
+        }
+        fn remove_string(&mut self, key: &str) {
+            self.0.remove(key);
+        }
+        fn flush(&mut self) {}
+    }
+
+    /// The zoom became the default in session 23: a `zoom_small: false` saved before then was the
+    /// old default and reads back as the new one; a choice saved since is kept.
+    #[test]
+    fn a_zoom_saved_as_the_old_default_is_not_read_back() {
+        let mut store = Memory::default();
+        let app = super::App { zoom_small: false, ..Default::default() };
+        eframe::set_value(&mut store, eframe::APP_KEY, &app);
+        let saved = store.get_string(eframe::APP_KEY).expect("saved");
+        assert!(saved.contains("zoom_small_objects:false"), "{saved}");
+        let back: super::App = eframe::get_value(&store, eframe::APP_KEY).expect("reads back");
+        assert!(!back.zoom_small, "a choice saved since is kept");
+        store.set_string(eframe::APP_KEY, saved.replace("zoom_small_objects:false", "zoom_small:false"));
+        let old: super::App = eframe::get_value(&store, eframe::APP_KEY).expect("an old file reads");
+        assert!(old.zoom_small, "the old default is not read back");
     }
 }

@@ -100,11 +100,12 @@ pub struct PipelineOptions {
     /// rules of `baseline::prompted` alone.
     #[arg(long = "no-corrector", action = ArgAction::SetFalse)]
     pub corrector: bool,
-    /// Scale that follows the object (`data::zoom`): when the click's shape is small (under
-    /// 24 mm in equivalent radius), its pass runs again in the scan magnified about the click (up
-    /// to 4x: 0.75 mm pixels, 1 mm cells) and replaces it, unless the magnified object reaches
-    /// its cube's faces. For weights trained at those scales (`augment.zoom_prob`).
-    #[arg(long)]
+    /// One scale only: do not run a small shape's pass again in the scan magnified about the
+    /// click. By default (`data::zoom`), when the click's shape is small (under 24 mm in
+    /// equivalent radius) its pass runs again magnified (up to 4x: 0.75 mm pixels, 1 mm cells)
+    /// and replaces it, unless the magnified object reaches its cube's faces. The shipped weights
+    /// are trained at those scales (`augment.zoom_prob`).
+    #[arg(long = "no-zoom", action = ArgAction::SetFalse)]
     pub zoom: bool,
 }
 
@@ -120,7 +121,7 @@ impl Default for PipelineOptions {
             join_near_mm: JOIN_NEAR_MM,
             mr_adapter: true,
             corrector: true,
-            zoom: false,
+            zoom: true,
         }
     }
 }
@@ -169,11 +170,11 @@ mod tests {
     fn no_flags_are_the_shipped_pipeline_and_each_flag_turns_one_thing_off() {
         let none = Flags::try_parse_from(["x"]).expect("parses").pipeline;
         assert_eq!(none, PipelineOptions::default());
-        assert!(none.refine().is_some() && none.extend && none.join && none.mr_adapter);
-        let all = Flags::try_parse_from(["x", "--no-refine", "--no-extend", "--planes", "own", "--views", "2", "--no-join", "--join-near-mm", "0", "--no-mr-adapter"])
+        assert!(none.refine().is_some() && none.extend && none.join && none.mr_adapter && none.zoom);
+        let all = Flags::try_parse_from(["x", "--no-refine", "--no-extend", "--planes", "own", "--views", "2", "--no-join", "--join-near-mm", "0", "--no-mr-adapter", "--no-zoom"])
             .expect("parses")
             .pipeline;
-        assert!(all.refine().is_none() && !all.extend && !all.join && !all.mr_adapter);
+        assert!(all.refine().is_none() && !all.extend && !all.join && !all.mr_adapter && !all.zoom);
         assert_eq!((all.planes, all.views, all.join_near()), (PlaneFusion::Own, 2, None));
         assert!(Flags::try_parse_from(["x", "--views", "5"]).is_err());
         assert!(Flags::try_parse_from(["x", "--join-near-mm", "-1"]).is_err());

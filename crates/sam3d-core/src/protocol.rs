@@ -213,7 +213,7 @@ pub struct Timings {
     /// Region growing from the click ([`crate::baseline::join`]; its time is in
     /// `postprocess_secs`): what it did, `None` when it is off or the model found nothing.
     pub join: Option<JoinOutcome>,
-    /// The magnification the click's pass saw the scan at (`--zoom`, [`crate::data::zoom`]);
+    /// The magnification the click's pass saw the scan at ([`crate::data::zoom`]; `--no-zoom`: none);
     /// `None`: as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zoom: Option<f64>,

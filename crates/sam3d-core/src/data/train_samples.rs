@@ -35,8 +35,8 @@ pub struct AugmentParams {
     pub intensity_offset: f64,
     /// Share of the samples seen at the scale that follows the object ([`crate::data::zoom`]):
     /// the world magnified about the click by the zoom of the reference's radius on the clicked
-    /// slice (times 0.85–1.15), as the engine's `--zoom` magnifies it by the model's own 2D
-    /// mask's. 0: every sample at its own scale.
+    /// slice (times 0.85–1.15), as the engine magnifies a small shape by the radius of the
+    /// model's own first shape (unless `--no-zoom`). 0: every sample at its own scale.
     pub zoom_prob: f64,
 }
 
