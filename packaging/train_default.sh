@@ -25,7 +25,7 @@
 #      held-out organs as a user gets them (no --weights, no --adapter) among them.
 #   8. session 22's phantom scenes and two trials on them (configs/train_families*.toml), and
 #      session 23's shipping of the second with the scale that follows the object, after the
-#      check of session 22's rule. The evaluations made before session 23 carry --no-zoom: one
+#      check of session 22's rule, and the figures of session 23's close-up probe. The evaluations made before session 23 carry --no-zoom: one
 #      scale was the pipeline's default when their figures were taken.
 # Everything lands in runs/ (reports: runs/eval/*.csv and *.json).
 set -euo pipefail
@@ -329,7 +329,7 @@ done
 # The two trials (the second, with less of the scenes and half the learning rate, was chosen after
 # the first failed the rule's organ phantoms) and their MR adapters, each with one scale
 # (--no-zoom) and with the scale that follows the object (the default since session 23; its
-# reports are named "--zoom", as when it was an option).
+# reports are named "--zoom", as when it was an option; --no-close-up: session 22 had no probe).
 for t in families families2; do
     train "configs/train_$t.toml" "runs/$t"
     resume=()
@@ -339,7 +339,7 @@ for t in families families2; do
     af="runs/lora-mr-$t/adapter.safetensors"
     for z in "" --zoom; do
         flag=(--no-zoom)
-        [ -n "$z" ] && flag=()
+        [ -n "$z" ] && flag=(--no-close-up)
         for d in runs/eval-scenes/*; do
             SAM3D_MR_ADAPTER="$af" "$bin" eval --data "$d" --weights "$wf" --model-only "${flag[@]}" --out "runs/eval/s22/$t${z}_$(basename "$d").csv"
         done
@@ -379,3 +379,27 @@ PY
 cp runs/families2/model.safetensors assets/models/default.safetensors.tmp && mv assets/models/default.safetensors.tmp assets/models/default.safetensors
 cp runs/lora-mr-families2/adapter.safetensors assets/models/mr.safetensors.tmp && mv assets/models/mr.safetensors.tmp assets/models/mr.safetensors
 echo "session 23: trial 2 and its MR adapter are the shipped weights"
+
+# Session 23's close-up probe (the card's "Session 23"): the training-side clicks its gate was
+# chosen on (the first three cases of each training scene set, the demo CT's training-side
+# structures; RUST_LOG=sam3d_engine=debug logs each probe's object, distinctness and edge), then
+# the shipped pipeline on the rule's held-out sets with and without the probe.
+mkdir -p runs/eval/s23 runs/s23-trainside
+for s in chest abdomen head; do
+    mkdir -p "runs/s23-trainside/$s"
+    for c in 000 001 002; do
+        ln -sf "../../families-data/$s/case_$c.nii.gz" "../../families-data/$s/case_${c}_labels.nii.gz" "runs/s23-trainside/$s/"
+    done
+    cp "runs/families-data/$s/labels.tsv" "runs/s23-trainside/$s/"
+    RUST_LOG=sam3d_engine=debug "$bin" eval --data "runs/s23-trainside/$s" --model-only --out "runs/eval/s23/trainside_$s.csv" 2> "runs/eval/s23/trainside_$s.log"
+done
+RUST_LOG=sam3d_engine=debug "$bin" eval "${trainside[@]}" --model-only --out runs/eval/s23/trainside_demo.csv 2> runs/eval/s23/trainside_demo.log
+for p in "" --no-close-up; do
+    for d in runs/eval-scenes/*; do
+        "$bin" eval --data "$d" --model-only $p --out "runs/eval/s23/shipped${p}_$(basename "$d").csv"
+    done
+    "$bin" eval --data runs/eval-phantoms-ct --model-only $p --out "runs/eval/s23/shipped${p}_phantoms.csv"
+    "$bin" eval "${heldout[@]}" --model-only $p --out "runs/eval/s23/shipped${p}_heldout.csv"
+    "$bin" eval "${mrall7[@]}" --model-only $p --out "runs/eval/s23/shipped${p}_mr7.csv"
+done
+echo "session 23's close-up probe: runs/eval/s23/"

@@ -160,7 +160,7 @@ pub fn menu_ui(app: &mut App, ui: &mut egui::Ui) {
             }
             let mut zoom = app.zoom_small;
             let r = ui.checkbox(&mut zoom, "Zoom small objects").on_hover_text(
-                "When the click's shape is small (under 24 mm in equivalent radius: a nodule, a lesion), run its pass again on the scan magnified about the click, up to 4× (0.75 mm pixels, 1 mm cells), and keep that unless the magnified object runs out of the model's cube, as nnInteractive's AutoZoom does. Off: every object at the model's own 3 mm pixels and 4 mm cells.",
+                "When the click's shape is small (under 24 mm in equivalent radius: a nodule, a lesion), run its pass again on the scan magnified about the click, up to 4× (0.75 mm pixels, 1 mm cells), and keep that unless the magnified object runs out of the model's cube, as nnInteractive's AutoZoom does. When the shape is larger, look at the click magnified 4× too: a closed object there that is unlike the shape and has an edge (a lesion inside the organ the shape took) is seen at its own zoom instead. Off: every object at the model's own 3 mm pixels and 4 mm cells.",
             );
             if r.changed() {
                 cmds.push(AppCommand::SetZoomSmall(zoom));

@@ -107,6 +107,12 @@ pub struct PipelineOptions {
     /// are trained at those scales (`augment.zoom_prob`).
     #[arg(long = "no-zoom", action = ArgAction::SetFalse)]
     pub zoom: bool,
+    /// Without the close-up probe: a shape too large to be zoomed stands as it is. By default
+    /// (with the zoom, `data::zoom`), the 2D head also looks at the click magnified 4x, and a
+    /// closed object there that is unlike the first shape and has an edge in the scan (a lesion
+    /// inside the organ the first shape took) is seen at its own zoom instead.
+    #[arg(long = "no-close-up", action = ArgAction::SetFalse)]
+    pub close_up: bool,
 }
 
 impl Default for PipelineOptions {
@@ -122,6 +128,7 @@ impl Default for PipelineOptions {
             mr_adapter: true,
             corrector: true,
             zoom: true,
+            close_up: true,
         }
     }
 }
@@ -170,11 +177,11 @@ mod tests {
     fn no_flags_are_the_shipped_pipeline_and_each_flag_turns_one_thing_off() {
         let none = Flags::try_parse_from(["x"]).expect("parses").pipeline;
         assert_eq!(none, PipelineOptions::default());
-        assert!(none.refine().is_some() && none.extend && none.join && none.mr_adapter && none.zoom);
-        let all = Flags::try_parse_from(["x", "--no-refine", "--no-extend", "--planes", "own", "--views", "2", "--no-join", "--join-near-mm", "0", "--no-mr-adapter", "--no-zoom"])
+        assert!(none.refine().is_some() && none.extend && none.join && none.mr_adapter && none.zoom && none.close_up);
+        let all = Flags::try_parse_from(["x", "--no-refine", "--no-extend", "--planes", "own", "--views", "2", "--no-join", "--join-near-mm", "0", "--no-mr-adapter", "--no-zoom", "--no-close-up"])
             .expect("parses")
             .pipeline;
-        assert!(all.refine().is_none() && !all.extend && !all.join && !all.mr_adapter && !all.zoom);
+        assert!(all.refine().is_none() && !all.extend && !all.join && !all.mr_adapter && !all.zoom && !all.close_up);
         assert_eq!((all.planes, all.views, all.join_near()), (PlaneFusion::Own, 2, None));
         assert!(Flags::try_parse_from(["x", "--views", "5"]).is_err());
         assert!(Flags::try_parse_from(["x", "--join-near-mm", "-1"]).is_err());

@@ -528,7 +528,7 @@ impl Session {
             // The structure under a negative point: the model's one pass there, refined by the
             // image (no continuation or join: only its part on the object matters).
             ObjectPass::Wrong => {
-                let pass = shape_at(model, pv, fusion, at, req.plane, None, false, false, &mut timings, hooks)?;
+                let pass = shape_at(model, pv, fusion, at, req.plane, None, false, Scale::ONE, &mut timings, hooks)?;
                 Ok(refined(&pv.volume, pass.component, at, refine, prompts, &mut timings))
             }
         })?;
@@ -705,7 +705,7 @@ fn run_click(
     hooks: &mut dyn Hooks,
 ) -> Result<(Pass, Option<crate::shape::GridComponent>), EngineError> {
     let check = |hooks: &dyn Hooks| if hooks.cancelled() { Err(EngineError::Cancelled) } else { Ok(()) };
-    let mut first = shape_at(model, pv, fusion, click, plane, drawn, true, options.zoom, timings, hooks)?;
+    let mut first = shape_at(model, pv, fusion, click, plane, drawn, true, Scale::of(options), timings, hooks)?;
     let vol = &pv.volume;
     first.component = refined(vol, first.component.take(), click, refine, prompts, timings);
     let mut component = first.component.clone();
@@ -724,7 +724,7 @@ fn run_click(
         timings.postprocess_secs += t.elapsed().as_secs_f64();
         for (at, idx) in extra.into_iter().filter(|(c, _)| !prompts.blocks(*c)) {
             check(hooks)?;
-            let pass = shape_at(model, pv, fusion, at, plane, None, false, false, timings, hooks)?;
+            let pass = shape_at(model, pv, fusion, at, plane, None, false, Scale::ONE, timings, hooks)?;
             let p = refined(vol, pass.component, at, refine, prompts, timings);
             let t = Instant::now();
             if let (Some(u), Some(p)) = (&component, &p)
@@ -780,10 +780,29 @@ struct Pass {
     component: Option<crate::shape::GridComponent>,
 }
 
-/// One pass of the model at `click` (module doc of [`Pass`]). `zoom`: the scale follows the
-/// object ([`crate::data::zoom`]): when the 2D mask on the clicked slice is small, the pass
-/// runs again in the scan magnified about the click (its 2D mask too), and its maps and
-/// distances are brought back to the scan's own world before the component is taken.
+/// The scales a pass may see the scan at ([`shape_at`]).
+#[derive(Clone, Copy, Debug)]
+struct Scale {
+    /// A small shape is seen again magnified ([`PipelineOptions::zoom`]).
+    zoom: bool,
+    /// With `zoom`, the close-up probe ([`PipelineOptions::close_up`]).
+    close_up: bool,
+}
+
+impl Scale {
+    /// The scan's own scale only (the continuation's and the prompts' passes).
+    const ONE: Scale = Scale { zoom: false, close_up: false };
+    fn of(o: &PipelineOptions) -> Scale {
+        Scale { zoom: o.zoom, close_up: o.zoom && o.close_up }
+    }
+}
+
+/// One pass of the model at `click` (module doc of [`Pass`]). With [`Scale::zoom`] the scale
+/// follows the object ([`crate::data::zoom`]): when the first shape is small, the pass runs
+/// again in the scan magnified about the click (its 2D mask too), and its maps and distances
+/// are brought back to the scan's own world before the component is taken; with
+/// [`Scale::close_up`], a shape too large for that is checked by the close-up probe
+/// ([`close_up_zoom`]), whose closed object sets the zoom instead.
 #[allow(clippy::too_many_arguments)]
 fn shape_at(
     model: &dyn ShapeModel,
@@ -793,7 +812,7 @@ fn shape_at(
     plane: ViewPlane,
     drawn: Option<&Array2<bool>>,
     first: bool,
-    zoom: bool,
+    Scale { zoom, close_up }: Scale,
     timings: &mut Timings,
     hooks: &mut dyn Hooks,
 ) -> Result<Pass, EngineError> {
@@ -857,8 +876,15 @@ fn shape_at(
     // that pass, brought back to the scan's world, replaces it — unless the magnified object
     // reaches its cube's faces (it does not fit: a vessel, a leak), as nnInteractive zooms out
     // when its prediction meets the patch's border.
+    // A shape too large to be zoomed may still not be what was clicked (a lesion inside an
+    // organ, whose first shape is the organ): the close-up probe looks at the click magnified
+    // the most, and a closed object there sets the zoom instead.
     let z = match &component {
-        Some(c) if zoom && drawn.is_none() => crate::data::zoom::zoom_for_radius(crate::data::zoom::ball_radius_mm(c.voxel_count as f64 * vol.voxel_ml())),
+        Some(c) if zoom && drawn.is_none() => match crate::data::zoom::zoom_for_radius(crate::data::zoom::ball_radius_mm(c.voxel_count as f64 * vol.voxel_ml())) {
+            z if z > 1.0 => z,
+            _ if close_up => close_up_zoom(model, pv, click, plane, &params, (&sample.image, &mask2d), timings)?,
+            _ => 1.0,
+        },
         _ => 1.0,
     };
     if z > 1.0 {
@@ -887,6 +913,35 @@ fn shape_at(
         }
     }
     Ok(Pass { sample, mask2d, class, sdf, component })
+}
+
+/// The close-up probe ([`crate::data::zoom::closed_object_radius_mm`]): the 2D head on the slice
+/// magnified [`crate::data::zoom::ZOOM_MAX`] times about the click; the zoom for the closed
+/// object it sees there, 1 when it sees none. Its time is the 2D stage's.
+fn close_up_zoom(
+    model: &dyn ShapeModel,
+    pv: &PreparedVolume,
+    click: RasMm,
+    plane: ViewPlane,
+    params: &click::ClickParams,
+    (first_image, first_mask): (&Array2<f32>, &Array2<bool>),
+    timings: &mut Timings,
+) -> Result<f64, EngineError> {
+    use crate::data::zoom::{PROBE_MIN_CONTRAST, PROBE_MIN_DISTINCT, ZOOM_MAX, close_up_contrast, close_up_distinctness, closed_object_radius_mm, zoom_for_radius};
+    let t = Instant::now();
+    let m = crate::data::train_samples::Similarity { scale: ZOOM_MAX, ..crate::data::train_samples::Similarity::identity(click) };
+    let pvz = pv.with_affine(&m.apply_affine(&pv.volume.ras_from_voxel))?;
+    let sample = click::prepare_click(&pvz, click, plane, params)?;
+    let mask = model.masks2d(&[&sample])?.remove(0);
+    let r = closed_object_radius_mm(&mask, params, ZOOM_MAX);
+    // The object must be unlike the first shape and have an edge in the scan: inside an organ's
+    // even texture the magnified head also draws closed blobs.
+    let distinct = r.and_then(|_| close_up_distinctness(&sample.image, &mask, first_image, first_mask));
+    let contrast = distinct.filter(|d| *d >= PROBE_MIN_DISTINCT).and_then(|_| close_up_contrast(&sample.image, &mask));
+    let taken = r.filter(|_| contrast.is_some_and(|c| c >= PROBE_MIN_CONTRAST));
+    timings.mask2d_secs += t.elapsed().as_secs_f64();
+    log::debug!("close-up probe at {click:?} ({plane:?}): closed object radius {r:?} mm, unlike the first shape by {distinct:?}, edge {contrast:?}: {}", if taken.is_some() { "taken" } else { "not taken" });
+    Ok(taken.map_or(1.0, zoom_for_radius))
 }
 
 /// A pass's 3D stage ([`shape_at`]): the clicked plane's shape, with the other planes through
@@ -1276,7 +1331,7 @@ mod tests {
         let click = RasMm::from_vec(centre + nalgebra::Vector3::new(1.0, -1.0, 0.5));
         let dice = |zoom: bool| {
             let mut timings = Timings::default();
-            let pass = shape_at(&Bright, &pv, (PlaneFusion::Median, 0), click, ViewPlane::Axial, None, true, zoom, &mut timings, &mut NoHooks).expect("pass");
+            let pass = shape_at(&Bright, &pv, (PlaneFusion::Median, 0), click, ViewPlane::Axial, None, true, Scale { zoom, close_up: true }, &mut timings, &mut NoHooks).expect("pass");
             let got = pass.component.expect("a component").to_mask(vol.shape().array_shape());
             (crate::engine::eval::mask_dice(&got, &truth), timings.zoom, pass.sample.ras_from_pixel.apply(Point3::new(15.5, 15.5, 0.0)))
         };
@@ -1288,6 +1343,130 @@ mod tests {
         assert!(zoomed > plain + 0.05, "magnified {zoomed} against as it is {plain}");
         // The slice's centre pixel maps back onto the click in the scan's world.
         assert!((centre_px.v - click.v).norm() < 1e-6, "{centre_px:?}");
+    }
+
+    /// A network that sees coarsely: it answers "what looks like the click" on the scan averaged
+    /// over a fixed number of its pixels and cells (5 pixels, 3 cells), so at the model's own
+    /// 3 mm pixels a 3 mm lesion is averaged into the organ around it, and only a close-up
+    /// tells them apart, as the shipped network swallows a lesion into its organ.
+    struct Coarse;
+    impl Coarse {
+        const LIKE: f32 = 0.08;
+        fn box_mean2(a: &Array2<f32>, r: usize) -> Array2<f32> {
+            let (h, w) = a.dim();
+            Array2::from_shape_fn((h, w), |(y, x)| {
+                let sl = a.slice(ndarray::s![y.saturating_sub(r)..(y + r + 1).min(h), x.saturating_sub(r)..(x + r + 1).min(w)]);
+                sl.sum() / sl.len() as f32
+            })
+        }
+        fn box_mean3(a: &Array3<f32>, r: usize) -> Array3<f32> {
+            let (d, h, w) = a.dim();
+            Array3::from_shape_fn((d, h, w), |(k, j, i)| {
+                let sl = a.slice(ndarray::s![k.saturating_sub(r)..(k + r + 1).min(d), j.saturating_sub(r)..(j + r + 1).min(h), i.saturating_sub(r)..(i + r + 1).min(w)]);
+                sl.sum() / sl.len() as f32
+            })
+        }
+    }
+    impl ShapeModel for Coarse {
+        fn click_params(&self) -> click::ClickParams {
+            Bright.click_params()
+        }
+        fn masks2d(&self, samples: &[&ClickSample]) -> Result<Vec<Array2<bool>>, EngineError> {
+            Ok(samples.iter().map(|s| {
+                let c = s.image.nrows() / 2;
+                let b = Self::box_mean2(&s.image, 2);
+                let at = b[[c, c]];
+                crate::engine::shape_model::component_2d(&b.mapv(|v| (v - at).abs() < Self::LIKE), [c, c])
+            }).collect())
+        }
+        fn sdfs(&self, samples: &[&ClickSample], _masks: &[&Array2<bool>]) -> Result<Vec<(usize, Array3<f32>)>, EngineError> {
+            Ok(samples.iter().map(|s| {
+                let b = Self::box_mean3(s.guide.as_ref().expect("guide"), 1);
+                let c = b.dim().0 / 2;
+                // The click lies between the eight central cells.
+                let at = b.slice(ndarray::s![c - 1..=c, c - 1..=c, c - 1..=c]).mean().expect("cells");
+                (0, b.mapv(|v| (v - at).abs() - Self::LIKE))
+            }).collect())
+        }
+    }
+
+    /// A 3 mm lesion (200 HU) inside a 30 mm-radius organ (60 HU) on a 1 mm grid, clicked at its
+    /// centre. The coarse network's first shape is the organ, too large to be zoomed; the
+    /// close-up probe sees the lesion closed at 4x, and the magnified pass finds the lesion.
+    /// Without the zoom the result is the organ.
+    #[test]
+    fn the_close_up_probe_finds_a_lesion_the_first_shape_swallows() {
+        let mut data = Array3::<f32>::from_elem((80, 80, 80), -100.0);
+        let (organ, lesion) = (nalgebra::Vector3::new(40.0, 40.0, 40.0), nalgebra::Vector3::new(46.0, 37.0, 41.0));
+        for ((k, j, i), v) in data.indexed_iter_mut() {
+            let p = nalgebra::Vector3::new(i as f64, j as f64, k as f64);
+            if (p - lesion).norm() <= 3.0 {
+                *v = 200.0;
+            } else if (p - organ).norm() <= 30.0 {
+                *v = 60.0;
+            }
+        }
+        let vol = Arc::new(Volume::new(data, RasFromVoxel::identity()).expect("volume"));
+        let truth = vol.data.mapv(|v| v > 100.0);
+        let pv = PreparedVolume::new(vol.clone(), Some(Modality::Ct), [-160.0, 240.0]).expect("prepared");
+        let click = RasMm::from_vec(lesion);
+        let pass = |zoom: bool| {
+            let mut timings = Timings::default();
+            let p = shape_at(&Coarse, &pv, (PlaneFusion::Median, 0), click, ViewPlane::Axial, None, true, Scale { zoom, close_up: true }, &mut timings, &mut NoHooks).expect("pass");
+            let c = p.component.expect("a component");
+            let inside = c.to_mask(vol.shape().array_shape()).iter().zip(truth.iter()).filter(|(m, t)| **m && **t).count();
+            (inside as f64 / c.voxel_count as f64, c.voxel_count, timings.zoom)
+        };
+        let (plain, plain_voxels, none) = pass(false);
+        let (zoomed, zoomed_voxels, z) = pass(true);
+        assert_eq!(none, None);
+        assert!(plain_voxels > 20_000 && plain < 0.01, "as it is, the organ: {plain_voxels} voxels, {plain} of them in the lesion");
+        assert_eq!(z, Some(crate::data::zoom::ZOOM_MAX), "the lesion is seen at the largest zoom");
+        // (This network's magnified shape is the lesion's core: its 3-cell average blurs the rim.)
+        assert!(zoomed > 0.95 && (10..=113).contains(&zoomed_voxels), "with the probe: {zoomed_voxels} voxels, {zoomed} of them in the lesion (113 voxels)");
+    }
+
+    /// A network that draws the same closed blob wherever it is clicked (a 6-pixel disc, a
+    /// 6-cell ball), as the shipped network does when magnified inside an organ's even texture.
+    struct Blob;
+    impl ShapeModel for Blob {
+        fn click_params(&self) -> click::ClickParams {
+            Bright.click_params()
+        }
+        fn masks2d(&self, samples: &[&ClickSample]) -> Result<Vec<Array2<bool>>, EngineError> {
+            Ok(samples.iter().map(|s| {
+                let c = s.image.nrows() as f64 / 2.0;
+                Array2::from_shape_fn(s.image.dim(), |(y, x)| (y as f64 - c).powi(2) + (x as f64 - c).powi(2) <= 36.0)
+            }).collect())
+        }
+        fn sdfs(&self, samples: &[&ClickSample], _masks: &[&Array2<bool>]) -> Result<Vec<(usize, Array3<f32>)>, EngineError> {
+            Ok(samples.iter().map(|s| {
+                let c = s.guide.as_ref().expect("guide").dim().0 as f32 / 2.0 - 0.5;
+                (0, Array3::from_shape_fn(s.guide.as_ref().expect("guide").dim(), |(k, j, i)| ((k as f32 - c).powi(2) + (j as f32 - c).powi(2) + (i as f32 - c).powi(2)).sqrt() - 6.0))
+            }).collect())
+        }
+    }
+
+    /// A click in an organ's noisy, even texture with a network that draws a closed blob in any
+    /// close-up: the probe sees a closed object, but one neither unlike the first shape nor with
+    /// an edge, so it is not taken and the first shape (a 24 mm ball: too large to be zoomed)
+    /// stands. (Taken, its 6 mm ball would fit the magnified cube.)
+    #[test]
+    fn the_close_up_probe_does_not_take_a_blob_drawn_in_an_even_texture() {
+        let mut state = 99u64;
+        let data = Array3::<f32>::from_shape_fn((80, 80, 80), |_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            60.0 + ((state >> 11) as f64 / (1u64 << 53) as f64 * 16.0 - 8.0) as f32
+        });
+        let vol = Arc::new(Volume::new(data, RasFromVoxel::identity()).expect("volume"));
+        let pv = PreparedVolume::new(vol.clone(), Some(Modality::Ct), [-160.0, 240.0]).expect("prepared");
+        let mut timings = Timings::default();
+        let p = shape_at(&Blob, &pv, (PlaneFusion::Median, 0), RasMm::new(40.0, 40.0, 40.0), ViewPlane::Axial, None, true, Scale { zoom: true, close_up: true }, &mut timings, &mut NoHooks).expect("pass");
+        assert_eq!(timings.zoom, None, "the blob in the texture is not taken");
+        let n = p.component.expect("the first shape").voxel_count;
+        assert!(n > 50_000, "the first shape stands: {n} voxels (a 24 mm ball holds 57 900)");
     }
 
     /// A vessel along the axial slice's normal (a 6 mm-radius tube through the whole scan):
@@ -1306,7 +1485,7 @@ mod tests {
         let click = RasMm::new(30.0, 33.0, 31.0);
         let pass = |zoom: bool| {
             let mut timings = Timings::default();
-            let p = shape_at(&Bright, &pv, (PlaneFusion::Median, 0), click, ViewPlane::Axial, None, true, zoom, &mut timings, &mut NoHooks).expect("pass");
+            let p = shape_at(&Bright, &pv, (PlaneFusion::Median, 0), click, ViewPlane::Axial, None, true, Scale { zoom, close_up: true }, &mut timings, &mut NoHooks).expect("pass");
             (p.component.expect("a component"), timings.zoom, timings.mask2d_secs > 0.0)
         };
         let (plain, none, _) = pass(false);
