@@ -724,6 +724,38 @@ fn shipped_mr_adapter_segments_the_real_mr() {
     assert!(base < 0.3 && with > base + 0.4, "the base alone: {base}, with the adapter {with}");
 }
 
+/// The close-up probe with the shipped weights on a held-out abdomen scene (the model card's
+/// "Session 23": `runs/eval-scenes/ct_abdomen`'s third case, seed 9102): a click on a liver
+/// lesion of about 5 ml gives the liver without the probe, and the lesion with it; a click on
+/// the liver itself stays the liver.
+#[test]
+fn shipped_pipeline_finds_a_lesion_inside_the_liver() {
+    use sam3d_engine::engine::eval::eval_clicks;
+    use sam3d_studio::data::phantom::PhantomSpec;
+    use sam3d_studio::data::scenes::{Scene, generate_scene};
+    use sam3d_studio::shape::metrics::mask_metrics;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let case = generate_scene(Scene::Abdomen, &PhantomSpec::medium(sam3d_studio::volume::Modality::Ct), 9102);
+    let labels = case.labels;
+    let mut s = Session::new();
+    s.load_weights(&root.join("assets/models/default.safetensors"), Device::Cpu).expect("shipped weights");
+    s.set_volume(Arc::new(case.volume), None).expect("volume");
+    assert!(s.options().zoom && s.options().close_up, "the zoom and the close-up probe are the defaults");
+    let dice = |s: &mut Session, label: u16| {
+        let (plane, click) = eval_clicks(&labels, label)[0];
+        let r = s.infer(&InferRequest::click(click, plane), &mut NoHooks).expect("infer");
+        (mask_metrics(label, r.mask.data.mapv(|v| v != 0).view(), labels.mask(label).view(), labels.spacing_mm()).dice, r.timings.zoom)
+    };
+    let (lesion, zoom) = dice(&mut s, 141);
+    let (liver, liver_zoom) = dice(&mut s, 5);
+    set_pipeline(&mut s, |o| o.close_up = false);
+    let (without, none) = dice(&mut s, 141);
+    eprintln!("liver lesion: {lesion:.3} with the probe (zoom {zoom:?}), {without:.3} without; the liver {liver:.3}");
+    assert!(zoom.is_some_and(|z| z > 1.0) && none.is_none());
+    assert!(lesion > 0.45 && without < 0.1, "the lesion: Dice {lesion} with the probe (card: 0.606), {without} without (0.022)");
+    assert!(liver > 0.8 && liver_zoom.is_none(), "the liver: Dice {liver}, zoom {liver_zoom:?}");
+}
+
 /// Changes one thing of a session's pipeline.
 fn set_pipeline(s: &mut Session, f: impl FnOnce(&mut sam3d_studio::options::PipelineOptions)) {
     let mut o = s.options().clone();
