@@ -96,6 +96,16 @@ def flow(url, work, key):
     pk, pj, pi = meta["extra_kji"]
     s.add_point_interaction((pk, pj, pi), include_interaction=True)
     save("initial_plus_point")
+    # A small structure with the client's auto-zoom as the capabilities set it, then off.
+    facts["caps"]["do_autozoom"] = s.do_autozoom
+    sk, sj, si = meta["small_kji"]
+    s.reset_interactions()
+    s.add_point_interaction((sk, sj, si), include_interaction=True)
+    save("small_zoom")
+    s.set_do_autozoom(False)
+    s.reset_interactions()
+    s.add_point_interaction((sk, sj, si), include_interaction=True)
+    save("small_one_scale")
     refused = {}
     refused["scribble"] = status_of(lambda: s.add_scribble_interaction(np.zeros(img.shape, np.uint8), include_interaction=True))
     refused["negative_box"] = status_of(lambda: s.add_bbox_interaction([[k, k + 1], [j0, j1], [i0, i1]], include_interaction=False))

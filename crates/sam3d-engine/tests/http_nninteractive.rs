@@ -101,6 +101,14 @@ fn the_real_client_drives_the_server() {
     };
     let liver = deepest(5);
     let spleen = deepest(1);
+    // A click in the right adrenal gland (4.5 ml) whose first shape is small, so the scale
+    // follows it (`infer`: 653 voxels, against 1605 with --no-zoom). (Its deepest voxels tie,
+    // and the first shapes of some are too large to be zoomed.)
+    let small = {
+        let p = v.voxel_from_ras().apply(sam3d_core::geometry::RasMm::new(23.04, 152.32, 400.30));
+        [p.z().round() as usize, p.y().round() as usize, p.x().round() as usize]
+    };
+    assert_eq!(labels.data[small], 8, "the click is in the right adrenal gland");
     let inside = labels.data.indexed_iter().filter(|&(_, &x)| x == 5).map(|(i, _)| i);
     let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
     for (k, j, i) in inside.filter(|(k, _, _)| *k == liver[0]) {
@@ -117,7 +125,7 @@ fn the_real_client_drives_the_server() {
     std::fs::write(w.join("image.f32"), data).expect("image");
     let meta = serde_json::json!({
         "shape": shape, "affine": v.ras_from_voxel.rows(), "click_kji": liver, "negative_kji": spleen,
-        "box_kji": [[lo[0], hi[0]], [lo[1], hi[1]], [lo[2], hi[2]]], "extra_kji": extra,
+        "box_kji": [[lo[0], hi[0]], [lo[1], hi[1]], [lo[2], hi[2]]], "extra_kji": extra, "small_kji": small,
     });
     std::fs::write(w.join("image.json"), meta.to_string()).expect("meta");
     let key = w.join("key");
@@ -150,6 +158,12 @@ fn the_real_client_drives_the_server() {
     let grown = refined.iter().zip(&point).filter(|(a, b)| **a == 1 && **b == 0).count();
     let kept = refined.iter().zip(&point).filter(|(a, b)| **a == 1 && **b == 1).count();
     assert!(kept * 100 >= point.iter().filter(|&&x| x == 1).count() * 95, "the point kept the initial segmentation ({kept} kept, {grown} added)");
+    // The client's auto-zoom: on by the capabilities, as `infer`; off, as `infer --no-zoom`.
+    assert_eq!(facts["caps"]["do_autozoom"].as_bool(), Some(true));
+    let (zoomed, one_scale) = (read_u8(&w.join("small_zoom.u8"), shape), read_u8(&w.join("small_one_scale.u8"), shape));
+    assert!(zoomed == infer(&ct, w, "small", &["--click-ras".into(), ras_arg(&v, small)]), "auto-zoom on: the client's buffer differs from infer's");
+    assert!(one_scale == infer(&ct, w, "small_one_scale", &["--click-ras".into(), ras_arg(&v, small), "--no-zoom".into()]), "auto-zoom off: the client's buffer differs from infer --no-zoom's");
+    assert!(zoomed != one_scale, "the auto-zoom changed nothing on a small structure");
     drop(server);
 
     // Expiry, capacity, keys and hostile bodies on a small, strict server.

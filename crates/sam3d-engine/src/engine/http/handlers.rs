@@ -44,7 +44,7 @@ pub fn app_state(options: HttpOptions, worker: ModelWorker) -> AppState {
         preferred_scribble_thickness: None,
         interaction_decay: None,
         patch_size: None,
-        do_autozoom: false,
+        do_autozoom: true,
         inference_session_version: format!("sam3d-studio-engine {}", env!("CARGO_PKG_VERSION")),
         license: Some("Apache-2.0".into()),
         supports_undo: true,
@@ -292,7 +292,8 @@ async fn set_do_autozoom(State(st): St, headers: HeaderMap, body: Body) -> Respo
         authorize(&st, &headers)?;
         let lease = lease_of(&st, &headers, true)?;
         let req: AutozoomRequest = json_body(&st, body, PATH_SET_DO_AUTOZOOM).await?;
-        // Accepted and kept; this model chooses its own scale (capabilities say do_autozoom false).
+        // On (the default, as the capabilities say): the scale follows the object; off: this
+        // client's prompts run at the model's own scale (no zoom, no close-up probe).
         lease.lock().do_autozoom = req.do_autozoom;
         Ok(serde_json::json!({}))
     };
@@ -348,7 +349,7 @@ fn run_prompts(st: &AppState, lease: &Lease, state: &mut LeaseState, prompts: Ve
     let mut secs = 0.0;
     for (prompt, plane) in prompts {
         let req = InferRequest { prompt, plane, mask2d: None, object: state.object };
-        match st.worker.prompt(lease.client, req) {
+        match st.worker.prompt(lease.client, req, state.do_autozoom) {
             Ok(out) => {
                 secs += out.secs;
                 state.object = Some(out.object);

@@ -56,7 +56,9 @@ pub struct PromptOutcome {
 
 enum Job {
     SetImage { client: ClientId, volume: Arc<Volume>, modality: Option<Modality>, reply: Sender<Result<Modality, WorkerError>> },
-    Prompt { client: ClientId, req: Box<InferRequest>, reply: Sender<Result<PromptOutcome, WorkerError>> },
+    /// `zoom`: the client's auto-zoom (nnInteractive's `set_do_autozoom`); off turns the scale
+    /// that follows the object off for this prompt.
+    Prompt { client: ClientId, req: Box<InferRequest>, zoom: bool, reply: Sender<Result<PromptOutcome, WorkerError>> },
     StartObject { client: ClientId, component: Option<GridComponent>, reply: Sender<Result<ObjectRef, WorkerError>> },
     Forget { client: ClientId },
 }
@@ -74,6 +76,8 @@ struct Worker {
     /// The client whose volume the session holds.
     current: Option<ClientId>,
     parked: HashMap<ClientId, VolumeState>,
+    /// The server's own zoom ([`PipelineOptions::zoom`]); a client can only turn it off.
+    zoom: bool,
 }
 
 impl ModelWorker {
@@ -83,6 +87,7 @@ impl ModelWorker {
         let (ready_tx, ready_rx) = bounded::<Result<ModelInfo, String>>(1);
         std::thread::Builder::new().name("sam3d-http-model".into()).spawn(move || {
             let mut session = Session::new();
+            let zoom = options.zoom;
             let loaded = (|| {
                 session.set_options(options)?;
                 let info = session.load_weights(&weights, device)?;
@@ -92,7 +97,7 @@ impl ModelWorker {
             let ok = loaded.is_ok();
             let _ = ready_tx.send(loaded.map_err(|e| format!("{}: {e}", weights.display())));
             if ok {
-                Worker { session, current: None, parked: HashMap::new() }.run(rx);
+                Worker { session, current: None, parked: HashMap::new(), zoom }.run(rx);
             }
         })?;
         let info = ready_rx.recv().map_err(|_| anyhow::anyhow!("the model thread stopped while loading"))?.map_err(anyhow::Error::msg)?;
@@ -114,9 +119,9 @@ impl ModelWorker {
         self.ask(|reply| Job::SetImage { client, volume, modality, reply })
     }
 
-    /// One prompt on a client's object (blocks until done).
-    pub fn prompt(&self, client: ClientId, req: InferRequest) -> Result<PromptOutcome, WorkerError> {
-        self.ask(|reply| Job::Prompt { client, req: Box::new(req), reply })
+    /// One prompt on a client's object (blocks until done); `zoom`: the client's auto-zoom.
+    pub fn prompt(&self, client: ClientId, req: InferRequest, zoom: bool) -> Result<PromptOutcome, WorkerError> {
+        self.ask(|reply| Job::Prompt { client, req: Box::new(req), zoom, reply })
     }
 
     /// A new object from a segmentation the client has.
@@ -138,8 +143,12 @@ impl Worker {
                     let r = self.guarded(client, |s| Ok(s.set_volume(volume, modality)?));
                     let _ = reply.send(r);
                 }
-                Job::Prompt { client, req, reply } => {
+                Job::Prompt { client, req, zoom, reply } => {
+                    let zoom = zoom && self.zoom;
                     let r = self.guarded(client, |s| {
+                        if s.options().zoom != zoom {
+                            s.set_options(PipelineOptions { zoom, ..s.options().clone() })?;
+                        }
                         let t = Instant::now();
                         let r = s.infer(&req, &mut NoHooks)?;
                         Ok(PromptOutcome { candidate: r.component, object: r.object, secs: t.elapsed().as_secs_f64() })
