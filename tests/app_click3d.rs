@@ -577,3 +577,37 @@ fn start_up_point_and_click_run_once_the_volume_is_open() {
     assert!(e.contains("lies outside") && e.contains("ct.nii.gz"), "{e}");
     assert!(h.state().rt.click.candidate.is_none() && !h.state().is_clicking());
 }
+
+/// A model result seen magnified (a small object, or a lesion the close-up probe found inside
+/// the first shape) says so beside its size ("· seen at 3.7×", on the toolbar or, when the toolbar
+/// is full, the status bar); one seen as it is says nothing of the kind.
+#[test]
+fn a_magnified_result_says_so_on_the_toolbar() {
+    let mut h = harness();
+    let shape = h.state().scene().expect("scene").volume.array_shape();
+    let mut mask = ndarray::Array3::from_elem((shape[0], shape[1], shape[2]), false);
+    mask[[60, 50, 40]] = true;
+    let candidate = |zoom| sam3d_studio::app::click3d::Candidate {
+        job: 1,
+        click: RasMm::new(0.0, 0.0, 0.0),
+        mask: std::sync::Arc::new(mask.clone()),
+        mesh: None,
+        voxels: 1,
+        ml: 0.027,
+        method: ClickMethod::Model,
+        millis: 500.0,
+        passes: 1,
+        joined: false,
+        zoom,
+        bbox_kji: Some(([60, 50, 40], [60, 50, 40])),
+        adapter: None,
+        compared: None,
+    };
+    h.state_mut().rt.click.candidate = Some(candidate(Some(3.66)));
+    h.run_steps(3);
+    assert!(h.query_by_label_contains("· seen at 3.7×").is_some(), "the toolbar or the status bar names the magnification");
+    h.state_mut().rt.click.candidate = Some(candidate(None));
+    h.run_steps(3);
+    assert!(h.query_by_label_contains("seen at").is_none(), "a result seen as it is names none");
+    assert!(h.query_by_label_contains("1 voxels · 0.0 ml · 500 ms").is_some(), "the result's size is on the toolbar");
+}

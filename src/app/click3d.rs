@@ -50,6 +50,10 @@ pub struct Candidate {
     /// Region growing from the click agreed with the model's shape and was joined to it
     /// ([`crate::baseline::join`]).
     pub joined: bool,
+    /// The magnification the model saw the scan at about the click (`data::zoom`: a small
+    /// object, or a distinct one the close-up probe found inside the first shape); `None`: as
+    /// it is.
+    pub zoom: Option<f64>,
     /// The box `mask` lies in (`[k, j, i]`, first and last voxel; `None`: unknown or empty), so
     /// accepting walks the box, not the whole grid.
     pub bbox_kji: Option<([usize; 3], [usize; 3])>,
@@ -65,6 +69,10 @@ impl Candidate {
     /// Its size and time, one line (the toolbar's and the status bar's).
     pub fn size_and_time(&self) -> String {
         format!("{} voxels · {:.1} ml · {:.0} ms", self.voxels, self.ml, self.millis)
+    }
+    /// " · seen at 3.7×" when the model saw the scan magnified, else nothing.
+    pub fn zoom_text(&self) -> String {
+        self.zoom.map_or_else(String::new, |z| format!(" · seen at {z:.1}×"))
     }
 }
 
@@ -168,6 +176,7 @@ fn growing_event(job: u64, click: RasMm, result: std::thread::Result<Result<Arra
                 millis: t0.elapsed().as_secs_f64() * 1000.0,
                 passes: 1,
                 joined: false,
+                zoom: None,
                 bbox_kji,
                 adapter: None,
                 compared: None,

@@ -1539,6 +1539,7 @@ impl App {
                     let millis = timings.total_secs * 1000.0;
                     let passes = 1 + timings.extension_passes;
                     let joined = matches!(timings.join, Some(JoinOutcome::Joined | JoinOutcome::JoinedNear));
+                    let zoom = timings.zoom;
                     // Reading the result files is file I/O: never on the UI thread.
                     let spawned = std::thread::Builder::new().name("sam3d-read-result".into()).spawn(move || {
                         let ev = match remote::read_result(crop.as_ref(), mesh_path.as_deref(), voxel_count, grid_kji) {
@@ -1553,6 +1554,7 @@ impl App {
                                 millis,
                                 passes,
                                 joined,
+                                zoom,
                                 bbox_kji: r.bbox_kji,
                                 adapter,
                                 compared: None,

@@ -292,7 +292,7 @@ pub fn status_ui(app: &mut App, ui: &mut egui::Ui) {
             if let Some(c) = app.rt.click.candidate.as_ref().filter(|_| app.rt.summary_in_status && app.rt.click.running.is_none()) {
                 ui.separator();
                 let dice = c.compared.as_ref().map_or_else(String::new, |cmp| format!(" · {}", cmp.summary()));
-                ui.add(egui::Label::new(RichText::new(format!("result: {}{dice}", c.size_and_time())).size(12.0)).truncate());
+                ui.add(egui::Label::new(RichText::new(format!("result: {}{}{dice}", c.size_and_time(), c.zoom_text())).size(12.0)).truncate());
             }
             if let Some(job) = &app.rt.edit_job {
                 ui.separator();
@@ -693,8 +693,9 @@ fn candidate_summary_ui(app: &App, ui: &mut egui::Ui) -> bool {
     if let Some(c) = &app.rt.click.candidate {
         let passes = if c.passes > 1 { format!(" · {} passes", c.passes) } else { String::new() };
         let joined = if c.joined { " · + growing" } else { "" };
+        let zoom = c.zoom_text();
         let adapter = c.adapter.as_ref().map_or_else(String::new, |a| format!(" · {a}"));
-        let text = RichText::new(format!("{}{passes}{joined}{adapter}", c.size_and_time())).color(Color32::from_rgb(60, 220, 230)).size(12.0);
+        let text = RichText::new(format!("{}{passes}{joined}{zoom}{adapter}", c.size_and_time())).color(Color32::from_rgb(60, 220, 230)).size(12.0);
         let Some(text) = fitting(ui, text) else { return false };
         let label = ui.label(text);
         let mut hover = Vec::new();
@@ -702,6 +703,11 @@ fn candidate_summary_ui(app: &App, ui: &mut egui::Ui) -> bool {
             hover.push(format!(
                 "The organ reached the faces of the model's output cube: {} more clicks toward them continued it (infer --no-extend: one pass).",
                 c.passes - 1
+            ));
+        }
+        if let Some(z) = c.zoom {
+            hover.push(format!(
+                "The model saw the scan magnified {z:.1}× about the click: the object was small, or the close-up probe found a distinct object (a lesion) inside the first shape (Model → Zoom small objects; infer --no-zoom, --no-close-up)."
             ));
         }
         if let Some(a) = &c.adapter {
