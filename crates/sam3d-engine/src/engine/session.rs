@@ -889,10 +889,7 @@ fn shape_at(
     };
     if z > 1.0 {
         let t0 = Instant::now();
-        let t = crate::data::train_samples::Similarity { scale: z, ..crate::data::train_samples::Similarity::identity(click) };
-        let pvz = pv.with_affine(&t.apply_affine(&pv.volume.ras_from_voxel))?;
-        let zs = click::prepare_click(&pvz, click, plane, &params)?;
-        let zm = model.masks2d(&[&zs])?.remove(0);
+        let Magnified { pv: pvz, world: t, sample: zs, mask2d: zm } = magnified(model, pv, click, plane, &params, z)?;
         let (zclass, mut zsdf) = stage.run(&pvz, &zs, &zm, &[], hooks)?;
         timings.shape_secs += t0.elapsed().as_secs_f64();
         check(hooks)?;
@@ -915,6 +912,25 @@ fn shape_at(
     Ok(Pass { sample, mask2d, class, sdf, component })
 }
 
+/// The scan magnified about the click (which stays where it is), and the click seen there.
+struct Magnified {
+    pv: PreparedVolume,
+    /// The magnification of the scan's world about the click.
+    world: crate::data::train_samples::Similarity,
+    sample: ClickSample,
+    /// The 2D head's mask on the magnified slice.
+    mask2d: Array2<bool>,
+}
+
+/// The scan magnified `z` times about `click`, the click's sample there and the 2D head's mask.
+fn magnified(model: &dyn ShapeModel, pv: &PreparedVolume, click: RasMm, plane: ViewPlane, params: &click::ClickParams, z: f64) -> Result<Magnified, EngineError> {
+    let world = crate::data::train_samples::Similarity { scale: z, ..crate::data::train_samples::Similarity::identity(click) };
+    let pv = pv.with_affine(&world.apply_affine(&pv.volume.ras_from_voxel))?;
+    let sample = click::prepare_click(&pv, click, plane, params)?;
+    let mask2d = model.masks2d(&[&sample])?.remove(0);
+    Ok(Magnified { pv, world, sample, mask2d })
+}
+
 /// The close-up probe ([`crate::data::zoom::closed_object_radius_mm`]): the 2D head on the slice
 /// magnified [`crate::data::zoom::ZOOM_MAX`] times about the click; the zoom for the closed
 /// object it sees there, 1 when it sees none. Its time is the 2D stage's.
@@ -929,10 +945,7 @@ fn close_up_zoom(
 ) -> Result<f64, EngineError> {
     use crate::data::zoom::{PROBE_MIN_CONTRAST, PROBE_MIN_DISTINCT, ZOOM_MAX, close_up_contrast, close_up_distinctness, closed_object_radius_mm, zoom_for_radius};
     let t = Instant::now();
-    let m = crate::data::train_samples::Similarity { scale: ZOOM_MAX, ..crate::data::train_samples::Similarity::identity(click) };
-    let pvz = pv.with_affine(&m.apply_affine(&pv.volume.ras_from_voxel))?;
-    let sample = click::prepare_click(&pvz, click, plane, params)?;
-    let mask = model.masks2d(&[&sample])?.remove(0);
+    let Magnified { sample, mask2d: mask, .. } = magnified(model, pv, click, plane, params, ZOOM_MAX)?;
     let r = closed_object_radius_mm(&mask, params, ZOOM_MAX);
     // The object must be unlike the first shape and have an edge in the scan: inside an organ's
     // even texture the magnified head also draws closed blobs.
